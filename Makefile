@@ -1,0 +1,37 @@
+# The two commands a new user needs: `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+READY  := $(VENV)/.installed
+CONFIG ?= config/execd.toml
+
+.PHONY: setup run test lint bench clean
+
+setup: $(READY)
+
+# Re-install whenever pyproject.toml changes.
+$(READY): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+# First run only: seed the inbox with the shipped sample intents.
+run: setup
+	@if [ ! -d var/lakehouse ]; then \
+		mkdir -p var/lakehouse/inbox && cp config/samples/*.jsonl var/lakehouse/inbox/ && \
+		echo "seeded var/lakehouse/inbox with config/samples"; fi
+	$(BIN)/execd run --config $(CONFIG)
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check execd tests bench
+	$(BIN)/mypy
+
+bench: setup
+	$(BIN)/python bench/paper.py
+
+clean:
+	rm -rf var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,295 @@
+"""The daemon's configuration: a TOML file decoded into typed structs.
+
+Loading never stops at the first mistake: every problem is reported on its own line
+as ``FILE: KEY: expected WHAT, found WHAT`` so an operator fixes them in one pass.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta, Struct
+
+from execd.messages import Plane
+from execd.reasons import EXECUTION_REJECTED
+
+Positive = Annotated[int, Meta(ge=1)]
+
+
+class DaemonConfig(Struct, frozen=True, forbid_unknown_fields=True):
+    """Where the daemon reads and writes. Relative paths are taken from the working directory."""
+
+    lakehouse: str
+    ledger_dir: str
+    poll_interval_ms: Annotated[int, Meta(ge=1, le=60_000)] = 100
+
+
+class ClockConfig(Struct, frozen=True, forbid_unknown_fields=True):
+    """Which clock drives the daemon: ``logical`` (ticks from input) or ``wall``."""
+
+    kind: Literal["logical", "wall"] = "logical"
+
+
+class QueueConfig(Struct, frozen=True, forbid_unknown_fields=True):
+    """Capacities, in batches, of the bounded streams between actors."""
+
+    sentinel: Positive = 8
+    router: Positive = 8
+    adapter: Positive = 8
+    ledger: Positive = 16
+    commits: Positive = 1
+
+
+class BatchConfig(Struct, frozen=True, forbid_unknown_fields=True):
+    """How much work moves at once."""
+
+    read_chunk_bytes: Annotated[int, Meta(ge=4096)] = 1 << 20
+    items: Positive = 2048
+    commit_records: Positive = 16384
+
+
+class InputConfig(Struct, frozen=True, forbid_unknown_fields=True):
+    """Limits on untrusted input."""
+
+    max_line_bytes: Annotated[int, Meta(ge=256)] = 1 << 20
+
+
+class LedgerConfig(Struct, frozen=True, forbid_unknown_fields=True):
+    """Ledger storage."""
+
+    segment_bytes: Annotated[int, Meta(ge=4096)] = 256 << 20
+
+
+class LogConfig(Struct, frozen=True, forbid_unknown_fields=True):
+    """Logging: ``outcomes = "each"`` logs every durable outcome, ``"summary"`` one line a commit."""
+
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    outcomes: Literal["each", "summary"] = "each"
+
+
+class VenueConfig(Struct, frozen=True, forbid_unknown_fields=True):
+    """One venue: its plane and the adapter that serves it.
+
+    ``plane = "paper"`` uses the paper adapter. ``plane = "live"`` needs an explicit
+    ``adapter``; ``stub`` is seed 000's deterministic live stub (no I/O), which
+    either fills every intent or fails every intent with ``stub_reason``.
+    """
+
+    plane: Plane
+    adapter: Literal["paper", "stub"] | None = None
+    stub_result: Literal["fill", "fail"] = "fill"
+    stub_reason: Literal["EXECUTION_NOT_AVAILABLE", "EXECUTION_REJECTED"] = EXECUTION_REJECTED
+
+    @property
+    def adapter_kind(self) -> str:
+        """The adapter that serves this venue."""
+        return self.adapter or ("paper" if self.plane == "paper" else "")
+
+
+class Config(Struct, frozen=True, forbid_unknown_fields=True):
+    """The whole configuration file."""
+
+    daemon: DaemonConfig
+    venues: dict[Annotated[str, Meta(min_length=1, max_length=128)], VenueConfig]
+    clock: ClockConfig = ClockConfig()
+    queues: QueueConfig = QueueConfig()
+    batches: BatchConfig = BatchConfig()
+    input: InputConfig = InputConfig()
+    ledger: LedgerConfig = LedgerConfig()
+    log: LogConfig = LogConfig()
+
+    @property
+    def inbox(self) -> Path:
+        """Where producers rename intent files into."""
+        return Path(self.daemon.lakehouse) / "inbox"
+
+    @property
+    def archive(self) -> Path:
+        """Where consumed input files go once their last record is durable."""
+        return Path(self.daemon.lakehouse) / "archive"
+
+    @property
+    def rejected(self) -> Path:
+        """Where input files refused as a whole go."""
+        return Path(self.daemon.lakehouse) / "rejected"
+
+    def planes(self) -> dict[str, Plane]:
+        """Venue name to plane, sorted by venue, as recorded in the ledger."""
+        return {name: self.venues[name].plane for name in sorted(self.venues)}
+
+
+class ConfigProblem(Struct, frozen=True):
+    """One thing wrong with a config file."""
+
+    file: str
+    key: str
+    expected: str
+    found: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.key}: expected {self.expected}, found {self.found}"
+
+
+class ConfigError(Exception):
+    """The config file cannot be used; ``problems`` says why, one line each."""
+
+    def __init__(self, problems: list[ConfigProblem]) -> None:
+        super().__init__("\n".join(str(p) for p in problems))
+        self.problems = problems
+
+
+class LoadedConfig(Struct, frozen=True):
+    """A valid config and the digest of the bytes it came from."""
+
+    path: str
+    config: Config
+    sha256: str
+
+
+def load(path: str | Path) -> LoadedConfig:
+    """Read and check ``path``; raise ConfigError listing every problem found."""
+    name = str(path)
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(
+            [ConfigProblem(name, "(file)", "a readable TOML file", exc.strerror or str(exc))]
+        ) from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            [ConfigProblem(name, "(file)", "UTF-8 text", f"invalid byte at {exc.start}")]
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([ConfigProblem(name, "(syntax)", "valid TOML", str(exc))]) from None
+    problems: list[ConfigProblem] = []
+    _check_struct(Config, data, "", name, problems)
+    if not problems:
+        config = msgspec.convert(data, Config)
+        _check_meaning(config, name, problems)
+    if problems:
+        raise ConfigError(problems)
+    return LoadedConfig(name, config, hashlib.sha256(raw).hexdigest())
+
+
+def _check_meaning(config: Config, file: str, problems: list[ConfigProblem]) -> None:
+    """Rules that span keys, which the types alone cannot say."""
+    if not config.venues:
+        problems.append(ConfigProblem(file, "venues", "at least one venue table", "none"))
+    for name, venue in sorted(config.venues.items()):
+        key = f"venues.{name}.adapter"
+        if venue.plane == "paper" and venue.adapter not in (None, "paper"):
+            problems.append(
+                ConfigProblem(file, key, '"paper" (or nothing) on the paper plane', repr(venue.adapter))
+            )
+        if venue.plane == "live" and venue.adapter in (None, "paper"):
+            problems.append(
+                ConfigProblem(
+                    file, key, 'a live adapter ("stub") on the live plane', repr(venue.adapter)
+                )
+            )
+
+
+def _describe(tp: Any) -> str:
+    """A short human name for a field type."""
+    origin = typing.get_origin(tp)
+    if origin is Annotated:
+        base, *metas = typing.get_args(tp)
+        bounds = []
+        for meta in metas:
+            if isinstance(meta, Meta):
+                if meta.ge is not None:
+                    bounds.append(f">= {meta.ge}")
+                if meta.le is not None:
+                    bounds.append(f"<= {meta.le}")
+                if meta.min_length:
+                    bounds.append("non-empty")
+        return " ".join([_describe(base), *bounds])
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in typing.get_args(tp))
+    if tp is type(None):
+        return "nothing"
+    if isinstance(tp, type) and issubclass(tp, Struct):
+        return "a table"
+    if origin is dict:
+        return "a table"
+    return {int: "an integer", str: "a string", bool: "true or false", float: "a number"}.get(
+        tp, getattr(tp, "__name__", str(tp))
+    )
+
+
+def _found(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return repr(value)
+    return f"{type(value).__name__} {value!r}"
+
+
+def _struct_type(tp: Any) -> type[Struct] | None:
+    if isinstance(tp, type) and issubclass(tp, Struct):
+        return tp
+    return None
+
+
+def _check_struct(
+    cls: type[Struct], data: Any, prefix: str, file: str, problems: list[ConfigProblem]
+) -> None:
+    """Check ``data`` against ``cls`` field by field, collecting every problem."""
+    here = prefix.rstrip(".") or "(top level)"
+    if not isinstance(data, Mapping):
+        problems.append(ConfigProblem(file, here, "a table", _found(data)))
+        return
+    hints = typing.get_type_hints(cls, include_extras=True)
+    fields = {f.name: f for f in msgspec.structs.fields(cls)}
+    for key in data:
+        if key not in fields:
+            problems.append(
+                ConfigProblem(file, f"{prefix}{key}", "one of " + ", ".join(fields), "unknown key")
+            )
+    for name, field in fields.items():
+        key = f"{prefix}{name}"
+        tp = hints[name]
+        if name not in data:
+            if field.required:
+                problems.append(ConfigProblem(file, key, _describe(tp), "nothing (missing)"))
+            continue
+        value = data[name]
+        sub = _struct_type(tp)
+        if sub is not None:
+            _check_struct(sub, value, f"{key}.", file, problems)
+            continue
+        if typing.get_origin(tp) is dict:
+            key_tp, value_tp = typing.get_args(tp)
+            sub = _struct_type(value_tp)
+            if not isinstance(value, Mapping):
+                problems.append(ConfigProblem(file, key, "a table", _found(value)))
+                continue
+            for item_key, item in value.items():
+                try:
+                    msgspec.convert(item_key, key_tp)
+                except msgspec.ValidationError:
+                    problems.append(
+                        ConfigProblem(file, f"{key}.{item_key}", _describe(key_tp), repr(item_key))
+                    )
+                if sub is not None:
+                    _check_struct(sub, item, f"{key}.{item_key}.", file, problems)
+            continue
+        try:
+            msgspec.convert(value, tp)
+        except msgspec.ValidationError:
+            problems.append(ConfigProblem(file, key, _describe(tp), _found(value)))

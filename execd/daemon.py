@@ -1,0 +1,243 @@
+"""The daemon: recovers the ledger, wires the actors together and runs them.
+
+::
+
+    Reader ──▶ Sentinel ──▶ Router ──▶ Adapter[venue] ──▶ Ledger writer
+                                  └──────── outcomes ──────▶
+
+Every arrow is a bounded anyio memory stream carrying batches (a list per
+message); capacities come from ``[queues]``. Shutdown is a drain: the reader stops
+between chunks and closes its stream, and each actor finishes what it holds and
+closes its own, until the writer has made everything durable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
+
+import anyio
+from anyio.abc import ObjectSendStream
+
+from execd import __version__, logs
+from execd.clock import Clock, LogicalClock, WallClock
+from execd.config import Config, LoadedConfig
+from execd.ledger.record import LedgerChain
+from execd.ledger.segments import SegmentStore
+from execd.ledger.writer import Commit, LedgerWriter
+from execd.messages import (
+    Accepted,
+    Entry,
+    ExecutionOutcome,
+    InputFileRecord,
+    ReaderItem,
+    RouterItem,
+    StartRecord,
+    StopRecord,
+    encode,
+)
+from execd.reader import InboxSource, InputSource, LakehouseReader, ListSource, ReaderCore
+from execd.recovery import RecoveredState, recover
+from execd.router import RouterCore, run_router
+from execd.sentinel import SentinelCore, run_sentinel
+from execd.venues import Adapter, run_adapter
+from execd.venues.paper import PaperAdapter
+from execd.venues.stub import StubAdapter
+
+Mode = Literal["run", "replay"]
+
+
+class LedgerNotEmpty(Exception):
+    """``execd replay`` writes a new ledger and refuses to append to an existing one."""
+
+
+def outcome_settings_sha256(config: Config) -> str:
+    """Digest of the settings that decide outcomes (venues, clock, input limits).
+
+    Queue sizes, batch sizes, paths and logging are left out on purpose: they must
+    not change a single byte of the ledger, and a replay with other sizes proves it.
+    """
+    settings = {"venues": config.venues, "clock": config.clock, "input": config.input}
+    return hashlib.sha256(encode(settings)).hexdigest()
+
+
+def make_adapters(config: Config) -> tuple[list[Adapter], dict[str, int]]:
+    """One adapter per venue, in venue-name order, and the venue -> index map."""
+    adapters: list[Adapter] = []
+    index: dict[str, int] = {}
+    for name in sorted(config.venues):
+        venue = config.venues[name]
+        adapter: Adapter
+        if venue.adapter_kind == "paper":
+            adapter = PaperAdapter(name)
+        else:
+            adapter = StubAdapter(name, venue.stub_result, venue.stub_reason)
+        index[name] = len(adapters)
+        adapters.append(adapter)
+    return adapters, index
+
+
+class Daemon:
+    """One run of execd over one ledger: ``execd run`` or ``execd replay``."""
+
+    def __init__(
+        self,
+        loaded: LoadedConfig,
+        *,
+        mode: Mode = "run",
+        inputs: list[Path] | None = None,
+        ledger_dir: Path | None = None,
+        durable_probe: Callable[[Commit], None] | None = None,
+        read_probe: Callable[[list[ReaderItem]], None] | None = None,
+    ) -> None:
+        self.loaded = loaded
+        self.config = loaded.config
+        self.mode = mode
+        self.inputs = inputs or []
+        self.ledger_dir = ledger_dir or Path(self.config.daemon.ledger_dir)
+        self.durable_probe = durable_probe
+        self.read_probe = read_probe
+        self.stopping = anyio.Event()
+        self.stop_reason = "input exhausted" if mode == "replay" else "stopped"
+        self.log = logs.get("daemon", mode=mode)
+        self.state: RecoveredState | None = None
+        self.writer: LedgerWriter | None = None
+
+    # ----------------------------------------------------------------- start-up
+
+    def _recover(self) -> RecoveredState:
+        if self.mode == "replay" and any(self.ledger_dir.glob("segment-*.jsonl")):
+            raise LedgerNotEmpty(f"{self.ledger_dir} already holds a ledger; replay needs a new one")
+        state = recover(self.ledger_dir, repair=True)
+        torn = state.scan.torn
+        if torn is not None:
+            self.log.warning("ledger.torn_tail_repaired", segment=torn.segment, offset=torn.offset,
+                             bytes_dropped=torn.length, problem=torn.problem)
+        self.log.info("ledger.recovered", records=state.scan.records,
+                      next_seq=state.scan.next_seq, logical_time=state.scan.last_time,
+                      known_intents=len(state.seen), unfinished_files=len(state.progress))
+        return state
+
+    def _clock(self, state: RecoveredState) -> Clock:
+        if self.config.clock.kind == "wall":
+            return WallClock()
+        return LogicalClock(state.scan.last_time)
+
+    # ---------------------------------------------------------------- the run
+
+    async def run(self) -> None:
+        """Recover, record the start, run the actors until drained, record the stop."""
+        config = self.config
+        state = self.state = self._recover()
+        store = SegmentStore(self.ledger_dir, config.ledger.segment_bytes)
+        store.open()
+        chain = LedgerChain(state.scan.next_seq, state.scan.last_hash, state.scan.last_time)
+        writer = self.writer = LedgerWriter(
+            chain, store,
+            commit_records=config.batches.commit_records,
+            commits_in_flight=config.queues.commits,
+            on_durable=self._durable,
+        )
+        clock = self._clock(state)
+        planes = config.planes()
+        writer.write_now("start", clock.now(), StartRecord(
+            __version__, self.mode, config.clock.kind, planes, outcome_settings_sha256(config)))
+        for venue, plane in planes.items():
+            self.log.info("venue.plane", venue=venue, plane=plane)
+        try:
+            async with anyio.create_task_group() as tg:
+                if self.mode == "run":
+                    tg.start_soon(self._signals, tg.cancel_scope)
+                await self._pipeline(state, clock, writer)
+                tg.cancel_scope.cancel()
+            writer.write_now("stop", chain.last_time, StopRecord(self.stop_reason))
+            self.log.info("daemon.stopped", reason=self.stop_reason, last_seq=chain.next_seq - 1,
+                          last_hash=chain.prev_hash)
+        finally:
+            store.close()
+
+    def _source(self, state: RecoveredState) -> tuple[InputSource, Callable[[str, int, str], None] | None]:
+        if self.mode == "replay":
+            return ListSource(self.inputs), None
+        config = self.config
+        config.inbox.mkdir(parents=True, exist_ok=True)
+        inbox = InboxSource(
+            config.inbox, config.archive,
+            progress=state.progress, done=state.done,
+            poll_seconds=config.daemon.poll_interval_ms / 1000,
+            stopping=self.stopping, log=logs.get("reader"),
+        )
+        return inbox, inbox.finished
+
+    async def _pipeline(self, state: RecoveredState, clock: Clock, writer: LedgerWriter) -> None:
+        config = self.config
+        queues = config.queues
+        adapters, index = make_adapters(config)
+        source, on_finished = self._source(state)
+        reader = LakehouseReader(
+            ReaderCore(clock, 0, config.input.max_line_bytes), source,
+            chunk_bytes=config.batches.read_chunk_bytes, batch_items=config.batches.items,
+            stopping=self.stopping, on_finished=on_finished, probe=self.read_probe,
+        )
+        sentinel = SentinelCore(config.planes(), state.seen)
+        router = RouterCore(index, len(adapters))
+
+        to_sentinel, sentinel_in = anyio.create_memory_object_stream[list[ReaderItem]](queues.sentinel)
+        to_router, router_in = anyio.create_memory_object_stream[list[RouterItem]](queues.router)
+        to_ledger, ledger_in = anyio.create_memory_object_stream[list[Entry]](queues.ledger)
+        adapter_sends: list[ObjectSendStream[list[Accepted]]] = []
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(writer.run, ledger_in)
+            for adapter in adapters:
+                send, receive = anyio.create_memory_object_stream[list[Accepted]](queues.adapter)
+                adapter_sends.append(send)
+                tg.start_soon(run_adapter, adapter, receive, to_ledger.clone())
+            tg.start_soon(run_router, router, router_in, adapter_sends, to_ledger)
+            tg.start_soon(run_sentinel, sentinel, sentinel_in, to_router)
+            tg.start_soon(reader.run, to_sentinel)
+
+    async def _signals(self, scope: anyio.CancelScope) -> None:
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for signum in signals:
+                name = signal.Signals(signum).name
+                if self.stopping.is_set():
+                    self.log.warning("daemon.already_draining", signal=name)
+                    continue
+                self.stop_reason = f"signal {name}"
+                self.log.info("daemon.draining", signal=name)
+                self.stopping.set()
+
+    # ------------------------------------------------------------ after fsync
+
+    def _durable(self, commit: Commit) -> None:
+        if self.durable_probe is not None:
+            self.durable_probe(commit)
+        each = self.config.log.outcomes == "each"
+        seq = commit.last_seq - len(commit.entries)
+        for entry in commit.entries:
+            seq += 1
+            body = entry.body
+            if each and type(body) is ExecutionOutcome:
+                self.log.info("outcome", seq=seq, intent_id=body.intent_id, venue=body.venue,
+                              plane=body.plane, status=body.status, reason=body.reason,
+                              detail=body.detail, filled=str(body.filled_quantity))
+            elif type(body) is InputFileRecord and self.mode == "run":
+                self._dispose(body)
+        if not each:
+            self.log.info("ledger.commit", records=len(commit.entries), last_seq=commit.last_seq)
+
+    def _dispose(self, record: InputFileRecord) -> None:
+        """Move a consumed input file out of the inbox, now that its record is durable."""
+        target = self.config.archive if record.disposition == "archive" else self.config.rejected
+        target.mkdir(parents=True, exist_ok=True)
+        try:
+            os.replace(self.config.inbox / record.file, target / record.file)
+        except FileNotFoundError:
+            self.log.warning("input.already_moved", file=record.file)
+        else:
+            self.log.info("input.done", file=record.file, to=target.name, lines=record.lines)
+

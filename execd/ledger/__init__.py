@@ -1,0 +1,1 @@
+"""The ledger: append-only, hash-chained JSONL segments; the source of truth."""

@@ -1,0 +1,135 @@
+"""Reading the ledger back: verification and crash recovery.
+
+Both walk every segment in order and check each record's own hash, its sequence
+number and its link to the previous record. They differ only at the first bad
+line: ``verify`` reports it; recovery repairs it when it is a torn tail (nothing
+valid after it: a write cut short by a crash) and refuses to start otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import msgspec
+from msgspec import Struct
+
+from execd.ledger.record import GENESIS, Record, record_decoder
+from execd.ledger.segments import fsync_dir, list_segments
+
+
+class LedgerCorrupt(Exception):
+    """A bad record is followed by valid ones: the ledger was damaged or tampered with."""
+
+
+class TornTail(Struct, frozen=True):
+    """Bytes at the end of the ledger that do not form valid records."""
+
+    segment: str
+    offset: int
+    length: int
+    problem: str
+
+
+class ScanResult(Struct):
+    """Where the chain ends."""
+
+    records: int = 0
+    next_seq: int = 1
+    last_hash: str = GENESIS
+    last_time: int = 0
+    torn: TornTail | None = None
+
+
+RecordObserver = Callable[[Record], None]
+
+
+def _problem(line: bytes, expected_seq: int, prev_hash: str) -> tuple[str, Record | None]:
+    """Why ``line`` is not the next valid record ("" when it is)."""
+    try:
+        record = record_decoder.decode(line)
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
+        return f"unreadable record ({exc})", None
+    if not record.hash_ok():
+        return f"record seq {record.seq} does not match its hash (edited)", record
+    if record.seq != expected_seq:
+        if record.seq > expected_seq:
+            return (f"expected seq {expected_seq}, found {record.seq} "
+                    f"(record {expected_seq} removed or reordered)"), record
+        return (f"expected seq {expected_seq}, found {record.seq} "
+                "(record repeated or reordered)"), record
+    if record.prev != prev_hash:
+        return f"record seq {record.seq} does not link to the previous record", record
+    return "", record
+
+
+def _self_consistent(line: bytes) -> bool:
+    try:
+        return record_decoder.decode(line).hash_ok()
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
+        return False
+
+
+def scan(
+    directory: Path, observe: RecordObserver | None = None, *, repair: bool = False
+) -> ScanResult:
+    """Walk the whole ledger in ``directory``, calling ``observe`` on each valid record.
+
+    A bad line with no self-consistent record after it is a torn tail: with
+    ``repair`` it is cut off (and logged by the caller via ``result.torn``);
+    without, it is reported in ``result.torn``. A bad line with a valid record
+    after it raises :class:`LedgerCorrupt`.
+    """
+    result = ScanResult()
+    segments = list_segments(directory)
+    for index, path in enumerate(segments):
+        data = path.read_bytes()
+        offset = 0
+        while offset < len(data):
+            newline = data.find(b"\n", offset)
+            end = len(data) if newline < 0 else newline + 1
+            line = data[offset:end]
+            problem = "incomplete last line" if newline < 0 else ""
+            record = None
+            if not problem:
+                problem, record = _problem(line[:-1], result.next_seq, result.last_hash)
+            if problem:
+                _refuse_if_valid_after(data[end:], segments[index + 1 :], path, offset, problem)
+                result.torn = TornTail(path.name, offset, len(data) - offset, problem)
+                if repair:
+                    _cut(path, offset, segments[index + 1 :])
+                return result
+            assert record is not None
+            if observe is not None:
+                observe(record)
+            result.records += 1
+            result.next_seq = record.seq + 1
+            result.last_hash = record.hash
+            result.last_time = record.time
+            offset = end
+    return result
+
+
+def _refuse_if_valid_after(
+    rest: bytes, later: list[Path], path: Path, offset: int, problem: str
+) -> None:
+    chunks = [rest, *(p.read_bytes() for p in later)]
+    for chunk in chunks:
+        for line in chunk.split(b"\n"):
+            if line and _self_consistent(line):
+                raise LedgerCorrupt(
+                    f"{path.name} at byte {offset}: {problem}; valid records follow, "
+                    "so this is damage inside the ledger, not a torn write"
+                )
+
+
+def _cut(path: Path, offset: int, later: list[Path]) -> None:
+    """Truncate a torn tail and drop later segments (which hold no valid record)."""
+    with open(path, "r+b") as handle:
+        handle.truncate(offset)
+        handle.flush()
+        os.fsync(handle.fileno())
+    for extra in later:
+        extra.unlink()
+    fsync_dir(path.parent)

@@ -1,0 +1,130 @@
+"""The Ledger writer actor: orders records, chains them, commits them in groups.
+
+Core (:class:`Reorder`): records arrive from several actors in whatever order
+scheduling produces; they are released strictly in the reader's ingest order, so
+the ledger never depends on scheduling.
+
+Shell (:class:`LedgerWriter`): two tasks. The encoder drains every batch that is
+ready, chains the records and hands one commit to the syncer; the syncer writes
+and fsyncs it in a worker thread, then reports it durable. While one commit is
+being synced the next is being built (``queues.commits`` bounds how many wait).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import anyio
+from anyio.abc import ObjectReceiveStream
+from msgspec import Struct
+
+from execd.ledger.record import LedgerChain
+from execd.ledger.segments import SegmentStore
+from execd.messages import Entry, encode
+
+
+class Reorder:
+    """Releases entries in ingest-sequence order, holding any that arrive early."""
+
+    def __init__(self, next_seq: int = 0) -> None:
+        self.next_seq = next_seq
+        self._early: dict[int, Entry] = {}
+
+    @property
+    def waiting(self) -> int:
+        """Entries held back until an earlier one arrives."""
+        return len(self._early)
+
+    def push(self, batch: list[Entry]) -> list[Entry]:
+        """Accept a batch (ascending seqs) and return every entry now releasable."""
+        if not batch:
+            return []
+        first = batch[0].seq
+        if not self._early and first == self.next_seq and batch[-1].seq == first + len(batch) - 1:
+            # The common case: a contiguous batch that is next in line.
+            self.next_seq = first + len(batch)
+            return batch
+        for entry in batch:
+            self._early[entry.seq] = entry
+        ready = []
+        early = self._early
+        seq = self.next_seq
+        while seq in early:
+            ready.append(early.pop(seq))
+            seq += 1
+        self.next_seq = seq
+        return ready
+
+
+class Commit(Struct):
+    """One group commit: the bytes to append and the entries they hold."""
+
+    data: bytes
+    entries: list[Entry]
+    last_seq: int
+
+
+DurableHook = Callable[[Commit], None]
+
+
+class LedgerWriter:
+    """The single owner of the ledger's chain and segment files while the daemon runs."""
+
+    def __init__(
+        self,
+        chain: LedgerChain,
+        store: SegmentStore,
+        *,
+        first_ingest_seq: int = 0,
+        commit_records: int,
+        commits_in_flight: int,
+        on_durable: DurableHook | None = None,
+    ) -> None:
+        self.chain = chain
+        self.store = store
+        self.reorder = Reorder(first_ingest_seq)
+        self.commit_records = commit_records
+        self.commits_in_flight = commits_in_flight
+        self.on_durable = on_durable
+        self.committed = 0
+
+    def write_now(self, kind: str, time: int, body: Struct) -> None:
+        """Append and sync one record outside the pipeline (start and stop records)."""
+        self.store.write_durably(self.chain.append(kind, time, encode(body)))
+
+    def _lines(self, entries: list[Entry]) -> bytes:
+        append = self.chain.append
+        return b"".join([append(e.kind, e.time, encode(e.body)) for e in entries])
+
+    async def run(self, receive: ObjectReceiveStream[list[Entry]]) -> None:
+        """Consume entry batches until every sender has closed, committing as it goes."""
+        send_commit, receive_commit = anyio.create_memory_object_stream[Commit](
+            self.commits_in_flight
+        )
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._sync, receive_commit)
+            async with send_commit, receive:
+                async for batch in receive:
+                    ready = self.reorder.push(batch)
+                    while len(ready) < self.commit_records:
+                        try:
+                            more = receive.receive_nowait()
+                        except (anyio.WouldBlock, anyio.EndOfStream):
+                            break
+                        ready.extend(self.reorder.push(more))
+                    if ready:
+                        data = self._lines(ready)
+                        await send_commit.send(Commit(data, ready, self.chain.next_seq - 1))
+            if self.reorder.waiting:
+                raise RuntimeError(
+                    f"ledger writer stopped with {self.reorder.waiting} records waiting "
+                    f"for ingest seq {self.reorder.next_seq}"
+                )
+
+    async def _sync(self, receive: ObjectReceiveStream[Commit]) -> None:
+        async with receive:
+            async for commit in receive:
+                await anyio.to_thread.run_sync(self.store.write_durably, commit.data)
+                self.committed += len(commit.entries)
+                if self.on_durable is not None:
+                    self.on_durable(commit)

@@ -1,0 +1,202 @@
+"""The messages execd reads, records and passes between its actors.
+
+Three groups, all msgspec Structs:
+
+* **Input** (untrusted, decoded strictly): :class:`OrderIntent` and
+  :class:`ClockTick`, told apart by their ``kind`` field.
+* **Ledger bodies** (schema version :data:`SCHEMA_VERSION`): what each record of
+  the ledger carries, :class:`ExecutionOutcome` first among them.
+* **Actor messages**: what flows between the actors. They never leave the process.
+"""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta, Raw, Struct
+
+from execd.reasons import Status
+
+SCHEMA_VERSION = 1
+
+Side = Literal["buy", "sell"]
+Action = Literal["ADD", "TRIM", "EXIT", "RECLAIM", "EMERGENCY_EXIT", "HOLD"]
+OrderType = Literal["market", "limit"]
+Urgency = Literal["low", "medium", "high", "critical"]
+Plane = Literal["paper", "live"]
+
+Name = Annotated[str, Meta(min_length=1, max_length=128)]
+
+# --------------------------------------------------------------------------- input
+
+
+class Constraints(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """Execution constraints an intent may carry (seed 001)."""
+
+    max_slippage_bps: Annotated[int, Meta(ge=0, le=10_000)] | None = None
+    reduce_only: bool = False
+    post_only: bool = False
+    max_leverage: Decimal | None = None
+
+
+class OrderIntent(
+    Struct,
+    frozen=True,
+    forbid_unknown_fields=True,
+    omit_defaults=True,
+    tag="intent",
+    tag_field="kind",
+):
+    """A venue-agnostic request to trade, as written by research (seeds 000 and 001).
+
+    ``quantity`` is absolute, in the symbol's base unit. ``side`` may be left out
+    when ``action`` implies it. Without ``intent_id`` the id is derived from the
+    intent's content, so resending the same line is recognised as a duplicate.
+    """
+
+    venue: Name
+    symbol: Name
+    quantity: Decimal
+    source_run: Name
+    intent_id: uuid.UUID | None = None
+    side: Side | None = None
+    action: Action | None = None
+    order_type: OrderType = "market"
+    limit_price: Decimal | None = None
+    reference_price: Decimal | None = None
+    urgency: Urgency = "medium"
+    priority: Annotated[int, Meta(ge=0, le=100)] = 50
+    plan_id: Name | None = None
+    constraints: Constraints | None = None
+    reason_codes: tuple[Name, ...] = ()
+    context: dict[str, Any] | None = None
+
+
+class ClockTick(Struct, frozen=True, forbid_unknown_fields=True, tag="tick", tag_field="kind"):
+    """Moves the logical clock to ``time`` (an integer in the producer's unit)."""
+
+    time: Annotated[int, Meta(ge=0)]
+
+
+InputRecord = OrderIntent | ClockTick
+
+# ------------------------------------------------------------------- ledger bodies
+
+
+class Source(Struct, frozen=True, array_like=True):
+    """Where an input came from: file name, 1-based line, byte offset after the line."""
+
+    file: str
+    line: int
+    end: int
+
+
+class ExecutionOutcome(Struct, frozen=True, omit_defaults=True, forbid_unknown_fields=True):
+    """The one outcome every intent (and every unreadable input line) gets.
+
+    Seed 000's v1 fields (execution id, intent id, plane, status, filled quantity,
+    logical time, reason) plus what audit needs: the venue and symbol, the detail
+    behind a reason, the source line, and the intent exactly as it was received.
+    """
+
+    execution_id: str
+    intent_id: str
+    status: Status
+    filled_quantity: Decimal
+    logical_time: int
+    plane: Plane | None = None
+    venue: str | None = None
+    symbol: str | None = None
+    side: Side | None = None
+    requested_quantity: Decimal | None = None
+    average_price: Decimal | None = None
+    reason: str | None = None
+    detail: str | None = None
+    source: Source | None = None
+    intent: Raw | None = None
+
+
+class TickRecord(Struct, frozen=True, forbid_unknown_fields=True):
+    """The logical clock moved to ``time``."""
+
+    time: int
+    source: Source
+
+
+class InputFileRecord(Struct, frozen=True, forbid_unknown_fields=True):
+    """An input file was read to its end (or refused whole) and where it goes next."""
+
+    file: str
+    size: int
+    sha256: str
+    lines: int
+    disposition: Literal["archive", "reject"] = "archive"
+
+
+class StartRecord(Struct, frozen=True, forbid_unknown_fields=True):
+    """The daemon started (or a replay began) with these planes and this config."""
+
+    version: str
+    mode: Literal["run", "replay"]
+    clock: Literal["logical", "wall"]
+    planes: dict[str, Plane]
+    config_sha256: str
+
+
+class StopRecord(Struct, frozen=True, forbid_unknown_fields=True):
+    """The daemon drained and stopped cleanly."""
+
+    reason: str
+
+
+RecordKind = Literal["start", "stop", "outcome", "tick", "input_file"]
+
+# ----------------------------------------------------------------- actor messages
+
+
+class Entry(Struct):
+    """A finished ledger record waiting for its place: ``seq`` is the ingest order."""
+
+    seq: int
+    kind: RecordKind
+    time: int
+    body: Struct
+
+
+class IntentIn(Struct):
+    """An intent that decoded cleanly, on its way from the reader to the sentinel."""
+
+    seq: int
+    time: int
+    source: Source
+    intent: OrderIntent
+    raw: bytes
+
+
+class Accepted(Struct):
+    """An intent the sentinel passed, with what it resolved, on its way to a venue."""
+
+    seq: int
+    time: int
+    source: Source
+    intent: OrderIntent
+    raw: bytes
+    intent_id: str
+    side: Side
+    plane: Plane
+
+
+# A batch is a plain list: batching is what keeps the per-message stream cost off
+# the per-intent budget.
+ReaderItem = IntentIn | Entry
+RouterItem = Accepted | Entry
+
+_encoder = msgspec.json.Encoder(decimal_format="string")
+
+
+def encode(value: Any) -> bytes:
+    """The canonical JSON encoding used for ledger bodies and derived ids."""
+    return _encoder.encode(value)

@@ -1,0 +1,436 @@
+"""The Lakehouse reader actor: input files in, numbered items out.
+
+Core (:class:`ReaderCore`, sans-I/O): splits bytes into lines, decodes each
+strictly, stamps it with the ingest sequence number and the clock's time, and
+turns every bad line into a quarantine outcome instead of an exception.
+
+Shell (:class:`LakehouseReader`): takes files from an :class:`InputSource`
+(the inbox directory for ``execd run``, a list of files for ``execd replay``),
+reads them in chunks off the event loop and sends batches downstream.
+
+What was consumed is known from the ledger alone: every record names its source
+file, line and end offset, so a restart resumes exactly after the last durable one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from decimal import Decimal
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO, Literal, Protocol
+
+import anyio
+import msgspec
+from anyio.abc import ObjectSendStream
+from msgspec import Struct
+
+from execd import ids, reasons
+from execd.clock import Clock, ClockRegression
+from execd.messages import (
+    ClockTick,
+    Entry,
+    ExecutionOutcome,
+    InputFileRecord,
+    InputRecord,
+    IntentIn,
+    OrderIntent,
+    ReaderItem,
+    Source,
+    TickRecord,
+)
+
+_ZERO = Decimal(0)
+_EXCERPT = 80
+
+
+def quarantine(seq: int, time: int, source: Source, reason: str, detail: str) -> Entry:
+    """The outcome of an input line that could not be read as an intent."""
+    intent_id = ids.quarantine_id(source.file, source.line)
+    outcome = ExecutionOutcome(
+        execution_id=ids.execution_id(intent_id, "", "none"),
+        intent_id=intent_id,
+        status="QUARANTINED",
+        filled_quantity=_ZERO,
+        logical_time=time,
+        reason=reason,
+        detail=detail,
+        source=source,
+    )
+    return Entry(seq, "outcome", time, outcome)
+
+
+def _excerpt(line: bytes) -> str:
+    text = line[:_EXCERPT].decode("utf-8", errors="backslashreplace")
+    return text + ("…" if len(line) > _EXCERPT else "")
+
+
+class ReaderCore:
+    """Turns the bytes of one file at a time into reader items."""
+
+    def __init__(self, clock: Clock, next_seq: int, max_line_bytes: int) -> None:
+        self.clock = clock
+        self.next_seq = next_seq
+        self.max_line_bytes = max_line_bytes
+        self._decode = msgspec.json.Decoder(InputRecord).decode
+        self._file = ""
+        self._line = 0
+        self._carry = b""
+        self._carry_start = 0
+        self._skipping = 0
+        self._records = 0
+
+    def start_file(self, name: str, offset: int = 0, line: int = 0) -> None:
+        """Begin ``name`` at byte ``offset``, whose preceding lines number ``line``."""
+        self._file = name
+        self._line = line
+        self._carry = b""
+        self._carry_start = offset
+        self._skipping = 0
+        # A resumed file already produced records before the restart.
+        self._records = 1 if offset else 0
+
+    def _take_seq(self) -> int:
+        seq = self.next_seq
+        self.next_seq = seq + 1
+        return seq
+
+    def _too_long(self, length: int, end: int) -> Entry:
+        self._line += 1
+        self._records += 1
+        src = Source(self._file, self._line, end)
+        return quarantine(
+            self._take_seq(), self.clock.now(), src, reasons.INPUT_LINE_TOO_LONG,
+            f"line is {length} bytes; input.max_line_bytes is {self.max_line_bytes}",
+        )
+
+    def _one(self, line: bytes, end: int) -> ReaderItem | None:
+        self._line += 1
+        text = line.strip()
+        if not text:
+            return None
+        self._records += 1
+        src = Source(self._file, self._line, end)
+        try:
+            record = self._decode(text)
+        except msgspec.ValidationError as exc:
+            return quarantine(self._take_seq(), self.clock.now(), src,
+                              reasons.INPUT_SCHEMA_VIOLATION, str(exc))
+        except UnicodeDecodeError as exc:
+            return quarantine(self._take_seq(), self.clock.now(), src,
+                              reasons.INPUT_INVALID_UTF8, f"{exc.reason} at byte {exc.start}")
+        except msgspec.DecodeError as exc:
+            try:
+                text.decode("utf-8")
+            except UnicodeDecodeError as bad:
+                return quarantine(self._take_seq(), self.clock.now(), src,
+                                  reasons.INPUT_INVALID_UTF8, f"{bad.reason} at byte {bad.start}")
+            return quarantine(self._take_seq(), self.clock.now(), src,
+                              reasons.INPUT_MALFORMED_JSON, f"{exc}; line begins {_excerpt(text)!r}")
+        if type(record) is OrderIntent:
+            return IntentIn(self._take_seq(), self.clock.now(), src, record, text)
+        assert isinstance(record, ClockTick)
+        return self._tick(record, src)
+
+    def _tick(self, tick: ClockTick, src: Source) -> Entry:
+        if not self.clock.logical:
+            return quarantine(self._take_seq(), self.clock.now(), src,
+                              reasons.INPUT_TICK_UNDER_WALL_CLOCK,
+                              f"tick to {tick.time} ignored: clock.kind is wall")
+        try:
+            self.clock.advance(tick.time)
+        except ClockRegression as exc:
+            return quarantine(self._take_seq(), self.clock.now(), src,
+                              reasons.INPUT_CLOCK_REGRESSION, str(exc))
+        return Entry(self._take_seq(), "tick", tick.time, TickRecord(tick.time, src))
+
+    def feed(self, data: bytes) -> list[ReaderItem]:
+        """Consume the next bytes of the current file; return items for complete lines."""
+        buffer = self._carry + data if self._carry else data
+        pos = self._carry_start
+        parts = buffer.split(b"\n")
+        tail = parts.pop()
+        items: list[ReaderItem] = []
+        limit = self.max_line_bytes
+        one = self._one
+        for part in parts:
+            end = pos + len(part) + 1
+            if self._skipping:
+                items.append(self._too_long(self._skipping + len(part), end))
+                self._skipping = 0
+            elif len(part) > limit:
+                items.append(self._too_long(len(part), end))
+            else:
+                item = one(part, end)
+                if item is not None:
+                    items.append(item)
+            pos = end
+        if self._skipping or len(tail) > limit:
+            # Inside an over-long line: drop its bytes as they come, keep its length.
+            self._skipping += len(tail)
+            self._carry = b""
+            self._carry_start = pos + len(tail)
+        else:
+            self._carry = tail
+            self._carry_start = pos
+        return items
+
+    def finish_file(
+        self, size: int, sha256: str, disposition: Literal["archive", "reject"] = "archive"
+    ) -> list[ReaderItem]:
+        """End the current file: its last line if unterminated, then the input_file record."""
+        items: list[ReaderItem] = []
+        end = self._carry_start + len(self._carry)
+        if self._skipping:
+            items.append(self._too_long(self._skipping, end))
+        elif self._carry:
+            item = self._one(self._carry, end)
+            if item is not None:
+                items.append(item)
+        self._carry = b""
+        self._skipping = 0
+        if not self._records:
+            src = Source(self._file, self._line, size)
+            items.append(quarantine(self._take_seq(), self.clock.now(), src,
+                                    reasons.INPUT_EMPTY_FILE, f"{size} bytes, no records"))
+        body = InputFileRecord(self._file, size, sha256, self._line, disposition)
+        items.append(Entry(self._take_seq(), "input_file", self.clock.now(), body))
+        return items
+
+    def refuse_file(self, name: str, size: int, sha256: str, detail: str) -> list[ReaderItem]:
+        """A whole file refused unread: one quarantine outcome and its input_file record."""
+        self.start_file(name)
+        src = Source(name, 0, 0)
+        now = self.clock.now()
+        return [
+            quarantine(self._take_seq(), now, src, reasons.INPUT_FILE_REPEATED, detail),
+            Entry(self._take_seq(), "input_file", now,
+                  InputFileRecord(name, size, sha256, 0, "reject")),
+        ]
+
+
+# --------------------------------------------------------------------------- shell
+
+
+class FileJob(Struct, frozen=True):
+    """One file to read, from ``offset`` on (after ``line`` lines already consumed)."""
+
+    path: str
+    name: str
+    offset: int = 0
+    line: int = 0
+    refuse: str = ""
+
+
+class InputSource(Protocol):
+    """Where the reader's files come from."""
+
+    async def next_file(self) -> FileJob | None:
+        """The next file, or None when there will be no more."""
+        ...
+
+
+class ListSource:
+    """A fixed list of files, in the order given (``execd replay``)."""
+
+    def __init__(self, paths: list[Path]) -> None:
+        self._jobs = [FileJob(str(p), p.name) for p in paths]
+
+    async def next_file(self) -> FileJob | None:
+        """The next file of the list."""
+        return self._jobs.pop(0) if self._jobs else None
+
+
+def file_digest(path: str, upto: int | None = None) -> tuple[int, str]:
+    """Size and SHA-256 of a file (or of its first ``upto`` bytes). Blocking."""
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as handle:
+        while upto is None or size < upto:
+            want = 1 << 20 if upto is None else min(1 << 20, upto - size)
+            chunk = handle.read(want)
+            if not chunk:
+                break
+            digest.update(chunk)
+            size += len(chunk)
+    return size, digest.hexdigest()
+
+
+class InboxSource:
+    """Files renamed into the inbox directory, oldest name first, polled.
+
+    ``progress`` and ``done`` come from the ledger: where each unfinished file
+    stopped, and the size and digest of each finished one. A finished file still in
+    the inbox (the daemon stopped before archiving it) is archived if unchanged;
+    a different file under a consumed name is refused as a whole.
+    """
+
+    def __init__(
+        self,
+        inbox: Path,
+        archive: Path,
+        *,
+        progress: dict[str, tuple[int, int]],
+        done: dict[str, tuple[int, str]],
+        poll_seconds: float,
+        stopping: anyio.Event,
+        log: object,
+    ) -> None:
+        self.inbox = inbox
+        self.archive = archive
+        self.progress = progress
+        self.done = done
+        self.poll_seconds = poll_seconds
+        self.stopping = stopping
+        self.log = log
+        # name -> inode of files this process has taken, so the same file still
+        # waiting for its archive rename is not taken twice.
+        self._taken: dict[str, int] = {}
+        self._finished_here: set[str] = set()
+
+    def _candidates(self) -> list[tuple[str, int]]:
+        found = []
+        with os.scandir(self.inbox) as entries:
+            for entry in entries:
+                name = entry.name
+                if name.startswith(".") or not name.endswith(".jsonl"):
+                    continue
+                if entry.is_file(follow_symlinks=False):
+                    found.append((name, entry.inode()))
+        found.sort()
+        return found
+
+    async def next_file(self) -> FileJob | None:
+        """Wait for the next file; None once stopping."""
+        while not self.stopping.is_set():
+            for name, inode in self._candidates():
+                if self._taken.get(name) == inode:
+                    continue
+                job = await self._job(name, inode)
+                if job is not None:
+                    return job
+            with anyio.move_on_after(self.poll_seconds):
+                await self.stopping.wait()
+        return None
+
+    async def _job(self, name: str, inode: int) -> FileJob | None:
+        path = self.inbox / name
+        self._taken[name] = inode
+        known = self.done.get(name)
+        if known is None:
+            line, offset = self.progress.pop(name, (0, 0))
+            return FileJob(str(path), name, offset, line)
+        try:
+            size, sha = await anyio.to_thread.run_sync(file_digest, str(path))
+        except FileNotFoundError:
+            return None
+        if (size, sha) == known and name not in self._finished_here:
+            # Consumed before the last stop but not yet archived: finish the move.
+            self.archive.mkdir(parents=True, exist_ok=True)
+            os.replace(path, self.archive / name)
+            self.log.info("input.leftover_archived", file=name)  # type: ignore[attr-defined]
+            return None
+        what = "the same content again" if (size, sha) == known else "different content"
+        return FileJob(str(path), name, refuse=(
+            f"{name} was consumed before (size {known[0]}, sha256 {known[1][:12]}…); "
+            f"this file has {what} (size {size}, sha256 {sha[:12]}…)"
+        ))
+
+    def finished(self, name: str, size: int, sha: str) -> None:
+        """Remember a file this process read to its end."""
+        self.done[name] = (size, sha)
+        self._finished_here.add(name)
+
+
+FinishHook = Callable[[str, int, str], None]
+
+
+class LakehouseReader:
+    """Reads files from a source and sends batches of items downstream."""
+
+    def __init__(
+        self,
+        core: ReaderCore,
+        source: InputSource,
+        *,
+        chunk_bytes: int,
+        batch_items: int,
+        stopping: anyio.Event,
+        on_finished: FinishHook | None = None,
+        probe: Callable[[list[ReaderItem]], None] | None = None,
+    ) -> None:
+        self.core = core
+        self.probe = probe
+        self.source = source
+        self.chunk_bytes = chunk_bytes
+        self.batch_items = batch_items
+        self.stopping = stopping
+        self.on_finished = on_finished
+
+    async def _send(self, send: ObjectSendStream[list[ReaderItem]], items: list[ReaderItem]) -> None:
+        step = self.batch_items
+        for start in range(0, len(items), step):
+            batch = items[start : start + step]
+            if self.probe is not None:
+                self.probe(batch)
+            await send.send(batch)
+
+    async def run(self, send: ObjectSendStream[list[ReaderItem]]) -> None:
+        """Read until the source is exhausted or stopping is set, then close ``send``."""
+        async with send:
+            while not self.stopping.is_set():
+                job = await self.source.next_file()
+                if job is None:
+                    break
+                if job.refuse:
+                    size, sha = await anyio.to_thread.run_sync(file_digest, job.path)
+                    await self._send(send, self.core.refuse_file(job.name, size, sha, job.refuse))
+                    continue
+                await self._read(job, send)
+
+    async def _read(self, job: FileJob, send: ObjectSendStream[list[ReaderItem]]) -> None:
+        try:
+            handle, digest = await anyio.to_thread.run_sync(_open_at, job.path, job.offset)
+        except FileNotFoundError:
+            return
+        core = self.core
+        core.start_file(job.name, job.offset, job.line)
+        size = job.offset
+        try:
+            while True:
+                if self.stopping.is_set():
+                    # Stop between chunks; the ledger says where to resume.
+                    return
+                data = await anyio.to_thread.run_sync(_read_chunk, handle, digest, self.chunk_bytes)
+                if not data:
+                    break
+                size += len(data)
+                await self._send(send, core.feed(data))
+        finally:
+            handle.close()
+        sha = digest.hexdigest()
+        await self._send(send, core.finish_file(size, sha))
+        if self.on_finished is not None:
+            self.on_finished(job.name, size, sha)
+
+
+def _open_at(path: str, offset: int) -> tuple[BinaryIO, hashlib._Hash]:
+    """Open ``path`` positioned at ``offset``, with a digest of the bytes before it."""
+    handle = open(path, "rb")  # noqa: SIM115 - closed by the caller
+    digest = hashlib.sha256()
+    remaining = offset
+    while remaining:
+        chunk = handle.read(min(remaining, 1 << 20))
+        if not chunk:
+            break
+        digest.update(chunk)
+        remaining -= len(chunk)
+    return handle, digest
+
+
+def _read_chunk(handle: BinaryIO, digest: hashlib._Hash, size: int) -> bytes:
+    """Read and digest one chunk (in a worker thread: hashing releases the GIL)."""
+    data = handle.read(size)
+    digest.update(data)
+    return data

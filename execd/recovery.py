@@ -1,0 +1,77 @@
+"""What the daemon knows at start-up, rebuilt from the ledger alone.
+
+The ledger is the only durable state: which intent ids already have an outcome
+(so none is executed twice), how far each input file was consumed (so a restart
+neither skips nor repeats a line), which files were finished, and the logical time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+from msgspec import Struct
+
+from execd.ledger.record import Record
+from execd.ledger.scan import ScanResult, scan
+from execd.messages import Source
+from execd.sentinel import SeenIds
+
+
+class _OutcomeView(Struct):
+    intent_id: str
+    status: str
+    source: Source | None = None
+
+
+class _TickView(Struct):
+    source: Source
+
+
+class _InputFileView(Struct):
+    file: str
+    size: int
+    sha256: str
+
+
+_outcome = msgspec.json.Decoder(_OutcomeView).decode
+_tick = msgspec.json.Decoder(_TickView).decode
+_input_file = msgspec.json.Decoder(_InputFileView).decode
+
+
+class RecoveredState:
+    """The daemon's starting state, as the ledger records it."""
+
+    def __init__(self) -> None:
+        self.scan = ScanResult()
+        self.seen = SeenIds()
+        # file -> (last line consumed, byte offset after it), for unfinished files
+        self.progress: dict[str, tuple[int, int]] = {}
+        # file -> (size, sha256) of files read to their end
+        self.done: dict[str, tuple[int, str]] = {}
+
+    def observe(self, record: Record) -> None:
+        """Fold one record into the state."""
+        kind = record.kind
+        source: Source | None = None
+        if kind == "outcome":
+            view = _outcome(record.body)
+            if view.status != "QUARANTINED":
+                self.seen.add(view.intent_id)
+            source = view.source
+        elif kind == "tick":
+            source = _tick(record.body).source
+        elif kind == "input_file":
+            done = _input_file(record.body)
+            self.done[done.file] = (done.size, done.sha256)
+            self.progress.pop(done.file, None)
+            return
+        if source is not None and source.line:
+            self.progress[source.file] = (source.line, source.end)
+
+
+def recover(directory: Path, *, repair: bool = True) -> RecoveredState:
+    """Scan (and with ``repair``, mend a torn tail of) the ledger in ``directory``."""
+    state = RecoveredState()
+    state.scan = scan(directory, state.observe, repair=repair)
+    return state

@@ -1,0 +1,163 @@
+"""The Risk Sentinel actor: decides whether an intent may reach a venue.
+
+Core (:class:`SentinelCore`): a pure function of (intent, what it has seen,
+config). Every refusal is an outcome with a reason code and a detail that names
+the numbers. This issue's checks are structural; risk limits build on the same core.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from decimal import Decimal
+
+from anyio.abc import ObjectReceiveStream, ObjectSendStream
+
+from execd import ids, reasons
+from execd.messages import (
+    Accepted,
+    Entry,
+    ExecutionOutcome,
+    IntentIn,
+    OrderIntent,
+    Plane,
+    ReaderItem,
+    RouterItem,
+    Side,
+    encode,
+)
+
+_ZERO = Decimal(0)
+# What an action implies about the side of the order, for long positions.
+_ACTION_SIDE: dict[str, Side] = {
+    "ADD": "buy", "RECLAIM": "buy", "TRIM": "sell", "EXIT": "sell", "EMERGENCY_EXIT": "sell",
+}
+
+
+class SeenIds:
+    """Intent ids that already have an outcome: a second intent with one gets no order.
+
+    Kept as 128-bit integers rather than strings: a third of the memory per id.
+    """
+
+    def __init__(self) -> None:
+        self._ids: set[int] = set()
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    @staticmethod
+    def key(intent_id: str) -> int:
+        """The compact key of a textual UUID."""
+        return int(intent_id.replace("-", ""), 16)
+
+    def add(self, intent_id: str) -> bool:
+        """Record ``intent_id``; False if it was already there."""
+        key = self.key(intent_id)
+        if key in self._ids:
+            return False
+        self._ids.add(key)
+        return True
+
+
+def _positive(value: Decimal) -> bool:
+    return value.is_finite() and value > _ZERO
+
+
+class SentinelCore:
+    """Structural checks, in a fixed order; the first failure is the outcome."""
+
+    def __init__(self, planes: Mapping[str, Plane], seen: SeenIds) -> None:
+        self.planes = planes
+        self.seen = seen
+
+    def intent_id(self, item: IntentIn) -> str:
+        """The intent's own id, or one derived from its canonical content."""
+        given = item.intent.intent_id
+        return str(given) if given is not None else ids.derived_intent_id(encode(item.intent))
+
+    def handle(self, item: IntentIn) -> RouterItem:
+        """Accept ``item`` for its venue, or return its refusal outcome."""
+        intent = item.intent
+        intent_id = self.intent_id(item)
+        if not self.seen.add(intent_id):
+            return self._refuse(item, intent_id, "REJECTED", reasons.INTENT_DUPLICATE,
+                                f"intent_id={intent_id} already has an outcome")
+        plane = self.planes.get(intent.venue)
+        if plane is None:
+            return self._refuse(item, intent_id, "REJECTED", reasons.INTENT_UNKNOWN_VENUE,
+                                f"venue={intent.venue!r} is not in the config "
+                                f"(known: {', '.join(sorted(self.planes))})")
+        if not _positive(intent.quantity):
+            return self._refuse(item, intent_id, "REJECTED", reasons.INTENT_QUANTITY_NOT_POSITIVE,
+                                f"quantity={intent.quantity} must be > 0")
+        side = self._side(intent)
+        if isinstance(side, tuple):
+            return self._refuse(item, intent_id, "REJECTED", *side)
+        if intent.action == "HOLD":
+            return self._refuse(item, intent_id, "SKIPPED", reasons.INTENT_HOLD,
+                                "action=HOLD: nothing to execute")
+        problem = self._prices(intent)
+        if problem:
+            return self._refuse(item, intent_id, "REJECTED", *problem)
+        return Accepted(item.seq, item.time, item.source, intent, item.raw, intent_id,
+                        side or "buy", plane)
+
+    @staticmethod
+    def _side(intent: OrderIntent) -> Side | None | tuple[str, str]:
+        implied = _ACTION_SIDE.get(intent.action or "")
+        if intent.side is None:
+            if implied is None and intent.action != "HOLD":
+                return (reasons.INTENT_SIDE_MISSING,
+                        f"side is missing and action={intent.action} implies none")
+            return implied
+        if implied is not None and implied != intent.side:
+            return (reasons.INTENT_SIDE_CONFLICT,
+                    f"side={intent.side} but action={intent.action} implies {implied}")
+        return intent.side
+
+    @staticmethod
+    def _prices(intent: OrderIntent) -> tuple[str, str] | None:
+        if intent.order_type == "limit" and intent.limit_price is None:
+            return (reasons.INTENT_LIMIT_PRICE_MISSING, "order_type=limit needs limit_price")
+        for name in ("limit_price", "reference_price"):
+            value = getattr(intent, name)
+            if value is not None and not _positive(value):
+                return (reasons.INTENT_PRICE_NOT_POSITIVE, f"{name}={value} must be > 0")
+        return None
+
+    def _refuse(self, item: IntentIn, intent_id: str, status: str, reason: str,
+                detail: str) -> Entry:
+        intent = item.intent
+        plane = self.planes.get(intent.venue)
+        outcome = ExecutionOutcome(
+            execution_id=ids.execution_id(intent_id, intent.venue, plane or "none"),
+            intent_id=intent_id,
+            status=status,  # type: ignore[arg-type]
+            filled_quantity=_ZERO,
+            logical_time=item.time,
+            plane=plane,
+            venue=intent.venue,
+            symbol=intent.symbol,
+            side=intent.side,
+            requested_quantity=intent.quantity,
+            reason=reason,
+            detail=detail,
+            source=item.source,
+        )
+        return Entry(item.seq, "outcome", item.time, outcome)
+
+    def handle_batch(self, batch: list[ReaderItem]) -> list[RouterItem]:
+        """Decide every intent of a batch; other items pass through unchanged."""
+        handle = self.handle
+        return [handle(item) if type(item) is IntentIn else item for item in batch]  # type: ignore[misc]
+
+
+async def run_sentinel(
+    core: SentinelCore,
+    receive: ObjectReceiveStream[list[ReaderItem]],
+    send: ObjectSendStream[list[RouterItem]],
+) -> None:
+    """The sentinel's shell: batches in, decided batches out, until the reader closes."""
+    async with receive, send:
+        async for batch in receive:
+            await send.send(core.handle_batch(batch))

@@ -1,0 +1,32 @@
+"""Venue adapters: each turns accepted intents into outcomes for one venue."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from anyio.abc import ObjectReceiveStream, ObjectSendStream
+
+from execd.messages import Accepted, Entry, Plane
+
+
+class Adapter(Protocol):
+    """A synchronous adapter core: one outcome entry per accepted intent."""
+
+    venue: str
+    plane: Plane
+
+    def execute(self, item: Accepted) -> Entry:
+        """Realise one intent."""
+        ...
+
+
+async def run_adapter(
+    core: Adapter,
+    receive: ObjectReceiveStream[list[Accepted]],
+    send: ObjectSendStream[list[Entry]],
+) -> None:
+    """The shell shared by adapters whose core needs no I/O."""
+    execute = core.execute
+    async with receive, send:
+        async for batch in receive:
+            await send.send([execute(item) for item in batch])

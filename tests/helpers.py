@@ -1,0 +1,161 @@
+"""Shared test helpers: configs, intent lines, and reading a ledger back."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from execd import config
+from execd.daemon import Daemon
+from execd.ledger.record import record_decoder
+from execd.ledger.segments import list_segments
+
+ROOT = Path(__file__).resolve().parent.parent
+EXECD = [sys.executable, "-m", "execd"]
+
+BASE_CONFIG = """
+[daemon]
+lakehouse = "{lakehouse}"
+ledger_dir = "{ledger}"
+poll_interval_ms = 20
+
+[queues]
+sentinel = {q}
+router = {q}
+adapter = {q}
+ledger = {q}
+commits = {commits}
+
+[batches]
+read_chunk_bytes = {chunk}
+items = {items}
+commit_records = {commit_records}
+
+[ledger]
+segment_bytes = {segment_bytes}
+
+[log]
+level = "{level}"
+outcomes = "{outcomes}"
+
+[venues.binance]
+plane = "paper"
+
+[venues.alpaca]
+plane = "paper"
+
+[venues.stubfail]
+plane = "live"
+adapter = "stub"
+stub_result = "fail"
+stub_reason = "EXECUTION_NOT_AVAILABLE"
+"""
+
+
+def write_config(directory: Path, **overrides: Any) -> Path:
+    """A config file under ``directory`` whose lakehouse and ledger live there too."""
+    values: dict[str, Any] = {
+        "lakehouse": directory / "lakehouse", "ledger": directory / "ledger", "q": 8,
+        "commits": 1, "chunk": 1 << 20, "items": 2048, "commit_records": 16384,
+        "segment_bytes": 256 << 20, "level": "warning", "outcomes": "summary",
+    }
+    values.update(overrides)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "execd.toml"
+    path.write_text(BASE_CONFIG.format(**values))
+    return path
+
+
+def intent(n: int, **fields: Any) -> dict[str, Any]:
+    """A valid intent with a stable id derived from ``n``."""
+    body: dict[str, Any] = {
+        "kind": "intent", "intent_id": f"00000000-0000-4000-8000-{n:012d}",
+        "source_run": "run-1", "venue": "binance", "symbol": "BTC/USDT", "side": "buy",
+        "quantity": "0.5",
+    }
+    body.update(fields)
+    return body
+
+
+def lines(*records: dict[str, Any] | str | bytes) -> bytes:
+    """JSONL bytes: dicts are encoded, str and bytes go in as they are."""
+    out = []
+    for record in records:
+        if isinstance(record, dict):
+            out.append(json.dumps(record).encode())
+        elif isinstance(record, str):
+            out.append(record.encode())
+        else:
+            out.append(record)
+    return b"\n".join(out) + b"\n"
+
+
+def records(ledger: Path) -> list[dict[str, Any]]:
+    """Every record of a ledger, bodies decoded."""
+    result = []
+    for path in list_segments(ledger):
+        for line in path.read_bytes().splitlines():
+            record = record_decoder.decode(line)
+            result.append({"seq": record.seq, "time": record.time, "kind": record.kind,
+                           "body": msgspec.json.decode(record.body)})
+    return result
+
+
+def outcomes(ledger: Path) -> list[dict[str, Any]]:
+    """The outcome bodies of a ledger, in order."""
+    return [r["body"] for r in records(ledger) if r["kind"] == "outcome"]
+
+
+def ledger_bytes(ledger: Path) -> bytes:
+    """All segments of a ledger, concatenated."""
+    return b"".join(p.read_bytes() for p in list_segments(ledger))
+
+
+async def replay(directory: Path, inputs: list[Path], **overrides: Any) -> Path:
+    """Run ``execd replay`` in-process into ``directory/ledger``; return that path."""
+    loaded = config.load(write_config(directory, **overrides))
+    ledger = directory / "ledger"
+    await Daemon(loaded, mode="replay", inputs=inputs, ledger_dir=ledger).run()
+    return ledger
+
+
+def drop(inbox: Path, name: str, data: bytes) -> Path:
+    """Write a file into an inbox the way producers must: temp name, then rename."""
+    inbox.mkdir(parents=True, exist_ok=True)
+    temp = inbox / f".{name}.tmp"
+    temp.write_bytes(data)
+    target = inbox / name
+    os.replace(temp, target)
+    return target
+
+
+def start_daemon(config_path: Path, log_path: Path) -> subprocess.Popen[bytes]:
+    """Start ``execd run`` as a real process, logging to ``log_path``."""
+    handle = open(log_path, "ab")  # noqa: SIM115 - owned by the process
+    return subprocess.Popen([*EXECD, "run", "--config", str(config_path)], stdout=handle,
+                            stderr=subprocess.STDOUT, cwd=ROOT)
+
+
+def wait_for(predicate: Any, timeout: float = 30.0, interval: float = 0.02) -> None:
+    """Poll ``predicate`` until true, or fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {predicate}")
+
+
+def count_outcomes(ledger: Path) -> int:
+    """Outcome records currently on disk (tolerates a torn last line)."""
+    total = 0
+    for path in list_segments(ledger):
+        total += path.read_bytes().count(b'"kind":"outcome"')
+    return total

@@ -1,0 +1,88 @@
+"""Bad config stops start-up: one line per problem naming file, key, expected and found."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from execd import config
+from tests.helpers import EXECD, ROOT
+
+GOOD = """
+[daemon]
+lakehouse = "var/l"
+ledger_dir = "var/g"
+
+[venues.binance]
+plane = "paper"
+"""
+
+
+def problems(tmp_path: Path, text: str) -> list[str]:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(config.ConfigError) as caught:
+        config.load(path)
+    return [str(p) for p in caught.value.problems]
+
+
+def test_the_shipped_config_is_valid() -> None:
+    loaded = config.load(ROOT / "config" / "execd.toml")
+    assert set(loaded.config.planes().values()) == {"paper"}
+
+
+def test_good_config_loads(tmp_path: Path) -> None:
+    path = tmp_path / "ok.toml"
+    path.write_text(GOOD)
+    assert config.load(path).config.venues["binance"].plane == "paper"
+
+
+@pytest.mark.parametrize(("text", "line"), [
+    (GOOD + "[queues]\nrouter = 0\n", "queues.router: expected an integer >= 1, found int 0"),
+    (GOOD + "[queues]\nrouter = 'big'\n", "queues.router: expected an integer >= 1, found 'big'"),
+    (GOOD + "[queues]\nroutr = 4\n", "queues.routr: expected one of sentinel, router"),
+    (GOOD + "[clock]\nkind = 'sundial'\n",
+     "clock.kind: expected one of 'logical', 'wall', found 'sundial'"),
+    (GOOD.replace('ledger_dir = "var/g"\n', ""), "daemon.ledger_dir: expected a string"),
+    (GOOD + "[venues.x]\nplane = 'moon'\n",
+     "venues.x.plane: expected one of 'paper', 'live', found 'moon'"),
+    (GOOD + "[venues.y]\nplane = 'live'\n",
+     "venues.y.adapter: expected a live adapter (\"stub\") on the live plane, found None"),
+    (GOOD + "[venues.z]\nplane = 'paper'\nadapter = 'stub'\n",
+     "venues.z.adapter: expected \"paper\" (or nothing) on the paper plane, found 'stub'"),
+    ("daemon = 3\n" + GOOD, "(syntax): expected valid TOML"),
+    ("[daemon\n", "(syntax): expected valid TOML"),
+    (GOOD + "[log]\nlevel = 'loud'\n", "log.level: expected one of 'debug'"),
+    ("extra = 1\n" + GOOD, "extra: expected one of daemon, venues"),
+    (GOOD + "bogus = 1\n", "venues.binance.bogus: expected one of plane, adapter"),
+    ("[daemon]\nlakehouse='a'\nledger_dir='b'\n[venues]\n", "venues: expected at least one"),
+])
+def test_each_mistake_has_its_line(tmp_path: Path, text: str, line: str) -> None:
+    found = problems(tmp_path, text)
+    assert any(line in p for p in found), found
+    assert all(p.startswith(str(tmp_path / "bad.toml") + ": ") for p in found)
+
+
+def test_all_problems_are_reported_at_once(tmp_path: Path) -> None:
+    text = GOOD + "[queues]\nrouter = 0\nledger = -1\n[batches]\nitems = 'x'\n"
+    assert len(problems(tmp_path, text)) == 3
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(config.ConfigError, match="expected a readable TOML file"):
+        config.load(tmp_path / "nope.toml")
+
+
+@pytest.mark.parametrize("command", [["run"], ["config", "check"]])
+def test_bad_config_exits_2_with_one_line_per_problem(tmp_path: Path, command: list[str]) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(GOOD + "[queues]\nrouter = 0\nledger = 'x'\n")
+    result = subprocess.run([*EXECD, *command, "--config", str(path)], capture_output=True,
+                            text=True, cwd=ROOT, timeout=60, check=False)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"{path}: queues.router: expected an integer >= 1, found int 0",
+        f"{path}: queues.ledger: expected an integer >= 1, found 'x'",
+    ]

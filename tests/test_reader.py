@@ -1,0 +1,137 @@
+"""The reader core: lines in, items out, whatever the chunking; bad lines quarantined."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from execd import reasons
+from execd.clock import LogicalClock, WallClock
+from execd.messages import Entry, ExecutionOutcome, IntentIn, TickRecord, encode
+from execd.reader import ReaderCore
+from tests.helpers import intent, lines
+
+
+def read(data: bytes, cuts: list[int] | None = None, max_line: int = 1 << 20,
+         clock: Any = None) -> list[Any]:
+    core = ReaderCore(clock or LogicalClock(), 0, max_line)
+    core.start_file("f.jsonl")
+    items: list[Any] = []
+    position = 0
+    for cut in sorted(cuts or []):
+        items += core.feed(data[position:cut])
+        position = cut
+    items += core.feed(data[position:])
+    items += core.finish_file(len(data), "digest")
+    return items
+
+
+def signature(items: list[Any]) -> list[bytes]:
+    out = []
+    for item in items:
+        if isinstance(item, IntentIn):
+            out.append(encode([item.seq, item.time, item.source, item.intent]) + item.raw)
+        else:
+            out.append(encode([item.seq, item.kind, item.time, item.body]))
+    return out
+
+
+def outcome(item: Any) -> ExecutionOutcome:
+    assert isinstance(item, Entry) and isinstance(item.body, ExecutionOutcome)
+    return item.body
+
+
+SAMPLE = lines(
+    {"kind": "tick", "time": 10}, intent(1), "", "   ", "{oops", intent(2, quantity="1.25"),
+    {"kind": "tick", "time": 5}, b"\xff\xfe not utf8", intent(3, extra=1),
+    {"kind": "intent"}, intent(4, side="sideways"), '{"kind":"tick","time":20}',
+) + b'{"kind":"intent","venue":"binance"'  # unterminated last line
+
+
+@settings(max_examples=200)
+@given(st.lists(st.integers(0, len(SAMPLE)), max_size=12))
+def test_items_do_not_depend_on_chunk_boundaries(cuts: list[int]) -> None:
+    assert signature(read(SAMPLE, cuts)) == signature(read(SAMPLE))
+
+
+def test_every_non_blank_line_gets_exactly_one_item() -> None:
+    items = read(SAMPLE)
+    assert [i.seq for i in items] == list(range(len(items)))
+    by_line = [i.source.line if isinstance(i, IntentIn) else
+               (i.body.source.line if i.kind != "input_file" else None) for i in items]
+    assert by_line[:-1] == [1, 2, 5, 6, 7, 8, 9, 10, 11, 12, 13]
+    assert items[-1].kind == "input_file" and items[-1].body.lines == 13
+
+
+def test_each_kind_of_bad_line_has_its_reason() -> None:
+    items = read(SAMPLE)
+    reason = {i.body.source.line: i.body.reason for i in items
+              if isinstance(i, Entry) and i.kind == "outcome"}
+    assert reason == {
+        5: reasons.INPUT_MALFORMED_JSON,
+        7: reasons.INPUT_CLOCK_REGRESSION,
+        8: reasons.INPUT_INVALID_UTF8,
+        9: reasons.INPUT_SCHEMA_VIOLATION,
+        10: reasons.INPUT_SCHEMA_VIOLATION,
+        11: reasons.INPUT_SCHEMA_VIOLATION,
+        13: reasons.INPUT_MALFORMED_JSON,
+    }
+    details = {i.body.source.line: i.body.detail for i in items
+               if isinstance(i, Entry) and i.kind == "outcome"}
+    assert "unknown field `extra`" in details[9]
+    assert "missing required field" in details[10]
+    assert "`$.side`" in details[11]
+    assert "tick 5 is before the current time 10" in details[7]
+
+
+def test_ticks_stamp_the_items_after_them() -> None:
+    items = read(SAMPLE)
+    times = [(i.source.line, i.time) for i in items if isinstance(i, IntentIn)]
+    assert times == [(2, 10), (6, 10)]
+    ticks = [i.body for i in items if isinstance(i, Entry) and i.kind == "tick"]
+    assert [t.time for t in ticks if isinstance(t, TickRecord)] == [10, 20]
+
+
+def test_offsets_let_a_restart_resume_exactly() -> None:
+    data = lines(intent(1), intent(2), intent(3))
+    items = read(data)
+    second_end = items[1].source.end
+    core = ReaderCore(LogicalClock(), 100, 1 << 20)
+    core.start_file("f.jsonl", offset=second_end, line=2)
+    rest = core.feed(data[second_end:]) + core.finish_file(len(data), "d")
+    assert isinstance(rest[0], IntentIn)
+    assert rest[0].source.line == 3 and rest[0].intent.intent_id == items[2].intent.intent_id
+    assert rest[0].seq == 100
+
+
+@given(st.lists(st.integers(0, 3000), max_size=6))
+def test_an_over_long_line_is_quarantined_whatever_the_chunking(cuts: list[int]) -> None:
+    data = lines(intent(1), "x" * 2500, intent(2))
+    items = read(data, cuts, max_line=1000)
+    long = outcome(items[1])
+    assert long.reason == reasons.INPUT_LINE_TOO_LONG
+    assert long.detail == "line is 2500 bytes; input.max_line_bytes is 1000"
+    assert isinstance(items[2], IntentIn) and items[2].source.line == 3
+
+
+def test_a_ten_megabyte_line_is_one_quarantine() -> None:
+    data = lines(intent(1), b'{"kind":"intent","pad":"' + b"a" * (10 << 20) + b'"}', intent(2))
+    cuts = list(range(0, len(data), 1 << 20))
+    items = read(data, cuts)
+    assert outcome(items[1]).reason == reasons.INPUT_LINE_TOO_LONG
+    assert isinstance(items[2], IntentIn)
+
+
+def test_an_empty_file_is_an_outcome() -> None:
+    for data in (b"", b"\n\n  \n"):
+        items = read(data)
+        assert outcome(items[0]).reason == reasons.INPUT_EMPTY_FILE
+        assert outcome(items[0]).status == "QUARANTINED"
+        assert items[1].kind == "input_file"
+
+
+def test_ticks_under_the_wall_clock_are_quarantined() -> None:
+    items = read(lines({"kind": "tick", "time": 5}), clock=WallClock())
+    assert outcome(items[0]).reason == reasons.INPUT_TICK_UNDER_WALL_CLOCK
