@@ -68,7 +68,7 @@ class LedgerConfig(Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class LogConfig(Struct, frozen=True, forbid_unknown_fields=True):
-    """Logging: ``outcomes = "each"`` logs every durable outcome, ``"summary"`` one line a commit."""
+    """Logging. ``outcomes``: "each" logs every durable outcome, "summary" one line a commit."""
 
     level: Literal["debug", "info", "warning", "error"] = "info"
     outcomes: Literal["each", "summary"] = "each"
@@ -188,7 +188,9 @@ def _check_meaning(config: Config, file: str, problems: list[ConfigProblem]) -> 
         key = f"venues.{name}.adapter"
         if venue.plane == "paper" and venue.adapter not in (None, "paper"):
             problems.append(
-                ConfigProblem(file, key, '"paper" (or nothing) on the paper plane', repr(venue.adapter))
+                ConfigProblem(
+                    file, key, '"paper" (or nothing) on the paper plane', repr(venue.adapter)
+                )
             )
         if venue.plane == "live" and venue.adapter in (None, "paper"):
             problems.append(

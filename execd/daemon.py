@@ -111,7 +111,8 @@ class Daemon:
 
     def _recover(self) -> RecoveredState:
         if self.mode == "replay" and any(self.ledger_dir.glob("segment-*.jsonl")):
-            raise LedgerNotEmpty(f"{self.ledger_dir} already holds a ledger; replay needs a new one")
+            raise LedgerNotEmpty(
+                f"{self.ledger_dir} already holds a ledger; replay needs a new one")
         state = recover(self.ledger_dir, repair=True)
         torn = state.scan.torn
         if torn is not None:
@@ -160,7 +161,9 @@ class Daemon:
         finally:
             store.close()
 
-    def _source(self, state: RecoveredState) -> tuple[InputSource, Callable[[str, int, str], None] | None]:
+    def _source(
+        self, state: RecoveredState
+    ) -> tuple[InputSource, Callable[[str, int, str], None] | None]:
         if self.mode == "replay":
             return ListSource(self.inputs), None
         config = self.config
@@ -186,7 +189,8 @@ class Daemon:
         sentinel = SentinelCore(config.planes(), state.seen)
         router = RouterCore(index, len(adapters))
 
-        to_sentinel, sentinel_in = anyio.create_memory_object_stream[list[ReaderItem]](queues.sentinel)
+        to_sentinel, sentinel_in = anyio.create_memory_object_stream[list[ReaderItem]](
+            queues.sentinel)
         to_router, router_in = anyio.create_memory_object_stream[list[RouterItem]](queues.router)
         to_ledger, ledger_in = anyio.create_memory_object_stream[list[Entry]](queues.ledger)
         adapter_sends: list[ObjectSendStream[list[Accepted]]] = []

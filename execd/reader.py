@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-from decimal import Decimal
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 from typing import BinaryIO, Literal, Protocol
 
@@ -127,7 +127,8 @@ class ReaderCore:
                 return quarantine(self._take_seq(), self.clock.now(), src,
                                   reasons.INPUT_INVALID_UTF8, f"{bad.reason} at byte {bad.start}")
             return quarantine(self._take_seq(), self.clock.now(), src,
-                              reasons.INPUT_MALFORMED_JSON, f"{exc}; line begins {_excerpt(text)!r}")
+                              reasons.INPUT_MALFORMED_JSON,
+                              f"{exc}; line begins {_excerpt(text)!r}")
         if type(record) is OrderIntent:
             return IntentIn(self._take_seq(), self.clock.now(), src, record, text)
         assert isinstance(record, ClockTick)
@@ -368,7 +369,9 @@ class LakehouseReader:
         self.stopping = stopping
         self.on_finished = on_finished
 
-    async def _send(self, send: ObjectSendStream[list[ReaderItem]], items: list[ReaderItem]) -> None:
+    async def _send(
+        self, send: ObjectSendStream[list[ReaderItem]], items: list[ReaderItem]
+    ) -> None:
         step = self.batch_items
         for start in range(0, len(items), step):
             batch = items[start : start + step]

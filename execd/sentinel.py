@@ -103,7 +103,7 @@ class SentinelCore:
                         side or "buy", plane)
 
     @staticmethod
-    def _side(intent: OrderIntent) -> Side | None | tuple[str, str]:
+    def _side(intent: OrderIntent) -> Side | tuple[str, str] | None:
         implied = _ACTION_SIDE.get(intent.action or "")
         if intent.side is None:
             if implied is None and intent.action != "HOLD":

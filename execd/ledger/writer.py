@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 import anyio
 from anyio.abc import ObjectReceiveStream
+from anyio.streams.memory import MemoryObjectReceiveStream
 from msgspec import Struct
 
 from execd.ledger.record import LedgerChain
@@ -96,7 +97,7 @@ class LedgerWriter:
         append = self.chain.append
         return b"".join([append(e.kind, e.time, encode(e.body)) for e in entries])
 
-    async def run(self, receive: ObjectReceiveStream[list[Entry]]) -> None:
+    async def run(self, receive: MemoryObjectReceiveStream[list[Entry]]) -> None:
         """Consume entry batches until every sender has closed, committing as it goes."""
         send_commit, receive_commit = anyio.create_memory_object_stream[Commit](
             self.commits_in_flight

@@ -13,7 +13,11 @@ class Adapter(Protocol):
     """A synchronous adapter core: one outcome entry per accepted intent."""
 
     venue: str
-    plane: Plane
+
+    @property
+    def plane(self) -> Plane:
+        """The plane this adapter realises intents in."""
+        ...
 
     def execute(self, item: Accepted) -> Entry:
         """Realise one intent."""
