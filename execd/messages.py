@@ -33,7 +33,9 @@ Name = Annotated[str, Meta(min_length=1, max_length=128)]
 # --------------------------------------------------------------------------- input
 
 
-class Constraints(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+class Constraints(
+    Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True, gc=False
+):
     """Execution constraints an intent may carry (seed 001)."""
 
     max_slippage_bps: Annotated[int, Meta(ge=0, le=10_000)] | None = None
@@ -49,6 +51,7 @@ class OrderIntent(
     omit_defaults=True,
     tag="intent",
     tag_field="kind",
+    gc=False,
 ):
     """A venue-agnostic request to trade, as written by research (seeds 000 and 001).
 
@@ -86,7 +89,7 @@ InputRecord = OrderIntent | ClockTick
 # ------------------------------------------------------------------- ledger bodies
 
 
-class Source(Struct, frozen=True, array_like=True):
+class Source(Struct, frozen=True, array_like=True, gc=False):
     """Where an input came from: file name, 1-based line, byte offset after the line."""
 
     file: str
@@ -94,7 +97,9 @@ class Source(Struct, frozen=True, array_like=True):
     end: int
 
 
-class ExecutionOutcome(Struct, frozen=True, omit_defaults=True, forbid_unknown_fields=True):
+class ExecutionOutcome(
+    Struct, frozen=True, omit_defaults=True, forbid_unknown_fields=True, gc=False
+):
     """The one outcome every intent (and every unreadable input line) gets.
 
     Seed 000's v1 fields (execution id, intent id, plane, status, filled quantity,
@@ -103,7 +108,7 @@ class ExecutionOutcome(Struct, frozen=True, omit_defaults=True, forbid_unknown_f
     """
 
     execution_id: str
-    intent_id: str
+    intent_id: uuid.UUID
     status: Status
     filled_quantity: Decimal
     logical_time: int
@@ -119,7 +124,7 @@ class ExecutionOutcome(Struct, frozen=True, omit_defaults=True, forbid_unknown_f
     intent: Raw | None = None
 
 
-class TickRecord(Struct, frozen=True, forbid_unknown_fields=True):
+class TickRecord(Struct, frozen=True, forbid_unknown_fields=True, gc=False):
     """The logical clock moved to ``time``."""
 
     time: int
@@ -157,7 +162,11 @@ RecordKind = Literal["start", "stop", "outcome", "tick", "input_file"]
 # ----------------------------------------------------------------- actor messages
 
 
-class Entry(Struct):
+# Actor messages are not tracked by the cyclic GC (gc=False): they never form cycles,
+# and at a few hundred thousand a second tracking them costs more than the work.
+
+
+class Entry(Struct, gc=False):
     """A finished ledger record waiting for its place: ``seq`` is the ingest order."""
 
     seq: int
@@ -166,7 +175,7 @@ class Entry(Struct):
     body: Struct
 
 
-class IntentIn(Struct):
+class IntentIn(Struct, gc=False):
     """An intent that decoded cleanly, on its way from the reader to the sentinel."""
 
     seq: int
@@ -176,7 +185,7 @@ class IntentIn(Struct):
     raw: bytes
 
 
-class Accepted(Struct):
+class Accepted(Struct, gc=False):
     """An intent the sentinel passed, with what it resolved, on its way to a venue."""
 
     seq: int
@@ -184,7 +193,7 @@ class Accepted(Struct):
     source: Source
     intent: OrderIntent
     raw: bytes
-    intent_id: str
+    intent_id: uuid.UUID
     side: Side
     plane: Plane
 

@@ -107,7 +107,8 @@ class ReaderCore:
 
     def _one(self, line: bytes, end: int) -> ReaderItem | None:
         self._line += 1
-        text = line.strip()
+        # Most lines are exactly one JSON object; only others need stripping.
+        text = line if line[:1] == b"{" and line[-1:] == b"}" else line.strip()
         if not text:
             return None
         self._records += 1

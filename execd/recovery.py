@@ -7,6 +7,7 @@ neither skips nor repeats a line), which files were finished, and the logical ti
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import msgspec
@@ -19,7 +20,7 @@ from execd.sentinel import SeenIds
 
 
 class _OutcomeView(Struct):
-    intent_id: str
+    intent_id: uuid.UUID
     status: str
     source: Source | None = None
 

@@ -7,6 +7,7 @@ the numbers. This issue's checks are structural; risk limits build on the same c
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 from decimal import Decimal
 
@@ -36,7 +37,8 @@ _ACTION_SIDE: dict[str, Side] = {
 class SeenIds:
     """Intent ids that already have an outcome: a second intent with one gets no order.
 
-    Kept as 128-bit integers rather than strings: a third of the memory per id.
+    Kept as 128-bit integers rather than strings or UUID objects: about a third of
+    the memory per id.
     """
 
     def __init__(self) -> None:
@@ -45,21 +47,18 @@ class SeenIds:
     def __len__(self) -> int:
         return len(self._ids)
 
-    @staticmethod
-    def key(intent_id: str) -> int:
-        """The compact key of a textual UUID."""
-        return int(intent_id.replace("-", ""), 16)
-
-    def add(self, intent_id: str) -> bool:
+    def add(self, intent_id: uuid.UUID) -> bool:
         """Record ``intent_id``; False if it was already there."""
-        key = self.key(intent_id)
-        if key in self._ids:
+        key = intent_id.int
+        ids = self._ids
+        if key in ids:
             return False
-        self._ids.add(key)
+        ids.add(key)
         return True
 
 
 def _positive(value: Decimal) -> bool:
+    # is_finite first: ordering a NaN raises InvalidOperation.
     return value.is_finite() and value > _ZERO
 
 
@@ -70,15 +69,18 @@ class SentinelCore:
         self.planes = planes
         self.seen = seen
 
-    def intent_id(self, item: IntentIn) -> str:
+    @staticmethod
+    def intent_id(item: IntentIn) -> uuid.UUID:
         """The intent's own id, or one derived from its canonical content."""
         given = item.intent.intent_id
-        return str(given) if given is not None else ids.derived_intent_id(encode(item.intent))
+        return given if given is not None else ids.derived_intent_id(encode(item.intent))
 
     def handle(self, item: IntentIn) -> RouterItem:
         """Accept ``item`` for its venue, or return its refusal outcome."""
         intent = item.intent
-        intent_id = self.intent_id(item)
+        intent_id = intent.intent_id
+        if intent_id is None:
+            intent_id = ids.derived_intent_id(encode(intent))
         if not self.seen.add(intent_id):
             return self._refuse(item, intent_id, "REJECTED", reasons.INTENT_DUPLICATE,
                                 f"intent_id={intent_id} already has an outcome")
@@ -87,7 +89,8 @@ class SentinelCore:
             return self._refuse(item, intent_id, "REJECTED", reasons.INTENT_UNKNOWN_VENUE,
                                 f"venue={intent.venue!r} is not in the config "
                                 f"(known: {', '.join(sorted(self.planes))})")
-        if not _positive(intent.quantity):
+        quantity = intent.quantity
+        if not (quantity.is_finite() and quantity > _ZERO):
             return self._refuse(item, intent_id, "REJECTED", reasons.INTENT_QUANTITY_NOT_POSITIVE,
                                 f"quantity={intent.quantity} must be > 0")
         side = self._side(intent)
@@ -96,14 +99,18 @@ class SentinelCore:
         if intent.action == "HOLD":
             return self._refuse(item, intent_id, "SKIPPED", reasons.INTENT_HOLD,
                                 "action=HOLD: nothing to execute")
-        problem = self._prices(intent)
-        if problem:
-            return self._refuse(item, intent_id, "REJECTED", *problem)
+        limit, reference = intent.limit_price, intent.reference_price
+        if not ((limit is None or (limit.is_finite() and limit > _ZERO))
+                and (reference is None or (reference.is_finite() and reference > _ZERO))
+                and (limit is not None or intent.order_type == "market")):
+            return self._refuse(item, intent_id, "REJECTED", *self._prices(intent))
         return Accepted(item.seq, item.time, item.source, intent, item.raw, intent_id,
                         side or "buy", plane)
 
     @staticmethod
     def _side(intent: OrderIntent) -> Side | tuple[str, str] | None:
+        if intent.action is None and intent.side is not None:
+            return intent.side
         implied = _ACTION_SIDE.get(intent.action or "")
         if intent.side is None:
             if implied is None and intent.action != "HOLD":
@@ -116,16 +123,17 @@ class SentinelCore:
         return intent.side
 
     @staticmethod
-    def _prices(intent: OrderIntent) -> tuple[str, str] | None:
+    def _prices(intent: OrderIntent) -> tuple[str, str]:
+        """Why the prices of ``intent`` are refused (called only when they are)."""
         if intent.order_type == "limit" and intent.limit_price is None:
             return (reasons.INTENT_LIMIT_PRICE_MISSING, "order_type=limit needs limit_price")
         for name in ("limit_price", "reference_price"):
             value = getattr(intent, name)
             if value is not None and not _positive(value):
                 return (reasons.INTENT_PRICE_NOT_POSITIVE, f"{name}={value} must be > 0")
-        return None
+        raise AssertionError("prices refused without a reason")
 
-    def _refuse(self, item: IntentIn, intent_id: str, status: str, reason: str,
+    def _refuse(self, item: IntentIn, intent_id: uuid.UUID, status: str, reason: str,
                 detail: str) -> Entry:
         intent = item.intent
         plane = self.planes.get(intent.venue)

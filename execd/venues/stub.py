@@ -27,13 +27,14 @@ class StubAdapter:
         self.venue = venue
         self.result = result
         self.reason = reason
+        self._execution_id = ids.ExecutionIds(venue, "live")
 
     def execute(self, item: Accepted) -> Entry:
         """The configured answer for ``item``."""
         intent = item.intent
         filled = self.result == "fill"
         outcome = ExecutionOutcome(
-            execution_id=ids.execution_id(item.intent_id, self.venue, "live"),
+            execution_id=self._execution_id(item.intent_id),
             intent_id=item.intent_id,
             status="FILLED" if filled else "FAILED",
             filled_quantity=intent.quantity if filled else _ZERO,
