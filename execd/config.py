@@ -40,10 +40,10 @@ class ClockConfig(Struct, frozen=True, forbid_unknown_fields=True):
 class QueueConfig(Struct, frozen=True, forbid_unknown_fields=True):
     """Capacities, in batches, of the bounded streams between actors."""
 
-    sentinel: Positive = 8
-    router: Positive = 8
-    adapter: Positive = 8
-    ledger: Positive = 16
+    sentinel: Positive = 4
+    router: Positive = 4
+    adapter: Positive = 4
+    ledger: Positive = 8
     commits: Positive = 1
 
 
@@ -51,8 +51,8 @@ class BatchConfig(Struct, frozen=True, forbid_unknown_fields=True):
     """How much work moves at once."""
 
     read_chunk_bytes: Annotated[int, Meta(ge=4096)] = 1 << 20
-    items: Positive = 2048
-    commit_records: Positive = 16384
+    items: Positive = 1024
+    commit_records: Positive = 8192
 
 
 class InputConfig(Struct, frozen=True, forbid_unknown_fields=True):

@@ -55,7 +55,8 @@ REASONS: Final[dict[str, str]] = {
     INPUT_EMPTY_FILE: "The input file holds no records at all.",
     INPUT_CLOCK_REGRESSION: "A tick would move the logical clock backwards.",
     INPUT_TICK_UNDER_WALL_CLOCK: "A tick arrived while the daemon runs on the wall clock.",
-    INPUT_FILE_REPEATED: "A file was named like one already consumed but differs from it.",
+    INPUT_FILE_REPEATED: "A file arrived under the name of one already consumed; "
+    "it is not read (input file names must be unique).",
     INTENT_DUPLICATE: "An intent with this id already has an outcome; no second order.",
     INTENT_UNKNOWN_VENUE: "The intent names a venue that the config does not define.",
     INTENT_QUANTITY_NOT_POSITIVE: "The quantity is zero, negative or not a finite number.",

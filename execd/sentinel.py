@@ -37,23 +37,34 @@ _ACTION_SIDE: dict[str, Side] = {
 class SeenIds:
     """Intent ids that already have an outcome: a second intent with one gets no order.
 
-    Kept as 128-bit integers rather than strings or UUID objects: about a third of
-    the memory per id.
+    Exact, and compact because it lives as long as the ledger: each id is its 16
+    raw bytes appended to one of 65,536 bytearray buckets chosen by its low bits,
+    about 18 bytes an id where a set of ints costs about 95. A lookup scans one
+    bucket with ``bytearray.find`` (a few hundred bytes at a million ids).
     """
 
+    _BUCKETS = 1 << 16
+
     def __init__(self) -> None:
-        self._ids: set[int] = set()
+        self._buckets = [bytearray() for _ in range(self._BUCKETS)]
+        self._count = 0
 
     def __len__(self) -> int:
-        return len(self._ids)
+        return self._count
 
     def add(self, intent_id: uuid.UUID) -> bool:
         """Record ``intent_id``; False if it was already there."""
         key = intent_id.int
-        ids = self._ids
-        if key in ids:
-            return False
-        ids.add(key)
+        needle = key.to_bytes(16, "big")
+        bucket = self._buckets[key & 0xFFFF]
+        at = bucket.find(needle)
+        while at >= 0:
+            if at % 16 == 0:
+                return False
+            # A match straddling two entries is not an entry: look further.
+            at = bucket.find(needle, at + 1)
+        bucket += needle
+        self._count += 1
         return True
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
 from decimal import Decimal
 from typing import Any
 
 import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from execd import reasons
 from execd.messages import Accepted, Entry, ExecutionOutcome, IntentIn, OrderIntent, Source
@@ -87,3 +90,28 @@ def test_identical_intents_without_ids_are_duplicates() -> None:
     assert refusal(sentinel.handle(item(1, intent_id=None)))[1] == reasons.INTENT_DUPLICATE
     other = sentinel.handle(item(1, intent_id=None, quantity=str(Decimal("0.6"))))
     assert isinstance(other, Accepted) and other.intent_id != first.intent_id
+
+
+@settings(max_examples=200)
+@given(st.lists(st.tuples(st.integers(0, 2**128 - 1), st.booleans()), max_size=300))
+def test_seen_ids_behave_like_a_set(ops: list[tuple[int, bool]]) -> None:
+    seen, model = SeenIds(), set()
+    for value, same_bucket in ops:
+        if same_bucket:
+            value = (value & ~0xFFFF) | 0x1234  # crowd one bucket, force straddling matches
+        key = uuid.UUID(int=value)
+        assert seen.add(key) == (value not in model)
+        model.add(value)
+    assert len(seen) == len(model)
+
+
+def test_seen_ids_ignore_a_match_straddling_two_entries() -> None:
+    tail = b"\x12\x34"  # the low 16 bits choose the bucket: both entries share one
+    first = bytes(range(1, 15)) + tail
+    second = tail + bytes(range(20, 32)) + tail
+    seen = SeenIds()
+    assert seen.add(uuid.UUID(bytes=first)) and seen.add(uuid.UUID(bytes=second))
+    straddling = (first + second)[2:18]
+    assert straddling.endswith(tail)
+    assert seen.add(uuid.UUID(bytes=straddling)), "bytes across two entries are not an entry"
+    assert not seen.add(uuid.UUID(bytes=straddling))

@@ -1,0 +1,22 @@
+"""The README documents every status and reason code the code can produce."""
+
+import re
+
+from execd.reasons import REASONS, STATUSES
+from tests.helpers import ROOT
+
+README = (ROOT / "README.md").read_text()
+
+
+def test_every_status_and_reason_is_documented() -> None:
+    documented = set(re.findall(r"^\| `([A-Z0-9_]+)` \|", README, re.MULTILINE))
+    assert set(STATUSES) | set(REASONS) <= documented
+    stale = documented - set(STATUSES) - set(REASONS)
+    assert not stale, f"README documents codes that no longer exist: {stale}"
+
+
+def test_every_reason_constant_is_in_the_table() -> None:
+    import execd.reasons as module
+
+    constants = {v for k, v in vars(module).items() if k.isupper() and isinstance(v, str)}
+    assert constants == set(REASONS)
