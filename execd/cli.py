@@ -68,15 +68,38 @@ def _serve(loaded: config.LoadedConfig, mode: str, inputs: list[Path],
     daemon = Daemon(loaded, mode=mode, inputs=inputs, ledger_dir=ledger)  # type: ignore[arg-type]
     try:
         anyio.run(daemon.run)
-    except (LedgerCorrupt, LedgerNotEmpty) as exc:
-        log.error("ledger.refused", error=str(exc))
-        return EXIT_LEDGER
-    except LedgerIOError as exc:
-        log.error("ledger.io_failed", error=str(exc))
-        return EXIT_FAILED
-    except KeyboardInterrupt:
+    except BaseException as raised:  # every way out gets its exit status
+        exc = root_cause(raised)
+        if isinstance(exc, LedgerCorrupt | LedgerNotEmpty):
+            log.error("ledger.refused", error=str(exc))
+            return EXIT_LEDGER
+        if isinstance(exc, LedgerIOError):
+            log.error("ledger.io_failed", error=str(exc))
+            return EXIT_FAILED
+        if isinstance(exc, KeyboardInterrupt):
+            return EXIT_FAILED
+        log.exception("daemon.crashed", error=repr(exc))
         return EXIT_FAILED
     return EXIT_OK
+
+
+def root_cause(exc: BaseException) -> BaseException:
+    """The exception that stopped the actors, out of the task groups' exception groups.
+
+    When one actor fails, its neighbours then fail to send to it or receive from it
+    (broken or closed streams); those are consequences, not the cause.
+    """
+    leaves: list[BaseException] = []
+    pending = [exc]
+    while pending:
+        current = pending.pop(0)
+        if isinstance(current, BaseExceptionGroup):
+            pending.extend(current.exceptions)
+        else:
+            leaves.append(current)
+    consequences = (anyio.BrokenResourceError, anyio.ClosedResourceError)
+    causes = [leaf for leaf in leaves if not isinstance(leaf, consequences)]
+    return (causes or leaves or [exc])[0]
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
