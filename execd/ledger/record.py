@@ -32,15 +32,9 @@ class RecordHead(Struct, frozen=True):
     body: Raw
 
 
-class Record(Struct, frozen=True):
-    """A record as stored: the head plus its own hash."""
+class Record(RecordHead, frozen=True):
+    """A record as stored: the head plus its own hash (encoded last)."""
 
-    v: int
-    seq: int
-    time: int
-    kind: str
-    prev: str
-    body: Raw
     hash: str
 
     def head_bytes(self) -> bytes:
