@@ -111,6 +111,11 @@ class Config(Struct, frozen=True, forbid_unknown_fields=True):
         return Path(self.daemon.lakehouse) / "inbox"
 
     @property
+    def work(self) -> Path:
+        """Where the reader moves a file when it claims it, until it is finished."""
+        return Path(self.daemon.lakehouse) / "work"
+
+    @property
     def archive(self) -> Path:
         """Where consumed input files go once their last record is durable."""
         return Path(self.daemon.lakehouse) / "archive"

@@ -26,6 +26,7 @@ from anyio.abc import ObjectSendStream
 from execd import __version__, logs
 from execd.clock import Clock, LogicalClock, WallClock
 from execd.config import Config, LoadedConfig
+from execd.inbox import InboxSource, InputSource, ListSource
 from execd.ledger.record import LedgerChain
 from execd.ledger.segments import SegmentStore
 from execd.ledger.writer import Commit, LedgerWriter
@@ -40,7 +41,7 @@ from execd.messages import (
     StopRecord,
     encode,
 )
-from execd.reader import InboxSource, InputSource, LakehouseReader, ListSource, ReaderCore
+from execd.reader import LakehouseReader, ReaderCore
 from execd.recovery import RecoveredState, recover
 from execd.router import RouterCore, run_router
 from execd.sentinel import SentinelCore, run_sentinel
@@ -167,11 +168,10 @@ class Daemon:
         if self.mode == "replay":
             return ListSource(self.inputs), None
         config = self.config
-        config.inbox.mkdir(parents=True, exist_ok=True)
         inbox = InboxSource(
-            config.inbox, config.archive,
-            progress=state.progress, done=state.done,
-            poll_seconds=config.daemon.poll_interval_ms / 1000,
+            Path(config.daemon.lakehouse),
+            progress=state.progress, done=state.done, refusing=state.refusing,
+            rejected=state.rejected, poll_seconds=config.daemon.poll_interval_ms / 1000,
             stopping=self.stopping, log=logs.get("reader"),
         )
         return inbox, inbox.finished
@@ -235,11 +235,11 @@ class Daemon:
             self.log.info("ledger.commit", records=len(commit.entries), last_seq=commit.last_seq)
 
     def _dispose(self, record: InputFileRecord) -> None:
-        """Move a consumed input file out of the inbox, now that its record is durable."""
+        """Move a finished input file out of work/, now that its record is durable."""
         target = self.config.archive if record.disposition == "archive" else self.config.rejected
         target.mkdir(parents=True, exist_ok=True)
         try:
-            os.replace(self.config.inbox / record.file, target / record.file)
+            os.replace(self.config.work / record.file, target / record.file)
         except FileNotFoundError:
             self.log.warning("input.already_moved", file=record.file)
         else:

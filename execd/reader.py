@@ -4,9 +4,9 @@ Core (:class:`ReaderCore`, sans-I/O): splits bytes into lines, decodes each
 strictly, stamps it with the ingest sequence number and the clock's time, and
 turns every bad line into a quarantine outcome instead of an exception.
 
-Shell (:class:`LakehouseReader`): takes files from an :class:`InputSource`
-(the inbox directory for ``execd run``, a list of files for ``execd replay``),
-reads them in chunks off the event loop and sends batches downstream.
+Shell (:class:`LakehouseReader`): takes files from an
+:class:`~execd.inbox.InputSource` (the inbox for ``execd run``, a list of files for
+``execd replay``), reads them in chunks off the event loop and sends batches downstream.
 
 What was consumed is known from the ledger alone: every record names its source
 file, line and end offset, so a restart resumes exactly after the last durable one.
@@ -15,19 +15,17 @@ file, line and end offset, so a restart resumes exactly after the last durable o
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Callable
 from decimal import Decimal
-from pathlib import Path
-from typing import BinaryIO, Literal, Protocol
+from typing import BinaryIO, Literal
 
 import anyio
 import msgspec
 from anyio.abc import ObjectSendStream
-from msgspec import Struct
 
 from execd import ids, reasons
 from execd.clock import Clock, ClockRegression
+from execd.inbox import FileJob, InputSource, file_digest
 from execd.messages import (
     ClockTick,
     Entry,
@@ -81,15 +79,18 @@ class ReaderCore:
         self._skipping = 0
         self._records = 0
 
-    def start_file(self, name: str, offset: int = 0, line: int = 0) -> None:
-        """Begin ``name`` at byte ``offset``, whose preceding lines number ``line``."""
+    def start_file(self, name: str, offset: int = 0, line: int = 0, resumed: bool = False) -> None:
+        """Begin ``name`` at byte ``offset``, whose preceding lines number ``line``.
+
+        ``resumed``: the file already has records from before a restart (so reaching
+        its end without a new record does not make it an empty file).
+        """
         self._file = name
         self._line = line
         self._carry = b""
         self._carry_start = offset
         self._skipping = 0
-        # A resumed file already produced records before the restart.
-        self._records = 1 if offset else 0
+        self._records = 1 if resumed else 0
 
     def _take_seq(self) -> int:
         seq = self.next_seq
@@ -200,149 +201,25 @@ class ReaderCore:
         items.append(Entry(self._take_seq(), "input_file", self.clock.now(), body))
         return items
 
-    def refuse_file(self, name: str, size: int, sha256: str, detail: str) -> list[ReaderItem]:
-        """A whole file refused unread: one quarantine outcome and its input_file record."""
+    def refuse_file(self, name: str, size: int, sha256: str, detail: str,
+                    *, recorded: bool = False) -> list[ReaderItem]:
+        """A whole file refused unread: its quarantine outcome, then its input_file record.
+
+        ``recorded``: the outcome is already in the ledger (the daemon stopped before
+        the input_file record), so only the input_file record is still owed.
+        """
         self.start_file(name)
-        src = Source(name, 0, 0)
         now = self.clock.now()
-        return [
-            quarantine(self._take_seq(), now, src, reasons.INPUT_FILE_REPEATED, detail),
-            Entry(self._take_seq(), "input_file", now,
-                  InputFileRecord(name, size, sha256, 0, "reject")),
-        ]
+        items: list[ReaderItem] = []
+        if not recorded:
+            items.append(quarantine(self._take_seq(), now, Source(name, 0, size),
+                                    reasons.INPUT_FILE_REPEATED, detail))
+        items.append(Entry(self._take_seq(), "input_file", now,
+                           InputFileRecord(name, size, sha256, 0, "reject")))
+        return items
 
 
 # --------------------------------------------------------------------------- shell
-
-
-class FileJob(Struct, frozen=True):
-    """One file to read, from ``offset`` on (after ``line`` lines already consumed)."""
-
-    path: str
-    name: str
-    offset: int = 0
-    line: int = 0
-    refuse: str = ""
-
-
-class InputSource(Protocol):
-    """Where the reader's files come from."""
-
-    async def next_file(self) -> FileJob | None:
-        """The next file, or None when there will be no more."""
-        ...
-
-
-class ListSource:
-    """A fixed list of files, in the order given (``execd replay``)."""
-
-    def __init__(self, paths: list[Path]) -> None:
-        self._jobs = [FileJob(str(p), p.name) for p in paths]
-
-    async def next_file(self) -> FileJob | None:
-        """The next file of the list."""
-        return self._jobs.pop(0) if self._jobs else None
-
-
-def file_digest(path: str, upto: int | None = None) -> tuple[int, str]:
-    """Size and SHA-256 of a file (or of its first ``upto`` bytes). Blocking."""
-    digest = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as handle:
-        while upto is None or size < upto:
-            want = 1 << 20 if upto is None else min(1 << 20, upto - size)
-            chunk = handle.read(want)
-            if not chunk:
-                break
-            digest.update(chunk)
-            size += len(chunk)
-    return size, digest.hexdigest()
-
-
-class InboxSource:
-    """Files renamed into the inbox directory, oldest name first, polled.
-
-    ``progress`` and ``done`` come from the ledger: where each unfinished file
-    stopped, and the size and digest of each finished one. A finished file still in
-    the inbox (the daemon stopped before archiving it) is archived if unchanged;
-    a different file under a consumed name is refused as a whole.
-    """
-
-    def __init__(
-        self,
-        inbox: Path,
-        archive: Path,
-        *,
-        progress: dict[str, tuple[int, int]],
-        done: dict[str, tuple[int, str]],
-        poll_seconds: float,
-        stopping: anyio.Event,
-        log: object,
-    ) -> None:
-        self.inbox = inbox
-        self.archive = archive
-        self.progress = progress
-        self.done = done
-        self.poll_seconds = poll_seconds
-        self.stopping = stopping
-        self.log = log
-        # name -> inode of files this process has taken, so the same file still
-        # waiting for its archive rename is not taken twice.
-        self._taken: dict[str, int] = {}
-        self._finished_here: set[str] = set()
-
-    def _candidates(self) -> list[tuple[str, int]]:
-        found = []
-        with os.scandir(self.inbox) as entries:
-            for entry in entries:
-                name = entry.name
-                if name.startswith(".") or not name.endswith(".jsonl"):
-                    continue
-                if entry.is_file(follow_symlinks=False):
-                    found.append((name, entry.inode()))
-        found.sort()
-        return found
-
-    async def next_file(self) -> FileJob | None:
-        """Wait for the next file; None once stopping."""
-        while not self.stopping.is_set():
-            for name, inode in self._candidates():
-                if self._taken.get(name) == inode:
-                    continue
-                job = await self._job(name, inode)
-                if job is not None:
-                    return job
-            with anyio.move_on_after(self.poll_seconds):
-                await self.stopping.wait()
-        return None
-
-    async def _job(self, name: str, inode: int) -> FileJob | None:
-        path = self.inbox / name
-        self._taken[name] = inode
-        known = self.done.get(name)
-        if known is None:
-            line, offset = self.progress.pop(name, (0, 0))
-            return FileJob(str(path), name, offset, line)
-        try:
-            size, sha = await anyio.to_thread.run_sync(file_digest, str(path))
-        except FileNotFoundError:
-            return None
-        if (size, sha) == known and name not in self._finished_here:
-            # Consumed before the last stop but not yet archived: finish the move.
-            self.archive.mkdir(parents=True, exist_ok=True)
-            os.replace(path, self.archive / name)
-            self.log.info("input.leftover_archived", file=name)  # type: ignore[attr-defined]
-            return None
-        what = "the same content again" if (size, sha) == known else "different content"
-        return FileJob(str(path), name, refuse=(
-            f"{name} was consumed before (size {known[0]}, sha256 {known[1][:12]}…); "
-            f"this file has {what} (size {size}, sha256 {sha[:12]}…)"
-        ))
-
-    def finished(self, name: str, size: int, sha: str) -> None:
-        """Remember a file this process read to its end."""
-        self.done[name] = (size, sha)
-        self._finished_here.add(name)
 
 
 FinishHook = Callable[[str, int, str], None]
@@ -389,7 +266,8 @@ class LakehouseReader:
                     break
                 if job.refuse:
                     size, sha = await anyio.to_thread.run_sync(file_digest, job.path)
-                    await self._send(send, self.core.refuse_file(job.name, size, sha, job.refuse))
+                    await self._send(send, self.core.refuse_file(
+                        job.name, size, sha, job.refuse, recorded=job.refusal_recorded))
                     continue
                 await self._read(job, send)
 
@@ -399,7 +277,7 @@ class LakehouseReader:
         except FileNotFoundError:
             return
         core = self.core
-        core.start_file(job.name, job.offset, job.line)
+        core.start_file(job.name, job.offset, job.line, job.resumed)
         size = job.offset
         try:
             while True:

@@ -13,6 +13,7 @@ from pathlib import Path
 import msgspec
 from msgspec import Struct
 
+from execd import reasons
 from execd.ledger.record import Record
 from execd.ledger.scan import ScanResult, scan
 from execd.messages import Source
@@ -22,6 +23,7 @@ from execd.sentinel import SeenIds
 class _OutcomeView(Struct):
     intent_id: uuid.UUID
     status: str
+    reason: str | None = None
     source: Source | None = None
 
 
@@ -33,6 +35,7 @@ class _InputFileView(Struct):
     file: str
     size: int
     sha256: str
+    disposition: str
 
 
 _outcome = msgspec.json.Decoder(_OutcomeView).decode
@@ -50,6 +53,10 @@ class RecoveredState:
         self.progress: dict[str, tuple[int, int]] = {}
         # file -> (size, sha256) of files read to their end
         self.done: dict[str, tuple[int, str]] = {}
+        # refused files (by claim name) whose outcome is recorded, input_file not yet
+        self.refusing: set[str] = set()
+        # refused files whose refusal is complete
+        self.rejected: set[str] = set()
 
     def observe(self, record: Record) -> None:
         """Fold one record into the state."""
@@ -60,14 +67,22 @@ class RecoveredState:
             if view.status != "QUARANTINED":
                 self.seen.add(view.intent_id)
             source = view.source
+            if view.reason == reasons.INPUT_FILE_REPEATED and source is not None:
+                self.refusing.add(source.file)
+                return
         elif kind == "tick":
             source = _tick(record.body).source
         elif kind == "input_file":
             done = _input_file(record.body)
-            self.done[done.file] = (done.size, done.sha256)
             self.progress.pop(done.file, None)
+            if done.disposition == "archive":
+                self.done[done.file] = (done.size, done.sha256)
+            else:
+                self.refusing.discard(done.file)
+                self.rejected.add(done.file)
             return
-        if source is not None and source.line:
+        if source is not None:
+            # Line 0 is a file-level outcome (an empty file): the file is started.
             self.progress[source.file] = (source.line, source.end)
 
 

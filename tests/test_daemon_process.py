@@ -119,13 +119,15 @@ def test_a_different_file_under_a_consumed_name_is_refused_whole(tmp_path: Path)
         drop(inbox, "x.jsonl", lines(intent(1)))
         wait_for(lambda: (archive / "x.jsonl").exists())
         drop(inbox, "x.jsonl", lines(intent(2), intent(3)))
-        wait_for(lambda: (tmp_path / "lakehouse" / "rejected" / "x.jsonl").exists())
+        wait_for(lambda: (tmp_path / "lakehouse" / "rejected" / "x.jsonl.repeat-1").exists())
     finally:
         assert stop(process) == 0
     done = outcomes(ledger)
     assert [(o["status"], o.get("reason")) for o in done] == [
         ("FILLED", None), ("QUARANTINED", reasons.INPUT_FILE_REPEATED)]
     assert "was consumed before" in done[1]["detail"]
+    assert done[1]["source"][0] == "x.jsonl.repeat-1"
+    assert (archive / "x.jsonl").read_bytes() == lines(intent(1)), "the original is untouched"
 
 
 @pytest.mark.parametrize("seed", [1, 2])

@@ -168,3 +168,12 @@ def test_reorder_releases_in_ingest_order() -> None:
     assert [e.seq for e in reorder.push([Entry(1, "stop", 0, body), Entry(3, "stop", 0, body)])] \
         == [1, 2, 3, 4]
     assert reorder.waiting == 0 and reorder.next_seq == 5
+
+
+def test_an_edited_last_record_refuses_rather_than_being_cut(tmp_path: Path) -> None:
+    lines = build(tmp_path, 4)
+    lines[3] = lines[3].replace(b'"n":3', b'"n":8')
+    rewrite(tmp_path, lines)
+    with pytest.raises(LedgerCorrupt, match="record seq 4 does not match its hash"):
+        scan(tmp_path, repair=True)
+    assert verify(tmp_path).returncode == 1

@@ -2,8 +2,10 @@
 
 Both walk every segment in order and check each record's own hash, its sequence
 number and its link to the previous record. They differ only at the first bad
-line: ``verify`` reports it; recovery repairs it when it is a torn tail (nothing
-valid after it: a write cut short by a crash) and refuses to start otherwise.
+line: ``verify`` reports it; recovery repairs it when it is a torn tail and refuses
+to start otherwise. A torn tail is what a crash can leave: an unfinished last line,
+or bytes that are not a record at all, with no valid record after them. A readable
+record that fails its hash, sequence or link is never torn, wherever it stands.
 """
 
 from __future__ import annotations
@@ -95,6 +97,11 @@ def scan(
             if not problem:
                 problem, record = _problem(line[:-1], result.next_seq, result.last_hash)
             if problem:
+                if record is not None:
+                    # A whole, readable record that fails its checks was not torn by a
+                    # crash: it was changed. Cutting it would forget an outcome and
+                    # let its intent run again, so refuse instead.
+                    raise LedgerCorrupt(f"{path.name} at byte {offset}: {problem}")
                 _refuse_if_valid_after(data[end:], segments[index + 1 :], path, offset, problem)
                 result.torn = TornTail(path.name, offset, len(data) - offset, problem)
                 if repair:
