@@ -34,6 +34,13 @@ def _ledger_dir(args: argparse.Namespace) -> Path | None:
     return None if loaded is None else Path(loaded.config.daemon.ledger_dir)
 
 
+def _plan_ledger_dir(args: argparse.Namespace) -> Path | None:
+    if args.ledger:
+        return Path(args.ledger)
+    loaded = _load(args.config)
+    return None if loaded is None else Path(loaded.config.governance.ledger_dir)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     loaded = _load(args.config)
     if loaded is None:
@@ -188,6 +195,10 @@ def parser() -> argparse.ArgumentParser:
             p.add_argument("--venue", help="only outcomes of this venue")
             p.add_argument("--status", help="only outcomes with this status")
             p.add_argument("--intent", help="only outcomes of this intent id")
+
+    from execd import plan_commands
+
+    plan_commands.register(sub, with_config, _plan_ledger_dir)
 
     cfg = sub.add_parser("config", help="configuration").add_subparsers(
         dest="config_command", required=True)

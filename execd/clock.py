@@ -68,3 +68,8 @@ class WallClock:
 def monotonic() -> float:
     """Seconds on a monotonic clock, for timeouts and measurements outside the paper path."""
     return time.monotonic()
+
+
+def utc_now_iso() -> str:
+    """The wall-clock time as ISO 8601 UTC, for operator actions (never the paper path)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

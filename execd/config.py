@@ -74,6 +74,12 @@ class LogConfig(Struct, frozen=True, forbid_unknown_fields=True):
     outcomes: Literal["each", "summary"] = "each"
 
 
+class GovernanceConfig(Struct, frozen=True, forbid_unknown_fields=True):
+    """Execution plans (seed 003): where their event ledger lives."""
+
+    ledger_dir: str = "var/governance"
+
+
 class VenueConfig(Struct, frozen=True, forbid_unknown_fields=True):
     """One venue: its plane and the adapter that serves it.
 
@@ -104,6 +110,7 @@ class Config(Struct, frozen=True, forbid_unknown_fields=True):
     input: InputConfig = InputConfig()
     ledger: LedgerConfig = LedgerConfig()
     log: LogConfig = LogConfig()
+    governance: GovernanceConfig = GovernanceConfig()
 
     @property
     def inbox(self) -> Path:

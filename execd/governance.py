@@ -12,6 +12,7 @@ event durably and then applies it, so what is known is always what is on disk.
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from typing import Literal
 
@@ -116,6 +117,17 @@ def placeholder_legs(item_ids: tuple[str, ...]) -> tuple[ExecutionLeg, ...]:
     return tuple(sorted(legs, key=lambda leg: (leg.symbol, leg.strategy_id, leg.instance_id)))
 
 
+_SEASON = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def _season(value: str) -> str:
+    # Season ids name snapshot files, so they keep to a file-name-safe alphabet.
+    value = _required(value, "season")
+    if not _SEASON.match(value):
+        raise GovernanceError(f"season {value!r} must be 1-64 letters, digits, '.', '_' or '-'")
+    return value
+
+
 def _required(value: str, what: str) -> str:
     value = value.strip()
     if not value:
@@ -165,7 +177,7 @@ class Governance:
                reason: str, actor: str, now_utc: str, snapshot_ref: str = UNKNOWN) -> PlanEvent:
         """The CREATE event of a new DRAFT plan, or GovernanceError."""
         reason, actor = _required(reason, "reason"), _required(actor, "actor")
-        season_id = _required(season_id, "season")
+        season_id = _season(season_id)
         risk_profile_id = _required(risk_profile_id, "risk profile")
         items = tuple(sorted({_required(i, "portfolio item id") for i in item_ids}))
         if not items:
@@ -209,7 +221,7 @@ class Governance:
                now_utc: str) -> SeasonEvent:
         """The event freezing or unfreezing a season, or GovernanceError."""
         reason, actor = _required(reason, "reason"), _required(actor, "actor")
-        season_id = _required(season_id, "season")
+        season_id = _season(season_id)
         frozen = season_id in self.frozen
         if action == "FREEZE" and frozen:
             raise GovernanceError(f"season {season_id!r} is already frozen")

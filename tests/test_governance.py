@@ -128,3 +128,9 @@ def test_the_same_plan_cannot_be_created_twice() -> None:
     created(gov, ["a", "b"])
     with pytest.raises(GovernanceError, match="already exists"):
         gov.create("S1", ["b", "a"], "conservative", reason="r", actor="a", now_utc=NOW)
+
+
+@pytest.mark.parametrize("season", ["../etc", "a/b", ".hidden", "x" * 65])
+def test_season_ids_are_file_name_safe(season: str) -> None:
+    with pytest.raises(GovernanceError, match="must be 1-64 letters"):
+        Governance().create(season, ["a"], "r", reason="r", actor="a", now_utc=NOW)
