@@ -10,6 +10,7 @@ import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TextIO
 
 import msgspec
 
@@ -29,7 +30,7 @@ def _plan_line(plan: object) -> str:
             f"risk_profile={fields['risk_profile_id']} items={len(fields['portfolio_item_ids'])}")
 
 
-def _run(args: argparse.Namespace, ledger_for: LedgerFor) -> int:
+def _run(args: argparse.Namespace, ledger_for: LedgerFor, out: TextIO) -> int:
     directory = ledger_for(args)
     if directory is None:
         return EXIT_CONFIG
@@ -41,7 +42,7 @@ def _run(args: argparse.Namespace, ledger_for: LedgerFor) -> int:
                                    actor=args.actor, now_utc=utc_now_iso())
                 append(event)
             done = "frozen" if event.action == "FREEZE" else "unfrozen"
-            print(f"season {event.season_id} {done} by {event.actor}")
+            out.write(f"season {event.season_id} {done} by {event.actor}\n")
             return EXIT_OK
         action = args.plan_command
         if action == "create":
@@ -50,25 +51,25 @@ def _run(args: argparse.Namespace, ledger_for: LedgerFor) -> int:
                                      reason=args.reason, actor=args.actor,
                                      now_utc=utc_now_iso(), snapshot_ref=args.snapshot_ref)
                 append(created)
-                print(_plan_line(gov.plans[created.plan_id]))
+                out.write(_plan_line(gov.plans[created.plan_id]) + "\n")
             return EXIT_OK
         if action in ("show", "list"):
             gov = ledger.load()
             if action == "list":
                 for plan in sorted(gov.plans.values(), key=lambda p: (p.season_id, p.plan_id)):
                     if not args.season or plan.season_id == args.season:
-                        print(_plan_line(plan))
+                        out.write(_plan_line(plan) + "\n")
                 return EXIT_OK
             if args.plan_id not in gov.plans:
                 raise GovernanceError(f"no plan {args.plan_id}")
             shown = {"plan": gov.plans[args.plan_id], "events": gov.events[args.plan_id]}
-            print(msgspec.json.format(encode(shown)).decode())
+            out.write(msgspec.json.format(encode(shown)).decode() + "\n")
             return EXIT_OK
         with ledger.change() as (gov, append):
             moved = gov.transition(args.plan_id, action.upper(), reason=args.reason,
                                    actor=args.actor, now_utc=utc_now_iso())
             append(moved)
-            print(_plan_line(gov.plans[moved.plan_id]))
+            out.write(_plan_line(gov.plans[moved.plan_id]) + "\n")
         return EXIT_OK
     except GovernanceError as refused:
         print(f"refused: {refused}", file=sys.stderr)
@@ -80,7 +81,7 @@ def register(sub: argparse._SubParsersAction, with_config: Callable[[argparse.Ar
     """Add the ``plan`` and ``season`` commands to the top-level parser."""
 
     def handler(args: argparse.Namespace) -> int:
-        return _run(args, ledger_for)
+        return _run(args, ledger_for, sys.stdout)
 
     def common(p: argparse.ArgumentParser, changes: bool) -> None:
         with_config(p)

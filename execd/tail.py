@@ -101,12 +101,12 @@ def tail(directory: Path, out: TextIO, *, last: int, follow: bool, as_json: bool
             if text is not None:
                 shown.append(text)
     for text in shown:
-        print(text, file=out)
+        out.write(f"{text}\n")
     out.flush()
     while follow:
         time.sleep(poll_seconds)
         for text in _new(directory, position, filters, as_json):
-            print(text, file=out)
+            out.write(f"{text}\n")
         out.flush()
 
 
