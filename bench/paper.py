@@ -144,7 +144,7 @@ def child_latency(rate: int, seconds: float) -> dict[str, Any]:
     async def main() -> None:
         (work / "execd.toml").write_text(CONFIG.format(work=work, poll=1))
         loaded = config.load(work / "execd.toml")
-        inbox = loaded.config.inbox
+        inbox = loaded.config.lakehouse.inbox
         inbox.mkdir(parents=True)
         daemon = Daemon(loaded, mode="run", read_probe=on_read, durable_probe=on_durable)
         total = int(rate * seconds)

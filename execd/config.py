@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta, Struct
 
+from execd.inbox import Lakehouse
 from execd.messages import Plane
 from execd.reasons import EXECUTION_REJECTED
 
@@ -113,24 +114,9 @@ class Config(Struct, frozen=True, forbid_unknown_fields=True):
     governance: GovernanceConfig = GovernanceConfig()
 
     @property
-    def inbox(self) -> Path:
-        """Where producers rename intent files into."""
-        return Path(self.daemon.lakehouse) / "inbox"
-
-    @property
-    def work(self) -> Path:
-        """Where the reader moves a file when it claims it, until it is finished."""
-        return Path(self.daemon.lakehouse) / "work"
-
-    @property
-    def archive(self) -> Path:
-        """Where consumed input files go once their last record is durable."""
-        return Path(self.daemon.lakehouse) / "archive"
-
-    @property
-    def rejected(self) -> Path:
-        """Where input files refused as a whole go."""
-        return Path(self.daemon.lakehouse) / "rejected"
+    def lakehouse(self) -> Lakehouse:
+        """The lakehouse directories (inbox, work, archive, rejected)."""
+        return Lakehouse(Path(self.daemon.lakehouse))
 
     def planes(self) -> dict[str, Plane]:
         """Venue name to plane, sorted by venue, as recorded in the ledger."""

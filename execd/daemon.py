@@ -169,7 +169,7 @@ class Daemon:
             return ListSource(self.inputs), None
         config = self.config
         inbox = InboxSource(
-            Path(config.daemon.lakehouse),
+            config.lakehouse,
             progress=state.progress, done=state.done, refusing=state.refusing,
             rejected=state.rejected, poll_seconds=config.daemon.poll_interval_ms / 1000,
             stopping=self.stopping, log=logs.get("reader"),
@@ -236,10 +236,11 @@ class Daemon:
 
     def _dispose(self, record: InputFileRecord) -> None:
         """Move a finished input file out of work/, now that its record is durable."""
-        target = self.config.archive if record.disposition == "archive" else self.config.rejected
+        lakehouse = self.config.lakehouse
+        target = lakehouse.archive if record.disposition == "archive" else lakehouse.rejected
         target.mkdir(parents=True, exist_ok=True)
         try:
-            os.replace(self.config.work / record.file, target / record.file)
+            os.replace(lakehouse.work / record.file, target / record.file)
         except FileNotFoundError:
             self.log.warning("input.already_moved", file=record.file)
         else:

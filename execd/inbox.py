@@ -30,6 +30,32 @@ from execd.ledger.segments import fsync_dir
 _REPEAT = re.compile(r"^(?P<name>.+\.jsonl)\.repeat-(?P<n>\d+)$")
 
 
+class Lakehouse(Struct, frozen=True):
+    """The directories under ``daemon.lakehouse``."""
+
+    root: Path
+
+    @property
+    def inbox(self) -> Path:
+        """Where producers rename finished files into."""
+        return self.root / "inbox"
+
+    @property
+    def work(self) -> Path:
+        """Where a file is claimed into before its first line is read."""
+        return self.root / "work"
+
+    @property
+    def archive(self) -> Path:
+        """Where a consumed file goes once its input_file record is durable."""
+        return self.root / "archive"
+
+    @property
+    def rejected(self) -> Path:
+        """Where a file refused whole goes once its input_file record is durable."""
+        return self.root / "rejected"
+
+
 class FileJob(Struct, frozen=True):
     """One file to read (or refuse), with where to resume it."""
 
@@ -88,7 +114,7 @@ class InboxSource:
 
     def __init__(
         self,
-        lakehouse: Path,
+        lakehouse: Lakehouse,
         *,
         progress: dict[str, tuple[int, int]],
         done: dict[str, tuple[int, str]],
@@ -98,10 +124,10 @@ class InboxSource:
         stopping: anyio.Event,
         log: Any,
     ) -> None:
-        self.inbox = lakehouse / "inbox"
-        self.work = lakehouse / "work"
-        self.archive = lakehouse / "archive"
-        self.rejected_dir = lakehouse / "rejected"
+        self.inbox = lakehouse.inbox
+        self.work = lakehouse.work
+        self.archive = lakehouse.archive
+        self.rejected_dir = lakehouse.rejected
         self.progress = progress
         self.done = done
         self.refusing = refusing

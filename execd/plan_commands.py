@@ -30,7 +30,7 @@ def _plan_line(plan: object) -> str:
             f"risk_profile={fields['risk_profile_id']} items={len(fields['portfolio_item_ids'])}")
 
 
-def _run(args: argparse.Namespace, ledger_for: LedgerFor, out: TextIO) -> int:
+def _run(args: argparse.Namespace, ledger_for: LedgerFor, out: TextIO, err: TextIO) -> int:
     directory = ledger_for(args)
     if directory is None:
         return EXIT_CONFIG
@@ -72,7 +72,7 @@ def _run(args: argparse.Namespace, ledger_for: LedgerFor, out: TextIO) -> int:
             out.write(_plan_line(gov.plans[moved.plan_id]) + "\n")
         return EXIT_OK
     except GovernanceError as refused:
-        print(f"refused: {refused}", file=sys.stderr)
+        err.write(f"refused: {refused}\n")
         return EXIT_REFUSED
 
 
@@ -81,7 +81,7 @@ def register(sub: argparse._SubParsersAction, with_config: Callable[[argparse.Ar
     """Add the ``plan`` and ``season`` commands to the top-level parser."""
 
     def handler(args: argparse.Namespace) -> int:
-        return _run(args, ledger_for, sys.stdout)
+        return _run(args, ledger_for, sys.stdout, sys.stderr)
 
     def common(p: argparse.ArgumentParser, changes: bool) -> None:
         with_config(p)

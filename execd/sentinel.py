@@ -80,17 +80,12 @@ class SentinelCore:
         self.planes = planes
         self.seen = seen
 
-    @staticmethod
-    def intent_id(item: IntentIn) -> uuid.UUID:
-        """The intent's own id, or one derived from its canonical content."""
-        given = item.intent.intent_id
-        return given if given is not None else ids.derived_intent_id(encode(item.intent))
-
     def handle(self, item: IntentIn) -> RouterItem:
         """Accept ``item`` for its venue, or return its refusal outcome."""
         intent = item.intent
         intent_id = intent.intent_id
         if intent_id is None:
+            # No id given: the id of the intent's canonical content.
             intent_id = ids.derived_intent_id(encode(intent))
         if not self.seen.add(intent_id):
             return self._refuse(item, intent_id, "REJECTED", reasons.INTENT_DUPLICATE,
