@@ -16,11 +16,13 @@ $(READY): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
-# First run only: seed the inbox with the shipped sample intents.
+# First run only: seed the lakehouse with the shipped samples (intents, the run
+# registry, regime and prices).
 run: setup
 	@if [ ! -d var/lakehouse ]; then \
 		mkdir -p var/lakehouse/inbox && cp config/samples/*.jsonl var/lakehouse/inbox/ && \
-		echo "seeded var/lakehouse/inbox with config/samples"; fi
+		cp -r config/samples/audit config/samples/market var/lakehouse/ && \
+		echo "seeded var/lakehouse with config/samples"; fi
 	$(BIN)/execd run --config $(CONFIG)
 
 test: setup

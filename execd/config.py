@@ -11,6 +11,7 @@ import tomllib
 import types
 import typing
 from collections.abc import Mapping
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -76,9 +77,66 @@ class LogConfig(Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class GovernanceConfig(Struct, frozen=True, forbid_unknown_fields=True):
-    """Execution plans (seed 003): where their event ledger lives."""
+    """Execution plans (seed 003).
+
+    ``ledger_dir``: where the plan event ledger lives. ``enforce``: an intent that
+    names a plan executes only while that plan is COMMITTED. ``require_plan``: with
+    ``enforce``, an intent that names no plan is refused too.
+    """
 
     ledger_dir: str = "var/governance"
+    enforce: bool = False
+    require_plan: bool = False
+
+
+class SymbolLimits(Struct, frozen=True, forbid_unknown_fields=True):
+    """Limits that can be set per symbol (and per venue, and for every venue).
+
+    Amounts are in the venue's quote currency. Unset means no limit.
+    """
+
+    max_order_notional: Decimal | None = None
+    max_asset_exposure: Decimal | None = None
+    price_band_bps: Annotated[int, Meta(ge=1, le=100_000)] | None = None
+
+
+class VenueLimits(SymbolLimits, frozen=True, forbid_unknown_fields=True):
+    """Limits per venue (or for every venue). Windows are in clock units."""
+
+    max_leverage: Decimal | None = None
+    equity: Decimal | None = None
+    max_orders: Positive | None = None
+    rate_window: Positive | None = None
+    failure_limit: Positive | None = None
+    failure_window: Positive | None = None
+    cooldown: Positive | None = None
+
+
+class RiskConfig(Struct, frozen=True, forbid_unknown_fields=True):
+    """The Risk Sentinel: provenance, signatures and the default limits.
+
+    ``signatures``: which planes need a valid HMAC-SHA256 signature on every intent.
+    The key comes from ``key_file`` or from the systemd credential ``key_credential``.
+    """
+
+    require_registered_run: bool = True
+    signatures: Literal["none", "live", "all"] = "live"
+    key_file: str | None = None
+    key_credential: str | None = None
+    crisis_regimes: tuple[Annotated[str, Meta(min_length=1)], ...] = ("CRISIS",)
+    limits: VenueLimits = VenueLimits()
+
+
+class ControlConfig(Struct, frozen=True, forbid_unknown_fields=True):
+    """The control socket that ``execd ctl`` talks to.
+
+    Created mode 0600 (owner only), or 0660 with ``group_access`` so an operators'
+    group can use it.
+    """
+
+    socket: str = "var/run/execd.sock"
+    group_access: bool = False
+    timeout_ms: Annotated[int, Meta(ge=10, le=600_000)] = 10_000
 
 
 class VenueConfig(Struct, frozen=True, forbid_unknown_fields=True):
@@ -93,6 +151,8 @@ class VenueConfig(Struct, frozen=True, forbid_unknown_fields=True):
     adapter: Literal["paper", "stub"] | None = None
     stub_result: Literal["fill", "fail"] = "fill"
     stub_reason: Literal["EXECUTION_NOT_AVAILABLE", "EXECUTION_REJECTED"] = EXECUTION_REJECTED
+    limits: VenueLimits = VenueLimits()
+    symbols: dict[Annotated[str, Meta(min_length=1, max_length=128)], SymbolLimits] = {}
 
     @property
     def adapter_kind(self) -> str:
@@ -112,6 +172,8 @@ class Config(Struct, frozen=True, forbid_unknown_fields=True):
     ledger: LedgerConfig = LedgerConfig()
     log: LogConfig = LogConfig()
     governance: GovernanceConfig = GovernanceConfig()
+    risk: RiskConfig = RiskConfig()
+    control: ControlConfig = ControlConfig()
 
     @property
     def lakehouse(self) -> Lakehouse:
@@ -196,6 +258,48 @@ def _check_meaning(config: Config, file: str, problems: list[ConfigProblem]) -> 
                     file, key, 'a live adapter ("stub") on the live plane', repr(venue.adapter)
                 )
             )
+        _check_limits(venue.limits, f"venues.{name}.limits", file, problems)
+        for symbol, limits in sorted(venue.symbols.items()):
+            _check_limits(limits, f'venues.{name}.symbols."{symbol}"', file, problems)
+    _check_limits(config.risk.limits, "risk.limits", file, problems)
+    risk = config.risk
+    signed_planes = {"none": set(), "live": {"live"}, "all": {"paper", "live"}}[risk.signatures]
+    needs_key = any(v.plane in signed_planes for v in config.venues.values())
+    if needs_key and not (risk.key_file or risk.key_credential):
+        problems.append(ConfigProblem(
+            file, "risk.key_file", f"a key file or risk.key_credential (signatures = "
+            f"{risk.signatures!r} covers a configured venue)", "neither"))
+    if risk.key_file and risk.key_credential:
+        problems.append(ConfigProblem(file, "risk.key_credential",
+                                      "only one of risk.key_file and risk.key_credential",
+                                      "both"))
+
+
+# Keys that only mean something together: (key, what it needs).
+_LIMIT_PAIRS = (
+    ("max_leverage", "equity"),
+    ("max_orders", "rate_window"),
+    ("rate_window", "max_orders"),
+    ("failure_limit", "failure_window"),
+    ("failure_limit", "cooldown"),
+    ("failure_window", "failure_limit"),
+    ("cooldown", "failure_limit"),
+)
+
+
+def _check_limits(limits: SymbolLimits, prefix: str, file: str,
+                  problems: list[ConfigProblem]) -> None:
+    """Amounts must be positive numbers; some keys need a partner key beside them."""
+    for field in msgspec.structs.fields(limits):
+        value = getattr(limits, field.name)
+        if isinstance(value, Decimal) and not (value.is_finite() and value > 0):
+            problems.append(ConfigProblem(file, f"{prefix}.{field.name}",
+                                          "a positive decimal number", str(value)))
+    for key, partner in _LIMIT_PAIRS:
+        if getattr(limits, key, None) is not None and getattr(limits, partner, None) is None:
+            problems.append(ConfigProblem(file, f"{prefix}.{partner}",
+                                          f"a value (it goes with {prefix}.{key})",
+                                          "nothing (missing)"))
 
 
 def _describe(tp: Any) -> str:
@@ -223,7 +327,10 @@ def _describe(tp: Any) -> str:
         return "a table"
     if origin is dict:
         return "a table"
-    return {int: "an integer", str: "a string", bool: "true or false", float: "a number"}.get(
+    if origin is tuple:
+        return "an array"
+    return {int: "an integer", str: "a string", bool: "true or false", float: "a number",
+            Decimal: "a decimal number (string or number)"}.get(
         tp, getattr(tp, "__name__", str(tp))
     )
 

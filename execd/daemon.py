@@ -18,14 +18,17 @@ import os
 import signal
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import anyio
 from anyio.abc import ObjectSendStream
+from anyio.streams.memory import MemoryObjectSendStream
 
 from execd import __version__, logs
 from execd.clock import Clock, LogicalClock, WallClock
 from execd.config import Config, LoadedConfig
+from execd.context import ContextLoader
+from execd.control import ControlRequest, ControlServer, Request
 from execd.inbox import InboxSource, InputSource, ListSource
 from execd.ledger.record import LedgerChain
 from execd.ledger.segments import SegmentStore
@@ -43,13 +46,17 @@ from execd.messages import (
 )
 from execd.reader import LakehouseReader, ReaderCore
 from execd.recovery import RecoveredState, recover
+from execd.risk import Risk
 from execd.router import RouterCore, run_router
 from execd.sentinel import SentinelCore, run_sentinel
+from execd.signatures import load_key
 from execd.venues import Adapter, run_adapter
 from execd.venues.paper import PaperAdapter
 from execd.venues.stub import StubAdapter
 
 Mode = Literal["run", "replay"]
+# Operator commands waiting for their actor; a full queue makes `execd ctl` wait.
+COMMAND_QUEUE = 8
 
 
 class LedgerNotEmpty(Exception):
@@ -57,12 +64,14 @@ class LedgerNotEmpty(Exception):
 
 
 def outcome_settings_sha256(config: Config) -> str:
-    """Digest of the settings that decide outcomes (venues, clock, input limits).
+    """Digest of the settings that decide outcomes (venues, limits, clock, input, governance).
 
     Queue sizes, batch sizes, paths and logging are left out on purpose: they must
     not change a single byte of the ledger, and a replay with other sizes proves it.
     """
-    settings = {"venues": config.venues, "clock": config.clock, "input": config.input}
+    gov = config.governance
+    settings = {"venues": config.venues, "clock": config.clock, "input": config.input,
+                "risk": config.risk, "governance": [gov.enforce, gov.require_plan]}
     return hashlib.sha256(encode(settings)).hexdigest()
 
 
@@ -107,6 +116,17 @@ class Daemon:
         self.log = logs.get("daemon", mode=mode)
         self.state: RecoveredState | None = None
         self.writer: LedgerWriter | None = None
+        self.risk: Risk | None = None
+        # Operator commands, to the actor that carries each out.
+        self._to_reader, self._reader_commands = anyio.create_memory_object_stream[
+            ControlRequest](COMMAND_QUEUE)
+        self._to_sentinel, self._sentinel_commands = anyio.create_memory_object_stream[
+            ControlRequest](COMMAND_QUEUE)
+        # id(entry) -> (entry, request) for records an operator waits to see durable.
+        self._waiting: dict[int, tuple[Entry, ControlRequest]] = {}
+        self._streams: dict[str, MemoryObjectSendStream[Any]] = {}
+        self.durable_seq = -1
+        self.durable_hash = ""
 
     # ----------------------------------------------------------------- start-up
 
@@ -114,7 +134,7 @@ class Daemon:
         if self.mode == "replay" and any(self.ledger_dir.glob("segment-*.jsonl")):
             raise LedgerNotEmpty(
                 f"{self.ledger_dir} already holds a ledger; replay needs a new one")
-        state = recover(self.ledger_dir, repair=True)
+        state = recover(self.ledger_dir, repair=True, risk=self.risk)
         torn = state.scan.torn
         if torn is not None:
             self.log.warning("ledger.torn_tail_repaired", segment=torn.segment, offset=torn.offset,
@@ -122,6 +142,9 @@ class Daemon:
         self.log.info("ledger.recovered", records=state.scan.records,
                       next_seq=state.scan.next_seq, logical_time=state.scan.last_time,
                       known_intents=len(state.seen), unfinished_files=len(state.progress))
+        if self.risk is not None:
+            self.log.info("risk.recovered", trading_state=self.risk.state,
+                          open_positions=len(self.risk.book.open_positions()))
         return state
 
     def _clock(self, state: RecoveredState) -> Clock:
@@ -134,6 +157,8 @@ class Daemon:
     async def run(self) -> None:
         """Recover, record the start, run the actors until drained, record the stop."""
         config = self.config
+        key = load_key(config.risk, self.loaded.path)
+        self.risk = Risk(config, key=key)
         state = self.state = self._recover()
         store = SegmentStore(self.ledger_dir, config.ledger.segment_bytes)
         store.open()
@@ -148,12 +173,19 @@ class Daemon:
         planes = config.planes()
         writer.write_now("start", clock.now(), StartRecord(
             __version__, self.mode, config.clock.kind, planes, outcome_settings_sha256(config)))
+        self.durable_seq, self.durable_hash = chain.next_seq - 1, chain.prev_hash
         for venue, plane in planes.items():
             self.log.info("venue.plane", venue=venue, plane=plane)
         try:
             async with anyio.create_task_group() as tg:
                 if self.mode == "run":
                     tg.start_soon(self._signals, tg.cancel_scope)
+                    control = config.control
+                    server = ControlServer(
+                        Path(control.socket), group_access=control.group_access,
+                        timeout=control.timeout_ms / 1000, handler=self._command)
+                    await tg.start(server.serve)
+                    self.log.info("control.listening", socket=control.socket)
                 await self._pipeline(state, clock, writer)
                 tg.cancel_scope.cancel()
             writer.write_now("stop", chain.last_time, StopRecord(self.stop_reason))
@@ -185,24 +217,34 @@ class Daemon:
             ReaderCore(clock, 0, config.input.max_line_bytes), source,
             chunk_bytes=config.batches.read_chunk_bytes, batch_items=config.batches.items,
             stopping=self.stopping, on_finished=on_finished, probe=self.read_probe,
+            context=ContextLoader(
+                config.lakehouse,
+                Path(config.governance.ledger_dir) if config.governance.enforce else None,
+                config.risk.crisis_regimes),
         )
-        sentinel = SentinelCore(config.planes(), state.seen)
+        assert self.risk is not None
+        sentinel = SentinelCore(config.planes(), state.seen, self.risk)
         router = RouterCore(index, len(adapters))
 
         to_sentinel, sentinel_in = anyio.create_memory_object_stream[list[ReaderItem]](
             queues.sentinel)
         to_router, router_in = anyio.create_memory_object_stream[list[RouterItem]](queues.router)
         to_ledger, ledger_in = anyio.create_memory_object_stream[list[Entry]](queues.ledger)
+        self._streams = {"sentinel": to_sentinel, "router": to_router, "ledger": to_ledger}
         adapter_sends: list[ObjectSendStream[list[Accepted]]] = []
+        commands = self.mode == "run"
         async with anyio.create_task_group() as tg:
             tg.start_soon(writer.run, ledger_in)
             for adapter in adapters:
                 send, receive = anyio.create_memory_object_stream[list[Accepted]](queues.adapter)
                 adapter_sends.append(send)
+                self._streams[f"adapter.{adapter.venue}"] = send
                 tg.start_soon(run_adapter, adapter, receive, to_ledger.clone())
             tg.start_soon(run_router, router, router_in, adapter_sends, to_ledger)
-            tg.start_soon(run_sentinel, sentinel, sentinel_in, to_router)
-            tg.start_soon(reader.run, to_sentinel)
+            tg.start_soon(run_sentinel, sentinel, sentinel_in, to_router,
+                          self._sentinel_commands if commands else None, self._expect)
+            tg.start_soon(reader.run, to_sentinel,
+                          self._reader_commands if commands else None, self._expect)
 
     async def _signals(self, scope: anyio.CancelScope) -> None:
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
@@ -215,9 +257,64 @@ class Daemon:
                 self.log.info("daemon.draining", signal=name)
                 self.stopping.set()
 
+    # ------------------------------------------------------------ control
+
+    async def _command(self, req: Request) -> dict[str, Any]:
+        """Carry out one ``execd ctl`` command; answer once its records are durable."""
+        request = ControlRequest(req)
+        stream = self._to_reader if req.command == "tick" else self._to_sentinel
+        try:
+            await stream.send(request)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            return {"ok": False, "error": "the daemon is stopping"}
+        await request.done.wait()
+        if request.error is not None:
+            self.log.warning("control.refused", command=req.command, actor=req.actor,
+                             error=request.error)
+            return {"ok": False, "error": request.error}
+        if request.entries:
+            await request.durable.wait()
+        reply: dict[str, Any] = {"ok": True, "command": req.command, **request.result}
+        if req.command == "status":
+            reply.update(self._status())
+        else:
+            self.log.info("control.done", command=req.command, actor=req.actor,
+                          reason=req.reason, **request.result)
+        return reply
+
+    def _status(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode, "stopping": self.stopping.is_set(),
+            "planes": self.config.planes(),
+            "queues": {name: stream.statistics().current_buffer_used
+                       for name, stream in self._streams.items()},
+            "ledger": {"last_seq": self.durable_seq, "last_hash": self.durable_hash},
+        }
+
+    def _expect(self, request: ControlRequest) -> None:
+        """Wait for ``request``'s records to be durable (called before they are sent)."""
+        request.undurable = len(request.entries)
+        for entry in request.entries:
+            self._waiting[id(entry)] = (entry, request)
+
+    def _settle_waiters(self, commit: Commit) -> None:
+        seq = commit.last_seq - len(commit.entries)
+        for entry in commit.entries:
+            seq += 1
+            hit = self._waiting.pop(id(entry), None)
+            if hit is not None:
+                request = hit[1]
+                request.result["ledger_seq"] = seq
+                request.undurable -= 1
+                if not request.undurable:
+                    request.durable.set()
+
     # ------------------------------------------------------------ after fsync
 
     def _durable(self, commit: Commit) -> None:
+        self.durable_seq, self.durable_hash = commit.last_seq, commit.last_hash
+        if self._waiting:
+            self._settle_waiters(commit)
         if self.durable_probe is not None:
             self.durable_probe(commit)
         each = self.config.log.outcomes == "each"
@@ -226,7 +323,7 @@ class Daemon:
             seq += 1
             body = entry.body
             if each and type(body) is ExecutionOutcome:
-                self.log.info("outcome", seq=seq, intent_id=body.intent_id, venue=body.venue,
+                self.log.info("outcome", seq=seq, intent_id=str(body.intent_id), venue=body.venue,
                               plane=body.plane, status=body.status, reason=body.reason,
                               detail=body.detail, filled=str(body.filled_quantity))
             elif type(body) is InputFileRecord and self.mode == "run":

@@ -55,6 +55,26 @@ class Lakehouse(Struct, frozen=True):
         """Where a file refused whole goes once its input_file record is durable."""
         return self.root / "rejected"
 
+    @property
+    def runs(self) -> Path:
+        """The audit registry of research runs (JSONL, one ``{"run_id": ...}`` a line)."""
+        return self.root / "audit" / "runs.jsonl"
+
+    @property
+    def regime(self) -> Path:
+        """The current market regime (``{"regime": "CRISIS"}``)."""
+        return self.root / "market" / "regime.json"
+
+    @property
+    def prices(self) -> Path:
+        """The latest price per symbol (``{"BTC/USDT": "64200"}``)."""
+        return self.root / "market" / "prices.json"
+
+    @property
+    def overrides(self) -> Path:
+        """Manual overrides for regime parity (JSONL: intent_id, operator, reason)."""
+        return self.root / "control" / "overrides.jsonl"
+
 
 class FileJob(Struct, frozen=True):
     """One file to read (or refuse), with where to resume it."""

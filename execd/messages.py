@@ -76,6 +76,7 @@ class OrderIntent(
     constraints: Constraints | None = None
     reason_codes: tuple[Name, ...] = ()
     context: dict[str, Any] | None = None
+    signature: Annotated[str, Meta(pattern="^[0-9a-f]{64}$")] | None = None
 
 
 class ClockTick(Struct, frozen=True, forbid_unknown_fields=True, tag="tick", tag_field="kind"):
@@ -124,11 +125,63 @@ class ExecutionOutcome(
     intent: Raw | None = None
 
 
-class TickRecord(Struct, frozen=True, forbid_unknown_fields=True, gc=False):
-    """The logical clock moved to ``time``."""
+class TickRecord(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True, gc=False):
+    """The logical clock moved to ``time``: by a tick line (``source``) or an operator."""
 
     time: int
-    source: Source
+    source: Source | None = None
+    actor: str | None = None
+
+
+TradingState = Literal["ACTIVE", "REDUCING", "HALTED"]
+
+
+class TradingStateRecord(Struct, frozen=True, forbid_unknown_fields=True):
+    """An operator changed the trading state (the kill switch)."""
+
+    state: TradingState
+    previous: TradingState
+    reason: str
+    actor: str
+
+
+class SafetySellRecord(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """An operator ordered a Safety Sell; its exit intents follow this record."""
+
+    venue: str
+    reason: str
+    actor: str
+    orders: int
+    symbol: str | None = None
+
+
+class OverrideRecord(Struct, frozen=True, forbid_unknown_fields=True):
+    """A manual override let an intent through regime parity; its outcome follows."""
+
+    intent_id: uuid.UUID
+    regime: str
+    operator: str
+    reason: str
+
+
+class ContextRecord(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """The lakehouse context that the intents after this record were judged under.
+
+    Written when it differs from the last one: digests and counts of the run
+    registry, prices, overrides and plans, the regime, and any file that could not
+    be read (``problems``).
+    """
+
+    runs: int
+    runs_sha256: str | None
+    regime: str | None
+    prices: int
+    prices_sha256: str | None
+    overrides: int
+    overrides_sha256: str | None
+    plans: int
+    plans_sha256: str | None
+    problems: tuple[str, ...] = ()
 
 
 class InputFileRecord(Struct, frozen=True, forbid_unknown_fields=True):
@@ -157,7 +210,8 @@ class StopRecord(Struct, frozen=True, forbid_unknown_fields=True):
     reason: str
 
 
-RecordKind = Literal["start", "stop", "outcome", "tick", "input_file"]
+RecordKind = Literal["start", "stop", "outcome", "tick", "input_file", "context",
+                     "trading_state", "safety_sell", "override"]
 
 # ----------------------------------------------------------------- actor messages
 
@@ -186,11 +240,14 @@ class IntentIn(Struct, gc=False):
 
 
 class Accepted(Struct, gc=False):
-    """An intent the sentinel passed, with what it resolved, on its way to a venue."""
+    """An intent the sentinel passed, with what it resolved, on its way to a venue.
+
+    ``source`` is None for the exit intents of a Safety Sell, which no file carried.
+    """
 
     seq: int
     time: int
-    source: Source
+    source: Source | None
     intent: OrderIntent
     raw: bytes
     intent_id: uuid.UUID
@@ -198,9 +255,18 @@ class Accepted(Struct, gc=False):
     plane: Plane
 
 
+class ContextIn(Struct, gc=False):
+    """A newly read lakehouse context, on its way from the reader to the sentinel."""
+
+    seq: int
+    time: int
+    record: ContextRecord
+    context: Any  # execd.context.LakehouseContext (kept out of this module's imports)
+
+
 # A batch is a plain list: batching is what keeps the per-message stream cost off
 # the per-intent budget.
-ReaderItem = IntentIn | Entry
+ReaderItem = IntentIn | Entry | ContextIn
 RouterItem = Accepted | Entry
 
 _encoder = msgspec.json.Encoder(decimal_format="string")

@@ -21,13 +21,16 @@ from typing import BinaryIO, Literal
 
 import anyio
 import msgspec
-from anyio.abc import ObjectSendStream
+from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
 from execd import ids, reasons
 from execd.clock import Clock, ClockRegression
+from execd.context import ContextLoader, LakehouseContext
+from execd.control import ControlRequest, answer
 from execd.inbox import FileJob, InputSource, file_digest
 from execd.messages import (
     ClockTick,
+    ContextIn,
     Entry,
     ExecutionOutcome,
     InputFileRecord,
@@ -148,6 +151,20 @@ class ReaderCore:
                               reasons.INPUT_CLOCK_REGRESSION, str(exc))
         return Entry(self._take_seq(), "tick", tick.time, TickRecord(tick.time, src))
 
+    def context(self, context: LakehouseContext) -> ContextIn:
+        """The lakehouse context the next lines are judged under."""
+        return ContextIn(self._take_seq(), self.clock.now(), context.record, context)
+
+    def operator_tick(self, time: int, actor: str) -> Entry:
+        """An operator moved the logical clock (``execd ctl tick``).
+
+        Raises ClockRegression when the clock cannot move there; nothing is recorded then.
+        """
+        if not self.clock.logical:
+            raise ClockRegression("clock.kind is wall: the clock cannot be moved by a tick")
+        self.clock.advance(time)
+        return Entry(self._take_seq(), "tick", time, TickRecord(time, None, actor))
+
     def feed(self, data: bytes) -> list[ReaderItem]:
         """Consume the next bytes of the current file; return items for complete lines."""
         buffer = self._carry + data if self._carry else data
@@ -238,8 +255,14 @@ class LakehouseReader:
         stopping: anyio.Event,
         on_finished: FinishHook | None = None,
         probe: Callable[[list[ReaderItem]], None] | None = None,
+        context: ContextLoader | None = None,
     ) -> None:
         self.core = core
+        self.context = context
+        self._context: LakehouseContext | None = None
+        # Held while items are made and sent, so an operator's tick is numbered and
+        # sent between two chunks, never inside one.
+        self._lock = anyio.Lock()
         self.probe = probe
         self.source = source
         self.chunk_bytes = chunk_bytes
@@ -257,19 +280,43 @@ class LakehouseReader:
                 self.probe(batch)
             await send.send(batch)
 
-    async def run(self, send: ObjectSendStream[list[ReaderItem]]) -> None:
-        """Read until the source is exhausted or stopping is set, then close ``send``."""
-        async with send:
+    async def run(self, send: ObjectSendStream[list[ReaderItem]],
+                  commands: ObjectReceiveStream[ControlRequest] | None = None,
+                  on_control: Callable[[ControlRequest], None] | None = None) -> None:
+        """Read until the source is exhausted or stopping is set, then close ``send``.
+
+        ``commands``: operator ticks (``execd ctl tick``), applied between chunks.
+        """
+        async with send, anyio.create_task_group() as tg:
+            if commands is not None:
+                tg.start_soon(self._commands, commands, send, on_control or (lambda r: None))
             while not self.stopping.is_set():
                 job = await self.source.next_file()
                 if job is None:
                     break
                 if job.refuse:
                     size, sha = await anyio.to_thread.run_sync(file_digest, job.path)
-                    await self._send(send, self.core.refuse_file(
-                        job.name, size, sha, job.refuse, recorded=job.refusal_recorded))
+                    async with self._lock:
+                        await self._send(send, self.core.refuse_file(
+                            job.name, size, sha, job.refuse, recorded=job.refusal_recorded))
                     continue
                 await self._read(job, send)
+            tg.cancel_scope.cancel()
+
+    async def _commands(self, commands: ObjectReceiveStream[ControlRequest],
+                        send: ObjectSendStream[list[ReaderItem]],
+                        on_control: Callable[[ControlRequest], None]) -> None:
+        async with commands:
+            async for request in commands:
+                req = request.request
+                async with self._lock:
+                    out: list[ReaderItem] = []
+                    try:
+                        out = [self.core.operator_tick(req.time or 0, req.actor or "")]
+                        request.result = {"logical_time": req.time}
+                    except ClockRegression as exc:
+                        request.error = str(exc)
+                    await answer(request, out, send, on_control)
 
     async def _read(self, job: FileJob, send: ObjectSendStream[list[ReaderItem]]) -> None:
         try:
@@ -277,6 +324,12 @@ class LakehouseReader:
         except FileNotFoundError:
             return
         core = self.core
+        if self.context is not None:
+            context = await anyio.to_thread.run_sync(self.context.load)
+            if context is not self._context:
+                self._context = context
+                async with self._lock:
+                    await self._send(send, [core.context(context)])
         core.start_file(job.name, job.offset, job.line, job.resumed)
         size = job.offset
         try:
@@ -288,11 +341,13 @@ class LakehouseReader:
                 if not data:
                     break
                 size += len(data)
-                await self._send(send, core.feed(data))
+                async with self._lock:
+                    await self._send(send, core.feed(data))
         finally:
             handle.close()
         sha = digest.hexdigest()
-        await self._send(send, core.finish_file(size, sha))
+        async with self._lock:
+            await self._send(send, core.finish_file(size, sha))
         if self.on_finished is not None:
             self.on_finished(job.name, size, sha)
 

@@ -44,6 +44,25 @@ INTENT_SIDE_MISSING: Final = "INTENT_SIDE_MISSING"
 INTENT_SIDE_CONFLICT: Final = "INTENT_SIDE_CONFLICT"
 INTENT_HOLD: Final = "INTENT_HOLD"
 
+# The Risk Sentinel: trading state, governance, provenance and risk limits.
+TRADING_HALTED: Final = "TRADING_HALTED"
+TRADING_REDUCING: Final = "TRADING_REDUCING"
+GOVERNANCE_PLAN_MISSING: Final = "GOVERNANCE_PLAN_MISSING"
+GOVERNANCE_PLAN_UNKNOWN: Final = "GOVERNANCE_PLAN_UNKNOWN"
+GOVERNANCE_PLAN_NOT_COMMITTED: Final = "GOVERNANCE_PLAN_NOT_COMMITTED"
+PROVENANCE_RUN_UNREGISTERED: Final = "PROVENANCE_RUN_UNREGISTERED"
+PROVENANCE_SIGNATURE_MISSING: Final = "PROVENANCE_SIGNATURE_MISSING"
+PROVENANCE_SIGNATURE_INVALID: Final = "PROVENANCE_SIGNATURE_INVALID"
+RISK_VENUE_COOLDOWN: Final = "RISK_VENUE_COOLDOWN"
+RISK_REDUCE_ONLY_VIOLATION: Final = "RISK_REDUCE_ONLY_VIOLATION"
+RISK_PRICE_UNKNOWN: Final = "RISK_PRICE_UNKNOWN"
+RISK_PRICE_BAND_EXCEEDED: Final = "RISK_PRICE_BAND_EXCEEDED"
+RISK_REGIME_OVERRIDE_REQUIRED: Final = "RISK_REGIME_OVERRIDE_REQUIRED"
+RISK_NOTIONAL_EXCEEDED: Final = "RISK_NOTIONAL_EXCEEDED"
+RISK_ASSET_EXPOSURE_EXCEEDED: Final = "RISK_ASSET_EXPOSURE_EXCEEDED"
+RISK_LEVERAGE_EXCEEDED: Final = "RISK_LEVERAGE_EXCEEDED"
+RISK_ORDER_RATE_EXCEEDED: Final = "RISK_ORDER_RATE_EXCEEDED"
+
 REASONS: Final[dict[str, str]] = {
     EXECUTION_NOT_AVAILABLE: "The venue could not be reached or is not available.",
     EXECUTION_REJECTED: "The venue refused the order; the detail carries its message.",
@@ -65,4 +84,33 @@ REASONS: Final[dict[str, str]] = {
     INTENT_SIDE_MISSING: "Neither a side nor an action that implies one.",
     INTENT_SIDE_CONFLICT: "The side contradicts the action (for example ADD with sell).",
     INTENT_HOLD: "A HOLD intent: recorded, nothing to execute.",
+    TRADING_HALTED: "Trading is HALTED (`execd ctl halt`): nothing but Safety Sell executes.",
+    TRADING_REDUCING: "Trading is REDUCING (`execd ctl reduce`) and the intent would not "
+    "only shrink a position.",
+    GOVERNANCE_PLAN_MISSING: "Governance requires a plan (governance.require_plan) and the "
+    "intent names none.",
+    GOVERNANCE_PLAN_UNKNOWN: "The intent names a plan that the plan ledger does not hold.",
+    GOVERNANCE_PLAN_NOT_COMMITTED: "The intent's plan exists but is not COMMITTED.",
+    PROVENANCE_RUN_UNREGISTERED: "The intent's source_run is not in the lakehouse's audit "
+    "registry (audit/runs.jsonl).",
+    PROVENANCE_SIGNATURE_MISSING: "The venue's plane requires a signed intent "
+    "(risk.signatures) and the intent has no signature.",
+    PROVENANCE_SIGNATURE_INVALID: "The signature does not match the intent under the "
+    "configured key (altered, or signed with another key).",
+    RISK_VENUE_COOLDOWN: "The venue failed failure_limit orders within failure_window and "
+    "is cooling down.",
+    RISK_REDUCE_ONLY_VIOLATION: "constraints.reduce_only is set and the order could grow "
+    "the position.",
+    RISK_PRICE_UNKNOWN: "A limit needs a price and there is none: no reference_price, no "
+    "lakehouse price (and, for notional, no limit_price).",
+    RISK_PRICE_BAND_EXCEEDED: "The limit price is further from the reference price than "
+    "price_band_bps.",
+    RISK_REGIME_OVERRIDE_REQUIRED: "The regime is a crisis regime and the intent adds to a "
+    "long at high or critical urgency without an override record naming it.",
+    RISK_NOTIONAL_EXCEEDED: "quantity x price is above max_order_notional.",
+    RISK_ASSET_EXPOSURE_EXCEEDED: "The worst-case position in the symbol, at its price, "
+    "would be above max_asset_exposure.",
+    RISK_LEVERAGE_EXCEEDED: "The venue's worst-case gross exposure over equity would be "
+    "above max_leverage (or the intent's own constraints.max_leverage).",
+    RISK_ORDER_RATE_EXCEEDED: "The venue already took max_orders orders within rate_window.",
 }

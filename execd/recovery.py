@@ -2,12 +2,15 @@
 
 The ledger is the only durable state: which intent ids already have an outcome
 (so none is executed twice), how far each input file was consumed (so a restart
-neither skips nor repeats a line), which files were finished, and the logical time.
+neither skips nor repeats a line), which files were finished, the logical time,
+and for the Risk Sentinel the positions (from fills), the pacing of each venue and
+the trading state the daemon was left in.
 """
 
 from __future__ import annotations
 
 import uuid
+from decimal import Decimal
 from pathlib import Path
 
 import msgspec
@@ -16,19 +19,27 @@ from msgspec import Struct
 from execd import reasons
 from execd.ledger.record import Record
 from execd.ledger.scan import ScanResult, scan
-from execd.messages import Source
+from execd.messages import Side, Source, TradingStateRecord
+from execd.risk import Risk
 from execd.sentinel import SeenIds
 
 
 class _OutcomeView(Struct):
     intent_id: uuid.UUID
     status: str
+    filled_quantity: str
+    logical_time: int
+    plane: str | None = None
+    venue: str | None = None
+    symbol: str | None = None
+    side: Side | None = None
+    average_price: str | None = None
     reason: str | None = None
     source: Source | None = None
 
 
 class _TickView(Struct):
-    source: Source
+    source: Source | None = None
 
 
 class _InputFileView(Struct):
@@ -41,12 +52,16 @@ class _InputFileView(Struct):
 _outcome = msgspec.json.Decoder(_OutcomeView).decode
 _tick = msgspec.json.Decoder(_TickView).decode
 _input_file = msgspec.json.Decoder(_InputFileView).decode
+_trading_state = msgspec.json.Decoder(TradingStateRecord).decode
+# Outcomes of orders that a venue was asked for (the rest never left execd).
+_SENT = frozenset(("FILLED", "PARTIALLY_FILLED", "FAILED"))
 
 
 class RecoveredState:
     """The daemon's starting state, as the ledger records it."""
 
-    def __init__(self) -> None:
+    def __init__(self, risk: Risk | None = None) -> None:
+        self.risk = risk
         self.scan = ScanResult()
         self.seen = SeenIds()
         # file -> (last line consumed, byte offset after it), for unfinished files
@@ -66,12 +81,19 @@ class RecoveredState:
             view = _outcome(record.body)
             if view.status != "QUARANTINED":
                 self.seen.add(view.intent_id)
+                if view.status in _SENT and self.risk is not None:
+                    self._sent(view)
             source = view.source
             if view.reason == reasons.INPUT_FILE_REPEATED and source is not None:
                 self.refusing.add(source.file)
                 return
         elif kind == "tick":
             source = _tick(record.body).source
+        elif kind == "trading_state":
+            change = _trading_state(record.body)
+            if self.risk is not None:
+                self.risk.set_state(change.state, f"{change.actor}: {change.reason}")
+            return
         elif kind == "input_file":
             done = _input_file(record.body)
             self.progress.pop(done.file, None)
@@ -85,9 +107,22 @@ class RecoveredState:
             # Line 0 is a file-level outcome (an empty file): the file is started.
             self.progress[source.file] = (source.line, source.end)
 
+    def _sent(self, view: _OutcomeView) -> None:
+        """Positions, pacing and failures, from an order's recorded outcome."""
+        assert self.risk is not None
+        if view.venue is None or view.symbol is None or view.side is None:
+            return
+        filled = Decimal(view.filled_quantity)
+        price = Decimal(view.average_price) if view.average_price is not None else None
+        self.risk.observe(view.venue, view.symbol, view.side, view.status, view.reason,
+                          filled, price, view.logical_time, None)
 
-def recover(directory: Path, *, repair: bool = True) -> RecoveredState:
-    """Scan (and with ``repair``, mend a torn tail of) the ledger in ``directory``."""
-    state = RecoveredState()
+
+def recover(directory: Path, *, repair: bool = True, risk: Risk | None = None) -> RecoveredState:
+    """Scan (and with ``repair``, mend a torn tail of) the ledger in ``directory``.
+
+    With ``risk``, also rebuild its positions, pacing and trading state.
+    """
+    state = RecoveredState(risk)
     state.scan = scan(directory, state.observe, repair=repair)
     return state

@@ -11,21 +11,32 @@ import uuid
 from collections.abc import Mapping
 from decimal import Decimal
 
+import anyio
+import msgspec
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
+from msgspec import Struct
 
-from execd import ids, reasons
+from execd import ids, reasons, safety
+from execd.control import ControlHook, ControlRequest, answer
 from execd.messages import (
     Accepted,
+    ContextIn,
     Entry,
     ExecutionOutcome,
     IntentIn,
     OrderIntent,
+    OverrideRecord,
     Plane,
     ReaderItem,
+    RecordKind,
     RouterItem,
+    SafetySellRecord,
     Side,
+    TradingState,
+    TradingStateRecord,
     encode,
 )
+from execd.risk import Risk
 
 _ZERO = Decimal(0)
 # What an action implies about the side of the order, for long positions.
@@ -74,11 +85,40 @@ def _positive(value: Decimal) -> bool:
 
 
 class SentinelCore:
-    """Structural checks, in a fixed order; the first failure is the outcome."""
+    """Every check, in a fixed order; the first failure is the intent's outcome.
 
-    def __init__(self, planes: Mapping[str, Plane], seen: SeenIds) -> None:
+    Structural checks first (duplicate, venue, quantity, side, HOLD, prices), then
+    the risk checks of :class:`~execd.risk.Risk` when one is given.
+
+    The sentinel also numbers what goes downstream. The reader's ingest sequence
+    comes in gap-free; records the sentinel adds of its own (a trading-state change,
+    a Safety Sell and its exit intents, an override) take the next number, and
+    everything after them moves up by one (``shift``). So the ledger's order is the
+    order in which the sentinel decided, which is what an audit needs to see.
+    """
+
+    def __init__(self, planes: Mapping[str, Plane], seen: SeenIds,
+                 risk: Risk | None = None) -> None:
         self.planes = planes
         self.seen = seen
+        self.risk = risk
+        self.shift = 0
+        self.next_in = 0
+        self.time = 0
+        self._inserted: list[RouterItem] = []
+
+    # ----------------------------------------------------------------- numbering
+
+    def _seq(self, item_seq: int) -> int:
+        return item_seq + self.shift
+
+    def _insert(self, kind: RecordKind, time: int, body: Struct) -> Entry:
+        """A record of the sentinel's own, numbered before whatever comes next."""
+        entry = Entry(self.next_in + self.shift, kind, time, body)
+        self.shift += 1
+        return entry
+
+    # ------------------------------------------------------------------ intents
 
     def handle(self, item: IntentIn) -> RouterItem:
         """Accept ``item`` for its venue, or return its refusal outcome."""
@@ -110,8 +150,20 @@ class SentinelCore:
                 and (reference is None or (reference.is_finite() and reference > _ZERO))
                 and (limit is not None or intent.order_type == "market")):
             return self._refuse(item, intent_id, "REJECTED", *self._prices(intent))
-        return Accepted(item.seq, item.time, item.source, intent, item.raw, intent_id,
-                        side or "buy", plane)
+        side = side or "buy"
+        risk = self.risk
+        if risk is not None:
+            refusal = risk.check(intent, intent_id, side, item.raw, item.time)
+            if refusal is not None:
+                return self._refuse(item, intent_id, "REJECTED", *refusal)
+            override = risk.override
+            if override is not None:
+                self.next_in = item.seq
+                self._inserted.append(self._insert("override", item.time, OverrideRecord(
+                    intent_id, risk.context.regime or "", override.operator, override.reason)))
+            risk.commit(intent, side, item.time)
+        return Accepted(item.seq + self.shift, item.time, item.source, intent, item.raw,
+                        intent_id, side, plane)
 
     @staticmethod
     def _side(intent: OrderIntent) -> Side | tuple[str, str] | None:
@@ -158,20 +210,144 @@ class SentinelCore:
             detail=detail,
             source=item.source,
         )
-        return Entry(item.seq, "outcome", item.time, outcome)
+        return Entry(item.seq + self.shift, "outcome", item.time, outcome)
 
     def handle_batch(self, batch: list[ReaderItem]) -> list[RouterItem]:
-        """Decide every intent of a batch; other items pass through unchanged."""
+        """Decide every intent of a batch; other items pass through (renumbered)."""
+        if not batch:
+            return []
         handle = self.handle
-        return [handle(item) if type(item) is IntentIn else item for item in batch]  # type: ignore[misc]
+        out: list[RouterItem] = []
+        append = out.append
+        inserted = self._inserted
+        for item in batch:
+            kind = type(item)
+            if kind is IntentIn:
+                result = handle(item)  # type: ignore[arg-type]
+                if inserted:
+                    out.extend(inserted)
+                    inserted.clear()
+                append(result)
+            elif kind is Entry:
+                if self.shift:
+                    item.seq += self.shift
+                append(item)  # type: ignore[arg-type]
+            else:
+                append(self._context(item))  # type: ignore[arg-type]
+        last = batch[-1]
+        self.next_in = last.seq + 1
+        self.time = last.time
+        return out
+
+    def _context(self, item: ContextIn) -> Entry:
+        """A new lakehouse context: the intents after it are judged under it."""
+        if self.risk is not None:
+            self.risk.set_context(item.context)
+        return Entry(item.seq + self.shift, "context", item.time, item.record)
+
+    # ------------------------------------------------------------------ control
+
+    def set_state(self, state: TradingState, reason: str, actor: str) -> list[RouterItem]:
+        """The operator changed the trading state: apply it now, and record it."""
+        risk = self._require_risk()
+        previous = risk.set_state(state, f"{actor}: {reason}")
+        return [self._insert("trading_state", self.time,
+                             TradingStateRecord(state, previous, reason, actor))]
+
+    def safety_sell(self, venue: str, symbol: str | None, reason: str,
+                    actor: str) -> list[RouterItem]:
+        """Exit intents for every open position of ``venue`` (or one ``symbol``).
+
+        They bypass plans, provenance, trading state and limits (seed 000: Safety
+        Sell bypasses lifecycle checks) but not the ledger: the request is recorded,
+        then each exit intent gets its outcome like any other.
+        """
+        risk = self._require_risk()
+        plane = self.planes.get(venue)
+        if plane is None:
+            raise ValueError(f"venue={venue!r} is not in the config "
+                             f"(known: {', '.join(sorted(self.planes))})")
+        exits = safety.exit_intents(risk.book, venue, symbol, reason, actor,
+                                    self.next_in + self.shift)
+        out: list[RouterItem] = [self._insert("safety_sell", self.time, SafetySellRecord(
+            venue, reason, actor, len(exits), symbol))]
+        for intent, side in exits:
+            assert intent.intent_id is not None
+            self.seen.add(intent.intent_id)
+            risk.commit(intent, side, self.time)
+            out.append(Accepted(self.next_in + self.shift, self.time, None, intent,
+                                encode(intent), intent.intent_id, side, plane))
+            self.shift += 1
+        return out
+
+    def _require_risk(self) -> Risk:
+        if self.risk is None:
+            raise RuntimeError("this sentinel runs without risk state")
+        return self.risk
+
+
+_STATES: dict[str, TradingState] = {"halt": "HALTED", "reduce": "REDUCING",
+                                    "resume": "ACTIVE"}
+
+
+def control(core: SentinelCore, request: ControlRequest) -> list[RouterItem]:
+    """Carry out one control command on the core; fills in the request's answer."""
+    req = request.request
+    risk = core.risk
+    if risk is None:
+        request.error = "this daemon runs without a risk sentinel"
+        return []
+    if req.command == "status":
+        request.result = {
+            "state": risk.state, "state_note": risk.state_note, "logical_time": core.time,
+            "positions": [msgspec.to_builtins(v) for v in risk.book.open_positions()],
+        }
+        return []
+    if req.command in _STATES:
+        state = _STATES[req.command]
+        if risk.state == state:
+            request.result = {"state": state, "changed": False}
+            return []
+        out = core.set_state(state, req.reason or "", req.actor or "")
+        request.result = {"state": state, "changed": True}
+        return out
+    if req.command == "safety-sell":
+        try:
+            out = core.safety_sell(req.venue or "", req.symbol, req.reason or "", req.actor or "")
+        except ValueError as exc:
+            request.error = str(exc)
+            return []
+        request.result = {"venue": req.venue, "orders": [
+            {"symbol": item.intent.symbol, "side": item.side,
+             "quantity": str(item.intent.quantity), "intent_id": str(item.intent_id)}
+            for item in out if type(item) is Accepted]}
+        return out
+    request.error = f"the sentinel does not handle {req.command!r}"
+    return []
 
 
 async def run_sentinel(
     core: SentinelCore,
     receive: ObjectReceiveStream[list[ReaderItem]],
     send: ObjectSendStream[list[RouterItem]],
+    commands: ObjectReceiveStream[ControlRequest] | None = None,
+    on_control: ControlHook | None = None,
 ) -> None:
-    """The sentinel's shell: batches in, decided batches out, until the reader closes."""
-    async with receive, send:
+    """The sentinel's shell: batches in, decided batches out, until the reader closes.
+
+    Control commands arrive on their own stream and are applied between batches, so
+    a halt takes effect on the very next batch even while this one waits downstream.
+    """
+    async with receive, send, anyio.create_task_group() as tg:
+        if commands is not None:
+            tg.start_soon(_commands, core, commands, send, on_control or (lambda r: None))
         async for batch in receive:
             await send.send(core.handle_batch(batch))
+        tg.cancel_scope.cancel()
+
+
+async def _commands(core: SentinelCore, commands: ObjectReceiveStream[ControlRequest],
+                    send: ObjectSendStream[list[RouterItem]], on_control: ControlHook) -> None:
+    async with commands:
+        async for request in commands:
+            await answer(request, control(core, request), send, on_control)

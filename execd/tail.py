@@ -54,7 +54,7 @@ def describe(record: Record, body: dict[str, Any]) -> str:
         if src:
             parts.append(f"src={src[0]}:{src[1]}")
         return f"{head} " + " ".join(str(p) for p in parts)
-    if record.kind == "tick":
+    if record.kind == "tick" and not body.get("actor"):
         return f"{head} {body.get('time')}"
     if record.kind == "input_file":
         return (f"{head} {body.get('file')} lines={body.get('lines')} size={body.get('size')} "
@@ -64,6 +64,24 @@ def describe(record: Record, body: dict[str, Any]) -> str:
         return f"{head} mode={body.get('mode')} clock={body.get('clock')} planes={planes}"
     if record.kind == "stop":
         return f"{head} {body.get('reason')}"
+    if record.kind == "tick" and body.get("actor"):
+        return f"{head} {body.get('time')} by={body['actor']}"
+    if record.kind == "trading_state":
+        return (f"{head} {body.get('previous')} -> {body.get('state')} "
+                f"by={body.get('actor')} reason={body.get('reason')!r}")
+    if record.kind == "safety_sell":
+        return (f"{head} venue={body.get('venue')} symbol={body.get('symbol') or '*'} "
+                f"orders={body.get('orders')} by={body.get('actor')} "
+                f"reason={body.get('reason')!r}")
+    if record.kind == "override":
+        return (f"{head} intent={body.get('intent_id')} regime={body.get('regime')} "
+                f"by={body.get('operator')} reason={body.get('reason')!r}")
+    if record.kind == "context":
+        parts = [f"runs={body.get('runs')}", f"regime={body.get('regime') or '-'}",
+                 f"prices={body.get('prices')}", f"overrides={body.get('overrides')}",
+                 f"plans={body.get('plans')}"]
+        parts += [f"problem={p!r}" for p in body.get("problems") or ()]
+        return f"{head} " + " ".join(parts)
     return f"{head} {msgspec.json.encode(body).decode()}"
 
 

@@ -56,7 +56,14 @@ plane = "live"
 adapter = "stub"
 stub_result = "fail"
 stub_reason = "EXECUTION_NOT_AVAILABLE"
+
+[risk]
+signatures = "none"
+{extra}
 """
+
+# Research runs in the audit registry that write_config creates.
+RUNS = ("run-1", "run-2")
 
 
 def write_config(directory: Path, **overrides: Any) -> Path:
@@ -64,12 +71,16 @@ def write_config(directory: Path, **overrides: Any) -> Path:
     values: dict[str, Any] = {
         "lakehouse": directory / "lakehouse", "ledger": directory / "ledger", "q": 8,
         "commits": 1, "chunk": 1 << 20, "items": 2048, "commit_records": 16384,
-        "segment_bytes": 256 << 20, "level": "warning", "outcomes": "summary",
+        "segment_bytes": 256 << 20, "level": "warning", "outcomes": "summary", "extra": "",
     }
+    runs = overrides.pop("runs", RUNS)
     values.update(overrides)
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "execd.toml"
     path.write_text(BASE_CONFIG.format(**values))
+    registry = Path(values["lakehouse"]) / "audit" / "runs.jsonl"
+    registry.parent.mkdir(parents=True, exist_ok=True)
+    registry.write_text("".join(json.dumps({"run_id": run}) + "\n" for run in runs))
     return path
 
 

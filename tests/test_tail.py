@@ -23,10 +23,11 @@ async def test_tail_renders_and_filters(tmp_path: Path) -> None:
     ledger = await replay(tmp_path / "run", [source])
     every = tail(ledger, "-n", "0")
     assert every[0].startswith("#1 t=0 start mode=replay")
-    assert every[1] == "#2 t=7 tick 7"
-    assert every[2].startswith("#3 t=7 outcome FILLED paper binance BTC/USDT buy 0.5/0.5")
-    assert every[-1] == "#8 t=7 stop input exhausted"
-    assert len(tail(ledger)) == 8 and len(tail(ledger, "-n", "2")) == 2
+    assert every[1] == "#2 t=0 context runs=2 regime=- prices=0 overrides=0 plans=0"
+    assert every[2] == "#3 t=7 tick 7"
+    assert every[3].startswith("#4 t=7 outcome FILLED paper binance BTC/USDT buy 0.5/0.5")
+    assert every[-1] == "#9 t=7 stop input exhausted"
+    assert len(tail(ledger)) == 9 and len(tail(ledger, "-n", "2")) == 2
     rejected = tail(ledger, "-n", "0", "--status", "REJECTED")
     assert len(rejected) == 1 and "reason=INTENT_QUANTITY_NOT_POSITIVE" in rejected[0]
     alpaca = tail(ledger, "-n", "0", "--venue", "alpaca", "--json")

@@ -63,6 +63,7 @@ class Commit(Struct):
     data: bytes
     entries: list[Entry]
     last_seq: int
+    last_hash: str
 
 
 DurableHook = Callable[[Commit], None]
@@ -115,7 +116,8 @@ class LedgerWriter:
                         ready.extend(self.reorder.push(more))
                     if ready:
                         data = self._lines(ready)
-                        await send_commit.send(Commit(data, ready, self.chain.next_seq - 1))
+                        await send_commit.send(
+                            Commit(data, ready, self.chain.next_seq - 1, self.chain.prev_hash))
             if self.reorder.waiting:
                 raise RuntimeError(
                     f"ledger writer stopped with {self.reorder.waiting} records waiting "

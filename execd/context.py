@@ -1,0 +1,249 @@
+"""The lakehouse context the Risk Sentinel judges intents under.
+
+Research and operators keep these files in the lakehouse, beside the inbox:
+
+* ``audit/runs.jsonl`` — the audit registry of research runs, one JSON object a line
+  with at least ``run_id``; an intent whose ``source_run`` is not there is refused;
+* ``market/regime.json`` — ``{"regime": "CRISIS"}``: the current market regime;
+* ``market/prices.json`` — ``{"BTC/USDT": "64200", ...}``: the latest price per symbol;
+* ``control/overrides.jsonl`` — manual overrides for regime parity, one
+  ``{"intent_id": ..., "operator": ..., "reason": ...}`` a line;
+* the plan ledger (``[governance] ledger_dir``), when governance is enforced.
+
+The reader loads the context before each input file and, when it changed, records
+it in the ledger (digests and counts) right before that file's first line, so every
+decision is tied to the context it was made under and a replay sees the same one.
+A file that is missing counts as empty (no runs, no regime, no prices); a file that
+cannot be read is named in the record's ``problems`` and fails closed: an unreadable
+regime counts as the first crisis regime, an unreadable registry registers no run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from collections.abc import Callable
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, TypeVar, cast
+
+import msgspec
+from msgspec import Meta, Struct
+
+from execd.inbox import Lakehouse
+from execd.messages import ContextRecord
+
+Name = Annotated[str, Meta(min_length=1, max_length=256)]
+T = TypeVar("T")
+
+
+class RunEntry(Struct, frozen=True):
+    """One research run in the audit registry (other fields are the registry's own)."""
+
+    run_id: Name
+
+
+class RegimeFile(Struct, frozen=True):
+    """The regime file."""
+
+    regime: Name
+
+
+class Override(Struct, frozen=True, forbid_unknown_fields=True):
+    """A manual override: this intent may pass regime parity, on this operator's word."""
+
+    intent_id: uuid.UUID
+    operator: Name
+    reason: Name
+
+
+_run = msgspec.json.Decoder(RunEntry).decode
+_regime = msgspec.json.Decoder(RegimeFile).decode
+_prices = msgspec.json.Decoder(dict[Name, Decimal]).decode
+_override = msgspec.json.Decoder(Override).decode
+
+
+class LakehouseContext:
+    """What the sentinel needs from the lakehouse, as of one moment. Never mutated."""
+
+    def __init__(self, runs: frozenset[str], regime: str | None, prices: dict[str, Decimal],
+                 overrides: dict[uuid.UUID, Override], plans: dict[str, str],
+                 record: ContextRecord) -> None:
+        self.runs = runs
+        self.regime = regime
+        self.prices = prices
+        self.overrides = overrides
+        self.plans = plans
+        self.record = record
+
+
+EMPTY = LakehouseContext(frozenset(), None, {}, {}, {},
+                         ContextRecord(0, None, None, 0, None, 0, None, 0, None))
+
+
+def _stat_key(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+class ContextLoader:
+    """Loads the context, re-reading only files whose inode, size or mtime changed."""
+
+    def __init__(self, lakehouse: Lakehouse, plans_dir: Path | None,
+                 crisis_regimes: tuple[str, ...]) -> None:
+        self.lakehouse = lakehouse
+        self.plans_dir = plans_dir
+        self.crisis = crisis_regimes[0] if crisis_regimes else "CRISIS"
+        self._cache: dict[str, tuple[object, object]] = {}
+        self.current = EMPTY
+
+    def _cached(self, name: str, key: object, load: Callable[[], T]) -> T:
+        hit = self._cache.get(name)
+        if hit is not None and hit[0] == key:
+            return cast(T, hit[1])
+        value = load()
+        self._cache[name] = (key, value)
+        return value
+
+    def load(self) -> LakehouseContext:
+        """The context now (blocking file I/O: call it from a worker thread)."""
+        lh = self.lakehouse
+        problems: list[str] = []
+        runs, runs_sha, bad = self._cached(
+            "runs", _stat_key(lh.runs), lambda: _read_runs(lh.runs))
+        if bad:
+            problems.append(bad)
+        regime, regime_problem = self._cached(
+            "regime", _stat_key(lh.regime), lambda: _read_regime(lh.regime))
+        if regime_problem:
+            problems.append(regime_problem)
+            regime = self.crisis
+        prices, prices_sha, bad = self._cached(
+            "prices", _stat_key(lh.prices), lambda: _read_prices(lh.prices))
+        if bad:
+            problems.append(bad)
+        overrides, overrides_sha, bad = self._cached(
+            "overrides", _stat_key(lh.overrides),
+            lambda: _read_overrides(lh.overrides))
+        if bad:
+            problems.append(bad)
+        plans: dict[str, str] = {}
+        plans_sha: str | None = None
+        plans_dir = self.plans_dir
+        if plans_dir is not None:
+            plans, plans_sha = self._cached(
+                "plans", _plans_key(plans_dir),
+                lambda: _read_plans(plans_dir))
+        record = ContextRecord(len(runs), runs_sha, regime, len(prices), prices_sha,
+                               len(overrides), overrides_sha, len(plans), plans_sha,
+                               tuple(problems))
+        if record == self.current.record:
+            return self.current
+        self.current = LakehouseContext(runs, regime, prices, overrides, plans, record)
+        return self.current
+
+
+def _read(path: Path) -> tuple[bytes | None, str | None]:
+    try:
+        return path.read_bytes(), None
+    except FileNotFoundError:
+        return None, None
+    except OSError as exc:
+        return None, f"{path.name}: {exc.strerror or exc}"
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _read_runs(path: Path) -> tuple[frozenset[str], str | None, str | None]:
+    data, problem = _read(path)
+    if data is None:
+        return frozenset(), None, problem
+    runs: set[str] = set()
+    bad: list[int] = []
+    for number, line in enumerate(data.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            runs.add(_run(line).run_id)
+        except msgspec.DecodeError:
+            bad.append(number)
+    problem = None
+    if bad:
+        problem = f"{path.name}: {len(bad)} unreadable line(s), first at line {bad[0]}"
+    return frozenset(runs), _sha(data), problem
+
+
+def _read_regime(path: Path) -> tuple[str | None, str | None]:
+    data, problem = _read(path)
+    if data is None:
+        return None, problem
+    try:
+        return _regime(data).regime, None
+    except msgspec.DecodeError as exc:
+        return None, f"{path.name}: {exc}"
+
+
+def _read_prices(path: Path) -> tuple[dict[str, Decimal], str | None, str | None]:
+    data, problem = _read(path)
+    if data is None:
+        return {}, None, problem
+    try:
+        prices = _prices(data)
+    except msgspec.DecodeError as exc:
+        return {}, _sha(data), f"{path.name}: {exc}"
+    good = {s: p for s, p in prices.items() if p.is_finite() and p > 0}
+    if len(good) != len(prices):
+        bad = sorted(set(prices) - set(good))
+        problem = f"{path.name}: price not positive for {', '.join(bad[:5])}"
+    return good, _sha(data), problem
+
+
+def _read_overrides(path: Path) -> tuple[dict[uuid.UUID, Override], str | None, str | None]:
+    data, problem = _read(path)
+    if data is None:
+        return {}, None, problem
+    overrides: dict[uuid.UUID, Override] = {}
+    bad: list[int] = []
+    for number, line in enumerate(data.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            override = _override(line)
+        except msgspec.DecodeError:
+            bad.append(number)
+            continue
+        overrides.setdefault(override.intent_id, override)
+    problem = None
+    if bad:
+        problem = f"{path.name}: {len(bad)} unreadable line(s), first at line {bad[0]}"
+    return overrides, _sha(data), problem
+
+
+def _plans_key(directory: Path) -> tuple[tuple[str, int, int], ...]:
+    try:
+        names = sorted(p for p in os.listdir(directory) if p.startswith("segment-"))
+    except FileNotFoundError:
+        return ()
+    keys = []
+    for name in names:
+        st = os.stat(directory / name)
+        keys.append((name, st.st_size, st.st_mtime_ns))
+    return tuple(keys)
+
+
+def _read_plans(directory: Path) -> tuple[dict[str, str], str | None]:
+    # Imported here: the plan ledger is only read when governance is enforced.
+    from execd.plan_ledger import PlanLedger
+
+    if not directory.exists():
+        return {}, None
+    governance = PlanLedger(directory).load()
+    plans: dict[str, str] = {
+        plan_id: plan.state for plan_id, plan in sorted(governance.plans.items())}
+    return plans, _sha(msgspec.json.encode(plans))

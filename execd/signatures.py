@@ -1,0 +1,73 @@
+"""HMAC-SHA256 signatures on intents: proof that an intent came from a holder of the key.
+
+The signed bytes are the intent's *canonical form*: the JSON object of the input
+line without its ``signature`` key, re-encoded with keys sorted at every level and
+no whitespace (what Python's ``json.dumps(obj, sort_keys=True,
+separators=(",", ":"), ensure_ascii=False)`` writes). Quantities and prices should
+be strings, so that no number is re-formatted on the way. ``execd sign`` signs
+lines this way for producers that want a reference.
+
+The key is read once at start-up from a file or a systemd credential and never
+logged or recorded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from execd.config import ConfigError, ConfigProblem, RiskConfig
+
+_decode = msgspec.json.decode
+
+
+def canonical(line: bytes) -> bytes:
+    """The canonical form of one input line (raises msgspec.DecodeError if not JSON)."""
+    obj: Any = _decode(line)
+    if isinstance(obj, dict):
+        obj.pop("signature", None)
+    return msgspec.json.encode(obj, order="sorted")
+
+
+def sign(key: bytes, line: bytes) -> str:
+    """The hex signature of ``line`` under ``key``."""
+    return hmac.new(key, canonical(line), hashlib.sha256).hexdigest()
+
+
+def verify(key: bytes, line: bytes, signature: str) -> bool:
+    """True when ``signature`` is the signature of ``line`` (constant-time compare)."""
+    return hmac.compare_digest(sign(key, line), signature)
+
+
+def load_key(risk: RiskConfig, config_file: str) -> bytes | None:
+    """The signing key named by the config, or None when none is configured.
+
+    Raises ConfigError (file, key, expected, found) when it cannot be read or is
+    too short to be a secret. Trailing newlines are not part of the key.
+    """
+    if risk.key_credential:
+        key_name = "risk.key_credential"
+        directory = os.environ.get("CREDENTIALS_DIRECTORY")
+        if not directory:
+            raise ConfigError([ConfigProblem(
+                config_file, key_name, "CREDENTIALS_DIRECTORY set by systemd "
+                "(LoadCredential=)", "it unset")])
+        path = Path(directory) / risk.key_credential
+    elif risk.key_file:
+        key_name, path = "risk.key_file", Path(risk.key_file)
+    else:
+        return None
+    try:
+        key = path.read_bytes().rstrip(b"\r\n")
+    except OSError as exc:
+        raise ConfigError([ConfigProblem(config_file, key_name, "a readable key file",
+                                         f"{path}: {exc.strerror or exc}")]) from None
+    if len(key) < 16:
+        raise ConfigError([ConfigProblem(config_file, key_name, "a key of at least 16 bytes",
+                                         f"{len(key)} bytes in {path}")])
+    return key
