@@ -67,6 +67,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def _serve(loaded: config.LoadedConfig, mode: str, inputs: list[Path],
            ledger: Path | None) -> int:
+    from execd.control import ControlInUse
     from execd.daemon import Daemon, LedgerNotEmpty
     from execd.ledger.scan import LedgerCorrupt
     from execd.ledger.segments import LedgerIOError
@@ -77,6 +78,13 @@ def _serve(loaded: config.LoadedConfig, mode: str, inputs: list[Path],
         anyio.run(daemon.run)
     except BaseException as raised:  # every way out gets its exit status
         exc = root_cause(raised)
+        if isinstance(exc, config.ConfigError):
+            for problem in exc.problems:
+                print(problem, file=sys.stderr)
+            return EXIT_CONFIG
+        if isinstance(exc, ControlInUse):
+            log.error("control.in_use", error=str(exc))
+            return EXIT_FAILED
         if isinstance(exc, LedgerCorrupt | LedgerNotEmpty):
             log.error("ledger.refused", error=str(exc))
             return EXIT_LEDGER
@@ -199,6 +207,10 @@ def parser() -> argparse.ArgumentParser:
     from execd import plan_commands
 
     plan_commands.register(sub, with_config, _plan_ledger_dir)
+
+    from execd import ctl_commands
+
+    ctl_commands.register(sub, with_config, _load)
 
     cfg = sub.add_parser("config", help="configuration").add_subparsers(
         dest="config_command", required=True)

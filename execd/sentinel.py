@@ -216,6 +216,9 @@ class SentinelCore:
         """Decide every intent of a batch; other items pass through (renumbered)."""
         if not batch:
             return []
+        # Read before the loop renumbers pass-through entries in place.
+        last = batch[-1]
+        last_in, last_time = last.seq, last.time
         handle = self.handle
         out: list[RouterItem] = []
         append = out.append
@@ -234,9 +237,8 @@ class SentinelCore:
                 append(item)  # type: ignore[arg-type]
             else:
                 append(self._context(item))  # type: ignore[arg-type]
-        last = batch[-1]
-        self.next_in = last.seq + 1
-        self.time = last.time
+        self.next_in = last_in + 1
+        self.time = last_time
         return out
 
     def _context(self, item: ContextIn) -> Entry:

@@ -1,0 +1,163 @@
+"""``execd ctl``: operator commands to the running daemon, and ``execd sign``.
+
+``ctl`` talks to the daemon's control socket (see :mod:`execd.control`) and prints
+its answer. Exit status: 0 done, 1 refused by the daemon or no daemon listening,
+2 bad config or arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from execd import config
+from execd.control import Request, call
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+
+LoadConfig = Callable[[str], config.LoadedConfig | None]
+
+
+def _socket(args: argparse.Namespace, load: LoadConfig) -> tuple[Path, float] | None:
+    if args.socket:
+        return Path(args.socket), args.timeout
+    loaded = load(args.config)
+    if loaded is None:
+        return None
+    control = loaded.config.control
+    return Path(control.socket), max(args.timeout, control.timeout_ms / 1000 + 1)
+
+
+def _render(reply: dict[str, Any]) -> str:
+    command = reply.get("command")
+    if command == "status":
+        lines = [f"state: {reply['state']}"
+                 + (f" ({reply['state_note']})" if reply.get("state_note") else ""),
+                 f"mode: {reply['mode']}{' (stopping)' if reply.get('stopping') else ''}",
+                 f"logical time: {reply['logical_time']}",
+                 f"ledger: last seq {reply['ledger']['last_seq']}, "
+                 f"last hash {reply['ledger']['last_hash']}",
+                 "queues: " + ", ".join(f"{k}={v}" for k, v in reply["queues"].items()),
+                 "planes: " + ", ".join(f"{k}={v}" for k, v in reply["planes"].items())]
+        positions = reply.get("positions") or []
+        lines.append(f"open positions: {len(positions)}")
+        for p in positions:
+            pending = ""
+            if p.get("pending_buy") not in (None, "0") or p.get("pending_sell") not in (None, "0"):
+                pending = (f" pending buy {p.get('pending_buy', '0')}"
+                           f" sell {p.get('pending_sell', '0')}")
+            lines.append(f"  {p['venue']} {p['symbol']} {p['position']}"
+                         f"{pending} mark {p.get('mark') or '-'}")
+        return "\n".join(lines)
+    seq = reply.get("ledger_seq")
+    at = f" (ledger seq {seq})" if seq is not None else ""
+    if command == "tick":
+        return f"logical time {reply['logical_time']}{at}"
+    if command == "safety-sell":
+        orders = reply.get("orders") or []
+        lines = [f"safety sell on {reply['venue']}: {len(orders)} exit order(s){at}"]
+        lines += [f"  {o['side']} {o['quantity']} {o['symbol']} intent={o['intent_id']}"
+                  for o in orders]
+        return "\n".join(lines)
+    if not reply.get("changed", True):
+        return f"already {reply['state']}; nothing recorded"
+    return f"trading state {reply['state']}{at}"
+
+
+def cmd_ctl(args: argparse.Namespace, load: LoadConfig) -> int:
+    target = _socket(args, load)
+    if target is None:
+        return EXIT_CONFIG
+    path, timeout = target
+    request = Request(
+        args.ctl_command, reason=getattr(args, "reason", None), actor=getattr(args, "actor", None),
+        time=getattr(args, "time", None), venue=getattr(args, "venue", None),
+        symbol=getattr(args, "symbol", None))
+    problem = request.problem()
+    if problem:
+        print(f"execd ctl: {problem}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        reply = call(path, request, timeout)
+    except (FileNotFoundError, ConnectionRefusedError):
+        print(f"execd ctl: no daemon is listening on {path}", file=sys.stderr)
+        return EXIT_FAILED
+    except TimeoutError:
+        print(f"execd ctl: no answer from {path} within {timeout:g}s", file=sys.stderr)
+        return EXIT_FAILED
+    except (OSError, msgspec.DecodeError) as exc:
+        print(f"execd ctl: {path}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    if not reply.get("ok"):
+        print(f"refused: {reply.get('error')}", file=sys.stderr)
+        return EXIT_FAILED
+    print(msgspec.json.encode(reply).decode() if args.json else _render(reply))
+    return EXIT_OK
+
+
+def cmd_sign(args: argparse.Namespace) -> int:
+    from execd.signatures import sign
+
+    try:
+        key = Path(args.key_file).read_bytes().rstrip(b"\r\n")
+    except OSError as exc:
+        print(f"{args.key_file}: expected a readable key file, found {exc.strerror}",
+              file=sys.stderr)
+        return EXIT_CONFIG
+    for name in args.inputs:
+        with open(name, "rb") as handle:
+            for number, line in enumerate(handle, 1):
+                text = line.strip()
+                if not text:
+                    continue
+                try:
+                    obj = msgspec.json.decode(text)
+                    if not isinstance(obj, dict):
+                        raise msgspec.DecodeError("not a JSON object")
+                except msgspec.DecodeError as exc:
+                    print(f"{name}:{number}: {exc}", file=sys.stderr)
+                    return EXIT_FAILED
+                if obj.get("kind") == "intent":
+                    obj["signature"] = sign(key, text)
+                sys.stdout.write(msgspec.json.encode(obj).decode() + "\n")
+    return EXIT_OK
+
+
+def register(sub: Any, with_config: Callable[[argparse.ArgumentParser], None],
+             load: LoadConfig) -> None:
+    """Add ``ctl`` and ``sign`` to the command line."""
+    ctl = sub.add_parser("ctl", help="operator commands to the running daemon")
+    commands = ctl.add_subparsers(dest="ctl_command", required=True)
+
+    def command(name: str, text: str, *, changes: bool = True) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = commands.add_parser(name, help=text)
+        with_config(p)
+        p.add_argument("--socket", help="control socket (default: control.socket)")
+        p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait")
+        p.add_argument("--json", action="store_true", help="print the raw JSON answer")
+        if changes:
+            p.add_argument("--actor", required=True, help="who is doing this")
+        p.set_defaults(func=lambda args: cmd_ctl(args, load))
+        return p
+
+    command("status", "state, queues, positions, last ledger record", changes=False)
+    for name, text in (("halt", "HALTED: nothing but Safety Sell executes"),
+                       ("reduce", "REDUCING: only intents that shrink a position"),
+                       ("resume", "back to ACTIVE")):
+        command(name, text).add_argument("--reason", required=True, help="why (recorded)")
+    tick = command("tick", "advance the logical clock")
+    tick.add_argument("time", type=int, help="the new logical time")
+    sell = command("safety-sell", "emergency exit of a venue's open positions")
+    sell.add_argument("--venue", required=True)
+    sell.add_argument("--symbol", help="only this symbol")
+    sell.add_argument("--reason", required=True, help="why (recorded)")
+
+    signer = sub.add_parser("sign", help="add HMAC-SHA256 signatures to intent lines")
+    signer.add_argument("--key-file", required=True)
+    signer.add_argument("inputs", nargs="+", help="JSONL files; signed lines go to stdout")
+    signer.set_defaults(func=cmd_sign)
