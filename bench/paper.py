@@ -8,8 +8,15 @@ Three measurements, each in a fresh child process so peak RSS belongs to one run
 * latency: ``execd run`` with intents arriving in the inbox at a fixed offered rate;
   per intent, from the reader handing it on to its outcome being durable.
 
+The config turns every per-intent risk check on (registry, notional, exposure,
+leverage, price band, rate) with limits wide enough that every intent passes them,
+so the figures include the cost of checking.
+
 Figures are medians over ``--runs`` runs. Usage:
 ``python bench/paper.py [--runs 3] [--sizes 100000,1000000] [--rate 10000] [--seconds 10]``
+
+``--against REV`` measures throughput of this tree and of git revision REV (its own
+``bench/paper.py`` in a temporary worktree), alternating runs, and prints the ratio.
 """
 
 from __future__ import annotations
@@ -44,7 +51,23 @@ plane = "paper"
 
 [venues.alpaca]
 plane = "paper"
+
+[risk.limits]
+max_order_notional = "1000000"
+max_asset_exposure = "1000000000000"
+max_leverage = "1000"
+equity = "1000000000"
+price_band_bps = 500
+max_orders = 1000000000
+rate_window = 1
 """
+
+
+def write_lakehouse(work: Path) -> None:
+    """The audit registry that the bench intents' source run must be in."""
+    registry = work / "lakehouse" / "audit" / "runs.jsonl"
+    registry.parent.mkdir(parents=True, exist_ok=True)
+    registry.write_text('{"run_id":"bench-run"}\n')
 
 LINE = ('{{"kind":"intent","intent_id":"00000000-0000-4000-8000-{n:012d}",'
         '"source_run":"bench-run","venue":"{venue}","symbol":"BTC/USDT","side":"buy",'
@@ -87,7 +110,11 @@ def child_throughput(total: int) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(dir=ROOT / "bench" / "out"))
     try:
         inputs = make_inputs(work / "in", total)
-        (work / "execd.toml").write_text(CONFIG.format(work=work, poll=100))
+        write_lakehouse(work)
+        text = CONFIG.format(work=work, poll=100)
+        if os.environ.get("EXECD_BENCH_NOLIMITS"):
+            text = text.split("[risk.limits]")[0]
+        (work / "execd.toml").write_text(text)
         loaded = config.load(work / "execd.toml")
         daemon = Daemon(loaded, mode="replay", inputs=inputs, ledger_dir=work / "ledger")
         began = time.perf_counter()
@@ -142,6 +169,7 @@ def child_latency(rate: int, seconds: float) -> dict[str, Any]:
             os.replace(temp, inbox / f"{index:06d}.jsonl")
 
     async def main() -> None:
+        write_lakehouse(work)
         (work / "execd.toml").write_text(CONFIG.format(work=work, poll=1))
         loaded = config.load(work / "execd.toml")
         inbox = loaded.config.lakehouse.inbox
@@ -165,9 +193,10 @@ def child_latency(rate: int, seconds: float) -> dict[str, Any]:
             "max_ms": latencies[-1] * 1e3}
 
 
-def run_child(*args: str) -> dict[str, Any]:
-    out = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True,
-                         text=True, check=True, cwd=ROOT)
+def run_child(*args: str, root: Path = ROOT) -> dict[str, Any]:
+    script = root / "bench" / "paper.py"
+    out = subprocess.run([sys.executable, str(script), "--child", *args], capture_output=True,
+                         text=True, check=True, cwd=root)
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
 
@@ -179,6 +208,7 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=10_000)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--child", nargs="*")
+    parser.add_argument("--against", help="a git revision to compare throughput with")
     args = parser.parse_args()
     if args.child:
         kind, *rest = args.child
@@ -187,6 +217,9 @@ def main() -> None:
         print(json.dumps(result))
         return
     (ROOT / "bench" / "out").mkdir(exist_ok=True)
+    if args.against:
+        compare(args.against, [int(s) for s in args.sizes.split(",")], args.runs)
+        return
     print(f"paper benchmark: {os.cpu_count()} cores, median of {args.runs} runs each")
     for size in (int(s) for s in args.sizes.split(",")):
         runs = [run_child("throughput", str(size)) for _ in range(args.runs)]
@@ -201,6 +234,30 @@ def main() -> None:
           f"p50 {statistics.median(r['p50_ms'] for r in lat):.2f} ms, "
           f"p99 {statistics.median(r['p99_ms'] for r in lat):.2f} ms "
           f"(p99 runs: {p99s})")
+
+
+def compare(revision: str, sizes: list[int], runs: int) -> None:
+    """Throughput of this tree against ``revision``, runs alternating, medians and ratio."""
+    other = Path(tempfile.mkdtemp(prefix="execd-bench-"))
+    subprocess.run(["git", "worktree", "add", "--detach", str(other), revision], cwd=ROOT,
+                   check=True, capture_output=True)
+    try:
+        (other / "bench" / "out").mkdir(parents=True, exist_ok=True)
+        print(f"throughput, this tree vs {revision}: {os.cpu_count()} cores, "
+              f"median of {runs} alternating runs")
+        for size in sizes:
+            here: list[float] = []
+            there: list[float] = []
+            for _ in range(runs):
+                there.append(run_child("throughput", str(size), root=other)["per_second"])
+                here.append(run_child("throughput", str(size))["per_second"])
+            a, b = statistics.median(here), statistics.median(there)
+            print(f"  N={size:>9,}: this tree {a:>10,.0f}/s, {revision} {b:>10,.0f}/s, "
+                  f"ratio {a / b:.3f} (this: {', '.join(f'{r:,.0f}' for r in here)}; "
+                  f"{revision}: {', '.join(f'{r:,.0f}' for r in there)})")
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(other)], cwd=ROOT,
+                       check=False, capture_output=True)
 
 
 if __name__ == "__main__":

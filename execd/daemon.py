@@ -127,6 +127,8 @@ class Daemon:
         self._streams: dict[str, MemoryObjectSendStream[Any]] = {}
         self.durable_seq = -1
         self.durable_hash = ""
+        # id(entry) -> input_file entries whose file moves out of work/ once durable.
+        self._files: dict[int, Entry] = {}
 
     # ----------------------------------------------------------------- start-up
 
@@ -217,6 +219,7 @@ class Daemon:
             ReaderCore(clock, 0, config.input.max_line_bytes), source,
             chunk_bytes=config.batches.read_chunk_bytes, batch_items=config.batches.items,
             stopping=self.stopping, on_finished=on_finished, probe=self.read_probe,
+            on_file_entry=self._file_entry if self.mode == "run" else None,
             context=ContextLoader(
                 config.lakehouse,
                 Path(config.governance.ledger_dir) if config.governance.enforce else None,
@@ -317,19 +320,31 @@ class Daemon:
             self._settle_waiters(commit)
         if self.durable_probe is not None:
             self.durable_probe(commit)
-        each = self.config.log.outcomes == "each"
-        seq = commit.last_seq - len(commit.entries)
-        for entry in commit.entries:
-            seq += 1
-            body = entry.body
-            if each and type(body) is ExecutionOutcome:
-                self.log.info("outcome", seq=seq, intent_id=str(body.intent_id), venue=body.venue,
-                              plane=body.plane, status=body.status, reason=body.reason,
-                              detail=body.detail, filled=str(body.filled_quantity))
-            elif type(body) is InputFileRecord and self.mode == "run":
-                self._dispose(body)
-        if not each:
-            self.log.info("ledger.commit", records=len(commit.entries), last_seq=commit.last_seq)
+        entries = commit.entries
+        if self.config.log.outcomes == "each":
+            seq = commit.last_seq - len(entries)
+            for entry in entries:
+                seq += 1
+                body = entry.body
+                if type(body) is ExecutionOutcome:
+                    self.log.info("outcome", seq=seq, intent_id=str(body.intent_id),
+                                  venue=body.venue, plane=body.plane, status=body.status,
+                                  reason=body.reason, detail=body.detail,
+                                  filled=str(body.filled_quantity))
+        else:
+            self.log.info("ledger.commit", records=len(entries), last_seq=commit.last_seq)
+        if self._files and entries:
+            # Entries are in ingest order, so a file record is in this commit when its
+            # (final) seq falls in the commit's range; no need to look at every entry.
+            first, last = entries[0].seq, entries[-1].seq
+            for key, entry in list(self._files.items()):
+                if first <= entry.seq <= last:
+                    del self._files[key]
+                    self._dispose(entry.body)  # type: ignore[arg-type]
+
+    def _file_entry(self, entry: Entry) -> None:
+        """The reader made an input_file record: move its file once that is durable."""
+        self._files[id(entry)] = entry
 
     def _dispose(self, record: InputFileRecord) -> None:
         """Move a finished input file out of work/, now that its record is durable."""

@@ -94,9 +94,15 @@ class VenueBook:
             position = self.positions[symbol] = Position()
         return position
 
-    def _recount(self, position: Position) -> None:
+    def recount(self, position: Position) -> None:
+        """Bring the gross exposure up to date after ``position`` or its mark changed."""
         mark = position.mark
-        counted = position.worst() * mark if mark is not None else _ZERO
+        if mark is None:
+            return
+        if position.pending_buy or position.pending_sell:
+            counted = position.worst() * mark
+        else:
+            counted = abs(position.filled) * mark
         self.gross += counted - position.counted
         position.counted = counted
 
@@ -109,7 +115,7 @@ class VenueBook:
         """The symbol's latest price moved to ``price``."""
         if position.mark != price:
             position.mark = price
-            self._recount(position)
+            self.recount(position)
 
     def reserve(self, position: Position, side: Side, quantity: Decimal) -> None:
         """An order was accepted and its outcome is not known yet."""
@@ -117,7 +123,7 @@ class VenueBook:
             position.pending_buy += quantity
         else:
             position.pending_sell += quantity
-        self._recount(position)
+        self.recount(position)
 
     def settle(self, position: Position, side: Side, reserved: Decimal, filled: Decimal) -> None:
         """The outcome of a reserved order: ``filled`` of ``reserved`` was filled."""
@@ -127,12 +133,12 @@ class VenueBook:
         else:
             position.pending_sell -= reserved
             position.filled -= filled
-        self._recount(position)
+        self.recount(position)
 
     def fill(self, position: Position, side: Side, quantity: Decimal) -> None:
         """An order filled as soon as it was accepted (nothing pending)."""
         position.filled += quantity if side == "buy" else -quantity
-        self._recount(position)
+        self.recount(position)
 
 
 class Book:

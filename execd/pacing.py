@@ -32,6 +32,14 @@ class OrderRate:
         """An order was sent at ``now``."""
         self.sent.append(now)
 
+    def take(self, now: int) -> str | None:
+        """Count one more order at ``now`` if the rate allows it; else why not."""
+        sent = self.sent
+        if len(sent) == self.limit and now - sent[0] < self.window:
+            return self.refusal(now)
+        sent.append(now)
+        return None
+
 
 class FailureCooldown:
     """``limit`` failures within ``window`` make the venue refuse orders for ``cooldown``."""

@@ -135,7 +135,9 @@ class ReaderCore:
                               reasons.INPUT_MALFORMED_JSON,
                               f"{exc}; line begins {_excerpt(text)!r}")
         if type(record) is OrderIntent:
-            return IntentIn(self._take_seq(), self.clock.now(), src, record, text)
+            seq = self.next_seq  # _take_seq(), inline: once per intent
+            self.next_seq = seq + 1
+            return IntentIn(seq, self.clock.now(), src, record, text)
         assert isinstance(record, ClockTick)
         return self._tick(record, src)
 
@@ -256,8 +258,10 @@ class LakehouseReader:
         on_finished: FinishHook | None = None,
         probe: Callable[[list[ReaderItem]], None] | None = None,
         context: ContextLoader | None = None,
+        on_file_entry: Callable[[Entry], None] | None = None,
     ) -> None:
         self.core = core
+        self.on_file_entry = on_file_entry
         self.context = context
         self._context: LakehouseContext | None = None
         # Held while items are made and sent, so an operator's tick is numbered and
@@ -297,11 +301,19 @@ class LakehouseReader:
                 if job.refuse:
                     size, sha = await anyio.to_thread.run_sync(file_digest, job.path)
                     async with self._lock:
-                        await self._send(send, self.core.refuse_file(
-                            job.name, size, sha, job.refuse, recorded=job.refusal_recorded))
+                        await self._send(send, self._file_done(self.core.refuse_file(
+                            job.name, size, sha, job.refuse, recorded=job.refusal_recorded)))
                     continue
                 await self._read(job, send)
             tg.cancel_scope.cancel()
+
+    def _file_done(self, items: list[ReaderItem]) -> list[ReaderItem]:
+        """Report a file's input_file record (always the last item) before it is sent."""
+        if self.on_file_entry is not None:
+            last = items[-1]
+            assert type(last) is Entry and last.kind == "input_file"
+            self.on_file_entry(last)
+        return items
 
     async def _commands(self, commands: ObjectReceiveStream[ControlRequest],
                         send: ObjectSendStream[list[ReaderItem]],
@@ -347,7 +359,7 @@ class LakehouseReader:
             handle.close()
         sha = digest.hexdigest()
         async with self._lock:
-            await self._send(send, core.finish_file(size, sha))
+            await self._send(send, self._file_done(core.finish_file(size, sha)))
         if self.on_finished is not None:
             self.on_finished(job.name, size, sha)
 

@@ -42,7 +42,9 @@ class Limits:
 
     __slots__ = (
         "any_notional",
+        "band",
         "equity",
+        "gross_cap",
         "max_asset_exposure",
         "max_leverage",
         "max_order_notional",
@@ -65,6 +67,24 @@ class Limits:
         self.any_notional = (self.max_order_notional is not None
                              or self.max_asset_exposure is not None
                              or self.max_leverage is not None)
+        # Precomputed so the hot path multiplies instead of dividing.
+        self.band: Decimal | None = (Decimal(self.price_band_bps)
+                                     if self.price_band_bps is not None else None)
+        self.gross_cap: Decimal | None = (self.max_leverage * self.equity
+                                          if self.max_leverage is not None
+                                          and self.equity is not None else None)
+
+
+class Slot:
+    """Everything the checks need for one (venue, symbol), found with one lookup."""
+
+    __slots__ = ("book", "limits", "position", "venue")
+
+    def __init__(self, venue: VenueRisk, position: Position, limits: Limits) -> None:
+        self.venue = venue
+        self.book = venue.book
+        self.position = position
+        self.limits = limits
 
 
 class VenueRisk:
@@ -112,7 +132,6 @@ class Risk:
         self.state: TradingState = "ACTIVE"
         self.state_note = ""
         self.context: LakehouseContext = EMPTY
-        self.override: Override | None = None
         risk = config.risk
         signed_planes = {"none": (), "live": ("live",), "all": ("paper", "live")}[risk.signatures]
         self.venues: dict[str, VenueRisk] = {}
@@ -125,6 +144,7 @@ class Risk:
         self.enforce_plans = config.governance.enforce
         self.require_plan = config.governance.require_plan
         self._limits: dict[tuple[str, str], Limits] = {}
+        self._slots: dict[str, dict[str, Slot]] = {name: {} for name in self.venues}
 
     # ------------------------------------------------------------------ inputs
 
@@ -139,6 +159,16 @@ class Risk:
             if symbol_limits is not None:
                 layers.insert(0, symbol_limits)
             found = self._limits[key] = Limits(layers)
+        return found
+
+    def slot(self, venue: str, symbol: str) -> Slot:
+        """The slot of ``symbol`` on ``venue`` (a configured venue)."""
+        slots = self._slots[venue]
+        found = slots.get(symbol)
+        if found is None:
+            state = self.venues[venue]
+            found = slots[symbol] = Slot(state, state.book.position(symbol),
+                                         self.limits(venue, symbol))
         return found
 
     def set_context(self, context: LakehouseContext) -> None:
@@ -158,15 +188,19 @@ class Risk:
 
     # ------------------------------------------------------------------ checks
 
-    def check(self, intent: OrderIntent, intent_id: uuid.UUID, side: Side, raw: bytes,
-              now: int) -> Refusal | None:
-        """The refusal of ``intent``, or None when every check passes.
+    def admit(self, intent: OrderIntent, intent_id: uuid.UUID, side: Side, raw: bytes,
+              now: int) -> Refusal | Override | None:
+        """Check ``intent``; commit it when every check passes.
 
-        Sets :attr:`override` when a manual override carried the intent through
-        regime parity (the sentinel records it).
+        Returns the refusal (reason, detail); or None when accepted; or the manual
+        Override that carried it through regime parity (accepted, and the sentinel
+        records the override). Committed: counted against the venue's rate and
+        added to the positions (see :meth:`_settle`).
+
+        This runs for every intent, so the common path is written out inline.
         """
-        self.override = None
-        if self.state == "HALTED":
+        state = self.state
+        if state != "ACTIVE" and state == "HALTED":
             return reasons.TRADING_HALTED, f"trading state is HALTED ({self.state_note})"
         context = self.context
         if self.enforce_plans:
@@ -177,7 +211,9 @@ class Risk:
             return (reasons.PROVENANCE_RUN_UNREGISTERED,
                     f"source_run={intent.source_run!r} is not in audit/runs.jsonl "
                     f"({len(context.runs)} runs registered)")
-        venue = self.venues[intent.venue]
+        slot = self._slots[intent.venue].get(intent.symbol) or self.slot(intent.venue,
+                                                                          intent.symbol)
+        venue = slot.venue
         if intent.signature is not None or venue.signed:
             refusal = self._signature(intent, raw, venue.signed)
             if refusal is not None:
@@ -187,45 +223,84 @@ class Risk:
             if why is not None:
                 return reasons.RISK_VENUE_COOLDOWN, f"venue={intent.venue} {why}"
         quantity = intent.quantity
-        position = venue.book.position(intent.symbol)
-        reduce_only = intent.constraints is not None and intent.constraints.reduce_only
-        if (reduce_only or self.state == "REDUCING") and not position.reduces(side, quantity):
+        position = slot.position
+        constraints = intent.constraints
+        if ((state == "REDUCING" or (constraints is not None and constraints.reduce_only))
+                and not position.reduces(side, quantity)):
             detail = (f"{side} {quantity} would not only shrink position={position.filled} "
                       f"(pending_buy={position.pending_buy} pending_sell={position.pending_sell})")
-            if self.state == "REDUCING":
+            if state == "REDUCING":
                 return reasons.TRADING_REDUCING, f"trading state is REDUCING: {detail}"
             return reasons.RISK_REDUCE_ONLY_VIOLATION, f"reduce_only: {detail}"
-        limits = self.limits(intent.venue, intent.symbol)
+        limits = slot.limits
         reference = intent.reference_price
         if reference is None:
             reference = context.prices.get(intent.symbol)
-        if limits.price_band_bps is not None and intent.order_type == "limit":
-            refusal = _band(intent.limit_price, reference, limits.price_band_bps)
-            if refusal is not None:
-                return refusal
+        band = limits.band
+        if band is not None and intent.order_type == "limit":
+            limit = intent.limit_price
+            assert limit is not None  # a limit order without one was refused already
+            if reference is None or abs(limit - reference) * _BPS > band * reference:
+                return _band_refusal(limit, reference, band)
+        override = None
         if (context.regime in self.crisis and side == "buy" and intent.urgency in _AGGRESSIVE
                 and not position.reduces(side, quantity)):
-            self.override = context.overrides.get(intent_id)
-            if self.override is None:
+            override = context.overrides.get(intent_id)
+            if override is None:
                 return (reasons.RISK_REGIME_OVERRIDE_REQUIRED,
                         f"regime={context.regime}: buy {quantity} at urgency={intent.urgency} "
                         f"adds to a long; needs an override naming intent_id={intent_id}")
-        own_leverage = intent.constraints.max_leverage if intent.constraints else None
+        price = reference if reference is not None else intent.limit_price
+        own_leverage = constraints.max_leverage if constraints is not None else None
+        at_once = venue.settlement == "fill"
+        new: Decimal | None = None  # the position after an at-once fill, once computed
+        exposure: Decimal | None = None  # its worst * price, when it grew
         if limits.any_notional or own_leverage is not None:
-            price = reference if reference is not None else intent.limit_price
             if price is None:
                 return (reasons.RISK_PRICE_UNKNOWN,
                         f"no reference_price, lakehouse price or limit_price for "
                         f"symbol={intent.symbol}; notional limits need one")
-            refusal = self._exposure(limits, venue.book, position, side, quantity, price,
-                                     own_leverage)
-            if refusal is not None:
-                return refusal
-        if venue.rate is not None:
-            why = venue.rate.refusal(now)
+            if at_once:
+                # Nothing is ever pending on such a venue: the worst case is the position
+                # itself, and what is computed here is reused to settle the fill below.
+                cap = limits.max_order_notional
+                if cap is not None and quantity * price > cap:
+                    return _notional_refusal(quantity, price, cap)
+                filled = position.filled
+                new = filled + quantity if side == "buy" else filled - quantity
+                worst = abs(new)
+                if worst > abs(filled):
+                    exposure = worst * price
+                    refusal = self._growth(limits, slot.book, position, worst, exposure,
+                                           price, own_leverage)
+                    if refusal is not None:
+                        return refusal
+            else:
+                refusal = self._exposure(limits, slot.book, position, side, quantity, price,
+                                         own_leverage)
+                if refusal is not None:
+                    return refusal
+        rate = venue.rate
+        if rate is not None:
+            why = rate.take(now)
             if why is not None:
                 return reasons.RISK_ORDER_RATE_EXCEEDED, f"venue={intent.venue} {why}"
-        return None
+        if at_once:
+            # The paper plane's path, inline: the order fills as it is accepted.
+            if new is None:
+                new = (position.filled + quantity if side == "buy"
+                       else position.filled - quantity)
+            position.filled = new
+            if price is not None:
+                position.mark = price
+            mark = position.mark
+            if mark is not None:
+                counted = exposure if exposure is not None else abs(new) * mark
+                slot.book.gross += counted - position.counted
+                position.counted = counted
+            return override
+        self._settle(slot, side, quantity, price, now)
+        return override
 
     def _plan(self, plan_id: str | None, plans: Mapping[str, str]) -> Refusal | None:
         if plan_id is None:
@@ -259,34 +334,40 @@ class Risk:
     def _exposure(self, limits: Limits, book: VenueBook, position: Position, side: Side,
                   quantity: Decimal, price: Decimal, own_leverage: Decimal | None
                   ) -> Refusal | None:
+        """Notional, asset exposure and leverage, with orders pending (the general case)."""
         cap = limits.max_order_notional
-        if cap is not None:
-            notional = quantity * price
-            if notional > cap:
-                return (reasons.RISK_NOTIONAL_EXCEEDED,
-                        f"notional={notional} (quantity={quantity} x price={price}) > "
-                        f"max_order_notional={cap}")
-        worst_before = position.worst()
+        if cap is not None and quantity * price > cap:
+            return _notional_refusal(quantity, price, cap)
         worst = position.worst_after(side, quantity)
-        if worst <= worst_before:
+        if worst <= position.worst():
             # Cannot grow the position whatever fills: exposure limits do not apply.
             return None
+        return self._growth(limits, book, position, worst, worst * price, price, own_leverage)
+
+    @staticmethod
+    def _growth(limits: Limits, book: VenueBook, position: Position, worst: Decimal,
+                exposure: Decimal, price: Decimal, own_leverage: Decimal | None
+                ) -> Refusal | None:
+        """Asset exposure and leverage for an order that grows the worst case to ``worst``."""
         cap = limits.max_asset_exposure
-        if cap is not None and worst * price > cap:
+        if cap is not None and exposure > cap:
             return (reasons.RISK_ASSET_EXPOSURE_EXCEEDED,
-                    f"exposure={worst * price} (worst-case position={worst} x price={price}) "
+                    f"exposure={exposure} (worst-case position={worst} x price={price}) "
                     f"> max_asset_exposure={cap}")
+        gross_cap = limits.gross_cap
         leverage_cap = limits.max_leverage
         if own_leverage is not None and (leverage_cap is None or own_leverage < leverage_cap):
             leverage_cap = own_leverage
-        if leverage_cap is not None:
-            equity = limits.equity
-            if equity is None:
+            if limits.equity is None:
                 return (reasons.RISK_LEVERAGE_EXCEEDED,
                         f"constraints.max_leverage={own_leverage} needs an equity for "
                         "the venue (limits.equity); none is configured")
-            gross = book.gross_after(position, side, quantity, price)
-            if gross > leverage_cap * equity:
+            gross_cap = own_leverage * limits.equity
+        if gross_cap is not None:
+            gross = book.gross - position.counted + exposure
+            if gross > gross_cap:
+                equity = limits.equity
+                assert equity is not None
                 return (reasons.RISK_LEVERAGE_EXCEEDED,
                         f"leverage={(gross / equity):.4f} (gross={gross} / equity={equity}) > "
                         f"max_leverage={leverage_cap}")
@@ -295,27 +376,37 @@ class Risk:
     # ------------------------------------------------------------------ commit
 
     def commit(self, intent: OrderIntent, side: Side, now: int) -> None:
-        """Count an accepted intent: rate, and positions (settled now if the venue is)."""
-        venue = self.venues[intent.venue]
-        if venue.rate is not None:
-            venue.rate.note(now)
-        book = venue.book
-        position = book.position(intent.symbol)
+        """Count an intent accepted without checks (a Safety Sell exit)."""
+        slot = self.slot(intent.venue, intent.symbol)
+        if slot.venue.rate is not None:
+            slot.venue.rate.note(now)
         price = intent.reference_price
         if price is None:
             price = self.context.prices.get(intent.symbol)
             if price is None:
                 price = intent.limit_price
+        self._settle(slot, side, intent.quantity, price, now)
+
+    @staticmethod
+    def _settle(slot: Slot, side: Side, quantity: Decimal, price: Decimal | None,
+                now: int) -> None:
+        """Add an accepted order to the positions: filled, failed, or pending."""
+        position = slot.position
         if price is not None:
-            book.set_mark(position, price)
+            position.mark = price
+        venue = slot.venue
         settlement = venue.settlement
         if settlement == "fill":
-            book.fill(position, side, intent.quantity)
+            position.filled += quantity if side == "buy" else -quantity
         elif settlement == "fail":
             if venue.cooldown is not None:
                 venue.cooldown.note_failure(now)
+        elif side == "buy":
+            position.pending_buy += quantity
         else:
-            book.reserve(position, side, intent.quantity)
+            position.pending_sell += quantity
+        # The mark may have moved even when the position did not.
+        slot.book.recount(position)
 
     def observe(self, venue: str, symbol: str, side: Side, status: str, reason: str | None,
                 filled: Decimal, price: Decimal | None, now: int, reserved: Decimal | None
@@ -348,15 +439,18 @@ class Risk:
         return self.config.venues[venue].plane
 
 
-def _band(limit: Decimal | None, reference: Decimal | None, band: int) -> Refusal | None:
-    if limit is None:
-        return None
+def _notional_refusal(quantity: Decimal, price: Decimal, cap: Decimal) -> Refusal:
+    return (reasons.RISK_NOTIONAL_EXCEEDED,
+            f"notional={quantity * price} (quantity={quantity} x price={price}) > "
+            f"max_order_notional={cap}")
+
+
+def _band_refusal(limit: Decimal, reference: Decimal | None, band: Decimal) -> Refusal:
+    """Why a limit price is refused by the price band (called only when it is)."""
     if reference is None:
         return (reasons.RISK_PRICE_UNKNOWN,
                 f"price_band_bps={band} needs a reference_price or a lakehouse price")
     distance = abs(limit - reference) / reference * _BPS
-    if distance > band:
-        return (reasons.RISK_PRICE_BAND_EXCEEDED,
-                f"limit_price={limit} is {distance:.1f} bps from reference={reference} > "
-                f"price_band_bps={band}")
-    return None
+    return (reasons.RISK_PRICE_BAND_EXCEEDED,
+            f"limit_price={limit} is {distance:.1f} bps from reference={reference} > "
+            f"price_band_bps={band}")

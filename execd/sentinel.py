@@ -7,6 +7,7 @@ the numbers. This issue's checks are structural; risk limits build on the same c
 
 from __future__ import annotations
 
+import operator
 import uuid
 from collections.abc import Mapping
 from decimal import Decimal
@@ -17,6 +18,7 @@ from anyio.abc import ObjectReceiveStream, ObjectSendStream
 from msgspec import Struct
 
 from execd import ids, reasons, safety
+from execd.context import Override
 from execd.control import ControlHook, ControlRequest, answer
 from execd.messages import (
     Accepted,
@@ -39,6 +41,7 @@ from execd.messages import (
 from execd.risk import Risk
 
 _ZERO = Decimal(0)
+_seq_of = operator.attrgetter("seq")
 # What an action implies about the side of the order, for long positions.
 _ACTION_SIDE: dict[str, Side] = {
     "ADD": "buy", "RECLAIM": "buy", "TRIM": "sell", "EXIT": "sell", "EMERGENCY_EXIT": "sell",
@@ -139,9 +142,12 @@ class SentinelCore:
         if not (quantity.is_finite() and quantity > _ZERO):
             return self._refuse(item, intent_id, "REJECTED", reasons.INTENT_QUANTITY_NOT_POSITIVE,
                                 f"quantity={intent.quantity} must be > 0")
-        side = self._side(intent)
-        if isinstance(side, tuple):
-            return self._refuse(item, intent_id, "REJECTED", *side)
+        side = intent.side
+        if intent.action is not None or side is None:
+            # Only then can side and action disagree, or the side be missing.
+            side = self._side(intent)  # type: ignore[assignment]
+            if isinstance(side, tuple):
+                return self._refuse(item, intent_id, "REJECTED", *side)
         if intent.action == "HOLD":
             return self._refuse(item, intent_id, "SKIPPED", reasons.INTENT_HOLD,
                                 "action=HOLD: nothing to execute")
@@ -153,15 +159,15 @@ class SentinelCore:
         side = side or "buy"
         risk = self.risk
         if risk is not None:
-            refusal = risk.check(intent, intent_id, side, item.raw, item.time)
-            if refusal is not None:
-                return self._refuse(item, intent_id, "REJECTED", *refusal)
-            override = risk.override
-            if override is not None:
+            verdict = risk.admit(intent, intent_id, side, item.raw, item.time)
+            if verdict is not None:
+                if type(verdict) is tuple:
+                    return self._refuse(item, intent_id, "REJECTED", *verdict)
+                # Accepted on an operator's override: the record goes right before it.
+                override: Override = verdict  # type: ignore[assignment]
                 self.next_in = item.seq
                 self._inserted.append(self._insert("override", item.time, OverrideRecord(
                     intent_id, risk.context.regime or "", override.operator, override.reason)))
-            risk.commit(intent, side, item.time)
         return Accepted(item.seq + self.shift, item.time, item.source, intent, item.raw,
                         intent_id, side, plane)
 
@@ -216,30 +222,28 @@ class SentinelCore:
         """Decide every intent of a batch; other items pass through (renumbered)."""
         if not batch:
             return []
-        # Read before the loop renumbers pass-through entries in place.
+        # Read before the batch is renumbered in place.
         last = batch[-1]
         last_in, last_time = last.seq, last.time
-        handle = self.handle
-        out: list[RouterItem] = []
-        append = out.append
+        handle, other = self.handle, self._other
+        out = [handle(item) if type(item) is IntentIn else other(item)  # type: ignore[arg-type]
+               for item in batch]
         inserted = self._inserted
-        for item in batch:
-            kind = type(item)
-            if kind is IntentIn:
-                result = handle(item)  # type: ignore[arg-type]
-                if inserted:
-                    out.extend(inserted)
-                    inserted.clear()
-                append(result)
-            elif kind is Entry:
-                if self.shift:
-                    item.seq += self.shift
-                append(item)  # type: ignore[arg-type]
-            else:
-                append(self._context(item))  # type: ignore[arg-type]
+        if inserted:
+            # Rare (overrides): each inserted record's seq sits right before its intent's.
+            out.extend(inserted)
+            inserted.clear()
+            out.sort(key=_seq_of)
         self.next_in = last_in + 1
         self.time = last_time
         return out
+
+    def _other(self, item: Entry | ContextIn) -> RouterItem:
+        if type(item) is Entry:
+            if self.shift:
+                item.seq += self.shift
+            return item
+        return self._context(item)  # type: ignore[arg-type]
 
     def _context(self, item: ContextIn) -> Entry:
         """A new lakehouse context: the intents after it are judged under it."""
