@@ -58,7 +58,7 @@ stub_result = "fail"
 stub_reason = "EXECUTION_NOT_AVAILABLE"
 
 [risk]
-signatures = "none"
+{risk}
 {extra}
 """
 
@@ -72,6 +72,7 @@ def write_config(directory: Path, **overrides: Any) -> Path:
         "lakehouse": directory / "lakehouse", "ledger": directory / "ledger", "q": 8,
         "commits": 1, "chunk": 1 << 20, "items": 2048, "commit_records": 16384,
         "segment_bytes": 256 << 20, "level": "warning", "outcomes": "summary", "extra": "",
+        "risk": 'signatures = "none"',
     }
     runs = overrides.pop("runs", RUNS)
     values.update(overrides)
