@@ -70,7 +70,7 @@ def _serve(loaded: config.LoadedConfig, mode: str, inputs: list[Path],
     from execd.control import ControlInUse
     from execd.daemon import Daemon, LedgerNotEmpty
     from execd.ledger.scan import LedgerCorrupt
-    from execd.ledger.segments import LedgerIOError
+    from execd.ledger.segments import LedgerInUse, LedgerIOError
 
     log = logs.get("daemon")
     daemon = Daemon(loaded, mode=mode, inputs=inputs, ledger_dir=ledger)  # type: ignore[arg-type]
@@ -82,8 +82,8 @@ def _serve(loaded: config.LoadedConfig, mode: str, inputs: list[Path],
             for problem in exc.problems:
                 print(problem, file=sys.stderr)
             return EXIT_CONFIG
-        if isinstance(exc, ControlInUse):
-            log.error("control.in_use", error=str(exc))
+        if isinstance(exc, ControlInUse | LedgerInUse):
+            log.error("daemon.in_use", error=str(exc))
             return EXIT_FAILED
         if isinstance(exc, LedgerCorrupt | LedgerNotEmpty):
             log.error("ledger.refused", error=str(exc))

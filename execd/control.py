@@ -29,7 +29,7 @@ from typing import Any, Literal, TypeVar
 
 import anyio
 import msgspec
-from anyio.abc import ObjectSendStream, SocketStream, TaskStatus
+from anyio.abc import ObjectSendStream, SocketListener, SocketStream
 from msgspec import Struct
 
 from execd.messages import Entry
@@ -144,8 +144,8 @@ class ControlServer:
         self.timeout = timeout
         self.handler = handler
 
-    async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Bind, report started, and serve until cancelled; the socket file goes with it."""
+    async def bind(self) -> SocketListener:
+        """Create the socket file (replacing a stale one); raises ControlInUse if alive."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         _claim_path(self.path)
         # The umask makes bind() create the file with no access for others at all.
@@ -155,13 +155,20 @@ class ControlServer:
         finally:
             os.umask(old)
         os.chmod(self.path, self.mode)
+        return listener
+
+    async def serve(self, listener: SocketListener) -> None:
+        """Answer clients until cancelled; the socket file goes with it."""
         try:
-            task_status.started()
             async with listener:
                 await listener.serve(self._client)
         finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.path)
+            self.remove()
+
+    def remove(self) -> None:
+        """Remove the socket file (it is ours: bind() claimed it)."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
 
     async def _client(self, stream: SocketStream) -> None:
         async with stream:

@@ -13,15 +13,16 @@ closes its own, until the writer has made everything durable.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, Literal
 
 import anyio
-from anyio.abc import ObjectSendStream
+from anyio.abc import ObjectSendStream, SocketListener
 from anyio.streams.memory import MemoryObjectSendStream
 
 from execd import __version__, logs
@@ -31,7 +32,7 @@ from execd.context import ContextLoader
 from execd.control import ControlRequest, ControlServer, Request
 from execd.inbox import InboxSource, InputSource, ListSource
 from execd.ledger.record import LedgerChain
-from execd.ledger.segments import SegmentStore
+from execd.ledger.segments import SegmentStore, exclusive
 from execd.ledger.writer import Commit, LedgerWriter
 from execd.messages import (
     Accepted,
@@ -157,10 +158,37 @@ class Daemon:
     # ---------------------------------------------------------------- the run
 
     async def run(self) -> None:
-        """Recover, record the start, run the actors until drained, record the stop."""
+        """Lock the ledger, claim the control socket, then run (see :meth:`_run`).
+
+        Both come before anything is written: a second daemon pointed at the same
+        ledger or socket stops without touching the first one's chain.
+        """
         config = self.config
         key = load_key(config.risk, self.loaded.path)
         self.risk = Risk(config, key=key)
+        # SIGTERM and SIGINT are caught from here on; one that arrives during recovery
+        # waits in the receiver and starts a drain as soon as the pipeline runs.
+        signals = (anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT)
+                   if self.mode == "run" else contextlib.nullcontext(None))
+        with signals as received, exclusive(self.ledger_dir):
+            server: ControlServer | None = None
+            listener: SocketListener | None = None
+            if self.mode == "run":
+                control = config.control
+                server = ControlServer(
+                    Path(control.socket), group_access=control.group_access,
+                    timeout=control.timeout_ms / 1000, handler=self._command)
+                listener = await server.bind()
+            try:
+                await self._run(server, listener, received)
+            finally:
+                if server is not None:
+                    server.remove()
+
+    async def _run(self, server: ControlServer | None, listener: SocketListener | None,
+                   signals: AsyncIterator[int] | None) -> None:
+        """Recover, record the start, run the actors until drained, record the stop."""
+        config = self.config
         state = self.state = self._recover()
         store = SegmentStore(self.ledger_dir, config.ledger.segment_bytes)
         store.open()
@@ -180,14 +208,11 @@ class Daemon:
             self.log.info("venue.plane", venue=venue, plane=plane)
         try:
             async with anyio.create_task_group() as tg:
-                if self.mode == "run":
-                    tg.start_soon(self._signals, tg.cancel_scope)
-                    control = config.control
-                    server = ControlServer(
-                        Path(control.socket), group_access=control.group_access,
-                        timeout=control.timeout_ms / 1000, handler=self._command)
-                    await tg.start(server.serve)
-                    self.log.info("control.listening", socket=control.socket)
+                if signals is not None:
+                    tg.start_soon(self._signals, signals)
+                if server is not None and listener is not None:
+                    tg.start_soon(server.serve, listener)
+                    self.log.info("control.listening", socket=str(server.path))
                 await self._pipeline(state, clock, writer)
                 tg.cancel_scope.cancel()
             writer.write_now("stop", chain.last_time, StopRecord(self.stop_reason))
@@ -249,16 +274,15 @@ class Daemon:
             tg.start_soon(reader.run, to_sentinel,
                           self._reader_commands if commands else None, self._expect)
 
-    async def _signals(self, scope: anyio.CancelScope) -> None:
-        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-            async for signum in signals:
-                name = signal.Signals(signum).name
-                if self.stopping.is_set():
-                    self.log.warning("daemon.already_draining", signal=name)
-                    continue
-                self.stop_reason = f"signal {name}"
-                self.log.info("daemon.draining", signal=name)
-                self.stopping.set()
+    async def _signals(self, signals: AsyncIterator[int]) -> None:
+        async for signum in signals:
+            name = signal.Signals(signum).name
+            if self.stopping.is_set():
+                self.log.warning("daemon.already_draining", signal=name)
+                continue
+            self.stop_reason = f"signal {name}"
+            self.log.info("daemon.draining", signal=name)
+            self.stopping.set()
 
     # ------------------------------------------------------------ control
 

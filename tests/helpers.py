@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -57,6 +59,9 @@ adapter = "stub"
 stub_result = "fail"
 stub_reason = "EXECUTION_NOT_AVAILABLE"
 
+[control]
+socket = "{socket}"
+
 [risk]
 {risk}
 {extra}
@@ -66,13 +71,19 @@ stub_reason = "EXECUTION_NOT_AVAILABLE"
 RUNS = ("run-1", "run-2")
 
 
+def control_socket(directory: Path) -> Path:
+    """A control socket path for ``directory``: short, as AF_UNIX paths must be (< 108 bytes)."""
+    digest = hashlib.sha256(str(directory.resolve()).encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"execd-test-{digest}.sock"
+
+
 def write_config(directory: Path, **overrides: Any) -> Path:
     """A config file under ``directory`` whose lakehouse and ledger live there too."""
     values: dict[str, Any] = {
         "lakehouse": directory / "lakehouse", "ledger": directory / "ledger", "q": 8,
         "commits": 1, "chunk": 1 << 20, "items": 2048, "commit_records": 16384,
         "segment_bytes": 256 << 20, "level": "warning", "outcomes": "summary", "extra": "",
-        "risk": 'signatures = "none"',
+        "risk": 'signatures = "none"', "socket": control_socket(directory),
     }
     runs = overrides.pop("runs", RUNS)
     values.update(overrides)

@@ -58,6 +58,35 @@ def test_good_config_loads(tmp_path: Path) -> None:
     ("extra = 1\n" + GOOD, "extra: expected one of daemon, venues"),
     (GOOD + "bogus = 1\n", "venues.binance.bogus: expected one of plane, adapter"),
     ("[daemon]\nlakehouse='a'\nledger_dir='b'\n[venues]\n", "venues: expected at least one"),
+    (GOOD + "[risk.limits]\nmax_order_notional = '-5'\n",
+     "risk.limits.max_order_notional: expected a positive decimal number, found -5"),
+    (GOOD + "[risk.limits]\nmax_asset_exposure = 'lots'\n",
+     "risk.limits.max_asset_exposure: expected a decimal number (string or number) or nothing, "
+     "found 'lots'"),
+    (GOOD + "[risk.limits]\nmax_leverage = '3'\n",
+     "risk.limits.equity: expected a value (it goes with risk.limits.max_leverage), found "
+     "nothing (missing)"),
+    (GOOD + "[risk.limits]\nmax_orders = 5\n",
+     "risk.limits.rate_window: expected a value (it goes with risk.limits.max_orders)"),
+    (GOOD + "[venues.binance.limits]\nfailure_limit = 3\nfailure_window = 10\n",
+     "venues.binance.limits.cooldown: expected a value (it goes with "
+     "venues.binance.limits.failure_limit)"),
+    (GOOD + "[venues.binance.symbols.'BTC/USDT']\nprice_band_bps = 0\n",
+     "venues.binance.symbols.BTC/USDT.price_band_bps: expected an integer >= 1 <= 100000 or "
+     "nothing, found int 0"),
+    (GOOD + "[venues.binance.symbols.'BTC/USDT']\nmax_leverage = '2'\n",
+     "venues.binance.symbols.BTC/USDT.max_leverage: expected one of max_order_notional"),
+    (GOOD + "[venues.live1]\nplane = 'live'\nadapter = 'stub'\n",
+     "risk.key_file: expected a key file or risk.key_credential (signatures = 'live' covers a "
+     "configured venue), found neither"),
+    (GOOD + "[risk]\nkey_file = 'k'\nkey_credential = 'c'\n",
+     "risk.key_credential: expected only one of risk.key_file and risk.key_credential, found both"),
+    (GOOD + "[risk]\nsignatures = 'sometimes'\n",
+     "risk.signatures: expected one of 'none', 'live', 'all', found 'sometimes'"),
+    (GOOD + "[control]\ntimeout_ms = 1\n",
+     "control.timeout_ms: expected an integer >= 10 <= 600000, found int 1"),
+    (GOOD + "[governance]\nenforce = 'yes'\n",
+     "governance.enforce: expected true or false, found 'yes'"),
 ])
 def test_each_mistake_has_its_line(tmp_path: Path, text: str, line: str) -> None:
     found = problems(tmp_path, text)
@@ -86,3 +115,22 @@ def test_bad_config_exits_2_with_one_line_per_problem(tmp_path: Path, command: l
         f"{path}: queues.router: expected an integer >= 1, found int 0",
         f"{path}: queues.ledger: expected an integer >= 1, found 'x'",
     ]
+
+
+def test_an_unreadable_signing_key_stops_start_up_with_exit_2(tmp_path: Path) -> None:
+    path = tmp_path / "keyed.toml"
+    missing = tmp_path / "no-such-key"
+    path.write_text(GOOD.replace("var/l", str(tmp_path / "l")).replace("var/g", str(tmp_path / "g"))
+                    + f"[control]\nsocket = '{tmp_path / 'ctl.sock'}'\n"
+                    + f"[risk]\nsignatures = 'all'\nkey_file = '{missing}'\n")
+    run = subprocess.run([*EXECD, "run", "--config", str(path)], capture_output=True, text=True,
+                         cwd=ROOT, timeout=60)
+    assert run.returncode == 2, run.stderr
+    assert f"{path}: risk.key_file: expected a readable key file, found {missing}" in run.stderr
+    short = tmp_path / "short-key"
+    short.write_bytes(b"tiny\n")
+    path.write_text(path.read_text().replace(str(missing), str(short)))
+    run = subprocess.run([*EXECD, "run", "--config", str(path)], capture_output=True, text=True,
+                         cwd=ROOT, timeout=60)
+    assert run.returncode == 2
+    assert "risk.key_file: expected a key of at least 16 bytes, found 4 bytes" in run.stderr

@@ -7,8 +7,11 @@ truncate or copy them (never logrotate's copytruncate).
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 _NAME = re.compile(r"^segment-(\d{8})\.jsonl$")
@@ -17,6 +20,29 @@ _NAME = re.compile(r"^segment-(\d{8})\.jsonl$")
 class LedgerIOError(RuntimeError):
     """Writing or syncing the ledger failed. The daemon stops; the write is not retried,
     because a second fsync may report success for data that never reached the disk."""
+
+
+class LedgerInUse(RuntimeError):
+    """Another process holds the ledger: two writers would fork the chain."""
+
+
+@contextmanager
+def exclusive(directory: Path) -> Iterator[None]:
+    """Hold the ledger directory's lock (``.lock``) for as long as the block runs.
+
+    Non-blocking: a second daemon on the same ledger stops at once with LedgerInUse
+    instead of writing a record of its own into the first one's chain.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".lock", "a+b") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise LedgerInUse(f"another process holds the ledger in {directory}") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def segment_name(number: int) -> str:
