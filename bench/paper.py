@@ -42,6 +42,9 @@ lakehouse = "{work}/lakehouse"
 ledger_dir = "{work}/ledger"
 poll_interval_ms = {poll}
 
+[control]
+socket = "{work}/ctl.sock"
+
 [log]
 level = "warning"
 outcomes = "summary"

@@ -135,9 +135,11 @@ class ContextLoader:
         plans_sha: str | None = None
         plans_dir = self.plans_dir
         if plans_dir is not None:
-            plans, plans_sha = self._cached(
+            plans, plans_sha, bad = self._cached(
                 "plans", _plans_key(plans_dir),
                 lambda: _read_plans(plans_dir))
+            if bad:
+                problems.append(bad)
         record = ContextRecord(len(runs), runs_sha, regime, len(prices), prices_sha,
                                len(overrides), overrides_sha, len(plans), plans_sha,
                                tuple(problems))
@@ -197,10 +199,12 @@ def _read_prices(path: Path) -> tuple[dict[str, Decimal], str | None, str | None
         prices = _prices(data)
     except msgspec.DecodeError as exc:
         return {}, _sha(data), f"{path.name}: {exc}"
-    good = {s: p for s, p in prices.items() if p.is_finite() and p > 0}
+    # The same range as intent prices: anything else could overflow the exposure sums.
+    good = {s: p for s, p in prices.items()
+            if p.is_finite() and p > 0 and -18 <= p.adjusted() <= 15}
     if len(good) != len(prices):
         bad = sorted(set(prices) - set(good))
-        problem = f"{path.name}: price not positive for {', '.join(bad[:5])}"
+        problem = f"{path.name}: no usable price for {', '.join(bad[:5])}"
     return good, _sha(data), problem
 
 
@@ -237,13 +241,17 @@ def _plans_key(directory: Path) -> tuple[tuple[str, int, int], ...]:
     return tuple(keys)
 
 
-def _read_plans(directory: Path) -> tuple[dict[str, str], str | None]:
+def _read_plans(directory: Path) -> tuple[dict[str, str], str | None, str | None]:
     # Imported here: the plan ledger is only read when governance is enforced.
     from execd.plan_ledger import PlanLedger
 
     if not directory.exists():
-        return {}, None
-    governance = PlanLedger(directory).load()
+        return {}, None, None
+    try:
+        governance = PlanLedger(directory).load()
+    except Exception as exc:
+        # No plans then: every intent that names one is refused until it is repaired.
+        return {}, None, f"plan ledger {directory}: {exc}"
     plans: dict[str, str] = {
         plan_id: plan.state for plan_id, plan in sorted(governance.plans.items())}
-    return plans, _sha(msgspec.json.encode(plans))
+    return plans, _sha(msgspec.json.encode(plans)), None

@@ -30,6 +30,7 @@ from typing import Any, Literal, TypeVar
 import anyio
 import msgspec
 from anyio.abc import ObjectSendStream, SocketListener, SocketStream
+from anyio.streams.memory import MemoryObjectReceiveStream
 from msgspec import Struct
 
 from execd.messages import Entry
@@ -84,6 +85,16 @@ class ControlRequest:
 
 ControlHook = Callable[[ControlRequest], None]
 T = TypeVar("T")
+
+
+def refuse_waiting(commands: MemoryObjectReceiveStream[ControlRequest]) -> None:
+    """Answer every command still queued for an actor that is stopping."""
+    while True:
+        try:
+            request = commands.receive_nowait()
+        except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+            return
+        request.fail("the daemon is stopping")
 
 
 async def answer(request: ControlRequest, out: list[T], send: ObjectSendStream[list[T]],

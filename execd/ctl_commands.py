@@ -25,12 +25,14 @@ LoadConfig = Callable[[str], config.LoadedConfig | None]
 
 def _socket(args: argparse.Namespace, load: LoadConfig) -> tuple[Path, float] | None:
     if args.socket:
-        return Path(args.socket), args.timeout
+        # Without the config, wait longer than the daemon's default command timeout.
+        return Path(args.socket), args.timeout or 12.0
     loaded = load(args.config)
     if loaded is None:
         return None
     control = loaded.config.control
-    return Path(control.socket), max(args.timeout, control.timeout_ms / 1000 + 1)
+    # The daemon answers within control.timeout_ms, error or not: wait a little longer.
+    return Path(control.socket), args.timeout or control.timeout_ms / 1000 + 2
 
 
 def _render(reply: dict[str, Any]) -> str:
@@ -138,7 +140,8 @@ def register(sub: Any, with_config: Callable[[argparse.ArgumentParser], None],
         p: argparse.ArgumentParser = commands.add_parser(name, help=text)
         with_config(p)
         p.add_argument("--socket", help="control socket (default: control.socket)")
-        p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait")
+        p.add_argument("--timeout", type=float, help="seconds to wait (default: the "
+                       "daemon's control.timeout_ms + 2 s)")
         p.add_argument("--json", action="store_true", help="print the raw JSON answer")
         if changes:
             p.add_argument("--actor", required=True, help="who is doing this")

@@ -357,14 +357,12 @@ class Daemon:
                                   filled=str(body.filled_quantity))
         else:
             self.log.info("ledger.commit", records=len(entries), last_seq=commit.last_seq)
-        if self._files and entries:
-            # Entries are in ingest order, so a file record is in this commit when its
-            # (final) seq falls in the commit's range; no need to look at every entry.
-            first, last = entries[0].seq, entries[-1].seq
-            for key, entry in list(self._files.items()):
-                if first <= entry.seq <= last:
-                    del self._files[key]
-                    self._dispose(entry.body)  # type: ignore[arg-type]
+        if self._files:
+            # Looked for by identity only while a file record is on its way (at the end
+            # of each file): its seq may still change as the sentinel numbers it.
+            present = {id(entry) for entry in entries}
+            for key in [key for key in self._files if key in present]:
+                self._dispose(self._files.pop(key).body)  # type: ignore[arg-type]
 
     def _file_entry(self, entry: Entry) -> None:
         """The reader made an input_file record: move its file once that is durable."""

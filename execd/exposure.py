@@ -30,9 +30,10 @@ _ZERO = Decimal(0)
 class Position:
     """One symbol on one venue."""
 
-    __slots__ = ("counted", "filled", "mark", "pending_buy", "pending_sell")
+    __slots__ = ("counted", "filled", "mark", "pending_buy", "pending_sell", "symbol")
 
-    def __init__(self) -> None:
+    def __init__(self, symbol: str) -> None:
+        self.symbol = symbol
         self.filled = _ZERO
         self.pending_buy = _ZERO
         self.pending_sell = _ZERO
@@ -81,24 +82,32 @@ class PositionView(Struct, frozen=True, omit_defaults=True):
 class VenueBook:
     """The positions of one venue and their gross exposure."""
 
-    __slots__ = ("gross", "positions")
+    __slots__ = ("gross", "positions", "unmarked")
 
     def __init__(self) -> None:
         self.positions: dict[str, Position] = {}
         self.gross = _ZERO
+        # Symbols held (or pending) with no price at all: their exposure is unknown.
+        self.unmarked: set[str] = set()
 
     def position(self, symbol: str) -> Position:
         """The position in ``symbol`` (created flat)."""
         position = self.positions.get(symbol)
         if position is None:
-            position = self.positions[symbol] = Position()
+            position = self.positions[symbol] = Position(symbol)
         return position
 
     def recount(self, position: Position) -> None:
         """Bring the gross exposure up to date after ``position`` or its mark changed."""
         mark = position.mark
         if mark is None:
+            if position.filled or position.pending_buy or position.pending_sell:
+                self.unmarked.add(position.symbol)
+            else:
+                self.unmarked.discard(position.symbol)
             return
+        if self.unmarked:
+            self.unmarked.discard(position.symbol)
         if position.pending_buy or position.pending_sell:
             counted = position.worst() * mark
         else:

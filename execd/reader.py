@@ -21,12 +21,13 @@ from typing import BinaryIO, Literal
 
 import anyio
 import msgspec
-from anyio.abc import ObjectReceiveStream, ObjectSendStream
+from anyio.abc import ObjectSendStream
+from anyio.streams.memory import MemoryObjectReceiveStream
 
 from execd import ids, reasons
 from execd.clock import Clock, ClockRegression
 from execd.context import ContextLoader, LakehouseContext
-from execd.control import ControlRequest, answer
+from execd.control import ControlRequest, answer, refuse_waiting
 from execd.inbox import FileJob, InputSource, file_digest
 from execd.messages import (
     ClockTick,
@@ -285,7 +286,7 @@ class LakehouseReader:
             await send.send(batch)
 
     async def run(self, send: ObjectSendStream[list[ReaderItem]],
-                  commands: ObjectReceiveStream[ControlRequest] | None = None,
+                  commands: MemoryObjectReceiveStream[ControlRequest] | None = None,
                   on_control: Callable[[ControlRequest], None] | None = None) -> None:
         """Read until the source is exhausted or stopping is set, then close ``send``.
 
@@ -315,20 +316,27 @@ class LakehouseReader:
             self.on_file_entry(last)
         return items
 
-    async def _commands(self, commands: ObjectReceiveStream[ControlRequest],
+    async def _commands(self, commands: MemoryObjectReceiveStream[ControlRequest],
                         send: ObjectSendStream[list[ReaderItem]],
                         on_control: Callable[[ControlRequest], None]) -> None:
         async with commands:
-            async for request in commands:
-                req = request.request
-                async with self._lock:
-                    out: list[ReaderItem] = []
-                    try:
-                        out = [self.core.operator_tick(req.time or 0, req.actor or "")]
-                        request.result = {"logical_time": req.time}
-                    except ClockRegression as exc:
-                        request.error = str(exc)
-                    await answer(request, out, send, on_control)
+            try:
+                async for request in commands:
+                    await self._tick(request, send, on_control)
+            finally:
+                refuse_waiting(commands)
+
+    async def _tick(self, request: ControlRequest, send: ObjectSendStream[list[ReaderItem]],
+                    on_control: Callable[[ControlRequest], None]) -> None:
+        req = request.request
+        async with self._lock:
+            out: list[ReaderItem] = []
+            try:
+                out = [self.core.operator_tick(req.time or 0, req.actor or "")]
+                request.result = {"logical_time": req.time}
+            except ClockRegression as exc:
+                request.error = str(exc)
+            await answer(request, out, send, on_control)
 
     async def _read(self, job: FileJob, send: ObjectSendStream[list[ReaderItem]]) -> None:
         try:

@@ -43,6 +43,7 @@ INTENT_LIMIT_PRICE_MISSING: Final = "INTENT_LIMIT_PRICE_MISSING"
 INTENT_SIDE_MISSING: Final = "INTENT_SIDE_MISSING"
 INTENT_SIDE_CONFLICT: Final = "INTENT_SIDE_CONFLICT"
 INTENT_HOLD: Final = "INTENT_HOLD"
+INTENT_NUMBER_OUT_OF_RANGE: Final = "INTENT_NUMBER_OUT_OF_RANGE"
 
 # The Risk Sentinel: trading state, governance, provenance and risk limits.
 TRADING_HALTED: Final = "TRADING_HALTED"
@@ -84,6 +85,7 @@ REASONS: Final[dict[str, str]] = {
     INTENT_SIDE_MISSING: "Neither a side nor an action that implies one.",
     INTENT_SIDE_CONFLICT: "The side contradicts the action (for example ADD with sell).",
     INTENT_HOLD: "A HOLD intent: recorded, nothing to execute.",
+    INTENT_NUMBER_OUT_OF_RANGE: "A quantity, price or max_leverage outside 1e-18 .. 1e15.",
     TRADING_HALTED: "Trading is HALTED (`execd ctl halt`): nothing but Safety Sell executes.",
     TRADING_REDUCING: "Trading is REDUCING (`execd ctl reduce`) and the intent would not "
     "only shrink a position.",

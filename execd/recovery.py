@@ -89,6 +89,10 @@ class RecoveredState:
                 return
         elif kind == "tick":
             source = _tick(record.body).source
+        elif kind == "safety_sell":
+            if self.risk is not None:
+                self.risk.safety_sells += 1
+            return
         elif kind == "trading_state":
             change = _trading_state(record.body)
             if self.risk is not None:

@@ -131,6 +131,8 @@ class Risk:
         self.key = key
         self.state: TradingState = "ACTIVE"
         self.state_note = ""
+        # Safety Sells the ledger holds: numbers each one's exit intent ids.
+        self.safety_sells = 0
         self.context: LakehouseContext = EMPTY
         risk = config.risk
         signed_planes = {"none": (), "live": ("live",), "all": ("paper", "live")}[risk.signatures]
@@ -233,9 +235,10 @@ class Risk:
                 return reasons.TRADING_REDUCING, f"trading state is REDUCING: {detail}"
             return reasons.RISK_REDUCE_ONLY_VIOLATION, f"reduce_only: {detail}"
         limits = slot.limits
+        market = context.prices.get(intent.symbol)
         reference = intent.reference_price
         if reference is None:
-            reference = context.prices.get(intent.symbol)
+            reference = market
         band = limits.band
         if band is not None and intent.order_type == "limit":
             limit = intent.limit_price
@@ -250,7 +253,11 @@ class Risk:
                 return (reasons.RISK_REGIME_OVERRIDE_REQUIRED,
                         f"regime={context.regime}: buy {quantity} at urgency={intent.urgency} "
                         f"adds to a long; needs an override naming intent_id={intent_id}")
-        price = reference if reference is not None else intent.limit_price
+        # Exposure is valued at the lakehouse price (the mark) when there is one, so an
+        # intent's own prices cannot re-value what is already held; else at the
+        # intent's limit or reference price, the price its paper fill records.
+        price = market if market is not None else (
+            intent.limit_price if intent.limit_price is not None else intent.reference_price)
         own_leverage = constraints.max_leverage if constraints is not None else None
         at_once = venue.settlement == "fill"
         new: Decimal | None = None  # the position after an at-once fill, once computed
@@ -296,8 +303,13 @@ class Risk:
             mark = position.mark
             if mark is not None:
                 counted = exposure if exposure is not None else abs(new) * mark
-                slot.book.gross += counted - position.counted
+                book = slot.book
+                book.gross += counted - position.counted
                 position.counted = counted
+                if book.unmarked:
+                    book.unmarked.discard(position.symbol)
+            elif new:
+                slot.book.unmarked.add(position.symbol)
             return override
         self._settle(slot, side, quantity, price, now)
         return override
@@ -364,6 +376,12 @@ class Risk:
                         "the venue (limits.equity); none is configured")
             gross_cap = own_leverage * limits.equity
         if gross_cap is not None:
+            unmarked = book.unmarked
+            if unmarked and (len(unmarked) > 1 or position.symbol not in unmarked):
+                # Fail closed: a held position without a price makes gross exposure unknown.
+                return (reasons.RISK_PRICE_UNKNOWN,
+                        "gross exposure cannot be valued: no price for held "
+                        f"{', '.join(sorted(unmarked - {position.symbol}))}")
             gross = book.gross - position.counted + exposure
             if gross > gross_cap:
                 equity = limits.equity
@@ -380,11 +398,10 @@ class Risk:
         slot = self.slot(intent.venue, intent.symbol)
         if slot.venue.rate is not None:
             slot.venue.rate.note(now)
-        price = intent.reference_price
+        price = self.context.prices.get(intent.symbol)
         if price is None:
-            price = self.context.prices.get(intent.symbol)
-            if price is None:
-                price = intent.limit_price
+            price = intent.limit_price if intent.limit_price is not None \
+                else intent.reference_price
         self._settle(slot, side, intent.quantity, price, now)
 
     @staticmethod

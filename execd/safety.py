@@ -1,8 +1,8 @@
 """Safety Sell (seed 000): exit intents that flatten a venue's open positions.
 
 Pure: given the book, it says which orders would bring each position back to flat,
-as intents with ids derived from the Safety Sell's own ledger position, so the same
-ledger always yields the same exits.
+as intents with ids derived from how many Safety Sells the ledger holds, so the
+same ledger always yields the same exits and no exit id is ever used twice.
 """
 
 from __future__ import annotations
@@ -17,12 +17,13 @@ SOURCE_RUN = "safety-sell"
 
 
 def exit_intents(book: Book, venue: str, symbol: str | None, reason: str, actor: str,
-                 seq: int) -> list[tuple[OrderIntent, Side]]:
+                 number: int) -> list[tuple[OrderIntent, Side]]:
     """One EMERGENCY_EXIT intent per open position of ``venue`` (or of ``symbol`` only).
 
     The quantity is the position as it will stand once every pending order fills;
-    a long is sold, a short is bought back. ``seq`` is the ledger position of the
-    Safety Sell record, which makes the intent ids unique and reproducible.
+    a long is sold, a short is bought back. ``number`` counts the Safety Sells the
+    ledger already holds (rebuilt at start-up), which makes the intent ids unique
+    across restarts and reproducible from the ledger.
     """
     exits: list[tuple[OrderIntent, Side]] = []
     for view in book.open_positions(venue):
@@ -32,7 +33,7 @@ def exit_intents(book: Book, venue: str, symbol: str | None, reason: str, actor:
         if not expected:
             continue
         side: Side = "sell" if expected > 0 else "buy"
-        intent_id = uuid.UUID(ids.uuid5(ids.SAFETY_NS, f"{seq}|{venue}|{view.symbol}".encode()))
+        intent_id = uuid.UUID(ids.uuid5(ids.SAFETY_NS, f"{number}|{venue}|{view.symbol}".encode()))
         exits.append((OrderIntent(
             venue=venue, symbol=view.symbol, quantity=abs(expected), source_run=SOURCE_RUN,
             intent_id=intent_id, side=side, action="EMERGENCY_EXIT", urgency="critical",

@@ -15,11 +15,12 @@ from decimal import Decimal
 import anyio
 import msgspec
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
+from anyio.streams.memory import MemoryObjectReceiveStream
 from msgspec import Struct
 
 from execd import ids, reasons, safety
 from execd.context import Override
-from execd.control import ControlHook, ControlRequest, answer
+from execd.control import ControlHook, ControlRequest, answer, refuse_waiting
 from execd.messages import (
     Accepted,
     ContextIn,
@@ -82,6 +83,16 @@ class SeenIds:
         return True
 
 
+# Quantities, prices and leverage must lie within 1e-18 .. 1e15 (by adjusted exponent):
+# products and sums of such numbers stay exact enough and can never overflow.
+_LOW, _HIGH = -18, 15
+
+
+def _out_of_range(name: str, value: Decimal) -> tuple[str, str]:
+    return (reasons.INTENT_NUMBER_OUT_OF_RANGE,
+            f"{name}={value} is outside 1e-18 .. 1e15 (or not a positive number)")
+
+
 def _positive(value: Decimal) -> bool:
     # is_finite first: ordering a NaN raises InvalidOperation.
     return value.is_finite() and value > _ZERO
@@ -142,6 +153,8 @@ class SentinelCore:
         if not (quantity.is_finite() and quantity > _ZERO):
             return self._refuse(item, intent_id, "REJECTED", reasons.INTENT_QUANTITY_NOT_POSITIVE,
                                 f"quantity={intent.quantity} must be > 0")
+        if not _LOW <= quantity.adjusted() <= _HIGH:
+            return self._refuse(item, intent_id, "REJECTED", *_out_of_range("quantity", quantity))
         side = intent.side
         if intent.action is not None or side is None:
             # Only then can side and action disagree, or the side be missing.
@@ -152,10 +165,19 @@ class SentinelCore:
             return self._refuse(item, intent_id, "SKIPPED", reasons.INTENT_HOLD,
                                 "action=HOLD: nothing to execute")
         limit, reference = intent.limit_price, intent.reference_price
-        if not ((limit is None or (limit.is_finite() and limit > _ZERO))
-                and (reference is None or (reference.is_finite() and reference > _ZERO))
+        if not ((limit is None or (limit.is_finite() and limit > _ZERO
+                                   and _LOW <= limit.adjusted() <= _HIGH))
+                and (reference is None or (reference.is_finite() and reference > _ZERO
+                                           and _LOW <= reference.adjusted() <= _HIGH))
                 and (limit is not None or intent.order_type == "market")):
             return self._refuse(item, intent_id, "REJECTED", *self._prices(intent))
+        constraints = intent.constraints
+        if constraints is not None and constraints.max_leverage is not None:
+            leverage = constraints.max_leverage
+            if not (leverage.is_finite() and leverage > _ZERO
+                    and _LOW <= leverage.adjusted() <= _HIGH):
+                return self._refuse(item, intent_id, "REJECTED",
+                                    *_out_of_range("constraints.max_leverage", leverage))
         side = side or "buy"
         risk = self.risk
         if risk is not None:
@@ -195,6 +217,8 @@ class SentinelCore:
             value = getattr(intent, name)
             if value is not None and not _positive(value):
                 return (reasons.INTENT_PRICE_NOT_POSITIVE, f"{name}={value} must be > 0")
+            if value is not None:
+                return _out_of_range(name, value)
         raise AssertionError("prices refused without a reason")
 
     def _refuse(self, item: IntentIn, intent_id: uuid.UUID, status: str, reason: str,
@@ -274,12 +298,16 @@ class SentinelCore:
             raise ValueError(f"venue={venue!r} is not in the config "
                              f"(known: {', '.join(sorted(self.planes))})")
         exits = safety.exit_intents(risk.book, venue, symbol, reason, actor,
-                                    self.next_in + self.shift)
+                                    risk.safety_sells)
+        for intent, _ in exits:
+            assert intent.intent_id is not None
+            if not self.seen.add(intent.intent_id):
+                raise ValueError(f"exit intent id {intent.intent_id} already has an outcome")
+        risk.safety_sells += 1
         out: list[RouterItem] = [self._insert("safety_sell", self.time, SafetySellRecord(
             venue, reason, actor, len(exits), symbol))]
         for intent, side in exits:
             assert intent.intent_id is not None
-            self.seen.add(intent.intent_id)
             risk.commit(intent, side, self.time)
             out.append(Accepted(self.next_in + self.shift, self.time, None, intent,
                                 encode(intent), intent.intent_id, side, plane))
@@ -336,7 +364,7 @@ async def run_sentinel(
     core: SentinelCore,
     receive: ObjectReceiveStream[list[ReaderItem]],
     send: ObjectSendStream[list[RouterItem]],
-    commands: ObjectReceiveStream[ControlRequest] | None = None,
+    commands: MemoryObjectReceiveStream[ControlRequest] | None = None,
     on_control: ControlHook | None = None,
 ) -> None:
     """The sentinel's shell: batches in, decided batches out, until the reader closes.
@@ -352,8 +380,11 @@ async def run_sentinel(
         tg.cancel_scope.cancel()
 
 
-async def _commands(core: SentinelCore, commands: ObjectReceiveStream[ControlRequest],
+async def _commands(core: SentinelCore, commands: MemoryObjectReceiveStream[ControlRequest],
                     send: ObjectSendStream[list[RouterItem]], on_control: ControlHook) -> None:
     async with commands:
-        async for request in commands:
-            await answer(request, control(core, request), send, on_control)
+        try:
+            async for request in commands:
+                await answer(request, control(core, request), send, on_control)
+        finally:
+            refuse_waiting(commands)

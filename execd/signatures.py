@@ -1,11 +1,11 @@
 """HMAC-SHA256 signatures on intents: proof that an intent came from a holder of the key.
 
 The signed bytes are the intent's *canonical form*: the JSON object of the input
-line without its ``signature`` key, re-encoded with keys sorted at every level and
-no whitespace (what Python's ``json.dumps(obj, sort_keys=True,
-separators=(",", ":"), ensure_ascii=False)`` writes). Quantities and prices should
-be strings, so that no number is re-formatted on the way. ``execd sign`` signs
-lines this way for producers that want a reference.
+line without its ``signature`` key, re-encoded by Python's own ``json`` module as
+``json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)``,
+UTF-8. It is computed with exactly that call, so a producer using it gets the same
+bytes, numbers included. ``execd sign`` signs lines this way for producers that
+want a reference.
 
 The key is read once at start-up from a file or a systemd credential and never
 logged or recorded.
@@ -15,23 +15,20 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import os
 from pathlib import Path
 from typing import Any
 
-import msgspec
-
 from execd.config import ConfigError, ConfigProblem, RiskConfig
-
-_decode = msgspec.json.decode
 
 
 def canonical(line: bytes) -> bytes:
-    """The canonical form of one input line (raises msgspec.DecodeError if not JSON)."""
-    obj: Any = _decode(line)
+    """The canonical form of one input line (raises ValueError if not JSON)."""
+    obj: Any = json.loads(line)
     if isinstance(obj, dict):
         obj.pop("signature", None)
-    return msgspec.json.encode(obj, order="sorted")
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def sign(key: bytes, line: bytes) -> str:

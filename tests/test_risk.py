@@ -356,3 +356,67 @@ def test_empty_context_refuses_every_unregistered_run(tmp_path: Path) -> None:
     assert risk.context is EMPTY
     core = SentinelCore(loaded.config.planes(), SeenIds(), risk)
     refused(core.handle(item(1)), reasons.PROVENANCE_RUN_UNREGISTERED, "0 runs registered")
+
+
+# ------------------------------------------------------- review: edge cases
+
+
+@pytest.mark.parametrize(("fields", "name"), [
+    ({"quantity": "1E+999999", "reference_price": "10"}, "quantity=1E+999999"),
+    ({"quantity": "1E-30"}, "quantity=1E-30"),
+    ({"order_type": "limit", "limit_price": "9E+999999"}, "limit_price=9E+999999"),
+    ({"reference_price": "1E+16"}, "reference_price=1E+16"),
+    ({"constraints": {"max_leverage": "NaN"}}, "constraints.max_leverage=NaN"),
+    ({"constraints": {"max_leverage": "0"}}, "constraints.max_leverage=0"),
+])
+def test_numbers_out_of_range_are_refused_not_crashed_on(tmp_path: Path, fields: dict[str, Any],
+                                                         name: str) -> None:
+    core = build(tmp_path, '[risk.limits]\nmax_order_notional = "100"\nprice_band_bps = 10\n')
+    refused(core.handle(item(1, **fields)), reasons.INTENT_NUMBER_OUT_OF_RANGE, name)
+
+
+def test_an_intent_price_cannot_revalue_what_is_held(tmp_path: Path) -> None:
+    core = build(tmp_path, '[risk.limits]\nmax_leverage = "1"\nequity = "1000"\n',
+                 prices={"BTC/USDT": "100", "ETH/USDT": "100"})
+    accepted(core.handle(item(1, symbol="ETH/USDT", quantity="9")))
+    refused(core.handle(item(2, quantity="2")), reasons.RISK_LEVERAGE_EXCEEDED, "gross=1100")
+    # A tiny sell with an absurdly low reference price changes nothing: the mark is
+    # the lakehouse price.
+    accepted(core.handle(item(3, symbol="ETH/USDT", side="sell", quantity="0.001",
+                              reference_price="0.000001")))
+    refused(core.handle(item(4, quantity="2")), reasons.RISK_LEVERAGE_EXCEEDED)
+    refused(core.handle(item(5, quantity="500", reference_price="0.01")),
+            reasons.RISK_LEVERAGE_EXCEEDED)
+
+
+def test_a_held_position_without_any_price_fails_leverage_closed(tmp_path: Path) -> None:
+    core = build(tmp_path, '[risk.limits]\nmax_leverage = "10"\nequity = "1000"\n',
+                 prices={"BTC/USDT": "100"})
+    # A fill read back at start-up that carried no price, for a symbol with no
+    # lakehouse price: its exposure is unknown, so growth anywhere on the venue stops.
+    assert core.risk is not None
+    core.risk.observe("binance", "ETH/USDT", "buy", "FILLED", None, Decimal(9), None, 0, None)
+    refused(core.handle(item(2, quantity="1")), reasons.RISK_PRICE_UNKNOWN,
+            "no price for held ETH/USDT")
+    accepted(core.handle(item(3, symbol="ETH/USDT", side="sell", quantity="9",
+                              reference_price="50")))  # flat again
+    accepted(core.handle(item(4, quantity="1")))
+
+
+def test_each_safety_sell_numbers_its_exits_anew(tmp_path: Path) -> None:
+    core = build(tmp_path)
+    core.handle_batch([item(1, seq=0, quantity="2")])
+    first = [e for e in core.safety_sell("binance", None, "r", "a") if isinstance(e, Accepted)]
+    core.handle_batch([item(2, seq=1, quantity="3")])
+    second = [e for e in core.safety_sell("binance", None, "r", "a") if isinstance(e, Accepted)]
+    assert first[0].intent_id != second[0].intent_id
+    assert core.risk is not None and core.risk.safety_sells == 2
+
+
+def test_canonical_form_matches_python_json_for_exponent_floats() -> None:
+    body = {"kind": "intent", "quantity": "1", "context": {"tiny": 1e-07, "big": 1.5e300,
+                                                           "n": 10 ** 16}}
+    line = json.dumps(body).encode()
+    expected = json.dumps(body, sort_keys=True, separators=(",", ":"),
+                          ensure_ascii=False).encode()
+    assert canonical(line) == expected

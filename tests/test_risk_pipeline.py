@@ -170,3 +170,57 @@ async def test_recovery_rebuilds_positions_from_fills(tmp_path: Path) -> None:
 
     risk.set_context(ContextLoader(loaded.config.lakehouse, None, ("CRISIS",)).load())
     assert risk.book.venue("binance").gross == Decimal(60000)
+
+
+async def test_a_damaged_plan_ledger_fails_closed_instead_of_stopping(tmp_path: Path) -> None:
+    plans = PlanLedger(tmp_path / "governance")
+    with plans.change() as (gov, append):
+        event = gov.create("2026-q4", ["item-a"], "balanced", reason="r", actor="a",
+                           now_utc="t")
+        append(event)
+    segment = next((tmp_path / "governance").glob("segment-*.jsonl"))
+    segment.write_bytes(segment.read_bytes().replace(b'"DRAFT"', b'"COMMITTED"', 1) + b"\n{}\n")
+    extra = f'[governance]\nenforce = true\nledger_dir = "{tmp_path / "governance"}"\n'
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(lines(intent(1, plan_id=event.plan_id), intent(2)))
+    ledger = await replay(tmp_path / "run", [source], extra=extra)
+    context = records(ledger)[1]["body"]
+    assert context["plans"] == 0 and context["problems"][0].startswith("plan ledger")
+    assert [b.get("reason") for b in outcomes(ledger)] == [
+        reasons.GOVERNANCE_PLAN_UNKNOWN, None]
+
+
+async def test_unusable_lakehouse_prices_are_named_and_ignored(tmp_path: Path) -> None:
+    lakehouse(tmp_path)
+    (tmp_path / "lakehouse" / "market" / "prices.json").write_text(
+        '{"BTC/USDT": "1E+999999", "ETH/USDT": "2500", "SOL/USDT": "-3"}')
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(lines(intent(1), intent(2, symbol="ETH/USDT")))
+    ledger = await replay(tmp_path, [source],
+                          extra='[risk.limits]\nmax_order_notional = "1000000"\n')
+    context = records(ledger)[1]["body"]
+    assert context["prices"] == 1
+    assert context["problems"] == ["prices.json: no usable price for BTC/USDT, SOL/USDT"]
+    assert [b.get("reason") for b in outcomes(ledger)] == [reasons.RISK_PRICE_UNKNOWN, None]
+
+
+def test_a_file_moves_only_once_its_own_record_is_durable(tmp_path: Path) -> None:
+    """The record's seq can still move up (sentinel records before it): match by identity."""
+    from execd.daemon import Daemon
+    from execd.ledger.writer import Commit
+    from execd.messages import Entry, InputFileRecord
+
+    loaded = config.load(write_config(tmp_path))
+    daemon = Daemon(loaded)
+    work = loaded.config.lakehouse.work
+    work.mkdir(parents=True)
+    (work / "f.jsonl").write_bytes(b"{}\n")
+    record = Entry(5, "input_file", 0, InputFileRecord("f.jsonl", 3, "0" * 64, 1))
+    daemon._file_entry(record)
+    others = [Entry(seq, "tick", 0, record.body) for seq in range(4, 8)]  # seqs span 5
+    daemon._durable(Commit(b"", others, 7, "h"))
+    assert (work / "f.jsonl").exists()
+    record.seq = 9
+    daemon._durable(Commit(b"", [record], 9, "h"))
+    assert not (work / "f.jsonl").exists()
+    assert (loaded.config.lakehouse.archive / "f.jsonl").exists()
