@@ -45,10 +45,6 @@ class Position:
         """The largest absolute position any set of pending outcomes can leave."""
         return max(abs(self.filled + self.pending_buy), abs(self.filled - self.pending_sell))
 
-    def expected(self) -> Decimal:
-        """The position if every pending order fills in full."""
-        return self.filled + self.pending_buy - self.pending_sell
-
     def worst_after(self, side: Side, quantity: Decimal) -> Decimal:
         """``worst()`` if an order of ``quantity`` on ``side`` were added as pending."""
         if side == "buy":
@@ -115,24 +111,11 @@ class VenueBook:
         self.gross += counted - position.counted
         position.counted = counted
 
-    def gross_after(self, position: Position, side: Side, quantity: Decimal,
-                    price: Decimal) -> Decimal:
-        """Gross exposure if the order were added as pending at mark ``price``."""
-        return self.gross - position.counted + position.worst_after(side, quantity) * price
-
     def set_mark(self, position: Position, price: Decimal) -> None:
         """The symbol's latest price moved to ``price``."""
         if position.mark != price:
             position.mark = price
             self.recount(position)
-
-    def reserve(self, position: Position, side: Side, quantity: Decimal) -> None:
-        """An order was accepted and its outcome is not known yet."""
-        if side == "buy":
-            position.pending_buy += quantity
-        else:
-            position.pending_sell += quantity
-        self.recount(position)
 
     def settle(self, position: Position, side: Side, reserved: Decimal, filled: Decimal) -> None:
         """The outcome of a reserved order: ``filled`` of ``reserved`` was filled."""

@@ -24,7 +24,7 @@ from execd import reasons
 from execd.config import Config, SymbolLimits, VenueLimits
 from execd.context import EMPTY, LakehouseContext, Override
 from execd.exposure import Book, Position, VenueBook
-from execd.messages import OrderIntent, Plane, Side, TradingState
+from execd.messages import OrderIntent, Side, TradingState
 from execd.pacing import FailureCooldown, OrderRate
 from execd.signatures import verify
 
@@ -450,10 +450,6 @@ class Risk:
         if state.cooldown is not None and status == "FAILED" and reason in (
                 reasons.EXECUTION_NOT_AVAILABLE, reasons.EXECUTION_REJECTED):
             state.cooldown.note_failure(now)
-
-    def plane_of(self, venue: str) -> Plane:
-        """The configured plane of ``venue``."""
-        return self.config.venues[venue].plane
 
 
 def _notional_refusal(quantity: Decimal, price: Decimal, cap: Decimal) -> Refusal:
