@@ -123,13 +123,14 @@ class Daemon:
             ControlRequest](COMMAND_QUEUE)
         self._to_sentinel, self._sentinel_commands = anyio.create_memory_object_stream[
             ControlRequest](COMMAND_QUEUE)
-        # id(entry) -> (entry, request) for records an operator waits to see durable.
-        self._waiting: dict[int, tuple[Entry, ControlRequest]] = {}
+        # id(entry) -> (entry, what to do once it is durable, given its ledger seq):
+        # records an operator waits for, and input_file records whose file then moves.
+        # Matched by identity: a record's ingest seq can still move as the sentinel
+        # numbers records of its own before it.
+        self._watched: dict[int, tuple[Entry, Callable[[int], None]]] = {}
         self._streams: dict[str, MemoryObjectSendStream[Any]] = {}
         self.durable_seq = -1
         self.durable_hash = ""
-        # id(entry) -> input_file entries whose file moves out of work/ once durable.
-        self._files: dict[int, Entry] = {}
 
     # ----------------------------------------------------------------- start-up
 
@@ -321,27 +322,35 @@ class Daemon:
     def _expect(self, request: ControlRequest) -> None:
         """Wait for ``request``'s records to be durable (called before they are sent)."""
         request.undurable = len(request.entries)
-        for entry in request.entries:
-            self._waiting[id(entry)] = (entry, request)
 
-    def _settle_waiters(self, commit: Commit) -> None:
+        def done(seq: int) -> None:
+            request.result["ledger_seq"] = seq
+            request.undurable -= 1
+            if not request.undurable:
+                request.durable.set()
+
+        for entry in request.entries:
+            self._watched[id(entry)] = (entry, done)
+
+    def _file_entry(self, entry: Entry) -> None:
+        """The reader made an input_file record: move its file once that is durable."""
+        self._watched[id(entry)] = (entry, lambda seq: self._dispose(entry.body))  # type: ignore[arg-type]
+
+    def _fire(self, commit: Commit) -> None:
+        """Run what waits on the entries of ``commit`` (only while something waits)."""
         seq = commit.last_seq - len(commit.entries)
         for entry in commit.entries:
             seq += 1
-            hit = self._waiting.pop(id(entry), None)
+            hit = self._watched.pop(id(entry), None)
             if hit is not None:
-                request = hit[1]
-                request.result["ledger_seq"] = seq
-                request.undurable -= 1
-                if not request.undurable:
-                    request.durable.set()
+                hit[1](seq)
 
     # ------------------------------------------------------------ after fsync
 
     def _durable(self, commit: Commit) -> None:
         self.durable_seq, self.durable_hash = commit.last_seq, commit.last_hash
-        if self._waiting:
-            self._settle_waiters(commit)
+        if self._watched:
+            self._fire(commit)
         if self.durable_probe is not None:
             self.durable_probe(commit)
         entries = commit.entries
@@ -357,16 +366,6 @@ class Daemon:
                                   filled=str(body.filled_quantity))
         else:
             self.log.info("ledger.commit", records=len(entries), last_seq=commit.last_seq)
-        if self._files:
-            # Looked for by identity only while a file record is on its way (at the end
-            # of each file): its seq may still change as the sentinel numbers it.
-            present = {id(entry) for entry in entries}
-            for key in [key for key in self._files if key in present]:
-                self._dispose(self._files.pop(key).body)  # type: ignore[arg-type]
-
-    def _file_entry(self, entry: Entry) -> None:
-        """The reader made an input_file record: move its file once that is durable."""
-        self._files[id(entry)] = entry
 
     def _dispose(self, record: InputFileRecord) -> None:
         """Move a finished input file out of work/, now that its record is durable."""
