@@ -253,11 +253,7 @@ class Risk:
                 return (reasons.RISK_REGIME_OVERRIDE_REQUIRED,
                         f"regime={context.regime}: buy {quantity} at urgency={intent.urgency} "
                         f"adds to a long; needs an override naming intent_id={intent_id}")
-        # Exposure is valued at the lakehouse price (the mark) when there is one, so an
-        # intent's own prices cannot re-value what is already held; else at the
-        # intent's limit or reference price, the price its paper fill records.
-        price = market if market is not None else (
-            intent.limit_price if intent.limit_price is not None else intent.reference_price)
+        price = market if market is not None else _own_price(intent)
         own_leverage = constraints.max_leverage if constraints is not None else None
         at_once = venue.settlement == "fill"
         new: Decimal | None = None  # the position after an at-once fill, once computed
@@ -300,16 +296,15 @@ class Risk:
             position.filled = new
             if price is not None:
                 position.mark = price
-            mark = position.mark
-            if mark is not None:
-                counted = exposure if exposure is not None else abs(new) * mark
-                book = slot.book
-                book.gross += counted - position.counted
-                position.counted = counted
+            book = slot.book
+            if exposure is not None:
+                # The checks valued this very position at this mark already: reuse it.
+                book.gross += exposure - position.counted
+                position.counted = exposure
                 if book.unmarked:
                     book.unmarked.discard(position.symbol)
-            elif new:
-                slot.book.unmarked.add(position.symbol)
+            else:
+                book.recount(position)
             return override
         self._settle(slot, side, quantity, price, now)
         return override
@@ -399,10 +394,8 @@ class Risk:
         if slot.venue.rate is not None:
             slot.venue.rate.note(now)
         price = self.context.prices.get(intent.symbol)
-        if price is None:
-            price = intent.limit_price if intent.limit_price is not None \
-                else intent.reference_price
-        self._settle(slot, side, intent.quantity, price, now)
+        self._settle(slot, side, intent.quantity,
+                     price if price is not None else _own_price(intent), now)
 
     @staticmethod
     def _settle(slot: Slot, side: Side, quantity: Decimal, price: Decimal | None,
@@ -450,6 +443,15 @@ class Risk:
         if state.cooldown is not None and status == "FAILED" and reason in (
                 reasons.EXECUTION_NOT_AVAILABLE, reasons.EXECUTION_REJECTED):
             state.cooldown.note_failure(now)
+
+
+def _own_price(intent: OrderIntent) -> Decimal | None:
+    """The intent's own price for valuing it: limit, else reference (what paper records).
+
+    Used only when the lakehouse has no price for the symbol: the lakehouse price is
+    the mark, so an intent's own prices cannot re-value what is already held.
+    """
+    return intent.limit_price if intent.limit_price is not None else intent.reference_price
 
 
 def _notional_refusal(quantity: Decimal, price: Decimal, cap: Decimal) -> Refusal:
