@@ -19,7 +19,7 @@ import os
 import signal
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 from anyio.abc import ObjectSendStream, SocketListener
@@ -41,6 +41,7 @@ from execd.messages import (
     InputFileRecord,
     ReaderItem,
     RouterItem,
+    Settled,
     StartRecord,
     StopRecord,
     encode,
@@ -52,8 +53,12 @@ from execd.router import RouterCore, run_router
 from execd.sentinel import SentinelCore, run_sentinel
 from execd.signatures import load_key
 from execd.venues import Adapter, run_adapter
+from execd.venues.credentials import Credentials, load_credentials
 from execd.venues.paper import PaperAdapter
 from execd.venues.stub import StubAdapter
+
+if TYPE_CHECKING:
+    from execd.venues.ccxt_venue import CcxtVenue
 
 Mode = Literal["run", "replay"]
 # Operator commands waiting for their actor; a full queue makes `execd ctl` wait.
@@ -62,6 +67,10 @@ COMMAND_QUEUE = 8
 
 class LedgerNotEmpty(Exception):
     """``execd replay`` writes a new ledger and refuses to append to an existing one."""
+
+
+class UnresolvedOrders(Exception):
+    """The ledger holds live orders without an outcome that this config cannot resolve."""
 
 
 def outcome_settings_sha256(config: Config) -> str:
@@ -77,12 +86,17 @@ def outcome_settings_sha256(config: Config) -> str:
 
 
 def make_adapters(config: Config) -> tuple[list[Adapter], dict[str, int]]:
-    """One adapter per venue, in venue-name order, and the venue -> index map."""
+    """One adapter per venue without I/O, in venue-name order, and the venue -> index map.
+
+    Venues served through ccxt are made by the daemon (they need its clock and hooks).
+    """
     adapters: list[Adapter] = []
     index: dict[str, int] = {}
     for name in sorted(config.venues):
         venue = config.venues[name]
         adapter: Adapter
+        if venue.adapter_kind == "ccxt":
+            continue
         if venue.adapter_kind == "paper":
             adapter = PaperAdapter(name)
         else:
@@ -129,6 +143,9 @@ class Daemon:
         # numbers records of its own before it.
         self._watched: dict[int, tuple[Entry, Callable[[int], None]]] = {}
         self._streams: dict[str, MemoryObjectSendStream[Any]] = {}
+        self.credentials: dict[str, Credentials] = {}
+        self.live: list[CcxtVenue] = []
+        self._settlements: MemoryObjectSendStream[Settled] | None = None
         self.durable_seq = -1
         self.durable_hash = ""
 
@@ -166,6 +183,14 @@ class Daemon:
         """
         config = self.config
         key = load_key(config.risk, self.loaded.path)
+        # Credentials are read before anything else: a live venue without them
+        # stops the start, with the key that names them.
+        self.credentials = {
+            name: load_credentials(name, venue.ccxt, self.loaded.path)
+            for name, venue in sorted(config.venues.items()) if venue.ccxt is not None}
+        if self.credentials and self.mode == "replay":
+            raise UnresolvedOrders("replay runs the paper path only; this config has live "
+                                   f"venues served through ccxt: {sorted(self.credentials)}")
         self.risk = Risk(config, key=key)
         # SIGTERM and SIGINT are caught from here on; one that arrives during recovery
         # waits in the receiver and starts a drain as soon as the pipeline runs.
@@ -191,6 +216,13 @@ class Daemon:
         """Recover, record the start, run the actors until drained, record the stop."""
         config = self.config
         state = self.state = self._recover()
+        stranded = sorted({order.venue for order, _ in state.unresolved.values()
+                           if order.venue not in self.credentials})
+        if stranded:
+            raise UnresolvedOrders(
+                f"the ledger holds {len(state.unresolved)} live orders without an outcome on "
+                f"venues {stranded}, which this config does not serve through ccxt: they "
+                f"cannot be reconciled, so nothing will trade (restore those venues' config)")
         store = SegmentStore(self.ledger_dir, config.ledger.segment_bytes)
         store.open()
         chain = LedgerChain(state.scan.next_seq, state.scan.last_hash, state.scan.last_time)
@@ -253,12 +285,22 @@ class Daemon:
         )
         assert self.risk is not None
         sentinel = SentinelCore(config.planes(), state.seen, self.risk)
-        router = RouterCore(index, len(adapters))
+        live = self.live = self._live_venues(state, clock)
+        for venue in live:
+            index[venue.venue] = len(adapters) + live.index(venue)
+        router = RouterCore(index, len(adapters) + len(live))
 
         to_sentinel, sentinel_in = anyio.create_memory_object_stream[list[ReaderItem]](
             queues.sentinel)
         to_router, router_in = anyio.create_memory_object_stream[list[RouterItem]](queues.router)
         to_ledger, ledger_in = anyio.create_memory_object_stream[list[Entry]](queues.ledger)
+        # Settlements of live orders, to the sentinel. Each is one outcome, and the
+        # writer's hook sends at most one commit's worth between two fsyncs, while
+        # the sentinel takes them as they come: a commit's size bounds the buffer.
+        settle_send, settle_receive = anyio.create_memory_object_stream[Settled](
+            config.batches.commit_records + sum(v.table.max_in_flight + v.table.backlog
+                                                for v in live) + len(state.unresolved))
+        self._settlements = settle_send
         self._streams = {"sentinel": to_sentinel, "router": to_router, "ledger": to_ledger}
         adapter_sends: list[ObjectSendStream[list[Accepted]]] = []
         commands = self.mode == "run"
@@ -269,11 +311,72 @@ class Daemon:
                 adapter_sends.append(send)
                 self._streams[f"adapter.{adapter.venue}"] = send
                 tg.start_soon(run_adapter, adapter, receive, to_ledger.clone())
+            for venue in live:
+                send, receive = anyio.create_memory_object_stream[list[Accepted]](queues.adapter)
+                adapter_sends.append(send)
+                self._streams[f"adapter.{venue.venue}"] = send
+                tg.start_soon(venue.run, receive, to_ledger.clone())
             tg.start_soon(run_router, router, router_in, adapter_sends, to_ledger)
             tg.start_soon(run_sentinel, sentinel, sentinel_in, to_router,
-                          self._sentinel_commands if commands else None, self._expect)
-            tg.start_soon(reader.run, to_sentinel,
-                          self._reader_commands if commands else None, self._expect)
+                          self._sentinel_commands if commands else None, self._expect,
+                          settle_receive)
+            tg.start_soon(self._read, reader, to_sentinel, commands)
+        settle_send.close()
+
+    async def _read(self, reader: LakehouseReader, send: ObjectSendStream[list[ReaderItem]],
+                    commands: bool) -> None:
+        """Run the reader once every live venue is ready (markets loaded, orders reconciled).
+
+        Until then no intent is read: fail closed. A stop meanwhile still closes the
+        reader's stream, which drains the pipeline.
+        """
+        if self.live:
+            for venue in self.live:
+                self.log.info("daemon.waiting_for_venue", venue=venue.venue, state=venue.state)
+            async with anyio.create_task_group() as tg:
+                async def all_ready() -> None:
+                    for venue in self.live:
+                        await venue.ready.wait()
+                    tg.cancel_scope.cancel()
+
+                async def stopped() -> None:
+                    await self.stopping.wait()
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(all_ready)
+                tg.start_soon(stopped)
+        await reader.run(send, self._reader_commands if commands else None, self._expect)
+
+    def _live_venues(self, state: RecoveredState, clock: Clock) -> list[CcxtVenue]:
+        """One ccxt venue per live venue that has credentials, with its unresolved orders."""
+        if not self.credentials:
+            return []
+        from execd.venues.ccxt_venue import CcxtVenue  # imported here: ccxt is heavy
+
+        venues = []
+        for name, credentials in self.credentials.items():
+            table = self.config.venues[name].ccxt
+            assert table is not None
+            unresolved = [(order, time) for order, time in state.unresolved.values()
+                          if order.venue == name]
+            venues.append(CcxtVenue(name, table, credentials, clock, watch=self._watch,
+                                    settle=self._settle, stopping=self.stopping,
+                                    unresolved=unresolved))
+        return venues
+
+    def _watch(self, entry: Entry, then: Callable[[int], None]) -> None:
+        """Call ``then`` with ``entry``'s ledger seq once it is durable."""
+        self._watched[id(entry)] = (entry, then)
+
+    def _settle(self, settled: Settled) -> None:
+        assert self._settlements is not None
+        try:
+            self._settlements.send_nowait(settled)
+        except (anyio.WouldBlock, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
+            # Never expected (see the buffer's size). The sentinel then keeps the order
+            # pending, which overstates exposure: it refuses more, never less.
+            self.log.error("risk.settlement_dropped", venue=settled.venue,
+                           symbol=settled.symbol, error=type(exc).__name__)
 
     async def _signals(self, signals: AsyncIterator[int]) -> None:
         async for signum in signals:
@@ -317,6 +420,7 @@ class Daemon:
             "queues": {name: stream.statistics().current_buffer_used
                        for name, stream in self._streams.items()},
             "ledger": {"last_seq": self.durable_seq, "last_hash": self.durable_hash},
+            "venues": {venue.venue: venue.status() for venue in self.live},
         }
 
     def _expect(self, request: ControlRequest) -> None:
@@ -330,11 +434,11 @@ class Daemon:
                 request.durable.set()
 
         for entry in request.entries:
-            self._watched[id(entry)] = (entry, done)
+            self._watch(entry, done)
 
     def _file_entry(self, entry: Entry) -> None:
         """The reader made an input_file record: move its file once that is durable."""
-        self._watched[id(entry)] = (entry, lambda seq: self._dispose(entry.body))  # type: ignore[arg-type]
+        self._watch(entry, lambda seq: self._dispose(entry.body))  # type: ignore[arg-type]
 
     def _fire(self, commit: Commit) -> None:
         """Run what waits on the entries of ``commit`` (only while something waits)."""

@@ -66,3 +66,14 @@ def derived_intent_id(canonical_intent: bytes) -> uuid.UUID:
     is refused as a duplicate rather than executed twice.
     """
     return uuid.UUID(uuid5(INTENT_NS, canonical_intent))
+
+
+def client_order_id(intent_id: uuid.UUID, venue: str, prefix: str, length: int) -> str:
+    """The id a venue knows an intent's order by: ``prefix`` + hex of a UUIDv5, ``length`` long.
+
+    Derived from the intent alone, so the same intent always asks the venue for the
+    same order and a lookup after a crash finds it. Hex keeps it inside every
+    venue's charset; ``length`` is the venue's limit (at least 16 hex digits remain).
+    """
+    digest = uuid5(CLIENT_ORDER_NS, intent_id.bytes + venue.encode()).replace("-", "")
+    return (prefix + digest)[:length]

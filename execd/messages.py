@@ -98,6 +98,13 @@ class Source(Struct, frozen=True, array_like=True, gc=False):
     end: int
 
 
+class Fee(Struct, frozen=True, forbid_unknown_fields=True, array_like=True):
+    """A fee the venue charged for an order: amount and currency."""
+
+    cost: Decimal
+    currency: str
+
+
 class ExecutionOutcome(
     Struct, frozen=True, omit_defaults=True, forbid_unknown_fields=True, gc=False
 ):
@@ -106,6 +113,9 @@ class ExecutionOutcome(
     Seed 000's v1 fields (execution id, intent id, plane, status, filled quantity,
     logical time, reason) plus what audit needs: the venue and symbol, the detail
     behind a reason, the source line, and the intent exactly as it was received.
+    Orders sent to a real venue add the client and venue order ids, the fees and
+    the slippage of the average price against the intent's reference price, in bps
+    (positive: worse than the reference).
     """
 
     execution_id: str
@@ -121,6 +131,35 @@ class ExecutionOutcome(
     average_price: Decimal | None = None
     reason: str | None = None
     detail: str | None = None
+    source: Source | None = None
+    intent: Raw | None = None
+    client_order_id: str | None = None
+    venue_order_id: str | None = None
+    fees: tuple[Fee, ...] = ()
+    slippage_bps: Decimal | None = None
+
+
+class OrderRecord(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """An order about to be sent to a live venue, durable before the venue is called.
+
+    It names the client order id the venue will know the order by, so that after a
+    crash the order can be looked up there before anything else is decided. The
+    intent and its source ride along: the outcome that closes this record may be
+    written by a later run of the daemon, which has only the ledger to go on.
+    """
+
+    intent_id: uuid.UUID
+    venue: str
+    symbol: str
+    side: Side
+    client_order_id: str
+    type: OrderType
+    amount: Decimal
+    requested_quantity: Decimal
+    price: Decimal | None = None
+    reference_price: Decimal | None = None
+    post_only: bool = False
+    reduce_only: bool = False
     source: Source | None = None
     intent: Raw | None = None
 
@@ -211,7 +250,7 @@ class StopRecord(Struct, frozen=True, forbid_unknown_fields=True):
 
 
 RecordKind = Literal["start", "stop", "outcome", "tick", "input_file", "context",
-                     "trading_state", "safety_sell", "override"]
+                     "trading_state", "safety_sell", "override", "order"]
 
 # ----------------------------------------------------------------- actor messages
 
@@ -220,8 +259,17 @@ RecordKind = Literal["start", "stop", "outcome", "tick", "input_file", "context"
 # and at a few hundred thousand a second tracking them costs more than the work.
 
 
+# The seq of an entry that has no place in the ingest order: the outcome of a live
+# order, which arrives whenever the venue answers (the order record before it
+# holds the intent's place). The writer appends such entries as they come.
+LATE = -1
+
+
 class Entry(Struct, gc=False):
-    """A finished ledger record waiting for its place: ``seq`` is the ingest order."""
+    """A finished ledger record waiting for its place: ``seq`` is the ingest order.
+
+    ``seq`` is :data:`LATE` for records that are appended when they arrive.
+    """
 
     seq: int
     kind: RecordKind
@@ -262,6 +310,20 @@ class ContextIn(Struct, gc=False):
     time: int
     record: ContextRecord
     context: Any  # execd.context.LakehouseContext (kept out of this module's imports)
+
+
+class Settled(Struct, gc=False):
+    """A live order's outcome is durable: the sentinel releases what it held pending."""
+
+    venue: str
+    symbol: str
+    side: Side
+    status: Status
+    reason: str | None
+    reserved: Decimal
+    filled: Decimal
+    price: Decimal | None
+    time: int
 
 
 # A batch is a plain list: batching is what keeps the per-message stream cost off

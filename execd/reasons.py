@@ -23,6 +23,15 @@ STATUSES: Final[dict[str, str]] = {
 # Seed 000's closed v1 set, used by venues.
 EXECUTION_NOT_AVAILABLE: Final = "EXECUTION_NOT_AVAILABLE"
 EXECUTION_REJECTED: Final = "EXECUTION_REJECTED"
+# Live venues: what became of an order after the venue accepted it, or why none was sent.
+EXECUTION_EXPIRED: Final = "EXECUTION_EXPIRED"
+EXECUTION_NOT_SENT: Final = "EXECUTION_NOT_SENT"
+# Live venues: preparing an order from an intent (seed 001), before anything is sent.
+BELOW_FLOOR: Final = "BELOW_FLOOR"
+VENUE_SYMBOL_UNKNOWN: Final = "VENUE_SYMBOL_UNKNOWN"
+VENUE_LIMIT_EXCEEDED: Final = "VENUE_LIMIT_EXCEEDED"
+VENUE_CONSTRAINT_UNSUPPORTED: Final = "VENUE_CONSTRAINT_UNSUPPORTED"
+VENUE_BACKLOG_FULL: Final = "VENUE_BACKLOG_FULL"
 
 # Input that could not be read.
 INPUT_MALFORMED_JSON: Final = "INPUT_MALFORMED_JSON"
@@ -67,6 +76,22 @@ RISK_ORDER_RATE_EXCEEDED: Final = "RISK_ORDER_RATE_EXCEEDED"
 REASONS: Final[dict[str, str]] = {
     EXECUTION_NOT_AVAILABLE: "The venue could not be reached or is not available.",
     EXECUTION_REJECTED: "The venue refused the order; the detail carries its message.",
+    EXECUTION_EXPIRED: "The venue accepted the order but it ended short of its quantity: "
+    "expired or cancelled by the venue, or cancelled by execd after order_timeout_ms. "
+    "FAILED when nothing filled, PARTIALLY_FILLED otherwise.",
+    EXECUTION_NOT_SENT: "The order was recorded but never reached the venue, and could not be "
+    "sent: the venue said (to a lookup by client order id) it does not have it, and either "
+    "send_attempts ran out or, at a restart, the order was older than resend_window_ms.",
+    BELOW_FLOOR: "SKIPPED: after rounding down to the lot size, the amount or its notional "
+    "is below the venue's minimum (the detail has the numbers).",
+    VENUE_SYMBOL_UNKNOWN: "The venue's market list has no active market for the symbol.",
+    VENUE_LIMIT_EXCEEDED: "The rounded amount, price or notional is above the venue's maximum "
+    "or the price is outside its allowed range.",
+    VENUE_CONSTRAINT_UNSUPPORTED: "The intent asks for reduce-only or post-only and the venue "
+    "(or the order type) cannot honour it.",
+    VENUE_BACKLOG_FULL: "The venue already has max_in_flight orders in flight and backlog "
+    "more waiting; the intent is refused rather than delayed (a stalled venue never stalls "
+    "the others).",
     INPUT_MALFORMED_JSON: "The line is not valid JSON.",
     INPUT_INVALID_UTF8: "The line is not valid UTF-8.",
     INPUT_SCHEMA_VIOLATION: "Valid JSON, but not an intent or tick: unknown field, "

@@ -19,7 +19,7 @@ from msgspec import Struct
 from execd import reasons
 from execd.ledger.record import Record
 from execd.ledger.scan import ScanResult, scan
-from execd.messages import Side, Source, TradingStateRecord
+from execd.messages import OrderRecord, Side, Source, TradingStateRecord
 from execd.risk import Risk
 from execd.sentinel import SeenIds
 
@@ -53,6 +53,7 @@ _outcome = msgspec.json.Decoder(_OutcomeView).decode
 _tick = msgspec.json.Decoder(_TickView).decode
 _input_file = msgspec.json.Decoder(_InputFileView).decode
 _trading_state = msgspec.json.Decoder(TradingStateRecord).decode
+_order = msgspec.json.Decoder(OrderRecord).decode
 # Outcomes of orders that a venue was asked for (the rest never left execd).
 _SENT = frozenset(("FILLED", "PARTIALLY_FILLED", "FAILED"))
 
@@ -72,6 +73,8 @@ class RecoveredState:
         self.refusing: set[str] = set()
         # refused files whose refusal is complete
         self.rejected: set[str] = set()
+        # live orders recorded without an outcome yet: intent id -> (record, its time)
+        self.unresolved: dict[uuid.UUID, tuple[OrderRecord, int]] = {}
 
     def observe(self, record: Record) -> None:
         """Fold one record into the state."""
@@ -81,6 +84,8 @@ class RecoveredState:
             view = _outcome(record.body)
             if view.status != "QUARANTINED":
                 self.seen.add(view.intent_id)
+                if self.unresolved:
+                    self.unresolved.pop(view.intent_id, None)
                 if view.status in _SENT and self.risk is not None:
                     self._sent(view)
             source = view.source
@@ -89,6 +94,11 @@ class RecoveredState:
                 return
         elif kind == "tick":
             source = _tick(record.body).source
+        elif kind == "order":
+            order = _order(record.body)
+            self.seen.add(order.intent_id)
+            self.unresolved[order.intent_id] = (order, record.time)
+            source = order.source
         elif kind == "safety_sell":
             if self.risk is not None:
                 self.risk.safety_sells += 1
@@ -129,4 +139,8 @@ def recover(directory: Path, *, repair: bool = True, risk: Risk | None = None) -
     """
     state = RecoveredState(risk)
     state.scan = scan(directory, state.observe, repair=repair)
+    if risk is not None:
+        # Orders still open at the venue for all we know: held pending, as when sent.
+        for order, _ in state.unresolved.values():
+            risk.hold(order.venue, order.symbol, order.side, order.requested_quantity)
     return state

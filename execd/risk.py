@@ -418,6 +418,18 @@ class Risk:
         # The mark may have moved even when the position did not.
         slot.book.recount(position)
 
+    def hold(self, venue: str, symbol: str, side: Side, quantity: Decimal) -> None:
+        """Hold ``quantity`` pending: an order recorded sent whose outcome is still to come."""
+        state = self.venues.get(venue)
+        if state is None:
+            return
+        position = state.book.position(symbol)
+        if side == "buy":
+            position.pending_buy += quantity
+        else:
+            position.pending_sell += quantity
+        state.book.recount(position)
+
     def observe(self, venue: str, symbol: str, side: Side, status: str, reason: str | None,
                 filled: Decimal, price: Decimal | None, now: int, reserved: Decimal | None
                 ) -> None:

@@ -34,6 +34,7 @@ from execd.messages import (
     RecordKind,
     RouterItem,
     SafetySellRecord,
+    Settled,
     Side,
     TradingState,
     TradingStateRecord,
@@ -314,6 +315,13 @@ class SentinelCore:
             self.shift += 1
         return out
 
+    def settle(self, settled: Settled) -> None:
+        """A live order's outcome is durable: release what was held pending for it."""
+        if self.risk is not None:
+            self.risk.observe(settled.venue, settled.symbol, settled.side, settled.status,
+                              settled.reason, settled.filled, settled.price, settled.time,
+                              settled.reserved)
+
     def _require_risk(self) -> Risk:
         if self.risk is None:
             raise RuntimeError("this sentinel runs without risk state")
@@ -366,15 +374,19 @@ async def run_sentinel(
     send: ObjectSendStream[list[RouterItem]],
     commands: MemoryObjectReceiveStream[ControlRequest] | None = None,
     on_control: ControlHook | None = None,
+    settlements: ObjectReceiveStream[Settled] | None = None,
 ) -> None:
     """The sentinel's shell: batches in, decided batches out, until the reader closes.
 
     Control commands arrive on their own stream and are applied between batches, so
     a halt takes effect on the very next batch even while this one waits downstream.
+    Settlements of live orders arrive on theirs and are folded in as they come.
     """
     async with receive, send, anyio.create_task_group() as tg:
         if commands is not None:
             tg.start_soon(_commands, core, commands, send, on_control or (lambda r: None))
+        if settlements is not None:
+            tg.start_soon(_settlements, core, settlements)
         async for batch in receive:
             await send.send(core.handle_batch(batch))
         tg.cancel_scope.cancel()
@@ -388,3 +400,9 @@ async def _commands(core: SentinelCore, commands: MemoryObjectReceiveStream[Cont
                 await answer(request, control(core, request), send, on_control)
         finally:
             refuse_waiting(commands)
+
+
+async def _settlements(core: SentinelCore, settlements: ObjectReceiveStream[Settled]) -> None:
+    async with settlements:
+        async for settled in settlements:
+            core.settle(settled)

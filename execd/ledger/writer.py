@@ -21,7 +21,7 @@ from msgspec import Struct
 
 from execd.ledger.record import LedgerChain
 from execd.ledger.segments import SegmentStore
-from execd.messages import Entry, encode
+from execd.messages import LATE, Entry, encode
 
 
 class Reorder:
@@ -37,10 +37,16 @@ class Reorder:
         return len(self._early)
 
     def push(self, batch: list[Entry]) -> list[Entry]:
-        """Accept a batch (ascending seqs) and return every entry now releasable."""
+        """Accept a batch (ascending seqs) and return every entry now releasable.
+
+        A batch of LATE entries (never mixed with others) is released at once.
+        """
         if not batch:
             return []
         first = batch[0].seq
+        if first == LATE:
+            # Outcomes of live orders: their order record already holds the place.
+            return batch
         if not self._early and first == self.next_seq and batch[-1].seq == first + len(batch) - 1:
             # The common case: a contiguous batch that is next in line.
             self.next_seq = first + len(batch)

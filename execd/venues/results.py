@@ -1,0 +1,110 @@
+"""Execute (seed 001), the pure half: what an order's venue state means as an outcome.
+
+Reads ccxt's unified order structure (status, filled, average, cost, fees) and the
+order record written before the order was sent; decides final or not, and builds
+the one outcome of the intent: FILLED, PARTIALLY_FILLED or FAILED, with average
+price, fees and slippage against the intent's reference price.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from msgspec import Raw
+
+from execd import reasons
+from execd.messages import ExecutionOutcome, Fee, OrderRecord
+from execd.reasons import Status
+
+_BPS = Decimal(10_000)
+_CENT = Decimal("0.01")
+_ZERO = Decimal(0)
+# ccxt's unified order statuses that end an order.
+FINAL = frozenset(("closed", "canceled", "cancelled", "expired", "rejected"))
+
+
+def number(value: Any) -> Decimal | None:
+    """A ccxt number (float, str or None) as a Decimal; str() keeps a float's exact short form."""
+    if value is None:
+        return None
+    result = Decimal(str(value))
+    return result if result.is_finite() else None
+
+
+def is_final(order: dict[str, Any]) -> bool:
+    """Whether the venue will not change this order any more."""
+    return order.get("status") in FINAL
+
+
+def fees_of(order: dict[str, Any]) -> tuple[Fee, ...]:
+    """The order's fees, summed per currency, in currency order."""
+    listed = order.get("fees") or ([order["fee"]] if order.get("fee") else [])
+    totals: dict[str, Decimal] = {}
+    for fee in listed:
+        cost = number(fee.get("cost")) if isinstance(fee, dict) else None
+        currency = fee.get("currency") if isinstance(fee, dict) else None
+        if cost is not None and isinstance(currency, str):
+            totals[currency] = totals.get(currency, _ZERO) + cost
+    return tuple(Fee(totals[c], c) for c in sorted(totals))
+
+
+def slippage_bps(side: str, average: Decimal | None, reference: Decimal | None
+                 ) -> Decimal | None:
+    """Average price against the reference, in bps: positive is worse for ``side``."""
+    if average is None or reference is None or not reference:
+        return None
+    move = (average - reference) if side == "buy" else (reference - average)
+    return (move / reference * _BPS).quantize(_CENT)
+
+
+def outcome_of_order(record: OrderRecord, order: dict[str, Any], *, execution_id: str,
+                     time: int, cancelled_by_us: bool = False) -> ExecutionOutcome:
+    """The outcome of a final order (``is_final(order)``)."""
+    filled = number(order.get("filled")) or _ZERO
+    average = number(order.get("average"))
+    if average is None and filled:
+        cost = number(order.get("cost"))
+        average = cost / filled if cost is not None else None
+    status: Status
+    reason: str | None = None
+    detail: str | None = None
+    state = order.get("status")
+    if filled >= record.amount:
+        status = "FILLED"
+    else:
+        why = ("cancelled by execd after order_timeout_ms" if cancelled_by_us
+               else f"venue status {state}")
+        if filled > 0:
+            status, reason = "PARTIALLY_FILLED", reasons.EXECUTION_EXPIRED
+        elif state == "rejected":
+            status, reason = "FAILED", reasons.EXECUTION_REJECTED
+        else:
+            status, reason = "FAILED", reasons.EXECUTION_EXPIRED
+        detail = f"filled={filled} of amount={record.amount} ({why})"
+    venue_id = order.get("id")
+    return _outcome(record, execution_id, time, status, filled, reason, detail,
+                    average=average, venue_order_id=str(venue_id) if venue_id else None,
+                    fees=fees_of(order),
+                    slippage=slippage_bps(record.side, average, record.reference_price))
+
+
+def not_executed(record: OrderRecord, *, execution_id: str, time: int, reason: str,
+                 detail: str) -> ExecutionOutcome:
+    """The FAILED outcome of an order that did not execute at all."""
+    return _outcome(record, execution_id, time, "FAILED", _ZERO, reason, detail)
+
+
+def _outcome(record: OrderRecord, execution_id: str, time: int, status: Status,
+             filled: Decimal, reason: str | None, detail: str | None, *,
+             average: Decimal | None = None, venue_order_id: str | None = None,
+             fees: tuple[Fee, ...] = (), slippage: Decimal | None = None) -> ExecutionOutcome:
+    return ExecutionOutcome(
+        execution_id=execution_id, intent_id=record.intent_id, status=status,
+        filled_quantity=filled, logical_time=time, plane="live", venue=record.venue,
+        symbol=record.symbol, side=record.side, requested_quantity=record.requested_quantity,
+        average_price=average, reason=reason, detail=detail, source=record.source,
+        intent=record.intent if record.intent is not None else Raw(b"null"),
+        client_order_id=record.client_order_id, venue_order_id=venue_order_id, fees=fees,
+        slippage_bps=slippage,
+    )
