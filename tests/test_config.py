@@ -49,7 +49,8 @@ def test_good_config_loads(tmp_path: Path) -> None:
     (GOOD + "[venues.x]\nplane = 'moon'\n",
      "venues.x.plane: expected one of 'paper', 'live', found 'moon'"),
     (GOOD + "[venues.y]\nplane = 'live'\n",
-     "venues.y.adapter: expected a live adapter (\"ccxt\" or \"stub\") on the live plane, found None"),
+     "venues.y.adapter: expected a live adapter (\"ccxt\" or \"stub\") on the live plane, "
+     "found None"),
     (GOOD + "[venues.z]\nplane = 'paper'\nadapter = 'stub'\n",
      "venues.z.adapter: expected \"paper\" (or nothing) on the paper plane, found 'stub'"),
     ("daemon = 3\n" + GOOD, "(syntax): expected valid TOML"),

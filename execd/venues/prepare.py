@@ -19,6 +19,7 @@ from execd.messages import Accepted, OrderType
 from execd.reasons import Status
 
 _BPS = Decimal(10_000)
+_ONE = Decimal(1)
 
 
 class MarketRules(Struct, frozen=True):
@@ -56,12 +57,23 @@ class OrderPlan(Struct, frozen=True):
 NotSent = tuple[Status, str, str]
 
 
-def _decimal(value: Any) -> Decimal | None:
-    # ccxt gives numbers as floats (or None); str() keeps their shortest exact form.
+def number(value: Any) -> Decimal | None:
+    """A ccxt number (float, str or None) as a Decimal; None when absent or not finite.
+
+    str() keeps a float's shortest exact form; 50000.0 then reads as 50000 and
+    0.0100 as 0.01, so the ledger shows values rather than float spellings.
+    """
     if value is None:
         return None
-    number = Decimal(str(value))
-    return number if number.is_finite() and number > 0 else None
+    result = Decimal(str(value))
+    if not result.is_finite():
+        return None
+    return result.quantize(_ONE) if result == result.to_integral_value() else result.normalize()
+
+
+def _decimal(value: Any) -> Decimal | None:
+    result = number(value)
+    return result if result is not None and result > 0 else None
 
 
 def rules_from_market(market: dict[str, Any], *, tick_precision: bool,

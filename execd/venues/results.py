@@ -16,20 +16,13 @@ from msgspec import Raw
 from execd import reasons
 from execd.messages import ExecutionOutcome, Fee, OrderRecord
 from execd.reasons import Status
+from execd.venues.prepare import number
 
 _BPS = Decimal(10_000)
 _CENT = Decimal("0.01")
 _ZERO = Decimal(0)
 # ccxt's unified order statuses that end an order.
 FINAL = frozenset(("closed", "canceled", "cancelled", "expired", "rejected"))
-
-
-def number(value: Any) -> Decimal | None:
-    """A ccxt number (float, str or None) as a Decimal; str() keeps a float's exact short form."""
-    if value is None:
-        return None
-    result = Decimal(str(value))
-    return result if result.is_finite() else None
 
 
 def is_final(order: dict[str, Any]) -> bool:

@@ -1,0 +1,990 @@
+"""A fake Binance spot REST server for tests and benchmarks.
+
+The real ``ccxt.async_support.binance`` class talks to it over HTTP on 127.0.0.1
+once its API URLs are pointed here with :func:`rewrite_urls`.  It implements the
+handful of spot endpoints an order-execution daemon needs (exchange info, time,
+new/query/cancel order, open orders, account), signs and checks requests the way
+Binance does (``X-MBX-APIKEY`` header, HMAC-SHA256 ``signature`` over the exact
+parameter string, ``timestamp`` within ``recvWindow``), applies the symbol
+filters, matches orders against a single "market price" per symbol, keeps
+free/locked balances and charges a flat fee.
+
+Faults can be injected per (method, path) with :meth:`FakeBinance.inject`, and
+the :attr:`FakeBinance.on_order` hook lets a test act (e.g. SIGKILL a daemon)
+right before or right after an order is placed.
+
+Where ccxt places what (see ``binance.sign()``): GET and DELETE requests carry all
+parameters in the query string; POST requests carry them in an
+``application/x-www-form-urlencoded`` body.  Like Binance, the server accepts
+either and verifies the signature over "query string + body" with the
+``signature`` parameter removed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import contextlib
+import hashlib
+import hmac
+import re
+import secrets
+import string
+import threading
+import time
+import urllib.parse
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from decimal import ROUND_DOWN, Decimal, InvalidOperation
+from types import TracebackType
+from typing import Any, TypeVar
+
+from aiohttp import web
+
+__all__ = [
+    "FAULTS",
+    "Balance",
+    "FakeBinance",
+    "FakeBinanceThread",
+    "FakeOrder",
+    "Fill",
+    "Market",
+    "rewrite_urls",
+]
+
+T = TypeVar("T")
+
+# Binance prints quantities and prices with eight decimal places.
+_EIGHT = Decimal("0.00000001")
+_ZERO = Decimal(0)
+
+# Every status Binance uses for a spot order.
+OPEN_STATUSES = frozenset({"NEW", "PARTIALLY_FILLED"})
+
+# Order types Binance knows about; the fake executes LIMIT, LIMIT_MAKER and MARKET.
+_KNOWN_TYPES = frozenset({
+    "LIMIT", "MARKET", "STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT",
+    "TAKE_PROFIT_LIMIT", "LIMIT_MAKER",
+})
+_EXECUTED_TYPES = frozenset({"LIMIT", "LIMIT_MAKER", "MARKET"})
+_TIME_IN_FORCE = frozenset({"GTC", "IOC", "FOK"})
+_RESPONSE_TYPES = frozenset({"ACK", "RESULT", "FULL"})
+
+# Binance's documented pattern for client order ids.
+_CLIENT_ID_PATTERN = r"^[\.A-Z\:/a-z0-9_-]{1,36}$"
+_CLIENT_ID = re.compile(_CLIENT_ID_PATTERN)
+_NUMBER_PATTERN = r"^([0-9]{1,20})(\.[0-9]{1,20})?$"
+_NUMBER = re.compile(_NUMBER_PATTERN)
+
+# Faults that inject() accepts.
+FAULTS = frozenset({
+    "lost_reply", "timeout", "503_json", "503_json_placed", "503_plain", "429", "drop",
+    "clock",
+})
+_BEFORE = frozenset({"503_json", "503_plain", "429", "drop", "clock"})
+
+_INTERNAL_ERROR = "Internal error; unable to process your request. Please try again."
+_MAX_RECV_WINDOW = Decimal(60000)
+_DEFAULT_RECV_WINDOW = Decimal(5000)
+_DEFAULT_BALANCE = Decimal(10) ** 9
+
+
+def _fmt(value: Decimal) -> str:
+    """A decimal the way Binance prints it: fixed point, eight places."""
+    return format(value.quantize(_EIGHT), "f")
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def rewrite_urls(exchange: Any, base_url: str) -> None:
+    """Point every API URL of a ccxt exchange at ``base_url``, keeping each URL's path."""
+    api = exchange.urls["api"]
+    for key, url in list(api.items()):
+        if isinstance(url, str):
+            api[key] = base_url.rstrip("/") + urllib.parse.urlsplit(url).path
+
+
+@dataclass
+class Market:
+    """One spot symbol: its filters and the fake's current market price."""
+
+    base: str
+    quote: str
+    step_size: Decimal   # LOT_SIZE stepSize
+    min_qty: Decimal     # LOT_SIZE minQty
+    max_qty: Decimal     # LOT_SIZE maxQty
+    tick_size: Decimal   # PRICE_FILTER tickSize
+    min_price: Decimal   # PRICE_FILTER minPrice
+    max_price: Decimal   # PRICE_FILTER maxPrice
+    min_notional: Decimal  # NOTIONAL minNotional (applyMinToMarket true)
+    price: Decimal       # market orders (and crossing limit orders) fill here
+    liquidity: Decimal | None = None  # max quantity any one order can fill; None = unlimited
+    order_types: tuple[str, ...] = ("LIMIT", "LIMIT_MAKER", "MARKET")
+    status: str = "TRADING"
+    max_notional: Decimal = Decimal(9000000)
+
+    @property
+    def symbol(self) -> str:
+        """The Binance market id, e.g. ``BTCUSDT``."""
+        return self.base + self.quote
+
+
+@dataclass
+class Fill:
+    """One trade of an order."""
+
+    price: Decimal
+    qty: Decimal
+    commission: Decimal
+    commissionAsset: str
+    tradeId: int
+
+
+@dataclass
+class FakeOrder:
+    """One order as the fake exchange keeps it (field names follow Binance)."""
+
+    orderId: int
+    clientOrderId: str
+    symbol: str
+    side: str
+    type: str
+    timeInForce: str
+    origQty: Decimal
+    price: Decimal
+    time: int
+    updateTime: int
+    executedQty: Decimal = _ZERO
+    cummulativeQuoteQty: Decimal = _ZERO
+    origQuoteOrderQty: Decimal = _ZERO
+    status: str = "NEW"
+    fills: list[Fill] = field(default_factory=list)
+    # Amount still held in ``locked`` for this order (quote for buys, base for sells).
+    locked: Decimal = _ZERO
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in OPEN_STATUSES
+
+    @property
+    def remaining(self) -> Decimal:
+        return self.origQty - self.executedQty
+
+
+@dataclass
+class Balance:
+    free: Decimal = _ZERO
+    locked: Decimal = _ZERO
+
+
+@dataclass
+class _Fault:
+    kind: str
+    method: str
+    path: str
+    remaining: int
+    delay: float
+
+
+class _ApiError(Exception):
+    """A Binance error reply: ``{"code": code, "msg": msg}`` with an HTTP status."""
+
+    def __init__(self, code: int, msg: str, status: int = 400) -> None:
+        super().__init__(msg)
+        self.code = code
+        self.msg = msg
+        self.status = status
+
+
+def _mandatory(name: str) -> _ApiError:
+    return _ApiError(
+        -1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed.")
+
+
+def _not_required(name: str) -> _ApiError:
+    return _ApiError(-1106, f"Parameter '{name}' sent when not required.")
+
+
+def _error_response(error: _ApiError) -> web.Response:
+    return web.json_response({"code": error.code, "msg": error.msg}, status=error.status)
+
+
+_Handler = Callable[[web.Request, dict[str, str]], Awaitable[web.StreamResponse]]
+
+
+class FakeBinance:
+    """An in-process fake of Binance's spot REST API (see the module docstring)."""
+
+    def __init__(
+        self,
+        markets: dict[str, Market],
+        *,
+        api_key: str,
+        secret: str,
+        balances: dict[str, Decimal] | None = None,
+        fee_rate: Decimal = Decimal("0.001"),
+    ) -> None:
+        self.markets: dict[str, Market] = {}
+        for key, market in markets.items():
+            if key.replace("/", "") != market.symbol:
+                raise ValueError(f"market key {key!r} does not match {market.base}/{market.quote}")
+            self.markets[market.symbol] = market
+        self.api_key = api_key
+        self.secret = secret
+        self.fee_rate = fee_rate
+        if balances is None:
+            assets = {a for m in self.markets.values() for a in (m.base, m.quote)}
+            balances = dict.fromkeys(sorted(assets), _DEFAULT_BALANCE)
+        self.balances: dict[str, Balance] = {a: Balance(free=v) for a, v in balances.items()}
+        self.requests: collections.Counter[tuple[str, str]] = collections.Counter()
+        self.orders: list[FakeOrder] = []
+        self.on_order: Callable[[str, FakeOrder | None], None] | None = None
+        # Added to the server clock (ms), to simulate a client clock that drifted.
+        self.time_offset_ms = 0
+        self.url = ""
+        self.port = 0
+        self._faults: list[_Fault] = []
+        # Indexes, so that a long benchmark stays O(1) per request.
+        self._open: dict[int, FakeOrder] = {}
+        self._by_client_id: dict[str, FakeOrder] = {}  # newest order with each client id
+        self._by_symbol_client_id: dict[tuple[str, str], FakeOrder] = {}
+        self._trade_ids = 0
+        self._runner: web.AppRunner | None = None
+        self._closing = asyncio.Event()
+        self._routes: dict[tuple[str, str], _Handler] = {
+            ("GET", "/api/v3/ping"): self._ping,
+            ("GET", "/api/v3/time"): self._time,
+            ("GET", "/api/v3/exchangeInfo"): self._exchange_info,
+            ("POST", "/api/v3/order"): self._signed(self._new_order),
+            ("GET", "/api/v3/order"): self._signed(self._query_order),
+            ("DELETE", "/api/v3/order"): self._signed(self._cancel_order),
+            ("GET", "/api/v3/openOrders"): self._signed(self._open_orders),
+            ("GET", "/api/v3/account"): self._signed(self._account),
+        }
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        """Listen on ``host:port`` (0 = any free port); sets :attr:`port` and :attr:`url`."""
+        self._closing = asyncio.Event()
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._dispatch)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        self._runner = runner
+        self.port = int(runner.addresses[0][1])
+        self.url = f"http://{host}:{self.port}"
+
+    async def stop(self) -> None:
+        """Stop listening; replies still being delayed by a "timeout" fault are cut short."""
+        self._closing.set()
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            await runner.cleanup()
+
+    # ------------------------------------------------------------------ test helpers
+
+    def open_orders(self) -> list[FakeOrder]:
+        """Orders that are NEW or PARTIALLY_FILLED, oldest first."""
+        return [o for o in self._open.values() if o.is_open]
+
+    def balance(self, asset: str) -> Balance:
+        """The account's balance of ``asset`` (zero if it has none)."""
+        return self.balances.setdefault(asset, Balance())
+
+    def inject(
+        self,
+        fault: str,
+        *,
+        method: str = "POST",
+        path: str = "/api/v3/order",
+        times: int = 1,
+        delay: float = 5.0,
+    ) -> None:
+        """Apply ``fault`` to the next ``times`` requests to ``method path``.
+
+        Faults queue in the order they were injected: a request takes the first
+        pending fault that matches it.
+
+        - ``lost_reply``: process the request (place the order if valid), then drop the
+          connection without replying.
+        - ``timeout``: process the request, then hold the reply for ``delay`` seconds.
+        - ``503_json``: HTTP 503 ``{"code": -1001, ...}``; nothing is processed.
+        - ``503_json_placed``: the same reply, but the request *is* processed.
+        - ``503_plain``: HTTP 503 with an HTML body; nothing is processed.
+        - ``429``: HTTP 429 ``{"code": -1003, ...}`` with ``Retry-After: 1``; nothing processed.
+        - ``drop``: drop the connection before processing anything.
+        - ``clock``: reply -1021 (timestamp outside recvWindow); nothing is processed.
+        """
+        if fault not in FAULTS:
+            raise ValueError(f"unknown fault {fault!r}; expected one of {sorted(FAULTS)}")
+        if times < 1:
+            raise ValueError("times must be at least 1")
+        self._faults.append(_Fault(fault, method.upper(), path, times, delay))
+
+    def pending_faults(self) -> int:
+        """How many injected fault applications have not been used yet."""
+        return sum(f.remaining for f in self._faults)
+
+    def fill_resting(self, symbol: str, quantity: Decimal | None = None) -> None:
+        """Fill open limit orders of ``symbol`` at their limit prices, oldest first.
+
+        With ``quantity`` at most that much (in base units) is filled in total, as
+        if the market traded that much through the orders' prices.
+        """
+        market = self._market_for(symbol)
+        left = quantity
+        for order in self.open_orders():
+            if left is not None and left <= 0:
+                break
+            if order.symbol != market.symbol:
+                continue
+            qty = order.remaining if left is None else min(order.remaining, left)
+            self._execute(order, market, qty, order.price)
+            if left is not None:
+                left -= qty
+            order.status = "FILLED" if order.remaining == 0 else "PARTIALLY_FILLED"
+            self._settle(order)
+
+    def server_time(self) -> int:
+        """The fake's clock in milliseconds."""
+        return _now_ms() + self.time_offset_ms
+
+    # ------------------------------------------------------------------ HTTP plumbing
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        method, path = request.method, request.path
+        self.requests[(method, path)] += 1
+        fault = self._take_fault(method, path)
+        if fault is not None and fault.kind in _BEFORE:
+            return self._fault_reply(request, fault.kind)
+        handler = self._routes.get((method, path))
+        if handler is None:
+            response: web.StreamResponse = _error_response(
+                _ApiError(-1020, "This operation is not supported.", status=404))
+        else:
+            try:
+                params = self._params(request, await request.text())
+                response = await handler(request, params)
+            except _ApiError as error:
+                response = _error_response(error)
+        if fault is None:
+            return response
+        if fault.kind == "lost_reply":
+            return self._fault_reply(request, "drop")
+        if fault.kind == "timeout":
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), fault.delay)
+            return response
+        return self._fault_reply(request, "503_json")  # 503_json_placed
+
+    def _take_fault(self, method: str, path: str) -> _Fault | None:
+        for fault in self._faults:
+            if fault.remaining > 0 and fault.method == method and fault.path == path:
+                fault.remaining -= 1
+                if fault.remaining == 0:
+                    self._faults.remove(fault)
+                return fault
+        return None
+
+    def _fault_reply(self, request: web.Request, kind: str) -> web.StreamResponse:
+        if kind == "drop":
+            if request.transport is not None:
+                request.transport.abort()
+            # Nothing reaches the client: the transport is gone.
+            return web.Response(status=500)
+        if kind == "503_json":
+            return _error_response(_ApiError(-1001, _INTERNAL_ERROR, status=503))
+        if kind == "503_plain":
+            return web.Response(
+                status=503, content_type="text/html",
+                text="<html><body><h1>503 Service Unavailable</h1>"
+                     "No server is available to handle this request.</body></html>")
+        if kind == "429":
+            response = _error_response(_ApiError(
+                -1003, "Too many requests; current limit of IP is 6000 requests per minute. "
+                       "Please use WebSocket Streams for live updates to avoid polling the API.",
+                status=429))
+            response.headers["Retry-After"] = "1"
+            return response
+        # clock
+        return _error_response(
+            _ApiError(-1021, "Timestamp for this request is outside of the recvWindow."))
+
+    @staticmethod
+    def _raw_query(request: web.Request) -> str:
+        return request.raw_path.partition("?")[2]
+
+    def _params(self, request: web.Request, body: str) -> dict[str, str]:
+        """All parameters of a request: query string, then form body."""
+        params: dict[str, str] = {}
+        for raw in (self._raw_query(request), body):
+            for name, value in urllib.parse.parse_qsl(raw, keep_blank_values=True):
+                if name in params:
+                    raise _ApiError(-1101, "Duplicate values for a parameter detected.")
+                params[name] = value
+        return params
+
+    def _signed(self, handler: _Handler) -> _Handler:
+        async def checked(request: web.Request, params: dict[str, str]) -> web.StreamResponse:
+            self._authenticate(request, params, await request.text())
+            return await handler(request, params)
+        return checked
+
+    def _authenticate(self, request: web.Request, params: dict[str, str], body: str) -> None:
+        key = request.headers.get("X-MBX-APIKEY")
+        if not key:
+            raise _ApiError(-2014, "API-key format invalid.", status=401)
+        if not hmac.compare_digest(key.encode(), self.api_key.encode()):
+            raise _ApiError(-2015, "Invalid API-key, IP, or permissions for action.", status=401)
+        if not params.get("timestamp"):
+            raise _mandatory("timestamp")
+        recv_window = _DEFAULT_RECV_WINDOW
+        if "recvWindow" in params:
+            recv_window = self._number(params, "recvWindow")
+            if recv_window > _MAX_RECV_WINDOW:
+                raise _ApiError(-1131, "recvWindow must be less than 60000")
+        signature = params.get("signature")
+        if not signature:
+            raise _mandatory("signature")
+        payload = "".join(
+            "&".join(part for part in raw.split("&") if not part.startswith("signature="))
+            for raw in (self._raw_query(request), body)
+        )
+        expected = hmac.new(self.secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(expected, signature.lower()):
+            raise _ApiError(-1022, "Signature for this request is not valid.")
+        try:
+            timestamp = int(params["timestamp"])
+        except ValueError:
+            raise _ApiError(-1100, "Illegal characters found in parameter 'timestamp'; "
+                                   "legal range is '^[0-9]{1,20}$'.") from None
+        now = self.server_time()
+        if timestamp >= now + 1000:
+            raise _ApiError(
+                -1021, "Timestamp for this request was 1000ms ahead of the server's time.")
+        if now - timestamp > recv_window:
+            raise _ApiError(-1021, "Timestamp for this request is outside of the recvWindow.")
+
+    @staticmethod
+    def _number(params: dict[str, str], name: str) -> Decimal:
+        raw = params[name]
+        if not _NUMBER.fullmatch(raw):
+            raise _ApiError(-1100, f"Illegal characters found in parameter '{name}'; "
+                                   f"legal range is '{_NUMBER_PATTERN}'.")
+        try:
+            return Decimal(raw)
+        except InvalidOperation:  # pragma: no cover - the pattern admits only numbers
+            raise _ApiError(-1100, f"Illegal characters found in parameter '{name}'.") from None
+
+    # ------------------------------------------------------------------ public endpoints
+
+    async def _ping(self, request: web.Request, params: dict[str, str]) -> web.StreamResponse:
+        return web.json_response({})
+
+    async def _time(self, request: web.Request, params: dict[str, str]) -> web.StreamResponse:
+        return web.json_response({"serverTime": self.server_time()})
+
+    async def _exchange_info(
+        self, request: web.Request, params: dict[str, str],
+    ) -> web.StreamResponse:
+        markets = list(self.markets.values())
+        if "symbol" in params:
+            markets = [self._known_symbol(params["symbol"])]
+        return web.json_response({
+            "timezone": "UTC",
+            "serverTime": self.server_time(),
+            "rateLimits": [
+                {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1,
+                 "limit": 6000},
+                {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10,
+                 "limit": 100},
+                {"rateLimitType": "ORDERS", "interval": "DAY", "intervalNum": 1,
+                 "limit": 200000},
+                {"rateLimitType": "RAW_REQUESTS", "interval": "MINUTE", "intervalNum": 5,
+                 "limit": 61000},
+            ],
+            "exchangeFilters": [],
+            "symbols": [self._symbol_info(m) for m in markets],
+        })
+
+    @staticmethod
+    def _symbol_info(market: Market) -> dict[str, Any]:
+        return {
+            "symbol": market.symbol,
+            "status": market.status,
+            "baseAsset": market.base,
+            "baseAssetPrecision": 8,
+            "quoteAsset": market.quote,
+            "quotePrecision": 8,
+            "quoteAssetPrecision": 8,
+            "baseCommissionPrecision": 8,
+            "quoteCommissionPrecision": 8,
+            "orderTypes": list(market.order_types),
+            "icebergAllowed": False,
+            "ocoAllowed": False,
+            "otoAllowed": False,
+            "quoteOrderQtyMarketAllowed": True,
+            "allowTrailingStop": False,
+            "cancelReplaceAllowed": False,
+            "amendAllowed": False,
+            "isSpotTradingAllowed": True,
+            "isMarginTradingAllowed": False,
+            "filters": [
+                {"filterType": "PRICE_FILTER", "minPrice": _fmt(market.min_price),
+                 "maxPrice": _fmt(market.max_price), "tickSize": _fmt(market.tick_size)},
+                {"filterType": "LOT_SIZE", "minQty": _fmt(market.min_qty),
+                 "maxQty": _fmt(market.max_qty), "stepSize": _fmt(market.step_size)},
+                {"filterType": "MARKET_LOT_SIZE", "minQty": _fmt(_ZERO),
+                 "maxQty": _fmt(market.max_qty), "stepSize": _fmt(_ZERO)},
+                {"filterType": "NOTIONAL", "minNotional": _fmt(market.min_notional),
+                 "applyMinToMarket": True, "maxNotional": _fmt(market.max_notional),
+                 "applyMaxToMarket": False, "avgPriceMins": 5},
+            ],
+            "permissions": [],
+            "permissionSets": [["SPOT"]],
+            "defaultSelfTradePreventionMode": "EXPIRE_MAKER",
+            "allowedSelfTradePreventionModes": [
+                "EXPIRE_TAKER", "EXPIRE_MAKER", "EXPIRE_BOTH", "DECREMENT"],
+        }
+
+    # ------------------------------------------------------------------ signed endpoints
+
+    async def _new_order(self, request: web.Request, params: dict[str, str]) -> web.StreamResponse:
+        self._hook("received", None)
+        order, response_type = self._place(params)
+        self._hook("placed", order)
+        return web.json_response(self._new_order_reply(order, response_type))
+
+    async def _query_order(
+        self, request: web.Request, params: dict[str, str],
+    ) -> web.StreamResponse:
+        order = self._find(params)
+        if order is None:
+            raise _ApiError(-2013, "Order does not exist.")
+        return web.json_response(self._order_view(order))
+
+    async def _cancel_order(
+        self, request: web.Request, params: dict[str, str],
+    ) -> web.StreamResponse:
+        order = self._find(params)
+        if order is None or not order.is_open:
+            raise _ApiError(-2011, "Unknown order sent.")
+        cancel_id = params.get("newClientOrderId") or self._random_client_id()
+        order.status = "CANCELED"
+        order.updateTime = self.server_time()
+        self._settle(order)
+        return web.json_response({
+            "symbol": order.symbol,
+            "origClientOrderId": order.clientOrderId,
+            "orderId": order.orderId,
+            "orderListId": -1,
+            # As on Binance: the id of the cancel request, not of the order.
+            "clientOrderId": cancel_id,
+            "transactTime": order.updateTime,
+            **self._order_amounts(order),
+            "selfTradePreventionMode": "EXPIRE_MAKER",
+        })
+
+    async def _open_orders(
+        self, request: web.Request, params: dict[str, str],
+    ) -> web.StreamResponse:
+        symbol = params.get("symbol")
+        if symbol:
+            self._known_symbol(symbol)
+        else:
+            symbol = None
+        return web.json_response([
+            self._order_view(o) for o in self.open_orders() if symbol in (None, o.symbol)
+        ])
+
+    async def _account(self, request: web.Request, params: dict[str, str]) -> web.StreamResponse:
+        omit_zero = params.get("omitZeroBalances", "false").lower() == "true"
+        rate = _fmt(self.fee_rate)
+        bps = int(self.fee_rate * 10000)
+        return web.json_response({
+            "makerCommission": bps,
+            "takerCommission": bps,
+            "buyerCommission": 0,
+            "sellerCommission": 0,
+            "commissionRates": {"maker": rate, "taker": rate, "buyer": _fmt(_ZERO),
+                                "seller": _fmt(_ZERO)},
+            "canTrade": True,
+            "canWithdraw": True,
+            "canDeposit": True,
+            "brokered": False,
+            "requireSelfTradePrevention": False,
+            "preventSor": False,
+            "updateTime": self.server_time(),
+            "accountType": "SPOT",
+            "balances": [
+                {"asset": asset, "free": _fmt(b.free), "locked": _fmt(b.locked)}
+                for asset, b in sorted(self.balances.items())
+                if not omit_zero or b.free or b.locked
+            ],
+            "permissions": ["SPOT"],
+            "uid": 1,
+        })
+
+    # ------------------------------------------------------------------ order logic
+
+    def _hook(self, phase: str, order: FakeOrder | None) -> None:
+        if self.on_order is not None:
+            self.on_order(phase, order)
+
+    def _market_for(self, symbol: str) -> Market:
+        market = self.markets.get(symbol.replace("/", ""))
+        if market is None:
+            raise ValueError(f"unknown symbol {symbol!r}")
+        return market
+
+    def _known_symbol(self, symbol: str) -> Market:
+        market = self.markets.get(symbol)
+        if market is None:
+            raise _ApiError(-1121, "Invalid symbol.")
+        return market
+
+    @staticmethod
+    def _random_client_id() -> str:
+        alphabet = string.ascii_letters + string.digits
+        return "".join(secrets.choice(alphabet) for _ in range(22))
+
+    def _find(self, params: dict[str, str]) -> FakeOrder | None:
+        if not params.get("symbol"):
+            raise _mandatory("symbol")
+        market = self._known_symbol(params["symbol"])
+        order_id = params.get("orderId")
+        client_id = params.get("origClientOrderId")
+        if not order_id and not client_id:
+            raise _ApiError(-1102, "Param 'origClientOrderId' or 'orderId' must be sent, "
+                                   "but both were empty/null!")
+        if order_id:
+            if not order_id.isdigit():
+                raise _ApiError(-1100, "Illegal characters found in parameter 'orderId'; "
+                                       "legal range is '^[0-9]{1,20}$'.")
+            index = int(order_id) - 1
+            if 0 <= index < len(self.orders) and self.orders[index].symbol == market.symbol:
+                return self.orders[index]
+            return None
+        # A reused client id means the newest order with it.
+        return self._by_symbol_client_id.get((market.symbol, client_id or ""))
+
+    def _place(self, params: dict[str, str]) -> tuple[FakeOrder, str]:
+        """Validate a new-order request, then place and match it."""
+        for name in ("symbol", "side", "type"):
+            if not params.get(name):
+                raise _mandatory(name)
+        market = self._known_symbol(params["symbol"])
+        side = params["side"]
+        if side not in ("BUY", "SELL"):
+            raise _ApiError(-1117, "Invalid side.")
+        kind = params["type"]
+        if kind not in _KNOWN_TYPES:
+            raise _ApiError(-1116, "Invalid orderType.")
+        if kind not in market.order_types:
+            name = kind.replace("_", " ").capitalize()
+            raise _ApiError(-1013, f"{name} orders are not supported for this symbol.")
+        if kind not in _EXECUTED_TYPES:
+            raise _ApiError(-1020, "This operation is not supported.")
+        if market.status != "TRADING":
+            raise _ApiError(-1013, "Market is closed.")
+
+        client_id = params.get("newClientOrderId")
+        if client_id is not None and not _CLIENT_ID.fullmatch(client_id):
+            raise _ApiError(-1100, "Illegal characters found in parameter 'newClientOrderId'; "
+                                   f"legal range is '{_CLIENT_ID_PATTERN}'.")
+        response_type = params.get("newOrderRespType") or (
+            "FULL" if kind in ("MARKET", "LIMIT") else "ACK")
+        if response_type not in _RESPONSE_TYPES:
+            raise _ApiError(-1130, "Data sent for parameter 'newOrderRespType' is not valid.")
+
+        time_in_force = params.get("timeInForce")
+        if kind == "LIMIT":
+            if not time_in_force:
+                raise _mandatory("timeInForce")
+            if time_in_force not in _TIME_IN_FORCE:
+                raise _ApiError(-1115, "Invalid timeInForce.")
+        elif time_in_force is not None:
+            raise _ApiError(-1114, "TimeInForce parameter sent when not required.")
+
+        quote_qty = _ZERO
+        if kind == "MARKET":
+            if "price" in params:
+                raise _not_required("price")
+            has_qty, has_quote = "quantity" in params, "quoteOrderQty" in params
+            if has_qty == has_quote:
+                if has_qty:
+                    raise _not_required("quoteOrderQty")
+                raise _ApiError(-1102, "Param 'quantity' or 'quoteOrderQty' must be sent, "
+                                       "but both were empty/null!")
+            if has_quote:
+                quote_qty = self._positive(params, "quoteOrderQty")
+                quantity = (quote_qty / market.price).quantize(market.step_size, ROUND_DOWN)
+            else:
+                quantity = self._positive(params, "quantity")
+            price = _ZERO
+        else:
+            if "quantity" not in params:
+                raise _mandatory("quantity")
+            if "price" not in params:
+                raise _mandatory("price")
+            quantity = self._positive(params, "quantity")
+            price = self._positive(params, "price")
+
+        # Filters, in exchangeInfo order.
+        if kind != "MARKET" and (
+            price < market.min_price or price > market.max_price
+            or (price - market.min_price) % market.tick_size != 0
+        ):
+            raise _ApiError(-1013, "Filter failure: PRICE_FILTER")
+        if (quantity < market.min_qty or quantity > market.max_qty
+                or (quantity - market.min_qty) % market.step_size != 0):
+            raise _ApiError(-1013, "Filter failure: LOT_SIZE")
+        notional = quantity * (market.price if kind == "MARKET" else price)
+        if notional < market.min_notional or (kind != "MARKET" and notional > market.max_notional):
+            raise _ApiError(-1013, "Filter failure: NOTIONAL")
+
+        # The matching engine's checks.
+        # Only the newest order with a client id can be open: older ones were closed
+        # before it was accepted.
+        same_id = self._by_client_id.get(client_id or "")
+        if same_id is not None and same_id.is_open:
+            raise _ApiError(-2010, "Duplicate order sent.")
+        crosses = kind != "MARKET" and (
+            price >= market.price if side == "BUY" else price <= market.price)
+        if kind == "LIMIT_MAKER" and crosses:
+            raise _ApiError(-2010, "Order would immediately match and take.")
+        takeable = quantity if market.liquidity is None else min(quantity, market.liquidity)
+        if kind == "MARKET":
+            need = takeable * market.price if side == "BUY" else quantity
+        else:
+            need = (quantity * price).quantize(_EIGHT) if side == "BUY" else quantity
+        pay_asset = market.quote if side == "BUY" else market.base
+        if self.balance(pay_asset).free < need:
+            raise _ApiError(-2010, "Account has insufficient balance for requested action.")
+
+        now = self.server_time()
+        order = FakeOrder(
+            orderId=len(self.orders) + 1,
+            clientOrderId=client_id or self._random_client_id(),
+            symbol=market.symbol, side=side, type=kind,
+            timeInForce=time_in_force or "GTC",
+            origQty=quantity, price=price, origQuoteOrderQty=quote_qty,
+            time=now, updateTime=now,
+        )
+        self.orders.append(order)
+        self._open[order.orderId] = order
+        self._by_client_id[order.clientOrderId] = order
+        self._by_symbol_client_id[(order.symbol, order.clientOrderId)] = order
+        if kind != "MARKET":  # limit orders hold their whole amount while open
+            order.locked = need
+            self._move(pay_asset, need, to_locked=True)
+
+        if kind == "MARKET":
+            if takeable > 0:
+                self._execute(order, market, takeable, market.price)
+            order.status = "FILLED" if order.remaining == 0 else "EXPIRED"
+        elif crosses and not (order.timeInForce == "FOK" and takeable < quantity):
+            self._execute(order, market, takeable, market.price)
+        if kind != "MARKET":
+            if order.remaining == 0:
+                order.status = "FILLED"
+            elif order.timeInForce in ("IOC", "FOK"):
+                order.status = "EXPIRED"
+            else:
+                order.status = "PARTIALLY_FILLED" if order.executedQty > 0 else "NEW"
+        self._settle(order)
+        return order, response_type
+
+    def _positive(self, params: dict[str, str], name: str) -> Decimal:
+        value = self._number(params, name)
+        if value <= 0:
+            raise _ApiError(-1013, f"Invalid {name}.")
+        if value != value.quantize(_EIGHT):
+            raise _ApiError(-1111, f"Parameter '{name}' has too much precision.")
+        return value
+
+    def _move(self, asset: str, amount: Decimal, *, to_locked: bool) -> None:
+        balance = self.balance(asset)
+        if to_locked:
+            balance.free -= amount
+            balance.locked += amount
+        else:
+            balance.locked -= amount
+            balance.free += amount
+
+    def _settle(self, order: FakeOrder) -> None:
+        """Bookkeeping after an order's status changed: a closed order frees what it holds."""
+        if order.is_open:
+            return
+        self._open.pop(order.orderId, None)
+        if order.locked:
+            market = self.markets[order.symbol]
+            asset = market.quote if order.side == "BUY" else market.base
+            self._move(asset, order.locked, to_locked=False)
+            order.locked = _ZERO
+
+    def _execute(self, order: FakeOrder, market: Market, qty: Decimal, price: Decimal) -> None:
+        """Trade ``qty`` of ``order`` at ``price``: fees, balances and the fill record."""
+        quote = (qty * price).quantize(_EIGHT)
+        base_balance, quote_balance = self.balance(market.base), self.balance(market.quote)
+        if order.side == "BUY":
+            if order.type == "MARKET":
+                quote_balance.free -= quote
+            else:  # paid out of the amount locked at the limit price
+                held = min(order.locked, (qty * order.price).quantize(_EIGHT))
+                order.locked -= held
+                quote_balance.locked -= held
+                quote_balance.free += held - quote
+            commission = (qty * self.fee_rate).quantize(_EIGHT)
+            asset = market.base
+            base_balance.free += qty - commission
+        else:
+            if order.type == "MARKET":
+                base_balance.free -= qty
+            else:
+                order.locked -= qty
+                base_balance.locked -= qty
+            commission = (quote * self.fee_rate).quantize(_EIGHT)
+            asset = market.quote
+            quote_balance.free += quote - commission
+        self._trade_ids += 1
+        order.fills.append(Fill(price, qty, commission, asset, self._trade_ids))
+        order.executedQty += qty
+        order.cummulativeQuoteQty += quote
+        order.updateTime = self.server_time()
+
+    # ------------------------------------------------------------------ replies
+
+    @staticmethod
+    def _order_amounts(order: FakeOrder) -> dict[str, Any]:
+        return {
+            "price": _fmt(order.price),
+            "origQty": _fmt(order.origQty),
+            "executedQty": _fmt(order.executedQty),
+            "origQuoteOrderQty": _fmt(order.origQuoteOrderQty),
+            "cummulativeQuoteQty": _fmt(order.cummulativeQuoteQty),
+            "status": order.status,
+            "timeInForce": order.timeInForce,
+            "type": order.type,
+            "side": order.side,
+        }
+
+    def _new_order_reply(self, order: FakeOrder, response_type: str) -> dict[str, Any]:
+        reply: dict[str, Any] = {
+            "symbol": order.symbol,
+            "orderId": order.orderId,
+            "orderListId": -1,
+            "clientOrderId": order.clientOrderId,
+            "transactTime": order.time,
+        }
+        if response_type == "ACK":
+            return reply
+        reply.update(self._order_amounts(order))
+        reply["workingTime"] = order.time
+        reply["selfTradePreventionMode"] = "EXPIRE_MAKER"
+        if response_type == "FULL":
+            reply["fills"] = [
+                {"price": _fmt(f.price), "qty": _fmt(f.qty), "commission": _fmt(f.commission),
+                 "commissionAsset": f.commissionAsset, "tradeId": f.tradeId}
+                for f in order.fills
+            ]
+        return reply
+
+    def _order_view(self, order: FakeOrder) -> dict[str, Any]:
+        """An order as GET /api/v3/order and /api/v3/openOrders show it."""
+        return {
+            "symbol": order.symbol,
+            "orderId": order.orderId,
+            "orderListId": -1,
+            "clientOrderId": order.clientOrderId,
+            **self._order_amounts(order),
+            "stopPrice": _fmt(_ZERO),
+            "icebergQty": _fmt(_ZERO),
+            "time": order.time,
+            "updateTime": order.updateTime,
+            "isWorking": True,
+            "workingTime": order.time,
+            "selfTradePreventionMode": "EXPIRE_MAKER",
+        }
+
+
+class FakeBinanceThread:
+    """Run a :class:`FakeBinance` on its own event loop in a daemon thread.
+
+    For tests whose client lives in another process or is synchronous::
+
+        with FakeBinanceThread(fake) as running:
+            ...  # running.url is reachable; use call() to read or change its state
+    """
+
+    def __init__(self, fake: FakeBinance, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.fake = fake
+        self._host = host
+        self._port = port
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> FakeBinance:
+        ready: concurrent.futures.Future[None] = concurrent.futures.Future()
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+
+        def run() -> None:
+            asyncio.set_event_loop(loop)
+            try:
+                loop.run_until_complete(self.fake.start(self._host, self._port))
+            except BaseException as error:
+                ready.set_exception(error)
+                loop.close()
+                return
+            ready.set_result(None)
+            try:
+                loop.run_forever()
+            finally:
+                loop.run_until_complete(loop.shutdown_asyncgens())
+                loop.close()
+
+        self._thread = threading.Thread(target=run, name="fake-binance", daemon=True)
+        self._thread.start()
+        ready.result(timeout=10)
+        return self.fake
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        try:
+            asyncio.run_coroutine_threadsafe(self.fake.stop(), loop).result(timeout=10)
+        finally:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(timeout=10)
+            self._loop = self._thread = None
+
+    def call(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` on the fake's event loop and return its result (thread-safe)."""
+        loop = self._loop
+        if loop is None:
+            raise RuntimeError("FakeBinanceThread is not running")
+        if threading.current_thread() is self._thread:
+            return fn()
+        done: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+        def run() -> None:
+            try:
+                done.set_result(fn())
+            except BaseException as error:
+                done.set_exception(error)
+
+        loop.call_soon_threadsafe(run)
+        return done.result(timeout=10)

@@ -1,0 +1,246 @@
+"""The live plane end to end: the daemon, the real ccxt, a fake Binance on 127.0.0.1.
+
+The daemon and the fake share one event loop here; the crash tests
+(test_live_crash.py) run the daemon as a real process.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Callable
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from execd import config, reasons
+from execd.daemon import Daemon
+from execd.ledger.scan import scan
+from tests.fake_binance import FakeBinance
+from tests.helpers import drop, lines, records
+from tests.live import fake_exchange, live_intent, write_live_config
+
+D = Decimal
+ORDER = ("POST", "/api/v3/order")
+LOOKUP = ("GET", "/api/v3/order")
+START = {("GET", "/api/v3/exchangeInfo"): 1, ("GET", "/api/v3/account"): 1}
+
+
+async def run_live(directory: Path, fake: FakeBinance, intents: list[dict[str, Any]], *,
+                   expect: int | None = None, during: Callable[[Daemon], Any] | None = None,
+                   before: Callable[[Daemon], Any] | None = None,
+                   **overrides: Any) -> list[dict[str, Any]]:
+    """Run the daemon on ``intents`` until each has an outcome; return the ledger's records."""
+    loaded = config.load(write_live_config(directory, fake.url, **overrides))
+    daemon = Daemon(loaded)
+    ledger = directory / "ledger"
+    want = len(intents) if expect is None else expect
+
+    def outcomes() -> int:
+        return sum(1 for r in records(ledger) if r["kind"] == "outcome") if ledger.exists() else 0
+
+    async def driver() -> None:
+        if before is not None:
+            await before(daemon)
+        drop(directory / "lakehouse" / "inbox", "a.jsonl", lines(*intents))
+        if during is not None:
+            await during(daemon)
+        while outcomes() < want:
+            await anyio.sleep(0.02)
+        daemon.stopping.set()
+
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(driver)
+            await daemon.run()
+    assert scan(ledger).torn is None
+    return records(ledger)
+
+
+def outcome_of(ledger: list[dict[str, Any]], n: int = 1) -> dict[str, Any]:
+    intent_id = f"00000000-0000-4000-8000-{n:012d}"
+    found = [r["body"] for r in ledger if r["kind"] == "outcome"
+             and r["body"]["intent_id"] == intent_id]
+    assert len(found) == 1, found
+    return found[0]
+
+
+def requests_besides_start(fake: FakeBinance) -> dict[tuple[str, str], int]:
+    left = collections.Counter(fake.requests)
+    left.subtract(START)
+    assert all(v == 0 for k, v in left.items() if k in START), fake.requests
+    return {k: v for k, v in left.items() if v}
+
+
+@pytest.fixture
+async def fake() -> Any:
+    exchange = fake_exchange()
+    await exchange.start()
+    yield exchange
+    await exchange.stop()
+
+
+async def test_a_market_order_fills_through_the_real_ccxt(tmp_path: Path,
+                                                          fake: FakeBinance) -> None:
+    ledger = await run_live(tmp_path, fake, [live_intent(1)])
+    kinds = [r["kind"] for r in ledger]
+    # The order record (naming the client order id) is durable before the outcome.
+    assert kinds.index("order") < kinds.index("outcome")
+    order = next(r["body"] for r in ledger if r["kind"] == "order")
+    outcome = outcome_of(ledger)
+    assert (outcome["status"], outcome["filled_quantity"], outcome["average_price"]) == (
+        "FILLED", "0.01", "50000")
+    assert outcome["plane"] == "live" and outcome["slippage_bps"] == "0.00"
+    assert outcome["fees"] == [["0.00001", "BTC"]]
+    assert outcome["client_order_id"] == order["client_order_id"]
+    assert [o.clientOrderId for o in fake.orders] == [order["client_order_id"]]
+    assert outcome["venue_order_id"] == str(fake.orders[0].orderId)
+    # Start-up is two requests; the order is one more; nothing else is asked.
+    assert requests_besides_start(fake) == {ORDER: 1}
+    start = next(r["body"] for r in ledger if r["kind"] == "start")
+    assert start["planes"] == {"binance": "live", "paper": "paper"}
+
+
+@pytest.mark.parametrize(("fault", "placed"), [
+    ("lost_reply", True), ("timeout", True), ("503_json_placed", True),
+    ("503_json", False), ("503_plain", False), ("429", False), ("drop", False),
+    ("clock", False),
+])
+async def test_each_fault_gives_one_order_and_one_outcome(
+        tmp_path: Path, fake: FakeBinance, fault: str, placed: bool) -> None:
+    fake.inject(fault, delay=3.0)
+    ledger = await run_live(tmp_path, fake, [live_intent(1)], timeout_ms=1000)
+    outcome = outcome_of(ledger)
+    assert outcome["status"] == "FILLED"
+    assert len(fake.orders) == 1 and fake.orders[0].clientOrderId == outcome["client_order_id"]
+    # Looked up once by client order id; sent again only when the venue had nothing.
+    assert requests_besides_start(fake) == {ORDER: 1 if placed else 2, LOOKUP: 1}
+
+
+async def test_venue_refusals_fail_with_the_venue_message(tmp_path: Path) -> None:
+    fake = fake_exchange(balances={"BTC": D("0"), "USDT": D("10")})
+    await fake.start()
+    try:
+        ledger = await run_live(tmp_path, fake, [live_intent(1)])
+    finally:
+        await fake.stop()
+    outcome = outcome_of(ledger)
+    assert (outcome["status"], outcome["reason"]) == ("FAILED", reasons.EXECUTION_REJECTED)
+    assert "insufficient balance" in outcome["detail"]
+    assert fake.orders == [] and requests_besides_start(fake) == {ORDER: 1}
+
+
+async def test_precision_and_floor_before_anything_is_sent(tmp_path: Path,
+                                                          fake: FakeBinance) -> None:
+    intents = [
+        live_intent(1, quantity="0.000001"),                       # rounds to 0
+        live_intent(2, quantity="0.00009", reference_price="50000"),  # 4.5 USDT < 5
+        live_intent(3, symbol="DOGE/USDT"),
+        live_intent(4, order_type="limit", limit_price="49000",
+                    constraints={"post_only": True}),         # rests as LIMIT_MAKER
+        live_intent(5, quantity="0.0123456"),                      # truncated to 0.01234
+        live_intent(6, urgency="medium", quantity="0.01", reference_price="50000",
+                    constraints={"max_slippage_bps": 10}),
+    ]
+    ledger = await run_live(tmp_path, fake, intents, order_timeout_ms=300)
+    assert (outcome_of(ledger, 1)["status"], outcome_of(ledger, 1)["reason"]) == (
+        "SKIPPED", reasons.BELOW_FLOOR)
+    assert outcome_of(ledger, 1)["detail"].startswith("amount=0.00000 (quantity=0.000001")
+    assert outcome_of(ledger, 2)["detail"] == (
+        "notional=4.50000 (amount=0.00009 x price=50000) < min_notional=5")
+    assert outcome_of(ledger, 3)["reason"] == reasons.VENUE_SYMBOL_UNKNOWN
+    assert outcome_of(ledger, 4)["reason"] == reasons.EXECUTION_EXPIRED  # order_timeout_ms
+    assert outcome_of(ledger, 5)["filled_quantity"] == "0.01234"
+    # Medium urgency: a limit at 50,000 + 10 bps, which crosses at 50,000 and fills there.
+    assert outcome_of(ledger, 6)["status"] == "FILLED"
+    sent = {o.clientOrderId: o for o in fake.orders}
+    assert sorted(o.type for o in sent.values()) == ["LIMIT", "LIMIT_MAKER", "MARKET"]
+    limit = next(o for o in sent.values() if o.type == "LIMIT")
+    assert limit.price == D("50050.00") and limit.timeInForce == "GTC"
+    extra = requests_besides_start(fake)
+    assert extra[ORDER] == 3 and extra[("DELETE", "/api/v3/order")] == 1
+
+
+async def test_a_partial_fill_is_partially_filled(tmp_path: Path) -> None:
+    fake = fake_exchange(liquidity=D("0.004"))
+    await fake.start()
+    try:
+        ledger = await run_live(tmp_path, fake, [live_intent(1)])
+    finally:
+        await fake.stop()
+    outcome = outcome_of(ledger)
+    assert (outcome["status"], outcome["reason"], outcome["filled_quantity"]) == (
+        "PARTIALLY_FILLED", reasons.EXECUTION_EXPIRED, "0.004")
+    assert outcome["detail"] == "filled=0.004 of amount=0.01 (venue status expired)"
+
+
+async def test_a_resting_limit_is_followed_until_it_fills(tmp_path: Path,
+                                                          fake: FakeBinance) -> None:
+    async def fill_later(daemon: Daemon) -> None:
+        while not fake.open_orders():
+            await anyio.sleep(0.01)
+        await anyio.sleep(0.1)
+        fake.fill_resting("BTC/USDT")
+
+    intent = live_intent(1, order_type="limit", limit_price="49000", urgency="low")
+    ledger = await run_live(tmp_path, fake, [intent], during=fill_later)
+    outcome = outcome_of(ledger)
+    assert (outcome["status"], outcome["average_price"]) == ("FILLED", "49000")
+    assert outcome["slippage_bps"] == "-200.00"  # bought 2% under the reference
+    extra = requests_besides_start(fake)
+    assert extra[ORDER] == 1 and extra[LOOKUP] >= 1 and set(extra) == {ORDER, LOOKUP}
+
+
+async def test_a_resting_limit_is_cancelled_after_the_order_timeout(
+        tmp_path: Path, fake: FakeBinance) -> None:
+    intent = live_intent(1, order_type="limit", limit_price="49000", urgency="low")
+    ledger = await run_live(tmp_path, fake, [intent], order_timeout_ms=200)
+    outcome = outcome_of(ledger)
+    assert (outcome["status"], outcome["reason"]) == ("FAILED", reasons.EXECUTION_EXPIRED)
+    assert "cancelled by execd after order_timeout_ms" in outcome["detail"]
+    assert fake.orders[0].status == "CANCELED"
+    assert requests_besides_start(fake)[("DELETE", "/api/v3/order")] == 1
+
+
+async def test_an_unreachable_venue_fails_the_order_without_sending(
+        tmp_path: Path, fake: FakeBinance) -> None:
+    async def go_down(daemon: Daemon) -> None:
+        # Take the venue away once the daemon is ready (the order is then sent).
+        while not (daemon.live and daemon.live[0].ready.is_set()):
+            await anyio.sleep(0.01)
+        await fake.stop()
+
+    ledger = await run_live(tmp_path, fake, [live_intent(1)], before=go_down)
+    outcome = outcome_of(ledger)
+    assert (outcome["status"], outcome["reason"]) == ("FAILED",
+                                                      reasons.EXECUTION_NOT_AVAILABLE)
+    assert fake.orders == []
+
+
+async def test_a_stalled_venue_refuses_its_backlog_and_stalls_nothing_else(
+        tmp_path: Path, fake: FakeBinance) -> None:
+    # Every order waits 2 s for its reply: one in flight, one waiting, the rest refused.
+    fake.inject("timeout", times=3, delay=2.0)
+    intents = [live_intent(n) for n in (1, 2, 3, 4)]
+    intents.append(live_intent(5, venue="paper", urgency="medium"))
+    paper_done_at: list[int] = []
+
+    async def watch_paper(daemon: Daemon) -> None:
+        while not any(r["kind"] == "outcome" and r["body"]["venue"] == "paper"
+                      for r in (records(tmp_path / "ledger")
+                                if (tmp_path / "ledger").exists() else [])):
+            await anyio.sleep(0.01)
+        paper_done_at.append(len(fake.orders))
+
+    ledger = await run_live(tmp_path, fake, intents, during=watch_paper, in_flight=1,
+                            backlog=1, timeout_ms=5000)
+    refused = [n for n in (1, 2, 3, 4) if outcome_of(ledger, n).get("reason")
+               == reasons.VENUE_BACKLOG_FULL]
+    assert refused == [3, 4]
+    assert outcome_of(ledger, 3)["status"] == "REJECTED"
+    assert [outcome_of(ledger, n)["status"] for n in (1, 2, 5)] == ["FILLED"] * 3
+    # The paper fill was durable while the first live order was still unanswered.
+    assert paper_done_at == [1]
+    assert len(fake.orders) == 2
