@@ -156,12 +156,12 @@ class OrderRecord(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults
     type: OrderType
     amount: Decimal
     requested_quantity: Decimal
+    intent: Raw
     price: Decimal | None = None
     reference_price: Decimal | None = None
     post_only: bool = False
     reduce_only: bool = False
     source: Source | None = None
-    intent: Raw | None = None
 
 
 class TickRecord(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True, gc=False):

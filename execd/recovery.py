@@ -84,8 +84,13 @@ class RecoveredState:
             view = _outcome(record.body)
             if view.status != "QUARANTINED":
                 self.seen.add(view.intent_id)
-                if self.unresolved:
-                    self.unresolved.pop(view.intent_id, None)
+                if self.unresolved and self.unresolved.pop(view.intent_id, None) is not None:
+                    # A live order's outcome, written whenever the venue answered: its
+                    # order record already moved the file's progress, and later lines
+                    # may have moved it further since.
+                    if view.status in _SENT and self.risk is not None:
+                        self._sent(view)
+                    return
                 if view.status in _SENT and self.risk is not None:
                     self._sent(view)
             source = view.source

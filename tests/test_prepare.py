@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from msgspec import Raw
 
 from execd import ids, reasons
 from execd.messages import Accepted, Constraints, OrderIntent, OrderRecord
@@ -154,7 +155,7 @@ def test_client_order_ids_are_stable_short_and_plain() -> None:
 
 RECORD = OrderRecord(intent_id=uuid.UUID(int=3), venue="binance", symbol="BTC/USDT",
                      side="buy", client_order_id="xabc", type="limit", amount=D("0.5"),
-                     requested_quantity=D("0.5004"), price=D("100"),
+                     requested_quantity=D("0.5004"), intent=Raw(b"{}"), price=D("100"),
                      reference_price=D("99.5"))
 
 

@@ -218,9 +218,8 @@ class CcxtVenue:
                                                 self.table.client_order_prefix,
                                                 self.table.client_order_id_length),
             type=plan.type, amount=plan.amount, requested_quantity=intent.quantity,
-            price=plan.price, reference_price=intent.reference_price,
-            post_only=plan.post_only, reduce_only=plan.reduce_only, source=item.source,
-            intent=Raw(item.raw))
+            intent=Raw(item.raw), price=plan.price, reference_price=intent.reference_price,
+            post_only=plan.post_only, reduce_only=plan.reduce_only, source=item.source)
         order = _Order(record, intent.quantity)
         try:
             self._work_send.send_nowait(order)

@@ -11,8 +11,6 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from msgspec import Raw
-
 from execd import reasons
 from execd.messages import ExecutionOutcome, Fee, OrderRecord
 from execd.reasons import Status
@@ -97,7 +95,7 @@ def _outcome(record: OrderRecord, execution_id: str, time: int, status: Status,
         filled_quantity=filled, logical_time=time, plane="live", venue=record.venue,
         symbol=record.symbol, side=record.side, requested_quantity=record.requested_quantity,
         average_price=average, reason=reason, detail=detail, source=record.source,
-        intent=record.intent if record.intent is not None else Raw(b"null"),
+        intent=record.intent,
         client_order_id=record.client_order_id, venue_order_id=venue_order_id, fees=fees,
         slippage_bps=slippage,
     )
