@@ -165,6 +165,10 @@ class CcxtConfig(Struct, frozen=True, forbid_unknown_fields=True):
     poll_interval_ms: Millis = 500
     order_timeout_ms: Millis = 30_000
     lookup_delay_ms: Annotated[int, Meta(ge=0, le=600_000)] = 1_000
+    # How late the venue may still act on a request it has not answered: "no such
+    # order" is trusted only once this has passed since the send (Binance: execd
+    # sets recvWindow to half of it; the other half covers clock skew).
+    acceptance_window_ms: Annotated[int, Meta(ge=100, le=120_000)] = 10_000
     send_attempts: Annotated[int, Meta(ge=1, le=10)] = 3
     resend_window_ms: Annotated[int, Meta(ge=0, le=86_400_000)] = 300_000
     slippage_bps: Annotated[int, Meta(ge=0, le=10_000)] = 50
@@ -333,6 +337,10 @@ def _check_ccxt(config: Config, name: str, venue: VenueConfig, file: str,
     if table.exchange not in ccxt.exchanges:
         problems.append(ConfigProblem(file, f"{prefix}.exchange", "a ccxt exchange id",
                                       repr(table.exchange)))
+    elif getattr(ccxt, table.exchange)().precisionMode == ccxt.SIGNIFICANT_DIGITS:
+        problems.append(ConfigProblem(
+            file, f"{prefix}.exchange", "an exchange whose precision is a step size or a "
+            "number of decimals", f"{table.exchange} (significant digits)"))
     sources = [k for k in ("credentials_file", "credentials_env", "credentials_credential")
                if getattr(table, k)]
     if len(sources) != 1:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
+import msgspec
 from anyio.abc import ObjectSendStream, SocketListener
 from anyio.streams.memory import MemoryObjectSendStream
 
@@ -50,7 +51,7 @@ from execd.reader import LakehouseReader, ReaderCore
 from execd.recovery import RecoveredState, recover
 from execd.risk import Risk
 from execd.router import RouterCore, run_router
-from execd.sentinel import SentinelCore, run_sentinel
+from execd.sentinel import SentinelCore, run_sentinel, run_settlements
 from execd.signatures import load_key
 from execd.venues import Adapter, run_adapter
 from execd.venues.credentials import Credentials, load_credentials
@@ -80,7 +81,11 @@ def outcome_settings_sha256(config: Config) -> str:
     not change a single byte of the ledger, and a replay with other sizes proves it.
     """
     gov = config.governance
-    settings = {"venues": config.venues, "clock": config.clock, "input": config.input,
+    # A venue without a ccxt table digests as it did before that table existed.
+    venues = {name: {k: v for k, v in msgspec.structs.asdict(venue).items()
+                     if not (k == "ccxt" and v is None)}
+              for name, venue in config.venues.items()}
+    settings = {"venues": venues, "clock": config.clock, "input": config.input,
                 "risk": config.risk, "governance": [gov.enforce, gov.require_plan]}
     return hashlib.sha256(encode(settings)).hexdigest()
 
@@ -304,8 +309,14 @@ class Daemon:
         self._streams = {"sentinel": to_sentinel, "router": to_router, "ledger": to_ledger}
         adapter_sends: list[ObjectSendStream[list[Accepted]]] = []
         commands = self.mode == "run"
+        async def write() -> None:
+            # Settlements follow durability, so they end when the writer does.
+            with settle_send:
+                await writer.run(ledger_in)
+
         async with anyio.create_task_group() as tg:
-            tg.start_soon(writer.run, ledger_in)
+            tg.start_soon(write)
+            tg.start_soon(run_settlements, sentinel, settle_receive)
             for adapter in adapters:
                 send, receive = anyio.create_memory_object_stream[list[Accepted]](queues.adapter)
                 adapter_sends.append(send)
@@ -318,10 +329,8 @@ class Daemon:
                 tg.start_soon(venue.run, receive, to_ledger.clone())
             tg.start_soon(run_router, router, router_in, adapter_sends, to_ledger)
             tg.start_soon(run_sentinel, sentinel, sentinel_in, to_router,
-                          self._sentinel_commands if commands else None, self._expect,
-                          settle_receive)
+                          self._sentinel_commands if commands else None, self._expect)
             tg.start_soon(self._read, reader, to_sentinel, commands)
-        settle_send.close()
 
     async def _read(self, reader: LakehouseReader, send: ObjectSendStream[list[ReaderItem]],
                     commands: bool) -> None:

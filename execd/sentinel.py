@@ -374,19 +374,15 @@ async def run_sentinel(
     send: ObjectSendStream[list[RouterItem]],
     commands: MemoryObjectReceiveStream[ControlRequest] | None = None,
     on_control: ControlHook | None = None,
-    settlements: ObjectReceiveStream[Settled] | None = None,
 ) -> None:
     """The sentinel's shell: batches in, decided batches out, until the reader closes.
 
     Control commands arrive on their own stream and are applied between batches, so
     a halt takes effect on the very next batch even while this one waits downstream.
-    Settlements of live orders arrive on theirs and are folded in as they come.
     """
     async with receive, send, anyio.create_task_group() as tg:
         if commands is not None:
             tg.start_soon(_commands, core, commands, send, on_control or (lambda r: None))
-        if settlements is not None:
-            tg.start_soon(_settlements, core, settlements)
         async for batch in receive:
             await send.send(core.handle_batch(batch))
         tg.cancel_scope.cancel()
@@ -402,7 +398,13 @@ async def _commands(core: SentinelCore, commands: MemoryObjectReceiveStream[Cont
             refuse_waiting(commands)
 
 
-async def _settlements(core: SentinelCore, settlements: ObjectReceiveStream[Settled]) -> None:
+async def run_settlements(core: SentinelCore,
+                          settlements: ObjectReceiveStream[Settled]) -> None:
+    """The sentinel's second inbox: settlements of live orders, folded in as they come.
+
+    It outlives the intent stream: a live order's outcome becomes durable (and is
+    settled) after the last intent has passed, until the ledger writer stops.
+    """
     async with settlements:
         async for settled in settlements:
             core.settle(settled)

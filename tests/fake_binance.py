@@ -80,7 +80,7 @@ _NUMBER = re.compile(_NUMBER_PATTERN)
 # Faults that inject() accepts.
 FAULTS = frozenset({
     "lost_reply", "timeout", "503_json", "503_json_placed", "503_plain", "429", "drop",
-    "clock",
+    "clock", "503_then_placed",
 })
 _BEFORE = frozenset({"503_json", "503_plain", "429", "drop", "clock"})
 
@@ -247,6 +247,7 @@ class FakeBinance:
         self.url = ""
         self.port = 0
         self._faults: list[_Fault] = []
+        self._late: set[asyncio.Task[None]] = set()
         # Indexes, so that a long benchmark stays O(1) per request.
         self._open: dict[int, FakeOrder] = {}
         self._by_client_id: dict[str, FakeOrder] = {}  # newest order with each client id
@@ -316,6 +317,8 @@ class FakeBinance:
         - ``timeout``: process the request, then hold the reply for ``delay`` seconds.
         - ``503_json``: HTTP 503 ``{"code": -1001, ...}``; nothing is processed.
         - ``503_json_placed``: the same reply, but the request *is* processed.
+        - ``503_then_placed``: the same reply at once, and the request is processed
+          ``delay`` seconds later (Binance: "execution status unknown").
         - ``503_plain``: HTTP 503 with an HTML body; nothing is processed.
         - ``429``: HTTP 429 ``{"code": -1003, ...}`` with ``Retry-After: 1``; nothing processed.
         - ``drop``: drop the connection before processing anything.
@@ -364,6 +367,13 @@ class FakeBinance:
         if fault is not None and fault.kind in _BEFORE:
             return self._fault_reply(request, fault.kind)
         handler = self._routes.get((method, path))
+        if fault is not None and fault.kind == "503_then_placed" and handler is not None:
+            params = self._params(request, await request.text())
+            task = asyncio.get_running_loop().create_task(
+                self._later(fault.delay, handler, request, params))
+            self._late.add(task)
+            task.add_done_callback(self._late.discard)
+            return self._fault_reply(request, "503_json")
         if handler is None:
             response: web.StreamResponse = _error_response(
                 _ApiError(-1020, "This operation is not supported.", status=404))
@@ -382,6 +392,12 @@ class FakeBinance:
                 await asyncio.wait_for(self._closing.wait(), fault.delay)
             return response
         return self._fault_reply(request, "503_json")  # 503_json_placed
+
+    async def _later(self, delay: float, handler: _Handler, request: web.Request,
+                     params: dict[str, str]) -> None:
+        await asyncio.sleep(delay)
+        with contextlib.suppress(_ApiError):
+            await handler(request, params)
 
     def _take_fault(self, method: str, path: str) -> _Fault | None:
         for fault in self._faults:

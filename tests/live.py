@@ -46,6 +46,7 @@ timeout_ms = {timeout_ms}
 poll_interval_ms = {poll_ms}
 order_timeout_ms = {order_timeout_ms}
 lookup_delay_ms = {lookup_delay_ms}
+acceptance_window_ms = {acceptance_window_ms}
 max_in_flight = {in_flight}
 backlog = {backlog}
 resend_window_ms = {resend_window_ms}
@@ -86,7 +87,8 @@ def write_live_config(directory: Path, url: str, **overrides: Any) -> Path:
         "lakehouse": directory / "lakehouse", "ledger": directory / "ledger",
         "socket": control_socket(directory), "credentials": credentials, "url": url,
         "level": "warning", "timeout_ms": 2000, "poll_ms": 20, "order_timeout_ms": 5000,
-        "lookup_delay_ms": 20, "in_flight": 4, "backlog": 16, "resend_window_ms": 300000,
+        "lookup_delay_ms": 20, "acceptance_window_ms": 300, "in_flight": 4, "backlog": 16,
+        "resend_window_ms": 300000,
         "extra": "",
     }
     values.update(overrides)

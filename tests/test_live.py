@@ -30,7 +30,7 @@ START = {("GET", "/api/v3/exchangeInfo"): 1, ("GET", "/api/v3/account"): 1}
 
 async def run_live(directory: Path, fake: FakeBinance, intents: list[dict[str, Any]], *,
                    expect: int | None = None, during: Callable[[Daemon], Any] | None = None,
-                   before: Callable[[Daemon], Any] | None = None,
+                   before: Callable[[Daemon], Any] | None = None, name: str = "a.jsonl",
                    **overrides: Any) -> list[dict[str, Any]]:
     """Run the daemon on ``intents`` until each has an outcome; return the ledger's records."""
     loaded = config.load(write_live_config(directory, fake.url, **overrides))
@@ -44,7 +44,7 @@ async def run_live(directory: Path, fake: FakeBinance, intents: list[dict[str, A
     async def driver() -> None:
         if before is not None:
             await before(daemon)
-        drop(directory / "lakehouse" / "inbox", "a.jsonl", lines(*intents))
+        drop(directory / "lakehouse" / "inbox", name, lines(*intents))
         if during is not None:
             await during(daemon)
         while outcomes() < want:
@@ -115,8 +115,10 @@ async def test_each_fault_gives_one_order_and_one_outcome(
     outcome = outcome_of(ledger)
     assert outcome["status"] == "FILLED"
     assert len(fake.orders) == 1 and fake.orders[0].clientOrderId == outcome["client_order_id"]
-    # Looked up once by client order id; sent again only when the venue had nothing.
-    assert requests_besides_start(fake) == {ORDER: 1 if placed else 2, LOOKUP: 1}
+    # Looked up by client order id; when the venue has nothing, asked once more after
+    # the acceptance window, and only then sent again.
+    assert requests_besides_start(fake) == (
+        {ORDER: 1, LOOKUP: 1} if placed else {ORDER: 2, LOOKUP: 2})
 
 
 async def test_venue_refusals_fail_with_the_venue_message(tmp_path: Path) -> None:
@@ -244,3 +246,49 @@ async def test_a_stalled_venue_refuses_its_backlog_and_stalls_nothing_else(
     # The paper fill was durable while the first live order was still unanswered.
     assert paper_done_at == [1]
     assert len(fake.orders) == 2
+
+
+async def test_no_such_order_is_trusted_only_after_the_acceptance_window(
+        tmp_path: Path, fake: FakeBinance) -> None:
+    # The venue answers 503 at once and places the order 0.3 s later: a lookup at
+    # 20 ms finds nothing, and sending again then would fill twice.
+    fake.inject("503_then_placed", delay=0.3)
+    ledger = await run_live(tmp_path, fake, [live_intent(1)], acceptance_window_ms=1000)
+    outcome = outcome_of(ledger)
+    assert outcome["status"] == "FILLED"
+    assert len(fake.orders) == 1
+    assert requests_besides_start(fake) == {ORDER: 1, LOOKUP: 2}
+
+
+async def test_a_stop_records_queued_orders_as_not_sent(tmp_path: Path,
+                                                        fake: FakeBinance) -> None:
+    fake.inject("timeout", delay=1.0)
+
+    async def stop_once_sent(daemon: Daemon) -> None:
+        while not fake.orders:
+            await anyio.sleep(0.01)
+        daemon.stopping.set()
+
+    ledger = await run_live(tmp_path, fake, [live_intent(n) for n in (1, 2, 3)],
+                            during=stop_once_sent, in_flight=1, backlog=4)
+    assert outcome_of(ledger, 1)["status"] == "FILLED"
+    for n in (2, 3):
+        assert (outcome_of(ledger, n)["status"], outcome_of(ledger, n)["reason"]) == (
+            "FAILED", reasons.EXECUTION_NOT_SENT)
+        assert outcome_of(ledger, n)["detail"] == "not sent: the daemon was stopping"
+    assert len(fake.orders) == 1
+    assert ledger[-1]["kind"] == "stop"
+
+
+async def test_a_restart_after_live_orders_recovers_them_and_sends_nothing_again(
+        tmp_path: Path, fake: FakeBinance) -> None:
+    # Resting limits make their outcomes late: later lines' records come first.
+    first = [live_intent(1, order_type="limit", limit_price="45000", urgency="low"),
+             *(live_intent(n) for n in range(2, 8))]
+    await run_live(tmp_path, fake, first, order_timeout_ms=300)
+    second = [live_intent(n) for n in range(8, 11)]
+    ledger = await run_live(tmp_path, fake, second, expect=10, name="b.jsonl")
+    out = [r["body"]["intent_id"][-2:] for r in ledger if r["kind"] == "outcome"]
+    assert sorted(out) == [f"{n:02d}" for n in range(1, 11)]
+    assert len(fake.orders) == 10
+    assert sum(1 for r in ledger if r["kind"] == "start") == 2

@@ -38,12 +38,12 @@ import ccxt.async_support as ccxt_async
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from ccxt.base import errors
-from ccxt.base.decimal_to_precision import SIGNIFICANT_DIGITS, TICK_SIZE
+from ccxt.base.decimal_to_precision import TICK_SIZE
 from msgspec import Raw
 
 from execd import ids, logs, reasons
 from execd.clock import Clock
-from execd.config import CcxtConfig, ConfigError, ConfigProblem
+from execd.config import CcxtConfig
 from execd.messages import (
     LATE,
     Accepted,
@@ -142,6 +142,9 @@ class CcxtVenue:
         self.unresolved = list(unresolved or ())
         self.ready = anyio.Event()
         self.state = "starting"
+        # Every order an earlier run sent, it sent before this moment.
+        self._started = anyio.current_time()
+        self._window = table.acceptance_window_ms / 1000
         self.rules: dict[str, MarketRules] = {}
         self.in_flight = 0
         self.log = logs.get("venue", venue=venue)
@@ -166,11 +169,10 @@ class CcxtVenue:
         if credentials.password is not None:
             settings["password"] = credentials.password
         exchange = getattr(ccxt_async, table.exchange)(settings)
-        if exchange.precisionMode == SIGNIFICANT_DIGITS:
-            raise ConfigError([ConfigProblem(
-                "(venue)", f"venues.{self.venue}.ccxt.exchange",
-                "an exchange whose precision is a step or a number of decimals",
-                f"{table.exchange} (significant digits)")])
+        if "recvWindow" in exchange.options:
+            # The venue refuses a request older than this, so after it (plus skew)
+            # an order it said it does not have can no longer appear.
+            exchange.options["recvWindow"] = table.acceptance_window_ms // 2
         if table.base_url is not None:
             exchange.urls["api"] = rewrite_urls(exchange.urls["api"], table.base_url)
         return exchange
@@ -259,11 +261,10 @@ class CcxtVenue:
         async with send, work:
             if not await self._connect():
                 return
-            for record, time in self.unresolved:
-                try:
-                    await self._reconcile(record, time, send, work)
-                except _InDoubt:
-                    return
+            try:
+                await self._reconcile(send, work)
+            except _InDoubt:
+                return
             self.unresolved = []
             self.state = "ready"
             self.log.info("venue.ready", markets=len(self.rules))
@@ -304,29 +305,56 @@ class CcxtVenue:
                                  # Spot has no position to reduce; contracts take the flag.
                                  reduce_only=bool(market.get("contract")))
 
-    async def _reconcile(self, record: OrderRecord, time: int,
-                         send: ObjectSendStream[list[Entry]],
+    async def _reconcile(self, send: ObjectSendStream[list[Entry]],
                          work: ObjectSendStream[_Order]) -> None:
-        """Resolve one order an earlier run recorded without an outcome."""
-        self.state = f"reconciling {record.client_order_id}"
-        found = await self._lookup(record, delay=0.0)
-        log = self.log.bind(intent_id=str(record.intent_id),
-                            client_order_id=record.client_order_id)
-        if found is not None:
-            log.info("order.reconciled", venue_status=found.get("status"))
-            order = _Order(record, record.requested_quantity, found)
-        else:
+        """Resolve every order an earlier run recorded without an outcome.
+
+        Each is looked up by client order id. One the venue does not have is looked
+        up again once the acceptance window has passed since this start (the
+        earlier run sent nothing later than that), and only then counts as unsent.
+        """
+        absent: list[tuple[OrderRecord, int]] = []
+        for record, time in self.unresolved:
+            self.state = f"reconciling {record.client_order_id}"
+            found = await self._lookup(record, delay=0.0)
+            if found is None:
+                absent.append((record, time))
+            else:
+                await self._hand_over(record, work, found)
+        if not absent:
+            return
+        remaining = self._started + self._window - anyio.current_time()
+        if remaining > 0:
+            self.state = (f"reconciling: {len(absent)} orders not at the venue; asking again "
+                          f"after the acceptance window")
+            await self._pause(remaining)
+            if self.stopping.is_set():
+                raise _InDoubt
+        for record, time in absent:
+            found = await self._lookup(record, delay=0.0)
+            if found is not None:
+                await self._hand_over(record, work, found)
+                continue
             age_ms = (self.clock.now() - time) // 1_000_000
+            log = self.log.bind(intent_id=str(record.intent_id),
+                                client_order_id=record.client_order_id, age_ms=age_ms)
             if age_ms > self.table.resend_window_ms:
-                log.warning("order.not_sent", age_ms=age_ms)
-                await self._finish(send, record.requested_quantity, not_executed(
-                    record, execution_id=self._execution_id(record.intent_id),
-                    time=self.clock.now(), reason=reasons.EXECUTION_NOT_SENT,
-                    detail=f"the venue does not have it and it was recorded {age_ms} ms ago "
+                log.warning("order.not_sent")
+                await self._finish(send, record.requested_quantity, self._failed(
+                    record, reasons.EXECUTION_NOT_SENT,
+                    f"the venue does not have it and it was recorded {age_ms} ms ago "
                     f"> resend_window_ms={self.table.resend_window_ms}"))
-                return
-            log.info("order.resend_unsent", age_ms=age_ms)
-            order = _Order(record, record.requested_quantity)
+                continue
+            log.info("order.resend_unsent")
+            await self._hand_over(record, work, None)
+
+    async def _hand_over(self, record: OrderRecord, work: ObjectSendStream[_Order],
+                         found: dict[str, Any] | None) -> None:
+        if found is not None:
+            self.log.info("order.reconciled", intent_id=str(record.intent_id),
+                          client_order_id=record.client_order_id,
+                          venue_status=found.get("status"))
+        order = _Order(record, record.requested_quantity, found)
         order.durable.set()  # recorded by an earlier run
         await work.send(order)
 
@@ -357,6 +385,11 @@ class CcxtVenue:
 
     async def _execute(self, order: _Order) -> ExecutionOutcome:
         record = order.record
+        if order.found is None and self.stopping.is_set():
+            # Its record is durable and nothing left: a drain never waits on a venue
+            # for orders it has not sent yet.
+            return self._failed(record, reasons.EXECUTION_NOT_SENT,
+                                "not sent: the daemon was stopping")
         state = order.found if order.found is not None else await self._send(record)
         if isinstance(state, ExecutionOutcome):
             return state
@@ -374,6 +407,7 @@ class CcxtVenue:
                             client_order_id=record.client_order_id)
         message = ""
         for attempt in range(1, self.table.send_attempts + 1):
+            sent_at = anyio.current_time()
             try:
                 placed: dict[str, Any] = await self.exchange.create_order(
                     record.symbol, record.type, record.side, str(record.amount), price, params)
@@ -386,6 +420,14 @@ class CcxtVenue:
             if verdict == "unreachable":
                 return self._failed(record, reasons.EXECUTION_NOT_AVAILABLE, message)
             found = await self._lookup(record, delay=self.table.lookup_delay_ms / 1000)
+            if found is None:
+                # Not there yet is not never: ask again once the venue can no longer
+                # act on the request it did not answer.
+                wait = sent_at + self._window - anyio.current_time()
+                if wait > 0:
+                    found = await self._lookup(record, delay=wait)
+                    if found is None and anyio.current_time() < sent_at + self._window:
+                        raise _InDoubt  # the wait was cut short by a stop
             if found is not None:
                 log.info("order.found_after_error", venue_status=found.get("status"))
                 return found
@@ -433,12 +475,18 @@ class CcxtVenue:
         deadline = anyio.current_time() + self.table.order_timeout_ms / 1000
         poll = self.table.poll_interval_ms / 1000
         cancelled = False
-        failures = 0
+        failures = polls_after_cancel = 0
         order_id = order.get("id")
         while not is_final(order):
             try:
-                if not cancelled and (self.stopping.is_set()
-                                      or anyio.current_time() >= deadline):
+                if cancelled:
+                    # Cancelled, not yet final: poll at the normal pace, and while
+                    # stopping only a few times before leaving it to reconciliation.
+                    polls_after_cancel += 1
+                    if self.stopping.is_set() and polls_after_cancel > _TRIES_WHILE_STOPPING:
+                        raise _InDoubt
+                    await anyio.sleep(poll)
+                elif self.stopping.is_set() or anyio.current_time() >= deadline:
                     # OrderNotFound: it ended on its own meanwhile; read its final state.
                     with contextlib.suppress(errors.OrderNotFound):
                         order = await self.exchange.cancel_order(order_id, record.symbol)
@@ -448,6 +496,8 @@ class CcxtVenue:
                 else:
                     await self._pause(poll)
                 order = await self.exchange.fetch_order(order_id, record.symbol)
+            except _InDoubt:
+                raise
             except Exception as exc:
                 failures += 1
                 self.log.warning("order.poll_failed", intent_id=str(record.intent_id),
