@@ -394,6 +394,8 @@ def _describe(tp: Any) -> str:
                     bounds.append(f"<= {meta.le}")
                 if meta.min_length:
                     bounds.append("non-empty")
+                if meta.pattern is not None:
+                    bounds.append(f"matching {meta.pattern}")
         return " ".join([_describe(base), *bounds])
     if origin is Literal:
         return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
@@ -426,8 +428,13 @@ def _found(value: Any) -> str:
 
 
 def _struct_type(tp: Any) -> type[Struct] | None:
+    """The table type of a field: a Struct, or an optional one (TOML has no null)."""
     if isinstance(tp, type) and issubclass(tp, Struct):
         return tp
+    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
+        tables = [t for t in typing.get_args(tp) if t is not type(None)]
+        if len(tables) == 1:
+            return _struct_type(tables[0])
     return None
 
 

@@ -19,6 +19,22 @@ ledger_dir = "var/g"
 plane = "paper"
 """
 
+LIVE = GOOD + """
+[clock]
+kind = 'wall'
+
+[risk]
+signatures = 'none'
+
+[venues.x]
+plane = 'live'
+adapter = 'ccxt'
+
+[venues.x.ccxt]
+exchange = 'binance'
+credentials_env = 'X'
+"""
+
 
 def problems(tmp_path: Path, text: str) -> list[str]:
     path = tmp_path / "bad.toml"
@@ -88,6 +104,29 @@ def test_good_config_loads(tmp_path: Path) -> None:
      "control.timeout_ms: expected an integer >= 10 <= 600000, found int 1"),
     (GOOD + "[governance]\nenforce = 'yes'\n",
      "governance.enforce: expected true or false, found 'yes'"),
+    (LIVE.replace("[venues.x.ccxt]\nexchange = 'binance'\ncredentials_env = 'X'\n", ""),
+     "venues.x.ccxt: expected a ccxt table (adapter = \"ccxt\"), found none"),
+    (GOOD + "[venues.binance.ccxt]\nexchange = 'binance'\n",
+     "venues.binance.ccxt: expected no ccxt table unless adapter = \"ccxt\""),
+    (LIVE.replace("'binance'", "'nosuchexchange'"),
+     "venues.x.ccxt.exchange: expected a ccxt exchange id, found 'nosuchexchange'"),
+    (LIVE.replace("'binance'", "'bitfinex'"),
+     "venues.x.ccxt.exchange: expected an exchange whose precision is a step size or a number "
+     "of decimals, found bitfinex (significant digits)"),
+    (LIVE.replace("credentials_env = 'X'", "exchange_typo = 1"),
+     "venues.x.ccxt.exchange_typo: expected one of exchange, credentials_file"),
+    (LIVE.replace("credentials_env = 'X'", "base_url = 'http://h'"),
+     "venues.x.ccxt.credentials_file: expected exactly one of credentials_file, credentials_env, "
+     "credentials_credential, found none"),
+    (LIVE.replace("credentials_env = 'X'", "credentials_env = 'X'\ncredentials_file = 'f'"),
+     "found credentials_file, credentials_env"),
+    (LIVE.replace("kind = 'wall'", "kind = 'logical'"),
+     "clock.kind: expected \"wall\" (venue x trades on a real exchange), found 'logical'"),
+    (LIVE.replace("credentials_env = 'X'", "credentials_env = 'X'\nbase_url = 'ftp://h/p'"),
+     "venues.x.ccxt.base_url: expected a string matching ^https?://[^/]+$ or nothing, found "
+     "'ftp://h/p'"),
+    (LIVE.replace("credentials_env = 'X'", "credentials_env = 'X'\nacceptance_window_ms = 5"),
+     "venues.x.ccxt.acceptance_window_ms: expected an integer >= 100"),
 ])
 def test_each_mistake_has_its_line(tmp_path: Path, text: str, line: str) -> None:
     found = problems(tmp_path, text)
