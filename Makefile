@@ -34,6 +34,7 @@ lint: setup
 
 bench: setup
 	$(BIN)/python bench/paper.py
+	$(BIN)/python bench/live.py
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache

@@ -68,7 +68,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def _serve(loaded: config.LoadedConfig, mode: str, inputs: list[Path],
            ledger: Path | None) -> int:
     from execd.control import ControlInUse
-    from execd.daemon import Daemon, LedgerNotEmpty
+    from execd.daemon import Daemon, LedgerNotEmpty, UnresolvedOrders
     from execd.ledger.scan import LedgerCorrupt
     from execd.ledger.segments import LedgerInUse, LedgerIOError
 
@@ -85,7 +85,7 @@ def _serve(loaded: config.LoadedConfig, mode: str, inputs: list[Path],
         if isinstance(exc, ControlInUse | LedgerInUse):
             log.error("daemon.in_use", error=str(exc))
             return EXIT_FAILED
-        if isinstance(exc, LedgerCorrupt | LedgerNotEmpty):
+        if isinstance(exc, LedgerCorrupt | LedgerNotEmpty | UnresolvedOrders):
             log.error("ledger.refused", error=str(exc))
             return EXIT_LEDGER
         if isinstance(exc, LedgerIOError):

@@ -28,7 +28,7 @@ from anyio.streams.memory import MemoryObjectSendStream
 
 from execd import __version__, logs
 from execd.clock import Clock, LogicalClock, WallClock
-from execd.config import Config, LoadedConfig
+from execd.config import Config, ConfigError, ConfigProblem, LoadedConfig
 from execd.context import ContextLoader
 from execd.control import ControlRequest, ControlServer, Request
 from execd.inbox import InboxSource, InputSource, ListSource
@@ -194,8 +194,9 @@ class Daemon:
             name: load_credentials(name, venue.ccxt, self.loaded.path)
             for name, venue in sorted(config.venues.items()) if venue.ccxt is not None}
         if self.credentials and self.mode == "replay":
-            raise UnresolvedOrders("replay runs the paper path only; this config has live "
-                                   f"venues served through ccxt: {sorted(self.credentials)}")
+            raise ConfigError([ConfigProblem(
+                self.loaded.path, "venues", "no ccxt venues (replay runs without a venue)",
+                f"ccxt venues {sorted(self.credentials)}")])
         self.risk = Risk(config, key=key)
         # SIGTERM and SIGINT are caught from here on; one that arrives during recovery
         # waits in the receiver and starts a drain as soon as the pipeline runs.

@@ -174,3 +174,8 @@ def test_an_unreadable_signing_key_stops_start_up_with_exit_2(tmp_path: Path) ->
                          cwd=ROOT, timeout=60)
     assert run.returncode == 2
     assert "risk.key_file: expected a key of at least 16 bytes, found 4 bytes" in run.stderr
+
+
+def test_the_shipped_live_example_is_valid() -> None:
+    loaded = config.load(ROOT / "config" / "live.example.toml")
+    assert loaded.config.planes() == {"alpaca": "paper", "binance": "live"}
