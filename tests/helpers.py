@@ -90,10 +90,15 @@ def write_config(directory: Path, **overrides: Any) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "execd.toml"
     path.write_text(BASE_CONFIG.format(**values))
-    registry = Path(values["lakehouse"]) / "audit" / "runs.jsonl"
+    write_registry(Path(values["lakehouse"]), runs)
+    return path
+
+
+def write_registry(lakehouse: Path, runs: Any = RUNS) -> None:
+    """The lakehouse's audit registry (audit/runs.jsonl), naming ``runs``."""
+    registry = lakehouse / "audit" / "runs.jsonl"
     registry.parent.mkdir(parents=True, exist_ok=True)
     registry.write_text("".join(json.dumps({"run_id": run}) + "\n" for run in runs))
-    return path
 
 
 def intent(n: int, **fields: Any) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.fake_binance import FakeBinance, Market
-from tests.helpers import RUNS, control_socket
+from tests.helpers import control_socket, write_registry
 
 D = Decimal
 API_KEY = "test-api-key-00000000000000000001"
@@ -94,9 +94,7 @@ def write_live_config(directory: Path, url: str, **overrides: Any) -> Path:
     values.update(overrides)
     path = directory / "execd.toml"
     path.write_text(LIVE_CONFIG.format(**values))
-    registry = Path(values["lakehouse"]) / "audit" / "runs.jsonl"
-    registry.parent.mkdir(parents=True, exist_ok=True)
-    registry.write_text("".join(json.dumps({"run_id": run}) + "\n" for run in RUNS))
+    write_registry(Path(values["lakehouse"]))
     return path
 
 

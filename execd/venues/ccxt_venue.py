@@ -463,11 +463,7 @@ class CcxtVenue:
                 return None
             except Exception as exc:
                 failures += 1
-                self.log.warning("order.lookup_failed", intent_id=str(record.intent_id),
-                                 client_order_id=record.client_order_id,
-                                 error=message_of(exc), failures=failures)
-                if self.stopping.is_set() and failures >= _TRIES_WHILE_STOPPING:
-                    raise _InDoubt from exc
+                self._call_failed("order.lookup_failed", record, exc, failures)
                 wait = min(max(wait * 2, self.table.poll_interval_ms / 1000), _MAX_BACKOFF)
 
     async def _track(self, record: OrderRecord, order: dict[str, Any]) -> ExecutionOutcome:
@@ -500,14 +496,19 @@ class CcxtVenue:
                 raise
             except Exception as exc:
                 failures += 1
-                self.log.warning("order.poll_failed", intent_id=str(record.intent_id),
-                                 client_order_id=record.client_order_id,
-                                 error=message_of(exc), failures=failures)
-                if self.stopping.is_set() and failures >= _TRIES_WHILE_STOPPING:
-                    raise _InDoubt from exc
+                self._call_failed("order.poll_failed", record, exc, failures)
                 await self._pause(min(poll * failures, _MAX_BACKOFF))
         return outcome_of_order(record, order, execution_id=self._execution_id(record.intent_id),
                                 time=self.clock.now(), cancelled_by_us=cancelled)
+
+    def _call_failed(self, event: str, record: OrderRecord, exc: Exception,
+                     failures: int) -> None:
+        """Log a failed read of an order; once stopping, give up after a few (_InDoubt)."""
+        self.log.warning(event, intent_id=str(record.intent_id),
+                         client_order_id=record.client_order_id, error=message_of(exc),
+                         failures=failures)
+        if self.stopping.is_set() and failures >= _TRIES_WHILE_STOPPING:
+            raise _InDoubt from exc
 
     async def _pause(self, seconds: float) -> None:
         """Sleep ``seconds``, or less if the daemon starts stopping meanwhile."""
