@@ -114,12 +114,10 @@ def rewrite_urls(urls: Any, base_url: str) -> Any:
 class _Order:
     """One order on its way through a worker."""
 
-    __slots__ = ("durable", "found", "record", "reserved")
+    __slots__ = ("durable", "found", "record")
 
-    def __init__(self, record: OrderRecord, reserved: Decimal,
-                 found: dict[str, Any] | None = None) -> None:
+    def __init__(self, record: OrderRecord, found: dict[str, Any] | None = None) -> None:
         self.record = record
-        self.reserved = reserved
         self.durable = anyio.Event()
         # The venue's state of the order, when start-up found it already there.
         self.found = found
@@ -222,7 +220,7 @@ class CcxtVenue:
             type=plan.type, amount=plan.amount, requested_quantity=intent.quantity,
             intent=Raw(item.raw), price=plan.price, reference_price=intent.reference_price,
             post_only=plan.post_only, reduce_only=plan.reduce_only, source=item.source)
-        order = _Order(record, intent.quantity)
+        order = _Order(record)
         try:
             self._work_send.send_nowait(order)
         except anyio.WouldBlock:
@@ -243,14 +241,17 @@ class CcxtVenue:
             requested_quantity=intent.quantity, reason=reason, detail=detail,
             source=item.source, intent=Raw(item.raw))
         entry = Entry(item.seq, "outcome", item.time, outcome)
-        self._settle_when_durable(entry, outcome, intent.quantity)
+        self._settle_when_durable(entry, outcome)
         return entry
 
-    def _settle_when_durable(self, entry: Entry, outcome: ExecutionOutcome,
-                             reserved: Decimal) -> None:
-        """Once ``outcome`` is durable, release what the sentinel holds pending for it."""
+    def _settle_when_durable(self, entry: Entry, outcome: ExecutionOutcome) -> None:
+        """Once ``outcome`` is durable, release what the sentinel holds pending for it.
+
+        The sentinel held the intent's whole quantity: the outcome's requested one.
+        """
         settled = Settled(self.venue, outcome.symbol or "", outcome.side or "buy",
-                          outcome.status, outcome.reason, reserved, outcome.filled_quantity,
+                          outcome.status, outcome.reason,
+                          outcome.requested_quantity or Decimal(0), outcome.filled_quantity,
                           outcome.average_price, outcome.logical_time)
         self.watch(entry, lambda seq: self.settle(settled))
 
@@ -340,7 +341,7 @@ class CcxtVenue:
                                 client_order_id=record.client_order_id, age_ms=age_ms)
             if age_ms > self.table.resend_window_ms:
                 log.warning("order.not_sent")
-                await self._finish(send, record.requested_quantity, self._failed(
+                await self._finish(send, self._failed(
                     record, reasons.EXECUTION_NOT_SENT,
                     f"the venue does not have it and it was recorded {age_ms} ms ago "
                     f"> resend_window_ms={self.table.resend_window_ms}"))
@@ -354,7 +355,7 @@ class CcxtVenue:
             self.log.info("order.reconciled", intent_id=str(record.intent_id),
                           client_order_id=record.client_order_id,
                           venue_status=found.get("status"))
-        order = _Order(record, record.requested_quantity, found)
+        order = _Order(record, found)
         order.durable.set()  # recorded by an earlier run
         await work.send(order)
 
@@ -375,12 +376,12 @@ class CcxtVenue:
                     continue
                 finally:
                     self.in_flight -= 1
-                await self._finish(send, order.reserved, outcome)
+                await self._finish(send, outcome)
 
-    async def _finish(self, send: ObjectSendStream[list[Entry]], reserved: Decimal,
+    async def _finish(self, send: ObjectSendStream[list[Entry]],
                       outcome: ExecutionOutcome) -> None:
         entry = Entry(LATE, "outcome", outcome.logical_time, outcome)
-        self._settle_when_durable(entry, outcome, reserved)
+        self._settle_when_durable(entry, outcome)
         await send.send([entry])
 
     async def _execute(self, order: _Order) -> ExecutionOutcome:
