@@ -68,7 +68,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def _serve(loaded: config.LoadedConfig, mode: str, inputs: list[Path],
            ledger: Path | None) -> int:
     from execd.control import ControlInUse
-    from execd.daemon import Daemon, LedgerNotEmpty, UnresolvedOrders
+    from execd.daemon import Daemon, LedgerNotEmpty, MetricsUnavailable, UnresolvedOrders
     from execd.ledger.scan import LedgerCorrupt
     from execd.ledger.segments import LedgerInUse, LedgerIOError
 
@@ -82,6 +82,9 @@ def _serve(loaded: config.LoadedConfig, mode: str, inputs: list[Path],
             for problem in exc.problems:
                 print(problem, file=sys.stderr)
             return EXIT_CONFIG
+        if isinstance(exc, MetricsUnavailable):
+            log.error("metrics.unavailable", error=str(exc))
+            return EXIT_FAILED
         if isinstance(exc, ControlInUse | LedgerInUse):
             log.error("daemon.in_use", error=str(exc))
             return EXIT_FAILED

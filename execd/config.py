@@ -139,6 +139,15 @@ class ControlConfig(Struct, frozen=True, forbid_unknown_fields=True):
     timeout_ms: Annotated[int, Meta(ge=10, le=600_000)] = 10_000
 
 
+class MetricsConfig(Struct, frozen=True, forbid_unknown_fields=True):
+    """The Prometheus endpoint: ``listen`` is ``HOST:PORT`` on a loopback address.
+
+    The endpoint has no authentication, so it is never served beyond this host.
+    """
+
+    listen: str
+
+
 Millis = Annotated[int, Meta(ge=1, le=86_400_000)]
 
 
@@ -188,6 +197,9 @@ class VenueConfig(Struct, frozen=True, forbid_unknown_fields=True):
 
     plane: Plane
     adapter: Literal["paper", "stub", "ccxt"] | None = None
+    # Needed once, when the ledger last recorded this venue on the paper plane:
+    # going live is a decision, not a side effect of an edited file.
+    confirm_live: bool = False
     ccxt: CcxtConfig | None = None
     stub_result: Literal["fill", "fail"] = "fill"
     stub_reason: Literal["EXECUTION_NOT_AVAILABLE", "EXECUTION_REJECTED"] = EXECUTION_REJECTED
@@ -214,6 +226,7 @@ class Config(Struct, frozen=True, forbid_unknown_fields=True):
     governance: GovernanceConfig = GovernanceConfig()
     risk: RiskConfig = RiskConfig()
     control: ControlConfig = ControlConfig()
+    metrics: MetricsConfig | None = None
 
     @property
     def lakehouse(self) -> Lakehouse:
@@ -299,6 +312,10 @@ def _check_meaning(config: Config, file: str, problems: list[ConfigProblem]) -> 
                     repr(venue.adapter)
                 )
             )
+        if venue.confirm_live and venue.plane != "live":
+            problems.append(ConfigProblem(file, f"venues.{name}.confirm_live",
+                                          'confirm_live only with plane = "live"',
+                                          f"plane = {venue.plane!r}"))
         _check_ccxt(config, name, venue, file, problems)
         _check_limits(venue.limits, f"venues.{name}.limits", file, problems)
         for symbol, limits in sorted(venue.symbols.items()):
@@ -311,6 +328,14 @@ def _check_meaning(config: Config, file: str, problems: list[ConfigProblem]) -> 
         problems.append(ConfigProblem(
             file, "risk.key_file", f"a key file or risk.key_credential (signatures = "
             f"{risk.signatures!r} covers a configured venue)", "neither"))
+    if config.metrics is not None:
+        from execd.metrics import parse_listen  # imported here: prometheus_client
+
+        try:
+            parse_listen(config.metrics.listen)
+        except ValueError as exc:
+            problems.append(ConfigProblem(file, "metrics.listen", "HOST:PORT on a loopback "
+                                          "address (127.0.0.1:9464, [::1]:9464)", str(exc)))
     if risk.key_file and risk.key_credential:
         problems.append(ConfigProblem(file, "risk.key_credential",
                                       "only one of risk.key_file and risk.key_credential",

@@ -36,7 +36,7 @@ from msgspec import Struct
 from execd.messages import Entry
 
 MAX_REQUEST = 64 * 1024
-Command = Literal["status", "halt", "reduce", "resume", "tick", "safety-sell"]
+Command = Literal["status", "halt", "reduce", "resume", "tick", "safety-sell", "reload"]
 
 
 class Request(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
@@ -76,6 +76,8 @@ class ControlRequest:
         # Set by the daemon when every record in ``entries`` is durable.
         self.durable = anyio.Event()
         self.undurable = 0
+        # What the command carries beyond the request (a reload: the new config).
+        self.payload: Any = None
 
     def fail(self, error: str) -> None:
         """Answer with ``error``."""

@@ -46,6 +46,12 @@ def _render(reply: dict[str, Any]) -> str:
                  f"last hash {reply['ledger']['last_hash']}",
                  "queues: " + ", ".join(f"{k}={v}" for k, v in reply["queues"].items()),
                  "planes: " + ", ".join(f"{k}={v}" for k, v in reply["planes"].items())]
+        if "ready" in reply:
+            lines.append(f"ready: {'yes' if reply['ready'] else 'no'}; config reloads "
+                         f"{reply['reloads']['applied']} applied, "
+                         f"{reply['reloads']['refused']} refused")
+        for venue, state in (reply.get("venues") or {}).items():
+            lines.append(f"venue {venue}: {state.get('state')}")
         positions = reply.get("positions") or []
         lines.append(f"open positions: {len(positions)}")
         for p in positions:
@@ -60,6 +66,11 @@ def _render(reply: dict[str, Any]) -> str:
     at = f" (ledger seq {seq})" if seq is not None else ""
     if command == "tick":
         return f"logical time {reply['logical_time']}{at}"
+    if command == "reload":
+        changed = reply.get("changed") or []
+        if not changed:
+            return "config reloaded: nothing changed"
+        return f"config reloaded{at}: " + ", ".join(changed)
     if command == "safety-sell":
         orders = reply.get("orders") or []
         lines = [f"safety sell on {reply['venue']}: {len(orders)} exit order(s){at}"]
@@ -155,6 +166,9 @@ def register(sub: Any, with_config: Callable[[argparse.ArgumentParser], None],
         command(name, text).add_argument("--reason", required=True, help="why (recorded)")
     tick = command("tick", "advance the logical clock")
     tick.add_argument("time", type=int, help="the new logical time")
+    command("reload", "re-read the config file (as SIGHUP does); the answer says what "
+            "changed or why nothing was applied").add_argument(
+        "--reason", required=True, help="why (recorded)")
     sell = command("safety-sell", "emergency exit of a venue's open positions")
     sell.add_argument("--venue", required=True)
     sell.add_argument("--symbol", help="only this symbol")

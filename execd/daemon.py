@@ -23,10 +23,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 import msgspec
-from anyio.abc import ObjectSendStream, SocketListener
+from anyio.abc import ObjectSendStream, SocketListener, TaskGroup
 from anyio.streams.memory import MemoryObjectSendStream
 
 from execd import __version__, logs
+from execd import config as config_file
 from execd.clock import Clock, LogicalClock, WallClock
 from execd.config import Config, ConfigError, ConfigProblem, LoadedConfig
 from execd.context import ContextLoader
@@ -35,11 +36,13 @@ from execd.inbox import InboxSource, InputSource, ListSource
 from execd.ledger.record import LedgerChain
 from execd.ledger.segments import SegmentStore, exclusive
 from execd.ledger.writer import Commit, LedgerWriter
+from execd.liveness import Liveness
 from execd.messages import (
     Accepted,
     Entry,
     ExecutionOutcome,
     InputFileRecord,
+    IntentIn,
     ReaderItem,
     RouterItem,
     Settled,
@@ -47,11 +50,13 @@ from execd.messages import (
     StopRecord,
     encode,
 )
+from execd.notify import Notifier, watchdog_seconds
 from execd.reader import LakehouseReader, ReaderCore
 from execd.recovery import RecoveredState, recover
+from execd.reload import changed_keys, needs_restart
 from execd.risk import Risk
 from execd.router import RouterCore, run_router
-from execd.sentinel import SentinelCore, run_sentinel, run_settlements
+from execd.sentinel import Reconfigure, SentinelCore, run_sentinel, run_settlements
 from execd.signatures import load_key
 from execd.venues import Adapter, run_adapter
 from execd.venues.credentials import Credentials, load_credentials
@@ -59,11 +64,14 @@ from execd.venues.paper import PaperAdapter
 from execd.venues.stub import StubAdapter
 
 if TYPE_CHECKING:
+    from execd.metrics import Metrics, Snapshot
     from execd.venues.ccxt_venue import CcxtVenue
 
 Mode = Literal["run", "replay"]
 # Operator commands waiting for their actor; a full queue makes `execd ctl` wait.
 COMMAND_QUEUE = 8
+# How often STATUS= is refreshed for `systemctl status` (without a watchdog).
+STATUS_SECONDS = 5.0
 
 
 class LedgerNotEmpty(Exception):
@@ -74,6 +82,21 @@ class UnresolvedOrders(Exception):
     """The ledger holds live orders without an outcome that this config cannot resolve."""
 
 
+class MetricsUnavailable(Exception):
+    """The metrics endpoint could not be bound."""
+
+
+class _Refused(Exception):
+    """A reload that cannot be applied; ``problems`` says why, one line each."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+_UNSET_LATER = (("ccxt", None), ("confirm_live", False))
+
+
 def outcome_settings_sha256(config: Config) -> str:
     """Digest of the settings that decide outcomes (venues, limits, clock, input, governance).
 
@@ -81,9 +104,10 @@ def outcome_settings_sha256(config: Config) -> str:
     not change a single byte of the ledger, and a replay with other sizes proves it.
     """
     gov = config.governance
-    # A venue without a ccxt table digests as it did before that table existed.
+    # Keys added since the first release digest as before while unset, so a config
+    # that does not use them keeps its digest (and its paper ledgers their bytes).
     venues = {name: {k: v for k, v in msgspec.structs.asdict(venue).items()
-                     if not (k == "ccxt" and v is None)}
+                     if (k, v) not in _UNSET_LATER}
               for name, venue in config.venues.items()}
     settings = {"venues": venues, "clock": config.clock, "input": config.input,
                 "risk": config.risk, "governance": [gov.enforce, gov.require_plan]}
@@ -153,6 +177,13 @@ class Daemon:
         self._settlements: MemoryObjectSendStream[Settled] | None = None
         self.durable_seq = -1
         self.durable_hash = ""
+        # The service manager (systemd) hears from `execd run` only.
+        self.notifier = Notifier(None if mode == "run" else {})
+        self.liveness = Liveness()
+        self.ready_sent = False
+        self.metrics: Metrics | None = None
+        self.reloads = {"applied": 0, "refused": 0}
+        self._reload_lock = anyio.Lock()
 
     # ----------------------------------------------------------------- start-up
 
@@ -200,7 +231,8 @@ class Daemon:
         self.risk = Risk(config, key=key)
         # SIGTERM and SIGINT are caught from here on; one that arrives during recovery
         # waits in the receiver and starts a drain as soon as the pipeline runs.
-        signals = (anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT)
+        # SIGHUP reloads the config.
+        signals = (anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
                    if self.mode == "run" else contextlib.nullcontext(None))
         with signals as received, exclusive(self.ledger_dir):
             server: ControlServer | None = None
@@ -212,16 +244,44 @@ class Daemon:
                     timeout=control.timeout_ms / 1000, handler=self._command)
                 listener = await server.bind()
             try:
-                await self._run(server, listener, received)
+                self._serve_metrics()
+                async with anyio.create_task_group() as tg:
+                    if self.notifier.enabled:
+                        tg.start_soon(self._supervise)
+                    await self._run(server, listener, received)
+                    tg.cancel_scope.cancel()
             finally:
                 if server is not None:
                     server.remove()
+                if self.metrics is not None:
+                    # Stopping prometheus_client's server takes one poll (0.5 s).
+                    with anyio.CancelScope(shield=True):
+                        await anyio.to_thread.run_sync(self.metrics.close)
+                self.notifier.close()
+
+    def _serve_metrics(self) -> None:
+        listen = self.config.metrics
+        if self.mode != "run" or listen is None:
+            return
+        from execd.metrics import Metrics, parse_listen  # imported here: prometheus_client
+
+        metrics = self.metrics = Metrics()
+        metrics.snapshot(self._snapshot)
+        host, port = parse_listen(listen.listen)
+        try:
+            bound = metrics.serve(host, port)
+        except OSError as exc:
+            raise MetricsUnavailable(f"metrics.listen {listen.listen}: {exc}") from exc
+        self.log.info("metrics.listening", address=f"{bound[0]}:{bound[1]}")
 
     async def _run(self, server: ControlServer | None, listener: SocketListener | None,
                    signals: AsyncIterator[int] | None) -> None:
         """Recover, record the start, run the actors until drained, record the stop."""
         config = self.config
-        state = self.state = self._recover()
+        self.notifier.status(f"recovering the ledger in {self.ledger_dir}")
+        # In a worker thread: a long recovery must not starve the watchdog.
+        state = self.state = await anyio.to_thread.run_sync(self._recover)
+        self._check_plane_switch(state)
         stranded = sorted({order.venue for order, _ in state.unresolved.values()
                            if order.venue not in self.credentials})
         if stranded:
@@ -237,6 +297,8 @@ class Daemon:
             commit_records=config.batches.commit_records,
             commits_in_flight=config.queues.commits,
             on_durable=self._durable,
+            on_synced=self.metrics.committed if self.metrics is not None else None,
+            pulses=(self.liveness.pulse("ledger"), self.liveness.pulse("ledger.sync")),
         )
         clock = self._clock(state)
         planes = config.planes()
@@ -244,11 +306,12 @@ class Daemon:
             __version__, self.mode, config.clock.kind, planes, outcome_settings_sha256(config)))
         self.durable_seq, self.durable_hash = chain.next_seq - 1, chain.prev_hash
         for venue, plane in planes.items():
-            self.log.info("venue.plane", venue=venue, plane=plane)
+            self.log.info("venue.plane", venue=venue, plane=plane, adapter=
+                          config.venues[venue].adapter_kind)
         try:
             async with anyio.create_task_group() as tg:
                 if signals is not None:
-                    tg.start_soon(self._signals, signals)
+                    tg.start_soon(self._signals, signals, tg)
                 if server is not None and listener is not None:
                     tg.start_soon(server.serve, listener)
                     self.log.info("control.listening", socket=str(server.path))
@@ -259,6 +322,32 @@ class Daemon:
                           last_hash=chain.prev_hash)
         finally:
             store.close()
+
+    def _probe(self) -> Callable[[list[ReaderItem]], None] | None:
+        """What sees each batch the reader sends: the metrics' intent count, a test's probe."""
+        metrics, outer = self.metrics, self.read_probe
+        if metrics is None:
+            return outer
+
+        def probe(batch: list[ReaderItem]) -> None:
+            metrics.ingested(sum(1 for item in batch if type(item) is IntentIn))
+            if outer is not None:
+                outer(batch)
+
+        return probe
+
+    def _check_plane_switch(self, state: RecoveredState) -> None:
+        """A venue the ledger last started on paper goes live only with confirm_live."""
+        problems = [
+            ConfigProblem(self.loaded.path, f"venues.{name}.confirm_live",
+                          f"true to move venue {name} from the paper plane (ledger record "
+                          f"#{state.start_seq}, the last start) to the live plane",
+                          "it unset")
+            for name, plane in self.config.planes().items()
+            if plane == "live" and state.planes.get(name) == "paper"
+            and not self.config.venues[name].confirm_live]
+        if problems:
+            raise ConfigError(problems)
 
     def _source(
         self, state: RecoveredState
@@ -282,12 +371,13 @@ class Daemon:
         reader = LakehouseReader(
             ReaderCore(clock, 0, config.input.max_line_bytes), source,
             chunk_bytes=config.batches.read_chunk_bytes, batch_items=config.batches.items,
-            stopping=self.stopping, on_finished=on_finished, probe=self.read_probe,
+            stopping=self.stopping, on_finished=on_finished, probe=self._probe(),
             on_file_entry=self._file_entry if self.mode == "run" else None,
             context=ContextLoader(
                 config.lakehouse,
                 Path(config.governance.ledger_dir) if config.governance.enforce else None,
                 config.risk.crisis_regimes),
+            pulse=self.liveness.pulse("reader"),
         )
         assert self.risk is not None
         sentinel = SentinelCore(config.planes(), state.seen, self.risk)
@@ -317,20 +407,25 @@ class Daemon:
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(write)
-            tg.start_soon(run_settlements, sentinel, settle_receive)
+            pulse = self.liveness.pulse
+            tg.start_soon(run_settlements, sentinel, settle_receive, pulse("settlements"))
             for adapter in adapters:
                 send, receive = anyio.create_memory_object_stream[list[Accepted]](queues.adapter)
                 adapter_sends.append(send)
                 self._streams[f"adapter.{adapter.venue}"] = send
-                tg.start_soon(run_adapter, adapter, receive, to_ledger.clone())
+                tg.start_soon(run_adapter, adapter, receive, to_ledger.clone(),
+                              pulse(f"adapter.{adapter.venue}"))
             for venue in live:
                 send, receive = anyio.create_memory_object_stream[list[Accepted]](queues.adapter)
                 adapter_sends.append(send)
                 self._streams[f"adapter.{venue.venue}"] = send
-                tg.start_soon(venue.run, receive, to_ledger.clone())
-            tg.start_soon(run_router, router, router_in, adapter_sends, to_ledger)
+                tg.start_soon(venue.run, receive, to_ledger.clone(),
+                              pulse(f"venue.{venue.venue}"))
+            tg.start_soon(run_router, router, router_in, adapter_sends, to_ledger,
+                          pulse("router"))
             tg.start_soon(run_sentinel, sentinel, sentinel_in, to_router,
-                          self._sentinel_commands if commands else None, self._expect)
+                          self._sentinel_commands if commands else None, self._expect,
+                          pulse("sentinel"))
             tg.start_soon(self._read, reader, to_sentinel, commands)
 
     async def _read(self, reader: LakehouseReader, send: ObjectSendStream[list[ReaderItem]],
@@ -343,6 +438,7 @@ class Daemon:
         if self.live:
             for venue in self.live:
                 self.log.info("daemon.waiting_for_venue", venue=venue.venue, state=venue.state)
+            self.notifier.status(self._status_line())
             async with anyio.create_task_group() as tg:
                 async def all_ready() -> None:
                     for venue in self.live:
@@ -355,6 +451,10 @@ class Daemon:
 
                 tg.start_soon(all_ready)
                 tg.start_soon(stopped)
+        if self.mode == "run" and not self.stopping.is_set():
+            self.ready_sent = True
+            self.log.info("daemon.ready", planes=self.config.planes())
+            self.notifier.ready(self._status_line())
         await reader.run(send, self._reader_commands if commands else None, self._expect)
 
     def _live_venues(self, state: RecoveredState, clock: Clock) -> list[CcxtVenue]:
@@ -369,9 +469,10 @@ class Daemon:
             assert table is not None
             unresolved = [(order, time) for order, time in state.unresolved.values()
                           if order.venue == name]
-            venues.append(CcxtVenue(name, table, credentials, clock, watch=self._watch,
-                                    settle=self._settle, stopping=self.stopping,
-                                    unresolved=unresolved))
+            venues.append(CcxtVenue(
+                name, table, credentials, clock, watch=self._watch, settle=self._settle,
+                stopping=self.stopping, unresolved=unresolved,
+                on_call=self.metrics.venue_call if self.metrics is not None else None))
         return venues
 
     def _watch(self, entry: Entry, then: Callable[[int], None]) -> None:
@@ -388,20 +489,136 @@ class Daemon:
             self.log.error("risk.settlement_dropped", venue=settled.venue,
                            symbol=settled.symbol, error=type(exc).__name__)
 
-    async def _signals(self, signals: AsyncIterator[int]) -> None:
+    async def _signals(self, signals: AsyncIterator[int], tg: TaskGroup) -> None:
         async for signum in signals:
             name = signal.Signals(signum).name
+            if signum == signal.SIGHUP:
+                # Its own task: a SIGTERM during a reload still starts the drain at once.
+                tg.start_soon(self._reload, "SIGHUP", "signal SIGHUP")
+                continue
             if self.stopping.is_set():
                 self.log.warning("daemon.already_draining", signal=name)
                 continue
             self.stop_reason = f"signal {name}"
             self.log.info("daemon.draining", signal=name)
             self.stopping.set()
+            self.notifier.stopping(f"draining after {name}: finishing what is in flight")
+
+    # ------------------------------------------------------------ service manager
+
+    def _status_line(self) -> str:
+        """One line for ``systemctl status``: what the daemon is doing now."""
+        risk = self.risk
+        trading = f"trading {risk.state}" if risk is not None else ""
+        venues = ", ".join(f"{v.venue} {v.state}" for v in self.live)
+        if self.stopping.is_set():
+            head = "draining"
+        elif not self.ready_sent:
+            head = f"waiting for venues ({venues})" if self.live else "starting"
+            venues = ""
+        else:
+            head = "running"
+        parts = [head, trading, f"ledger seq {self.durable_seq}"]
+        if venues:
+            parts.append(f"live: {venues}")
+        return "; ".join(p for p in parts if p)
+
+    async def _supervise(self) -> None:
+        """WATCHDOG=1 while every actor makes progress; STATUS= kept current.
+
+        The ping period is a third of the manager's watchdog time, and an actor
+        counts as stuck after half of it, so one stuck actor stops the pings well
+        before the manager gives up on the whole daemon.
+        """
+        period = watchdog_seconds()
+        tick = period / 3 if period is not None else STATUS_SECONDS
+        withheld: dict[str, float] = {}
+        log = logs.get("supervisor")
+        while True:
+            status = self._status_line()
+            if period is not None:
+                stuck = self.liveness.stuck(anyio.current_time(), period / 2)
+                if stuck and not withheld:
+                    log.error("watchdog.withheld", stuck={k: round(v, 1) for k, v in stuck.items()})
+                elif withheld and not stuck:
+                    log.warning("watchdog.resumed", were_stuck=sorted(withheld))
+                withheld = stuck
+                if stuck:
+                    status = f"STUCK: {', '.join(sorted(stuck))} (no progress); {status}"
+                else:
+                    self.notifier.watchdog()
+            self.notifier.status(status)
+            await anyio.sleep(tick)
+
+    # ------------------------------------------------------------ reload
+
+    async def _reload(self, actor: str, reason: str) -> dict[str, Any]:
+        """Apply the config file as it is now, all or nothing; the answer for ``execd ctl``."""
+        async with self._reload_lock:
+            path = self.loaded.path
+            self.notifier.reloading(f"reloading {path}")
+            try:
+                changed, seq = await self._apply_reload(actor, reason)
+            except _Refused as refused:
+                self.reloads["refused"] += 1
+                self.log.error("config.reload_refused", file=path, actor=actor,
+                               problems=refused.problems)
+                more = f" (+{len(refused.problems) - 1} more)" if len(refused.problems) > 1 else ""
+                self.notifier.ready(f"RELOAD REFUSED: {refused.problems[0]}{more}; still on the "
+                                    f"previous config; {self._status_line()}")
+                return {"ok": False, "error": f"reload refused: {refused}"}
+            self.reloads["applied"] += 1
+            if changed:
+                self.log.info("config.reloaded", file=path, actor=actor, changed=changed,
+                              ledger_seq=seq)
+            else:
+                self.log.info("config.reload_unchanged", file=path, actor=actor)
+            self.notifier.ready(f"config reloaded ({len(changed)} keys changed); "
+                                f"{self._status_line()}")
+            return {"ok": True, "command": "reload", "changed": changed, "ledger_seq": seq}
+
+    async def _apply_reload(self, actor: str, reason: str) -> tuple[list[str], int | None]:
+        if self.stopping.is_set():
+            raise _Refused(["the daemon is stopping"])
+        try:
+            loaded = config_file.load(self.loaded.path)
+        except ConfigError as exc:
+            raise _Refused([str(p) for p in exc.problems]) from None
+        new = loaded.config
+        changed = changed_keys(self.config, new)
+        blocked = needs_restart(changed)
+        if blocked:
+            raise _Refused([f"{line} (needs a restart; nothing was applied)" for line in blocked])
+        if not changed:
+            self.loaded = loaded
+            return [], None
+        # Limits and policies change in the sentinel, between two batches, and the
+        # change is recorded: the ledger says which rules decided each outcome.
+        request = ControlRequest(Request("reload", reason=reason, actor=actor))
+        request.payload = Reconfigure(new, outcome_settings_sha256(new), loaded.sha256, changed)
+        try:
+            await self._to_sentinel.send(request)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            raise _Refused(["the daemon is stopping"]) from None
+        await request.done.wait()
+        if request.error is not None:
+            raise _Refused([request.error])
+        await request.durable.wait()
+        logs.set_level(new.log.level)
+        for venue in self.live:
+            table = new.venues[venue.venue].ccxt
+            assert table is not None
+            venue.reconfigure(table)
+        self.loaded, self.config = loaded, new
+        seq: int | None = request.result.get("ledger_seq")
+        return changed, seq
 
     # ------------------------------------------------------------ control
 
     async def _command(self, req: Request) -> dict[str, Any]:
         """Carry out one ``execd ctl`` command; answer once its records are durable."""
+        if req.command == "reload":
+            return await self._reload(req.actor or "", req.reason or "")
         request = ControlRequest(req)
         stream = self._to_reader if req.command == "tick" else self._to_sentinel
         try:
@@ -423,9 +640,25 @@ class Daemon:
                           reason=req.reason, **request.result)
         return reply
 
+    def _snapshot(self) -> Snapshot:
+        """The gauges, read by the metrics endpoint's thread at scrape time."""
+        from execd.metrics import Snapshot
+
+        return Snapshot(
+            queues={name: stream.statistics().current_buffer_used
+                    for name, stream in list(self._streams.items())},
+            trading_state=self.risk.state if self.risk is not None else "ACTIVE",
+            venues={venue.venue: venue.state for venue in self.live},
+            ready=self.ready_sent, draining=self.stopping.is_set(),
+            ledger_last_seq=self.durable_seq, reloads=self.reloads["applied"],
+            reloads_refused=self.reloads["refused"],
+            queue_capacity={name: int(stream.statistics().max_buffer_size)
+                            for name, stream in list(self._streams.items())})
+
     def _status(self) -> dict[str, Any]:
         return {
-            "mode": self.mode, "stopping": self.stopping.is_set(),
+            "mode": self.mode, "stopping": self.stopping.is_set(), "ready": self.ready_sent,
+            "reloads": dict(self.reloads),
             "planes": self.config.planes(),
             "queues": {name: stream.statistics().current_buffer_used
                        for name, stream in self._streams.items()},
@@ -468,6 +701,7 @@ class Daemon:
         if self.durable_probe is not None:
             self.durable_probe(commit)
         entries = commit.entries
+        metrics = self.metrics
         if self.config.log.outcomes == "each":
             seq = commit.last_seq - len(entries)
             for entry in entries:
@@ -478,8 +712,17 @@ class Daemon:
                                   venue=body.venue, plane=body.plane, status=body.status,
                                   reason=body.reason, detail=body.detail,
                                   filled=str(body.filled_quantity))
+                    if metrics is not None:
+                        metrics.outcome(body.status, body.reason, body.venue or "",
+                                        body.plane or "")
         else:
             self.log.info("ledger.commit", records=len(entries), last_seq=commit.last_seq)
+            if metrics is not None:
+                for entry in entries:
+                    body = entry.body
+                    if type(body) is ExecutionOutcome:
+                        metrics.outcome(body.status, body.reason, body.venue or "",
+                                        body.plane or "")
 
     def _dispose(self, record: InputFileRecord) -> None:
         """Move a finished input file out of work/, now that its record is durable."""

@@ -243,6 +243,20 @@ class StartRecord(Struct, frozen=True, forbid_unknown_fields=True):
     config_sha256: str
 
 
+class ConfigRecord(Struct, frozen=True, forbid_unknown_fields=True):
+    """A reload changed the config; the records after this one were decided under it.
+
+    ``config_sha256`` is the digest of the settings that decide outcomes, as in the
+    start record; ``file_sha256`` the digest of the file's bytes; ``changed`` the
+    dotted keys that differ from the config in force before.
+    """
+
+    config_sha256: str
+    file_sha256: str
+    changed: list[str]
+    actor: str
+
+
 class StopRecord(Struct, frozen=True, forbid_unknown_fields=True):
     """The daemon drained and stopped cleanly."""
 
@@ -250,7 +264,7 @@ class StopRecord(Struct, frozen=True, forbid_unknown_fields=True):
 
 
 RecordKind = Literal["start", "stop", "outcome", "tick", "input_file", "context",
-                     "trading_state", "safety_sell", "override", "order"]
+                     "trading_state", "safety_sell", "override", "order", "config"]
 
 # ----------------------------------------------------------------- actor messages
 

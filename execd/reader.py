@@ -29,6 +29,7 @@ from execd.clock import Clock, ClockRegression
 from execd.context import ContextLoader, LakehouseContext
 from execd.control import ControlRequest, answer, refuse_waiting
 from execd.inbox import FileJob, InputSource, file_digest
+from execd.liveness import Pulse
 from execd.messages import (
     ClockTick,
     ContextIn,
@@ -260,8 +261,11 @@ class LakehouseReader:
         probe: Callable[[list[ReaderItem]], None] | None = None,
         context: ContextLoader | None = None,
         on_file_entry: Callable[[Entry], None] | None = None,
+        pulse: Pulse | None = None,
     ) -> None:
         self.core = core
+        # Waiting for a file is idle; opening, reading and sending one is work.
+        self.pulse = pulse or Pulse("reader")
         self.on_file_entry = on_file_entry
         self.context = context
         self._context: LakehouseContext | None = None
@@ -295,8 +299,11 @@ class LakehouseReader:
         async with send, anyio.create_task_group() as tg:
             if commands is not None:
                 tg.start_soon(self._commands, commands, send, on_control or (lambda r: None))
+            pulse = self.pulse
             while not self.stopping.is_set():
+                pulse.rest()
                 job = await self.source.next_file()
+                pulse.busy()
                 if job is None:
                     break
                 if job.refuse:
@@ -306,6 +313,7 @@ class LakehouseReader:
                             job.name, size, sha, job.refuse, recorded=job.refusal_recorded)))
                     continue
                 await self._read(job, send)
+            pulse.rest()
             tg.cancel_scope.cancel()
 
     def _file_done(self, items: list[ReaderItem]) -> list[ReaderItem]:
@@ -358,6 +366,7 @@ class LakehouseReader:
                     # Stop between chunks; the ledger says where to resume.
                     return
                 data = await anyio.to_thread.run_sync(_read_chunk, handle, digest, self.chunk_bytes)
+                self.pulse.busy()
                 if not data:
                     break
                 size += len(data)

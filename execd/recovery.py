@@ -19,7 +19,7 @@ from msgspec import Struct
 from execd import reasons
 from execd.ledger.record import Record
 from execd.ledger.scan import ScanResult, scan
-from execd.messages import OrderRecord, Side, Source, TradingStateRecord
+from execd.messages import OrderRecord, Side, Source, StartRecord, TradingStateRecord
 from execd.risk import Risk
 from execd.sentinel import SeenIds
 
@@ -52,6 +52,7 @@ class _InputFileView(Struct):
 _outcome = msgspec.json.Decoder(_OutcomeView).decode
 _tick = msgspec.json.Decoder(_TickView).decode
 _input_file = msgspec.json.Decoder(_InputFileView).decode
+_start = msgspec.json.Decoder(StartRecord).decode
 _trading_state = msgspec.json.Decoder(TradingStateRecord).decode
 _order = msgspec.json.Decoder(OrderRecord).decode
 # Outcomes of orders that a venue was asked for (the rest never left execd).
@@ -75,6 +76,9 @@ class RecoveredState:
         self.rejected: set[str] = set()
         # live orders recorded without an outcome yet: intent id -> (record, its time)
         self.unresolved: dict[uuid.UUID, tuple[OrderRecord, int]] = {}
+        # The planes the last start recorded, and that record's seq (-1: none yet)
+        self.planes: dict[str, str] = {}
+        self.start_seq = -1
 
     def observe(self, record: Record) -> None:
         """Fold one record into the state."""
@@ -104,6 +108,10 @@ class RecoveredState:
             self.seen.add(order.intent_id)
             self.unresolved[order.intent_id] = (order, record.time)
             source = order.source
+        elif kind == "start":
+            self.planes = dict(_start(record.body).planes)
+            self.start_seq = record.seq
+            return
         elif kind == "safety_sell":
             if self.risk is not None:
                 self.risk.safety_sells += 1

@@ -104,6 +104,14 @@ class VenueRisk:
                          if limits.failure_limit and limits.failure_window and limits.cooldown
                          else None)
 
+    def keep_history(self, old: VenueRisk) -> None:
+        """Carry ``old``'s counted orders and failures over to these (new) limits."""
+        if self.rate is not None and old.rate is not None:
+            self.rate.sent.extend(old.rate.sent)
+        if self.cooldown is not None and old.cooldown is not None:
+            self.cooldown.failures.extend(old.cooldown.failures)
+            self.cooldown.until = old.cooldown.until
+
 
 def _merged(top: VenueLimits, venue: VenueLimits) -> VenueLimits:
     values = {f: getattr(venue, f) if getattr(venue, f) is not None else getattr(top, f)
@@ -134,19 +142,37 @@ class Risk:
         # Safety Sells the ledger holds: numbers each one's exit intent ids.
         self.safety_sells = 0
         self.context: LakehouseContext = EMPTY
+        self.venues: dict[str, VenueRisk] = {}
+        self._limits: dict[tuple[str, str], Limits] = {}
+        self._slots: dict[str, dict[str, Slot]] = {}
+        self.reconfigure(config)
+
+    def reconfigure(self, config: Config) -> None:
+        """Take limits and policies from ``config`` (at start, and on a reload).
+
+        Positions, pending quantities, the trading state, and the orders and failures
+        counted by pacing are kept: a reload changes the rules, not the history they
+        are applied to. The venues are the same (adding one needs a restart).
+        """
+        self.config = config
         risk = config.risk
         signed_planes = {"none": (), "live": ("live",), "all": ("paper", "live")}[risk.signatures]
-        self.venues: dict[str, VenueRisk] = {}
+        previous = self.venues
+        self.venues = {}
         for name, venue in config.venues.items():
-            self.venues[name] = VenueRisk(
+            state = self.venues[name] = VenueRisk(
                 self.book.venue(name), _merged(risk.limits, venue.limits),
                 settlement_of(config, name), venue.plane in signed_planes)
+            old = previous.get(name)
+            if old is not None:
+                state.keep_history(old)
         self.require_run = risk.require_registered_run
         self.crisis = frozenset(risk.crisis_regimes)
         self.enforce_plans = config.governance.enforce
         self.require_plan = config.governance.require_plan
-        self._limits: dict[tuple[str, str], Limits] = {}
-        self._slots: dict[str, dict[str, Slot]] = {name: {} for name in self.venues}
+        # Resolved limits and slots are rebuilt on next use.
+        self._limits = {}
+        self._slots = {name: {} for name in self.venues}
 
     # ------------------------------------------------------------------ inputs
 

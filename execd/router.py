@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
+from execd.liveness import Pulse, beating
 from execd.messages import Accepted, Entry, RouterItem
 
 
@@ -39,6 +40,7 @@ async def run_router(
     receive: ObjectReceiveStream[list[RouterItem]],
     adapters: Sequence[ObjectSendStream[list[Accepted]]],
     ledger: ObjectSendStream[list[Entry]],
+    pulse: Pulse | None = None,
 ) -> None:
     """The router's shell.
 
@@ -48,7 +50,7 @@ async def run_router(
     """
     async with receive, ledger:
         try:
-            async for batch in receive:
+            async for batch in beating(receive, pulse):
                 per_adapter, direct = core.route(batch)
                 for stream, items in zip(adapters, per_adapter, strict=True):
                     if items:

@@ -19,10 +19,13 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 from msgspec import Struct
 
 from execd import ids, reasons, safety
+from execd.config import Config
 from execd.context import Override
 from execd.control import ControlHook, ControlRequest, answer, refuse_waiting
+from execd.liveness import Pulse, beating
 from execd.messages import (
     Accepted,
+    ConfigRecord,
     ContextIn,
     Entry,
     ExecutionOutcome,
@@ -97,6 +100,15 @@ def _out_of_range(name: str, value: Decimal) -> tuple[str, str]:
 def _positive(value: Decimal) -> bool:
     # is_finite first: ordering a NaN raises InvalidOperation.
     return value.is_finite() and value > _ZERO
+
+
+class Reconfigure(Struct, frozen=True):
+    """A reload for the sentinel: the new config and what its record says."""
+
+    config: Config
+    settings_sha256: str
+    file_sha256: str
+    changed: list[str]
 
 
 class SentinelCore:
@@ -285,6 +297,13 @@ class SentinelCore:
         return [self._insert("trading_state", self.time,
                              TradingStateRecord(state, previous, reason, actor))]
 
+    def reconfigure(self, change: Reconfigure, actor: str) -> list[RouterItem]:
+        """A reload: new limits and policies from the next intent on, and its record."""
+        risk = self._require_risk()
+        risk.reconfigure(change.config)
+        return [self._insert("config", self.time, ConfigRecord(
+            change.settings_sha256, change.file_sha256, change.changed, actor))]
+
     def safety_sell(self, venue: str, symbol: str | None, reason: str,
                     actor: str) -> list[RouterItem]:
         """Exit intents for every open position of ``venue`` (or one ``symbol``).
@@ -364,6 +383,8 @@ def control(core: SentinelCore, request: ControlRequest) -> list[RouterItem]:
              "quantity": str(item.intent.quantity), "intent_id": str(item.intent_id)}
             for item in out if type(item) is Accepted]}
         return out
+    if req.command == "reload":
+        return core.reconfigure(request.payload, req.actor or "")
     request.error = f"the sentinel does not handle {req.command!r}"
     return []
 
@@ -374,6 +395,7 @@ async def run_sentinel(
     send: ObjectSendStream[list[RouterItem]],
     commands: MemoryObjectReceiveStream[ControlRequest] | None = None,
     on_control: ControlHook | None = None,
+    pulse: Pulse | None = None,
 ) -> None:
     """The sentinel's shell: batches in, decided batches out, until the reader closes.
 
@@ -383,7 +405,7 @@ async def run_sentinel(
     async with receive, send, anyio.create_task_group() as tg:
         if commands is not None:
             tg.start_soon(_commands, core, commands, send, on_control or (lambda r: None))
-        async for batch in receive:
+        async for batch in beating(receive, pulse):
             await send.send(core.handle_batch(batch))
         tg.cancel_scope.cancel()
 
@@ -399,12 +421,13 @@ async def _commands(core: SentinelCore, commands: MemoryObjectReceiveStream[Cont
 
 
 async def run_settlements(core: SentinelCore,
-                          settlements: ObjectReceiveStream[Settled]) -> None:
+                          settlements: ObjectReceiveStream[Settled],
+                          pulse: Pulse | None = None) -> None:
     """The sentinel's second inbox: settlements of live orders, folded in as they come.
 
     It outlives the intent stream: a live order's outcome becomes durable (and is
     settled) after the last intent has passed, until the ledger writer stops.
     """
     async with settlements:
-        async for settled in settlements:
+        async for settled in beating(settlements, pulse):
             core.settle(settled)

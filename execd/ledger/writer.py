@@ -12,6 +12,7 @@ being synced the next is being built (``queues.commits`` bounds how many wait).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import anyio
@@ -21,6 +22,7 @@ from msgspec import Struct
 
 from execd.ledger.record import LedgerChain
 from execd.ledger.segments import SegmentStore
+from execd.liveness import Pulse, beating
 from execd.messages import LATE, Entry, encode
 
 
@@ -73,6 +75,9 @@ class Commit(Struct):
 
 
 DurableHook = Callable[[Commit], None]
+# Records in a commit and the seconds its write and fsync took (for metrics only:
+# the time never reaches the ledger).
+SyncHook = Callable[[int, float], None]
 
 
 class LedgerWriter:
@@ -87,6 +92,8 @@ class LedgerWriter:
         commit_records: int,
         commits_in_flight: int,
         on_durable: DurableHook | None = None,
+        on_synced: SyncHook | None = None,
+        pulses: tuple[Pulse, Pulse] | None = None,
     ) -> None:
         self.chain = chain
         self.store = store
@@ -94,6 +101,9 @@ class LedgerWriter:
         self.commit_records = commit_records
         self.commits_in_flight = commits_in_flight
         self.on_durable = on_durable
+        self.on_synced = on_synced
+        # (encoder, syncer): the syncer's is busy for as long as an fsync takes.
+        self.pulses = pulses
         self.committed = 0
 
     def write_now(self, kind: str, time: int, body: Struct) -> None:
@@ -112,7 +122,7 @@ class LedgerWriter:
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._sync, receive_commit)
             async with send_commit, receive:
-                async for batch in receive:
+                async for batch in beating(receive, self.pulses and self.pulses[0]):
                     ready = self.reorder.push(batch)
                     while len(ready) < self.commit_records:
                         try:
@@ -131,9 +141,22 @@ class LedgerWriter:
                 )
 
     async def _sync(self, receive: ObjectReceiveStream[Commit]) -> None:
+        write = self.store.write_durably
+        on_synced = self.on_synced
         async with receive:
-            async for commit in receive:
-                await anyio.to_thread.run_sync(self.store.write_durably, commit.data)
+            async for commit in beating(receive, self.pulses and self.pulses[1]):
+                if on_synced is None:
+                    await anyio.to_thread.run_sync(write, commit.data)
+                else:
+                    seconds = await anyio.to_thread.run_sync(_timed, write, commit.data)
+                    on_synced(len(commit.entries), seconds)
                 self.committed += len(commit.entries)
                 if self.on_durable is not None:
                     self.on_durable(commit)
+
+
+def _timed(write: Callable[[bytes], None], data: bytes) -> float:
+    """Run ``write(data)``; the seconds it took."""
+    started = time.perf_counter()
+    write(data)
+    return time.perf_counter() - started

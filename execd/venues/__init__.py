@@ -6,6 +6,7 @@ from typing import Protocol
 
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
+from execd.liveness import Pulse, beating
 from execd.messages import Accepted, Entry, Plane
 
 
@@ -28,9 +29,10 @@ async def run_adapter(
     core: Adapter,
     receive: ObjectReceiveStream[list[Accepted]],
     send: ObjectSendStream[list[Entry]],
+    pulse: Pulse | None = None,
 ) -> None:
     """The shell shared by adapters whose core needs no I/O."""
     execute = core.execute
     async with receive, send:
-        async for batch in receive:
+        async for batch in beating(receive, pulse):
             await send.send([execute(item) for item in batch])

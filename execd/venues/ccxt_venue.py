@@ -44,6 +44,7 @@ from msgspec import Raw
 from execd import ids, logs, reasons
 from execd.clock import Clock
 from execd.config import CcxtConfig
+from execd.liveness import Pulse, beating
 from execd.messages import (
     LATE,
     Accepted,
@@ -60,6 +61,8 @@ from execd.venues.results import is_final, not_executed, outcome_of_order
 # What an error from the venue means for an order that was being sent.
 Verdict = Literal["rejected", "unreachable", "unknown", "exists"]
 Watch = Callable[[Entry, Callable[[int], None]], None]
+# (venue, ccxt method, seconds, "ok" or the exception class): the metrics hook.
+CallHook = Callable[[str, str, float, str], None]
 
 # The longest pause between lookups of an order whose fate is unknown.
 _MAX_BACKOFF = 30.0
@@ -130,8 +133,10 @@ class CcxtVenue:
 
     def __init__(self, venue: str, table: CcxtConfig, credentials: Credentials, clock: Clock,
                  *, watch: Watch, settle: Callable[[Settled], None], stopping: anyio.Event,
-                 unresolved: list[tuple[OrderRecord, int]] | None = None) -> None:
+                 unresolved: list[tuple[OrderRecord, int]] | None = None,
+                 on_call: CallHook | None = None) -> None:
         self.venue = venue
+        self.on_call = on_call
         self.table = table
         self.clock = clock
         self.watch = watch
@@ -150,6 +155,30 @@ class CcxtVenue:
         self.exchange = self._exchange(credentials)
         self._work_send, self._work_receive = anyio.create_memory_object_stream[_Order](
             table.backlog)
+
+    def reconfigure(self, table: CcxtConfig) -> None:
+        """A reload's settings (only those that pace or bound calls: see execd.reload).
+
+        Each is read when next used, so orders already in flight follow the new
+        values from their next step on.
+        """
+        self.table = table
+        self.exchange.timeout = table.timeout_ms
+
+    async def _call(self, name: str, *args: Any) -> Any:
+        """One ccxt call; timed and reported to ``on_call`` (metrics) when set."""
+        method = getattr(self.exchange, name)
+        if self.on_call is None:
+            return await method(*args)
+        started = anyio.current_time()
+        result = "ok"
+        try:
+            return await method(*args)
+        except BaseException as exc:
+            result = type(exc).__name__
+            raise
+        finally:
+            self.on_call(self.venue, name, anyio.current_time() - started, result)
 
     def _exchange(self, credentials: Credentials) -> Any:
         table = self.table
@@ -184,8 +213,12 @@ class CcxtVenue:
     # ------------------------------------------------------------------- the actor
 
     async def run(self, receive: MemoryObjectReceiveStream[list[Accepted]],
-                  send: MemoryObjectSendStream[list[Entry]]) -> None:
-        """Start up, then take intents until the router closes, then finish in flight."""
+                  send: MemoryObjectSendStream[list[Entry]], pulse: Pulse | None = None) -> None:
+        """Start up, then take intents until the router closes, then finish in flight.
+
+        ``pulse`` covers intake; workers wait on the venue, each call bounded by
+        ``timeout_ms``, so they are not watched.
+        """
         try:
             async with receive, send, anyio.create_task_group() as tg:
                 for _ in range(self.table.max_in_flight):
@@ -195,7 +228,7 @@ class CcxtVenue:
                 # clone, so the work stream stays open until both it and intake end.
                 tg.start_soon(self._start, send.clone(), self._work_send.clone())
                 async with self._work_send:
-                    async for batch in receive:
+                    async for batch in beating(receive, pulse):
                         await send.send([self._intake(item) for item in batch])
         finally:
             with anyio.CancelScope(shield=True):
@@ -273,12 +306,11 @@ class CcxtVenue:
 
     async def _connect(self) -> bool:
         """Load markets and balances, retrying with backoff until it works or the daemon stops."""
-        exchange = self.exchange
         wait = self.table.poll_interval_ms / 1000
         while not self.stopping.is_set():
             try:
-                markets = await exchange.load_markets()
-                balance = await exchange.fetch_balance()
+                markets = await self._call("load_markets")
+                balance = await self._call("fetch_balance")
             except Exception as exc:
                 self.state = f"cannot start: {message_of(exc)}"
                 self.log.error("venue.start_failed", error=message_of(exc), retry_in_s=wait)
@@ -410,8 +442,9 @@ class CcxtVenue:
         for attempt in range(1, self.table.send_attempts + 1):
             sent_at = anyio.current_time()
             try:
-                placed: dict[str, Any] = await self.exchange.create_order(
-                    record.symbol, record.type, record.side, str(record.amount), price, params)
+                placed: dict[str, Any] = await self._call(
+                    "create_order", record.symbol, record.type, record.side,
+                    str(record.amount), price, params)
                 return placed
             except Exception as exc:
                 verdict, message = classify(exc), message_of(exc)
@@ -457,8 +490,8 @@ class CcxtVenue:
             if wait:
                 await self._pause(wait)
             try:
-                found: dict[str, Any] = await self.exchange.fetch_order(
-                    None, record.symbol, {"clientOrderId": record.client_order_id})
+                found: dict[str, Any] = await self._call(
+                    "fetch_order", None, record.symbol, {"clientOrderId": record.client_order_id})
                 return found
             except errors.OrderNotFound:
                 return None
@@ -486,13 +519,13 @@ class CcxtVenue:
                 elif self.stopping.is_set() or anyio.current_time() >= deadline:
                     # OrderNotFound: it ended on its own meanwhile; read its final state.
                     with contextlib.suppress(errors.OrderNotFound):
-                        order = await self.exchange.cancel_order(order_id, record.symbol)
+                        order = await self._call("cancel_order", order_id, record.symbol)
                     cancelled = True
                     if is_final(order):
                         break
                 else:
                     await self._pause(poll)
-                order = await self.exchange.fetch_order(order_id, record.symbol)
+                order = await self._call("fetch_order", order_id, record.symbol)
             except _InDoubt:
                 raise
             except Exception as exc:
