@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 READY  := $(VENV)/.installed
 CONFIG ?= config/execd.toml
 
-.PHONY: setup run test lint bench clean
+.PHONY: setup run test lint check-unit bench clean
 
 setup: $(READY)
 
@@ -31,6 +31,12 @@ test: setup
 lint: setup
 	$(BIN)/ruff check execd tests bench
 	$(BIN)/mypy
+	@if command -v shellcheck >/dev/null; then shellcheck deploy/*.sh; fi
+
+# The systemd unit as deploy/install.sh installs it: systemd-analyze verify, and
+# systemd-analyze security at an exposure of 2.0 or lower.
+check-unit:
+	deploy/check-unit.sh
 
 bench: setup
 	$(BIN)/python bench/paper.py
