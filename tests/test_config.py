@@ -127,6 +127,16 @@ def test_good_config_loads(tmp_path: Path) -> None:
      "'ftp://h/p'"),
     (LIVE.replace("credentials_env = 'X'", "credentials_env = 'X'\nacceptance_window_ms = 5"),
      "venues.x.ccxt.acceptance_window_ms: expected an integer >= 100"),
+    (GOOD + "confirm_live = true\n",
+     "venues.binance.confirm_live: expected confirm_live only with plane = \"live\", found "
+     "plane = 'paper'"),
+    (GOOD + "[metrics]\nlisten = '0.0.0.0:9464'\n",
+     "metrics.listen: expected HOST:PORT on a loopback address (127.0.0.1:9464, [::1]:9464), "
+     "found "),
+    (GOOD + "[metrics]\nlisten = '10.1.2.3:9464'\n", "metrics.listen: expected HOST:PORT"),
+    (GOOD + "[metrics]\nlisten = '127.0.0.1'\n", "metrics.listen: expected HOST:PORT"),
+    (GOOD + "[metrics]\nlisten = '127.0.0.1:70000'\n", "metrics.listen: expected HOST:PORT"),
+    (GOOD + "[metrics]\nport = 9464\n", "metrics.port: expected one of listen"),
 ])
 def test_each_mistake_has_its_line(tmp_path: Path, text: str, line: str) -> None:
     found = problems(tmp_path, text)
@@ -174,6 +184,13 @@ def test_an_unreadable_signing_key_stops_start_up_with_exit_2(tmp_path: Path) ->
                          cwd=ROOT, timeout=60)
     assert run.returncode == 2
     assert "risk.key_file: expected a key of at least 16 bytes, found 4 bytes" in run.stderr
+
+
+def test_the_installed_production_config_is_valid() -> None:
+    loaded = config.load(ROOT / "deploy" / "execd.toml")
+    assert set(loaded.config.planes().values()) == {"paper"}
+    assert loaded.config.metrics is not None
+    assert loaded.config.daemon.ledger_dir == "/var/lib/execd/ledger"
 
 
 def test_the_shipped_live_example_is_valid() -> None:
