@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import socket
 import stat
@@ -156,18 +157,40 @@ class ControlServer:
         self.mode = 0o660 if group_access else 0o600
         self.timeout = timeout
         self.handler = handler
+        self._lock: int | None = None
+
+    def _take_lock(self) -> None:
+        """Hold ``<socket>.lock`` for as long as the socket is ours.
+
+        Probing the socket alone is racy: a daemon that has bound but not yet
+        listened looks dead to a second one, which would unlink and replace its
+        socket. Only the lock holder may remove or create the socket file.
+        """
+        lock = self.path.with_name(self.path.name + ".lock")
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ControlInUse(f"another execd is serving {self.path} (it holds {lock})") from None
+        self._lock = fd
 
     async def bind(self) -> SocketListener:
         """Create the socket file (replacing a stale one); raises ControlInUse if alive."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        _claim_path(self.path)
-        # The umask makes bind() create the file with no access for others at all.
-        old = os.umask(0o777 & ~self.mode)
+        self._take_lock()
         try:
-            listener = await anyio.create_unix_listener(self.path)
-        finally:
-            os.umask(old)
-        os.chmod(self.path, self.mode)
+            _claim_path(self.path)
+            # The umask makes bind() create the file with no access for others at all.
+            old = os.umask(0o777 & ~self.mode)
+            try:
+                listener = await anyio.create_unix_listener(self.path)
+            finally:
+                os.umask(old)
+            os.chmod(self.path, self.mode)
+        except BaseException:
+            self._release()
+            raise
         return listener
 
     async def serve(self, listener: SocketListener) -> None:
@@ -179,9 +202,21 @@ class ControlServer:
             self.remove()
 
     def remove(self) -> None:
-        """Remove the socket file (it is ours: bind() claimed it)."""
+        """Remove the socket file and let go of its lock (idempotent).
+
+        Once the lock is released the path may be another daemon's: nothing after
+        that touches it.
+        """
+        if self._lock is None:
+            return
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
+        self._release()
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
 
     async def _client(self, stream: SocketStream) -> None:
         async with stream:
