@@ -8,6 +8,7 @@ empty for a replay).
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -42,6 +43,8 @@ def _plan_ledger_dir(args: argparse.Namespace) -> Path | None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    # A SIGHUP before the daemon listens for it must not kill it (its default action).
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     loaded = _load(args.config)
     if loaded is None:
         return EXIT_CONFIG

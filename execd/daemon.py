@@ -341,10 +341,10 @@ class Daemon:
         problems = [
             ConfigProblem(self.loaded.path, f"venues.{name}.confirm_live",
                           f"true to move venue {name} from the paper plane (ledger record "
-                          f"#{state.start_seq}, the last start) to the live plane",
-                          "it unset")
+                          f"#{state.planes[name][1]}, the last start that named it) to the "
+                          "live plane", "it unset")
             for name, plane in self.config.planes().items()
-            if plane == "live" and state.planes.get(name) == "paper"
+            if plane == "live" and state.planes.get(name, ("", 0))[0] == "paper"
             and not self.config.venues[name].confirm_live]
         if problems:
             raise ConfigError(problems)
@@ -360,6 +360,7 @@ class Daemon:
             progress=state.progress, done=state.done, refusing=state.refusing,
             rejected=state.rejected, poll_seconds=config.daemon.poll_interval_ms / 1000,
             stopping=self.stopping, log=logs.get("reader"),
+            pulse=self.liveness.pulse("reader"),
         )
         return inbox, inbox.finished
 
@@ -552,11 +553,30 @@ class Daemon:
 
     # ------------------------------------------------------------ reload
 
+    def _reloaded(self, status: str) -> None:
+        """End a reload for the service manager: READY=1 only if start-up had finished
+        and no drain began (a reload must not complete a start job, or undo STOPPING=1)."""
+        if self.ready_sent and not self.stopping.is_set():
+            self.notifier.ready(status)
+        else:
+            self.notifier.status(status)
+
     async def _reload(self, actor: str, reason: str) -> dict[str, Any]:
-        """Apply the config file as it is now, all or nothing; the answer for ``execd ctl``."""
+        """Apply the config file as it is now, all or nothing; the answer for ``execd ctl``.
+
+        Shielded: once begun, a reload runs to its end even if the ``execd ctl``
+        that asked for it times out, so the daemon's idea of its config never
+        parts from what the sentinel applied.
+        """
+        with anyio.CancelScope(shield=True):
+            answer = await self._reload_now(actor, reason)
+        return answer
+
+    async def _reload_now(self, actor: str, reason: str) -> dict[str, Any]:
         async with self._reload_lock:
             path = self.loaded.path
-            self.notifier.reloading(f"reloading {path}")
+            if self.ready_sent and not self.stopping.is_set():
+                self.notifier.reloading(f"reloading {path}")
             try:
                 changed, seq = await self._apply_reload(actor, reason)
             except _Refused as refused:
@@ -564,8 +584,8 @@ class Daemon:
                 self.log.error("config.reload_refused", file=path, actor=actor,
                                problems=refused.problems)
                 more = f" (+{len(refused.problems) - 1} more)" if len(refused.problems) > 1 else ""
-                self.notifier.ready(f"RELOAD REFUSED: {refused.problems[0]}{more}; still on the "
-                                    f"previous config; {self._status_line()}")
+                self._reloaded(f"RELOAD REFUSED: {refused.problems[0]}{more}; still on the "
+                               f"previous config; {self._status_line()}")
                 return {"ok": False, "error": f"reload refused: {refused}"}
             self.reloads["applied"] += 1
             if changed:
@@ -573,8 +593,8 @@ class Daemon:
                               ledger_seq=seq)
             else:
                 self.log.info("config.reload_unchanged", file=path, actor=actor)
-            self.notifier.ready(f"config reloaded ({len(changed)} keys changed); "
-                                f"{self._status_line()}")
+            self._reloaded(f"config reloaded ({len(changed)} keys changed); "
+                           f"{self._status_line()}")
             return {"ok": True, "command": "reload", "changed": changed, "ledger_seq": seq}
 
     async def _apply_reload(self, actor: str, reason: str) -> tuple[list[str], int | None]:

@@ -26,6 +26,7 @@ import anyio
 from msgspec import Struct
 
 from execd.ledger.segments import fsync_dir
+from execd.liveness import Pulse
 
 _REPEAT = re.compile(r"^(?P<name>.+\.jsonl)\.repeat-(?P<n>\d+)$")
 
@@ -143,7 +144,11 @@ class InboxSource:
         poll_seconds: float,
         stopping: anyio.Event,
         log: Any,
+        pulse: Pulse | None = None,
     ) -> None:
+        # The reader's pulse: claiming a file (a rename and fsync that a hung mount
+        # can block) is work, only the sleep between scans is waiting.
+        self.pulse = pulse or Pulse("inbox")
         self.inbox = lakehouse.inbox
         self.work = lakehouse.work
         self.archive = lakehouse.archive
@@ -228,10 +233,12 @@ class InboxSource:
             return self._pending.pop(0)
         while not self.stopping.is_set():
             for name in self._candidates():
+                self.pulse.busy()
                 try:
                     return await anyio.to_thread.run_sync(self._claim, name)
                 except FileNotFoundError:
                     continue  # taken away by its producer between scan and claim
+            self.pulse.rest()
             with anyio.move_on_after(self.poll_seconds):
                 await self.stopping.wait()
         return None

@@ -244,7 +244,7 @@ class StartRecord(Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class ConfigRecord(Struct, frozen=True, forbid_unknown_fields=True):
-    """A reload changed the config; the records after this one were decided under it.
+    """A reload changed the config; every risk decision after this record used it.
 
     ``config_sha256`` is the digest of the settings that decide outcomes, as in the
     start record; ``file_sha256`` the digest of the file's bytes; ``changed`` the

@@ -76,9 +76,9 @@ class RecoveredState:
         self.rejected: set[str] = set()
         # live orders recorded without an outcome yet: intent id -> (record, its time)
         self.unresolved: dict[uuid.UUID, tuple[OrderRecord, int]] = {}
-        # The planes the last start recorded, and that record's seq (-1: none yet)
-        self.planes: dict[str, str] = {}
-        self.start_seq = -1
+        # Each venue's plane as the last start that named it recorded it, and that
+        # record's seq: a start without the venue does not erase its history.
+        self.planes: dict[str, tuple[str, int]] = {}
 
     def observe(self, record: Record) -> None:
         """Fold one record into the state."""
@@ -109,8 +109,8 @@ class RecoveredState:
             self.unresolved[order.intent_id] = (order, record.time)
             source = order.source
         elif kind == "start":
-            self.planes = dict(_start(record.body).planes)
-            self.start_seq = record.seq
+            for venue, plane in _start(record.body).planes.items():
+                self.planes[venue] = (plane, record.seq)
             return
         elif kind == "safety_sell":
             if self.risk is not None:

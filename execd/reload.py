@@ -20,17 +20,25 @@ import msgspec
 from execd.config import Config
 
 # Dotted keys (``*`` is one venue name) that a reload may change.
+# Pacing keys (max_orders, rate_window, failure_*, cooldown) are not: pacing counts
+# only while it is configured, and start-up rebuilds it from the ledger, so only a
+# restart gives it the history it would have had. Nor crisis_regimes: the context
+# loader falls back to the first of them when the regime cannot be read.
+_LIMITS = r"(max_order_notional|max_asset_exposure|price_band_bps|max_leverage|equity)"
 _RELOADABLE = [
     r"log\..+",
-    r"risk\.limits(\..+)?",
-    r"risk\.(require_registered_run|crisis_regimes|signatures)",
-    r"venues\.[^.]+\.(limits|symbols)(\..+)?",
+    rf"risk\.limits\.{_LIMITS}",
+    r"risk\.(require_registered_run|signatures)",
+    rf"venues\.[^.]+\.limits\.{_LIMITS}",
+    r"venues\.[^.]+\.symbols(\..+)?",
     r"venues\.[^.]+\.confirm_live",
     # Not rate_limit_ms: ccxt builds its throttler from it once.
     r"venues\.[^.]+\.ccxt\.(timeout_ms|poll_interval_ms|order_timeout_ms"
     r"|lookup_delay_ms|send_attempts|resend_window_ms|slippage_bps)",
 ]
 _reloadable = re.compile("|".join(f"(?:{p})" for p in _RELOADABLE))
+_pacing = re.compile(r"(risk|venues\.[^.]+)\.limits\."
+                     r"(max_orders|rate_window|failure_limit|failure_window|cooldown)")
 
 # Why the rest needs a restart, by the first part of the key.
 _WHY = {
@@ -75,6 +83,10 @@ def needs_restart(keys: list[str]) -> list[str]:
             continue
         if re.fullmatch(r"venues\.[^.]+", key):
             why = "the set of venues is fixed at start-up"
+        elif _pacing.fullmatch(key):
+            why = "pacing is rebuilt from the ledger at start-up only"
+        elif key == "risk.crisis_regimes":
+            why = "the regime read when regime.json cannot be is fixed at start-up"
         else:
             why = _WHY.get(key.split(".", 1)[0], "fixed at start-up")
         refused.append(f"{key}: {why}")

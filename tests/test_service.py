@@ -344,12 +344,21 @@ def test_moving_a_venue_from_paper_to_live_needs_confirm_live(tmp_path: Path) ->
                              text=True, cwd=ROOT, timeout=60)
     assert refused.returncode == 2
     assert (f"{config}: venues.alpaca.confirm_live: expected true to move venue alpaca from "
-            "the paper plane (ledger record #1, the last start) to the live plane, found it "
-            "unset") in refused.stderr
+            "the paper plane (ledger record #1, the last start that named it) to the live "
+            "plane, found it unset") in refused.stderr
     assert len(records(ledger)) == 2  # start, stop: nothing written by the refused start
-    config.write_text(text.replace(paper, SWITCHED.format(confirm="confirm_live = true")))
+    # A start that leaves the venue out does not erase its paper past.
+    config.write_text(text.replace(paper, ""))
     process = start(config, log)
     wait_for(lambda: len(events_named(log, "daemon.ready")) == 2)
+    assert stop(process) == 0
+    config.write_text(text.replace(paper, SWITCHED.format(confirm="")))
+    again = subprocess.run([*EXECD, "run", "--config", str(config)], capture_output=True,
+                           text=True, cwd=ROOT, timeout=60)
+    assert again.returncode == 2 and "venues.alpaca.confirm_live" in again.stderr
+    config.write_text(text.replace(paper, SWITCHED.format(confirm="confirm_live = true")))
+    process = start(config, log)
+    wait_for(lambda: len(events_named(log, "daemon.ready")) == 3)
     assert stop(process) == 0
     starts = [r["body"] for r in records(ledger) if r["kind"] == "start"]
     assert starts[-1]["planes"]["alpaca"] == "live"
@@ -358,7 +367,7 @@ def test_moving_a_venue_from_paper_to_live_needs_confirm_live(tmp_path: Path) ->
     # Once recorded live, the key is no longer needed.
     config.write_text(text.replace(paper, SWITCHED.format(confirm="")))
     process = start(config, log)
-    wait_for(lambda: len(events_named(log, "daemon.ready")) == 3)
+    wait_for(lambda: len(events_named(log, "daemon.ready")) == 4)
     assert stop(process) == 0
 
 
@@ -425,3 +434,27 @@ def test_a_metrics_address_in_use_stops_the_start_with_a_clear_line(tmp_path: Pa
     failed = [json.loads(line) for line in result.stdout.splitlines()
               if '"metrics.unavailable"' in line]
     assert failed and f"metrics.listen 127.0.0.1:{port}" in failed[0]["error"]
+
+
+def test_a_reload_before_start_up_finished_does_not_claim_readiness(tmp_path: Path,
+                                                                    manager: Manager) -> None:
+    """A live venue that cannot connect keeps the daemon from READY; a SIGHUP meanwhile
+    is handled but must not tell the manager that start-up is done."""
+    from tests.live import write_live_config
+
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]  # nothing listens here once closed
+    config = write_live_config(tmp_path, f"http://127.0.0.1:{port}", level="info")
+    log = tmp_path / "log"
+    process = start(config, log, manager)
+    wait_for(lambda: events_named(log, "venue.start_failed"))
+    process.send_signal(signal.SIGHUP)
+    wait_for(lambda: len(events_named(log, "config.reload_unchanged")) == 1)
+    assert ctl(config, "reload", "--actor", "ops", "--reason", "x").returncode == 0
+    wait_for(lambda: len(events_named(log, "config.reload_unchanged")) == 2)
+    assert manager.seen("READY") == [] and manager.seen("RELOADING") == []
+    assert any(s.startswith("config reloaded (0 keys changed); waiting for venues (binance "
+                            "cannot start") for s in manager.statuses())
+    assert stop(process) == 0
+    assert manager.seen("READY") == [] and len(manager.seen("STOPPING")) == 1

@@ -161,6 +161,11 @@ def test_what_needs_a_restart_says_why(tmp_path: Path) -> None:
     assert "daemon.ledger_dir: paths and polling are fixed at start-up" in refused
     assert "control.socket: the control socket is bound at start-up" in refused
     assert all(not line.startswith("log.") for line in refused)
+    assert needs_restart(["risk.limits.max_orders", "venues.x.limits.cooldown",
+                          "risk.crisis_regimes", "venues.x.limits.equity"]) == [
+        "risk.limits.max_orders: pacing is rebuilt from the ledger at start-up only",
+        "venues.x.limits.cooldown: pacing is rebuilt from the ledger at start-up only",
+        "risk.crisis_regimes: the regime read when regime.json cannot be is fixed at start-up"]
     assert needs_restart(["venues.kraken"]) == [
         "venues.kraken: the set of venues is fixed at start-up"]
     assert needs_restart(["venues.x.ccxt.rate_limit_ms", "venues.x.ccxt.timeout_ms",
