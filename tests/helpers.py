@@ -187,3 +187,16 @@ def count_outcomes(ledger: Path) -> int:
     for path in list_segments(ledger):
         total += path.read_bytes().count(b'"kind":"outcome"')
     return total
+
+
+def verify(ledger: Path) -> None:
+    """``execd ledger verify`` on ``ledger`` must pass."""
+    result = subprocess.run([*EXECD, "ledger", "verify", "--ledger", str(ledger)],
+                            capture_output=True, text=True, cwd=ROOT, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def ctl(config_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``execd ctl ARGS`` against the daemon of ``config_path``."""
+    return subprocess.run([*EXECD, "ctl", *args, "--config", str(config_path)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=60)

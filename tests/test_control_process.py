@@ -19,6 +19,7 @@ from tests.helpers import (
     ROOT,
     control_socket,
     count_outcomes,
+    ctl,
     drop,
     intent,
     ledger_bytes,
@@ -31,11 +32,6 @@ from tests.helpers import (
 )
 
 pytestmark = pytest.mark.slow
-
-
-def ctl(config_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*EXECD, "ctl", *args, "--config", str(config_path)],
-                          capture_output=True, text=True, cwd=ROOT, timeout=60)
 
 
 def started(tmp_path: Path, **overrides: Any) -> tuple[Path, subprocess.Popen[bytes]]:

@@ -12,8 +12,6 @@ import pytest
 
 from execd import reasons
 from tests.helpers import (
-    EXECD,
-    ROOT,
     count_outcomes,
     drop,
     intent,
@@ -21,17 +19,12 @@ from tests.helpers import (
     outcomes,
     records,
     start_daemon,
+    verify,
     wait_for,
     write_config,
 )
 
 pytestmark = pytest.mark.slow
-
-
-def verify(ledger: Path) -> None:
-    result = subprocess.run([*EXECD, "ledger", "verify", "--ledger", str(ledger)],
-                            capture_output=True, text=True, cwd=ROOT, check=False)
-    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def stop(process: subprocess.Popen[bytes], timeout: float = 60) -> int:

@@ -27,11 +27,13 @@ from tests.helpers import (
     ROOT,
     control_socket,
     count_outcomes,
+    ctl,
     drop,
     intent,
     lines,
     outcomes,
     records,
+    verify,
     wait_for,
     write_config,
 )
@@ -112,17 +114,6 @@ def log_events(log: Path) -> list[dict[str, Any]]:
 
 def events_named(log: Path, name: str) -> list[dict[str, Any]]:
     return [e for e in log_events(log) if e.get("event") == name]
-
-
-def ctl(config_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*EXECD, "ctl", *args, "--config", str(config_path)],
-                          capture_output=True, text=True, cwd=ROOT, timeout=60)
-
-
-def verify(ledger: Path) -> None:
-    result = subprocess.run([*EXECD, "ledger", "verify", "--ledger", str(ledger)],
-                            capture_output=True, text=True, cwd=ROOT, check=False)
-    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> int:
