@@ -722,27 +722,24 @@ class Daemon:
             self.durable_probe(commit)
         entries = commit.entries
         metrics = self.metrics
-        if self.config.log.outcomes == "each":
-            seq = commit.last_seq - len(entries)
-            for entry in entries:
-                seq += 1
-                body = entry.body
-                if type(body) is ExecutionOutcome:
+        each = self.config.log.outcomes == "each"
+        if not each:
+            self.log.info("ledger.commit", records=len(entries), last_seq=commit.last_seq)
+            if metrics is None:
+                return
+        seq = commit.last_seq - len(entries)
+        for entry in entries:
+            seq += 1
+            body = entry.body
+            if type(body) is ExecutionOutcome:
+                if each:
                     self.log.info("outcome", seq=seq, intent_id=str(body.intent_id),
                                   venue=body.venue, plane=body.plane, status=body.status,
                                   reason=body.reason, detail=body.detail,
                                   filled=str(body.filled_quantity))
-                    if metrics is not None:
-                        metrics.outcome(body.status, body.reason, body.venue or "",
-                                        body.plane or "")
-        else:
-            self.log.info("ledger.commit", records=len(entries), last_seq=commit.last_seq)
-            if metrics is not None:
-                for entry in entries:
-                    body = entry.body
-                    if type(body) is ExecutionOutcome:
-                        metrics.outcome(body.status, body.reason, body.venue or "",
-                                        body.plane or "")
+                if metrics is not None:
+                    metrics.outcome(body.status, body.reason, body.venue or "",
+                                    body.plane or "")
 
     def _dispose(self, record: InputFileRecord) -> None:
         """Move a finished input file out of work/, now that its record is durable."""
