@@ -36,6 +36,7 @@ class _OutcomeView(Struct):
     average_price: str | None = None
     reason: str | None = None
     source: Source | None = None
+    client_order_id: str | None = None
 
 
 class _TickView(Struct):
@@ -88,7 +89,7 @@ class RecoveredState:
             view = _outcome(record.body)
             if view.status != "QUARANTINED":
                 self.seen.add(view.intent_id)
-                if self.unresolved and self.unresolved.pop(view.intent_id, None) is not None:
+                if self.unresolved and self._closes(view):
                     # A live order's outcome, written whenever the venue answered: its
                     # order record already moved the file's progress, and later lines
                     # may have moved it further since.
@@ -133,6 +134,20 @@ class RecoveredState:
         if source is not None:
             # Line 0 is a file-level outcome (an empty file): the file is started.
             self.progress[source.file] = (source.line, source.end)
+
+    def _closes(self, view: _OutcomeView) -> bool:
+        """Whether ``view`` is the outcome of an unresolved order (and resolve it).
+
+        Only the outcome that names the order's client order id closes it. Other
+        outcomes may name the same intent id (a repeat of the line refused as a
+        duplicate while the order was still at the venue): they close nothing, and
+        the order is still reconciled at start-up.
+        """
+        pending = self.unresolved.get(view.intent_id)
+        if pending is None or view.client_order_id != pending[0].client_order_id:
+            return False
+        del self.unresolved[view.intent_id]
+        return True
 
     def _sent(self, view: _OutcomeView) -> None:
         """Positions, pacing and failures, from an order's recorded outcome."""

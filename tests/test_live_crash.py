@@ -139,3 +139,45 @@ def test_sigkill_at_seeded_points_never_doubles_or_loses_an_order(tmp_path: Path
     verify = subprocess.run([*EXECD, "ledger", "verify", "--ledger", str(ledger)],
                             cwd=ROOT, capture_output=True, text=True, check=False)
     assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+def test_a_duplicate_of_an_order_in_flight_does_not_hide_it_from_reconciliation(
+        tmp_path: Path) -> None:
+    """The same live intent twice in a file; the daemon dies once the first is placed.
+
+    The second line is refused INTENT_DUPLICATE while the first order is still at the
+    venue. That refusal names the same intent id, but it is not the order's outcome:
+    the restart must still look the order up and record what the venue did.
+    """
+    fake = fake_exchange()
+    ledger = tmp_path / "ledger"
+    with FakeBinanceThread(fake) as running:
+        path = write_live_config(tmp_path, running.url, level="info")
+        log = tmp_path / "daemon.log"
+        drop(tmp_path / "lakehouse" / "inbox", "dup.jsonl", lines(live_intent(1), live_intent(1)))
+        process = start_daemon(path, log)
+
+        def hook(phase: str, order: FakeOrder | None) -> None:
+            if phase == "placed":
+                # The refusal of the repeat is durable with the order record by now:
+                # both lines are in the same batch, and the order waits for its record.
+                os.kill(process.pid, signal.SIGKILL)
+
+        fake.on_order = hook
+        assert process.wait(timeout=60) == -signal.SIGKILL
+        fake.on_order = None
+        before = [r["body"] for r in records(ledger) if r["kind"] == "outcome"]
+        assert [o["reason"] for o in before] == ["INTENT_DUPLICATE"]
+        process = start_daemon(path, log)
+        deadline = time.monotonic() + 60
+        while outcome_count(ledger) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+        orders = list(fake.orders)
+    out = [r["body"] for r in records(ledger) if r["kind"] == "outcome"]
+    assert sorted((o["status"], o.get("reason")) for o in out) == [
+        ("FILLED", None), ("REJECTED", "INTENT_DUPLICATE")]
+    filled = next(o for o in out if o["status"] == "FILLED")
+    assert [o.clientOrderId for o in orders] == [filled["client_order_id"]]
+    assert Decimal(filled["filled_quantity"]) == orders[0].executedQty
