@@ -73,7 +73,7 @@ def _serve(loaded: config.LoadedConfig, mode: str, inputs: list[Path],
     from execd.control import ControlInUse
     from execd.daemon import Daemon, LedgerNotEmpty, MetricsUnavailable, UnresolvedOrders
     from execd.ledger.scan import LedgerCorrupt
-    from execd.ledger.segments import LedgerInUse, LedgerIOError
+    from execd.ledger.segments import InUse, LedgerIOError
 
     log = logs.get("daemon")
     daemon = Daemon(loaded, mode=mode, inputs=inputs, ledger_dir=ledger)  # type: ignore[arg-type]
@@ -88,7 +88,7 @@ def _serve(loaded: config.LoadedConfig, mode: str, inputs: list[Path],
         if isinstance(exc, MetricsUnavailable):
             log.error("metrics.unavailable", error=str(exc))
             return EXIT_FAILED
-        if isinstance(exc, ControlInUse | LedgerInUse):
+        if isinstance(exc, ControlInUse | InUse):
             log.error("daemon.in_use", error=str(exc))
             return EXIT_FAILED
         if isinstance(exc, LedgerCorrupt | LedgerNotEmpty | UnresolvedOrders):

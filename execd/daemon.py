@@ -32,7 +32,7 @@ from execd.clock import Clock, LogicalClock, WallClock
 from execd.config import Config, ConfigError, ConfigProblem, LoadedConfig
 from execd.context import ContextLoader
 from execd.control import ControlRequest, ControlServer, Request
-from execd.inbox import InboxSource, InputSource, ListSource
+from execd.inbox import InboxSource, InputSource, LakehouseInUse, ListSource
 from execd.ledger.record import LedgerChain
 from execd.ledger.segments import SegmentStore, exclusive
 from execd.ledger.writer import Commit, LedgerWriter
@@ -234,7 +234,7 @@ class Daemon:
         # SIGHUP reloads the config.
         signals = (anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
                    if self.mode == "run" else contextlib.nullcontext(None))
-        with signals as received, exclusive(self.ledger_dir):
+        with signals as received, exclusive(self.ledger_dir), self._own_lakehouse():
             server: ControlServer | None = None
             listener: SocketListener | None = None
             if self.mode == "run":
@@ -258,6 +258,26 @@ class Daemon:
                     with anyio.CancelScope(shield=True):
                         await anyio.to_thread.run_sync(self.metrics.close)
                 self.notifier.close()
+
+    def _own_lakehouse(self) -> contextlib.AbstractContextManager[None]:
+        """``execd run`` holds the lakehouse's lock, as it holds the ledger's.
+
+        Two daemons with their own ledgers on one lakehouse would each take the other's
+        files in work/ for leftovers and execute the same intents twice. Replay reads
+        only the files it is given (and the context beside them), so it takes no lock.
+        """
+        if self.mode != "run":
+            return contextlib.nullcontext()
+        lakehouse = self.config.lakehouse
+        if not lakehouse.root.exists():
+            self.log.warning("lakehouse.created", path=str(lakehouse.root),
+                             note="the configured lakehouse did not exist; check "
+                                  "daemon.lakehouse if producers write elsewhere")
+        if self.config.risk.require_registered_run and not lakehouse.runs.exists():
+            self.log.warning("provenance.registry_missing", path=str(lakehouse.runs),
+                             note="every intent is refused PROVENANCE_RUN_UNREGISTERED "
+                                  "until the audit registry exists")
+        return exclusive(lakehouse.root, LakehouseInUse, "the lakehouse")
 
     def _serve_metrics(self) -> None:
         listen = self.config.metrics

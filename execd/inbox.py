@@ -25,10 +25,14 @@ from typing import Any, Protocol
 import anyio
 from msgspec import Struct
 
-from execd.ledger.segments import fsync_dir
+from execd.ledger.segments import InUse, fsync_dir
 from execd.liveness import Pulse
 
 _REPEAT = re.compile(r"^(?P<name>.+\.jsonl)\.repeat-(?P<n>\d+)$")
+
+
+class LakehouseInUse(InUse):
+    """Another daemon holds the lakehouse: both would claim and execute the same files."""
 
 
 class Lakehouse(Struct, frozen=True):

@@ -22,23 +22,29 @@ class LedgerIOError(RuntimeError):
     because a second fsync may report success for data that never reached the disk."""
 
 
-class LedgerInUse(RuntimeError):
+class InUse(RuntimeError):
+    """Another process holds a directory that only one daemon may own at a time."""
+
+
+class LedgerInUse(InUse):
     """Another process holds the ledger: two writers would fork the chain."""
 
 
 @contextmanager
-def exclusive(directory: Path) -> Iterator[None]:
-    """Hold the ledger directory's lock (``.lock``) for as long as the block runs.
+def exclusive(directory: Path, in_use: type[InUse] = LedgerInUse,
+              what: str = "the ledger") -> Iterator[None]:
+    """Hold ``directory``'s lock (``.lock``) for as long as the block runs.
 
     Non-blocking: a second daemon on the same ledger stops at once with LedgerInUse
-    instead of writing a record of its own into the first one's chain.
+    instead of writing a record of its own into the first one's chain (and likewise
+    for the lakehouse, with ``in_use`` and ``what`` saying which).
     """
     directory.mkdir(parents=True, exist_ok=True)
     with open(directory / ".lock", "a+b") as handle:
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise LedgerInUse(f"another process holds the ledger in {directory}") from None
+            raise in_use(f"another process holds {what} in {directory}") from None
         try:
             yield
         finally:
