@@ -167,10 +167,12 @@ def test_bad_control_requests_get_clear_answers(tmp_path: Path) -> None:
                 reply = json.loads(client.makefile("rb").readline())
             assert reply["ok"] is False and error in reply["error"], reply
         assert json.loads(ctl(path, "status", "--json").stdout)["state"] == "ACTIVE"
-        # Another ledger, the same socket: refused before its ledger gets a record.
+        # Another ledger and lakehouse, the same socket: refused before its ledger gets
+        # a record.
         other = tmp_path / "other.toml"
         other.write_text(path.read_text().replace(str(tmp_path / "ledger"),
-                                                  str(tmp_path / "ledger2")))
+                                                  str(tmp_path / "ledger2"))
+                         .replace(str(tmp_path / "lakehouse"), str(tmp_path / "lakehouse2")))
         second = subprocess.run([*EXECD, "run", "--config", str(other)], capture_output=True,
                                 text=True, cwd=ROOT, timeout=60)
         assert second.returncode == 1 and "another execd is serving" in second.stdout
