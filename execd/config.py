@@ -31,6 +31,9 @@ class DaemonConfig(Struct, frozen=True, forbid_unknown_fields=True):
     lakehouse: str
     ledger_dir: str
     poll_interval_ms: Annotated[int, Meta(ge=1, le=60_000)] = 100
+    # An inbox file is claimed only once its inode, size and times have not changed
+    # for this long: a producer writing in place is not read half-written.
+    settle_ms: Annotated[int, Meta(ge=0, le=600_000)] = 250
 
 
 class ClockConfig(Struct, frozen=True, forbid_unknown_fields=True):
@@ -47,6 +50,9 @@ class QueueConfig(Struct, frozen=True, forbid_unknown_fields=True):
     adapter: Positive = 4
     ledger: Positive = 8
     commits: Positive = 1
+    # Input files read to their end whose record is not yet durable or whose move out
+    # of work/ is not done; the reader waits beyond it.
+    files: Positive = 16
 
 
 class BatchConfig(Struct, frozen=True, forbid_unknown_fields=True):

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 import signal
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -32,7 +31,7 @@ from execd.clock import Clock, LogicalClock, WallClock
 from execd.config import Config, ConfigError, ConfigProblem, LoadedConfig
 from execd.context import ContextLoader
 from execd.control import ControlRequest, ControlServer, Request
-from execd.inbox import InboxSource, InputSource, LakehouseInUse, ListSource
+from execd.inbox import InboxSource, InputSource, LakehouseInUse, ListSource, StatKey
 from execd.ledger.record import LedgerChain
 from execd.ledger.segments import SegmentStore, exclusive
 from execd.ledger.writer import Commit, LedgerWriter
@@ -41,7 +40,6 @@ from execd.messages import (
     Accepted,
     Entry,
     ExecutionOutcome,
-    InputFileRecord,
     IntentIn,
     ReaderItem,
     RouterItem,
@@ -161,6 +159,8 @@ class Daemon:
         self.state: RecoveredState | None = None
         self.writer: LedgerWriter | None = None
         self.risk: Risk | None = None
+        # The inbox of `execd run` (replay reads a list of files and moves none).
+        self.inbox: InboxSource | None = None
         # Operator commands, to the actor that carries each out.
         self._to_reader, self._reader_commands = anyio.create_memory_object_stream[
             ControlRequest](COMMAND_QUEUE)
@@ -375,11 +375,13 @@ class Daemon:
         if self.mode == "replay":
             return ListSource(self.inputs), None
         config = self.config
-        inbox = InboxSource(
+        inbox = self.inbox = InboxSource(
             config.lakehouse,
             progress=state.progress, done=state.done, refusing=state.refusing,
-            rejected=state.rejected, poll_seconds=config.daemon.poll_interval_ms / 1000,
-            stopping=self.stopping, log=logs.get("reader"),
+            rejected=state.rejected, changed=state.changed,
+            poll_seconds=config.daemon.poll_interval_ms / 1000,
+            settle_seconds=config.daemon.settle_ms / 1000, finished_files=config.queues.files,
+            time=state.scan.last_time, stopping=self.stopping, log=logs.get("reader"),
             pulse=self.liveness.pulse("reader"),
         )
         return inbox, inbox.finished
@@ -393,7 +395,8 @@ class Daemon:
             ReaderCore(clock, 0, config.input.max_line_bytes), source,
             chunk_bytes=config.batches.read_chunk_bytes, batch_items=config.batches.items,
             stopping=self.stopping, on_finished=on_finished, probe=self._probe(),
-            on_file_entry=self._file_entry if self.mode == "run" else None,
+            on_file_entry=self._file_entry if self.inbox is not None else None,
+            file_slots=self.inbox.slots if self.inbox is not None else None,
             context=ContextLoader(
                 config.lakehouse,
                 Path(config.governance.ledger_dir) if config.governance.enforce else None,
@@ -447,6 +450,8 @@ class Daemon:
             tg.start_soon(run_sentinel, sentinel, sentinel_in, to_router,
                           self._sentinel_commands if commands else None, self._expect,
                           pulse("sentinel"))
+            if self.inbox is not None:
+                tg.start_soon(self.inbox.run_disposals, to_ledger.clone())
             tg.start_soon(self._read, reader, to_sentinel, commands)
 
     async def _read(self, reader: LakehouseReader, send: ObjectSendStream[list[ReaderItem]],
@@ -476,7 +481,11 @@ class Daemon:
             self.ready_sent = True
             self.log.info("daemon.ready", planes=self.config.planes())
             self.notifier.ready(self._status_line())
-        await reader.run(send, self._reader_commands if commands else None, self._expect)
+        try:
+            await reader.run(send, self._reader_commands if commands else None, self._expect)
+        finally:
+            if self.inbox is not None:
+                self.inbox.reading_done()
 
     def _live_venues(self, state: RecoveredState, clock: Clock) -> list[CcxtVenue]:
         """One ccxt venue per live venue that has credentials, with its unresolved orders."""
@@ -719,9 +728,11 @@ class Daemon:
         for entry in request.entries:
             self._watch(entry, done)
 
-    def _file_entry(self, entry: Entry) -> None:
-        """The reader made an input_file record: move its file once that is durable."""
-        self._watch(entry, lambda seq: self._dispose(entry.body))  # type: ignore[arg-type]
+    def _file_entry(self, entry: Entry, key: StatKey | None) -> None:
+        """The reader made an input_file record: the inbox moves its file once it is durable."""
+        inbox = self.inbox
+        assert inbox is not None
+        self._watch(entry, lambda seq: inbox.record_durable(entry, key))
 
     def _fire(self, commit: Commit) -> None:
         """Run what waits on the entries of ``commit`` (only while something waits)."""
@@ -760,16 +771,3 @@ class Daemon:
                 if metrics is not None:
                     metrics.outcome(body.status, body.reason, body.venue or "",
                                     body.plane or "")
-
-    def _dispose(self, record: InputFileRecord) -> None:
-        """Move a finished input file out of work/, now that its record is durable."""
-        lakehouse = self.config.lakehouse
-        target = lakehouse.archive if record.disposition == "archive" else lakehouse.rejected
-        target.mkdir(parents=True, exist_ok=True)
-        try:
-            os.replace(lakehouse.work / record.file, target / record.file)
-        except FileNotFoundError:
-            self.log.warning("input.already_moved", file=record.file)
-        else:
-            self.log.info("input.done", file=record.file, to=target.name, lines=record.lines)
-

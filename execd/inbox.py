@@ -2,33 +2,56 @@
 
 The inbox protocol, for ``execd run``::
 
-    inbox/NAME.jsonl ──claim (rename)──▶ work/NAME.jsonl ──input_file durable──▶ archive/
+    inbox/NAME.jsonl ──stable──claim (rename)──▶ work/NAME.jsonl ──input_file durable──▶ archive/
     inbox/NAME.jsonl, NAME already seen ──▶ work/NAME.jsonl.repeat-N ──▶ rejected/
+    inbox/NAME.jsonl not a file, or a bad name ──▶ work/NAME.jsonl.refused-N ──▶ rejected/
 
-A file is claimed, by renaming it into ``work/``, before its first line is read. So
-the inbox only ever holds files nobody has started, and every crash leaves an
-unambiguous state: a file in ``work/`` without an ``input_file`` record is resumed
-at the offset the ledger gives; one with the record is moved on. A producer cannot
-replace a file that is being read, and a second file under a consumed name is
-refused as a whole under a claim name of its own, never read and never overwriting
-anything.
+A file is claimed, by renaming it into ``work/``, before its first line is read, and
+only once it is stable: its inode, size and times unchanged for ``settle_ms``, so a
+producer that writes in place is not read half-written. The inbox therefore only ever
+holds files nobody has started, and every crash leaves an unambiguous state: a file
+in ``work/`` without an ``input_file`` record is resumed at the offset the ledger
+gives; one with the record is checked against it and moved on. A second file under a
+consumed name, a name that cannot be recorded (not UTF-8, or too long) and anything
+that is not a regular file are refused whole under a claim name of their own, never
+read and never overwriting anything.
+
+What a producer does to a file after the claim is noticed, never silently lost: the
+reader compares the file with what it read when it reaches the end, and
+:meth:`InboxSource.run_disposals` compares it again before moving it out of ``work/``;
+a file deleted from ``work/`` before it was read to its end is recorded too. Each is an
+``INPUT_FILE_CHANGED`` outcome, and the file goes to ``rejected/`` for inspection.
 """
 
 from __future__ import annotations
 
+import collections
+import errno
 import hashlib
 import os
 import re
+import stat
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Protocol
 
 import anyio
+from anyio.abc import ObjectSendStream
 from msgspec import Struct
 
+from execd import ids, reasons
+from execd.clock import monotonic
 from execd.ledger.segments import InUse, fsync_dir
 from execd.liveness import Pulse
+from execd.messages import LATE, Entry, ExecutionOutcome, InputFileRecord, Source
 
-_REPEAT = re.compile(r"^(?P<name>.+\.jsonl)\.repeat-(?P<n>\d+)$")
+_CLAIM = re.compile(r"^(?P<name>.+\.jsonl)\.(?P<kind>repeat|refused)-(?P<n>\d+)$")
+# Input file names longer than this are refused (under a hashed claim name), so that
+# every claim name, NAME plus ".repeat-N", still fits the filesystem's 255 bytes.
+MAX_NAME_BYTES = 240
+# (inode, size, mtime_ns, ctime_ns): any write, truncation or replacement changes it.
+StatKey = tuple[int, int, int, int]
+_ZERO = Decimal(0)
 
 
 class LakehouseInUse(InUse):
@@ -82,7 +105,12 @@ class Lakehouse(Struct, frozen=True):
 
 
 class FileJob(Struct, frozen=True):
-    """One file to read (or refuse), with where to resume it."""
+    """One file to read (or refuse), with where to resume it.
+
+    ``refuse``: the detail of a whole-file refusal with reason ``refuse_reason``;
+    ``refusal_recorded``: its outcome is in the ledger already. ``missing``: the file
+    is gone (deleted from work/), so there is nothing to digest or move.
+    """
 
     path: str
     name: str
@@ -90,7 +118,9 @@ class FileJob(Struct, frozen=True):
     line: int = 0
     resumed: bool = False
     refuse: str = ""
+    refuse_reason: str = reasons.INPUT_FILE_REPEATED
     refusal_recorded: bool = False
+    missing: bool = False
 
 
 class InputSource(Protocol):
@@ -112,15 +142,111 @@ class ListSource:
         return self._jobs.pop(0) if self._jobs else None
 
 
-def file_digest(path: str) -> tuple[int, str]:
-    """Size and SHA-256 of a file. Blocking."""
+def stat_key(st: os.stat_result) -> StatKey:
+    """What changes whenever a file is written, truncated or replaced."""
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def open_regular(path: str) -> int:
+    """A read-only descriptor of the regular file ``path``. Blocking (a worker thread).
+
+    Never blocks on a FIFO and never follows a symlink: anything but a regular file
+    raises ``NotRegular``.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise NotRegular(f"not a regular file ({kind_of(mode)})")
+    return fd
+
+
+class NotRegular(OSError):
+    """A path that execd only reads as a regular file is something else."""
+
+
+def kind_of(mode: int) -> str:
+    """What a non-regular file is, for people."""
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISDIR, "a directory"),
+                       (stat.S_ISLNK, "a symlink"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def why_unreadable(exc: OSError) -> str:
+    """An OSError as the detail of a file that could not be read."""
+    if isinstance(exc, NotRegular):
+        return str(exc)
+    if exc.errno == errno.ELOOP:
+        return "not a regular file (a symlink)"
+    return exc.strerror or type(exc).__name__
+
+
+def digest_fd(fd: int, size: int | None = None) -> tuple[int, str]:
+    """Size and SHA-256 of an open file from its start (to ``size`` bytes). Blocking."""
     digest = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-            size += len(chunk)
-    return size, digest.hexdigest()
+    offset = 0
+    while size is None or offset < size:
+        want = 1 << 20 if size is None else min(1 << 20, size - offset)
+        chunk = os.pread(fd, want, offset)
+        if not chunk:
+            break
+        digest.update(chunk)
+        offset += len(chunk)
+    return offset, digest.hexdigest()
+
+
+def describe_refused(path: str) -> tuple[int, str | None]:
+    """Size and digest of a file refused whole: the digest only of a readable regular file.
+
+    Blocking. A FIFO, a directory or an unreadable file is never opened for reading.
+    """
+    try:
+        size = os.lstat(path).st_size
+    except OSError:
+        return 0, None
+    try:
+        fd = open_regular(path)
+    except OSError:
+        return size, None
+    try:
+        return digest_fd(fd)
+    except OSError:
+        return size, None
+    finally:
+        os.close(fd)
+
+
+def claim_base(name: str) -> tuple[str, str | None]:
+    """The name a file is recorded and claimed under, and why its own name is refused.
+
+    ``name`` comes from the directory listing, so bytes that are not UTF-8 arrive as
+    surrogates: such a name, or one longer than MAX_NAME_BYTES, cannot be recorded (or
+    claimed with a suffix) as it is. It is recorded under a readable stand-in.
+    """
+    try:
+        raw = name.encode("utf-8")
+        problem = None
+    except UnicodeEncodeError:
+        raw = name.encode("utf-8", "surrogateescape")
+        problem = f"the name is not UTF-8 (bytes {raw.hex()})"
+        name = raw.decode("utf-8", "backslashreplace")
+    if len(name.encode("utf-8")) > MAX_NAME_BYTES:
+        problem = problem or (f"the name is {len(raw)} bytes long; input file names may be "
+                              f"at most {MAX_NAME_BYTES} bytes ({name[:60]!r}…)")
+        name = f"{hashlib.sha256(raw).hexdigest()[:16]}.jsonl"
+    return name, problem
+
+
+def changed_outcome(name: str, size: int, time: int, detail: str) -> ExecutionOutcome:
+    """The file-level outcome of an input file that changed after it was claimed."""
+    intent_id = ids.quarantine_id(name, 0)
+    return ExecutionOutcome(
+        execution_id=ids.execution_id(intent_id, "", "none"), intent_id=intent_id,
+        status="QUARANTINED", filled_quantity=_ZERO, logical_time=time,
+        reason=reasons.INPUT_FILE_CHANGED, detail=detail, source=Source(name, 0, size))
 
 
 def _move(source: Path, target_dir: Path) -> None:
@@ -128,13 +254,27 @@ def _move(source: Path, target_dir: Path) -> None:
     os.replace(source, target_dir / source.name)
 
 
-class InboxSource:
-    """Claims files from the inbox in name order; resumes what a stop left in work/.
+class _Finished(Struct):
+    """An input_file record made durable, and the file as the reader last saw it.
 
-    ``progress``, ``done``, ``refusing`` and ``rejected`` come from the ledger: where
-    each unfinished file stopped, the size and digest of each consumed file, refusals
-    whose outcome is recorded but not their input_file record, and refusals that are
-    complete.
+    ``problem``: already known to have changed (found at start-up); ``slot``: the
+    reader took a slot for it (start-up's leftovers take none).
+    """
+
+    record: InputFileRecord
+    time: int
+    key: StatKey | None
+    problem: str | None = None
+    slot: bool = True
+
+
+class InboxSource:
+    """Claims stable files from the inbox in name order; resumes what a stop left in work/.
+
+    ``progress``, ``done``, ``refusing``, ``rejected`` and ``changed`` come from the
+    ledger: where each unfinished file stopped, the size and digest of each consumed
+    file, refusals whose outcome is recorded but not their input_file record, refusals
+    that are complete, and consumed files recorded as changed after they were finished.
     """
 
     def __init__(
@@ -148,6 +288,10 @@ class InboxSource:
         poll_seconds: float,
         stopping: anyio.Event,
         log: Any,
+        settle_seconds: float = 0.0,
+        finished_files: int = 16,
+        changed: set[str] | None = None,
+        time: int = 0,
         pulse: Pulse | None = None,
     ) -> None:
         # The reader's pulse: claiming a file (a rename and fsync that a hung mount
@@ -160,21 +304,39 @@ class InboxSource:
         self.progress = progress
         self.done = done
         self.refusing = refusing
+        self.changed = changed or set()
+        # The logical time at start-up, for what start-up finds changed.
+        self.time = time
         self.poll_seconds = poll_seconds
+        self.settle_seconds = settle_seconds
         self.stopping = stopping
         self.log = log
         for directory in (self.inbox, self.work):
             directory.mkdir(parents=True, exist_ok=True)
-        # Every name ever claimed: consumed, being read, or waiting in work/.
-        self.seen: set[str] = set(done)
-        # Refusals so far per original name, so claim names never collide.
+        # Every name ever claimed: consumed, being read, or waiting in work/ (a file
+        # rejected after some of it was read was consumed too).
+        self.seen: set[str] = set(done) | {n for n in rejected if not _CLAIM.match(n)}
+        # Refusals so far per base name, so claim names never collide.
         self.repeats: dict[str, int] = {}
         for claim in (*refusing, *rejected):
-            self._count_repeat(claim)
+            self._count_claim(claim)
+        # name -> (its stat key, when that key was first seen): settling files.
+        self._settling: dict[str, tuple[StatKey | None, float]] = {}
+        # Names that are not input files, warned about once each.
+        self._ignored: set[str] = set()
+        # Finished files whose input_file record is durable, waiting to be moved; each
+        # holds a slot the reader took before recording it, so the queue is bounded.
+        self._finished: collections.deque[_Finished] = collections.deque()
+        self._finished_ready = anyio.Event()
+        self.slots = anyio.Semaphore(finished_files)
+        self._slot_count = finished_files
+        self._reading_done = False
         self._pending = self._recover_work(rejected)
 
-    def _count_repeat(self, claim: str) -> None:
-        match = _REPEAT.match(claim)
+    # ------------------------------------------------------------------ restart
+
+    def _count_claim(self, claim: str) -> None:
+        match = _CLAIM.match(claim)
         if match:
             name, number = match["name"], int(match["n"])
             self.repeats[name] = max(self.repeats.get(name, 0), number)
@@ -182,71 +344,255 @@ class InboxSource:
     def _recover_work(self, rejected: set[str]) -> list[FileJob]:
         """Jobs for what a stop left in work/, and moves for what was already finished."""
         jobs = []
+        present = set()
         for path in sorted(self.work.iterdir()):
             name = path.name
-            if _REPEAT.match(name):
-                self._count_repeat(name)
+            present.add(name)
+            base, problem = claim_base(name)
+            if problem is not None:
+                # Only execd writes work/; a name it could not have made is not ours.
+                self.log.warning("input.foreign_in_work", file=base, problem=problem)
+                continue
+            if _CLAIM.match(name):
+                self._count_claim(name)
                 if name in rejected:
                     _move(path, self.rejected_dir)
                     self.log.info("input.leftover_moved", file=name, to="rejected")
                 else:
-                    jobs.append(self._refusal(path, name, recorded=name in self.refusing))
+                    jobs.append(self._leftover_refusal(path, name))
             elif name in self.done:
-                _move(path, self.archive)
-                self.log.info("input.leftover_moved", file=name, to="archive")
+                jobs.extend(self._leftover_finished(path, name))
+            elif name in self.refusing:
+                # Its whole-file outcome is recorded (it changed, or became unreadable,
+                # while it was read): only its input_file record is owed.
+                self.seen.add(name)
+                line, offset = self.progress.get(name, (0, 0))
+                jobs.append(FileJob(str(path), name, offset, line, resumed=True,
+                                    refuse="recorded before the stop",
+                                    refuse_reason=reasons.INPUT_FILE_CHANGED,
+                                    refusal_recorded=True))
             else:
                 self.seen.add(name)
                 line, offset = self.progress.get(name, (0, 0))
                 jobs.append(FileJob(str(path), name, offset, line, resumed=name in self.progress))
+        for name in sorted(set(self.progress) - present):
+            # Started, not finished, and gone: its remaining lines can never be read.
+            line, offset = self.progress[name]
+            self.seen.add(name)
+            jobs.append(FileJob(
+                str(self.work / name), name, offset, line, resumed=True, missing=True,
+                refuse_reason=reasons.INPUT_FILE_CHANGED, refusal_recorded=name in self.refusing,
+                refuse=f"deleted from work/ after it was claimed: lines after line {line} "
+                       f"(byte {offset}) were never read"))
         return jobs
 
-    def _refusal(self, path: Path, claim: str, *, recorded: bool) -> FileJob:
-        original = _REPEAT.match(claim)
-        name = original["name"] if original else claim
+    def _leftover_refusal(self, path: Path, claim: str) -> FileJob:
+        match = _CLAIM.match(claim)
+        assert match is not None
+        recorded = claim in self.refusing
+        if match["kind"] == "repeat":
+            return self._repeat(path, claim, match["name"], recorded=recorded)
+        try:
+            mode = os.lstat(path).st_mode
+        except OSError:
+            mode = stat.S_IFREG
+        detail = (f"not a regular file ({kind_of(mode)})" if not stat.S_ISREG(mode)
+                  else "its name cannot be recorded as it is")
+        reason = (reasons.INPUT_FILE_UNREADABLE if not stat.S_ISREG(mode)
+                  else reasons.INPUT_FILE_NAME_INVALID)
+        return FileJob(str(path), claim, refuse=detail, refuse_reason=reason,
+                       refusal_recorded=recorded)
+
+    def _leftover_finished(self, path: Path, name: str) -> list[FileJob]:
+        """A file read to its end before the stop: moved on if it is still what was read."""
+        if name in self.changed:
+            _move(path, self.rejected_dir)
+            self.log.warning("input.leftover_moved", file=name, to="rejected")
+            return []
+        size, sha = self.done[name]
+        now = describe_refused(str(path))
+        if now == (size, sha):
+            _move(path, self.archive)
+            self.log.info("input.leftover_moved", file=name, to="archive")
+            return []
+        # Recorded when the disposals run (the file then goes to rejected/).
+        problem = (f"changed after it was read and recorded (size {size}, sha256 {sha[:12]}…):"
+                   f" now size {now[0]}, sha256 {(now[1] or 'unreadable')[:12]}…; nothing "
+                   "after the recorded size was read")
+        record = InputFileRecord(name, size, sha, 0, "reject")
+        self._finished.append(_Finished(record, self.time, None, problem, slot=False))
+        return []
+
+    def _repeat(self, path: Path, claim: str, name: str, *, recorded: bool) -> FileJob:
         known = self.done.get(name)
         before = (f"consumed before (size {known[0]}, sha256 {known[1][:12]}…)" if known
                   else "already claimed and not yet finished")
         return FileJob(str(path), claim, refuse=f"{name} was {before}; input file names "
                        "must be unique, so this one is not read", refusal_recorded=recorded)
 
-    def _candidates(self) -> list[str]:
-        with os.scandir(self.inbox) as entries:
-            return sorted(
-                entry.name for entry in entries
-                if not entry.name.startswith(".") and entry.name.endswith(".jsonl")
-                and entry.is_file(follow_symlinks=False)
-            )
+    # -------------------------------------------------------------------- claims
 
-    def _claim(self, name: str) -> FileJob:
+    def _scan(self) -> list[tuple[str, StatKey | None, int]]:
+        """Candidate names with their stat keys (None: not a regular file) and modes.
+
+        Blocking: a directory listing and an lstat per name (worker thread).
+        """
+        found = []
+        with os.scandir(self.inbox) as entries:
+            for entry in entries:
+                name = entry.name
+                if name.startswith("."):
+                    continue  # a producer's temporary name: the protocol's own
+                if not name.endswith(".jsonl"):
+                    if name not in self._ignored:
+                        self._ignored.add(name)
+                        self.log.warning("input.ignored", file=claim_base(name)[0],
+                                         note="inbox names must end in .jsonl")
+                    continue
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                key = stat_key(st) if stat.S_ISREG(st.st_mode) else None
+                found.append((name, key, st.st_mode))
+        return sorted(found)
+
+    def _ready(self, found: list[tuple[str, StatKey | None, int]]) -> tuple[list[str], float]:
+        """Names stable for settle_seconds (in name order), and how long until the next is."""
+        now = monotonic()
+        settling: dict[str, tuple[StatKey | None, float]] = {}
+        ready, wait = [], self.poll_seconds
+        for name, key, _ in found:
+            seen = self._settling.get(name)
+            since = seen[1] if seen is not None and seen[0] == key else now
+            settling[name] = (key, since)
+            left = since + self.settle_seconds - now
+            if key is None or left <= 0:
+                ready.append(name)
+            else:
+                wait = min(wait, left)
+        self._settling = settling
+        return ready, wait
+
+    def _claim(self, name: str, regular: bool, mode: int) -> FileJob:
         """Rename ``name`` from the inbox into work/, durably, before reading it."""
-        if name in self.seen:
-            number = self.repeats.get(name, 0) + 1
-            self.repeats[name] = number
-            claim = f"{name}.repeat-{number}"
-            os.replace(self.inbox / name, self.work / claim)
+        base, problem = claim_base(name)
+        reason = ""
+        if problem is not None:
+            reason = reasons.INPUT_FILE_NAME_INVALID
+        elif not regular:
+            reason, problem = reasons.INPUT_FILE_UNREADABLE, f"not a regular file ({kind_of(mode)})"
+        elif name in self.seen:
+            reason = reasons.INPUT_FILE_REPEATED
+        if not reason:
+            self.seen.add(name)
+            os.replace(self.inbox / name, self.work / name)
             fsync_dir(self.work)
-            return self._refusal(self.work / claim, claim, recorded=False)
-        self.seen.add(name)
-        os.replace(self.inbox / name, self.work / name)
+            self._settling.pop(name, None)
+            return FileJob(str(self.work / name), name)
+        number = self.repeats.get(base, 0) + 1
+        self.repeats[base] = number
+        kind = "repeat" if reason == reasons.INPUT_FILE_REPEATED else "refused"
+        claim = f"{base}.{kind}-{number}"
+        os.replace(self.inbox / name, self.work / claim)
         fsync_dir(self.work)
-        return FileJob(str(self.work / name), name)
+        self._settling.pop(name, None)
+        if kind == "repeat":
+            return self._repeat(self.work / claim, claim, name, recorded=False)
+        return FileJob(str(self.work / claim), claim, refuse=f"{problem}; not read",
+                       refuse_reason=reason)
 
     async def next_file(self) -> FileJob | None:
-        """Wait for the next file; None once stopping."""
+        """Wait for the next stable file; None once stopping."""
         if self._pending:
             return self._pending.pop(0)
         while not self.stopping.is_set():
-            for name in self._candidates():
+            self.pulse.busy()
+            found = await anyio.to_thread.run_sync(self._scan)
+            ready, wait = self._ready(found)
+            modes = {name: (key is not None, mode) for name, key, mode in found}
+            for name in ready:
                 self.pulse.busy()
                 try:
-                    return await anyio.to_thread.run_sync(self._claim, name)
+                    return await anyio.to_thread.run_sync(self._claim, name, *modes[name])
                 except FileNotFoundError:
                     continue  # taken away by its producer between scan and claim
+                except OSError as exc:
+                    # Not ours to take (permissions on the inbox): leave it, say so once.
+                    if name not in self._ignored:
+                        self._ignored.add(name)
+                        self.log.warning("input.unclaimable", file=claim_base(name)[0],
+                                         error=exc.strerror or str(exc))
             self.pulse.rest()
-            with anyio.move_on_after(self.poll_seconds):
+            with anyio.move_on_after(wait):
                 await self.stopping.wait()
         return None
 
     def finished(self, name: str, size: int, sha: str) -> None:
         """Remember a file this process read to its end."""
         self.done[name] = (size, sha)
+
+    # ----------------------------------------------------------------- disposals
+
+    def reading_done(self) -> None:
+        """The reader records no more files: disposals end once the last is moved."""
+        self._reading_done = True
+        self._finished_ready.set()
+
+    def record_durable(self, entry: Entry, key: StatKey | None) -> None:
+        """An input_file record is durable: queue its file to be moved (no I/O here)."""
+        assert type(entry.body) is InputFileRecord
+        self._finished.append(_Finished(entry.body, entry.time, key))
+        self._finished_ready.set()
+
+    def _dispose(self, finished: _Finished) -> str | None:
+        """Move a finished file out of work/; what changed since it was read, if anything.
+
+        Blocking (worker thread).
+        """
+        record = finished.record
+        source = self.work / record.file
+        target = self.archive if record.disposition == "archive" else self.rejected_dir
+        try:
+            now = stat_key(os.lstat(source))
+        except FileNotFoundError:
+            self.log.warning("input.already_moved", file=record.file)
+            return None
+        problem = finished.problem
+        if finished.key is not None and now != finished.key:
+            problem = (f"written after it was read and recorded (size {record.size}): now "
+                       f"size {now[1]}; nothing after the recorded size was read")
+            target = self.rejected_dir
+        _move(source, target)
+        if problem is None:
+            self.log.info("input.done", file=record.file, to=target.name, lines=record.lines)
+        else:
+            self.log.warning("input.done", file=record.file, to=target.name,
+                             lines=record.lines, problem=problem)
+        return problem
+
+    async def run_disposals(self, send: ObjectSendStream[list[Entry]]) -> None:
+        """Move finished files out of work/ as their records become durable.
+
+        A file that changed after it was recorded gets an INPUT_FILE_CHANGED outcome,
+        appended when found (LATE: the file's place in the ledger is long taken).
+        Ends once the reader has stopped and every file it recorded has moved.
+        """
+        async with send:
+            while True:
+                while self._finished:
+                    finished = self._finished.popleft()
+                    problem = await anyio.to_thread.run_sync(self._dispose, finished)
+                    if finished.slot:
+                        self.slots.release()
+                    if problem is not None:
+                        outcome = changed_outcome(finished.record.file, finished.record.size,
+                                                  finished.time, problem)
+                        await send.send([Entry(LATE, "outcome", finished.time, outcome)])
+                if self._reading_done and self.slots.value == self._slot_count:
+                    return
+                self._finished_ready = anyio.Event()
+                if self._finished or (self._reading_done
+                                      and self.slots.value == self._slot_count):
+                    continue
+                await self._finished_ready.wait()

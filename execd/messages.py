@@ -228,7 +228,7 @@ class InputFileRecord(Struct, frozen=True, forbid_unknown_fields=True):
 
     file: str
     size: int
-    sha256: str
+    sha256: str | None  # None: refused without being read (unreadable, or gone)
     lines: int
     disposition: Literal["archive", "reject"] = "archive"
 

@@ -15,9 +15,10 @@ file, line and end offset, so a restart resumes exactly after the last durable o
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable
 from decimal import Decimal
-from typing import BinaryIO, Literal
+from typing import Any, Literal, TypeVar
 
 import anyio
 import msgspec
@@ -28,7 +29,16 @@ from execd import ids, reasons
 from execd.clock import Clock, ClockRegression
 from execd.context import ContextLoader, LakehouseContext
 from execd.control import ControlRequest, answer, refuse_waiting
-from execd.inbox import FileJob, InputSource, file_digest
+from execd.inbox import (
+    FileJob,
+    InputSource,
+    StatKey,
+    describe_refused,
+    digest_fd,
+    open_regular,
+    stat_key,
+    why_unreadable,
+)
 from execd.liveness import Pulse
 from execd.messages import (
     ClockTick,
@@ -201,9 +211,16 @@ class ReaderCore:
         return items
 
     def finish_file(
-        self, size: int, sha256: str, disposition: Literal["archive", "reject"] = "archive"
+        self, size: int, sha256: str | None,
+        disposition: Literal["archive", "reject"] = "archive",
+        problem: tuple[str, str] | None = None,
     ) -> list[ReaderItem]:
-        """End the current file: its last line if unterminated, then the input_file record."""
+        """End the current file: its last line if unterminated, then the input_file record.
+
+        ``problem``: (reason, detail) of a file that changed after it was claimed or
+        could not be read to its end: its whole-file outcome comes before the record,
+        and the file is rejected.
+        """
         items: list[ReaderItem] = []
         end = self._carry_start + len(self._carry)
         if self._skipping:
@@ -214,29 +231,34 @@ class ReaderCore:
                 items.append(item)
         self._carry = b""
         self._skipping = 0
-        if not self._records:
+        if not self._records and problem is None:
             src = Source(self._file, self._line, size)
             items.append(quarantine(self._take_seq(), self.clock.now(), src,
                                     reasons.INPUT_EMPTY_FILE, f"{size} bytes, no records"))
+        if problem is not None:
+            items.append(quarantine(self._take_seq(), self.clock.now(),
+                                    Source(self._file, 0, size), *problem))
+            disposition = "reject"
         body = InputFileRecord(self._file, size, sha256, self._line, disposition)
         items.append(Entry(self._take_seq(), "input_file", self.clock.now(), body))
         return items
 
-    def refuse_file(self, name: str, size: int, sha256: str, detail: str,
-                    *, recorded: bool = False) -> list[ReaderItem]:
-        """A whole file refused unread: its quarantine outcome, then its input_file record.
+    def refuse_file(self, name: str, size: int, sha256: str | None, detail: str,
+                    *, recorded: bool = False, reason: str = reasons.INPUT_FILE_REPEATED,
+                    lines: int = 0) -> list[ReaderItem]:
+        """A whole file refused (unread, or no further): its outcome, then its input_file record.
 
         ``recorded``: the outcome is already in the ledger (the daemon stopped before
-        the input_file record), so only the input_file record is still owed.
+        the input_file record), so only the input_file record is still owed. ``lines``:
+        how many lines of it were read before (a file that became unreadable).
         """
         self.start_file(name)
         now = self.clock.now()
         items: list[ReaderItem] = []
         if not recorded:
-            items.append(quarantine(self._take_seq(), now, Source(name, 0, size),
-                                    reasons.INPUT_FILE_REPEATED, detail))
+            items.append(quarantine(self._take_seq(), now, Source(name, 0, size), reason, detail))
         items.append(Entry(self._take_seq(), "input_file", now,
-                           InputFileRecord(name, size, sha256, 0, "reject")))
+                           InputFileRecord(name, size, sha256, lines, "reject")))
         return items
 
 
@@ -244,6 +266,14 @@ class ReaderCore:
 
 
 FinishHook = Callable[[str, int, str], None]
+# Each input_file entry, before it is sent, with the file's stat key as the reader last
+# saw it (None for a file refused unread): the inbox moves the file once it is durable.
+FileEntryHook = Callable[[Entry, StatKey | None], None]
+T = TypeVar("T")
+
+
+class _Stopped(Exception):
+    """The daemon began stopping while the reader waited on a blocking call."""
 
 
 class LakehouseReader:
@@ -260,13 +290,17 @@ class LakehouseReader:
         on_finished: FinishHook | None = None,
         probe: Callable[[list[ReaderItem]], None] | None = None,
         context: ContextLoader | None = None,
-        on_file_entry: Callable[[Entry], None] | None = None,
+        on_file_entry: FileEntryHook | None = None,
+        file_slots: anyio.Semaphore | None = None,
         pulse: Pulse | None = None,
     ) -> None:
         self.core = core
         # Waiting for a file is idle; opening, reading and sending one is work.
         self.pulse = pulse or Pulse("reader")
         self.on_file_entry = on_file_entry
+        # Taken before each input_file record and given back once its file has moved:
+        # the files finished but not yet moved are bounded.
+        self.file_slots = file_slots
         self.context = context
         self._context: LakehouseContext | None = None
         # Held while items are made and sent, so an operator's tick is numbered and
@@ -289,6 +323,25 @@ class LakehouseReader:
                 self.probe(batch)
             await send.send(batch)
 
+    async def _blocking(self, func: Callable[..., T], *args: Any) -> T:
+        """``func(*args)`` in a worker thread, given up on (``_Stopped``) once stopping.
+
+        A read that never returns (a hung mount) must not keep a stop from stopping:
+        the thread is left to finish on its own, and the ledger says where to resume.
+        """
+        done: list[T] = []
+        async with anyio.create_task_group() as tg:
+            async def stop() -> None:
+                await self.stopping.wait()
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(stop)
+            done.append(await anyio.to_thread.run_sync(func, *args, abandon_on_cancel=True))
+            tg.cancel_scope.cancel()
+        if not done:
+            raise _Stopped
+        return done[0]
+
     async def run(self, send: ObjectSendStream[list[ReaderItem]],
                   commands: MemoryObjectReceiveStream[ControlRequest] | None = None,
                   on_control: Callable[[ControlRequest], None] | None = None) -> None:
@@ -300,29 +353,43 @@ class LakehouseReader:
             if commands is not None:
                 tg.start_soon(self._commands, commands, send, on_control or (lambda r: None))
             pulse = self.pulse
-            while not self.stopping.is_set():
-                pulse.rest()
-                job = await self.source.next_file()
-                pulse.busy()
-                if job is None:
-                    break
-                if job.refuse:
-                    size, sha = await anyio.to_thread.run_sync(file_digest, job.path)
-                    async with self._lock:
-                        await self._send(send, self._file_done(self.core.refuse_file(
-                            job.name, size, sha, job.refuse, recorded=job.refusal_recorded)))
-                    continue
-                await self._read(job, send)
+            try:
+                while not self.stopping.is_set():
+                    pulse.rest()
+                    job = await self.source.next_file()
+                    pulse.busy()
+                    if job is None:
+                        break
+                    if job.refuse:
+                        await self._refuse(job, send)
+                    else:
+                        await self._read(job, send)
+            except _Stopped:
+                pass
             pulse.rest()
             tg.cancel_scope.cancel()
 
-    def _file_done(self, items: list[ReaderItem]) -> list[ReaderItem]:
-        """Report a file's input_file record (always the last item) before it is sent."""
+    async def _refuse(self, job: FileJob, send: ObjectSendStream[list[ReaderItem]]) -> None:
+        """A file refused whole: its outcome (unless recorded) and its input_file record."""
+        if job.missing:
+            size, sha = job.offset, None
+        else:
+            size, sha = await self._blocking(describe_refused, job.path)
+        await self._record_file(send, self.core.refuse_file(
+            job.name, size, sha, job.refuse, recorded=job.refusal_recorded,
+            reason=job.refuse_reason, lines=job.line), None)
+
+    async def _record_file(self, send: ObjectSendStream[list[ReaderItem]],
+                           items: list[ReaderItem], key: StatKey | None) -> None:
+        """Send a file's last items; its input_file record (the last) is reported first."""
         if self.on_file_entry is not None:
+            if self.file_slots is not None:
+                await self.file_slots.acquire()
             last = items[-1]
             assert type(last) is Entry and last.kind == "input_file"
-            self.on_file_entry(last)
-        return items
+            self.on_file_entry(last, key)
+        async with self._lock:
+            await self._send(send, items)
 
     async def _commands(self, commands: MemoryObjectReceiveStream[ControlRequest],
                         send: ObjectSendStream[list[ReaderItem]],
@@ -347,56 +414,104 @@ class LakehouseReader:
             await answer(request, out, send, on_control)
 
     async def _read(self, job: FileJob, send: ObjectSendStream[list[ReaderItem]]) -> None:
+        after = f" after line {job.line}" if job.resumed else ""
         try:
-            handle, digest = await anyio.to_thread.run_sync(_open_at, job.path, job.offset)
+            fd, digest, opened = await self._blocking(_open_at, job.path, job.offset)
         except FileNotFoundError:
+            await self._record_file(send, self.core.refuse_file(
+                job.name, job.offset, None, f"deleted from work/ after it was claimed; "
+                f"not read{after}", reason=reasons.INPUT_FILE_CHANGED, lines=job.line), None)
+            return
+        except OSError as exc:
+            await self._record_file(send, self.core.refuse_file(
+                job.name, job.offset, None, f"{why_unreadable(exc)}; not read{after}",
+                reason=reasons.INPUT_FILE_UNREADABLE, lines=job.line), None)
             return
         core = self.core
         if self.context is not None:
-            context = await anyio.to_thread.run_sync(self.context.load)
+            context = await self._blocking(self.context.load)
             if context is not self._context:
                 self._context = context
                 async with self._lock:
                     await self._send(send, [core.context(context)])
         core.start_file(job.name, job.offset, job.line, job.resumed)
         size = job.offset
+        problem: tuple[str, str] | None = None
         try:
             while True:
                 if self.stopping.is_set():
                     # Stop between chunks; the ledger says where to resume.
                     return
-                data = await anyio.to_thread.run_sync(_read_chunk, handle, digest, self.chunk_bytes)
+                try:
+                    data = await self._blocking(_read_chunk, fd, digest, self.chunk_bytes)
+                    if not data:
+                        final = stat_key(await self._blocking(os.fstat, fd))
+                except OSError as exc:
+                    problem = (reasons.INPUT_FILE_UNREADABLE,
+                               f"read failed at byte {size}: {why_unreadable(exc)}; "
+                               "nothing after it was read")
+                    break
                 self.pulse.busy()
                 if not data:
+                    if final[1] > size:
+                        continue  # appended to while it was read: read on
                     break
                 size += len(data)
                 async with self._lock:
                     await self._send(send, core.feed(data))
+            sha = digest.hexdigest()
+            if problem is None and final != opened:
+                problem = (reasons.INPUT_FILE_CHANGED,
+                           await self._blocking(_what_changed, fd, opened, final, size, sha))
+        except _Stopped:
+            fd = -1  # the abandoned thread may still use it; it goes when the process does
+            raise
         finally:
-            handle.close()
-        sha = digest.hexdigest()
-        async with self._lock:
-            await self._send(send, self._file_done(core.finish_file(size, sha)))
+            if fd >= 0:
+                os.close(fd)
+        await self._record_file(send, core.finish_file(size, sha, problem=problem),
+                                None if problem is not None else final)
         if self.on_finished is not None:
             self.on_finished(job.name, size, sha)
 
 
-def _open_at(path: str, offset: int) -> tuple[BinaryIO, hashlib._Hash]:
-    """Open ``path`` positioned at ``offset``, with a digest of the bytes before it."""
-    handle = open(path, "rb")  # noqa: SIM115 - closed by the caller
-    digest = hashlib.sha256()
-    remaining = offset
-    while remaining:
-        chunk = handle.read(min(remaining, 1 << 20))
-        if not chunk:
-            break
-        digest.update(chunk)
-        remaining -= len(chunk)
-    return handle, digest
+def _open_at(path: str, offset: int) -> tuple[int, hashlib._Hash, StatKey]:
+    """Open the regular file ``path`` at ``offset``: its descriptor, a digest of the bytes
+    before it, and its stat key as opened (what a producer's later write changes)."""
+    fd = open_regular(path)
+    try:
+        key = stat_key(os.fstat(fd))
+        digest = hashlib.sha256()
+        done = 0
+        while done < offset:
+            chunk = os.read(fd, min(offset - done, 1 << 20))
+            if not chunk:
+                break
+            digest.update(chunk)
+            done += len(chunk)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, digest, key
 
 
-def _read_chunk(handle: BinaryIO, digest: hashlib._Hash, size: int) -> bytes:
+def _read_chunk(fd: int, digest: hashlib._Hash, size: int) -> bytes:
     """Read and digest one chunk (in a worker thread: hashing releases the GIL)."""
-    data = handle.read(size)
+    data = os.read(fd, size)
     digest.update(data)
     return data
+
+
+def _what_changed(fd: int, opened: StatKey, final: StatKey, size: int, sha: str) -> str:
+    """Why a file that changed while it was read differs (its detail). Blocking."""
+    if final[0] != opened[0]:
+        return "replaced while it was read"
+    if final[1] < size:
+        return (f"truncated while it was read: {size} bytes were read, it now holds "
+                f"{final[1]}; lines were read as they were before")
+    _, now = digest_fd(fd, final[1])
+    if now == sha:
+        return (f"appended to after it was claimed ({opened[1]} bytes then, {size} now); "
+                "every line was read")
+    return (f"rewritten while it was read: the {size} bytes read (sha256 {sha[:12]}…) are "
+            f"not what it holds now (sha256 {now[:12]}…); lines were read as they were")

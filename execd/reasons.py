@@ -42,6 +42,12 @@ INPUT_EMPTY_FILE: Final = "INPUT_EMPTY_FILE"
 INPUT_CLOCK_REGRESSION: Final = "INPUT_CLOCK_REGRESSION"
 INPUT_TICK_UNDER_WALL_CLOCK: Final = "INPUT_TICK_UNDER_WALL_CLOCK"
 INPUT_FILE_REPEATED: Final = "INPUT_FILE_REPEATED"
+INPUT_FILE_NAME_INVALID: Final = "INPUT_FILE_NAME_INVALID"
+INPUT_FILE_UNREADABLE: Final = "INPUT_FILE_UNREADABLE"
+INPUT_FILE_CHANGED: Final = "INPUT_FILE_CHANGED"
+# Whole-file outcomes (line 0 of the file): they never move a file's resume point.
+FILE_LEVEL: Final = frozenset((INPUT_FILE_REPEATED, INPUT_FILE_NAME_INVALID,
+                               INPUT_FILE_UNREADABLE, INPUT_FILE_CHANGED))
 
 # Intents that were read but are not executable as written.
 INTENT_DUPLICATE: Final = "INTENT_DUPLICATE"
@@ -102,6 +108,16 @@ REASONS: Final[dict[str, str]] = {
     INPUT_TICK_UNDER_WALL_CLOCK: "A tick arrived while the daemon runs on the wall clock.",
     INPUT_FILE_REPEATED: "A file arrived under the name of one already consumed; "
     "it is not read (input file names must be unique).",
+    INPUT_FILE_NAME_INVALID: "The file's name cannot be recorded: not UTF-8, or longer than "
+    "240 bytes. It is not read; it moves to rejected/ under a readable stand-in name that the "
+    "outcome gives (NAME.refused-N).",
+    INPUT_FILE_UNREADABLE: "The file could not be read: not a regular file (a FIFO, a "
+    "directory, a symlink), no permission, or an I/O error. Nothing more of it is read; it "
+    "moves to rejected/.",
+    INPUT_FILE_CHANGED: "A producer changed the file after execd claimed it: appended to, "
+    "truncated or rewritten while or after it was read, or deleted from work/ before it was "
+    "read to its end. The detail says what differed; the lines read before were executed, "
+    "nothing after that; the file moves to rejected/ for inspection.",
     INTENT_DUPLICATE: "An intent with this id already has an outcome; no second order.",
     INTENT_UNKNOWN_VENUE: "The intent names a venue that the config does not define.",
     INTENT_QUANTITY_NOT_POSITIVE: "The quantity is zero, negative or not a finite number.",

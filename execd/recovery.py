@@ -46,7 +46,7 @@ class _TickView(Struct):
 class _InputFileView(Struct):
     file: str
     size: int
-    sha256: str
+    sha256: str | None
     disposition: str
 
 
@@ -75,6 +75,8 @@ class RecoveredState:
         self.refusing: set[str] = set()
         # refused files whose refusal is complete
         self.rejected: set[str] = set()
+        # consumed files recorded as changed after they were read (they go to rejected/)
+        self.changed: set[str] = set()
         # live orders recorded without an outcome yet: intent id -> (record, its time)
         self.unresolved: dict[uuid.UUID, tuple[OrderRecord, int]] = {}
         # Each venue's plane as the last start that named it recorded it, and that
@@ -99,8 +101,13 @@ class RecoveredState:
                 if view.status in _SENT and self.risk is not None:
                     self._sent(view)
             source = view.source
-            if view.reason == reasons.INPUT_FILE_REPEATED and source is not None:
-                self.refusing.add(source.file)
+            if view.reason in reasons.FILE_LEVEL and source is not None:
+                # A whole-file outcome never moves the file's resume point. One for a
+                # file already finished says it changed after it was read.
+                if source.file in self.done:
+                    self.changed.add(source.file)
+                else:
+                    self.refusing.add(source.file)
                 return
         elif kind == "tick":
             source = _tick(record.body).source
@@ -126,7 +133,7 @@ class RecoveredState:
             done = _input_file(record.body)
             self.progress.pop(done.file, None)
             if done.disposition == "archive":
-                self.done[done.file] = (done.size, done.sha256)
+                self.done[done.file] = (done.size, done.sha256 or "")
             else:
                 self.refusing.discard(done.file)
                 self.rejected.add(done.file)

@@ -27,6 +27,7 @@ BASE_CONFIG = """
 lakehouse = "{lakehouse}"
 ledger_dir = "{ledger}"
 poll_interval_ms = 20
+settle_ms = {settle}
 
 [queues]
 sentinel = {q}
@@ -83,7 +84,7 @@ def write_config(directory: Path, **overrides: Any) -> Path:
         "lakehouse": directory / "lakehouse", "ledger": directory / "ledger", "q": 8,
         "commits": 1, "chunk": 1 << 20, "items": 2048, "commit_records": 16384,
         "segment_bytes": 256 << 20, "level": "warning", "outcomes": "summary", "extra": "",
-        "risk": 'signatures = "none"', "socket": control_socket(directory),
+        "risk": 'signatures = "none"', "socket": control_socket(directory), "settle": 40,
     }
     runs = overrides.pop("runs", RUNS)
     values.update(overrides)

@@ -7,6 +7,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import anyio
+
 from execd import config, reasons
 from execd.governance import Governance
 from execd.plan_ledger import PlanLedger
@@ -204,23 +206,36 @@ async def test_unusable_lakehouse_prices_are_named_and_ignored(tmp_path: Path) -
     assert [b.get("reason") for b in outcomes(ledger)] == [reasons.RISK_PRICE_UNKNOWN, None]
 
 
-def test_a_file_moves_only_once_its_own_record_is_durable(tmp_path: Path) -> None:
+async def test_a_file_moves_only_once_its_own_record_is_durable(tmp_path: Path) -> None:
     """The record's seq can still move up (sentinel records before it): match by identity."""
+    import os
+
     from execd.daemon import Daemon
+    from execd.inbox import InboxSource, stat_key
     from execd.ledger.writer import Commit
     from execd.messages import Entry, InputFileRecord
+    from execd.recovery import RecoveredState
 
     loaded = config.load(write_config(tmp_path))
     daemon = Daemon(loaded)
     work = loaded.config.lakehouse.work
     work.mkdir(parents=True)
     (work / "f.jsonl").write_bytes(b"{}\n")
+    inbox, _ = daemon._source(RecoveredState())
+    assert isinstance(inbox, InboxSource)
     record = Entry(5, "input_file", 0, InputFileRecord("f.jsonl", 3, "0" * 64, 1))
-    daemon._file_entry(record)
+    await inbox.slots.acquire()  # as the reader does before it records a file
+    daemon._file_entry(record, stat_key(os.stat(work / "f.jsonl")))
     others = [Entry(seq, "tick", 0, record.body) for seq in range(4, 8)]  # seqs span 5
     daemon._durable(Commit(b"", others, 7, "h"))
+    inbox.reading_done()
+    send, _receive = anyio.create_memory_object_stream[list[Entry]](4)
+    # Nothing durable to move yet: the disposals wait (for the record's own commit).
+    with anyio.move_on_after(0.2):
+        await inbox.run_disposals(send.clone())
     assert (work / "f.jsonl").exists()
     record.seq = 9
     daemon._durable(Commit(b"", [record], 9, "h"))
+    await inbox.run_disposals(send)
     assert not (work / "f.jsonl").exists()
     assert (loaded.config.lakehouse.archive / "f.jsonl").exists()
