@@ -49,7 +49,26 @@ def cmd_run(args: argparse.Namespace) -> int:
     if loaded is None:
         return EXIT_CONFIG
     logs.configure(loaded.config.log.level)
-    return _serve(loaded, "run", [], None)
+    return _leave(_serve(loaded, "run", [], None))
+
+
+def _leave(code: int) -> int:
+    """Exit now if a worker thread is still stuck in a call the daemon gave up on.
+
+    A read on a hung mount never returns, and the interpreter would wait for that
+    thread at exit: the drain is done and the ledger flushed, so a stop must stop.
+    """
+    import os
+    import threading
+
+    stuck = [t.name for t in threading.enumerate()
+             if t is not threading.main_thread() and t.is_alive() and not t.daemon]
+    if stuck:
+        logs.get("daemon").warning("daemon.threads_abandoned", threads=len(stuck))
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 def cmd_replay(args: argparse.Namespace) -> int:

@@ -330,14 +330,20 @@ class LakehouseReader:
         the thread is left to finish on its own, and the ledger says where to resume.
         """
         done: list[T] = []
+        failed: list[Exception] = []
         async with anyio.create_task_group() as tg:
             async def stop() -> None:
                 await self.stopping.wait()
                 tg.cancel_scope.cancel()
 
             tg.start_soon(stop)
-            done.append(await anyio.to_thread.run_sync(func, *args, abandon_on_cancel=True))
+            try:
+                done.append(await anyio.to_thread.run_sync(func, *args, abandon_on_cancel=True))
+            except Exception as exc:  # raised here, not out of the group (no ExceptionGroup)
+                failed.append(exc)
             tg.cancel_scope.cancel()
+        if failed:
+            raise failed[0]
         if not done:
             raise _Stopped
         return done[0]
