@@ -184,6 +184,39 @@ def cmd_tail(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_submit(args: argparse.Namespace) -> int:
+    from execd.submit import SubmitError, check, default_name, read_source, signed, submit
+
+    loaded = _load(args.config)
+    if loaded is None:
+        return EXIT_CONFIG
+    source = Path(args.file)
+    try:
+        data = read_source(source)
+        problems = check(data, loaded.config.input.max_line_bytes)
+        if problems and not args.no_check:
+            for problem in problems[:20]:
+                print(f"{source}: {problem}", file=sys.stderr)
+            more = f" ({len(problems)} lines)" if len(problems) > 20 else ""
+            print(f"{source}: not submitted: the daemon would quarantine these lines{more}; "
+                  "fix them, or submit anyway with --no-check", file=sys.stderr)
+            return EXIT_FAILED
+        if args.key_file:
+            try:
+                key = Path(args.key_file).read_bytes().rstrip(b"\r\n")
+            except OSError as exc:
+                print(f"{args.key_file}: expected a readable key file, found {exc.strerror}",
+                      file=sys.stderr)
+                return EXIT_CONFIG
+            data = signed(data, key)
+        target = submit(loaded.config.lakehouse, data, args.name or default_name(source, data))
+    except SubmitError as exc:
+        print(f"execd submit: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(target.name)
+    return EXIT_OK
+
+
 def cmd_config_check(args: argparse.Namespace) -> int:
     loaded = _load(args.config)
     if loaded is None:
@@ -236,6 +269,17 @@ def parser() -> argparse.ArgumentParser:
     from execd import ctl_commands
 
     ctl_commands.register(sub, with_config, _load)
+
+    submit = sub.add_parser("submit", help="put a file into the inbox safely (checked, "
+                            "optionally signed, written then renamed)")
+    with_config(submit)
+    submit.add_argument("file", help="a JSON Lines file of intents and ticks")
+    submit.add_argument("--name", help="its name in the inbox (default: STEM-SHA16.jsonl "
+                        "from its content)")
+    submit.add_argument("--key-file", help="sign its intent lines with this key")
+    submit.add_argument("--no-check", action="store_true",
+                        help="submit even if some lines would be quarantined")
+    submit.set_defaults(func=cmd_submit)
 
     cfg = sub.add_parser("config", help="configuration").add_subparsers(
         dest="config_command", required=True)

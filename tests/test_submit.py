@@ -1,0 +1,78 @@
+"""``execd submit``: the inbox protocol done for the producer, against the real daemon."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from execd.signatures import verify
+from tests.helpers import (
+    EXECD,
+    ROOT,
+    count_outcomes,
+    ctl,
+    intent,
+    lines,
+    outcomes,
+    start_daemon,
+    wait_for,
+    write_config,
+)
+
+pytestmark = pytest.mark.slow
+
+
+def submit(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*EXECD, "submit", "--config", str(config), *args],
+                          capture_output=True, text=True, cwd=ROOT, timeout=60)
+
+
+def test_submit_checks_signs_and_hands_over_atomically(tmp_path: Path) -> None:
+    key = tmp_path / "key"
+    key.write_bytes(b"0123456789abcdef0123456789abcdef\n")
+    path = write_config(tmp_path, risk=f'signatures = "all"\nkey_file = "{key}"')
+    inbox = tmp_path / "lakehouse" / "inbox"
+    inbox.mkdir(parents=True)
+    source = tmp_path / "batch.jsonl"
+    source.write_bytes(lines(intent(1), {"kind": "tick", "time": 5}, intent(2)))
+
+    # A bad line is caught before anything reaches the inbox.
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(lines(intent(3), '{"kind":"intent","venue":"binance"}'))
+    refused = submit(path, str(bad))
+    assert refused.returncode == 1 and "bad.jsonl: line 2:" in refused.stderr
+    assert not any(inbox.iterdir())
+
+    done = submit(path, str(source), "--key-file", str(key))
+    assert done.returncode == 0, done.stderr
+    name = done.stdout.strip()
+    assert name.startswith("batch-") and name.endswith(".jsonl")
+    assert sorted(p.name for p in inbox.iterdir()) == [name]  # no temporary left behind
+    for line in (inbox / name).read_bytes().splitlines():
+        if b'"intent"' in line:
+            import json
+
+            signature = json.loads(line)["signature"]
+            assert verify(b"0123456789abcdef0123456789abcdef", line, signature)
+
+    process = start_daemon(path, tmp_path / "daemon.log")
+    try:
+        wait_for(lambda: count_outcomes(tmp_path / "ledger") == 2)
+        # The same content again: the same name, already consumed, refused up front.
+        wait_for(lambda: (tmp_path / "lakehouse" / "archive" / name).exists())
+        again = submit(path, str(source), "--key-file", str(key))
+        assert again.returncode == 1 and "INPUT_FILE_REPEATED" in again.stderr
+        assert ctl(path, "status").returncode == 0
+    finally:
+        process.terminate()
+        assert process.wait(timeout=60) == 0
+    assert [o["status"] for o in outcomes(tmp_path / "ledger")] == ["FILLED", "FILLED"]
+    # Not a regular file: refused with the reason.
+    fifo = tmp_path / "pipe.jsonl"
+    import os
+
+    os.mkfifo(fifo)
+    piped = submit(path, str(fifo))
+    assert piped.returncode == 1 and "not a regular file (a FIFO)" in piped.stderr
