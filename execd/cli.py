@@ -143,8 +143,16 @@ def root_cause(exc: BaseException) -> BaseException:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    from execd.ledger import head
     from execd.ledger.scan import LedgerCorrupt, scan
 
+    expect = None
+    if args.expect:
+        try:
+            expect = head.parse_expect(args.expect)
+        except ValueError as exc:
+            print(f"--expect: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
     directory = _ledger_dir(args)
     if directory is None:
         return EXIT_CONFIG
@@ -152,8 +160,14 @@ def cmd_verify(args: argparse.Namespace) -> int:
         print(f"{directory}: no ledger here", file=sys.stderr)
         return EXIT_FAILED
     try:
-        result = scan(directory, repair=False)
-    except LedgerCorrupt as exc:
+        witness = head.read(directory)
+        # The chain must reach what the witness beside it and what --expect say.
+        for claim, source in ((witness, f"{directory / head.NAME}"), (expect, "--expect")):
+            if claim is not None:
+                result = scan(directory, repair=False, expect=claim, expect_source=source)
+        if witness is None and expect is None:
+            result = scan(directory, repair=False)
+    except (LedgerCorrupt, head.WitnessUnreadable) as exc:
         print(f"FAILED: {exc}")
         return EXIT_FAILED
     if result.torn is not None:
@@ -162,8 +176,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
               f"({torn.length} bytes after {result.records} valid records; "
               "a torn tail that `execd run` would cut off)")
         return EXIT_FAILED
+    checked = [f"{what} {claim.seq}" for what, claim in (("head witness", witness),
+                                                           ("--expect", expect)) if claim]
     print(f"ok: {result.records} records, last seq {result.next_seq - 1}, "
-          f"last hash {result.last_hash}")
+          f"last hash {result.last_hash}"
+          + (f" (reaches {', '.join(checked)})" if checked else " (no head witness)"))
     return EXIT_OK
 
 
@@ -253,6 +270,10 @@ def parser() -> argparse.ArgumentParser:
         with_config(p)
         p.add_argument("--ledger", help="ledger directory (default: daemon.ledger_dir)")
         p.set_defaults(func=func)
+        if name == "verify":
+            p.add_argument("--expect", metavar="SEQ:HASH",
+                           help="the chain must reach record SEQ with hash HASH (a head "
+                                "kept elsewhere: the ledger.head log line, an earlier verify)")
         if name == "tail":
             p.add_argument("-n", "--lines", type=int, default=10, help="last N records (0: all)")
             p.add_argument("-f", "--follow", action="store_true", help="keep printing new records")

@@ -73,6 +73,10 @@ class LedgerConfig(Struct, frozen=True, forbid_unknown_fields=True):
     """Ledger storage."""
 
     segment_bytes: Annotated[int, Meta(ge=4096)] = 256 << 20
+    # How often head.json, the witness that the ledger was not cut at its end, is
+    # refreshed (0: after every commit), and how often the head is logged.
+    head_interval_ms: Annotated[int, Meta(ge=0, le=3_600_000)] = 1_000
+    head_log_ms: Annotated[int, Meta(ge=1_000, le=86_400_000)] = 60_000
 
 
 class LogConfig(Struct, frozen=True, forbid_unknown_fields=True):

@@ -32,6 +32,7 @@ from execd.config import Config, ConfigError, ConfigProblem, LoadedConfig
 from execd.context import ContextLoader
 from execd.control import ControlRequest, ControlServer, Request
 from execd.inbox import InboxSource, InputSource, LakehouseInUse, ListSource, StatKey
+from execd.ledger.head import HeadWitness
 from execd.ledger.record import LedgerChain
 from execd.ledger.segments import SegmentStore, exclusive
 from execd.ledger.writer import Commit, LedgerWriter
@@ -319,6 +320,9 @@ class Daemon:
             on_durable=self._durable,
             on_synced=self.metrics.committed if self.metrics is not None else None,
             pulses=(self.liveness.pulse("ledger"), self.liveness.pulse("ledger.sync")),
+            witness=HeadWitness(self.ledger_dir, every_s=config.ledger.head_interval_ms / 1000,
+                                log_every_s=config.ledger.head_log_ms / 1000,
+                                log=logs.get("ledger")),
         )
         clock = self._clock(state)
         planes = config.planes()

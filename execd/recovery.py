@@ -17,8 +17,9 @@ import msgspec
 from msgspec import Struct
 
 from execd import reasons
+from execd.ledger import head
 from execd.ledger.record import Record
-from execd.ledger.scan import ScanResult, scan
+from execd.ledger.scan import LedgerCorrupt, ScanResult, scan
 from execd.messages import OrderRecord, Side, Source, StartRecord, TradingStateRecord
 from execd.risk import Risk
 from execd.sentinel import SeenIds
@@ -173,7 +174,14 @@ def recover(directory: Path, *, repair: bool = True, risk: Risk | None = None) -
     With ``risk``, also rebuild its positions, pacing and trading state.
     """
     state = RecoveredState(risk)
-    state.scan = scan(directory, state.observe, repair=repair)
+    try:
+        expect = head.read(directory)
+    except head.WitnessUnreadable as exc:
+        raise LedgerCorrupt(
+            f"{exc}; it is written only by execd: if you know why it is damaged, check the "
+            "chain with `execd ledger verify --expect SEQ:HASH` against the last ledger.head "
+            "logged, then remove it") from None
+    state.scan = scan(directory, state.observe, repair=repair, expect=expect)
     if risk is not None:
         # Orders still open at the venue for all we know: held pending, as when sent.
         for order, _ in state.unresolved.values():

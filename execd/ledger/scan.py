@@ -17,12 +17,17 @@ from pathlib import Path
 import msgspec
 from msgspec import Struct
 
+from execd.ledger.head import Head
 from execd.ledger.record import GENESIS, Record, record_decoder
 from execd.ledger.segments import fsync_dir, list_segments
 
 
 class LedgerCorrupt(Exception):
     """A bad record is followed by valid ones: the ledger was damaged or tampered with."""
+
+
+class LedgerTruncated(LedgerCorrupt):
+    """The chain ends before a record the head witness says was durable."""
 
 
 class TornTail(Struct, frozen=True):
@@ -73,15 +78,26 @@ def _self_consistent(line: bytes) -> bool:
         return False
 
 
+def _check_head(result: ScanResult, expect: Head | None, source: str) -> None:
+    if expect is not None and result.next_seq - 1 < expect.seq:
+        raise LedgerTruncated(
+            f"the ledger ends at seq {result.next_seq - 1}, but {source} says record "
+            f"{expect.seq} (hash {expect.hash[:16]}…) was durable: records were removed "
+            "from its end (a segment cut or deleted)")
+
+
 def scan(
-    directory: Path, observe: RecordObserver | None = None, *, repair: bool = False
+    directory: Path, observe: RecordObserver | None = None, *, repair: bool = False,
+    expect: Head | None = None, expect_source: str = "the head witness",
 ) -> ScanResult:
     """Walk the whole ledger in ``directory``, calling ``observe`` on each valid record.
 
     A bad line with no self-consistent record after it is a torn tail: with
     ``repair`` it is cut off (and logged by the caller via ``result.torn``);
     without, it is reported in ``result.torn``. A bad line with a valid record
-    after it raises :class:`LedgerCorrupt`.
+    after it raises :class:`LedgerCorrupt`. With ``expect`` (a head witness), the
+    chain must reach its seq with its hash, or :class:`LedgerTruncated` /
+    :class:`LedgerCorrupt` is raised.
     """
     result = ScanResult()
     segments = list_segments(directory)
@@ -104,10 +120,16 @@ def scan(
                     raise LedgerCorrupt(f"{path.name} at byte {offset}: {problem}")
                 _refuse_if_valid_after(data[end:], segments[index + 1 :], path, offset, problem)
                 result.torn = TornTail(path.name, offset, len(data) - offset, problem)
+                _check_head(result, expect, expect_source)
                 if repair:
                     _cut(path, offset, segments[index + 1 :])
                 return result
             assert record is not None
+            if expect is not None and record.seq == expect.seq and record.hash != expect.hash:
+                raise LedgerCorrupt(
+                    f"{path.name} at byte {offset}: record {record.seq} has hash "
+                    f"{record.hash[:16]}…, but {expect_source} says {expect.hash[:16]}…: "
+                    "the ledger was rewritten from there on")
             if observe is not None:
                 observe(record)
             result.records += 1
@@ -115,6 +137,7 @@ def scan(
             result.last_hash = record.hash
             result.last_time = record.time
             offset = end
+    _check_head(result, expect, expect_source)
     return result
 
 

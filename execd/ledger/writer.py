@@ -20,6 +20,7 @@ from anyio.abc import ObjectReceiveStream
 from anyio.streams.memory import MemoryObjectReceiveStream
 from msgspec import Struct
 
+from execd.ledger.head import Head, HeadWitness
 from execd.ledger.record import LedgerChain
 from execd.ledger.segments import SegmentStore
 from execd.liveness import Pulse, beating
@@ -94,6 +95,7 @@ class LedgerWriter:
         on_durable: DurableHook | None = None,
         on_synced: SyncHook | None = None,
         pulses: tuple[Pulse, Pulse] | None = None,
+        witness: HeadWitness | None = None,
     ) -> None:
         self.chain = chain
         self.store = store
@@ -104,11 +106,28 @@ class LedgerWriter:
         self.on_synced = on_synced
         # (encoder, syncer): the syncer's is busy for as long as an fsync takes.
         self.pulses = pulses
+        # Refreshed after a commit is durable, in the same worker-thread call.
+        self.witness = witness
         self.committed = 0
 
     def write_now(self, kind: str, time: int, body: Struct) -> None:
-        """Append and sync one record outside the pipeline (start and stop records)."""
+        """Append and sync one record outside the pipeline (start and stop records),
+        and note the new head in the witness."""
         self.store.write_durably(self.chain.append(kind, time, encode(body)))
+        if self.witness is not None:
+            self.witness.now(Head(self.chain.next_seq - 1, self.chain.prev_hash))
+
+    def _write(self, commit: Commit) -> float:
+        """Write and fsync one commit, then refresh the witness; the write's seconds.
+
+        Blocking (the syncer's worker thread).
+        """
+        started = time.perf_counter()
+        self.store.write_durably(commit.data)
+        seconds = time.perf_counter() - started
+        if self.witness is not None:
+            self.witness.after_commit(Head(commit.last_seq, commit.last_hash))
+        return seconds
 
     def _lines(self, entries: list[Entry]) -> bytes:
         append = self.chain.append
@@ -141,22 +160,12 @@ class LedgerWriter:
                 )
 
     async def _sync(self, receive: ObjectReceiveStream[Commit]) -> None:
-        write = self.store.write_durably
         on_synced = self.on_synced
         async with receive:
             async for commit in beating(receive, self.pulses and self.pulses[1]):
-                if on_synced is None:
-                    await anyio.to_thread.run_sync(write, commit.data)
-                else:
-                    seconds = await anyio.to_thread.run_sync(_timed, write, commit.data)
+                seconds = await anyio.to_thread.run_sync(self._write, commit)
+                if on_synced is not None:
                     on_synced(len(commit.entries), seconds)
                 self.committed += len(commit.entries)
                 if self.on_durable is not None:
                     self.on_durable(commit)
-
-
-def _timed(write: Callable[[bytes], None], data: bytes) -> float:
-    """Run ``write(data)``; the seconds it took."""
-    started = time.perf_counter()
-    write(data)
-    return time.perf_counter() - started
