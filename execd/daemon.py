@@ -52,7 +52,7 @@ from execd.messages import (
 from execd.notify import Notifier, watchdog_seconds
 from execd.reader import LakehouseReader, ReaderCore
 from execd.recovery import RecoveredState, recover
-from execd.reload import changed_keys, needs_restart
+from execd.reload import changes, needs_restart
 from execd.risk import Risk
 from execd.router import RouterCore, run_router
 from execd.sentinel import Reconfigure, SentinelCore, run_sentinel, run_settlements
@@ -409,6 +409,8 @@ class Daemon:
         )
         assert self.risk is not None
         sentinel = SentinelCore(config.planes(), state.seen, self.risk)
+        # What `execd ctl status` shows before the first batch: the recovered time.
+        sentinel.time = clock.now()
         live = self.live = self._live_venues(state, clock)
         for venue in live:
             index[venue.venue] = len(adapters) + live.index(venue)
@@ -638,7 +640,8 @@ class Daemon:
         except ConfigError as exc:
             raise _Refused([str(p) for p in exc.problems]) from None
         new = loaded.config
-        changed = changed_keys(self.config, new)
+        values = changes(self.config, new)
+        changed = list(values)
         blocked = needs_restart(changed)
         if blocked:
             raise _Refused([f"{line} (needs a restart; nothing was applied)" for line in blocked])
@@ -648,7 +651,8 @@ class Daemon:
         # Limits and policies change in the sentinel, between two batches, and the
         # change is recorded: the ledger says which rules decided each outcome.
         request = ControlRequest(Request("reload", reason=reason, actor=actor))
-        request.payload = Reconfigure(new, outcome_settings_sha256(new), loaded.sha256, changed)
+        request.payload = Reconfigure(new, outcome_settings_sha256(new), loaded.sha256, changed,
+                                      values, reason)
         try:
             await self._to_sentinel.send(request)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
@@ -768,10 +772,12 @@ class Daemon:
             body = entry.body
             if type(body) is ExecutionOutcome:
                 if each:
-                    self.log.info("outcome", seq=seq, intent_id=str(body.intent_id),
-                                  venue=body.venue, plane=body.plane, status=body.status,
-                                  reason=body.reason, detail=body.detail,
-                                  filled=str(body.filled_quantity))
+                    # Bad input is a producer's problem someone must look at: a warning.
+                    log = self.log.warning if body.status == "QUARANTINED" else self.log.info
+                    log("outcome", seq=seq, intent_id=str(body.intent_id),
+                        venue=body.venue, plane=body.plane, status=body.status,
+                        reason=body.reason, detail=body.detail,
+                        filled=str(body.filled_quantity))
                 if metrics is not None:
                     metrics.outcome(body.status, body.reason, body.venue or "",
                                     body.plane or "")

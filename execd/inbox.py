@@ -564,8 +564,10 @@ class InboxSource:
                        f"size {now[1]}; nothing after the recorded size was read")
             target = self.rejected_dir
         _move(source, target)
-        if problem is None:
+        if problem is None and target is self.archive:
             self.log.info("input.done", file=record.file, to=target.name, lines=record.lines)
+        elif problem is None:
+            self.log.warning("input.done", file=record.file, to=target.name, lines=record.lines)
         else:
             self.log.warning("input.done", file=record.file, to=target.name,
                              lines=record.lines, problem=problem)

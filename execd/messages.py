@@ -248,13 +248,18 @@ class ConfigRecord(Struct, frozen=True, forbid_unknown_fields=True):
 
     ``config_sha256`` is the digest of the settings that decide outcomes, as in the
     start record; ``file_sha256`` the digest of the file's bytes; ``changed`` the
-    dotted keys that differ from the config in force before.
+    dotted keys that differ from the config in force before, ``values`` their old
+    and new values, ``reason`` why the operator reloaded.
     """
 
     config_sha256: str
     file_sha256: str
     changed: list[str]
     actor: str
+    # Why (the operator's --reason, or the signal), and each changed key's
+    # [old, new] values (secrets masked).
+    reason: str = ""
+    values: dict[str, list[Any]] = {}
 
 
 class StopRecord(Struct, frozen=True, forbid_unknown_fields=True):

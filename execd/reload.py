@@ -56,23 +56,37 @@ _WHY = {
 }
 
 
+# Keys whose values are never written out, even masked by accident of a new key.
+_SECRET = re.compile(r"(credential|secret|password|api_?key|key_file|options)", re.IGNORECASE)
+_MISSING = None
+
+
 def changed_keys(old: Config, new: Config) -> list[str]:
     """Every dotted key whose value differs between ``old`` and ``new``, sorted."""
-    found: list[str] = []
+    return sorted(changes(old, new))
+
+
+def changes(old: Config, new: Config) -> dict[str, list[Any]]:
+    """Every changed dotted key with ``[old value, new value]`` (None where unset).
+
+    Secrets never appear: a key that could hold one shows ``"***"`` for both values.
+    """
+    found: dict[str, list[Any]] = {}
     _diff(msgspec.to_builtins(old), msgspec.to_builtins(new), "", found)
-    return sorted(found)
+    return {key: (["***", "***"] if _SECRET.search(key) else found[key])
+            for key in sorted(found)}
 
 
-def _diff(old: Any, new: Any, prefix: str, found: list[str]) -> None:
+def _diff(old: Any, new: Any, prefix: str, found: dict[str, list[Any]]) -> None:
     if isinstance(old, dict) and isinstance(new, dict):
         for key in old.keys() | new.keys():
             path = f"{prefix}.{key}" if prefix else str(key)
             if key not in old or key not in new:
-                found.append(path)
+                found[path] = [old.get(key, _MISSING), new.get(key, _MISSING)]
             else:
                 _diff(old[key], new[key], path, found)
     elif old != new:
-        found.append(prefix)
+        found[prefix] = [old, new]
 
 
 def needs_restart(keys: list[str]) -> list[str]:

@@ -11,6 +11,7 @@ import operator
 import uuid
 from collections.abc import Mapping
 from decimal import Decimal
+from typing import Any
 
 import anyio
 import msgspec
@@ -109,6 +110,8 @@ class Reconfigure(Struct, frozen=True):
     settings_sha256: str
     file_sha256: str
     changed: list[str]
+    values: dict[str, list[Any]]
+    reason: str
 
 
 class SentinelCore:
@@ -302,7 +305,8 @@ class SentinelCore:
         risk = self._require_risk()
         risk.reconfigure(change.config)
         return [self._insert("config", self.time, ConfigRecord(
-            change.settings_sha256, change.file_sha256, change.changed, actor))]
+            change.settings_sha256, change.file_sha256, change.changed, actor,
+            change.reason, change.values))]
 
     def safety_sell(self, venue: str, symbol: str | None, reason: str,
                     actor: str) -> list[RouterItem]:

@@ -223,7 +223,9 @@ def test_reload_applies_new_limits_and_records_them(tmp_path: Path, manager: Man
     assert any(s.startswith("config reloaded (2 keys changed)") for s in manager.statuses())
     change = next(r for r in records(ledger) if r["kind"] == "config")["body"]
     assert change["changed"] == ["log.level", "risk.limits.max_order_notional"]
-    assert change["actor"] == "SIGHUP"
+    assert change["actor"] == "SIGHUP" and change["reason"] == "signal SIGHUP"
+    assert change["values"] == {"log.level": ["info", "warning"],
+                                "risk.limits.max_order_notional": ["1000", "200"]}
     drop(inbox, "b.jsonl", lines(priced(2, "5"), priced(3, "1")))
     wait_for(lambda: count_outcomes(ledger) == 3)
     results = {o["intent_id"][-1]: (o["status"], o.get("reason")) for o in outcomes(ledger)}
@@ -235,6 +237,13 @@ def test_reload_applies_new_limits_and_records_them(tmp_path: Path, manager: Man
     # The same through the control socket: nothing changed this time.
     answer = ctl(config, "reload", "--actor", "ops", "--reason", "check")
     assert answer.returncode == 0 and "nothing changed" in answer.stdout
+    # And a change through it keeps the operator's reason.
+    write_config(tmp_path, level="warning", outcomes="each", risk=LIMITS.format(cap=300))
+    answer = ctl(config, "reload", "--actor", "ops", "--reason", "desk raised the cap")
+    assert answer.returncode == 0, answer.stderr
+    change = [r for r in records(ledger) if r["kind"] == "config"][-1]["body"]
+    assert (change["actor"], change["reason"]) == ("ops", "desk raised the cap")
+    assert change["values"] == {"risk.limits.max_order_notional": ["200", "300"]}
     assert stop(process) == 0
     verify(ledger)
 

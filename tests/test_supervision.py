@@ -15,7 +15,7 @@ import pytest
 from execd import config
 from execd.liveness import Liveness, beating
 from execd.notify import Notifier, watchdog_seconds
-from execd.reload import changed_keys, needs_restart
+from execd.reload import changed_keys, changes, needs_restart
 from execd.risk import Risk
 from tests.helpers import write_config
 
@@ -152,6 +152,14 @@ def test_changed_keys_are_dotted_and_sorted(tmp_path: Path) -> None:
     assert changed_keys(old, old) == []
     assert changed_keys(old, new) == ["log.level", "risk.limits.max_order_notional"]
     assert needs_restart(changed_keys(old, new)) == []
+    assert changes(old, new) == {"log.level": ["warning", "error"],
+                                 "risk.limits.max_order_notional": [None, "5"]}
+
+
+def test_changed_values_never_show_a_secret(tmp_path: Path) -> None:
+    old = loaded(tmp_path / "a", risk='signatures = "none"\nkey_file = "/etc/a"')
+    new = loaded(tmp_path / "a", risk='signatures = "none"\nkey_file = "/etc/b"')
+    assert changes(old, new) == {"risk.key_file": ["***", "***"]}
 
 
 def test_what_needs_a_restart_says_why(tmp_path: Path) -> None:
