@@ -1,8 +1,13 @@
 """``execd ctl``: operator commands to the running daemon, and ``execd sign``.
 
 ``ctl`` talks to the daemon's control socket (see :mod:`execd.control`) and prints
-its answer. Exit status: 0 done, 1 refused by the daemon or no daemon listening,
-2 bad config or arguments.
+its answer. Exit status: 0 done; 1 refused by the daemon (including "busy"), no
+daemon listening, or no answer to ``status``; 2 bad config or arguments; 4 *not
+confirmed*: a command that changes something was sent but no answer came within the
+timeout (the daemon's ``control.timeout_ms``, or the client's ``--timeout``) or the
+connection broke first. It was not refused and may still take effect (a halt during
+a frozen disk is applied once the disk thaws), so do not repeat it blindly: the
+message says how to check (``execd ctl status``, ``execd ledger tail --kind …``).
 """
 
 from __future__ import annotations
@@ -16,9 +21,9 @@ from typing import Any
 import msgspec
 
 from execd import config
-from execd.control import Request, call
+from execd.control import CHECK, Request, Unconfirmed, call
 
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_UNCONFIRMED = 0, 1, 2, 4
 
 LoadConfig = Callable[[str], config.LoadedConfig | None]
 
@@ -82,6 +87,15 @@ def _render(reply: dict[str, Any]) -> str:
     return f"trading state {reply['state']}{at}"
 
 
+def _unconfirmed(request: Request, path: Path, why: str) -> int:
+    """No answer: for ``status`` a failure; for a change, unknown (exit 4) and how to check."""
+    if not request.changes:
+        print(f"execd ctl: no answer from {path}: {why}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"not confirmed: {why}\ncheck with {CHECK[request.command]}", file=sys.stderr)
+    return EXIT_UNCONFIRMED
+
+
 def cmd_ctl(args: argparse.Namespace, load: LoadConfig) -> int:
     target = _socket(args, load)
     if target is None:
@@ -100,12 +114,18 @@ def cmd_ctl(args: argparse.Namespace, load: LoadConfig) -> int:
     except (FileNotFoundError, ConnectionRefusedError):
         print(f"execd ctl: no daemon is listening on {path}", file=sys.stderr)
         return EXIT_FAILED
+    except Unconfirmed as exc:
+        return _unconfirmed(request, path, f"{request.command}: {exc}; it was not refused and "
+                            "may still take effect")
     except TimeoutError:
-        print(f"execd ctl: no answer from {path} within {timeout:g}s", file=sys.stderr)
+        print(f"execd ctl: no connection to {path} within {timeout:g}s; nothing was sent",
+              file=sys.stderr)
         return EXIT_FAILED
-    except (OSError, msgspec.DecodeError) as exc:
-        print(f"execd ctl: {path}: {exc}", file=sys.stderr)
+    except OSError as exc:
+        print(f"execd ctl: {path}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_FAILED
+    if reply.get("unconfirmed"):
+        return _unconfirmed(request, path, str(reply.get("error")))
     if not reply.get("ok"):
         print(f"refused: {reply.get('error')}", file=sys.stderr)
         return EXIT_FAILED
