@@ -57,6 +57,8 @@ from execd.messages import Entry
 MAX_REQUEST = 64 * 1024
 # What ``execd ctl`` reads back at most: a status reply lists every open position.
 MAX_REPLY = 64 * 1024 * 1024
+# The ledger's integer range: times are signed 64-bit wherever the ledger is read.
+MAX_TIME = 2**63 - 1
 Command = Literal["status", "halt", "reduce", "resume", "tick", "safety-sell", "reload"]
 
 # How to learn whether a command that was not confirmed took effect after all.
@@ -93,6 +95,12 @@ class Request(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=Tru
             value = getattr(self, name)
             if value is None or (isinstance(value, str) and not value.strip()):
                 return f"{self.command} needs {name}"
+        time = self.time
+        if time is not None and not 0 <= time <= MAX_TIME:
+            # A huge number is named by its size: echoing 4,000 digits helps nobody.
+            found = str(time) if abs(time) < 10**30 else f"a {len(str(abs(time)))}-digit number"
+            return (f"{self.command} needs time from 0 to {MAX_TIME} (the ledger's integer "
+                    f"range), found {found}")
         return None
 
     @property

@@ -26,6 +26,7 @@ from tests.helpers import (
     drop,
     intent,
     lines,
+    verify,
     wait_for,
     write_config,
 )
@@ -152,3 +153,34 @@ def test_the_unit_raises_the_descriptor_limit_above_what_control_clients_can_tak
     assert len(limits) == 1, "systemd's default soft limit (1024) is what ran out"
     soft = int(limits[0].split(":")[0])
     assert soft >= 4096 and soft >= 8 * ControlConfig().max_clients
+
+
+def test_operator_ticks_stay_within_the_ledgers_integer_range(tmp_path: Path) -> None:
+    path, process = started(tmp_path)
+    ledger, sock = tmp_path / "ledger", control_socket(tmp_path)
+    top = 2**63 - 1
+    expected = f"tick needs time from 0 to {top} (the ledger's integer range), found "
+    try:
+        for time, found in ((top + 1, str(top + 1)), (-1, "-1"),
+                            (10**4299, "a 4300-digit number")):
+            client = connect(sock)
+            client.sendall(b'{"command":"tick","actor":"a","time":%d}\n' % time)
+            assert reply_of(client) == {"ok": False, "error": expected + found}
+        client = connect(sock)
+        client.sendall(b'{"command":"tick","actor":"a","time":1%s}\n' % (b"0" * 5000))
+        assert reply_of(client)["error"].startswith("bad request: Integer value out of range")
+        # The command line refuses the same before it connects.
+        over = ctl(path, "tick", str(top + 1), "--actor", "a")
+        assert over.returncode == 2 and over.stderr == f"execd ctl: {expected}{top + 1}\n"
+        # The largest time is a time like any other, in the ledger and out of it.
+        last = ctl(path, "tick", str(top), "--actor", "a")
+        assert last.returncode == 0 and f"logical time {top}" in last.stdout, last.stderr
+        assert json.loads(ctl(path, "status", "--json").stdout)["logical_time"] == top
+        assert stop(process) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    verify(ledger)
+    tail = subprocess.run([*EXECD, "ledger", "tail", "--ledger", str(ledger), "--kind", "tick"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert tail.returncode == 0 and f"t={top} tick {top} by=a" in tail.stdout
