@@ -13,10 +13,11 @@ message says how to check (``execd ctl status``, ``execd ledger tail --kind …`
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import msgspec
 
@@ -134,31 +135,56 @@ def cmd_ctl(args: argparse.Namespace, load: LoadConfig) -> int:
 
 
 def cmd_sign(args: argparse.Namespace) -> int:
-    from execd.signatures import sign
-
+    """Print the input files with every intent line signed; exit 1 on the first bad input."""
     try:
         key = Path(args.key_file).read_bytes().rstrip(b"\r\n")
     except OSError as exc:
         print(f"{args.key_file}: expected a readable key file, found {exc.strerror}",
               file=sys.stderr)
         return EXIT_CONFIG
-    for name in args.inputs:
-        with open(name, "rb") as handle:
-            for number, line in enumerate(handle, 1):
-                text = line.strip()
-                if not text:
-                    continue
-                try:
-                    obj = msgspec.json.decode(text)
-                    if not isinstance(obj, dict):
-                        raise msgspec.DecodeError("not a JSON object")
-                except msgspec.DecodeError as exc:
-                    print(f"{name}:{number}: {exc}", file=sys.stderr)
-                    return EXIT_FAILED
-                if obj.get("kind") == "intent":
-                    obj["signature"] = sign(key, text)
-                sys.stdout.write(msgspec.json.encode(obj).decode() + "\n")
+    with contextlib.ExitStack() as stack:
+        handles = []
+        # Every file is opened before anything is printed: a missing one is not found
+        # after the others' lines went out.
+        for name in args.inputs:
+            try:
+                handles.append((name, stack.enter_context(open(name, "rb"))))
+            except OSError as exc:
+                print(f"{name}: expected a readable file, found {exc.strerror}",
+                      file=sys.stderr)
+                return EXIT_FAILED
+        for name, handle in handles:
+            try:
+                problem = _sign_file(key, handle, name)
+            except OSError as exc:
+                problem = f"{name}: reading failed: {exc.strerror}"
+            if problem is not None:
+                print(problem, file=sys.stderr)
+                return EXIT_FAILED
     return EXIT_OK
+
+
+def _sign_file(key: bytes, handle: BinaryIO, name: str) -> str | None:
+    """Write ``handle``'s lines, intents signed, to stdout; the first problem, or None."""
+    from execd.signatures import sign
+
+    for number, line in enumerate(handle, 1):
+        text = line.strip()
+        if not text:
+            continue
+        try:
+            obj = msgspec.json.decode(text)
+            if not isinstance(obj, dict):
+                raise msgspec.DecodeError("not a JSON object")
+            if obj.get("kind") == "intent":
+                obj["signature"] = sign(key, text)
+            out = msgspec.json.encode(obj)
+        except (msgspec.DecodeError, ValueError) as exc:
+            return f"{name}:{number}: {exc}"
+        except RecursionError:
+            return f"{name}:{number}: JSON nested too deeply to sign"
+        sys.stdout.write(out.decode() + "\n")
+    return None
 
 
 def register(sub: Any, with_config: Callable[[argparse.ArgumentParser], None],
