@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -187,6 +188,17 @@ def _sign_file(key: bytes, handle: BinaryIO, name: str) -> str | None:
     return None
 
 
+def _seconds(text: str) -> float:
+    """A ``--timeout`` value: a positive, finite number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, found {text!r}")
+    return value
+
+
 def register(sub: Any, with_config: Callable[[argparse.ArgumentParser], None],
              load: LoadConfig) -> None:
     """Add ``ctl`` and ``sign`` to the command line."""
@@ -197,7 +209,7 @@ def register(sub: Any, with_config: Callable[[argparse.ArgumentParser], None],
         p: argparse.ArgumentParser = commands.add_parser(name, help=text)
         with_config(p)
         p.add_argument("--socket", help="control socket (default: control.socket)")
-        p.add_argument("--timeout", type=float, help="seconds to wait (default: the "
+        p.add_argument("--timeout", type=_seconds, help="seconds to wait (default: the "
                        "daemon's control.timeout_ms + 2 s)")
         p.add_argument("--json", action="store_true", help="print the raw JSON answer")
         if changes:

@@ -79,3 +79,14 @@ def test_an_os_error_no_command_expected_is_one_line(tmp_path: Path) -> None:
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) == 1
     assert str(where) in result.stderr
+
+
+def test_ctl_refuses_a_timeout_that_is_not_a_positive_number(tmp_path: Path) -> None:
+    sock = str(tmp_path / "none.sock")
+    for value in ("-1", "0", "nan", "inf", "soon"):
+        result = execd("ctl", "status", f"--timeout={value}", "--socket", sock)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        assert (f"argument --timeout: expected a positive number of seconds, found {value!r}"
+                in result.stderr)
+    nobody = execd("ctl", "status", "--timeout=0.5", "--socket", sock)
+    assert nobody.returncode == 1 and "no daemon is listening" in nobody.stderr
