@@ -1,13 +1,17 @@
 """The ``execd`` command.
 
-Exit status: 0 success; 1 verification failed or the daemon stopped on an error;
-2 bad config or bad command line; 3 the ledger cannot be used (corrupt, or not
-empty for a replay).
+Exit status: 0 success; 1 verification failed, the daemon stopped on an error, an
+OS error (``execd: FILE: what``), or stdout closed by its reader; 2 bad config or
+bad command line; 3 the ledger cannot be used (corrupt, or not empty for a replay);
+4 an ``execd ctl`` command not confirmed (see :mod:`execd.ctl_commands`); 130
+interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import signal
 import sys
 from pathlib import Path
@@ -17,6 +21,7 @@ import anyio
 from execd import __version__, config, logs
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_LEDGER = 0, 1, 2, 3
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
 
 def _load(path: str) -> config.LoadedConfig | None:
@@ -191,13 +196,9 @@ def cmd_tail(args: argparse.Namespace) -> int:
     if directory is None:
         return EXIT_CONFIG
     filters = Filters(args.kind or "", args.venue or "", args.status or "", args.intent or "")
-    try:
+    with contextlib.suppress(KeyboardInterrupt):  # the way to stop `tail -f`
         tail(directory, sys.stdout, last=args.lines, follow=args.follow, as_json=args.json,
              filters=filters)
-    except KeyboardInterrupt:
-        pass
-    except BrokenPipeError:
-        pass
     return EXIT_OK
 
 
@@ -311,6 +312,29 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``execd`` console script."""
-    args = parser().parse_args(argv)
-    return int(args.func(args))
+    """Entry point of the ``execd`` console script.
+
+    Ordinary trouble ends in a message, not a traceback: output cut short by its
+    reader (``execd ctl status | head -1``) exits 1 without a word, Ctrl-C exits 130,
+    and an OS error no command handled itself prints ``execd: FILE: what`` and exits 1.
+    """
+    try:
+        args = parser().parse_args(argv)
+        status = int(args.func(args))
+        # Flushed here rather than at interpreter exit, where a closed pipe could only
+        # be reported as "Exception ignored ...".
+        sys.stdout.flush()
+        return status
+    except BrokenPipeError:
+        # The Python docs' recipe (library/signal, "Note on SIGPIPE"): the reader has
+        # gone, so stdout points at devnull for the final flush, and the status says
+        # the output was not all delivered, as Python's own EPIPE exit does.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"execd: {where}{exc.strerror or exc}", file=sys.stderr)
+        return EXIT_FAILED

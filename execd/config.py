@@ -141,12 +141,20 @@ class ControlConfig(Struct, frozen=True, forbid_unknown_fields=True):
     """The control socket that ``execd ctl`` talks to.
 
     Created mode 0600 (owner only), or 0660 with ``group_access`` so an operators'
-    group can use it.
+    group can use it. ``timeout_ms`` bounds how long a command may take before the
+    client hears "not confirmed"; ``max_clients`` bounds the connections served at
+    once (each holds a file descriptor: a client beyond it is refused "busy" at
+    once); ``request_timeout_ms`` is how long a client may take to send its request
+    line, so idle connections give their slot back; ``accept_retry_ms`` is the pause
+    before accepting again after the process ran out of file descriptors or memory.
     """
 
     socket: str = "var/run/execd.sock"
     group_access: bool = False
     timeout_ms: Annotated[int, Meta(ge=10, le=600_000)] = 10_000
+    max_clients: Annotated[int, Meta(ge=1, le=1024)] = 32
+    request_timeout_ms: Annotated[int, Meta(ge=10, le=600_000)] = 2_000
+    accept_retry_ms: Annotated[int, Meta(ge=1, le=60_000)] = 100
 
 
 class MetricsConfig(Struct, frozen=True, forbid_unknown_fields=True):

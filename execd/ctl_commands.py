@@ -1,24 +1,31 @@
 """``execd ctl``: operator commands to the running daemon, and ``execd sign``.
 
 ``ctl`` talks to the daemon's control socket (see :mod:`execd.control`) and prints
-its answer. Exit status: 0 done, 1 refused by the daemon or no daemon listening,
-2 bad config or arguments.
+its answer. Exit status: 0 done; 1 refused by the daemon (including "busy"), no
+daemon listening, or no answer to ``status``; 2 bad config or arguments; 4 *not
+confirmed*: a command that changes something was sent but no answer came within the
+timeout (the daemon's ``control.timeout_ms``, or the client's ``--timeout``) or the
+connection broke first. It was not refused and may still take effect (a halt during
+a frozen disk is applied once the disk thaws), so do not repeat it blindly: the
+message says how to check (``execd ctl status``, ``execd ledger tail --kind …``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import msgspec
 
 from execd import config
-from execd.control import Request, call
+from execd.control import CHECK, Request, Unconfirmed, call
 
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_UNCONFIRMED = 0, 1, 2, 4
 
 LoadConfig = Callable[[str], config.LoadedConfig | None]
 
@@ -82,6 +89,15 @@ def _render(reply: dict[str, Any]) -> str:
     return f"trading state {reply['state']}{at}"
 
 
+def _unconfirmed(request: Request, path: Path, why: str) -> int:
+    """No answer: for ``status`` a failure; for a change, unknown (exit 4) and how to check."""
+    if not request.changes:
+        print(f"execd ctl: no answer from {path}: {why}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"not confirmed: {why}\ncheck with {CHECK[request.command]}", file=sys.stderr)
+    return EXIT_UNCONFIRMED
+
+
 def cmd_ctl(args: argparse.Namespace, load: LoadConfig) -> int:
     target = _socket(args, load)
     if target is None:
@@ -100,12 +116,18 @@ def cmd_ctl(args: argparse.Namespace, load: LoadConfig) -> int:
     except (FileNotFoundError, ConnectionRefusedError):
         print(f"execd ctl: no daemon is listening on {path}", file=sys.stderr)
         return EXIT_FAILED
+    except Unconfirmed as exc:
+        return _unconfirmed(request, path, f"{request.command}: {exc}; it was not refused and "
+                            "may still take effect")
     except TimeoutError:
-        print(f"execd ctl: no answer from {path} within {timeout:g}s", file=sys.stderr)
+        print(f"execd ctl: no connection to {path} within {timeout:g}s; nothing was sent",
+              file=sys.stderr)
         return EXIT_FAILED
-    except (OSError, msgspec.DecodeError) as exc:
-        print(f"execd ctl: {path}: {exc}", file=sys.stderr)
+    except OSError as exc:
+        print(f"execd ctl: {path}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_FAILED
+    if reply.get("unconfirmed"):
+        return _unconfirmed(request, path, str(reply.get("error")))
     if not reply.get("ok"):
         print(f"refused: {reply.get('error')}", file=sys.stderr)
         return EXIT_FAILED
@@ -114,31 +136,67 @@ def cmd_ctl(args: argparse.Namespace, load: LoadConfig) -> int:
 
 
 def cmd_sign(args: argparse.Namespace) -> int:
-    from execd.signatures import sign
-
+    """Print the input files with every intent line signed; exit 1 on the first bad input."""
     try:
         key = Path(args.key_file).read_bytes().rstrip(b"\r\n")
     except OSError as exc:
         print(f"{args.key_file}: expected a readable key file, found {exc.strerror}",
               file=sys.stderr)
         return EXIT_CONFIG
-    for name in args.inputs:
-        with open(name, "rb") as handle:
-            for number, line in enumerate(handle, 1):
-                text = line.strip()
-                if not text:
-                    continue
-                try:
-                    obj = msgspec.json.decode(text)
-                    if not isinstance(obj, dict):
-                        raise msgspec.DecodeError("not a JSON object")
-                except msgspec.DecodeError as exc:
-                    print(f"{name}:{number}: {exc}", file=sys.stderr)
-                    return EXIT_FAILED
-                if obj.get("kind") == "intent":
-                    obj["signature"] = sign(key, text)
-                sys.stdout.write(msgspec.json.encode(obj).decode() + "\n")
+    with contextlib.ExitStack() as stack:
+        handles = []
+        # Every file is opened before anything is printed: a missing one is not found
+        # after the others' lines went out.
+        for name in args.inputs:
+            try:
+                handles.append((name, stack.enter_context(open(name, "rb"))))
+            except OSError as exc:
+                print(f"{name}: expected a readable file, found {exc.strerror}",
+                      file=sys.stderr)
+                return EXIT_FAILED
+        for name, handle in handles:
+            try:
+                problem = _sign_file(key, handle, name)
+            except OSError as exc:
+                problem = f"{name}: reading failed: {exc.strerror}"
+            if problem is not None:
+                print(problem, file=sys.stderr)
+                return EXIT_FAILED
     return EXIT_OK
+
+
+def _sign_file(key: bytes, handle: BinaryIO, name: str) -> str | None:
+    """Write ``handle``'s lines, intents signed, to stdout; the first problem, or None."""
+    from execd.signatures import sign
+
+    for number, line in enumerate(handle, 1):
+        text = line.strip()
+        if not text:
+            continue
+        try:
+            obj = msgspec.json.decode(text)
+            if not isinstance(obj, dict):
+                raise msgspec.DecodeError("not a JSON object")
+            if obj.get("kind") == "intent":
+                obj["signature"] = sign(key, text)
+            out = msgspec.json.encode(obj)
+        except (msgspec.DecodeError, ValueError) as exc:
+            return f"{name}:{number}: {exc}"
+        except RecursionError:
+            return f"{name}:{number}: JSON nested too deeply to sign"
+        sys.stdout.write(out.decode() + "\n")
+    return None
+
+
+def _seconds(text: str) -> float:
+    """A ``--timeout`` value: a positive, finite number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, found {text!r}")
+    return value
 
 
 def register(sub: Any, with_config: Callable[[argparse.ArgumentParser], None],
@@ -151,7 +209,7 @@ def register(sub: Any, with_config: Callable[[argparse.ArgumentParser], None],
         p: argparse.ArgumentParser = commands.add_parser(name, help=text)
         with_config(p)
         p.add_argument("--socket", help="control socket (default: control.socket)")
-        p.add_argument("--timeout", type=float, help="seconds to wait (default: the "
+        p.add_argument("--timeout", type=_seconds, help="seconds to wait (default: the "
                        "daemon's control.timeout_ms + 2 s)")
         p.add_argument("--json", action="store_true", help="print the raw JSON answer")
         if changes:

@@ -239,10 +239,7 @@ class Daemon:
             server: ControlServer | None = None
             listener: SocketListener | None = None
             if self.mode == "run":
-                control = config.control
-                server = ControlServer(
-                    Path(control.socket), group_access=control.group_access,
-                    timeout=control.timeout_ms / 1000, handler=self._command)
+                server = ControlServer(config.control, handler=self._command)
                 listener = await server.bind()
             try:
                 self._serve_metrics()

@@ -1,13 +1,21 @@
-"""The control socket's claim: one daemon per socket path, even when two start at once."""
+"""The control socket's claim (one daemon per socket path, even when two start at once),
+and its accept loop when the process runs out of file descriptors.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import resource
 import socket
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
+from structlog.testing import capture_logs
 
+from execd.config import ControlConfig
 from execd.control import ControlInUse, ControlServer, Request
 
 
@@ -15,8 +23,9 @@ async def answer(request: Request) -> dict[str, Any]:
     return {"ok": True}
 
 
-def server(path: Path) -> ControlServer:
-    return ControlServer(path, group_access=False, timeout=1.0, handler=answer)
+def server(path: Path, **keys: Any) -> ControlServer:
+    return ControlServer(ControlConfig(socket=str(path), timeout_ms=1000, **keys),
+                         handler=answer)
 
 
 async def test_the_lock_beside_the_socket_decides_who_owns_it(tmp_path: Path) -> None:
@@ -54,3 +63,49 @@ async def test_a_file_that_is_not_a_socket_is_refused_and_the_lock_let_go(tmp_pa
     path.unlink()
     listener = await server(path).bind()  # the failed bind released the lock
     await listener.aclose()
+
+
+def _ask(client: socket.socket) -> dict[str, Any]:
+    client.setblocking(True)
+    client.settimeout(10)
+    client.sendall(b'{"command":"status"}\n')
+    with client.makefile("rb") as stream:
+        reply: dict[str, Any] = json.loads(stream.readline())
+    return reply
+
+
+async def test_accept_out_of_file_descriptors_waits_and_then_serves(tmp_path: Path) -> None:
+    """A real EMFILE from accept() (this process's fd limit lowered) is not fatal."""
+    path = tmp_path / "execd.sock"
+    with capture_logs() as logged:
+        control = server(path, accept_retry_ms=20)
+        listener = await control.bind()
+        # Sockets made while descriptors are still free; connecting needs no new one.
+        clients = [socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) for _ in range(3)]
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(control.serve, listener)
+            await anyio.sleep(0.05)  # serving started (its capacity measured)
+            soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+            lowest_free = os.dup(0)
+            os.close(lowest_free)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (lowest_free, hard))
+            try:
+                for client in clients:
+                    client.connect(str(path))
+                while not any(e["event"] == "control.accept_failed" for e in logged):
+                    await anyio.sleep(0.01)
+                await anyio.sleep(0.1)  # several retries, each after accept_retry_ms
+            finally:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+            replies = [await anyio.to_thread.run_sync(_ask, client) for client in clients]
+            tg.cancel_scope.cancel()
+    for client in clients:
+        client.close()
+    assert replies == [{"ok": True}] * 3
+    failed = [e for e in logged if e["event"] == "control.accept_failed"]
+    # One warning for the whole spell, not one per retry.
+    assert len(failed) == 1 and failed[0]["log_level"] == "warning", failed
+    assert failed[0]["errno"] == "EMFILE" and failed[0]["retry_ms"] == 20
+    resumed = [e for e in logged if e["event"] == "control.accept_resumed"]
+    assert len(resumed) == 1 and resumed[0]["failures"] > 1
+    assert not path.exists()
