@@ -175,6 +175,12 @@ def kind_of(mode: int) -> str:
     return "not a regular file"
 
 
+# Errors that say the process is short of something, not that the file is bad: wait
+# and try again rather than refuse the file.
+TRANSIENT = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS, errno.EAGAIN,
+                       errno.EINTR))
+
+
 def why_unreadable(exc: OSError) -> str:
     """An OSError as the detail of a file that could not be read."""
     if isinstance(exc, NotRegular):
@@ -324,6 +330,7 @@ class InboxSource:
         self._settling: dict[str, tuple[StatKey | None, float]] = {}
         # Names that are not input files, warned about once each.
         self._ignored: set[str] = set()
+        self._scan_failures = 0
         # Finished files whose input_file record is durable, waiting to be moved; each
         # holds a slot the reader took before recording it, so the queue is bounded.
         self._finished: collections.deque[_Finished] = collections.deque()
@@ -508,7 +515,15 @@ class InboxSource:
             return self._pending.pop(0)
         while not self.stopping.is_set():
             self.pulse.busy()
-            found = await anyio.to_thread.run_sync(self._scan)
+            try:
+                found = await anyio.to_thread.run_sync(self._scan)
+            except OSError as exc:
+                # Out of descriptors, or the inbox is gone or unreadable for now: say
+                # so, and scan again next time instead of stopping the daemon.
+                self._scan_failed(exc)
+                found = []
+            else:
+                self._scan_failures = 0
             ready, wait = self._ready(found)
             modes = {name: (key is not None, mode) for name, key, mode in found}
             for name in ready:
@@ -518,6 +533,9 @@ class InboxSource:
                 except FileNotFoundError:
                     continue  # taken away by its producer between scan and claim
                 except OSError as exc:
+                    if exc.errno in TRANSIENT:
+                        self._scan_failed(exc)
+                        break
                     # Not ours to take (permissions on the inbox): leave it, say so once.
                     if name not in self._ignored:
                         self._ignored.add(name)
@@ -527,6 +545,13 @@ class InboxSource:
             with anyio.move_on_after(wait):
                 await self.stopping.wait()
         return None
+
+    def _scan_failed(self, exc: OSError) -> None:
+        """Log a failed scan or claim: the first of a spell, then every 100th."""
+        if self._scan_failures % 100 == 0:
+            self.log.warning("input.scan_failed", inbox=str(self.inbox),
+                             error=exc.strerror or str(exc), failures=self._scan_failures + 1)
+        self._scan_failures += 1
 
     def finished(self, name: str, size: int, sha: str) -> None:
         """Remember a file this process read to its end."""

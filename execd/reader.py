@@ -25,11 +25,12 @@ import msgspec
 from anyio.abc import ObjectSendStream
 from anyio.streams.memory import MemoryObjectReceiveStream
 
-from execd import ids, reasons
+from execd import ids, logs, reasons
 from execd.clock import Clock, ClockRegression
 from execd.context import ContextLoader, LakehouseContext
 from execd.control import ControlRequest, answer, refuse_waiting
 from execd.inbox import (
+    TRANSIENT,
     FileJob,
     InputSource,
     StatKey,
@@ -419,10 +420,27 @@ class LakehouseReader:
                 request.error = str(exc)
             await answer(request, out, send, on_control)
 
+    async def _open(self, job: FileJob) -> tuple[int, hashlib._Hash, StatKey]:
+        """Open the job's file; while the process is short of descriptors, wait and retry."""
+        pause = 0.05
+        while True:
+            try:
+                return await self._blocking(_open_at, job.path, job.offset)
+            except OSError as exc:
+                if exc.errno not in TRANSIENT:
+                    raise
+                logs.get("reader").warning("input.open_retry", file=job.name,
+                                           error=exc.strerror or str(exc))
+            with anyio.move_on_after(pause):
+                await self.stopping.wait()
+            if self.stopping.is_set():
+                raise _Stopped
+            pause = min(pause * 2, 2.0)
+
     async def _read(self, job: FileJob, send: ObjectSendStream[list[ReaderItem]]) -> None:
         after = f" after line {job.line}" if job.resumed else ""
         try:
-            fd, digest, opened = await self._blocking(_open_at, job.path, job.offset)
+            fd, digest, opened = await self._open(job)
         except FileNotFoundError:
             await self._record_file(send, self.core.refuse_file(
                 job.name, job.offset, None, f"deleted from work/ after it was claimed; "

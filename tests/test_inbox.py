@@ -134,3 +134,51 @@ async def test_a_stop_stops_while_a_read_never_returns(tmp_path: Path, monkeypat
     # What the first chunk held has its outcomes; the rest waits for the next start.
     assert 0 < count_outcomes(ledger) < 199
     assert (tmp_path / "lakehouse" / "work" / "a.jsonl").exists()
+
+
+async def test_out_of_descriptors_is_waited_out_not_a_refusal(tmp_path: Path,
+                                                             monkeypatch: object) -> None:
+    """EMFILE while scanning the inbox or opening a file: retried, never fatal or a refusal."""
+    import errno
+
+    import pytest
+
+    from execd import config
+    from execd import inbox as inbox_module
+    from execd import reader as reader_module
+    from execd.daemon import Daemon
+    from tests.helpers import drop, intent, lines, outcomes, write_config
+
+    assert isinstance(monkeypatch, pytest.MonkeyPatch)
+    failures = {"scan": 2, "open": 2}
+    real_scan, real_open = inbox_module.InboxSource._scan, reader_module._open_at
+
+    def scan(self: InboxSource) -> object:
+        if failures["scan"]:
+            failures["scan"] -= 1
+            raise OSError(errno.EMFILE, "Too many open files")
+        return real_scan(self)
+
+    def open_at(path: str, offset: int) -> object:
+        if failures["open"]:
+            failures["open"] -= 1
+            raise OSError(errno.EMFILE, "Too many open files")
+        return real_open(path, offset)
+
+    monkeypatch.setattr(inbox_module.InboxSource, "_scan", scan)
+    monkeypatch.setattr(reader_module, "_open_at", open_at)
+    daemon = Daemon(config.load(write_config(tmp_path)))
+    ledger = tmp_path / "ledger"
+
+    async def driver() -> None:
+        drop(tmp_path / "lakehouse" / "inbox", "a.jsonl", lines(intent(1)))
+        while not (ledger.exists() and outcomes(ledger)):
+            await anyio.sleep(0.02)
+        daemon.stopping.set()
+
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(driver)
+            await daemon.run()
+    assert failures == {"scan": 0, "open": 0}
+    assert [o["status"] for o in outcomes(ledger)] == ["FILLED"]
