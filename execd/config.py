@@ -61,6 +61,9 @@ class InputConfig(Struct, frozen=True, forbid_unknown_fields=True):
     """Limits on untrusted input."""
 
     max_line_bytes: Annotated[int, Meta(ge=256)] = 1 << 20
+    # Each lakehouse context file (runs, regime, prices, overrides): a larger one is a
+    # context problem (fail closed), not a read of unbounded size.
+    max_context_bytes: Annotated[int, Meta(ge=4096, le=1 << 30)] = 64 << 20
 
 
 class LedgerConfig(Struct, frozen=True, forbid_unknown_fields=True):

@@ -53,6 +53,9 @@ def test_good_config_loads(tmp_path: Path) -> None:
     path = tmp_path / "ok.toml"
     path.write_text(GOOD)
     assert config.load(path).config.venues["binance"].plane == "paper"
+    assert config.load(path).config.input.max_context_bytes == 64 << 20
+    path.write_text(GOOD + "[input]\nmax_context_bytes = 4096\n")
+    assert config.load(path).config.input.max_context_bytes == 4096
 
 
 @pytest.mark.parametrize(("text", "line"), [

@@ -11,6 +11,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -93,14 +94,15 @@ class Manager:
 
 
 def start(config_path: Path, log: Path, manager: Manager | None = None,
-          watchdog_usec: int = WATCHDOG_USEC) -> subprocess.Popen[bytes]:
+          watchdog_usec: int = WATCHDOG_USEC,
+          command: list[str] | None = None) -> subprocess.Popen[bytes]:
     env = dict(os.environ)
     if manager is not None:
         env["NOTIFY_SOCKET"] = manager.address
         env["WATCHDOG_USEC"] = str(watchdog_usec)
     handle = open(log, "ab")  # noqa: SIM115 - owned by the process
-    return subprocess.Popen([*EXECD, "run", "--config", str(config_path)], stdout=handle,
-                            stderr=subprocess.STDOUT, cwd=ROOT, env=env)
+    return subprocess.Popen([*(command or EXECD), "run", "--config", str(config_path)],
+                            stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
 
 
 def log_events(log: Path) -> list[dict[str, Any]]:
@@ -159,16 +161,34 @@ def test_ready_status_watchdog_and_stopping_reach_the_manager(tmp_path: Path,
         manager.close()
 
 
-def test_a_stuck_actor_stops_the_watchdog_until_it_moves_again(tmp_path: Path,
-                                                               manager: Manager) -> None:
-    """The reader blocks reading market/regime.json (a FIFO nobody writes yet, as a hung
-    mount would): the rest of the daemon is alive, but no WATCHDOG=1 goes out."""
+# ``execd`` whose reads of market/regime.json hang while the file named by
+# EXECD_TEST_STALL exists, as a read from a hung mount would: a storage fault
+# injected into the real daemon process.
+STALLING = [sys.executable, "-c", """
+import os, sys, time
+import execd.context
+from execd.cli import main
+read = execd.context.read_regular
+def stalled(path, *args):
+    while os.path.basename(path) == "regime.json" and os.path.exists(
+            os.environ["EXECD_TEST_STALL"]):
+        time.sleep(0.01)
+    return read(path, *args)
+execd.context.read_regular = stalled
+sys.exit(main(sys.argv[1:]))
+"""]
+
+
+def test_a_stuck_actor_stops_the_watchdog_until_it_moves_again(
+        tmp_path: Path, manager: Manager, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reader blocks reading market/regime.json (a hung mount): the rest of the
+    daemon is alive, but no WATCHDOG=1 goes out."""
     config = write_config(tmp_path, level="info")
     ledger, log = tmp_path / "ledger", tmp_path / "log"
-    regime = tmp_path / "lakehouse" / "market" / "regime.json"
-    regime.parent.mkdir(parents=True)
-    os.mkfifo(regime)
-    process = start(config, log, manager)
+    stall = tmp_path / "stall"
+    stall.touch()
+    monkeypatch.setenv("EXECD_TEST_STALL", str(stall))
+    process = start(config, log, manager, command=STALLING)
     wait_for(lambda: manager.seen("READY"))
     drop(tmp_path / "lakehouse" / "inbox", "a.jsonl", lines(intent(1)))
     wait_for(lambda: any(s.startswith("STUCK: reader") for s in manager.statuses()))
@@ -179,8 +199,7 @@ def test_a_stuck_actor_stops_the_watchdog_until_it_moves_again(tmp_path: Path,
     withheld = events_named(log, "watchdog.withheld")
     assert len(withheld) == 1 and list(withheld[0]["stuck"]) == ["reader"]
     # The file gives way: the reader moves, the watchdog resumes, the intent fills.
-    with open(regime, "w") as fifo:
-        fifo.write('{"regime": "CALM"}')
+    stall.unlink()
     wait_for(lambda: count_outcomes(ledger) == 1)
     resumed_at = time.monotonic()
     wait_for(lambda: [t for t, _ in manager.seen("WATCHDOG") if t > resumed_at])
