@@ -601,7 +601,7 @@ class Daemon:
         if self.stopping.is_set():
             raise _Refused(["the daemon is stopping"])
         try:
-            loaded = config_file.load(self.loaded.path)
+            loaded = await anyio.to_thread.run_sync(config_file.load, self.loaded.path)
         except ConfigError as exc:
             raise _Refused([str(p) for p in exc.problems]) from None
         new = loaded.config

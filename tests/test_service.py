@@ -300,6 +300,42 @@ def test_a_bad_reload_is_refused_and_the_old_config_keeps_running(
     verify(ledger)
 
 
+@pytest.mark.parametrize("replacement,expected", [
+    ("fifo", "(file): expected a regular TOML file, found a FIFO"),
+    ("deep", "(syntax): expected valid TOML, found arrays or tables nested too deep to read"),
+])
+def test_a_config_replaced_by_a_fifo_or_deep_nesting_is_refused_and_the_loop_goes_on(
+        tmp_path: Path, manager: Manager, replacement: str, expected: str) -> None:
+    """The reload reads the file off the event loop, and only a regular file: a FIFO
+    used to block the loop in open() for good; deep nesting raised RecursionError."""
+    config = write_config(tmp_path, level="info", outcomes="each", risk=LIMITS.format(cap=1000))
+    good = config.read_text()
+    ledger, log, inbox = tmp_path / "ledger", tmp_path / "log", tmp_path / "lakehouse" / "inbox"
+    socket_path = str(control_socket(tmp_path))
+    process = start(config, log, manager)
+    wait_for(lambda: manager.seen("READY"))
+    config.unlink()
+    if replacement == "fifo":
+        os.mkfifo(config)
+    else:
+        config.write_text(good + "\n[x]\ny = " + "[" * 5000 + "]" * 5000 + "\n")
+    process.send_signal(signal.SIGHUP)
+    wait_for(lambda: events_named(log, "config.reload_refused") or process.poll() is not None)
+    assert process.poll() is None
+    refused = events_named(log, "config.reload_refused")[0]
+    assert refused["problems"] == [f"{config}: {expected}"]
+    # The loop still answers, and intake goes on under the old config.
+    status = ctl(config, "status", "--socket", socket_path)
+    assert status.returncode == 0, status.stderr
+    drop(inbox, "a.jsonl", lines(priced(1, "5")))
+    wait_for(lambda: count_outcomes(ledger) == 1)
+    assert outcomes(ledger)[0]["status"] == "FILLED"
+    again = ctl(config, "reload", "--actor", "ops", "--reason", "again", "--socket", socket_path)
+    assert again.returncode == 1 and expected in again.stderr
+    assert stop(process) == 0
+    verify(ledger)
+
+
 # ---------------------------------------------------------------- stopping
 
 
