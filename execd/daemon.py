@@ -265,7 +265,7 @@ class Daemon:
             return
         from execd.metrics import Metrics, parse_listen  # imported here: prometheus_client
 
-        metrics = self.metrics = Metrics()
+        metrics = self.metrics = Metrics(venues=self.config.venues)
         metrics.snapshot(self._snapshot)
         host, port = parse_listen(listen.listen)
         try:

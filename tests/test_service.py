@@ -467,6 +467,30 @@ def test_metrics_are_scraped_over_http_from_the_running_daemon(tmp_path: Path) -
     assert stop(process) == 0
 
 
+def test_made_up_venues_make_no_new_metric_series(tmp_path: Path) -> None:
+    """An outcome's venue is what its intent named: labels take only configured venues."""
+    config = write_config(tmp_path, level="info",
+                          extra='\n[metrics]\nlisten = "127.0.0.1:0"\n')
+    ledger, log = tmp_path / "ledger", tmp_path / "log"
+    process = start(config, log)
+    try:
+        wait_for(lambda: events_named(log, "metrics.listening") or process.poll() is not None)
+        url = f"http://{events_named(log, 'metrics.listening')[0]['address']}/metrics"
+        drop(tmp_path / "lakehouse" / "inbox", "a.jsonl",
+             lines(*(intent(n, venue=f"made-up-{n}") for n in range(5000)), intent(9999)))
+        wait_for(lambda: count_outcomes(ledger) == 5001)
+        series = {labels: value for (name, labels), value in scrape(url).items()
+                  if name == "execd_outcomes_total"}
+        assert series == {
+            frozenset({("status", "REJECTED"), ("reason", reasons.INTENT_UNKNOWN_VENUE),
+                       ("venue", "(unknown)"), ("plane", "")}): 5000,
+            frozenset({("status", "FILLED"), ("reason", ""), ("venue", "binance"),
+                       ("plane", "paper")}): 1,
+        }
+    finally:
+        assert stop(process) == 0
+
+
 def test_a_metrics_address_in_use_stops_the_start_with_a_clear_line(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
