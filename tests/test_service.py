@@ -456,7 +456,11 @@ def test_metrics_are_scraped_over_http_from_the_running_daemon(tmp_path: Path) -
         ("venue", "binance"), ("plane", "paper")}))] == 1
     assert samples[("execd_ledger_fsync_seconds_count", frozenset())] >= 1
     assert samples[("execd_ledger_commit_records_sum", frozenset())] >= 33
-    assert samples[("execd_ledger_last_seq", frozenset())] == records(ledger)[-1]["seq"]
+    # The file's input_file record follows its last outcome: wait for it, then for the
+    # gauge, which the daemon updates once that record is durable.
+    wait_for(lambda: records(ledger)[-1]["kind"] == "input_file")
+    wait_for(lambda: scrape(url)[("execd_ledger_last_seq", frozenset())]
+             == records(ledger)[-1]["seq"])
     assert samples[("execd_queue_depth", frozenset({("queue", "ledger")}))] == 0
     assert samples[("execd_queue_capacity", frozenset({("queue", "ledger")}))] == 8
     assert samples[("execd_trading_state", frozenset({("state", "ACTIVE")}))] == 1
