@@ -190,12 +190,25 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_tail(args: argparse.Namespace) -> int:
-    from execd.tail import Filters, tail
+    from execd.tail import check_filters, tail
 
+    # A filter no record can match would print nothing and look like an empty ledger.
+    try:
+        filters = check_filters(args.kind or "", args.venue or "", args.status or "",
+                                args.intent or "")
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_CONFIG
+    if args.lines < 0:
+        print(f"-n: expected a number of records >= 0 (0: all), found {args.lines}",
+              file=sys.stderr)
+        return EXIT_CONFIG
     directory = _ledger_dir(args)
     if directory is None:
         return EXIT_CONFIG
-    filters = Filters(args.kind or "", args.venue or "", args.status or "", args.intent or "")
+    if not directory.is_dir():
+        print(f"{directory}: no ledger here", file=sys.stderr)
+        return EXIT_FAILED
     with contextlib.suppress(KeyboardInterrupt):  # the way to stop `tail -f`
         tail(directory, sys.stdout, last=args.lines, follow=args.follow, as_json=args.json,
              filters=filters)

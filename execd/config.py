@@ -13,11 +13,12 @@ import typing
 from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 import msgspec
 from msgspec import Meta, Struct
 
+from execd.files import FileRefused, read_regular
 from execd.inbox import Lakehouse
 from execd.messages import Plane
 from execd.reasons import EXECUTION_REJECTED
@@ -67,6 +68,9 @@ class InputConfig(Struct, frozen=True, forbid_unknown_fields=True):
     """Limits on untrusted input."""
 
     max_line_bytes: Annotated[int, Meta(ge=256)] = 1 << 20
+    # Each lakehouse context file (runs, regime, prices, overrides): a larger one is a
+    # context problem (fail closed), not a read of unbounded size.
+    max_context_bytes: Annotated[int, Meta(ge=4096, le=1 << 30)] = 64 << 20
 
 
 class LedgerConfig(Struct, frozen=True, forbid_unknown_fields=True):
@@ -284,15 +288,24 @@ class LoadedConfig(Struct, frozen=True):
     sha256: str
 
 
+# The config file, and each key and credential file, is read whole; no real one is
+# near these sizes, and a file that is (or a FIFO, a device) is refused, not read.
+MAX_CONFIG_BYTES: Final = 4 << 20
+MAX_SECRET_BYTES: Final = 64 << 10
+
+
 def load(path: str | Path) -> LoadedConfig:
-    """Read and check ``path``; raise ConfigError listing every problem found."""
+    """Read and check ``path``; raise ConfigError listing every problem found.
+
+    Blocking file I/O, but never blocked by what the path names: only a regular file
+    of at most MAX_CONFIG_BYTES is read (see :mod:`execd.files`). Call it from a
+    worker thread in a running daemon.
+    """
     name = str(path)
     try:
-        raw = Path(path).read_bytes()
-    except OSError as exc:
-        raise ConfigError(
-            [ConfigProblem(name, "(file)", "a readable TOML file", exc.strerror or str(exc))]
-        ) from None
+        raw = read_regular(path, MAX_CONFIG_BYTES, "TOML file")
+    except FileRefused as exc:
+        raise ConfigError([ConfigProblem(name, "(file)", exc.expected, exc.found)]) from None
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
@@ -301,6 +314,11 @@ def load(path: str | Path) -> LoadedConfig:
         ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([ConfigProblem(name, "(syntax)", "valid TOML", str(exc))]) from None
+    except RecursionError:
+        # tomllib recurses per nested array or inline table; where it gives up depends
+        # on the stack it runs on, so the message names no depth.
+        raise ConfigError([ConfigProblem(name, "(syntax)", "valid TOML",
+                                         "arrays or tables nested too deep to read")]) from None
     problems: list[ConfigProblem] = []
     _check_struct(Config, data, "", name, problems)
     if not problems:

@@ -14,8 +14,13 @@ The reader loads the context before each input file and, when it changed, record
 it in the ledger (digests and counts) right before that file's first line, so every
 decision is tied to the context it was made under and a replay sees the same one.
 A file that is missing counts as empty (no runs, no regime, no prices); a file that
-cannot be read is named in the record's ``problems`` and fails closed: an unreadable
-regime counts as the first crisis regime, an unreadable registry registers no run.
+cannot be read or decoded is named in the record's ``problems`` and fails closed: an
+unreadable regime counts as the first crisis regime, an unreadable registry registers
+no run, unreadable prices or overrides give none. Only regular files of at most
+``input.max_context_bytes`` are read (:mod:`execd.files`): a FIFO, a device or a huge
+file is such a problem, never a hang. Loading never raises, and the same files always
+give the same problem texts. JSONL files are split on ``\\n`` only: a bare CR is JSON
+whitespace inside a line.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from __future__ import annotations
 import hashlib
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, TypeVar, cast
@@ -31,11 +36,18 @@ from typing import Annotated, TypeVar, cast
 import msgspec
 from msgspec import Meta, Struct
 
+from execd.config import InputConfig
+from execd.files import FileRefused, read_regular
 from execd.inbox import Lakehouse
 from execd.messages import ContextRecord
 
 Name = Annotated[str, Meta(min_length=1, max_length=256)]
 T = TypeVar("T")
+# A file's value, its digest (None when there is nothing to digest) and its problem.
+Part = tuple[T, str | None, str | None]
+
+# What a file that cannot be read or decoded at all counts as.
+_TOO_DEEP = "JSON nested too deep to decode"
 
 
 class RunEntry(Struct, frozen=True):
@@ -82,53 +94,71 @@ EMPTY = LakehouseContext(frozenset(), None, {}, {}, {},
                          ContextRecord(0, None, None, 0, None, 0, None, 0, None))
 
 
-def _stat_key(path: Path) -> tuple[int, int, int] | None:
+def _stat_key(path: Path) -> object:
+    """What, when it changes, means the file must be read again."""
     try:
         st = os.stat(path)
     except FileNotFoundError:
         return None
-    return (st.st_ino, st.st_size, st.st_mtime_ns)
+    except OSError as exc:
+        # Cached as a failure; a fixed permission or path changes the key.
+        return ("error", exc.errno)
+    # ctime too: a chmod that makes an unreadable file readable changes only that.
+    return (st.st_dev, st.st_ino, st.st_mode, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 class ContextLoader:
-    """Loads the context, re-reading only files whose inode, size or mtime changed."""
+    """Loads the context, re-reading only files whose stat (inode, size, times) changed."""
 
     def __init__(self, lakehouse: Lakehouse, plans_dir: Path | None,
-                 crisis_regimes: tuple[str, ...]) -> None:
+                 crisis_regimes: tuple[str, ...],
+                 max_bytes: int = InputConfig().max_context_bytes) -> None:
         self.lakehouse = lakehouse
         self.plans_dir = plans_dir
         self.crisis = crisis_regimes[0] if crisis_regimes else "CRISIS"
+        self.max_bytes = max_bytes
         self._cache: dict[str, tuple[object, object]] = {}
         self.current = EMPTY
 
-    def _cached(self, name: str, key: object, load: Callable[[], T]) -> T:
-        hit = self._cache.get(name)
-        if hit is not None and hit[0] == key:
-            return cast(T, hit[1])
-        value = load()
-        self._cache[name] = (key, value)
-        return value
+    def _cached(self, name: str, key: Callable[[], object], load: Callable[[], Part[T]],
+                closed: T) -> Part[T]:
+        """``load()``, unless the file's key is unchanged; ``closed`` (the fail-closed
+        value) with a problem when anything at all goes wrong."""
+        try:
+            current = key()
+            hit = self._cache.get(name)
+            if hit is not None and hit[0] == current:
+                return cast(Part[T], hit[1])
+            part = load()
+        except Exception as exc:  # never out of load(): the daemon must go on, closed
+            return closed, None, f"{name}: cannot be loaded ({type(exc).__name__})"
+        self._cache[name] = (current, part)
+        return part
 
     def load(self) -> LakehouseContext:
-        """The context now (blocking file I/O: call it from a worker thread)."""
+        """The context now (blocking file I/O: call it from a worker thread). Never raises."""
         lh = self.lakehouse
+        limit = self.max_bytes
         problems: list[str] = []
         runs, runs_sha, bad = self._cached(
-            "runs", _stat_key(lh.runs), lambda: _read_runs(lh.runs))
+            "runs.jsonl", lambda: _stat_key(lh.runs), lambda: _read_runs(lh.runs, limit),
+            frozenset[str]())
         if bad:
             problems.append(bad)
-        regime, regime_problem = self._cached(
-            "regime", _stat_key(lh.regime), lambda: _read_regime(lh.regime))
+        regime, _, regime_problem = self._cached(
+            "regime.json", lambda: _stat_key(lh.regime),
+            lambda: _read_regime(lh.regime, limit), None)
         if regime_problem:
             problems.append(regime_problem)
             regime = self.crisis
         prices, prices_sha, bad = self._cached(
-            "prices", _stat_key(lh.prices), lambda: _read_prices(lh.prices))
+            "prices.json", lambda: _stat_key(lh.prices),
+            lambda: _read_prices(lh.prices, limit), dict[str, Decimal]())
         if bad:
             problems.append(bad)
         overrides, overrides_sha, bad = self._cached(
-            "overrides", _stat_key(lh.overrides),
-            lambda: _read_overrides(lh.overrides))
+            "overrides.jsonl", lambda: _stat_key(lh.overrides),
+            lambda: _read_overrides(lh.overrides, limit), dict[uuid.UUID, Override]())
         if bad:
             problems.append(bad)
         plans: dict[str, str] = {}
@@ -136,8 +166,8 @@ class ContextLoader:
         plans_dir = self.plans_dir
         if plans_dir is not None:
             plans, plans_sha, bad = self._cached(
-                "plans", _plans_key(plans_dir),
-                lambda: _read_plans(plans_dir))
+                f"plan ledger {plans_dir}", lambda: _plans_key(plans_dir),
+                lambda: _read_plans(plans_dir), dict[str, str]())
             if bad:
                 problems.append(bad)
         record = ContextRecord(len(runs), runs_sha, regime, len(prices), prices_sha,
@@ -149,31 +179,37 @@ class ContextLoader:
         return self.current
 
 
-def _read(path: Path) -> tuple[bytes | None, str | None]:
+def _read(path: Path, max_bytes: int) -> tuple[bytes | None, str | None]:
+    """The file's bytes (None when missing or refused) and the problem, if any."""
     try:
-        return path.read_bytes(), None
-    except FileNotFoundError:
-        return None, None
-    except OSError as exc:
-        return None, f"{path.name}: {exc.strerror or exc}"
+        return read_regular(path, max_bytes), None
+    except FileRefused as exc:
+        if exc.missing:
+            return None, None
+        return None, f"{path.name}: expected {exc.expected}, found {exc.found}"
+
+
+def _lines(data: bytes) -> Iterator[tuple[int, bytes]]:
+    """(line number, line) of a JSONL file's non-blank lines, split on LF alone."""
+    for number, line in enumerate(data.split(b"\n"), 1):
+        if line.strip():
+            yield number, line
 
 
 def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _read_runs(path: Path) -> tuple[frozenset[str], str | None, str | None]:
-    data, problem = _read(path)
+def _read_runs(path: Path, max_bytes: int) -> Part[frozenset[str]]:
+    data, problem = _read(path, max_bytes)
     if data is None:
         return frozenset(), None, problem
     runs: set[str] = set()
     bad: list[int] = []
-    for number, line in enumerate(data.splitlines(), 1):
-        if not line.strip():
-            continue
+    for number, line in _lines(data):
         try:
             runs.add(_run(line).run_id)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):
             bad.append(number)
     problem = None
     if bad:
@@ -181,24 +217,28 @@ def _read_runs(path: Path) -> tuple[frozenset[str], str | None, str | None]:
     return frozenset(runs), _sha(data), problem
 
 
-def _read_regime(path: Path) -> tuple[str | None, str | None]:
-    data, problem = _read(path)
+def _read_regime(path: Path, max_bytes: int) -> Part[str | None]:
+    data, problem = _read(path, max_bytes)
     if data is None:
-        return None, problem
+        return None, None, problem
     try:
-        return _regime(data).regime, None
+        return _regime(data).regime, None, None
     except msgspec.DecodeError as exc:
-        return None, f"{path.name}: {exc}"
+        return None, None, f"{path.name}: {exc}"
+    except RecursionError:
+        return None, None, f"{path.name}: {_TOO_DEEP}"
 
 
-def _read_prices(path: Path) -> tuple[dict[str, Decimal], str | None, str | None]:
-    data, problem = _read(path)
+def _read_prices(path: Path, max_bytes: int) -> Part[dict[str, Decimal]]:
+    data, problem = _read(path, max_bytes)
     if data is None:
         return {}, None, problem
     try:
         prices = _prices(data)
     except msgspec.DecodeError as exc:
         return {}, _sha(data), f"{path.name}: {exc}"
+    except RecursionError:
+        return {}, _sha(data), f"{path.name}: {_TOO_DEEP}"
     # The same range as intent prices: anything else could overflow the exposure sums.
     good = {s: p for s, p in prices.items()
             if p.is_finite() and p > 0 and -18 <= p.adjusted() <= 15}
@@ -208,18 +248,16 @@ def _read_prices(path: Path) -> tuple[dict[str, Decimal], str | None, str | None
     return good, _sha(data), problem
 
 
-def _read_overrides(path: Path) -> tuple[dict[uuid.UUID, Override], str | None, str | None]:
-    data, problem = _read(path)
+def _read_overrides(path: Path, max_bytes: int) -> Part[dict[uuid.UUID, Override]]:
+    data, problem = _read(path, max_bytes)
     if data is None:
         return {}, None, problem
     overrides: dict[uuid.UUID, Override] = {}
     bad: list[int] = []
-    for number, line in enumerate(data.splitlines(), 1):
-        if not line.strip():
-            continue
+    for number, line in _lines(data):
         try:
             override = _override(line)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):
             bad.append(number)
             continue
         overrides.setdefault(override.intent_id, override)
@@ -236,12 +274,15 @@ def _plans_key(directory: Path) -> tuple[tuple[str, int, int], ...]:
         return ()
     keys = []
     for name in names:
-        st = os.stat(directory / name)
+        try:
+            st = os.stat(directory / name)
+        except FileNotFoundError:  # gone since the listing: the next key will say so
+            continue
         keys.append((name, st.st_size, st.st_mtime_ns))
     return tuple(keys)
 
 
-def _read_plans(directory: Path) -> tuple[dict[str, str], str | None, str | None]:
+def _read_plans(directory: Path) -> Part[dict[str, str]]:
     # Imported here: the plan ledger is only read when governance is enforced.
     from execd.plan_ledger import PlanLedger
 

@@ -283,7 +283,7 @@ class Daemon:
             return
         from execd.metrics import Metrics, parse_listen  # imported here: prometheus_client
 
-        metrics = self.metrics = Metrics()
+        metrics = self.metrics = Metrics(venues=self.config.venues)
         metrics.snapshot(self._snapshot)
         host, port = parse_listen(listen.listen)
         try:
@@ -401,7 +401,7 @@ class Daemon:
             context=ContextLoader(
                 config.lakehouse,
                 Path(config.governance.ledger_dir) if config.governance.enforce else None,
-                config.risk.crisis_regimes),
+                config.risk.crisis_regimes, max_bytes=config.input.max_context_bytes),
             pulse=self.liveness.pulse("reader"),
         )
         assert self.risk is not None
@@ -633,7 +633,7 @@ class Daemon:
         if self.stopping.is_set():
             raise _Refused(["the daemon is stopping"])
         try:
-            loaded = config_file.load(self.loaded.path)
+            loaded = await anyio.to_thread.run_sync(config_file.load, self.loaded.path)
         except ConfigError as exc:
             raise _Refused([str(p) for p in exc.problems]) from None
         new = loaded.config

@@ -18,6 +18,15 @@ the gauges from that scrape.
 
 Every :class:`Metrics` has its own ``CollectorRegistry``: several daemons may run in one
 test process, and the global registry would mix them up.
+
+Every label value comes from a small fixed set, since each combination is a series
+kept for good: statuses and reason codes from :mod:`execd.reasons`, planes, and venues
+from the config. An outcome's venue is what its intent named, so 200,000 intents
+naming 200,000 made-up venues would otherwise make 200,000 series; a venue the config
+does not have is counted as ``venue="(unknown)"`` (no venue at all stays ``""``), and
+any other value outside its set as ``"(other)"``. Venue calls are labelled by the
+configured venue, the ccxt method and ``ok`` or the exception's class name, all of
+which come from code, not from input.
 """
 
 from __future__ import annotations
@@ -25,8 +34,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import threading
-from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Final, get_args
 from wsgiref.simple_server import WSGIServer
 
@@ -36,6 +44,7 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 
 from execd import __version__
 from execd.messages import TradingState
+from execd.reasons import REASONS, STATUSES
 
 # 50 µs (page-cache fsync on a fast NVMe) to 1 s (a stalled disk). 0.1 is a bucket
 # edge so that the "p99 above 100 ms" alert is exact, not interpolated.
@@ -52,6 +61,9 @@ VENUE_CALL_BUCKETS: Final = (
 
 _TRADING_STATES: Final[tuple[str, ...]] = get_args(TradingState)
 _OUTCOME_LABELS: Final = ("status", "reason", "venue", "plane")
+UNKNOWN_VENUE: Final = "(unknown)"
+OTHER: Final = "(other)"
+_PLANES: Final = frozenset(("paper", "live", ""))
 # ASCII digits only: int() alone would also take "+80", " 80", "8_0" and "٨٠".
 _PORT: Final = re.compile(r"[0-9]{1,5}")
 
@@ -87,7 +99,7 @@ class _Collector:
     def __init__(self) -> None:
         # Written only by the event-loop thread; read (copied) by scrapes.
         self.ingested = 0
-        self.outcomes: defaultdict[tuple[str, str, str, str], int] = defaultdict(int)
+        self.outcomes: dict[tuple[str, str, str, str], int] = {}
         self.read: Callable[[], Snapshot] | None = None
         # Written by scrapes, which may run concurrently (a thread per request).
         self._lock = threading.Lock()
@@ -186,7 +198,9 @@ def _gauges(snap: Snapshot | None) -> list[Metric]:
 class Metrics:
     """One daemon's metrics: hot-path counters, histograms, gauges and the endpoint."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, venues: Iterable[str]) -> None:
+        """``venues``: the configured venues, the only venue label values (see above)."""
+        self._venues = frozenset(venues)
         self.registry = CollectorRegistry()
         self._collector = _Collector()
         # The same dict object as the collector's: outcome() skips one attribute hop.
@@ -210,8 +224,30 @@ class Metrics:
         self._collector.ingested += n
 
     def outcome(self, status: str, reason: str | None, venue: str, plane: str) -> None:
-        """Count one outcome. Hot path: one tuple and one dict increment."""
-        self._outcomes[(status, reason or "", venue, plane)] += 1
+        """Count one outcome. Hot path: one tuple and one dict increment.
+
+        Only a key never seen before is checked against the label sets, and a key
+        that fails the check is never stored, so made-up values cost one lookup each
+        and no memory.
+        """
+        key = (status, reason or "", venue, plane)
+        outcomes = self._outcomes
+        try:
+            outcomes[key] += 1
+        except KeyError:
+            bounded = self._bounded(key)
+            outcomes[bounded] = outcomes.get(bounded, 0) + 1
+
+    def _bounded(self, key: tuple[str, str, str, str]) -> tuple[str, str, str, str]:
+        status, reason, venue, plane = key
+        return (status if status in STATUSES else OTHER,
+                reason if reason == "" or reason in REASONS else OTHER,
+                self._venue(venue),
+                plane if plane in _PLANES else OTHER)
+
+    def _venue(self, venue: str) -> str:
+        """``venue`` if configured (or empty), else UNKNOWN_VENUE."""
+        return venue if venue == "" or venue in self._venues else UNKNOWN_VENUE
 
     def committed(self, records: int, fsync_seconds: float) -> None:
         """Record one ledger group commit of ``records`` records."""
@@ -222,9 +258,10 @@ class Metrics:
         """Record one venue API call (``call`` e.g. "create_order"; ``result`` "ok"/"error").
 
         Labels must come from small fixed sets (configured venues, method names):
-        each combination is a time series.
+        each combination is a time series. A venue the config does not have is
+        counted as UNKNOWN_VENUE.
         """
-        self._venue_calls.labels(venue, call, result).observe(seconds)
+        self._venue_calls.labels(self._venue(venue), call, result).observe(seconds)
 
     def snapshot(self, read: Callable[[], Snapshot]) -> None:
         """Set the function scrapes call for the gauges (runs in the HTTP thread)."""

@@ -20,7 +20,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from execd.config import ConfigError, ConfigProblem, RiskConfig
+from execd.config import MAX_SECRET_BYTES, ConfigError, ConfigProblem, RiskConfig
+from execd.files import FileRefused, read_regular
 
 
 def canonical(line: bytes) -> bytes:
@@ -44,8 +45,9 @@ def verify(key: bytes, line: bytes, signature: str) -> bool:
 def load_key(risk: RiskConfig, config_file: str) -> bytes | None:
     """The signing key named by the config, or None when none is configured.
 
-    Raises ConfigError (file, key, expected, found) when it cannot be read or is
-    too short to be a secret. Trailing newlines are not part of the key.
+    Raises ConfigError (file, key, expected, found) when it cannot be read, is not a
+    regular file of at most MAX_SECRET_BYTES (a FIFO would block the start) or is too
+    short to be a secret. Trailing newlines are not part of the key.
     """
     if risk.key_credential:
         key_name = "risk.key_credential"
@@ -60,10 +62,10 @@ def load_key(risk: RiskConfig, config_file: str) -> bytes | None:
     else:
         return None
     try:
-        key = path.read_bytes().rstrip(b"\r\n")
-    except OSError as exc:
-        raise ConfigError([ConfigProblem(config_file, key_name, "a readable key file",
-                                         f"{path}: {exc.strerror or exc}")]) from None
+        key = read_regular(path, MAX_SECRET_BYTES, "key file").rstrip(b"\r\n")
+    except FileRefused as exc:
+        raise ConfigError([ConfigProblem(config_file, key_name, exc.expected,
+                                         f"{path}: {exc.found}")]) from None
     if len(key) < 16:
         raise ConfigError([ConfigProblem(config_file, key_name, "a key of at least 16 bytes",
                                          f"{len(key)} bytes in {path}")])

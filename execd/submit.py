@@ -24,7 +24,8 @@ from pathlib import Path
 
 import msgspec
 
-from execd.inbox import MAX_NAME_BYTES, Lakehouse, open_regular, why_unreadable
+from execd.files import FileRefused, read_regular
+from execd.inbox import MAX_NAME_BYTES, Lakehouse, why_unreadable
 from execd.ledger.segments import fsync_dir
 from execd.messages import InputRecord
 
@@ -77,17 +78,9 @@ def signed(data: bytes, key: bytes) -> bytes:
 def read_source(path: Path) -> bytes:
     """The bytes of a regular file, at most MAX_SUBMIT_BYTES."""
     try:
-        fd = open_regular(str(path))
-    except OSError as exc:
-        raise SubmitError(f"{path}: {why_unreadable(exc)}") from None
-    try:
-        with os.fdopen(fd, "rb") as handle:
-            data = handle.read(MAX_SUBMIT_BYTES + 1)
-    except OSError as exc:
-        raise SubmitError(f"{path}: {why_unreadable(exc)}") from None
-    if len(data) > MAX_SUBMIT_BYTES:
-        raise SubmitError(f"{path}: larger than {MAX_SUBMIT_BYTES} bytes; split it")
-    return data
+        return read_regular(path, MAX_SUBMIT_BYTES, "regular file")
+    except FileRefused as exc:
+        raise SubmitError(str(exc)) from None
 
 
 def submit(lakehouse: Lakehouse, data: bytes, name: str) -> Path:

@@ -2,25 +2,43 @@
 
 One line per record, or the stored JSON line itself with ``--json`` (for jq).
 Tail does not verify the chain; ``execd ledger verify`` does.
+
+Records are split on LF alone: a record can hold an input line's own bytes, and a
+bare CR there is JSON whitespace, not the end of the record. Segments are read in
+bounded chunks, never whole. A filter that could match no record (a status or kind
+that does not exist) is refused by :func:`check_filters` instead of printing nothing.
 """
 
 from __future__ import annotations
 
+import re
 import time
+import typing
 from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Final, TextIO
 
 import msgspec
 from msgspec import Struct
 
 from execd.ledger.record import Record, record_decoder
 from execd.ledger.segments import list_segments
+from execd.messages import RecordKind
+from execd.reasons import STATUSES
+
+KINDS: Final[tuple[str, ...]] = typing.get_args(RecordKind)
+# Intent ids are UUIDs in their canonical text form: a prefix is hex digits and dashes.
+_INTENT_PREFIX: Final = re.compile(r"[0-9a-f-]{1,36}")
+READ_CHUNK: Final = 1 << 20
 
 
 class Filters(Struct, frozen=True):
-    """Which records to show; an empty field matches everything."""
+    """Which records to show; an empty field matches everything.
+
+    ``intent`` matches every intent id that starts with it. Build them with
+    :func:`check_filters`, which normalises case and refuses what cannot match.
+    """
 
     kind: str = ""
     venue: str = ""
@@ -35,7 +53,29 @@ class Filters(Struct, frozen=True):
             return False
         if self.status and body.get("status") != self.status:
             return False
-        return not (self.intent and body.get("intent_id") != self.intent)
+        if self.intent:
+            intent_id = body.get("intent_id")
+            return isinstance(intent_id, str) and intent_id.startswith(self.intent)
+        return True
+
+
+def check_filters(kind: str, venue: str, status: str, intent: str) -> Filters:
+    """Filters from the command line; ValueError, one line per mistake, for a value that
+    no record can have. Statuses and intent ids are taken in any case."""
+    problems = []
+    if kind and kind not in KINDS:
+        problems.append(f"--kind: expected one of {', '.join(KINDS)}, found {kind!r}")
+    status_upper = status.upper()
+    if status and status_upper not in STATUSES:
+        problems.append(f"--status: expected one of {', '.join(STATUSES)} (any case), "
+                        f"found {status!r}")
+    intent_lower = intent.lower()
+    if intent and not _INTENT_PREFIX.fullmatch(intent_lower):
+        problems.append("--intent: expected an intent id or its first characters (hex "
+                        f"digits and dashes, at most 36), found {intent!r}")
+    if problems:
+        raise ValueError("\n".join(problems))
+    return Filters(kind, venue, status_upper, intent_lower)
 
 
 def describe(record: Record, body: dict[str, Any]) -> str:
@@ -85,13 +125,22 @@ def describe(record: Record, body: dict[str, Any]) -> str:
     return f"{head} {msgspec.json.encode(body).decode()}"
 
 
-def _lines(path: Path, offset: int) -> tuple[list[bytes], int]:
-    """Complete lines of ``path`` from ``offset`` on, and the offset after them."""
+def _lines(path: Path, offset: int) -> Iterator[tuple[bytes, int]]:
+    """Each complete line of ``path`` from ``offset`` on, split on LF alone, with the
+    offset just after it; read in chunks of READ_CHUNK bytes."""
     with open(path, "rb") as handle:
         handle.seek(offset)
-        data = handle.read()
-    end = data.rfind(b"\n") + 1
-    return data[:end].splitlines(), offset + end
+        pending: list[bytes] = []  # the start of a line that the next chunk ends
+        while chunk := handle.read(READ_CHUNK):
+            if b"\n" not in chunk:
+                pending.append(chunk)
+                continue
+            pieces = chunk.split(b"\n")
+            pieces[0] = b"".join([*pending, pieces[0]])
+            pending = [pieces.pop()]
+            for line in pieces:
+                offset += len(line) + 1
+                yield line, offset
 
 
 def _render(line: bytes, filters: Filters, as_json: bool) -> str | None:
@@ -113,8 +162,9 @@ def tail(directory: Path, out: TextIO, *, last: int, follow: bool, as_json: bool
     shown: deque[str] = deque(maxlen=last if last > 0 else None)
     position: dict[Path, int] = {}
     for path in list_segments(directory):
-        lines, position[path] = _lines(path, 0)
-        for line in lines:
+        position[path] = 0
+        for line, end in _lines(path, 0):
+            position[path] = end
             text = _render(line, filters, as_json)
             if text is not None:
                 shown.append(text)
@@ -131,8 +181,8 @@ def tail(directory: Path, out: TextIO, *, last: int, follow: bool, as_json: bool
 def _new(directory: Path, position: dict[Path, int], filters: Filters,
          as_json: bool) -> Iterator[str]:
     for path in list_segments(directory):
-        lines, position[path] = _lines(path, position.get(path, 0))
-        for line in lines:
+        for line, end in _lines(path, position.setdefault(path, 0)):
+            position[path] = end
             text = _render(line, filters, as_json)
             if text is not None:
                 yield text

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -53,6 +55,9 @@ def test_good_config_loads(tmp_path: Path) -> None:
     path = tmp_path / "ok.toml"
     path.write_text(GOOD)
     assert config.load(path).config.venues["binance"].plane == "paper"
+    assert config.load(path).config.input.max_context_bytes == 64 << 20
+    path.write_text(GOOD + "[input]\nmax_context_bytes = 4096\n")
+    assert config.load(path).config.input.max_context_bytes == 4096
 
 
 @pytest.mark.parametrize(("text", "line"), [
@@ -196,3 +201,47 @@ def test_the_installed_production_config_is_valid() -> None:
 def test_the_shipped_live_example_is_valid() -> None:
     loaded = config.load(ROOT / "config" / "live.example.toml")
     assert loaded.config.planes() == {"alpaca": "paper", "binance": "live"}
+
+
+def make_fifo(path: Path) -> str:
+    os.mkfifo(path)
+    return "(file): expected a regular TOML file, found a FIFO"
+
+
+def make_huge(path: Path) -> str:
+    path.write_text(GOOD + "#" * config.MAX_CONFIG_BYTES + "\n")
+    size = path.stat().st_size
+    return (f"(file): expected a TOML file of at most {config.MAX_CONFIG_BYTES} bytes, "
+            f"found {size} bytes")
+
+
+def make_deep(path: Path) -> str:
+    path.write_text(GOOD + "[risk]\ncrisis_regimes = " + "[" * 5000 + "]" * 5000 + "\n")
+    return "(syntax): expected valid TOML, found arrays or tables nested too deep to read"
+
+
+@pytest.mark.parametrize("make", [make_fifo, make_huge, make_deep], ids=["fifo", "huge", "deep"])
+@pytest.mark.parametrize("command", [["run"], ["config", "check"]])
+def test_a_config_that_is_no_regular_small_toml_file_exits_2(
+        tmp_path: Path, command: list[str], make: Any) -> None:
+    """A FIFO would block the start for good; deep nesting was a RecursionError traceback."""
+    path = tmp_path / "execd.toml"
+    line = make(path)
+    result = subprocess.run([*EXECD, *command, "--config", str(path)], capture_output=True,
+                            text=True, cwd=ROOT, timeout=60, check=False)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [f"{path}: {line}"]
+
+
+def test_a_signing_key_that_is_a_fifo_exits_2(tmp_path: Path) -> None:
+    path = tmp_path / "keyed.toml"
+    key = tmp_path / "key"
+    os.mkfifo(key)
+    path.write_text(GOOD.replace("var/l", str(tmp_path / "l")).replace("var/g", str(tmp_path / "g"))
+                    + f"[control]\nsocket = '{tmp_path / 'ctl.sock'}'\n"
+                    + f"[risk]\nsignatures = 'all'\nkey_file = '{key}'\n")
+    run = subprocess.run([*EXECD, "run", "--config", str(path)], capture_output=True, text=True,
+                         cwd=ROOT, timeout=60)
+    assert run.returncode == 2, run.stderr
+    assert f"{path}: risk.key_file: expected a regular key file, found {key}: a FIFO" in (
+        run.stderr)

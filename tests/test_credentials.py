@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
 
-from execd.config import CcxtConfig, ConfigError
+from execd.config import MAX_SECRET_BYTES, CcxtConfig, ConfigError
 from execd.venues.credentials import load_credentials
 from tests.helpers import EXECD, ROOT
 from tests.live import write_live_config
@@ -68,3 +70,36 @@ def test_the_live_daemon_refuses_to_start_without_credentials(tmp_path: Path) ->
     assert "venues.binance.ccxt.credentials_file: expected a readable credentials file" in (
         result.stderr)
     assert not (tmp_path / "ledger").exists() or not any((tmp_path / "ledger").iterdir())
+
+
+def load_in_thread(table: CcxtConfig) -> str:
+    """load_credentials' refusal, from a thread so that a blocked read fails the test."""
+    result: list[str] = []
+
+    def run() -> None:
+        try:
+            load_credentials("v", table, "c.toml")
+        except ConfigError as exc:
+            result.append(str(exc))
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout=30)
+    assert result, "load_credentials blocked or did not refuse"
+    return result[0]
+
+
+def test_a_fifo_a_huge_file_or_deep_nesting_is_one_clear_line(tmp_path: Path) -> None:
+    path = tmp_path / "k.json"
+    table = CcxtConfig("binance", credentials_file=str(path))
+    os.mkfifo(path)
+    assert load_in_thread(table) == (f"c.toml: venues.v.ccxt.credentials_file: expected a "
+                                     f"regular credentials file, found {path}: a FIFO")
+    path.unlink()
+    path.write_bytes(b" " * (MAX_SECRET_BYTES + 1))
+    assert load_in_thread(table) == (
+        f"c.toml: venues.v.ccxt.credentials_file: expected a credentials file of at most "
+        f"{MAX_SECRET_BYTES} bytes, found {path}: {MAX_SECRET_BYTES + 1} bytes")
+    path.write_text("[" * 20_000 + "]" * 20_000)
+    assert load_in_thread(table) == ("c.toml: venues.v.ccxt.credentials_file: expected JSON "
+                                     f"with apiKey and secret, found {path}: not JSON")

@@ -24,6 +24,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PROMETHEUS = ROOT / "deploy" / "prometheus"
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+# The venues of the config these Metrics serve: the only venue label values.
+VENUES = ("binance", "kraken")
 
 
 def parse(text: str) -> Samples:
@@ -59,7 +61,7 @@ def snapshot(**changes: object) -> Snapshot:
 
 @pytest.fixture
 def served() -> Iterator[tuple[Metrics, str]]:
-    metrics = Metrics()
+    metrics = Metrics(venues=VENUES)
     host, port = metrics.serve("127.0.0.1", 0)
     assert host == "127.0.0.1"
     assert port > 0
@@ -238,7 +240,7 @@ def test_a_scrape_can_ask_for_one_metric(served: tuple[Metrics, str]) -> None:
 
 
 def test_each_metrics_has_its_own_registry() -> None:
-    first, second = Metrics(), Metrics()
+    first, second = Metrics(venues=VENUES), Metrics(venues=VENUES)
     first.outcome("FILLED", None, "binance", "paper")
     first.committed(1, 0.001)
     assert value(parse(first.render().decode()), "execd_outcomes_total", status="FILLED",
@@ -248,8 +250,11 @@ def test_each_metrics_has_its_own_registry() -> None:
     assert value(other, "execd_ledger_commit_records_count") == 0
 
 
-def test_scrapes_while_the_event_loop_counts(served: tuple[Metrics, str]) -> None:
-    metrics, url = served
+def test_scrapes_while_the_event_loop_counts() -> None:
+    # 500 configured venues: the outcome dict grows while it is scraped.
+    metrics = Metrics(venues=[f"venue-{i}" for i in range(500)])
+    host, port = metrics.serve("127.0.0.1", 0)
+    url = f"http://{host}:{port}/metrics"
     metrics.snapshot(snapshot)
     done = threading.Event()
     failures: list[BaseException] = []
@@ -269,13 +274,49 @@ def test_scrapes_while_the_event_loop_counts(served: tuple[Metrics, str]) -> Non
     finally:
         done.set()
         thread.join()
+        metrics.close()
     assert failures == []
-    samples = scrape(url)
+    samples = render(metrics)
     assert sum(v for (name, _), v in samples.items() if name == "execd_outcomes_total") == 200_000
+    assert len([n for n, _ in samples if n == "execd_outcomes_total"]) == 500
+
+
+def render(metrics: Metrics) -> Samples:
+    return parse(metrics.render().decode())
+
+
+def test_label_values_come_only_from_the_config_and_the_code() -> None:
+    """200,000 made-up venues, reasons, statuses and planes make no new series."""
+    metrics = Metrics(venues=VENUES)
+    for i in range(200_000):
+        metrics.outcome("REJECTED", "INTENT_UNKNOWN_VENUE", f"venue-{i}", "")
+    metrics.outcome("REJECTED", "NOT_A_CODE", "binance", "paper")
+    metrics.outcome("NOT_A_STATUS", None, "kraken", "moon")
+    metrics.outcome("QUARANTINED", "INPUT_MALFORMED_JSON", "", "")
+    metrics.venue_call("made-up", "create_order", 0.1, "ok")
+    metrics.venue_call("binance", "create_order", 0.1, "ok")
+    samples = render(metrics)
+    outcomes = {labels: v for (name, labels), v in samples.items()
+                if name == "execd_outcomes_total"}
+    assert outcomes == {
+        frozenset({("status", "REJECTED"), ("reason", "INTENT_UNKNOWN_VENUE"),
+                   ("venue", "(unknown)"), ("plane", "")}): 200_000,
+        frozenset({("status", "REJECTED"), ("reason", "(other)"), ("venue", "binance"),
+                   ("plane", "paper")}): 1,
+        frozenset({("status", "(other)"), ("reason", ""), ("venue", "kraken"),
+                   ("plane", "(other)")}): 1,
+        frozenset({("status", "QUARANTINED"), ("reason", "INPUT_MALFORMED_JSON"),
+                   ("venue", ""), ("plane", "")}): 1,
+    }
+    calls = {dict(labels)["venue"] for (name, labels) in samples
+             if name == "execd_venue_call_seconds_count"}
+    assert calls == {"(unknown)", "binance"}
+    # Nothing of the made-up values is kept, either.
+    assert len(metrics._outcomes) == 4
 
 
 def test_close_is_idempotent_and_frees_the_port() -> None:
-    metrics = Metrics()
+    metrics = Metrics(venues=VENUES)
     metrics.close()  # never served: nothing to do
     host, port = metrics.serve("127.0.0.1", 0)
     with pytest.raises(RuntimeError, match="already"):
@@ -286,7 +327,7 @@ def test_close_is_idempotent_and_frees_the_port() -> None:
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=10)
     # A restarted daemon can take the same port again.
-    again = Metrics()
+    again = Metrics(venues=VENUES)
     try:
         assert again.serve(host, port) == (host, port)
         scrape(f"http://{host}:{port}/metrics")
@@ -296,7 +337,7 @@ def test_close_is_idempotent_and_frees_the_port() -> None:
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "10.0.0.1", "::", "localhost", ""])
 def test_serve_refuses_anything_but_loopback(host: str) -> None:
-    metrics = Metrics()
+    metrics = Metrics(venues=VENUES)
     with pytest.raises(ValueError, match="loopback"):
         metrics.serve(host, 0)
     metrics.close()
@@ -308,7 +349,7 @@ def test_serve_on_ipv6_loopback() -> None:
             probe.bind(("::1", 0))
     except OSError:
         pytest.skip("no IPv6 loopback on this host")
-    metrics = Metrics()
+    metrics = Metrics(venues=VENUES)
     try:
         host, port = metrics.serve(*parse_listen("[::1]:0"))
         assert host == "::1"
@@ -355,7 +396,7 @@ def test_parse_listen_refuses(text: str, message: str) -> None:
 
 def exported_names() -> set[str]:
     """Every sample name execd exports, with each method exercised once."""
-    metrics = Metrics()
+    metrics = Metrics(venues=VENUES)
     metrics.ingested(1)
     metrics.outcome("FILLED", None, "binance", "paper")
     metrics.committed(1, 0.001)

@@ -11,6 +11,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -93,14 +94,15 @@ class Manager:
 
 
 def start(config_path: Path, log: Path, manager: Manager | None = None,
-          watchdog_usec: int = WATCHDOG_USEC) -> subprocess.Popen[bytes]:
+          watchdog_usec: int = WATCHDOG_USEC,
+          command: list[str] | None = None) -> subprocess.Popen[bytes]:
     env = dict(os.environ)
     if manager is not None:
         env["NOTIFY_SOCKET"] = manager.address
         env["WATCHDOG_USEC"] = str(watchdog_usec)
     handle = open(log, "ab")  # noqa: SIM115 - owned by the process
-    return subprocess.Popen([*EXECD, "run", "--config", str(config_path)], stdout=handle,
-                            stderr=subprocess.STDOUT, cwd=ROOT, env=env)
+    return subprocess.Popen([*(command or EXECD), "run", "--config", str(config_path)],
+                            stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
 
 
 def log_events(log: Path) -> list[dict[str, Any]]:
@@ -159,16 +161,34 @@ def test_ready_status_watchdog_and_stopping_reach_the_manager(tmp_path: Path,
         manager.close()
 
 
-def test_a_stuck_actor_stops_the_watchdog_until_it_moves_again(tmp_path: Path,
-                                                               manager: Manager) -> None:
-    """The reader blocks reading market/regime.json (a FIFO nobody writes yet, as a hung
-    mount would): the rest of the daemon is alive, but no WATCHDOG=1 goes out."""
+# ``execd`` whose reads of market/regime.json hang while the file named by
+# EXECD_TEST_STALL exists, as a read from a hung mount would: a storage fault
+# injected into the real daemon process.
+STALLING = [sys.executable, "-c", """
+import os, sys, time
+import execd.context
+from execd.cli import main
+read = execd.context.read_regular
+def stalled(path, *args):
+    while os.path.basename(path) == "regime.json" and os.path.exists(
+            os.environ["EXECD_TEST_STALL"]):
+        time.sleep(0.01)
+    return read(path, *args)
+execd.context.read_regular = stalled
+sys.exit(main(sys.argv[1:]))
+"""]
+
+
+def test_a_stuck_actor_stops_the_watchdog_until_it_moves_again(
+        tmp_path: Path, manager: Manager, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reader blocks reading market/regime.json (a hung mount): the rest of the
+    daemon is alive, but no WATCHDOG=1 goes out."""
     config = write_config(tmp_path, level="info")
     ledger, log = tmp_path / "ledger", tmp_path / "log"
-    regime = tmp_path / "lakehouse" / "market" / "regime.json"
-    regime.parent.mkdir(parents=True)
-    os.mkfifo(regime)
-    process = start(config, log, manager)
+    stall = tmp_path / "stall"
+    stall.touch()
+    monkeypatch.setenv("EXECD_TEST_STALL", str(stall))
+    process = start(config, log, manager, command=STALLING)
     wait_for(lambda: manager.seen("READY"))
     drop(tmp_path / "lakehouse" / "inbox", "a.jsonl", lines(intent(1)))
     wait_for(lambda: any(s.startswith("STUCK: reader") for s in manager.statuses()))
@@ -179,8 +199,7 @@ def test_a_stuck_actor_stops_the_watchdog_until_it_moves_again(tmp_path: Path,
     withheld = events_named(log, "watchdog.withheld")
     assert len(withheld) == 1 and list(withheld[0]["stuck"]) == ["reader"]
     # The file gives way: the reader moves, the watchdog resumes, the intent fills.
-    with open(regime, "w") as fifo:
-        fifo.write('{"regime": "CALM"}')
+    stall.unlink()
     wait_for(lambda: count_outcomes(ledger) == 1)
     resumed_at = time.monotonic()
     wait_for(lambda: [t for t, _ in manager.seen("WATCHDOG") if t > resumed_at])
@@ -286,6 +305,42 @@ def test_a_bad_reload_is_refused_and_the_old_config_keeps_running(
     assert Counter(o["status"] for o in outcomes(ledger)) == {"FILLED": 201}
     assert not [r for r in records(ledger) if r["kind"] == "config"]
     assert process.poll() is None
+    assert stop(process) == 0
+    verify(ledger)
+
+
+@pytest.mark.parametrize("replacement,expected", [
+    ("fifo", "(file): expected a regular TOML file, found a FIFO"),
+    ("deep", "(syntax): expected valid TOML, found arrays or tables nested too deep to read"),
+])
+def test_a_config_replaced_by_a_fifo_or_deep_nesting_is_refused_and_the_loop_goes_on(
+        tmp_path: Path, manager: Manager, replacement: str, expected: str) -> None:
+    """The reload reads the file off the event loop, and only a regular file: a FIFO
+    used to block the loop in open() for good; deep nesting raised RecursionError."""
+    config = write_config(tmp_path, level="info", outcomes="each", risk=LIMITS.format(cap=1000))
+    good = config.read_text()
+    ledger, log, inbox = tmp_path / "ledger", tmp_path / "log", tmp_path / "lakehouse" / "inbox"
+    socket_path = str(control_socket(tmp_path))
+    process = start(config, log, manager)
+    wait_for(lambda: manager.seen("READY"))
+    config.unlink()
+    if replacement == "fifo":
+        os.mkfifo(config)
+    else:
+        config.write_text(good + "\n[x]\ny = " + "[" * 5000 + "]" * 5000 + "\n")
+    process.send_signal(signal.SIGHUP)
+    wait_for(lambda: events_named(log, "config.reload_refused") or process.poll() is not None)
+    assert process.poll() is None
+    refused = events_named(log, "config.reload_refused")[0]
+    assert refused["problems"] == [f"{config}: {expected}"]
+    # The loop still answers, and intake goes on under the old config.
+    status = ctl(config, "status", "--socket", socket_path)
+    assert status.returncode == 0, status.stderr
+    drop(inbox, "a.jsonl", lines(priced(1, "5")))
+    wait_for(lambda: count_outcomes(ledger) == 1)
+    assert outcomes(ledger)[0]["status"] == "FILLED"
+    again = ctl(config, "reload", "--actor", "ops", "--reason", "again", "--socket", socket_path)
+    assert again.returncode == 1 and expected in again.stderr
     assert stop(process) == 0
     verify(ledger)
 
@@ -410,7 +465,11 @@ def test_metrics_are_scraped_over_http_from_the_running_daemon(tmp_path: Path) -
         ("venue", "binance"), ("plane", "paper")}))] == 1
     assert samples[("execd_ledger_fsync_seconds_count", frozenset())] >= 1
     assert samples[("execd_ledger_commit_records_sum", frozenset())] >= 33
-    assert samples[("execd_ledger_last_seq", frozenset())] == records(ledger)[-1]["seq"]
+    # The file's input_file record follows its last outcome: wait for it, then for the
+    # gauge, which the daemon updates once that record is durable.
+    wait_for(lambda: records(ledger)[-1]["kind"] == "input_file")
+    wait_for(lambda: scrape(url)[("execd_ledger_last_seq", frozenset())]
+             == records(ledger)[-1]["seq"])
     assert samples[("execd_queue_depth", frozenset({("queue", "ledger")}))] == 0
     assert samples[("execd_queue_capacity", frozenset({("queue", "ledger")}))] == 8
     assert samples[("execd_trading_state", frozenset({("state", "ACTIVE")}))] == 1
@@ -419,6 +478,30 @@ def test_metrics_are_scraped_over_http_from_the_running_daemon(tmp_path: Path) -
     assert halted[("execd_trading_state", frozenset({("state", "HALTED")}))] == 1
     assert halted[("execd_trading_state", frozenset({("state", "ACTIVE")}))] == 0
     assert stop(process) == 0
+
+
+def test_made_up_venues_make_no_new_metric_series(tmp_path: Path) -> None:
+    """An outcome's venue is what its intent named: labels take only configured venues."""
+    config = write_config(tmp_path, level="info",
+                          extra='\n[metrics]\nlisten = "127.0.0.1:0"\n')
+    ledger, log = tmp_path / "ledger", tmp_path / "log"
+    process = start(config, log)
+    try:
+        wait_for(lambda: events_named(log, "metrics.listening") or process.poll() is not None)
+        url = f"http://{events_named(log, 'metrics.listening')[0]['address']}/metrics"
+        drop(tmp_path / "lakehouse" / "inbox", "a.jsonl",
+             lines(*(intent(n, venue=f"made-up-{n}") for n in range(5000)), intent(9999)))
+        wait_for(lambda: count_outcomes(ledger) == 5001)
+        series = {labels: value for (name, labels), value in scrape(url).items()
+                  if name == "execd_outcomes_total"}
+        assert series == {
+            frozenset({("status", "REJECTED"), ("reason", reasons.INTENT_UNKNOWN_VENUE),
+                       ("venue", "(unknown)"), ("plane", "")}): 5000,
+            frozenset({("status", "FILLED"), ("reason", ""), ("venue", "binance"),
+                       ("plane", "paper")}): 1,
+        }
+    finally:
+        assert stop(process) == 0
 
 
 def test_a_metrics_address_in_use_stops_the_start_with_a_clear_line(tmp_path: Path) -> None:

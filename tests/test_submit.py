@@ -75,4 +75,4 @@ def test_submit_checks_signs_and_hands_over_atomically(tmp_path: Path) -> None:
 
     os.mkfifo(fifo)
     piped = submit(path, str(fifo))
-    assert piped.returncode == 1 and "not a regular file (a FIFO)" in piped.stderr
+    assert piped.returncode == 1 and "found a FIFO" in piped.stderr

@@ -6,7 +6,8 @@ import json
 import os
 from pathlib import Path
 
-from execd.config import CcxtConfig, ConfigError, ConfigProblem
+from execd.config import MAX_SECRET_BYTES, CcxtConfig, ConfigError, ConfigProblem
+from execd.files import FileRefused, read_regular
 
 
 class Credentials:
@@ -49,11 +50,12 @@ def load_credentials(venue: str, table: CcxtConfig, config_file: str) -> Credent
     else:
         name, path = f"{prefix}.credentials_file", Path(table.credentials_file or "")
     try:
-        data = json.loads(path.read_bytes())
-    except OSError as exc:
-        raise ConfigError([ConfigProblem(config_file, name, "a readable credentials file",
-                                         f"{path}: {exc.strerror or exc}")]) from None
-    except ValueError:
+        # A regular file of bounded size: a FIFO there must not block the start.
+        data = json.loads(read_regular(path, MAX_SECRET_BYTES, "credentials file"))
+    except FileRefused as exc:
+        raise ConfigError([ConfigProblem(config_file, name, exc.expected,
+                                         f"{path}: {exc.found}")]) from None
+    except (ValueError, RecursionError):  # not JSON, or nested past json's recursion
         raise ConfigError([ConfigProblem(config_file, name, "JSON with apiKey and secret",
                                          f"{path}: not JSON")]) from None
     if not (isinstance(data, dict) and isinstance(data.get("apiKey"), str)
