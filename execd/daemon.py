@@ -193,6 +193,11 @@ class Daemon:
             raise LedgerNotEmpty(
                 f"{self.ledger_dir} already holds a ledger; replay needs a new one")
         state = recover(self.ledger_dir, repair=True, risk=self.risk)
+        if state.head_missing:
+            self.log.warning("ledger.head_missing", ledger=str(self.ledger_dir),
+                             note="no head.json beside the ledger: a cut end cannot be told "
+                                  "this time; check with `execd ledger verify --expect S:H` "
+                                  "against the last ledger.head logged")
         torn = state.scan.torn
         if torn is not None:
             self.log.warning("ledger.torn_tail_repaired", segment=torn.segment, offset=torn.offset,
@@ -382,7 +387,8 @@ class Daemon:
             rejected=state.rejected, changed=state.changed,
             poll_seconds=config.daemon.poll_interval_ms / 1000,
             settle_seconds=config.daemon.settle_ms / 1000, finished_files=config.queues.files,
-            time=state.scan.last_time, stopping=self.stopping, log=logs.get("reader"),
+            time=state.scan.last_time, watch=self._watch, stopping=self.stopping,
+            log=logs.get("reader"),
             pulse=self.liveness.pulse("reader"),
         )
         return inbox, inbox.finished

@@ -31,6 +31,7 @@ import hashlib
 import os
 import re
 import stat
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Protocol
@@ -260,6 +261,13 @@ def _move(source: Path, target_dir: Path) -> None:
     os.replace(source, target_dir / source.name)
 
 
+def _size(path: Path) -> int | None:
+    try:
+        return os.lstat(path).st_size
+    except OSError:
+        return None
+
+
 class _Finished(Struct):
     """An input_file record made durable, and the file as the reader last saw it.
 
@@ -298,6 +306,7 @@ class InboxSource:
         finished_files: int = 16,
         changed: set[str] | None = None,
         time: int = 0,
+        watch: Callable[[Entry, Callable[[int], None]], None] | None = None,
         pulse: Pulse | None = None,
     ) -> None:
         # The reader's pulse: claiming a file (a rename and fsync that a hung mount
@@ -313,6 +322,9 @@ class InboxSource:
         self.changed = changed or set()
         # The logical time at start-up, for what start-up finds changed.
         self.time = time
+        # Calls back once an entry is durable (the daemon's): a changed file's outcome
+        # is durable before the file moves.
+        self.watch = watch
         self.poll_seconds = poll_seconds
         self.settle_seconds = settle_seconds
         self.stopping = stopping
@@ -363,12 +375,15 @@ class InboxSource:
             if _CLAIM.match(name):
                 self._count_claim(name)
                 if name in rejected:
-                    _move(path, self.rejected_dir)
-                    self.log.info("input.leftover_moved", file=name, to="rejected")
+                    self._move_logged(path, self.rejected_dir, "input.leftover_moved")
                 else:
                     jobs.append(self._leftover_refusal(path, name))
             elif name in self.done:
                 jobs.extend(self._leftover_finished(path, name))
+            elif name in rejected:
+                # Its input_file record (reject) is durable; only the move was left.
+                self.seen.add(name)
+                self._move_logged(path, self.rejected_dir, "input.leftover_moved")
             elif name in self.refusing:
                 # Its whole-file outcome is recorded (it changed, or became unreadable,
                 # while it was read): only its input_file record is owed.
@@ -381,6 +396,14 @@ class InboxSource:
             else:
                 self.seen.add(name)
                 line, offset = self.progress.get(name, (0, 0))
+                size = _size(path)
+                if size is not None and size < offset:
+                    jobs.append(FileJob(
+                        str(path), name, offset, line, resumed=True,
+                        refuse_reason=reasons.INPUT_FILE_CHANGED,
+                        refuse=f"truncated while the daemon was down: {offset} bytes were read "
+                               f"(to line {line}), it now holds {size}; not read further"))
+                    continue
                 jobs.append(FileJob(str(path), name, offset, line, resumed=name in self.progress))
         for name in sorted(set(self.progress) - present):
             # Started, not finished, and gone: its remaining lines can never be read.
@@ -392,6 +415,23 @@ class InboxSource:
                 refuse=f"deleted from work/ after it was claimed: lines after line {line} "
                        f"(byte {offset}) were never read"))
         return jobs
+
+    def _move_logged(self, path: Path, target: Path, event: str) -> bool:
+        """Move a file out of work/; a failure is logged and leaves it there (never fatal).
+
+        The ledger already says what became of the file; a move that cannot be done
+        (archive/ on another filesystem, or not a directory) must not stop the daemon,
+        and the next start tries again.
+        """
+        try:
+            _move(path, target)
+        except OSError as exc:
+            self.log.error("input.move_failed", file=path.name, to=str(target),
+                           error=exc.strerror or str(exc), note="left in work/")
+            return False
+        log = self.log.info if target == self.archive else self.log.warning
+        log(event, file=path.name, to=target.name)
+        return True
 
     def _leftover_refusal(self, path: Path, claim: str) -> FileJob:
         match = _CLAIM.match(claim)
@@ -413,14 +453,12 @@ class InboxSource:
     def _leftover_finished(self, path: Path, name: str) -> list[FileJob]:
         """A file read to its end before the stop: moved on if it is still what was read."""
         if name in self.changed:
-            _move(path, self.rejected_dir)
-            self.log.warning("input.leftover_moved", file=name, to="rejected")
+            self._move_logged(path, self.rejected_dir, "input.leftover_moved")
             return []
         size, sha = self.done[name]
         now = describe_refused(str(path))
         if now == (size, sha):
-            _move(path, self.archive)
-            self.log.info("input.leftover_moved", file=name, to="archive")
+            self._move_logged(path, self.archive, "input.leftover_moved")
             return []
         # Recorded when the disposals run (the file then goes to rejected/).
         problem = (f"changed after it was read and recorded (size {size}, sha256 {sha[:12]}…):"
@@ -570,14 +608,13 @@ class InboxSource:
         self._finished.append(_Finished(entry.body, entry.time, key))
         self._finished_ready.set()
 
-    def _dispose(self, finished: _Finished) -> str | None:
-        """Move a finished file out of work/; what changed since it was read, if anything.
+    def _check(self, finished: _Finished) -> tuple[Path, str | None] | None:
+        """Where a finished file goes, and what changed since it was read (None: nothing).
 
-        Blocking (worker thread).
+        None when the file is no longer in work/. Blocking (worker thread).
         """
         record = finished.record
         source = self.work / record.file
-        target = self.archive if record.disposition == "archive" else self.rejected_dir
         try:
             now = stat_key(os.lstat(source))
         except FileNotFoundError:
@@ -587,16 +624,24 @@ class InboxSource:
         if finished.key is not None and now != finished.key:
             problem = (f"written after it was read and recorded (size {record.size}): now "
                        f"size {now[1]}; nothing after the recorded size was read")
-            target = self.rejected_dir
-        _move(source, target)
-        if problem is None and target is self.archive:
-            self.log.info("input.done", file=record.file, to=target.name, lines=record.lines)
-        elif problem is None:
-            self.log.warning("input.done", file=record.file, to=target.name, lines=record.lines)
+        if problem is not None or record.disposition == "reject":
+            return self.rejected_dir, problem
+        return self.archive, None
+
+    async def _record_change(self, send: ObjectSendStream[list[Entry]], finished: _Finished,
+                             problem: str) -> None:
+        """Send a finished file's INPUT_FILE_CHANGED outcome and wait until it is durable."""
+        self.log.warning("input.changed", file=finished.record.file, problem=problem)
+        outcome = changed_outcome(finished.record.file, finished.record.size, finished.time,
+                                  problem)
+        entry = Entry(LATE, "outcome", finished.time, outcome)
+        durable = anyio.Event()
+        if self.watch is not None:
+            self.watch(entry, lambda seq: durable.set())
         else:
-            self.log.warning("input.done", file=record.file, to=target.name,
-                             lines=record.lines, problem=problem)
-        return problem
+            durable.set()
+        await send.send([entry])
+        await durable.wait()
 
     async def run_disposals(self, send: ObjectSendStream[list[Entry]]) -> None:
         """Move finished files out of work/ as their records become durable.
@@ -609,13 +654,18 @@ class InboxSource:
             while True:
                 while self._finished:
                     finished = self._finished.popleft()
-                    problem = await anyio.to_thread.run_sync(self._dispose, finished)
+                    checked = await anyio.to_thread.run_sync(self._check, finished)
+                    if checked is not None:
+                        target, problem = checked
+                        if problem is not None:
+                            # Recorded before the move: a crash between the two leaves the
+                            # file in work/, and the next start moves it (it is marked changed).
+                            await self._record_change(send, finished, problem)
+                        await anyio.to_thread.run_sync(
+                            self._move_logged, self.work / finished.record.file, target,
+                            "input.done")
                     if finished.slot:
                         self.slots.release()
-                    if problem is not None:
-                        outcome = changed_outcome(finished.record.file, finished.record.size,
-                                                  finished.time, problem)
-                        await send.send([Entry(LATE, "outcome", finished.time, outcome)])
                 if self._reading_done and self.slots.value == self._slot_count:
                     return
                 self._finished_ready = anyio.Event()

@@ -530,9 +530,9 @@ def _what_changed(fd: int, opened: StatKey, final: StatKey, size: int, sha: str)
     """Why a file that changed while it was read differs (its detail). Blocking."""
     if final[0] != opened[0]:
         return "replaced while it was read"
-    if final[1] < size:
-        return (f"truncated while it was read: {size} bytes were read, it now holds "
-                f"{final[1]}; lines were read as they were before")
+    if final[1] < max(size, opened[1]):
+        return (f"truncated while it was read: it held {opened[1]} bytes when opened, "
+                f"{size} were read, it now holds {final[1]}; what was cut was never read")
     _, now = digest_fd(fd, final[1])
     if now == sha:
         return (f"appended to after it was claimed ({opened[1]} bytes then, {size} now); "

@@ -83,6 +83,9 @@ class RecoveredState:
         # Each venue's plane as the last start that named it recorded it, and that
         # record's seq: a start without the venue does not erase its history.
         self.planes: dict[str, tuple[str, int]] = {}
+        # The ledger has records and no head witness beside it (deleted, or written
+        # before witnesses existed): a cut end could not be noticed this time.
+        self.head_missing = False
 
     def observe(self, record: Record) -> None:
         """Fold one record into the state."""
@@ -182,6 +185,7 @@ def recover(directory: Path, *, repair: bool = True, risk: Risk | None = None) -
             "chain with `execd ledger verify --expect SEQ:HASH` against the last ledger.head "
             "logged, then remove it") from None
     state.scan = scan(directory, state.observe, repair=repair, expect=expect)
+    state.head_missing = expect is None and state.scan.records > 0
     if risk is not None:
         # Orders still open at the venue for all we know: held pending, as when sent.
         for order, _ in state.unresolved.values():

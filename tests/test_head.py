@@ -94,3 +94,32 @@ async def test_a_deleted_newest_segment_or_a_rewritten_record_is_refused(tmp_pat
     (other / "ledger" / "head.json").write_text(json.dumps(witness))
     rewritten = verify(other / "ledger")
     assert rewritten.returncode == 1 and "the ledger was rewritten" in rewritten.stdout
+
+
+def test_the_witness_catches_up_once_commits_stop_and_a_missing_one_is_said(
+        tmp_path: Path) -> None:
+    """A burst, then quiet, then SIGKILL: head.json must name the burst's last record."""
+    import signal
+    import time
+
+    from tests.helpers import count_outcomes, start_daemon, wait_for
+
+    config = write_config(tmp_path, level="info")
+    ledger = tmp_path / "ledger"
+    log = tmp_path / "daemon.log"
+    process = start_daemon(config, log)
+    wait_for(lambda: list_segments(ledger))
+    for name in ("a.jsonl", "b.jsonl"):
+        drop(tmp_path / "lakehouse" / "inbox", name, lines(intent(ord(name[0]))))
+        time.sleep(0.3)
+    wait_for(lambda: count_outcomes(ledger) == 2)
+    last = json.loads(list_segments(ledger)[-1].read_bytes().splitlines()[-1])
+    wait_for(lambda: json.loads((ledger / "head.json").read_text())["seq"] >= last["seq"],
+             timeout=10)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=60)
+    assert json.loads((ledger / "head.json").read_text()) == {"seq": last["seq"],
+                                                              "hash": last["hash"]}
+    (ledger / "head.json").unlink()
+    again = run_once(config)
+    assert again.returncode == 0 and '"ledger.head_missing"' in again.stdout

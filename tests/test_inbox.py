@@ -182,3 +182,53 @@ async def test_out_of_descriptors_is_waited_out_not_a_refusal(tmp_path: Path,
             await daemon.run()
     assert failures == {"scan": 0, "open": 0}
     assert [o["status"] for o in outcomes(ledger)] == ["FILLED"]
+
+
+def test_restart_moves_a_rejected_leftover_instead_of_reading_it_again(tmp_path: Path) -> None:
+    """Its input_file record (reject) is durable, the move was not done: never re-read."""
+    work = tmp_path / "work"
+    work.mkdir(parents=True)
+    (work / "r.jsonl").write_bytes(b"{}\n")
+    source = inbox(tmp_path, rejected={"r.jsonl"})
+    assert source._pending == []
+    assert (tmp_path / "rejected" / "r.jsonl").exists()
+    assert "r.jsonl" in source.seen  # consumed: the same name again is a repeat
+
+
+def test_a_move_that_cannot_be_done_is_logged_and_never_fatal(tmp_path: Path) -> None:
+    """archive/ on another filesystem, or not a directory: the daemon must keep running."""
+    import hashlib
+
+    work = tmp_path / "work"
+    work.mkdir(parents=True)
+    (work / "a.jsonl").write_bytes(b"one\n")
+    (tmp_path / "archive").write_bytes(b"not a directory")
+    done = {"a.jsonl": (4, hashlib.sha256(b"one\n").hexdigest())}
+    source = inbox(tmp_path, done=done)  # start-up's move fails: no exception
+    assert source._pending == [] and (work / "a.jsonl").exists()
+
+
+def test_a_truncated_file_is_said_truncated_and_one_cut_while_down_is_refused(
+        tmp_path: Path) -> None:
+    from execd.reader import _open_at, _what_changed
+
+    path = tmp_path / "f.jsonl"
+    path.write_bytes(b"x" * 1000)
+    fd, _, opened = _open_at(str(path), 0)
+    try:
+        import hashlib
+
+        with open(path, "r+b") as handle:
+            handle.truncate(400)
+        read = hashlib.sha256(b"x" * 400).hexdigest()
+        final = stat_key(os.fstat(fd))
+        assert _what_changed(fd, opened, final, 400, read).startswith(
+            "truncated while it was read: it held 1000 bytes when opened, 400 were read")
+    finally:
+        os.close(fd)
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "g.jsonl").write_bytes(b"y" * 10)
+    [job] = inbox(tmp_path, progress={"g.jsonl": (3, 300)})._pending
+    assert job.refuse_reason == reasons.INPUT_FILE_CHANGED
+    assert job.refuse.startswith("truncated while the daemon was down: 300 bytes")

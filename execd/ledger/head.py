@@ -5,7 +5,8 @@ but not that nothing was cut off its end: a ledger cut at a line boundary, or wi
 its newest segment, is still a valid chain, and the intents whose outcomes were cut
 would run again. So the writer keeps ``head.json`` (``{"seq": S, "hash": H}``) — written
 after the records it names are fsynced, atomically (temp file, fsync, rename, directory
-fsync), at most every ``ledger.head_interval_ms`` and at every start and stop — and
+fsync), at most every ``ledger.head_interval_ms`` (and that long after the last commit
+of a burst, so it never lags longer) and at every start and stop — and
 every start and ``execd ledger verify`` check the chain against it: the chain must
 reach seq S, and record S must have hash H. The daemon also logs the head
 (``ledger.head``) at start, at stop and every ``ledger.head_log_ms``, so journald keeps
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +97,12 @@ class HeadWitness:
         self.log = log
         self._written = self._logged = -1e18
         self._failing = False
+        # The newest durable head, and the one head.json holds: a quiet spell after a
+        # burst must not leave the witness behind (``refresh``).
+        self._latest: Head | None = None
+        self._on_disk: Head | None = None
+        # The syncer's thread and refresh()'s may both write: one at a time.
+        self._lock = threading.Lock()
 
     def now(self, head: Head) -> None:
         """Write the witness and log the head (start and stop). Blocking."""
@@ -103,14 +111,32 @@ class HeadWitness:
 
     def after_commit(self, head: Head) -> None:
         """Called in the syncer's thread once ``head`` is durable; writes when due."""
+        self._latest = head
         moment = monotonic()
         if moment - self._written >= self.every_s:
-            self._written = moment
             self._write(head)
         if moment - self._logged >= self.log_every_s:
             self._log(head)
 
+    @property
+    def behind(self) -> bool:
+        """Whether head.json names an older record than the newest durable one."""
+        return self._latest is not None and self._latest != self._on_disk
+
+    def refresh(self) -> None:
+        """Write the newest durable head if head.json is behind it. Blocking."""
+        latest = self._latest
+        if latest is not None and latest != self._on_disk:
+            self._write(latest)
+
     def _write(self, head: Head) -> None:
+        with self._lock:
+            if self._on_disk is not None and head.seq <= self._on_disk.seq:
+                return  # never move the witness backwards
+            self._written = monotonic()
+            self._write_locked(head)
+
+    def _write_locked(self, head: Head) -> None:
         try:
             write(self.directory, head)
         except OSError as exc:
@@ -120,6 +146,7 @@ class HeadWitness:
             self._failing = True
         else:
             self._failing = False
+            self._on_disk = head
 
     def _log(self, head: Head) -> None:
         self._logged = monotonic()

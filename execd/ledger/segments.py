@@ -33,22 +33,28 @@ class LedgerInUse(InUse):
 @contextmanager
 def exclusive(directory: Path, in_use: type[InUse] = LedgerInUse,
               what: str = "the ledger") -> Iterator[None]:
-    """Hold ``directory``'s lock (``.lock``) for as long as the block runs.
+    """Hold ``directory``'s lock (a flock on the directory) for as long as the block runs.
 
     Non-blocking: a second daemon on the same ledger stops at once with LedgerInUse
     instead of writing a record of its own into the first one's chain (and likewise
     for the lakehouse, with ``in_use`` and ``what`` saying which).
     """
     directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / ".lock", "a+b") as handle:
+    # The lock is on the directory itself, not on a file in it: a clean-up job that
+    # deletes a lock file would let a second daemon in, and a directory cannot be
+    # deleted while it holds the ledger.
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
         try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise in_use(f"another process holds {what} in {directory}") from None
         try:
             yield
         finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 def segment_name(number: int) -> str:

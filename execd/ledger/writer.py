@@ -159,8 +159,24 @@ class LedgerWriter:
                     f"for ingest seq {self.reorder.next_seq}"
                 )
 
+    @staticmethod
+    async def _refresh_witness(witness: HeadWitness) -> None:
+        """Bring head.json up to the newest durable commit when commits stop coming."""
+        while True:
+            await anyio.sleep(max(witness.every_s, 0.05))
+            if witness.behind:
+                await anyio.to_thread.run_sync(witness.refresh)
+
     async def _sync(self, receive: ObjectReceiveStream[Commit]) -> None:
         on_synced = self.on_synced
+        async with receive, anyio.create_task_group() as tg:
+            if self.witness is not None:
+                tg.start_soon(self._refresh_witness, self.witness)
+            await self._sync_commits(receive, on_synced)
+            tg.cancel_scope.cancel()  # the refresher: every commit is durable now
+
+    async def _sync_commits(self, receive: ObjectReceiveStream[Commit],
+                            on_synced: SyncHook | None) -> None:
         async with receive:
             async for commit in beating(receive, self.pulses and self.pulses[1]):
                 seconds = await anyio.to_thread.run_sync(self._write, commit)
