@@ -37,6 +37,28 @@ def sign(key: bytes, line: bytes) -> str:
     return hmac.new(key, canonical(line), hashlib.sha256).hexdigest()
 
 
+def signed_line(key: bytes, line: bytes) -> bytes:
+    """``line`` with its signature added, if it is an intent; otherwise ``line`` as it is.
+
+    The signature goes in as text before the closing brace: the line is never
+    re-encoded, so every number and string keeps the exact spelling the producer
+    wrote (a re-encode through floats would change quantities). Raises ValueError
+    for a line that is not JSON, or an intent that is already signed.
+    """
+    text = line.strip()
+    try:
+        obj: Any = json.loads(text)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply to sign") from None
+    if not isinstance(obj, dict) or obj.get("kind") != "intent":
+        return line
+    if "signature" in obj:
+        raise ValueError("the intent is signed already")
+    signature = sign(key, text)
+    body = text[:-1].rstrip()
+    return body + b',"signature":"' + signature.encode() + b'"}'
+
+
 def verify(key: bytes, line: bytes, signature: str) -> bool:
     """True when ``signature`` is the signature of ``line`` (constant-time compare)."""
     return hmac.compare_digest(sign(key, line), signature)

@@ -3,7 +3,8 @@ has to get it right by hand.
 
 1. The file is read once (a regular file only) and every line is checked as the
    daemon will decode it; a file with a bad line is not submitted unless asked.
-2. Intent lines are signed when a key is given (as ``execd sign`` signs them).
+2. Intent lines are signed when a key is given (as ``execd sign`` signs them): the
+   signature is added as text, the rest of each line keeps its exact bytes.
 3. The bytes go to a temporary name in the inbox (a leading ``.``: the daemon ignores
    it), are fsynced, and are linked under the final name, which fails rather than
    replaces if that name exists; then the inbox directory is fsynced. The daemon can
@@ -27,7 +28,7 @@ import msgspec
 from execd.files import FileRefused, read_regular
 from execd.inbox import MAX_NAME_BYTES, Lakehouse, why_unreadable
 from execd.ledger.segments import fsync_dir
-from execd.messages import InputRecord
+from execd.messages import ClockTick, InputRecord
 
 # The largest file submit reads into memory at once.
 MAX_SUBMIT_BYTES = 1 << 30
@@ -43,6 +44,9 @@ _decode = msgspec.json.Decoder(InputRecord).decode
 def check(data: bytes, max_line_bytes: int) -> list[str]:
     """What the daemon would quarantine in ``data``, as ``line N: why`` (empty: nothing)."""
     problems = []
+    if not data.strip():
+        return ["the file holds no records (the daemon would record INPUT_EMPTY_FILE)"]
+    last_tick = -1
     for number, line in enumerate(data.split(b"\n"), 1):
         text = line.strip()
         if not text:
@@ -52,26 +56,33 @@ def check(data: bytes, max_line_bytes: int) -> list[str]:
                             f"{max_line_bytes}")
             continue
         try:
-            _decode(text)
+            record = _decode(text)
         except (msgspec.DecodeError, UnicodeDecodeError) as exc:
             problems.append(f"line {number}: {exc}")
         except RecursionError:
             problems.append(f"line {number}: nested too deeply")
+        else:
+            if isinstance(record, ClockTick):
+                if record.time < last_tick:
+                    problems.append(f"line {number}: tick {record.time} is before tick "
+                                    f"{last_tick} above it (INPUT_CLOCK_REGRESSION)")
+                last_tick = max(last_tick, record.time)
     return problems
 
 
 def signed(data: bytes, key: bytes) -> bytes:
-    """``data`` with a signature on every intent line (other lines unchanged)."""
-    from execd.signatures import sign
+    """``data`` with a signature on every intent line (every other byte unchanged)."""
+    from execd.signatures import signed_line
 
     out = []
-    for line in data.split(b"\n"):
-        text = line.strip()
-        obj = msgspec.json.decode(text) if text else None
-        if isinstance(obj, dict) and obj.get("kind") == "intent":
-            obj["signature"] = sign(key, text)
-            line = msgspec.json.encode(obj)
-        out.append(line)
+    for number, line in enumerate(data.split(b"\n"), 1):
+        if not line.strip():
+            out.append(line)
+            continue
+        try:
+            out.append(signed_line(key, line))
+        except ValueError as exc:
+            raise SubmitError(f"line {number}: cannot sign: {exc}") from None
     return b"\n".join(out)
 
 
@@ -85,6 +96,10 @@ def read_source(path: Path) -> bytes:
 
 def submit(lakehouse: Lakehouse, data: bytes, name: str) -> Path:
     """Write ``data`` into the inbox as ``name``, durably and atomically; its path."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise SubmitError(f"{name!r}: expected a UTF-8 file name") from None
     if "/" in name or name.startswith(".") or not name.endswith(".jsonl"):
         raise SubmitError(f"{name}: expected a file name ending in .jsonl, not starting "
                           "with '.' and without '/'")

@@ -76,3 +76,36 @@ def test_submit_checks_signs_and_hands_over_atomically(tmp_path: Path) -> None:
     os.mkfifo(fifo)
     piped = submit(path, str(fifo))
     assert piped.returncode == 1 and "found a FIFO" in piped.stderr
+
+
+def test_signing_keeps_every_byte_and_checks_what_the_daemon_would_refuse(
+        tmp_path: Path) -> None:
+    key = tmp_path / "key"
+    key.write_bytes(b"0123456789abcdef0123456789abcdef")
+    path = write_config(tmp_path)
+    inbox = tmp_path / "lakehouse" / "inbox"
+    inbox.mkdir(parents=True)
+    exact = (b'{"kind":"intent","intent_id":"00000000-0000-4000-8000-000000000001",'
+             b'"source_run":"run-1","venue":"binance","symbol":"BTC/USDT","side":"buy",'
+             b'"quantity":0.12345678901234567890123}')
+    source = tmp_path / "exact.jsonl"
+    source.write_bytes(exact + b"\n")
+    done = submit(path, str(source), "--key-file", str(key))
+    assert done.returncode == 0, done.stderr
+    [line] = (inbox / done.stdout.strip()).read_bytes().splitlines()
+    assert line.startswith(exact[:-1] + b',"signature":"')  # the number is untouched
+    import json
+
+    assert verify(key.read_bytes(), line, json.loads(line)["signature"])
+    for body, expected in ((b"\n \n", "holds no records"),
+                           (b'{"kind":"tick","time":9}\n{"kind":"tick","time":3}\n',
+                            "INPUT_CLOCK_REGRESSION")):
+        source.write_bytes(body)
+        refused = submit(path, str(source))
+        assert refused.returncode == 1 and expected in refused.stderr, refused.stderr
+    source.write_bytes(lines(intent(2)))
+    huge = tmp_path / "huge.jsonl"
+    huge.write_bytes(b'{"kind":"intent","source_run":"run-1","venue":"binance",'
+                     b'"symbol":"BTC/USDT","side":"buy","quantity":1e400}\n')
+    odd = submit(path, str(huge), "--key-file", str(key), "--no-check")
+    assert odd.returncode == 0, odd.stderr  # signed as written; the daemon judges the number
