@@ -113,9 +113,11 @@ class ExecutionOutcome(
     Seed 000's v1 fields (execution id, intent id, plane, status, filled quantity,
     logical time, reason) plus what audit needs: the venue and symbol, the detail
     behind a reason, the source line, and the intent exactly as it was received.
-    Orders sent to a real venue add the client and venue order ids, the fees and
-    the slippage of the average price against the intent's reference price, in bps
-    (positive: worse than the reference).
+    Orders sent to a real venue add the client and venue order ids, the fees, the
+    slippage of the average price against the intent's reference price, in bps
+    (positive: worse than the reference), and ``sent_quantity``: the order's amount
+    after rounding to the venue's lot size, which can be less than
+    ``requested_quantity``.
     """
 
     execution_id: str
@@ -137,6 +139,7 @@ class ExecutionOutcome(
     venue_order_id: str | None = None
     fees: tuple[Fee, ...] = ()
     slippage_bps: Decimal | None = None
+    sent_quantity: Decimal | None = None
 
 
 class OrderRecord(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):

@@ -25,6 +25,7 @@ EXECUTION_NOT_AVAILABLE: Final = "EXECUTION_NOT_AVAILABLE"
 EXECUTION_REJECTED: Final = "EXECUTION_REJECTED"
 # Live venues: what became of an order after the venue accepted it, or why none was sent.
 EXECUTION_EXPIRED: Final = "EXECUTION_EXPIRED"
+EXECUTION_LOT_ROUNDED: Final = "EXECUTION_LOT_ROUNDED"
 EXECUTION_NOT_SENT: Final = "EXECUTION_NOT_SENT"
 # Live venues: preparing an order from an intent (seed 001), before anything is sent.
 BELOW_FLOOR: Final = "BELOW_FLOOR"
@@ -79,6 +80,9 @@ REASONS: Final[dict[str, str]] = {
     EXECUTION_EXPIRED: "The venue accepted the order but it ended short of its quantity: "
     "expired or cancelled by the venue, or cancelled by execd after order_timeout_ms. "
     "FAILED when nothing filled, PARTIALLY_FILLED otherwise.",
+    EXECUTION_LOT_ROUNDED: "PARTIALLY_FILLED: the order filled in full, but rounding the "
+    "requested quantity down to the venue's lot size had made it smaller than requested (the "
+    "detail names the requested, sent and filled quantities).",
     EXECUTION_NOT_SENT: "The order was recorded but never reached the venue, and could not be "
     "sent: the venue said (to a lookup by client order id) it does not have it, and either "
     "send_attempts ran out or, at a restart, the order was older than resend_window_ms.",

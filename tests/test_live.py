@@ -154,7 +154,13 @@ async def test_precision_and_floor_before_anything_is_sent(tmp_path: Path,
         "notional=4.50000 (amount=0.00009 x price=50000) < min_notional=5")
     assert outcome_of(ledger, 3)["reason"] == reasons.VENUE_SYMBOL_UNKNOWN
     assert outcome_of(ledger, 4)["reason"] == reasons.EXECUTION_EXPIRED  # order_timeout_ms
-    assert outcome_of(ledger, 5)["filled_quantity"] == "0.01234"
+    # Rounding to the lot size sent less than requested: it filled in full, yet the
+    # intent did not get its quantity (seed 000: FILLED means the requested quantity).
+    rounded = outcome_of(ledger, 5)
+    assert (rounded["status"], rounded["reason"]) == ("PARTIALLY_FILLED",
+                                                      reasons.EXECUTION_LOT_ROUNDED)
+    assert (rounded["requested_quantity"], rounded["sent_quantity"],
+            rounded["filled_quantity"]) == ("0.0123456", "0.01234", "0.01234")
     # Medium urgency: a limit at 50,000 + 10 bps, which crosses at 50,000 and fills there.
     assert outcome_of(ledger, 6)["status"] == "FILLED"
     sent = {o.clientOrderId: o for o in fake.orders}

@@ -6,6 +6,7 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
+import msgspec
 import pytest
 from msgspec import Raw
 
@@ -155,8 +156,10 @@ def test_client_order_ids_are_stable_short_and_plain() -> None:
 
 RECORD = OrderRecord(intent_id=uuid.UUID(int=3), venue="binance", symbol="BTC/USDT",
                      side="buy", client_order_id="xabc", type="limit", amount=D("0.5"),
-                     requested_quantity=D("0.5004"), intent=Raw(b"{}"), price=D("100"),
+                     requested_quantity=D("0.5"), intent=Raw(b"{}"), price=D("100"),
                      reference_price=D("99.5"))
+# Asked for 0.5004; the lot size (0.001) made the order 0.5.
+ROUNDED = msgspec.structs.replace(RECORD, requested_quantity=D("0.5004"))
 
 
 def test_a_filled_order_records_price_fees_and_slippage() -> None:
@@ -170,7 +173,27 @@ def test_a_filled_order_records_price_fees_and_slippage() -> None:
                                                             ("BTC", D("0.0005"))]
     assert outcome.slippage_bps == D("50.25")  # paid 100 against 99.5
     assert (outcome.venue_order_id, outcome.client_order_id) == ("42", "xabc")
-    assert outcome.requested_quantity == D("0.5004")
+    assert (outcome.requested_quantity, outcome.sent_quantity) == (D("0.5"), D("0.5"))
+    assert outcome.reason is None and outcome.detail is None
+
+
+def test_an_order_rounded_below_the_request_is_not_filled_when_it_fills_in_full() -> None:
+    # Seed 000: FILLED means the requested quantity. The order filled all it asked
+    # for, but rounding to the lot size had made it ask for less than the intent.
+    order = {"id": "42", "status": "closed", "filled": 0.5, "average": 100.0}
+    outcome = outcome_of_order(ROUNDED, order, execution_id="e", time=9)
+    assert (outcome.status, outcome.reason) == ("PARTIALLY_FILLED",
+                                                reasons.EXECUTION_LOT_ROUNDED)
+    assert (outcome.requested_quantity, outcome.sent_quantity, outcome.filled_quantity) == (
+        D("0.5004"), D("0.5"), D("0.5"))
+    assert outcome.detail == ("filled=0.5 of requested=0.5004: the order was for amount=0.5 "
+                              "(the requested quantity rounded down to the lot size) and "
+                              "filled in full")
+    # Short of its own amount too: the venue's ending is the reason, with all three numbers.
+    short = outcome_of_order(ROUNDED, {"status": "expired", "filled": 0.2, "cost": 20.0},
+                             execution_id="e", time=9)
+    assert (short.status, short.reason) == ("PARTIALLY_FILLED", reasons.EXECUTION_EXPIRED)
+    assert short.detail == "filled=0.2 of amount=0.5 (requested=0.5004) (venue status expired)"
 
 
 def test_partial_and_empty_endings() -> None:

@@ -2,8 +2,9 @@
 
 Reads ccxt's unified order structure (status, filled, average, cost, fees) and the
 order record written before the order was sent; decides final or not, and builds
-the one outcome of the intent: FILLED, PARTIALLY_FILLED or FAILED, with average
-price, fees and slippage against the intent's reference price.
+the one outcome of the intent: FILLED (the requested quantity), PARTIALLY_FILLED or
+FAILED, with the quantities requested, sent and filled, the average price, fees and
+slippage against the intent's reference price.
 """
 
 from __future__ import annotations
@@ -61,8 +62,16 @@ def outcome_of_order(record: OrderRecord, order: dict[str, Any], *, execution_id
     reason: str | None = None
     detail: str | None = None
     state = order.get("status")
-    if filled >= record.amount:
+    requested, amount = record.requested_quantity, record.amount
+    if filled >= requested:
         status = "FILLED"
+    elif filled >= amount:
+        # The order did all it asked for, but it asked for less than the intent:
+        # seed 000's FILLED is the requested quantity, so this is not a fill.
+        status, reason = "PARTIALLY_FILLED", reasons.EXECUTION_LOT_ROUNDED
+        detail = (f"filled={filled} of requested={requested}: the order was for "
+                  f"amount={amount} (the requested quantity rounded down to the lot size) "
+                  f"and filled in full")
     else:
         why = ("cancelled by execd after order_timeout_ms" if cancelled_by_us
                else f"venue status {state}")
@@ -72,7 +81,8 @@ def outcome_of_order(record: OrderRecord, order: dict[str, Any], *, execution_id
             status, reason = "FAILED", reasons.EXECUTION_REJECTED
         else:
             status, reason = "FAILED", reasons.EXECUTION_EXPIRED
-        detail = f"filled={filled} of amount={record.amount} ({why})"
+        asked = f" (requested={requested})" if requested != amount else ""
+        detail = f"filled={filled} of amount={amount}{asked} ({why})"
     venue_id = order.get("id")
     return _outcome(record, execution_id, time, status, filled, reason, detail,
                     average=average, venue_order_id=str(venue_id) if venue_id else None,
@@ -97,5 +107,5 @@ def _outcome(record: OrderRecord, execution_id: str, time: int, status: Status,
         average_price=average, reason=reason, detail=detail, source=record.source,
         intent=record.intent,
         client_order_id=record.client_order_id, venue_order_id=venue_order_id, fees=fees,
-        slippage_bps=slippage,
+        slippage_bps=slippage, sent_quantity=record.amount,
     )
