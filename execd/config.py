@@ -344,7 +344,11 @@ def _check_meaning(config: Config, file: str, problems: list[ConfigProblem]) -> 
 
 def _check_ccxt(config: Config, name: str, venue: VenueConfig, file: str,
                 problems: list[ConfigProblem]) -> None:
-    """A ccxt venue needs its table, one credential source and the wall clock."""
+    """A ccxt venue needs its table and one credential source.
+
+    Any clock will do: logical time is the externally provided one on every plane
+    (seed 000), and live records carry the wall-clock time beside it.
+    """
     prefix = f"venues.{name}.ccxt"
     if venue.adapter != "ccxt":
         if venue.ccxt is not None:
@@ -372,10 +376,6 @@ def _check_ccxt(config: Config, name: str, venue: VenueConfig, file: str,
         problems.append(ConfigProblem(
             file, f"{prefix}.credentials_file", "exactly one of credentials_file, "
             "credentials_env, credentials_credential", ", ".join(sources) or "none"))
-    if config.clock.kind != "wall":
-        problems.append(ConfigProblem(
-            file, "clock.kind", f'"wall" (venue {name} trades on a real exchange)',
-            repr(config.clock.kind)))
 
 
 # Keys that only mean something together: (key, what it needs).

@@ -382,7 +382,7 @@ class Daemon:
         )
         assert self.risk is not None
         sentinel = SentinelCore(config.planes(), state.seen, self.risk)
-        live = self.live = self._live_venues(state, clock)
+        live = self.live = self._live_venues(state)
         for venue in live:
             index[venue.venue] = len(adapters) + live.index(venue)
         router = RouterCore(index, len(adapters) + len(live))
@@ -458,7 +458,7 @@ class Daemon:
             self.notifier.ready(self._status_line())
         await reader.run(send, self._reader_commands if commands else None, self._expect)
 
-    def _live_venues(self, state: RecoveredState, clock: Clock) -> list[CcxtVenue]:
+    def _live_venues(self, state: RecoveredState) -> list[CcxtVenue]:
         """One ccxt venue per live venue that has credentials, with its unresolved orders."""
         if not self.credentials:
             return []
@@ -470,8 +470,10 @@ class Daemon:
             assert table is not None
             unresolved = [(order, time) for order, time in state.unresolved.values()
                           if order.venue == name]
+            # Its own wall clock: live records add wall-clock times, while their
+            # logical time is always their intent's (never read from ``clock``).
             venues.append(CcxtVenue(
-                name, table, credentials, clock, watch=self._watch, settle=self._settle,
+                name, table, credentials, WallClock(), watch=self._watch, settle=self._settle,
                 stopping=self.stopping, unresolved=unresolved,
                 on_call=self.metrics.venue_call if self.metrics is not None else None))
         return venues

@@ -117,7 +117,8 @@ class ExecutionOutcome(
     slippage of the average price against the intent's reference price, in bps
     (positive: worse than the reference), and ``sent_quantity``: the order's amount
     after rounding to the venue's lot size, which can be less than
-    ``requested_quantity``.
+    ``requested_quantity``. Live venues add ``wall_time`` (nanoseconds since the
+    epoch) beside ``logical_time``, which stays the intent's own logical time.
     """
 
     execution_id: str
@@ -140,6 +141,7 @@ class ExecutionOutcome(
     fees: tuple[Fee, ...] = ()
     slippage_bps: Decimal | None = None
     sent_quantity: Decimal | None = None
+    wall_time: int | None = None
 
 
 class OrderRecord(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
@@ -149,6 +151,8 @@ class OrderRecord(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults
     crash the order can be looked up there before anything else is decided. The
     intent and its source ride along: the outcome that closes this record may be
     written by a later run of the daemon, which has only the ledger to go on.
+    ``wall_time`` (nanoseconds since the epoch) is when the record was made, so a
+    later run can tell the order's age whatever clock the ledger's times follow.
     """
 
     intent_id: uuid.UUID
@@ -165,6 +169,7 @@ class OrderRecord(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults
     post_only: bool = False
     reduce_only: bool = False
     source: Source | None = None
+    wall_time: int | None = None
 
 
 class TickRecord(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True, gc=False):

@@ -80,6 +80,9 @@ class RecoveredState:
         # Each venue's plane as the last start that named it recorded it, and that
         # record's seq: a start without the venue does not erase its history.
         self.planes: dict[str, tuple[str, int]] = {}
+        # The clock of the run being folded (its start record): order records made
+        # before they carried wall_time have a wall-clock time only under "wall".
+        self._clock = "logical"
 
     def observe(self, record: Record) -> None:
         """Fold one record into the state."""
@@ -106,11 +109,15 @@ class RecoveredState:
             source = _tick(record.body).source
         elif kind == "order":
             order = _order(record.body)
+            if order.wall_time is None and self._clock == "wall":
+                order = msgspec.structs.replace(order, wall_time=record.time)
             self.seen.add(order.intent_id)
             self.unresolved[order.intent_id] = (order, record.time)
             source = order.source
         elif kind == "start":
-            for venue, plane in _start(record.body).planes.items():
+            start = _start(record.body)
+            self._clock = start.clock
+            for venue, plane in start.planes.items():
                 self.planes[venue] = (plane, record.seq)
             return
         elif kind == "safety_sell":

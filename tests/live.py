@@ -21,7 +21,7 @@ ledger_dir = "{ledger}"
 poll_interval_ms = 20
 
 [clock]
-kind = "wall"
+kind = "{clock}"
 
 [log]
 level = "{level}"
@@ -88,7 +88,7 @@ def write_live_config(directory: Path, url: str, **overrides: Any) -> Path:
         "socket": control_socket(directory), "credentials": credentials, "url": url,
         "level": "warning", "timeout_ms": 2000, "poll_ms": 20, "order_timeout_ms": 5000,
         "lookup_delay_ms": 20, "acceptance_window_ms": 300, "in_flight": 4, "backlog": 16,
-        "resend_window_ms": 300000,
+        "resend_window_ms": 300000, "clock": "logical",
         "extra": "",
     }
     values.update(overrides)

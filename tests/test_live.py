@@ -7,6 +7,7 @@ The daemon and the fake share one event loop here; the crash tests
 from __future__ import annotations
 
 import collections
+import time
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
@@ -301,3 +302,48 @@ async def test_a_restart_after_live_orders_recovers_them_and_sends_nothing_again
     assert sorted(out) == [f"{n:02d}" for n in range(1, 11)]
     assert len(fake.orders) == 10
     assert sum(1 for r in ledger if r["kind"] == "start") == 2
+
+
+async def test_under_the_logical_clock_paper_keeps_tick_time_and_live_records_add_wall_time(
+        tmp_path: Path, fake: FakeBinance) -> None:
+    # A ccxt venue beside a paper venue, on the logical clock: ticks are the only
+    # logical time on both planes; live records carry the wall clock besides.
+    resting = live_intent(1, order_type="limit", limit_price="49000", urgency="low")
+    intents = [{"kind": "tick", "time": 1000}, resting, {"kind": "tick", "time": 2000},
+               live_intent(2, venue="paper", urgency="medium"), live_intent(3)]
+
+    async def fill_after_the_rest(daemon: Daemon) -> None:
+        # The resting order fills once the later lines have their outcomes, so its
+        # own outcome is appended after records of time 2000.
+        def done() -> int:
+            return sum(1 for r in records(tmp_path / "ledger") if r["kind"] == "outcome") \
+                if (tmp_path / "ledger").exists() else 0
+        while done() < 2 or not fake.open_orders():
+            await anyio.sleep(0.01)
+        fake.fill_resting("BTC/USDT")
+
+    before = time.time_ns()
+    ledger = await run_live(tmp_path, fake, intents, during=fill_after_the_rest, expect=3)
+    after = time.time_ns()
+    assert next(r["body"]["clock"] for r in ledger if r["kind"] == "start") == "logical"
+    paper = next(r for r in ledger if r["kind"] == "outcome" and r["body"]["venue"] == "paper")
+    assert (paper["time"], paper["body"]["logical_time"]) == (2000, 2000)
+    assert "wall_time" not in paper["body"]
+    live = [r for r in ledger if r["kind"] in ("order", "outcome")
+            and r["body"]["venue"] == "binance"]
+    by = {(r["kind"], r["body"]["intent_id"][-1]): r for r in live}
+    for n, tick in (("1", 1000), ("3", 2000)):
+        order, outcome = by[("order", n)], by[("outcome", n)]
+        assert order["time"] == outcome["time"] == outcome["body"]["logical_time"] == tick
+        assert before <= order["body"]["wall_time"] <= outcome["body"]["wall_time"] <= after
+    assert by[("outcome", "1")]["body"]["status"] == "FILLED"
+    # The resting order's outcome came after a record of time 2000: logical time is
+    # the intent's own, not the time at which the venue answered.
+    assert live.index(by[("outcome", "1")]) > live.index(by[("outcome", "3")])
+
+    # A restart resumes the clock at the largest time recorded (2000), not at the
+    # last record's: a tick of 1500 goes back in time.
+    ledger = await run_live(tmp_path, fake, [{"kind": "tick", "time": 1500}], expect=4,
+                            name="b.jsonl")
+    refused = [r["body"] for r in ledger if r["kind"] == "outcome"][-1]
+    assert refused["reason"] == reasons.INPUT_CLOCK_REGRESSION

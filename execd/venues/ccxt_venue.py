@@ -115,12 +115,14 @@ def rewrite_urls(urls: Any, base_url: str) -> Any:
 
 
 class _Order:
-    """One order on its way through a worker."""
+    """One order on its way through a worker; ``time`` is its intent's logical time."""
 
-    __slots__ = ("durable", "found", "record")
+    __slots__ = ("durable", "found", "record", "time")
 
-    def __init__(self, record: OrderRecord, found: dict[str, Any] | None = None) -> None:
+    def __init__(self, record: OrderRecord, time: int,
+                 found: dict[str, Any] | None = None) -> None:
         self.record = record
+        self.time = time
         self.durable = anyio.Event()
         # The venue's state of the order, when start-up found it already there.
         self.found = found
@@ -131,14 +133,16 @@ class CcxtVenue:
 
     plane: Plane = "live"
 
-    def __init__(self, venue: str, table: CcxtConfig, credentials: Credentials, clock: Clock,
+    def __init__(self, venue: str, table: CcxtConfig, credentials: Credentials, wall: Clock,
                  *, watch: Watch, settle: Callable[[Settled], None], stopping: anyio.Event,
                  unresolved: list[tuple[OrderRecord, int]] | None = None,
                  on_call: CallHook | None = None) -> None:
         self.venue = venue
         self.on_call = on_call
         self.table = table
-        self.clock = clock
+        # The wall clock, for the wall_time of live records and the age of orders.
+        # Logical time is never read here: every record carries its intent's.
+        self.wall = wall
         self.watch = watch
         self.settle = settle
         self.stopping = stopping
@@ -252,8 +256,9 @@ class CcxtVenue:
                                                 self.table.client_order_id_length),
             type=plan.type, amount=plan.amount, requested_quantity=intent.quantity,
             intent=Raw(item.raw), price=plan.price, reference_price=intent.reference_price,
-            post_only=plan.post_only, reduce_only=plan.reduce_only, source=item.source)
-        order = _Order(record)
+            post_only=plan.post_only, reduce_only=plan.reduce_only, source=item.source,
+            wall_time=self.wall.now())
+        order = _Order(record, item.time)
         try:
             self._work_send.send_nowait(order)
         except anyio.WouldBlock:
@@ -272,7 +277,7 @@ class CcxtVenue:
             status=status, filled_quantity=Decimal(0), logical_time=item.time, plane="live",
             venue=self.venue, symbol=intent.symbol, side=item.side,
             requested_quantity=intent.quantity, reason=reason, detail=detail,
-            source=item.source, intent=Raw(item.raw))
+            source=item.source, intent=Raw(item.raw), wall_time=self.wall.now())
         entry = Entry(item.seq, "outcome", item.time, outcome)
         self._settle_when_durable(entry, outcome)
         return entry
@@ -353,7 +358,7 @@ class CcxtVenue:
             if found is None:
                 absent.append((record, time))
             else:
-                await self._hand_over(record, work, found)
+                await self._hand_over(record, time, work, found)
         if not absent:
             return
         remaining = self._started + self._window - anyio.current_time()
@@ -366,28 +371,32 @@ class CcxtVenue:
         for record, time in absent:
             found = await self._lookup(record, delay=0.0)
             if found is not None:
-                await self._hand_over(record, work, found)
+                await self._hand_over(record, time, work, found)
                 continue
-            age_ms = (self.clock.now() - time) // 1_000_000
+            # Age on the wall clock: logical time says nothing about how long ago.
+            age_ms = (None if record.wall_time is None
+                      else (self.wall.now() - record.wall_time) // 1_000_000)
             log = self.log.bind(intent_id=str(record.intent_id),
                                 client_order_id=record.client_order_id, age_ms=age_ms)
-            if age_ms > self.table.resend_window_ms:
+            if age_ms is None or age_ms > self.table.resend_window_ms:
                 log.warning("order.not_sent")
+                age = ("its age is unknown (recorded without a wall-clock time)"
+                       if age_ms is None else f"it was recorded {age_ms} ms ago "
+                       f"> resend_window_ms={self.table.resend_window_ms}")
                 await self._finish(send, self._failed(
-                    record, reasons.EXECUTION_NOT_SENT,
-                    f"the venue does not have it and it was recorded {age_ms} ms ago "
-                    f"> resend_window_ms={self.table.resend_window_ms}"))
+                    _Order(record, time), reasons.EXECUTION_NOT_SENT,
+                    f"the venue does not have it and {age}"))
                 continue
             log.info("order.resend_unsent")
-            await self._hand_over(record, work, None)
+            await self._hand_over(record, time, work, None)
 
-    async def _hand_over(self, record: OrderRecord, work: ObjectSendStream[_Order],
+    async def _hand_over(self, record: OrderRecord, time: int, work: ObjectSendStream[_Order],
                          found: dict[str, Any] | None) -> None:
         if found is not None:
             self.log.info("order.reconciled", intent_id=str(record.intent_id),
                           client_order_id=record.client_order_id,
                           venue_status=found.get("status"))
-        order = _Order(record, found)
+        order = _Order(record, time, found)
         order.durable.set()  # recorded by an earlier run
         await work.send(order)
 
@@ -417,19 +426,19 @@ class CcxtVenue:
         await send.send([entry])
 
     async def _execute(self, order: _Order) -> ExecutionOutcome:
-        record = order.record
         if order.found is None and self.stopping.is_set():
             # Its record is durable and nothing left: a drain never waits on a venue
             # for orders it has not sent yet.
-            return self._failed(record, reasons.EXECUTION_NOT_SENT,
+            return self._failed(order, reasons.EXECUTION_NOT_SENT,
                                 "not sent: the daemon was stopping")
-        state = order.found if order.found is not None else await self._send(record)
+        state = order.found if order.found is not None else await self._send(order)
         if isinstance(state, ExecutionOutcome):
             return state
-        return await self._track(record, state)
+        return await self._track(order, state)
 
-    async def _send(self, record: OrderRecord) -> dict[str, Any] | ExecutionOutcome:
+    async def _send(self, order: _Order) -> dict[str, Any] | ExecutionOutcome:
         """Send the order; its venue state, or the outcome when it was not placed."""
+        record = order.record
         params: dict[str, Any] = {"clientOrderId": record.client_order_id}
         if record.post_only:
             params["postOnly"] = True
@@ -450,9 +459,9 @@ class CcxtVenue:
                 verdict, message = classify(exc), message_of(exc)
             log.warning("order.send_failed", attempt=attempt, verdict=verdict, error=message)
             if verdict == "rejected":
-                return self._failed(record, reasons.EXECUTION_REJECTED, message)
+                return self._failed(order, reasons.EXECUTION_REJECTED, message)
             if verdict == "unreachable":
-                return self._failed(record, reasons.EXECUTION_NOT_AVAILABLE, message)
+                return self._failed(order, reasons.EXECUTION_NOT_AVAILABLE, message)
             found = await self._lookup(record, delay=self.table.lookup_delay_ms / 1000)
             if found is None:
                 # Not there yet is not never: ask again once the venue can no longer
@@ -468,15 +477,17 @@ class CcxtVenue:
             if verdict == "exists":
                 # The venue refused a duplicate id, then could not find the original:
                 # its two answers disagree, and sending a third time could double it.
-                return self._failed(record, reasons.EXECUTION_REJECTED,
+                return self._failed(order, reasons.EXECUTION_REJECTED,
                                     f"{message}; and no order with this client id was found")
-        return self._failed(record, reasons.EXECUTION_NOT_SENT,
+        return self._failed(order, reasons.EXECUTION_NOT_SENT,
                             f"{self.table.send_attempts} sends each failed and the venue "
                             f"then had no such order (send_attempts); last: {message}")
 
-    def _failed(self, record: OrderRecord, reason: str, detail: str) -> ExecutionOutcome:
+    def _failed(self, order: _Order, reason: str, detail: str) -> ExecutionOutcome:
+        record = order.record
         return not_executed(record, execution_id=self._execution_id(record.intent_id),
-                            time=self.clock.now(), reason=reason, detail=detail)
+                            time=order.time, reason=reason, detail=detail,
+                            wall_time=self.wall.now())
 
     async def _lookup(self, record: OrderRecord, *, delay: float) -> dict[str, Any] | None:
         """The venue's state of the order with ``record``'s client id; None if it has none.
@@ -500,8 +511,9 @@ class CcxtVenue:
                 self._call_failed("order.lookup_failed", record, exc, failures)
                 wait = min(max(wait * 2, self.table.poll_interval_ms / 1000), _MAX_BACKOFF)
 
-    async def _track(self, record: OrderRecord, order: dict[str, Any]) -> ExecutionOutcome:
+    async def _track(self, placed: _Order, order: dict[str, Any]) -> ExecutionOutcome:
         """Follow the order until it is final; cancel it after order_timeout_ms or at stop."""
+        record = placed.record
         deadline = anyio.current_time() + self.table.order_timeout_ms / 1000
         poll = self.table.poll_interval_ms / 1000
         cancelled = False
@@ -533,7 +545,8 @@ class CcxtVenue:
                 self._call_failed("order.poll_failed", record, exc, failures)
                 await self._pause(min(poll * failures, _MAX_BACKOFF))
         return outcome_of_order(record, order, execution_id=self._execution_id(record.intent_id),
-                                time=self.clock.now(), cancelled_by_us=cancelled)
+                                time=placed.time, cancelled_by_us=cancelled,
+                                wall_time=self.wall.now())
 
     def _call_failed(self, event: str, record: OrderRecord, exc: Exception,
                      failures: int) -> None:

@@ -51,8 +51,12 @@ def slippage_bps(side: str, average: Decimal | None, reference: Decimal | None
 
 
 def outcome_of_order(record: OrderRecord, order: dict[str, Any], *, execution_id: str,
-                     time: int, cancelled_by_us: bool = False) -> ExecutionOutcome:
-    """The outcome of a final order (``is_final(order)``)."""
+                     time: int, cancelled_by_us: bool = False,
+                     wall_time: int | None = None) -> ExecutionOutcome:
+    """The outcome of a final order (``is_final(order)``).
+
+    ``time`` is the intent's logical time; ``wall_time`` when the outcome was known.
+    """
     filled = number(order.get("filled")) or _ZERO
     average = number(order.get("average"))
     if average is None and filled:
@@ -87,19 +91,22 @@ def outcome_of_order(record: OrderRecord, order: dict[str, Any], *, execution_id
     return _outcome(record, execution_id, time, status, filled, reason, detail,
                     average=average, venue_order_id=str(venue_id) if venue_id else None,
                     fees=fees_of(order),
-                    slippage=slippage_bps(record.side, average, record.reference_price))
+                    slippage=slippage_bps(record.side, average, record.reference_price),
+                    wall_time=wall_time)
 
 
 def not_executed(record: OrderRecord, *, execution_id: str, time: int, reason: str,
-                 detail: str) -> ExecutionOutcome:
+                 detail: str, wall_time: int | None = None) -> ExecutionOutcome:
     """The FAILED outcome of an order that did not execute at all."""
-    return _outcome(record, execution_id, time, "FAILED", _ZERO, reason, detail)
+    return _outcome(record, execution_id, time, "FAILED", _ZERO, reason, detail,
+                    wall_time=wall_time)
 
 
 def _outcome(record: OrderRecord, execution_id: str, time: int, status: Status,
              filled: Decimal, reason: str | None, detail: str | None, *,
              average: Decimal | None = None, venue_order_id: str | None = None,
-             fees: tuple[Fee, ...] = (), slippage: Decimal | None = None) -> ExecutionOutcome:
+             fees: tuple[Fee, ...] = (), slippage: Decimal | None = None,
+             wall_time: int | None = None) -> ExecutionOutcome:
     return ExecutionOutcome(
         execution_id=execution_id, intent_id=record.intent_id, status=status,
         filled_quantity=filled, logical_time=time, plane="live", venue=record.venue,
@@ -107,5 +114,5 @@ def _outcome(record: OrderRecord, execution_id: str, time: int, status: Status,
         average_price=average, reason=reason, detail=detail, source=record.source,
         intent=record.intent,
         client_order_id=record.client_order_id, venue_order_id=venue_order_id, fees=fees,
-        slippage_bps=slippage, sent_quantity=record.amount,
+        slippage_bps=slippage, sent_quantity=record.amount, wall_time=wall_time,
     )
