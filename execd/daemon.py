@@ -475,6 +475,9 @@ class Daemon:
             venues.append(CcxtVenue(
                 name, table, credentials, WallClock(), watch=self._watch, settle=self._settle,
                 stopping=self.stopping, unresolved=unresolved,
+                attempts={order.client_order_id: state.last_sends[order.client_order_id]
+                          for order, _ in unresolved
+                          if order.client_order_id in state.last_sends},
                 on_call=self.metrics.venue_call if self.metrics is not None else None))
         return venues
 

@@ -172,6 +172,38 @@ class OrderRecord(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults
     wall_time: int | None = None
 
 
+# What the venue answered to one send of an order. "not_recorded": the run that may
+# have made this send stopped before it recorded an answer (written by the next start).
+SendAnswer = Literal["placed", "rejected", "unreachable", "unknown", "exists", "not_recorded"]
+# What a lookup by client order id found after an answer that left the order's fate
+# open; "pending": a stop cut it short, and the next start looks the order up again.
+LookupResult = Literal["found", "absent", "pending"]
+
+
+class SendAttemptRecord(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """One send of a live order to its venue (seed 000: submission attempts are auditable).
+
+    Written once the send's answer is known, and, when the answer left the order's
+    fate open, once a lookup by client order id has settled it. ``attempt`` counts
+    the order's sends across restarts. ``resend``: another send follows this one,
+    and is made only once this record is durable, so the ledger always shows every
+    send that may have reached the venue. An attempt whose lookup a stop cut short
+    (``lookup = "pending"``) gets a second record once the next start has looked.
+    """
+
+    intent_id: uuid.UUID
+    venue: str
+    client_order_id: str
+    attempt: int
+    answer: SendAnswer
+    wall_time: int
+    message: str | None = None
+    lookup: LookupResult | None = None
+    venue_order_id: str | None = None
+    venue_status: str | None = None
+    resend: bool = False
+
+
 class TickRecord(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True, gc=False):
     """The logical clock moved to ``time``: by a tick line (``source``) or an operator."""
 
@@ -272,7 +304,8 @@ class StopRecord(Struct, frozen=True, forbid_unknown_fields=True):
 
 
 RecordKind = Literal["start", "stop", "outcome", "tick", "input_file", "context",
-                     "trading_state", "safety_sell", "override", "order", "config"]
+                     "trading_state", "safety_sell", "override", "order", "order_attempt",
+                     "config"]
 
 # ----------------------------------------------------------------- actor messages
 

@@ -19,7 +19,14 @@ from msgspec import Struct
 from execd import reasons
 from execd.ledger.record import Record
 from execd.ledger.scan import ScanResult, scan
-from execd.messages import OrderRecord, Side, Source, StartRecord, TradingStateRecord
+from execd.messages import (
+    OrderRecord,
+    SendAttemptRecord,
+    Side,
+    Source,
+    StartRecord,
+    TradingStateRecord,
+)
 from execd.risk import Risk
 from execd.sentinel import SeenIds
 
@@ -56,6 +63,7 @@ _input_file = msgspec.json.Decoder(_InputFileView).decode
 _start = msgspec.json.Decoder(StartRecord).decode
 _trading_state = msgspec.json.Decoder(TradingStateRecord).decode
 _order = msgspec.json.Decoder(OrderRecord).decode
+_attempt = msgspec.json.Decoder(SendAttemptRecord).decode
 # Outcomes of orders that a venue was asked for (the rest never left execd).
 _SENT = frozenset(("FILLED", "PARTIALLY_FILLED", "FAILED"))
 
@@ -77,6 +85,9 @@ class RecoveredState:
         self.rejected: set[str] = set()
         # live orders recorded without an outcome yet: intent id -> (record, its time)
         self.unresolved: dict[uuid.UUID, tuple[OrderRecord, int]] = {}
+        # client order id -> the last send record of each unresolved order: how many
+        # sends may have reached the venue, across every run so far.
+        self.last_sends: dict[str, SendAttemptRecord] = {}
         # Each venue's plane as the last start that named it recorded it, and that
         # record's seq: a start without the venue does not erase its history.
         self.planes: dict[str, tuple[str, int]] = {}
@@ -114,6 +125,12 @@ class RecoveredState:
             self.seen.add(order.intent_id)
             self.unresolved[order.intent_id] = (order, record.time)
             source = order.source
+        elif kind == "order_attempt":
+            sent = _attempt(record.body)
+            pending = self.unresolved.get(sent.intent_id)
+            if pending is not None and pending[0].client_order_id == sent.client_order_id:
+                self.last_sends[sent.client_order_id] = sent
+            return
         elif kind == "start":
             start = _start(record.body)
             self._clock = start.clock
@@ -154,6 +171,7 @@ class RecoveredState:
         if pending is None or view.client_order_id != pending[0].client_order_id:
             return False
         del self.unresolved[view.intent_id]
+        self.last_sends.pop(pending[0].client_order_id, None)
         return True
 
     def _sent(self, view: _OutcomeView) -> None:

@@ -98,28 +98,73 @@ async def test_a_market_order_fills_through_the_real_ccxt(tmp_path: Path,
     assert outcome["client_order_id"] == order["client_order_id"]
     assert [o.clientOrderId for o in fake.orders] == [order["client_order_id"]]
     assert outcome["venue_order_id"] == str(fake.orders[0].orderId)
+    # The send is recorded with the venue's answer.
+    [sent] = sends(ledger)
+    assert (sent["attempt"], sent["answer"], sent["venue_order_id"], sent["venue_status"]) == (
+        1, "placed", outcome["venue_order_id"], "closed")
     # Start-up is two requests; the order is one more; nothing else is asked.
     assert requests_besides_start(fake) == {ORDER: 1}
     start = next(r["body"] for r in ledger if r["kind"] == "start")
     assert start["planes"] == {"binance": "live", "paper": "paper"}
 
 
-@pytest.mark.parametrize(("fault", "placed"), [
-    ("lost_reply", True), ("timeout", True), ("503_json_placed", True),
-    ("503_json", False), ("503_plain", False), ("429", False), ("drop", False),
-    ("clock", False),
-])
-async def test_each_fault_gives_one_order_and_one_outcome(
+FAULTS = [("lost_reply", True), ("timeout", True), ("503_json_placed", True),
+          ("503_json", False), ("503_plain", False), ("429", False), ("drop", False),
+          ("clock", False)]
+
+
+def sends(ledger: list[dict[str, Any]], n: int = 1) -> list[dict[str, Any]]:
+    """The order_attempt records of intent ``n``, in ledger order."""
+    intent_id = f"00000000-0000-4000-8000-{n:012d}"
+    return [r["body"] for r in ledger
+            if r["kind"] == "order_attempt" and r["body"]["intent_id"] == intent_id]
+
+
+@pytest.mark.parametrize(("fault", "placed"), FAULTS)
+async def test_each_fault_gives_one_send_and_one_outcome_by_default(
         tmp_path: Path, fake: FakeBinance, fault: str, placed: bool) -> None:
+    # Seed 000: execution never retries on its own. Where the venue never got the
+    # order, it is FAILED EXECUTION_NOT_SENT after one POST, and the ledger says so.
     fake.inject(fault, delay=3.0)
     ledger = await run_live(tmp_path, fake, [live_intent(1)], timeout_ms=1000)
     outcome = outcome_of(ledger)
+    [sent] = sends(ledger)
+    assert (sent["attempt"], sent["answer"], sent.get("resend", False)) == (1, "unknown", False)
+    assert sent["message"] and sent["wall_time"] <= outcome["wall_time"]
+    # Looked up by client order id; when the venue has nothing, asked once more after
+    # the acceptance window, and then not sent again.
+    assert requests_besides_start(fake) == {ORDER: 1, LOOKUP: 1 if placed else 2}
+    if placed:
+        assert outcome["status"] == "FILLED"
+        assert (sent["lookup"], sent["venue_order_id"]) == ("found", outcome["venue_order_id"])
+        assert len(fake.orders) == 1 and fake.orders[0].clientOrderId == outcome["client_order_id"]
+    else:
+        assert (outcome["status"], outcome["reason"]) == ("FAILED", reasons.EXECUTION_NOT_SENT)
+        assert "sent 1 of send_attempts=1 times, not sent again" in outcome["detail"]
+        assert sent["lookup"] == "absent" and fake.orders == []
+    # The send record is durable before (in the same commit as, or ahead of) the outcome.
+    kinds = [r["kind"] for r in ledger]
+    assert kinds.index("order") < kinds.index("order_attempt") < kinds.index("outcome")
+
+
+@pytest.mark.parametrize(("fault", "placed"), FAULTS)
+async def test_explicit_resends_record_every_send(
+        tmp_path: Path, fake: FakeBinance, fault: str, placed: bool) -> None:
+    fake.inject(fault, delay=3.0)
+    ledger = await run_live(tmp_path, fake, [live_intent(1)], timeout_ms=1000, send_attempts=2)
+    outcome = outcome_of(ledger)
     assert outcome["status"] == "FILLED"
     assert len(fake.orders) == 1 and fake.orders[0].clientOrderId == outcome["client_order_id"]
-    # Looked up by client order id; when the venue has nothing, asked once more after
-    # the acceptance window, and only then sent again.
-    assert requests_besides_start(fake) == (
-        {ORDER: 1, LOOKUP: 1} if placed else {ORDER: 2, LOOKUP: 2})
+    answers = [(s["attempt"], s["answer"], s.get("lookup"), s.get("resend", False))
+               for s in sends(ledger)]
+    if placed:
+        assert answers == [(1, "unknown", "found", False)]
+        assert requests_besides_start(fake) == {ORDER: 1, LOOKUP: 1}
+    else:
+        # The second send went out only after the first one's record said so.
+        assert answers == [(1, "unknown", "absent", True), (2, "placed", None, False)]
+        assert sends(ledger)[1]["venue_order_id"] == outcome["venue_order_id"]
+        assert requests_besides_start(fake) == {ORDER: 2, LOOKUP: 2}
 
 
 async def test_venue_refusals_fail_with_the_venue_message(tmp_path: Path) -> None:
@@ -347,3 +392,28 @@ async def test_under_the_logical_clock_paper_keeps_tick_time_and_live_records_ad
                             name="b.jsonl")
     refused = [r["body"] for r in ledger if r["kind"] == "outcome"][-1]
     assert refused["reason"] == reasons.INPUT_CLOCK_REGRESSION
+
+
+async def test_a_stop_during_a_lookup_records_the_send_and_the_restart_settles_it(
+        tmp_path: Path, fake: FakeBinance) -> None:
+    # The venue answers 503 and never places the order. The stop comes while execd
+    # waits out the acceptance window: the send is recorded with its lookup pending,
+    # the order stays unresolved, and the next start's lookup settles it.
+    fake.inject("503_json")
+
+    async def stop_during_the_window(daemon: Daemon) -> None:
+        while fake.requests[LOOKUP] < 1:
+            await anyio.sleep(0.01)
+        daemon.stopping.set()
+
+    ledger = await run_live(tmp_path, fake, [live_intent(1)], expect=0,
+                            during=stop_during_the_window, acceptance_window_ms=3000)
+    assert [(s["attempt"], s["lookup"]) for s in sends(ledger)] == [(1, "pending")]
+    assert not [r for r in ledger if r["kind"] == "outcome"]
+    ledger = await run_live(tmp_path, fake, [], expect=1, name="b.jsonl",
+                            acceptance_window_ms=300)
+    assert [(s["attempt"], s["answer"], s["lookup"]) for s in sends(ledger)] == [
+        (1, "unknown", "pending"), (1, "unknown", "absent")]
+    outcome = outcome_of(ledger)
+    assert (outcome["status"], outcome["reason"]) == ("FAILED", reasons.EXECUTION_NOT_SENT)
+    assert fake.orders == [] and fake.posts[outcome["client_order_id"]] == 1
