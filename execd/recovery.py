@@ -20,6 +20,7 @@ from execd import reasons
 from execd.ledger.record import Record
 from execd.ledger.scan import ScanResult, scan
 from execd.messages import (
+    Fee,
     OrderRecord,
     SendAttemptRecord,
     Side,
@@ -29,6 +30,7 @@ from execd.messages import (
 )
 from execd.risk import Risk
 from execd.sentinel import SeenIds
+from execd.venues.results import held_change
 
 
 class _OutcomeView(Struct):
@@ -44,6 +46,7 @@ class _OutcomeView(Struct):
     reason: str | None = None
     source: Source | None = None
     client_order_id: str | None = None
+    fees: tuple[Fee, ...] = ()
 
 
 class _TickView(Struct):
@@ -180,6 +183,9 @@ class RecoveredState:
         if view.venue is None or view.symbol is None or view.side is None:
             return
         filled = Decimal(view.filled_quantity)
+        if view.plane == "live":
+            # As the venue settled it: what the account holds, net of base-asset fees.
+            filled = held_change(view.symbol, view.side, filled, view.fees)
         price = Decimal(view.average_price) if view.average_price is not None else None
         self.risk.observe(view.venue, view.symbol, view.side, view.status, view.reason,
                           filled, price, view.logical_time, None)

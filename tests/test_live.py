@@ -17,8 +17,11 @@ import anyio
 import pytest
 
 from execd import config, reasons
+from execd.control import Request
 from execd.daemon import Daemon
 from execd.ledger.scan import scan
+from execd.recovery import recover
+from execd.risk import Risk
 from tests.fake_binance import FakeBinance
 from tests.helpers import drop, lines, records
 from tests.live import fake_exchange, live_intent, write_live_config
@@ -417,3 +420,49 @@ async def test_a_stop_during_a_lookup_records_the_send_and_the_restart_settles_i
     outcome = outcome_of(ledger)
     assert (outcome["status"], outcome["reason"]) == ("FAILED", reasons.EXECUTION_NOT_SENT)
     assert fake.orders == [] and fake.posts[outcome["client_order_id"]] == 1
+
+
+async def test_a_safety_sell_on_a_ccxt_venue_exits_the_positions_its_fills_made(
+        tmp_path: Path) -> None:
+    # The account starts with quote only: what it holds after the buys is exactly what
+    # they filled, less the fees the venue took in the base asset.
+    fake = fake_exchange(balances={"BTC": D("0"), "ETH": D("0"), "USDT": D("1000000")})
+    await fake.start()
+    answers: list[dict[str, Any]] = []
+
+    async def halt_then_safety_sell(daemon: Daemon) -> None:
+        while sum(1 for r in records(tmp_path / "ledger") if r["kind"] == "outcome") < 2:
+            await anyio.sleep(0.01)
+        # Seed 000: Safety Sell bypasses the lifecycle checks, a halt among them.
+        for request in (Request("halt", reason="incident", actor="ops"),
+                        Request("safety-sell", venue="binance", reason="incident",
+                                actor="ops")):
+            answers.append(await daemon._command(request))
+
+    try:
+        ledger = await run_live(tmp_path, fake, [live_intent(1),
+                                                 live_intent(2, symbol="ETH/USDT",
+                                                             quantity="0.5")],
+                                during=halt_then_safety_sell, expect=4)
+    finally:
+        await fake.stop()
+    assert all(answer["ok"] for answer in answers), answers
+    [sell] = [r["body"] for r in ledger if r["kind"] == "safety_sell"]
+    assert (sell["venue"], sell["orders"]) == ("binance", 2)
+    exits = [r["body"] for r in ledger if r["kind"] == "outcome"
+             and r["body"]["side"] == "sell"]
+    assert sorted((o["symbol"], o["status"], o["filled_quantity"]) for o in exits) == [
+        ("BTC/USDT", "FILLED", "0.00999"), ("ETH/USDT", "FILLED", "0.4995")]
+    assert all(o["plane"] == "live" and o["venue_order_id"] for o in exits)
+    # Market exits through the real ccxt, under the client ids the ledger recorded.
+    orders = [r["body"] for r in ledger if r["kind"] == "order" and r["body"]["side"] == "sell"]
+    assert {o["type"] for o in orders} == {"market"}
+    venue = {o.clientOrderId: o for o in fake.orders}
+    assert {(venue[o["client_order_id"]].side, venue[o["client_order_id"]].type)
+            for o in orders} == {("SELL", "MARKET")}
+    # Flat: the venue holds nothing of either asset any more, and neither does the
+    # book that a restart rebuilds from the ledger.
+    assert (fake.balance("BTC").free, fake.balance("ETH").free) == (0, 0)
+    risk = Risk(config.load(tmp_path / "execd.toml").config)
+    recover(tmp_path / "ledger", repair=False, risk=risk)
+    assert risk.book.open_positions("binance") == []

@@ -11,7 +11,7 @@ import pytest
 from msgspec import Raw
 
 from execd import ids, reasons
-from execd.messages import Accepted, Constraints, OrderIntent, OrderRecord
+from execd.messages import Accepted, Constraints, Fee, OrderIntent, OrderRecord
 from execd.venues.prepare import (
     MarketRules,
     OrderPlan,
@@ -20,7 +20,13 @@ from execd.venues.prepare import (
     round_price,
     rules_from_market,
 )
-from execd.venues.results import fees_of, not_executed, outcome_of_order, slippage_bps
+from execd.venues.results import (
+    fees_of,
+    held_change,
+    not_executed,
+    outcome_of_order,
+    slippage_bps,
+)
 
 D = Decimal
 RULES = MarketRules(symbol="BTC/USDT", active=True, amount_step=D("0.001"),
@@ -251,3 +257,12 @@ def test_classify_reads_the_cause_before_the_class(name: str) -> None:
     assert classify(RuntimeError("?")) == "unknown"
     assert message_of(errors.ExchangeError("binance GET http://h/api/v3/order?signature=ab")) \
         == "ExchangeError: binance GET http://h/api/v3/order"
+
+
+def test_the_position_a_fill_leaves_is_net_of_fees_in_the_base_asset() -> None:
+    btc = (Fee(D("0.001"), "BTC"), Fee(D("2"), "USDT"))
+    assert held_change("BTC/USDT", "buy", D("1"), btc) == D("0.999")
+    assert held_change("BTC/USDT", "sell", D("1"), btc) == D("1.001")
+    assert held_change("BTC/USDT", "buy", D("1"), (Fee(D("2"), "USDT"),)) == D("1")
+    # Contracts hold no base asset: the fill is the position change.
+    assert held_change("BTC/USDT:USDT", "buy", D("1"), btc) == D("1")

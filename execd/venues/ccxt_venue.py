@@ -65,7 +65,7 @@ from execd.messages import (
 from execd.venues import attempts
 from execd.venues.credentials import Credentials
 from execd.venues.prepare import MarketRules, OrderPlan, prepare, rules_from_market
-from execd.venues.results import is_final, not_executed, outcome_of_order
+from execd.venues.results import held_change, is_final, not_executed, outcome_of_order
 
 # What an error from the venue means for an order that was being sent.
 Verdict = Literal["rejected", "unreachable", "unknown", "exists"]
@@ -338,10 +338,13 @@ class CcxtVenue:
         """Once ``outcome`` is durable, release what the sentinel holds pending for it.
 
         The sentinel held the intent's whole quantity: the outcome's requested one.
+        The position moves by what the account now holds (fees in the base asset
+        taken off), which is what a later exit can sell.
         """
-        settled = Settled(self.venue, outcome.symbol or "", outcome.side or "buy",
-                          outcome.status, outcome.reason,
-                          outcome.requested_quantity or Decimal(0), outcome.filled_quantity,
+        symbol, side = outcome.symbol or "", outcome.side or "buy"
+        settled = Settled(self.venue, symbol, side, outcome.status, outcome.reason,
+                          outcome.requested_quantity or Decimal(0),
+                          held_change(symbol, side, outcome.filled_quantity, outcome.fees),
                           outcome.average_price, outcome.logical_time)
         self.watch(entry, lambda seq: self.settle(settled))
 

@@ -41,6 +41,22 @@ def fees_of(order: dict[str, Any]) -> tuple[Fee, ...]:
     return tuple(Fee(totals[c], c) for c in sorted(totals))
 
 
+def held_change(symbol: str, side: str, filled: Decimal, fees: tuple[Fee, ...]) -> Decimal:
+    """How far a fill moved the position the account holds in ``symbol``'s base asset.
+
+    A spot venue may take its fee in the base asset (Binance does on buys unless BNB
+    pays): a buy then delivers less than it filled, and a sell costs more. Booking
+    the gross fill would leave a position the account cannot sell, so a Safety Sell
+    of it would be refused for insufficient funds. Contracts (``BASE/QUOTE:SETTLE``)
+    hold no base asset: their fill is the position change.
+    """
+    base, slash, rest = symbol.partition("/")
+    if not slash or ":" in rest:
+        return filled
+    fee = sum((f.cost for f in fees if f.currency == base), _ZERO)
+    return filled - fee if side == "buy" else filled + fee
+
+
 def slippage_bps(side: str, average: Decimal | None, reference: Decimal | None
                  ) -> Decimal | None:
     """Average price against the reference, in bps: positive is worse for ``side``."""
