@@ -204,6 +204,23 @@ class SendAttemptRecord(Struct, frozen=True, forbid_unknown_fields=True, omit_de
     resend: bool = False
 
 
+class CancelRecord(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """execd asked the venue to cancel a resting order, and what the venue answered.
+
+    ``why``: ``order_timeout_ms`` passed, or the daemon was stopping. ``answer``: the
+    order's status in the venue's reply, ``not found`` (it had ended on its own), or
+    the error. The order's outcome follows.
+    """
+
+    intent_id: uuid.UUID
+    venue: str
+    client_order_id: str
+    why: Literal["order_timeout_ms", "stopping"]
+    answer: str
+    wall_time: int
+    venue_order_id: str | None = None
+
+
 class TickRecord(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True, gc=False):
     """The logical clock moved to ``time``: by a tick line (``source``) or an operator."""
 
@@ -305,7 +322,7 @@ class StopRecord(Struct, frozen=True, forbid_unknown_fields=True):
 
 RecordKind = Literal["start", "stop", "outcome", "tick", "input_file", "context",
                      "trading_state", "safety_sell", "override", "order", "order_attempt",
-                     "config"]
+                     "order_cancel", "config"]
 
 # ----------------------------------------------------------------- actor messages
 

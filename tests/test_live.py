@@ -258,6 +258,11 @@ async def test_a_resting_limit_is_cancelled_after_the_order_timeout(
     assert (outcome["status"], outcome["reason"]) == ("FAILED", reasons.EXECUTION_EXPIRED)
     assert "cancelled by execd after order_timeout_ms" in outcome["detail"]
     assert fake.orders[0].status == "CANCELED"
+    # The cancel execd asked for on its own is in the ledger, before the outcome.
+    [cancel] = [r for r in ledger if r["kind"] == "order_cancel"]
+    assert (cancel["body"]["why"], cancel["body"]["answer"], cancel["body"]["venue_order_id"]) == (
+        "order_timeout_ms", "canceled", outcome["venue_order_id"])
+    assert ledger.index(cancel) < next(i for i, r in enumerate(ledger) if r["kind"] == "outcome")
     assert requests_besides_start(fake)[("DELETE", "/api/v3/order")] == 1
 
 

@@ -54,6 +54,7 @@ from execd.liveness import Pulse, beating
 from execd.messages import (
     LATE,
     Accepted,
+    CancelRecord,
     Entry,
     ExecutionOutcome,
     LookupResult,
@@ -525,7 +526,7 @@ class CcxtVenue:
         state = order.found if order.found is not None else await self._send(order, send)
         if state is None:
             return None
-        return await self._track(order, state)
+        return await self._track(order, state, send)
 
     async def _send(self, order: _Order,
                     send: ObjectSendStream[list[Entry]]) -> dict[str, Any] | None:
@@ -637,7 +638,18 @@ class CcxtVenue:
                 self._call_failed("order.lookup_failed", record, exc, failures)
                 wait = min(max(wait * 2, self.table.poll_interval_ms / 1000), _MAX_BACKOFF)
 
-    async def _track(self, placed: _Order, order: dict[str, Any]) -> ExecutionOutcome:
+    async def _write_cancel(self, send: ObjectSendStream[list[Entry]], placed: _Order,
+                            order_id: Any, why: Literal["order_timeout_ms", "stopping"],
+                            answer: str) -> None:
+        """Record a cancel request execd made on its own, with the venue's answer."""
+        record = placed.record
+        await send.send([Entry(LATE, "order_cancel", placed.time, CancelRecord(
+            intent_id=record.intent_id, venue=record.venue,
+            client_order_id=record.client_order_id, why=why, answer=answer,
+            wall_time=self.wall.now(), venue_order_id=str(order_id) if order_id else None))])
+
+    async def _track(self, placed: _Order, order: dict[str, Any],
+                     send: ObjectSendStream[list[Entry]]) -> ExecutionOutcome:
         """Follow the order until it is final; cancel it after order_timeout_ms or at stop."""
         record = placed.record
         deadline = anyio.current_time() + self.table.order_timeout_ms / 1000
@@ -655,9 +667,18 @@ class CcxtVenue:
                         raise _InDoubt
                     await anyio.sleep(poll)
                 elif self.stopping.is_set() or anyio.current_time() >= deadline:
-                    # OrderNotFound: it ended on its own meanwhile; read its final state.
-                    with contextlib.suppress(errors.OrderNotFound):
+                    why: Literal["order_timeout_ms", "stopping"] = (
+                        "stopping" if self.stopping.is_set() else "order_timeout_ms")
+                    try:
                         order = await self._call("cancel_order", order_id, record.symbol)
+                        answer = str(order.get("status"))
+                    except errors.OrderNotFound:
+                        # It ended on its own meanwhile; read its final state below.
+                        answer = "not found"
+                    except Exception as exc:
+                        await self._write_cancel(send, placed, order_id, why, message_of(exc))
+                        raise
+                    await self._write_cancel(send, placed, order_id, why, answer)
                     cancelled = True
                     if is_final(order):
                         break
