@@ -127,7 +127,7 @@ def rewrite_urls(urls: Any, base_url: str) -> Any:
 class _Order:
     """One order on its way through a worker; ``time`` is its intent's logical time."""
 
-    __slots__ = ("attempt", "durable", "found", "last", "record", "time")
+    __slots__ = ("attempt", "durable", "found", "held", "last", "record", "time")
 
     def __init__(self, record: OrderRecord, time: int, found: dict[str, Any] | None = None,
                  *, attempt: int = 1, last: SendAttemptRecord | None = None) -> None:
@@ -139,6 +139,9 @@ class _Order:
         # The number of its next send, and the record of its last one.
         self.attempt = attempt
         self.last = last
+        # Records that go with the outcome, in its commit (the send of an order the
+        # venue filled at once: nothing waits on that record alone).
+        self.held: list[Entry] = []
 
 
 class CcxtVenue:
@@ -491,7 +494,7 @@ class CcxtVenue:
                     self._in_doubt(order.record, f"still being sent or followed after "
                                    f"drain_timeout_ms={self.table.drain_timeout_ms}")
                 elif outcome is not None:
-                    await self._finish(send, outcome)
+                    await self._finish(send, outcome, *order.held)
 
     async def _finish(self, send: ObjectSendStream[list[Entry]], outcome: ExecutionOutcome,
                       *before: Entry) -> None:
@@ -557,10 +560,14 @@ class CcxtVenue:
                 message = message_of(exc)
             else:
                 venue_id = placed.get("id")
-                await self._write_attempt(send, order, attempts.attempt_record(
+                sent = attempts.attempt_record(
                     record, attempt, "placed", self.wall.now(),
                     venue_order_id=str(venue_id) if venue_id else None,
-                    venue_status=placed.get("status")), durable=False)
+                    venue_status=placed.get("status"))
+                if is_final(placed):
+                    order.held.append(self._attempt_entry(order, sent))
+                else:
+                    await self._write_attempt(send, order, sent, durable=False)
                 return placed
             log.warning("order.send_failed", attempt=attempt, verdict=answer, error=message)
             found: dict[str, Any] | None = None
