@@ -414,7 +414,7 @@ class Daemon:
         sentinel = SentinelCore(config.planes(), state.seen, self.risk)
         # What `execd ctl status` shows before the first batch: the recovered time.
         sentinel.time = clock.now()
-        live = self.live = self._live_venues(state, clock)
+        live = self.live = self._live_venues(state)
         for venue in live:
             index[venue.venue] = len(adapters) + live.index(venue)
         router = RouterCore(index, len(adapters) + len(live))
@@ -496,7 +496,7 @@ class Daemon:
             if self.inbox is not None:
                 self.inbox.reading_done()
 
-    def _live_venues(self, state: RecoveredState, clock: Clock) -> list[CcxtVenue]:
+    def _live_venues(self, state: RecoveredState) -> list[CcxtVenue]:
         """One ccxt venue per live venue that has credentials, with its unresolved orders."""
         if not self.credentials:
             return []
@@ -508,9 +508,14 @@ class Daemon:
             assert table is not None
             unresolved = [(order, time) for order, time in state.unresolved.values()
                           if order.venue == name]
+            # Its own wall clock: live records add wall-clock times, while their
+            # logical time is always their intent's (never read from ``clock``).
             venues.append(CcxtVenue(
-                name, table, credentials, clock, watch=self._watch, settle=self._settle,
+                name, table, credentials, WallClock(), watch=self._watch, settle=self._settle,
                 stopping=self.stopping, unresolved=unresolved,
+                attempts={order.client_order_id: state.last_sends[order.client_order_id]
+                          for order, _ in unresolved
+                          if order.client_order_id in state.last_sends},
                 on_call=self.metrics.venue_call if self.metrics is not None else None))
         return venues
 

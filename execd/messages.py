@@ -113,9 +113,12 @@ class ExecutionOutcome(
     Seed 000's v1 fields (execution id, intent id, plane, status, filled quantity,
     logical time, reason) plus what audit needs: the venue and symbol, the detail
     behind a reason, the source line, and the intent exactly as it was received.
-    Orders sent to a real venue add the client and venue order ids, the fees and
-    the slippage of the average price against the intent's reference price, in bps
-    (positive: worse than the reference).
+    Orders sent to a real venue add the client and venue order ids, the fees, the
+    slippage of the average price against the intent's reference price, in bps
+    (positive: worse than the reference), and ``sent_quantity``: the order's amount
+    after rounding to the venue's lot size, which can be less than
+    ``requested_quantity``. Live venues add ``wall_time`` (nanoseconds since the
+    epoch) beside ``logical_time``, which stays the intent's own logical time.
     """
 
     execution_id: str
@@ -137,6 +140,8 @@ class ExecutionOutcome(
     venue_order_id: str | None = None
     fees: tuple[Fee, ...] = ()
     slippage_bps: Decimal | None = None
+    sent_quantity: Decimal | None = None
+    wall_time: int | None = None
 
 
 class OrderRecord(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
@@ -146,6 +151,8 @@ class OrderRecord(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults
     crash the order can be looked up there before anything else is decided. The
     intent and its source ride along: the outcome that closes this record may be
     written by a later run of the daemon, which has only the ledger to go on.
+    ``wall_time`` (nanoseconds since the epoch) is when the record was made, so a
+    later run can tell the order's age whatever clock the ledger's times follow.
     """
 
     intent_id: uuid.UUID
@@ -162,6 +169,56 @@ class OrderRecord(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults
     post_only: bool = False
     reduce_only: bool = False
     source: Source | None = None
+    wall_time: int | None = None
+
+
+# What the venue answered to one send of an order. "not_recorded": the run that may
+# have made this send stopped before it recorded an answer (written by the next start).
+SendAnswer = Literal["placed", "rejected", "unreachable", "unknown", "exists", "not_recorded"]
+# What a lookup by client order id found after an answer that left the order's fate
+# open; "pending": a stop cut it short, and the next start looks the order up again.
+LookupResult = Literal["found", "absent", "pending"]
+
+
+class SendAttemptRecord(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """One send of a live order to its venue (seed 000: submission attempts are auditable).
+
+    Written once the send's answer is known, and, when the answer left the order's
+    fate open, once a lookup by client order id has settled it. ``attempt`` counts
+    the order's sends across restarts. ``resend``: another send follows this one,
+    and is made only once this record is durable, so the ledger always shows every
+    send that may have reached the venue. An attempt whose lookup a stop cut short
+    (``lookup = "pending"``) gets a second record once the next start has looked.
+    """
+
+    intent_id: uuid.UUID
+    venue: str
+    client_order_id: str
+    attempt: int
+    answer: SendAnswer
+    wall_time: int
+    message: str | None = None
+    lookup: LookupResult | None = None
+    venue_order_id: str | None = None
+    venue_status: str | None = None
+    resend: bool = False
+
+
+class CancelRecord(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """execd asked the venue to cancel a resting order, and what the venue answered.
+
+    ``why``: ``order_timeout_ms`` passed, or the daemon was stopping. ``answer``: the
+    order's status in the venue's reply, ``not found`` (it had ended on its own), or
+    the error. The order's outcome follows.
+    """
+
+    intent_id: uuid.UUID
+    venue: str
+    client_order_id: str
+    why: Literal["order_timeout_ms", "stopping"]
+    answer: str
+    wall_time: int
+    venue_order_id: str | None = None
 
 
 class TickRecord(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True, gc=False):
@@ -269,7 +326,8 @@ class StopRecord(Struct, frozen=True, forbid_unknown_fields=True):
 
 
 RecordKind = Literal["start", "stop", "outcome", "tick", "input_file", "context",
-                     "trading_state", "safety_sell", "override", "order", "config"]
+                     "trading_state", "safety_sell", "override", "order", "order_attempt",
+                     "order_cancel", "config"]
 
 # ----------------------------------------------------------------- actor messages
 

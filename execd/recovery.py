@@ -20,9 +20,18 @@ from execd import reasons
 from execd.ledger import head
 from execd.ledger.record import Record
 from execd.ledger.scan import LedgerCorrupt, ScanResult, scan
-from execd.messages import OrderRecord, Side, Source, StartRecord, TradingStateRecord
+from execd.messages import (
+    Fee,
+    OrderRecord,
+    SendAttemptRecord,
+    Side,
+    Source,
+    StartRecord,
+    TradingStateRecord,
+)
 from execd.risk import Risk
 from execd.sentinel import SeenIds
+from execd.venues.results import held_change
 
 
 class _OutcomeView(Struct):
@@ -38,6 +47,7 @@ class _OutcomeView(Struct):
     reason: str | None = None
     source: Source | None = None
     client_order_id: str | None = None
+    fees: tuple[Fee, ...] = ()
 
 
 class _TickView(Struct):
@@ -57,6 +67,7 @@ _input_file = msgspec.json.Decoder(_InputFileView).decode
 _start = msgspec.json.Decoder(StartRecord).decode
 _trading_state = msgspec.json.Decoder(TradingStateRecord).decode
 _order = msgspec.json.Decoder(OrderRecord).decode
+_attempt = msgspec.json.Decoder(SendAttemptRecord).decode
 # Outcomes of orders that a venue was asked for (the rest never left execd).
 _SENT = frozenset(("FILLED", "PARTIALLY_FILLED", "FAILED"))
 
@@ -80,12 +91,18 @@ class RecoveredState:
         self.changed: set[str] = set()
         # live orders recorded without an outcome yet: intent id -> (record, its time)
         self.unresolved: dict[uuid.UUID, tuple[OrderRecord, int]] = {}
+        # client order id -> the last send record of each unresolved order: how many
+        # sends may have reached the venue, across every run so far.
+        self.last_sends: dict[str, SendAttemptRecord] = {}
         # Each venue's plane as the last start that named it recorded it, and that
         # record's seq: a start without the venue does not erase its history.
         self.planes: dict[str, tuple[str, int]] = {}
         # The ledger has records and no head witness beside it (deleted, or written
         # before witnesses existed): a cut end could not be noticed this time.
         self.head_missing = False
+        # The clock of the run being folded (its start record): order records made
+        # before they carried wall_time have a wall-clock time only under "wall".
+        self._clock = "logical"
 
     def observe(self, record: Record) -> None:
         """Fold one record into the state."""
@@ -117,11 +134,21 @@ class RecoveredState:
             source = _tick(record.body).source
         elif kind == "order":
             order = _order(record.body)
+            if order.wall_time is None and self._clock == "wall":
+                order = msgspec.structs.replace(order, wall_time=record.time)
             self.seen.add(order.intent_id)
             self.unresolved[order.intent_id] = (order, record.time)
             source = order.source
+        elif kind == "order_attempt":
+            sent = _attempt(record.body)
+            pending = self.unresolved.get(sent.intent_id)
+            if pending is not None and pending[0].client_order_id == sent.client_order_id:
+                self.last_sends[sent.client_order_id] = sent
+            return
         elif kind == "start":
-            for venue, plane in _start(record.body).planes.items():
+            start = _start(record.body)
+            self._clock = start.clock
+            for venue, plane in start.planes.items():
                 self.planes[venue] = (plane, record.seq)
             return
         elif kind == "safety_sell":
@@ -158,6 +185,7 @@ class RecoveredState:
         if pending is None or view.client_order_id != pending[0].client_order_id:
             return False
         del self.unresolved[view.intent_id]
+        self.last_sends.pop(pending[0].client_order_id, None)
         return True
 
     def _sent(self, view: _OutcomeView) -> None:
@@ -166,6 +194,9 @@ class RecoveredState:
         if view.venue is None or view.symbol is None or view.side is None:
             return
         filled = Decimal(view.filled_quantity)
+        if view.plane == "live":
+            # As the venue settled it: what the account holds, net of base-asset fees.
+            filled = held_change(view.symbol, view.side, filled, view.fees)
         price = Decimal(view.average_price) if view.average_price is not None else None
         self.risk.observe(view.venue, view.symbol, view.side, view.status, view.reason,
                           filled, price, view.logical_time, None)

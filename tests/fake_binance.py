@@ -241,6 +241,9 @@ class FakeBinance:
         self.balances: dict[str, Balance] = {a: Balance(free=v) for a, v in balances.items()}
         self.requests: collections.Counter[tuple[str, str]] = collections.Counter()
         self.orders: list[FakeOrder] = []
+        # POST /api/v3/order requests per newClientOrderId, counted on arrival (before
+        # any fault or check): every send that reached the venue.
+        self.posts: collections.Counter[str] = collections.Counter()
         self.on_order: Callable[[str, FakeOrder | None], None] | None = None
         # Added to the server clock (ms), to simulate a client clock that drifted.
         self.time_offset_ms = 0
@@ -363,6 +366,9 @@ class FakeBinance:
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         method, path = request.method, request.path
         self.requests[(method, path)] += 1
+        if (method, path) == ("POST", "/api/v3/order"):
+            sent = urllib.parse.parse_qs(self._raw_query(request) + "&" + await request.text())
+            self.posts[(sent.get("newClientOrderId") or [""])[0]] += 1
         fault = self._take_fault(method, path)
         if fault is not None and fault.kind in _BEFORE:
             return self._fault_reply(request, fault.kind)

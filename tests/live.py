@@ -21,7 +21,7 @@ ledger_dir = "{ledger}"
 poll_interval_ms = 20
 
 [clock]
-kind = "wall"
+kind = "{clock}"
 
 [log]
 level = "{level}"
@@ -49,12 +49,16 @@ lookup_delay_ms = {lookup_delay_ms}
 acceptance_window_ms = {acceptance_window_ms}
 max_in_flight = {in_flight}
 backlog = {backlog}
-resend_window_ms = {resend_window_ms}
+{ccxt_extra}
 
 [venues.paper]
 plane = "paper"
 {extra}
 """
+
+
+# ccxt keys a test may set; otherwise the product's defaults apply.
+_OPTIONAL = ("send_attempts", "resend_window_ms", "drain_timeout_ms")
 
 
 def markets(liquidity: Decimal | None = None) -> dict[str, Market]:
@@ -88,9 +92,11 @@ def write_live_config(directory: Path, url: str, **overrides: Any) -> Path:
         "socket": control_socket(directory), "credentials": credentials, "url": url,
         "level": "warning", "timeout_ms": 2000, "poll_ms": 20, "order_timeout_ms": 5000,
         "lookup_delay_ms": 20, "acceptance_window_ms": 300, "in_flight": 4, "backlog": 16,
-        "resend_window_ms": 300000,
-        "extra": "",
+        "clock": "logical", "extra": "",
     }
+    # Keys left to the product's defaults unless a test sets them.
+    optional = {key: overrides.pop(key) for key in _OPTIONAL if key in overrides}
+    values["ccxt_extra"] = "".join(f"{key} = {value}\n" for key, value in optional.items())
     values.update(overrides)
     path = directory / "execd.toml"
     path.write_text(LIVE_CONFIG.format(**values))

@@ -125,8 +125,6 @@ def test_good_config_loads(tmp_path: Path) -> None:
      "credentials_credential, found none"),
     (LIVE.replace("credentials_env = 'X'", "credentials_env = 'X'\ncredentials_file = 'f'"),
      "found credentials_file, credentials_env"),
-    (LIVE.replace("kind = 'wall'", "kind = 'logical'"),
-     "clock.kind: expected \"wall\" (venue x trades on a real exchange), found 'logical'"),
     (LIVE.replace("credentials_env = 'X'", "credentials_env = 'X'\nbase_url = 'ftp://h/p'"),
      "venues.x.ccxt.base_url: expected a string matching ^https?://[^/]+$ or nothing, found "
      "'ftp://h/p'"),

@@ -7,6 +7,7 @@ The daemon and the fake share one event loop here; the crash tests
 from __future__ import annotations
 
 import collections
+import time
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
@@ -16,8 +17,11 @@ import anyio
 import pytest
 
 from execd import config, reasons
+from execd.control import Request
 from execd.daemon import Daemon
 from execd.ledger.scan import scan
+from execd.recovery import recover
+from execd.risk import Risk
 from tests.fake_binance import FakeBinance
 from tests.helpers import drop, lines, records
 from tests.live import fake_exchange, live_intent, write_live_config
@@ -97,28 +101,73 @@ async def test_a_market_order_fills_through_the_real_ccxt(tmp_path: Path,
     assert outcome["client_order_id"] == order["client_order_id"]
     assert [o.clientOrderId for o in fake.orders] == [order["client_order_id"]]
     assert outcome["venue_order_id"] == str(fake.orders[0].orderId)
+    # The send is recorded with the venue's answer.
+    [sent] = sends(ledger)
+    assert (sent["attempt"], sent["answer"], sent["venue_order_id"], sent["venue_status"]) == (
+        1, "placed", outcome["venue_order_id"], "closed")
     # Start-up is two requests; the order is one more; nothing else is asked.
     assert requests_besides_start(fake) == {ORDER: 1}
     start = next(r["body"] for r in ledger if r["kind"] == "start")
     assert start["planes"] == {"binance": "live", "paper": "paper"}
 
 
-@pytest.mark.parametrize(("fault", "placed"), [
-    ("lost_reply", True), ("timeout", True), ("503_json_placed", True),
-    ("503_json", False), ("503_plain", False), ("429", False), ("drop", False),
-    ("clock", False),
-])
-async def test_each_fault_gives_one_order_and_one_outcome(
+FAULTS = [("lost_reply", True), ("timeout", True), ("503_json_placed", True),
+          ("503_json", False), ("503_plain", False), ("429", False), ("drop", False),
+          ("clock", False)]
+
+
+def sends(ledger: list[dict[str, Any]], n: int = 1) -> list[dict[str, Any]]:
+    """The order_attempt records of intent ``n``, in ledger order."""
+    intent_id = f"00000000-0000-4000-8000-{n:012d}"
+    return [r["body"] for r in ledger
+            if r["kind"] == "order_attempt" and r["body"]["intent_id"] == intent_id]
+
+
+@pytest.mark.parametrize(("fault", "placed"), FAULTS)
+async def test_each_fault_gives_one_send_and_one_outcome_by_default(
         tmp_path: Path, fake: FakeBinance, fault: str, placed: bool) -> None:
+    # Seed 000: execution never retries on its own. Where the venue never got the
+    # order, it is FAILED EXECUTION_NOT_SENT after one POST, and the ledger says so.
     fake.inject(fault, delay=3.0)
     ledger = await run_live(tmp_path, fake, [live_intent(1)], timeout_ms=1000)
     outcome = outcome_of(ledger)
+    [sent] = sends(ledger)
+    assert (sent["attempt"], sent["answer"], sent.get("resend", False)) == (1, "unknown", False)
+    assert sent["message"] and sent["wall_time"] <= outcome["wall_time"]
+    # Looked up by client order id; when the venue has nothing, asked once more after
+    # the acceptance window, and then not sent again.
+    assert requests_besides_start(fake) == {ORDER: 1, LOOKUP: 1 if placed else 2}
+    if placed:
+        assert outcome["status"] == "FILLED"
+        assert (sent["lookup"], sent["venue_order_id"]) == ("found", outcome["venue_order_id"])
+        assert len(fake.orders) == 1 and fake.orders[0].clientOrderId == outcome["client_order_id"]
+    else:
+        assert (outcome["status"], outcome["reason"]) == ("FAILED", reasons.EXECUTION_NOT_SENT)
+        assert "sent 1 of send_attempts=1 times, not sent again" in outcome["detail"]
+        assert sent["lookup"] == "absent" and fake.orders == []
+    # The send record is durable before (in the same commit as, or ahead of) the outcome.
+    kinds = [r["kind"] for r in ledger]
+    assert kinds.index("order") < kinds.index("order_attempt") < kinds.index("outcome")
+
+
+@pytest.mark.parametrize(("fault", "placed"), FAULTS)
+async def test_explicit_resends_record_every_send(
+        tmp_path: Path, fake: FakeBinance, fault: str, placed: bool) -> None:
+    fake.inject(fault, delay=3.0)
+    ledger = await run_live(tmp_path, fake, [live_intent(1)], timeout_ms=1000, send_attempts=2)
+    outcome = outcome_of(ledger)
     assert outcome["status"] == "FILLED"
     assert len(fake.orders) == 1 and fake.orders[0].clientOrderId == outcome["client_order_id"]
-    # Looked up by client order id; when the venue has nothing, asked once more after
-    # the acceptance window, and only then sent again.
-    assert requests_besides_start(fake) == (
-        {ORDER: 1, LOOKUP: 1} if placed else {ORDER: 2, LOOKUP: 2})
+    answers = [(s["attempt"], s["answer"], s.get("lookup"), s.get("resend", False))
+               for s in sends(ledger)]
+    if placed:
+        assert answers == [(1, "unknown", "found", False)]
+        assert requests_besides_start(fake) == {ORDER: 1, LOOKUP: 1}
+    else:
+        # The second send went out only after the first one's record said so.
+        assert answers == [(1, "unknown", "absent", True), (2, "placed", None, False)]
+        assert sends(ledger)[1]["venue_order_id"] == outcome["venue_order_id"]
+        assert requests_besides_start(fake) == {ORDER: 2, LOOKUP: 2}
 
 
 async def test_venue_refusals_fail_with_the_venue_message(tmp_path: Path) -> None:
@@ -154,7 +203,13 @@ async def test_precision_and_floor_before_anything_is_sent(tmp_path: Path,
         "notional=4.50000 (amount=0.00009 x price=50000) < min_notional=5")
     assert outcome_of(ledger, 3)["reason"] == reasons.VENUE_SYMBOL_UNKNOWN
     assert outcome_of(ledger, 4)["reason"] == reasons.EXECUTION_EXPIRED  # order_timeout_ms
-    assert outcome_of(ledger, 5)["filled_quantity"] == "0.01234"
+    # Rounding to the lot size sent less than requested: it filled in full, yet the
+    # intent did not get its quantity (seed 000: FILLED means the requested quantity).
+    rounded = outcome_of(ledger, 5)
+    assert (rounded["status"], rounded["reason"]) == ("PARTIALLY_FILLED",
+                                                      reasons.EXECUTION_LOT_ROUNDED)
+    assert (rounded["requested_quantity"], rounded["sent_quantity"],
+            rounded["filled_quantity"]) == ("0.0123456", "0.01234", "0.01234")
     # Medium urgency: a limit at 50,000 + 10 bps, which crosses at 50,000 and fills there.
     assert outcome_of(ledger, 6)["status"] == "FILLED"
     sent = {o.clientOrderId: o for o in fake.orders}
@@ -203,6 +258,11 @@ async def test_a_resting_limit_is_cancelled_after_the_order_timeout(
     assert (outcome["status"], outcome["reason"]) == ("FAILED", reasons.EXECUTION_EXPIRED)
     assert "cancelled by execd after order_timeout_ms" in outcome["detail"]
     assert fake.orders[0].status == "CANCELED"
+    # The cancel execd asked for on its own is in the ledger, before the outcome.
+    [cancel] = [r for r in ledger if r["kind"] == "order_cancel"]
+    assert (cancel["body"]["why"], cancel["body"]["answer"], cancel["body"]["venue_order_id"]) == (
+        "order_timeout_ms", "canceled", outcome["venue_order_id"])
+    assert ledger.index(cancel) < next(i for i, r in enumerate(ledger) if r["kind"] == "outcome")
     assert requests_besides_start(fake)[("DELETE", "/api/v3/order")] == 1
 
 
@@ -295,3 +355,119 @@ async def test_a_restart_after_live_orders_recovers_them_and_sends_nothing_again
     assert sorted(out) == [f"{n:02d}" for n in range(1, 11)]
     assert len(fake.orders) == 10
     assert sum(1 for r in ledger if r["kind"] == "start") == 2
+
+
+async def test_under_the_logical_clock_paper_keeps_tick_time_and_live_records_add_wall_time(
+        tmp_path: Path, fake: FakeBinance) -> None:
+    # A ccxt venue beside a paper venue, on the logical clock: ticks are the only
+    # logical time on both planes; live records carry the wall clock besides.
+    resting = live_intent(1, order_type="limit", limit_price="49000", urgency="low")
+    intents = [{"kind": "tick", "time": 1000}, resting, {"kind": "tick", "time": 2000},
+               live_intent(2, venue="paper", urgency="medium"), live_intent(3)]
+
+    async def fill_after_the_rest(daemon: Daemon) -> None:
+        # The resting order fills once the later lines have their outcomes, so its
+        # own outcome is appended after records of time 2000.
+        def done() -> int:
+            return sum(1 for r in records(tmp_path / "ledger") if r["kind"] == "outcome") \
+                if (tmp_path / "ledger").exists() else 0
+        while done() < 2 or not fake.open_orders():
+            await anyio.sleep(0.01)
+        fake.fill_resting("BTC/USDT")
+
+    before = time.time_ns()
+    ledger = await run_live(tmp_path, fake, intents, during=fill_after_the_rest, expect=3)
+    after = time.time_ns()
+    assert next(r["body"]["clock"] for r in ledger if r["kind"] == "start") == "logical"
+    paper = next(r for r in ledger if r["kind"] == "outcome" and r["body"]["venue"] == "paper")
+    assert (paper["time"], paper["body"]["logical_time"]) == (2000, 2000)
+    assert "wall_time" not in paper["body"]
+    live = [r for r in ledger if r["kind"] in ("order", "outcome")
+            and r["body"]["venue"] == "binance"]
+    by = {(r["kind"], r["body"]["intent_id"][-1]): r for r in live}
+    for n, tick in (("1", 1000), ("3", 2000)):
+        order, outcome = by[("order", n)], by[("outcome", n)]
+        assert order["time"] == outcome["time"] == outcome["body"]["logical_time"] == tick
+        assert before <= order["body"]["wall_time"] <= outcome["body"]["wall_time"] <= after
+    assert by[("outcome", "1")]["body"]["status"] == "FILLED"
+    # The resting order's outcome came after a record of time 2000: logical time is
+    # the intent's own, not the time at which the venue answered.
+    assert live.index(by[("outcome", "1")]) > live.index(by[("outcome", "3")])
+
+    # A restart resumes the clock at the largest time recorded (2000), not at the
+    # last record's: a tick of 1500 goes back in time.
+    ledger = await run_live(tmp_path, fake, [{"kind": "tick", "time": 1500}], expect=4,
+                            name="b.jsonl")
+    refused = [r["body"] for r in ledger if r["kind"] == "outcome"][-1]
+    assert refused["reason"] == reasons.INPUT_CLOCK_REGRESSION
+
+
+async def test_a_stop_during_a_lookup_records_the_send_and_the_restart_settles_it(
+        tmp_path: Path, fake: FakeBinance) -> None:
+    # The venue answers 503 and never places the order. The stop comes while execd
+    # waits out the acceptance window: the send is recorded with its lookup pending,
+    # the order stays unresolved, and the next start's lookup settles it.
+    fake.inject("503_json")
+
+    async def stop_during_the_window(daemon: Daemon) -> None:
+        while fake.requests[LOOKUP] < 1:
+            await anyio.sleep(0.01)
+        daemon.stopping.set()
+
+    ledger = await run_live(tmp_path, fake, [live_intent(1)], expect=0,
+                            during=stop_during_the_window, acceptance_window_ms=3000)
+    assert [(s["attempt"], s["lookup"]) for s in sends(ledger)] == [(1, "pending")]
+    assert not [r for r in ledger if r["kind"] == "outcome"]
+    ledger = await run_live(tmp_path, fake, [], expect=1, name="b.jsonl",
+                            acceptance_window_ms=300)
+    assert [(s["attempt"], s["answer"], s["lookup"]) for s in sends(ledger)] == [
+        (1, "unknown", "pending"), (1, "unknown", "absent")]
+    outcome = outcome_of(ledger)
+    assert (outcome["status"], outcome["reason"]) == ("FAILED", reasons.EXECUTION_NOT_SENT)
+    assert fake.orders == [] and fake.posts[outcome["client_order_id"]] == 1
+
+
+async def test_a_safety_sell_on_a_ccxt_venue_exits_the_positions_its_fills_made(
+        tmp_path: Path) -> None:
+    # The account starts with quote only: what it holds after the buys is exactly what
+    # they filled, less the fees the venue took in the base asset.
+    fake = fake_exchange(balances={"BTC": D("0"), "ETH": D("0"), "USDT": D("1000000")})
+    await fake.start()
+    answers: list[dict[str, Any]] = []
+
+    async def halt_then_safety_sell(daemon: Daemon) -> None:
+        while sum(1 for r in records(tmp_path / "ledger") if r["kind"] == "outcome") < 2:
+            await anyio.sleep(0.01)
+        # Seed 000: Safety Sell bypasses the lifecycle checks, a halt among them.
+        for request in (Request("halt", reason="incident", actor="ops"),
+                        Request("safety-sell", venue="binance", reason="incident",
+                                actor="ops")):
+            answers.append(await daemon._command(request))
+
+    try:
+        ledger = await run_live(tmp_path, fake, [live_intent(1),
+                                                 live_intent(2, symbol="ETH/USDT",
+                                                             quantity="0.5")],
+                                during=halt_then_safety_sell, expect=4)
+    finally:
+        await fake.stop()
+    assert all(answer["ok"] for answer in answers), answers
+    [sell] = [r["body"] for r in ledger if r["kind"] == "safety_sell"]
+    assert (sell["venue"], sell["orders"]) == ("binance", 2)
+    exits = [r["body"] for r in ledger if r["kind"] == "outcome"
+             and r["body"]["side"] == "sell"]
+    assert sorted((o["symbol"], o["status"], o["filled_quantity"]) for o in exits) == [
+        ("BTC/USDT", "FILLED", "0.00999"), ("ETH/USDT", "FILLED", "0.4995")]
+    assert all(o["plane"] == "live" and o["venue_order_id"] for o in exits)
+    # Market exits through the real ccxt, under the client ids the ledger recorded.
+    orders = [r["body"] for r in ledger if r["kind"] == "order" and r["body"]["side"] == "sell"]
+    assert {o["type"] for o in orders} == {"market"}
+    venue = {o.clientOrderId: o for o in fake.orders}
+    assert {(venue[o["client_order_id"]].side, venue[o["client_order_id"]].type)
+            for o in orders} == {("SELL", "MARKET")}
+    # Flat: the venue holds nothing of either asset any more, and neither does the
+    # book that a restart rebuilds from the ledger.
+    assert (fake.balance("BTC").free, fake.balance("ETH").free) == (0, 0)
+    risk = Risk(config.load(tmp_path / "execd.toml").config)
+    recover(tmp_path / "ledger", repair=False, risk=risk)
+    assert risk.book.open_positions("binance") == []

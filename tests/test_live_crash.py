@@ -76,8 +76,11 @@ def test_sigkill_at_seeded_points_never_doubles_or_loses_an_order(tmp_path: Path
     starts = 0
     kills: list[str] = []
     with FakeBinanceThread(fake) as running:
+        # Resends explicitly on (the default sends once): the kills must never make
+        # the sends of one order, across every restart, exceed send_attempts.
         path = write_live_config(tmp_path, running.url, level="info", order_timeout_ms=400,
-                                 timeout_ms=1000, in_flight=3, backlog=64)
+                                 timeout_ms=1000, in_flight=3, backlog=64, send_attempts=3,
+                                 resend_window_ms=300000)
         log = tmp_path / "daemon.log"
         every = intents()
         for run, (kind, value) in enumerate([*crash_points(), ("none", 0.0)]):
@@ -115,22 +118,42 @@ def test_sigkill_at_seeded_points_never_doubles_or_loses_an_order(tmp_path: Path
             kills.append(f"{kind}:{value:g}->{code}")
         running_orders = list(fake.orders)
         requests = collections.Counter(fake.requests)
+        posts = collections.Counter(fake.posts)
 
     # Every intent got exactly one outcome, and the last run drained cleanly.
     assert code == 0, kills
     out = [r["body"] for r in records(ledger) if r["kind"] == "outcome"]
     by_intent = collections.Counter(o["intent_id"] for o in out)
     assert len(by_intent) == INTENTS and set(by_intent.values()) == {1}, kills
-    # Exactly one order per intent at the venue, under the id the ledger recorded.
+    # Never two orders for one intent at the venue, each under the id the ledger recorded.
     per_client = collections.Counter(o.clientOrderId for o in running_orders)
-    assert set(per_client.values()) == {1} and len(per_client) == INTENTS, per_client
-    assert {o["client_order_id"] for o in out} == set(per_client)
-    # What the ledger says filled is what the venue filled.
+    assert set(per_client.values()) == {1}, per_client
+    placed = {o["client_order_id"] for o in out if o.get("reason") != "EXECUTION_NOT_SENT"}
+    assert placed == set(per_client)
+    # What the ledger says filled is what the venue filled. An order a kill kept from
+    # the venue is resent only while the sends it may have had stay within
+    # send_attempts; a send a killed run may have made counts, even if it never left.
     venue = {o.clientOrderId: o for o in running_orders}
     for outcome in out:
+        if outcome["client_order_id"] not in placed:
+            assert (outcome["status"], outcome["filled_quantity"]) == ("FAILED", "0"), outcome
+            assert "not sent again: send_attempts=3" in outcome["detail"], outcome
+            continue
         assert Decimal(outcome["filled_quantity"]) == venue[outcome["client_order_id"]].executedQty
         expected = "FAILED" if int(outcome["intent_id"][-3:]) % 5 == 0 else "FILLED"
         assert outcome["status"] == expected, outcome
+    # Every send that reached the venue is in the ledger (a restart records the one a
+    # killed run could not), and no order was sent more than send_attempts times.
+    recorded: dict[str, int] = {}
+    resent = 0
+    for r in records(ledger):
+        if r["kind"] == "order_attempt":
+            body = r["body"]
+            cid = body["client_order_id"]
+            recorded[cid] = max(recorded.get(cid, 0), body["attempt"])
+            resent += body["answer"] == "placed" and body["attempt"] > 1
+    assert all(posts[cid] <= recorded.get(cid, 0) <= 3 for cid in posts), (posts, recorded)
+    assert resent and len(placed) > INTENTS // 2  # the kills made resends happen
     # The kills really landed (a SIGKILL exits -9) at every seeded point.
     assert sum(1 for k in kills if k.endswith("->-9")) == POINTS, kills
     # No unexpected endpoint; markets loaded once per start, never in a burst.
@@ -181,3 +204,100 @@ def test_a_duplicate_of_an_order_in_flight_does_not_hide_it_from_reconciliation(
     filled = next(o for o in out if o["status"] == "FILLED")
     assert [o.clientOrderId for o in orders] == [filled["client_order_id"]]
     assert Decimal(filled["filled_quantity"]) == orders[0].executedQty
+
+
+@pytest.mark.parametrize(("send_attempts", "resend_window_ms", "kills", "answers"), [
+    # The default: the order the venue never got is not sent again.
+    (None, None, 1, [(1, "absent", False)]),
+    # Resends configured: one more send, recorded before it is made; the next kill
+    # leaves nothing to spend, so the third start records it not sent.
+    (2, 300000, 2, [(1, "absent", True), (2, "absent", False)]),
+])
+def test_an_order_killed_before_it_reached_the_venue(
+        tmp_path: Path, send_attempts: int | None, resend_window_ms: int | None, kills: int,
+        answers: list[tuple[int, str, bool]]) -> None:
+    """The daemon dies as each send arrives, before the venue places it.
+
+    The order record is durable and the venue has nothing. Each restart records the
+    send the killed run could not, then sends again only within send_attempts.
+    """
+    fake = fake_exchange()
+    ledger = tmp_path / "ledger"
+    options: dict[str, Any] = {k: v for k, v in (("send_attempts", send_attempts),
+                                                 ("resend_window_ms", resend_window_ms))
+                               if v is not None}
+    with FakeBinanceThread(fake) as running:
+        path = write_live_config(tmp_path, running.url, level="info", **options)
+        log = tmp_path / "daemon.log"
+        drop(tmp_path / "lakehouse" / "inbox", "one.jsonl", lines(live_intent(1)))
+        for _ in range(kills):
+            process = start_daemon(path, log)
+
+            def hook(phase: str, order: FakeOrder | None,
+                     process: subprocess.Popen[bytes] = process) -> None:
+                if phase == "received":
+                    os.kill(process.pid, signal.SIGKILL)
+                    raise RuntimeError("daemon killed before the order was placed")
+
+            fake.on_order = hook
+            assert process.wait(timeout=60) == -signal.SIGKILL
+            fake.on_order = None
+        process = start_daemon(path, log)
+        deadline = time.monotonic() + 60
+        while outcome_count(ledger) < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+        posts = dict(fake.posts)
+        assert fake.orders == []
+    [outcome] = [r["body"] for r in records(ledger) if r["kind"] == "outcome"]
+    assert (outcome["status"], outcome["reason"]) == ("FAILED", "EXECUTION_NOT_SENT")
+    assert "not sent again" in outcome["detail"]
+    sent = [r["body"] for r in records(ledger) if r["kind"] == "order_attempt"]
+    assert [(s["attempt"], s["lookup"], s.get("resend", False)) for s in sent] == answers
+    assert {s["answer"] for s in sent} == {"not_recorded"}
+    assert posts == {outcome["client_order_id"]: kills}
+
+
+def test_a_stop_with_a_silent_venue_ends_within_the_drain_bound_and_the_restart_reconciles(
+        tmp_path: Path) -> None:
+    """SIGTERM while the venue holds an order's reply far longer than the unit would wait.
+
+    The venue placed the order and says nothing (the call's own timeout is 120 s).
+    The drain follows it for drain_timeout_ms, then leaves it in doubt and stops
+    cleanly; the next start looks it up and records what the venue did.
+    """
+    fake = fake_exchange()
+    ledger = tmp_path / "ledger"
+    thread = FakeBinanceThread(fake)
+    with thread as running:
+        path = write_live_config(tmp_path, running.url, level="info", timeout_ms=120000,
+                                 drain_timeout_ms=500)
+        log = tmp_path / "daemon.log"
+        thread.call(lambda: fake.inject("timeout", delay=600.0))
+        drop(tmp_path / "lakehouse" / "inbox", "one.jsonl", lines(live_intent(1)))
+        process = start_daemon(path, log)
+        deadline = time.monotonic() + 60
+        while not fake.orders and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert fake.orders
+        process.send_signal(signal.SIGTERM)
+        # Generous next to the 0.5 s bound, and far short of the call's 120 s timeout.
+        assert process.wait(timeout=30) == 0
+        stopped = records(ledger)
+        assert stopped[-1]["kind"] == "stop"
+        assert not [r for r in stopped if r["kind"] == "outcome"]
+        events = [line for line in log.read_text().splitlines() if "order.in_doubt" in line]
+        assert len(events) == 1 and "drain_timeout_ms=500" in events[0]
+        process = start_daemon(path, log)
+        deadline = time.monotonic() + 60
+        while outcome_count(ledger) < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+        orders = list(fake.orders)
+    [outcome] = [r["body"] for r in records(ledger) if r["kind"] == "outcome"]
+    assert outcome["status"] == "FILLED"
+    assert [o.clientOrderId for o in orders] == [outcome["client_order_id"]]
+    [sent] = [r["body"] for r in records(ledger) if r["kind"] == "order_attempt"]
+    assert (sent["attempt"], sent["answer"], sent["lookup"]) == (1, "not_recorded", "found")

@@ -6,11 +6,12 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
+import msgspec
 import pytest
 from msgspec import Raw
 
 from execd import ids, reasons
-from execd.messages import Accepted, Constraints, OrderIntent, OrderRecord
+from execd.messages import Accepted, Constraints, Fee, OrderIntent, OrderRecord
 from execd.venues.prepare import (
     MarketRules,
     OrderPlan,
@@ -19,7 +20,13 @@ from execd.venues.prepare import (
     round_price,
     rules_from_market,
 )
-from execd.venues.results import fees_of, not_executed, outcome_of_order, slippage_bps
+from execd.venues.results import (
+    fees_of,
+    held_change,
+    not_executed,
+    outcome_of_order,
+    slippage_bps,
+)
 
 D = Decimal
 RULES = MarketRules(symbol="BTC/USDT", active=True, amount_step=D("0.001"),
@@ -155,8 +162,10 @@ def test_client_order_ids_are_stable_short_and_plain() -> None:
 
 RECORD = OrderRecord(intent_id=uuid.UUID(int=3), venue="binance", symbol="BTC/USDT",
                      side="buy", client_order_id="xabc", type="limit", amount=D("0.5"),
-                     requested_quantity=D("0.5004"), intent=Raw(b"{}"), price=D("100"),
+                     requested_quantity=D("0.5"), intent=Raw(b"{}"), price=D("100"),
                      reference_price=D("99.5"))
+# Asked for 0.5004; the lot size (0.001) made the order 0.5.
+ROUNDED = msgspec.structs.replace(RECORD, requested_quantity=D("0.5004"))
 
 
 def test_a_filled_order_records_price_fees_and_slippage() -> None:
@@ -170,7 +179,27 @@ def test_a_filled_order_records_price_fees_and_slippage() -> None:
                                                             ("BTC", D("0.0005"))]
     assert outcome.slippage_bps == D("50.25")  # paid 100 against 99.5
     assert (outcome.venue_order_id, outcome.client_order_id) == ("42", "xabc")
-    assert outcome.requested_quantity == D("0.5004")
+    assert (outcome.requested_quantity, outcome.sent_quantity) == (D("0.5"), D("0.5"))
+    assert outcome.reason is None and outcome.detail is None
+
+
+def test_an_order_rounded_below_the_request_is_not_filled_when_it_fills_in_full() -> None:
+    # Seed 000: FILLED means the requested quantity. The order filled all it asked
+    # for, but rounding to the lot size had made it ask for less than the intent.
+    order = {"id": "42", "status": "closed", "filled": 0.5, "average": 100.0}
+    outcome = outcome_of_order(ROUNDED, order, execution_id="e", time=9)
+    assert (outcome.status, outcome.reason) == ("PARTIALLY_FILLED",
+                                                reasons.EXECUTION_LOT_ROUNDED)
+    assert (outcome.requested_quantity, outcome.sent_quantity, outcome.filled_quantity) == (
+        D("0.5004"), D("0.5"), D("0.5"))
+    assert outcome.detail == ("filled=0.5 of requested=0.5004: the order was for amount=0.5 "
+                              "(the requested quantity rounded down to the lot size) and "
+                              "filled in full")
+    # Short of its own amount too: the venue's ending is the reason, with all three numbers.
+    short = outcome_of_order(ROUNDED, {"status": "expired", "filled": 0.2, "cost": 20.0},
+                             execution_id="e", time=9)
+    assert (short.status, short.reason) == ("PARTIALLY_FILLED", reasons.EXECUTION_EXPIRED)
+    assert short.detail == "filled=0.2 of amount=0.5 (requested=0.5004) (venue status expired)"
 
 
 def test_partial_and_empty_endings() -> None:
@@ -228,3 +257,12 @@ def test_classify_reads_the_cause_before_the_class(name: str) -> None:
     assert classify(RuntimeError("?")) == "unknown"
     assert message_of(errors.ExchangeError("binance GET http://h/api/v3/order?signature=ab")) \
         == "ExchangeError: binance GET http://h/api/v3/order"
+
+
+def test_the_position_a_fill_leaves_is_net_of_fees_in_the_base_asset() -> None:
+    btc = (Fee(D("0.001"), "BTC"), Fee(D("2"), "USDT"))
+    assert held_change("BTC/USDT", "buy", D("1"), btc) == D("0.999")
+    assert held_change("BTC/USDT", "sell", D("1"), btc) == D("1.001")
+    assert held_change("BTC/USDT", "buy", D("1"), (Fee(D("2"), "USDT"),)) == D("1")
+    # Contracts hold no base asset: the fill is the position change.
+    assert held_change("BTC/USDT:USDT", "buy", D("1"), btc) == D("1")

@@ -40,7 +40,12 @@ class TornTail(Struct, frozen=True):
 
 
 class ScanResult(Struct):
-    """Where the chain ends."""
+    """Where the chain ends.
+
+    ``last_time`` is the largest time any record carries, which need not be the last
+    record's: a live outcome is appended when the venue answers, stamped with its
+    intent's logical time, after records of later ticks.
+    """
 
     records: int = 0
     next_seq: int = 1
@@ -135,7 +140,8 @@ def scan(
             result.records += 1
             result.next_seq = record.seq + 1
             result.last_hash = record.hash
-            result.last_time = record.time
+            if record.time > result.last_time:
+                result.last_time = record.time
             offset = end
     _check_head(result, expect, expect_source)
     return result

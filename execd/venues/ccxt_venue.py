@@ -16,11 +16,17 @@ Three parts, all in this actor:
   the order, follow it to a final state (cancelling it after
   ``order_timeout_ms``) and write its outcome.
 
-No order is sent twice. ccxt's own retries are off. A reply that leaves the
-order's fate unknown (timeout, dropped connection, 5xx, rate limit, any
-OperationFailed) is followed by a lookup by client order id; the order is sent
-again only when the venue answers that it does not have it, and at most
-``send_attempts`` times in all.
+Seed 000: execution never retries on its own, and every submission attempt is
+auditable. ccxt's own retries are off. Each send gets an ``order_attempt`` record
+(the venue's answer, and what a lookup by client order id found when the answer
+left the order's fate open: timeout, dropped connection, 5xx, rate limit, any
+OperationFailed). An order the venue never received is FAILED EXECUTION_NOT_SENT,
+unless ``send_attempts`` (default 1) explicitly allows another send, which is
+made only once the record of the one before is durable (``venues.attempts``).
+
+On a stop, orders already sent are followed to their end, but for at most
+``drain_timeout_ms``: what is still being sent or followed then is left in doubt
+(``order.in_doubt``) for the next start to reconcile.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from __future__ import annotations
 import contextlib
 import re
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -48,15 +54,19 @@ from execd.liveness import Pulse, beating
 from execd.messages import (
     LATE,
     Accepted,
+    CancelRecord,
     Entry,
     ExecutionOutcome,
+    LookupResult,
     OrderRecord,
     Plane,
+    SendAttemptRecord,
     Settled,
 )
+from execd.venues import attempts
 from execd.venues.credentials import Credentials
 from execd.venues.prepare import MarketRules, OrderPlan, prepare, rules_from_market
-from execd.venues.results import is_final, not_executed, outcome_of_order
+from execd.venues.results import held_change, is_final, not_executed, outcome_of_order
 
 # What an error from the venue means for an order that was being sent.
 Verdict = Literal["rejected", "unreachable", "unknown", "exists"]
@@ -115,15 +125,23 @@ def rewrite_urls(urls: Any, base_url: str) -> Any:
 
 
 class _Order:
-    """One order on its way through a worker."""
+    """One order on its way through a worker; ``time`` is its intent's logical time."""
 
-    __slots__ = ("durable", "found", "record")
+    __slots__ = ("attempt", "durable", "found", "held", "last", "record", "time")
 
-    def __init__(self, record: OrderRecord, found: dict[str, Any] | None = None) -> None:
+    def __init__(self, record: OrderRecord, time: int, found: dict[str, Any] | None = None,
+                 *, attempt: int = 1, last: SendAttemptRecord | None = None) -> None:
         self.record = record
+        self.time = time
         self.durable = anyio.Event()
         # The venue's state of the order, when start-up found it already there.
         self.found = found
+        # The number of its next send, and the record of its last one.
+        self.attempt = attempt
+        self.last = last
+        # Records that go with the outcome, in its commit (the send of an order the
+        # venue filled at once: nothing waits on that record alone).
+        self.held: list[Entry] = []
 
 
 class CcxtVenue:
@@ -131,18 +149,26 @@ class CcxtVenue:
 
     plane: Plane = "live"
 
-    def __init__(self, venue: str, table: CcxtConfig, credentials: Credentials, clock: Clock,
+    def __init__(self, venue: str, table: CcxtConfig, credentials: Credentials, wall: Clock,
                  *, watch: Watch, settle: Callable[[Settled], None], stopping: anyio.Event,
                  unresolved: list[tuple[OrderRecord, int]] | None = None,
+                 attempts: dict[str, SendAttemptRecord] | None = None,
                  on_call: CallHook | None = None) -> None:
         self.venue = venue
         self.on_call = on_call
         self.table = table
-        self.clock = clock
+        # The wall clock, for the wall_time of live records and the age of orders.
+        # Logical time is never read here: every record carries its intent's.
+        self.wall = wall
         self.watch = watch
         self.settle = settle
         self.stopping = stopping
         self.unresolved = list(unresolved or ())
+        # client order id -> the last send record of each unresolved order.
+        self.last_sends = dict(attempts or {})
+        # Set once a stop has waited drain_timeout_ms: no more calls to the venue.
+        self.cut = anyio.Event()
+        self._scopes: dict[anyio.CancelScope, OrderRecord | None] = {}
         self.ready = anyio.Event()
         self.state = "starting"
         # Every order an earlier run sent, it sent before this moment.
@@ -217,22 +243,56 @@ class CcxtVenue:
         """Start up, then take intents until the router closes, then finish in flight.
 
         ``pulse`` covers intake; workers wait on the venue, each call bounded by
-        ``timeout_ms``, so they are not watched.
+        ``timeout_ms`` and, once stopping, all of them by ``drain_timeout_ms``, so
+        they are not watched.
         """
         try:
-            async with receive, send, anyio.create_task_group() as tg:
-                for _ in range(self.table.max_in_flight):
-                    tg.start_soon(self._worker, self._work_receive.clone(), send.clone())
-                self._work_receive.close()
-                # Start-up hands reconciled orders to the workers through its own
-                # clone, so the work stream stays open until both it and intake end.
-                tg.start_soon(self._start, send.clone(), self._work_send.clone())
-                async with self._work_send:
-                    async for batch in beating(receive, pulse):
-                        await send.send([self._intake(item) for item in batch])
+            async with receive, send, anyio.create_task_group() as outer:
+                outer.start_soon(self._bound_drain)
+                async with anyio.create_task_group() as tg:
+                    for _ in range(self.table.max_in_flight):
+                        tg.start_soon(self._worker, self._work_receive.clone(), send.clone())
+                    self._work_receive.close()
+                    # Start-up hands reconciled orders to the workers through its own
+                    # clone, so the work stream stays open until both it and intake end.
+                    tg.start_soon(self._start, send.clone(), self._work_send.clone())
+                    async with self._work_send:
+                        async for batch in beating(receive, pulse):
+                            await send.send([self._intake(item) for item in batch])
+                outer.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):
                 await self.exchange.close()
+
+    async def _bound_drain(self) -> None:
+        """Once stopping, give the venue drain_timeout_ms, then cut every call short.
+
+        The unit's TimeoutStopSec must cover this bound, or the manager's SIGKILL
+        comes first. What is cut is left in doubt: its order record stays without an
+        outcome, and the next start reconciles it with the venue.
+        """
+        await self.stopping.wait()
+        await anyio.sleep(self.table.drain_timeout_ms / 1000)
+        self.cut.set()
+        for scope in list(self._scopes):
+            scope.cancel()
+
+    @contextlib.contextmanager
+    def _cuttable(self, record: OrderRecord | None) -> Iterator[anyio.CancelScope]:
+        """A scope for calls to the venue that the drain bound cancels (at once if passed)."""
+        with anyio.CancelScope() as scope:
+            self._scopes[scope] = record
+            if self.cut.is_set():
+                scope.cancel()
+            try:
+                yield scope
+            finally:
+                del self._scopes[scope]
+
+    def _in_doubt(self, record: OrderRecord, why: str) -> None:
+        self.log.error("order.in_doubt", intent_id=str(record.intent_id),
+                       client_order_id=record.client_order_id, why=why,
+                       note="left for reconciliation at the next start")
 
     # -------------------------------------------------------------------- intake
 
@@ -252,8 +312,9 @@ class CcxtVenue:
                                                 self.table.client_order_id_length),
             type=plan.type, amount=plan.amount, requested_quantity=intent.quantity,
             intent=Raw(item.raw), price=plan.price, reference_price=intent.reference_price,
-            post_only=plan.post_only, reduce_only=plan.reduce_only, source=item.source)
-        order = _Order(record)
+            post_only=plan.post_only, reduce_only=plan.reduce_only, source=item.source,
+            wall_time=self.wall.now())
+        order = _Order(record, item.time)
         try:
             self._work_send.send_nowait(order)
         except anyio.WouldBlock:
@@ -272,7 +333,7 @@ class CcxtVenue:
             status=status, filled_quantity=Decimal(0), logical_time=item.time, plane="live",
             venue=self.venue, symbol=intent.symbol, side=item.side,
             requested_quantity=intent.quantity, reason=reason, detail=detail,
-            source=item.source, intent=Raw(item.raw))
+            source=item.source, intent=Raw(item.raw), wall_time=self.wall.now())
         entry = Entry(item.seq, "outcome", item.time, outcome)
         self._settle_when_durable(entry, outcome)
         return entry
@@ -281,10 +342,13 @@ class CcxtVenue:
         """Once ``outcome`` is durable, release what the sentinel holds pending for it.
 
         The sentinel held the intent's whole quantity: the outcome's requested one.
+        The position moves by what the account now holds (fees in the base asset
+        taken off), which is what a later exit can sell.
         """
-        settled = Settled(self.venue, outcome.symbol or "", outcome.side or "buy",
-                          outcome.status, outcome.reason,
-                          outcome.requested_quantity or Decimal(0), outcome.filled_quantity,
+        symbol, side = outcome.symbol or "", outcome.side or "buy"
+        settled = Settled(self.venue, symbol, side, outcome.status, outcome.reason,
+                          outcome.requested_quantity or Decimal(0),
+                          held_change(symbol, side, outcome.filled_quantity, outcome.fees),
                           outcome.average_price, outcome.logical_time)
         self.watch(entry, lambda seq: self.settle(settled))
 
@@ -293,13 +357,20 @@ class CcxtVenue:
     async def _start(self, send: ObjectSendStream[list[Entry]],
                      work: ObjectSendStream[_Order]) -> None:
         async with send, work:
-            if not await self._connect():
-                return
-            try:
-                await self._reconcile(send, work)
-            except _InDoubt:
+            with self._cuttable(None) as scope:
+                if not await self._connect():
+                    return
+                try:
+                    await self._reconcile(send, work)
+                except _InDoubt:
+                    return
+            if scope.cancelled_caught:
+                self.log.error("venue.start_cut", state=self.state,
+                               drain_timeout_ms=self.table.drain_timeout_ms,
+                               note="unresolved orders are reconciled at the next start")
                 return
             self.unresolved = []
+            self.last_sends = {}
             self.state = "ready"
             self.log.info("venue.ready", markets=len(self.rules))
             self.ready.set()
@@ -345,6 +416,8 @@ class CcxtVenue:
         Each is looked up by client order id. One the venue does not have is looked
         up again once the acceptance window has passed since this start (the
         earlier run sent nothing later than that), and only then counts as unsent.
+        What follows is :func:`attempts.at_start`'s decision; a send the ledger
+        does not show yet is recorded, durably, before anything else is done.
         """
         absent: list[tuple[OrderRecord, int]] = []
         for record, time in self.unresolved:
@@ -353,7 +426,7 @@ class CcxtVenue:
             if found is None:
                 absent.append((record, time))
             else:
-                await self._hand_over(record, work, found)
+                await self._resolve(record, time, found, send, work)
         if not absent:
             return
         remaining = self._started + self._window - anyio.current_time()
@@ -364,30 +437,39 @@ class CcxtVenue:
             if self.stopping.is_set():
                 raise _InDoubt
         for record, time in absent:
-            found = await self._lookup(record, delay=0.0)
-            if found is not None:
-                await self._hand_over(record, work, found)
-                continue
-            age_ms = (self.clock.now() - time) // 1_000_000
-            log = self.log.bind(intent_id=str(record.intent_id),
-                                client_order_id=record.client_order_id, age_ms=age_ms)
-            if age_ms > self.table.resend_window_ms:
-                log.warning("order.not_sent")
-                await self._finish(send, self._failed(
-                    record, reasons.EXECUTION_NOT_SENT,
-                    f"the venue does not have it and it was recorded {age_ms} ms ago "
-                    f"> resend_window_ms={self.table.resend_window_ms}"))
-                continue
-            log.info("order.resend_unsent")
-            await self._hand_over(record, work, None)
+            await self._resolve(record, time, await self._lookup(record, delay=0.0), send, work)
 
-    async def _hand_over(self, record: OrderRecord, work: ObjectSendStream[_Order],
-                         found: dict[str, Any] | None) -> None:
-        if found is not None:
-            self.log.info("order.reconciled", intent_id=str(record.intent_id),
-                          client_order_id=record.client_order_id,
-                          venue_status=found.get("status"))
-        order = _Order(record, found)
+    async def _resolve(self, record: OrderRecord, time: int, found: dict[str, Any] | None,
+                       send: ObjectSendStream[list[Entry]],
+                       work: ObjectSendStream[_Order]) -> None:
+        """Carry out start-up's decision for one unresolved order."""
+        last = self.last_sends.get(record.client_order_id)
+        # Age on the wall clock: logical time says nothing about how long ago.
+        age_ms = (None if record.wall_time is None
+                  else (self.wall.now() - record.wall_time) // 1_000_000)
+        venue_id = found.get("id") if found is not None else None
+        settle, step = attempts.at_start(
+            record, last, found is not None, self.wall.now(),
+            send_attempts=self.table.send_attempts, resend_window_ms=self.table.resend_window_ms,
+            age_ms=age_ms, venue_order_id=str(venue_id) if venue_id else None,
+            venue_status=found.get("status") if found is not None else None)
+        order = _Order(record, time, found, last=settle or last)
+        log = self.log.bind(intent_id=str(record.intent_id),
+                            client_order_id=record.client_order_id, age_ms=age_ms)
+        if step.action == "fail":
+            log.warning("order.not_sent" if step.reason == reasons.EXECUTION_NOT_SENT
+                        else "order.reconciled", reason=step.reason, detail=step.detail)
+            outcome = self._failed(order, step.reason or "", step.detail or "")
+            await self._finish(send, outcome, *([self._attempt_entry(order, settle)]
+                                                if settle is not None else []))
+            return
+        if settle is not None:
+            await self._write_attempt(send, order, settle, durable=step.action == "resend")
+        if step.action == "resend":
+            order.attempt = settle.attempt + 1 if settle is not None else 1
+            log.info("order.resend_unsent", attempt=order.attempt)
+        else:
+            log.info("order.reconciled", venue_status=(found or {}).get("status"))
         order.durable.set()  # recorded by an earlier run
         await work.send(order)
 
@@ -399,37 +481,65 @@ class CcxtVenue:
             async for order in work:
                 await order.durable.wait()
                 self.in_flight += 1
+                outcome: ExecutionOutcome | None = None
                 try:
-                    outcome = await self._execute(order)
+                    with self._cuttable(order.record) as scope:
+                        outcome = await self._execute(order, send)
                 except _InDoubt:
-                    self.log.error("order.in_doubt", intent_id=str(order.record.intent_id),
-                                   client_order_id=order.record.client_order_id,
-                                   note="left for reconciliation at the next start")
-                    continue
+                    self._in_doubt(order.record, "the venue could not say what became of it "
+                                   "during the stop")
                 finally:
                     self.in_flight -= 1
-                await self._finish(send, outcome)
+                if scope.cancelled_caught:
+                    self._in_doubt(order.record, f"still being sent or followed after "
+                                   f"drain_timeout_ms={self.table.drain_timeout_ms}")
+                elif outcome is not None:
+                    await self._finish(send, outcome, *order.held)
 
-    async def _finish(self, send: ObjectSendStream[list[Entry]],
-                      outcome: ExecutionOutcome) -> None:
+    async def _finish(self, send: ObjectSendStream[list[Entry]], outcome: ExecutionOutcome,
+                      *before: Entry) -> None:
+        """Write ``outcome`` (after ``before``, in the same commit) and settle it once durable."""
         entry = Entry(LATE, "outcome", outcome.logical_time, outcome)
         self._settle_when_durable(entry, outcome)
-        await send.send([entry])
+        await send.send([*before, entry])
 
-    async def _execute(self, order: _Order) -> ExecutionOutcome:
-        record = order.record
+    def _attempt_entry(self, order: _Order, attempt: SendAttemptRecord) -> Entry:
+        order.last = attempt
+        return Entry(LATE, "order_attempt", order.time, attempt)
+
+    async def _write_attempt(self, send: ObjectSendStream[list[Entry]], order: _Order,
+                             attempt: SendAttemptRecord, *, durable: bool) -> None:
+        """Record one send; with ``durable``, return only once the record is on disk."""
+        entry = self._attempt_entry(order, attempt)
+        done = anyio.Event()
+        if durable:
+            self.watch(entry, lambda seq: done.set())
+        await send.send([entry])
+        if durable:
+            await done.wait()
+
+    async def _execute(self, order: _Order,
+                       send: ObjectSendStream[list[Entry]]) -> ExecutionOutcome | None:
+        """The order's outcome; None when it was written already (with its send record)."""
         if order.found is None and self.stopping.is_set():
             # Its record is durable and nothing left: a drain never waits on a venue
             # for orders it has not sent yet.
-            return self._failed(record, reasons.EXECUTION_NOT_SENT,
+            return self._failed(order, reasons.EXECUTION_NOT_SENT,
                                 "not sent: the daemon was stopping")
-        state = order.found if order.found is not None else await self._send(record)
-        if isinstance(state, ExecutionOutcome):
-            return state
-        return await self._track(record, state)
+        state = order.found if order.found is not None else await self._send(order, send)
+        if state is None:
+            return None
+        return await self._track(order, state, send)
 
-    async def _send(self, record: OrderRecord) -> dict[str, Any] | ExecutionOutcome:
-        """Send the order; its venue state, or the outcome when it was not placed."""
+    async def _send(self, order: _Order,
+                    send: ObjectSendStream[list[Entry]]) -> dict[str, Any] | None:
+        """Send the order; its venue state, or None once a final outcome is written.
+
+        Each send is recorded. A send that leaves the order's fate open is followed
+        by lookups; another send is made only if ``attempts.after_send`` says so
+        (never by default), and only once this one's record is durable.
+        """
+        record = order.record
         params: dict[str, Any] = {"clientOrderId": record.client_order_id}
         if record.post_only:
             params["postOnly"] = True
@@ -438,45 +548,80 @@ class CcxtVenue:
         price = str(record.price) if record.price is not None else None
         log = self.log.bind(intent_id=str(record.intent_id),
                             client_order_id=record.client_order_id)
-        message = ""
-        for attempt in range(1, self.table.send_attempts + 1):
+        while True:
+            attempt = order.attempt
             sent_at = anyio.current_time()
             try:
                 placed: dict[str, Any] = await self._call(
                     "create_order", record.symbol, record.type, record.side,
                     str(record.amount), price, params)
-                return placed
             except Exception as exc:
-                verdict, message = classify(exc), message_of(exc)
-            log.warning("order.send_failed", attempt=attempt, verdict=verdict, error=message)
-            if verdict == "rejected":
-                return self._failed(record, reasons.EXECUTION_REJECTED, message)
-            if verdict == "unreachable":
-                return self._failed(record, reasons.EXECUTION_NOT_AVAILABLE, message)
-            found = await self._lookup(record, delay=self.table.lookup_delay_ms / 1000)
-            if found is None:
-                # Not there yet is not never: ask again once the venue can no longer
-                # act on the request it did not answer.
-                wait = sent_at + self._window - anyio.current_time()
-                if wait > 0:
-                    found = await self._lookup(record, delay=wait)
-                    if found is None and anyio.current_time() < sent_at + self._window:
-                        raise _InDoubt  # the wait was cut short by a stop
-            if found is not None:
+                answer: Verdict = classify(exc)
+                message = message_of(exc)
+            else:
+                venue_id = placed.get("id")
+                sent = attempts.attempt_record(
+                    record, attempt, "placed", self.wall.now(),
+                    venue_order_id=str(venue_id) if venue_id else None,
+                    venue_status=placed.get("status"))
+                if is_final(placed):
+                    order.held.append(self._attempt_entry(order, sent))
+                else:
+                    await self._write_attempt(send, order, sent, durable=False)
+                return placed
+            log.warning("order.send_failed", attempt=attempt, verdict=answer, error=message)
+            found: dict[str, Any] | None = None
+            lookup: LookupResult | None = None
+            if answer in ("unknown", "exists"):
+                try:
+                    found = await self._settle_lookup(record, sent_at)
+                except _InDoubt:
+                    await self._write_attempt(send, order, attempts.attempt_record(
+                        record, attempt, answer, self.wall.now(), message=message,
+                        lookup="pending"), durable=False)
+                    raise
+                lookup = "found" if found is not None else "absent"
+            step = attempts.after_send(attempt, answer, message, lookup,
+                                       self.table.send_attempts)
+            venue_id = found.get("id") if found is not None else None
+            sent = attempts.attempt_record(
+                record, attempt, answer, self.wall.now(), message=message, lookup=lookup,
+                venue_order_id=str(venue_id) if venue_id else None,
+                venue_status=found.get("status") if found is not None else None,
+                resend=step.action == "resend")
+            if step.action == "track":
+                assert found is not None
                 log.info("order.found_after_error", venue_status=found.get("status"))
+                await self._write_attempt(send, order, sent, durable=False)
                 return found
-            if verdict == "exists":
-                # The venue refused a duplicate id, then could not find the original:
-                # its two answers disagree, and sending a third time could double it.
-                return self._failed(record, reasons.EXECUTION_REJECTED,
-                                    f"{message}; and no order with this client id was found")
-        return self._failed(record, reasons.EXECUTION_NOT_SENT,
-                            f"{self.table.send_attempts} sends each failed and the venue "
-                            f"then had no such order (send_attempts); last: {message}")
+            if step.action == "fail":
+                outcome = self._failed(order, step.reason or "", step.detail or "")
+                await self._finish(send, outcome, self._attempt_entry(order, sent))
+                return None
+            await self._write_attempt(send, order, sent, durable=True)
+            order.attempt = attempt + 1
 
-    def _failed(self, record: OrderRecord, reason: str, detail: str) -> ExecutionOutcome:
+    async def _settle_lookup(self, record: OrderRecord, sent_at: float) -> dict[str, Any] | None:
+        """After an answer that left the order's fate open: the venue's state of it, or None.
+
+        "No such order" counts only once the acceptance window since the send has
+        passed, since the venue may act late on a request it did not answer. Raises
+        _InDoubt when a stop cuts the wait short.
+        """
+        found = await self._lookup(record, delay=self.table.lookup_delay_ms / 1000)
+        if found is None:
+            wait = sent_at + self._window - anyio.current_time()
+            if wait > 0:
+                found = await self._lookup(record, delay=wait)
+                if found is None and anyio.current_time() < sent_at + self._window:
+                    raise _InDoubt  # the wait was cut short by a stop
+        return found
+
+    def _failed(self, order: _Order, reason: str, detail: str) -> ExecutionOutcome:
+        record = order.record
         return not_executed(record, execution_id=self._execution_id(record.intent_id),
-                            time=self.clock.now(), reason=reason, detail=detail)
+                            time=order.time, reason=reason, detail=detail,
+                            wall_time=self.wall.now())
 
     async def _lookup(self, record: OrderRecord, *, delay: float) -> dict[str, Any] | None:
         """The venue's state of the order with ``record``'s client id; None if it has none.
@@ -500,8 +645,20 @@ class CcxtVenue:
                 self._call_failed("order.lookup_failed", record, exc, failures)
                 wait = min(max(wait * 2, self.table.poll_interval_ms / 1000), _MAX_BACKOFF)
 
-    async def _track(self, record: OrderRecord, order: dict[str, Any]) -> ExecutionOutcome:
+    async def _write_cancel(self, send: ObjectSendStream[list[Entry]], placed: _Order,
+                            order_id: Any, why: Literal["order_timeout_ms", "stopping"],
+                            answer: str) -> None:
+        """Record a cancel request execd made on its own, with the venue's answer."""
+        record = placed.record
+        await send.send([Entry(LATE, "order_cancel", placed.time, CancelRecord(
+            intent_id=record.intent_id, venue=record.venue,
+            client_order_id=record.client_order_id, why=why, answer=answer,
+            wall_time=self.wall.now(), venue_order_id=str(order_id) if order_id else None))])
+
+    async def _track(self, placed: _Order, order: dict[str, Any],
+                     send: ObjectSendStream[list[Entry]]) -> ExecutionOutcome:
         """Follow the order until it is final; cancel it after order_timeout_ms or at stop."""
+        record = placed.record
         deadline = anyio.current_time() + self.table.order_timeout_ms / 1000
         poll = self.table.poll_interval_ms / 1000
         cancelled = False
@@ -517,9 +674,18 @@ class CcxtVenue:
                         raise _InDoubt
                     await anyio.sleep(poll)
                 elif self.stopping.is_set() or anyio.current_time() >= deadline:
-                    # OrderNotFound: it ended on its own meanwhile; read its final state.
-                    with contextlib.suppress(errors.OrderNotFound):
+                    why: Literal["order_timeout_ms", "stopping"] = (
+                        "stopping" if self.stopping.is_set() else "order_timeout_ms")
+                    try:
                         order = await self._call("cancel_order", order_id, record.symbol)
+                        answer = str(order.get("status"))
+                    except errors.OrderNotFound:
+                        # It ended on its own meanwhile; read its final state below.
+                        answer = "not found"
+                    except Exception as exc:
+                        await self._write_cancel(send, placed, order_id, why, message_of(exc))
+                        raise
+                    await self._write_cancel(send, placed, order_id, why, answer)
                     cancelled = True
                     if is_final(order):
                         break
@@ -533,7 +699,8 @@ class CcxtVenue:
                 self._call_failed("order.poll_failed", record, exc, failures)
                 await self._pause(min(poll * failures, _MAX_BACKOFF))
         return outcome_of_order(record, order, execution_id=self._execution_id(record.intent_id),
-                                time=self.clock.now(), cancelled_by_us=cancelled)
+                                time=placed.time, cancelled_by_us=cancelled,
+                                wall_time=self.wall.now())
 
     def _call_failed(self, event: str, record: OrderRecord, exc: Exception,
                      failures: int) -> None:

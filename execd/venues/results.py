@@ -2,8 +2,9 @@
 
 Reads ccxt's unified order structure (status, filled, average, cost, fees) and the
 order record written before the order was sent; decides final or not, and builds
-the one outcome of the intent: FILLED, PARTIALLY_FILLED or FAILED, with average
-price, fees and slippage against the intent's reference price.
+the one outcome of the intent: FILLED (the requested quantity), PARTIALLY_FILLED or
+FAILED, with the quantities requested, sent and filled, the average price, fees and
+slippage against the intent's reference price.
 """
 
 from __future__ import annotations
@@ -40,6 +41,22 @@ def fees_of(order: dict[str, Any]) -> tuple[Fee, ...]:
     return tuple(Fee(totals[c], c) for c in sorted(totals))
 
 
+def held_change(symbol: str, side: str, filled: Decimal, fees: tuple[Fee, ...]) -> Decimal:
+    """How far a fill moved the position the account holds in ``symbol``'s base asset.
+
+    A spot venue may take its fee in the base asset (Binance does on buys unless BNB
+    pays): a buy then delivers less than it filled, and a sell costs more. Booking
+    the gross fill would leave a position the account cannot sell, so a Safety Sell
+    of it would be refused for insufficient funds. Contracts (``BASE/QUOTE:SETTLE``)
+    hold no base asset: their fill is the position change.
+    """
+    base, slash, rest = symbol.partition("/")
+    if not slash or ":" in rest:
+        return filled
+    fee = sum((f.cost for f in fees if f.currency == base), _ZERO)
+    return filled - fee if side == "buy" else filled + fee
+
+
 def slippage_bps(side: str, average: Decimal | None, reference: Decimal | None
                  ) -> Decimal | None:
     """Average price against the reference, in bps: positive is worse for ``side``."""
@@ -50,8 +67,12 @@ def slippage_bps(side: str, average: Decimal | None, reference: Decimal | None
 
 
 def outcome_of_order(record: OrderRecord, order: dict[str, Any], *, execution_id: str,
-                     time: int, cancelled_by_us: bool = False) -> ExecutionOutcome:
-    """The outcome of a final order (``is_final(order)``)."""
+                     time: int, cancelled_by_us: bool = False,
+                     wall_time: int | None = None) -> ExecutionOutcome:
+    """The outcome of a final order (``is_final(order)``).
+
+    ``time`` is the intent's logical time; ``wall_time`` when the outcome was known.
+    """
     filled = number(order.get("filled")) or _ZERO
     average = number(order.get("average"))
     if average is None and filled:
@@ -61,8 +82,16 @@ def outcome_of_order(record: OrderRecord, order: dict[str, Any], *, execution_id
     reason: str | None = None
     detail: str | None = None
     state = order.get("status")
-    if filled >= record.amount:
+    requested, amount = record.requested_quantity, record.amount
+    if filled >= requested:
         status = "FILLED"
+    elif filled >= amount:
+        # The order did all it asked for, but it asked for less than the intent:
+        # seed 000's FILLED is the requested quantity, so this is not a fill.
+        status, reason = "PARTIALLY_FILLED", reasons.EXECUTION_LOT_ROUNDED
+        detail = (f"filled={filled} of requested={requested}: the order was for "
+                  f"amount={amount} (the requested quantity rounded down to the lot size) "
+                  f"and filled in full")
     else:
         why = ("cancelled by execd after order_timeout_ms" if cancelled_by_us
                else f"venue status {state}")
@@ -72,24 +101,28 @@ def outcome_of_order(record: OrderRecord, order: dict[str, Any], *, execution_id
             status, reason = "FAILED", reasons.EXECUTION_REJECTED
         else:
             status, reason = "FAILED", reasons.EXECUTION_EXPIRED
-        detail = f"filled={filled} of amount={record.amount} ({why})"
+        asked = f" (requested={requested})" if requested != amount else ""
+        detail = f"filled={filled} of amount={amount}{asked} ({why})"
     venue_id = order.get("id")
     return _outcome(record, execution_id, time, status, filled, reason, detail,
                     average=average, venue_order_id=str(venue_id) if venue_id else None,
                     fees=fees_of(order),
-                    slippage=slippage_bps(record.side, average, record.reference_price))
+                    slippage=slippage_bps(record.side, average, record.reference_price),
+                    wall_time=wall_time)
 
 
 def not_executed(record: OrderRecord, *, execution_id: str, time: int, reason: str,
-                 detail: str) -> ExecutionOutcome:
+                 detail: str, wall_time: int | None = None) -> ExecutionOutcome:
     """The FAILED outcome of an order that did not execute at all."""
-    return _outcome(record, execution_id, time, "FAILED", _ZERO, reason, detail)
+    return _outcome(record, execution_id, time, "FAILED", _ZERO, reason, detail,
+                    wall_time=wall_time)
 
 
 def _outcome(record: OrderRecord, execution_id: str, time: int, status: Status,
              filled: Decimal, reason: str | None, detail: str | None, *,
              average: Decimal | None = None, venue_order_id: str | None = None,
-             fees: tuple[Fee, ...] = (), slippage: Decimal | None = None) -> ExecutionOutcome:
+             fees: tuple[Fee, ...] = (), slippage: Decimal | None = None,
+             wall_time: int | None = None) -> ExecutionOutcome:
     return ExecutionOutcome(
         execution_id=execution_id, intent_id=record.intent_id, status=status,
         filled_quantity=filled, logical_time=time, plane="live", venue=record.venue,
@@ -97,5 +130,5 @@ def _outcome(record: OrderRecord, execution_id: str, time: int, status: Status,
         average_price=average, reason=reason, detail=detail, source=record.source,
         intent=record.intent,
         client_order_id=record.client_order_id, venue_order_id=venue_order_id, fees=fees,
-        slippage_bps=slippage,
+        slippage_bps=slippage, sent_quantity=record.amount, wall_time=wall_time,
     )
