@@ -21,6 +21,8 @@ import anyio
 from execd import __version__, config, logs
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_LEDGER = 0, 1, 2, 3
+# Stop signals that arrived before the daemon listened for them (see cmd_run).
+EARLY_SIGNALS: list[int] = []
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
 
@@ -48,8 +50,11 @@ def _plan_ledger_dir(args: argparse.Namespace) -> Path | None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    # A SIGHUP before the daemon listens for it must not kill it (its default action).
+    # A SIGHUP before the daemon listens for it must not kill it (its default action),
+    # and a SIGTERM or SIGINT then is kept for the daemon: it stops as soon as it can.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda number, frame: EARLY_SIGNALS.append(number))
     loaded = _load(args.config)
     if loaded is None:
         return EXIT_CONFIG
@@ -100,7 +105,8 @@ def _serve(loaded: config.LoadedConfig, mode: str, inputs: list[Path],
     from execd.ledger.segments import InUse, LedgerIOError
 
     log = logs.get("daemon")
-    daemon = Daemon(loaded, mode=mode, inputs=inputs, ledger_dir=ledger)  # type: ignore[arg-type]
+    daemon = Daemon(loaded, mode=mode, inputs=inputs, ledger_dir=ledger,  # type: ignore[arg-type]
+                    early_signals=EARLY_SIGNALS)
     try:
         anyio.run(daemon.run)
     except BaseException as raised:  # every way out gets its exit status
@@ -233,11 +239,13 @@ def cmd_submit(args: argparse.Namespace) -> int:
                   "fix them, or submit anyway with --no-check", file=sys.stderr)
             return EXIT_FAILED
         if args.key_file:
+            from execd.files import FileRefused
+            from execd.signatures import read_key_file
+
             try:
-                key = Path(args.key_file).read_bytes().rstrip(b"\r\n")
-            except OSError as exc:
-                print(f"{args.key_file}: expected a readable key file, found {exc.strerror}",
-                      file=sys.stderr)
+                key = read_key_file(args.key_file)
+            except FileRefused as exc:
+                print(exc, file=sys.stderr)
                 return EXIT_CONFIG
             data = signed(data, key)
         target = submit(loaded.config.lakehouse, data, args.name or default_name(source, data))

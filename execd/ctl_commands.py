@@ -137,11 +137,13 @@ def cmd_ctl(args: argparse.Namespace, load: LoadConfig) -> int:
 
 def cmd_sign(args: argparse.Namespace) -> int:
     """Print the input files with every intent line signed; exit 1 on the first bad input."""
+    from execd.files import FileRefused
+    from execd.signatures import read_key_file
+
     try:
-        key = Path(args.key_file).read_bytes().rstrip(b"\r\n")
-    except OSError as exc:
-        print(f"{args.key_file}: expected a readable key file, found {exc.strerror}",
-              file=sys.stderr)
+        key = read_key_file(args.key_file)
+    except FileRefused as exc:
+        print(exc, file=sys.stderr)
         return EXIT_CONFIG
     with contextlib.ExitStack() as stack:
         handles = []

@@ -146,6 +146,7 @@ class Daemon:
         ledger_dir: Path | None = None,
         durable_probe: Callable[[Commit], None] | None = None,
         read_probe: Callable[[list[ReaderItem]], None] | None = None,
+        early_signals: list[int] | None = None,
     ) -> None:
         self.loaded = loaded
         self.config = loaded.config
@@ -154,6 +155,8 @@ class Daemon:
         self.ledger_dir = ledger_dir or Path(self.config.daemon.ledger_dir)
         self.durable_probe = durable_probe
         self.read_probe = read_probe
+        # Stop signals caught before the daemon's own receiver was in place.
+        self.early_signals = early_signals if early_signals is not None else []
         self.stopping = anyio.Event()
         self.stop_reason = "input exhausted" if mode == "replay" else "stopped"
         self.log = logs.get("daemon", mode=mode)
@@ -241,6 +244,8 @@ class Daemon:
         signals = (anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
                    if self.mode == "run" else contextlib.nullcontext(None))
         with signals as received, exclusive(self.ledger_dir), self._own_lakehouse():
+            if self.early_signals:
+                self._drain(signal.Signals(self.early_signals[0]).name)
             server: ControlServer | None = None
             listener: SocketListener | None = None
             if self.mode == "run":
@@ -543,10 +548,14 @@ class Daemon:
             if self.stopping.is_set():
                 self.log.warning("daemon.already_draining", signal=name)
                 continue
-            self.stop_reason = f"signal {name}"
-            self.log.info("daemon.draining", signal=name)
-            self.stopping.set()
-            self.notifier.stopping(f"draining after {name}: finishing what is in flight")
+            self._drain(name)
+
+    def _drain(self, name: str) -> None:
+        """Begin the drain that a stop signal asks for."""
+        self.stop_reason = f"signal {name}"
+        self.log.info("daemon.draining", signal=name)
+        self.stopping.set()
+        self.notifier.stopping(f"draining after {name}: finishing what is in flight")
 
     # ------------------------------------------------------------ service manager
 

@@ -64,6 +64,12 @@ def verify(key: bytes, line: bytes, signature: str) -> bool:
     return hmac.compare_digest(sign(key, line), signature)
 
 
+def read_key_file(path: str | Path) -> bytes:
+    """A key given on the command line (``--key-file``): the file's bytes without
+    trailing newlines. Raises FileRefused (a regular file of at most MAX_SECRET_BYTES)."""
+    return read_regular(path, MAX_SECRET_BYTES, "key file").rstrip(b"\r\n")
+
+
 def load_key(risk: RiskConfig, config_file: str) -> bytes | None:
     """The signing key named by the config, or None when none is configured.
 
@@ -84,7 +90,7 @@ def load_key(risk: RiskConfig, config_file: str) -> bytes | None:
     else:
         return None
     try:
-        key = read_regular(path, MAX_SECRET_BYTES, "key file").rstrip(b"\r\n")
+        key = read_key_file(path)
     except FileRefused as exc:
         raise ConfigError([ConfigProblem(config_file, key_name, exc.expected,
                                          f"{path}: {exc.found}")]) from None

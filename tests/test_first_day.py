@@ -61,3 +61,23 @@ def test_a_missing_lakehouse_and_registry_are_said_at_start(tmp_path: Path) -> N
     warned = {json.loads(line)["event"] for line in log.read_text().splitlines()
               if '"level": "warning"' in line}
     assert {"lakehouse.created", "provenance.registry_missing"} <= warned
+
+
+def test_a_sigterm_during_start_up_is_a_clean_stop(tmp_path: Path) -> None:
+    """Loading a config with a ccxt venue imports ccxt (about 0.4 s): a SIGTERM then used
+    to kill the process (-15) before the daemon's handler was in place."""
+    import subprocess
+    import time
+
+    from tests.helpers import EXECD, ROOT
+    from tests.live import write_live_config
+
+    path = write_live_config(tmp_path, "http://127.0.0.1:9")
+    codes = []
+    for delay in (0.45, 0.6, 0.8):
+        process = subprocess.Popen([*EXECD, "run", "--config", str(path)], cwd=ROOT,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        process.send_signal(signal.SIGTERM)
+        codes.append(process.wait(timeout=60))
+    assert codes == [0, 0, 0]
