@@ -46,6 +46,7 @@ from execd.messages import (
 
 _ZERO = Decimal(0)
 _EXCERPT = 80
+_BLANK = b" \t\r"  # JSON's whitespace, less the line feed that ends a line
 
 
 def quarantine(seq: int, time: int, source: Source, reason: str, detail: str) -> Entry:
@@ -113,8 +114,10 @@ class ReaderCore:
 
     def _one(self, line: bytes, end: int) -> ReaderItem | None:
         self._line += 1
-        # Most lines are exactly one JSON object; only others need stripping.
-        text = line if line[:1] == b"{" and line[-1:] == b"}" else line.strip()
+        # Most lines are exactly one JSON object; only others need stripping. A line
+        # of only JSON whitespace (space, tab, CR) is not a record and gets no outcome
+        # (its number still counts); other bytes, form feeds included, are read as JSON.
+        text = line if line[:1] == b"{" and line[-1:] == b"}" else line.strip(_BLANK)
         if not text:
             return None
         self._records += 1

@@ -135,3 +135,23 @@ def test_an_empty_file_is_an_outcome() -> None:
 def test_ticks_under_the_wall_clock_are_quarantined() -> None:
     items = read(lines({"kind": "tick", "time": 5}), clock=WallClock())
     assert outcome(items[0]).reason == reasons.INPUT_TICK_UNDER_WALL_CLOCK
+
+
+def test_blank_lines_get_no_outcome_but_keep_their_numbers() -> None:
+    # Only JSON whitespace (space, tab, CR) makes a line blank: it is not a record.
+    # Anything else, a form feed or a no-break space included, is read and judged.
+    data = lines("", intent(1), "  \t ", "\r", intent(2), "\x0c", "\u00a0", intent(3)) + b"\n \n"
+    items = read(data)
+    intents = [(i.source.line, int(str(i.intent.intent_id)[-12:])) for i in items
+               if isinstance(i, IntentIn)]
+    assert intents == [(2, 1), (5, 2), (8, 3)]
+    quarantined = {outcome(i).source.line: outcome(i).reason for i in items
+                   if isinstance(i, Entry) and i.kind == "outcome"}
+    assert quarantined == {6: reasons.INPUT_MALFORMED_JSON, 7: reasons.INPUT_MALFORMED_JSON}
+    assert items[-1].kind == "input_file" and items[-1].body.lines == 10
+
+
+def test_crlf_lines_are_read_like_lf_lines() -> None:
+    data = lines(intent(1), intent(2)).replace(b"\n", b"\r\n")
+    items = read(data)
+    assert [i.source.line for i in items if isinstance(i, IntentIn)] == [1, 2]
