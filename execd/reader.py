@@ -24,7 +24,7 @@ import msgspec
 from anyio.abc import ObjectSendStream
 from anyio.streams.memory import MemoryObjectReceiveStream
 
-from execd import ids, reasons
+from execd import ids, json_depth, reasons
 from execd.clock import Clock, ClockRegression
 from execd.context import ContextLoader, LakehouseContext
 from execd.control import ControlRequest, answer, refuse_waiting
@@ -124,27 +124,47 @@ class ReaderCore:
         src = Source(self._file, self._line, end)
         try:
             record = self._decode(text)
-        except msgspec.ValidationError as exc:
-            return quarantine(self._take_seq(), self.clock.now(), src,
-                              reasons.INPUT_SCHEMA_VIOLATION, str(exc))
-        except UnicodeDecodeError as exc:
-            return quarantine(self._take_seq(), self.clock.now(), src,
-                              reasons.INPUT_INVALID_UTF8, f"{exc.reason} at byte {exc.start}")
-        except msgspec.DecodeError as exc:
-            try:
-                text.decode("utf-8")
-            except UnicodeDecodeError as bad:
-                return quarantine(self._take_seq(), self.clock.now(), src,
-                                  reasons.INPUT_INVALID_UTF8, f"{bad.reason} at byte {bad.start}")
-            return quarantine(self._take_seq(), self.clock.now(), src,
-                              reasons.INPUT_MALFORMED_JSON,
-                              f"{exc}; line begins {_excerpt(text)!r}")
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
+            return self._unreadable(text, src, exc)
         if type(record) is OrderIntent:
+            # Only context is free JSON, so only an intent with one can nest deep
+            # and still decode; it is judged by the same rule as a failed line.
+            if record.context is not None and json_depth.exceeds(text):
+                return self._too_deep(src)
             seq = self.next_seq  # _take_seq(), inline: once per intent
             self.next_seq = seq + 1
             return IntentIn(seq, self.clock.now(), src, record, text)
         assert isinstance(record, ClockTick)
         return self._tick(record, src)
+
+    def _unreadable(self, text: bytes, src: Source, exc: Exception) -> Entry:
+        """The quarantine of a line that did not decode, with the reason that explains it.
+
+        Nesting is judged first and from the bytes alone: how deep a decoder gets
+        before it fails (or runs out of stack) depends on where it is called from,
+        so the first fault it reports must not decide the reason.
+        """
+        if isinstance(exc, RecursionError) or json_depth.exceeds(text):
+            return self._too_deep(src)
+        now = self.clock.now()
+        if isinstance(exc, msgspec.ValidationError):
+            return quarantine(self._take_seq(), now, src, reasons.INPUT_SCHEMA_VIOLATION,
+                              str(exc))
+        if isinstance(exc, UnicodeDecodeError):
+            return quarantine(self._take_seq(), now, src, reasons.INPUT_INVALID_UTF8,
+                              f"{exc.reason} at byte {exc.start}")
+        try:
+            text.decode("utf-8")
+        except UnicodeDecodeError as bad:
+            return quarantine(self._take_seq(), now, src, reasons.INPUT_INVALID_UTF8,
+                              f"{bad.reason} at byte {bad.start}")
+        return quarantine(self._take_seq(), now, src, reasons.INPUT_MALFORMED_JSON,
+                          f"{exc}; line begins {_excerpt(text)!r}")
+
+    def _too_deep(self, src: Source) -> Entry:
+        return quarantine(self._take_seq(), self.clock.now(), src, reasons.INPUT_TOO_DEEP,
+                          f"arrays and objects nest more than {json_depth.MAX_JSON_DEPTH} "
+                          "levels deep; the line is not read")
 
     def _tick(self, tick: ClockTick, src: Source) -> Entry:
         if not self.clock.logical:

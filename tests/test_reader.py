@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
+import json
+import sys
 from typing import Any
 
 from hypothesis import given, settings
@@ -9,6 +12,7 @@ from hypothesis import strategies as st
 
 from execd import reasons
 from execd.clock import LogicalClock, WallClock
+from execd.json_depth import MAX_JSON_DEPTH
 from execd.messages import Entry, ExecutionOutcome, IntentIn, TickRecord, encode
 from execd.reader import ReaderCore
 from tests.helpers import intent, lines
@@ -155,3 +159,51 @@ def test_crlf_lines_are_read_like_lf_lines() -> None:
     data = lines(intent(1), intent(2)).replace(b"\n", b"\r\n")
     items = read(data)
     assert [i.source.line for i in items if isinstance(i, IntentIn)] == [1, 2]
+
+
+def nested(levels: int, close: bool = True) -> str:
+    """A context object nested ``levels`` deep inside an intent line (its object is level 1)."""
+    inner = levels - 2  # the line's object and the context object
+    body = '{"a":' * inner + "1" + ("}" * inner if close else "")
+    return json.dumps(intent(1))[:-1] + ', "context": {"k": ' + body + ("}}" if close else "")
+
+
+DEEP = [
+    nested(MAX_JSON_DEPTH),  # the limit itself is read
+    nested(MAX_JSON_DEPTH + 1),
+    nested(1_000),
+    nested(50_000),
+    nested(5_000, close=False),  # and unterminated
+    '{"x":' + "[" * 3_000 + "]" * 3_000 + ', "kind": "intent"}',  # before the tag
+    '{"kind":"tick","time":0,"x":' + "[" * 3_000 + "]" * 3_000 + "}",
+    '{"kind":"intent","context":{"a":' + "[" * 3_000 + "1,}",  # deep and malformed
+    json.dumps(intent(2, context={"text": "[" * 5_000})),  # brackets in a string
+]
+
+
+def deep_reasons(data: bytes) -> list[str]:
+    return [outcome(i).reason or "" if isinstance(i, Entry) else "intent"
+            for i in read(data)[:-1]]
+
+
+def test_deep_json_is_quarantined_not_raised() -> None:
+    got = deep_reasons(lines(*DEEP))
+    assert got == ["intent"] + [reasons.INPUT_TOO_DEEP] * 7 + ["intent"]
+    detail = outcome(read(lines(DEEP[2]))[0]).detail
+    assert detail == "arrays and objects nest more than 64 levels deep; the line is not read"
+
+
+def test_deep_json_is_judged_the_same_under_any_call_stack() -> None:
+    # The decoders recurse per level and fail near the recursion limit, so how deep
+    # the caller already is must not change a line's fate: here the reader runs with
+    # all but 150 frames of the stack used up.
+    data = lines(*DEEP, *(nested(n) for n in (100, 500, 900, 960, 990)))
+    expected = signature(read(data))
+
+    def at_depth(n: int) -> list[bytes]:
+        if n > 0:
+            return at_depth(n - 1)
+        return signature(read(data))
+
+    frames = len(inspect.stack())
+    assert at_depth(sys.getrecursionlimit() - frames - 150) == expected
