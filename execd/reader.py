@@ -31,6 +31,7 @@ from execd.control import ControlRequest, answer, refuse_waiting
 from execd.inbox import FileJob, InputSource, file_digest
 from execd.liveness import Pulse
 from execd.messages import (
+    MAX_TIME,
     ClockTick,
     ContextIn,
     Entry,
@@ -189,6 +190,9 @@ class ReaderCore:
         """
         if not self.clock.logical:
             raise ClockRegression("clock.kind is wall: the clock cannot be moved by a tick")
+        if not 0 <= time <= MAX_TIME:
+            # The same range as a tick line's: the ledger's integer range.
+            raise ClockRegression(f"time {time} is outside 0 .. {MAX_TIME}")
         self.clock.advance(time)
         return Entry(self._take_seq(), "tick", time, TickRecord(time, None, actor))
 

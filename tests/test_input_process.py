@@ -12,10 +12,12 @@ import pytest
 from execd import reasons
 from execd.signatures import sign
 from tests.helpers import (
+    ctl,
     drop,
     intent,
     lines,
     outcomes,
+    records,
     start_daemon,
     verify,
     wait_for,
@@ -80,3 +82,33 @@ def test_deep_json_is_recorded_and_never_stops_the_daemon(tmp_path: Path) -> Non
         ("02-after.jsonl", 1, "FILLED", None),
         ("03-after.jsonl", 1, "FILLED", None),
     ]
+
+
+def test_tick_times_beyond_the_ledger_s_range_are_refused(tmp_path: Path) -> None:
+    # A tick to 10**4299 used to be accepted: every later record then carried a
+    # 4,300-digit time, and every later tick was a regression, restart or not.
+    config = write_config(tmp_path, level="info")
+    inbox, ledger = tmp_path / "lakehouse" / "inbox", tmp_path / "ledger"
+    archive = tmp_path / "lakehouse" / "archive"
+    drop(inbox, "01.jsonl", lines(f'{{"kind":"tick","time":{10**4299}}}',
+                                  f'{{"kind":"tick","time":{2**63}}}',
+                                  '{"kind":"tick","time":5}', intent(1)))
+    process = start_daemon(config, tmp_path / "log")
+    try:
+        wait_for(lambda: (archive / "01.jsonl").exists())
+        refused = ctl(config, "tick", str(2**63), "--actor", "ops")
+        assert refused.returncode != 0
+        assert "outside 0 .. 9223372036854775807" in refused.stdout + refused.stderr
+        moved = ctl(config, "tick", str(2**63 - 1), "--actor", "ops")
+        assert moved.returncode == 0, moved.stdout + moved.stderr
+    finally:
+        assert stop(process) == 0
+    verify(ledger)
+    got = [(o["source"][1], o["status"], o.get("reason"), o["logical_time"])
+           for o in outcomes(ledger)]
+    assert got == [(1, "QUARANTINED", reasons.INPUT_SCHEMA_VIOLATION, 0),
+                   (2, "QUARANTINED", reasons.INPUT_SCHEMA_VIOLATION, 0),
+                   (4, "FILLED", None, 5)]
+    ticks = [r["body"]["time"] for r in records(ledger) if r["kind"] == "tick"]
+    assert ticks == [5, 2**63 - 1]
+    assert max(r["time"] for r in records(ledger)) == 2**63 - 1

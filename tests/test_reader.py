@@ -7,11 +7,12 @@ import json
 import sys
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from execd import reasons
-from execd.clock import LogicalClock, WallClock
+from execd.clock import ClockRegression, LogicalClock, WallClock
 from execd.json_depth import MAX_JSON_DEPTH
 from execd.messages import Entry, ExecutionOutcome, IntentIn, TickRecord, encode
 from execd.reader import ReaderCore
@@ -207,3 +208,26 @@ def test_deep_json_is_judged_the_same_under_any_call_stack() -> None:
 
     frames = len(inspect.stack())
     assert at_depth(sys.getrecursionlimit() - frames - 150) == expected
+
+
+def test_tick_times_stay_in_the_ledger_s_integer_range() -> None:
+    huge = "1" + "0" * 4299  # 4,300 digits: the most Python will print
+    items = read(lines({"kind": "tick", "time": 2**63 - 1}, f'{{"kind":"tick","time":{2**63}}}',
+                       f'{{"kind":"tick","time":{huge}}}', '{"kind":"tick","time":-1}'),
+                 clock=LogicalClock())
+    ticks = [i.body.time for i in items if isinstance(i, Entry) and i.kind == "tick"]
+    assert ticks == [2**63 - 1]
+    refused = [outcome(i) for i in items if isinstance(i, Entry) and i.kind == "outcome"]
+    assert [(o.reason, o.source.line if o.source else 0) for o in refused] == [
+        (reasons.INPUT_SCHEMA_VIOLATION, 2), (reasons.INPUT_SCHEMA_VIOLATION, 3),
+        (reasons.INPUT_SCHEMA_VIOLATION, 4)]
+    assert all("`$.time`" in (o.detail or "") for o in refused)
+    assert "<= 9223372036854775807" in (refused[0].detail or "")
+
+
+def test_an_operator_tick_out_of_range_moves_nothing() -> None:
+    core = ReaderCore(LogicalClock(), 0, 1 << 20)
+    with pytest.raises(ClockRegression, match=r"outside 0 \.\. 9223372036854775807"):
+        core.operator_tick(2**63, "ops")
+    assert core.clock.now() == 0 and core.next_seq == 0
+    assert core.operator_tick(2**63 - 1, "ops").time == 2**63 - 1
