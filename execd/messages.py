@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import uuid
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, final
 
 import msgspec
 from msgspec import Meta, Raw, Struct
@@ -85,6 +85,7 @@ class OrderIntent(
 MAX_TIME = 2**63 - 1
 
 
+@final  # no subclasses: so the type checker knows what is not a tick is an intent
 class ClockTick(Struct, frozen=True, forbid_unknown_fields=True, tag="tick", tag_field="kind"):
     """Moves the logical clock to ``time`` (an integer in the producer's unit, 0 .. 2**63-1)."""
 

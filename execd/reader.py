@@ -29,6 +29,7 @@ from execd.clock import Clock, ClockRegression
 from execd.context import ContextLoader, LakehouseContext
 from execd.control import ControlRequest, answer, refuse_waiting
 from execd.inbox import FileJob, InputSource, file_digest
+from execd.input_decoder import InputDecoder
 from execd.liveness import Pulse
 from execd.messages import (
     MAX_TIME,
@@ -37,9 +38,7 @@ from execd.messages import (
     Entry,
     ExecutionOutcome,
     InputFileRecord,
-    InputRecord,
     IntentIn,
-    OrderIntent,
     ReaderItem,
     Source,
     TickRecord,
@@ -78,7 +77,7 @@ class ReaderCore:
         self.clock = clock
         self.next_seq = next_seq
         self.max_line_bytes = max_line_bytes
-        self._decode = msgspec.json.Decoder(InputRecord).decode
+        self._decode = InputDecoder().decode
         self._file = ""
         self._line = 0
         self._carry = b""
@@ -127,16 +126,15 @@ class ReaderCore:
             record = self._decode(text)
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
             return self._unreadable(text, src, exc)
-        if type(record) is OrderIntent:
-            # Only context is free JSON, so only an intent with one can nest deep
-            # and still decode; it is judged by the same rule as a failed line.
-            if record.context is not None and json_depth.exceeds(text):
-                return self._too_deep(src)
-            seq = self.next_seq  # _take_seq(), inline: once per intent
-            self.next_seq = seq + 1
-            return IntentIn(seq, self.clock.now(), src, record, text)
-        assert isinstance(record, ClockTick)
-        return self._tick(record, src)
+        if type(record) is ClockTick:
+            return self._tick(record, src)
+        # Only context is free JSON, so only an intent with one can nest deep and
+        # still decode; it is judged by the same rule as a failed line.
+        if record.context is not None and json_depth.exceeds(text):
+            return self._too_deep(src)
+        seq = self.next_seq  # _take_seq(), inline: once per intent
+        self.next_seq = seq + 1
+        return IntentIn(seq, self.clock.now(), src, record, text)
 
     def _unreadable(self, text: bytes, src: Source, exc: Exception) -> Entry:
         """The quarantine of a line that did not decode, with the reason that explains it.

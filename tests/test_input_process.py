@@ -112,3 +112,28 @@ def test_tick_times_beyond_the_ledger_s_range_are_refused(tmp_path: Path) -> Non
     ticks = [r["body"]["time"] for r in records(ledger) if r["kind"] == "tick"]
     assert ticks == [5, 2**63 - 1]
     assert max(r["time"] for r in records(ledger)) == 2**63 - 1
+
+
+def test_decimal_strings_must_be_json_numbers(tmp_path: Path) -> None:
+    # Python's Decimal() took these as 1000, 1, 12 and 0.5: filled at the wrong size.
+    config = write_config(tmp_path, level="info")
+    inbox, ledger = tmp_path / "lakehouse" / "inbox", tmp_path / "ledger"
+    archive = tmp_path / "lakehouse" / "archive"
+    drop(inbox, "01.jsonl", lines(intent(1, quantity="1_000"), intent(2, quantity=" 1"),
+                                  intent(3, quantity="\u0661\u0662"),
+                                  intent(4, reference_price="+64200"),
+                                  intent(5, quantity=0.5, limit_price="064250", order_type="limit"),
+                                  intent(6, quantity="1e-2", reference_price=64200.50)))
+    process = start_daemon(config, tmp_path / "log")
+    try:
+        wait_for(lambda: (archive / "01.jsonl").exists())
+    finally:
+        assert stop(process) == 0
+    verify(ledger)
+    got = [(o["status"], o.get("reason"), o.get("detail", "").split(" - at ")[-1])
+           for o in outcomes(ledger)]
+    refused = ("QUARANTINED", reasons.INPUT_SCHEMA_VIOLATION)
+    assert got == [(*refused, "`$.quantity`"), (*refused, "`$.quantity`"),
+                   (*refused, "`$.quantity`"), (*refused, "`$.reference_price`"),
+                   (*refused, "`$.limit_price`"), ("FILLED", None, "")]
+    assert outcomes(ledger)[-1]["filled_quantity"] == "0.01"
