@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import uuid
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, final
 
 import msgspec
 from msgspec import Meta, Raw, Struct
@@ -79,10 +79,17 @@ class OrderIntent(
     signature: Annotated[str, Meta(pattern="^[0-9a-f]{64}$")] | None = None
 
 
-class ClockTick(Struct, frozen=True, forbid_unknown_fields=True, tag="tick", tag_field="kind"):
-    """Moves the logical clock to ``time`` (an integer in the producer's unit)."""
+# The ledger's range for logical time: a signed 64-bit integer, as every reader of a
+# ledger expects. A tick beyond it would stamp every later record with a number
+# thousands of digits long and leave no tick after it that is not a regression.
+MAX_TIME = 2**63 - 1
 
-    time: Annotated[int, Meta(ge=0)]
+
+@final  # no subclasses: so the type checker knows what is not a tick is an intent
+class ClockTick(Struct, frozen=True, forbid_unknown_fields=True, tag="tick", tag_field="kind"):
+    """Moves the logical clock to ``time`` (an integer in the producer's unit, 0 .. 2**63-1)."""
+
+    time: Annotated[int, Meta(ge=0, le=MAX_TIME)]
 
 
 InputRecord = OrderIntent | ClockTick

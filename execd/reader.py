@@ -25,7 +25,7 @@ import msgspec
 from anyio.abc import ObjectSendStream
 from anyio.streams.memory import MemoryObjectReceiveStream
 
-from execd import ids, logs, reasons
+from execd import ids, json_depth, logs, reasons
 from execd.clock import Clock, ClockRegression
 from execd.context import ContextLoader, LakehouseContext
 from execd.control import ControlRequest, answer, refuse_waiting
@@ -40,16 +40,16 @@ from execd.inbox import (
     stat_key,
     why_unreadable,
 )
+from execd.input_decoder import InputDecoder
 from execd.liveness import Pulse
 from execd.messages import (
+    MAX_TIME,
     ClockTick,
     ContextIn,
     Entry,
     ExecutionOutcome,
     InputFileRecord,
-    InputRecord,
     IntentIn,
-    OrderIntent,
     ReaderItem,
     Source,
     TickRecord,
@@ -57,6 +57,7 @@ from execd.messages import (
 
 _ZERO = Decimal(0)
 _EXCERPT = 80
+_BLANK = b" \t\r"  # JSON's whitespace, less the line feed that ends a line
 
 
 def quarantine(seq: int, time: int, source: Source, reason: str, detail: str) -> Entry:
@@ -87,7 +88,7 @@ class ReaderCore:
         self.clock = clock
         self.next_seq = next_seq
         self.max_line_bytes = max_line_bytes
-        self._decode = msgspec.json.Decoder(InputRecord).decode
+        self._decode = InputDecoder().decode
         self._file = ""
         self._line = 0
         self._carry = b""
@@ -124,35 +125,56 @@ class ReaderCore:
 
     def _one(self, line: bytes, end: int) -> ReaderItem | None:
         self._line += 1
-        # Most lines are exactly one JSON object; only others need stripping.
-        text = line if line[:1] == b"{" and line[-1:] == b"}" else line.strip()
+        # Most lines are exactly one JSON object; only others need stripping. A line
+        # of only JSON whitespace (space, tab, CR) is not a record and gets no outcome
+        # (its number still counts); other bytes, form feeds included, are read as JSON.
+        text = line if line[:1] == b"{" and line[-1:] == b"}" else line.strip(_BLANK)
         if not text:
             return None
         self._records += 1
         src = Source(self._file, self._line, end)
         try:
             record = self._decode(text)
-        except msgspec.ValidationError as exc:
-            return quarantine(self._take_seq(), self.clock.now(), src,
-                              reasons.INPUT_SCHEMA_VIOLATION, str(exc))
-        except UnicodeDecodeError as exc:
-            return quarantine(self._take_seq(), self.clock.now(), src,
-                              reasons.INPUT_INVALID_UTF8, f"{exc.reason} at byte {exc.start}")
-        except msgspec.DecodeError as exc:
-            try:
-                text.decode("utf-8")
-            except UnicodeDecodeError as bad:
-                return quarantine(self._take_seq(), self.clock.now(), src,
-                                  reasons.INPUT_INVALID_UTF8, f"{bad.reason} at byte {bad.start}")
-            return quarantine(self._take_seq(), self.clock.now(), src,
-                              reasons.INPUT_MALFORMED_JSON,
-                              f"{exc}; line begins {_excerpt(text)!r}")
-        if type(record) is OrderIntent:
-            seq = self.next_seq  # _take_seq(), inline: once per intent
-            self.next_seq = seq + 1
-            return IntentIn(seq, self.clock.now(), src, record, text)
-        assert isinstance(record, ClockTick)
-        return self._tick(record, src)
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
+            return self._unreadable(text, src, exc)
+        if type(record) is ClockTick:
+            return self._tick(record, src)
+        # Only context is free JSON, so only an intent with one can nest deep and
+        # still decode; it is judged by the same rule as a failed line.
+        if record.context is not None and json_depth.exceeds(text):
+            return self._too_deep(src)
+        seq = self.next_seq  # _take_seq(), inline: once per intent
+        self.next_seq = seq + 1
+        return IntentIn(seq, self.clock.now(), src, record, text)
+
+    def _unreadable(self, text: bytes, src: Source, exc: Exception) -> Entry:
+        """The quarantine of a line that did not decode, with the reason that explains it.
+
+        Nesting is judged first and from the bytes alone: how deep a decoder gets
+        before it fails (or runs out of stack) depends on where it is called from,
+        so the first fault it reports must not decide the reason.
+        """
+        if isinstance(exc, RecursionError) or json_depth.exceeds(text):
+            return self._too_deep(src)
+        now = self.clock.now()
+        if isinstance(exc, msgspec.ValidationError):
+            return quarantine(self._take_seq(), now, src, reasons.INPUT_SCHEMA_VIOLATION,
+                              str(exc))
+        if isinstance(exc, UnicodeDecodeError):
+            return quarantine(self._take_seq(), now, src, reasons.INPUT_INVALID_UTF8,
+                              f"{exc.reason} at byte {exc.start}")
+        try:
+            text.decode("utf-8")
+        except UnicodeDecodeError as bad:
+            return quarantine(self._take_seq(), now, src, reasons.INPUT_INVALID_UTF8,
+                              f"{bad.reason} at byte {bad.start}")
+        return quarantine(self._take_seq(), now, src, reasons.INPUT_MALFORMED_JSON,
+                          f"{exc}; line begins {_excerpt(text)!r}")
+
+    def _too_deep(self, src: Source) -> Entry:
+        return quarantine(self._take_seq(), self.clock.now(), src, reasons.INPUT_TOO_DEEP,
+                          f"arrays and objects nest more than {json_depth.MAX_JSON_DEPTH} "
+                          "levels deep; the line is not read")
 
     def _tick(self, tick: ClockTick, src: Source) -> Entry:
         if not self.clock.logical:
@@ -177,6 +199,9 @@ class ReaderCore:
         """
         if not self.clock.logical:
             raise ClockRegression("clock.kind is wall: the clock cannot be moved by a tick")
+        if not 0 <= time <= MAX_TIME:
+            # The same range as a tick line's: the ledger's integer range.
+            raise ClockRegression(f"time {time} is outside 0 .. {MAX_TIME}")
         self.clock.advance(time)
         return Entry(self._take_seq(), "tick", time, TickRecord(time, None, actor))
 

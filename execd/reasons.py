@@ -39,6 +39,7 @@ INPUT_MALFORMED_JSON: Final = "INPUT_MALFORMED_JSON"
 INPUT_INVALID_UTF8: Final = "INPUT_INVALID_UTF8"
 INPUT_SCHEMA_VIOLATION: Final = "INPUT_SCHEMA_VIOLATION"
 INPUT_LINE_TOO_LONG: Final = "INPUT_LINE_TOO_LONG"
+INPUT_TOO_DEEP: Final = "INPUT_TOO_DEEP"
 INPUT_EMPTY_FILE: Final = "INPUT_EMPTY_FILE"
 INPUT_CLOCK_REGRESSION: Final = "INPUT_CLOCK_REGRESSION"
 INPUT_TICK_UNDER_WALL_CLOCK: Final = "INPUT_TICK_UNDER_WALL_CLOCK"
@@ -108,6 +109,8 @@ REASONS: Final[dict[str, str]] = {
     INPUT_SCHEMA_VIOLATION: "Valid JSON, but not an intent or tick: unknown field, "
     "missing field, wrong type or value out of range (the detail names the field).",
     INPUT_LINE_TOO_LONG: "The line is longer than input.max_line_bytes.",
+    INPUT_TOO_DEEP: "The line nests arrays and objects more than 64 levels deep (the line's "
+                    "own object is level 1); nothing in it is read.",
     INPUT_EMPTY_FILE: "The input file holds no records at all.",
     INPUT_CLOCK_REGRESSION: "A tick would move the logical clock backwards.",
     INPUT_TICK_UNDER_WALL_CLOCK: "A tick arrived while the daemon runs on the wall clock.",

@@ -17,7 +17,7 @@ import anyio
 import msgspec
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 from anyio.streams.memory import MemoryObjectReceiveStream
-from msgspec import Struct
+from msgspec import Raw, Struct
 
 from execd import ids, reasons, safety
 from execd.config import Config
@@ -255,6 +255,9 @@ class SentinelCore:
             reason=reason,
             detail=detail,
             source=item.source,
+            # The line as received, as a venue's outcome carries it: audit sees
+            # research's reason codes and context for refusals too.
+            intent=Raw(item.raw),
         )
         return Entry(item.seq + self.shift, "outcome", item.time, outcome)
 

@@ -20,12 +20,20 @@ import os
 from pathlib import Path
 from typing import Any
 
+from execd import json_depth
 from execd.config import MAX_SECRET_BYTES, ConfigError, ConfigProblem, RiskConfig
 from execd.files import FileRefused, read_regular
 
 
 def canonical(line: bytes) -> bytes:
-    """The canonical form of one input line (raises ValueError if not JSON)."""
+    """The canonical form of one input line.
+
+    Raises ValueError if it is not JSON, or nests deeper than
+    :data:`~execd.json_depth.MAX_JSON_DEPTH` (the limit the reader enforces, checked
+    here first so that ``json`` never recurses into what the reader would refuse).
+    """
+    if json_depth.exceeds(line):
+        raise ValueError(f"nested more than {json_depth.MAX_JSON_DEPTH} levels deep")
     obj: Any = json.loads(line)
     if isinstance(obj, dict):
         obj.pop("signature", None)

@@ -120,3 +120,37 @@ def test_generated_intent_sets_replay_identically(files: list[list[str]], one: d
         expected += sum(1 for content in files if not any(line.strip() for line in content))
         ticks = [r for r in records(first) if r["kind"] == "tick"]
         assert len(bodies) + len(ticks) == expected
+
+
+async def test_every_outcome_of_a_decoded_intent_carries_the_intent(tmp_path: Path) -> None:
+    # Refusals made before any venue (sentinel and risk) keep the line as received,
+    # so audit sees research's reason codes and context whatever the outcome.
+    audit = {"reason_codes": ["momentum-up", "r-17"], "context": {"model": "m1", "score": 0.75}}
+    sent = [
+        intent(1, **audit),
+        intent(1, quantity="2", **audit),
+        intent(2, venue="nowhere", **audit),
+        intent(3, quantity="0", **audit),
+        intent(4, side=None, action="HOLD", **audit),
+        intent(5, source_run="run-unregistered", **audit),
+        intent(6, venue="stubfail", **audit),
+    ]
+    source = tmp_path / "in.jsonl"
+    raws = [json.dumps(body, separators=(", ", ": ")) for body in sent]
+    source.write_bytes(lines(*raws))
+    done = outcomes(await replay(tmp_path / "run", [source]))
+    assert [(o["status"], o.get("reason")) for o in done] == [
+        ("FILLED", None),
+        ("REJECTED", reasons.INTENT_DUPLICATE),
+        ("REJECTED", reasons.INTENT_UNKNOWN_VENUE),
+        ("REJECTED", reasons.INTENT_QUANTITY_NOT_POSITIVE),
+        ("SKIPPED", reasons.INTENT_HOLD),
+        ("REJECTED", reasons.PROVENANCE_RUN_UNREGISTERED),
+        ("FAILED", reasons.EXECUTION_NOT_AVAILABLE),
+    ]
+    for body, raw in zip(done, raws, strict=True):
+        assert body["intent"] == json.loads(raw)
+        assert body["intent"]["reason_codes"] == audit["reason_codes"]
+    # The bytes themselves, exactly as received (not a re-encoding).
+    ledger = ledger_bytes(tmp_path / "run" / "ledger")
+    assert all(raw.encode() in ledger for raw in raws)

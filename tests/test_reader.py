@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import inspect
+import json
+import sys
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from execd import reasons
-from execd.clock import LogicalClock, WallClock
+from execd.clock import ClockRegression, LogicalClock, WallClock
+from execd.json_depth import MAX_JSON_DEPTH
 from execd.messages import Entry, ExecutionOutcome, IntentIn, TickRecord, encode
 from execd.reader import ReaderCore
 from tests.helpers import intent, lines
@@ -135,3 +140,94 @@ def test_an_empty_file_is_an_outcome() -> None:
 def test_ticks_under_the_wall_clock_are_quarantined() -> None:
     items = read(lines({"kind": "tick", "time": 5}), clock=WallClock())
     assert outcome(items[0]).reason == reasons.INPUT_TICK_UNDER_WALL_CLOCK
+
+
+def test_blank_lines_get_no_outcome_but_keep_their_numbers() -> None:
+    # Only JSON whitespace (space, tab, CR) makes a line blank: it is not a record.
+    # Anything else, a form feed or a no-break space included, is read and judged.
+    data = lines("", intent(1), "  \t ", "\r", intent(2), "\x0c", "\u00a0", intent(3)) + b"\n \n"
+    items = read(data)
+    intents = [(i.source.line, int(str(i.intent.intent_id)[-12:])) for i in items
+               if isinstance(i, IntentIn)]
+    assert intents == [(2, 1), (5, 2), (8, 3)]
+    quarantined = {outcome(i).source.line: outcome(i).reason for i in items
+                   if isinstance(i, Entry) and i.kind == "outcome"}
+    assert quarantined == {6: reasons.INPUT_MALFORMED_JSON, 7: reasons.INPUT_MALFORMED_JSON}
+    assert items[-1].kind == "input_file" and items[-1].body.lines == 10
+
+
+def test_crlf_lines_are_read_like_lf_lines() -> None:
+    data = lines(intent(1), intent(2)).replace(b"\n", b"\r\n")
+    items = read(data)
+    assert [i.source.line for i in items if isinstance(i, IntentIn)] == [1, 2]
+
+
+def nested(levels: int, close: bool = True) -> str:
+    """A context object nested ``levels`` deep inside an intent line (its object is level 1)."""
+    inner = levels - 2  # the line's object and the context object
+    body = '{"a":' * inner + "1" + ("}" * inner if close else "")
+    return json.dumps(intent(1))[:-1] + ', "context": {"k": ' + body + ("}}" if close else "")
+
+
+DEEP = [
+    nested(MAX_JSON_DEPTH),  # the limit itself is read
+    nested(MAX_JSON_DEPTH + 1),
+    nested(1_000),
+    nested(50_000),
+    nested(5_000, close=False),  # and unterminated
+    '{"x":' + "[" * 3_000 + "]" * 3_000 + ', "kind": "intent"}',  # before the tag
+    '{"kind":"tick","time":0,"x":' + "[" * 3_000 + "]" * 3_000 + "}",
+    '{"kind":"intent","context":{"a":' + "[" * 3_000 + "1,}",  # deep and malformed
+    json.dumps(intent(2, context={"text": "[" * 5_000})),  # brackets in a string
+]
+
+
+def deep_reasons(data: bytes) -> list[str]:
+    return [outcome(i).reason or "" if isinstance(i, Entry) else "intent"
+            for i in read(data)[:-1]]
+
+
+def test_deep_json_is_quarantined_not_raised() -> None:
+    got = deep_reasons(lines(*DEEP))
+    assert got == ["intent"] + [reasons.INPUT_TOO_DEEP] * 7 + ["intent"]
+    detail = outcome(read(lines(DEEP[2]))[0]).detail
+    assert detail == "arrays and objects nest more than 64 levels deep; the line is not read"
+
+
+def test_deep_json_is_judged_the_same_under_any_call_stack() -> None:
+    # The decoders recurse per level and fail near the recursion limit, so how deep
+    # the caller already is must not change a line's fate: here the reader runs with
+    # all but 150 frames of the stack used up.
+    data = lines(*DEEP, *(nested(n) for n in (100, 500, 900, 960, 990)))
+    expected = signature(read(data))
+
+    def at_depth(n: int) -> list[bytes]:
+        if n > 0:
+            return at_depth(n - 1)
+        return signature(read(data))
+
+    frames = len(inspect.stack())
+    assert at_depth(sys.getrecursionlimit() - frames - 150) == expected
+
+
+def test_tick_times_stay_in_the_ledger_s_integer_range() -> None:
+    huge = "1" + "0" * 4299  # 4,300 digits: the most Python will print
+    items = read(lines({"kind": "tick", "time": 2**63 - 1}, f'{{"kind":"tick","time":{2**63}}}',
+                       f'{{"kind":"tick","time":{huge}}}', '{"kind":"tick","time":-1}'),
+                 clock=LogicalClock())
+    ticks = [i.body.time for i in items if isinstance(i, Entry) and i.kind == "tick"]
+    assert ticks == [2**63 - 1]
+    refused = [outcome(i) for i in items if isinstance(i, Entry) and i.kind == "outcome"]
+    assert [(o.reason, o.source.line if o.source else 0) for o in refused] == [
+        (reasons.INPUT_SCHEMA_VIOLATION, 2), (reasons.INPUT_SCHEMA_VIOLATION, 3),
+        (reasons.INPUT_SCHEMA_VIOLATION, 4)]
+    assert all("`$.time`" in (o.detail or "") for o in refused)
+    assert "<= 9223372036854775807" in (refused[0].detail or "")
+
+
+def test_an_operator_tick_out_of_range_moves_nothing() -> None:
+    core = ReaderCore(LogicalClock(), 0, 1 << 20)
+    with pytest.raises(ClockRegression, match=r"outside 0 \.\. 9223372036854775807"):
+        core.operator_tick(2**63, "ops")
+    assert core.clock.now() == 0 and core.next_seq == 0
+    assert core.operator_tick(2**63 - 1, "ops").time == 2**63 - 1
