@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -201,3 +202,20 @@ def ctl(config_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """``execd ctl ARGS`` against the daemon of ``config_path``."""
     return subprocess.run([*EXECD, "ctl", *args, "--config", str(config_path)],
                           capture_output=True, text=True, cwd=ROOT, timeout=60)
+
+
+def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM,
+         timeout: float = 60) -> int:
+    """Send ``sig`` (SIGTERM: a drain) to a daemon process; its exit status."""
+    process.send_signal(sig)
+    return process.wait(timeout=timeout)
+
+
+def started(tmp_path: Path, **overrides: Any) -> tuple[Path, subprocess.Popen[bytes]]:
+    """``execd run`` as a real process on a config under ``tmp_path``, once it listens."""
+    path = write_config(tmp_path, **overrides)
+    process = start_daemon(path, tmp_path / "daemon.log")
+    sock = control_socket(tmp_path)
+    wait_for(lambda: sock.exists() or process.poll() is not None)
+    assert process.poll() is None, (tmp_path / "daemon.log").read_text()
+    return path, process

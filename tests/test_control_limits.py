@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import resource
-import signal
 import socket
 import subprocess
 from collections.abc import Callable
@@ -26,6 +25,7 @@ from tests.helpers import (
     drop,
     intent,
     lines,
+    stop,
     verify,
     wait_for,
     write_config,
@@ -84,10 +84,6 @@ def reply_of(client: socket.socket) -> dict[str, Any]:
     answer: dict[str, Any] = json.loads(line)
     return answer
 
-
-def stop(process: subprocess.Popen[bytes]) -> int:
-    process.send_signal(signal.SIGTERM)
-    return process.wait(timeout=60)
 
 
 def test_more_idle_connections_than_file_descriptors_stop_nothing(tmp_path: Path) -> None:

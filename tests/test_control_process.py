@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import stat
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -27,6 +25,8 @@ from tests.helpers import (
     outcomes,
     records,
     start_daemon,
+    started,
+    stop,
     wait_for,
     write_config,
 )
@@ -34,18 +34,6 @@ from tests.helpers import (
 pytestmark = pytest.mark.slow
 
 
-def started(tmp_path: Path, **overrides: Any) -> tuple[Path, subprocess.Popen[bytes]]:
-    path = write_config(tmp_path, **overrides)
-    process = start_daemon(path, tmp_path / "daemon.log")
-    sock = control_socket(tmp_path)
-    wait_for(lambda: sock.exists() or process.poll() is not None)
-    assert process.poll() is None, (tmp_path / "daemon.log").read_text()
-    return path, process
-
-
-def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> int:
-    process.send_signal(sig)
-    return process.wait(timeout=60)
 
 
 def test_halt_survives_a_kill_and_resume_and_safety_sell_work(tmp_path: Path) -> None:

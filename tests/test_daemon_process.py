@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 import signal
-import subprocess
 from collections import Counter
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from tests.helpers import (
     outcomes,
     records,
     start_daemon,
+    stop,
     verify,
     wait_for,
     write_config,
@@ -26,10 +26,6 @@ from tests.helpers import (
 
 pytestmark = pytest.mark.slow
 
-
-def stop(process: subprocess.Popen[bytes], timeout: float = 60) -> int:
-    process.send_signal(signal.SIGTERM)
-    return process.wait(timeout=timeout)
 
 
 def test_sigterm_drains_and_exits_0_with_everything_on_disk(tmp_path: Path) -> None:

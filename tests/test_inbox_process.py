@@ -19,6 +19,8 @@ from tests.helpers import (
     lines,
     outcomes,
     start_daemon,
+    started,
+    stop,
     wait_for,
     write_config,
 )
@@ -54,17 +56,6 @@ def test_a_second_daemon_on_the_same_lakehouse_stops_untouched(tmp_path: Path) -
     assert [o["status"] for o in outcomes(tmp_path / "ledger")] == ["FILLED"]
 
 
-def running(tmp_path: Path, **overrides: object) -> tuple[Path, subprocess.Popen[bytes]]:
-    path = write_config(tmp_path, **overrides)
-    process = start_daemon(path, tmp_path / "daemon.log")
-    wait_for(lambda: ctl(path, "status").returncode == 0 or process.poll() is not None)
-    assert process.poll() is None, (tmp_path / "daemon.log").read_text()
-    return path, process
-
-
-def stopped(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    assert process.wait(timeout=60) == 0
 
 
 def file_outcomes(ledger: Path) -> list[tuple[str, str, str]]:
@@ -75,10 +66,11 @@ def file_outcomes(ledger: Path) -> list[tuple[str, str, str]]:
 
 def test_a_file_written_in_place_is_read_only_once_it_is_stable(tmp_path: Path) -> None:
     """A producer writes straight into the inbox, in pieces: nothing is read half-written."""
-    _, process = running(tmp_path, settle=300)
+    _, process = started(tmp_path, settle=300)
     ledger = tmp_path / "ledger"
     try:
         target = tmp_path / "lakehouse" / "inbox" / "slow.jsonl"
+        target.parent.mkdir(parents=True, exist_ok=True)
         with open(target, "wb") as handle:
             for n in range(1, 6):
                 handle.write(lines(intent(n)))
@@ -86,17 +78,18 @@ def test_a_file_written_in_place_is_read_only_once_it_is_stable(tmp_path: Path) 
                 time.sleep(0.1)
         wait_for(lambda: count_outcomes(ledger) == 5)
     finally:
-        stopped(process)
+        assert stop(process) == 0
     assert [o["status"] for o in outcomes(ledger)] == ["FILLED"] * 5
     assert (tmp_path / "lakehouse" / "archive" / "slow.jsonl").exists()
 
 
 def test_bad_names_and_things_that_are_not_files_are_refused_and_the_daemon_goes_on(
         tmp_path: Path) -> None:
-    path, process = running(tmp_path)
+    path, process = started(tmp_path)
     ledger = tmp_path / "ledger"
     inbox = tmp_path / "lakehouse" / "inbox"
     try:
+        inbox.mkdir(parents=True, exist_ok=True)
         os_inbox = bytes(inbox)
         import os
 
@@ -116,7 +109,7 @@ def test_bad_names_and_things_that_are_not_files_are_refused_and_the_daemon_goes
         wait_for(lambda: count_outcomes(ledger) == 7)
         assert ctl(path, "status").returncode == 0
     finally:
-        stopped(process)
+        assert stop(process) == 0
     refused = {(reason, detail.removesuffix("; not read"))
                for _, reason, detail in file_outcomes(ledger)}
     assert refused == {
@@ -144,13 +137,14 @@ def test_changes_after_the_claim_are_recorded(tmp_path: Path) -> None:
     import signal
 
     # Chunks of 4 KiB and one intent per batch: a 400-line file takes many chunks.
-    path, process = running(tmp_path, chunk=4096, items=1, q=1)
+    path, process = started(tmp_path, chunk=4096, items=1, q=1)
     ledger = tmp_path / "ledger"
     inbox = tmp_path / "lakehouse" / "inbox"
     work = tmp_path / "lakehouse" / "work"
     try:
         # 1. Renamed in, then appended to through the producer's still-open handle
         # while the reader is half-way through it.
+        inbox.mkdir(parents=True, exist_ok=True)
         temp = inbox / ".a.tmp"
         with open(temp, "wb") as handle:
             handle.write(lines(*(intent(n) for n in range(1, 401))))
@@ -161,7 +155,7 @@ def test_changes_after_the_claim_are_recorded(tmp_path: Path) -> None:
             handle.write(lines(intent(401)))
         wait_for(lambda: any(f == "a.jsonl" for f, _, _ in file_outcomes(ledger)))
     finally:
-        stopped(process)
+        assert stop(process) == 0
     changes = file_outcomes(ledger)
     assert [(f, r) for f, r, _ in changes] == [("a.jsonl", "INPUT_FILE_CHANGED")]
     assert changes[0][2].startswith("appended to after it was claimed")
@@ -170,7 +164,7 @@ def test_changes_after_the_claim_are_recorded(tmp_path: Path) -> None:
     assert (tmp_path / "lakehouse" / "rejected" / "a.jsonl").exists()
 
     # 2. Truncated and rewritten while it is read (in place, through work/).
-    path, process = running(tmp_path, chunk=4096, items=1, q=1)
+    path, process = started(tmp_path, chunk=4096, items=1, q=1)
     try:
         drop(inbox, "c.jsonl", lines(*(intent(500 + n) for n in range(400))))
         wait_for(lambda: count_outcomes(ledger) >= 421)
@@ -179,7 +173,7 @@ def test_changes_after_the_claim_are_recorded(tmp_path: Path) -> None:
             handle.write(lines(intent(999)))
         wait_for(lambda: any(f == "c.jsonl" for f, _, _ in file_outcomes(ledger)))
     finally:
-        stopped(process)
+        assert stop(process) == 0
     rewritten = [d for f, r, d in file_outcomes(ledger) if f == "c.jsonl"]
     assert len(rewritten) == 1 and rewritten[0].startswith(("truncated while", "rewritten while"))
     assert (tmp_path / "lakehouse" / "rejected" / "c.jsonl").exists()
@@ -193,11 +187,11 @@ def test_changes_after_the_claim_are_recorded(tmp_path: Path) -> None:
     process.wait(timeout=60)
     assert count_outcomes(ledger) < base + 400, "read to its end before the kill"
     (work / "b.jsonl").unlink()
-    _, process = running(tmp_path, chunk=4096, items=1, q=1)
+    _, process = started(tmp_path, chunk=4096, items=1, q=1)
     try:
         wait_for(lambda: any(f == "b.jsonl" for f, _, _ in file_outcomes(ledger)))
     finally:
-        stopped(process)
+        assert stop(process) == 0
     gone = [d for f, r, d in file_outcomes(ledger) if f == "b.jsonl"]
     assert len(gone) == 1 and gone[0].startswith("deleted from work/ after it was claimed")
 
@@ -232,7 +226,7 @@ def test_a_file_the_daemon_may_not_read_is_refused_and_the_daemon_goes_on(
         wait_for(lambda: count_outcomes(ledger) == 2)
         assert process.poll() is None
     finally:
-        stopped(process)
+        assert stop(process) == 0
     assert file_outcomes(ledger) == [
         ("a-secret.jsonl", "INPUT_FILE_UNREADABLE", "Permission denied; not read")]
     assert outcomes(ledger)[1]["status"] == "FILLED"

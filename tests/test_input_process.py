@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -19,6 +17,7 @@ from tests.helpers import (
     outcomes,
     records,
     start_daemon,
+    stop,
     verify,
     wait_for,
     write_config,
@@ -28,10 +27,6 @@ pytestmark = pytest.mark.slow
 
 KEY = b"k" * 32
 
-
-def stop(process: subprocess.Popen[bytes]) -> int:
-    process.send_signal(signal.SIGTERM)
-    return process.wait(timeout=60)
 
 
 def signed(body: dict[str, object]) -> str:

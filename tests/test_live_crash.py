@@ -64,6 +64,16 @@ def crash_points() -> list[tuple[str, float]]:
     return points
 
 
+def run_until_outcomes(path: Path, log: Path, ledger: Path, count: int) -> None:
+    """Start the daemon, let it run until the ledger holds ``count`` outcomes, stop it."""
+    process = start_daemon(path, log)
+    deadline = time.monotonic() + 60
+    while outcome_count(ledger) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 0
+
+
 def outcome_count(ledger: Path) -> int:
     if not ledger.exists():
         return 0
@@ -191,12 +201,7 @@ def test_a_duplicate_of_an_order_in_flight_does_not_hide_it_from_reconciliation(
         fake.on_order = None
         before = [r["body"] for r in records(ledger) if r["kind"] == "outcome"]
         assert [o["reason"] for o in before] == ["INTENT_DUPLICATE"]
-        process = start_daemon(path, log)
-        deadline = time.monotonic() + 60
-        while outcome_count(ledger) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=60) == 0
+        run_until_outcomes(path, log, ledger, 2)
         orders = list(fake.orders)
     out = [r["body"] for r in records(ledger) if r["kind"] == "outcome"]
     assert sorted((o["status"], o.get("reason")) for o in out) == [
@@ -242,12 +247,7 @@ def test_an_order_killed_before_it_reached_the_venue(
             fake.on_order = hook
             assert process.wait(timeout=60) == -signal.SIGKILL
             fake.on_order = None
-        process = start_daemon(path, log)
-        deadline = time.monotonic() + 60
-        while outcome_count(ledger) < 1 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=60) == 0
+        run_until_outcomes(path, log, ledger, 1)
         posts = dict(fake.posts)
         assert fake.orders == []
     [outcome] = [r["body"] for r in records(ledger) if r["kind"] == "outcome"]
@@ -289,12 +289,7 @@ def test_a_stop_with_a_silent_venue_ends_within_the_drain_bound_and_the_restart_
         assert not [r for r in stopped if r["kind"] == "outcome"]
         events = [line for line in log.read_text().splitlines() if "order.in_doubt" in line]
         assert len(events) == 1 and "drain_timeout_ms=500" in events[0]
-        process = start_daemon(path, log)
-        deadline = time.monotonic() + 60
-        while outcome_count(ledger) < 1 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=60) == 0
+        run_until_outcomes(path, log, ledger, 1)
         orders = list(fake.orders)
     [outcome] = [r["body"] for r in records(ledger) if r["kind"] == "outcome"]
     assert outcome["status"] == "FILLED"

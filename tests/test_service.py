@@ -34,6 +34,7 @@ from tests.helpers import (
     lines,
     outcomes,
     records,
+    stop,
     verify,
     wait_for,
     write_config,
@@ -117,10 +118,6 @@ def log_events(log: Path) -> list[dict[str, Any]]:
 def events_named(log: Path, name: str) -> list[dict[str, Any]]:
     return [e for e in log_events(log) if e.get("event") == name]
 
-
-def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> int:
-    process.send_signal(sig)
-    return process.wait(timeout=60)
 
 
 @pytest.fixture
