@@ -297,7 +297,8 @@ class Daemon:
         metrics.snapshot(self._snapshot)
         host, port = parse_listen(listen.listen)
         try:
-            bound = metrics.serve(host, port)
+            bound = metrics.serve(host, port, max_clients=listen.max_clients,
+                                  client_timeout=listen.client_timeout_ms / 1000)
         except OSError as exc:
             raise MetricsUnavailable(f"metrics.listen {listen.listen}: {exc}") from exc
         self.log.info("metrics.listening", address=f"{bound[0]}:{bound[1]}")

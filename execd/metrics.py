@@ -33,13 +33,15 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from typing import Final, get_args
-from wsgiref.simple_server import WSGIServer
+from socketserver import ThreadingMixIn
+from typing import Any, Final, get_args
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from msgspec import Struct
-from prometheus_client import CollectorRegistry, Histogram, generate_latest, start_http_server
+from prometheus_client import CollectorRegistry, Histogram, generate_latest, make_wsgi_app
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from execd import __version__
@@ -271,15 +273,30 @@ class Metrics:
         """The metrics in Prometheus text format, as a scrape would get them."""
         return generate_latest(self.registry)
 
-    def serve(self, host: str, port: int) -> tuple[str, int]:
+    def serve(self, host: str, port: int, *, max_clients: int = 8,
+              client_timeout: float = 5.0) -> tuple[str, int]:
         """Serve the metrics on ``host``:``port`` (loopback only) in a daemon thread.
 
-        Port 0 picks a free port. Returns the address actually bound.
+        Port 0 picks a free port. Returns the address actually bound. At most
+        ``max_clients`` connections are served at once (others are closed at once), and
+        a client that sends nothing for ``client_timeout`` seconds is dropped: each one
+        holds a thread and a file descriptor, and idle ones must not use them all up.
         """
         _loopback(host)  # the endpoint has no authentication: never off the host
         if self._server is not None:
             raise RuntimeError("the metrics endpoint is already being served")
-        server, thread = start_http_server(port, addr=host, registry=self.registry)
+
+        class Handler(_QuietHandler):
+            timeout = client_timeout
+
+        class Server(_BoundedServer):
+            address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+
+        server = make_server(host, port, make_wsgi_app(self.registry), Server,
+                             handler_class=Handler)
+        server.slots = threading.BoundedSemaphore(max_clients)
+        thread = threading.Thread(target=server.serve_forever, name="metrics", daemon=True)
+        thread.start()
         self._server, self._thread = server, thread
         bound = server.socket.getsockname()
         return str(bound[0]), int(bound[1])
@@ -298,6 +315,38 @@ class Metrics:
         server.server_close()
         if thread is not None:
             thread.join()
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """Logs nothing (scrapes are not events)."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Nothing."""
+
+
+class _BoundedServer(ThreadingMixIn, WSGIServer):
+    """A thread per connection, at most ``slots`` at once; the rest closed unserved."""
+
+    daemon_threads = True
+    slots: threading.BoundedSemaphore
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Serve ``request`` in a thread of its own, if a slot is free."""
+        if not self.slots.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        """Serve, then give the slot back."""
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
 
 
 def _loopback(host: str) -> str:

@@ -180,3 +180,34 @@ def test_operator_ticks_stay_within_the_ledgers_integer_range(tmp_path: Path) ->
     tail = subprocess.run([*EXECD, "ledger", "tail", "--ledger", str(ledger), "--kind", "tick"],
                           capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert tail.returncode == 0 and f"t={top} tick {top} by=a" in tail.stdout
+
+
+def test_idle_metrics_clients_stop_nothing(tmp_path: Path) -> None:
+    """Before: prometheus_client's server took a thread and a descriptor per connection,
+    without end or timeout; 55 idle connections with 64 descriptors killed the daemon."""
+    import time
+    import urllib.request
+
+    path = write_config(tmp_path, level="info",
+                        extra='[metrics]\nlisten = "127.0.0.1:0"\nclient_timeout_ms = 500\n')
+    log = open(tmp_path / "daemon.log", "ab")  # noqa: SIM115 - owned by the process
+    process = subprocess.Popen([*EXECD, "run", "--config", str(path)], stdout=log,
+                               stderr=subprocess.STDOUT, cwd=ROOT, preexec_fn=_nofile(64))
+    log.close()
+    try:
+        wait_for(lambda: events(tmp_path, "metrics.listening"))
+        host, port = events(tmp_path, "metrics.listening")[0]["address"].rsplit(":", 1)
+        idle = []
+        for _ in range(150):
+            client = socket.create_connection((host, int(port)), timeout=5)
+            idle.append(client)
+        drop(tmp_path / "lakehouse" / "inbox", "0001.jsonl", lines(intent(1)))
+        wait_for(lambda: count_outcomes(tmp_path / "ledger") == 1)
+        assert process.poll() is None
+        for client in idle:
+            client.close()
+        time.sleep(0.7)  # the idle ones still served time out
+        body = urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=10).read()
+        assert b'execd_outcomes_total{plane="paper",reason="",status="FILLED"' in body
+    finally:
+        assert stop(process) == 0
