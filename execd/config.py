@@ -382,6 +382,12 @@ def _check_meaning(config: Config, file: str, problems: list[ConfigProblem]) -> 
         except ValueError as exc:
             problems.append(ConfigProblem(file, "metrics.listen", "HOST:PORT on a loopback "
                                           "address (127.0.0.1:9464, [::1]:9464)", str(exc)))
+    sock = config.control.socket
+    if len(sock.encode("utf-8", "surrogateescape")) > 107:
+        # AF_UNIX paths are at most 108 bytes with the terminating NUL: bind would fail.
+        problems.append(ConfigProblem(file, "control.socket", "a path of at most 107 bytes "
+                                      "(the limit of a unix socket's address)",
+                                      f"{len(sock.encode('utf-8', 'surrogateescape'))} bytes"))
     if risk.key_file and risk.key_credential:
         problems.append(ConfigProblem(file, "risk.key_credential",
                                       "only one of risk.key_file and risk.key_credential",

@@ -61,6 +61,9 @@ def test_good_config_loads(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("text", "line"), [
+    (GOOD + "[control]\nsocket = '/tmp/" + "s" * 120 + "'\n",
+     "control.socket: expected a path of at most 107 bytes (the limit of a unix socket's "
+     "address), found 125 bytes"),
     (GOOD + "[queues]\nrouter = 0\n", "queues.router: expected an integer >= 1, found int 0"),
     (GOOD + "[queues]\nrouter = 'big'\n", "queues.router: expected an integer >= 1, found 'big'"),
     (GOOD + "[queues]\nroutr = 4\n", "queues.routr: expected one of sentinel, router"),
