@@ -33,6 +33,7 @@ _KINDS = (
     (stat.S_ISCHR, "a character device"),
     (stat.S_ISBLK, "a block device"),
     (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISLNK, "a symlink"),  # seen only by callers that do not follow links
 )
 
 
@@ -52,7 +53,7 @@ class FileRefused(Exception):
         self.missing = missing
 
 
-def _kind(mode: int) -> str | None:
+def kind_of(mode: int) -> str | None:
     """What a non-regular file is ("a FIFO", ...), or None for a regular file."""
     if stat.S_ISREG(mode):
         return None
@@ -115,7 +116,7 @@ def read_regular(path: str | Path, max_bytes: int, what: str = "file") -> bytes:
 
 def _refusal(path: str | Path, st: os.stat_result, max_bytes: int,
              what: str) -> FileRefused | None:
-    kind = _kind(st.st_mode)
+    kind = kind_of(st.st_mode)
     if kind is not None:
         return FileRefused(path, f"a regular {what}", kind)
     if st.st_size > max_bytes:

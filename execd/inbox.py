@@ -32,7 +32,6 @@ import os
 import re
 import stat
 from collections.abc import Callable
-from decimal import Decimal
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -40,11 +39,12 @@ import anyio
 from anyio.abc import ObjectSendStream
 from msgspec import Struct
 
-from execd import ids, reasons
+from execd import reasons
 from execd.clock import monotonic
+from execd.files import kind_of
 from execd.ledger.segments import InUse, fsync_dir
 from execd.liveness import Pulse
-from execd.messages import LATE, Entry, ExecutionOutcome, InputFileRecord, Source
+from execd.messages import LATE, Entry, InputFileRecord, Source, quarantine
 
 _CLAIM = re.compile(r"^(?P<name>.+\.jsonl)\.(?P<kind>repeat|refused)-(?P<n>\d+)$")
 # Input file names longer than this are refused (under a hashed claim name), so that
@@ -52,7 +52,6 @@ _CLAIM = re.compile(r"^(?P<name>.+\.jsonl)\.(?P<kind>repeat|refused)-(?P<n>\d+)$
 MAX_NAME_BYTES = 240
 # (inode, size, mtime_ns, ctime_ns): any write, truncation or replacement changes it.
 StatKey = tuple[int, int, int, int]
-_ZERO = Decimal(0)
 
 
 class LakehouseInUse(InUse):
@@ -166,16 +165,6 @@ class NotRegular(OSError):
     """A path that execd only reads as a regular file is something else."""
 
 
-def kind_of(mode: int) -> str:
-    """What a non-regular file is, for people."""
-    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISDIR, "a directory"),
-                       (stat.S_ISLNK, "a symlink"), (stat.S_ISSOCK, "a socket"),
-                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
-        if test(mode):
-            return name
-    return "not a regular file"
-
-
 # Errors that say the process is short of something, not that the file is bad: wait
 # and try again rather than refuse the file.
 TRANSIENT = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS, errno.EAGAIN,
@@ -245,15 +234,6 @@ def claim_base(name: str) -> tuple[str, str | None]:
                               f"at most {MAX_NAME_BYTES} bytes ({name[:60]!r}…)")
         name = f"{hashlib.sha256(raw).hexdigest()[:16]}.jsonl"
     return name, problem
-
-
-def changed_outcome(name: str, size: int, time: int, detail: str) -> ExecutionOutcome:
-    """The file-level outcome of an input file that changed after it was claimed."""
-    intent_id = ids.quarantine_id(name, 0)
-    return ExecutionOutcome(
-        execution_id=ids.execution_id(intent_id, "", "none"), intent_id=intent_id,
-        status="QUARANTINED", filled_quantity=_ZERO, logical_time=time,
-        reason=reasons.INPUT_FILE_CHANGED, detail=detail, source=Source(name, 0, size))
 
 
 def _move(source: Path, target_dir: Path) -> None:
@@ -632,9 +612,9 @@ class InboxSource:
                              problem: str) -> None:
         """Send a finished file's INPUT_FILE_CHANGED outcome and wait until it is durable."""
         self.log.warning("input.changed", file=finished.record.file, problem=problem)
-        outcome = changed_outcome(finished.record.file, finished.record.size, finished.time,
-                                  problem)
-        entry = Entry(LATE, "outcome", finished.time, outcome)
+        entry = quarantine(LATE, finished.time,
+                           Source(finished.record.file, 0, finished.record.size),
+                           reasons.INPUT_FILE_CHANGED, problem)
         durable = anyio.Event()
         if self.watch is not None:
             self.watch(entry, lambda seq: durable.set())

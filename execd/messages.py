@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal, final
 import msgspec
 from msgspec import Meta, Raw, Struct
 
+from execd import ids
 from execd.reasons import Status
 
 SCHEMA_VERSION = 1
@@ -421,3 +422,19 @@ _encoder = msgspec.json.Encoder(decimal_format="string")
 def encode(value: Any) -> bytes:
     """The canonical JSON encoding used for ledger bodies and derived ids."""
     return _encoder.encode(value)
+
+
+def quarantine(seq: int, time: int, source: Source, reason: str, detail: str) -> Entry:
+    """The outcome of an input line that could not be read as an intent."""
+    intent_id = ids.quarantine_id(source.file, source.line)
+    outcome = ExecutionOutcome(
+        execution_id=ids.execution_id(intent_id, "", "none"),
+        intent_id=intent_id,
+        status="QUARANTINED",
+        filled_quantity=Decimal(0),
+        logical_time=time,
+        reason=reason,
+        detail=detail,
+        source=source,
+    )
+    return Entry(seq, "outcome", time, outcome)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable
-from decimal import Decimal
 from typing import Any, Literal, TypeVar
 
 import anyio
@@ -25,7 +24,7 @@ import msgspec
 from anyio.abc import ObjectSendStream
 from anyio.streams.memory import MemoryObjectReceiveStream
 
-from execd import ids, json_depth, logs, reasons
+from execd import json_depth, logs, reasons
 from execd.clock import Clock, ClockRegression
 from execd.context import ContextLoader, LakehouseContext
 from execd.control import ControlRequest, answer, refuse_waiting
@@ -47,33 +46,16 @@ from execd.messages import (
     ClockTick,
     ContextIn,
     Entry,
-    ExecutionOutcome,
     InputFileRecord,
     IntentIn,
     ReaderItem,
     Source,
     TickRecord,
+    quarantine,
 )
 
-_ZERO = Decimal(0)
 _EXCERPT = 80
 _BLANK = b" \t\r"  # JSON's whitespace, less the line feed that ends a line
-
-
-def quarantine(seq: int, time: int, source: Source, reason: str, detail: str) -> Entry:
-    """The outcome of an input line that could not be read as an intent."""
-    intent_id = ids.quarantine_id(source.file, source.line)
-    outcome = ExecutionOutcome(
-        execution_id=ids.execution_id(intent_id, "", "none"),
-        intent_id=intent_id,
-        status="QUARANTINED",
-        filled_quantity=_ZERO,
-        logical_time=time,
-        reason=reason,
-        detail=detail,
-        source=source,
-    )
-    return Entry(seq, "outcome", time, outcome)
 
 
 def _excerpt(line: bytes) -> str:
