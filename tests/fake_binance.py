@@ -80,7 +80,8 @@ _NUMBER = re.compile(_NUMBER_PATTERN)
 # Faults that inject() accepts.
 FAULTS = frozenset({
     "lost_reply", "timeout", "503_json", "503_json_placed", "503_plain", "429", "drop",
-    "clock", "503_then_placed",
+    "clock", "503_then_placed", "5xx_unknown_code_placed", "200_not_an_order_placed",
+    "venue_busy_placed",
 })
 _BEFORE = frozenset({"503_json", "503_plain", "429", "drop", "clock"})
 
@@ -326,6 +327,13 @@ class FakeBinance:
         - ``429``: HTTP 429 ``{"code": -1003, ...}`` with ``Retry-After: 1``; nothing processed.
         - ``drop``: drop the connection before processing anything.
         - ``clock``: reply -1021 (timestamp outside recvWindow); nothing is processed.
+        - ``5xx_unknown_code_placed``: the request is processed, then HTTP 503 with
+          ``{"code": -1008, "msg": "Server is currently overloaded..."}`` (SERVER_BUSY,
+          which ccxt maps only for Binance's own hosts).
+        - ``200_not_an_order_placed``: processed, then HTTP 200 with an HTML page (a
+          proxy's answer in place of the venue's).
+        - ``venue_busy_placed``: processed, then HTTP 400 ``{"code": -1007, ...}``
+          (TIMEOUT: "Send status unknown; execution status unknown").
         """
         if fault not in FAULTS:
             raise ValueError(f"unknown fault {fault!r}; expected one of {sorted(FAULTS)}")
@@ -397,6 +405,18 @@ class FakeBinance:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._closing.wait(), fault.delay)
             return response
+        if fault.kind == "5xx_unknown_code_placed":
+            return _error_response(_ApiError(
+                -1008, "Server is currently overloaded with other requests. Please try again "
+                       "in a few minutes.", status=503))
+        if fault.kind == "200_not_an_order_placed":
+            return web.Response(status=200, content_type="text/html",
+                                text="<html><body>Please wait while we check your browser"
+                                     "</body></html>")
+        if fault.kind == "venue_busy_placed":
+            return _error_response(_ApiError(
+                -1007, "Timeout waiting for response from backend server. Send status "
+                       "unknown; execution status unknown."))
         return self._fault_reply(request, "503_json")  # 503_json_placed
 
     async def _later(self, delay: float, handler: _Handler, request: web.Request,

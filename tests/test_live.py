@@ -111,9 +111,11 @@ async def test_a_market_order_fills_through_the_real_ccxt(tmp_path: Path,
     assert start["planes"] == {"binance": "live", "paper": "paper"}
 
 
+# Every reply that leaves the order's fate open, and whether the venue took the order.
 FAULTS = [("lost_reply", True), ("timeout", True), ("503_json_placed", True),
-          ("503_json", False), ("503_plain", False), ("429", False), ("drop", False),
-          ("clock", False)]
+          ("5xx_unknown_code_placed", True), ("200_not_an_order_placed", True),
+          ("venue_busy_placed", True),
+          ("503_json", False), ("503_plain", False), ("429", False), ("drop", False)]
 
 
 def sends(ledger: list[dict[str, Any]], n: int = 1) -> list[dict[str, Any]]:
@@ -168,6 +170,16 @@ async def test_explicit_resends_record_every_send(
         assert answers == [(1, "unknown", "absent", True), (2, "placed", None, False)]
         assert sends(ledger)[1]["venue_order_id"] == outcome["venue_order_id"]
         assert requests_besides_start(fake) == {ORDER: 2, LOOKUP: 2}
+
+
+async def test_a_documented_refusal_code_fails_at_once_without_a_lookup(
+        tmp_path: Path, fake: FakeBinance) -> None:
+    # -1021 (timestamp outside recvWindow) is Binance's documented "not processed".
+    fake.inject("clock")
+    outcome = outcome_of(await run_live(tmp_path, fake, [live_intent(1)]))
+    assert (outcome["status"], outcome["reason"]) == ("FAILED", reasons.EXECUTION_REJECTED)
+    assert "-1021" in outcome["detail"]
+    assert fake.orders == [] and requests_besides_start(fake) == {ORDER: 1}
 
 
 async def test_venue_refusals_fail_with_the_venue_message(tmp_path: Path) -> None:

@@ -35,6 +35,7 @@ import contextlib
 import re
 import socket
 from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -63,13 +64,12 @@ from execd.messages import (
     SendAttemptRecord,
     Settled,
 )
-from execd.venues import attempts
+from execd.venues import attempts, exchanges
 from execd.venues.credentials import Credentials
 from execd.venues.prepare import MarketRules, OrderPlan, prepare, rules_from_market
 from execd.venues.results import held_change, is_final, not_executed, outcome_of_order
 
-# What an error from the venue means for an order that was being sent.
-Verdict = Literal["rejected", "unreachable", "unknown", "exists"]
+Verdict = exchanges.Verdict
 Watch = Callable[[Entry, Callable[[int], None]], None]
 # (venue, ccxt method, seconds, "ok" or the exception class): the metrics hook.
 CallHook = Callable[[str, str, float, str], None]
@@ -80,38 +80,54 @@ _MAX_BACKOFF = 30.0
 # for the next start-up to reconcile.
 _TRIES_WHILE_STOPPING = 3
 _QUERY = re.compile(r"\?\S*")
+# The HTTP status and body of the last reply ccxt read in this task (None: none yet
+# in the current call): what a failed call's venue said, whatever ccxt made of it.
+_LAST_REPLY: ContextVar[tuple[int | None, Any] | None] = ContextVar("execd_last_reply",
+                                                                   default=None)
 
 
 class _InDoubt(Exception):
     """The daemon is stopping and the venue could not say what became of an order."""
 
 
-def classify(exc: BaseException) -> Verdict:
+def classify(exc: BaseException, spec: exchanges.Exchange,
+             reply: exchanges.Reply | None) -> Verdict:
     """What ``exc``, raised while sending an order, says about that order.
 
     ``rejected``: the venue answered and refused it. ``unreachable``: no byte left
     (the connection could not be opened). ``exists``: the venue says it already
     has an order with this client id. ``unknown``: anything else; the order may
-    exist. ccxt wraps some transport failures as a bare ExchangeError, so the
-    cause is looked at before the class.
+    exist. A transport failure is judged by its cause (ccxt wraps some as a bare
+    ExchangeError); a reply by the venue's HTTP status and own code
+    (:func:`exchanges.verdict`), whatever class ccxt raised for it.
     """
-    if isinstance(exc, errors.DuplicateOrderId) or (
-            isinstance(exc, errors.InvalidOrder) and "duplicate order" in str(exc).lower()):
-        return "exists"
     cause = exc.__cause__
     if isinstance(cause, aiohttp.ClientConnectorError | socket.gaierror):
         return "unreachable"
-    if isinstance(exc, errors.OperationFailed) or isinstance(cause, aiohttp.ClientError):
+    if isinstance(cause, aiohttp.ClientError | TimeoutError) or (isinstance(
+            exc, errors.NetworkError) and reply is None):
         return "unknown"
-    if isinstance(exc, errors.ExchangeError):
-        return "rejected"
-    return "unknown"
+    return exchanges.verdict(spec, reply, type(exc).__name__)
+
+
+def venue_reply(spec: exchanges.Exchange) -> exchanges.Reply | None:
+    """The venue's answer in the current task's last call (None: it read none)."""
+    last = _LAST_REPLY.get()
+    return None if last is None else exchanges.read_reply(spec, *last)
 
 
 def message_of(exc: BaseException) -> str:
     """The venue's message, without query strings (they carry signatures), at most 500 chars."""
     text = _QUERY.sub("", str(exc)) or type(exc).__name__
     return f"{type(exc).__name__}: {text}"[:500]
+
+
+def _snippet() -> str:
+    """The start of the last body ccxt read, for the record of an unreadable reply."""
+    last = _LAST_REPLY.get()
+    body = "" if last is None else last[1]
+    text = body if isinstance(body, str) else repr(body)
+    return _QUERY.sub("", " ".join(text.split()))[:200] or "(empty)"
 
 
 def rewrite_urls(urls: Any, base_url: str) -> Any:
@@ -177,6 +193,7 @@ class CcxtVenue:
         self.rules: dict[str, MarketRules] = {}
         self.in_flight = 0
         self.log = logs.get("venue", venue=venue)
+        self.spec = exchanges.exchange(table.exchange)
         self._execution_id = ids.ExecutionIds(venue, "live")
         self.exchange = self._exchange(credentials)
         self._work_send, self._work_receive = anyio.create_memory_object_stream[_Order](
@@ -194,6 +211,7 @@ class CcxtVenue:
     async def _call(self, name: str, *args: Any) -> Any:
         """One ccxt call; timed and reported to ``on_call`` (metrics) when set."""
         method = getattr(self.exchange, name)
+        _LAST_REPLY.set(None)
         if self.on_call is None:
             return await method(*args)
         started = anyio.current_time()
@@ -207,13 +225,11 @@ class CcxtVenue:
             self.on_call(self.venue, name, anyio.current_time() - started, result)
 
     def _exchange(self, credentials: Credentials) -> Any:
-        table = self.table
+        table, spec = self.table, self.spec
         # ccxt's retries are off: a retried POST /order can fill twice (one lost
-        # reply is enough). Markets load in one request; currencies and margin
-        # data are not fetched at all.
-        options = {"fetchCurrencies": False, "fetchMargins": False,
-                   "fetchMarkets": {"types": ["spot"]}, **table.options,
-                   "maxRetriesOnFailure": 0}
+        # reply is enough). Markets load in one request where the venue allows:
+        # currencies and margin data are not fetched.
+        options = {**spec.options, **table.options, "maxRetriesOnFailure": 0}
         settings: dict[str, Any] = {
             "apiKey": credentials.api_key, "secret": credentials.secret,
             "enableRateLimit": table.rate_limit_ms > 0, "rateLimit": table.rate_limit_ms,
@@ -222,12 +238,24 @@ class CcxtVenue:
         if credentials.password is not None:
             settings["password"] = credentials.password
         exchange = getattr(ccxt_async, table.exchange)(settings)
-        if "recvWindow" in exchange.options:
+        # load_markets reads ``has``, not the option, to decide on a currencies request.
+        exchange.has = {**exchange.has, **dict.fromkeys(spec.has_off, False)}
+        if spec.window_option is not None:
             # The venue refuses a request older than this, so after it (plus skew)
             # an order it said it does not have can no longer appear.
-            exchange.options["recvWindow"] = table.acceptance_window_ms // 2
+            exchange.options[spec.window_option] = table.acceptance_window_ms // 2
         if table.base_url is not None:
             exchange.urls["api"] = rewrite_urls(exchange.urls["api"], table.base_url)
+        original = exchange.handle_errors
+
+        def handle_errors(status: int, reason: str, url: str, method: str, headers: Any,
+                          body: str, response: Any, *request: Any) -> Any:
+            # Seen before ccxt decides what the reply means: classify() reads the
+            # status and the venue's own code rather than ccxt's class for it.
+            _LAST_REPLY.set((status, response if response is not None else body))
+            return original(status, reason, url, method, headers, body, response, *request)
+
+        exchange.handle_errors = handle_errors
         return exchange
 
     def status(self) -> dict[str, Any]:
@@ -540,7 +568,7 @@ class CcxtVenue:
         (never by default), and only once this one's record is durable.
         """
         record = order.record
-        params: dict[str, Any] = {"clientOrderId": record.client_order_id}
+        params: dict[str, Any] = {self.spec.client_id_param: record.client_order_id}
         if record.post_only:
             params["postOnly"] = True
         if record.reduce_only:
@@ -556,19 +584,23 @@ class CcxtVenue:
                     "create_order", record.symbol, record.type, record.side,
                     str(record.amount), price, params)
             except Exception as exc:
-                answer: Verdict = classify(exc)
+                answer: Verdict = classify(exc, self.spec, venue_reply(self.spec))
                 message = message_of(exc)
             else:
-                venue_id = placed.get("id")
-                sent = attempts.attempt_record(
-                    record, attempt, "placed", self.wall.now(),
-                    venue_order_id=str(venue_id) if venue_id else None,
-                    venue_status=placed.get("status"))
-                if is_final(placed):
-                    order.held.append(self._attempt_entry(order, sent))
-                else:
-                    await self._write_attempt(send, order, sent, durable=False)
-                return placed
+                unreadable = exchanges.readable_order(placed)
+                if unreadable is None:
+                    venue_id = placed.get("id")
+                    sent = attempts.attempt_record(
+                        record, attempt, "placed", self.wall.now(),
+                        venue_order_id=str(venue_id), venue_status=placed.get("status"))
+                    if is_final(placed):
+                        order.held.append(self._attempt_entry(order, sent))
+                    else:
+                        await self._write_attempt(send, order, sent, durable=False)
+                    return placed
+                # A proxy's page, or an envelope ccxt took for an order: the venue may
+                # have the order, so its fate is unknown and a lookup settles it.
+                answer, message = "unknown", f"{unreadable}: {_snippet()}"
             log.warning("order.send_failed", attempt=attempt, verdict=answer, error=message)
             found: dict[str, Any] | None = None
             lookup: LookupResult | None = None
@@ -635,15 +667,34 @@ class CcxtVenue:
             if wait:
                 await self._pause(wait)
             try:
-                found: dict[str, Any] = await self._call(
-                    "fetch_order", None, record.symbol, {"clientOrderId": record.client_order_id})
-                return found
-            except errors.OrderNotFound:
-                return None
+                return await self._find(record)
             except Exception as exc:
                 failures += 1
                 self._call_failed("order.lookup_failed", record, exc, failures)
                 wait = min(max(wait * 2, self.table.poll_interval_ms / 1000), _MAX_BACKOFF)
+
+    async def _find(self, record: OrderRecord) -> dict[str, Any] | None:
+        """One lookup by client order id, through each of the venue's lookup calls in turn.
+
+        None when every call says "no such order": ccxt's OrderNotFound, or the venue's
+        own not-found code whatever class ccxt raised for it.
+        """
+        for call in self.spec.lookup:
+            try:
+                found: dict[str, Any] = await self._call(
+                    call.method, None, record.symbol,
+                    {call.param: record.client_order_id, **call.extra})
+            except errors.OrderNotFound:
+                continue
+            except errors.ExchangeError:
+                reply = venue_reply(self.spec)
+                if reply is not None and reply.code in self.spec.codes.not_found:
+                    continue
+                raise
+            if exchanges.readable_order(found) is not None:
+                raise errors.ExchangeError(f"{self.venue} lookup: not an order: {_snippet()}")
+            return found
+        return None
 
     async def _write_cancel(self, send: ObjectSendStream[list[Entry]], placed: _Order,
                             order_id: Any, why: Literal["order_timeout_ms", "stopping"],
