@@ -422,12 +422,32 @@ def _check_ccxt(config: Config, name: str, venue: VenueConfig, file: str,
         problems.append(ConfigProblem(
             file, f"{prefix}.exchange", "an exchange whose precision is a step size or a "
             "number of decimals", f"{table.exchange} (significant digits)"))
+    else:
+        _check_exchange(table, prefix, file, problems)
     sources = [k for k in ("credentials_file", "credentials_env", "credentials_credential")
                if getattr(table, k)]
     if len(sources) != 1:
         problems.append(ConfigProblem(
             file, f"{prefix}.credentials_file", "exactly one of credentials_file, "
             "credentials_env, credentials_credential", ", ".join(sources) or "none"))
+
+
+def _check_exchange(table: CcxtConfig, prefix: str, file: str,
+                    problems: list[ConfigProblem]) -> None:
+    """An exchange execd can trade on safely, with client order ids it accepts."""
+    from execd.venues import exchanges
+
+    spec = exchanges.exchange(table.exchange)
+    if spec.unsafe is not None:
+        problems.append(ConfigProblem(
+            file, f"{prefix}.exchange", "an exchange execd can trade on safely ("
+            + ", ".join(sorted(exchanges.SUPPORTED)) + ")",
+            f"{table.exchange}: {spec.unsafe}"))
+    elif table.client_order_id_length > spec.client_id_max:
+        problems.append(ConfigProblem(
+            file, f"{prefix}.client_order_id_length",
+            f"at most {spec.client_id_max} ({table.exchange}'s limit on a client order id)",
+            str(table.client_order_id_length)))
 
 
 # Keys that only mean something together: (key, what it needs).

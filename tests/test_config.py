@@ -121,6 +121,18 @@ def test_good_config_loads(tmp_path: Path) -> None:
     (LIVE.replace("'binance'", "'bitfinex'"),
      "venues.x.ccxt.exchange: expected an exchange whose precision is a step size or a number "
      "of decimals, found bitfinex (significant digits)"),
+    (LIVE.replace("'binance'", "'kraken'"),
+     "venues.x.ccxt.exchange: expected an exchange execd can trade on safely (binance, bybit, "
+     "okx), found kraken: ccxt looks an order up by client id through Kraken's integer "
+     "userref"),
+    (LIVE.replace("'binance'", "'coinbase'"),
+     "found coinbase: ccxt drops the client order id it is given"),
+    (LIVE.replace("'binance'", "'kucoin'"),
+     "found kucoin: execd declares no capability for it"),
+    (LIVE.replace("'binance'", "'okx'").replace(
+        "credentials_env = 'X'", "credentials_env = 'X'\nclient_order_id_length = 36"),
+     "venues.x.ccxt.client_order_id_length: expected at most 32 (okx's limit on a client "
+     "order id), found 36"),
     (LIVE.replace("credentials_env = 'X'", "exchange_typo = 1"),
      "venues.x.ccxt.exchange_typo: expected one of exchange, credentials_file"),
     (LIVE.replace("credentials_env = 'X'", "base_url = 'http://h'"),

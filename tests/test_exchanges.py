@@ -1,0 +1,102 @@
+"""What a venue's error reply means for an order: the pure rules of execd.venues.exchanges.
+
+Replies are the venues' own documented shapes: Binance ``{"code", "msg"}`` with an HTTP
+status, OKX ``{"code": "1", "data": [{"sCode", "sMsg"}]}`` on HTTP 200, Bybit
+``{"retCode", "retMsg"}`` on HTTP 200.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from execd import ids
+from execd.venues import exchanges
+from execd.venues.exchanges import BINANCE, BYBIT, OKX, Exchange, read_reply, verdict
+
+
+def okx(code: str, message: str = "") -> dict[str, Any]:
+    return {"code": "1", "msg": "All operations failed",
+            "data": [{"clOrdId": "x1", "ordId": "", "sCode": code, "sMsg": message}]}
+
+
+@pytest.mark.parametrize(("spec", "status", "body", "error", "expected"), [
+    # Binance: a 5xx is unknown whatever ccxt made of it (-1008 unmapped off its hosts).
+    (BINANCE, 503, {"code": -1008, "msg": "Server is currently overloaded"}, "ExchangeError",
+     "unknown"),
+    (BINANCE, 503, "<html>503 Service Unavailable</html>", "ExchangeNotAvailable", "unknown"),
+    (BINANCE, 400, {"code": -1007, "msg": "Timeout waiting for response"}, "RequestTimeout",
+     "unknown"),
+    (BINANCE, 429, {"code": -1003, "msg": "Too many requests"}, "DDoSProtection", "unknown"),
+    (BINANCE, 400, {"code": -2010, "msg": "Duplicate order sent."}, "InvalidOrder", "exists"),
+    (BINANCE, 400, {"code": -2010, "msg": "Account has insufficient balance"},
+     "InsufficientFunds", "rejected"),
+    (BINANCE, 400, {"code": -1021, "msg": "Timestamp outside of the recvWindow"},
+     "InvalidNonce", "rejected"),
+    # A 4xx is Binance's "malformed request": refused, even with a code ccxt lacks.
+    (BINANCE, 400, {"code": -9999, "msg": "new code"}, "ExchangeError", "rejected"),
+    # OKX answers HTTP 200 and puts the per-order code in data[].sCode.
+    (OKX, 200, okx("51016", "Duplicated clOrdId"), "InvalidOrder", "exists"),
+    (OKX, 200, okx("50004", "API endpoint request timeout"), "RequestTimeout", "unknown"),
+    (OKX, 200, okx("51008", "Order failed. Insufficient balance"), "InsufficientFunds",
+     "rejected"),
+    (OKX, 200, okx("59999", "a code nobody maps"), "ExchangeError", "unknown"),
+    (OKX, 500, {"code": "50026", "msg": "System error"}, "ExchangeNotAvailable", "unknown"),
+    (OKX, 200, {"code": "50013", "msg": "Systems are busy", "data": []}, "ExchangeError",
+     "unknown"),
+    # Bybit: HTTP 200 with retCode.
+    (BYBIT, 200, {"retCode": 110072, "retMsg": "OrderLinkedID is duplicate"}, "InvalidOrder",
+     "exists"),
+    (BYBIT, 200, {"retCode": 10016, "retMsg": "Internal error"}, "ExchangeError", "unknown"),
+    (BYBIT, 200, {"retCode": 170131, "retMsg": "Insufficient balance."}, "InsufficientFunds",
+     "rejected"),
+    (BYBIT, 200, {"retCode": 123456, "retMsg": "unmapped"}, "ExchangeError", "unknown"),
+    # Not a documented code, but a refusal ccxt mapped from the venue's own table.
+    (BYBIT, 200, {"retCode": 170130, "retMsg": "Data sent for parameter exceeds limit"},
+     "BadRequest", "rejected"),
+])
+def test_the_venue_reply_decides_before_ccxts_class(spec: Exchange, status: int, body: Any,
+                                                     error: str, expected: str) -> None:
+    assert verdict(spec, read_reply(spec, status, body), error) == expected
+
+
+def test_the_json_of_a_text_body_is_read_and_a_page_has_no_code() -> None:
+    reply = read_reply(BINANCE, 503, '{"code": -1001, "msg": "Internal error"}')
+    assert (reply.code, reply.message) == ("-1001", "Internal error")
+    page = read_reply(BINANCE, 200, "<html>checking your browser</html>")
+    assert page.code is None and page.message.startswith("<html>")
+
+
+def test_without_a_reply_only_a_local_refusal_is_a_refusal() -> None:
+    # ccxt refusing before sending (say ArgumentsRequired) sent nothing; anything else
+    # without a reply may have reached the venue.
+    assert verdict(BINANCE, None, "ArgumentsRequired") == "rejected"
+    assert verdict(BINANCE, None, "ExchangeError") == "unknown"
+    assert verdict(BINANCE, None, "TypeError") == "unknown"
+
+
+@pytest.mark.parametrize("order", [None, "<html></html>", {"id": None, "status": None},
+                                   {"id": "", "status": "open"}, []])
+def test_a_create_reply_without_an_order_id_is_not_an_order(order: Any) -> None:
+    assert exchanges.readable_order(order) is not None
+
+
+def test_a_create_reply_with_an_id_is_an_order_even_without_a_status() -> None:
+    # OKX and Bybit answer a create with ids only: the order is then followed.
+    assert exchanges.readable_order({"id": "123", "status": None}) is None
+
+
+@pytest.mark.parametrize("spec", list(exchanges.SUPPORTED.values()))
+def test_execd_client_order_ids_fit_each_supported_venue(spec: Exchange) -> None:
+    import uuid
+    for n in range(50):
+        client_id = ids.client_order_id(uuid.UUID(int=n), "v", "x", 32)
+        assert exchanges.client_id_problem(spec, client_id) is None
+    assert exchanges.client_id_problem(spec, "x" * (spec.client_id_max + 1)) is not None
+
+
+@pytest.mark.parametrize("name", ["kraken", "coinbase", "coinbaseadvanced", "kucoin"])
+def test_exchanges_without_a_safe_client_order_id_path_are_refused(name: str) -> None:
+    spec = exchanges.exchange(name)
+    assert spec.unsafe is not None and name not in exchanges.SUPPORTED
