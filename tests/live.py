@@ -1,13 +1,21 @@
-"""Helpers for live-plane tests: the fake exchange's markets and a live config."""
+"""Helpers for live-plane tests: the fake exchanges, their markets and a live config.
+
+Each exchange execd supports has a fake of its own, written from the exchange's
+documentation; :data:`VENUES` says how a test runs execd against each one, so a
+test parametrized over it proves a promise on every supported exchange.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from tests.fake_binance import FakeBinance, Market
+from tests import fake_binance
+from tests.fake_binance import FakeBinance
 from tests.helpers import control_socket, write_registry
 
 D = Decimal
@@ -33,12 +41,12 @@ socket = "{socket}"
 [risk]
 signatures = "none"
 
-[venues.binance]
+[venues.{exchange}]
 plane = "live"
 adapter = "ccxt"
 
-[venues.binance.ccxt]
-exchange = "binance"
+[venues.{exchange}.ccxt]
+exchange = "{exchange}"
 credentials_file = "{credentials}"
 base_url = "{url}"
 rate_limit_ms = 0
@@ -61,8 +69,38 @@ plane = "paper"
 _OPTIONAL = ("send_attempts", "resend_window_ms", "drain_timeout_ms")
 
 
-def markets(liquidity: Decimal | None = None) -> dict[str, Market]:
+@dataclass(frozen=True)
+class FakeVenue:
+    """How tests run execd against one exchange's fake."""
+
+    exchange: str
+    # The fake's class, its Market class and its thread runner (FakeBinance's interface).
+    fake: Callable[..., Any]
+    market: Callable[..., Any]
+    thread: Callable[[Any], Any]
+    # The request that loads markets: made once per start of the daemon.
+    markets_request: tuple[str, str]
+    # Every endpoint execd may call on it.
+    endpoints: frozenset[tuple[str, str]]
+    # How much the fake says an order of its filled.
+    filled: Callable[[Any], Decimal]
+    password: str | None = None
+
+
+VENUES: dict[str, FakeVenue] = {
+    "binance": FakeVenue(
+        "binance", FakeBinance, fake_binance.Market, fake_binance.FakeBinanceThread,
+        ("GET", "/api/v3/exchangeInfo"),
+        frozenset({("GET", "/api/v3/exchangeInfo"), ("GET", "/api/v3/account"),
+                   ("POST", "/api/v3/order"), ("GET", "/api/v3/order"),
+                   ("DELETE", "/api/v3/order"), ("GET", "/api/v3/myTrades")}),
+        lambda order: Decimal(order.executedQty)),
+}
+
+
+def markets(liquidity: Decimal | None = None, exchange: str = "binance") -> dict[str, Any]:
     """BTC/USDT at 50,000 and ETH/USDT at 3,000, with Binance-like filters."""
+    Market = VENUES[exchange].market
     return {
         "BTC/USDT": Market("BTC", "USDT", step_size=D("0.00001"), min_qty=D("0.00001"),
                            max_qty=D("9000"), tick_size=D("0.01"), min_price=D("0.01"),
@@ -75,20 +113,26 @@ def markets(liquidity: Decimal | None = None) -> dict[str, Market]:
 
 
 def fake_exchange(liquidity: Decimal | None = None,
-                  balances: dict[str, Decimal] | None = None) -> FakeBinance:
-    """A fake Binance with :func:`markets` and ample balances unless told otherwise."""
-    return FakeBinance(markets(liquidity), api_key=API_KEY, secret=SECRET,
-                       balances=balances or {"BTC": D("1000"), "ETH": D("1000"),
-                                             "USDT": D("100000000")})
+                  balances: dict[str, Decimal] | None = None, exchange: str = "binance") -> Any:
+    """A fake ``exchange`` with :func:`markets` and ample balances unless told otherwise."""
+    venue = VENUES[exchange]
+    extra = {} if venue.password is None else {"passphrase": venue.password}
+    return venue.fake(markets(liquidity, exchange), api_key=API_KEY, secret=SECRET,
+                      balances=balances or {"BTC": D("1000"), "ETH": D("1000"),
+                                            "USDT": D("100000000")}, **extra)
 
 
-def write_live_config(directory: Path, url: str, **overrides: Any) -> Path:
-    """A live config under ``directory``: venue binance on ``url``, venue paper beside it."""
+def write_live_config(directory: Path, url: str, exchange: str = "binance",
+                      **overrides: Any) -> Path:
+    """A live config under ``directory``: venue ``exchange`` on ``url``, venue paper beside it."""
     directory.mkdir(parents=True, exist_ok=True)
-    credentials = directory / "binance.json"
-    credentials.write_text(json.dumps({"apiKey": API_KEY, "secret": SECRET}))
+    credentials = directory / f"{exchange}.json"
+    secrets = {"apiKey": API_KEY, "secret": SECRET}
+    if VENUES[exchange].password is not None:
+        secrets["password"] = str(VENUES[exchange].password)
+    credentials.write_text(json.dumps(secrets))
     values: dict[str, Any] = {
-        "lakehouse": directory / "lakehouse", "ledger": directory / "ledger",
+        "exchange": exchange, "lakehouse": directory / "lakehouse", "ledger": directory / "ledger",
         "socket": control_socket(directory), "credentials": credentials, "url": url,
         "level": "warning", "timeout_ms": 2000, "poll_ms": 20, "order_timeout_ms": 5000,
         "lookup_delay_ms": 20, "acceptance_window_ms": 300, "in_flight": 4, "backlog": 16,

@@ -25,7 +25,7 @@ import pytest
 
 from tests.fake_binance import FakeBinanceThread, FakeOrder
 from tests.helpers import EXECD, ROOT, drop, lines, records, start_daemon
-from tests.live import fake_exchange, live_intent, write_live_config
+from tests.live import VENUES, fake_exchange, live_intent, write_live_config
 
 pytestmark = pytest.mark.slow
 
@@ -33,19 +33,17 @@ PER_RUN = 4
 POINTS = 24
 INTENTS = PER_RUN * (POINTS + 1)
 SEED = 20261121
-EXPECTED_ENDPOINTS = {("GET", "/api/v3/exchangeInfo"), ("GET", "/api/v3/account"),
-                      ("POST", "/api/v3/order"), ("GET", "/api/v3/order"),
-                      ("DELETE", "/api/v3/order")}
 
 
-def intents() -> list[dict[str, Any]]:
+def intents(venue: str) -> list[dict[str, Any]]:
     """Market buys and sells, and limits that rest until order_timeout_ms cancels them."""
     out = []
     for n in range(1, INTENTS + 1):
         if n % 5 == 0:
-            out.append(live_intent(n, order_type="limit", limit_price="45000", urgency="low"))
+            out.append(live_intent(n, venue=venue, order_type="limit", limit_price="45000",
+                                   urgency="low"))
         else:
-            out.append(live_intent(n, side="sell" if n % 3 == 0 else "buy"))
+            out.append(live_intent(n, venue=venue, side="sell" if n % 3 == 0 else "buy"))
     return out
 
 
@@ -80,19 +78,22 @@ def outcome_count(ledger: Path) -> int:
     return sum(1 for r in records(ledger) if r["kind"] == "outcome")
 
 
-def test_sigkill_at_seeded_points_never_doubles_or_loses_an_order(tmp_path: Path) -> None:
-    fake = fake_exchange()
+@pytest.mark.parametrize("name", sorted(VENUES))
+def test_sigkill_at_seeded_points_never_doubles_or_loses_an_order(tmp_path: Path,
+                                                                  name: str) -> None:
+    venue = VENUES[name]
+    fake = fake_exchange(exchange=name)
     ledger = tmp_path / "ledger"
     starts = 0
     kills: list[str] = []
-    with FakeBinanceThread(fake) as running:
+    with venue.thread(fake) as running:
         # Resends explicitly on (the default sends once): the kills must never make
         # the sends of one order, across every restart, exceed send_attempts.
-        path = write_live_config(tmp_path, running.url, level="info", order_timeout_ms=400,
-                                 timeout_ms=1000, in_flight=3, backlog=64, send_attempts=3,
-                                 resend_window_ms=300000)
+        path = write_live_config(tmp_path, running.url, name, level="info",
+                                 order_timeout_ms=400, timeout_ms=1000, in_flight=3,
+                                 backlog=64, send_attempts=3, resend_window_ms=300000)
         log = tmp_path / "daemon.log"
-        every = intents()
+        every = intents(name)
         for run, (kind, value) in enumerate([*crash_points(), ("none", 0.0)]):
             batch = every[run * PER_RUN:(run + 1) * PER_RUN]
             drop(tmp_path / "lakehouse" / "inbox", f"f{run:02d}.jsonl", lines(*batch))
@@ -101,7 +102,7 @@ def test_sigkill_at_seeded_points_never_doubles_or_loses_an_order(tmp_path: Path
             starts += 1
             seen = {"received": 0, "placed": 0}
 
-            def hook(phase: str, order: FakeOrder | None, kind: str = kind,
+            def hook(phase: str, order: Any, kind: str = kind,
                      value: float = value, process: subprocess.Popen[bytes] = process,
                      seen: dict[str, int] = seen) -> None:
                 seen[phase] += 1
@@ -143,13 +144,14 @@ def test_sigkill_at_seeded_points_never_doubles_or_loses_an_order(tmp_path: Path
     # What the ledger says filled is what the venue filled. An order a kill kept from
     # the venue is resent only while the sends it may have had stay within
     # send_attempts; a send a killed run may have made counts, even if it never left.
-    venue = {o.clientOrderId: o for o in running_orders}
+    at_venue = {o.clientOrderId: o for o in running_orders}
     for outcome in out:
         if outcome["client_order_id"] not in placed:
             assert (outcome["status"], outcome["filled_quantity"]) == ("FAILED", "0"), outcome
             assert "not sent again: send_attempts=3" in outcome["detail"], outcome
             continue
-        assert Decimal(outcome["filled_quantity"]) == venue[outcome["client_order_id"]].executedQty
+        assert Decimal(outcome["filled_quantity"]) == venue.filled(
+            at_venue[outcome["client_order_id"]])
         expected = "FAILED" if int(outcome["intent_id"][-3:]) % 5 == 0 else "FILLED"
         assert outcome["status"] == expected, outcome
     # Every send that reached the venue is in the ledger (a restart records the one a
@@ -167,8 +169,8 @@ def test_sigkill_at_seeded_points_never_doubles_or_loses_an_order(tmp_path: Path
     # The kills really landed (a SIGKILL exits -9) at every seeded point.
     assert sum(1 for k in kills if k.endswith("->-9")) == POINTS, kills
     # No unexpected endpoint; markets loaded once per start, never in a burst.
-    assert set(requests) <= EXPECTED_ENDPOINTS, requests
-    assert requests[("GET", "/api/v3/exchangeInfo")] <= starts
+    assert set(requests) <= venue.endpoints, requests
+    assert requests[venue.markets_request] <= starts
     verify = subprocess.run([*EXECD, "ledger", "verify", "--ledger", str(ledger)],
                             cwd=ROOT, capture_output=True, text=True, check=False)
     assert verify.returncode == 0, verify.stdout + verify.stderr
