@@ -8,23 +8,26 @@ from __future__ import annotations
 
 import collections
 import time
+import uuid
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import anyio
+import ccxt.async_support as ccxt_async
 import pytest
 
-from execd import config, reasons
+from execd import config, ids, reasons
 from execd.control import Request
 from execd.daemon import Daemon
 from execd.ledger.scan import scan
 from execd.recovery import recover
 from execd.risk import Risk
-from tests.fake_binance import FakeBinance
+from execd.venues import exchanges
+from tests.fake_binance import FakeBinance, rewrite_urls
 from tests.helpers import drop, lines, records
-from tests.live import fake_exchange, live_intent, write_live_config
+from tests.live import API_KEY, SECRET, fake_exchange, live_intent, write_live_config
 
 D = Decimal
 ORDER = ("POST", "/api/v3/order")
@@ -180,6 +183,43 @@ async def test_a_documented_refusal_code_fails_at_once_without_a_lookup(
     assert (outcome["status"], outcome["reason"]) == ("FAILED", reasons.EXECUTION_REJECTED)
     assert "-1021" in outcome["detail"]
     assert fake.orders == [] and requests_besides_start(fake) == {ORDER: 1}
+
+
+async def test_a_duplicate_client_id_refusal_follows_the_order_the_venue_has(
+        tmp_path: Path, fake: FakeBinance) -> None:
+    # The venue already holds an open order under the intent's client order id (sent
+    # by a run whose record of it is gone): the refusal of the duplicate is not a
+    # refusal of the order. execd looks it up, follows it, and sends nothing more.
+    intent = live_intent(1, order_type="limit", limit_price="49000", urgency="low")
+    client_id = ids.client_order_id(uuid.UUID(intent["intent_id"]), "binance", "x", 32)
+
+    async def place_first(daemon: Daemon) -> None:
+        exchange = ccxt_async.binance({"apiKey": API_KEY, "secret": SECRET, "options": {
+            **exchanges.BINANCE.options, "maxRetriesOnFailure": 0}})
+        exchange.has["fetchCurrencies"] = False
+        exchange.timeout_on_exit = 0
+        rewrite_urls(exchange, fake.url)
+        try:
+            await exchange.load_markets()
+            await exchange.create_order("BTC/USDT", "limit", "buy", 0.01, 49000,
+                                        {"clientOrderId": client_id})
+        finally:
+            await exchange.close()
+
+    async def fill_after_the_duplicate(daemon: Daemon) -> None:
+        while fake.requests[ORDER] < 2:
+            await anyio.sleep(0.01)
+        fake.fill_resting("BTC/USDT")
+
+    ledger = await run_live(tmp_path, fake, [intent], before=place_first,
+                            during=fill_after_the_duplicate)
+    outcome = outcome_of(ledger)
+    assert (outcome["status"], outcome["client_order_id"]) == ("FILLED", client_id)
+    [sent] = sends(ledger)
+    assert (sent["answer"], sent["lookup"]) == ("exists", "found")
+    assert "Duplicate order sent" in sent["message"]
+    assert [o.clientOrderId for o in fake.orders] == [client_id]
+    assert fake.posts[client_id] == 2
 
 
 async def test_venue_refusals_fail_with_the_venue_message(tmp_path: Path) -> None:
