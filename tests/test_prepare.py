@@ -7,7 +7,6 @@ from decimal import Decimal
 from typing import Any
 
 import msgspec
-import pytest
 from msgspec import Raw
 
 from execd import ids, reasons
@@ -228,33 +227,41 @@ def test_slippage_sign_is_worse_for_the_side() -> None:
     assert fees_of({"fee": {"cost": 1.5, "currency": "USDT"}})[0].cost == D("1.5")
 
 
-@pytest.mark.parametrize("name", ["ccxt_venue"])
-def test_classify_reads_the_cause_before_the_class(name: str) -> None:
+def test_classify_reads_the_cause_then_the_reply_then_the_class() -> None:
     import aiohttp
     from ccxt.base import errors
 
     from execd.venues.ccxt_venue import classify, message_of
+    from execd.venues.exchanges import BINANCE, Reply
 
     def wrapped(exc: Exception, cause: BaseException) -> Exception:
         exc.__cause__ = cause
         return exc
 
+    def judge(exc: BaseException, reply: Reply | None = None) -> str:
+        return classify(exc, BINANCE, reply)
+
     refused = aiohttp.ClientConnectorError(
         connection_key=None, os_error=OSError(111, "refused"))  # type: ignore[arg-type]
-    assert classify(wrapped(errors.ExchangeNotAvailable("x"), refused)) == "unreachable"
-    assert classify(wrapped(errors.ExchangeNotAvailable("x"),
-                            aiohttp.ServerDisconnectedError())) == "unknown"
+    assert judge(wrapped(errors.ExchangeNotAvailable("x"), refused)) == "unreachable"
+    assert judge(wrapped(errors.ExchangeNotAvailable("x"),
+                         aiohttp.ServerDisconnectedError())) == "unknown"
     # ccxt turns other aiohttp errors into a bare ExchangeError: not a refusal.
-    assert classify(wrapped(errors.ExchangeError("x"), aiohttp.ClientPayloadError())) == (
-        "unknown")
-    assert classify(errors.InsufficientFunds("x")) == "rejected"
-    assert classify(errors.BadRequest("Filter failure: NOTIONAL")) == "rejected"
-    assert classify(errors.InvalidOrder('{"code":-2010,"msg":"Duplicate order sent."}')) == (
+    assert judge(wrapped(errors.ExchangeError("x"), aiohttp.ClientPayloadError())) == "unknown"
+    # With the venue's reply, its status and code decide.
+    assert judge(errors.InsufficientFunds("x"), Reply(400, "-2010", "insufficient")) == (
+        "rejected")
+    assert judge(errors.BadRequest("x"), Reply(400, "-1013", "Filter failure: NOTIONAL")) == (
+        "rejected")
+    assert judge(errors.InvalidOrder("x"), Reply(400, "-2010", "Duplicate order sent.")) == (
         "exists")
-    assert classify(errors.OperationFailed("503")) == "unknown"
-    assert classify(errors.RequestTimeout("t")) == "unknown"
-    assert classify(errors.RateLimitExceeded("429")) == "unknown"
-    assert classify(RuntimeError("?")) == "unknown"
+    assert judge(errors.ExchangeError("x"), Reply(503, "-1008", "Server busy")) == "unknown"
+    # Without one: ccxt's local refusals sent nothing; the rest may have reached it.
+    assert judge(errors.ArgumentsRequired("x")) == "rejected"
+    assert judge(errors.OperationFailed("503")) == "unknown"
+    assert judge(errors.RequestTimeout("t")) == "unknown"
+    assert judge(errors.RateLimitExceeded("429")) == "unknown"
+    assert judge(RuntimeError("?")) == "unknown"
     assert message_of(errors.ExchangeError("binance GET http://h/api/v3/order?signature=ab")) \
         == "ExchangeError: binance GET http://h/api/v3/order"
 
