@@ -618,6 +618,15 @@ class FakeBybit:
             raise _ApiError(10001, f"params error: limit must be in [1, {maximum}]")
         return int(raw)
 
+    @staticmethod
+    def _millis(params: dict[str, Any], name: str) -> int | None:
+        raw = params.get(name)
+        if raw is None or raw == "":
+            return None
+        if not str(raw).isdigit():
+            raise _ApiError(10001, f"params error: {name} invalid")
+        return int(raw)
+
     def _market_for(self, symbol: str) -> Market:
         market = self.markets.get(symbol.replace("/", ""))
         if market is None:
@@ -771,11 +780,11 @@ class FakeBybit:
         exec_type = params.get("execType")
         if exec_type and exec_type != "Trade":
             rows = []
-        start, end = params.get("startTime"), params.get("endTime")
-        if start:
-            rows = [(o, f) for o, f in rows if f.time >= int(start)]
-        if end:
-            rows = [(o, f) for o, f in rows if f.time <= int(end)]
+        start, end = self._millis(params, "startTime"), self._millis(params, "endTime")
+        if start is not None:
+            rows = [(o, f) for o, f in rows if f.time >= start]
+        if end is not None:
+            rows = [(o, f) for o, f in rows if f.time <= end]
         rows.sort(key=lambda r: (r[1].time, int(r[1].execId)), reverse=True)
         limit = self._limit(params, 50, 100)
         return {"category": "spot", "nextPageCursor": "",
