@@ -124,8 +124,9 @@ OPEN_STATUSES = frozenset({"New", "PartiallyFilled"})
 # How many closed orders /v5/order/realtime keeps per account and category.
 _RECENT_CLOSED = 500
 
-_ORDER_TYPES = frozenset({"Market", "Limit"})
-_TIME_IN_FORCE = frozenset({"GTC", "IOC", "FOK", "PostOnly"})
+# Tuples, not sets: a JSON body may carry an unhashable value where a name belongs.
+_ORDER_TYPES = ("Market", "Limit")
+_TIME_IN_FORCE = ("GTC", "IOC", "FOK", "PostOnly")
 _LINK_ID = re.compile(r"^[A-Za-z0-9_-]{1,36}$")
 _NUMBER = re.compile(r"^[0-9]{1,20}(\.[0-9]{1,20})?$")
 

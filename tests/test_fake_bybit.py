@@ -498,6 +498,14 @@ async def bad_time_filter(fake: FakeBybit, ex: Any) -> Any:
     return await ex.fetch_my_trades(SYMBOL, None, None, {"startTime": "yesterday"})
 
 
+async def list_as_order_type(fake: FakeBybit, ex: Any) -> Any:
+    return await raw_create(ex, orderType=["Limit"])  # type: ignore[arg-type]
+
+
+async def list_as_time_in_force(fake: FakeBybit, ex: Any) -> Any:
+    return await raw_create(ex, timeInForce=["GTC"])  # type: ignore[arg-type]
+
+
 async def unknown_path(fake: FakeBybit, ex: Any) -> Any:
     return await ex.public_get_v5_market_tickers({"category": "spot"})
 
@@ -540,6 +548,8 @@ ERRORS: list[tuple[str, Action, type[Exception], str]] = [
     ("503_plain", faulted("503_plain"), ccxt.ExchangeNotAvailable, "503"),
     ("drop", faulted("drop"), ccxt.ExchangeNotAvailable, "/v5/order/create"),
     ("lost_reply", faulted("lost_reply"), ccxt.ExchangeNotAvailable, "/v5/order/create"),
+    ("170116 a list as orderType", list_as_order_type, ccxt.InvalidOrder, "170116"),
+    ("170115 a list as timeInForce", list_as_time_in_force, ccxt.InvalidOrder, "170115"),
     ("10017 unknown path", unknown_path, ccxt.BadRequest, "10017"),
 ]
 
