@@ -680,10 +680,20 @@ class CcxtVenue:
         own not-found code whatever class ccxt raised for it.
         """
         for call in self.spec.lookup:
+            params = {call.param: record.client_order_id, **call.extra}
             try:
-                found: dict[str, Any] = await self._call(
-                    call.method, None, record.symbol,
-                    {call.param: record.client_order_id, **call.extra})
+                if call.kind == "list":
+                    listed: list[Any] = await self._call(call.method, record.symbol, None,
+                                                         None, params)
+                    if not listed:
+                        continue
+                    if len(listed) > 1:
+                        raise errors.ExchangeError(
+                            f"{self.venue} lookup: {len(listed)} orders with client order "
+                            f"id {record.client_order_id}")
+                    found: Any = listed[0]
+                else:
+                    found = await self._call(call.method, None, record.symbol, params)
             except errors.OrderNotFound:
                 continue
             except errors.ExchangeError:
@@ -693,7 +703,8 @@ class CcxtVenue:
                 raise
             if exchanges.readable_order(found) is not None:
                 raise errors.ExchangeError(f"{self.venue} lookup: not an order: {_snippet()}")
-            return found
+            order: dict[str, Any] = found
+            return order
         return None
 
     async def _write_cancel(self, send: ObjectSendStream[list[Entry]], placed: _Order,

@@ -51,12 +51,16 @@ class Codes(Struct, frozen=True):
 class LookupCall(Struct, frozen=True):
     """One ccxt call that looks an order up by client order id.
 
-    Called as ``method(None, symbol, {param: client_order_id, **extra})``; an
-    ``OrderNotFound`` means "not by this call", and the next call is tried.
+    ``order``: called as ``method(None, symbol, {param: client_order_id, **extra})``,
+    an ``OrderNotFound`` meaning "not by this call". ``list``: called as
+    ``method(symbol, None, None, {param: client_order_id, **extra})``, an empty list
+    meaning the same (for venues where ccxt's single-order call sends an empty venue
+    id that the venue reads before the client id). Either way the next call is tried.
     """
 
     method: str
     param: str
+    kind: Literal["order", "list"] = "order"
     extra: dict[str, Any] = {}
 
 
@@ -135,19 +139,24 @@ BYBIT = Exchange(
     name="bybit",
     # orderLinkId: up to 36 numbers, letters, dashes and underscores.
     client_id_max=36, client_id_charset=r"[A-Za-z0-9_-]",
-    # /v5/order/realtime serves open orders, /v5/order/history the ended ones; ccxt
-    # maps the unified client id on create only, so the lookups name orderLinkId.
-    lookup=(LookupCall("fetch_open_order", "orderLinkId"),
-            LookupCall("fetch_closed_order", "orderLinkId")),
+    # /v5/order/realtime serves open orders and the 500 latest ended ones,
+    # /v5/order/history older ones. ccxt maps the unified client id on create only,
+    # and its single-order lookups send orderId=None, which Bybit reads first (a
+    # false "not found"): the list calls, filtered by orderLinkId, are used instead.
+    lookup=(LookupCall("fetch_open_orders", "orderLinkId", "list"),
+            LookupCall("fetch_canceled_and_closed_orders", "orderLinkId", "list")),
     window_option="recvWindow",
     codes=Codes(
-        # 10000 server timeout, 10016 server error, 10006 too many visits.
-        unknown=frozenset({"10000", "10006", "10016"}),
+        # 10000 server timeout, 10016 server error, 10006 too many visits, 170007
+        # backend timeout, 170146 order creation timeout, 170147 cancel timeout.
+        unknown=frozenset({"10000", "10006", "10016", "170007", "170146", "170147"}),
         # 10001 parameter error, 10002 outside recv_window, 10003-10005 key/sign/permission,
-        # 110007/170131 insufficient balance, 170136/170137 quantity/decimals.
-        refused=frozenset({"10001", "10002", "10003", "10004", "10005", "110007", "170131",
-                           "170136", "170137"}),
-        duplicate=frozenset({"110072"}),
+        # 110007/170131 insufficient balance, 170136/170137 quantity/decimals, 170140
+        # order value, 170121 symbol, 170134 price decimals, 170381 quantity too large.
+        refused=frozenset({"10001", "10002", "10003", "10004", "10005", "110007", "170121",
+                           "170131", "170134", "170136", "170137", "170140", "170381"}),
+        # 110072 (derivatives) and 170141 (spot): the orderLinkId was used already.
+        duplicate=frozenset({"110072", "170141"}),
         not_found=frozenset({"110001", "170213"})),
     code_keys=("retCode",),
     options={"fetchMarkets": ["spot"], "enableUnifiedAccount": True,
