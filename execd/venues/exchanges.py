@@ -122,14 +122,17 @@ OKX = Exchange(
     lookup=(LookupCall("fetch_order", "clientOrderId"),),
     codes=Codes(
         # 50001 service unavailable, 50004 endpoint timeout ("does not indicate success
-        # or failure"), 50013 system busy, 50026 system error; 50011 rate limit.
-        unknown=frozenset({"50001", "50004", "50011", "50013", "50026"}),
-        # 50102 timestamp expired, 50111-50113 key/sign, 51000 parameter error, 51008
-        # insufficient balance, 51119/51131 balance, 51121 lot size, 51006 price limit.
-        refused=frozenset({"50102", "50111", "50112", "50113", "51000", "51001", "51006",
-                           "51008", "51119", "51121", "51131"}),
+        # or failure", at HTTP 400), 50013 system busy, 50026 system error, 51149 order
+        # timed out; 50011 rate limit.
+        unknown=frozenset({"50001", "50004", "50011", "50013", "50026", "51149"}),
+        # 50102 timestamp expired, 50105/50111/50113 passphrase/key/sign, 51000 parameter
+        # error, 51001 instrument, 51005/51020/51121 size, 51008/51119/51131 balance,
+        # 51137/51138 price limits.
+        refused=frozenset({"50102", "50105", "50111", "50113", "51000", "51001", "51005",
+                           "51008", "51020", "51119", "51121", "51131", "51137", "51138"}),
         duplicate=frozenset({"51016"}),
-        not_found=frozenset({"51603"})),
+        # 51603 no such order (lookup), 51400 cancel of an order that is not there.
+        not_found=frozenset({"51603", "51400"})),
     code_keys=("sCode", "code"),
     options={"fetchMarkets": {"types": ["spot"]}},
     has_off=("fetchCurrencies",),
