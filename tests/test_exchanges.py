@@ -100,3 +100,52 @@ def test_execd_client_order_ids_fit_each_supported_venue(spec: Exchange) -> None
 def test_exchanges_without_a_safe_client_order_id_path_are_refused(name: str) -> None:
     spec = exchanges.exchange(name)
     assert spec.unsafe is not None and name not in exchanges.SUPPORTED
+
+
+async def requests_of(name: str, market_id: str, info: dict[str, Any]) -> list[str]:
+    """What the installed ccxt puts on the wire for a create and a lookup by client id.
+
+    The real ccxt class builds and signs both requests; its ``fetch`` is replaced by
+    one that keeps the request and fails it, so nothing leaves the machine.
+    """
+    import ccxt.async_support as ccxt_async
+    from ccxt.base.errors import NetworkError
+
+    exchange = getattr(ccxt_async, name)({"apiKey": "k", "secret": "c2VjcmV0c2VjcmV0"})
+    sent: list[str] = []
+
+    async def fetch(url: str, method: str = "GET", headers: Any = None,
+                    body: Any = None) -> Any:
+        sent.append(f"{method} {url} {body}")
+        raise NetworkError("kept")
+
+    exchange.fetch = fetch
+    exchange.set_markets([{
+        "id": market_id, "symbol": "BTC/USD", "base": "BTC", "quote": "USD", "baseId": "BTC",
+        "quoteId": "USD", "type": "spot", "spot": True, "active": True, "info": info,
+        "precision": {"amount": 1e-8, "price": 0.01},
+        "limits": {"amount": {}, "price": {}, "cost": {}}}])
+    try:
+        for call in (exchange.create_order("BTC/USD", "limit", "buy", 0.01, 50000,
+                                           {"clientOrderId": "xabc123"}),
+                     exchange.fetch_order(None, "BTC/USD", {"clientOrderId": "xabc123"})):
+            with pytest.raises(NetworkError):
+                await call
+    finally:
+        await exchange.close()
+    return sent
+
+
+async def test_coinbase_is_refused_because_ccxt_sends_its_own_random_client_order_id() -> None:
+    create, lookup = await requests_of("coinbase", "BTC-USD", {})
+    assert "xabc123" not in create and '"client_order_id":"ccxt-' in create
+    assert "/orders/historical/None" in lookup
+    assert "ccxt drops the client order id" in (exchanges.exchange("coinbase").unsafe or "")
+
+
+async def test_kraken_is_refused_because_ccxt_looks_client_ids_up_as_the_integer_userref(
+        ) -> None:
+    create, lookup = await requests_of("kraken", "XXBTZUSD", {"altname": "XBTUSD"})
+    assert "cl_ord_id=xabc123" in create
+    assert "txid=None" in lookup and "userref=xabc123" in lookup
+    assert "integer userref" in (exchanges.exchange("kraken").unsafe or "")
