@@ -20,3 +20,16 @@ def test_every_reason_constant_is_in_the_table() -> None:
 
     constants = {v for k, v in vars(module).items() if k.isupper() and isinstance(v, str)}
     assert constants == set(REASONS)
+
+
+def test_the_readme_lists_exactly_the_exchanges_execd_supports() -> None:
+    from execd.venues import exchanges
+
+    text = README
+    listed = set(re.findall(r"^\| `([a-z0-9]+)` \((?:spot|futures)", text, re.MULTILINE))
+    assert listed == set(exchanges.SUPPORTED)
+    for name, spec in exchanges.SUPPORTED.items():
+        row = next(line for line in text.splitlines() if line.startswith(f"| `{name}` ("))
+        assert f"≤ {spec.client_id_max}," in row
+        for code in spec.codes.duplicate | spec.codes.unknown:
+            assert code in row, (name, code)
