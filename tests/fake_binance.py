@@ -98,7 +98,7 @@ FAULTS = frozenset({
 })
 _BEFORE = frozenset({"503_json", "503_plain", "429", "drop", "clock"})
 # Faults that stream_fault() accepts, each applied to the next pushed events.
-STREAM_FAULTS = frozenset({"drop", "miss", "delay"})
+STREAM_FAULTS = frozenset({"drop", "miss", "delay", "refuse"})
 # Where the WebSocket API listens (wss://ws-api.binance.com:443/ws-api/v3).
 WS_API_PATH = "/ws-api/v3"
 
@@ -293,6 +293,7 @@ class FakeBinance:
         # and its subscriptions (subscriptionId -> API key).
         self._sockets: dict[web.WebSocketResponse, _Socket] = {}
         self._stream_faults: list[_Fault] = []
+        self._refusals = 0
         # Connections opened to the WebSocket API, and every event pushed (as sent).
         self.stream_connections = 0
         self.pushed: list[dict[str, Any]] = []
@@ -406,12 +407,17 @@ class FakeBinance:
           (the event is lost with it; clients must reconnect and subscribe again).
         - ``miss``: the event is not pushed (the socket stays up).
         - ``delay``: the event is pushed ``delay`` seconds late.
+        - ``refuse``: not an event: the next ``times`` subscription requests are
+          answered 503 (-1001, the venue's internal error) and nothing is subscribed.
         """
         if fault not in STREAM_FAULTS:
             raise ValueError(f"unknown stream fault {fault!r}; expected one of "
                              f"{sorted(STREAM_FAULTS)}")
         if times < 1:
             raise ValueError("times must be at least 1")
+        if fault == "refuse":
+            self._refusals += times
+            return
         self._stream_faults.append(_Fault(fault, "", "", times, delay))
 
     def drop_streams(self) -> None:
@@ -1034,6 +1040,9 @@ class FakeBinance:
 
     def _subscribe(self, state: _Socket, params: dict[str, Any]) -> int:
         """Check a signature subscription as Binance does; its new subscriptionId."""
+        if self._refusals:
+            self._refusals -= 1
+            raise _ApiError(-1001, _INTERNAL_ERROR, status=503)
         for name in ("apiKey", "timestamp", "signature"):
             if params.get(name) in (None, ""):
                 raise _mandatory(name)
