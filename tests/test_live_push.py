@@ -16,7 +16,7 @@ import pytest
 
 from execd.daemon import Daemon
 from tests.fake_binance import FakeBinance
-from tests.live import fake_exchange, live_intent
+from tests.live import API_KEY, SECRET, fake_exchange, live_intent
 from tests.test_live import LOOKUP, outcome_of, requests_besides_start, run_live
 
 NO_POLL = {"poll_ms": 60_000, "order_timeout_ms": 120_000}
@@ -104,7 +104,7 @@ async def test_a_missed_final_event_falls_back_to_polling(
 
 
 async def test_refused_subscriptions_are_retried_and_never_stop_the_venue(
-        tmp_path: Path, fake: FakeBinance) -> None:
+        tmp_path: Path, fake: FakeBinance, capsys: pytest.CaptureFixture[str]) -> None:
     fake.stream_fault("refuse", times=3)
 
     async def fill(daemon: Daemon) -> None:
@@ -118,6 +118,10 @@ async def test_refused_subscriptions_are_retried_and_never_stop_the_venue(
     assert outcome_of(ledger, 1)["status"] == "FILLED"
     assert outcome_of(ledger, 2)["status"] == "FILLED"
     assert fake.stream_connections == 4
+    # Each refusal is one warning, and no credential is in any of them.
+    logged = capsys.readouterr().out
+    assert logged.count("stream.failed") == 3, logged
+    assert API_KEY not in logged and SECRET not in logged
 
 
 async def test_without_a_stream_the_venue_polls(tmp_path: Path, fake: FakeBinance) -> None:
