@@ -13,16 +13,28 @@ rate (default 100 orders/s):
   fsync before the call, the call itself, the outcome's fsync.
 
 Per round: p50 and p99 of each phase and their ratios (daemon / raw). Printed
-figures are medians over the rounds. Usage:
-``python bench/live.py [--rounds 3] [--orders 300] [--rate 100]``
+figures are medians over the rounds.
+
+Then **resting orders filled later**, push against poll: the daemon sends limit
+orders that rest at the fake, one at a time; once an order's send record is durable
+the bench waits a random part of the poll interval (so the fill lands anywhere in
+the poll cycle), tells the fake to fill it, and measures from that command to the
+outcome being durable. Once with the venue's order stream (``stream = true``, the
+default: the fill is pushed over the fake's user data stream) and once polling
+alone (``stream = false``), both at the default ``poll_interval_ms`` of 500. Printed:
+medians over the rounds of each round's p50 and p99, and the ratio poll / push.
+
+Usage: ``python bench/live.py [--rounds 3] [--orders 300] [--rate 100] [--resting 20]``
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
+import random
 import shutil
 import statistics
 import subprocess
@@ -69,6 +81,12 @@ base_url = "{url}"
 rate_limit_ms = 0
 """
 
+# A limit buy under the market (50,000): it rests until the fake is told to fill it.
+RESTING = ('{{"kind":"intent","intent_id":"00000000-0000-4000-8000-{n:012d}",'
+           '"source_run":"bench","venue":"binance","symbol":"BTC/USDT","side":"buy",'
+           '"quantity":"0.001","urgency":"medium","order_type":"limit",'
+           '"limit_price":"49000","reference_price":"50000"}}\n')
+
 LINE = ('{{"kind":"intent","intent_id":"00000000-0000-4000-8000-{n:012d}",'
         '"source_run":"bench","venue":"binance","symbol":"BTC/USDT","side":"buy",'
         '"quantity":"0.001","urgency":"critical","reference_price":"50000"}}\n')
@@ -89,7 +107,11 @@ def serve_fake() -> None:
         await fake.start()
         print(fake.url, flush=True)
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, sys.stdin.read)
+        # One command a line: "fill" fills every resting order; end of input stops.
+        while (command := await loop.run_in_executor(None, sys.stdin.readline)):
+            if command.strip() == "fill":
+                fake.fill_resting("BTC/USDT")
+                print("filled", flush=True)
         await fake.stop()
 
     asyncio.run(main())
@@ -195,11 +217,82 @@ async def daemon_phase(url: str, orders: int, rate: int, offset: int) -> list[fl
         shutil.rmtree(work, ignore_errors=True)
 
 
+async def resting_phase(url: str, fake: subprocess.Popen[str], orders: int, offset: int,
+                        *, stream: bool, seed: int) -> list[float]:
+    """Per-order seconds from telling the fake to fill a resting order to its durable outcome."""
+    import anyio
+
+    from execd import config
+    from execd.daemon import Daemon
+    from execd.messages import ExecutionOutcome, SendAttemptRecord
+
+    assert fake.stdin is not None and fake.stdout is not None
+    work = Path(tempfile.mkdtemp(dir=ROOT / "bench" / "out"))
+    placed: set[Any] = set()
+    done: dict[Any, float] = {}
+
+    def on_durable(commit: Any) -> None:
+        now = time.perf_counter()
+        for entry in commit.entries:
+            body = entry.body
+            if type(body) is SendAttemptRecord and body.answer == "placed":
+                placed.add(body.intent_id)
+            elif type(body) is ExecutionOutcome:
+                if body.status != "FILLED":
+                    raise RuntimeError(f"not filled: {body}")
+                done[body.intent_id] = now
+
+    phase = random.Random(seed)
+    latencies: list[float] = []
+    try:
+        (work / "binance.json").write_text(json.dumps({"apiKey": API_KEY, "secret": SECRET}))
+        (work / "execd.toml").write_text(CONFIG.format(work=work, url=url)
+                                         + f"stream = {'true' if stream else 'false'}\n")
+        registry = work / "lakehouse" / "audit" / "runs.jsonl"
+        registry.parent.mkdir(parents=True)
+        registry.write_text('{"run_id":"bench"}\n')
+        loaded = config.load(work / "execd.toml")
+        table = loaded.config.venues["binance"].ccxt
+        assert table is not None
+        poll = table.poll_interval_ms / 1000
+        inbox = loaded.config.lakehouse.inbox
+        inbox.mkdir(parents=True)
+        daemon = Daemon(loaded, mode="run", durable_probe=on_durable)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(daemon.run)
+            while not (daemon.live and daemon.live[0].ready.is_set()
+                       and (not stream or daemon.live[0].stream.state == "listening")):
+                await anyio.sleep(0.01)
+            for i in range(orders):
+                temp = inbox / f".{i:06d}.tmp"
+                temp.write_text(RESTING.format(n=offset + i))
+                os.replace(temp, inbox / f"{i:06d}.jsonl")
+                while not placed:
+                    await anyio.sleep(0.001)
+                intent_id = placed.pop()
+                # Anywhere in the poll cycle, as a fill on a real market would be.
+                await anyio.sleep(phase.uniform(0, poll))
+                began = time.perf_counter()
+                fake.stdin.write("fill\n")
+                fake.stdin.flush()
+                if fake.stdout.readline().strip() != "filled":
+                    raise RuntimeError("the fake did not fill")
+                while intent_id not in done:
+                    await anyio.sleep(0.001)
+                latencies.append(done.pop(intent_id) - began)
+            daemon.stopping.set()
+        return latencies
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--orders", type=int, default=300)
     parser.add_argument("--rate", type=int, default=100)
+    parser.add_argument("--resting", type=int, default=20,
+                        help="resting orders a phase in the push-against-poll figures")
     parser.add_argument("--fake", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.fake:
@@ -224,6 +317,16 @@ def main() -> None:
             rows.append({
                 "raw_p50": percentile(raw, 0.5), "raw_p99": percentile(raw, 0.99),
                 "daemon_p50": percentile(ours, 0.5), "daemon_p99": percentile(ours, 0.99)})
+        for round_ in range(args.rounds):
+            offset = 20_000_000 + round_ * 2 * args.resting
+            push = anyio.run(functools.partial(resting_phase, url, fake, args.resting, offset,
+                                               stream=True, seed=round_))
+            poll = anyio.run(functools.partial(resting_phase, url, fake, args.resting,
+                                               offset + args.resting, stream=False,
+                                               seed=round_))
+            rows[round_].update({
+                "push_p50": percentile(push, 0.5), "push_p99": percentile(push, 0.99),
+                "poll_p50": percentile(poll, 0.5), "poll_p99": percentile(poll, 0.99)})
     finally:
         fake.stdin.close()
         fake.wait(timeout=30)
@@ -242,6 +345,13 @@ def main() -> None:
           f"(rounds: {', '.join(f'{x:.3f}' for x in p50_ratios)}), "
           f"p99 {statistics.median(p99_ratios):.3f} "
           f"(rounds: {', '.join(f'{x:.3f}' for x in p99_ratios)})")
+    push_ratios = [r["poll_p50"] / r["push_p50"] for r in rows]
+    print(f"  resting orders filled later ({args.resting} a phase, poll_interval_ms=500), "
+          f"fill -> outcome durable:")
+    print(f"    push (order stream):  p50 {med('push_p50'):.2f} ms, p99 {med('push_p99'):.2f} ms")
+    print(f"    poll alone:           p50 {med('poll_p50'):.2f} ms, p99 {med('poll_p99'):.2f} ms")
+    print(f"    ratio poll/push:      p50 {statistics.median(push_ratios):.1f} "
+          f"(rounds: {', '.join(f'{x:.1f}' for x in push_ratios)})")
 
 
 if __name__ == "__main__":

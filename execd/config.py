@@ -197,6 +197,12 @@ class CcxtConfig(Struct, frozen=True, forbid_unknown_fields=True):
     max_in_flight: Annotated[int, Meta(ge=1, le=1024)] = 8
     backlog: Annotated[int, Meta(ge=0, le=100_000)] = 64
     poll_interval_ms: Millis = 500
+    # Follow orders by the exchange's private order stream (ccxt.pro watchOrders)
+    # where ccxt offers it, polling beside it; off: polling alone.
+    stream: bool = True
+    # The first wait before opening the stream again after it failed (then doubling,
+    # up to 30 s).
+    stream_retry_ms: Annotated[int, Meta(ge=10, le=600_000)] = 1_000
     order_timeout_ms: Millis = 30_000
     lookup_delay_ms: Annotated[int, Meta(ge=0, le=600_000)] = 1_000
     # How late the venue may still act on a request it has not answered: "no such

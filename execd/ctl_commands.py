@@ -58,7 +58,8 @@ def _render(reply: dict[str, Any]) -> str:
                          f"{reply['reloads']['applied']} applied, "
                          f"{reply['reloads']['refused']} refused")
         for venue, state in (reply.get("venues") or {}).items():
-            lines.append(f"venue {venue}: {state.get('state')}")
+            stream = f"; stream {state['stream']}" if state.get("stream") else ""
+            lines.append(f"venue {venue}: {state.get('state')}{stream}")
         positions = reply.get("positions") or []
         lines.append(f"open positions: {len(positions)}")
         for p in positions:

@@ -13,6 +13,18 @@ Faults can be injected per (method, path) with :meth:`FakeBinance.inject`, and
 the :attr:`FakeBinance.on_order` hook lets a test act (e.g. SIGKILL a daemon)
 right before or right after an order is placed.
 
+**The user data stream** follows Binance's spot WebSocket API (``web-socket-api.md`` and
+``user-data-stream.md``), which is what ``ccxt.pro.binance.watch_orders`` uses for spot
+(``userDataStream.subscribe.signature``, not the listen key): a websocket at
+``/ws-api/v3`` takes JSON requests ``{"id", "method", "params"}`` and answers
+``{"id", "status", "result" | "error"}``. A signature subscription (``apiKey``,
+``timestamp``, optional ``recvWindow``, ``signature`` = HMAC-SHA256 of the other
+parameters sorted by name as ``k=v&...``) gets a ``subscriptionId``; from then on every
+order change of the account is pushed as ``{"subscriptionId", "event": executionReport}``
+(execution types NEW, TRADE, CANCELED, EXPIRED). Stream faults
+(:meth:`FakeBinance.stream_fault`, :meth:`FakeBinance.drop_streams`) drop the socket,
+lose events or delay them.
+
 Where ccxt places what (see ``binance.sign()``): GET and DELETE requests carry all
 parameters in the query string; POST requests carry them in an
 ``application/x-www-form-urlencoded`` body.  Like Binance, the server accepts
@@ -28,6 +40,7 @@ import concurrent.futures
 import contextlib
 import hashlib
 import hmac
+import json
 import re
 import secrets
 import string
@@ -44,6 +57,7 @@ from aiohttp import web
 
 __all__ = [
     "FAULTS",
+    "STREAM_FAULTS",
     "Balance",
     "FakeBinance",
     "FakeBinanceThread",
@@ -84,6 +98,10 @@ FAULTS = frozenset({
     "venue_busy_placed",
 })
 _BEFORE = frozenset({"503_json", "503_plain", "429", "drop", "clock"})
+# Faults that stream_fault() accepts, each applied to the next pushed events.
+STREAM_FAULTS = frozenset({"drop", "miss", "delay", "refuse"})
+# Where the WebSocket API listens (wss://ws-api.binance.com:443/ws-api/v3).
+WS_API_PATH = "/ws-api/v3"
 
 _INTERNAL_ERROR = "Internal error; unable to process your request. Please try again."
 _MAX_RECV_WINDOW = Decimal(60000)
@@ -94,6 +112,13 @@ _DEFAULT_BALANCE = Decimal(10) ** 9
 def _fmt(value: Decimal) -> str:
     """A decimal the way Binance prints it: fixed point, eight places."""
     return format(value.quantize(_EIGHT), "f")
+
+
+def _ws_value(value: Any) -> str:
+    """A WebSocket API parameter as it appears in the signature payload."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def _now_ms() -> int:
@@ -182,6 +207,14 @@ class Balance:
 
 
 @dataclass
+class _Socket:
+    queue: asyncio.Queue[str | None]
+    transport: asyncio.BaseTransport | None
+    subscriptions: dict[int, str] = field(default_factory=dict)
+    next_id: int = 0
+
+
+@dataclass
 class _Fault:
     kind: str
     method: str
@@ -257,6 +290,14 @@ class FakeBinance:
         self._by_client_id: dict[str, FakeOrder] = {}  # newest order with each client id
         self._by_symbol_client_id: dict[tuple[str, str], FakeOrder] = {}
         self._trade_ids = 0
+        # The user data stream: each open WebSocket API connection, its outgoing queue
+        # and its subscriptions (subscriptionId -> API key).
+        self._sockets: dict[web.WebSocketResponse, _Socket] = {}
+        self._stream_faults: list[_Fault] = []
+        self._refusals = 0
+        # Connections opened to the WebSocket API, and every event pushed (as sent).
+        self.stream_connections = 0
+        self.pushed: list[dict[str, Any]] = []
         self._runner: web.AppRunner | None = None
         self._closing = asyncio.Event()
         self._routes: dict[tuple[str, str], _Handler] = {
@@ -288,6 +329,7 @@ class FakeBinance:
     async def stop(self) -> None:
         """Stop listening; replies still being delayed by a "timeout" fault are cut short."""
         self._closing.set()
+        self.drop_streams()
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()
@@ -364,6 +406,39 @@ class FakeBinance:
                 left -= qty
             order.status = "FILLED" if order.remaining == 0 else "PARTIALLY_FILLED"
             self._settle(order)
+            self._report(order, "TRADE", order.fills[-1])
+
+    def stream_fault(self, fault: str, *, times: int = 1, delay: float = 0.5) -> None:
+        """Apply ``fault`` to the next ``times`` events the user data stream would push.
+
+        - ``drop``: instead of pushing the event, drop every WebSocket API connection
+          (the event is lost with it; clients must reconnect and subscribe again).
+        - ``miss``: the event is not pushed (the socket stays up).
+        - ``delay``: the event is pushed ``delay`` seconds late.
+        - ``refuse``: not an event: the next ``times`` subscription requests are
+          answered 503 (-1001, the venue's internal error) and nothing is subscribed.
+        """
+        if fault not in STREAM_FAULTS:
+            raise ValueError(f"unknown stream fault {fault!r}; expected one of "
+                             f"{sorted(STREAM_FAULTS)}")
+        if times < 1:
+            raise ValueError("times must be at least 1")
+        if fault == "refuse":
+            self._refusals += times
+            return
+        self._stream_faults.append(_Fault(fault, "", "", times, delay))
+
+    def drop_streams(self) -> None:
+        """Drop every WebSocket API connection now, without a close frame."""
+        for state in list(self._sockets.values()):
+            state.subscriptions.clear()
+            if state.transport is not None:
+                state.transport.abort()
+            state.queue.put_nowait(None)
+
+    def subscribers(self) -> int:
+        """How many user data stream subscriptions are active, over all connections."""
+        return sum(len(state.subscriptions) for state in self._sockets.values())
 
     def server_time(self) -> int:
         """The fake's clock in milliseconds."""
@@ -373,6 +448,9 @@ class FakeBinance:
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         method, path = request.method, request.path
+        if (method, path) == ("GET", WS_API_PATH):
+            # Counted apart (stream_connections): requests counts REST calls only.
+            return await self._ws_api(request)
         self.requests[(method, path)] += 1
         if (method, path) == ("POST", "/api/v3/order"):
             sent = urllib.parse.parse_qs(self._raw_query(request) + "&" + await request.text())
@@ -486,11 +564,8 @@ class FakeBinance:
             raise _ApiError(-2015, "Invalid API-key, IP, or permissions for action.", status=401)
         if not params.get("timestamp"):
             raise _mandatory("timestamp")
-        recv_window = _DEFAULT_RECV_WINDOW
-        if "recvWindow" in params:
-            recv_window = self._number(params, "recvWindow")
-            if recv_window > _MAX_RECV_WINDOW:
-                raise _ApiError(-1131, "recvWindow must be less than 60000")
+        if "recvWindow" in params and self._number(params, "recvWindow") > _MAX_RECV_WINDOW:
+            raise _ApiError(-1131, "recvWindow must be less than 60000")
         signature = params.get("signature")
         if not signature:
             raise _mandatory("signature")
@@ -501,6 +576,15 @@ class FakeBinance:
         expected = hmac.new(self.secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
         if not hmac.compare_digest(expected, signature.lower()):
             raise _ApiError(-1022, "Signature for this request is not valid.")
+        self._check_time(params)
+
+    def _check_time(self, params: dict[str, str]) -> None:
+        """``timestamp`` within ``recvWindow`` of the server's clock (Timing security)."""
+        recv_window = _DEFAULT_RECV_WINDOW
+        if "recvWindow" in params:
+            recv_window = self._number(params, "recvWindow")
+            if recv_window > _MAX_RECV_WINDOW:
+                raise _ApiError(-1131, "recvWindow must be less than 60000")
         try:
             timestamp = int(params["timestamp"])
         except ValueError:
@@ -621,6 +705,7 @@ class FakeBinance:
         order.status = "CANCELED"
         order.updateTime = self.server_time()
         self._settle(order)
+        self._report(order, "CANCELED", cancel_id=cancel_id)
         return web.json_response({
             "symbol": order.symbol,
             "origClientOrderId": order.clientOrderId,
@@ -841,6 +926,7 @@ class FakeBinance:
             else:
                 order.status = "PARTIALLY_FILLED" if order.executedQty > 0 else "NEW"
         self._settle(order)
+        self._report_placed(order)
         return order, response_type
 
     def _positive(self, params: dict[str, str], name: str) -> Decimal:
@@ -900,6 +986,177 @@ class FakeBinance:
         order.executedQty += qty
         order.cummulativeQuoteQty += quote
         order.updateTime = self.server_time()
+
+    # ------------------------------------------------------------------ user data stream
+
+    async def _ws_api(self, request: web.Request) -> web.StreamResponse:
+        """One WebSocket API connection: requests in, replies and pushed events out."""
+        # Binance pings every 20 s and drops a connection that does not answer.
+        socket = web.WebSocketResponse(heartbeat=20.0)
+        await socket.prepare(request)
+        self.stream_connections += 1
+        state = _Socket(asyncio.Queue(), request.transport)
+        self._sockets[socket] = state
+        writer = asyncio.get_running_loop().create_task(self._write(socket, state))
+        try:
+            async for message in socket:
+                if message.type != web.WSMsgType.TEXT:
+                    continue
+                state.queue.put_nowait(json.dumps(self._ws_request(state, message.data)))
+        finally:
+            self._sockets.pop(socket, None)
+            state.subscriptions.clear()
+            state.queue.put_nowait(None)
+            await writer
+        return socket
+
+    @staticmethod
+    async def _write(socket: web.WebSocketResponse, state: _Socket) -> None:
+        """Send a connection's frames in order; ``None`` ends it."""
+        while (frame := await state.queue.get()) is not None:
+            if socket.closed:
+                return
+            with contextlib.suppress(ConnectionError):
+                await socket.send_str(frame)
+
+    def _ws_request(self, state: _Socket, text: str) -> dict[str, Any]:
+        """The reply to one WebSocket API request."""
+        try:
+            request = json.loads(text)
+        except ValueError:
+            request = None
+        if not isinstance(request, dict) or not isinstance(request.get("method"), str):
+            return self._ws_error(None, _ApiError(-1000, "Invalid JSON request."))
+        request_id = request.get("id")
+        params = request.get("params") or {}
+        method = request["method"].removeprefix("v3/")
+        try:
+            if not isinstance(params, dict):
+                raise _ApiError(-1000, "Invalid request: params must be an object.")
+            if method == "userDataStream.subscribe.signature":
+                result: Any = {"subscriptionId": self._subscribe(state, params)}
+            elif method == "userDataStream.unsubscribe":
+                if "subscriptionId" in params:
+                    state.subscriptions.pop(params["subscriptionId"], None)
+                else:
+                    state.subscriptions.clear()
+                result = {}
+            elif method == "session.subscriptions":
+                result = [{"subscriptionId": key} for key in sorted(state.subscriptions)]
+            elif method == "ping":
+                result = {}
+            else:
+                raise _ApiError(-1020, "This operation is not supported.")
+        except _ApiError as error:
+            return self._ws_error(request_id, error)
+        return {"id": request_id, "status": 200, "result": result,
+                "rateLimits": [{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE",
+                                "intervalNum": 1, "limit": 6000, "count": 2}]}
+
+    @staticmethod
+    def _ws_error(request_id: Any, error: _ApiError) -> dict[str, Any]:
+        return {"id": request_id, "status": error.status,
+                "error": {"code": error.code, "msg": error.msg}}
+
+    def _subscribe(self, state: _Socket, params: dict[str, Any]) -> int:
+        """Check a signature subscription as Binance does; its new subscriptionId."""
+        if self._refusals:
+            self._refusals -= 1
+            raise _ApiError(-1001, _INTERNAL_ERROR, status=503)
+        for name in ("apiKey", "timestamp", "signature"):
+            if params.get(name) in (None, ""):
+                raise _mandatory(name)
+        if not hmac.compare_digest(str(params["apiKey"]).encode(), self.api_key.encode()):
+            raise _ApiError(-2015, "Invalid API-key, IP, or permissions for action.",
+                            status=401)
+        # The payload: every parameter but the signature, sorted by name, as k=v&...
+        payload = "&".join(f"{name}={_ws_value(params[name])}" for name in sorted(params)
+                           if name != "signature")
+        expected = hmac.new(self.secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(expected, str(params["signature"]).lower()):
+            raise _ApiError(-1022, "Signature for this request is not valid.")
+        text = {name: _ws_value(value) for name, value in params.items()}
+        self._check_time(text)
+        if params["apiKey"] in state.subscriptions.values():
+            raise _ApiError(-1210, "This account is already subscribed on this connection.")
+        subscription = state.next_id
+        state.next_id += 1
+        state.subscriptions[subscription] = str(params["apiKey"])
+        return subscription
+
+    def _report_placed(self, order: FakeOrder) -> None:
+        """The events of an order just placed: NEW, a TRADE per fill, EXPIRED if it ended so."""
+        status = order.status
+        executed, quote = order.executedQty, order.cummulativeQuoteQty
+        order.executedQty = order.cummulativeQuoteQty = _ZERO
+        order.status = "NEW"
+        self._report(order, "NEW")
+        for fill in order.fills:
+            order.executedQty += fill.qty
+            order.cummulativeQuoteQty += (fill.qty * fill.price).quantize(_EIGHT)
+            order.status = ("FILLED" if order.executedQty == order.origQty
+                            else "PARTIALLY_FILLED")
+            self._report(order, "TRADE", fill)
+        order.status, order.executedQty, order.cummulativeQuoteQty = status, executed, quote
+        if status == "EXPIRED":
+            self._report(order, "EXPIRED")
+
+    def _report(self, order: FakeOrder, execution: str, fill: Fill | None = None,
+                cancel_id: str | None = None) -> None:
+        """Push one executionReport for ``order`` (its current state) to every subscriber."""
+        now = self.server_time()
+        event: dict[str, Any] = {
+            "e": "executionReport", "E": now, "s": order.symbol,
+            # On a cancel, "c" is the cancel request's id and "C" the order's own.
+            "c": cancel_id if cancel_id is not None else order.clientOrderId,
+            "S": order.side, "o": order.type, "f": order.timeInForce,
+            "q": _fmt(order.origQty), "p": _fmt(order.price), "P": _fmt(_ZERO),
+            "F": _fmt(_ZERO), "g": -1,
+            "C": order.clientOrderId if cancel_id is not None else "",
+            "x": execution, "X": order.status, "r": "NONE", "i": order.orderId,
+            "l": _fmt(fill.qty if fill else _ZERO), "z": _fmt(order.executedQty),
+            "L": _fmt(fill.price if fill else _ZERO),
+            "n": _fmt(fill.commission) if fill else "0",
+            "N": fill.commissionAsset if fill else None,
+            "T": now, "t": fill.tradeId if fill else -1, "I": len(self.pushed) + 1,
+            "w": order.is_open, "m": fill is not None and order.type != "MARKET",
+            "M": False, "O": order.time, "Z": _fmt(order.cummulativeQuoteQty),
+            "Y": _fmt((fill.qty * fill.price).quantize(_EIGHT)) if fill else _fmt(_ZERO),
+            "Q": _fmt(order.origQuoteOrderQty), "V": "EXPIRE_MAKER",
+        }
+        if order.is_open and order.type != "MARKET":
+            event["W"] = order.time
+        if execution == "EXPIRED":
+            event["eR"] = ("INSUFFICIENT_LIQUIDITY" if order.type == "MARKET"
+                           else f"UNFILLED_{order.timeInForce}_"
+                                f"{'ORDER' if order.timeInForce == 'FOK' else 'QUANTITY'}_EXPIRED")
+        self._push(event)
+
+    def _push(self, event: dict[str, Any]) -> None:
+        fault = self._take_stream_fault()
+        if fault is not None and fault.kind == "drop":
+            self.drop_streams()
+            return
+        if fault is not None and fault.kind == "miss":
+            return
+        self.pushed.append(event)
+        loop = asyncio.get_running_loop()
+        for state in list(self._sockets.values()):
+            for subscription in state.subscriptions:
+                frame = json.dumps({"subscriptionId": subscription, "event": event})
+                if fault is not None:  # delay
+                    loop.call_later(fault.delay, state.queue.put_nowait, frame)
+                else:
+                    state.queue.put_nowait(frame)
+
+    def _take_stream_fault(self) -> _Fault | None:
+        if not self._stream_faults:
+            return None
+        fault = self._stream_faults[0]
+        fault.remaining -= 1
+        if fault.remaining == 0:
+            self._stream_faults.pop(0)
+        return fault
 
     # ------------------------------------------------------------------ replies
 

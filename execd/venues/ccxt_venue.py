@@ -66,6 +66,7 @@ from execd.messages import (
 )
 from execd.venues import attempts, exchanges
 from execd.venues.credentials import Credentials
+from execd.venues.order_stream import OrderStream, Waker
 from execd.venues.prepare import MarketRules, OrderPlan, prepare, rules_from_market
 from execd.venues.results import held_change, is_final, not_executed, outcome_of_order
 
@@ -196,6 +197,8 @@ class CcxtVenue:
         self.spec = exchanges.exchange(table.exchange)
         self._execution_id = ids.ExecutionIds(venue, "live")
         self.exchange = self._exchange(credentials)
+        # Pushed order updates (where the exchange offers them) wake the trackers.
+        self.stream = OrderStream(venue, self.exchange, table)
         self._work_send, self._work_receive = anyio.create_memory_object_stream[_Order](
             table.backlog)
 
@@ -262,7 +265,7 @@ class CcxtVenue:
         """What ``execd ctl status`` shows for this venue."""
         return {"state": self.state, "in_flight": self.in_flight,
                 "backlog": self._work_send.statistics().current_buffer_used,
-                "unresolved": len(self.unresolved)}
+                "unresolved": len(self.unresolved), "stream": self.stream.state}
 
     # ------------------------------------------------------------------- the actor
 
@@ -277,6 +280,8 @@ class CcxtVenue:
         try:
             async with receive, send, anyio.create_task_group() as outer:
                 outer.start_soon(self._bound_drain)
+                # Ends with the venue: cancelled with ``outer`` once the workers are done.
+                outer.start_soon(self.stream.run, self.ready)
                 async with anyio.create_task_group() as tg:
                     for _ in range(self.table.max_in_flight):
                         tg.start_soon(self._worker, self._work_receive.clone(), send.clone())
@@ -720,12 +725,19 @@ class CcxtVenue:
     async def _track(self, placed: _Order, order: dict[str, Any],
                      send: ObjectSendStream[list[Entry]]) -> ExecutionOutcome:
         """Follow the order until it is final; cancel it after order_timeout_ms or at stop."""
+        with self.stream.follow(placed.record.client_order_id, order.get("id")) as pushed:
+            return await self._follow(placed, order, send, pushed)
+
+    async def _follow(self, placed: _Order, order: dict[str, Any],
+                      send: ObjectSendStream[list[Entry]], pushed: Waker) -> ExecutionOutcome:
+        """_track's loop: each wait ends early when the order stream pushes an update."""
         record = placed.record
         deadline = anyio.current_time() + self.table.order_timeout_ms / 1000
         poll = self.table.poll_interval_ms / 1000
         cancelled = False
         failures = polls_after_cancel = 0
         order_id = order.get("id")
+        self.stream.known(record.client_order_id, order)
         while not is_final(order):
             try:
                 if cancelled:
@@ -734,7 +746,7 @@ class CcxtVenue:
                     polls_after_cancel += 1
                     if self.stopping.is_set() and polls_after_cancel > _TRIES_WHILE_STOPPING:
                         raise _InDoubt
-                    await anyio.sleep(poll)
+                    await pushed.wait(poll)
                 elif self.stopping.is_set() or anyio.current_time() >= deadline:
                     why: Literal["order_timeout_ms", "stopping"] = (
                         "stopping" if self.stopping.is_set() else "order_timeout_ms")
@@ -752,8 +764,12 @@ class CcxtVenue:
                     if is_final(order):
                         break
                 else:
-                    await self._pause(poll)
+                    # Until the next poll, or an update pushed for it (a wake-up: the
+                    # outcome is still read by REST, just below).
+                    await pushed.wait(min(poll, max(deadline - anyio.current_time(), 0)),
+                                      self.stopping)
                 order = await self._call("fetch_order", order_id, record.symbol)
+                self.stream.known(record.client_order_id, order)
             except _InDoubt:
                 raise
             except Exception as exc:
