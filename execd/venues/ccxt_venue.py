@@ -66,7 +66,7 @@ from execd.messages import (
 )
 from execd.venues import attempts, exchanges
 from execd.venues.credentials import Credentials
-from execd.venues.order_stream import OrderStream, Waker
+from execd.venues.order_stream import OrderStream, Waker, rewrite_urls
 from execd.venues.prepare import MarketRules, OrderPlan, prepare, rules_from_market
 from execd.venues.results import held_change, is_final, not_executed, outcome_of_order
 
@@ -129,16 +129,6 @@ def _snippet() -> str:
     body = "" if last is None else last[1]
     text = body if isinstance(body, str) else repr(body)
     return _QUERY.sub("", " ".join(text.split()))[:200] or "(empty)"
-
-
-def rewrite_urls(urls: Any, base_url: str) -> Any:
-    """Every URL in ccxt's ``urls['api']`` moved to ``base_url``, keeping its path."""
-    if isinstance(urls, dict):
-        return {key: rewrite_urls(value, base_url) for key, value in urls.items()}
-    if isinstance(urls, str) and "://" in urls:
-        rest = urls.split("://", 1)[1]
-        return base_url + (rest[rest.index("/"):] if "/" in rest else "")
-    return urls
 
 
 class _Order:

@@ -184,13 +184,13 @@ def ws_base(base_url: str) -> str:
     return "ws" + base_url[len("http"):] if base_url.startswith("http") else base_url
 
 
-def _moved(urls: Any, base: str) -> Any:
-    """Every URL in ``urls`` moved to ``base``, keeping its path."""
+def rewrite_urls(urls: Any, base_url: str) -> Any:
+    """Every URL in ccxt's ``urls['api']`` moved to ``base_url``, keeping its path."""
     if isinstance(urls, dict):
-        return {key: _moved(value, base) for key, value in urls.items()}
+        return {key: rewrite_urls(value, base_url) for key, value in urls.items()}
     if isinstance(urls, str) and "://" in urls:
         rest = urls.split("://", 1)[1]
-        return base + (rest[rest.index("/"):] if "/" in rest else "")
+        return base_url + (rest[rest.index("/"):] if "/" in rest else "")
     return urls
 
 
@@ -213,9 +213,9 @@ def pro_twin(rest: Any, base_url: str | None) -> Any:
     pro = getattr(ccxt.pro, rest.id)(settings)
     if base_url is not None:
         ws = pro.urls["api"].get("ws")
-        pro.urls["api"] = _moved(pro.urls["api"], base_url)
+        pro.urls["api"] = rewrite_urls(pro.urls["api"], base_url)
         if ws is not None:
-            pro.urls["api"]["ws"] = _moved(ws, ws_base(base_url))
+            pro.urls["api"]["ws"] = rewrite_urls(ws, ws_base(base_url))
     if rest.markets:
         pro.set_markets(rest.markets, rest.currencies)
     return pro
