@@ -58,7 +58,8 @@ plane = "paper"
 
 
 # ccxt keys a test may set; otherwise the product's defaults apply.
-_OPTIONAL = ("send_attempts", "resend_window_ms", "drain_timeout_ms")
+_OPTIONAL = ("send_attempts", "resend_window_ms", "drain_timeout_ms", "fee_reads",
+             "fee_read_pause_ms")
 
 
 def markets(liquidity: Decimal | None = None) -> dict[str, Market]:
