@@ -35,7 +35,9 @@ INTENTS = PER_RUN * (POINTS + 1)
 SEED = 20261121
 EXPECTED_ENDPOINTS = {("GET", "/api/v3/exchangeInfo"), ("GET", "/api/v3/account"),
                       ("POST", "/api/v3/order"), ("GET", "/api/v3/order"),
-                      ("DELETE", "/api/v3/order")}
+                      ("DELETE", "/api/v3/order"),
+                      # The trades of an order found filled by a lookup (its fees).
+                      ("GET", "/api/v3/myTrades")}
 
 
 def intents() -> list[dict[str, Any]]:
@@ -150,6 +152,13 @@ def test_sigkill_at_seeded_points_never_doubles_or_loses_an_order(tmp_path: Path
             assert "not sent again: send_attempts=3" in outcome["detail"], outcome
             continue
         assert Decimal(outcome["filled_quantity"]) == venue[outcome["client_order_id"]].executedQty
+        # Its fees are those of the venue's fills, however it was learnt (reply,
+        # lookup after a kill, start-up reconciliation).
+        charged: dict[str, Decimal] = collections.defaultdict(Decimal)
+        for fill in venue[outcome["client_order_id"]].fills:
+            charged[fill.commissionAsset] += fill.commission
+        assert {c: Decimal(v) for v, c in outcome.get("fees", [])} == charged, outcome
+        assert "fees_complete" not in outcome, outcome
         expected = "FAILED" if int(outcome["intent_id"][-3:]) % 5 == 0 else "FILLED"
         assert outcome["status"] == expected, outcome
     # Every send that reached the venue is in the ledger (a restart records the one a
