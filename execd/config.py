@@ -219,6 +219,12 @@ class CcxtConfig(Struct, frozen=True, forbid_unknown_fields=True):
     # the next start; keep it under the unit's TimeoutStopSec (90 s).
     drain_timeout_ms: Annotated[int, Meta(ge=100, le=600_000)] = 60_000
     slippage_bps: Annotated[int, Meta(ge=0, le=10_000)] = 50
+    # A final order whose own structure lacks the fees of part of its fill (Binance's
+    # GET /api/v3/order has none) has its trades read, at most this many times (0:
+    # never), fee_read_pause_ms apart, while they add up to less than the fill: the
+    # venue's trade list can lag the order. Short of that, the fees are incomplete.
+    fee_reads: Annotated[int, Meta(ge=0, le=10)] = 3
+    fee_read_pause_ms: Annotated[int, Meta(ge=0, le=60_000)] = 500
     client_order_prefix: Annotated[str, Meta(pattern="^[A-Za-z0-9]{0,8}$")] = "x"
     client_order_id_length: Annotated[int, Meta(ge=24, le=64)] = 32
     options: dict[str, Any] = {}

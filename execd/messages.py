@@ -127,6 +127,10 @@ class ExecutionOutcome(
     after rounding to the venue's lot size, which can be less than
     ``requested_quantity``. Live venues add ``wall_time`` (nanoseconds since the
     epoch) beside ``logical_time``, which stays the intent's own logical time.
+    ``fees_complete`` is false when the venue could not say what all of a live
+    fill's fees were (its trades could not be read, or did not add up to the fill
+    yet): ``fees`` then holds the fees known so far. Left out when true, so
+    ledgers without it read the same.
     """
 
     execution_id: str
@@ -150,6 +154,7 @@ class ExecutionOutcome(
     slippage_bps: Decimal | None = None
     sent_quantity: Decimal | None = None
     wall_time: int | None = None
+    fees_complete: bool = True
 
 
 class OrderRecord(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):

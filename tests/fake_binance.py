@@ -3,11 +3,22 @@
 The real ``ccxt.async_support.binance`` class talks to it over HTTP on 127.0.0.1
 once its API URLs are pointed here with :func:`rewrite_urls`.  It implements the
 handful of spot endpoints an order-execution daemon needs (exchange info, time,
-new/query/cancel order, open orders, account), signs and checks requests the way
-Binance does (``X-MBX-APIKEY`` header, HMAC-SHA256 ``signature`` over the exact
-parameter string, ``timestamp`` within ``recvWindow``), applies the symbol
-filters, matches orders against a single "market price" per symbol, keeps
-free/locked balances and charges a flat fee.
+new/query/cancel order, open orders, account, the account's trades), signs and
+checks requests the way Binance does (``X-MBX-APIKEY`` header, HMAC-SHA256
+``signature`` over the exact parameter string, ``timestamp`` within ``recvWindow``),
+applies the symbol filters, matches orders against a single "market price" per symbol, keeps
+free/locked balances and charges a flat fee. As on Binance spot, a buy pays its
+commission in the base asset it receives and a sell in the quote asset, unless
+``fee_asset`` is set (Binance's "pay fees with BNB"): then every commission is paid
+in that asset while the account holds enough of it.
+
+``GET /api/v3/myTrades`` serves every fill of every order as Binance's account trade
+list does (fields ``symbol, id, orderId, orderListId, price, qty, quoteQty,
+commission, commissionAsset, time, isBuyer, isMaker, isBestMatch``; only Binance's
+documented parameter combinations; the newest ``limit`` trades unless ``fromId`` or
+``startTime`` say where to start). In ccxt 4.5, ``binance.fetch_order_trades(id,
+symbol)`` is ``fetch_my_trades(symbol, params={"orderId": id})``: both make this one
+request (spot only; both need the symbol).
 
 Faults can be injected per (method, path) with :meth:`FakeBinance.inject`, and
 the :attr:`FakeBinance.on_order` hook lets a test act (e.g. SIGKILL a daemon)
@@ -95,13 +106,21 @@ _NUMBER = re.compile(_NUMBER_PATTERN)
 FAULTS = frozenset({
     "lost_reply", "timeout", "503_json", "503_json_placed", "503_plain", "429", "drop",
     "clock", "503_then_placed", "5xx_unknown_code_placed", "200_not_an_order_placed",
-    "venue_busy_placed",
+    "venue_busy_placed", "stale_trades",
 })
 _BEFORE = frozenset({"503_json", "503_plain", "429", "drop", "clock"})
 # Faults that stream_fault() accepts, each applied to the next pushed events.
 STREAM_FAULTS = frozenset({"drop", "miss", "delay", "refuse"})
 # Where the WebSocket API listens (wss://ws-api.binance.com:443/ws-api/v3).
 WS_API_PATH = "/ws-api/v3"
+
+# Binance's supported optional parameters of GET /api/v3/myTrades (besides limit).
+_TRADE_QUERIES = frozenset(frozenset(c) for c in (
+    (), ("orderId",), ("startTime",), ("endTime",), ("fromId",), ("startTime", "endTime"),
+    ("orderId", "fromId")))
+_DAY_MS = 24 * 60 * 60 * 1000
+# Set on a request to GET /api/v3/myTrades that the "stale_trades" fault applies to.
+_STALE_TRADES = web.RequestKey("stale_trades", bool)
 
 _INTERNAL_ERROR = "Internal error; unable to process your request. Please try again."
 _MAX_RECV_WINDOW = Decimal(60000)
@@ -167,6 +186,8 @@ class Fill:
     commission: Decimal
     commissionAsset: str
     tradeId: int
+    time: int = 0
+    isMaker: bool = False
 
 
 @dataclass
@@ -260,6 +281,8 @@ class FakeBinance:
         secret: str,
         balances: dict[str, Decimal] | None = None,
         fee_rate: Decimal = Decimal("0.001"),
+        fee_asset: str | None = None,
+        fee_asset_price: Decimal = Decimal(1),
     ) -> None:
         self.markets: dict[str, Market] = {}
         for key, market in markets.items():
@@ -269,6 +292,10 @@ class FakeBinance:
         self.api_key = api_key
         self.secret = secret
         self.fee_rate = fee_rate
+        # Binance's "pay fees with BNB": every commission in this asset, valued at
+        # fee_asset_price quote units each, while the account holds enough of it.
+        self.fee_asset = fee_asset
+        self.fee_asset_price = fee_asset_price
         if balances is None:
             assets = {a for m in self.markets.values() for a in (m.base, m.quote)}
             balances = dict.fromkeys(sorted(assets), _DEFAULT_BALANCE)
@@ -298,6 +325,8 @@ class FakeBinance:
         # Connections opened to the WebSocket API, and every event pushed (as sent).
         self.stream_connections = 0
         self.pushed: list[dict[str, Any]] = []
+        # Every trade, oldest first (trade ids are its index + 1).
+        self._trades: list[tuple[FakeOrder, Fill]] = []
         self._runner: web.AppRunner | None = None
         self._closing = asyncio.Event()
         self._routes: dict[tuple[str, str], _Handler] = {
@@ -309,6 +338,7 @@ class FakeBinance:
             ("DELETE", "/api/v3/order"): self._signed(self._cancel_order),
             ("GET", "/api/v3/openOrders"): self._signed(self._open_orders),
             ("GET", "/api/v3/account"): self._signed(self._account),
+            ("GET", "/api/v3/myTrades"): self._signed(self._my_trades),
         }
 
     # ------------------------------------------------------------------ lifecycle
@@ -376,6 +406,9 @@ class FakeBinance:
           proxy's answer in place of the venue's).
         - ``venue_busy_placed``: processed, then HTTP 400 ``{"code": -1007, ...}``
           (TIMEOUT: "Send status unknown; execution status unknown").
+        - ``stale_trades`` (for ``GET /api/v3/myTrades``): answer as if each order's
+          newest trade had not reached the trade history yet (Binance serves it from
+          memory, then its database: a trade list can lag the order).
         """
         if fault not in FAULTS:
             raise ValueError(f"unknown fault {fault!r}; expected one of {sorted(FAULTS)}")
@@ -401,7 +434,7 @@ class FakeBinance:
             if order.symbol != market.symbol:
                 continue
             qty = order.remaining if left is None else min(order.remaining, left)
-            self._execute(order, market, qty, order.price)
+            self._execute(order, market, qty, order.price, maker=True)
             if left is not None:
                 left -= qty
             order.status = "FILLED" if order.remaining == 0 else "PARTIALLY_FILLED"
@@ -472,10 +505,12 @@ class FakeBinance:
         else:
             try:
                 params = self._params(request, await request.text())
+                if fault is not None and fault.kind == "stale_trades":
+                    request[_STALE_TRADES] = True
                 response = await handler(request, params)
             except _ApiError as error:
                 response = _error_response(error)
-        if fault is None:
+        if fault is None or fault.kind == "stale_trades":
             return response
         if fault.kind == "lost_reply":
             return self._fault_reply(request, "drop")
@@ -730,6 +765,66 @@ class FakeBinance:
             self._order_view(o) for o in self.open_orders() if symbol in (None, o.symbol)
         ])
 
+    async def _my_trades(self, request: web.Request, params: dict[str, str]
+                         ) -> web.StreamResponse:
+        """GET /api/v3/myTrades: the account's trades of one symbol, oldest first.
+
+        Binance accepts only these optional parameter combinations (besides ``limit``):
+        none, orderId, startTime, endTime, fromId, startTime + endTime, orderId +
+        fromId; anything else is -1128. Without fromId or startTime the newest
+        ``limit`` trades (default 500, at most 1000) are returned.
+        """
+        if not params.get("symbol"):
+            raise _mandatory("symbol")
+        market = self._known_symbol(params["symbol"])
+        ids: dict[str, int] = {}
+        for name in ("orderId", "fromId", "startTime", "endTime", "limit"):
+            if name in params:
+                raw = params[name]
+                if not raw.isdigit() or len(raw) > 20:
+                    raise _ApiError(-1100, f"Illegal characters found in parameter '{name}'; "
+                                           "legal range is '^[0-9]{1,20}$'.")
+                ids[name] = int(raw)
+        chosen = frozenset(name for name in ids if name != "limit")
+        if chosen not in _TRADE_QUERIES:
+            raise _ApiError(-1128, "Combination of optional parameters invalid.")
+        limit = ids.get("limit", 500)
+        if not 1 <= limit <= 1000:
+            raise _ApiError(-1130, "Data sent for parameter 'limit' is not valid.")
+        start, end = ids.get("startTime"), ids.get("endTime")
+        if start is not None and end is not None and end - start > _DAY_MS:
+            raise _ApiError(-1127, "More than 24 hours between startTime and endTime.")
+        if "orderId" in ids:
+            index = ids["orderId"] - 1
+            order = self.orders[index] if 0 <= index < len(self.orders) else None
+            trades = ([(order, f) for f in order.fills]
+                      if order is not None and order.symbol == market.symbol else [])
+            if order is not None and request.get(_STALE_TRADES) and trades:
+                trades = trades[:-1]
+        else:
+            trades = [(o, f) for o, f in self._trades if o.symbol == market.symbol]
+            if request.get(_STALE_TRADES):
+                newest = {id(o): f.tradeId for o, f in trades}
+                trades = [(o, f) for o, f in trades if newest[id(o)] != f.tradeId]
+        if "fromId" in ids:
+            trades = [t for t in trades if t[1].tradeId >= ids["fromId"]][:limit]
+        elif start is not None:
+            trades = [t for t in trades if t[1].time >= start
+                      and (end is None or t[1].time <= end)][:limit]
+        else:
+            trades = [t for t in trades if end is None or t[1].time <= end][-limit:]
+        return web.json_response([self._trade_view(o, f) for o, f in trades])
+
+    @staticmethod
+    def _trade_view(order: FakeOrder, fill: Fill) -> dict[str, Any]:
+        return {
+            "symbol": order.symbol, "id": fill.tradeId, "orderId": order.orderId,
+            "orderListId": -1, "price": _fmt(fill.price), "qty": _fmt(fill.qty),
+            "quoteQty": _fmt(fill.qty * fill.price), "commission": _fmt(fill.commission),
+            "commissionAsset": fill.commissionAsset, "time": fill.time,
+            "isBuyer": order.side == "BUY", "isMaker": fill.isMaker, "isBestMatch": True,
+        }
+
     async def _account(self, request: web.Request, params: dict[str, str]) -> web.StreamResponse:
         omit_zero = params.get("omitZeroBalances", "false").lower() == "true"
         rate = _fmt(self.fee_rate)
@@ -957,8 +1052,12 @@ class FakeBinance:
             self._move(asset, order.locked, to_locked=False)
             order.locked = _ZERO
 
-    def _execute(self, order: FakeOrder, market: Market, qty: Decimal, price: Decimal) -> None:
-        """Trade ``qty`` of ``order`` at ``price``: fees, balances and the fill record."""
+    def _execute(self, order: FakeOrder, market: Market, qty: Decimal, price: Decimal,
+                 *, maker: bool = False) -> None:
+        """Trade ``qty`` of ``order`` at ``price``: fees, balances and the fill record.
+
+        ``maker``: the order rested on the book (filled by :meth:`fill_resting`).
+        """
         quote = (qty * price).quantize(_EIGHT)
         base_balance, quote_balance = self.balance(market.base), self.balance(market.quote)
         if order.side == "BUY":
@@ -981,8 +1080,20 @@ class FakeBinance:
             commission = (quote * self.fee_rate).quantize(_EIGHT)
             asset = market.quote
             quote_balance.free += quote - commission
+        if self.fee_asset is not None:
+            instead = (quote * self.fee_rate / self.fee_asset_price).quantize(_EIGHT)
+            if self.balance(self.fee_asset).free >= instead:
+                # Paid in the fee asset: what the order's own trade delivers is whole.
+                if asset == market.base:
+                    base_balance.free += commission
+                else:
+                    quote_balance.free += commission
+                self.balance(self.fee_asset).free -= instead
+                commission, asset = instead, self.fee_asset
         self._trade_ids += 1
-        order.fills.append(Fill(price, qty, commission, asset, self._trade_ids))
+        fill = Fill(price, qty, commission, asset, self._trade_ids, self.server_time(), maker)
+        order.fills.append(fill)
+        self._trades.append((order, fill))
         order.executedQty += qty
         order.cummulativeQuoteQty += quote
         order.updateTime = self.server_time()

@@ -66,7 +66,8 @@ plane = "paper"
 
 
 # ccxt keys a test may set; otherwise the product's defaults apply.
-_OPTIONAL = ("send_attempts", "resend_window_ms", "drain_timeout_ms")
+_OPTIONAL = ("send_attempts", "resend_window_ms", "drain_timeout_ms", "fee_reads",
+             "fee_read_pause_ms")
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,15 @@ class FakeVenue:
     # How much the fake says an order of its filled.
     filled: Callable[[Any], Decimal]
     password: str | None = None
+    # The fees the fake charged an order of its, per currency (None: not checked).
+    fees: Callable[[Any], dict[str, Decimal]] | None = None
+
+
+def _binance_fees(order: Any) -> dict[str, Decimal]:
+    charged: dict[str, Decimal] = {}
+    for fill in order.fills:
+        charged[fill.commissionAsset] = charged.get(fill.commissionAsset, D(0)) + fill.commission
+    return charged
 
 
 VENUES: dict[str, FakeVenue] = {
@@ -94,7 +104,7 @@ VENUES: dict[str, FakeVenue] = {
         frozenset({("GET", "/api/v3/exchangeInfo"), ("GET", "/api/v3/account"),
                    ("POST", "/api/v3/order"), ("GET", "/api/v3/order"),
                    ("DELETE", "/api/v3/order"), ("GET", "/api/v3/myTrades")}),
-        lambda order: Decimal(order.executedQty)),
+        lambda order: Decimal(order.executedQty), fees=_binance_fees),
 }
 
 

@@ -330,6 +330,111 @@ async def test_on_order_hook_sees_both_phases(fake: FakeBinance, ex: Any) -> Non
     assert seen == [("received", None), ("placed", "FILLED"), ("received", None)]
 
 
+
+# --------------------------------------------------------------------- trades (myTrades)
+#
+# ccxt 4.5.90 on binance spot: fetch_order_trades(id, symbol) is
+# fetch_my_trades(symbol, params={"orderId": id}); both make one request,
+# GET /api/v3/myTrades?symbol=...&orderId=..., and both need the symbol. ccxt reads
+# each trade's fee from commission/commissionAsset; the order structures of
+# GET /api/v3/order and of a FULL reply without fills carry no fee at all.
+
+MY_TRADES = ("GET", "/api/v3/myTrades")
+
+
+async def test_the_trades_of_an_order_carry_each_fill_and_its_commission(
+    fake: FakeBinance, ex: Any,
+) -> None:
+    await ex.load_markets()
+    placed = await ex.create_order(SYMBOL, "limit", "buy", 0.02, 40000)
+    fake.fill_resting(SYMBOL, Decimal("0.005"))
+    fake.fill_resting(SYMBOL)
+    done = await ex.fetch_order(placed["id"], SYMBOL)
+    assert (done["status"], done["fee"], done["fees"]) == ("closed", None, [])
+    before = time.time() * 1000
+    trades = await ex.fetch_order_trades(placed["id"], SYMBOL)
+    assert ex.last_request_url.startswith(fake.url + "/api/v3/myTrades?")
+    assert "symbol=BTCUSDT" in ex.last_request_url and "orderId=1" in ex.last_request_url
+    assert fake.requests[MY_TRADES] == 1
+    assert [(t["order"], t["amount"], t["price"], t["takerOrMaker"], t["side"], t["fee"])
+            for t in trades] == [
+        ("1", 0.005, 40000, "maker", "buy", {"currency": "BTC", "cost": 0.000005}),
+        ("1", 0.015, 40000, "maker", "buy", {"currency": "BTC", "cost": 0.000015}),
+    ]
+    raw = trades[0]["info"]
+    assert set(raw) == {"symbol", "id", "orderId", "orderListId", "price", "qty", "quoteQty",
+                        "commission", "commissionAsset", "time", "isBuyer", "isMaker",
+                        "isBestMatch"}
+    assert (raw["qty"], raw["quoteQty"], raw["commission"], raw["isBuyer"]) == (
+        "0.00500000", "200.00000000", "0.00000500", True)
+    assert raw["time"] <= before
+    # A market sell takes liquidity and pays in the quote asset; fetch_my_trades with
+    # orderId is the same request.
+    sold = await ex.create_order(SYMBOL, "market", "sell", 0.1)
+    [trade] = await ex.fetch_my_trades(SYMBOL, None, None, {"orderId": sold["id"]})
+    assert (trade["takerOrMaker"], trade["side"], trade["fee"]) == (
+        "taker", "sell", {"currency": "USDT", "cost": 5.0})
+    assert fake.requests[MY_TRADES] == 2
+    # An order that never traded, or that does not exist, has no trades.
+    resting = await ex.create_order(SYMBOL, "limit", "buy", 0.01, 30000)
+    assert await ex.fetch_order_trades(resting["id"], SYMBOL) == []
+    assert await ex.fetch_order_trades("99", SYMBOL) == []
+
+
+async def test_my_trades_pages_as_binance_does(fake: FakeBinance, ex: Any) -> None:
+    await ex.load_markets()
+    for _ in range(3):
+        await ex.create_order(SYMBOL, "market", "buy", 0.01)
+    # The newest `limit` trades, oldest first; fromId counts from a trade id on.
+    newest = await ex.fetch_my_trades(SYMBOL, None, 2)
+    assert [t["id"] for t in newest] == ["2", "3"]
+    assert [t["id"] for t in await ex.fetch_my_trades(SYMBOL, None, 1, {"fromId": 2})] == ["2"]
+    assert [t["id"] for t in await ex.fetch_my_trades(SYMBOL)] == ["1", "2", "3"]
+    first = fake.orders[0].fills[0].time
+    assert [t["id"] for t in await ex.fetch_my_trades(SYMBOL, first)] == ["1", "2", "3"]
+    assert await ex.fetch_my_trades(SYMBOL, first + 3_600_000) == []
+
+
+async def test_stale_trades_hide_the_newest_trade_of_an_order_once(
+    fake: FakeBinance, ex: Any,
+) -> None:
+    await ex.load_markets()
+    placed = await ex.create_order(SYMBOL, "limit", "buy", 0.02, 40000)
+    fake.fill_resting(SYMBOL, Decimal("0.005"))
+    fake.fill_resting(SYMBOL)
+    fake.inject("stale_trades", method="GET", path="/api/v3/myTrades")
+    lagging = await ex.fetch_order_trades(placed["id"], SYMBOL)
+    assert [t["amount"] for t in lagging] == [0.005]
+    assert [t["amount"] for t in await ex.fetch_order_trades(placed["id"], SYMBOL)] == [
+        0.005, 0.015]
+
+
+async def test_a_fee_asset_pays_every_commission_while_the_account_holds_it() -> None:
+    # Binance's "pay fees with BNB": the buy receives its whole quantity.
+    fake = FakeBinance({SYMBOL: btc_usdt()}, api_key=KEY, secret=SECRET,
+                       balances={"BTC": Decimal("0"), "USDT": Decimal("1000"),
+                                 "BNB": Decimal("0.5")},
+                       fee_asset="BNB", fee_asset_price=Decimal("500"))
+    await fake.start()
+    ex = client(fake)
+    try:
+        await ex.load_markets()
+        bought = await ex.create_order(SYMBOL, "market", "buy", 0.01)
+        assert bought["fee"] == {"currency": "BNB", "cost": 0.001}  # 500 USDT x 0.1% / 500
+        assert fake.balance("BTC").free == Decimal("0.01")
+        assert fake.balance("BNB").free == Decimal("0.499")
+        [trade] = await ex.fetch_order_trades(bought["id"], SYMBOL)
+        assert trade["fee"] == {"currency": "BNB", "cost": 0.001}
+        # Without enough of the fee asset, Binance's own rule applies again.
+        fake.balance("BNB").free = Decimal("0")
+        again = await ex.create_order(SYMBOL, "market", "buy", 0.01)
+        assert again["fee"] == {"currency": "BTC", "cost": 0.00001}
+        assert fake.balance("BTC").free == Decimal("0.01999")
+    finally:
+        await ex.close()
+        await fake.stop()
+
+
 # --------------------------------------------------------------------- error mapping
 
 Action = Callable[[FakeBinance, Any], Awaitable[Any]]
@@ -427,6 +532,19 @@ def faulted(kind: str, **options: Any) -> Action:
     return action
 
 
+def trades_query(params: dict[str, str]) -> Action:
+    async def action(fake: FakeBinance, ex: Any) -> Any:
+        return await ex.private_get_mytrades(params)
+    return action
+
+
+def trades_faulted(kind: str) -> Action:
+    async def action(fake: FakeBinance, ex: Any) -> Any:
+        fake.inject(kind, method="GET", path="/api/v3/myTrades")
+        return await ex.fetch_order_trades("1", SYMBOL)
+    return action
+
+
 async def unknown_endpoint(fake: FakeBinance, ex: Any) -> Any:
     return await ex.public_get_ticker_price({"symbol": "BTCUSDT"})
 
@@ -457,6 +575,18 @@ ERRORS: list[tuple[str, Action, type[Exception]]] = [
     ("drop", faulted("drop"), ccxt.ExchangeNotAvailable),
     ("lost_reply", faulted("lost_reply"), ccxt.ExchangeNotAvailable),
     ("unknown endpoint", unknown_endpoint, ccxt.BadRequest),
+    ("-1102 myTrades without symbol", trades_query({}), ccxt.BadRequest),
+    ("-1121 myTrades unknown symbol", trades_query({"symbol": "NOPE"}), ccxt.BadSymbol),
+    ("-1100 myTrades orderId", trades_query({"symbol": "BTCUSDT", "orderId": "x1"}),
+     ccxt.BadRequest),
+    ("-1128 myTrades orderId + startTime",
+     trades_query({"symbol": "BTCUSDT", "orderId": "1", "startTime": "1"}), ccxt.BadRequest),
+    ("-1130 myTrades limit", trades_query({"symbol": "BTCUSDT", "limit": "1001"}),
+     ccxt.BadRequest),
+    ("-1127 myTrades window",
+     trades_query({"symbol": "BTCUSDT", "startTime": "0", "endTime": "86400001"}),
+     ccxt.BadRequest),
+    ("503_json on myTrades", trades_faulted("503_json"), ccxt.OperationFailed),
 ]
 
 

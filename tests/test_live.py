@@ -32,6 +32,9 @@ from tests.live import API_KEY, SECRET, fake_exchange, live_intent, write_live_c
 D = Decimal
 ORDER = ("POST", "/api/v3/order")
 LOOKUP = ("GET", "/api/v3/order")
+# An order that filled with no fees in the reply it came in (a lookup's, a poll's)
+# has them read from its trades, once.
+TRADES = ("GET", "/api/v3/myTrades")
 START = {("GET", "/api/v3/exchangeInfo"): 1, ("GET", "/api/v3/account"): 1}
 
 
@@ -141,7 +144,8 @@ async def test_each_fault_gives_one_send_and_one_outcome_by_default(
     assert sent["message"] and sent["wall_time"] <= outcome["wall_time"]
     # Looked up by client order id; when the venue has nothing, asked once more after
     # the acceptance window, and then not sent again.
-    assert requests_besides_start(fake) == {ORDER: 1, LOOKUP: 1 if placed else 2}
+    assert requests_besides_start(fake) == (
+        {ORDER: 1, LOOKUP: 1, TRADES: 1} if placed else {ORDER: 1, LOOKUP: 2})
     if placed:
         assert outcome["status"] == "FILLED"
         assert (sent["lookup"], sent["venue_order_id"]) == ("found", outcome["venue_order_id"])
@@ -167,7 +171,7 @@ async def test_explicit_resends_record_every_send(
                for s in sends(ledger)]
     if placed:
         assert answers == [(1, "unknown", "found", False)]
-        assert requests_besides_start(fake) == {ORDER: 1, LOOKUP: 1}
+        assert requests_besides_start(fake) == {ORDER: 1, LOOKUP: 1, TRADES: 1}
     else:
         # The second send went out only after the first one's record said so.
         assert answers == [(1, "unknown", "absent", True), (2, "placed", None, False)]
@@ -299,7 +303,7 @@ async def test_a_resting_limit_is_followed_until_it_fills(tmp_path: Path,
     assert (outcome["status"], outcome["average_price"]) == ("FILLED", "49000")
     assert outcome["slippage_bps"] == "-200.00"  # bought 2% under the reference
     extra = requests_besides_start(fake)
-    assert extra[ORDER] == 1 and extra[LOOKUP] >= 1 and set(extra) == {ORDER, LOOKUP}
+    assert extra[ORDER] == 1 and extra[LOOKUP] >= 1 and set(extra) == {ORDER, LOOKUP, TRADES}
 
 
 async def test_a_resting_limit_is_cancelled_after_the_order_timeout(
@@ -372,7 +376,7 @@ async def test_no_such_order_is_trusted_only_after_the_acceptance_window(
     outcome = outcome_of(ledger)
     assert outcome["status"] == "FILLED"
     assert len(fake.orders) == 1
-    assert requests_besides_start(fake) == {ORDER: 1, LOOKUP: 2}
+    assert requests_besides_start(fake) == {ORDER: 1, LOOKUP: 2, TRADES: 1}
 
 
 async def test_a_stop_records_queued_orders_as_not_sent(tmp_path: Path,

@@ -152,6 +152,12 @@ def test_sigkill_at_seeded_points_never_doubles_or_loses_an_order(tmp_path: Path
             continue
         assert Decimal(outcome["filled_quantity"]) == venue.filled(
             at_venue[outcome["client_order_id"]])
+        # Its fees are those of the venue's fills, however it was learnt (reply,
+        # lookup after a kill, start-up reconciliation).
+        if venue.fees is not None:
+            charged = venue.fees(at_venue[outcome["client_order_id"]])
+            assert {c: Decimal(v) for v, c in outcome.get("fees", [])} == charged, outcome
+        assert "fees_complete" not in outcome, outcome
         expected = "FAILED" if int(outcome["intent_id"][-3:]) % 5 == 0 else "FILLED"
         assert outcome["status"] == expected, outcome
     # Every send that reached the venue is in the ledger (a restart records the one a

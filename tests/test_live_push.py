@@ -54,8 +54,10 @@ async def test_a_resting_order_filled_later_gets_its_outcome_by_push(
     assert (outcome["status"], outcome["filled_quantity"], outcome["average_price"]) == (
         "FILLED", "0.01", "49000")
     # The outcome was read by REST: one read, woken by the pushed fill (the pushed
-    # "new" event matched what the create reply said and woke nothing).
-    assert requests_besides_start(fake) == {("POST", "/api/v3/order"): 1, LOOKUP: 1}
+    # "new" event matched what the create reply said and woke nothing), and its fees
+    # from one read of its trades.
+    assert requests_besides_start(fake) == {("POST", "/api/v3/order"): 1, LOOKUP: 1,
+                                            ("GET", "/api/v3/myTrades"): 1}
     assert fake.stream_connections == 1
 
 

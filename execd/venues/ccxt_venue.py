@@ -58,6 +58,7 @@ from execd.messages import (
     CancelRecord,
     Entry,
     ExecutionOutcome,
+    Fee,
     LookupResult,
     OrderRecord,
     Plane,
@@ -68,7 +69,16 @@ from execd.venues import attempts, exchanges
 from execd.venues.credentials import Credentials
 from execd.venues.order_stream import OrderStream, Waker, rewrite_urls
 from execd.venues.prepare import MarketRules, OrderPlan, prepare, rules_from_market
-from execd.venues.results import held_change, is_final, not_executed, outcome_of_order
+from execd.venues.results import (
+    fees_of_trades,
+    fees_so_far,
+    filled_of,
+    held_change,
+    is_final,
+    not_executed,
+    outcome_of_order,
+    own_fees,
+)
 
 Verdict = exchanges.Verdict
 Watch = Callable[[Entry, Callable[[int], None]], None]
@@ -766,9 +776,51 @@ class CcxtVenue:
                 failures += 1
                 self._call_failed("order.poll_failed", record, exc, failures)
                 await self._pause(min(poll * failures, _MAX_BACKOFF))
+        fees, complete = await self._fees(record, order)
         return outcome_of_order(record, order, execution_id=self._execution_id(record.intent_id),
                                 time=placed.time, cancelled_by_us=cancelled,
-                                wall_time=self.wall.now())
+                                wall_time=self.wall.now(), fees=fees, fees_complete=complete)
+
+    async def _fees(self, record: OrderRecord, order: dict[str, Any]
+                    ) -> tuple[tuple[Fee, ...], bool]:
+        """The fees of a final order, and whether they are all of them.
+
+        The order's own structure is enough when its fees cover all it filled (a
+        FULL create reply lists its fills): no request. Otherwise its trades are
+        read by venue order id, one request, and again after ``fee_read_pause_ms``
+        while they add up to less than the fill (the venue's trade list can lag the
+        order), ``fee_reads`` times at most and only once while stopping. What is
+        still short then is recorded with the fees known so far, marked incomplete.
+        """
+        filled = filled_of(order)
+        known = own_fees(order)
+        if known.covered >= filled:
+            return known.fees, True
+        order_id = order.get("id")
+        readable = bool(order_id) and bool(self.exchange.has.get("fetchOrderTrades"))
+        why = "fee_reads=0" if readable else "the venue cannot list this order's trades"
+        reads = 0
+        while readable and reads < self.table.fee_reads:
+            if reads:
+                await self._pause(self.table.fee_read_pause_ms / 1000)
+            reads += 1
+            try:
+                trades = await self._call("fetch_order_trades", order_id, record.symbol)
+            except Exception as exc:
+                why = message_of(exc)
+            else:
+                read = fees_of_trades(trades)
+                if read.covered >= filled:
+                    return read.fees, True
+                known = fees_so_far(known, read)
+                why = f"the trades add up to {read.covered} of filled={filled}"
+            if self.stopping.is_set():
+                break
+        self.log.warning("order.fees_incomplete", intent_id=str(record.intent_id),
+                         client_order_id=record.client_order_id, reads=reads, why=why,
+                         fees=[[str(f.cost), f.currency] for f in known.fees],
+                         covered=str(known.covered), filled=str(filled))
+        return known.fees, False
 
     def _call_failed(self, event: str, record: OrderRecord, exc: Exception,
                      failures: int) -> None:
