@@ -124,9 +124,11 @@ async def test_a_resting_limit_is_cancelled_after_the_order_timeout(
     assert "cancelled by execd after order_timeout_ms" in outcome["detail"]
     [placed] = fake.orders
     assert (placed.state, placed.cancelSource) == ("canceled", "1")
+    # OKX's cancel reply says the request was taken (sCode 0) but not the state:
+    # the record says so, and the order is read until it is final.
     [cancel] = [r for r in ledger if r["kind"] == "order_cancel"]
-    assert (cancel["body"]["why"], cancel["body"]["venue_order_id"]) == (
-        "order_timeout_ms", placed.ordId)
+    assert (cancel["body"]["why"], cancel["body"]["answer"], cancel["body"]["venue_order_id"]) == (
+        "order_timeout_ms", "accepted", placed.ordId)
     assert ledger.index(cancel) < next(i for i, r in enumerate(ledger) if r["kind"] == "outcome")
     assert requests_besides_start(fake)[CANCEL] == 1
 
