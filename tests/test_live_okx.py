@@ -11,6 +11,8 @@ reused here; the seeded SIGKILL test (tests/test_live_crash.py) covers OKX throu
 from __future__ import annotations
 
 import collections
+import json
+import subprocess
 import uuid
 from collections.abc import AsyncIterator
 from decimal import Decimal
@@ -21,10 +23,20 @@ import ccxt.async_support as ccxt_async
 import pytest
 
 from execd import ids, reasons
+from execd.config import CcxtConfig, ConfigError
 from execd.daemon import Daemon
 from execd.venues import exchanges
+from execd.venues.credentials import load_credentials
 from tests.fake_okx import ORDER_PATH, FakeOkx, rewrite_urls
-from tests.live import API_KEY, OKX_PASSPHRASE, SECRET, fake_exchange, live_intent
+from tests.helpers import EXECD, ROOT
+from tests.live import (
+    API_KEY,
+    OKX_PASSPHRASE,
+    SECRET,
+    fake_exchange,
+    live_intent,
+    write_live_config,
+)
 from tests.test_live import outcome_of, run_live, sends
 
 D = Decimal
@@ -319,3 +331,40 @@ async def test_a_restart_reconciles_an_order_left_without_an_outcome_by_its_clie
     assert fake.posts == {placed.clOrdId: 1}
     # Two starts; one create; the restart's one lookup by clOrdId settled it.
     assert requests_besides_start(fake, starts=2) == {ORDER: 1, LOOKUP: 1}
+
+
+def test_okx_credentials_without_a_passphrase_stop_the_start_with_one_clear_line(
+        tmp_path: Any) -> None:
+    # OKX signs every private request with the API key's passphrase (ccxt's
+    # "password"). Without one the venue could never start: execd run used to loop on
+    # venue.start_failed forever, reading nothing; it is a config problem (exit 2).
+    path = write_live_config(tmp_path, "http://127.0.0.1:9", "okx")
+    credentials = tmp_path / "okx.json"
+    credentials.write_text(json.dumps({"apiKey": API_KEY, "secret": SECRET}))
+    result = subprocess.run([*EXECD, "run", "--config", str(path)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 2, result.stdout[-2000:]
+    assert result.stderr.strip().splitlines() == [
+        f"{path}: venues.okx.ccxt.credentials_file: expected JSON {{\"apiKey\": \"...\", "
+        f"\"secret\": \"...\", \"password\": \"...\"}} (okx signs every request with the API "
+        f"key's passphrase), found {credentials}: fields ['apiKey', 'secret']"]
+    assert not (tmp_path / "ledger").exists() or not any((tmp_path / "ledger").iterdir())
+
+
+def test_okx_credentials_from_the_environment_need_the_passphrase_too(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OKX_API_KEY", API_KEY)
+    monkeypatch.setenv("OKX_SECRET", SECRET)
+    monkeypatch.delenv("OKX_PASSWORD", raising=False)
+    table = CcxtConfig("okx", credentials_env="OKX")
+    with pytest.raises(ConfigError) as caught:
+        load_credentials("okx", table, "c.toml")
+    assert str(caught.value) == (
+        "c.toml: venues.okx.ccxt.credentials_env: expected OKX_PASSWORD set in the "
+        "environment (okx signs every request with the API key's passphrase), found "
+        "OKX_PASSWORD unset or empty")
+    monkeypatch.setenv("OKX_PASSWORD", OKX_PASSPHRASE)
+    assert load_credentials("okx", table, "c.toml").password == OKX_PASSPHRASE
+    # Binance has no passphrase: its credentials never need one.
+    assert load_credentials("v", CcxtConfig("binance", credentials_env="OKX"),
+                            "c.toml").api_key == API_KEY

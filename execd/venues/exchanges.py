@@ -75,6 +75,9 @@ class Exchange(Struct, frozen=True):
     client_id_charset: str = ""
     # The param create_order takes the client order id in.
     client_id_param: str = "clientOrderId"
+    # The venue signs every private request with a passphrase besides key and secret
+    # (ccxt's ``password``): without one the venue can never start.
+    needs_password: bool = False
     # Tried in turn; the first that finds the order wins, none: no such order.
     lookup: tuple[LookupCall, ...] = ()
     # The venue's own acceptance window option in ccxt (None: it has none).
@@ -119,6 +122,8 @@ OKX = Exchange(
     name="okx",
     # clOrdId: "case-sensitive alphanumerics ... up to 32 characters".
     client_id_max=32, client_id_charset=r"[A-Za-z0-9]",
+    # OK-ACCESS-PASSPHRASE: "the passphrase you specified when creating the API key".
+    needs_password=True,
     lookup=(LookupCall("fetch_order", "clientOrderId"),),
     codes=Codes(
         # 50001 service unavailable, 50004 endpoint timeout ("does not indicate success
