@@ -14,13 +14,16 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from tests import fake_binance
+from tests import fake_binance, fake_okx
 from tests.fake_binance import FakeBinance
+from tests.fake_okx import FakeOkx
 from tests.helpers import control_socket, write_registry
 
 D = Decimal
 API_KEY = "test-api-key-00000000000000000001"
 SECRET = "test-secret-000000000000000000001"
+# OKX signs every private request with a passphrase besides the key and secret.
+OKX_PASSPHRASE = "test-passphrase-0001"
 
 LIVE_CONFIG = """
 [daemon]
@@ -97,6 +100,11 @@ def _binance_fees(order: Any) -> dict[str, Decimal]:
     return charged
 
 
+def _okx_fees(order: Any) -> dict[str, Decimal]:
+    # OKX books a fee as a negative amount in feeCcy.
+    return {order.feeCcy: -order.fee} if order.fee else {}
+
+
 VENUES: dict[str, FakeVenue] = {
     "binance": FakeVenue(
         "binance", FakeBinance, fake_binance.Market, fake_binance.FakeBinanceThread,
@@ -105,6 +113,15 @@ VENUES: dict[str, FakeVenue] = {
                    ("POST", "/api/v3/order"), ("GET", "/api/v3/order"),
                    ("DELETE", "/api/v3/order"), ("GET", "/api/v3/myTrades")}),
         lambda order: Decimal(order.executedQty), fees=_binance_fees),
+    "okx": FakeVenue(
+        "okx", FakeOkx, fake_okx.Market, fake_okx.FakeOkxThread,
+        ("GET", "/api/v5/public/instruments"),
+        frozenset({("GET", "/api/v5/public/instruments"), ("GET", "/api/v5/account/balance"),
+                   ("POST", fake_okx.ORDER_PATH), ("GET", "/api/v5/trade/order"),
+                   ("POST", "/api/v5/trade/cancel-order"),
+                   ("GET", "/api/v5/trade/fills-history")}),
+        lambda order: Decimal(order.accFillSz), password=OKX_PASSPHRASE,
+        fees=_okx_fees),
 }
 
 

@@ -156,7 +156,8 @@ def test_sigkill_at_seeded_points_never_doubles_or_loses_an_order(tmp_path: Path
         # lookup after a kill, start-up reconciliation).
         if venue.fees is not None:
             charged = venue.fees(at_venue[outcome["client_order_id"]])
-            assert {c: Decimal(v) for v, c in outcome.get("fees", [])} == charged, outcome
+            recorded = {c: Decimal(v) for v, c in outcome.get("fees", []) if Decimal(v)}
+            assert recorded == charged, outcome
         assert "fees_complete" not in outcome, outcome
         expected = "FAILED" if int(outcome["intent_id"][-3:]) % 5 == 0 else "FILLED"
         assert outcome["status"] == expected, outcome

@@ -752,7 +752,9 @@ class CcxtVenue:
                         "stopping" if self.stopping.is_set() else "order_timeout_ms")
                     try:
                         order = await self._call("cancel_order", order_id, record.symbol)
-                        answer = str(order.get("status"))
+                        # Some venues (OKX) answer a cancel without the order's state:
+                        # the request was taken, and the polls below read the state.
+                        answer = str(order.get("status") or "accepted")
                     except errors.OrderNotFound:
                         # It ended on its own meanwhile; read its final state below.
                         answer = "not found"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from execd.config import MAX_SECRET_BYTES, CcxtConfig, ConfigError, ConfigProblem
 from execd.files import FileRefused, read_regular
+from execd.venues import exchanges
 
 
 class Credentials:
@@ -38,7 +39,13 @@ def load_credentials(venue: str, table: CcxtConfig, config_file: str) -> Credent
                 config_file, f"{prefix}.credentials_env",
                 f"{env}_API_KEY and {env}_SECRET set in the environment",
                 f"{' and '.join(missing)} unset or empty")])
-        return Credentials(key, secret, os.environ.get(f"{env}_PASSWORD") or None)
+        password = os.environ.get(f"{env}_PASSWORD") or None
+        if password is None and _needs_password(table):
+            raise ConfigError([ConfigProblem(
+                config_file, f"{prefix}.credentials_env",
+                f"{env}_PASSWORD set in the environment ({table.exchange} signs every "
+                f"request with the API key's passphrase)", f"{env}_PASSWORD unset or empty")])
+        return Credentials(key, secret, password)
     if table.credentials_credential:
         name = f"{prefix}.credentials_credential"
         directory = os.environ.get("CREDENTIALS_DIRECTORY")
@@ -65,5 +72,16 @@ def load_credentials(venue: str, table: CcxtConfig, config_file: str) -> Credent
                                          'JSON {"apiKey": "...", "secret": "..."}',
                                          f"{path}: fields {fields}")])
     password = data.get("password")
+    if not (isinstance(password, str) and password) and _needs_password(table):
+        raise ConfigError([ConfigProblem(
+            config_file, name, 'JSON {"apiKey": "...", "secret": "...", "password": "..."} ('
+            f"{table.exchange} signs every request with the API key's passphrase)",
+            f"{path}: fields {sorted(data)}" if "password" not in data
+            else f"{path}: password empty or not a string")])
     return Credentials(data["apiKey"], data["secret"],
                        password if isinstance(password, str) else None)
+
+
+def _needs_password(table: CcxtConfig) -> bool:
+    """Whether the venue's exchange signs with a passphrase (a start without it cannot trade)."""
+    return exchanges.exchange(table.exchange).needs_password

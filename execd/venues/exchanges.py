@@ -75,6 +75,9 @@ class Exchange(Struct, frozen=True):
     client_id_charset: str = ""
     # The param create_order takes the client order id in.
     client_id_param: str = "clientOrderId"
+    # The venue signs every private request with a passphrase besides key and secret
+    # (ccxt's ``password``): without one the venue can never start.
+    needs_password: bool = False
     # Tried in turn; the first that finds the order wins, none: no such order.
     lookup: tuple[LookupCall, ...] = ()
     # The venue's own acceptance window option in ccxt (None: it has none).
@@ -91,6 +94,10 @@ class Exchange(Struct, frozen=True):
     # ccxt options, and ``has`` entries to switch off (load_markets reads ``has``).
     options: dict[str, Any] = {}
     has_off: tuple[str, ...] = ()
+    # Why execd does not follow its orders by the private order stream (ccxt.pro's
+    # watchOrders) though ccxt offers it: not proved against a fake of the venue's
+    # stream yet, so its orders are polled (None: the stream is used).
+    stream_unproved: str | None = None
 
 
 BINANCE = Exchange(
@@ -119,6 +126,8 @@ OKX = Exchange(
     name="okx",
     # clOrdId: "case-sensitive alphanumerics ... up to 32 characters".
     client_id_max=32, client_id_charset=r"[A-Za-z0-9]",
+    # OK-ACCESS-PASSPHRASE: "the passphrase you specified when creating the API key".
+    needs_password=True,
     lookup=(LookupCall("fetch_order", "clientOrderId"),),
     codes=Codes(
         # 50001 service unavailable, 50004 endpoint timeout ("does not indicate success
@@ -136,6 +145,7 @@ OKX = Exchange(
     code_keys=("sCode", "code"),
     options={"fetchMarkets": {"types": ["spot"]}},
     has_off=("fetchCurrencies",),
+    stream_unproved="its order stream is not proved here yet: orders are polled",
 )
 
 BYBIT = Exchange(
@@ -165,6 +175,7 @@ BYBIT = Exchange(
     options={"fetchMarkets": ["spot"], "enableUnifiedAccount": True,
              "enableUnifiedMargin": False},
     has_off=("fetchCurrencies",),
+    stream_unproved="its order stream is not proved here yet: orders are polled",
 )
 
 # Exchanges ccxt offers whose client-order-id path execd cannot make safe.

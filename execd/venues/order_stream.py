@@ -29,6 +29,7 @@ import anyio
 
 from execd import logs
 from execd.config import CcxtConfig
+from execd.venues import exchanges
 
 # The longest wait between two tries to open the stream.
 MAX_RETRY_S = 30.0
@@ -294,6 +295,11 @@ class OrderStream:
         """
         if not self.table.stream:
             self.core.off("stream = false")
+            self.log.info("stream.off", why=self.core.state)
+            return
+        unproved = exchanges.exchange(self.table.exchange).stream_unproved
+        if unproved is not None:
+            self.core.off(unproved)
             self.log.info("stream.off", why=self.core.state)
             return
         try:
