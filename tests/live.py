@@ -14,8 +14,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from tests import fake_binance
+from tests import fake_binance, fake_bybit
 from tests.fake_binance import FakeBinance
+from tests.fake_bybit import FakeBybit
 from tests.helpers import control_socket, write_registry
 
 D = Decimal
@@ -95,6 +96,16 @@ VENUES: dict[str, FakeVenue] = {
                    ("POST", "/api/v3/order"), ("GET", "/api/v3/order"),
                    ("DELETE", "/api/v3/order"), ("GET", "/api/v3/myTrades")}),
         lambda order: Decimal(order.executedQty)),
+    # A unified account's spot orders: markets in one request (no coin list), the
+    # wallet for balances, orders looked up by orderLinkId through the list calls.
+    "bybit": FakeVenue(
+        "bybit", FakeBybit, fake_bybit.Market, fake_bybit.FakeBybitThread,
+        ("GET", "/v5/market/instruments-info"),
+        frozenset({("GET", "/v5/market/instruments-info"),
+                   ("GET", "/v5/account/wallet-balance"), ("POST", "/v5/order/create"),
+                   ("GET", "/v5/order/realtime"), ("GET", "/v5/order/history"),
+                   ("POST", "/v5/order/cancel"), ("GET", "/v5/execution/list")}),
+        lambda order: Decimal(order.cumExecQty)),
 }
 
 
