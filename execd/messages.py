@@ -216,8 +216,9 @@ class CancelRecord(Struct, frozen=True, forbid_unknown_fields=True, omit_default
     """execd asked the venue to cancel a resting order, and what the venue answered.
 
     ``why``: ``order_timeout_ms`` passed, or the daemon was stopping. ``answer``: the
-    order's status in the venue's reply, ``not found`` (it had ended on its own), or
-    the error. The order's outcome follows.
+    order's status in the venue's reply, ``accepted`` (a reply with no status, as
+    Bybit's), ``not found`` (it had ended on its own), or the error. The order's
+    outcome follows.
     """
 
     intent_id: uuid.UUID

@@ -117,8 +117,9 @@ async def test_a_resting_limit_is_cancelled_after_the_order_timeout(
     assert "cancelled by execd after order_timeout_ms" in outcome["detail"]
     assert fake.orders[0].orderStatus == "Cancelled"
     [cancel] = [r["body"] for r in ledger if r["kind"] == "order_cancel"]
-    assert (cancel["why"], cancel["venue_order_id"]) == ("order_timeout_ms",
-                                                         outcome["venue_order_id"])
+    # Bybit's cancel reply holds only the ids: the record says the venue took it.
+    assert (cancel["why"], cancel["answer"], cancel["venue_order_id"]) == (
+        "order_timeout_ms", "accepted", outcome["venue_order_id"])
     assert requests_besides_start(fake)[CANCEL] == 1
     # What the order held is free again.
     assert fake.balance("USDT").locked == 0
@@ -319,3 +320,45 @@ async def test_a_restart_reconciles_an_order_left_without_an_outcome_by_order_li
     # Start-up, then one look in each list by orderLinkId; nothing sent.
     assert requests_besides_start(fake) == {OPEN: 1, HISTORY: 1}
 
+
+
+async def test_a_lookup_answered_by_a_proxy_page_is_not_taken_for_no_such_order(
+        tmp_path: Path, fake: FakeBybit) -> None:
+    # The reply to the create is lost after the venue placed the order, and the first
+    # lookups by orderLinkId get a proxy's HTML page with HTTP 200. ccxt reads such a
+    # page as an empty list; taken for "no such order" it would record a filled order
+    # FAILED EXECUTION_NOT_SENT. It is a lookup that failed, and is asked again.
+    fake.inject("lost_reply")
+    fake.inject("200_not_an_order_placed", method="GET", path=OPEN[1], times=2)
+    fake.inject("200_not_an_order_placed", method="GET", path=HISTORY[1], times=2)
+    ledger = await bybit_run(tmp_path, fake, [intent(1)])
+    outcome = outcome_of(ledger)
+    assert outcome["status"] == "FILLED"
+    [sent] = sends(ledger)
+    assert (sent["answer"], sent["lookup"], sent["venue_order_id"]) == (
+        "unknown", "found", outcome["venue_order_id"])
+    assert fake.pending_faults() == 2  # the history was never asked: no false "absent"
+    assert requests_besides_start(fake) == {ORDER: 1, OPEN: 3}
+
+
+async def test_an_order_that_left_the_recent_list_while_followed_is_read_from_the_history(
+        tmp_path: Path, fake: FakeBybit) -> None:
+    # An order is followed by its id through /v5/order/realtime, which holds open
+    # orders and only the 500 latest ended ones. If 500 other orders end between two
+    # reads (a busy account, or reads backed off after failures), the read says "not
+    # found": the order is then asked for by orderLinkId, which reaches the history.
+    async def fill_then_bury(daemon: Daemon) -> None:
+        while not fake.open_orders():
+            await anyio.sleep(0.01)
+        fake.fill_resting("BTC/USDT")
+        for n in range(500):
+            fake._place({"category": "spot", "symbol": "BTCUSDT", "side": "Buy",
+                         "orderType": "Market", "qty": "0.001", "marketUnit": "baseCoin",
+                         "orderLinkId": f"other-{n}"})
+
+    ledger = await bybit_run(tmp_path, fake, [resting()], during=fill_then_bury,
+                             poll_ms=200)
+    outcome = outcome_of(ledger)
+    assert (outcome["status"], outcome["venue_order_id"]) == ("FILLED", "1")
+    assert outcome["fees"] == [["0.00001", "BTC"]]
+    assert requests_besides_start(fake)[HISTORY] == 1
