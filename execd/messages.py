@@ -222,8 +222,8 @@ class CancelRecord(Struct, frozen=True, forbid_unknown_fields=True, omit_default
 
     ``why``: ``order_timeout_ms`` passed, or the daemon was stopping. ``answer``: the
     order's status in the venue's reply, ``accepted`` (the venue took the request and
-    said no state, as OKX does), ``not found`` (it had ended on its own), or the
-    error. The order's outcome follows.
+    its reply said no state, as OKX's and Bybit's do), ``not found`` (it had ended on
+    its own), or the error. The order's outcome follows.
     """
 
     intent_id: uuid.UUID

@@ -14,8 +14,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from tests import fake_binance, fake_okx
+from tests import fake_binance, fake_bybit, fake_okx
 from tests.fake_binance import FakeBinance
+from tests.fake_bybit import FakeBybit
 from tests.fake_okx import FakeOkx
 from tests.helpers import control_socket, write_registry
 
@@ -105,6 +106,13 @@ def _okx_fees(order: Any) -> dict[str, Decimal]:
     return {order.feeCcy: -order.fee} if order.fee else {}
 
 
+def _bybit_fees(order: Any) -> dict[str, Decimal]:
+    charged: dict[str, Decimal] = {}
+    for fill in order.fills:
+        charged[fill.feeCurrency] = charged.get(fill.feeCurrency, D(0)) + fill.fee
+    return charged
+
+
 VENUES: dict[str, FakeVenue] = {
     "binance": FakeVenue(
         "binance", FakeBinance, fake_binance.Market, fake_binance.FakeBinanceThread,
@@ -122,6 +130,16 @@ VENUES: dict[str, FakeVenue] = {
                    ("GET", "/api/v5/trade/fills-history")}),
         lambda order: Decimal(order.accFillSz), password=OKX_PASSPHRASE,
         fees=_okx_fees),
+    # A unified account's spot orders: markets in one request (no coin list), the
+    # wallet for balances, orders looked up by orderLinkId through the list calls.
+    "bybit": FakeVenue(
+        "bybit", FakeBybit, fake_bybit.Market, fake_bybit.FakeBybitThread,
+        ("GET", "/v5/market/instruments-info"),
+        frozenset({("GET", "/v5/market/instruments-info"),
+                   ("GET", "/v5/account/wallet-balance"), ("POST", "/v5/order/create"),
+                   ("GET", "/v5/order/realtime"), ("GET", "/v5/order/history"),
+                   ("POST", "/v5/order/cancel"), ("GET", "/v5/execution/list")}),
+        lambda order: Decimal(order.cumExecQty), fees=_bybit_fees),
 }
 
 

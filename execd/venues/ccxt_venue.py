@@ -133,6 +133,12 @@ def message_of(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"[:500]
 
 
+def _read_json() -> bool:
+    """Whether the last reply ccxt read in this task was JSON (not a page, not nothing)."""
+    last = _LAST_REPLY.get()
+    return last is not None and isinstance(last[1], dict | list)
+
+
 def _snippet() -> str:
     """The start of the last body ccxt read, for the record of an unreadable reply."""
     last = _LAST_REPLY.get()
@@ -691,6 +697,11 @@ class CcxtVenue:
                     listed: list[Any] = await self._call(call.method, record.symbol, None,
                                                          None, params)
                     if not listed:
+                        if not _read_json():
+                            # ccxt reads a 200 that is not the venue's JSON (a proxy's
+                            # page) as an empty list: that is no answer, not "no order".
+                            raise errors.ExchangeError(
+                                f"{self.venue} lookup: not a list of orders: {_snippet()}")
                         continue
                     if len(listed) > 1:
                         raise errors.ExchangeError(
@@ -752,7 +763,7 @@ class CcxtVenue:
                         "stopping" if self.stopping.is_set() else "order_timeout_ms")
                     try:
                         order = await self._call("cancel_order", order_id, record.symbol)
-                        # Some venues (OKX) answer a cancel without the order's state:
+                        # Some venues (OKX, Bybit) answer a cancel without the order's state:
                         # the request was taken, and the polls below read the state.
                         answer = str(order.get("status") or "accepted")
                     except errors.OrderNotFound:
@@ -770,7 +781,7 @@ class CcxtVenue:
                     # outcome is still read by REST, just below).
                     await pushed.wait(min(poll, max(deadline - anyio.current_time(), 0)),
                                       self.stopping)
-                order = await self._call("fetch_order", order_id, record.symbol)
+                order = await self._read(order_id, record)
                 self.stream.known(record.client_order_id, order)
             except _InDoubt:
                 raise
@@ -823,6 +834,24 @@ class CcxtVenue:
                          fees=[[str(f.cost), f.currency] for f in known.fees],
                          covered=str(known.covered), filled=str(filled))
         return known.fees, False
+
+    async def _read(self, order_id: Any, record: OrderRecord) -> dict[str, Any]:
+        """The venue's state of an order being followed, read by its venue id.
+
+        A venue's read by id may reach recent orders only (Bybit: open ones and the
+        500 latest ended); one it no longer finds is looked up by client order id,
+        whose calls reach the history. Not found by either: OrderNotFound.
+        """
+        try:
+            order: dict[str, Any] = await self._call("fetch_order", order_id, record.symbol)
+        except errors.OrderNotFound:
+            found = await self._find(record)
+            if found is None:
+                raise
+            self.log.info("order.read_by_client_id", intent_id=str(record.intent_id),
+                          client_order_id=record.client_order_id, venue_order_id=order_id)
+            return found
+        return order
 
     def _call_failed(self, event: str, record: OrderRecord, exc: Exception,
                      failures: int) -> None:

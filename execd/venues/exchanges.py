@@ -172,8 +172,12 @@ BYBIT = Exchange(
         duplicate=frozenset({"110072", "170141"}),
         not_found=frozenset({"110001", "170213"})),
     code_keys=("retCode",),
+    # On a unified account ccxt's fetch_order (how an order is followed by its venue
+    # id) raises ArgumentsRequired unless "acknowledged": it reads /v5/order/realtime,
+    # which holds open orders and the 500 latest ended ones: an order followed from
+    # its send is among them.
     options={"fetchMarkets": ["spot"], "enableUnifiedAccount": True,
-             "enableUnifiedMargin": False},
+             "enableUnifiedMargin": False, "fetchOrder": {"acknowledged": True}},
     has_off=("fetchCurrencies",),
     stream_unproved="its order stream is not proved here yet: orders are polled",
 )
