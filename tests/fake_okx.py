@@ -54,7 +54,8 @@ Faults (:meth:`FakeOkx.inject`) as they look on the wire:
 - ``503_json``: HTTP 503 ``{"code": "50001", "msg": "Service temporarily unavailable.
   Please try again later."}``; not processed.
 - ``503_json_placed``: the same reply, but processed.
-- ``503_then_placed``: the same reply at once; processed ``delay`` seconds later.
+- ``503_then_placed``: the same reply at once; processed ``delay`` seconds later
+  (unless its ``expTime`` header has passed by then).
 - ``5xx_unknown_code_placed``: HTTP 500 ``{"code": "51149", "msg": "Order timed out.
   Please try again."}`` (documented as HTTP 500, "does not mean that the request was
   successful or failed"; missing from ccxt 4.5.90's table); processed.
@@ -330,6 +331,8 @@ class FakeOkx:
             balances = dict.fromkeys(sorted(assets), _DEFAULT_BALANCE)
         self.balances: dict[str, Balance] = {a: Balance(free=v) for a, v in balances.items()}
         self.requests: collections.Counter[tuple[str, str]] = collections.Counter()
+        # Place-order requests refused because they arrived after their expTime.
+        self.expired = 0
         self.orders: list[FakeOkxOrder] = []
         # Order POSTs per clOrdId (each order of a batch), counted on arrival, before
         # any fault or check: every send that reached the venue.
@@ -494,6 +497,7 @@ class FakeOkx:
             return _top_error(error)
 
     async def _later(self, delay: float, request: web.Request, body: str) -> None:
+        # Processed late, but checked as it is processed (timestamp, expTime).
         await asyncio.sleep(delay)
         await self._handle(request, body)
 
@@ -576,6 +580,16 @@ class FakeOkx:
         sent = datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
         if abs(self.server_time() - int(sent.timestamp() * 1000)) > _TIMESTAMP_WINDOW_MS:
             raise _TopError("50102", "Timestamp request expired.", 401)
+        # "Transaction timeouts": a place-order request with an expTime header is not
+        # processed once the server's time is past it. The docs name no error code for
+        # it; the fake answers with the timestamp-expiry one.
+        deadline = headers.get("expTime")
+        if deadline is not None and request.path in _CREATE_PATHS:
+            if not deadline.isdigit():
+                raise _TopError("50112", "Invalid expTime.", 400)
+            if self.server_time() > int(deadline):
+                self.expired += 1
+                raise _TopError("50102", "Request expired (expTime).", 400)
         prehash = stamp + request.method + request.raw_path + body
         expected = base64.b64encode(
             hmac.new(self.secret.encode(), prehash.encode(), hashlib.sha256).digest()).decode()

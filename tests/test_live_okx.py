@@ -244,6 +244,21 @@ async def test_a_venue_that_places_late_after_a_503_is_found_after_the_window(
     assert requests_besides_start(fake) == {ORDER: 1, LOOKUP: 2}
 
 
+async def test_an_order_request_okx_would_act_on_after_the_window_is_never_processed(
+        tmp_path: Any, fake: FakeOkx) -> None:
+    # 50001 at once, and the venue gets round to the request 1.5 s later, past the
+    # 1 s acceptance window (inside OKX's own 30 s timestamp expiry). execd has
+    # recorded it not sent by then; the expTime it put on the request (half the
+    # window) keeps the venue from placing it after all.
+    fake.inject("503_then_placed", delay=1.5)
+    ledger = await run_okx(tmp_path, fake, [okx_intent(1)], acceptance_window_ms=1000)
+    outcome = outcome_of(ledger)
+    assert (outcome["status"], outcome["reason"]) == ("FAILED", reasons.EXECUTION_NOT_SENT)
+    while fake._late:
+        await anyio.sleep(0.05)
+    assert fake.orders == [] and fake.expired == 1
+
+
 async def test_a_duplicate_client_id_refusal_follows_the_order_the_venue_has(
         tmp_path: Any, fake: FakeOkx) -> None:
     # The venue already holds a pending order under the intent's clOrdId (sent by a

@@ -255,6 +255,8 @@ class CcxtVenue:
             exchange.options[spec.window_option] = table.acceptance_window_ms // 2
         if table.base_url is not None:
             exchange.urls["api"] = rewrite_urls(exchange.urls["api"], table.base_url)
+        if spec.deadline_header is not None:
+            self._add_deadline(exchange, spec.deadline_header, spec.deadline_paths)
         original = exchange.handle_errors
 
         def handle_errors(status: int, reason: str, url: str, method: str, headers: Any,
@@ -266,6 +268,26 @@ class CcxtVenue:
 
         exchange.handle_errors = handle_errors
         return exchange
+
+    def _add_deadline(self, exchange: Any, header: str, paths: tuple[str, ...]) -> None:
+        """Put the venue's request deadline on every order request ccxt signs.
+
+        Half the acceptance window from now, as Binance's recvWindow: after the
+        window (the other half covers clock skew) the venue can no longer act on the
+        request, so "no such order" is final.
+        """
+        sign = exchange.sign
+
+        def signed(*args: Any, **kwargs: Any) -> Any:
+            request = sign(*args, **kwargs)
+            url = str(request.get("url") or "")
+            if any(url.split("?", 1)[0].endswith(p) for p in paths):
+                deadline = self.wall.now() // 1_000_000 + self.table.acceptance_window_ms // 2
+                request["headers"] = {**(request.get("headers") or {}),
+                                      header: str(deadline)}
+            return request
+
+        exchange.sign = signed
 
     def status(self) -> dict[str, Any]:
         """What ``execd ctl status`` shows for this venue."""

@@ -82,6 +82,10 @@ class Exchange(Struct, frozen=True):
     lookup: tuple[LookupCall, ...] = ()
     # The venue's own acceptance window option in ccxt (None: it has none).
     window_option: str | None = None
+    # Or a request header carrying a deadline (ms since the epoch) past which the
+    # venue does not process an order request, which execd sets itself (ccxt does not).
+    deadline_header: str | None = None
+    deadline_paths: tuple[str, ...] = ()
     codes: Codes = Codes()
     # Where the venue's own code sits in an error body: keys tried in turn; a list
     # under ``data``/``result`` is searched too (OKX puts per-order codes there).
@@ -142,6 +146,11 @@ OKX = Exchange(
         duplicate=frozenset({"51016"}),
         # 51603 no such order (lookup), 51400 cancel of an order that is not there.
         not_found=frozenset({"51603", "51400"})),
+    # "Transaction timeouts": with expTime, a place-order request is not processed
+    # once the server's time is past it. Without it only the 30 s timestamp expiry
+    # bounds how late OKX may act, far beyond a typical acceptance window.
+    deadline_header="expTime",
+    deadline_paths=("/api/v5/trade/order", "/api/v5/trade/batch-orders"),
     code_keys=("sCode", "code"),
     options={"fetchMarkets": {"types": ["spot"]}},
     has_off=("fetchCurrencies",),
