@@ -106,7 +106,7 @@ _NUMBER = re.compile(_NUMBER_PATTERN)
 FAULTS = frozenset({
     "lost_reply", "timeout", "503_json", "503_json_placed", "503_plain", "429", "drop",
     "clock", "503_then_placed", "5xx_unknown_code_placed", "200_not_an_order_placed",
-    "venue_busy_placed", "stale_trades",
+    "venue_busy_placed", "stale_trades", "200_other_order",
 })
 _BEFORE = frozenset({"503_json", "503_plain", "429", "drop", "clock"})
 # Faults that stream_fault() accepts, each applied to the next pushed events.
@@ -404,6 +404,9 @@ class FakeBinance:
           which ccxt maps only for Binance's own hosts).
         - ``200_not_an_order_placed``: processed, then HTTP 200 with an HTML page (a
           proxy's answer in place of the venue's).
+        - ``200_other_order``: not processed; HTTP 200 with the reply of the newest order
+          the fake holds (a caching or confused proxy answering with another request's
+          reply).
         - ``venue_busy_placed``: processed, then HTTP 400 ``{"code": -1007, ...}``
           (TIMEOUT: "Send status unknown; execution status unknown").
         - ``stale_trades`` (for ``GET /api/v3/myTrades``): answer as if each order's
@@ -491,6 +494,8 @@ class FakeBinance:
         fault = self._take_fault(method, path)
         if fault is not None and fault.kind in _BEFORE:
             return self._fault_reply(request, fault.kind)
+        if fault is not None and fault.kind == "200_other_order" and self.orders:
+            return web.json_response(self._new_order_reply(self.orders[-1], "RESULT"))
         handler = self._routes.get((method, path))
         if fault is not None and fault.kind == "503_then_placed" and handler is not None:
             params = self._params(request, await request.text())

@@ -79,12 +79,18 @@ def test_without_a_reply_only_a_local_refusal_is_a_refusal() -> None:
 @pytest.mark.parametrize("order", [None, "<html></html>", {"id": None, "status": None},
                                    {"id": "", "status": "open"}, []])
 def test_a_create_reply_without_an_order_id_is_not_an_order(order: Any) -> None:
-    assert exchanges.readable_order(order) is not None
+    assert exchanges.readable_order(order, "x1") is not None
 
 
 def test_a_create_reply_with_an_id_is_an_order_even_without_a_status() -> None:
     # OKX and Bybit answer a create with ids only: the order is then followed.
-    assert exchanges.readable_order({"id": "123", "status": None}) is None
+    assert exchanges.readable_order({"id": "123", "status": None}, "x1") is None
+    assert exchanges.readable_order({"id": "123", "clientOrderId": "x1"}, "x1") is None
+
+
+def test_a_reply_naming_another_client_order_id_is_not_this_order() -> None:
+    assert "another order" in (exchanges.readable_order(
+        {"id": "1", "status": "closed", "clientOrderId": "x2"}, "x1") or "")
 
 
 @pytest.mark.parametrize("spec", list(exchanges.SUPPORTED.values()))

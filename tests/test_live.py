@@ -117,6 +117,32 @@ async def test_a_market_order_fills_through_the_real_ccxt(tmp_path: Path,
     assert start["planes"] == {"binance": "live", "paper": "paper"}
 
 
+async def test_a_reply_for_another_client_order_id_is_not_taken_for_this_order(
+        tmp_path: Path, fake: FakeBinance) -> None:
+    # Intent 1 fills; the send of intent 2 is answered with intent 1's reply (a
+    # confused proxy) and never reaches the venue. Intent 2 is looked up by its own
+    # client id, not found, and recorded not sent: it never borrows order 1's fill.
+    async def after_the_first(daemon: Daemon) -> None:
+        while outcomes_in(tmp_path) < 1:
+            await anyio.sleep(0.01)
+        fake.inject("200_other_order")
+        drop(tmp_path / "lakehouse" / "inbox", "b.jsonl", lines(live_intent(2)))
+
+    ledger = await run_live(tmp_path, fake, [live_intent(1)], expect=2,
+                            during=after_the_first)
+    first, second = outcome_of(ledger, 1), outcome_of(ledger, 2)
+    assert first["status"] == "FILLED"
+    assert (second["status"], second["reason"]) == ("FAILED", reasons.EXECUTION_NOT_SENT)
+    [sent] = sends(ledger, 2)
+    assert sent["answer"] == "unknown" and "another order" in sent["message"]
+    assert [o.clientOrderId for o in fake.orders] == [first["client_order_id"]]
+
+
+def outcomes_in(directory: Path) -> int:
+    ledger = directory / "ledger"
+    return sum(1 for r in records(ledger) if r["kind"] == "outcome") if ledger.exists() else 0
+
+
 # Every reply that leaves the order's fate open, and whether the venue took the order.
 FAULTS = [("lost_reply", True), ("timeout", True), ("503_json_placed", True),
           ("5xx_unknown_code_placed", True), ("200_not_an_order_placed", True),
@@ -320,6 +346,29 @@ async def test_a_resting_limit_is_cancelled_after_the_order_timeout(
         "order_timeout_ms", "canceled", outcome["venue_order_id"])
     assert ledger.index(cancel) < next(i for i, r in enumerate(ledger) if r["kind"] == "outcome")
     assert requests_besides_start(fake)[("DELETE", "/api/v3/order")] == 1
+
+
+async def test_a_cancel_the_venue_keeps_refusing_does_not_stop_the_order_being_read(
+        tmp_path: Path, fake: FakeBinance) -> None:
+    # order_timeout_ms passes, and every cancel gets a 503; meanwhile the order fills.
+    # The reads between cancels see it filled: one outcome, FILLED, and only a few
+    # cancel attempts (each recorded), not one per loop.
+    cancel = ("DELETE", "/api/v3/order")
+    fake.inject("503_json", method="DELETE", path="/api/v3/order", times=1000)
+
+    async def fill_after_the_first_cancel(daemon: Daemon) -> None:
+        while fake.requests[cancel] < 1:
+            await anyio.sleep(0.01)
+        fake.fill_resting("BTC/USDT")
+
+    intent = live_intent(1, order_type="limit", limit_price="49000", urgency="low")
+    ledger = await run_live(tmp_path, fake, [intent], order_timeout_ms=200,
+                            during=fill_after_the_first_cancel)
+    assert outcome_of(ledger)["status"] == "FILLED"
+    cancels = [r["body"] for r in ledger if r["kind"] == "order_cancel"]
+    assert 1 <= len(cancels) <= 3 and all("503" in c["answer"] or "Internal" in c["answer"]
+                                           for c in cancels)
+    assert fake.requests[cancel] == len(cancels)
 
 
 async def test_an_unreachable_venue_fails_the_order_without_sending(

@@ -620,7 +620,7 @@ class CcxtVenue:
                 answer: Verdict = classify(exc, self.spec, venue_reply(self.spec))
                 message = message_of(exc)
             else:
-                unreadable = exchanges.readable_order(placed)
+                unreadable = exchanges.readable_order(placed, record.client_order_id)
                 if unreadable is None:
                     venue_id = placed.get("id")
                     sent = attempts.attempt_record(
@@ -739,7 +739,7 @@ class CcxtVenue:
                 if reply is not None and reply.code in self.spec.codes.not_found:
                     continue
                 raise
-            if exchanges.readable_order(found) is not None:
+            if exchanges.readable_order(found, record.client_order_id) is not None:
                 raise errors.ExchangeError(f"{self.venue} lookup: not an order: {_snippet()}")
             order: dict[str, Any] = found
             return order
@@ -768,7 +768,10 @@ class CcxtVenue:
         deadline = anyio.current_time() + self.table.order_timeout_ms / 1000
         poll = self.table.poll_interval_ms / 1000
         cancelled = False
-        failures = polls_after_cancel = 0
+        failures = polls_after_cancel = cancel_failures = 0
+        # A refused cancel is tried again only after a backoff, with reads between:
+        # the venue may refuse it because the order has just ended.
+        next_cancel = 0.0
         order_id = order.get("id")
         self.stream.known(record.client_order_id, order)
         while not is_final(order):
@@ -780,7 +783,8 @@ class CcxtVenue:
                     if self.stopping.is_set() and polls_after_cancel > _TRIES_WHILE_STOPPING:
                         raise _InDoubt
                     await pushed.wait(poll)
-                elif self.stopping.is_set() or anyio.current_time() >= deadline:
+                elif ((self.stopping.is_set() or anyio.current_time() >= deadline)
+                      and anyio.current_time() >= next_cancel):
                     why: Literal["order_timeout_ms", "stopping"] = (
                         "stopping" if self.stopping.is_set() else "order_timeout_ms")
                     try:
@@ -793,16 +797,20 @@ class CcxtVenue:
                         answer = "not found"
                     except Exception as exc:
                         await self._write_cancel(send, placed, order_id, why, message_of(exc))
-                        raise
-                    await self._write_cancel(send, placed, order_id, why, answer)
-                    cancelled = True
-                    if is_final(order):
-                        break
+                        cancel_failures += 1
+                        self._call_failed("order.cancel_failed", record, exc, cancel_failures)
+                        next_cancel = anyio.current_time() + min(poll * 2 ** cancel_failures,
+                                                                 _MAX_BACKOFF)
+                    else:
+                        await self._write_cancel(send, placed, order_id, why, answer)
+                        cancelled = True
+                        if is_final(order):
+                            break
                 else:
                     # Until the next poll, or an update pushed for it (a wake-up: the
-                    # outcome is still read by REST, just below).
-                    await pushed.wait(min(poll, max(deadline - anyio.current_time(), 0)),
-                                      self.stopping)
+                    # outcome is still read by REST, just below), or the next cancel.
+                    due = max(deadline, next_cancel) - anyio.current_time()
+                    await pushed.wait(min(poll, max(due, 0)), self.stopping)
                 order = await self._read(order_id, record)
                 self.stream.known(record.client_order_id, order)
             except _InDoubt:

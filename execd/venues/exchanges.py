@@ -298,15 +298,20 @@ def verdict(spec: Exchange, reply: Reply | None, error: str) -> Verdict:
     return "rejected" if error in _REFUSALS else "unknown"
 
 
-def readable_order(order: Any) -> str | None:
-    """Why a create reply cannot be taken as the venue's order (None: it can).
+def readable_order(order: Any, client_order_id: str) -> str | None:
+    """Why a reply cannot be taken as the venue's order ``client_order_id`` (None: it can).
 
     An order is known by its venue id: a 200 whose body is an HTML page or an error
-    envelope parses into an order with no id, and that order's fate is unknown.
+    envelope parses into an order with no id, and that order's fate is unknown. A
+    reply that names another client order id (a proxy answering with another
+    request's reply) is not this order either.
     """
     if not isinstance(order, dict):
         return f"the reply is not an order: {type(order).__name__}"
     venue_id = order.get("id")
     if venue_id is None or str(venue_id) == "":
         return "the reply is not an order: it has no order id"
+    named = order.get("clientOrderId")
+    if isinstance(named, str) and named and named != client_order_id:
+        return f"the reply is another order's: client order id {named[:64]}"
     return None
