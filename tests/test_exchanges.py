@@ -36,6 +36,8 @@ def okx(code: str, message: str = "") -> dict[str, Any]:
      "InvalidNonce", "rejected"),
     # A 4xx is Binance's "malformed request": refused, even with a code ccxt lacks.
     (BINANCE, 400, {"code": -9999, "msg": "new code"}, "ExchangeError", "rejected"),
+    # A 4xx page from a hop in between is not Binance's answer.
+    (BINANCE, 403, "<html>403 Forbidden</html>", "ExchangeNotAvailable", "unknown"),
     # OKX answers HTTP 200 and puts the per-order code in data[].sCode.
     (OKX, 200, okx("51016", "Duplicated clOrdId"), "InvalidOrder", "exists"),
     (OKX, 200, okx("50004", "API endpoint request timeout"), "RequestTimeout", "unknown"),

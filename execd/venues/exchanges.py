@@ -289,7 +289,9 @@ def verdict(spec: Exchange, reply: Reply | None, error: str) -> Verdict:
         return "unknown"
     if code is not None and code in spec.codes.refused:
         return "rejected"
-    if spec.refuses_with_4xx and 400 <= status < 500:
+    if spec.refuses_with_4xx and 400 <= status < 500 and code is not None:
+        # Only the venue's own 4xx: a page from a hop in between (a WAF, a proxy)
+        # says nothing about whether the venue got the order.
         return "rejected"
     if error == "DuplicateOrderId":
         return "exists"
