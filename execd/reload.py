@@ -34,7 +34,7 @@ _RELOADABLE = [
     r"venues\.[^.]+\.confirm_live",
     # Not rate_limit_ms: ccxt builds its throttler from it once.
     r"venues\.[^.]+\.ccxt\.(timeout_ms|poll_interval_ms|order_timeout_ms"
-    r"|lookup_delay_ms|send_attempts|resend_window_ms|slippage_bps)",
+    r"|lookup_delay_ms|send_attempts|resend_window_ms|slippage_bps|fee_reads|fee_read_pause_ms)",
 ]
 _reloadable = re.compile("|".join(f"(?:{p})" for p in _RELOADABLE))
 _pacing = re.compile(r"(risk|venues\.[^.]+)\.limits\."
