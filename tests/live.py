@@ -125,6 +125,7 @@ VENUES: dict[str, FakeVenue] = {
         "okx", FakeOkx, fake_okx.Market, fake_okx.FakeOkxThread,
         ("GET", "/api/v5/public/instruments"),
         frozenset({("GET", "/api/v5/public/instruments"), ("GET", "/api/v5/account/balance"),
+                   ("GET", "/api/v5/public/time"),
                    ("POST", fake_okx.ORDER_PATH), ("GET", "/api/v5/trade/order"),
                    ("POST", "/api/v5/trade/cancel-order"),
                    ("GET", "/api/v5/trade/fills-history")}),

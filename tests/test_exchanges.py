@@ -38,6 +38,13 @@ def okx(code: str, message: str = "") -> dict[str, Any]:
     (BINANCE, 400, {"code": -9999, "msg": "new code"}, "ExchangeError", "rejected"),
     # A 4xx page from a hop in between is not Binance's answer.
     (BINANCE, 403, "<html>403 Forbidden</html>", "ExchangeNotAvailable", "unknown"),
+    # ccxt maps a 401 or 407 to AuthenticationError by status alone: a hop's page.
+    (BINANCE, 401, "<html>401</html>", "AuthenticationError", "unknown"),
+    (OKX, 407, "<html>Proxy Authentication Required</html>", "AuthenticationError", "unknown"),
+    # A gateway's JSON code is not Binance's (Binance's are negative).
+    (BINANCE, 400, {"code": 400, "message": "Bad Request"}, "BadRequest", "unknown"),
+    (BINANCE, 401, {"code": -2015, "msg": "Invalid API-key"}, "AuthenticationError",
+     "rejected"),
     # OKX answers HTTP 200 and puts the per-order code in data[].sCode.
     (OKX, 200, okx("51016", "Duplicated clOrdId"), "InvalidOrder", "exists"),
     (OKX, 200, okx("50004", "API endpoint request timeout"), "RequestTimeout", "unknown"),

@@ -371,6 +371,33 @@ async def test_a_cancel_the_venue_keeps_refusing_does_not_stop_the_order_being_r
     assert fake.requests[cancel] == len(cancels)
 
 
+async def test_a_stop_cancels_at_once_whatever_backoff_a_refused_cancel_left(
+        tmp_path: Path, fake: FakeBinance) -> None:
+    # The first cancel (order_timeout_ms) gets a 503 and backs off; then the daemon
+    # stops. The stop's own cancel goes at once, and while it too is backed off the
+    # order is read at the poll pace, not in a tight loop; the third cancel lands.
+    cancel, read = ("DELETE", "/api/v3/order"), ("GET", "/api/v3/order")
+    fake.inject("503_json", method="DELETE", path="/api/v3/order", times=2)
+    reads_at_stop: list[int] = []
+
+    async def stop_after_the_first_cancel(daemon: Daemon) -> None:
+        while fake.requests[cancel] < 1:
+            await anyio.sleep(0.01)
+        reads_at_stop.append(fake.requests[read])
+        daemon.stopping.set()
+
+    intent = live_intent(1, order_type="limit", limit_price="49000", urgency="low")
+    ledger = await run_live(tmp_path, fake, [intent], order_timeout_ms=200, poll_ms=200,
+                            during=stop_after_the_first_cancel)
+    outcome = outcome_of(ledger)
+    assert (outcome["status"], outcome["reason"]) == ("FAILED", reasons.EXECUTION_EXPIRED)
+    whys = [(r["body"]["why"], "503" in r["body"]["answer"] or "Internal" in r["body"]["answer"])
+            for r in ledger if r["kind"] == "order_cancel"]
+    assert whys == [("order_timeout_ms", True), ("stopping", True), ("stopping", False)]
+    # 0.8 s of backoff at a 200 ms poll: a handful of reads, not hundreds.
+    assert fake.requests[read] - reads_at_stop[0] <= 10
+
+
 async def test_an_unreachable_venue_fails_the_order_without_sending(
         tmp_path: Path, fake: FakeBinance) -> None:
     async def go_down(daemon: Daemon) -> None:

@@ -46,7 +46,9 @@ CANCEL = ("POST", "/api/v5/trade/cancel-order")
 MARKETS = ("GET", "/api/v5/public/instruments")
 BALANCE = ("GET", "/api/v5/account/balance")
 CURRENCIES = ("GET", "/api/v5/asset/currencies")
-START = {MARKETS: 1, BALANCE: 1}
+# ccxt measures OKX's clock once (adjustForTimeDifference), for the expTime deadline.
+TIME = ("GET", "/api/v5/public/time")
+START = {MARKETS: 1, BALANCE: 1, TIME: 1}
 
 
 def okx_intent(n: int, **fields: Any) -> dict[str, Any]:
@@ -259,6 +261,21 @@ async def test_an_order_request_okx_would_act_on_after_the_window_is_never_proce
     assert fake.orders == [] and fake.expired == 1
 
 
+async def test_the_order_deadline_is_on_okxs_clock_not_a_fast_local_one(
+        tmp_path: Any, fake: FakeOkx) -> None:
+    # OKX's clock runs 4 s behind ours (within its 30 s timestamp tolerance): a
+    # deadline stamped by our clock would leave OKX 4 s more to act on a request
+    # execd has recorded not sent. On OKX's clock the request expires in time.
+    fake.time_offset_ms = -4000
+    fake.inject("503_then_placed", delay=1.5)
+    ledger = await run_okx(tmp_path, fake, [okx_intent(1)], acceptance_window_ms=1000)
+    outcome = outcome_of(ledger)
+    assert (outcome["status"], outcome["reason"]) == ("FAILED", reasons.EXECUTION_NOT_SENT)
+    while fake._late:
+        await anyio.sleep(0.05)
+    assert fake.orders == [] and fake.expired == 1
+
+
 async def test_a_duplicate_client_id_refusal_follows_the_order_the_venue_has(
         tmp_path: Any, fake: FakeOkx) -> None:
     # The venue already holds a pending order under the intent's clOrdId (sent by a
@@ -271,7 +288,8 @@ async def test_a_duplicate_client_id_refusal_follows_the_order_the_venue_has(
     async def place_first(daemon: Daemon) -> None:
         exchange = ccxt_async.okx({"apiKey": API_KEY, "secret": SECRET,
                                    "password": OKX_PASSPHRASE, "options": {
-                                       **exchanges.OKX.options, "maxRetriesOnFailure": 0}})
+                                       **exchanges.OKX.options, "maxRetriesOnFailure": 0,
+                                       "adjustForTimeDifference": False}})
         exchange.has["fetchCurrencies"] = False
         exchange.timeout_on_exit = 0
         rewrite_urls(exchange, fake.url)

@@ -281,8 +281,12 @@ class CcxtVenue:
         def signed(*args: Any, **kwargs: Any) -> Any:
             request = sign(*args, **kwargs)
             url = str(request.get("url") or "")
-            if any(url.split("?", 1)[0].endswith(p) for p in paths):
-                deadline = self.wall.now() // 1_000_000 + self.table.acceptance_window_ms // 2
+            if request.get("method") == "POST" and any(
+                    url.split("?", 1)[0].endswith(p) for p in paths):
+                # On the venue's clock, as ccxt measured it at start-up.
+                venue_now = exchange.milliseconds() - int(
+                    exchange.options.get("timeDifference") or 0)
+                deadline = venue_now + self.table.acceptance_window_ms // 2
                 request["headers"] = {**(request.get("headers") or {}),
                                       header: str(deadline)}
             return request
@@ -772,6 +776,8 @@ class CcxtVenue:
         # A refused cancel is tried again only after a backoff, with reads between:
         # the venue may refuse it because the order has just ended.
         next_cancel = 0.0
+        # A stop cancels at once, whatever backoff a refused cancel left.
+        stop_cancel_sent = False
         order_id = order.get("id")
         self.stream.known(record.client_order_id, order)
         while not is_final(order):
@@ -783,10 +789,12 @@ class CcxtVenue:
                     if self.stopping.is_set() and polls_after_cancel > _TRIES_WHILE_STOPPING:
                         raise _InDoubt
                     await pushed.wait(poll)
-                elif ((self.stopping.is_set() or anyio.current_time() >= deadline)
-                      and anyio.current_time() >= next_cancel):
+                elif ((self.stopping.is_set() and not stop_cancel_sent)
+                      or ((self.stopping.is_set() or anyio.current_time() >= deadline)
+                          and anyio.current_time() >= next_cancel)):
                     why: Literal["order_timeout_ms", "stopping"] = (
                         "stopping" if self.stopping.is_set() else "order_timeout_ms")
+                    stop_cancel_sent = stop_cancel_sent or why == "stopping"
                     try:
                         order = await self._call("cancel_order", order_id, record.symbol)
                         # Some venues (OKX, Bybit) answer a cancel without the order's state:
@@ -809,8 +817,10 @@ class CcxtVenue:
                 else:
                     # Until the next poll, or an update pushed for it (a wake-up: the
                     # outcome is still read by REST, just below), or the next cancel.
+                    # Once stopping, the stop is no reason to wake: it has happened.
                     due = max(deadline, next_cancel) - anyio.current_time()
-                    await pushed.wait(min(poll, max(due, 0)), self.stopping)
+                    await pushed.wait(min(poll, max(due, 0)),
+                                      None if self.stopping.is_set() else self.stopping)
                 order = await self._read(order_id, record)
                 self.stream.known(record.client_order_id, order)
             except _InDoubt:

@@ -92,6 +92,9 @@ class Exchange(Struct, frozen=True):
     code_keys: tuple[str, ...] = ("code",)
     # Codes meaning success in ``code_keys`` (a body may carry a per-order one).
     ok_codes: frozenset[str] = frozenset({"0"})
+    # What the venue's own codes look like; anything else in a code key is another
+    # hop's (a gateway's), and is read as no code at all.
+    code_pattern: str = r"-?\d+"
     # On this venue any HTTP 4xx other than 429/418 is a refusal (Binance: "malformed
     # request; the issue is on the sender's side").
     refuses_with_4xx: bool = False
@@ -120,7 +123,8 @@ BINANCE = Exchange(
                            "-1112", "-1114", "-1115", "-1116", "-1117", "-1121"}),
         duplicate=frozenset({"-2010"}), duplicate_messages=("duplicate order",),
         not_found=frozenset({"-2013"})),
-    code_keys=("code",), refuses_with_4xx=True,
+    # Binance's own codes are negative; a gateway's {"code": 400} is not one of them.
+    code_keys=("code",), code_pattern=r"-\d+", refuses_with_4xx=True,
     options={"fetchCurrencies": False, "fetchMargins": False,
              "fetchMarkets": {"types": ["spot"]}},
     has_off=("fetchCurrencies",),
@@ -149,10 +153,13 @@ OKX = Exchange(
     # "Transaction timeouts": with expTime, a place-order request is not processed
     # once the server's time is past it. Without it only the 30 s timestamp expiry
     # bounds how late OKX may act, far beyond a typical acceptance window.
+    # The deadline is on OKX's clock: ccxt measures the difference at start-up
+    # (adjustForTimeDifference, one request to public/time), so a local clock that
+    # runs fast cannot stretch it.
     deadline_header="expTime",
     deadline_paths=("/api/v5/trade/order", "/api/v5/trade/batch-orders"),
-    code_keys=("sCode", "code"),
-    options={"fetchMarkets": {"types": ["spot"]}},
+    code_keys=("sCode", "code"), code_pattern=r"\d+",
+    options={"fetchMarkets": {"types": ["spot"]}, "adjustForTimeDifference": True},
     has_off=("fetchCurrencies",),
     stream_unproved="its order stream is not proved here yet: orders are polled",
 )
@@ -180,7 +187,7 @@ BYBIT = Exchange(
         # 110072 (derivatives) and 170141 (spot): the orderLinkId was used already.
         duplicate=frozenset({"110072", "170141"}),
         not_found=frozenset({"110001", "170213"})),
-    code_keys=("retCode",),
+    code_keys=("retCode",), code_pattern=r"\d+",
     # On a unified account ccxt's fetch_order (how an order is followed by its venue
     # id) raises ArgumentsRequired unless "acknowledged": it reads /v5/order/realtime,
     # which holds open orders and the 500 latest ended ones: an order followed from
@@ -245,7 +252,8 @@ def read_reply(spec: Exchange, status: int | None, body: Any) -> Reply:
     for item in _candidates(body):
         for key in spec.code_keys:
             value = item.get(key)
-            if value is not None and str(value) not in spec.ok_codes and str(value) != "":
+            if (value is not None and str(value) not in spec.ok_codes
+                    and re.fullmatch(spec.code_pattern, str(value))):
                 code = str(value)
                 message = next((str(item[k]) for k in ("sMsg", "msg", "retMsg", "message")
                                 if item.get(k)), "")
@@ -296,8 +304,10 @@ def verdict(spec: Exchange, reply: Reply | None, error: str) -> Verdict:
     if error == "DuplicateOrderId":
         return "exists"
     # A code execd does not know: only a refusal ccxt mapped from the venue's own
-    # table is taken as one; a bare ExchangeError may hide a fill.
-    return "rejected" if error in _REFUSALS else "unknown"
+    # table is taken as one; a bare ExchangeError may hide a fill. Without the venue's
+    # code (a 401 or 407 page from a hop, which ccxt maps to AuthenticationError by
+    # status alone) nothing says the venue refused.
+    return "rejected" if error in _REFUSALS and code is not None else "unknown"
 
 
 def readable_order(order: Any, client_order_id: str) -> str | None:
