@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import concurrent.futures
 import contextlib
 import hashlib
 import hmac
@@ -55,16 +54,16 @@ import json
 import re
 import secrets
 import string
-import threading
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal, InvalidOperation
-from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any
 
 from aiohttp import web
+
+from tests.fake_thread import FakeThread
 
 __all__ = [
     "FAULTS",
@@ -78,7 +77,6 @@ __all__ = [
     "rewrite_urls",
 ]
 
-T = TypeVar("T")
 
 # Binance prints quantities and prices with eight decimal places.
 _EIGHT = Decimal("0.00000001")
@@ -230,7 +228,7 @@ class Balance:
 @dataclass
 class _Socket:
     queue: asyncio.Queue[str | None]
-    transport: asyncio.BaseTransport | None
+    transport: asyncio.Transport | None
     subscriptions: dict[int, str] = field(default_factory=dict)
     next_id: int = 0
 
@@ -1329,77 +1327,7 @@ class FakeBinance:
         }
 
 
-class FakeBinanceThread:
-    """Run a :class:`FakeBinance` on its own event loop in a daemon thread.
+class FakeBinanceThread(FakeThread[FakeBinance]):
+    """Run a :class:`FakeBinance` from a daemon thread (tests.fake_thread)."""
 
-    For tests whose client lives in another process or is synchronous::
-
-        with FakeBinanceThread(fake) as running:
-            ...  # running.url is reachable; use call() to read or change its state
-    """
-
-    def __init__(self, fake: FakeBinance, *, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.fake = fake
-        self._host = host
-        self._port = port
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-
-    def __enter__(self) -> FakeBinance:
-        ready: concurrent.futures.Future[None] = concurrent.futures.Future()
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-
-        def run() -> None:
-            asyncio.set_event_loop(loop)
-            try:
-                loop.run_until_complete(self.fake.start(self._host, self._port))
-            except BaseException as error:
-                ready.set_exception(error)
-                loop.close()
-                return
-            ready.set_result(None)
-            try:
-                loop.run_forever()
-            finally:
-                loop.run_until_complete(loop.shutdown_asyncgens())
-                loop.close()
-
-        self._thread = threading.Thread(target=run, name="fake-binance", daemon=True)
-        self._thread.start()
-        ready.result(timeout=10)
-        return self.fake
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
-            return
-        try:
-            asyncio.run_coroutine_threadsafe(self.fake.stop(), loop).result(timeout=10)
-        finally:
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(timeout=10)
-            self._loop = self._thread = None
-
-    def call(self, fn: Callable[[], T]) -> T:
-        """Run ``fn`` on the fake's event loop and return its result (thread-safe)."""
-        loop = self._loop
-        if loop is None:
-            raise RuntimeError("FakeBinanceThread is not running")
-        if threading.current_thread() is self._thread:
-            return fn()
-        done: concurrent.futures.Future[T] = concurrent.futures.Future()
-
-        def run() -> None:
-            try:
-                done.set_result(fn())
-            except BaseException as error:
-                done.set_exception(error)
-
-        loop.call_soon_threadsafe(run)
-        return done.result(timeout=10)
+    name = "fake-binance"
