@@ -14,6 +14,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import ccxt.async_support as ccxt_async
+
+from execd.venues import exchanges
+from execd.venues.order_stream import rewrite_urls
 from tests import fake_binance, fake_bybit, fake_okx
 from tests.fake_binance import FakeBinance
 from tests.fake_bybit import FakeBybit
@@ -203,3 +207,25 @@ def live_intent(n: int, **fields: Any) -> dict[str, Any]:
     }
     body.update(fields)
     return body
+
+
+async def place_directly(fake: Any, exchange: str, params: dict[str, Any]) -> None:
+    """A resting limit buy of 0.01 BTC at 49,000 placed on ``fake`` by a plain ccxt client.
+
+    Not through execd: it stands for an order an earlier run sent and lost the record
+    of. ``params`` names the client order id the way the venue's API takes it.
+    """
+    settings: dict[str, Any] = {"apiKey": API_KEY, "secret": SECRET, "options": {
+        **exchanges.exchange(exchange).options, "maxRetriesOnFailure": 0,
+        "adjustForTimeDifference": False}}
+    if VENUES[exchange].password is not None:
+        settings["password"] = VENUES[exchange].password
+    client = getattr(ccxt_async, exchange)(settings)
+    client.has["fetchCurrencies"] = False
+    client.timeout_on_exit = 0
+    client.urls["api"] = rewrite_urls(client.urls["api"], fake.url)
+    try:
+        await client.load_markets()
+        await client.create_order("BTC/USDT", "limit", "buy", 0.01, 49000, params)
+    finally:
+        await client.close()

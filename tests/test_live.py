@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import ccxt.async_support as ccxt_async
 import pytest
 
 from execd import config, ids, reasons
@@ -24,10 +23,9 @@ from execd.daemon import Daemon
 from execd.ledger.scan import scan
 from execd.recovery import recover
 from execd.risk import Risk
-from execd.venues import exchanges
-from tests.fake_binance import FakeBinance, rewrite_urls
+from tests.fake_binance import FakeBinance
 from tests.helpers import drop, lines, records
-from tests.live import API_KEY, SECRET, fake_exchange, live_intent, write_live_config
+from tests.live import fake_exchange, live_intent, place_directly, write_live_config
 
 D = Decimal
 ORDER = ("POST", "/api/v3/order")
@@ -224,17 +222,7 @@ async def test_a_duplicate_client_id_refusal_follows_the_order_the_venue_has(
     client_id = ids.client_order_id(uuid.UUID(intent["intent_id"]), "binance", "x", 32)
 
     async def place_first(daemon: Daemon) -> None:
-        exchange = ccxt_async.binance({"apiKey": API_KEY, "secret": SECRET, "options": {
-            **exchanges.BINANCE.options, "maxRetriesOnFailure": 0}})
-        exchange.has["fetchCurrencies"] = False
-        exchange.timeout_on_exit = 0
-        rewrite_urls(exchange, fake.url)
-        try:
-            await exchange.load_markets()
-            await exchange.create_order("BTC/USDT", "limit", "buy", 0.01, 49000,
-                                        {"clientOrderId": client_id})
-        finally:
-            await exchange.close()
+        await place_directly(fake, "binance", {"clientOrderId": client_id})
 
     async def fill_after_the_duplicate(daemon: Daemon) -> None:
         while fake.requests[ORDER] < 2:

@@ -14,14 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import ccxt.async_support as ccxt_async
 import pytest
 
 from execd import ids, reasons
 from execd.daemon import Daemon
-from execd.venues import exchanges
-from tests.fake_bybit import CREATE_PATH, FakeBybit, rewrite_urls
-from tests.live import API_KEY, SECRET, fake_exchange, live_intent
+from tests.fake_bybit import CREATE_PATH, FakeBybit
+from tests.live import fake_exchange, live_intent, place_directly
 from tests.test_live import outcome_of, run_live, sends
 
 D = Decimal
@@ -259,17 +257,7 @@ async def test_a_duplicate_client_id_refusal_follows_the_order_the_venue_has(
     client_id = ids.client_order_id(uuid.UUID(first["intent_id"]), VENUE, "x", 32)
 
     async def place_first(daemon: Daemon) -> None:
-        exchange = ccxt_async.bybit({"apiKey": API_KEY, "secret": SECRET, "options": {
-            **exchanges.BYBIT.options, "maxRetriesOnFailure": 0}})
-        exchange.has["fetchCurrencies"] = False
-        exchange.timeout_on_exit = 0
-        rewrite_urls(exchange, fake.url)
-        try:
-            await exchange.load_markets()
-            await exchange.create_order("BTC/USDT", "limit", "buy", 0.01, 49000,
-                                        {"orderLinkId": client_id})
-        finally:
-            await exchange.close()
+        await place_directly(fake, "bybit", {"orderLinkId": client_id})
 
     async def fill_after_the_duplicate(daemon: Daemon) -> None:
         while fake.requests[ORDER] < 2:

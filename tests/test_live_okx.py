@@ -19,15 +19,13 @@ from decimal import Decimal
 from typing import Any
 
 import anyio
-import ccxt.async_support as ccxt_async
 import pytest
 
 from execd import ids, reasons
 from execd.config import CcxtConfig, ConfigError
 from execd.daemon import Daemon
-from execd.venues import exchanges
 from execd.venues.credentials import load_credentials
-from tests.fake_okx import ORDER_PATH, FakeOkx, rewrite_urls
+from tests.fake_okx import ORDER_PATH, FakeOkx
 from tests.helpers import EXECD, ROOT
 from tests.live import (
     API_KEY,
@@ -35,6 +33,7 @@ from tests.live import (
     SECRET,
     fake_exchange,
     live_intent,
+    place_directly,
     write_live_config,
 )
 from tests.test_live import outcome_of, run_live, sends
@@ -286,19 +285,7 @@ async def test_a_duplicate_client_id_refusal_follows_the_order_the_venue_has(
     cid = client_id(intent)
 
     async def place_first(daemon: Daemon) -> None:
-        exchange = ccxt_async.okx({"apiKey": API_KEY, "secret": SECRET,
-                                   "password": OKX_PASSPHRASE, "options": {
-                                       **exchanges.OKX.options, "maxRetriesOnFailure": 0,
-                                       "adjustForTimeDifference": False}})
-        exchange.has["fetchCurrencies"] = False
-        exchange.timeout_on_exit = 0
-        rewrite_urls(exchange, fake.url)
-        try:
-            await exchange.load_markets()
-            await exchange.create_order("BTC/USDT", "limit", "buy", 0.01, 49000,
-                                        {"clientOrderId": cid})
-        finally:
-            await exchange.close()
+        await place_directly(fake, "okx", {"clientOrderId": cid})
 
     async def fill_after_the_duplicate(daemon: Daemon) -> None:
         while fake.posts[cid] < 2:
