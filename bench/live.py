@@ -1,6 +1,6 @@
 """Live-plane benchmark (part of ``make bench``): the daemon's cost over raw ccxt.
 
-A fake Binance spot server (tests/fake_binance.py) runs in its own process on
+A fake Binance spot server (tests/fakes/binance.py) runs in its own process on
 127.0.0.1. Each round has two phases, one after the other, at the same offered
 rate (default 100 orders/s):
 
@@ -94,7 +94,7 @@ LINE = ('{{"kind":"intent","intent_id":"00000000-0000-4000-8000-{n:012d}",'
 
 def serve_fake() -> None:
     """Child process: run the fake exchange until stdin closes; print its URL first."""
-    from tests.fake_binance import FakeBinance, Market
+    from tests.fakes.binance import FakeBinance, Market
 
     d = Decimal
     market = Market("BTC", "USDT", step_size=d("0.00001"), min_qty=d("0.00001"),
@@ -126,10 +126,10 @@ async def raw_phase(url: str, orders: int, rate: int, offset: int) -> list[float
     """Per-order seconds of create_order on a ccxt instance built as the daemon builds it."""
     import anyio
 
-    from execd import config
-    from execd.clock import WallClock
-    from execd.venues.ccxt_venue import CcxtVenue
-    from execd.venues.credentials import Credentials
+    from execd.config import schema as config
+    from execd.model.clock import WallClock
+    from execd.venues.ccxt.credentials import Credentials
+    from execd.venues.ccxt.venue import CcxtVenue
 
     work = Path(tempfile.mkdtemp(dir=ROOT / "bench" / "out"))
     try:
@@ -163,9 +163,9 @@ async def daemon_phase(url: str, orders: int, rate: int, offset: int) -> list[fl
     """Per-order seconds from the reader handing an intent on to its outcome being durable."""
     import anyio
 
-    from execd import config
-    from execd.daemon import Daemon
-    from execd.messages import ExecutionOutcome, IntentIn
+    from execd.app.daemon import Daemon
+    from execd.config import schema as config
+    from execd.model.messages import ExecutionOutcome, IntentIn
 
     work = Path(tempfile.mkdtemp(dir=ROOT / "bench" / "out"))
     read_at: dict[Any, float] = {}
@@ -222,9 +222,9 @@ async def resting_phase(url: str, fake: subprocess.Popen[str], orders: int, offs
     """Per-order seconds from telling the fake to fill a resting order to its durable outcome."""
     import anyio
 
-    from execd import config
-    from execd.daemon import Daemon
-    from execd.messages import ExecutionOutcome, SendAttemptRecord
+    from execd.app.daemon import Daemon
+    from execd.config import schema as config
+    from execd.model.messages import ExecutionOutcome, SendAttemptRecord
 
     assert fake.stdin is not None and fake.stdout is not None
     work = Path(tempfile.mkdtemp(dir=ROOT / "bench" / "out"))
@@ -300,7 +300,7 @@ def main() -> None:
         return
     import anyio
 
-    from execd import logs
+    from execd.service import logs
 
     logs.configure("warning")
     (ROOT / "bench" / "out").mkdir(exist_ok=True)

@@ -105,9 +105,10 @@ def peak_rss_mb() -> float:
 def child_throughput(total: int) -> dict[str, Any]:
     import anyio
 
-    from execd import config, logs
-    from execd.daemon import Daemon
+    from execd.app.daemon import Daemon
+    from execd.config import schema as config
     from execd.ledger.segments import list_segments
+    from execd.service import logs
 
     logs.configure("warning")
     work = Path(tempfile.mkdtemp(dir=ROOT / "bench" / "out"))
@@ -135,9 +136,10 @@ def child_throughput(total: int) -> dict[str, Any]:
 def child_latency(rate: int, seconds: float) -> dict[str, Any]:
     import anyio
 
-    from execd import config, logs
-    from execd.daemon import Daemon
-    from execd.messages import IntentIn
+    from execd.app.daemon import Daemon
+    from execd.config import schema as config
+    from execd.model.messages import IntentIn
+    from execd.service import logs
 
     logs.configure("warning")
     work = Path(tempfile.mkdtemp(dir=ROOT / "bench" / "out"))

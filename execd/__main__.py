@@ -1,5 +1,5 @@
 """``python -m execd`` runs the command-line interface."""
 
-from execd.cli import main
+from execd.cli.main import main
 
 raise SystemExit(main())

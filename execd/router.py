@@ -11,8 +11,8 @@ from collections.abc import Mapping, Sequence
 
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
-from execd.liveness import Pulse, beating
-from execd.messages import Accepted, Entry, RouterItem
+from execd.model.messages import Accepted, Entry, RouterItem
+from execd.service.liveness import Pulse, beating
 
 
 class RouterCore:

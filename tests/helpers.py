@@ -15,8 +15,8 @@ from typing import Any
 
 import msgspec
 
-from execd import config
-from execd.daemon import Daemon
+from execd.app.daemon import Daemon
+from execd.config import schema as config
 from execd.ledger.record import record_decoder
 from execd.ledger.segments import list_segments
 

@@ -16,12 +16,14 @@ from typing import Any
 
 import ccxt.async_support as ccxt_async
 
-from execd.venues import exchanges
-from execd.venues.order_stream import rewrite_urls
-from tests import fake_binance, fake_bybit, fake_okx
-from tests.fake_binance import FakeBinance
-from tests.fake_bybit import FakeBybit
-from tests.fake_okx import FakeOkx
+from execd.venues.ccxt import exchanges
+from execd.venues.ccxt.order_stream import rewrite_urls
+from tests.fakes import binance as fake_binance
+from tests.fakes import bybit as fake_bybit
+from tests.fakes import okx as fake_okx
+from tests.fakes.binance import FakeBinance
+from tests.fakes.bybit import FakeBybit
+from tests.fakes.okx import FakeOkx
 from tests.helpers import control_socket, write_registry
 
 D = Decimal

@@ -2,7 +2,7 @@
 
 import re
 
-from execd.reasons import REASONS, STATUSES
+from execd.model.reasons import REASONS, STATUSES
 from tests.helpers import ROOT
 
 README = (ROOT / "README.md").read_text()
@@ -16,14 +16,14 @@ def test_every_status_and_reason_is_documented() -> None:
 
 
 def test_every_reason_constant_is_in_the_table() -> None:
-    import execd.reasons as module
+    import execd.model.reasons as module
 
     constants = {v for k, v in vars(module).items() if k.isupper() and isinstance(v, str)}
     assert constants == set(REASONS)
 
 
 def test_the_readme_lists_exactly_the_exchanges_execd_supports() -> None:
-    from execd.venues import exchanges
+    from execd.venues.ccxt import exchanges
 
     text = README
     listed = set(re.findall(r"^\| `([a-z0-9]+)` \((?:spot|futures)", text, re.MULTILINE))

@@ -25,8 +25,8 @@ from typing import Any
 import msgspec
 from msgspec import Struct
 
-from execd.clock import monotonic
 from execd.ledger.segments import fsync_dir
+from execd.model.clock import monotonic
 
 NAME = "head.json"
 _EXPECT = re.compile(r"^(?P<seq>[0-9]{1,19}):(?P<hash>[0-9a-f]{64})$")

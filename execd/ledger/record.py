@@ -16,7 +16,7 @@ import hashlib
 import msgspec
 from msgspec import Raw, Struct
 
-from execd.messages import SCHEMA_VERSION
+from execd.model.messages import SCHEMA_VERSION
 
 GENESIS = "0" * 64
 

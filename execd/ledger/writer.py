@@ -23,8 +23,8 @@ from msgspec import Struct
 from execd.ledger.head import Head, HeadWitness
 from execd.ledger.record import LedgerChain
 from execd.ledger.segments import SegmentStore
-from execd.liveness import Pulse, beating
-from execd.messages import LATE, Entry, encode
+from execd.model.messages import LATE, Entry, encode
+from execd.service.liveness import Pulse, beating
 
 
 class Reorder:

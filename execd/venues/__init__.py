@@ -6,8 +6,8 @@ from typing import Protocol
 
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
-from execd.liveness import Pulse, beating
-from execd.messages import Accepted, Entry, Plane
+from execd.model.messages import Accepted, Entry, Plane
+from execd.service.liveness import Pulse, beating
 
 
 class Adapter(Protocol):

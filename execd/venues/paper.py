@@ -11,8 +11,8 @@ from typing import Literal
 
 from msgspec import Raw
 
-from execd import ids
-from execd.messages import Accepted, Entry, ExecutionOutcome
+from execd.model import ids
+from execd.model.messages import Accepted, Entry, ExecutionOutcome
 
 
 class PaperAdapter:

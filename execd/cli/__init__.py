@@ -1,0 +1,1 @@
+"""The ``execd`` command and its subcommands."""

@@ -1,0 +1,238 @@
+"""``execd ctl``: operator commands to the running daemon, and ``execd sign``.
+
+``ctl`` talks to the daemon's control socket (see :mod:`execd.service.control`) and prints
+its answer. Exit status: 0 done; 1 refused by the daemon (including "busy"), no
+daemon listening, or no answer to ``status``; 2 bad config or arguments; 4 *not
+confirmed*: a command that changes something was sent but no answer came within the
+timeout (the daemon's ``control.timeout_ms``, or the client's ``--timeout``) or the
+connection broke first. It was not refused and may still take effect (a halt during
+a frozen disk is applied once the disk thaws), so do not repeat it blindly: the
+message says how to check (``execd ctl status``, ``execd ledger tail --kind …``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import msgspec
+
+from execd.config import schema as config
+from execd.service.control import CHECK, Request, Unconfirmed, call
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_UNCONFIRMED = 0, 1, 2, 4
+
+LoadConfig = Callable[[str], config.LoadedConfig | None]
+
+
+def _socket(args: argparse.Namespace, load: LoadConfig) -> tuple[Path, float] | None:
+    if args.socket:
+        # Without the config, wait longer than the daemon's default command timeout.
+        return Path(args.socket), args.timeout or 12.0
+    loaded = load(args.config)
+    if loaded is None:
+        return None
+    control = loaded.config.control
+    # The daemon answers within control.timeout_ms, error or not: wait a little longer.
+    return Path(control.socket), args.timeout or control.timeout_ms / 1000 + 2
+
+
+def _render(reply: dict[str, Any]) -> str:
+    command = reply.get("command")
+    if command == "status":
+        lines = [f"state: {reply['state']}"
+                 + (f" ({reply['state_note']})" if reply.get("state_note") else ""),
+                 f"mode: {reply['mode']}{' (stopping)' if reply.get('stopping') else ''}",
+                 f"logical time: {reply['logical_time']}",
+                 f"ledger: last seq {reply['ledger']['last_seq']}, "
+                 f"last hash {reply['ledger']['last_hash']}",
+                 "queues: " + ", ".join(f"{k}={v}" for k, v in reply["queues"].items()),
+                 "planes: " + ", ".join(f"{k}={v}" for k, v in reply["planes"].items())]
+        if "ready" in reply:
+            lines.append(f"ready: {'yes' if reply['ready'] else 'no'}; config reloads "
+                         f"{reply['reloads']['applied']} applied, "
+                         f"{reply['reloads']['refused']} refused")
+        for venue, state in (reply.get("venues") or {}).items():
+            stream = f"; stream {state['stream']}" if state.get("stream") else ""
+            lines.append(f"venue {venue}: {state.get('state')}{stream}")
+        positions = reply.get("positions") or []
+        lines.append(f"open positions: {len(positions)}")
+        for p in positions:
+            pending = ""
+            if p.get("pending_buy") not in (None, "0") or p.get("pending_sell") not in (None, "0"):
+                pending = (f" pending buy {p.get('pending_buy', '0')}"
+                           f" sell {p.get('pending_sell', '0')}")
+            lines.append(f"  {p['venue']} {p['symbol']} {p['position']}"
+                         f"{pending} mark {p.get('mark') or '-'}")
+        return "\n".join(lines)
+    seq = reply.get("ledger_seq")
+    at = f" (ledger seq {seq})" if seq is not None else ""
+    if command == "tick":
+        return f"logical time {reply['logical_time']}{at}"
+    if command == "reload":
+        changed = reply.get("changed") or []
+        if not changed:
+            return "config reloaded: nothing changed"
+        return f"config reloaded{at}: " + ", ".join(changed)
+    if command == "safety-sell":
+        orders = reply.get("orders") or []
+        lines = [f"safety sell on {reply['venue']}: {len(orders)} exit order(s){at}"]
+        lines += [f"  {o['side']} {o['quantity']} {o['symbol']} intent={o['intent_id']}"
+                  for o in orders]
+        return "\n".join(lines)
+    if not reply.get("changed", True):
+        return f"already {reply['state']}; nothing recorded"
+    return f"trading state {reply['state']}{at}"
+
+
+def _unconfirmed(request: Request, path: Path, why: str) -> int:
+    """No answer: for ``status`` a failure; for a change, unknown (exit 4) and how to check."""
+    if not request.changes:
+        print(f"execd ctl: no answer from {path}: {why}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"not confirmed: {why}\ncheck with {CHECK[request.command]}", file=sys.stderr)
+    return EXIT_UNCONFIRMED
+
+
+def cmd_ctl(args: argparse.Namespace, load: LoadConfig) -> int:
+    target = _socket(args, load)
+    if target is None:
+        return EXIT_CONFIG
+    path, timeout = target
+    request = Request(
+        args.ctl_command, reason=getattr(args, "reason", None), actor=getattr(args, "actor", None),
+        time=getattr(args, "time", None), venue=getattr(args, "venue", None),
+        symbol=getattr(args, "symbol", None))
+    problem = request.problem()
+    if problem:
+        print(f"execd ctl: {problem}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        reply = call(path, request, timeout)
+    except (FileNotFoundError, ConnectionRefusedError):
+        print(f"execd ctl: no daemon is listening on {path}", file=sys.stderr)
+        return EXIT_FAILED
+    except Unconfirmed as exc:
+        return _unconfirmed(request, path, f"{request.command}: {exc}; it was not refused and "
+                            "may still take effect")
+    except TimeoutError:
+        print(f"execd ctl: no connection to {path} within {timeout:g}s; nothing was sent",
+              file=sys.stderr)
+        return EXIT_FAILED
+    except OSError as exc:
+        print(f"execd ctl: {path}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_FAILED
+    if reply.get("unconfirmed"):
+        return _unconfirmed(request, path, str(reply.get("error")))
+    if not reply.get("ok"):
+        print(f"refused: {reply.get('error')}", file=sys.stderr)
+        return EXIT_FAILED
+    print(msgspec.json.encode(reply).decode() if args.json else _render(reply))
+    return EXIT_OK
+
+
+def cmd_sign(args: argparse.Namespace) -> int:
+    """Print the input files with every intent line signed; exit 1 on the first bad input."""
+    from execd.model.files import FileRefused
+    from execd.sentinel.signatures import read_key_file
+
+    try:
+        key = read_key_file(args.key_file)
+    except FileRefused as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_CONFIG
+    with contextlib.ExitStack() as stack:
+        handles = []
+        # Every file is opened before anything is printed: a missing one is not found
+        # after the others' lines went out.
+        for name in args.inputs:
+            try:
+                handles.append((name, stack.enter_context(open(name, "rb"))))
+            except OSError as exc:
+                print(f"{name}: expected a readable file, found {exc.strerror}",
+                      file=sys.stderr)
+                return EXIT_FAILED
+        for name, handle in handles:
+            try:
+                problem = _sign_file(key, handle, name)
+            except OSError as exc:
+                problem = f"{name}: reading failed: {exc.strerror}"
+            if problem is not None:
+                print(problem, file=sys.stderr)
+                return EXIT_FAILED
+    return EXIT_OK
+
+
+def _sign_file(key: bytes, handle: BinaryIO, name: str) -> str | None:
+    """Write ``handle``'s lines, intents signed, to stdout; the first problem, or None."""
+    from execd.sentinel.signatures import signed_line
+
+    for number, line in enumerate(handle, 1):
+        text = line.strip()
+        if not text:
+            continue
+        try:
+            if not (text.startswith(b"{") and text.endswith(b"}")):
+                raise ValueError("not a JSON object")
+            # The signature is added as text: every other byte of the line is kept.
+            out = signed_line(key, text)
+        except ValueError as exc:
+            return f"{name}:{number}: {exc}"
+        sys.stdout.buffer.write(out + b"\n")
+    sys.stdout.flush()
+    return None
+
+
+def _seconds(text: str) -> float:
+    """A ``--timeout`` value: a positive, finite number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, found {text!r}")
+    return value
+
+
+def register(sub: Any, with_config: Callable[[argparse.ArgumentParser], None],
+             load: LoadConfig) -> None:
+    """Add ``ctl`` and ``sign`` to the command line."""
+    ctl = sub.add_parser("ctl", help="operator commands to the running daemon")
+    commands = ctl.add_subparsers(dest="ctl_command", required=True)
+
+    def command(name: str, text: str, *, changes: bool = True) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = commands.add_parser(name, help=text)
+        with_config(p)
+        p.add_argument("--socket", help="control socket (default: control.socket)")
+        p.add_argument("--timeout", type=_seconds, help="seconds to wait (default: the "
+                       "daemon's control.timeout_ms + 2 s)")
+        p.add_argument("--json", action="store_true", help="print the raw JSON answer")
+        if changes:
+            p.add_argument("--actor", required=True, help="who is doing this")
+        p.set_defaults(func=lambda args: cmd_ctl(args, load))
+        return p
+
+    command("status", "state, queues, positions, last ledger record", changes=False)
+    for name, text in (("halt", "HALTED: nothing but Safety Sell executes"),
+                       ("reduce", "REDUCING: only intents that shrink a position"),
+                       ("resume", "back to ACTIVE")):
+        command(name, text).add_argument("--reason", required=True, help="why (recorded)")
+    tick = command("tick", "advance the logical clock")
+    tick.add_argument("time", type=int, help="the new logical time")
+    command("reload", "re-read the config file (as SIGHUP does); the answer says what "
+            "changed or why nothing was applied").add_argument(
+        "--reason", required=True, help="why (recorded)")
+    sell = command("safety-sell", "emergency exit of a venue's open positions")
+    sell.add_argument("--venue", required=True)
+    sell.add_argument("--symbol", help="only this symbol")
+    sell.add_argument("--reason", required=True, help="why (recorded)")
+
+    signer = sub.add_parser("sign", help="add HMAC-SHA256 signatures to intent lines")
+    signer.add_argument("--key-file", required=True)
+    signer.add_argument("inputs", nargs="+", help="JSONL files; signed lines go to stdout")
+    signer.set_defaults(func=cmd_sign)

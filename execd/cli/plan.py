@@ -1,0 +1,118 @@
+"""``execd plan …`` and ``execd season …``: governance from the command line.
+
+Every change needs ``--reason`` and ``--actor`` and is refused (exit 1, one line on
+stderr saying why) when the state machine or a frozen season does not allow it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TextIO
+
+import msgspec
+
+from execd.governance.plan_ledger import PlanLedger
+from execd.governance.plans import GovernanceError
+from execd.model.clock import utc_now_iso
+from execd.model.messages import encode
+
+EXIT_OK, EXIT_REFUSED, EXIT_CONFIG = 0, 1, 2
+
+LedgerFor = Callable[[argparse.Namespace], Path | None]
+
+
+def _plan_line(plan: object) -> str:
+    fields = msgspec.structs.asdict(plan)  # type: ignore[arg-type]
+    return (f"{fields['plan_id']} {fields['state']} season={fields['season_id']} "
+            f"risk_profile={fields['risk_profile_id']} items={len(fields['portfolio_item_ids'])}")
+
+
+def _run(args: argparse.Namespace, ledger_for: LedgerFor, out: TextIO, err: TextIO) -> int:
+    directory = ledger_for(args)
+    if directory is None:
+        return EXIT_CONFIG
+    ledger = PlanLedger(directory)
+    try:
+        if args.command == "season":
+            with ledger.change() as (gov, append):
+                event = gov.season(args.season, args.season_command.upper(), reason=args.reason,
+                                   actor=args.actor, now_utc=utc_now_iso())
+                append(event)
+            done = "frozen" if event.action == "FREEZE" else "unfrozen"
+            out.write(f"season {event.season_id} {done} by {event.actor}\n")
+            return EXIT_OK
+        action = args.plan_command
+        if action == "create":
+            with ledger.change() as (gov, append):
+                created = gov.create(args.season, args.item, args.risk_profile,
+                                     reason=args.reason, actor=args.actor,
+                                     now_utc=utc_now_iso(), snapshot_ref=args.snapshot_ref)
+                append(created)
+                out.write(_plan_line(gov.plans[created.plan_id]) + "\n")
+            return EXIT_OK
+        if action in ("show", "list"):
+            gov = ledger.load()
+            if action == "list":
+                for plan in sorted(gov.plans.values(), key=lambda p: (p.season_id, p.plan_id)):
+                    if not args.season or plan.season_id == args.season:
+                        out.write(_plan_line(plan) + "\n")
+                return EXIT_OK
+            if args.plan_id not in gov.plans:
+                raise GovernanceError(f"no plan {args.plan_id}")
+            shown = {"plan": gov.plans[args.plan_id], "events": gov.events[args.plan_id]}
+            out.write(msgspec.json.format(encode(shown)).decode() + "\n")
+            return EXIT_OK
+        with ledger.change() as (gov, append):
+            moved = gov.transition(args.plan_id, action.upper(), reason=args.reason,
+                                   actor=args.actor, now_utc=utc_now_iso())
+            append(moved)
+            out.write(_plan_line(gov.plans[moved.plan_id]) + "\n")
+        return EXIT_OK
+    except GovernanceError as refused:
+        err.write(f"refused: {refused}\n")
+        return EXIT_REFUSED
+
+
+def register(sub: argparse._SubParsersAction, with_config: Callable[[argparse.ArgumentParser],  # type: ignore[type-arg]
+             None], ledger_for: LedgerFor) -> None:
+    """Add the ``plan`` and ``season`` commands to the top-level parser."""
+
+    def handler(args: argparse.Namespace) -> int:
+        return _run(args, ledger_for, sys.stdout, sys.stderr)
+
+    def common(p: argparse.ArgumentParser, changes: bool) -> None:
+        with_config(p)
+        p.add_argument("--ledger", help="plan ledger directory (default: governance.ledger_dir)")
+        if changes:
+            p.add_argument("--reason", required=True, help="why (recorded in the event)")
+            p.add_argument("--actor", required=True, help="who (recorded in the event)")
+        p.set_defaults(func=handler)
+
+    plan = sub.add_parser("plan", help="execution plans").add_subparsers(
+        dest="plan_command", required=True)
+    create = plan.add_parser("create", help="a new DRAFT plan from portfolio items")
+    common(create, True)
+    create.add_argument("--season", required=True)
+    create.add_argument("--risk-profile", required=True)
+    create.add_argument("--item", action="append", required=True, help="portfolio item id")
+    create.add_argument("--snapshot-ref", default="UNKNOWN")
+    for action in ("review", "approve", "commit", "cancel"):
+        moved = plan.add_parser(action, help=f"{action} a plan")
+        common(moved, True)
+        moved.add_argument("plan_id")
+    show = plan.add_parser("show", help="a plan and its events, as JSON")
+    common(show, False)
+    show.add_argument("plan_id")
+    listing = plan.add_parser("list", help="one line per plan")
+    common(listing, False)
+    listing.add_argument("--season", default="")
+
+    season = sub.add_parser("season", help="freeze or unfreeze a season").add_subparsers(
+        dest="season_command", required=True)
+    for action in ("freeze", "unfreeze"):
+        p = season.add_parser(action, help=f"{action} a season")
+        common(p, True)
+        p.add_argument("season")

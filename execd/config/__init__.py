@@ -1,0 +1,1 @@
+"""The config file: its schema, its loading, and what each key means."""

@@ -1,0 +1,1 @@
+"""Governance of execution plans (seed 003) and the plan ledger."""

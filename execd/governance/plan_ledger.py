@@ -1,0 +1,102 @@
+"""The plan ledger: governance events, append-only and hash-chained like the execution ledger.
+
+Same record format, chain, segment files and scan as ``execd/ledger``, in a
+directory of its own; record kinds ``plan_event`` and ``season_event``. Commands that
+change plans hold an exclusive lock on the directory while they read, decide and
+append, so two operators cannot both take the same sequence number. After every
+append the season's snapshot is rewritten atomically (it is derived, and can always
+be rebuilt from the events).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import msgspec
+
+from execd.governance.plans import Governance, PlanEvent, SeasonEvent
+from execd.ledger.record import LedgerChain, Record
+from execd.ledger.scan import scan
+from execd.ledger.segments import SegmentStore, fsync_dir
+from execd.model.messages import encode
+
+_plan_event = msgspec.json.Decoder(PlanEvent).decode
+_season_event = msgspec.json.Decoder(SeasonEvent).decode
+
+Append = Callable[[PlanEvent | SeasonEvent], None]
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data``: temp file, fsync, rename, fsync the directory."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.tmp")
+    with open(temp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temp, path)
+    fsync_dir(path.parent)
+
+
+class PlanLedger:
+    """Reads and appends governance events in ``directory``."""
+
+    def __init__(self, directory: Path, segment_bytes: int = 64 << 20) -> None:
+        self.directory = directory
+        self.segment_bytes = segment_bytes
+
+    @contextmanager
+    def _lock(self, kind: int) -> Iterator[None]:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with open(self.directory / ".lock", "a+b") as handle:
+            fcntl.flock(handle.fileno(), kind)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+    def _fold(self, *, repair: bool) -> tuple[Governance, LedgerChain]:
+        governance = Governance()
+
+        def observe(record: Record) -> None:
+            if record.kind == "plan_event":
+                governance.apply(_plan_event(record.body))
+            elif record.kind == "season_event":
+                governance.apply(_season_event(record.body))
+
+        result = scan(self.directory, observe, repair=repair)
+        return governance, LedgerChain(result.next_seq, result.last_hash, result.last_time)
+
+    def load(self) -> Governance:
+        """The current state, read under a shared lock."""
+        with self._lock(fcntl.LOCK_SH):
+            return self._fold(repair=False)[0]
+
+    @contextmanager
+    def change(self) -> Iterator[tuple[Governance, Append]]:
+        """The current state and a durable ``append``, under an exclusive lock."""
+        with self._lock(fcntl.LOCK_EX):
+            governance, chain = self._fold(repair=True)
+            store = SegmentStore(self.directory, self.segment_bytes)
+            store.open()
+
+            def append(event: PlanEvent | SeasonEvent) -> None:
+                kind = "plan_event" if isinstance(event, PlanEvent) else "season_event"
+                store.write_durably(chain.append(kind, 0, encode(event)))
+                governance.apply(event)
+                self.write_snapshot(governance, event.season_id)
+
+            try:
+                yield governance, append
+            finally:
+                store.close()
+
+    def write_snapshot(self, governance: Governance, season_id: str) -> Path:
+        """Rewrite ``snapshots/<season>.json`` from the folded state."""
+        path = self.directory / "snapshots" / f"{season_id}.json"
+        write_atomically(path, msgspec.json.format(encode(governance.snapshot(season_id))))
+        return path

@@ -1,0 +1,1 @@
+"""What every room shares: messages and records, reasons, ids, the clock, errors."""

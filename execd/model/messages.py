@@ -1,0 +1,446 @@
+"""The messages execd reads, records and passes between its actors.
+
+Three groups, all msgspec Structs:
+
+* **Input** (untrusted, decoded strictly): :class:`OrderIntent` and
+  :class:`ClockTick`, told apart by their ``kind`` field.
+* **Ledger bodies** (schema version :data:`SCHEMA_VERSION`): what each record of
+  the ledger carries, :class:`ExecutionOutcome` first among them.
+* **Actor messages**: what flows between the actors. They never leave the process.
+"""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+from typing import Annotated, Any, Literal, final
+
+import msgspec
+from msgspec import Meta, Raw, Struct
+
+from execd.model import ids
+from execd.model.reasons import Status
+
+SCHEMA_VERSION = 1
+
+Side = Literal["buy", "sell"]
+Action = Literal["ADD", "TRIM", "EXIT", "RECLAIM", "EMERGENCY_EXIT", "HOLD"]
+OrderType = Literal["market", "limit"]
+Urgency = Literal["low", "medium", "high", "critical"]
+Plane = Literal["paper", "live"]
+
+Name = Annotated[str, Meta(min_length=1, max_length=128)]
+
+# --------------------------------------------------------------------------- input
+
+
+class Constraints(
+    Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True, gc=False
+):
+    """Execution constraints an intent may carry (seed 001)."""
+
+    max_slippage_bps: Annotated[int, Meta(ge=0, le=10_000)] | None = None
+    reduce_only: bool = False
+    post_only: bool = False
+    max_leverage: Decimal | None = None
+
+
+class OrderIntent(
+    Struct,
+    frozen=True,
+    forbid_unknown_fields=True,
+    omit_defaults=True,
+    tag="intent",
+    tag_field="kind",
+    gc=False,
+):
+    """A venue-agnostic request to trade, as written by research (seeds 000 and 001).
+
+    ``quantity`` is absolute, in the symbol's base unit. ``side`` may be left out
+    when ``action`` implies it. Without ``intent_id`` the id is derived from the
+    intent's content, so resending the same line is recognised as a duplicate.
+    """
+
+    venue: Name
+    symbol: Name
+    quantity: Decimal
+    source_run: Name
+    intent_id: uuid.UUID | None = None
+    side: Side | None = None
+    action: Action | None = None
+    order_type: OrderType = "market"
+    limit_price: Decimal | None = None
+    reference_price: Decimal | None = None
+    urgency: Urgency = "medium"
+    priority: Annotated[int, Meta(ge=0, le=100)] = 50
+    plan_id: Name | None = None
+    constraints: Constraints | None = None
+    reason_codes: tuple[Name, ...] = ()
+    context: dict[str, Any] | None = None
+    signature: Annotated[str, Meta(pattern="^[0-9a-f]{64}$")] | None = None
+
+
+# The ledger's range for logical time: a signed 64-bit integer, as every reader of a
+# ledger expects. A tick beyond it would stamp every later record with a number
+# thousands of digits long and leave no tick after it that is not a regression.
+MAX_TIME = 2**63 - 1
+
+
+@final  # no subclasses: so the type checker knows what is not a tick is an intent
+class ClockTick(Struct, frozen=True, forbid_unknown_fields=True, tag="tick", tag_field="kind"):
+    """Moves the logical clock to ``time`` (an integer in the producer's unit, 0 .. 2**63-1)."""
+
+    time: Annotated[int, Meta(ge=0, le=MAX_TIME)]
+
+
+InputRecord = OrderIntent | ClockTick
+
+# ------------------------------------------------------------------- ledger bodies
+
+
+class Source(Struct, frozen=True, array_like=True, gc=False):
+    """Where an input came from: file name, 1-based line, byte offset after the line."""
+
+    file: str
+    line: int
+    end: int
+
+
+class Fee(Struct, frozen=True, forbid_unknown_fields=True, array_like=True):
+    """A fee the venue charged for an order: amount and currency."""
+
+    cost: Decimal
+    currency: str
+
+
+class ExecutionOutcome(
+    Struct, frozen=True, omit_defaults=True, forbid_unknown_fields=True, gc=False
+):
+    """The one outcome every intent (and every unreadable input line) gets.
+
+    Seed 000's v1 fields (execution id, intent id, plane, status, filled quantity,
+    logical time, reason) plus what audit needs: the venue and symbol, the detail
+    behind a reason, the source line, and the intent exactly as it was received.
+    Orders sent to a real venue add the client and venue order ids, the fees, the
+    slippage of the average price against the intent's reference price, in bps
+    (positive: worse than the reference), and ``sent_quantity``: the order's amount
+    after rounding to the venue's lot size, which can be less than
+    ``requested_quantity``. Live venues add ``wall_time`` (nanoseconds since the
+    epoch) beside ``logical_time``, which stays the intent's own logical time.
+    ``fees_complete`` is false when the venue could not say what all of a live
+    fill's fees were (its trades could not be read, or did not add up to the fill
+    yet): ``fees`` then holds the fees known so far. Left out when true, so
+    ledgers without it read the same.
+    """
+
+    execution_id: str
+    intent_id: uuid.UUID
+    status: Status
+    filled_quantity: Decimal
+    logical_time: int
+    plane: Plane | None = None
+    venue: str | None = None
+    symbol: str | None = None
+    side: Side | None = None
+    requested_quantity: Decimal | None = None
+    average_price: Decimal | None = None
+    reason: str | None = None
+    detail: str | None = None
+    source: Source | None = None
+    intent: Raw | None = None
+    client_order_id: str | None = None
+    venue_order_id: str | None = None
+    fees: tuple[Fee, ...] = ()
+    slippage_bps: Decimal | None = None
+    sent_quantity: Decimal | None = None
+    wall_time: int | None = None
+    fees_complete: bool = True
+
+
+class OrderRecord(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """An order about to be sent to a live venue, durable before the venue is called.
+
+    It names the client order id the venue will know the order by, so that after a
+    crash the order can be looked up there before anything else is decided. The
+    intent and its source ride along: the outcome that closes this record may be
+    written by a later run of the daemon, which has only the ledger to go on.
+    ``wall_time`` (nanoseconds since the epoch) is when the record was made, so a
+    later run can tell the order's age whatever clock the ledger's times follow.
+    """
+
+    intent_id: uuid.UUID
+    venue: str
+    symbol: str
+    side: Side
+    client_order_id: str
+    type: OrderType
+    amount: Decimal
+    requested_quantity: Decimal
+    intent: Raw
+    price: Decimal | None = None
+    reference_price: Decimal | None = None
+    post_only: bool = False
+    reduce_only: bool = False
+    source: Source | None = None
+    wall_time: int | None = None
+
+
+# What the venue answered to one send of an order. "not_recorded": the run that may
+# have made this send stopped before it recorded an answer (written by the next start).
+SendAnswer = Literal["placed", "rejected", "unreachable", "unknown", "exists", "not_recorded"]
+# What a lookup by client order id found after an answer that left the order's fate
+# open; "pending": a stop cut it short, and the next start looks the order up again.
+LookupResult = Literal["found", "absent", "pending"]
+
+
+class SendAttemptRecord(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """One send of a live order to its venue (seed 000: submission attempts are auditable).
+
+    Written once the send's answer is known, and, when the answer left the order's
+    fate open, once a lookup by client order id has settled it. ``attempt`` counts
+    the order's sends across restarts. ``resend``: another send follows this one,
+    and is made only once this record is durable, so the ledger always shows every
+    send that may have reached the venue. An attempt whose lookup a stop cut short
+    (``lookup = "pending"``) gets a second record once the next start has looked.
+    """
+
+    intent_id: uuid.UUID
+    venue: str
+    client_order_id: str
+    attempt: int
+    answer: SendAnswer
+    wall_time: int
+    message: str | None = None
+    lookup: LookupResult | None = None
+    venue_order_id: str | None = None
+    venue_status: str | None = None
+    resend: bool = False
+
+
+class CancelRecord(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """execd asked the venue to cancel a resting order, and what the venue answered.
+
+    ``why``: ``order_timeout_ms`` passed, or the daemon was stopping. ``answer``: the
+    order's status in the venue's reply, ``accepted`` (the venue took the request and
+    its reply said no state, as OKX's and Bybit's do), ``not found`` (it had ended on
+    its own), or the error. The order's outcome follows.
+    """
+
+    intent_id: uuid.UUID
+    venue: str
+    client_order_id: str
+    why: Literal["order_timeout_ms", "stopping"]
+    answer: str
+    wall_time: int
+    venue_order_id: str | None = None
+
+
+class TickRecord(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True, gc=False):
+    """The logical clock moved to ``time``: by a tick line (``source``) or an operator."""
+
+    time: int
+    source: Source | None = None
+    actor: str | None = None
+
+
+TradingState = Literal["ACTIVE", "REDUCING", "HALTED"]
+
+
+class TradingStateRecord(Struct, frozen=True, forbid_unknown_fields=True):
+    """An operator changed the trading state (the kill switch)."""
+
+    state: TradingState
+    previous: TradingState
+    reason: str
+    actor: str
+
+
+class SafetySellRecord(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """An operator ordered a Safety Sell; its exit intents follow this record."""
+
+    venue: str
+    reason: str
+    actor: str
+    orders: int
+    symbol: str | None = None
+
+
+class OverrideRecord(Struct, frozen=True, forbid_unknown_fields=True):
+    """A manual override let an intent through regime parity; its outcome follows."""
+
+    intent_id: uuid.UUID
+    regime: str
+    operator: str
+    reason: str
+
+
+class ContextRecord(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """The lakehouse context that the intents after this record were judged under.
+
+    Written when it differs from the last one: digests and counts of the run
+    registry, prices, overrides and plans, the regime, and any file that could not
+    be read (``problems``).
+    """
+
+    runs: int
+    runs_sha256: str | None
+    regime: str | None
+    prices: int
+    prices_sha256: str | None
+    overrides: int
+    overrides_sha256: str | None
+    plans: int
+    plans_sha256: str | None
+    problems: tuple[str, ...] = ()
+
+
+class InputFileRecord(Struct, frozen=True, forbid_unknown_fields=True):
+    """An input file was read to its end (or refused whole) and where it goes next."""
+
+    file: str
+    size: int
+    sha256: str | None  # None: refused without being read (unreadable, or gone)
+    lines: int
+    disposition: Literal["archive", "reject"] = "archive"
+
+
+class StartRecord(Struct, frozen=True, forbid_unknown_fields=True):
+    """The daemon started (or a replay began) with these planes and this config."""
+
+    version: str
+    mode: Literal["run", "replay"]
+    clock: Literal["logical", "wall"]
+    planes: dict[str, Plane]
+    config_sha256: str
+
+
+class ConfigRecord(Struct, frozen=True, forbid_unknown_fields=True):
+    """A reload changed the config; every risk decision after this record used it.
+
+    ``config_sha256`` is the digest of the settings that decide outcomes, as in the
+    start record; ``file_sha256`` the digest of the file's bytes; ``changed`` the
+    dotted keys that differ from the config in force before, ``values`` their old
+    and new values, ``reason`` why the operator reloaded.
+    """
+
+    config_sha256: str
+    file_sha256: str
+    changed: list[str]
+    actor: str
+    # Why (the operator's --reason, or the signal), and each changed key's
+    # [old, new] values (secrets masked).
+    reason: str = ""
+    values: dict[str, list[Any]] = {}
+
+
+class StopRecord(Struct, frozen=True, forbid_unknown_fields=True):
+    """The daemon drained and stopped cleanly."""
+
+    reason: str
+
+
+RecordKind = Literal["start", "stop", "outcome", "tick", "input_file", "context",
+                     "trading_state", "safety_sell", "override", "order", "order_attempt",
+                     "order_cancel", "config"]
+
+# ----------------------------------------------------------------- actor messages
+
+
+# Actor messages are not tracked by the cyclic GC (gc=False): they never form cycles,
+# and at a few hundred thousand a second tracking them costs more than the work.
+
+
+# The seq of an entry that has no place in the ingest order: the outcome of a live
+# order, which arrives whenever the venue answers (the order record before it
+# holds the intent's place). The writer appends such entries as they come.
+LATE = -1
+
+
+class Entry(Struct, gc=False):
+    """A finished ledger record waiting for its place: ``seq`` is the ingest order.
+
+    ``seq`` is :data:`LATE` for records that are appended when they arrive.
+    """
+
+    seq: int
+    kind: RecordKind
+    time: int
+    body: Struct
+
+
+class IntentIn(Struct, gc=False):
+    """An intent that decoded cleanly, on its way from the reader to the sentinel."""
+
+    seq: int
+    time: int
+    source: Source
+    intent: OrderIntent
+    raw: bytes
+
+
+class Accepted(Struct, gc=False):
+    """An intent the sentinel passed, with what it resolved, on its way to a venue.
+
+    ``source`` is None for the exit intents of a Safety Sell, which no file carried.
+    """
+
+    seq: int
+    time: int
+    source: Source | None
+    intent: OrderIntent
+    raw: bytes
+    intent_id: uuid.UUID
+    side: Side
+    plane: Plane
+
+
+class ContextIn(Struct, gc=False):
+    """A newly read lakehouse context, on its way from the reader to the sentinel."""
+
+    seq: int
+    time: int
+    record: ContextRecord
+    context: Any  # execd.reader.context.LakehouseContext (kept out of this module's imports)
+
+
+class Settled(Struct, gc=False):
+    """A live order's outcome is durable: the sentinel releases what it held pending."""
+
+    venue: str
+    symbol: str
+    side: Side
+    status: Status
+    reason: str | None
+    reserved: Decimal
+    filled: Decimal
+    price: Decimal | None
+    time: int
+
+
+# A batch is a plain list: batching is what keeps the per-message stream cost off
+# the per-intent budget.
+ReaderItem = IntentIn | Entry | ContextIn
+RouterItem = Accepted | Entry
+
+_encoder = msgspec.json.Encoder(decimal_format="string")
+
+
+def encode(value: Any) -> bytes:
+    """The canonical JSON encoding used for ledger bodies and derived ids."""
+    return _encoder.encode(value)
+
+
+def quarantine(seq: int, time: int, source: Source, reason: str, detail: str) -> Entry:
+    """The outcome of an input line that could not be read as an intent."""
+    intent_id = ids.quarantine_id(source.file, source.line)
+    outcome = ExecutionOutcome(
+        execution_id=ids.execution_id(intent_id, "", "none"),
+        intent_id=intent_id,
+        status="QUARANTINED",
+        filled_quantity=Decimal(0),
+        logical_time=time,
+        reason=reason,
+        detail=detail,
+        source=source,
+    )
+    return Entry(seq, "outcome", time, outcome)

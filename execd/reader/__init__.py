@@ -1,0 +1,1 @@
+"""The Lakehouse reader actor: inbox files and context in, numbered items out."""

@@ -1,0 +1,1 @@
+"""The Risk Sentinel actor: whether an intent may reach a venue."""

@@ -1,0 +1,1 @@
+"""What the service manager and operators talk to: notify, watchdog, metrics, socket."""

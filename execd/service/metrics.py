@@ -1,0 +1,386 @@
+"""The daemon's Prometheus endpoint, served on loopback only.
+
+Two kinds of numbers, two ways of keeping them:
+
+- Per-intent counts (intents read, outcomes by status and reason) are plain dict
+  increments done in the event-loop thread. At ~100,000 intents/s a prometheus_client
+  ``Counter.labels(...).inc()`` (a label lookup and a lock per call) would be a
+  measurable share of the budget; a dict increment is not. :class:`_Collector` turns
+  the dicts into metric families when Prometheus scrapes.
+- Per-commit and per-venue-call timings use prometheus_client ``Histogram`` objects:
+  they are observed once per group commit or per network call, so their lock is noise.
+
+Scrapes run in prometheus_client's HTTP server thread. Everything the event loop
+mutates is copied with ``dict(d)`` first (a single C-level copy, atomic under the GIL),
+and the gauges come from a :class:`Snapshot` read through a function the daemon
+supplies. A scrape must never take the daemon down, so a failing snapshot only drops
+the gauges from that scrape.
+
+Every :class:`Metrics` has its own ``CollectorRegistry``: several daemons may run in one
+test process, and the global registry would mix them up.
+
+Every label value comes from a small fixed set, since each combination is a series
+kept for good: statuses and reason codes from :mod:`execd.model.reasons`, planes, and venues
+from the config. An outcome's venue is what its intent named, so 200,000 intents
+naming 200,000 made-up venues would otherwise make 200,000 series; a venue the config
+does not have is counted as ``venue="(unknown)"`` (no venue at all stays ``""``), and
+any other value outside its set as ``"(other)"``. Venue calls are labelled by the
+configured venue, the ccxt method and ``ok`` or the exception's class name, all of
+which come from code, not from input.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import socket
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from socketserver import ThreadingMixIn
+from typing import Any, Final, get_args
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from msgspec import Struct
+from prometheus_client import CollectorRegistry, Histogram, generate_latest, make_wsgi_app
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from execd import __version__
+from execd.model.messages import TradingState
+from execd.model.reasons import REASONS, STATUSES
+
+# 50 µs (page-cache fsync on a fast NVMe) to 1 s (a stalled disk). 0.1 is a bucket
+# edge so that the "p99 above 100 ms" alert is exact, not interpolated.
+FSYNC_BUCKETS: Final = (
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+)
+# Records per group commit: powers of two up to twice the default commit_records.
+COMMIT_RECORD_BUCKETS: Final = tuple(float(2**i) for i in range(15))
+# 1 ms to 30 s (ccxt's default timeout is 10 s). 2.0 is an edge for the p99 alert.
+VENUE_CALL_BUCKETS: Final = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0,
+)
+
+_TRADING_STATES: Final[tuple[str, ...]] = get_args(TradingState)
+_OUTCOME_LABELS: Final = ("status", "reason", "venue", "plane")
+UNKNOWN_VENUE: Final = "(unknown)"
+OTHER: Final = "(other)"
+_PLANES: Final = frozenset(("paper", "live", ""))
+# ASCII digits only: int() alone would also take "+80", " 80", "8_0" and "٨٠".
+_PORT: Final = re.compile(r"[0-9]{1,5}")
+
+
+class Snapshot(Struct, frozen=True, kw_only=True):
+    """The daemon's state as the gauges show it, read at scrape time.
+
+    The function returning it runs in the HTTP server thread, so it should only read
+    plain attributes (no awaiting, no locks the event loop holds for long).
+    """
+
+    queues: dict[str, int]
+    """Stream name -> batches buffered."""
+    trading_state: str
+    """ACTIVE, REDUCING or HALTED."""
+    venues: dict[str, str]
+    """Venue -> its state text: "starting", "reconciling…", "ready", "cannot start: …"."""
+    ready: bool
+    """READY=1 was sent: recovery and reconciliation are done."""
+    draining: bool
+    ledger_last_seq: int
+    reloads: int
+    """Config reloads applied since start."""
+    reloads_refused: int
+    """Config reloads refused since start."""
+    queue_capacity: dict[str, int] = {}
+    """Stream name -> capacity in batches, so an alert can tell "full" from "busy"."""
+
+
+class _Collector:
+    """Turns the hot-path dicts and the snapshot into metric families at scrape time."""
+
+    def __init__(self) -> None:
+        # Written only by the event-loop thread; read (copied) by scrapes.
+        self.ingested = 0
+        self.outcomes: dict[tuple[str, str, str, str], int] = {}
+        self.read: Callable[[], Snapshot] | None = None
+        # Written by scrapes, which may run concurrently (a thread per request).
+        self._lock = threading.Lock()
+        self._snapshot_errors = 0
+
+    def describe(self) -> Iterator[Metric]:
+        """The families collect() may yield (only their names and types matter).
+
+        With describe() the registry knows the names: it refuses clashes, and
+        ``/metrics?name[]=…`` can find this collector.
+        """
+        yield from self._counters(0, {}, 0)
+        yield from _gauges(None)
+
+    def collect(self) -> Iterator[Metric]:
+        """Every family. The snapshot is read and converted before anything is yielded,
+        so a failure there drops only the gauges, never the whole scrape."""
+        outcomes = dict(self.outcomes)  # one C-level copy: atomic under the GIL
+        gauges: list[Metric] = []
+        read = self.read
+        if read is not None:
+            try:
+                gauges = _gauges(read())
+            except Exception:  # anything the daemon's function raises: skip the gauges
+                with self._lock:
+                    self._snapshot_errors += 1
+        with self._lock:
+            errors = self._snapshot_errors
+        yield from self._counters(self.ingested, outcomes, errors)
+        yield from gauges
+
+    @staticmethod
+    def _counters(
+        ingested: int, outcomes: dict[tuple[str, str, str, str], int], errors: int
+    ) -> Iterator[Metric]:
+        build = GaugeMetricFamily("execd_build_info", "execd build; the value is 1.",
+                                  labels=("version",))
+        build.add_metric((__version__,), 1.0)
+        yield build
+        yield CounterMetricFamily("execd_intents_ingested", "Intents read from the input.",
+                                  value=ingested)
+        family = CounterMetricFamily("execd_outcomes", "Outcomes by status, reason code "
+                                     "(empty for a plain fill), venue and plane.",
+                                     labels=_OUTCOME_LABELS)
+        for labels, count in outcomes.items():
+            family.add_metric(labels, count)
+        yield family
+        yield CounterMetricFamily("execd_snapshot_errors", "Scrapes whose state snapshot "
+                                  "failed; their gauges were left out.", value=errors)
+
+
+def _gauges(snap: Snapshot | None) -> list[Metric]:
+    """The snapshot's families; empty families (for describe()) when ``snap`` is None.
+
+    Built as a list, not yielded, and every value converted here (prometheus_client
+    converts only while writing the response), so that a malformed snapshot fails
+    inside the caller's ``try`` and not halfway through a scrape.
+    """
+    depth = GaugeMetricFamily("execd_queue_depth", "Batches buffered in a stream.",
+                              labels=("queue",))
+    capacity = GaugeMetricFamily("execd_queue_capacity", "Capacity of a stream, in "
+                                 "batches.", labels=("queue",))
+    state = GaugeMetricFamily("execd_trading_state", "1 for the current trading state, "
+                              "0 for the others.", labels=("state",))
+    venue_ready = GaugeMetricFamily("execd_venue_ready", "1 when the venue is ready.",
+                                    labels=("venue",))
+    reconciling = GaugeMetricFamily("execd_venue_reconciling", "1 while the venue's "
+                                    "orders are being reconciled.", labels=("venue",))
+    ready = GaugeMetricFamily("execd_ready", "1 once recovery and reconciliation are done.")
+    draining = GaugeMetricFamily("execd_draining", "1 while the daemon drains to stop.")
+    last_seq = GaugeMetricFamily("execd_ledger_last_seq", "Sequence number of the last "
+                                 "ledger record.")
+    reloads = CounterMetricFamily("execd_config_reloads", "Config reloads by result.",
+                                  labels=("result",))
+    families: list[Metric] = [depth, capacity, state, venue_ready, reconciling, ready,
+                              draining, last_seq, reloads]
+    if snap is None:
+        return families
+    for queue, batches in snap.queues.items():
+        depth.add_metric((str(queue),), float(batches))
+    for queue, batches in snap.queue_capacity.items():
+        capacity.add_metric((str(queue),), float(batches))
+    for name in _TRADING_STATES:
+        state.add_metric((name,), 1.0 if snap.trading_state == name else 0.0)
+    for venue, text in snap.venues.items():
+        venue_ready.add_metric((str(venue),), 1.0 if text == "ready" else 0.0)
+        reconciling.add_metric((str(venue),), 1.0 if text.startswith("reconciling") else 0.0)
+    ready.add_metric((), 1.0 if snap.ready else 0.0)
+    draining.add_metric((), 1.0 if snap.draining else 0.0)
+    last_seq.add_metric((), float(snap.ledger_last_seq))
+    reloads.add_metric(("applied",), float(snap.reloads))
+    reloads.add_metric(("refused",), float(snap.reloads_refused))
+    return families
+
+
+class Metrics:
+    """One daemon's metrics: hot-path counters, histograms, gauges and the endpoint."""
+
+    def __init__(self, *, venues: Iterable[str]) -> None:
+        """``venues``: the configured venues, the only venue label values (see above)."""
+        self._venues = frozenset(venues)
+        self.registry = CollectorRegistry()
+        self._collector = _Collector()
+        # The same dict object as the collector's: outcome() skips one attribute hop.
+        self._outcomes = self._collector.outcomes
+        self.registry.register(self._collector)
+        self._fsync = Histogram("execd_ledger_fsync_seconds", "Duration of a ledger "
+                                "group commit's fsync.", buckets=FSYNC_BUCKETS,
+                                registry=self.registry)
+        self._commit_records = Histogram("execd_ledger_commit_records", "Records per "
+                                         "ledger group commit.",
+                                         buckets=COMMIT_RECORD_BUCKETS,
+                                         registry=self.registry)
+        self._venue_calls = Histogram("execd_venue_call_seconds", "Duration of a call to "
+                                      "a venue's API.", ("venue", "call", "result"),
+                                      buckets=VENUE_CALL_BUCKETS, registry=self.registry)
+        self._server: WSGIServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def ingested(self, n: int) -> None:
+        """Count ``n`` intents read from the input."""
+        self._collector.ingested += n
+
+    def outcome(self, status: str, reason: str | None, venue: str, plane: str) -> None:
+        """Count one outcome. Hot path: one tuple and one dict increment.
+
+        Only a key never seen before is checked against the label sets, and a key
+        that fails the check is never stored, so made-up values cost one lookup each
+        and no memory.
+        """
+        key = (status, reason or "", venue, plane)
+        outcomes = self._outcomes
+        try:
+            outcomes[key] += 1
+        except KeyError:
+            bounded = self._bounded(key)
+            outcomes[bounded] = outcomes.get(bounded, 0) + 1
+
+    def _bounded(self, key: tuple[str, str, str, str]) -> tuple[str, str, str, str]:
+        status, reason, venue, plane = key
+        return (status if status in STATUSES else OTHER,
+                reason if reason == "" or reason in REASONS else OTHER,
+                self._venue(venue),
+                plane if plane in _PLANES else OTHER)
+
+    def _venue(self, venue: str) -> str:
+        """``venue`` if configured (or empty), else UNKNOWN_VENUE."""
+        return venue if venue == "" or venue in self._venues else UNKNOWN_VENUE
+
+    def committed(self, records: int, fsync_seconds: float) -> None:
+        """Record one ledger group commit of ``records`` records."""
+        self._fsync.observe(fsync_seconds)
+        self._commit_records.observe(records)
+
+    def venue_call(self, venue: str, call: str, seconds: float, result: str) -> None:
+        """Record one venue API call (``call`` e.g. "create_order"; ``result`` "ok"/"error").
+
+        Labels must come from small fixed sets (configured venues, method names):
+        each combination is a time series. A venue the config does not have is
+        counted as UNKNOWN_VENUE.
+        """
+        self._venue_calls.labels(self._venue(venue), call, result).observe(seconds)
+
+    def snapshot(self, read: Callable[[], Snapshot]) -> None:
+        """Set the function scrapes call for the gauges (runs in the HTTP thread)."""
+        self._collector.read = read
+
+    def render(self) -> bytes:
+        """The metrics in Prometheus text format, as a scrape would get them."""
+        return generate_latest(self.registry)
+
+    def serve(self, host: str, port: int, *, max_clients: int = 8,
+              client_timeout: float = 5.0) -> tuple[str, int]:
+        """Serve the metrics on ``host``:``port`` (loopback only) in a daemon thread.
+
+        Port 0 picks a free port. Returns the address actually bound. At most
+        ``max_clients`` connections are served at once (others are closed at once), and
+        a client that sends nothing for ``client_timeout`` seconds is dropped: each one
+        holds a thread and a file descriptor, and idle ones must not use them all up.
+        """
+        _loopback(host)  # the endpoint has no authentication: never off the host
+        if self._server is not None:
+            raise RuntimeError("the metrics endpoint is already being served")
+
+        class Handler(_QuietHandler):
+            timeout = client_timeout
+
+        class Server(_BoundedServer):
+            address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+
+        server = make_server(host, port, make_wsgi_app(self.registry), Server,
+                             handler_class=Handler)
+        server.slots = threading.BoundedSemaphore(max_clients)
+        thread = threading.Thread(target=server.serve_forever, name="metrics", daemon=True)
+        thread.start()
+        self._server, self._thread = server, thread
+        bound = server.socket.getsockname()
+        return str(bound[0]), int(bound[1])
+
+    def close(self) -> None:
+        """Stop serving and free the port. Idempotent.
+
+        Blocks until the server thread notices, up to its 0.5 s poll interval: call it
+        from a worker thread, not the event loop.
+        """
+        server, thread = self._server, self._thread
+        self._server = self._thread = None
+        if server is None:
+            return
+        server.shutdown()
+        server.server_close()
+        if thread is not None:
+            thread.join()
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """Logs nothing (scrapes are not events)."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Nothing."""
+
+
+class _BoundedServer(ThreadingMixIn, WSGIServer):
+    """A thread per connection, at most ``slots`` at once; the rest closed unserved."""
+
+    daemon_threads = True
+    slots: threading.BoundedSemaphore
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Serve ``request`` in a thread of its own, if a slot is free."""
+        if not self.slots.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        """Serve, then give the slot back."""
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
+
+
+def _loopback(host: str) -> str:
+    """``host`` normalised, or ValueError unless it is a loopback IP address."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"metrics host {host!r} is not an IP address; use a loopback "
+                         "address such as 127.0.0.1 or [::1]") from None
+    if not address.is_loopback:
+        raise ValueError(f"metrics host {host} is not a loopback address: the endpoint has "
+                         "no authentication, so it is only served on 127.0.0.0/8 or ::1")
+    return str(address)
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """Parse ``"127.0.0.1:9464"`` or ``"[::1]:9464"`` into a loopback host and a port.
+
+    The host comes back without brackets, as ``serve()`` takes it.
+    """
+    host, colon, port = text.rpartition(":")
+    if not colon or text.endswith("]"):
+        raise ValueError(f"metrics listen address {text!r} has no port: expected HOST:PORT, "
+                         "e.g. 127.0.0.1:9464 or [::1]:9464")
+    bracketed = host.startswith("[") and host.endswith("]")
+    if bracketed:
+        host = host[1:-1]
+    elif ":" in host or "[" in host or "]" in host:
+        raise ValueError(f"metrics listen address {text!r}: an IPv6 host must be in "
+                         "brackets, e.g. [::1]:9464")
+    if not _PORT.fullmatch(port) or int(port) > 65535:
+        raise ValueError(f"metrics listen address {text!r}: port {port!r} is not an "
+                         "integer from 0 to 65535")
+    normal = _loopback(host)
+    if bracketed and ":" not in normal:
+        raise ValueError(f"metrics listen address {text!r}: brackets are for IPv6 only")
+    return normal, int(port)

@@ -1,0 +1,1 @@
+"""The live plane: real exchanges through ccxt."""

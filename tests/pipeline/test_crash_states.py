@@ -1,0 +1,175 @@
+"""Every crash point, every file state it can leave: restart keeps one outcome per line.
+
+A full run commits one record at a time, so every record boundary is a point where
+the daemon could have died. For each, the ledger is cut there and the lakehouse is
+rebuilt in each state that crash could leave (a finished file already moved or still
+in work/, the next file claimed or not), the daemon restarts, and the invariants are
+checked.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from execd.app.daemon import Daemon
+from execd.config import schema as config
+from execd.ledger.scan import scan
+from execd.model import reasons
+from tests.helpers import intent, records, write_config
+
+LONG = 300  # over the 256-byte line limit below
+
+
+def line(n: int, **fields: Any) -> bytes:
+    return json.dumps(intent(n, **fields)).encode()
+
+
+FILES = {
+    "a.jsonl": b"\n  \n" + line(1) + b"\n" + b'{"kind":"tick","time":5}\n' + line(2) + b"\r\n"
+               + b"garbage\n" + line(3),
+    "b.jsonl": b"",
+    "c.jsonl": b"\n\n",
+    "d.jsonl": b"x" * LONG + b"\n" + line(4) + b"\n" + line(1) + b"\n" + b"y" * LONG,
+}
+# Delivered again once the originals are consumed: refused whole, never read.
+REPEATS = {"a.jsonl": FILES["a.jsonl"], "b.jsonl": line(9) + b"\n"}
+
+
+async def run_until_idle(directory: Path, deliver: list[str]) -> None:
+    """Run until idle; then deliver the ``deliver`` repeats, and run until idle again."""
+    path = write_config(directory, items=1, commit_records=1, q=1)
+    path.write_text(path.read_text() + "\n[input]\nmax_line_bytes = 256\n")
+    daemon = Daemon(config.load(path), mode="run")
+    lakehouse = directory / "lakehouse"
+    async def driver() -> None:
+        while True:
+            await anyio.sleep(0.01)
+            busy = any(any((lakehouse / d).iterdir()) for d in ("inbox", "work")
+                       if (lakehouse / d).exists())
+            if busy:
+                continue
+            if deliver:
+                for name in deliver:
+                    temp = lakehouse / "inbox" / f".{name}"
+                    temp.write_bytes(REPEATS[name])
+                    temp.rename(lakehouse / "inbox" / name)
+                deliver.clear()
+                continue
+            daemon.stopping.set()
+            return
+
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(driver)
+            await daemon.run()
+
+
+def check(directory: Path) -> None:
+    ledger = directory / "ledger"
+    assert scan(ledger).torn is None
+    per_source: Counter[tuple[str, int]] = Counter()
+    filled: Counter[str] = Counter()
+    refused: Counter[str] = Counter()
+    for record in records(ledger):
+        body = record["body"]
+        if record["kind"] in ("tick", "outcome"):
+            per_source[(body["source"][0], body["source"][1])] += 1
+        if record["kind"] == "outcome" and body["status"] == "FILLED":
+            filled[body["intent_id"]] += 1
+        if record["kind"] == "outcome" and body.get("reason") == reasons.INPUT_FILE_REPEATED:
+            refused[body["source"][0]] += 1
+    for name, data in FILES.items():
+        numbered = [n + 1 for n, text in enumerate(data.split(b"\n")) if text.strip()]
+        for number in numbered:
+            assert per_source[(name, number)] == 1, (name, number, per_source)
+        if not numbered:
+            assert sum(c for (f, _), c in per_source.items() if f == name) == 1, name
+    assert max(filled.values()) == 1
+    assert refused == {f"{name}.repeat-1": 1 for name in REPEATS}, refused
+    lakehouse = directory / "lakehouse"
+    for name, data in FILES.items():
+        assert (lakehouse / "archive" / name).read_bytes() == data
+    for name, data in REPEATS.items():
+        assert (lakehouse / "rejected" / f"{name}.repeat-1").read_bytes() == data
+    assert not any((lakehouse / "inbox").iterdir()) and not any((lakehouse / "work").iterdir())
+
+
+def crash_states(full: list[bytes], k: int) -> list[dict[str, str]]:
+    """Where each file can be after a crash that kept the first ``k`` records."""
+    kept = [json.loads(x) for x in full[:k]]
+    finished = {r["body"]["file"]: r["body"]["disposition"] for r in kept
+                if r["kind"] == "input_file"}
+    started = {r["body"]["source"][0] for r in kept if r["kind"] in ("outcome", "tick")}
+    names = [*FILES, *(f"{n}.repeat-1" for n in REPEATS)]
+    base: dict[str, str] = {}
+    for name in names:
+        original = name.removesuffix(".repeat-1")
+        if name != original and finished.get(original) != "archive":
+            base[name] = "absent"  # not delivered yet
+        elif name in finished:
+            base[name] = "moved"
+        elif name in started:
+            base[name] = "work"
+        else:
+            base[name] = "inbox"
+    states = [base]
+    for name, where in base.items():
+        if where == "moved":
+            states.append({**base, name: "work"})  # died before the move
+    waiting = [n for n in names if base[n] == "inbox"]
+    if waiting:
+        states.append({**base, waiting[0]: "work"})  # died right after claiming
+    return states
+
+
+def place(lakehouse: Path, states: dict[str, str]) -> None:
+    for sub in ("inbox", "work", "archive", "rejected"):
+        (lakehouse / sub).mkdir(parents=True, exist_ok=True)
+    for name, where in states.items():
+        original = name.removesuffix(".repeat-1")
+        data = REPEATS[original] if name != original else FILES[name]
+        if where == "absent":
+            continue
+        if where == "inbox":
+            (lakehouse / "inbox" / original).write_bytes(data)
+        elif where == "work":
+            (lakehouse / "work" / name).write_bytes(data)
+        else:
+            target = "archive" if name == original else "rejected"
+            (lakehouse / target / name).write_bytes(data)
+
+
+@pytest.mark.slow
+async def test_every_crash_point_recovers_to_one_outcome_per_line(tmp_path: Path) -> None:
+    base = tmp_path / "base"
+    inbox = base / "lakehouse" / "inbox"
+    inbox.mkdir(parents=True)
+    for name, data in FILES.items():
+        (inbox / name).write_bytes(data)
+    await run_until_idle(base, list(REPEATS))
+    check(base)
+    full = [x + b"\n" for x in (base / "ledger" / "segment-00000001.jsonl").read_bytes()
+            .splitlines()]
+    tried = 0
+    for k in range(1, len(full)):
+        for index, states in enumerate(crash_states(full, k)):
+            directory = tmp_path / f"k{k}-{index}"
+            (directory / "ledger").mkdir(parents=True)
+            (directory / "ledger" / "segment-00000001.jsonl").write_bytes(b"".join(full[:k]))
+            place(directory / "lakehouse", states)
+            owed = [n for n in REPEATS if states[f"{n}.repeat-1"] == "absent"]
+            await run_until_idle(directory, owed)
+            try:
+                check(directory)
+            except AssertionError as failure:
+                raise AssertionError(f"crash after record {k}, files {states}") from failure
+            shutil.rmtree(directory)
+            tried += 1
+    assert tried > len(full)

@@ -1,0 +1,260 @@
+"""Bad config stops start-up: one line per problem naming file, key, expected and found."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from execd.config import schema as config
+from tests.helpers import EXECD, ROOT
+
+GOOD = """
+[daemon]
+lakehouse = "var/l"
+ledger_dir = "var/g"
+
+[venues.binance]
+plane = "paper"
+"""
+
+LIVE = GOOD + """
+[clock]
+kind = 'wall'
+
+[risk]
+signatures = 'none'
+
+[venues.x]
+plane = 'live'
+adapter = 'ccxt'
+
+[venues.x.ccxt]
+exchange = 'binance'
+credentials_env = 'X'
+"""
+
+
+def problems(tmp_path: Path, text: str) -> list[str]:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(config.ConfigError) as caught:
+        config.load(path)
+    return [str(p) for p in caught.value.problems]
+
+
+def test_the_shipped_config_is_valid() -> None:
+    loaded = config.load(ROOT / "config" / "execd.toml")
+    assert set(loaded.config.planes().values()) == {"paper"}
+
+
+def test_good_config_loads(tmp_path: Path) -> None:
+    path = tmp_path / "ok.toml"
+    path.write_text(GOOD)
+    assert config.load(path).config.venues["binance"].plane == "paper"
+    assert config.load(path).config.input.max_context_bytes == 64 << 20
+    path.write_text(GOOD + "[input]\nmax_context_bytes = 4096\n")
+    assert config.load(path).config.input.max_context_bytes == 4096
+
+
+@pytest.mark.parametrize(("text", "line"), [
+    (GOOD + "[control]\nsocket = '/tmp/" + "s" * 120 + "'\n",
+     "control.socket: expected a path of at most 107 bytes (the limit of a unix socket's "
+     "address), found 125 bytes"),
+    (GOOD + "[queues]\nrouter = 0\n", "queues.router: expected an integer >= 1, found int 0"),
+    (GOOD + "[queues]\nrouter = 'big'\n", "queues.router: expected an integer >= 1, found 'big'"),
+    (GOOD + "[queues]\nroutr = 4\n", "queues.routr: expected one of sentinel, router"),
+    (GOOD + "[clock]\nkind = 'sundial'\n",
+     "clock.kind: expected one of 'logical', 'wall', found 'sundial'"),
+    (GOOD.replace('ledger_dir = "var/g"\n', ""), "daemon.ledger_dir: expected a string"),
+    (GOOD + "[venues.x]\nplane = 'moon'\n",
+     "venues.x.plane: expected one of 'paper', 'live', found 'moon'"),
+    (GOOD + "[venues.y]\nplane = 'live'\n",
+     "venues.y.adapter: expected a live adapter (\"ccxt\" or \"stub\") on the live plane, "
+     "found None"),
+    (GOOD + "[venues.z]\nplane = 'paper'\nadapter = 'stub'\n",
+     "venues.z.adapter: expected \"paper\" (or nothing) on the paper plane, found 'stub'"),
+    ("daemon = 3\n" + GOOD, "(syntax): expected valid TOML"),
+    ("[daemon\n", "(syntax): expected valid TOML"),
+    (GOOD + "[log]\nlevel = 'loud'\n", "log.level: expected one of 'debug'"),
+    ("extra = 1\n" + GOOD, "extra: expected one of daemon, venues"),
+    (GOOD + "bogus = 1\n", "venues.binance.bogus: expected one of plane, adapter"),
+    ("[daemon]\nlakehouse='a'\nledger_dir='b'\n[venues]\n", "venues: expected at least one"),
+    (GOOD + "[risk.limits]\nmax_order_notional = '-5'\n",
+     "risk.limits.max_order_notional: expected a positive decimal number, found -5"),
+    (GOOD + "[risk.limits]\nmax_asset_exposure = 'lots'\n",
+     "risk.limits.max_asset_exposure: expected a decimal number (string or number) or nothing, "
+     "found 'lots'"),
+    (GOOD + "[risk.limits]\nmax_leverage = '3'\n",
+     "risk.limits.equity: expected a value (it goes with risk.limits.max_leverage), found "
+     "nothing (missing)"),
+    (GOOD + "[risk.limits]\nmax_orders = 5\n",
+     "risk.limits.rate_window: expected a value (it goes with risk.limits.max_orders)"),
+    (GOOD + "[venues.binance.limits]\nfailure_limit = 3\nfailure_window = 10\n",
+     "venues.binance.limits.cooldown: expected a value (it goes with "
+     "venues.binance.limits.failure_limit)"),
+    (GOOD + "[venues.binance.symbols.'BTC/USDT']\nprice_band_bps = 0\n",
+     "venues.binance.symbols.BTC/USDT.price_band_bps: expected an integer >= 1 <= 100000 or "
+     "nothing, found int 0"),
+    (GOOD + "[venues.binance.symbols.'BTC/USDT']\nmax_leverage = '2'\n",
+     "venues.binance.symbols.BTC/USDT.max_leverage: expected one of max_order_notional"),
+    (GOOD + "[venues.live1]\nplane = 'live'\nadapter = 'stub'\n",
+     "risk.key_file: expected a key file or risk.key_credential (signatures = 'live' covers a "
+     "configured venue), found neither"),
+    (GOOD + "[risk]\nkey_file = 'k'\nkey_credential = 'c'\n",
+     "risk.key_credential: expected only one of risk.key_file and risk.key_credential, found both"),
+    (GOOD + "[risk]\nsignatures = 'sometimes'\n",
+     "risk.signatures: expected one of 'none', 'live', 'all', found 'sometimes'"),
+    (GOOD + "[control]\ntimeout_ms = 1\n",
+     "control.timeout_ms: expected an integer >= 10 <= 600000, found int 1"),
+    (GOOD + "[governance]\nenforce = 'yes'\n",
+     "governance.enforce: expected true or false, found 'yes'"),
+    (LIVE.replace("[venues.x.ccxt]\nexchange = 'binance'\ncredentials_env = 'X'\n", ""),
+     "venues.x.ccxt: expected a ccxt table (adapter = \"ccxt\"), found none"),
+    (GOOD + "[venues.binance.ccxt]\nexchange = 'binance'\n",
+     "venues.binance.ccxt: expected no ccxt table unless adapter = \"ccxt\""),
+    (LIVE.replace("'binance'", "'nosuchexchange'"),
+     "venues.x.ccxt.exchange: expected a ccxt exchange id, found 'nosuchexchange'"),
+    (LIVE.replace("'binance'", "'bitfinex'"),
+     "venues.x.ccxt.exchange: expected an exchange whose precision is a step size or a number "
+     "of decimals, found bitfinex (significant digits)"),
+    (LIVE.replace("'binance'", "'kraken'"),
+     "venues.x.ccxt.exchange: expected an exchange execd can trade on safely (binance, bybit, "
+     "okx), found kraken: ccxt looks an order up by client id through Kraken's integer "
+     "userref"),
+    (LIVE.replace("'binance'", "'coinbase'"),
+     "found coinbase: ccxt drops the client order id it is given"),
+    (LIVE.replace("'binance'", "'kucoin'"),
+     "found kucoin: execd declares no capability for it"),
+    (LIVE.replace("'binance'", "'okx'").replace(
+        "credentials_env = 'X'", "credentials_env = 'X'\nclient_order_id_length = 36"),
+     "venues.x.ccxt.client_order_id_length: expected at most 32 (okx's limit on a client "
+     "order id), found 36"),
+    (LIVE.replace("credentials_env = 'X'", "exchange_typo = 1"),
+     "venues.x.ccxt.exchange_typo: expected one of exchange, credentials_file"),
+    (LIVE.replace("credentials_env = 'X'", "base_url = 'http://h'"),
+     "venues.x.ccxt.credentials_file: expected exactly one of credentials_file, credentials_env, "
+     "credentials_credential, found none"),
+    (LIVE.replace("credentials_env = 'X'", "credentials_env = 'X'\ncredentials_file = 'f'"),
+     "found credentials_file, credentials_env"),
+    (LIVE.replace("credentials_env = 'X'", "credentials_env = 'X'\nbase_url = 'ftp://h/p'"),
+     "venues.x.ccxt.base_url: expected a string matching ^https?://[^/]+$ or nothing, found "
+     "'ftp://h/p'"),
+    (LIVE.replace("credentials_env = 'X'", "credentials_env = 'X'\nacceptance_window_ms = 5"),
+     "venues.x.ccxt.acceptance_window_ms: expected an integer >= 100"),
+    (GOOD + "confirm_live = true\n",
+     "venues.binance.confirm_live: expected confirm_live only with plane = \"live\", found "
+     "plane = 'paper'"),
+    (GOOD + "[metrics]\nlisten = '0.0.0.0:9464'\n",
+     "metrics.listen: expected HOST:PORT on a loopback address (127.0.0.1:9464, [::1]:9464), "
+     "found "),
+    (GOOD + "[metrics]\nlisten = '10.1.2.3:9464'\n", "metrics.listen: expected HOST:PORT"),
+    (GOOD + "[metrics]\nlisten = '127.0.0.1'\n", "metrics.listen: expected HOST:PORT"),
+    (GOOD + "[metrics]\nlisten = '127.0.0.1:70000'\n", "metrics.listen: expected HOST:PORT"),
+    (GOOD + "[metrics]\nport = 9464\n", "metrics.port: expected one of listen"),
+])
+def test_each_mistake_has_its_line(tmp_path: Path, text: str, line: str) -> None:
+    found = problems(tmp_path, text)
+    assert any(line in p for p in found), found
+    assert all(p.startswith(str(tmp_path / "bad.toml") + ": ") for p in found)
+
+
+def test_all_problems_are_reported_at_once(tmp_path: Path) -> None:
+    text = GOOD + "[queues]\nrouter = 0\nledger = -1\n[batches]\nitems = 'x'\n"
+    assert len(problems(tmp_path, text)) == 3
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(config.ConfigError, match="expected a readable TOML file"):
+        config.load(tmp_path / "nope.toml")
+
+
+@pytest.mark.parametrize("command", [["run"], ["config", "check"]])
+def test_bad_config_exits_2_with_one_line_per_problem(tmp_path: Path, command: list[str]) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(GOOD + "[queues]\nrouter = 0\nledger = 'x'\n")
+    result = subprocess.run([*EXECD, *command, "--config", str(path)], capture_output=True,
+                            text=True, cwd=ROOT, timeout=60, check=False)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"{path}: queues.router: expected an integer >= 1, found int 0",
+        f"{path}: queues.ledger: expected an integer >= 1, found 'x'",
+    ]
+
+
+def test_an_unreadable_signing_key_stops_start_up_with_exit_2(tmp_path: Path) -> None:
+    path = tmp_path / "keyed.toml"
+    missing = tmp_path / "no-such-key"
+    path.write_text(GOOD.replace("var/l", str(tmp_path / "l")).replace("var/g", str(tmp_path / "g"))
+                    + f"[control]\nsocket = '{tmp_path / 'ctl.sock'}'\n"
+                    + f"[risk]\nsignatures = 'all'\nkey_file = '{missing}'\n")
+    run = subprocess.run([*EXECD, "run", "--config", str(path)], capture_output=True, text=True,
+                         cwd=ROOT, timeout=60)
+    assert run.returncode == 2, run.stderr
+    assert f"{path}: risk.key_file: expected a readable key file, found {missing}" in run.stderr
+    short = tmp_path / "short-key"
+    short.write_bytes(b"tiny\n")
+    path.write_text(path.read_text().replace(str(missing), str(short)))
+    run = subprocess.run([*EXECD, "run", "--config", str(path)], capture_output=True, text=True,
+                         cwd=ROOT, timeout=60)
+    assert run.returncode == 2
+    assert "risk.key_file: expected a key of at least 16 bytes, found 4 bytes" in run.stderr
+
+
+def test_the_installed_production_config_is_valid() -> None:
+    loaded = config.load(ROOT / "deploy" / "execd.toml")
+    assert set(loaded.config.planes().values()) == {"paper"}
+    assert loaded.config.metrics is not None
+    assert loaded.config.daemon.ledger_dir == "/var/lib/execd/ledger"
+
+
+def test_the_shipped_live_example_is_valid() -> None:
+    loaded = config.load(ROOT / "config" / "live.example.toml")
+    assert loaded.config.planes() == {"alpaca": "paper", "binance": "live"}
+
+
+def make_fifo(path: Path) -> str:
+    os.mkfifo(path)
+    return "(file): expected a regular TOML file, found a FIFO"
+
+
+def make_huge(path: Path) -> str:
+    path.write_text(GOOD + "#" * config.MAX_CONFIG_BYTES + "\n")
+    size = path.stat().st_size
+    return (f"(file): expected a TOML file of at most {config.MAX_CONFIG_BYTES} bytes, "
+            f"found {size} bytes")
+
+
+def make_deep(path: Path) -> str:
+    path.write_text(GOOD + "[risk]\ncrisis_regimes = " + "[" * 5000 + "]" * 5000 + "\n")
+    return "(syntax): expected valid TOML, found arrays or tables nested too deep to read"
+
+
+@pytest.mark.parametrize("make", [make_fifo, make_huge, make_deep], ids=["fifo", "huge", "deep"])
+@pytest.mark.parametrize("command", [["run"], ["config", "check"]])
+def test_a_config_that_is_no_regular_small_toml_file_exits_2(
+        tmp_path: Path, command: list[str], make: Any) -> None:
+    """A FIFO would block the start for good; deep nesting was a RecursionError traceback."""
+    path = tmp_path / "execd.toml"
+    line = make(path)
+    result = subprocess.run([*EXECD, *command, "--config", str(path)], capture_output=True,
+                            text=True, cwd=ROOT, timeout=60, check=False)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [f"{path}: {line}"]
+
+
+def test_a_signing_key_that_is_a_fifo_exits_2(tmp_path: Path) -> None:
+    path = tmp_path / "keyed.toml"
+    key = tmp_path / "key"
+    os.mkfifo(key)
+    path.write_text(GOOD.replace("var/l", str(tmp_path / "l")).replace("var/g", str(tmp_path / "g"))
+                    + f"[control]\nsocket = '{tmp_path / 'ctl.sock'}'\n"
+                    + f"[risk]\nsignatures = 'all'\nkey_file = '{key}'\n")
+    run = subprocess.run([*EXECD, "run", "--config", str(path)], capture_output=True, text=True,
+                         cwd=ROOT, timeout=60)
+    assert run.returncode == 2, run.stderr
+    assert f"{path}: risk.key_file: expected a regular key file, found {key}: a FIFO" in (
+        run.stderr)

@@ -1,0 +1,29 @@
+import hashlib
+import uuid
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from execd.model import ids
+
+
+@given(st.binary())
+def test_uuid5_is_rfc4122_version_5(name: bytes) -> None:
+    digest = hashlib.sha1(ids.EXECUTION_NS.bytes + name).digest()[:16]
+    expected = uuid.UUID(bytes=digest, version=5)
+    assert ids.uuid5(ids.EXECUTION_NS, name) == str(expected)
+
+
+@given(st.text())
+def test_uuid5_of_text_matches_the_standard_library(name: str) -> None:
+    assert ids.uuid5(ids.PLAN_NS, name.encode()) == str(uuid.uuid5(ids.PLAN_NS, name))
+
+
+def test_ids_are_stable_and_distinct() -> None:
+    intent = uuid.UUID("00000000-0000-4000-8000-000000000001")
+    a = ids.execution_id(intent, "binance", "paper")
+    assert a == ids.execution_id(intent, "binance", "paper") == ids.ExecutionIds(
+        "binance", "paper")(intent)
+    assert a != ids.execution_id(intent, "binance", "live")
+    assert ids.quarantine_id("f.jsonl", 3) != ids.quarantine_id("f.jsonl", 4)
+    assert ids.derived_intent_id(b"{}") == ids.derived_intent_id(b"{}")
