@@ -44,9 +44,12 @@ async def run_router(
 ) -> None:
     """The router's shell.
 
-    A full adapter inbox makes the router wait: every adapter so far is a pure
-    computation that drains at once, and waiting keeps outcomes independent of
-    scheduling. Venues that can stall get their own policy with the live plane.
+    A full adapter inbox makes the router wait, which keeps outcomes independent of
+    scheduling. Waiting is safe because no adapter's intake waits on a venue: paper
+    and stub compute at once, and the ccxt adapter records each intent synchronously
+    and refuses it ``VENUE_BACKLOG_FULL`` once its in-flight and backlog limits are
+    taken, so a stalled exchange fills only its own backlog (docs/ARCHITECTURE.md,
+    Determinism).
     """
     async with receive, ledger:
         try:
