@@ -48,8 +48,9 @@ from execd.model.messages import (
     encode,
 )
 from execd.reader.context import ContextLoader
+from execd.reader.core import ReaderCore
 from execd.reader.inbox import InboxSource, InputSource, LakehouseInUse, ListSource, StatKey
-from execd.reader.shell import LakehouseReader, ReaderCore
+from execd.reader.shell import LakehouseReader
 from execd.router import RouterCore, run_router
 from execd.sentinel.risk import Risk
 from execd.sentinel.shell import Reconfigure, SentinelCore, run_sentinel, run_settlements

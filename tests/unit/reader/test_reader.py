@@ -15,7 +15,7 @@ from execd.model import reasons
 from execd.model.clock import ClockRegression, LogicalClock, WallClock
 from execd.model.json_depth import MAX_JSON_DEPTH
 from execd.model.messages import Entry, ExecutionOutcome, IntentIn, TickRecord, encode
-from execd.reader.shell import ReaderCore
+from execd.reader.core import ReaderCore
 from tests.helpers import intent, lines
 
 
