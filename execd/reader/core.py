@@ -16,7 +16,8 @@ from typing import Literal
 import msgspec
 
 from execd.model import json_depth, reasons
-from execd.model.clock import Clock, ClockRegression
+from execd.model.clock import Clock
+from execd.model.errors import ClockRegression
 from execd.model.input import InputDecoder
 from execd.model.messages import (
     MAX_TIME,

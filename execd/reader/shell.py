@@ -20,7 +20,7 @@ from anyio.abc import ObjectSendStream
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from execd.model import reasons
-from execd.model.clock import ClockRegression
+from execd.model.errors import ClockRegression, ExecdError
 from execd.model.messages import Entry, ReaderItem
 from execd.reader.context import ContextLoader, LakehouseContext
 from execd.reader.core import ReaderCore
@@ -46,7 +46,7 @@ FileEntryHook = Callable[[Entry, StatKey | None], None]
 T = TypeVar("T")
 
 
-class _Stopped(Exception):
+class _Stopped(ExecdError):
     """The daemon began stopping while the reader waited on a blocking call."""
 
 
