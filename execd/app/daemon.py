@@ -35,6 +35,8 @@ from execd.ledger.recovery import RecoveredState, recover
 from execd.ledger.segments import SegmentStore, exclusive
 from execd.ledger.writer import Commit, LedgerWriter
 from execd.model.clock import Clock, LogicalClock, WallClock
+from execd.model.errors import LakehouseInUse, LedgerNotEmpty, MetricsUnavailable, UnresolvedOrders
+from execd.model.errors import ReloadRefused as _Refused
 from execd.model.messages import (
     Accepted,
     Entry,
@@ -48,8 +50,9 @@ from execd.model.messages import (
     encode,
 )
 from execd.reader.context import ContextLoader
-from execd.reader.inbox import InboxSource, InputSource, LakehouseInUse, ListSource, StatKey
-from execd.reader.shell import LakehouseReader, ReaderCore
+from execd.reader.core import ReaderCore
+from execd.reader.inbox import InboxSource, InputSource, ListSource, StatKey
+from execd.reader.shell import LakehouseReader
 from execd.router import RouterCore, run_router
 from execd.sentinel.risk import Risk
 from execd.sentinel.shell import Reconfigure, SentinelCore, run_sentinel, run_settlements
@@ -72,26 +75,6 @@ Mode = Literal["run", "replay"]
 COMMAND_QUEUE = 8
 # How often STATUS= is refreshed for `systemctl status` (without a watchdog).
 STATUS_SECONDS = 5.0
-
-
-class LedgerNotEmpty(Exception):
-    """``execd replay`` writes a new ledger and refuses to append to an existing one."""
-
-
-class UnresolvedOrders(Exception):
-    """The ledger holds live orders without an outcome that this config cannot resolve."""
-
-
-class MetricsUnavailable(Exception):
-    """The metrics endpoint could not be bound."""
-
-
-class _Refused(Exception):
-    """A reload that cannot be applied; ``problems`` says why, one line each."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("; ".join(problems))
-        self.problems = problems
 
 
 _UNSET_LATER = (("ccxt", None), ("confirm_live", False))

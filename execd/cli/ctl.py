@@ -22,10 +22,10 @@ from typing import Any, BinaryIO
 
 import msgspec
 
+from execd.cli.exits import status
 from execd.config import schema as config
-from execd.service.control import CHECK, Request, Unconfirmed, call
-
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_UNCONFIRMED = 0, 1, 2, 4
+from execd.model.errors import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, FileRefused, Unconfirmed
+from execd.service.control import CHECK, Request, call
 
 LoadConfig = Callable[[str], config.LoadedConfig | None]
 
@@ -90,13 +90,14 @@ def _render(reply: dict[str, Any]) -> str:
     return f"trading state {reply['state']}{at}"
 
 
-def _unconfirmed(request: Request, path: Path, why: str) -> int:
+def _unconfirmed(request: Request, path: Path, exc: Unconfirmed) -> int:
     """No answer: for ``status`` a failure; for a change, unknown (exit 4) and how to check."""
     if not request.changes:
-        print(f"execd ctl: no answer from {path}: {why}", file=sys.stderr)
+        # Nothing can have changed: a question without an answer has simply failed.
+        print(f"execd ctl: no answer from {path}: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    print(f"not confirmed: {why}\ncheck with {CHECK[request.command]}", file=sys.stderr)
-    return EXIT_UNCONFIRMED
+    print(f"not confirmed: {exc}\ncheck with {CHECK[request.command]}", file=sys.stderr)
+    return status(exc)
 
 
 def cmd_ctl(args: argparse.Namespace, load: LoadConfig) -> int:
@@ -114,21 +115,22 @@ def cmd_ctl(args: argparse.Namespace, load: LoadConfig) -> int:
         return EXIT_CONFIG
     try:
         reply = call(path, request, timeout)
-    except (FileNotFoundError, ConnectionRefusedError):
+    except (FileNotFoundError, ConnectionRefusedError) as exc:
         print(f"execd ctl: no daemon is listening on {path}", file=sys.stderr)
-        return EXIT_FAILED
+        return status(exc)
     except Unconfirmed as exc:
-        return _unconfirmed(request, path, f"{request.command}: {exc}; it was not refused and "
-                            "may still take effect")
-    except TimeoutError:
+        return _unconfirmed(request, path, Unconfirmed(
+            f"{request.command}: {exc}; it was not refused and may still take effect"))
+    except TimeoutError as exc:
         print(f"execd ctl: no connection to {path} within {timeout:g}s; nothing was sent",
               file=sys.stderr)
-        return EXIT_FAILED
+        return status(exc)
     except OSError as exc:
         print(f"execd ctl: {path}: {exc.strerror or exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return status(exc)
     if reply.get("unconfirmed"):
-        return _unconfirmed(request, path, str(reply.get("error")))
+        # The daemon's own "not confirmed within control.timeout_ms".
+        return _unconfirmed(request, path, Unconfirmed(str(reply.get("error"))))
     if not reply.get("ok"):
         print(f"refused: {reply.get('error')}", file=sys.stderr)
         return EXIT_FAILED
@@ -138,14 +140,13 @@ def cmd_ctl(args: argparse.Namespace, load: LoadConfig) -> int:
 
 def cmd_sign(args: argparse.Namespace) -> int:
     """Print the input files with every intent line signed; exit 1 on the first bad input."""
-    from execd.model.files import FileRefused
     from execd.sentinel.signatures import read_key_file
 
     try:
         key = read_key_file(args.key_file)
     except FileRefused as exc:
         print(exc, file=sys.stderr)
-        return EXIT_CONFIG
+        return status(exc)
     with contextlib.ExitStack() as stack:
         handles = []
         # Every file is opened before anything is printed: a missing one is not found

@@ -4,7 +4,8 @@ Exit status: 0 success; 1 verification failed, the daemon stopped on an error, a
 OS error (``execd: FILE: what``), or stdout closed by its reader; 2 bad config or
 bad command line; 3 the ledger cannot be used (corrupt, or not empty for a replay);
 4 an ``execd ctl`` command not confirmed (see :mod:`execd.cli.ctl`); 130
-interrupted (Ctrl-C).
+interrupted (Ctrl-C). Which exception means which status is declared with the
+exception (:mod:`execd.model.errors`) and read in one place (:mod:`execd.cli.exits`).
 """
 
 from __future__ import annotations
@@ -19,22 +20,32 @@ from pathlib import Path
 import anyio
 
 from execd import __version__
+from execd.cli.exits import daemon_stopped, status
 from execd.config import schema as config
+from execd.model.errors import (
+    EXIT_CONFIG,
+    EXIT_FAILED,
+    EXIT_OK,
+    ConfigError,
+    FileRefused,
+    LedgerCorrupt,
+    SubmitError,
+    UsageError,
+    WitnessUnreadable,
+)
 from execd.service import logs
 
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_LEDGER = 0, 1, 2, 3
 # Stop signals that arrived before the daemon listened for them (see cmd_run).
 EARLY_SIGNALS: list[int] = []
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
 
 def _load(path: str) -> config.LoadedConfig | None:
     try:
         return config.load(path)
-    except config.ConfigError as exc:
+    except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
-        return None
+        return None  # the caller ends with status(exc), EXIT_CONFIG
 
 
 def _ledger_dir(args: argparse.Namespace) -> Path | None:
@@ -101,38 +112,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def _serve(loaded: config.LoadedConfig, mode: str, inputs: list[Path],
            ledger: Path | None) -> int:
-    from execd.app.daemon import Daemon, LedgerNotEmpty, MetricsUnavailable, UnresolvedOrders
-    from execd.ledger.scan import LedgerCorrupt
-    from execd.ledger.segments import InUse, LedgerIOError
-    from execd.service.control import ControlInUse
+    from execd.app.daemon import Daemon
 
-    log = logs.get("daemon")
     daemon = Daemon(loaded, mode=mode, inputs=inputs, ledger_dir=ledger,  # type: ignore[arg-type]
                     early_signals=EARLY_SIGNALS)
     try:
         anyio.run(daemon.run)
     except BaseException as raised:  # every way out gets its exit status
-        exc = root_cause(raised)
-        if isinstance(exc, config.ConfigError):
-            for problem in exc.problems:
-                print(problem, file=sys.stderr)
-            return EXIT_CONFIG
-        if isinstance(exc, MetricsUnavailable):
-            log.error("metrics.unavailable", error=str(exc))
-            return EXIT_FAILED
-        if isinstance(exc, ControlInUse | InUse):
-            log.error("daemon.in_use", error=str(exc))
-            return EXIT_FAILED
-        if isinstance(exc, LedgerCorrupt | LedgerNotEmpty | UnresolvedOrders):
-            log.error("ledger.refused", error=str(exc))
-            return EXIT_LEDGER
-        if isinstance(exc, LedgerIOError):
-            log.error("ledger.io_failed", error=str(exc))
-            return EXIT_FAILED
-        if isinstance(exc, KeyboardInterrupt):
-            return EXIT_FAILED
-        log.exception("daemon.crashed", error=repr(exc))
-        return EXIT_FAILED
+        return daemon_stopped(root_cause(raised))
     return EXIT_OK
 
 
@@ -157,15 +144,15 @@ def root_cause(exc: BaseException) -> BaseException:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from execd.ledger import head
-    from execd.ledger.scan import LedgerCorrupt, scan
+    from execd.ledger.scan import scan
 
     expect = None
     if args.expect:
         try:
             expect = head.parse_expect(args.expect)
-        except ValueError as exc:
+        except UsageError as exc:
             print(f"--expect: {exc}", file=sys.stderr)
-            return EXIT_CONFIG
+            return status(exc)
     directory = _ledger_dir(args)
     if directory is None:
         return EXIT_CONFIG
@@ -180,7 +167,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
                 result = scan(directory, repair=False, expect=claim, expect_source=source)
         if witness is None and expect is None:
             result = scan(directory, repair=False)
-    except (LedgerCorrupt, head.WitnessUnreadable) as exc:
+    except (LedgerCorrupt, WitnessUnreadable) as exc:
+        # A damaged ledger is what verify exists to find: its answer, not its error,
+        # so verify fails (1) where a start on this ledger is refused (3).
         print(f"FAILED: {exc}")
         return EXIT_FAILED
     if result.torn is not None:
@@ -204,9 +193,9 @@ def cmd_tail(args: argparse.Namespace) -> int:
     try:
         filters = check_filters(args.kind or "", args.venue or "", args.status or "",
                                 args.intent or "")
-    except ValueError as exc:
+    except UsageError as exc:
         print(exc, file=sys.stderr)
-        return EXIT_CONFIG
+        return status(exc)
     if args.lines < 0:
         print(f"-n: expected a number of records >= 0 (0: all), found {args.lines}",
               file=sys.stderr)
@@ -224,7 +213,7 @@ def cmd_tail(args: argparse.Namespace) -> int:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    from execd.cli.submit import SubmitError, check, default_name, read_source, signed, submit
+    from execd.cli.submit import check, default_name, read_source, signed, submit
 
     loaded = _load(args.config)
     if loaded is None:
@@ -241,19 +230,18 @@ def cmd_submit(args: argparse.Namespace) -> int:
                   "fix them, or submit anyway with --no-check", file=sys.stderr)
             return EXIT_FAILED
         if args.key_file:
-            from execd.model.files import FileRefused
             from execd.sentinel.signatures import read_key_file
 
             try:
                 key = read_key_file(args.key_file)
             except FileRefused as exc:
                 print(exc, file=sys.stderr)
-                return EXIT_CONFIG
+                return status(exc)
             data = signed(data, key)
         target = submit(loaded.config.lakehouse, data, args.name or default_name(source, data))
     except SubmitError as exc:
         print(f"execd submit: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return status(exc)
     print(target.name)
     return EXIT_OK
 
@@ -343,21 +331,20 @@ def main(argv: list[str] | None = None) -> int:
     """
     try:
         args = parser().parse_args(argv)
-        status = int(args.func(args))
+        code = int(args.func(args))
         # Flushed here rather than at interpreter exit, where a closed pipe could only
         # be reported as "Exception ignored ...".
         sys.stdout.flush()
-        return status
-    except BrokenPipeError:
-        # The Python docs' recipe (library/signal, "Note on SIGPIPE"): the reader has
-        # gone, so stdout points at devnull for the final flush, and the status says
-        # the output was not all delivered, as Python's own EPIPE exit does.
+        return code
+    except BrokenPipeError as exc:
+        # The reader has gone: stdout points at devnull for the final flush, and the
+        # status says the output was not all delivered, as Python's own EPIPE exit does.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-        return EXIT_FAILED
-    except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
+        return status(exc)
+    except KeyboardInterrupt as exc:
+        return status(exc)
     except OSError as exc:
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"execd: {where}{exc.strerror or exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return status(exc)

@@ -14,12 +14,11 @@ from typing import TextIO
 
 import msgspec
 
+from execd.cli.exits import status
 from execd.governance.plan_ledger import PlanLedger
-from execd.governance.plans import GovernanceError
 from execd.model.clock import utc_now_iso
+from execd.model.errors import EXIT_CONFIG, EXIT_OK, GovernanceError
 from execd.model.messages import encode
-
-EXIT_OK, EXIT_REFUSED, EXIT_CONFIG = 0, 1, 2
 
 LedgerFor = Callable[[argparse.Namespace], Path | None]
 
@@ -73,7 +72,7 @@ def _run(args: argparse.Namespace, ledger_for: LedgerFor, out: TextIO, err: Text
         return EXIT_OK
     except GovernanceError as refused:
         err.write(f"refused: {refused}\n")
-        return EXIT_REFUSED
+        return status(refused)
 
 
 def register(sub: argparse._SubParsersAction, with_config: Callable[[argparse.ArgumentParser],  # type: ignore[type-arg]

@@ -26,16 +26,13 @@ from pathlib import Path
 import msgspec
 
 from execd.ledger.segments import fsync_dir
-from execd.model.files import FileRefused, read_regular
+from execd.model.errors import FileRefused, SubmitError
+from execd.model.files import read_regular
 from execd.model.messages import ClockTick, InputRecord
 from execd.reader.inbox import MAX_NAME_BYTES, Lakehouse, why_unreadable
 
 # The largest file submit reads into memory at once.
 MAX_SUBMIT_BYTES = 1 << 30
-
-
-class SubmitError(Exception):
-    """The file was not submitted; the message says why (one line per problem)."""
 
 
 _decode = msgspec.json.Decoder(InputRecord).decode

@@ -24,6 +24,7 @@ from msgspec import Struct
 
 from execd.ledger.record import Record, record_decoder
 from execd.ledger.segments import list_segments
+from execd.model.errors import UsageError
 from execd.model.messages import RecordKind
 from execd.model.reasons import STATUSES
 
@@ -60,7 +61,7 @@ class Filters(Struct, frozen=True):
 
 
 def check_filters(kind: str, venue: str, status: str, intent: str) -> Filters:
-    """Filters from the command line; ValueError, one line per mistake, for a value that
+    """Filters from the command line; UsageError, one line per mistake, for a value that
     no record can have. Statuses and intent ids are taken in any case."""
     problems = []
     if kind and kind not in KINDS:
@@ -74,7 +75,7 @@ def check_filters(kind: str, venue: str, status: str, intent: str) -> Filters:
         problems.append("--intent: expected an intent id or its first characters (hex "
                         f"digits and dashes, at most 36), found {intent!r}")
     if problems:
-        raise ValueError("\n".join(problems))
+        raise UsageError("\n".join(problems))
     return Filters(kind, venue, status_upper, intent_lower)
 
 

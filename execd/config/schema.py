@@ -18,7 +18,11 @@ from typing import Annotated, Any, Final, Literal
 import msgspec
 from msgspec import Meta, Struct
 
-from execd.model.files import FileRefused, read_regular
+# Defined in execd.model.errors (the one hierarchy), and imported from here by config users.
+from execd.model.errors import ConfigError as ConfigError
+from execd.model.errors import ConfigProblem as ConfigProblem
+from execd.model.errors import FileRefused
+from execd.model.files import read_regular
 from execd.model.messages import Plane
 from execd.model.reasons import EXECUTION_REJECTED
 from execd.reader.inbox import Lakehouse
@@ -280,26 +284,6 @@ class Config(Struct, frozen=True, forbid_unknown_fields=True):
     def planes(self) -> dict[str, Plane]:
         """Venue name to plane, sorted by venue, as recorded in the ledger."""
         return {name: self.venues[name].plane for name in sorted(self.venues)}
-
-
-class ConfigProblem(Struct, frozen=True):
-    """One thing wrong with a config file."""
-
-    file: str
-    key: str
-    expected: str
-    found: str
-
-    def __str__(self) -> str:
-        return f"{self.file}: {self.key}: expected {self.expected}, found {self.found}"
-
-
-class ConfigError(Exception):
-    """The config file cannot be used; ``problems`` says why, one line each."""
-
-    def __init__(self, problems: list[ConfigProblem]) -> None:
-        super().__init__("\n".join(str(p) for p in problems))
-        self.problems = problems
 
 
 class LoadedConfig(Struct, frozen=True):

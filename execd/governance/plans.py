@@ -19,6 +19,7 @@ from typing import Literal
 from msgspec import Struct
 
 from execd.model import ids
+from execd.model.errors import GovernanceError
 
 PlanState = Literal["DRAFT", "REVIEWED", "APPROVED", "COMMITTED", "CANCELLED"]
 PlanAction = Literal["CREATE", "REVIEW", "APPROVE", "COMMIT", "CANCEL"]
@@ -32,10 +33,6 @@ _STEPS: dict[str, tuple[PlanState, PlanState]] = {
 }
 FINAL: frozenset[str] = frozenset({"COMMITTED", "CANCELLED"})
 UNKNOWN = "UNKNOWN"
-
-
-class GovernanceError(ValueError):
-    """A governance request was refused; the message says why."""
 
 
 class ExecutionLeg(Struct, frozen=True):

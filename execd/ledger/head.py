@@ -27,6 +27,7 @@ from msgspec import Struct
 
 from execd.ledger.segments import fsync_dir
 from execd.model.clock import monotonic
+from execd.model.errors import UsageError, WitnessUnreadable
 
 NAME = "head.json"
 _EXPECT = re.compile(r"^(?P<seq>[0-9]{1,19}):(?P<hash>[0-9a-f]{64})$")
@@ -42,15 +43,11 @@ class Head(Struct, frozen=True):
         return f"{self.seq}:{self.hash}"
 
 
-class WitnessUnreadable(Exception):
-    """head.json exists but is not a head witness."""
-
-
 def parse_expect(text: str) -> Head:
-    """``SEQ:HASH`` as printed by verify and logged as ``ledger.head``; ValueError if not."""
+    """``SEQ:HASH`` as printed by verify and logged as ``ledger.head``; UsageError if not."""
     match = _EXPECT.match(text.strip())
     if match is None:
-        raise ValueError(f"expected SEQ:HASH (a seq, a colon, 64 hex digits), found {text!r}")
+        raise UsageError(f"expected SEQ:HASH (a seq, a colon, 64 hex digits), found {text!r}")
     return Head(int(match["seq"]), match["hash"])
 
 

@@ -18,8 +18,9 @@ from msgspec import Struct
 
 from execd.ledger import head
 from execd.ledger.record import Record
-from execd.ledger.scan import LedgerCorrupt, ScanResult, scan
+from execd.ledger.scan import ScanResult, scan
 from execd.model import reasons
+from execd.model.errors import LedgerCorrupt, WitnessUnreadable
 from execd.model.messages import (
     Fee,
     OrderRecord,
@@ -210,7 +211,7 @@ def recover(directory: Path, *, repair: bool = True, risk: Risk | None = None) -
     state = RecoveredState(risk)
     try:
         expect = head.read(directory)
-    except head.WitnessUnreadable as exc:
+    except WitnessUnreadable as exc:
         raise LedgerCorrupt(
             f"{exc}; it is written only by execd: if you know why it is damaged, check the "
             "chain with `execd ledger verify --expect SEQ:HASH` against the last ledger.head "

@@ -20,14 +20,7 @@ from msgspec import Struct
 from execd.ledger.head import Head
 from execd.ledger.record import GENESIS, Record, record_decoder
 from execd.ledger.segments import fsync_dir, list_segments
-
-
-class LedgerCorrupt(Exception):
-    """A bad record is followed by valid ones: the ledger was damaged or tampered with."""
-
-
-class LedgerTruncated(LedgerCorrupt):
-    """The chain ends before a record the head witness says was durable."""
+from execd.model.errors import LedgerCorrupt, LedgerTruncated
 
 
 class TornTail(Struct, frozen=True):

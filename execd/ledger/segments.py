@@ -14,20 +14,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from execd.model.errors import InUse, LedgerInUse, LedgerIOError
+
 _NAME = re.compile(r"^segment-(\d{8})\.jsonl$")
-
-
-class LedgerIOError(RuntimeError):
-    """Writing or syncing the ledger failed. The daemon stops; the write is not retried,
-    because a second fsync may report success for data that never reached the disk."""
-
-
-class InUse(RuntimeError):
-    """Another process holds a directory that only one daemon may own at a time."""
-
-
-class LedgerInUse(InUse):
-    """Another process holds the ledger: two writers would fork the chain."""
 
 
 @contextmanager

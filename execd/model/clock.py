@@ -10,9 +10,7 @@ from __future__ import annotations
 import time
 from typing import Protocol
 
-
-class ClockRegression(ValueError):
-    """A tick tried to move the logical clock backwards."""
+from execd.model.errors import ClockRegression
 
 
 class Clock(Protocol):

@@ -25,6 +25,8 @@ import stat
 from pathlib import Path
 from typing import BinaryIO
 
+from execd.model.errors import FileRefused
+
 _FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 
 _KINDS = (
@@ -35,22 +37,6 @@ _KINDS = (
     (stat.S_ISSOCK, "a socket"),
     (stat.S_ISLNK, "a symlink"),  # seen only by callers that do not follow links
 )
-
-
-class FileRefused(Exception):
-    """A file that was not read: missing, unreadable, not a regular file, or too large.
-
-    ``expected`` and ``found`` are the two halves of the message; ``missing`` is true
-    when nothing exists at the path (some callers count that as an empty file).
-    """
-
-    def __init__(self, path: str | Path, expected: str, found: str, *,
-                 missing: bool = False) -> None:
-        super().__init__(f"{path}: expected {expected}, found {found}")
-        self.path = str(path)
-        self.expected = expected
-        self.found = found
-        self.missing = missing
 
 
 def kind_of(mode: int) -> str | None:

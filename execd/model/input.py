@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 from msgspec import Raw, Struct
 
+from execd.model.errors import ExecdError
 from execd.model.messages import ClockTick, Constraints, InputRecord, OrderIntent
 
 # How many distinct decimal strings are remembered; past it the memory starts over.
@@ -72,7 +73,7 @@ class WireIntent(OrderIntent, frozen=True, forbid_unknown_fields=True, omit_defa
     constraints: WireConstraints | None = None
 
 
-class _NumberGiven(Exception):
+class _NumberGiven(ExecdError):
     """A decimal field holds a JSON number: the line is decoded on the exact path."""
 
 

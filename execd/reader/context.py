@@ -37,7 +37,8 @@ import msgspec
 from msgspec import Meta, Struct
 
 from execd.config.schema import InputConfig
-from execd.model.files import FileRefused, read_regular
+from execd.model.errors import FileRefused
+from execd.model.files import read_regular
 from execd.model.messages import ContextRecord
 from execd.reader.inbox import Lakehouse
 

@@ -39,9 +39,10 @@ import anyio
 from anyio.abc import ObjectSendStream
 from msgspec import Struct
 
-from execd.ledger.segments import InUse, fsync_dir
+from execd.ledger.segments import fsync_dir
 from execd.model import reasons
 from execd.model.clock import monotonic
+from execd.model.errors import NotRegular
 from execd.model.files import kind_of
 from execd.model.messages import LATE, Entry, InputFileRecord, Source, quarantine
 from execd.service.liveness import Pulse
@@ -52,10 +53,6 @@ _CLAIM = re.compile(r"^(?P<name>.+\.jsonl)\.(?P<kind>repeat|refused)-(?P<n>\d+)$
 MAX_NAME_BYTES = 240
 # (inode, size, mtime_ns, ctime_ns): any write, truncation or replacement changes it.
 StatKey = tuple[int, int, int, int]
-
-
-class LakehouseInUse(InUse):
-    """Another daemon holds the lakehouse: both would claim and execute the same files."""
 
 
 class Lakehouse(Struct, frozen=True):
@@ -159,10 +156,6 @@ def open_regular(path: str) -> int:
         os.close(fd)
         raise NotRegular(f"not a regular file ({kind_of(mode)})")
     return fd
-
-
-class NotRegular(OSError):
-    """A path that execd only reads as a regular file is something else."""
 
 
 # Errors that say the process is short of something, not that the file is bad: wait

@@ -22,7 +22,8 @@ from typing import Any
 
 from execd.config.schema import MAX_SECRET_BYTES, ConfigError, ConfigProblem, RiskConfig
 from execd.model import json_depth
-from execd.model.files import FileRefused, read_regular
+from execd.model.errors import FileRefused
+from execd.model.files import read_regular
 
 
 def canonical(line: bytes) -> bytes:

@@ -51,6 +51,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 from msgspec import Struct
 
 from execd.config.schema import ControlConfig
+from execd.model.errors import ControlInUse, RequestTooLong, Unconfirmed
 from execd.model.messages import Entry
 from execd.service import logs
 
@@ -163,10 +164,6 @@ async def answer(request: ControlRequest, out: list[T], send: ObjectSendStream[l
         # Shielded: these records are numbered already, and the ledger waits for them.
         with anyio.CancelScope(shield=True):
             await send.send(out)
-
-
-class ControlInUse(Exception):
-    """Another process is already serving the control socket."""
 
 
 _request = msgspec.json.Decoder(Request).decode
@@ -401,10 +398,6 @@ class ControlServer:
             return {"ok": False, "error": str(exc)}
 
 
-class RequestTooLong(ValueError):
-    """A client sent more than MAX_REQUEST bytes without a newline."""
-
-
 async def _read_line(stream: SocketStream) -> bytes:
     data = bytearray()
     while b"\n" not in data:
@@ -416,14 +409,6 @@ async def _read_line(stream: SocketStream) -> bytes:
         if len(data) > MAX_REQUEST:
             raise RequestTooLong(f"request longer than {MAX_REQUEST} bytes")
     return bytes(data.split(b"\n", 1)[0])
-
-
-class Unconfirmed(Exception):
-    """The request reached the daemon's socket but no whole reply came back.
-
-    The daemon may still read it and act on it (a request waiting in the listen
-    backlog is read after the client has gone), so its effect is unknown.
-    """
 
 
 def call(path: Path, request: Request, timeout: float) -> dict[str, Any]:

@@ -12,7 +12,8 @@ from execd.app.daemon import Daemon
 from execd.cli.main import root_cause
 from execd.config import schema as config
 from execd.ledger.scan import scan
-from execd.ledger.segments import LedgerIOError, SegmentStore
+from execd.ledger.segments import SegmentStore
+from execd.model.errors import LedgerIOError
 from tests.helpers import EXECD, ROOT, drop, intent, lines, write_config
 
 

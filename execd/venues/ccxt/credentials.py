@@ -7,7 +7,8 @@ import os
 from pathlib import Path
 
 from execd.config.schema import MAX_SECRET_BYTES, CcxtConfig, ConfigError, ConfigProblem
-from execd.model.files import FileRefused, read_regular
+from execd.model.errors import FileRefused
+from execd.model.files import read_regular
 from execd.venues.ccxt import exchanges
 
 

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from execd.governance.plans import Governance, GovernanceError, event_id, plan_id
+from execd.governance.plans import Governance, event_id, plan_id
+from execd.model.errors import GovernanceError
 
 NOW = "2026-11-21T00:00:00Z"
 

@@ -12,9 +12,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from execd.ledger.record import GENESIS, LedgerChain, Record, record_decoder
-from execd.ledger.scan import LedgerCorrupt, scan
+from execd.ledger.scan import scan
 from execd.ledger.segments import SegmentStore, list_segments
 from execd.ledger.writer import Reorder
+from execd.model.errors import LedgerCorrupt
 from execd.model.messages import Entry, StopRecord
 from tests.helpers import EXECD, ROOT
 

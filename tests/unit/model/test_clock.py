@@ -1,6 +1,7 @@
 import pytest
 
-from execd.model.clock import ClockRegression, LogicalClock, WallClock
+from execd.model.clock import LogicalClock, WallClock
+from execd.model.errors import ClockRegression
 
 
 def test_logical_clock_moves_only_forward_when_told() -> None:

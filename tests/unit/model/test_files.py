@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from execd.model.files import FileRefused, open_regular, read_regular
+from execd.model.errors import FileRefused
+from execd.model.files import open_regular, read_regular
 
 SOCKETS: list[socket.socket] = []
 

@@ -12,10 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from execd.model import reasons
-from execd.model.clock import ClockRegression, LogicalClock, WallClock
+from execd.model.clock import LogicalClock, WallClock
+from execd.model.errors import ClockRegression
 from execd.model.json_depth import MAX_JSON_DEPTH
 from execd.model.messages import Entry, ExecutionOutcome, IntentIn, TickRecord, encode
-from execd.reader.shell import ReaderCore
+from execd.reader.core import ReaderCore
 from tests.helpers import intent, lines
 
 

@@ -16,7 +16,8 @@ import pytest
 from structlog.testing import capture_logs
 
 from execd.config.schema import ControlConfig
-from execd.service.control import ControlInUse, ControlServer, Request
+from execd.model.errors import ControlInUse
+from execd.service.control import ControlServer, Request
 
 
 async def answer(request: Request) -> dict[str, Any]:
