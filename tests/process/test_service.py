@@ -489,8 +489,15 @@ def test_made_up_venues_make_no_new_metric_series(tmp_path: Path) -> None:
         drop(tmp_path / "lakehouse" / "inbox", "a.jsonl",
              lines(*(intent(n, venue=f"made-up-{n}") for n in range(5000)), intent(9999)))
         wait_for(lambda: count_outcomes(ledger) == 5001)
-        series = {labels: value for (name, labels), value in scrape(url).items()
-                  if name == "execd_outcomes_total"}
+
+        def counted() -> dict[frozenset[tuple[str, str]], float]:
+            return {labels: value for (name, labels), value in scrape(url).items()
+                    if name == "execd_outcomes_total"}
+
+        # Outcomes are counted once their commit's fsync returns, a moment after the
+        # records can be read back from the segment.
+        wait_for(lambda: sum(counted().values()) >= 5001)
+        series = counted()
         assert series == {
             frozenset({("status", "REJECTED"), ("reason", reasons.INTENT_UNKNOWN_VENUE),
                        ("venue", "(unknown)"), ("plane", "")}): 5000,
