@@ -179,6 +179,7 @@ KEYS: Final[tuple[Key, ...]] = (
     # Free-form options for ccxt, where an exchange's keys may sit.
     fixed("venues.*.ccxt.options", _VENUE, "in", secret=True),
 )
+"""Every key's declaration, in schema order: a new key goes here beside its struct field."""
 
 BY_PATH: Final[dict[str, Key]] = {key.path: key for key in KEYS}
 """The declarations by their dotted path (``*`` for a name)."""

@@ -126,8 +126,8 @@ def _check_ccxt(config: Config, name: str, venue: VenueConfig, file: str,
                 problems: list[ConfigProblem]) -> None:
     """A ccxt venue needs its table and one credential source.
 
-    Any clock will do: logical time is the externally provided one on every plane
-    (seed 000), and live records carry the wall-clock time beside it.
+    Any clock will do: logical time is the externally provided one on every plane,
+    and live records carry the wall-clock time beside it (README.md, "The live plane").
     """
     prefix = f"venues.{name}.ccxt"
     if venue.adapter != "ccxt":

@@ -88,7 +88,7 @@ class LogConfig(Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class GovernanceConfig(Struct, frozen=True, forbid_unknown_fields=True):
-    """Execution plans (seed 003).
+    """Execution plans (README.md, "Execution plans (governance)").
 
     ``ledger_dir``: where the plan event ledger lives. ``enforce``: an intent that
     names a plan executes only while that plan is COMMITTED. ``require_plan``: with
@@ -215,8 +215,9 @@ class CcxtConfig(Struct, frozen=True, forbid_unknown_fields=True):
     # order" is trusted only once this has passed since the send (Binance: execd
     # sets recvWindow to half of it; the other half covers clock skew).
     acceptance_window_ms: Annotated[int, Meta(ge=100, le=120_000)] = 10_000
-    # Seed 000: execution never retries on its own. One send by default; more is an
-    # explicit choice (each after a lookup found no such order, each recorded).
+    # Execution never retries on its own (README.md, "The live plane"). One send by
+    # default; more is an explicit choice (each after a lookup found no such order,
+    # each recorded).
     send_attempts: Annotated[int, Meta(ge=1, le=10)] = 1
     # At start-up, an order an earlier run recorded but the venue never received is
     # sent again only if younger than this (0: never), within send_attempts in all.
@@ -241,8 +242,9 @@ class VenueConfig(Struct, frozen=True, forbid_unknown_fields=True):
 
     ``plane = "paper"`` uses the paper adapter. ``plane = "live"`` needs an explicit
     ``adapter``: ``ccxt`` trades on a real exchange (the ``ccxt`` table says which
-    and how); ``stub`` is seed 000's deterministic live stub (no I/O), which either
-    fills every intent or fails every intent with ``stub_reason``.
+    and how); ``stub`` is the deterministic live stub (no I/O; README.md,
+    "Configuration"), which either fills every intent or fails every intent with
+    ``stub_reason``.
     """
 
     plane: Plane
