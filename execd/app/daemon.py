@@ -14,20 +14,19 @@ closes its own, until the writer has made everything durable.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import signal
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
-import msgspec
 from anyio.abc import ObjectSendStream, SocketListener, TaskGroup
 from anyio.streams.memory import MemoryObjectSendStream
 
 from execd import __version__
 from execd.app.reload import changes, needs_restart
 from execd.config import schema as config_file
+from execd.config.digest import outcome_settings_sha256
 from execd.config.schema import Config, ConfigError, ConfigProblem, LoadedConfig
 from execd.ledger.head import HeadWitness
 from execd.ledger.record import LedgerChain
@@ -47,7 +46,6 @@ from execd.model.messages import (
     Settled,
     StartRecord,
     StopRecord,
-    encode,
 )
 from execd.reader.context import ContextLoader
 from execd.reader.core import ReaderCore
@@ -77,24 +75,6 @@ COMMAND_QUEUE = 8
 STATUS_SECONDS = 5.0
 
 
-_UNSET_LATER = (("ccxt", None), ("confirm_live", False))
-
-
-def outcome_settings_sha256(config: Config) -> str:
-    """Digest of the settings that decide outcomes (venues, limits, clock, input, governance).
-
-    Queue sizes, batch sizes, paths and logging are left out on purpose: they must
-    not change a single byte of the ledger, and a replay with other sizes proves it.
-    """
-    gov = config.governance
-    # Keys added since the first release digest as before while unset, so a config
-    # that does not use them keeps its digest (and its paper ledgers their bytes).
-    venues = {name: {k: v for k, v in msgspec.structs.asdict(venue).items()
-                     if (k, v) not in _UNSET_LATER}
-              for name, venue in config.venues.items()}
-    settings = {"venues": venues, "clock": config.clock, "input": config.input,
-                "risk": config.risk, "governance": [gov.enforce, gov.require_plan]}
-    return hashlib.sha256(encode(settings)).hexdigest()
 
 
 def make_adapters(config: Config) -> tuple[list[Adapter], dict[str, int]]:

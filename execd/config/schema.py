@@ -1,31 +1,27 @@
-"""The daemon's configuration: a TOML file decoded into typed structs.
+"""The daemon's configuration: the typed structs a TOML file is decoded into.
 
-Loading never stops at the first mistake: every problem is reported on its own line
-as ``FILE: KEY: expected WHAT, found WHAT`` so an operator fixes them in one pass.
+Each key's type and bounds are here; reading a file into them, with every problem
+reported at once, is :mod:`execd.config.load`; what each key means to a reload and to
+the outcome digest is declared once in :mod:`execd.config.keys`, beside this file. A
+new key goes into a struct here and into that declaration (a test fails until it is).
 """
 
 from __future__ import annotations
 
-import hashlib
-import tomllib
-import types
-import typing
-from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, Final, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Final, Literal
 
-import msgspec
 from msgspec import Meta, Struct
 
 # Defined in execd.model.errors (the one hierarchy), and imported from here by config users.
 from execd.model.errors import ConfigError as ConfigError
 from execd.model.errors import ConfigProblem as ConfigProblem
-from execd.model.errors import FileRefused
-from execd.model.files import read_regular
 from execd.model.messages import Plane
 from execd.model.reasons import EXECUTION_REJECTED
-from execd.reader.inbox import Lakehouse
+
+if TYPE_CHECKING:
+    from execd.reader.inbox import Lakehouse
 
 Positive = Annotated[int, Meta(ge=1)]
 
@@ -95,7 +91,7 @@ class LogConfig(Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class GovernanceConfig(Struct, frozen=True, forbid_unknown_fields=True):
-    """Execution plans (seed 003).
+    """Execution plans (README.md, "Execution plans (governance)").
 
     ``ledger_dir``: where the plan event ledger lives. ``enforce``: an intent that
     names a plan executes only while that plan is COMMITTED. ``require_plan``: with
@@ -143,6 +139,15 @@ class RiskConfig(Struct, frozen=True, forbid_unknown_fields=True):
     key_credential: str | None = None
     crisis_regimes: tuple[Annotated[str, Meta(min_length=1)], ...] = ("CRISIS",)
     limits: VenueLimits = VenueLimits()
+
+    @property
+    def signed_planes(self) -> frozenset[Plane]:
+        """The planes on which every intent must carry a valid signature."""
+        return _SIGNED_PLANES[self.signatures]
+
+
+_SIGNED_PLANES: Final[dict[str, frozenset[Plane]]] = {
+    "none": frozenset(), "live": frozenset({"live"}), "all": frozenset({"paper", "live"})}
 
 
 class ControlConfig(Struct, frozen=True, forbid_unknown_fields=True):
@@ -213,8 +218,9 @@ class CcxtConfig(Struct, frozen=True, forbid_unknown_fields=True):
     # order" is trusted only once this has passed since the send (Binance: execd
     # sets recvWindow to half of it; the other half covers clock skew).
     acceptance_window_ms: Annotated[int, Meta(ge=100, le=120_000)] = 10_000
-    # Seed 000: execution never retries on its own. One send by default; more is an
-    # explicit choice (each after a lookup found no such order, each recorded).
+    # Execution never retries on its own (README.md, "The live plane"). One send by
+    # default; more is an explicit choice (each after a lookup found no such order,
+    # each recorded).
     send_attempts: Annotated[int, Meta(ge=1, le=10)] = 1
     # At start-up, an order an earlier run recorded but the venue never received is
     # sent again only if younger than this (0: never), within send_attempts in all.
@@ -239,8 +245,9 @@ class VenueConfig(Struct, frozen=True, forbid_unknown_fields=True):
 
     ``plane = "paper"`` uses the paper adapter. ``plane = "live"`` needs an explicit
     ``adapter``: ``ccxt`` trades on a real exchange (the ``ccxt`` table says which
-    and how); ``stub`` is seed 000's deterministic live stub (no I/O), which either
-    fills every intent or fails every intent with ``stub_reason``.
+    and how); ``stub`` is the deterministic live stub (no I/O; README.md,
+    "Configuration"), which either fills every intent or fails every intent with
+    ``stub_reason``.
     """
 
     plane: Plane
@@ -279,6 +286,10 @@ class Config(Struct, frozen=True, forbid_unknown_fields=True):
     @property
     def lakehouse(self) -> Lakehouse:
         """The lakehouse directories (inbox, work, archive, rejected)."""
+        # Imported here: the reader's module pulls in the ledger's, which loading a
+        # config file (config check, the CLI) has no use for.
+        from execd.reader.inbox import Lakehouse
+
         return Lakehouse(Path(self.daemon.lakehouse))
 
     def planes(self) -> dict[str, Plane]:
@@ -301,280 +312,11 @@ MAX_SECRET_BYTES: Final = 64 << 10
 
 
 def load(path: str | Path) -> LoadedConfig:
-    """Read and check ``path``; raise ConfigError listing every problem found.
+    """Read and check ``path``: :func:`execd.config.load.load`, importable from here too.
 
-    Blocking file I/O, but never blocked by what the path names: only a regular file
-    of at most MAX_CONFIG_BYTES is read (see :mod:`execd.model.files`). Call it from a
-    worker thread in a running daemon.
+    Callers name the structs and the loader through one module
+    (``from execd.config import schema as config``); the loader lives beside it.
     """
-    name = str(path)
-    try:
-        raw = read_regular(path, MAX_CONFIG_BYTES, "TOML file")
-    except FileRefused as exc:
-        raise ConfigError([ConfigProblem(name, "(file)", exc.expected, exc.found)]) from None
-    try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise ConfigError(
-            [ConfigProblem(name, "(file)", "UTF-8 text", f"invalid byte at {exc.start}")]
-        ) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([ConfigProblem(name, "(syntax)", "valid TOML", str(exc))]) from None
-    except RecursionError:
-        # tomllib recurses per nested array or inline table; where it gives up depends
-        # on the stack it runs on, so the message names no depth.
-        raise ConfigError([ConfigProblem(name, "(syntax)", "valid TOML",
-                                         "arrays or tables nested too deep to read")]) from None
-    problems: list[ConfigProblem] = []
-    _check_struct(Config, data, "", name, problems)
-    if not problems:
-        config = msgspec.convert(data, Config)
-        _check_meaning(config, name, problems)
-    if problems:
-        raise ConfigError(problems)
-    return LoadedConfig(name, config, hashlib.sha256(raw).hexdigest())
+    from execd.config.load import load as load_file  # imported here: load imports this
 
-
-def _check_meaning(config: Config, file: str, problems: list[ConfigProblem]) -> None:
-    """Rules that span keys, which the types alone cannot say."""
-    if not config.venues:
-        problems.append(ConfigProblem(file, "venues", "at least one venue table", "none"))
-    for name, venue in sorted(config.venues.items()):
-        key = f"venues.{name}.adapter"
-        if venue.plane == "paper" and venue.adapter not in (None, "paper"):
-            problems.append(
-                ConfigProblem(
-                    file, key, '"paper" (or nothing) on the paper plane', repr(venue.adapter)
-                )
-            )
-        if venue.plane == "live" and venue.adapter in (None, "paper"):
-            problems.append(
-                ConfigProblem(
-                    file, key, 'a live adapter ("ccxt" or "stub") on the live plane',
-                    repr(venue.adapter)
-                )
-            )
-        if venue.confirm_live and venue.plane != "live":
-            problems.append(ConfigProblem(file, f"venues.{name}.confirm_live",
-                                          'confirm_live only with plane = "live"',
-                                          f"plane = {venue.plane!r}"))
-        _check_ccxt(config, name, venue, file, problems)
-        _check_limits(venue.limits, f"venues.{name}.limits", file, problems)
-        for symbol, limits in sorted(venue.symbols.items()):
-            _check_limits(limits, f'venues.{name}.symbols."{symbol}"', file, problems)
-    _check_limits(config.risk.limits, "risk.limits", file, problems)
-    risk = config.risk
-    signed_planes = {"none": set(), "live": {"live"}, "all": {"paper", "live"}}[risk.signatures]
-    needs_key = any(v.plane in signed_planes for v in config.venues.values())
-    if needs_key and not (risk.key_file or risk.key_credential):
-        problems.append(ConfigProblem(
-            file, "risk.key_file", f"a key file or risk.key_credential (signatures = "
-            f"{risk.signatures!r} covers a configured venue)", "neither"))
-    if config.metrics is not None:
-        from execd.service.metrics import parse_listen  # imported here: prometheus_client
-
-        try:
-            parse_listen(config.metrics.listen)
-        except ValueError as exc:
-            problems.append(ConfigProblem(file, "metrics.listen", "HOST:PORT on a loopback "
-                                          "address (127.0.0.1:9464, [::1]:9464)", str(exc)))
-    sock = config.control.socket
-    if len(sock.encode("utf-8", "surrogateescape")) > 107:
-        # AF_UNIX paths are at most 108 bytes with the terminating NUL: bind would fail.
-        problems.append(ConfigProblem(file, "control.socket", "a path of at most 107 bytes "
-                                      "(the limit of a unix socket's address)",
-                                      f"{len(sock.encode('utf-8', 'surrogateescape'))} bytes"))
-    if risk.key_file and risk.key_credential:
-        problems.append(ConfigProblem(file, "risk.key_credential",
-                                      "only one of risk.key_file and risk.key_credential",
-                                      "both"))
-
-
-def _check_ccxt(config: Config, name: str, venue: VenueConfig, file: str,
-                problems: list[ConfigProblem]) -> None:
-    """A ccxt venue needs its table and one credential source.
-
-    Any clock will do: logical time is the externally provided one on every plane
-    (seed 000), and live records carry the wall-clock time beside it.
-    """
-    prefix = f"venues.{name}.ccxt"
-    if venue.adapter != "ccxt":
-        if venue.ccxt is not None:
-            problems.append(ConfigProblem(file, prefix, 'no ccxt table unless adapter = "ccxt"',
-                                          "a ccxt table"))
-        return
-    table = venue.ccxt
-    if table is None:
-        problems.append(ConfigProblem(file, prefix, 'a ccxt table (adapter = "ccxt")',
-                                      "none"))
-        return
-    # Imported only here: ccxt costs 0.4 s and 100 MB, which paper-only configs skip.
-    import ccxt
-
-    if table.exchange not in ccxt.exchanges:
-        problems.append(ConfigProblem(file, f"{prefix}.exchange", "a ccxt exchange id",
-                                      repr(table.exchange)))
-    elif getattr(ccxt, table.exchange)().precisionMode == ccxt.SIGNIFICANT_DIGITS:
-        problems.append(ConfigProblem(
-            file, f"{prefix}.exchange", "an exchange whose precision is a step size or a "
-            "number of decimals", f"{table.exchange} (significant digits)"))
-    else:
-        _check_exchange(table, prefix, file, problems)
-    sources = [k for k in ("credentials_file", "credentials_env", "credentials_credential")
-               if getattr(table, k)]
-    if len(sources) != 1:
-        problems.append(ConfigProblem(
-            file, f"{prefix}.credentials_file", "exactly one of credentials_file, "
-            "credentials_env, credentials_credential", ", ".join(sources) or "none"))
-
-
-def _check_exchange(table: CcxtConfig, prefix: str, file: str,
-                    problems: list[ConfigProblem]) -> None:
-    """An exchange execd can trade on safely, with client order ids it accepts."""
-    from execd.venues.ccxt import exchanges
-
-    spec = exchanges.exchange(table.exchange)
-    if spec.unsafe is not None:
-        problems.append(ConfigProblem(
-            file, f"{prefix}.exchange", "an exchange execd can trade on safely ("
-            + ", ".join(sorted(exchanges.SUPPORTED)) + ")",
-            f"{table.exchange}: {spec.unsafe}"))
-    elif table.client_order_id_length > spec.client_id_max:
-        problems.append(ConfigProblem(
-            file, f"{prefix}.client_order_id_length",
-            f"at most {spec.client_id_max} ({table.exchange}'s limit on a client order id)",
-            str(table.client_order_id_length)))
-
-
-# Keys that only mean something together: (key, what it needs).
-_LIMIT_PAIRS = (
-    ("max_leverage", "equity"),
-    ("max_orders", "rate_window"),
-    ("rate_window", "max_orders"),
-    ("failure_limit", "failure_window"),
-    ("failure_limit", "cooldown"),
-    ("failure_window", "failure_limit"),
-    ("cooldown", "failure_limit"),
-)
-
-
-def _check_limits(limits: SymbolLimits, prefix: str, file: str,
-                  problems: list[ConfigProblem]) -> None:
-    """Amounts must be positive numbers; some keys need a partner key beside them."""
-    for field in msgspec.structs.fields(limits):
-        value = getattr(limits, field.name)
-        if isinstance(value, Decimal) and not (value.is_finite() and value > 0):
-            problems.append(ConfigProblem(file, f"{prefix}.{field.name}",
-                                          "a positive decimal number", str(value)))
-    for key, partner in _LIMIT_PAIRS:
-        if getattr(limits, key, None) is not None and getattr(limits, partner, None) is None:
-            problems.append(ConfigProblem(file, f"{prefix}.{partner}",
-                                          f"a value (it goes with {prefix}.{key})",
-                                          "nothing (missing)"))
-
-
-def _describe(tp: Any) -> str:
-    """A short human name for a field type."""
-    origin = typing.get_origin(tp)
-    if origin is Annotated:
-        base, *metas = typing.get_args(tp)
-        bounds = []
-        for meta in metas:
-            if isinstance(meta, Meta):
-                if meta.ge is not None:
-                    bounds.append(f">= {meta.ge}")
-                if meta.le is not None:
-                    bounds.append(f"<= {meta.le}")
-                if meta.min_length:
-                    bounds.append("non-empty")
-                if meta.pattern is not None:
-                    bounds.append(f"matching {meta.pattern}")
-        return " ".join([_describe(base), *bounds])
-    if origin is Literal:
-        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(_describe(a) for a in typing.get_args(tp))
-    if tp is type(None):
-        return "nothing"
-    if isinstance(tp, type) and issubclass(tp, Struct):
-        return "a table"
-    if origin is dict:
-        return "a table"
-    if origin is tuple:
-        return "an array"
-    return {int: "an integer", str: "a string", bool: "true or false", float: "a number",
-            Decimal: "a decimal number (string or number)"}.get(
-        tp, getattr(tp, "__name__", str(tp))
-    )
-
-
-def _found(value: Any) -> str:
-    if isinstance(value, dict):
-        return "a table"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return repr(value)
-    return f"{type(value).__name__} {value!r}"
-
-
-def _struct_type(tp: Any) -> type[Struct] | None:
-    """The table type of a field: a Struct, or an optional one (TOML has no null)."""
-    if isinstance(tp, type) and issubclass(tp, Struct):
-        return tp
-    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
-        tables = [t for t in typing.get_args(tp) if t is not type(None)]
-        if len(tables) == 1:
-            return _struct_type(tables[0])
-    return None
-
-
-def _check_struct(
-    cls: type[Struct], data: Any, prefix: str, file: str, problems: list[ConfigProblem]
-) -> None:
-    """Check ``data`` against ``cls`` field by field, collecting every problem."""
-    here = prefix.rstrip(".") or "(top level)"
-    if not isinstance(data, Mapping):
-        problems.append(ConfigProblem(file, here, "a table", _found(data)))
-        return
-    hints = typing.get_type_hints(cls, include_extras=True)
-    fields = {f.name: f for f in msgspec.structs.fields(cls)}
-    for key in data:
-        if key not in fields:
-            problems.append(
-                ConfigProblem(file, f"{prefix}{key}", "one of " + ", ".join(fields), "unknown key")
-            )
-    for name, field in fields.items():
-        key = f"{prefix}{name}"
-        tp = hints[name]
-        if name not in data:
-            if field.required:
-                problems.append(ConfigProblem(file, key, _describe(tp), "nothing (missing)"))
-            continue
-        value = data[name]
-        sub = _struct_type(tp)
-        if sub is not None:
-            _check_struct(sub, value, f"{key}.", file, problems)
-            continue
-        if typing.get_origin(tp) is dict:
-            key_tp, value_tp = typing.get_args(tp)
-            sub = _struct_type(value_tp)
-            if not isinstance(value, Mapping):
-                problems.append(ConfigProblem(file, key, "a table", _found(value)))
-                continue
-            for item_key, item in value.items():
-                try:
-                    msgspec.convert(item_key, key_tp)
-                except msgspec.ValidationError:
-                    problems.append(
-                        ConfigProblem(file, f"{key}.{item_key}", _describe(key_tp), repr(item_key))
-                    )
-                if sub is not None:
-                    _check_struct(sub, item, f"{key}.{item_key}.", file, problems)
-            continue
-        try:
-            msgspec.convert(value, tp)
-        except msgspec.ValidationError:
-            problems.append(ConfigProblem(file, key, _describe(tp), _found(value)))
+    return load_file(path)

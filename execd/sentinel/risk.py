@@ -156,7 +156,7 @@ class Risk:
         """
         self.config = config
         risk = config.risk
-        signed_planes = {"none": (), "live": ("live",), "all": ("paper", "live")}[risk.signatures]
+        signed_planes = risk.signed_planes
         previous = self.venues
         self.venues = {}
         for name, venue in config.venues.items():
