@@ -139,7 +139,10 @@ def test_sigkill_at_seeded_points_never_doubles_or_loses_an_order(tmp_path: Path
     # Never two orders for one intent at the venue, each under the id the ledger recorded.
     per_client = collections.Counter(o.clientOrderId for o in running_orders)
     assert set(per_client.values()) == {1}, per_client
-    placed = {o["client_order_id"] for o in out if o.get("reason") != "EXECUTION_NOT_SENT"}
+    # Not placed: never sent, or refused by the venue (on a loaded machine a send can
+    # reach the fake after its recvWindow, and Binance refuses it with -1021).
+    placed = {o["client_order_id"] for o in out
+              if o.get("reason") not in ("EXECUTION_NOT_SENT", "EXECUTION_REJECTED")}
     assert placed == set(per_client)
     # What the ledger says filled is what the venue filled. An order a kill kept from
     # the venue is resent only while the sends it may have had stay within
