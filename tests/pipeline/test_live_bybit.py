@@ -20,7 +20,7 @@ from execd.app.daemon import Daemon
 from execd.model import ids, reasons
 from tests.fakes.bybit import CREATE_PATH, FakeBybit
 from tests.live import fake_exchange, live_intent, place_directly
-from tests.pipeline.test_live import outcome_of, run_live, sends
+from tests.live_run import outcome_of, run_live, sends
 
 D = Decimal
 VENUE = "bybit"

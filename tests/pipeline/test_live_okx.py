@@ -11,8 +11,6 @@ reused here; the seeded SIGKILL test (tests/process/test_live_crash.py) covers O
 from __future__ import annotations
 
 import collections
-import json
-import subprocess
 import uuid
 from collections.abc import AsyncIterator
 from decimal import Decimal
@@ -26,7 +24,6 @@ from execd.config.schema import CcxtConfig, ConfigError
 from execd.model import ids, reasons
 from execd.venues.ccxt.credentials import load_credentials
 from tests.fakes.okx import ORDER_PATH, FakeOkx
-from tests.helpers import EXECD, ROOT
 from tests.live import (
     API_KEY,
     OKX_PASSPHRASE,
@@ -34,9 +31,8 @@ from tests.live import (
     fake_exchange,
     live_intent,
     place_directly,
-    write_live_config,
 )
-from tests.pipeline.test_live import outcome_of, run_live, sends
+from tests.live_run import outcome_of, run_live, sends
 
 D = Decimal
 ORDER = ("POST", ORDER_PATH)
@@ -351,24 +347,6 @@ async def test_a_restart_reconciles_an_order_left_without_an_outcome_by_its_clie
     assert fake.posts == {placed.clOrdId: 1}
     # Two starts; one create; the restart's one lookup by clOrdId settled it.
     assert requests_besides_start(fake, starts=2) == {ORDER: 1, LOOKUP: 1}
-
-
-def test_okx_credentials_without_a_passphrase_stop_the_start_with_one_clear_line(
-        tmp_path: Any) -> None:
-    # OKX signs every private request with the API key's passphrase (ccxt's
-    # "password"). Without one the venue could never start: execd run used to loop on
-    # venue.start_failed forever, reading nothing; it is a config problem (exit 2).
-    path = write_live_config(tmp_path, "http://127.0.0.1:9", "okx")
-    credentials = tmp_path / "okx.json"
-    credentials.write_text(json.dumps({"apiKey": API_KEY, "secret": SECRET}))
-    result = subprocess.run([*EXECD, "run", "--config", str(path)], cwd=ROOT,
-                            capture_output=True, text=True, timeout=60, check=False)
-    assert result.returncode == 2, result.stdout[-2000:]
-    assert result.stderr.strip().splitlines() == [
-        f"{path}: venues.okx.ccxt.credentials_file: expected JSON {{\"apiKey\": \"...\", "
-        f"\"secret\": \"...\", \"password\": \"...\"}} (okx signs every request with the API "
-        f"key's passphrase), found {credentials}: fields ['apiKey', 'secret']"]
-    assert not (tmp_path / "ledger").exists() or not any((tmp_path / "ledger").iterdir())
 
 
 def test_okx_credentials_from_the_environment_need_the_passphrase_too(

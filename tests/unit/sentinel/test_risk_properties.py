@@ -22,7 +22,7 @@ from execd.model.messages import Accepted, Entry, ExecutionOutcome, Side
 from execd.sentinel.risk import Risk
 from execd.sentinel.shell import SeenIds, SentinelCore
 from tests.helpers import write_config
-from tests.unit.sentinel.test_risk import ctx, item
+from tests.sentinel_inputs import ctx, item
 
 PRICES = {"A/USD": Decimal(10), "B/USD": Decimal(25)}
 MAX_ASSET = Decimal(1000)

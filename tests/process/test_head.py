@@ -10,12 +10,8 @@ import json
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from execd.ledger.segments import list_segments
 from tests.helpers import EXECD, ROOT, drop, intent, lines, replay, write_config
-
-pytestmark = pytest.mark.slow
 
 
 def verify(ledger: Path, *args: str) -> subprocess.CompletedProcess[str]:
