@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import pytest
 
 from execd.app.daemon import Daemon
 from execd.config import schema as config
@@ -146,7 +145,6 @@ def place(lakehouse: Path, states: dict[str, str]) -> None:
             (lakehouse / target / name).write_bytes(data)
 
 
-@pytest.mark.slow
 async def test_every_crash_point_recovers_to_one_outcome_per_line(tmp_path: Path) -> None:
     base = tmp_path / "base"
     inbox = base / "lakehouse" / "inbox"

@@ -31,8 +31,6 @@ from tests.helpers import (
     write_config,
 )
 
-pytestmark = pytest.mark.slow
-
 DEEP = "[" * 100_000 + "]" * 100_000
 A, B = 1, 2
 LIMITS = 'signatures = "none"\n\n[risk.limits]\nmax_order_notional = "1000"\n'

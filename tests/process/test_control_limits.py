@@ -14,8 +14,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tests.helpers import (
     EXECD,
     ROOT,
@@ -30,8 +28,6 @@ from tests.helpers import (
     wait_for,
     write_config,
 )
-
-pytestmark = pytest.mark.slow
 
 
 def _nofile(limit: int) -> Callable[[], None]:

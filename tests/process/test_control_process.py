@@ -9,8 +9,6 @@ import stat
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from execd.model import reasons
 from tests.helpers import (
     EXECD,
@@ -30,10 +28,6 @@ from tests.helpers import (
     wait_for,
     write_config,
 )
-
-pytestmark = pytest.mark.slow
-
-
 
 
 def test_halt_survives_a_kill_and_resume_and_safety_sell_work(tmp_path: Path) -> None:

@@ -24,9 +24,6 @@ from tests.helpers import (
     write_config,
 )
 
-pytestmark = pytest.mark.slow
-
-
 
 def test_sigterm_drains_and_exits_0_with_everything_on_disk(tmp_path: Path) -> None:
     config = write_config(tmp_path, level="info", items=64, chunk=8192, commit_records=256)

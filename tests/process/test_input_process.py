@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
 from execd.model import reasons
 from execd.sentinel.signatures import sign
 from tests.helpers import (
@@ -22,8 +20,6 @@ from tests.helpers import (
     wait_for,
     write_config,
 )
-
-pytestmark = pytest.mark.slow
 
 KEY = b"k" * 32
 

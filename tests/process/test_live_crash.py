@@ -27,8 +27,6 @@ from tests.fakes.binance import FakeBinanceThread, FakeOrder
 from tests.helpers import EXECD, ROOT, drop, lines, records, start_daemon
 from tests.live import VENUES, fake_exchange, live_intent, write_live_config
 
-pytestmark = pytest.mark.slow
-
 PER_RUN = 4
 POINTS = 24
 INTENTS = PER_RUN * (POINTS + 1)

@@ -40,8 +40,6 @@ from tests.helpers import (
     write_config,
 )
 
-pytestmark = pytest.mark.slow
-
 # The watchdog time the tests ask for: pings every 0.2 s, an actor is stuck after 0.3 s.
 WATCHDOG_USEC = 600_000
 
