@@ -146,6 +146,9 @@ def place(lakehouse: Path, states: dict[str, str]) -> None:
 
 
 async def test_every_crash_point_recovers_to_one_outcome_per_line(tmp_path: Path) -> None:
+    """A crash at any record boundary, whatever state it leaves the lakehouse in, never makes the
+    restart give an input line zero or two outcomes.
+    """
     base = tmp_path / "base"
     inbox = base / "lakehouse" / "inbox"
     inbox.mkdir(parents=True)

@@ -43,6 +43,9 @@ class FailingFsync(SegmentStore):
 async def test_fsync_error_stops_the_pipeline_without_retry(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A failed fsync is never retried and nothing is written after it, and what was written before
+    it never reads as corruption.
+    """
     source = tmp_path / "in.jsonl"
     source.write_bytes(lines(*(intent(n) for n in range(5000))))
     loaded = config.load(write_config(tmp_path, commit_records=500, items=100, q=1))

@@ -243,6 +243,9 @@ async def test_a_venue_that_places_late_after_a_503_is_found_after_the_window(
 
 async def test_an_order_request_okx_would_act_on_after_the_window_is_never_processed(
         tmp_path: Any, fake: FakeOkx) -> None:
+    """On OKX, a request the venue gets round to after the acceptance window is never processed, so
+    "no such order" after the window is final.
+    """
     # 50001 at once, and the venue gets round to the request 1.5 s later, past the
     # 1 s acceptance window (inside OKX's own 30 s timestamp expiry). execd has
     # recorded it not sent by then; the expTime it put on the request (half the
@@ -323,6 +326,9 @@ async def test_an_insufficient_balance_fails_at_once_with_the_venue_message(
 
 async def test_a_restart_reconciles_an_order_left_without_an_outcome_by_its_client_id(
         tmp_path: Any, fake: FakeOkx) -> None:
+    """On OKX, an order left without an outcome by a stop is never sent again after a restart: it is
+    looked up by its clOrdId.
+    """
     # The venue places the order and holds its reply; the stop's drain bound cuts
     # the call, so the ledger has the order record and nothing else: no send record,
     # no venue order id. The next start finds the order by clOrdId and records it.

@@ -31,6 +31,7 @@ from tests.helpers import (
 
 
 def test_halt_survives_a_kill_and_resume_and_safety_sell_work(tmp_path: Path) -> None:
+    """A halt is never forgotten across a SIGKILL: the restarted daemon is still HALTED."""
     path, process = started(tmp_path)
     ledger, inbox = tmp_path / "ledger", tmp_path / "lakehouse" / "inbox"
     try:

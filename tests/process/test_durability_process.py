@@ -11,6 +11,7 @@ from tests.helpers import EXECD, ROOT, drop, intent, lines, write_config
 
 
 def test_daemon_exits_1_when_the_ledger_cannot_be_written(tmp_path: Path) -> None:
+    """The daemon never runs on without a ledger it can write: it exits 1 with ledger.io_failed."""
     config_path = write_config(tmp_path, level="info")
     ledger = tmp_path / "ledger"
     ledger.mkdir()

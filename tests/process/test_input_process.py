@@ -45,6 +45,9 @@ def signing_config(tmp_path: Path) -> Path:
 
 
 def test_deep_json_is_recorded_and_never_stops_the_daemon(tmp_path: Path) -> None:
+    """JSON nested however deep never crashes the daemon, on the first run or on a restart: each
+    line is recorded.
+    """
     # ~970 deep decoded in the reader but overflowed the signature check's json;
     # ~1,000 overflowed the reader itself. Either killed the daemon on every restart.
     config = signing_config(tmp_path)

@@ -30,6 +30,7 @@ def test_verify_accepts_an_intact_chain(tmp_path: Path) -> None:
 
 
 def test_verify_detects_an_edited_record(tmp_path: Path) -> None:
+    """An edited record never passes verify."""
     lines = build(tmp_path, 5)
     lines[2] = lines[2].replace(b'"n":2', b'"n":9')
     rewrite(tmp_path, lines)
@@ -39,6 +40,7 @@ def test_verify_detects_an_edited_record(tmp_path: Path) -> None:
 
 
 def test_verify_detects_an_edit_that_recomputes_the_hash(tmp_path: Path) -> None:
+    """An edit whose hash was recomputed never passes verify: the next record's link breaks."""
     lines = build(tmp_path, 5)
     record = record_decoder.decode(lines[2])
     forged = Record(record.v, record.seq, record.time, record.kind, record.prev,
@@ -52,6 +54,7 @@ def test_verify_detects_an_edit_that_recomputes_the_hash(tmp_path: Path) -> None
 
 
 def test_verify_detects_a_removed_record(tmp_path: Path) -> None:
+    """A removed record never passes verify."""
     lines = build(tmp_path, 5)
     del lines[1]
     rewrite(tmp_path, lines)
@@ -61,6 +64,7 @@ def test_verify_detects_a_removed_record(tmp_path: Path) -> None:
 
 
 def test_verify_detects_swapped_records(tmp_path: Path) -> None:
+    """Reordered records never pass verify."""
     lines = build(tmp_path, 5)
     lines[1], lines[2] = lines[2], lines[1]
     rewrite(tmp_path, lines)
@@ -70,6 +74,9 @@ def test_verify_detects_swapped_records(tmp_path: Path) -> None:
 
 
 def test_torn_last_line_is_repaired_on_recovery(tmp_path: Path) -> None:
+    """A last line cut short by a crash never stops a start: recovery cuts exactly that line and the
+    ledger verifies again.
+    """
     lines = build(tmp_path, 4)
     segment = list_segments(tmp_path)[0]
     with open(segment, "ab") as handle:
@@ -83,6 +90,7 @@ def test_torn_last_line_is_repaired_on_recovery(tmp_path: Path) -> None:
 
 
 def test_daemon_refuses_a_corrupt_ledger_with_exit_3(tmp_path: Path) -> None:
+    """The daemon never starts on an edited ledger: it exits 3 with ledger.refused."""
     from tests.helpers import write_config
 
     ledger = tmp_path / "ledger"
@@ -97,6 +105,9 @@ def test_daemon_refuses_a_corrupt_ledger_with_exit_3(tmp_path: Path) -> None:
 
 
 def test_an_edited_last_record_refuses_rather_than_being_cut(tmp_path: Path) -> None:
+    """An edited last record is never taken for a torn tail and cut (its intent would run again):
+    recovery refuses.
+    """
     lines = build(tmp_path, 4)
     lines[3] = lines[3].replace(b'"n":3', b'"n":8')
     rewrite(tmp_path, lines)

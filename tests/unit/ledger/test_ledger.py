@@ -24,6 +24,8 @@ from tests.ledgers import build, rewrite
 
 @given(st.integers(0, 2**40), st.dictionaries(st.text(), st.text()))
 def test_hand_formatted_line_equals_canonical_encoding(time: int, body: dict[str, str]) -> None:
+    """The hand-formatted ledger line never differs from the canonical encoding that verify hashes.
+    """
     chain = LedgerChain(7, "ab" * 32)
     line = chain.append("outcome", time, msgspec.json.encode(body))
     record = record_decoder.decode(line)
@@ -34,6 +36,9 @@ def test_hand_formatted_line_equals_canonical_encoding(time: int, body: dict[str
 
 
 def test_garbage_after_the_last_record_is_a_torn_tail(tmp_path: Path) -> None:
+    """Bytes after the last record that are no record never stop a start: they are cut as a torn
+    tail and every record before them is kept.
+    """
     lines = build(tmp_path, 3)
     segment = list_segments(tmp_path)[0]
     with open(segment, "ab") as handle:
@@ -44,6 +49,9 @@ def test_garbage_after_the_last_record_is_a_torn_tail(tmp_path: Path) -> None:
 
 
 def test_corruption_followed_by_valid_records_refuses_to_start(tmp_path: Path) -> None:
+    """A bad record followed by valid ones is never cut or repaired: recovery refuses and changes
+    nothing.
+    """
     lines = build(tmp_path, 6)
     lines[2] = b'{"v":1,"seq":3, garbage}\n'
     rewrite(tmp_path, lines)
@@ -65,6 +73,7 @@ def test_segments_rotate_and_the_chain_spans_them(tmp_path: Path) -> None:
 
 
 def test_reorder_releases_in_ingest_order() -> None:
+    """Entries that arrive out of order are never released out of ingest order."""
     body = StopRecord("x")
     reorder = Reorder(0)
     assert reorder.push([Entry(2, "stop", 0, body), Entry(4, "stop", 0, body)]) == []

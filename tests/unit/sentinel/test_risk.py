@@ -353,6 +353,9 @@ def test_empty_context_refuses_every_unregistered_run(tmp_path: Path) -> None:
 ])
 def test_numbers_out_of_range_are_refused_not_crashed_on(tmp_path: Path, fields: dict[str, Any],
                                                          name: str) -> None:
+    """A number too large or too precise for the risk arithmetic never raises: the intent is refused
+    INTENT_NUMBER_OUT_OF_RANGE.
+    """
     core = build(tmp_path, '[risk.limits]\nmax_order_notional = "100"\nprice_band_bps = 10\n')
     refused(core.handle(item(1, **fields)), reasons.INTENT_NUMBER_OUT_OF_RANGE, name)
 

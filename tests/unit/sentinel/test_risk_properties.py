@@ -99,6 +99,9 @@ class RiskMachine(RuleBasedStateMachine):
 
     @invariant()
     def exposure_within_caps(self) -> None:
+        """No sequence of intents and outcomes ever takes a position's worst-case exposure past
+        max_asset_exposure, a venue's gross past max_leverage x equity, or a pending quantity
+        below zero."""
         if not hasattr(self, "risk"):
             return
         for name, book in self.risk.book.venues.items():
