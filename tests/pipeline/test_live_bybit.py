@@ -1,8 +1,9 @@
 """The live plane on Bybit end to end: the daemon, the real ccxt ``bybit``, the fake Bybit.
 
 The fake (tests/fakes/bybit.py) follows Bybit's v5 documentation for a unified
-account's spot trading. The helpers come from test_live.py: what is proved here is
-that the same promises hold on a second exchange, whose replies and lookups differ.
+account's spot trading. The helpers are test_live.py's (tests/live_run.py): what is
+proved here is that the same promises hold on a second exchange, whose replies and
+lookups differ.
 """
 
 from __future__ import annotations

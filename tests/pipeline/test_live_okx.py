@@ -3,9 +3,9 @@
 The fake (tests/fakes/okx.py) follows OKX's v5 documentation: place-order replies
 carry no state, refusals come back HTTP 200 with the reason in the order's
 ``sCode``, and its "result unknown" codes come at HTTP 400 (50004) and 500
-(51149). The daemon runs in-process as in tests/pipeline/test_live.py, whose helpers are
-reused here; the seeded SIGKILL test (tests/process/test_live_crash.py) covers OKX through
-``tests.live.VENUES``.
+(51149). The daemon runs in-process as in tests/pipeline/test_live.py, through the same
+helpers (tests/live_run.py); the seeded SIGKILL test (tests/process/test_live_crash.py)
+covers OKX through ``tests.live.VENUES``.
 """
 
 from __future__ import annotations
