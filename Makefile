@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 READY  := $(VENV)/.installed
 CONFIG ?= config/execd.toml
 
-.PHONY: setup run test lint check-unit bench clean
+.PHONY: setup run test test-fast lint check-unit bench clean
 
 setup: $(READY)
 
@@ -25,8 +25,13 @@ run: setup
 		echo "seeded var/lakehouse with config/samples"; fi
 	$(BIN)/execd run --config $(CONFIG)
 
+# Every test, the ones that start real processes (tests/process/, marker `process`) too.
 test: setup
 	$(BIN)/python -m pytest -q
+
+# The inner loop: the in-process tests only; none of them starts a process.
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not process"
 
 lint: setup
 	$(BIN)/ruff check execd tests bench

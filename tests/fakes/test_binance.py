@@ -59,39 +59,9 @@ from tests.fakes.binance import (
     FakeBinance,
     FakeBinanceThread,
     FakeOrder,
-    Market,
     rewrite_urls,
 )
-
-KEY = "test-api-key"
-SECRET = "test-api-secret"
-SYMBOL = "BTC/USDT"
-OPTIONS = {
-    "fetchCurrencies": False,
-    "fetchMargins": False,
-    "fetchMarkets": {"types": ["spot"]},
-    "maxRetriesOnFailure": 0,
-}
-
-
-def btc_usdt(**overrides: Any) -> Market:
-    fields: dict[str, Any] = {
-        "base": "BTC", "quote": "USDT",
-        "step_size": Decimal("0.00001"), "min_qty": Decimal("0.00001"),
-        "max_qty": Decimal("9000"),
-        "tick_size": Decimal("0.01"), "min_price": Decimal("0.01"),
-        "max_price": Decimal("1000000"),
-        "min_notional": Decimal("5"), "price": Decimal("50000"),
-    }
-    fields.update(overrides)
-    return Market(**fields)
-
-
-def new_fake(**market: Any) -> FakeBinance:
-    return FakeBinance(
-        {SYMBOL: btc_usdt(**market)}, api_key=KEY, secret=SECRET,
-        balances={"BTC": Decimal("1"), "USDT": Decimal("100000")},
-    )
+from tests.fakes.binance_setup import KEY, OPTIONS, SECRET, SYMBOL, btc_usdt, new_fake
 
 
 def client(fake: FakeBinance, *, key: str = KEY, secret: str = SECRET, sync: bool = False) -> Any:
@@ -328,7 +298,6 @@ async def test_on_order_hook_sees_both_phases(fake: FakeBinance, ex: Any) -> Non
     with pytest.raises(ccxt.BadRequest):
         await ex.create_order(SYMBOL, "market", "buy", 0.00001)  # NOTIONAL
     assert seen == [("received", None), ("placed", "FILLED"), ("received", None)]
-
 
 
 # --------------------------------------------------------------------- trades (myTrades)

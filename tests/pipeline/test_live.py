@@ -6,10 +6,8 @@ The daemon and the fake share one event loop here; the crash tests
 
 from __future__ import annotations
 
-import collections
 import time
 import uuid
-from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -20,67 +18,18 @@ import pytest
 from execd.app.daemon import Daemon
 from execd.config import schema as config
 from execd.ledger.recovery import recover
-from execd.ledger.scan import scan
 from execd.model import ids, reasons
 from execd.sentinel.risk import Risk
 from execd.service.control import Request
 from tests.fakes.binance import FakeBinance
 from tests.helpers import drop, lines, records
-from tests.live import fake_exchange, live_intent, place_directly, write_live_config
+from tests.live import fake_exchange, live_intent, place_directly
+from tests.live_run import LOOKUP, ORDER, outcome_of, requests_besides_start, run_live, sends
 
 D = Decimal
-ORDER = ("POST", "/api/v3/order")
-LOOKUP = ("GET", "/api/v3/order")
 # An order that filled with no fees in the reply it came in (a lookup's, a poll's)
 # has them read from its trades, once.
 TRADES = ("GET", "/api/v3/myTrades")
-START = {("GET", "/api/v3/exchangeInfo"): 1, ("GET", "/api/v3/account"): 1}
-
-
-async def run_live(directory: Path, fake: FakeBinance, intents: list[dict[str, Any]], *,
-                   expect: int | None = None, during: Callable[[Daemon], Any] | None = None,
-                   before: Callable[[Daemon], Any] | None = None, name: str = "a.jsonl",
-                   **overrides: Any) -> list[dict[str, Any]]:
-    """Run the daemon on ``intents`` until each has an outcome; return the ledger's records."""
-    loaded = config.load(write_live_config(directory, fake.url, **overrides))
-    daemon = Daemon(loaded)
-    ledger = directory / "ledger"
-    want = len(intents) if expect is None else expect
-
-    def outcomes() -> int:
-        return sum(1 for r in records(ledger) if r["kind"] == "outcome") if ledger.exists() else 0
-
-    async def driver() -> None:
-        if before is not None:
-            await before(daemon)
-        drop(directory / "lakehouse" / "inbox", name, lines(*intents))
-        if during is not None:
-            await during(daemon)
-        while outcomes() < want:
-            await anyio.sleep(0.02)
-        daemon.stopping.set()
-
-    with anyio.fail_after(30):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(driver)
-            await daemon.run()
-    assert scan(ledger).torn is None
-    return records(ledger)
-
-
-def outcome_of(ledger: list[dict[str, Any]], n: int = 1) -> dict[str, Any]:
-    intent_id = f"00000000-0000-4000-8000-{n:012d}"
-    found = [r["body"] for r in ledger if r["kind"] == "outcome"
-             and r["body"]["intent_id"] == intent_id]
-    assert len(found) == 1, found
-    return found[0]
-
-
-def requests_besides_start(fake: FakeBinance) -> dict[tuple[str, str], int]:
-    left = collections.Counter(fake.requests)
-    left.subtract(START)
-    assert all(v == 0 for k, v in left.items() if k in START), fake.requests
-    return {k: v for k, v in left.items() if v}
 
 
 @pytest.fixture
@@ -149,16 +98,12 @@ FAULTS = [("lost_reply", True), ("timeout", True), ("503_json_placed", True),
           ("503_json", False), ("503_plain", False), ("429", False), ("drop", False)]
 
 
-def sends(ledger: list[dict[str, Any]], n: int = 1) -> list[dict[str, Any]]:
-    """The order_attempt records of intent ``n``, in ledger order."""
-    intent_id = f"00000000-0000-4000-8000-{n:012d}"
-    return [r["body"] for r in ledger
-            if r["kind"] == "order_attempt" and r["body"]["intent_id"] == intent_id]
-
-
 @pytest.mark.parametrize(("fault", "placed"), FAULTS)
 async def test_each_fault_gives_one_send_and_one_outcome_by_default(
         tmp_path: Path, fake: FakeBinance, fault: str, placed: bool) -> None:
+    """A reply that leaves the order's fate open never leads to a second send by default: one send,
+    a lookup by client order id, one outcome.
+    """
     # Seed 000: execution never retries on its own. Where the venue never got the
     # order, it is FAILED EXECUTION_NOT_SENT after one POST, and the ledger says so.
     fake.inject(fault, delay=3.0)
@@ -216,6 +161,9 @@ async def test_a_documented_refusal_code_fails_at_once_without_a_lookup(
 
 async def test_a_duplicate_client_id_refusal_follows_the_order_the_venue_has(
         tmp_path: Path, fake: FakeBinance) -> None:
+    """A duplicate-client-id refusal is never taken for a refusal of the order: the order the venue
+    holds is followed and nothing more is sent.
+    """
     # The venue already holds an open order under the intent's client order id (sent
     # by a run whose record of it is gone): the refusal of the duplicate is not a
     # refusal of the order. execd looks it up, follows it, and sends nothing more.
@@ -404,6 +352,9 @@ async def test_an_unreachable_venue_fails_the_order_without_sending(
 
 async def test_a_stalled_venue_refuses_its_backlog_and_stalls_nothing_else(
         tmp_path: Path, fake: FakeBinance) -> None:
+    """A stalled venue never grows an unbounded queue or holds up another venue: beyond in_flight
+    and backlog it refuses VENUE_BACKLOG_FULL.
+    """
     # Every order waits 2 s for its reply: one in flight, one waiting, the rest refused.
     fake.inject("timeout", times=3, delay=2.0)
     intents = [live_intent(n) for n in (1, 2, 3, 4)]
@@ -434,6 +385,9 @@ async def test_a_stalled_venue_refuses_its_backlog_and_stalls_nothing_else(
 
 async def test_no_such_order_is_trusted_only_after_the_acceptance_window(
         tmp_path: Path, fake: FakeBinance) -> None:
+    """A "no such order" is never trusted inside the acceptance window, so an order the venue places
+    late is never sent twice.
+    """
     # The venue answers 503 at once and places the order 0.3 s later: a lookup at
     # 20 ms finds nothing, and sending again then would fill twice.
     fake.inject("503_then_placed", delay=0.3)
@@ -446,6 +400,9 @@ async def test_no_such_order_is_trusted_only_after_the_acceptance_window(
 
 async def test_a_stop_records_queued_orders_as_not_sent(tmp_path: Path,
                                                         fake: FakeBinance) -> None:
+    """A stop never leaves a queued order without an outcome, and never sends it: it is FAILED
+    EXECUTION_NOT_SENT.
+    """
     fake.inject("timeout", delay=1.0)
 
     async def stop_once_sent(daemon: Daemon) -> None:
@@ -466,6 +423,7 @@ async def test_a_stop_records_queued_orders_as_not_sent(tmp_path: Path,
 
 async def test_a_restart_after_live_orders_recovers_them_and_sends_nothing_again(
         tmp_path: Path, fake: FakeBinance) -> None:
+    """A restart never sends an order a second time nor leaves one without its outcome."""
     # Resting limits make their outcomes late: later lines' records come first.
     first = [live_intent(1, order_type="limit", limit_price="45000", urgency="low"),
              *(live_intent(n) for n in range(2, 8))]
@@ -525,6 +483,9 @@ async def test_under_the_logical_clock_paper_keeps_tick_time_and_live_records_ad
 
 async def test_a_stop_during_a_lookup_records_the_send_and_the_restart_settles_it(
         tmp_path: Path, fake: FakeBinance) -> None:
+    """A stop during a lookup never loses the send or leaves the order without an outcome: the
+    restart settles it.
+    """
     # The venue answers 503 and never places the order. The stop comes while execd
     # waits out the acceptance window: the send is recorded with its lookup pending,
     # the order stays unresolved, and the next start's lookup settles it.

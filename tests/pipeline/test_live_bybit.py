@@ -1,8 +1,9 @@
 """The live plane on Bybit end to end: the daemon, the real ccxt ``bybit``, the fake Bybit.
 
 The fake (tests/fakes/bybit.py) follows Bybit's v5 documentation for a unified
-account's spot trading. The helpers come from test_live.py: what is proved here is
-that the same promises hold on a second exchange, whose replies and lookups differ.
+account's spot trading. The helpers are test_live.py's (tests/live_run.py): what is
+proved here is that the same promises hold on a second exchange, whose replies and
+lookups differ.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from execd.app.daemon import Daemon
 from execd.model import ids, reasons
 from tests.fakes.bybit import CREATE_PATH, FakeBybit
 from tests.live import fake_exchange, live_intent, place_directly
-from tests.pipeline.test_live import outcome_of, run_live, sends
+from tests.live_run import outcome_of, run_live, sends
 
 D = Decimal
 VENUE = "bybit"
@@ -178,6 +179,9 @@ FAULTS = [
 @pytest.mark.parametrize(("fault", "placed"), FAULTS)
 async def test_each_fault_gives_one_send_and_one_outcome_by_default(
         tmp_path: Path, fake: FakeBybit, fault: str, placed: bool) -> None:
+    """On Bybit, a reply that leaves the order's fate open never leads to a second send by default:
+    one send, a lookup, one outcome.
+    """
     fake.inject(fault, delay=3.0)
     ledger = await bybit_run(tmp_path, fake, [intent(1)], timeout_ms=1000)
     outcome = outcome_of(ledger)
@@ -278,6 +282,9 @@ async def test_a_duplicate_client_id_refusal_follows_the_order_the_venue_has(
 
 async def test_a_restart_reconciles_an_order_left_without_an_outcome_by_order_link_id(
         tmp_path: Path, fake: FakeBybit) -> None:
+    """On Bybit, an order left without an outcome by a stop is never sent again after a restart: it
+    is looked up by its orderLinkId.
+    """
     # The venue placed the order and holds its reply past the drain bound: the stop
     # leaves it in doubt. Before the next start, 500 later orders end, so the order
     # is no longer in /v5/order/realtime's recent list: only the history has it.

@@ -25,7 +25,7 @@ from execd.sentinel.risk import Risk
 from execd.service.control import Request
 from tests.fakes.binance import FakeBinance
 from tests.live import fake_exchange, live_intent
-from tests.pipeline.test_live import LOOKUP, ORDER, outcome_of, requests_besides_start, run_live
+from tests.live_run import LOOKUP, ORDER, outcome_of, requests_besides_start, run_live
 
 D = Decimal
 MY_TRADES = ("GET", "/api/v3/myTrades")

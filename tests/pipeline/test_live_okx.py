@@ -3,16 +3,14 @@
 The fake (tests/fakes/okx.py) follows OKX's v5 documentation: place-order replies
 carry no state, refusals come back HTTP 200 with the reason in the order's
 ``sCode``, and its "result unknown" codes come at HTTP 400 (50004) and 500
-(51149). The daemon runs in-process as in tests/pipeline/test_live.py, whose helpers are
-reused here; the seeded SIGKILL test (tests/process/test_live_crash.py) covers OKX through
-``tests.live.VENUES``.
+(51149). The daemon runs in-process as in tests/pipeline/test_live.py, through the same
+helpers (tests/live_run.py); the seeded SIGKILL test (tests/process/test_live_crash.py)
+covers OKX through ``tests.live.VENUES``.
 """
 
 from __future__ import annotations
 
 import collections
-import json
-import subprocess
 import uuid
 from collections.abc import AsyncIterator
 from decimal import Decimal
@@ -26,7 +24,6 @@ from execd.config.schema import CcxtConfig, ConfigError
 from execd.model import ids, reasons
 from execd.venues.ccxt.credentials import load_credentials
 from tests.fakes.okx import ORDER_PATH, FakeOkx
-from tests.helpers import EXECD, ROOT
 from tests.live import (
     API_KEY,
     OKX_PASSPHRASE,
@@ -34,9 +31,8 @@ from tests.live import (
     fake_exchange,
     live_intent,
     place_directly,
-    write_live_config,
 )
-from tests.pipeline.test_live import outcome_of, run_live, sends
+from tests.live_run import outcome_of, run_live, sends
 
 D = Decimal
 ORDER = ("POST", ORDER_PATH)
@@ -247,6 +243,9 @@ async def test_a_venue_that_places_late_after_a_503_is_found_after_the_window(
 
 async def test_an_order_request_okx_would_act_on_after_the_window_is_never_processed(
         tmp_path: Any, fake: FakeOkx) -> None:
+    """On OKX, a request the venue gets round to after the acceptance window is never processed, so
+    "no such order" after the window is final.
+    """
     # 50001 at once, and the venue gets round to the request 1.5 s later, past the
     # 1 s acceptance window (inside OKX's own 30 s timestamp expiry). execd has
     # recorded it not sent by then; the expTime it put on the request (half the
@@ -327,6 +326,9 @@ async def test_an_insufficient_balance_fails_at_once_with_the_venue_message(
 
 async def test_a_restart_reconciles_an_order_left_without_an_outcome_by_its_client_id(
         tmp_path: Any, fake: FakeOkx) -> None:
+    """On OKX, an order left without an outcome by a stop is never sent again after a restart: it is
+    looked up by its clOrdId.
+    """
     # The venue places the order and holds its reply; the stop's drain bound cuts
     # the call, so the ledger has the order record and nothing else: no send record,
     # no venue order id. The next start finds the order by clOrdId and records it.
@@ -351,24 +353,6 @@ async def test_a_restart_reconciles_an_order_left_without_an_outcome_by_its_clie
     assert fake.posts == {placed.clOrdId: 1}
     # Two starts; one create; the restart's one lookup by clOrdId settled it.
     assert requests_besides_start(fake, starts=2) == {ORDER: 1, LOOKUP: 1}
-
-
-def test_okx_credentials_without_a_passphrase_stop_the_start_with_one_clear_line(
-        tmp_path: Any) -> None:
-    # OKX signs every private request with the API key's passphrase (ccxt's
-    # "password"). Without one the venue could never start: execd run used to loop on
-    # venue.start_failed forever, reading nothing; it is a config problem (exit 2).
-    path = write_live_config(tmp_path, "http://127.0.0.1:9", "okx")
-    credentials = tmp_path / "okx.json"
-    credentials.write_text(json.dumps({"apiKey": API_KEY, "secret": SECRET}))
-    result = subprocess.run([*EXECD, "run", "--config", str(path)], cwd=ROOT,
-                            capture_output=True, text=True, timeout=60, check=False)
-    assert result.returncode == 2, result.stdout[-2000:]
-    assert result.stderr.strip().splitlines() == [
-        f"{path}: venues.okx.ccxt.credentials_file: expected JSON {{\"apiKey\": \"...\", "
-        f"\"secret\": \"...\", \"password\": \"...\"}} (okx signs every request with the API "
-        f"key's passphrase), found {credentials}: fields ['apiKey', 'secret']"]
-    assert not (tmp_path / "ledger").exists() or not any((tmp_path / "ledger").iterdir())
 
 
 def test_okx_credentials_from_the_environment_need_the_passphrase_too(

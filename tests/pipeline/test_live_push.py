@@ -17,7 +17,7 @@ import pytest
 from execd.app.daemon import Daemon
 from tests.fakes.binance import FakeBinance
 from tests.live import API_KEY, SECRET, fake_exchange, live_intent
-from tests.pipeline.test_live import LOOKUP, outcome_of, requests_besides_start, run_live
+from tests.live_run import LOOKUP, outcome_of, requests_besides_start, run_live
 
 NO_POLL = {"poll_ms": 60_000, "order_timeout_ms": 120_000}
 

@@ -35,6 +35,7 @@ def mixed_files(directory: Path) -> list[Path]:
 
 
 async def test_replays_are_byte_identical_whatever_the_sizes(tmp_path: Path) -> None:
+    """Queue, batch and commit sizes never change a byte of a paper replay's ledger."""
     inputs = mixed_files(tmp_path)
     ledgers = []
     for index, sizes in enumerate(SIZES):
@@ -45,6 +46,7 @@ async def test_replays_are_byte_identical_whatever_the_sizes(tmp_path: Path) -> 
 
 
 async def test_exactly_one_outcome_per_line_and_no_second_fill(tmp_path: Path) -> None:
+    """No input line ever gets zero or two outcomes, and no intent id is ever filled twice."""
     inputs = mixed_files(tmp_path)
     ledger = await replay(tmp_path / "run", inputs)
     done = outcomes(ledger)
@@ -100,6 +102,9 @@ intent_sets = st.lists(
        st.sampled_from(SIZES))
 def test_generated_intent_sets_replay_identically(files: list[list[str]], one: dict[str, Any],
                                                   two: dict[str, Any]) -> None:
+    """No input, however malformed, ever makes replays with different sizes differ by a byte, or
+    leaves a line without its one outcome or tick.
+    """
     with tempfile.TemporaryDirectory() as name:
         directory = Path(name)
         inputs = []

@@ -65,6 +65,7 @@ def risky_inputs(directory: Path) -> list[Path]:
 
 
 async def test_risk_replays_are_byte_identical_whatever_the_sizes(tmp_path: Path) -> None:
+    """With risk limits on, queue, batch and commit sizes never change a byte of the ledger."""
     inputs = risky_inputs(tmp_path)
     ledgers = []
     for index, sizes in enumerate([{"q": 1, "items": 1, "commit_records": 1},
@@ -157,6 +158,9 @@ async def test_governance_enforced_with_the_real_plan_ledger(tmp_path: Path) -> 
 
 
 async def test_recovery_rebuilds_positions_from_fills(tmp_path: Path) -> None:
+    """A restart never forgets a position: folding the ledger gives back the positions its fills
+    made.
+    """
     lakehouse(tmp_path)
     source = tmp_path / "in.jsonl"
     source.write_bytes(lines(intent(1, quantity="1.5"), intent(2, side="sell", quantity="0.5"),

@@ -10,11 +10,7 @@ import signal
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from tests.helpers import EXECD, ROOT, control_socket, start_daemon, wait_for, write_config
-
-pytestmark = pytest.mark.slow
 
 
 def closed_pipe(*args: str) -> subprocess.CompletedProcess[str]:

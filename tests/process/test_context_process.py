@@ -31,8 +31,6 @@ from tests.helpers import (
     write_config,
 )
 
-pytestmark = pytest.mark.slow
-
 DEEP = "[" * 100_000 + "]" * 100_000
 A, B = 1, 2
 LIMITS = 'signatures = "none"\n\n[risk.limits]\nmax_order_notional = "1000"\n'
@@ -101,6 +99,9 @@ CASES: dict[str, Case] = {
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_a_hostile_context_file_is_a_problem_and_the_daemon_goes_on(tmp_path: Path,
                                                                      case: str) -> None:
+    """A hostile context file never crashes or hangs the daemon: it is a recorded problem
+    and intents still get their outcomes.
+    """
     files, intents, problem, expected = CASES[case]
     config = write_config(tmp_path, level="info", risk=LIMITS)
     lakehouse, ledger, log = tmp_path / "lakehouse", tmp_path / "ledger", tmp_path / "log"

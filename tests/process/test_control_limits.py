@@ -14,8 +14,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tests.helpers import (
     EXECD,
     ROOT,
@@ -30,8 +28,6 @@ from tests.helpers import (
     wait_for,
     write_config,
 )
-
-pytestmark = pytest.mark.slow
 
 
 def _nofile(limit: int) -> Callable[[], None]:
@@ -119,6 +115,9 @@ def test_more_idle_connections_than_file_descriptors_stop_nothing(tmp_path: Path
 
 
 def test_a_client_beyond_max_clients_is_refused_busy_at_once(tmp_path: Path) -> None:
+    """Control clients beyond control.max_clients never queue up or wait: they are refused busy at
+    once.
+    """
     path, process = started(tmp_path, max_clients=2, request_timeout_ms=60_000)
     sock = control_socket(tmp_path)
     try:

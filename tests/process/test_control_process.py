@@ -9,8 +9,6 @@ import stat
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from execd.model import reasons
 from tests.helpers import (
     EXECD,
@@ -31,12 +29,9 @@ from tests.helpers import (
     write_config,
 )
 
-pytestmark = pytest.mark.slow
-
-
-
 
 def test_halt_survives_a_kill_and_resume_and_safety_sell_work(tmp_path: Path) -> None:
+    """A halt is never forgotten across a SIGKILL: the restarted daemon is still HALTED."""
     path, process = started(tmp_path)
     ledger, inbox = tmp_path / "ledger", tmp_path / "lakehouse" / "inbox"
     try:

@@ -22,8 +22,6 @@ from tests.helpers import ROOT as REPO
 # What install.sh needs from a checkout (it installs the package from its own).
 CHECKOUT_PARTS = ("pyproject.toml", "README.md", "execd", "systemd", "deploy")
 
-pytestmark = pytest.mark.slow
-
 
 def need(*tools: str) -> None:
     """Skip unless every tool is installed (CI installs the systemd package)."""

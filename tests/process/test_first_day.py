@@ -6,8 +6,6 @@ import json
 import signal
 from pathlib import Path
 
-import pytest
-
 from tests.helpers import (
     count_outcomes,
     ctl,
@@ -18,8 +16,6 @@ from tests.helpers import (
     wait_for,
     write_config,
 )
-
-pytestmark = pytest.mark.slow
 
 
 def test_status_time_survives_a_restart_and_bad_input_is_a_warning(tmp_path: Path) -> None:

@@ -25,8 +25,6 @@ from tests.helpers import (
     write_config,
 )
 
-pytestmark = pytest.mark.slow
-
 
 def test_a_second_daemon_on_the_same_lakehouse_stops_untouched(tmp_path: Path) -> None:
     """Its own ledger and socket, the first one's lakehouse: it must not adopt work/."""

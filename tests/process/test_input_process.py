@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
 from execd.model import reasons
 from execd.sentinel.signatures import sign
 from tests.helpers import (
@@ -22,8 +20,6 @@ from tests.helpers import (
     wait_for,
     write_config,
 )
-
-pytestmark = pytest.mark.slow
 
 KEY = b"k" * 32
 
@@ -49,6 +45,9 @@ def signing_config(tmp_path: Path) -> Path:
 
 
 def test_deep_json_is_recorded_and_never_stops_the_daemon(tmp_path: Path) -> None:
+    """JSON nested however deep never crashes the daemon, on the first run or on a restart: each
+    line is recorded.
+    """
     # ~970 deep decoded in the reader but overflowed the signature check's json;
     # ~1,000 overflowed the reader itself. Either killed the daemon on every restart.
     config = signing_config(tmp_path)

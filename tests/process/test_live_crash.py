@@ -27,8 +27,6 @@ from tests.fakes.binance import FakeBinanceThread, FakeOrder
 from tests.helpers import EXECD, ROOT, drop, lines, records, start_daemon
 from tests.live import VENUES, fake_exchange, live_intent, write_live_config
 
-pytestmark = pytest.mark.slow
-
 PER_RUN = 4
 POINTS = 24
 INTENTS = PER_RUN * (POINTS + 1)
@@ -81,6 +79,9 @@ def outcome_count(ledger: Path) -> int:
 @pytest.mark.parametrize("name", sorted(VENUES))
 def test_sigkill_at_seeded_points_never_doubles_or_loses_an_order(tmp_path: Path,
                                                                   name: str) -> None:
+    """A SIGKILL at any point of a live order's life never puts two orders at the venue for one
+    intent, loses an outcome, or exceeds send_attempts across restarts.
+    """
     venue = VENUES[name]
     fake = fake_exchange(exchange=name)
     ledger = tmp_path / "ledger"

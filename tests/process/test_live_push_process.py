@@ -10,13 +10,9 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
-import pytest
-
 from tests.fakes.binance import FakeBinanceThread
 from tests.helpers import count_outcomes, ctl, drop, lines, records, start_daemon, wait_for
 from tests.live import API_KEY, SECRET, fake_exchange, live_intent, write_live_config
-
-pytestmark = pytest.mark.slow
 
 
 def test_a_pushed_fill_then_a_stop_that_closes_the_stream(tmp_path: Path) -> None:

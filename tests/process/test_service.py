@@ -40,8 +40,6 @@ from tests.helpers import (
     write_config,
 )
 
-pytestmark = pytest.mark.slow
-
 # The watchdog time the tests ask for: pings every 0.2 s, an actor is stuck after 0.3 s.
 WATCHDOG_USEC = 600_000
 
@@ -347,6 +345,9 @@ def test_a_config_replaced_by_a_fifo_or_deep_nesting_is_refused_and_the_loop_goe
 
 def test_two_sigterms_mid_file_drain_once_and_lose_nothing(tmp_path: Path,
                                                             manager: Manager) -> None:
+    """A second SIGTERM during a drain never loses or repeats a line: the restart gives each line
+    exactly one outcome.
+    """
     config = write_config(tmp_path, level="info", items=64, chunk=8192, commit_records=256)
     ledger, log = tmp_path / "ledger", tmp_path / "log"
     total = 30_000

@@ -5,8 +5,6 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from execd.sentinel.signatures import verify
 from tests.helpers import (
     EXECD,
@@ -20,8 +18,6 @@ from tests.helpers import (
     wait_for,
     write_config,
 )
-
-pytestmark = pytest.mark.slow
 
 
 def submit(config: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -41,6 +41,9 @@ def outcome(**fields: object) -> ExecutionOutcome:
 
 
 def test_a_duplicate_refusal_does_not_resolve_the_order(tmp_path: Path) -> None:
+    """A duplicate's refusal, which names the same intent id, is never taken for the order's own
+    outcome: the order stays to be reconciled.
+    """
     write(tmp_path, ("order", order()),
           ("outcome", outcome(status="REJECTED", filled_quantity=Decimal(0),
                               reason="INTENT_DUPLICATE", source=Source("a.jsonl", 2, 20))))

@@ -56,6 +56,9 @@ async def test_a_file_changed_after_its_record_is_recorded_and_rejected(tmp_path
 
 
 async def test_restart_checks_finished_leftovers_against_their_record(tmp_path: Path) -> None:
+    """A finished file left in work/ is never moved on unchecked: one changed since its record is
+    reported changed.
+    """
     import hashlib
 
     work = tmp_path / "work"

@@ -63,6 +63,8 @@ def test_items_do_not_depend_on_chunk_boundaries(cuts: list[int]) -> None:
 
 
 def test_every_non_blank_line_gets_exactly_one_item() -> None:
+    """No non-blank line is ever skipped or read twice: each gets exactly one item, in line order.
+    """
     items = read(SAMPLE)
     assert [i.seq for i in items] == list(range(len(items)))
     by_line = [i.source.line if isinstance(i, IntentIn) else
@@ -72,6 +74,8 @@ def test_every_non_blank_line_gets_exactly_one_item() -> None:
 
 
 def test_each_kind_of_bad_line_has_its_reason() -> None:
+    """A bad line is never dropped or fatal: each becomes a quarantine outcome with its own reason.
+    """
     items = read(SAMPLE)
     reason = {i.body.source.line: i.body.reason for i in items
               if isinstance(i, Entry) and i.kind == "outcome"}
@@ -101,6 +105,7 @@ def test_ticks_stamp_the_items_after_them() -> None:
 
 
 def test_offsets_let_a_restart_resume_exactly() -> None:
+    """A restart from a recorded offset never skips or repeats a line."""
     data = lines(intent(1), intent(2), intent(3))
     items = read(data)
     second_end = items[1].source.end
@@ -189,6 +194,7 @@ def deep_reasons(data: bytes) -> list[str]:
 
 
 def test_deep_json_is_quarantined_not_raised() -> None:
+    """Deeply nested JSON never raises out of the reader: the line is quarantined INPUT_TOO_DEEP."""
     got = deep_reasons(lines(*DEEP))
     assert got == ["intent"] + [reasons.INPUT_TOO_DEEP] * 7 + ["intent"]
     detail = outcome(read(lines(DEEP[2]))[0]).detail

@@ -17,7 +17,6 @@ from execd.config import schema as config
 from execd.model import reasons
 from execd.model.messages import (
     Accepted,
-    ContextRecord,
     Entry,
     ExecutionOutcome,
     IntentIn,
@@ -27,11 +26,12 @@ from execd.model.messages import (
     Source,
     TradingStateRecord,
 )
-from execd.reader.context import EMPTY, LakehouseContext, Override
+from execd.reader.context import EMPTY, Override
 from execd.sentinel.risk import Risk
 from execd.sentinel.shell import SeenIds, SentinelCore
 from execd.sentinel.signatures import canonical, sign
 from tests.helpers import intent, write_config
+from tests.sentinel_inputs import SEQ, ctx, item
 
 KEY = b"0123456789abcdef-test-key"
 
@@ -46,25 +46,6 @@ def build(tmp_path: Path, extra: str = "", risk_table: str = 'signatures = "none
     risk = Risk(loaded.config, key=key)
     risk.set_context(ctx(**context))
     return SentinelCore(loaded.config.planes(), SeenIds(), risk)
-
-
-def ctx(runs: tuple[str, ...] = ("run-1",), regime: str | None = None,
-        prices: dict[str, str] | None = None, overrides: tuple[Override, ...] = (),
-        plans: dict[str, str] | None = None) -> LakehouseContext:
-    return LakehouseContext(
-        frozenset(runs), regime, {k: Decimal(v) for k, v in (prices or {}).items()},
-        {o.intent_id: o for o in overrides}, plans or {},
-        ContextRecord(len(runs), None, regime, 0, None, 0, None, 0, None))
-
-
-_seq = iter(range(1_000_000))
-
-
-def item(n: int, time: int = 0, seq: int | None = None, **fields: Any) -> IntentIn:
-    body = intent(n, **fields)
-    raw = json.dumps(body).encode()
-    parsed = msgspec.json.decode(raw, type=OrderIntent)
-    return IntentIn(next(_seq) if seq is None else seq, time, Source("f", n, 0), parsed, raw)
 
 
 def accepted(result: Any) -> Accepted:
@@ -153,7 +134,7 @@ def signed(n: int, key: bytes = KEY, **fields: Any) -> IntentIn:
     body = intent(n, **fields)
     body["signature"] = sign(key, json.dumps(body).encode())
     raw = json.dumps(body).encode()
-    return IntentIn(next(_seq), 0, Source("f", n, 0), msgspec.json.decode(raw, type=OrderIntent),
+    return IntentIn(next(SEQ), 0, Source("f", n, 0), msgspec.json.decode(raw, type=OrderIntent),
                     raw)
 
 
@@ -372,6 +353,9 @@ def test_empty_context_refuses_every_unregistered_run(tmp_path: Path) -> None:
 ])
 def test_numbers_out_of_range_are_refused_not_crashed_on(tmp_path: Path, fields: dict[str, Any],
                                                          name: str) -> None:
+    """A number too large or too precise for the risk arithmetic never raises: the intent is refused
+    INTENT_NUMBER_OUT_OF_RANGE.
+    """
     core = build(tmp_path, '[risk.limits]\nmax_order_notional = "100"\nprice_band_bps = 10\n')
     refused(core.handle(item(1, **fields)), reasons.INTENT_NUMBER_OUT_OF_RANGE, name)
 

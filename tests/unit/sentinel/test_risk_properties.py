@@ -22,7 +22,7 @@ from execd.model.messages import Accepted, Entry, ExecutionOutcome, Side
 from execd.sentinel.risk import Risk
 from execd.sentinel.shell import SeenIds, SentinelCore
 from tests.helpers import write_config
-from tests.unit.sentinel.test_risk import ctx, item
+from tests.sentinel_inputs import ctx, item
 
 PRICES = {"A/USD": Decimal(10), "B/USD": Decimal(25)}
 MAX_ASSET = Decimal(1000)
@@ -99,6 +99,9 @@ class RiskMachine(RuleBasedStateMachine):
 
     @invariant()
     def exposure_within_caps(self) -> None:
+        """No sequence of intents and outcomes ever takes a position's worst-case exposure past
+        max_asset_exposure, a venue's gross past max_leverage x equity, or a pending quantity
+        below zero."""
         if not hasattr(self, "risk"):
             return
         for name, book in self.risk.book.venues.items():

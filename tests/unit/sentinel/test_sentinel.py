@@ -71,6 +71,7 @@ def test_hold_is_skipped_not_sent() -> None:
 
 
 def test_a_repeated_intent_id_gets_no_second_order() -> None:
+    """An intent id seen before never reaches a venue again: it is refused INTENT_DUPLICATE."""
     sentinel = core()
     assert isinstance(sentinel.handle(item(7)), Accepted)
     status, reason, _ = refusal(sentinel.handle(item(7, quantity="9")))
@@ -84,6 +85,7 @@ def test_a_refused_intent_id_is_also_taken() -> None:
 
 
 def test_identical_intents_without_ids_are_duplicates() -> None:
+    """Two identical intents without ids never both reach a venue: their derived ids are equal."""
     sentinel = core()
     first = sentinel.handle(item(1, intent_id=None))
     assert isinstance(first, Accepted)
@@ -95,6 +97,9 @@ def test_identical_intents_without_ids_are_duplicates() -> None:
 @settings(max_examples=200)
 @given(st.lists(st.tuples(st.integers(0, 2**128 - 1), st.booleans()), max_size=300))
 def test_seen_ids_behave_like_a_set(ops: list[tuple[int, bool]]) -> None:
+    """The compact seen-id store never answers differently from a set, even when ids crowd one
+    bucket.
+    """
     seen, model = SeenIds(), set()
     for value, same_bucket in ops:
         if same_bucket:

@@ -69,6 +69,9 @@ def test_without_a_socket_nothing_is_sent_and_nothing_fails(tmp_path: Path) -> N
 
 
 def test_a_full_manager_queue_drops_instead_of_blocking() -> None:
+    """A service manager that does not read never blocks the daemon: notifications are dropped and
+    counted.
+    """
     sock, address = receiver(abstract=True)
     notifier = Notifier({"NOTIFY_SOCKET": address})
     try:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import threading
 from pathlib import Path
 
@@ -12,8 +11,6 @@ import pytest
 
 from execd.config.schema import MAX_SECRET_BYTES, CcxtConfig, ConfigError
 from execd.venues.ccxt.credentials import load_credentials
-from tests.helpers import EXECD, ROOT
-from tests.live import write_live_config
 
 
 def test_from_a_file_the_environment_and_a_systemd_credential(
@@ -59,17 +56,6 @@ def test_each_unusable_source_is_one_clear_line(
     with pytest.raises(ConfigError) as caught:
         load_credentials("v", table, "c.toml")
     assert line.replace("{dir}", str(tmp_path)) in str(caught.value)
-
-
-def test_the_live_daemon_refuses_to_start_without_credentials(tmp_path: Path) -> None:
-    path = write_live_config(tmp_path, "http://127.0.0.1:9")
-    (tmp_path / "binance.json").unlink()
-    result = subprocess.run([*EXECD, "run", "--config", str(path)], cwd=ROOT,
-                            capture_output=True, text=True, timeout=60, check=False)
-    assert result.returncode == 2
-    assert "venues.binance.ccxt.credentials_file: expected a readable credentials file" in (
-        result.stderr)
-    assert not (tmp_path / "ledger").exists() or not any((tmp_path / "ledger").iterdir())
 
 
 def load_in_thread(table: CcxtConfig) -> str:

@@ -10,7 +10,7 @@ import ccxt.async_support as accxt
 
 from execd.venues.ccxt.order_stream import StreamCore, Waker, offers_push, pro_twin, ws_base
 from tests.fakes.binance import rewrite_urls
-from tests.fakes.test_binance import KEY, OPTIONS, SECRET, new_fake
+from tests.fakes.binance_setup import KEY, OPTIONS, SECRET, new_fake
 
 
 def update(venue_id: str | None, client_id: str | None, status: str = "closed",

@@ -10,12 +10,8 @@ import json
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from execd.ledger.segments import list_segments
 from tests.helpers import EXECD, ROOT, drop, intent, lines, replay, write_config
-
-pytestmark = pytest.mark.slow
 
 
 def verify(ledger: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -45,6 +41,9 @@ def run_once(config: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_a_ledger_cut_at_a_line_boundary_is_refused(tmp_path: Path) -> None:
+    """Records cut from the ledger's end at a line boundary never go unnoticed while the head
+    witness, or a copy of it given to --expect, names a later record.
+    """
     config = write_config(tmp_path, level="info")
     drop(tmp_path / "lakehouse" / "inbox", "a.jsonl", lines(*(intent(n) for n in range(1, 6))))
     first = run_once(config)
@@ -76,6 +75,8 @@ def test_a_ledger_cut_at_a_line_boundary_is_refused(tmp_path: Path) -> None:
 
 
 async def test_a_deleted_newest_segment_or_a_rewritten_record_is_refused(tmp_path: Path) -> None:
+    """A deleted newest segment, or another chain under the same head witness, never passes verify.
+    """
     source = tmp_path / "in.jsonl"
     source.write_bytes(lines(*(intent(n) for n in range(1, 400))))
     ledger = await replay(tmp_path, [source], segment_bytes=4096)
