@@ -1,1 +1,1 @@
-"""Governance of execution plans (seed 003) and the plan ledger."""
+"""Governance of execution plans (README, Execution plans) and the plan ledger."""

@@ -1,4 +1,4 @@
-"""Governance of execution plans (seed 003), as a pure core folded from events.
+"""Governance of execution plans (README, Execution plans), as a pure core folded from events.
 
 A plan moves DRAFT → REVIEWED → APPROVED → COMMITTED, and any state but COMMITTED
 may be CANCELLED; COMMITTED and CANCELLED are final. Every change is an event with
@@ -88,7 +88,7 @@ class SeasonEvent(Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class ExecutionStateSnapshot(Struct, frozen=True):
-    """Everything about one season, in the seed's deterministic order."""
+    """Everything about one season: plans by (state, plan id), events by (plan id, sequence)."""
 
     season_id: str
     frozen: bool

@@ -37,7 +37,7 @@ Name = Annotated[str, Meta(min_length=1, max_length=128)]
 class Constraints(
     Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True, gc=False
 ):
-    """Execution constraints an intent may carry (seed 001)."""
+    """Execution constraints an intent may carry (README, Input)."""
 
     max_slippage_bps: Annotated[int, Meta(ge=0, le=10_000)] | None = None
     reduce_only: bool = False
@@ -54,7 +54,7 @@ class OrderIntent(
     tag_field="kind",
     gc=False,
 ):
-    """A venue-agnostic request to trade, as written by research (seeds 000 and 001).
+    """A venue-agnostic request to trade, as written by research (README, Input).
 
     ``quantity`` is absolute, in the symbol's base unit. ``side`` may be left out
     when ``action`` implies it. Without ``intent_id`` the id is derived from the
@@ -194,7 +194,7 @@ LookupResult = Literal["found", "absent", "pending"]
 
 
 class SendAttemptRecord(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
-    """One send of a live order to its venue (seed 000: submission attempts are auditable).
+    """One send of a live order to its venue: every send is auditable (docs/CONTRACT.md).
 
     Written once the send's answer is known, and, when the answer left the order's
     fate open, once a lookup by client order id has settled it. ``attempt`` counts

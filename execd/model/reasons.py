@@ -27,7 +27,7 @@ EXECUTION_REJECTED: Final = "EXECUTION_REJECTED"
 EXECUTION_EXPIRED: Final = "EXECUTION_EXPIRED"
 EXECUTION_LOT_ROUNDED: Final = "EXECUTION_LOT_ROUNDED"
 EXECUTION_NOT_SENT: Final = "EXECUTION_NOT_SENT"
-# Live venues: preparing an order from an intent (seed 001), before anything is sent.
+# Live venues: preparing an order from an intent (README, The live plane), before anything is sent.
 BELOW_FLOOR: Final = "BELOW_FLOOR"
 VENUE_SYMBOL_UNKNOWN: Final = "VENUE_SYMBOL_UNKNOWN"
 VENUE_LIMIT_EXCEEDED: Final = "VENUE_LIMIT_EXCEEDED"

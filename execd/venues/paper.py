@@ -1,4 +1,4 @@
-"""The paper plane: seed 000's deterministic fill rule, exactly.
+"""The paper plane: a deterministic full fill of every accepted intent (docs/CONTRACT.md, Planes).
 
 Every accepted intent is FILLED for its requested quantity, with no reason, no
 partial fill and no failure. No I/O, no pricing logic: the recorded average price

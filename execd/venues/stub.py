@@ -1,8 +1,9 @@
-"""Seed 000's v1 live stub: a live-plane venue with no I/O and a fixed answer.
+"""The live stub: a live-plane venue with no I/O and a fixed answer.
 
-Configured per venue to fill every intent, or to fail every intent with a reason
-code from seed 000's closed v1 set. It exists so the live path (plane recording,
-failure outcomes) can be exercised deterministically without an exchange.
+Configured per venue to fill every intent, or to fail every intent with one of the
+execution reason codes (README, Outcomes, statuses and reason codes). It exists so
+the live path (plane recording, failure outcomes) can be exercised deterministically
+without an exchange.
 """
 
 from __future__ import annotations

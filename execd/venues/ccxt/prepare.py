@@ -1,4 +1,4 @@
-"""Prepare (seed 001): turn an accepted intent into the order a live venue will get.
+"""Prepare: turn an accepted intent into the order a live venue will get.
 
 Pure: a function of the intent, the venue's market rules (from ccxt's
 ``load_markets``, read once at start-up) and the venue's settings. The result is
@@ -140,7 +140,7 @@ def prepare(item: Accepted, rules: MarketRules | None, default_slippage_bps: int
     reduce_only = constraints is not None and constraints.reduce_only
     side = item.side
 
-    # Order type from urgency (seed 001): critical takes the market; otherwise a
+    # Order type from urgency (README, The live plane): critical takes the market; otherwise a
     # limit at the reference price moved by the slippage the intent allows.
     order_type: OrderType
     price: Decimal | None

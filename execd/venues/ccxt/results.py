@@ -1,4 +1,4 @@
-"""Execute (seed 001), the pure half: what an order's venue state means as an outcome.
+"""Execute, the pure half: what an order's venue state means as an outcome.
 
 Reads ccxt's unified order structure (status, filled, average, cost, fees) and the
 order record written before the order was sent; decides final or not, and builds
@@ -164,7 +164,7 @@ def outcome_of_order(record: OrderRecord, order: dict[str, Any], *, execution_id
         status = "FILLED"
     elif filled >= amount:
         # The order did all it asked for, but it asked for less than the intent:
-        # seed 000's FILLED is the requested quantity, so this is not a fill.
+        # FILLED means the requested quantity (README, Outcomes), so this is not a fill.
         status, reason = "PARTIALLY_FILLED", reasons.EXECUTION_LOT_ROUNDED
         detail = (f"filled={filled} of requested={requested}: the order was for "
                   f"amount={amount} (the requested quantity rounded down to the lot size) "
