@@ -26,8 +26,8 @@ from execd.config.schema import CcxtConfig
 from execd.model.messages import OrderRecord
 from execd.service import logs
 from execd.venues.ccxt import exchanges
+from execd.venues.ccxt.actions import CallFailed, Cancelled, Found, Got, Placed, SendFailed
 from execd.venues.ccxt.credentials import Credentials
-from execd.venues.ccxt.order import CallFailed, Cancelled, Found, Got, Placed, SendFailed
 from execd.venues.ccxt.order_stream import rewrite_urls
 
 Verdict = exchanges.Verdict

@@ -27,173 +27,40 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import Any, Literal
 
-from msgspec import Struct
-
 from execd.config.schema import CcxtConfig
 from execd.model import reasons
 from execd.model.messages import (
     LATE,
     CancelRecord,
     Entry,
-    ExecutionOutcome,
     LookupResult,
     OrderRecord,
     SendAttemptRecord,
 )
-from execd.venues.ccxt import attempts
-from execd.venues.ccxt.exchanges import Verdict
-from execd.venues.ccxt.results import (
-    fees_of_trades,
-    fees_so_far,
-    filled_of,
-    is_final,
-    not_executed,
-    outcome_of_order,
-    own_fees,
+from execd.venues.ccxt import attempts, following
+from execd.venues.ccxt.actions import (
+    MAX_BACKOFF,
+    MS,
+    STOP_DOUBT,
+    TRIES_WHILE_STOPPING,
+    Action,
+    AfterWindow,
+    CallFailed,
+    CancelWhy,
+    Done,
+    Event,
+    Found,
+    Lookup,
+    Note,
+    Placed,
+    Queue,
+    Send,
+    SendFailed,
+    Steps,
+    Wait,
+    Write,
 )
-
-MS = 1_000_000
-# The longest pause between reads of an order whose state cannot be read.
-MAX_BACKOFF = 30_000 * MS
-# Calls that may still fail once the daemon is stopping, before an order is left
-# for the next start-up to reconcile.
-TRIES_WHILE_STOPPING = 3
-STOP_DOUBT = "the venue could not say what became of it during the stop"
-
-CancelWhy = Literal["order_timeout_ms", "stopping"]
-
-# ------------------------------------------------------------------- actions
-
-
-class Wait(Struct, frozen=True):
-    """Wait until ``until``; earlier on an update pushed for the order, or on a stop."""
-
-    until: int
-    push: bool = False
-    stop: bool = True
-
-
-class AfterWindow(Struct, frozen=True):
-    """A start-up's lookups found nothing: ask again once the acceptance window since
-    the start (``until``) has passed; the shell waits once for all such orders."""
-
-    until: int
-
-
-class Send(Struct, frozen=True):
-    """Send the order (its ``attempt``-th send); feed back Placed or SendFailed."""
-
-    attempt: int
-
-
-class Lookup(Struct, frozen=True):
-    """Look the order up by client order id; feed back Found or CallFailed."""
-
-
-class Follow(Struct, frozen=True):
-    """The order is at the venue: follow it on the order stream from now on; feed Ok."""
-
-    venue_order_id: Any
-    order: dict[str, Any]
-
-
-class Read(Struct, frozen=True):
-    """Read the followed order by its venue id; feed back Got or CallFailed."""
-
-    venue_order_id: Any
-
-
-class Cancel(Struct, frozen=True):
-    """Ask the venue to cancel it; feed back Cancelled or CallFailed."""
-
-    venue_order_id: Any
-    why: CancelWhy
-
-
-class ReadTrades(Struct, frozen=True):
-    """Read the final order's trades (for its fees); feed back Got or CallFailed."""
-
-    venue_order_id: Any
-
-
-class Write(Struct, frozen=True):
-    """Hand ``entries`` to the ledger (and, ``durable``, wait until they are); feed Ok."""
-
-    entries: tuple[Entry, ...]
-    durable: bool = False
-
-
-class Queue(Struct, frozen=True):
-    """Reconciled: give the order to a worker, which feeds Ok when it takes it."""
-
-
-class Done(Struct, frozen=True):
-    """The end: write ``outcome`` after ``before`` (one commit), or leave it in doubt."""
-
-    outcome: ExecutionOutcome | None = None
-    before: tuple[Entry, ...] = ()
-    in_doubt: str | None = None
-
-
-Action = Wait | AfterWindow | Send | Lookup | Follow | Read | Cancel | ReadTrades | Write \
-    | Queue | Done
-
-# -------------------------------------------------------------------- events
-
-
-class Ok(Struct, frozen=True):
-    """The action is carried out (a wait ended, records handed over, the order taken)."""
-
-
-class Placed(Struct, frozen=True):
-    """The venue answered the send with this order (readable: see exchanges.readable_order)."""
-
-    order: dict[str, Any]
-
-
-class SendFailed(Struct, frozen=True):
-    """The send failed or its reply was not the order: what that says, and the message."""
-
-    verdict: Verdict
-    message: str
-
-
-class Found(Struct, frozen=True):
-    """A lookup's answer: the venue's order, or None for "no such order"."""
-
-    order: dict[str, Any] | None
-
-
-class Got(Struct, frozen=True):
-    """A read's answer: the order (Read) or its trades (ReadTrades)."""
-
-    value: Any
-
-
-class Cancelled(Struct, frozen=True):
-    """The venue took the cancel (its reply), or None: it had no such order open."""
-
-    order: dict[str, Any] | None
-
-
-class CallFailed(Struct, frozen=True):
-    """A lookup, read or cancel failed: the venue's message."""
-
-    message: str
-
-
-Event = Ok | Placed | SendFailed | Found | Got | Cancelled | CallFailed
-
-
-class Note(Struct, frozen=True):
-    """A log line the shell writes for the order (the shell adds its ids)."""
-
-    level: Literal["info", "warning"]
-    event: str
-    fields: dict[str, Any]
-
-
-Steps = Generator[Action, Event, None]
+from execd.venues.ccxt.results import is_final, not_executed
 
 
 class Order:
@@ -257,7 +124,7 @@ class Order:
 
     # ------------------------------------------------------------------ helpers
 
-    def _note(self, level: Literal["info", "warning"], event: str, **fields: Any) -> None:
+    def note(self, level: Literal["info", "warning"], event: str, **fields: Any) -> None:
         self.notes.append(Note(level, event, fields))
 
     def _attempt_entry(self, sent: SendAttemptRecord) -> Entry:
@@ -268,7 +135,7 @@ class Order:
         return Done(not_executed(self.record, execution_id=self.execution_id, time=self.time,
                                  reason=reason, detail=detail, wall_time=self.now), before)
 
-    def _cancel_entry(self, venue_order_id: Any, why: CancelWhy, answer: str) -> Write:
+    def cancel_entry(self, venue_order_id: Any, why: CancelWhy, answer: str) -> Write:
         record = self.record
         return Write((Entry(LATE, "order_cancel", self.time, CancelRecord(
             intent_id=record.intent_id, venue=record.venue,
@@ -292,7 +159,7 @@ class Order:
             order = yield from self._send()
             if order is None:
                 return
-        yield from self._track(order)
+        yield from following.track(self, order)
 
     def _send(self) -> Generator[Action, Event, dict[str, Any] | None]:
         """Send until the order is placed or found (its state), or has ended (None).
@@ -317,7 +184,7 @@ class Order:
                 return placed
             assert isinstance(event, SendFailed)
             answer, message = event.verdict, event.message
-            self._note("warning", "order.send_failed", attempt=attempt, verdict=answer,
+            self.note("warning", "order.send_failed", attempt=attempt, verdict=answer,
                        error=message)
             found: dict[str, Any] | None = None
             lookup: LookupResult | None = None
@@ -340,7 +207,7 @@ class Order:
                 resend=step.action == "resend"))
             if step.action == "track":
                 assert found is not None
-                self._note("info", "order.found_after_error", venue_status=found.get("status"))
+                self.note("info", "order.found_after_error", venue_status=found.get("status"))
                 yield Write((sent,))
                 return found
             if step.action == "fail":
@@ -379,121 +246,10 @@ class Order:
                 return True, event.order
             assert isinstance(event, CallFailed)
             failures += 1
-            self._note("warning", "order.lookup_failed", error=event.message, failures=failures)
+            self.note("warning", "order.lookup_failed", error=event.message, failures=failures)
             if self.stopping and failures >= TRIES_WHILE_STOPPING:
                 return False, None
             wait = min(max(wait * 2, self.table.poll_interval_ms * MS), MAX_BACKOFF)
-
-    def _track(self, order: dict[str, Any]) -> Steps:
-        """Follow the order until it is final; cancel it after order_timeout_ms or at stop."""
-        order_id = order.get("id")
-        yield Follow(order_id, order)
-        deadline = self.now + self.table.order_timeout_ms * MS
-        poll = self.table.poll_interval_ms * MS
-        cancelled = False
-        failures = polls_after_cancel = cancel_failures = 0
-        # A refused cancel is tried again only after a backoff, with reads between:
-        # the venue may refuse it because the order has just ended.
-        next_cancel = 0
-        # A stop cancels at once, whatever backoff a refused cancel left.
-        stop_cancel_sent = False
-        while not is_final(order):
-            if cancelled:
-                # Cancelled, not yet final: read at the normal pace, and while stopping
-                # only a few times before leaving it to reconciliation.
-                polls_after_cancel += 1
-                if self.stopping and polls_after_cancel > TRIES_WHILE_STOPPING:
-                    yield Done(in_doubt=STOP_DOUBT)
-                    return
-                yield Wait(self.now + poll, push=True, stop=False)
-            elif ((self.stopping and not stop_cancel_sent)
-                  or ((self.stopping or self.now >= deadline) and self.now >= next_cancel)):
-                why: CancelWhy = "stopping" if self.stopping else "order_timeout_ms"
-                stop_cancel_sent = stop_cancel_sent or why == "stopping"
-                event = yield Cancel(order_id, why)
-                if isinstance(event, Cancelled):
-                    # Some venues (OKX, Bybit) answer a cancel without the order's state:
-                    # the request was taken, and the reads below show the state. "Not
-                    # found": it ended on its own meanwhile.
-                    if event.order is not None:
-                        order = event.order
-                    answer = ("not found" if event.order is None
-                              else str(order.get("status") or "accepted"))
-                    yield self._cancel_entry(order_id, why, answer)
-                    cancelled = True
-                    if is_final(order):
-                        break
-                else:
-                    assert isinstance(event, CallFailed)
-                    yield self._cancel_entry(order_id, why, event.message)
-                    cancel_failures += 1
-                    self._note("warning", "order.cancel_failed", error=event.message,
-                               failures=cancel_failures)
-                    if self.stopping and cancel_failures >= TRIES_WHILE_STOPPING:
-                        yield Done(in_doubt=STOP_DOUBT)
-                        return
-                    next_cancel = self.now + min(poll * 2 ** cancel_failures, MAX_BACKOFF)
-            else:
-                # Until the next read, or an update pushed for it (a wake-up: the state
-                # is still read by REST, just below), or the next cancel. Once
-                # stopping, the stop is no reason to wake: it has happened.
-                due = max(deadline, next_cancel) - self.now
-                yield Wait(self.now + min(poll, max(due, 0)), push=True, stop=not self.stopping)
-            event = yield Read(order_id)
-            if isinstance(event, Got):
-                order = event.value
-                continue
-            assert isinstance(event, CallFailed)
-            failures += 1
-            self._note("warning", "order.poll_failed", error=event.message, failures=failures)
-            if self.stopping and failures >= TRIES_WHILE_STOPPING:
-                yield Done(in_doubt=STOP_DOUBT)
-                return
-            yield Wait(self.now + min(poll * failures, MAX_BACKOFF))
-        yield from self._fees(order, cancelled)
-
-    def _fees(self, order: dict[str, Any], cancelled: bool) -> Steps:
-        """The outcome of the final ``order``, with its fees and whether they are all.
-
-        The order's own structure is enough when its fees cover all it filled (a
-        FULL create reply lists its fills): no request. Otherwise its trades are
-        read, and again after ``fee_read_pause_ms`` while they add up to less than
-        the fill (the venue's trade list can lag the order), ``fee_reads`` times at
-        most and only once while stopping. What is still short then is recorded
-        with the fees known so far, marked incomplete.
-        """
-        filled = filled_of(order)
-        known = own_fees(order)
-        complete = known.covered >= filled
-        order_id = order.get("id")
-        readable = bool(order_id) and self.trades_readable
-        why = "fee_reads=0" if readable else "the venue cannot list this order's trades"
-        reads = 0
-        while not complete and readable and reads < self.table.fee_reads:
-            if reads:
-                yield Wait(self.now + self.table.fee_read_pause_ms * MS)
-            reads += 1
-            event = yield ReadTrades(order_id)
-            if isinstance(event, Got):
-                read = fees_of_trades(event.value)
-                if read.covered >= filled:
-                    known, complete = read, True
-                    break
-                known = fees_so_far(known, read)
-                why = f"the trades add up to {read.covered} of filled={filled}"
-            else:
-                assert isinstance(event, CallFailed)
-                why = event.message
-            if self.stopping:
-                break
-        if not complete:
-            self._note("warning", "order.fees_incomplete", reads=reads, why=why,
-                       fees=[[str(f.cost), f.currency] for f in known.fees],
-                       covered=str(known.covered), filled=str(filled))
-        yield Done(outcome_of_order(
-            self.record, order, execution_id=self.execution_id, time=self.time,
-            cancelled_by_us=cancelled, wall_time=self.now, fees=known.fees,
-            fees_complete=complete), tuple(self.held))
 
     # ------------------------------------------------------------------ start-up
 
@@ -530,7 +286,7 @@ class Order:
         self.found = found
         before = () if settle is None else (self._attempt_entry(settle),)
         if step.action == "fail":
-            self._note("warning", "order.not_sent" if step.reason == reasons.EXECUTION_NOT_SENT
+            self.note("warning", "order.not_sent" if step.reason == reasons.EXECUTION_NOT_SENT
                        else "order.reconciled", reason=step.reason, detail=step.detail,
                        age_ms=age_ms)
             yield self._failed(step.reason or "", step.detail or "", *before)
@@ -539,9 +295,9 @@ class Order:
             yield Write(before, durable=step.action == "resend")
         if step.action == "resend":
             self.attempt = settle.attempt + 1 if settle is not None else 1
-            self._note("info", "order.resend_unsent", attempt=self.attempt, age_ms=age_ms)
+            self.note("info", "order.resend_unsent", attempt=self.attempt, age_ms=age_ms)
         else:
-            self._note("info", "order.reconciled", venue_status=(found or {}).get("status"),
+            self.note("info", "order.reconciled", venue_status=(found or {}).get("status"),
                        age_ms=age_ms)
         yield Queue()
         yield from self._execute()

@@ -20,9 +20,10 @@ from anyio.abc import ObjectSendStream
 from ccxt.base.decimal_to_precision import TICK_SIZE
 
 from execd.model.messages import Entry, OrderRecord, SendAttemptRecord
-from execd.venues.ccxt import order as lifecycle
+from execd.venues.ccxt import actions as act
+from execd.venues.ccxt.actions import MAX_BACKOFF
 from execd.venues.ccxt.calls import message_of
-from execd.venues.ccxt.order import MAX_BACKOFF, Order
+from execd.venues.ccxt.order import Order
 from execd.venues.ccxt.prepare import MarketRules, rules_from_market
 
 if TYPE_CHECKING:
@@ -71,7 +72,7 @@ class StartUp:
             except Exception as exc:
                 venue.state = f"cannot start: {message_of(exc)}"
                 venue.log.error("venue.start_failed", error=message_of(exc), retry_in_s=wait)
-                await venue.pause(wait)
+                await venue.driver.pause(wait)
                 wait = min(wait * 2, MAX_BACKOFF / 1e9)
                 continue
             venue.rules = {symbol: self._rules(market) for symbol, market in markets.items()}
@@ -100,15 +101,15 @@ class StartUp:
                          work: ObjectSendStream[Job]) -> bool:
         """Resolve every unresolved order; False when a stop leaves one in doubt."""
         venue = self.venue
-        parked: list[tuple[Order, lifecycle.AfterWindow]] = []
+        parked: list[tuple[Order, act.AfterWindow]] = []
         for record, time in self.unresolved:
             venue.state = f"reconciling {record.client_order_id}"
             order = Order.unresolved(
                 record, time, venue.table, execution_id=venue.execution_id(record.intent_id),
                 trades_readable=venue.trades_readable,
                 last=self.last_sends.get(record.client_order_id), started=self.started)
-            action = await venue.drive(order, self._first(order), send, park=True)
-            if isinstance(action, lifecycle.AfterWindow):
+            action = await venue.driver.drive(order, self._first(order), send, park=True)
+            if isinstance(action, act.AfterWindow):
                 parked.append((order, action))
             elif not await self._hand_over(order, action, send, work):
                 return False
@@ -116,26 +117,26 @@ class StartUp:
             if window.until > venue.wall.now():
                 venue.state = (f"reconciling: {len(parked)} orders not at the venue; asking "
                                f"again after the acceptance window")
-            action = await venue.drive(order, window, send)
+            action = await venue.driver.drive(order, window, send)
             if not await self._hand_over(order, action, send, work):
                 return False
         return True
 
-    def _first(self, order: Order) -> lifecycle.Action:
+    def _first(self, order: Order) -> act.Action:
         if self.venue.stopping.is_set():
             order.stop()
         return order.start(self.venue.wall.now())
 
-    async def _hand_over(self, order: Order, action: lifecycle.Action,
+    async def _hand_over(self, order: Order, action: act.Action,
                          send: ObjectSendStream[list[Entry]], work: ObjectSendStream[Job]
                          ) -> bool:
         """Give a reconciled order to the workers, or write its end; False: left in doubt."""
-        if isinstance(action, lifecycle.Queue):
+        if isinstance(action, act.Queue):
             durable = anyio.Event()
             durable.set()  # recorded by an earlier run
             await work.send((order, durable))
             return True
-        assert isinstance(action, lifecycle.Done), action
+        assert isinstance(action, act.Done), action
         if action.outcome is None:
             return False
         await self.venue.finish(send, order, action)

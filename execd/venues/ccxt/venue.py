@@ -56,11 +56,12 @@ from execd.model.messages import (
 )
 from execd.service import logs
 from execd.service.liveness import Pulse, beating
-from execd.venues.ccxt import order as lifecycle
+from execd.venues.ccxt import actions as act
 from execd.venues.ccxt.calls import CallHook, Calls, classify, message_of
 from execd.venues.ccxt.credentials import Credentials
+from execd.venues.ccxt.driver import Driver
 from execd.venues.ccxt.order import Order
-from execd.venues.ccxt.order_stream import OrderStream, Waker
+from execd.venues.ccxt.order_stream import OrderStream
 from execd.venues.ccxt.prepare import MarketRules, OrderPlan, prepare
 from execd.venues.ccxt.results import held_change
 from execd.venues.ccxt.startup import StartUp
@@ -108,6 +109,7 @@ class CcxtVenue:
                                started=wall.now())
         # Pushed order updates (where the exchange offers them) wake the workers.
         self.stream = OrderStream(venue, self.exchange, table)
+        self.driver = Driver(self)
         self._work_send, self._work_receive = anyio.create_memory_object_stream[Job](
             table.backlog)
 
@@ -213,7 +215,7 @@ class CcxtVenue:
             wall_time=self.wall.now())
         order = self.order(record, item.time)
         first = order.start(self.wall.now())
-        assert isinstance(first, lifecycle.Queue)
+        assert isinstance(first, act.Queue)
         durable = anyio.Event()
         try:
             self._work_send.send_nowait((order, durable))
@@ -223,7 +225,7 @@ class CcxtVenue:
                 f"{self.in_flight} orders in flight (max_in_flight={self.table.max_in_flight})"
                 f" and {self.table.backlog} waiting (backlog={self.table.backlog})")
         entry = Entry(item.seq, "order", item.time, record)
-        self._when_durable(entry, lambda seq: durable.set())
+        self.when_durable(entry, lambda seq: durable.set())
         return entry
 
     def _instead(self, item: Accepted, status: Any, reason: str, detail: str) -> Entry:
@@ -250,9 +252,9 @@ class CcxtVenue:
                           outcome.requested_quantity or Decimal(0),
                           held_change(symbol, side, outcome.filled_quantity, outcome.fees),
                           outcome.average_price, outcome.logical_time)
-        self._when_durable(entry, lambda seq: self.settle(settled))
+        self.when_durable(entry, lambda seq: self.settle(settled))
 
-    def _when_durable(self, entry: Entry, then: Callable[[int], None]) -> None:
+    def when_durable(self, entry: Entry, then: Callable[[int], None]) -> None:
         """The one place that asks the ledger to call ``then`` once ``entry`` is durable."""
         self.watch(entry, then)
 
@@ -264,20 +266,21 @@ class CcxtVenue:
             async for order, durable in work:
                 await durable.wait()
                 self.in_flight += 1
-                done: lifecycle.Action | None = None
+                done: act.Action | None = None
                 try:
                     with self.cuttable() as scope:
-                        done = await self.drive(order, self.feed(order, lifecycle.Ok()), send)
+                        done = await self.driver.drive(order, self.driver.feed(order, act.Ok()),
+                                                       send)
                 finally:
                     self.in_flight -= 1
                 if scope.cancelled_caught:
                     self._in_doubt(order.record, f"still being sent or followed after "
                                    f"drain_timeout_ms={self.table.drain_timeout_ms}")
-                elif isinstance(done, lifecycle.Done):
+                elif isinstance(done, act.Done):
                     await self.finish(send, order, done)
 
     async def finish(self, send: ObjectSendStream[list[Entry]], order: Order,
-                     done: lifecycle.Done) -> None:
+                     done: act.Done) -> None:
         """Write ``order``'s end: its outcome after its held records (one commit), settled
         once durable; or, when it is left in doubt, only say so."""
         if done.outcome is None:
@@ -286,88 +289,3 @@ class CcxtVenue:
         entry = Entry(LATE, "outcome", done.outcome.logical_time, done.outcome)
         self._settle_when_durable(entry, done.outcome)
         await send.send([*done.before, entry])
-
-    async def write(self, send: ObjectSendStream[list[Entry]], entries: tuple[Entry, ...], *,
-                    durable: bool) -> None:
-        """Hand ``entries`` to the ledger; with ``durable``, return once they are on disk."""
-        done = anyio.Event()
-        if durable:
-            self._when_durable(entries[-1], lambda seq: done.set())
-        await send.send(list(entries))
-        if durable:
-            await done.wait()
-
-    # ------------------------------------------------------- carrying out actions
-
-    def feed(self, order: Order, event: lifecycle.Event) -> lifecycle.Action:
-        """Hand ``order`` one result at the one clock's now; log what it noted."""
-        if self.stopping.is_set():
-            order.stop()
-        order.table = self.table
-        action = order.handle(event, self.wall.now())
-        self._log_notes(order)
-        return action
-
-    def _log_notes(self, order: Order) -> None:
-        record = order.record
-        for note in order.take_notes():
-            getattr(self.log, note.level)(note.event, intent_id=str(record.intent_id),
-                                          client_order_id=record.client_order_id,
-                                          **note.fields)
-
-    async def drive(self, order: Order, action: lifecycle.Action,
-                    send: ObjectSendStream[list[Entry]], *, park: bool = False
-                    ) -> lifecycle.Action:
-        """Carry out ``order``'s actions until it is queued or done (with ``park``, also
-        until it waits for the acceptance window since start-up); that last action."""
-        record = order.record
-        with contextlib.ExitStack() as following:
-            pushed: Waker | None = None
-            while not isinstance(action, lifecycle.Queue | lifecycle.Done) and not (
-                    park and isinstance(action, lifecycle.AfterWindow)):
-                event: lifecycle.Event = lifecycle.Ok()
-                if isinstance(action, lifecycle.Wait | lifecycle.AfterWindow):
-                    await self._wait(action, pushed)
-                elif isinstance(action, lifecycle.Follow):
-                    pushed = following.enter_context(
-                        self.stream.follow(record.client_order_id, action.venue_order_id))
-                    self.stream.known(record.client_order_id, action.order)
-                elif isinstance(action, lifecycle.Write):
-                    await self.write(send, action.entries, durable=action.durable)
-                else:
-                    event = await self._call(record, action)
-                action = self.feed(order, event)
-        return action
-
-    async def _call(self, record: OrderRecord, action: lifecycle.Action) -> lifecycle.Event:
-        """The venue call that carries out ``action``, and its result."""
-        calls = self.calls
-        if isinstance(action, lifecycle.Send):
-            return await calls.send(record)
-        if isinstance(action, lifecycle.Lookup):
-            return await calls.lookup(record)
-        if isinstance(action, lifecycle.Cancel):
-            return await calls.cancel(record, action.venue_order_id)
-        if isinstance(action, lifecycle.ReadTrades):
-            return await calls.trades(record, action.venue_order_id)
-        assert isinstance(action, lifecycle.Read), action
-        event = await calls.read(record, action.venue_order_id)
-        if isinstance(event, lifecycle.Got):
-            self.stream.known(record.client_order_id, event.value)
-        return event
-
-    async def _wait(self, action: lifecycle.Wait | lifecycle.AfterWindow,
-                    pushed: Waker | None) -> None:
-        """Sleep until ``action.until`` on the one clock, or less when it says what wakes it."""
-        seconds = max(action.until - self.wall.now(), 0) / 1e9
-        if isinstance(action, lifecycle.Wait) and action.push and pushed is not None:
-            await pushed.wait(seconds, self.stopping if action.stop else None)
-        elif isinstance(action, lifecycle.Wait) and not action.stop:
-            await anyio.sleep(seconds)
-        else:
-            await self.pause(seconds)
-
-    async def pause(self, seconds: float) -> None:
-        """Sleep ``seconds``, or less if the daemon starts stopping meanwhile."""
-        with anyio.move_on_after(seconds):
-            await self.stopping.wait()
