@@ -2,7 +2,7 @@
 
 Part of one :class:`~execd.venues.ccxt.order.Order`'s lifecycle (the steps after
 the venue has the order), kept apart so each module has one job. The rules are
-docs/ARCHITECTURE.md's (the live plane): the order is read every
+docs/ARCHITECTURE.md's ("Live sends, times and the drain"): the order is read every
 ``poll_interval_ms`` (sooner when the order stream pushes an update), cancelled
 once ``order_timeout_ms`` has passed or at once on a stop; a refused cancel is
 tried again after a backoff, with reads between (the venue may refuse it because

@@ -4,13 +4,14 @@ An :class:`Order` is fed the venue's replies and errors (already classified by
 :mod:`~execd.venues.ccxt.exchanges`) and ``now``, and returns the next action:
 send attempt n, look the order up, read it, cancel it, read its trades, write
 records, wait until a time, or be done with its outcome. It reads no clock, does
-no I/O and never sleeps; the shell (:mod:`~execd.venues.ccxt.venue`) carries out
-the actions, one at a time, and feeds each one's result back (as h11's
-``Connection`` is driven). One shell drives any number of orders, each its own
-small object.
+no I/O and never sleeps; the shell (:mod:`~execd.venues.ccxt.driver`) carries out
+the actions, one at a time, and feeds each one's result back: the sans-I/O core in
+a thin async shell of docs/ARCHITECTURE.md. One shell drives any number of orders,
+each its own small object (the vocabulary is :mod:`~execd.venues.ccxt.actions`;
+following a placed order is :mod:`~execd.venues.ccxt.following`).
 
-The rules are those of docs/ARCHITECTURE.md (the live plane) and the README's
-fault table: every send is recorded, another is made only as ``send_attempts``
+The rules are those of docs/ARCHITECTURE.md ("Live sends, times and the drain")
+and the README's fault table: every send is recorded, another is made only as ``send_attempts``
 allows and once the record before it is durable (:mod:`.attempts`); "no such
 order" counts only after the acceptance window since the send; a resting order
 is cancelled after ``order_timeout_ms`` (a refused cancel is tried again after a

@@ -2,10 +2,11 @@
 
 Connecting loads the markets (one request) and reads the balances (one request,
 which also proves the credentials), again with backoff until it works or the
-daemon stops. Reconciling (docs/ARCHITECTURE.md, the live plane): every order an
-earlier run recorded without an outcome is looked up by client order id; each is
-an :meth:`Order.unresolved <execd.venues.ccxt.order.Order.unresolved>`, which
-decides, and this shell carries out its actions. The ones the venue does not have
+daemon stops. Reconciling (docs/ARCHITECTURE.md, "Live sends, times and the
+drain"): every order an earlier run recorded without an outcome is looked up by
+client order id; each is an :meth:`Order.unresolved
+<execd.venues.ccxt.order.Order.unresolved>`, which decides, and this shell
+carries out its actions. The ones the venue does not have
 are asked about again once, after the acceptance window since this start (one
 wait for all of them: the earlier run sent nothing later). Orders to follow or to
 send again go to the venue's workers; only then is the venue ready.

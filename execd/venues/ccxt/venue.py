@@ -23,10 +23,10 @@ wakes it), hands records to the ledger and feeds the results back. Its one clock
 ``wall`` (see :mod:`.order` for why).
 
 Seed 000: execution never retries on its own, and every submission attempt is
-auditable (docs/ARCHITECTURE.md, the live plane). On a stop, orders already sent
-are followed to their end, but for at most ``drain_timeout_ms``: what is still
-being sent or followed then is left in doubt (``order.in_doubt``) for the next
-start to reconcile.
+auditable (docs/ARCHITECTURE.md, "Live sends, times and the drain"). On a stop,
+orders already sent are followed to their end, but for at most
+``drain_timeout_ms``: what is still being sent or followed then is left in doubt
+(``order.in_doubt``) for the next start to reconcile.
 """
 
 from __future__ import annotations
