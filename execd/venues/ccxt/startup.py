@@ -1,0 +1,144 @@
+"""A ccxt venue's start-up: connect, then reconcile what an earlier run left open.
+
+Connecting loads the markets (one request) and reads the balances (one request,
+which also proves the credentials), again with backoff until it works or the
+daemon stops. Reconciling (docs/ARCHITECTURE.md, "Live sends, times and the
+drain"): every order an earlier run recorded without an outcome is looked up by
+client order id; each is an :meth:`Order.unresolved
+<execd.venues.ccxt.order.Order.unresolved>`, which decides, and this shell
+carries out its actions. The ones the venue does not have
+are asked about again once, after the acceptance window since this start (one
+wait for all of them: the earlier run sent nothing later). Orders to follow or to
+send again go to the venue's workers; only then is the venue ready.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from anyio.abc import ObjectSendStream
+from ccxt.base.decimal_to_precision import TICK_SIZE
+
+from execd.model.messages import Entry, OrderRecord, SendAttemptRecord
+from execd.venues.ccxt import actions as act
+from execd.venues.ccxt.actions import MAX_BACKOFF
+from execd.venues.ccxt.calls import message_of
+from execd.venues.ccxt.order import Order
+from execd.venues.ccxt.prepare import MarketRules, rules_from_market
+
+if TYPE_CHECKING:
+    from execd.venues.ccxt.venue import CcxtVenue, Job
+
+
+class StartUp:
+    """Connect ``venue`` and reconcile its ``unresolved`` orders, then mark it ready."""
+
+    def __init__(self, venue: CcxtVenue, unresolved: list[tuple[OrderRecord, int]],
+                 last_sends: dict[str, SendAttemptRecord], *, started: int) -> None:
+        self.venue = venue
+        self.unresolved = unresolved
+        # client order id -> the last send record of each unresolved order.
+        self.last_sends = last_sends
+        # On the venue's one clock: every order an earlier run sent, it sent before.
+        self.started = started
+
+    async def run(self, send: ObjectSendStream[list[Entry]],
+                  work: ObjectSendStream[Job]) -> None:
+        """Connect, reconcile, then set the venue ready (unless a stop came first)."""
+        venue = self.venue
+        async with send, work:
+            with venue.cuttable() as scope:
+                if not await self._connect() or not await self._reconcile(send, work):
+                    return
+            if scope.cancelled_caught:
+                venue.log.error("venue.start_cut", state=venue.state,
+                                drain_timeout_ms=venue.table.drain_timeout_ms,
+                                note="unresolved orders are reconciled at the next start")
+                return
+            self.unresolved = []
+            self.last_sends = {}
+            venue.state = "ready"
+            venue.log.info("venue.ready", markets=len(venue.rules))
+            venue.ready.set()
+
+    async def _connect(self) -> bool:
+        """Load markets and balances, retrying with backoff until it works or the daemon stops."""
+        venue = self.venue
+        wait = venue.table.poll_interval_ms / 1000
+        while not venue.stopping.is_set():
+            try:
+                markets = await venue.calls.call("load_markets")
+                balance = await venue.calls.call("fetch_balance")
+            except Exception as exc:
+                venue.state = f"cannot start: {message_of(exc)}"
+                venue.log.error("venue.start_failed", error=message_of(exc), retry_in_s=wait)
+                await venue.driver.pause(wait)
+                wait = min(wait * 2, MAX_BACKOFF / 1e9)
+                continue
+            venue.rules = {symbol: self._rules(market) for symbol, market in markets.items()}
+            held = {asset: str(amount) for asset, amount in (balance.get("total") or {}).items()
+                    if amount}
+            venue.log.info("venue.connected", markets=len(venue.rules), balances=held,
+                           unresolved_orders=len(self.unresolved))
+            venue.state = "reconciling" if self.unresolved else "ready"
+            return True
+        return False
+
+    def _rules(self, market: dict[str, Any]) -> MarketRules:
+        exchange = self.venue.exchange
+        features = exchange.features or {}
+        kind = features.get(market.get("type") or "spot") or {}
+        if "createOrder" not in kind:  # derivatives are nested one level deeper
+            kind = kind.get("linear" if market.get("linear") else "inverse") or {}
+        create = kind.get("createOrder") or {}
+        post_only = bool((create.get("timeInForce") or {}).get("PO"))
+        return rules_from_market(market, tick_precision=exchange.precisionMode == TICK_SIZE,
+                                 post_only=post_only,
+                                 # Spot has no position to reduce; contracts take the flag.
+                                 reduce_only=bool(market.get("contract")))
+
+    async def _reconcile(self, send: ObjectSendStream[list[Entry]],
+                         work: ObjectSendStream[Job]) -> bool:
+        """Resolve every unresolved order; False when a stop leaves one in doubt."""
+        venue = self.venue
+        parked: list[tuple[Order, act.AfterWindow]] = []
+        for record, time in self.unresolved:
+            venue.state = f"reconciling {record.client_order_id}"
+            order = Order.unresolved(
+                record, time, venue.table, execution_id=venue.execution_id(record.intent_id),
+                trades_readable=venue.trades_readable,
+                last=self.last_sends.get(record.client_order_id), started=self.started)
+            action = await venue.driver.drive(order, self._first(order), send, park=True)
+            if isinstance(action, act.AfterWindow):
+                parked.append((order, action))
+            elif not await self._hand_over(order, action, send, work):
+                return False
+        for order, window in parked:
+            if window.until > venue.wall.now():
+                venue.state = (f"reconciling: {len(parked)} orders not at the venue; asking "
+                               f"again after the acceptance window")
+            action = await venue.driver.drive(order, window, send)
+            if not await self._hand_over(order, action, send, work):
+                return False
+        return True
+
+    def _first(self, order: Order) -> act.Action:
+        if self.venue.stopping.is_set():
+            order.stop()
+        return order.start(self.venue.wall.now())
+
+    async def _hand_over(self, order: Order, action: act.Action,
+                         send: ObjectSendStream[list[Entry]], work: ObjectSendStream[Job]
+                         ) -> bool:
+        """Give a reconciled order to the workers, or write its end; False: left in doubt."""
+        if isinstance(action, act.Queue):
+            durable = anyio.Event()
+            durable.set()  # recorded by an earlier run
+            await work.send((order, durable))
+            return True
+        assert isinstance(action, act.Done), action
+        if action.outcome is None:
+            return False
+        await self.venue.finish(send, order, action)
+        return True
