@@ -31,7 +31,6 @@ import hashlib
 import os
 import re
 import stat
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -44,6 +43,7 @@ from execd.model import reasons
 from execd.model.clock import monotonic
 from execd.model.files import kind_of
 from execd.model.messages import LATE, Entry, InputFileRecord, Source, quarantine
+from execd.model.once_durable import Wake
 from execd.service.liveness import Pulse
 
 _CLAIM = re.compile(r"^(?P<name>.+\.jsonl)\.(?P<kind>repeat|refused)-(?P<n>\d+)$")
@@ -286,7 +286,7 @@ class InboxSource:
         finished_files: int = 16,
         changed: set[str] | None = None,
         time: int = 0,
-        watch: Callable[[Entry, Callable[[int], None]], None] | None = None,
+        wait_durable: bool = False,
         pulse: Pulse | None = None,
     ) -> None:
         # The reader's pulse: claiming a file (a rename and fsync that a hung mount
@@ -302,9 +302,9 @@ class InboxSource:
         self.changed = changed or set()
         # The logical time at start-up, for what start-up finds changed.
         self.time = time
-        # Calls back once an entry is durable (the daemon's): a changed file's outcome
-        # is durable before the file moves.
-        self.watch = watch
+        # A ledger writer runs the records' actions (the daemon's): a changed file's
+        # outcome is then durable before the file moves. Without one, nothing waits.
+        self.wait_durable = wait_durable
         self.poll_seconds = poll_seconds
         self.settle_seconds = settle_seconds
         self.stopping = stopping
@@ -616,8 +616,8 @@ class InboxSource:
                            Source(finished.record.file, 0, finished.record.size),
                            reasons.INPUT_FILE_CHANGED, problem)
         durable = anyio.Event()
-        if self.watch is not None:
-            self.watch(entry, lambda seq: durable.set())
+        if self.wait_durable:
+            entry.then = Wake(durable)
         else:
             durable.set()
         await send.send([entry])

@@ -64,6 +64,7 @@ from execd.model.messages import (
     SendAttemptRecord,
     Settled,
 )
+from execd.model.once_durable import Call, Wake
 from execd.service import logs
 from execd.service.liveness import Pulse, beating
 from execd.venues.ccxt import attempts, exchanges
@@ -82,7 +83,6 @@ from execd.venues.ccxt.results import (
 )
 
 Verdict = exchanges.Verdict
-Watch = Callable[[Entry, Callable[[int], None]], None]
 # (venue, ccxt method, seconds, "ok" or the exception class): the metrics hook.
 CallHook = Callable[[str, str, float, str], None]
 
@@ -174,7 +174,7 @@ class CcxtVenue:
     plane: Plane = "live"
 
     def __init__(self, venue: str, table: CcxtConfig, credentials: Credentials, wall: Clock,
-                 *, watch: Watch, settle: Callable[[Settled], None], stopping: anyio.Event,
+                 *, settle: Callable[[Settled], None], stopping: anyio.Event,
                  unresolved: list[tuple[OrderRecord, int]] | None = None,
                  attempts: dict[str, SendAttemptRecord] | None = None,
                  on_call: CallHook | None = None) -> None:
@@ -184,7 +184,6 @@ class CcxtVenue:
         # The wall clock, for the wall_time of live records and the age of orders.
         # Logical time is never read here: every record carries its intent's.
         self.wall = wall
-        self.watch = watch
         self.settle = settle
         self.stopping = stopping
         self.unresolved = list(unresolved or ())
@@ -389,7 +388,7 @@ class CcxtVenue:
                 f"{self.in_flight} orders in flight (max_in_flight={self.table.max_in_flight})"
                 f" and {self.table.backlog} waiting (backlog={self.table.backlog})")
         entry = Entry(item.seq, "order", item.time, record)
-        self.watch(entry, lambda seq: order.durable.set())
+        entry.then = Wake(order.durable)
         return entry
 
     def _instead(self, item: Accepted, status: Any, reason: str, detail: str) -> Entry:
@@ -416,7 +415,7 @@ class CcxtVenue:
                           outcome.requested_quantity or Decimal(0),
                           held_change(symbol, side, outcome.filled_quantity, outcome.fees),
                           outcome.average_price, outcome.logical_time)
-        self.watch(entry, lambda seq: self.settle(settled))
+        entry.then = Call(lambda seq: self.settle(settled))
 
     # ------------------------------------------------------------------ start-up
 
@@ -579,7 +578,7 @@ class CcxtVenue:
         entry = self._attempt_entry(order, attempt)
         done = anyio.Event()
         if durable:
-            self.watch(entry, lambda seq: done.set())
+            entry.then = Wake(done)
         await send.send([entry])
         if durable:
             await done.wait()
