@@ -138,8 +138,7 @@ async def raw_phase(url: str, orders: int, rate: int, offset: int) -> list[float
         table = config.load(work / "execd.toml").config.venues["binance"].ccxt
         assert table is not None
         venue = CcxtVenue("binance", table, Credentials(API_KEY, SECRET), WallClock(),
-                          watch=lambda e, f: None, settle=lambda s: None,
-                          stopping=anyio.Event())
+                          settle=lambda s: None, stopping=anyio.Event())
         exchange = venue.exchange
         await exchange.load_markets()
         latencies = []

@@ -8,6 +8,14 @@ Shell (:class:`LedgerWriter`): two tasks. The encoder drains every batch that is
 ready, chains the records and hands one commit to the syncer; the syncer writes
 and fsyncs it in a worker thread, then reports it durable. While one commit is
 being synced the next is being built (``queues.commits`` bounds how many wait).
+
+What waits on a record travels with it: an entry's ``then``
+(:mod:`execd.model.once_durable`) is part of this writer's contract. After a
+commit's fsync, and only then, ``on_durable`` gets the commit, and
+:meth:`Commit.once_durable` lists each record's action with the record's ledger seq,
+in commit order, for the hook to carry out. Nothing is registered beside the
+stream, so a record's seq may still move (the sentinel numbers records of its own
+before it) without anything losing track of it.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from execd.ledger.head import Head, HeadWitness
 from execd.ledger.record import LedgerChain
 from execd.ledger.segments import SegmentStore
 from execd.model.messages import LATE, Entry, encode
+from execd.model.once_durable import OnceDurable
 from execd.service.liveness import Pulse, beating
 
 
@@ -74,7 +83,25 @@ class Commit(Struct):
     last_seq: int
     last_hash: str
 
+    def once_durable(self) -> list[tuple[int, Entry, OnceDurable]]:
+        """What this commit's records asked for once durable, in commit order.
 
+        Each is (the record's ledger seq, the record, its ``then``); records without
+        one are left out. Call only once the commit is durable.
+        """
+        entries = self.entries
+        # Most commits carry no action (paper fills): a plain scan finds that fastest.
+        for entry in entries:
+            if entry.then is not None:
+                break
+        else:
+            return []
+        first = self.last_seq - len(entries) + 1
+        return [(first + index, entry, entry.then)
+                for index, entry in enumerate(entries) if entry.then is not None]
+
+
+# Called after each commit's fsync, in commit order (see the module docstring).
 DurableHook = Callable[[Commit], None]
 # Records in a commit and the seconds its write and fsync took (for metrics only:
 # the time never reaches the ledger).

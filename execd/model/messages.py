@@ -19,6 +19,7 @@ import msgspec
 from msgspec import Meta, Raw, Struct
 
 from execd.model import ids
+from execd.model.once_durable import OnceDurable
 from execd.model.reasons import Status
 
 SCHEMA_VERSION = 1
@@ -359,13 +360,16 @@ LATE = -1
 class Entry(Struct, gc=False):
     """A finished ledger record waiting for its place: ``seq`` is the ingest order.
 
-    ``seq`` is :data:`LATE` for records that are appended when they arrive.
+    ``seq`` is :data:`LATE` for records that are appended when they arrive. ``then``
+    is what to do once the record is durable (:mod:`execd.model.once_durable`); it
+    never reaches the ledger, and it must not refer back to this entry.
     """
 
     seq: int
     kind: RecordKind
     time: int
     body: Struct
+    then: OnceDurable | None = None
 
 
 class IntentIn(Struct, gc=False):

@@ -125,7 +125,6 @@ class ControlRequest:
         self.error: str | None = None
         # Set by the daemon when every record in ``entries`` is durable.
         self.durable = anyio.Event()
-        self.undurable = 0
         # What the command carries beyond the request (a reload: the new config).
         self.payload: Any = None
 

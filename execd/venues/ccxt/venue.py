@@ -54,6 +54,7 @@ from execd.model.messages import (
     SendAttemptRecord,
     Settled,
 )
+from execd.model.once_durable import Call
 from execd.service import logs
 from execd.service.liveness import Pulse, beating
 from execd.venues.ccxt import actions as act
@@ -67,9 +68,8 @@ from execd.venues.ccxt.results import held_change
 from execd.venues.ccxt.startup import StartUp
 
 # classify and message_of lived here before the calls had their own module.
-__all__ = ["CallHook", "CcxtVenue", "Watch", "classify", "message_of"]
+__all__ = ["CallHook", "CcxtVenue", "classify", "message_of"]
 
-Watch = Callable[[Entry, Callable[[int], None]], None]
 # An order on its way to a worker, and the event set once its record is durable.
 Job = tuple[Order, anyio.Event]
 
@@ -80,7 +80,7 @@ class CcxtVenue:
     plane: Plane = "live"
 
     def __init__(self, venue: str, table: CcxtConfig, credentials: Credentials, wall: Clock,
-                 *, watch: Watch, settle: Callable[[Settled], None], stopping: anyio.Event,
+                 *, settle: Callable[[Settled], None], stopping: anyio.Event,
                  unresolved: list[tuple[OrderRecord, int]] | None = None,
                  attempts: dict[str, SendAttemptRecord] | None = None,
                  on_call: CallHook | None = None) -> None:
@@ -89,7 +89,6 @@ class CcxtVenue:
         # The one clock: wall_time of live records, and the now of every order.
         # Logical time is never read here: every record carries its intent's.
         self.wall = wall
-        self.watch = watch
         self.settle = settle
         self.stopping = stopping
         # Set once a stop has waited drain_timeout_ms: no more calls to the venue.
@@ -255,8 +254,17 @@ class CcxtVenue:
         self.when_durable(entry, lambda seq: self.settle(settled))
 
     def when_durable(self, entry: Entry, then: Callable[[int], None]) -> None:
-        """The one place that asks the ledger to call ``then`` once ``entry`` is durable."""
-        self.watch(entry, then)
+        """The one place that asks the ledger to call ``then`` once ``entry`` is durable.
+
+        The record carries it (``Entry.then``, docs/ARCHITECTURE.md, Durability and
+        restart). A second follow-up on the same record runs after the first.
+        """
+        before = entry.then
+        if before is None:
+            entry.then = Call(then)
+        else:
+            assert isinstance(before, Call), before
+            entry.then = Call(_both(before.fn, then))
 
     # ------------------------------------------------------------------- workers
 
@@ -289,3 +297,11 @@ class CcxtVenue:
         entry = Entry(LATE, "outcome", done.outcome.logical_time, done.outcome)
         self._settle_when_durable(entry, done.outcome)
         await send.send([*done.before, entry])
+
+
+def _both(first: Callable[[int], None], second: Callable[[int], None]) -> Callable[[int], None]:
+    """Call ``first`` then ``second`` with the same ledger seq."""
+    def both(seq: int) -> None:
+        first(seq)
+        second(seq)
+    return both

@@ -1,0 +1,164 @@
+"""What each ``execd ctl`` request does in the daemon (the server side of the socket).
+
+A tick goes to the reader, a reload is applied here (the sentinel records it),
+every other command goes to the sentinel; each is answered once the records it
+made are durable (docs/ARCHITECTURE.md, "The control socket" and "Reload").
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from execd.app.reload import changes, needs_restart
+from execd.config import schema as config_file
+from execd.config.digest import outcome_settings_sha256
+from execd.config.schema import ConfigError
+from execd.model.errors import ReloadRefused
+from execd.sentinel.shell import Reconfigure
+from execd.service import logs
+from execd.service.control import ControlRequest, Request
+
+if TYPE_CHECKING:
+    from execd.app.daemon import Daemon
+
+# Operator commands waiting for their actor; a full queue makes `execd ctl` wait.
+COMMAND_QUEUE = 8
+
+
+class Commands:
+    """Carries out ``execd ctl`` requests (and SIGHUP's reload) for one daemon."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        # Operator commands, to the actor that carries each out.
+        self.to_reader, self.reader_commands = anyio.create_memory_object_stream[
+            ControlRequest](COMMAND_QUEUE)
+        self.to_sentinel, self.sentinel_commands = anyio.create_memory_object_stream[
+            ControlRequest](COMMAND_QUEUE)
+        self.reloads = {"applied": 0, "refused": 0}
+        self._reload_lock = anyio.Lock()
+
+    async def command(self, req: Request) -> dict[str, Any]:
+        """Carry out one ``execd ctl`` command; answer once its records are durable."""
+        if req.command == "reload":
+            return await self.reload(req.actor or "", req.reason or "")
+        log = self.daemon.log
+        request = ControlRequest(req)
+        stream = self.to_reader if req.command == "tick" else self.to_sentinel
+        try:
+            await stream.send(request)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            return {"ok": False, "error": "the daemon is stopping"}
+        await request.done.wait()
+        if request.error is not None:
+            log.warning("control.refused", command=req.command, actor=req.actor,
+                        error=request.error)
+            return {"ok": False, "error": request.error}
+        if request.entries:
+            await request.durable.wait()
+        reply: dict[str, Any] = {"ok": True, "command": req.command, **request.result}
+        if req.command == "status":
+            reply.update(self.status())
+        else:
+            log.info("control.done", command=req.command, actor=req.actor,
+                     reason=req.reason, **request.result)
+        return reply
+
+    def status(self) -> dict[str, Any]:
+        """What ``execd ctl status`` adds to the sentinel's answer."""
+        daemon = self.daemon
+        graph = daemon.graph
+        return {
+            "mode": daemon.mode, "stopping": daemon.stopping.is_set(),
+            "ready": daemon.supervisor.ready_sent,
+            "reloads": dict(self.reloads),
+            "planes": daemon.config.planes(),
+            "queues": graph.queues() if graph is not None else {},
+            "ledger": {"last_seq": daemon.durability.seq, "last_hash": daemon.durability.hash},
+            "venues": {venue.venue: venue.status() for venue in daemon.live},
+        }
+
+    # ------------------------------------------------------------------ reload
+
+    async def reload(self, actor: str, reason: str) -> dict[str, Any]:
+        """Apply the config file as it is now, all or nothing; the answer for ``execd ctl``.
+
+        Shielded: once begun, a reload runs to its end even if the ``execd ctl``
+        that asked for it times out, so the daemon's idea of its config never
+        parts from what the sentinel applied.
+        """
+        with anyio.CancelScope(shield=True):
+            answer = await self._reload_now(actor, reason)
+        return answer
+
+    async def _reload_now(self, actor: str, reason: str) -> dict[str, Any]:
+
+        daemon = self.daemon
+        supervisor = daemon.supervisor
+        async with self._reload_lock:
+            path = daemon.loaded.path
+            if supervisor.ready_sent and not daemon.stopping.is_set():
+                daemon.notifier.reloading(f"reloading {path}")
+            try:
+                changed, seq = await self._apply_reload(actor, reason)
+            except ReloadRefused as refused:
+                self.reloads["refused"] += 1
+                daemon.log.error("config.reload_refused", file=path, actor=actor,
+                                 problems=refused.problems)
+                more = f" (+{len(refused.problems) - 1} more)" if len(refused.problems) > 1 else ""
+                supervisor.reloaded(f"RELOAD REFUSED: {refused.problems[0]}{more}; still on "
+                                    f"the previous config; {supervisor.status_line()}")
+                return {"ok": False, "error": f"reload refused: {refused}"}
+            self.reloads["applied"] += 1
+            if changed:
+                daemon.log.info("config.reloaded", file=path, actor=actor, changed=changed,
+                                ledger_seq=seq)
+            else:
+                daemon.log.info("config.reload_unchanged", file=path, actor=actor)
+            supervisor.reloaded(f"config reloaded ({len(changed)} keys changed); "
+                                f"{supervisor.status_line()}")
+            return {"ok": True, "command": "reload", "changed": changed, "ledger_seq": seq}
+
+    async def _apply_reload(self, actor: str, reason: str) -> tuple[list[str], int | None]:
+        # Imported at the call: execd.app.daemon imports this module.
+
+        daemon = self.daemon
+        if daemon.stopping.is_set():
+            raise ReloadRefused(["the daemon is stopping"])
+        try:
+            loaded = await anyio.to_thread.run_sync(config_file.load, daemon.loaded.path)
+        except ConfigError as exc:
+            raise ReloadRefused([str(p) for p in exc.problems]) from None
+        new = loaded.config
+        values = changes(daemon.config, new)
+        changed = list(values)
+        blocked = needs_restart(changed)
+        if blocked:
+            raise ReloadRefused([f"{line} (needs a restart; nothing was applied)"
+                                 for line in blocked])
+        if not changed:
+            daemon.loaded = loaded
+            return [], None
+        # Limits and policies change in the sentinel, between two batches, and the
+        # change is recorded: the ledger says which rules decided each outcome.
+        request = ControlRequest(Request("reload", reason=reason, actor=actor))
+        request.payload = Reconfigure(new, outcome_settings_sha256(new), loaded.sha256, changed,
+                                      values, reason)
+        try:
+            await self.to_sentinel.send(request)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            raise ReloadRefused(["the daemon is stopping"]) from None
+        await request.done.wait()
+        if request.error is not None:
+            raise ReloadRefused([request.error])
+        await request.durable.wait()
+        logs.set_level(new.log.level)
+        for venue in daemon.live:
+            table = new.venues[venue.venue].ccxt
+            assert table is not None
+            venue.reconfigure(table)
+        daemon.loaded, daemon.config = loaded, new
+        seq: int | None = request.result.get("ledger_seq")
+        return changed, seq
