@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -46,7 +45,7 @@ def _refuse(what: str) -> Any:
 
 @pytest.fixture(autouse=True)
 def _no_process_outside_tests_process(
-        request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+        request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     """Outside tests/process/, starting a program fails the test instead of running it."""
     if not starts_processes(request.node.path):
         monkeypatch.setattr(subprocess.Popen, "_execute_child",
@@ -54,4 +53,3 @@ def _no_process_outside_tests_process(
         for name in _SPAWNS:
             if hasattr(os, name):
                 monkeypatch.setattr(os, name, _refuse(f"os.{name}"))
-    yield

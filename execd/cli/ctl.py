@@ -177,9 +177,9 @@ def _sign_file(key: bytes, handle: BinaryIO, name: str) -> str | None:
         text = line.strip()
         if not text:
             continue
+        if not (text.startswith(b"{") and text.endswith(b"}")):
+            return f"{name}:{number}: not a JSON object"
         try:
-            if not (text.startswith(b"{") and text.endswith(b"}")):
-                raise ValueError("not a JSON object")
             # The signature is added as text: every other byte of the line is kept.
             out = signed_line(key, text)
         except ValueError as exc:

@@ -118,7 +118,7 @@ def _serve(loaded: config.LoadedConfig, mode: str, inputs: list[Path],
                     early_signals=EARLY_SIGNALS)
     try:
         anyio.run(daemon.run)
-    except BaseException as raised:  # every way out gets its exit status
+    except BaseException as raised:  # noqa: BLE001 - every way out gets its exit status
         return daemon_stopped(root_cause(raised))
     return EXIT_OK
 
@@ -335,7 +335,6 @@ def main(argv: list[str] | None = None) -> int:
         # Flushed here rather than at interpreter exit, where a closed pipe could only
         # be reported as "Exception ignored ...".
         sys.stdout.flush()
-        return code
     except BrokenPipeError as exc:
         # The reader has gone: stdout points at devnull for the final flush, and the
         # status says the output was not all delivered, as Python's own EPIPE exit does.
@@ -348,3 +347,4 @@ def main(argv: list[str] | None = None) -> int:
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"execd: {where}{exc.strerror or exc}", file=sys.stderr)
         return status(exc)
+    return code

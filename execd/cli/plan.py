@@ -60,7 +60,7 @@ def _run(args: argparse.Namespace, ledger_for: LedgerFor, out: TextIO, err: Text
                         out.write(_plan_line(plan) + "\n")
                 return EXIT_OK
             if args.plan_id not in gov.plans:
-                raise GovernanceError(f"no plan {args.plan_id}")
+                raise GovernanceError(f"no plan {args.plan_id}")  # noqa: TRY301 - one refusal path
             shown = {"plan": gov.plans[args.plan_id], "events": gov.events[args.plan_id]}
             out.write(msgspec.json.format(encode(shown)).decode() + "\n")
             return EXIT_OK
@@ -69,10 +69,10 @@ def _run(args: argparse.Namespace, ledger_for: LedgerFor, out: TextIO, err: Text
                                    actor=args.actor, now_utc=utc_now_iso())
             append(moved)
             out.write(_plan_line(gov.plans[moved.plan_id]) + "\n")
-        return EXIT_OK
     except GovernanceError as refused:
         err.write(f"refused: {refused}\n")
         return status(refused)
+    return EXIT_OK
 
 
 def register(sub: argparse._SubParsersAction, with_config: Callable[[argparse.ArgumentParser],  # type: ignore[type-arg]

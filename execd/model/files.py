@@ -72,7 +72,7 @@ def open_regular(path: str | Path, max_bytes: int, what: str = "file") -> Binary
         # fstat what was opened: the path may have been replaced since the stat.
         refusal = _refusal(path, os.fstat(fd), max_bytes, what)
         if refusal is not None:
-            raise refusal
+            raise refusal  # noqa: TRY301 - the handler closes the descriptor
         # Regular files ignore O_NONBLOCK; clear it so the handle is an ordinary one.
         os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")

@@ -131,7 +131,7 @@ class ContextLoader:
             if hit is not None and hit[0] == current:
                 return cast(Part[T], hit[1])
             part = load()
-        except Exception as exc:  # never out of load(): the daemon must go on, closed
+        except Exception as exc:  # noqa: BLE001 - never out of load(): fail closed
             return closed, None, f"{name}: cannot be loaded ({type(exc).__name__})"
         self._cache[name] = (current, part)
         return part
@@ -291,7 +291,7 @@ def _read_plans(directory: Path) -> Part[dict[str, str]]:
         return {}, None, None
     try:
         governance = PlanLedger(directory).load()
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - a broken plan ledger fails closed
         # No plans then: every intent that names one is refused until it is repaired.
         return {}, None, f"plan ledger {directory}: {exc}"
     plans: dict[str, str] = {

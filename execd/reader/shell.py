@@ -113,7 +113,7 @@ class LakehouseReader:
             tg.start_soon(stop)
             try:
                 done.append(await anyio.to_thread.run_sync(func, *args, abandon_on_cancel=True))
-            except Exception as exc:  # raised here, not out of the group (no ExceptionGroup)
+            except Exception as exc:  # noqa: BLE001 - handed to the caller, not out of the group
                 failed.append(exc)
             tg.cancel_scope.cancel()
         if failed:
@@ -166,7 +166,8 @@ class LakehouseReader:
             if self.file_slots is not None:
                 await self.file_slots.acquire()
             last = items[-1]
-            assert type(last) is Entry and last.kind == "input_file"
+            assert type(last) is Entry
+            assert last.kind == "input_file"
             self.on_file_entry(last, key)
         async with self._lock:
             await self._send(send, items)

@@ -321,7 +321,7 @@ class ControlServer:
         reply = _encode({"ok": False, "error": f"busy: {self._clients} control clients are "
                          "connected, the most served at once (control.max_clients); try "
                          "again shortly"}) + b"\n"
-        raw = stream.extra(SocketAttribute.raw_socket)
+        raw = stream.extra(SocketAttribute.raw_socket)  # noqa: S610 - anyio's extra(), not Django's
         # The socket is non-blocking and its send buffer empty: a short line goes at once
         # or not at all. Reading what the client already sent first keeps the close
         # from resetting the connection before it has read the reply.

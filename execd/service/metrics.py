@@ -125,7 +125,7 @@ class _Collector:
         if read is not None:
             try:
                 gauges = _gauges(read())
-            except Exception:  # anything the daemon's function raises: skip the gauges
+            except Exception:  # noqa: BLE001 - a failed snapshot skips the gauges
                 with self._lock:
                     self._snapshot_errors += 1
         with self._lock:

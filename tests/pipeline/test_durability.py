@@ -58,7 +58,7 @@ async def test_fsync_error_stops_the_pipeline_without_retry(
 
     monkeypatch.setattr("execd.app.daemon.SegmentStore", make)
     daemon = Daemon(loaded, mode="replay", inputs=[source], ledger_dir=tmp_path / "ledger")
-    with pytest.raises(BaseException) as caught:
+    with pytest.raises(BaseException) as caught:  # noqa: PT011 - an ExceptionGroup; its root cause is checked next
         await daemon.run()
     assert isinstance(root_cause(caught.value), LedgerIOError)
     assert stores[0].calls == 3, "nothing may be written after a failed fsync"

@@ -262,7 +262,7 @@ def test_reload_applies_new_limits_and_records_them(tmp_path: Path, manager: Man
     verify(ledger)
 
 
-@pytest.mark.parametrize("mistake,expected", [
+@pytest.mark.parametrize(("mistake", "expected"), [
     ("syntax", "valid TOML"),
     ("value", "risk.limits.max_order_notional: expected"),
     ("restart", "daemon.ledger_dir: paths and polling are fixed at start-up (needs a restart"),
@@ -304,7 +304,7 @@ def test_a_bad_reload_is_refused_and_the_old_config_keeps_running(
     verify(ledger)
 
 
-@pytest.mark.parametrize("replacement,expected", [
+@pytest.mark.parametrize(("replacement", "expected"), [
     ("fifo", "(file): expected a regular TOML file, found a FIFO"),
     ("deep", "(syntax): expected valid TOML, found arrays or tables nested too deep to read"),
 ])

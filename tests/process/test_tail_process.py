@@ -98,7 +98,7 @@ async def test_statuses_in_any_case_and_intent_id_prefixes(tmp_path: Path) -> No
         ledger, "-n", "0", "--intent", "00000000-0000-4000-8000-000000000011")
 
 
-@pytest.mark.parametrize("args,line", [
+@pytest.mark.parametrize(("args", "line"), [
     (["--status", "rejectd"], "--status: expected one of FILLED, PARTIALLY_FILLED, FAILED, "
      "SKIPPED, REJECTED, QUARANTINED (any case), found 'rejectd'"),
     (["--kind", "outcomes"], "--kind: expected one of start, stop, outcome, "),

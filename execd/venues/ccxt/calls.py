@@ -190,7 +190,7 @@ class Calls:
             placed: dict[str, Any] = await self.call(
                 "create_order", record.symbol, record.type, record.side,
                 str(record.amount), price, params)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - ccxt raises anything; every failure is classified
             return SendFailed(classify(exc, self.spec, venue_reply(self.spec)), message_of(exc))
         unreadable = exchanges.readable_order(placed, record.client_order_id)
         if unreadable is None:
@@ -203,14 +203,14 @@ class Calls:
         """The venue's order with ``record``'s client id (None: it has none), or the error."""
         try:
             return Found(await self._find(record))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - ccxt raises anything; every failure is classified
             return CallFailed(message_of(exc))
 
     async def read(self, record: OrderRecord, order_id: Any) -> Got | CallFailed:
         """The followed order's state, read by its venue id, or the error."""
         try:
             return Got(await self._read(order_id, record))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - ccxt raises anything; every failure is classified
             return CallFailed(message_of(exc))
 
     async def cancel(self, record: OrderRecord, order_id: Any) -> Cancelled | CallFailed:
@@ -219,14 +219,14 @@ class Calls:
             return Cancelled(await self.call("cancel_order", order_id, record.symbol))
         except errors.OrderNotFound:
             return Cancelled(None)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - ccxt raises anything; every failure is classified
             return CallFailed(message_of(exc))
 
     async def trades(self, record: OrderRecord, order_id: Any) -> Got | CallFailed:
         """The order's trades (ccxt trade structures), or the error."""
         try:
             return Got(await self.call("fetch_order_trades", order_id, record.symbol))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - ccxt raises anything; every failure is classified
             return CallFailed(message_of(exc))
 
     async def _find(self, record: OrderRecord) -> dict[str, Any] | None:
@@ -245,11 +245,11 @@ class Calls:
                         if not _read_json():
                             # ccxt reads a 200 that is not the venue's JSON (a proxy's
                             # page) as an empty list: that is no answer, not "no order".
-                            raise errors.ExchangeError(
+                            raise errors.ExchangeError(  # noqa: TRY301 - judged as ccxt's own
                                 f"{self.venue} lookup: not a list of orders: {_snippet()}")
                         continue
                     if len(listed) > 1:
-                        raise errors.ExchangeError(
+                        raise errors.ExchangeError(  # noqa: TRY301 - judged as ccxt's own
                             f"{self.venue} lookup: {len(listed)} orders with client order "
                             f"id {record.client_order_id}")
                     found: Any = listed[0]

@@ -304,7 +304,7 @@ class OrderStream:
             return
         try:
             offered = offers_push(self.table.exchange)
-        except Exception as exc:  # a broken ccxt.pro install must not stop the venue
+        except Exception as exc:  # noqa: BLE001 - a broken ccxt.pro must not stop the venue
             self.core.off(f"ccxt.pro cannot be loaded: {self._message(exc)}")
             self.log.error("stream.off", why=self.core.state)
             return
@@ -323,7 +323,7 @@ class OrderStream:
                 try:
                     pro = pro_twin(self.rest, self.table.base_url)
                     await self._session(pro)
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - any stream failure is a retry
                     wait = self.core.failed(self._message(exc))
                     self.log.warning("stream.failed", error=self.core.state[len("down: "):],
                                      failures=self.core.failures, retry_in_s=wait)
@@ -359,7 +359,7 @@ class OrderStream:
                     if not heard.is_set():
                         heard.set()
                     self._wake(self.core.pushed(orders))
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - any stream failure is a retry
                 failure.append(exc)
                 tg.cancel_scope.cancel()
 
@@ -368,7 +368,7 @@ class OrderStream:
             # Listening once ccxt.pro waits for updates (or one arrived); with no sign
             # of it within timeout_ms the try has failed.
             with anyio.move_on_after(self.table.timeout_ms / 1000) as waiting:
-                while not (heard.is_set() or listening(pro)):
+                while not (heard.is_set() or listening(pro)):  # noqa: ASYNC110 - ccxt.pro offers no event for it
                     await anyio.sleep(_LISTEN_CHECK_S)
             if failure:
                 pass  # listen() failed and is cancelling this group

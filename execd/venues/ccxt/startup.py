@@ -70,7 +70,7 @@ class StartUp:
             try:
                 markets = await venue.calls.call("load_markets")
                 balance = await venue.calls.call("fetch_balance")
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - any failure to start is retried, never a crash
                 venue.state = f"cannot start: {message_of(exc)}"
                 venue.log.error("venue.start_failed", error=message_of(exc), retry_in_s=wait)
                 await venue.driver.pause(wait)

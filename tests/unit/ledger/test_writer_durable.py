@@ -95,7 +95,7 @@ async def test_nothing_is_listed_for_records_that_never_reach_the_disk(tmp_path:
     failed = False
     try:
         await writer.run(receive)
-    except BaseException as exc:  # an ExceptionGroup from the writer's task group
+    except BaseException as exc:  # noqa: BLE001 - an ExceptionGroup from the writer's task group
         failed = "Input/output error" in repr(exc)
     store.close()
     assert failed and heard == [] and not woken.is_set()

@@ -59,7 +59,7 @@ def test_a_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
     assert str(read_in_thread(fifo, 1 << 20)) == str(refused)
 
 
-@pytest.mark.parametrize("make,found", [
+@pytest.mark.parametrize(("make", "found"), [
     (lambda p: p.mkdir(), "a directory"),
     (lambda p: p.symlink_to("/dev/zero"), "a character device"),
     (lambda p: SOCKETS.append(socket.socket(socket.AF_UNIX)) or SOCKETS[-1].bind(str(p)),

@@ -9,7 +9,7 @@ from execd.model import ids
 
 @given(st.binary())
 def test_uuid5_is_rfc4122_version_5(name: bytes) -> None:
-    digest = hashlib.sha1(ids.EXECUTION_NS.bytes + name).digest()[:16]
+    digest = hashlib.sha1(ids.EXECUTION_NS.bytes + name).digest()[:16]  # noqa: S324 - UUIDv5 is defined on SHA-1 (RFC 9562)
     expected = uuid.UUID(bytes=digest, version=5)
     assert ids.uuid5(ids.EXECUTION_NS, name) == str(expected)
 

@@ -262,7 +262,7 @@ def test_scrapes_while_the_event_loop_counts() -> None:
         try:
             while not done.is_set():
                 scrape(url)
-        except BaseException as exc:  # handed to the main thread's assert
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread's assert
             failures.append(exc)
 
     thread = threading.Thread(target=scraper)
