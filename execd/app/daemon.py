@@ -51,8 +51,9 @@ from execd.reader.context import ContextLoader
 from execd.reader.inbox import InboxSource, InputSource, LakehouseInUse, ListSource, StatKey
 from execd.reader.shell import LakehouseReader, ReaderCore
 from execd.router import RouterCore, run_router
+from execd.sentinel.core import Reconfigure, SentinelCore
 from execd.sentinel.risk import Risk
-from execd.sentinel.shell import Reconfigure, SentinelCore, run_sentinel, run_settlements
+from execd.sentinel.shell import run_sentinel, run_settlements
 from execd.sentinel.signatures import load_key
 from execd.service import logs
 from execd.service.control import ControlRequest, ControlServer, Request
