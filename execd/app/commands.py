@@ -16,7 +16,7 @@ from execd.config import schema as config_file
 from execd.config.digest import outcome_settings_sha256
 from execd.config.schema import ConfigError
 from execd.model.errors import ReloadRefused
-from execd.sentinel.shell import Reconfigure
+from execd.sentinel.core import Reconfigure
 from execd.service import logs
 from execd.service.control import ControlRequest, Request
 

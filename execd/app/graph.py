@@ -32,8 +32,9 @@ from execd.reader.core import ReaderCore
 from execd.reader.inbox import InboxSource, InputSource, ListSource
 from execd.reader.shell import LakehouseReader
 from execd.router import RouterCore, run_router
+from execd.sentinel.core import SentinelCore
 from execd.sentinel.risk import Risk
-from execd.sentinel.shell import SentinelCore, run_sentinel, run_settlements
+from execd.sentinel.shell import run_sentinel, run_settlements
 from execd.service import logs
 from execd.service.control import ControlRequest
 from execd.service.liveness import Liveness

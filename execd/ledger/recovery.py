@@ -30,8 +30,8 @@ from execd.model.messages import (
     StartRecord,
     TradingStateRecord,
 )
+from execd.sentinel.core import SeenIds
 from execd.sentinel.risk import Risk
-from execd.sentinel.shell import SeenIds
 from execd.venues.ccxt.results import held_change
 
 

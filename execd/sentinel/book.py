@@ -19,12 +19,17 @@ restart. Decimal throughout: no float ever touches a quantity.
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Literal
 
 from msgspec import Struct
 
 from execd.model.messages import Side
 
 _ZERO = Decimal(0)
+
+# How a venue's outcome relates to acceptance: known at once (the paper plane fills,
+# the live stub fills or fails) or only when the venue answers.
+Settlement = Literal["fill", "fail", "async"]
 
 
 class Position:
@@ -63,6 +68,20 @@ class Position:
             return quantity <= self.filled - self.pending_sell
         return quantity <= -(self.filled + self.pending_buy)
 
+    def grown(self, side: Side, quantity: Decimal, at_once: bool) -> Decimal | None:
+        """The worst case after an order of ``quantity`` on ``side``, if it is larger than now.
+
+        None when the order cannot grow the position, whatever fills (exposure limits do
+        not apply to it then). ``at_once``: the venue settles as it accepts, so nothing is
+        pending there and the worst case is the position itself.
+        """
+        if at_once:
+            filled = self.filled
+            worst = abs(filled + quantity if side == "buy" else filled - quantity)
+            return worst if worst > abs(filled) else None
+        worst = self.worst_after(side, quantity)
+        return worst if worst > self.worst() else None
+
 
 class PositionView(Struct, frozen=True, omit_defaults=True):
     """A position as ``execd ctl status`` shows it."""
@@ -76,7 +95,12 @@ class PositionView(Struct, frozen=True, omit_defaults=True):
 
 
 class VenueBook:
-    """The positions of one venue and their gross exposure."""
+    """The positions of one venue and their gross exposure.
+
+    The only code that changes a :class:`Position` or the gross exposure: every change
+    goes through a method here, which keeps ``gross`` equal to the sum of what each
+    position counts (the invariant the risk property test checks).
+    """
 
     __slots__ = ("gross", "positions", "unmarked")
 
@@ -116,6 +140,34 @@ class VenueBook:
         if position.mark != price:
             position.mark = price
             self.recount(position)
+
+    def accept(self, position: Position, side: Side, quantity: Decimal, price: Decimal | None,
+               settlement: Settlement, counted: Decimal | None = None) -> None:
+        """An order the sentinel accepted: filled, failed or pending, per ``settlement``.
+
+        ``price`` (when known) becomes the mark, and the position is recounted even when
+        neither moved: that is how the ledger's figures have always been computed, and
+        they must stay byte for byte the same (docs/ARCHITECTURE.md, "Determinism").
+        ``counted``: for a fill at once, the position's worst case x ``price`` after it,
+        when the caller computed that already (the checks valued this very position at
+        this mark); it is taken as is instead of being computed again.
+        """
+        if price is not None:
+            position.mark = price
+        if settlement == "fill":
+            position.filled += quantity if side == "buy" else -quantity
+            if counted is not None:
+                self.gross += counted - position.counted
+                position.counted = counted
+                if self.unmarked:
+                    self.unmarked.discard(position.symbol)
+                return
+        elif settlement == "async":
+            if side == "buy":
+                position.pending_buy += quantity
+            else:
+                position.pending_sell += quantity
+        self.recount(position)
 
     def settle(self, position: Position, side: Side, reserved: Decimal, filled: Decimal) -> None:
         """The outcome of a reserved order: ``filled`` of ``reserved`` was filled."""

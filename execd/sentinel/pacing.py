@@ -40,6 +40,10 @@ class OrderRate:
         sent.append(now)
         return None
 
+    def keep(self, old: OrderRate) -> None:
+        """Count the orders ``old`` counted (a reload changes the limit, not the history)."""
+        self.sent.extend(old.sent)
+
 
 class FailureCooldown:
     """``limit`` failures within ``window`` make the venue refuse orders for ``cooldown``."""
@@ -68,3 +72,8 @@ class FailureCooldown:
         if len(failures) == self.limit and now - failures[0] <= self.window:
             self.until = now + self.cooldown
             failures.clear()
+
+    def keep(self, old: FailureCooldown) -> None:
+        """Count the failures ``old`` counted, and any cooldown it is in (a reload)."""
+        self.failures.extend(old.failures)
+        self.until = old.until

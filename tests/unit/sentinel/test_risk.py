@@ -27,8 +27,8 @@ from execd.model.messages import (
     TradingStateRecord,
 )
 from execd.reader.context import EMPTY, Override
+from execd.sentinel.core import SeenIds, SentinelCore
 from execd.sentinel.risk import Risk
-from execd.sentinel.shell import SeenIds, SentinelCore
 from execd.sentinel.signatures import canonical, sign
 from tests.helpers import intent, write_config
 from tests.sentinel_inputs import SEQ, ctx, item

@@ -19,8 +19,8 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from execd.config import schema as config
 from execd.model.messages import Accepted, Entry, ExecutionOutcome, Side
+from execd.sentinel.core import SeenIds, SentinelCore
 from execd.sentinel.risk import Risk
-from execd.sentinel.shell import SeenIds, SentinelCore
 from tests.helpers import write_config
 from tests.sentinel_inputs import ctx, item
 

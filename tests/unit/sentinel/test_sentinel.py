@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from execd.model import reasons
 from execd.model.messages import Accepted, Entry, ExecutionOutcome, IntentIn, OrderIntent, Source
-from execd.sentinel.shell import SeenIds, SentinelCore
+from execd.sentinel.core import SeenIds, SentinelCore
 from tests.helpers import intent
 
 

@@ -1,0 +1,399 @@
+"""The Risk Sentinel's core: decides whether an intent may reach a venue. Pure.
+
+:class:`SentinelCore` is a synchronous function of (intent, what it has seen, config):
+the structural checks here (duplicate, venue, quantity, side, HOLD, prices), then the
+risk checks of :class:`~execd.sentinel.risk.Risk`. Every refusal is an outcome with a
+reason code and a detail that names the numbers. :func:`control` carries out the
+operator's commands on it. The waiting is in :mod:`execd.sentinel.shell`
+(docs/ARCHITECTURE.md, "Actors and streams").
+"""
+
+from __future__ import annotations
+
+import operator
+import uuid
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+from msgspec import Raw, Struct
+
+from execd.config.schema import Config
+from execd.model import ids, reasons
+from execd.model.messages import (
+    Accepted,
+    ConfigRecord,
+    ContextIn,
+    Entry,
+    ExecutionOutcome,
+    IntentIn,
+    OrderIntent,
+    OverrideRecord,
+    Plane,
+    ReaderItem,
+    RecordKind,
+    RouterItem,
+    SafetySellRecord,
+    Settled,
+    Side,
+    TradingState,
+    TradingStateRecord,
+    encode,
+)
+from execd.model.refusal import Refusal
+from execd.reader.context import Override
+from execd.sentinel import safety
+from execd.sentinel.risk import Risk
+from execd.service.control import ControlRequest
+
+_ZERO = Decimal(0)
+_seq_of = operator.attrgetter("seq")
+# What an action implies about the side of the order, for long positions.
+_ACTION_SIDE: dict[str, Side] = {
+    "ADD": "buy", "RECLAIM": "buy", "TRIM": "sell", "EXIT": "sell", "EMERGENCY_EXIT": "sell",
+}
+
+
+class SeenIds:
+    """Intent ids that already have an outcome: a second intent with one gets no order.
+
+    Exact, and compact because it lives as long as the ledger: each id is its 16
+    raw bytes appended to one of 65,536 bytearray buckets chosen by its low bits,
+    about 18 bytes an id where a set of ints costs about 95. A lookup scans one
+    bucket with ``bytearray.find`` (a few hundred bytes at a million ids).
+    """
+
+    _BUCKETS = 1 << 16
+
+    def __init__(self) -> None:
+        self._buckets = [bytearray() for _ in range(self._BUCKETS)]
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def add(self, intent_id: uuid.UUID) -> bool:
+        """Record ``intent_id``; False if it was already there."""
+        key = intent_id.int
+        needle = key.to_bytes(16, "big")
+        bucket = self._buckets[key & 0xFFFF]
+        at = bucket.find(needle)
+        while at >= 0:
+            if at % 16 == 0:
+                return False
+            # A match straddling two entries is not an entry: look further.
+            at = bucket.find(needle, at + 1)
+        bucket += needle
+        self._count += 1
+        return True
+
+
+# Quantities, prices and leverage must lie within 1e-18 .. 1e15 (by adjusted exponent):
+# products and sums of such numbers stay exact enough and can never overflow.
+_LOW, _HIGH = -18, 15
+
+
+def _out_of_range(name: str, value: Decimal) -> Refusal:
+    return Refusal(reasons.INTENT_NUMBER_OUT_OF_RANGE,
+                   f"{name}={value} is outside 1e-18 .. 1e15 (or not a positive number)")
+
+
+def _positive(value: Decimal) -> bool:
+    # is_finite first: ordering a NaN raises InvalidOperation.
+    return value.is_finite() and value > _ZERO
+
+
+class Reconfigure(Struct, frozen=True):
+    """A reload for the sentinel: the new config and what its record says."""
+
+    config: Config
+    settings_sha256: str
+    file_sha256: str
+    changed: list[str]
+    values: dict[str, list[Any]]
+    reason: str
+
+
+class SentinelCore:
+    """Every check, in a fixed order; the first failure is the intent's outcome.
+
+    Structural checks first (duplicate, venue, quantity, side, HOLD, prices), then
+    the risk checks of :class:`~execd.sentinel.risk.Risk` when one is given.
+
+    The sentinel also numbers what goes downstream. The reader's ingest sequence
+    comes in gap-free; records the sentinel adds of its own (a trading-state change,
+    a Safety Sell and its exit intents, an override) take the next number, and
+    everything after them moves up by one (``shift``). So the ledger's order is the
+    order in which the sentinel decided, which is what an audit needs to see.
+    """
+
+    def __init__(self, planes: Mapping[str, Plane], seen: SeenIds,
+                 risk: Risk | None = None) -> None:
+        self.planes = planes
+        self.seen = seen
+        self.risk = risk
+        self.shift = 0
+        self.next_in = 0
+        self.time = 0
+        self._inserted: list[RouterItem] = []
+
+    # ----------------------------------------------------------------- numbering
+
+    def _seq(self, item_seq: int) -> int:
+        return item_seq + self.shift
+
+    def _insert(self, kind: RecordKind, time: int, body: Struct) -> Entry:
+        """A record of the sentinel's own, numbered before whatever comes next."""
+        entry = Entry(self.next_in + self.shift, kind, time, body)
+        self.shift += 1
+        return entry
+
+    # ------------------------------------------------------------------ intents
+
+    def handle(self, item: IntentIn) -> RouterItem:
+        """Accept ``item`` for its venue, or return its refusal outcome."""
+        intent = item.intent
+        intent_id = intent.intent_id
+        if intent_id is None:
+            # No id given: the id of the intent's canonical content.
+            intent_id = ids.derived_intent_id(encode(intent))
+        if not self.seen.add(intent_id):
+            return self._refuse(item, intent_id, Refusal(
+                reasons.INTENT_DUPLICATE, f"intent_id={intent_id} already has an outcome"))
+        plane = self.planes.get(intent.venue)
+        if plane is None:
+            return self._refuse(item, intent_id, Refusal(
+                reasons.INTENT_UNKNOWN_VENUE,
+                f"venue={intent.venue!r} is not in the config "
+                f"(known: {', '.join(sorted(self.planes))})"))
+        quantity = intent.quantity
+        if not (quantity.is_finite() and quantity > _ZERO):
+            return self._refuse(item, intent_id, Refusal(
+                reasons.INTENT_QUANTITY_NOT_POSITIVE, f"quantity={intent.quantity} must be > 0"))
+        if not _LOW <= quantity.adjusted() <= _HIGH:
+            return self._refuse(item, intent_id, _out_of_range("quantity", quantity))
+        side = intent.side
+        if intent.action is not None or side is None:
+            # Only then can side and action disagree, or the side be missing.
+            resolved = self._side(intent)
+            if type(resolved) is Refusal:
+                return self._refuse(item, intent_id, resolved)
+            side = resolved  # type: ignore[assignment]
+        if intent.action == "HOLD":
+            return self._refuse(item, intent_id, Refusal(
+                reasons.INTENT_HOLD, "action=HOLD: nothing to execute", "SKIPPED"))
+        limit, reference = intent.limit_price, intent.reference_price
+        if not ((limit is None or (limit.is_finite() and limit > _ZERO
+                                   and _LOW <= limit.adjusted() <= _HIGH))
+                and (reference is None or (reference.is_finite() and reference > _ZERO
+                                           and _LOW <= reference.adjusted() <= _HIGH))
+                and (limit is not None or intent.order_type == "market")):
+            return self._refuse(item, intent_id, self._prices(intent))
+        constraints = intent.constraints
+        if constraints is not None and constraints.max_leverage is not None:
+            leverage = constraints.max_leverage
+            if not (leverage.is_finite() and leverage > _ZERO
+                    and _LOW <= leverage.adjusted() <= _HIGH):
+                return self._refuse(item, intent_id,
+                                    _out_of_range("constraints.max_leverage", leverage))
+        side = side or "buy"
+        risk = self.risk
+        if risk is not None:
+            verdict = risk.admit(intent, intent_id, side, item.raw, item.time)
+            if verdict is not None:
+                if type(verdict) is Refusal:
+                    return self._refuse(item, intent_id, verdict)
+                # Accepted on an operator's override: the record goes right before it.
+                override: Override = verdict  # type: ignore[assignment]
+                self.next_in = item.seq
+                self._inserted.append(self._insert("override", item.time, OverrideRecord(
+                    intent_id, risk.context.regime or "", override.operator, override.reason)))
+        return Accepted(item.seq + self.shift, item.time, item.source, intent, item.raw,
+                        intent_id, side, plane)
+
+    @staticmethod
+    def _side(intent: OrderIntent) -> Side | Refusal | None:
+        if intent.action is None and intent.side is not None:
+            return intent.side
+        implied = _ACTION_SIDE.get(intent.action or "")
+        if intent.side is None:
+            if implied is None and intent.action != "HOLD":
+                return Refusal(reasons.INTENT_SIDE_MISSING,
+                               f"side is missing and action={intent.action} implies none")
+            return implied
+        if implied is not None and implied != intent.side:
+            return Refusal(reasons.INTENT_SIDE_CONFLICT,
+                           f"side={intent.side} but action={intent.action} implies {implied}")
+        return intent.side
+
+    @staticmethod
+    def _prices(intent: OrderIntent) -> Refusal:
+        """Why the prices of ``intent`` are refused (called only when they are)."""
+        if intent.order_type == "limit" and intent.limit_price is None:
+            return Refusal(reasons.INTENT_LIMIT_PRICE_MISSING, "order_type=limit needs limit_price")
+        for name in ("limit_price", "reference_price"):
+            value = getattr(intent, name)
+            if value is not None and not _positive(value):
+                return Refusal(reasons.INTENT_PRICE_NOT_POSITIVE, f"{name}={value} must be > 0")
+            if value is not None:
+                return _out_of_range(name, value)
+        raise AssertionError("prices refused without a reason")
+
+    def _refuse(self, item: IntentIn, intent_id: uuid.UUID, refusal: Refusal) -> Entry:
+        """The outcome of a refused intent, in the intent's place in the ledger."""
+        intent = item.intent
+        plane = self.planes.get(intent.venue)
+        outcome = ExecutionOutcome(
+            execution_id=ids.execution_id(intent_id, intent.venue, plane or "none"),
+            intent_id=intent_id,
+            status=refusal.status,
+            filled_quantity=_ZERO,
+            logical_time=item.time,
+            plane=plane,
+            venue=intent.venue,
+            symbol=intent.symbol,
+            side=intent.side,
+            requested_quantity=intent.quantity,
+            reason=refusal.reason,
+            detail=refusal.detail,
+            source=item.source,
+            # The line as received, as a venue's outcome carries it: audit sees
+            # research's reason codes and context for refusals too.
+            intent=Raw(item.raw),
+        )
+        return Entry(item.seq + self.shift, "outcome", item.time, outcome)
+
+    def handle_batch(self, batch: list[ReaderItem]) -> list[RouterItem]:
+        """Decide every intent of a batch; other items pass through (renumbered)."""
+        if not batch:
+            return []
+        # Read before the batch is renumbered in place.
+        last = batch[-1]
+        last_in, last_time = last.seq, last.time
+        handle, other = self.handle, self._other
+        out = [handle(item) if type(item) is IntentIn else other(item)  # type: ignore[arg-type]
+               for item in batch]
+        inserted = self._inserted
+        if inserted:
+            # Rare (overrides): each inserted record's seq sits right before its intent's.
+            out.extend(inserted)
+            inserted.clear()
+            out.sort(key=_seq_of)
+        self.next_in = last_in + 1
+        self.time = last_time
+        return out
+
+    def _other(self, item: Entry | ContextIn) -> RouterItem:
+        if type(item) is Entry:
+            if self.shift:
+                item.seq += self.shift
+            return item
+        return self._context(item)  # type: ignore[arg-type]
+
+    def _context(self, item: ContextIn) -> Entry:
+        """A new lakehouse context: the intents after it are judged under it."""
+        if self.risk is not None:
+            self.risk.set_context(item.context)
+        return Entry(item.seq + self.shift, "context", item.time, item.record)
+
+    # ------------------------------------------------------------------ control
+
+    def set_state(self, state: TradingState, reason: str, actor: str) -> list[RouterItem]:
+        """The operator changed the trading state: apply it now, and record it."""
+        risk = self._require_risk()
+        previous = risk.set_state(state, f"{actor}: {reason}")
+        return [self._insert("trading_state", self.time,
+                             TradingStateRecord(state, previous, reason, actor))]
+
+    def reconfigure(self, change: Reconfigure, actor: str) -> list[RouterItem]:
+        """A reload: new limits and policies from the next intent on, and its record."""
+        risk = self._require_risk()
+        risk.reconfigure(change.config)
+        return [self._insert("config", self.time, ConfigRecord(
+            change.settings_sha256, change.file_sha256, change.changed, actor,
+            change.reason, change.values))]
+
+    def safety_sell(self, venue: str, symbol: str | None, reason: str,
+                    actor: str) -> list[RouterItem]:
+        """Exit intents for every open position of ``venue`` (or one ``symbol``).
+
+        They bypass plans, provenance, trading state and limits (seed 000: Safety
+        Sell bypasses lifecycle checks) but not the ledger: the request is recorded,
+        then each exit intent gets its outcome like any other.
+        """
+        risk = self._require_risk()
+        plane = self.planes.get(venue)
+        if plane is None:
+            raise ValueError(f"venue={venue!r} is not in the config "
+                             f"(known: {', '.join(sorted(self.planes))})")
+        exits = safety.exit_intents(risk.book, venue, symbol, reason, actor,
+                                    risk.safety_sells)
+        for intent, _ in exits:
+            assert intent.intent_id is not None
+            if not self.seen.add(intent.intent_id):
+                raise ValueError(f"exit intent id {intent.intent_id} already has an outcome")
+        risk.safety_sells += 1
+        out: list[RouterItem] = [self._insert("safety_sell", self.time, SafetySellRecord(
+            venue, reason, actor, len(exits), symbol))]
+        for intent, side in exits:
+            assert intent.intent_id is not None
+            risk.commit(intent, side, self.time)
+            out.append(Accepted(self.next_in + self.shift, self.time, None, intent,
+                                encode(intent), intent.intent_id, side, plane))
+            self.shift += 1
+        return out
+
+    def settle(self, settled: Settled) -> None:
+        """A live order's outcome is durable: release what was held pending for it."""
+        if self.risk is not None:
+            self.risk.observe(settled.venue, settled.symbol, settled.side, settled.status,
+                              settled.reason, settled.filled, settled.price, settled.time,
+                              settled.reserved)
+
+    def _require_risk(self) -> Risk:
+        if self.risk is None:
+            raise RuntimeError("this sentinel runs without risk state")
+        return self.risk
+
+
+_STATES: dict[str, TradingState] = {"halt": "HALTED", "reduce": "REDUCING",
+                                    "resume": "ACTIVE"}
+
+
+def control(core: SentinelCore, request: ControlRequest) -> list[RouterItem]:
+    """Carry out one control command on the core; fills in the request's answer."""
+    req = request.request
+    risk = core.risk
+    if risk is None:
+        request.error = "this daemon runs without a risk sentinel"
+        return []
+    if req.command == "status":
+        request.result = {
+            "state": risk.state, "state_note": risk.state_note, "logical_time": core.time,
+            "positions": [msgspec.to_builtins(v) for v in risk.book.open_positions()],
+        }
+        return []
+    if req.command in _STATES:
+        state = _STATES[req.command]
+        if risk.state == state:
+            request.result = {"state": state, "changed": False}
+            return []
+        out = core.set_state(state, req.reason or "", req.actor or "")
+        request.result = {"state": state, "changed": True}
+        return out
+    if req.command == "safety-sell":
+        try:
+            out = core.safety_sell(req.venue or "", req.symbol, req.reason or "", req.actor or "")
+        except ValueError as exc:
+            request.error = str(exc)
+            return []
+        request.result = {"venue": req.venue, "orders": [
+            {"symbol": item.intent.symbol, "side": item.side,
+             "quantity": str(item.intent.quantity), "intent_id": str(item.intent_id)}
+            for item in out if type(item) is Accepted]}
+        return out
+    if req.command == "reload":
+        return core.reconfigure(request.payload, req.actor or "")
+    request.error = f"the sentinel does not handle {req.command!r}"
+    return []
