@@ -63,6 +63,11 @@ class WallClock:
         raise ClockRegression("the wall clock cannot be advanced by a tick")
 
 
+def monotonic_ns() -> int:
+    """Nanoseconds on a clock that never steps: for windows, waits and deadlines."""
+    return time.monotonic_ns()
+
+
 def monotonic() -> float:
     """Seconds on a monotonic clock, for timeouts and measurements outside the paper path."""
     return time.monotonic()

@@ -119,7 +119,7 @@ class ExecutionOutcome(
 ):
     """The one outcome every intent (and every unreadable input line) gets.
 
-    Seed 000's v1 fields (execution id, intent id, plane, status, filled quantity,
+    The first release's fields (execution id, intent id, plane, status, filled quantity,
     logical time, reason) plus what audit needs: the venue and symbol, the detail
     behind a reason, the source line, and the intent exactly as it was received.
     Orders sent to a real venue add the client and venue order ids, the fees, the

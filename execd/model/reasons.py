@@ -20,7 +20,7 @@ STATUSES: Final[dict[str, str]] = {
     "QUARANTINED": "The input could not be read as an intent; it is kept for inspection.",
 }
 
-# Seed 000's closed v1 set, used by venues.
+# The first release's closed set, used by venues.
 EXECUTION_NOT_AVAILABLE: Final = "EXECUTION_NOT_AVAILABLE"
 EXECUTION_REJECTED: Final = "EXECUTION_REJECTED"
 # Live venues: what became of an order after the venue accepted it, or why none was sent.

@@ -318,8 +318,8 @@ class SentinelCore:
                     actor: str) -> list[RouterItem]:
         """Exit intents for every open position of ``venue`` (or one ``symbol``).
 
-        They bypass plans, provenance, trading state and limits (seed 000: Safety
-        Sell bypasses lifecycle checks) but not the ledger: the request is recorded,
+        They bypass plans, provenance, trading state and limits (Safety Sell bypasses
+        lifecycle checks: README, The Risk Sentinel) but not the ledger: the request is recorded,
         then each exit intent gets its outcome like any other.
         """
         risk = self._require_risk()

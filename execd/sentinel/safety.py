@@ -1,4 +1,4 @@
-"""Safety Sell (seed 000): exit intents that flatten a venue's open positions.
+"""Safety Sell (README, The Risk Sentinel): exit intents that flatten a venue's open positions.
 
 Pure: given the book, it says which orders would bring each position back to flat,
 as intents with ids derived from how many Safety Sells the ledger holds, so the

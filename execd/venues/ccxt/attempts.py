@@ -1,6 +1,6 @@
 """Sending a live order, the pure half: what each answer of the venue leads to.
 
-Seed 000: execution never retries on its own. An order is sent once, unless the
+Execution never retries on its own (docs/CONTRACT.md). An order is sent once, unless the
 venue's ``send_attempts`` explicitly allows more; an order the venue never received
 (a lookup by client order id finds nothing once the acceptance window has passed)
 is then FAILED ``EXECUTION_NOT_SENT``. A start-up resends an order an earlier run

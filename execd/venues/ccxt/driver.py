@@ -4,7 +4,8 @@ An :class:`~execd.venues.ccxt.order.Order` decides; the :class:`Driver` does wha
 it says, one action at a time, and feeds back the result (docs/ARCHITECTURE.md,
 sans-I/O cores in thin shells): call the venue (:mod:`.calls`), sleep until a time
 or until the order stream or a stop wakes it, hand records to the ledger. It reads
-``now`` from one place, the venue's wall clock, and logs what the order noted.
+the two times each step gets from the venue (``mono`` to decide, ``wall`` to record:
+see :mod:`.order`), and logs what the order noted.
 One driver serves every order of its venue, each from its own task.
 """
 
@@ -32,13 +33,13 @@ class Driver:
         self.venue = venue
 
     def feed(self, order: Order, event: act.Event) -> act.Action:
-        """Hand ``order`` one result at the one clock's now; log what it noted."""
+        """Hand ``order`` one result with the times now; log what it noted."""
         venue = self.venue
         if venue.stopping.is_set():
             order.stop()
         # The settings in force: a reload applies from each order's next step on.
         order.table = venue.table
-        action = order.handle(event, venue.wall.now())
+        action = order.handle(event, venue.mono(), venue.wall.now())
         record = order.record
         for note in order.take_notes():
             getattr(venue.log, note.level)(note.event, intent_id=str(record.intent_id),
@@ -97,9 +98,9 @@ class Driver:
             await done.wait()
 
     async def _wait(self, action: act.Wait | act.AfterWindow, pushed: Waker | None) -> None:
-        """Sleep until ``action.until`` on the one clock, or less when it says what wakes it."""
+        """Sleep until ``action.until`` (monotonic), or less when it says what wakes it."""
         venue = self.venue
-        seconds = max(action.until - venue.wall.now(), 0) / 1e9
+        seconds = max(action.until - venue.mono(), 0) / 1e9
         if isinstance(action, act.Wait) and action.push and pushed is not None:
             await pushed.wait(seconds, venue.stopping if action.stop else None)
         elif isinstance(action, act.Wait) and not action.stop:

@@ -153,5 +153,5 @@ def outcome(machine: Order, order: dict[str, Any], cancelled: bool) -> Steps:
                    covered=str(known.covered), filled=str(filled))
     yield Done(outcome_of_order(
         machine.record, order, execution_id=machine.execution_id, time=machine.time,
-        cancelled_by_us=cancelled, wall_time=machine.now, fees=known.fees,
+        cancelled_by_us=cancelled, wall_time=machine.wall, fees=known.fees,
         fees_complete=complete), tuple(machine.held))

@@ -18,9 +18,12 @@ is cancelled after ``order_timeout_ms`` (a refused cancel is tried again after a
 backoff, with reads between), a stop cancels at once; a start-up reconciles what
 an earlier run left without an outcome (:func:`.attempts.at_start`).
 
-Time is one clock: ``now`` is nanoseconds on the wall clock the shell reads, the
-clock the venue's own acceptance window (``recvWindow``, ``expTime``) is measured on
-and the one an earlier run's records carry, so a start-up can tell an order's age.
+Two times come in with every step, each for one purpose. ``now`` (monotonic
+nanoseconds) decides: the acceptance window since a send or since the start, waits,
+backoffs and the order's deadline, so a step of the system clock (NTP, a resumed VM)
+can never make "no such order" trusted early, cut a window short or move a deadline.
+``wall`` (wall-clock nanoseconds) is only recorded: the ``wall_time`` of records, and
+the age of an order an earlier run recorded (whose records carry wall time).
 """
 
 from __future__ import annotations
@@ -81,7 +84,9 @@ class Order:
         # Whether the venue lists an order's trades (ccxt's fetchOrderTrades).
         self.trades_readable = trades_readable
         self.stopping = False
+        # Monotonic ns, for every decision; wall-clock ns, for records and ages.
         self.now = 0
+        self.wall = 0
         # The number of its next send, and the record of its last one.
         self.attempt = 1
         self.last: SendAttemptRecord | None = None
@@ -104,14 +109,20 @@ class Order:
         order._steps = order._reconcile(started)
         return order
 
-    def start(self, now: int) -> Action:
-        """The first action: Queue for a new order, a lookup for an unresolved one."""
+    def start(self, now: int, wall: int | None = None) -> Action:
+        """The first action: Queue for a new order, a lookup for an unresolved one.
+
+        ``now`` is monotonic ns; ``wall`` the wall clock's (``now`` when not given: a
+        test's one hand-driven clock).
+        """
         self.now = now
+        self.wall = now if wall is None else wall
         return next(self._steps)
 
-    def handle(self, event: Event, now: int) -> Action:
-        """Feed the result of the last action; the next action."""
+    def handle(self, event: Event, now: int, wall: int | None = None) -> Action:
+        """Feed the result of the last action; the next action (times as for start)."""
         self.now = now
+        self.wall = now if wall is None else wall
         return self._steps.send(event)
 
     def stop(self) -> None:
@@ -134,13 +145,13 @@ class Order:
 
     def _failed(self, reason: str, detail: str, *before: Entry) -> Done:
         return Done(not_executed(self.record, execution_id=self.execution_id, time=self.time,
-                                 reason=reason, detail=detail, wall_time=self.now), before)
+                                 reason=reason, detail=detail, wall_time=self.wall), before)
 
     def cancel_entry(self, venue_order_id: Any, why: CancelWhy, answer: str) -> Write:
         record = self.record
         return Write((Entry(LATE, "order_cancel", self.time, CancelRecord(
             intent_id=record.intent_id, venue=record.venue,
-            client_order_id=record.client_order_id, why=why, answer=answer, wall_time=self.now,
+            client_order_id=record.client_order_id, why=why, answer=answer, wall_time=self.wall,
             venue_order_id=str(venue_order_id) if venue_order_id else None)),))
 
     # --------------------------------------------------------------- the phases
@@ -176,7 +187,7 @@ class Order:
             if isinstance(event, Placed):
                 placed = event.order
                 entry = self._attempt_entry(attempts.attempt_record(
-                    record, attempt, "placed", self.now, venue_order_id=str(placed.get("id")),
+                    record, attempt, "placed", self.wall, venue_order_id=str(placed.get("id")),
                     venue_status=placed.get("status")))
                 if is_final(placed):
                     self.held.append(entry)
@@ -193,7 +204,7 @@ class Order:
                 settled, found = yield from self._settle_lookup(sent_at)
                 if not settled:
                     yield Write((self._attempt_entry(attempts.attempt_record(
-                        record, attempt, answer, self.now, message=message,
+                        record, attempt, answer, self.wall, message=message,
                         lookup="pending")),))
                     yield Done(in_doubt=STOP_DOUBT)
                     return None
@@ -202,7 +213,7 @@ class Order:
                                        self.table.send_attempts)
             venue_id = found.get("id") if found is not None else None
             sent = self._attempt_entry(attempts.attempt_record(
-                record, attempt, answer, self.now, message=message, lookup=lookup,
+                record, attempt, answer, self.wall, message=message, lookup=lookup,
                 venue_order_id=str(venue_id) if venue_id else None,
                 venue_status=found.get("status") if found is not None else None,
                 resend=step.action == "resend"))
@@ -277,10 +288,10 @@ class Order:
         """Carry out start-up's decision; a send the ledger does not show is recorded first."""
         record, table = self.record, self.table
         # Age on the wall clock: logical time says nothing about how long ago.
-        age_ms = None if record.wall_time is None else (self.now - record.wall_time) // MS
+        age_ms = None if record.wall_time is None else (self.wall - record.wall_time) // MS
         venue_id = found.get("id") if found is not None else None
         settle, step = attempts.at_start(
-            record, self.last, found is not None, self.now, send_attempts=table.send_attempts,
+            record, self.last, found is not None, self.wall, send_attempts=table.send_attempts,
             resend_window_ms=table.resend_window_ms, age_ms=age_ms,
             venue_order_id=str(venue_id) if venue_id else None,
             venue_status=found.get("status") if found is not None else None)

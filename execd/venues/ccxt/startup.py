@@ -40,7 +40,7 @@ class StartUp:
         self.unresolved = unresolved
         # client order id -> the last send record of each unresolved order.
         self.last_sends = last_sends
-        # On the venue's one clock: every order an earlier run sent, it sent before.
+        # Monotonic: every order an earlier run sent, it sent before this.
         self.started = started
 
     async def run(self, send: ObjectSendStream[list[Entry]],
@@ -115,7 +115,7 @@ class StartUp:
             elif not await self._hand_over(order, action, send, work):
                 return False
         for order, window in parked:
-            if window.until > venue.wall.now():
+            if window.until > venue.mono():
                 venue.state = (f"reconciling: {len(parked)} orders not at the venue; asking "
                                f"again after the acceptance window")
             action = await venue.driver.drive(order, window, send)
@@ -126,7 +126,7 @@ class StartUp:
     def _first(self, order: Order) -> act.Action:
         if self.venue.stopping.is_set():
             order.stop()
-        return order.start(self.venue.wall.now())
+        return order.start(self.venue.mono(), self.venue.wall.now())
 
     async def _hand_over(self, order: Order, action: act.Action,
                          send: ObjectSendStream[list[Entry]], work: ObjectSendStream[Job]

@@ -19,11 +19,12 @@ Three parts, all in this actor:
 
 Every decision is the order's (:mod:`.order`, sans I/O): this module only calls
 the venue (:mod:`.calls`), sleeps until a time (or until the order stream or a stop
-wakes it), hands records to the ledger and feeds the results back. Its one clock is
-``wall`` (see :mod:`.order` for why).
+wakes it), hands records to the ledger and feeds the results back. Windows, waits
+and deadlines run on ``mono``, records carry ``wall`` (see :mod:`.order` for why).
 
-Seed 000: execution never retries on its own, and every submission attempt is
-auditable (docs/ARCHITECTURE.md, "Live sends, times and the drain"). On a stop,
+Execution never retries on its own (docs/CONTRACT.md, Never twice to a venue), and
+every submission attempt is auditable (docs/ARCHITECTURE.md, "Live sends, times and
+the drain"). On a stop,
 orders already sent are followed to their end, but for at most
 ``drain_timeout_ms``: what is still being sent or followed then is left in doubt
 (``order.in_doubt``) for the next start to reconcile.
@@ -43,7 +44,7 @@ from msgspec import Raw
 
 from execd.config.schema import CcxtConfig
 from execd.model import ids, reasons
-from execd.model.clock import Clock
+from execd.model.clock import Clock, monotonic_ns
 from execd.model.messages import (
     LATE,
     Accepted,
@@ -86,9 +87,12 @@ class CcxtVenue:
                  on_call: CallHook | None = None) -> None:
         self.venue = venue
         self.table = table
-        # The one clock: wall_time of live records, and the now of every order.
-        # Logical time is never read here: every record carries its intent's.
+        # Two clocks, one job each: ``wall`` for the wall_time of live records and the
+        # age of orders an earlier run left; ``mono`` (never steps) for every window,
+        # wait and deadline (docs/ARCHITECTURE.md, Live orders, sans-I/O). Logical
+        # time is never read here: every record carries its intent's.
         self.wall = wall
+        self.mono = monotonic_ns
         self.settle = settle
         self.stopping = stopping
         # Set once a stop has waited drain_timeout_ms: no more calls to the venue.
@@ -105,7 +109,7 @@ class CcxtVenue:
         self.trades_readable = bool(self.exchange.has.get("fetchOrderTrades"))
         # Every order an earlier run sent, it sent before this moment.
         self.startup = StartUp(self, list(unresolved or ()), dict(attempts or {}),
-                               started=wall.now())
+                               started=self.mono())
         # Pushed order updates (where the exchange offers them) wake the workers.
         self.stream = OrderStream(venue, self.exchange, table)
         self.driver = Driver(self)
@@ -213,7 +217,7 @@ class CcxtVenue:
             post_only=plan.post_only, reduce_only=plan.reduce_only, source=item.source,
             wall_time=self.wall.now())
         order = self.order(record, item.time)
-        first = order.start(self.wall.now())
+        first = order.start(self.mono(), self.wall.now())
         assert isinstance(first, act.Queue)
         durable = anyio.Event()
         try:

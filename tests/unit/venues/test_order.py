@@ -629,3 +629,46 @@ def test_many_orders_at_once_each_run_their_own_course() -> None:
     assert len(outcomes) == 1000
     assert {outcomes[f"x{n}"] for n in range(0, 1000, 2)} == {None}
     assert {outcomes[f"x{n}"] for n in range(1, 1000, 2)} == {reasons.EXECUTION_NOT_SENT}
+
+
+# ------------------------------------------------------------ clock steps
+# Decisions run on the monotonic ``now``; the wall clock is only recorded. A step of
+# the system clock (NTP, a resumed VM) is a jump in ``wall`` alone.
+
+HOUR = 3600 * 1000 * MS
+
+
+def test_a_wall_clock_step_during_the_window_neither_trusts_no_order_early_nor_ends_in_doubt(
+) -> None:
+    """A step of the wall clock must never make "no such order" trusted before the
+    acceptance window has passed, nor leave a running order in doubt."""
+    for step in (-100 * MS, +1500 * MS, -HOUR, +HOUR):
+        order = new(send_attempts=2)
+        order.handle(act.Ok(), T0)
+        wait = expect(order.handle(FAULTS["503 json"], T0, T0), act.Wait)
+        expect(order.handle(act.Ok(), wait.until, wait.until + step), act.Lookup)
+        # Not found: asked again only once the window since the send has passed on the
+        # monotonic clock, whatever the wall clock says.
+        wait = expect(order.handle(act.Found(None), wait.until, wait.until + step), act.Wait)
+        assert wait.until == T0 + 3000 * MS, step
+        expect(order.handle(act.Ok(), wait.until, wait.until + step), act.Lookup)
+        [sent] = records(order.handle(act.Found(None), wait.until, wait.until + step))
+        assert (sent.lookup, sent.resend) == ("absent", True), step
+        # The record carries the wall clock as it was read.
+        assert sent.wall_time == T0 + 3000 * MS + step
+
+
+def test_a_wall_clock_step_never_moves_the_order_timeout() -> None:
+    """A step of the wall clock must never cancel a resting order early or never."""
+    for step in (+1500 * MS, -HOUR):
+        order = new(LIMIT)
+        order.handle(act.Ok(), T0)
+        order.handle(act.Placed(venue_order("open")), T0)
+        now = T0
+        action = follow(order, venue_order("open"), now)
+        while isinstance(action, act.Wait):
+            now = action.until
+            expect(order.handle(act.Ok(), now, now + step), act.Read)
+            action = order.handle(act.Got(venue_order("open")), now, now + step)
+        assert now == T0 + 2000 * MS, step
+        assert expect(action, act.Cancel).why == "order_timeout_ms"
