@@ -105,6 +105,12 @@ class Disposals:
         except FileNotFoundError:
             self.log.warning("input.already_moved", file=record.file)
             return None
+        except OSError as exc:
+            # As for a failed move: the ledger already says what became of the file; it
+            # stays in work/ and the next start checks it again. Never fatal.
+            self.log.error("input.move_failed", file=record.file, to=str(self.archive),
+                           error=exc.strerror or str(exc), note="left in work/")
+            return None
         problem = finished.problem
         if finished.key is not None and now != finished.key:
             problem = (f"written after it was read and recorded (size {record.size}): now "

@@ -155,21 +155,30 @@ class LakehouseReader:
             size, sha = job.offset, None
         else:
             size, sha = await self._blocking(describe_refused, job.path)
-        await self._record_file(send, self.core.refuse_file(
+        await self._record_file(send, lambda: self.core.refuse_file(
             job.name, size, sha, job.refuse, recorded=job.refusal_recorded,
             reason=job.refuse_reason, lines=job.line), None)
 
     async def _record_file(self, send: ObjectSendStream[list[ReaderItem]],
-                           items: list[ReaderItem], key: StatKey | None) -> None:
-        """Send a file's last items; its input_file record (the last) is reported first."""
-        if self.on_file_entry is not None:
-            if self.file_slots is not None:
-                await self.file_slots.acquire()
-            last = items[-1]
-            assert type(last) is Entry
-            assert last.kind == "input_file"
-            self.on_file_entry(last, key)
+                           make: Callable[[], list[ReaderItem]], key: StatKey | None) -> None:
+        """Number and send a file's last items; its input_file record (the last) is
+        reported first.
+
+        ``make`` numbers them, so it runs under the lock, after the wait for a
+        ``queues.files`` slot: items numbered before that wait could be overtaken by an
+        operator's tick numbered after them, and the sentinel, which inserts its own
+        records by the order it receives seqs in, would then leave a gap in the ledger's
+        sequence that the writer waits on for ever.
+        """
+        if self.on_file_entry is not None and self.file_slots is not None:
+            await self.file_slots.acquire()
         async with self._lock:
+            items = make()
+            if self.on_file_entry is not None:
+                last = items[-1]
+                assert type(last) is Entry
+                assert last.kind == "input_file"
+                self.on_file_entry(last, key)
             await self._send(send, items)
 
     async def _commands(self, commands: MemoryObjectReceiveStream[ControlRequest],
@@ -216,13 +225,14 @@ class LakehouseReader:
         try:
             fd, digest, opened = await self._open(job)
         except FileNotFoundError:
-            await self._record_file(send, self.core.refuse_file(
+            await self._record_file(send, lambda: self.core.refuse_file(
                 job.name, job.offset, None, f"deleted from work/ after it was claimed; "
                 f"not read{after}", reason=reasons.INPUT_FILE_CHANGED, lines=job.line), None)
             return
         except OSError as exc:
-            await self._record_file(send, self.core.refuse_file(
-                job.name, job.offset, None, f"{why_unreadable(exc)}; not read{after}",
+            why = why_unreadable(exc)
+            await self._record_file(send, lambda: self.core.refuse_file(
+                job.name, job.offset, None, f"{why}; not read{after}",
                 reason=reasons.INPUT_FILE_UNREADABLE, lines=job.line), None)
             return
         core = self.core
@@ -267,7 +277,7 @@ class LakehouseReader:
         finally:
             if fd >= 0:
                 os.close(fd)
-        await self._record_file(send, core.finish_file(size, sha, problem=problem),
+        await self._record_file(send, lambda: core.finish_file(size, sha, problem=problem),
                                 None if problem is not None else final)
         if self.on_finished is not None:
             self.on_finished(job.name, size, sha)
