@@ -128,10 +128,13 @@ def lines(*records: dict[str, Any] | str | bytes) -> bytes:
 
 
 def records(ledger: Path) -> list[dict[str, Any]]:
-    """Every record of a ledger, bodies decoded."""
+    """Every record of a ledger, bodies decoded.
+
+    Only whole lines: a running daemon may be in the middle of writing the last one.
+    """
     result = []
     for path in list_segments(ledger):
-        for line in path.read_bytes().splitlines():
+        for line in path.read_bytes().split(b"\n")[:-1]:
             record = record_decoder.decode(line)
             result.append({"seq": record.seq, "time": record.time, "kind": record.kind,
                            "body": msgspec.json.decode(record.body)})
