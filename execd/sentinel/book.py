@@ -155,7 +155,10 @@ class VenueBook:
         if price is not None:
             position.mark = price
         if settlement == "fill":
-            position.filled += quantity if side == "buy" else -quantity
+            if side == "buy":
+                position.filled += quantity
+            else:
+                position.filled -= quantity
             if counted is not None:
                 self.gross += counted - position.counted
                 position.counted = counted

@@ -47,6 +47,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from decimal import Decimal
+from typing import Protocol
 
 from msgspec import Struct
 
@@ -116,7 +117,6 @@ class Candidate(Struct, frozen=True, gc=False):
 Gate = Callable[[Rules, LakehouseContext, OrderIntent], Refusal | None]
 Check = Callable[[Candidate], Refusal | None]
 GateNeeded = Callable[[Rules], bool]
-Needed = Callable[[Rules, LakehouseContext, Slot], bool]
 
 
 def own_price(intent: OrderIntent) -> Decimal | None:
@@ -136,14 +136,23 @@ def own_leverage(intent: OrderIntent) -> Decimal | None:
 
 def candidate(intent: OrderIntent, intent_id: uuid.UUID, side: Side, raw: bytes, now: int,
               rules: Rules, context: LakehouseContext, slot: Slot) -> Candidate:
-    """``intent`` as the checks see it on ``slot``: its prices and worst case worked out once."""
+    """``intent`` as the checks see it on ``slot``: its prices and worst case worked out once.
+
+    This runs for every intent that reaches a check, so :func:`own_price` and
+    :func:`own_leverage` are written out here rather than called.
+    """
     market = context.prices.get(intent.symbol)
-    price = market if market is not None else own_price(intent)
-    leverage = own_leverage(intent)
+    price = market
+    if price is None:
+        price = intent.limit_price
+        if price is None:
+            price = intent.reference_price
+    constraints = intent.constraints
+    leverage = constraints.max_leverage if constraints is not None else None
     position = slot.position
     grown = exposure = None
     if price is not None and (slot.limits.any_notional or leverage is not None):
-        grown = position.grown(side, intent.quantity, slot.venue.settlement == "fill")
+        grown = position.grown(side, intent.quantity, slot.at_once)
         if grown is not None:
             exposure = grown * price
     return Candidate(intent, intent_id, side, raw, now, rules, context, slot.venue, slot.book,
@@ -371,15 +380,68 @@ def leverage(c: Candidate) -> Refusal | None:
 def order_rate(c: Candidate) -> Refusal | None:
     """At most ``max_orders`` per ``rate_window`` on the venue (counted when committed)."""
     rate = c.venue.rate
-    if rate is not None:
+    # Only a window that holds max_orders already can refuse (OrderRate.refusal).
+    if rate is not None and len(rate.sent) == rate.limit:
         why = rate.refusal(c.now)
         if why is not None:
             return Refusal(reasons.RISK_ORDER_RATE_EXCEEDED, f"venue={c.intent.venue} {why}")
     return None
 
 
-def _always(rules: Rules, context: LakehouseContext, slot: Slot) -> bool:
+class Shape(Struct, frozen=True, gc=False):
+    """What of an intent decides which checks can refuse it, read before it is valued.
+
+    ``limit``: a limit order (its limit price values it, and the price band applies to it),
+    else a market order. ``constrained``: it carries ``constraints`` (reduce_only, its own
+    max_leverage).
+    """
+
+    limit: bool
+    constrained: bool
+
+
+# Every shape, in the order of :meth:`Shape.index`.
+SHAPES = (Shape(False, False), Shape(False, True), Shape(True, False), Shape(True, True))
+
+
+class Needed(Protocol):
+    """When a check is needed: False only where it could not refuse anything.
+
+    A test of the rules, the context and the slot, and, when ``shape`` is given, of what
+    the intents of that :class:`Shape` have in common; without one, any intent.
+    """
+
+    def __call__(self, rules: Rules, context: LakehouseContext, slot: Slot,
+                 shape: Shape | None = None, /) -> bool:
+        """Whether the check can refuse anything there."""
+
+
+def _always(rules: Rules, context: LakehouseContext, slot: Slot,
+            shape: Shape | None = None, /) -> bool:
     return True
+
+
+def _constrained(rules: Rules, context: LakehouseContext, slot: Slot,
+                 shape: Shape | None = None, /) -> bool:
+    # Only constraints.reduce_only makes an intent reduce-only.
+    return shape is None or shape.constrained
+
+
+def _limit_banded(rules: Rules, context: LakehouseContext, slot: Slot,
+                  shape: Shape | None = None, /) -> bool:
+    return slot.limits.band is not None and (shape is None or shape.limit)
+
+
+def _unpriced(rules: Rules, context: LakehouseContext, slot: Slot,
+              shape: Shape | None = None, /) -> bool:
+    # A limit order is valued at its limit price at worst: it always has a price.
+    return shape is None or not shape.limit
+
+
+def _leveraged(rules: Rules, context: LakehouseContext, slot: Slot,
+               shape: Shape | None = None, /) -> bool:
+    # No cap of the venue's: only the intent's own constraints.max_leverage can refuse.
+    return slot.limits.gross_cap is not None or shape is None or shape.constrained
 
 
 GATES: tuple[tuple[Gate, GateNeeded], ...] = (
@@ -388,17 +450,20 @@ GATES: tuple[tuple[Gate, GateNeeded], ...] = (
     (registered_run, lambda rules: rules.require_run),
 )
 CHECKS: tuple[tuple[Check, Needed], ...] = (
-    (signature, lambda rules, context, slot: slot.venue.signed or rules.key is not None),
-    (venue_cooldown, lambda rules, context, slot: slot.venue.cooldown is not None),
-    (trading_reducing, lambda rules, context, slot: rules.state == "REDUCING"),
-    (reduce_only, _always),
-    (price_band, lambda rules, context, slot: slot.limits.band is not None),
-    (regime_parity, lambda rules, context, slot: context.regime in rules.crisis),
-    (priced, _always),
-    (order_notional, lambda rules, context, slot: slot.limits.max_order_notional is not None),
-    (asset_exposure, lambda rules, context, slot: slot.limits.max_asset_exposure is not None),
-    (leverage, _always),
-    (order_rate, lambda rules, context, slot: slot.venue.rate is not None),
+    (signature, lambda rules, context, slot, shape=None, /: (slot.venue.signed
+                                                           or rules.key is not None)),
+    (venue_cooldown, lambda rules, context, slot, shape=None, /: slot.venue.cooldown is not None),
+    (trading_reducing, lambda rules, context, slot, shape=None, /: rules.state == "REDUCING"),
+    (reduce_only, _constrained),
+    (price_band, _limit_banded),
+    (regime_parity, lambda rules, context, slot, shape=None, /: context.regime in rules.crisis),
+    (priced, _unpriced),
+    (order_notional, lambda rules, context, slot, shape=None, /: (
+        slot.limits.max_order_notional is not None)),
+    (asset_exposure, lambda rules, context, slot, shape=None, /: (
+        slot.limits.max_asset_exposure is not None)),
+    (leverage, _leveraged),
+    (order_rate, lambda rules, context, slot, shape=None, /: slot.venue.rate is not None),
 )
 
 
@@ -407,6 +472,10 @@ def gates_for(rules: Rules) -> tuple[Gate, ...]:
     return tuple(gate for gate, needed in GATES if needed(rules))
 
 
-def checks_for(rules: Rules, context: LakehouseContext, slot: Slot) -> tuple[Check, ...]:
-    """The checks that can refuse anything on ``slot`` under ``rules`` and ``context``."""
-    return tuple(check for check, needed in CHECKS if needed(rules, context, slot))
+def checks_for(rules: Rules, context: LakehouseContext, slot: Slot,
+               shape: Shape | None = None) -> tuple[Check, ...]:
+    """The checks that can refuse anything on ``slot`` under ``rules`` and ``context``.
+
+    With ``shape``: anything an intent of that shape, only.
+    """
+    return tuple(check for check, needed in CHECKS if needed(rules, context, slot, shape))

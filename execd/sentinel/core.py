@@ -13,7 +13,7 @@ from __future__ import annotations
 import operator
 import uuid
 from collections.abc import Mapping
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import msgspec
@@ -65,13 +65,14 @@ class SeenIds:
     """
 
     _BUCKETS = 1 << 16
+    __slots__ = ("_buckets",)
 
     def __init__(self) -> None:
         self._buckets = [bytearray() for _ in range(self._BUCKETS)]
-        self._count = 0
 
     def __len__(self) -> int:
-        return self._count
+        # Counted when asked (at start-up), not on every add: each entry is 16 bytes.
+        return sum(map(len, self._buckets)) >> 4
 
     def add(self, intent_id: uuid.UUID) -> bool:
         """Record ``intent_id``; False if it was already there."""
@@ -85,18 +86,28 @@ class SeenIds:
             # A match straddling two entries is not an entry: look further.
             at = bucket.find(needle, at + 1)
         bucket += needle
-        self._count += 1
         return True
 
 
 # Quantities, prices and leverage must lie within 1e-18 .. 1e15 (by adjusted exponent):
 # products and sums of such numbers stay exact enough and can never overflow.
 _LOW, _HIGH = -18, 15
+# The same range as two bounds: a number x is positive with an adjusted exponent within
+# _LOW .. _HIGH exactly when _LEAST <= x < _BEYOND, which is two comparisons per number on
+# the path every intent takes (a NaN raises InvalidOperation when compared).
+_LEAST, _BEYOND = Decimal(1).scaleb(_LOW), Decimal(1).scaleb(_HIGH + 1)
 
 
 def _out_of_range(name: str, value: Decimal) -> Refusal:
     return Refusal(reasons.INTENT_NUMBER_OUT_OF_RANGE,
                    f"{name}={value} is outside 1e-18 .. 1e15 (or not a positive number)")
+
+
+def _quantity(quantity: Decimal) -> Refusal:
+    """Why ``quantity`` is refused (called only when it is)."""
+    if not (quantity.is_finite() and quantity > _ZERO):
+        return Refusal(reasons.INTENT_QUANTITY_NOT_POSITIVE, f"quantity={quantity} must be > 0")
+    return _out_of_range("quantity", quantity)
 
 
 def _positive(value: Decimal) -> bool:
@@ -168,11 +179,12 @@ class SentinelCore:
                 f"venue={intent.venue!r} is not in the config "
                 f"(known: {', '.join(sorted(self.planes))})"))
         quantity = intent.quantity
-        if not (quantity.is_finite() and quantity > _ZERO):
-            return self._refuse(item, intent_id, Refusal(
-                reasons.INTENT_QUANTITY_NOT_POSITIVE, f"quantity={intent.quantity} must be > 0"))
-        if not _LOW <= quantity.adjusted() <= _HIGH:
-            return self._refuse(item, intent_id, _out_of_range("quantity", quantity))
+        try:
+            usual = _LEAST <= quantity < _BEYOND
+        except InvalidOperation:  # a NaN: refused like any number outside the range
+            usual = False
+        if not usual:
+            return self._refuse(item, intent_id, _quantity(quantity))
         side = intent.side
         if intent.action is not None or side is None:
             # Only then can side and action disagree, or the side be missing.
@@ -180,15 +192,17 @@ class SentinelCore:
             if type(resolved) is Refusal:
                 return self._refuse(item, intent_id, resolved)
             side = resolved  # type: ignore[assignment]
-        if intent.action == "HOLD":
-            return self._refuse(item, intent_id, Refusal(
-                reasons.INTENT_HOLD, "action=HOLD: nothing to execute", "SKIPPED"))
+            if intent.action == "HOLD":
+                return self._refuse(item, intent_id, Refusal(
+                    reasons.INTENT_HOLD, "action=HOLD: nothing to execute", "SKIPPED"))
         limit, reference = intent.limit_price, intent.reference_price
-        if not ((limit is None or (limit.is_finite() and limit > _ZERO
-                                   and _LOW <= limit.adjusted() <= _HIGH))
-                and (reference is None or (reference.is_finite() and reference > _ZERO
-                                           and _LOW <= reference.adjusted() <= _HIGH))
-                and (limit is not None or intent.order_type == "market")):
+        try:
+            usual = ((limit is None or _LEAST <= limit < _BEYOND)
+                     and (reference is None or _LEAST <= reference < _BEYOND)
+                     and (limit is not None or intent.order_type == "market"))
+        except InvalidOperation:
+            usual = False
+        if not usual:
             return self._refuse(item, intent_id, self._prices(intent))
         constraints = intent.constraints
         if constraints is not None and constraints.max_leverage is not None:

@@ -8,17 +8,21 @@ throttle from the orders sent, the cooldown from the venue's failures.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 
 
 class OrderRate:
     """At most ``limit`` orders in any ``window`` of clock time."""
 
-    __slots__ = ("limit", "sent", "window")
+    __slots__ = ("limit", "note", "sent", "window")
 
     def __init__(self, limit: int, window: int) -> None:
         self.limit = limit
         self.window = window
         self.sent: deque[int] = deque(maxlen=limit)
+        # An order was sent at ``now``: the deque's own append, so that counting an
+        # accepted order (once per intent) costs no call of ours.
+        self.note: Callable[[int], None] = self.sent.append
 
     def refusal(self, now: int) -> str | None:
         """Why one more order now would break the rate, or None."""
@@ -27,10 +31,6 @@ class OrderRate:
             return (f"orders={self.limit} in the last {now - sent[0]} clock units; "
                     f"max={self.limit} per rate_window={self.window}")
         return None
-
-    def note(self, now: int) -> None:
-        """An order was sent at ``now``."""
-        self.sent.append(now)
 
     def take(self, now: int) -> str | None:
         """Count one more order at ``now`` if the rate allows it; else why not."""

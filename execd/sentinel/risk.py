@@ -24,6 +24,7 @@ from execd.model.refusal import Refusal
 from execd.reader.context import EMPTY, LakehouseContext, Override
 from execd.sentinel.book import Book
 from execd.sentinel.checks import (
+    SHAPES,
     Gate,
     Rules,
     candidate,
@@ -52,6 +53,7 @@ class Risk:
         self.venues: dict[str, VenueRisk] = {}
         self.rules = Rules()
         self._gates: tuple[Gate, ...] = ()
+        self._parity = False
         self._limits: dict[tuple[str, str], Limits] = {}
         self._slots: dict[str, dict[str, Slot]] = {}
         self.reconfigure(config)
@@ -93,9 +95,11 @@ class Risk:
     def _tables(self) -> None:
         """Choose each slot's checks again: the rules or the context changed."""
         rules, context = self.rules, self.context
+        # Regime parity applies (and an override may carry an intent) only in a crisis.
+        self._parity = context.regime in rules.crisis
         for slots in self._slots.values():
             for slot in slots.values():
-                slot.checks = checks_for(rules, context, slot)
+                _choose(slot, rules, context)
 
     # ------------------------------------------------------------------ inputs
 
@@ -120,7 +124,7 @@ class Risk:
             state = self.venues[venue]
             found = slots[symbol] = Slot(state, state.book.position(symbol),
                                          self.limits(venue, symbol))
-            found.checks = checks_for(self.rules, self.context, found)
+            _choose(found, self.rules, self.context)
         return found
 
     def set_context(self, context: LakehouseContext) -> None:
@@ -156,38 +160,32 @@ class Risk:
                 return refusal
         symbol = intent.symbol
         slot = self._slots[intent.venue].get(symbol) or self.slot(intent.venue, symbol)
+        # Only the checks that can refuse an intent of this shape here (checks.Shape).
+        table = slot.tables[intent.order_type][intent.constraints is not None]
+        if not table:
+            # Nothing here can refuse it, so there is no candidate to value.
+            _commit(slot, side, intent.quantity, self._price(intent), now, None)
+            return None
         c = candidate(intent, intent_id, side, raw, now, rules, context, slot)
-        for check in slot.checks:
+        for check in table:
             refusal = check(c)
             if refusal is not None:
                 return refusal
-        self._commit(slot, side, intent.quantity, c.price, now, c.exposure)
+        _commit(slot, side, intent.quantity, c.price, now, c.exposure)
         # Only in a crisis regime can an override have carried it (checks.needs_override).
-        return override_of(c) if context.regime in rules.crisis else None
+        return override_of(c) if self._parity else None
 
     # ------------------------------------------------------------------ commit
 
     def commit(self, intent: OrderIntent, side: Side, now: int) -> None:
         """Count an intent accepted without checks (a Safety Sell exit)."""
+        _commit(self.slot(intent.venue, intent.symbol), side, intent.quantity,
+                     self._price(intent), now, None)
+
+    def _price(self, intent: OrderIntent) -> Decimal | None:
+        """The price an accepted order is valued at: the lakehouse's, else its own."""
         price = self.context.prices.get(intent.symbol)
-        self._commit(self.slot(intent.venue, intent.symbol), side, intent.quantity,
-                     price if price is not None else own_price(intent), now, None)
-
-    @staticmethod
-    def _commit(slot: Slot, side: Side, quantity: Decimal, price: Decimal | None, now: int,
-                exposure: Decimal | None) -> None:
-        """Count an accepted order against the venue's rate and add it to the book.
-
-        ``exposure``: the candidate's (grown worst case x price), or None.
-        """
-        venue = slot.venue
-        if venue.rate is not None:
-            venue.rate.note(now)
-        settlement = venue.settlement
-        if settlement == "fail" and venue.cooldown is not None:
-            venue.cooldown.note_failure(now)
-        slot.book.accept(slot.position, side, quantity, price, settlement,
-                         exposure if settlement == "fill" else None)
+        return price if price is not None else own_price(intent)
 
     def hold(self, venue: str, symbol: str, side: Side, quantity: Decimal) -> None:
         """Hold ``quantity`` pending: an order recorded sent whose outcome is still to come."""
@@ -221,3 +219,29 @@ class Risk:
         if state.cooldown is not None and status == "FAILED" and reason in (
                 reasons.EXECUTION_NOT_AVAILABLE, reasons.EXECUTION_REJECTED):
             state.cooldown.note_failure(now)
+
+
+def _choose(slot: Slot, rules: Rules, context: LakehouseContext) -> None:
+    """Choose ``slot``'s checks, and those of each intent shape, under ``rules`` and ``context``."""
+    slot.checks = checks_for(rules, context, slot)
+    tables = [checks_for(rules, context, slot, shape) for shape in SHAPES]
+    slot.tables = {"market": (tables[0], tables[1]), "limit": (tables[2], tables[3])}
+
+
+def _commit(slot: Slot, side: Side, quantity: Decimal, price: Decimal | None, now: int,
+            exposure: Decimal | None) -> None:
+    """Count an accepted order against the venue's rate and add it to the book.
+
+    ``exposure``: the candidate's (grown worst case x price), or None.
+    """
+    venue = slot.venue
+    rate = venue.rate
+    if rate is not None:
+        rate.note(now)
+    if slot.at_once:
+        slot.book.accept(slot.position, side, quantity, price, "fill", exposure)
+        return
+    settlement = venue.settlement
+    if settlement == "fail" and venue.cooldown is not None:
+        venue.cooldown.note_failure(now)
+    slot.book.accept(slot.position, side, quantity, price, settlement)

@@ -50,17 +50,22 @@ class Slot:
     """Everything the checks need for one (venue, symbol), found with one lookup.
 
     ``checks``: the risk checks that can refuse anything here (see
-    :func:`execd.sentinel.checks.checks_for`), kept by the Risk Sentinel.
+    :func:`execd.sentinel.checks.checks_for`), and ``tables`` the ones that can refuse
+    an intent of each shape: ``tables[order_type][constrained]``, where ``constrained``
+    says whether the intent carries constraints. Both kept by the Risk Sentinel.
+    ``at_once``: the venue settles an order as it accepts it (read when the slot is made).
     """
 
-    __slots__ = ("book", "checks", "limits", "position", "venue")
+    __slots__ = ("at_once", "book", "checks", "limits", "position", "tables", "venue")
 
     def __init__(self, venue: VenueRisk, position: Position, limits: Limits) -> None:
         self.venue = venue
         self.book = venue.book
         self.position = position
         self.limits = limits
+        self.at_once = venue.settlement == "fill"
         self.checks: tuple[Check, ...] = ()
+        self.tables: dict[str, tuple[tuple[Check, ...], tuple[Check, ...]]] = {}
 
 
 def settlement_of(config: Config, venue: str) -> Settlement:
