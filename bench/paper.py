@@ -36,19 +36,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-CONFIG = """
-[daemon]
-lakehouse = "{work}/lakehouse"
-ledger_dir = "{work}/ledger"
-poll_interval_ms = {poll}
-
-[control]
-socket = "{work}/ctl.sock"
-
-[log]
-level = "warning"
-outcomes = "summary"
-
+# Every per-intent risk check on, with limits wide enough that every intent passes;
+# bench/sentinel.py times the sentinel under the same limits.
+LIMITS = """
 [venues.binance]
 plane = "paper"
 
@@ -64,6 +54,20 @@ price_band_bps = 500
 max_orders = 1000000000
 rate_window = 1
 """
+
+CONFIG = """
+[daemon]
+lakehouse = "{work}/lakehouse"
+ledger_dir = "{work}/ledger"
+poll_interval_ms = {poll}
+
+[control]
+socket = "{work}/ctl.sock"
+
+[log]
+level = "warning"
+outcomes = "summary"
+""" + LIMITS
 
 
 def write_lakehouse(work: Path) -> None:

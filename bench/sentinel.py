@@ -30,26 +30,14 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
+sys.path.insert(0, str(ROOT / "bench"))
+from paper import LIMITS  # noqa: E402 - the paper benchmark's limits, every check on
+
 CONFIG = """
 [daemon]
 lakehouse = "{work}/lakehouse"
 ledger_dir = "{work}/ledger"
-
-[venues.binance]
-plane = "paper"
-
-[venues.alpaca]
-plane = "paper"
-
-[risk.limits]
-max_order_notional = "1000000"
-max_asset_exposure = "1000000000000"
-max_leverage = "1000"
-equity = "1000000000"
-price_band_bps = 500
-max_orders = 1000000000
-rate_window = 1
-"""
+""" + LIMITS
 
 LINE = ('{{"kind":"intent","intent_id":"00000000-0000-4000-8000-{n:012d}",'
         '"source_run":"bench-run","venue":"{venue}","symbol":"BTC/USDT","side":"{side}",'
