@@ -19,14 +19,20 @@ second time, while different content never collides.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import os
+import sys
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
+from execd.cli.configfile import load as _load
+from execd.cli.configfile import with_config
+from execd.cli.exits import status
 from execd.ledger.segments import fsync_dir
-from execd.model.errors import FileRefused, SubmitError
+from execd.model.errors import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, FileRefused, SubmitError
 from execd.model.files import read_regular
 from execd.model.messages import ClockTick, InputRecord
 from execd.reader.inbox import MAX_NAME_BYTES, Lakehouse, why_unreadable
@@ -137,3 +143,49 @@ def default_name(source: Path, data: bytes) -> str:
     """``STEM-SHA16.jsonl``: the same bytes always get the same name."""
     stem = source.name.removesuffix(".jsonl").lstrip(".") or "intents"
     return f"{stem[:160]}-{hashlib.sha256(data).hexdigest()[:16]}.jsonl"
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    loaded = _load(args.config)
+    if loaded is None:
+        return EXIT_CONFIG
+    source = Path(args.file)
+    try:
+        data = read_source(source)
+        problems = check(data, loaded.config.input.max_line_bytes)
+        if problems and not args.no_check:
+            for problem in problems[:20]:
+                print(f"{source}: {problem}", file=sys.stderr)
+            more = f" ({len(problems)} lines)" if len(problems) > 20 else ""
+            print(f"{source}: not submitted: the daemon would quarantine these lines{more}; "
+                  "fix them, or submit anyway with --no-check", file=sys.stderr)
+            return EXIT_FAILED
+        if args.key_file:
+            from execd.sentinel.signatures import read_key_file
+
+            try:
+                key = read_key_file(args.key_file)
+            except FileRefused as exc:
+                print(exc, file=sys.stderr)
+                return status(exc)
+            data = signed(data, key)
+        target = submit(loaded.config.lakehouse, data, args.name or default_name(source, data))
+    except SubmitError as exc:
+        print(f"execd submit: {exc}", file=sys.stderr)
+        return status(exc)
+    print(target.name)
+    return EXIT_OK
+
+
+def register(sub: Any) -> None:
+    """Add ``submit`` to the command line."""
+    p = sub.add_parser("submit", help="put a file into the inbox safely (checked, "
+                       "optionally signed, written then renamed)")
+    with_config(p)
+    p.add_argument("file", help="a JSON Lines file of intents and ticks")
+    p.add_argument("--name", help="its name in the inbox (default: STEM-SHA16.jsonl "
+                   "from its content)")
+    p.add_argument("--key-file", help="sign its intent lines with this key")
+    p.add_argument("--no-check", action="store_true",
+                   help="submit even if some lines would be quarantined")
+    p.set_defaults(func=cmd_submit)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from execd.app.daemon import Daemon
-from execd.cli.main import root_cause
+from execd.cli.serve import root_cause
 from execd.config import schema as config
 from execd.ledger.scan import scan
 from execd.ledger.segments import SegmentStore

@@ -9,7 +9,8 @@ import pytest
 from structlog.testing import capture_logs
 
 from execd.cli.exits import daemon_event, daemon_stopped, status
-from execd.cli.main import main, root_cause
+from execd.cli.main import main
+from execd.cli.serve import root_cause
 from execd.model import errors
 
 
