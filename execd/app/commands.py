@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from execd.app.reload import changes, needs_restart
+from execd.config import resolved
 from execd.config import schema as config_file
 from execd.config.digest import outcome_settings_sha256
 from execd.config.schema import ConfigError
@@ -44,6 +45,8 @@ class Commands:
         """Carry out one ``execd ctl`` command; answer once its records are durable."""
         if req.command == "reload":
             return await self.reload(req.actor or "", req.reason or "")
+        if req.command == "config":
+            return resolved.reply(self.daemon.loaded.path, self.daemon.config)
         log = self.daemon.log
         request = ControlRequest(req)
         stream = self.to_reader if req.command == "tick" else self.to_sentinel

@@ -1,18 +1,27 @@
 """``execd config …``: the configuration from the command line.
 
 ``check`` validates a file; ``show`` prints it as execd resolved it (every default
-filled in, secrets ``"***"``; :mod:`execd.config.resolved`).
+filled in, secrets ``"***"``; :mod:`execd.config.resolved`); ``diff FILE`` compares a
+file with the running daemon's config, asked over the control socket the way
+``execd ctl`` asks (:func:`execd.cli.ctl.ask`), and says for each difference whether
+``execd ctl reload`` would apply it. ``diff`` exits like diff(1): 0 equal, 1 different,
+2 a bad FILE or ``--config``; with no daemon, as ``execd ctl`` does (1, the reason on
+stderr).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 from typing import Any
 
+from execd.cli import ctl
 from execd.cli.configfile import load as _load
 from execd.cli.configfile import with_config
 from execd.config import resolved
-from execd.model.errors import EXIT_CONFIG, EXIT_OK
+from execd.model.errors import EXIT_CONFIG, EXIT_FAILED, EXIT_OK
+from execd.service.control import Request
 
 FORMATS = ("toml", "json")
 
@@ -42,8 +51,49 @@ def cmd_config_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_config_diff(args: argparse.Namespace) -> int:
+    """Print what differs between the running daemon's config and FILE; 0 equal, 1 not."""
+    loaded = _load(args.file)
+    if loaded is None:
+        return EXIT_CONFIG
+    reply = ctl.ask(args, _load, Request("config"))
+    if isinstance(reply, int):
+        return reply
+    running = reply.get("config")
+    if not isinstance(running, dict):
+        print("execd config diff: the daemon's answer holds no config (an older execd?)",
+              file=sys.stderr)
+        return EXIT_FAILED
+    comparison = resolved.compare(running, resolved.resolved(loaded.config))
+    for difference in comparison.differences:
+        print(difference.line())
+    print(_summary(comparison, str(reply.get("file")), args.file))
+    return EXIT_FAILED if comparison.differences else EXIT_OK
+
+
+def _summary(comparison: resolved.Comparison, running: str, file: str) -> str:
+    found = comparison.differences
+    lines = []
+    if not found:
+        lines.append(f"no differences between the running daemon's config ({running}) "
+                     f"and {file}")
+    else:
+        fixed = sum(1 for d in found if d.restart is not None)
+        lines.append(f"{len(found)} difference(s) from the running daemon's config "
+                     f"({running}) to {file}: "
+                     + ("a reload applies them all" if not fixed else
+                        f"{fixed} need(s) a restart, so a reload would refuse them all "
+                        "(a reload is all or nothing)"))
+        if Path(file).resolve() != Path(running).resolve():
+            lines.append(f"(a reload re-reads {running}, not {file})")
+    if comparison.not_compared:
+        lines.append(f"not compared (secrets, set on both sides; their values never leave "
+                     f"the daemon): {', '.join(comparison.not_compared)}")
+    return "\n".join(lines)
+
+
 def register(sub: Any) -> None:
-    """Add ``config check`` and ``config show`` to the command line."""
+    """Add ``config check``, ``config show`` and ``config diff`` to the command line."""
     cfg = sub.add_parser("config", help="configuration").add_subparsers(
         dest="config_command", required=True)
     check = cfg.add_parser("check", help="validate a config file")
@@ -62,3 +112,21 @@ def register(sub: Any) -> None:
     show.add_argument("--format", choices=FORMATS, default="toml",
                       help="toml (default; decimals as strings) or json (unset keys null)")
     show.set_defaults(func=cmd_config_show)
+
+    diff = cfg.add_parser(
+        "diff", help="what differs between FILE and the running daemon's config, and "
+        "whether a reload applies it; exit 0 equal, 1 different, 2 bad FILE", description=(
+            "Compare FILE, resolved, with the config the running daemon resolved, key by "
+            "key (daemon's value -> FILE's), and say for each difference whether `execd ctl "
+            "reload` applies it or it needs a restart. The daemon is found as `execd ctl` "
+            "finds it: --socket, or control.socket of --config. Secrets never leave the "
+            "daemon, so one set on both sides is listed as not compared. Exit status: 0 "
+            "equal, 1 different (or no daemon, as for `execd ctl`), 2 a bad FILE or "
+            "--config."))
+    diff.add_argument("file", metavar="FILE", help="the TOML config file to compare")
+    with_config(diff)
+    diff.add_argument("--socket", help="the daemon's control socket (default: control.socket "
+                      "of --config)")
+    diff.add_argument("--timeout", type=ctl.seconds, help="seconds to wait for the daemon, a "
+                      "positive number (default: its control.timeout_ms + 2 s)")
+    diff.set_defaults(func=cmd_config_diff)

@@ -101,14 +101,24 @@ def _unconfirmed(request: Request, path: Path, exc: Unconfirmed) -> int:
 
 
 def cmd_ctl(args: argparse.Namespace, load: LoadConfig) -> int:
-    target = _socket(args, load)
-    if target is None:
-        return EXIT_CONFIG
-    path, timeout = target
     request = Request(
         args.ctl_command, reason=getattr(args, "reason", None), actor=getattr(args, "actor", None),
         time=getattr(args, "time", None), venue=getattr(args, "venue", None),
         symbol=getattr(args, "symbol", None))
+    reply = ask(args, load, request)
+    if isinstance(reply, int):
+        return reply
+    print(msgspec.json.encode(reply).decode() if args.json else _render(reply))
+    return EXIT_OK
+
+
+def ask(args: argparse.Namespace, load: LoadConfig, request: Request) -> dict[str, Any] | int:
+    """The daemon's answer to ``request`` (``--config``, ``--socket``, ``--timeout`` say
+    where and how long), or the exit status once the problem is printed on stderr."""
+    target = _socket(args, load)
+    if target is None:
+        return EXIT_CONFIG
+    path, timeout = target
     problem = request.problem()
     if problem:
         print(f"execd ctl: {problem}", file=sys.stderr)
@@ -134,8 +144,7 @@ def cmd_ctl(args: argparse.Namespace, load: LoadConfig) -> int:
     if not reply.get("ok"):
         print(f"refused: {reply.get('error')}", file=sys.stderr)
         return EXIT_FAILED
-    print(msgspec.json.encode(reply).decode() if args.json else _render(reply))
-    return EXIT_OK
+    return reply
 
 
 def cmd_sign(args: argparse.Namespace) -> int:
@@ -189,7 +198,7 @@ def _sign_file(key: bytes, handle: BinaryIO, name: str) -> str | None:
     return None
 
 
-def _seconds(text: str) -> float:
+def seconds(text: str) -> float:
     """A ``--timeout`` value: a positive, finite number of seconds."""
     try:
         value = float(text)
@@ -210,7 +219,7 @@ def register(sub: Any, with_config: Callable[[argparse.ArgumentParser], None],
         p: argparse.ArgumentParser = commands.add_parser(name, help=text)
         with_config(p)
         p.add_argument("--socket", help="control socket (default: control.socket)")
-        p.add_argument("--timeout", type=_seconds, help="seconds to wait (default: the "
+        p.add_argument("--timeout", type=seconds, help="seconds to wait (default: the "
                        "daemon's control.timeout_ms + 2 s)")
         p.add_argument("--json", action="store_true", help="print the raw JSON answer")
         if changes:

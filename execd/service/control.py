@@ -4,9 +4,10 @@ Protocol: the client connects to an AF_UNIX stream socket, writes one JSON objec
 and a newline, and reads one JSON object and a newline back; then both close.
 
 Request: ``{"command": "halt", "reason": "...", "actor": "..."}`` — commands
-``status``, ``halt``, ``reduce``, ``resume``, ``tick`` (with ``time``) and
-``safety-sell`` (with ``venue`` and optionally ``symbol``). Every command that
-changes something needs ``reason`` (except ``tick``) and ``actor``.
+``status``, ``config`` (the resolved config, secrets masked), ``halt``, ``reduce``,
+``resume``, ``tick`` (with ``time``) and ``safety-sell`` (with ``venue`` and optionally
+``symbol``). Every command that changes something needs ``reason`` (except ``tick``)
+and ``actor``.
 
 Reply: ``{"ok": true, ...}`` once the change is applied *and* its ledger record is
 durable, or ``{"ok": false, "error": "..."}``. A command that changes something and
@@ -60,7 +61,8 @@ MAX_REQUEST = 64 * 1024
 MAX_REPLY = 64 * 1024 * 1024
 # The ledger's integer range: times are signed 64-bit wherever the ledger is read.
 MAX_TIME = 2**63 - 1
-Command = Literal["status", "halt", "reduce", "resume", "tick", "safety-sell", "reload"]
+Command = Literal["status", "halt", "reduce", "resume", "tick", "safety-sell", "reload",
+                  "config"]
 
 # How to learn whether a command that was not confirmed took effect after all.
 CHECK: dict[str, str] = {
@@ -90,8 +92,8 @@ class Request(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=Tru
 
     def problem(self) -> str | None:
         """What is missing for this command, or None."""
-        needs = {"status": (), "tick": ("time", "actor"), "safety-sell": ("venue", "reason",
-                                                                            "actor")}
+        needs = {"status": (), "config": (), "tick": ("time", "actor"),
+                 "safety-sell": ("venue", "reason", "actor")}
         for name in needs.get(self.command, ("reason", "actor")):
             value = getattr(self, name)
             if value is None or (isinstance(value, str) and not value.strip()):
@@ -106,8 +108,8 @@ class Request(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=Tru
 
     @property
     def changes(self) -> bool:
-        """True for a command that changes the daemon (all but ``status``)."""
-        return self.command != "status"
+        """True for a command that changes the daemon (all but ``status`` and ``config``)."""
+        return self.command not in ("status", "config")
 
 
 class ControlRequest:
