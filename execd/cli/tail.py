@@ -7,6 +7,14 @@ Records are split on LF alone: a record can hold an input line's own bytes, and 
 bare CR there is JSON whitespace, not the end of the record. Segments are read in
 bounded chunks, never whole. A filter that could match no record (a status or kind
 that does not exist) is refused by :func:`check_filters` instead of printing nothing.
+
+Times: the ledger keeps integers; what a person reads shows wall-clock times as ISO
+8601 UTC (:func:`execd.model.times.iso_utc`) and logical times as they are. A wall-clock
+field (:data:`WALL_FIELDS`, nanoseconds since the epoch) is always one; a record's own
+``time`` is one only in a run whose ``start`` record says ``clock = "wall"`` (then the
+clock's unit is nanoseconds since the epoch, README.md, "Configuration"), and is left
+as it is under the logical clock, whose unit is the producer's. ``--json`` prints the
+stored line, byte for byte.
 """
 
 from __future__ import annotations
@@ -27,11 +35,16 @@ from execd.ledger.segments import list_segments
 from execd.model.errors import UsageError
 from execd.model.messages import RecordKind
 from execd.model.reasons import STATUSES
+from execd.model.times import iso_utc
 
 KINDS: Final[tuple[str, ...]] = typing.get_args(RecordKind)
 # Intent ids are UUIDs in their canonical text form: a prefix is hex digits and dashes.
 _INTENT_PREFIX: Final = re.compile(r"[0-9a-f-]{1,36}")
 READ_CHUNK: Final = 1 << 20
+# Every record field that holds a wall-clock time, in nanoseconds since the epoch
+# (model/messages.py: the live records' wall_time); tests/unit/cli/test_tail_times.py
+# fails when a record struct gains one that is not here.
+WALL_FIELDS: Final = frozenset({"wall_time"})
 
 
 class Filters(Struct, frozen=True):
@@ -79,9 +92,21 @@ def check_filters(kind: str, venue: str, status: str, intent: str) -> Filters:
     return Filters(kind, venue, status_upper, intent_lower)
 
 
-def describe(record: Record, body: dict[str, Any]) -> str:
-    """A one-line human rendering of a record."""
-    head = f"#{record.seq} t={record.time} {record.kind}"
+def _wall(value: Any) -> Any:
+    """A wall-clock field as people read it; anything but an integer as it is (tail
+    does not verify, so a body may hold what no writer wrote)."""
+    return iso_utc(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+def describe(record: Record, body: dict[str, Any], *, wall_clock: bool = False) -> str:
+    """A one-line human rendering of a record.
+
+    ``wall_clock``: the record's run is on the wall clock, so its ``time`` is a
+    wall-clock time and shown as one.
+    """
+    shown = iso_utc(record.time) if wall_clock else record.time
+    head = f"#{record.seq} t={shown} {record.kind}"
+    body = {k: _wall(v) if k in WALL_FIELDS else v for k, v in body.items()}
     if record.kind == "outcome":
         parts = [body.get("status", "?"), body.get("plane") or "-", body.get("venue") or "-",
                  body.get("symbol") or "-", body.get("side") or "-",
@@ -94,6 +119,8 @@ def describe(record: Record, body: dict[str, Any]) -> str:
         src = body.get("source")
         if src:
             parts.append(f"src={src[0]}:{src[1]}")
+        if body.get("wall_time") is not None:
+            parts.append(f"wall={body['wall_time']}")
         return f"{head} " + " ".join(str(p) for p in parts)
     if record.kind == "tick" and not body.get("actor"):
         return f"{head} {body.get('time')}"
@@ -144,17 +171,31 @@ def _lines(path: Path, offset: int) -> Iterator[tuple[bytes, int]]:
                 yield line, offset
 
 
-def _render(line: bytes, filters: Filters, as_json: bool) -> str | None:
-    try:
-        record = record_decoder.decode(line)
-        body = msgspec.json.decode(record.body)
-    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
-        return f"(unreadable line: {line[:80]!r})"
-    if not isinstance(body, dict):
-        body = {}
-    if not filters.match(record, body):
-        return None
-    return line.decode() if as_json else describe(record, body)
+class _Reading:
+    """Records rendered in ledger order, remembering the clock of the run being read:
+    each ``start`` record says it, for the records after it (filtered out or not)."""
+
+    def __init__(self, filters: Filters, as_json: bool) -> None:
+        self.filters = filters
+        self.as_json = as_json
+        self.wall_clock = False
+
+    def render(self, line: bytes) -> str | None:
+        """The line to print for one stored line, or None when the filters drop it."""
+        try:
+            record = record_decoder.decode(line)
+            body = msgspec.json.decode(record.body)
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
+            return f"(unreadable line: {line[:80]!r})"
+        if not isinstance(body, dict):
+            body = {}
+        if record.kind == "start":
+            self.wall_clock = body.get("clock") == "wall"
+        if not self.filters.match(record, body):
+            return None
+        if self.as_json:
+            return line.decode()
+        return describe(record, body, wall_clock=self.wall_clock)
 
 
 def tail(directory: Path, out: TextIO, *, last: int, follow: bool, as_json: bool,
@@ -162,11 +203,12 @@ def tail(directory: Path, out: TextIO, *, last: int, follow: bool, as_json: bool
     """Print the last ``last`` matching records; with ``follow``, keep printing new ones."""
     shown: deque[str] = deque(maxlen=last if last > 0 else None)
     position: dict[Path, int] = {}
+    reading = _Reading(filters, as_json)
     for path in list_segments(directory):
         position[path] = 0
         for line, end in _lines(path, 0):
             position[path] = end
-            text = _render(line, filters, as_json)
+            text = reading.render(line)
             if text is not None:
                 shown.append(text)
     for text in shown:
@@ -174,16 +216,15 @@ def tail(directory: Path, out: TextIO, *, last: int, follow: bool, as_json: bool
     out.flush()
     while follow:
         time.sleep(poll_seconds)
-        for text in _new(directory, position, filters, as_json):
+        for text in _new(directory, position, reading):
             out.write(f"{text}\n")
         out.flush()
 
 
-def _new(directory: Path, position: dict[Path, int], filters: Filters,
-         as_json: bool) -> Iterator[str]:
+def _new(directory: Path, position: dict[Path, int], reading: _Reading) -> Iterator[str]:
     for path in list_segments(directory):
         for line, end in _lines(path, position.setdefault(path, 0)):
             position[path] = end
-            text = _render(line, filters, as_json)
+            text = reading.render(line)
             if text is not None:
                 yield text

@@ -4,6 +4,11 @@ Loading never stops at the first mistake: every problem is reported on its own l
 as ``FILE: KEY: expected WHAT, found WHAT`` so an operator fixes them in one pass
 (README.md, "Configuration"). The types say what one key may hold
 (:mod:`execd.config.schema`); the rules here that span keys say what the types cannot.
+
+Before the types are checked, a duration key's string (``"250ms"``, ``"1.5s"``) is
+turned into its bare integer in place (:mod:`execd.config.durations`), so the structs,
+a reload's comparison and the outcome digest see ``"1s"`` and ``1000`` alike; a string
+that is no such duration is a problem line with the value as written.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta, Struct
 
+from execd.config import durations
 from execd.config.schema import (
     MAX_CONFIG_BYTES,
     CcxtConfig,
@@ -60,13 +66,60 @@ def load(path: str | Path) -> LoadedConfig:
         raise ConfigError([ConfigProblem(name, "(syntax)", "valid TOML",
                                          "arrays or tables nested too deep to read")]) from None
     problems: list[ConfigProblem] = []
-    _check_struct(Config, data, "", name, problems)
+    _check_struct(Config, data, "", name, problems, _clock_kind(data))
     if not problems:
         config = msgspec.convert(data, Config)
         _check_meaning(config, name, problems)
     if problems:
         raise ConfigError(problems)
     return LoadedConfig(name, config, hashlib.sha256(raw).hexdigest())
+
+
+def _clock_kind(data: Any) -> str:
+    """``clock.kind`` as written (a wrong one is its own problem line): it says whether a
+    window's clock units are nanoseconds, so whether a duration means anything there."""
+    clock = data.get("clock") if isinstance(data, Mapping) else None
+    kind = clock.get("kind", "logical") if isinstance(clock, Mapping) else "logical"
+    return kind if isinstance(kind, str) else repr(kind)
+
+
+def _duration_unit(tp: Any) -> tuple[durations.Unit, int | None, int | None] | None:
+    """A duration key's unit and bounds, from its annotation (optional or not); None for
+    any other key."""
+    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
+        found = [_duration_unit(t) for t in typing.get_args(tp) if t is not type(None)]
+        return found[0] if len(found) == 1 else None
+    if typing.get_origin(tp) is not Annotated:
+        return None
+    _, *metas = typing.get_args(tp)
+    units = [m for m in metas if isinstance(m, durations.Unit)]
+    if not units:
+        return None
+    bounds = [m for m in metas if isinstance(m, Meta)]
+    ge = next((b.ge for b in bounds if b.ge is not None), None)
+    le = next((b.le for b in bounds if b.le is not None), None)
+    return units[0], int(ge) if ge is not None else None, int(le) if le is not None else None
+
+
+def _read_duration(value: Any, tp: Any, clock: str) -> int | str | None:
+    """A duration key's value as its bare integer, or what it expected (the problem).
+
+    None: the value is left to the type check as it is (an integer, or anything on a
+    key that is not a duration), so an integer's problem line reads as it always has.
+    """
+    found = _duration_unit(tp)
+    if found is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return None
+    unit, ge, le = found
+    if unit.clock and clock != "wall":
+        # Clock units on the logical clock are the producer's: "5m" has no meaning.
+        return durations.logical_window(clock) if isinstance(value, str) else None
+    if not isinstance(value, str):
+        return durations.expected(unit, ge, le)
+    try:
+        return durations.parse(value, unit, ge, le)
+    except ValueError as exc:
+        return str(exc)
 
 
 def _check_meaning(config: Config, file: str, problems: list[ConfigProblem]) -> None:
@@ -265,9 +318,14 @@ def _struct_type(tp: Any) -> type[Struct] | None:
 
 
 def _check_struct(
-    cls: type[Struct], data: Any, prefix: str, file: str, problems: list[ConfigProblem]
+    cls: type[Struct], data: Any, prefix: str, file: str, problems: list[ConfigProblem],
+    clock: str,
 ) -> None:
-    """Check ``data`` against ``cls`` field by field, collecting every problem."""
+    """Check ``data`` against ``cls`` field by field, collecting every problem.
+
+    A duration string is replaced in ``data`` by its integer (``clock``: ``clock.kind``
+    as written, which says what a window's string may mean).
+    """
     here = prefix.rstrip(".") or "(top level)"
     if not isinstance(data, Mapping):
         problems.append(ConfigProblem(file, here, "a table", _found(data)))
@@ -289,7 +347,7 @@ def _check_struct(
         value = data[name]
         sub = _struct_type(tp)
         if sub is not None:
-            _check_struct(sub, value, f"{key}.", file, problems)
+            _check_struct(sub, value, f"{key}.", file, problems, clock)
             continue
         if typing.get_origin(tp) is dict:
             key_tp, value_tp = typing.get_args(tp)
@@ -305,7 +363,14 @@ def _check_struct(
                         ConfigProblem(file, f"{key}.{item_key}", _describe(key_tp), repr(item_key))
                     )
                 if sub is not None:
-                    _check_struct(sub, item, f"{key}.{item_key}.", file, problems)
+                    _check_struct(sub, item, f"{key}.{item_key}.", file, problems, clock)
+            continue
+        read = _read_duration(value, tp, clock)
+        if isinstance(read, str):
+            problems.append(ConfigProblem(file, key, read, _found(value)))
+            continue
+        if read is not None:
+            typing.cast("dict[str, Any]", data)[name] = read  # tomllib's tables are dicts
             continue
         try:
             msgspec.convert(value, tp)

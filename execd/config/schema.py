@@ -4,6 +4,12 @@ Each key's type and bounds are here; reading a file into them, with every proble
 reported at once, is :mod:`execd.config.load`; what each key means to a reload and to
 the outcome digest is declared once in :mod:`execd.config.keys`, beside this file. A
 new key goes into a struct here and into that declaration (a test fails until it is).
+
+Durations: every ``*_ms`` key is a bare integer of milliseconds (:data:`MS` in its
+annotation) and every limit window a bare integer of clock units (:data:`CLOCK`); each
+also takes a duration string, ``"250ms"``, ``"1.5s"``, ``"5m"``, which the loader turns
+into that integer before these types are checked (:mod:`execd.config.durations`). The
+bounds below are in the bare integer's unit.
 """
 
 from __future__ import annotations
@@ -15,26 +21,35 @@ from typing import TYPE_CHECKING, Annotated, Any, Final, Literal
 from msgspec import Meta, Struct
 
 # Defined in execd.model.errors (the one hierarchy), and imported from here by config users.
+from execd.config.durations import CLOCK, MS
 from execd.model.errors import ConfigError as ConfigError
 from execd.model.errors import ConfigProblem as ConfigProblem
-from execd.model.messages import Plane
+from execd.model.messages import MAX_TIME, Plane
 from execd.model.reasons import EXECUTION_REJECTED
 
 if TYPE_CHECKING:
     from execd.reader.inbox import Lakehouse
 
 Positive = Annotated[int, Meta(ge=1)]
+# A limit window in clock units (README.md, "Configuration", Limits): the producer's own
+# unit on the logical clock, where only a bare integer means something; nanoseconds on
+# the wall clock, where a duration ("5m") is taken too. At most the ledger's time range.
+ClockSpan = Annotated[int, Meta(ge=1, le=MAX_TIME), CLOCK]
 
 
 class DaemonConfig(Struct, frozen=True, forbid_unknown_fields=True):
-    """Where the daemon reads and writes. Relative paths are taken from the working directory."""
+    """Where the daemon reads and writes. Relative paths are taken from the working directory.
+
+    ``poll_interval_ms`` (how often the inbox is scanned) and ``settle_ms`` are in
+    milliseconds, or durations (``"100ms"``, ``"1s"``).
+    """
 
     lakehouse: str
     ledger_dir: str
-    poll_interval_ms: Annotated[int, Meta(ge=1, le=60_000)] = 100
+    poll_interval_ms: Annotated[int, Meta(ge=1, le=60_000), MS] = 100
     # An inbox file is claimed only once its inode, size and times have not changed
     # for this long: a producer writing in place is not read half-written.
-    settle_ms: Annotated[int, Meta(ge=0, le=600_000)] = 250
+    settle_ms: Annotated[int, Meta(ge=0, le=600_000), MS] = 250
 
 
 class ClockConfig(Struct, frozen=True, forbid_unknown_fields=True):
@@ -74,13 +89,13 @@ class InputConfig(Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class LedgerConfig(Struct, frozen=True, forbid_unknown_fields=True):
-    """Ledger storage."""
+    """Ledger storage. The ``*_ms`` keys are milliseconds, or durations (``"1s"``, ``"1m"``)."""
 
     segment_bytes: Annotated[int, Meta(ge=4096)] = 256 << 20
     # How often head.json, the witness that the ledger was not cut at its end, is
     # refreshed (0: after every commit), and how often the head is logged.
-    head_interval_ms: Annotated[int, Meta(ge=0, le=3_600_000)] = 1_000
-    head_log_ms: Annotated[int, Meta(ge=1_000, le=86_400_000)] = 60_000
+    head_interval_ms: Annotated[int, Meta(ge=0, le=3_600_000), MS] = 1_000
+    head_log_ms: Annotated[int, Meta(ge=1_000, le=86_400_000), MS] = 60_000
 
 
 class LogConfig(Struct, frozen=True, forbid_unknown_fields=True):
@@ -115,15 +130,21 @@ class SymbolLimits(Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class VenueLimits(SymbolLimits, frozen=True, forbid_unknown_fields=True):
-    """Limits per venue (or for every venue). Windows are in clock units."""
+    """Limits per venue (or for every venue).
+
+    ``rate_window``, ``failure_window`` and ``cooldown`` are in clock units, the unit
+    of the records' ``time``: with ``clock.kind = "logical"`` the producer's own (the
+    unit of its ticks), so only a bare integer; with ``clock.kind = "wall"``
+    nanoseconds, so a bare integer of nanoseconds or a duration (``"1s"``, ``"5m"``).
+    """
 
     max_leverage: Decimal | None = None
     equity: Decimal | None = None
     max_orders: Positive | None = None
-    rate_window: Positive | None = None
+    rate_window: ClockSpan | None = None
     failure_limit: Positive | None = None
-    failure_window: Positive | None = None
-    cooldown: Positive | None = None
+    failure_window: ClockSpan | None = None
+    cooldown: ClockSpan | None = None
 
 
 class RiskConfig(Struct, frozen=True, forbid_unknown_fields=True):
@@ -160,29 +181,32 @@ class ControlConfig(Struct, frozen=True, forbid_unknown_fields=True):
     once); ``request_timeout_ms`` is how long a client may take to send its request
     line, so idle connections give their slot back; ``accept_retry_ms`` is the pause
     before accepting again after the process ran out of file descriptors or memory.
+    The ``*_ms`` keys are milliseconds, or durations (``"10s"``, ``"250ms"``).
     """
 
     socket: str = "var/run/execd.sock"
     group_access: bool = False
-    timeout_ms: Annotated[int, Meta(ge=10, le=600_000)] = 10_000
+    timeout_ms: Annotated[int, Meta(ge=10, le=600_000), MS] = 10_000
     max_clients: Annotated[int, Meta(ge=1, le=1024)] = 32
-    request_timeout_ms: Annotated[int, Meta(ge=10, le=600_000)] = 2_000
-    accept_retry_ms: Annotated[int, Meta(ge=1, le=60_000)] = 100
+    request_timeout_ms: Annotated[int, Meta(ge=10, le=600_000), MS] = 2_000
+    accept_retry_ms: Annotated[int, Meta(ge=1, le=60_000), MS] = 100
 
 
 class MetricsConfig(Struct, frozen=True, forbid_unknown_fields=True):
     """The Prometheus endpoint: ``listen`` is ``HOST:PORT`` on a loopback address.
 
     The endpoint has no authentication, so it is never served beyond this host.
+    ``client_timeout_ms`` is milliseconds, or a duration (``"5s"``).
     """
 
     listen: str
     # Each scrape holds a thread and a file descriptor: bounded, and idle ones dropped.
     max_clients: Annotated[int, Meta(ge=1, le=256)] = 8
-    client_timeout_ms: Annotated[int, Meta(ge=100, le=60_000)] = 5_000
+    client_timeout_ms: Annotated[int, Meta(ge=100, le=60_000), MS] = 5_000
 
 
-Millis = Annotated[int, Meta(ge=1, le=86_400_000)]
+# Milliseconds, from 1 ms to a day; a duration string is taken too.
+Millis = Annotated[int, Meta(ge=1, le=86_400_000), MS]
 
 
 class CcxtConfig(Struct, frozen=True, forbid_unknown_fields=True):
@@ -191,7 +215,8 @@ class CcxtConfig(Struct, frozen=True, forbid_unknown_fields=True):
     Credentials come from exactly one of ``credentials_file`` (JSON with apiKey and
     secret), ``credentials_env`` (PREFIX_API_KEY and PREFIX_SECRET) or
     ``credentials_credential`` (a systemd credential holding that JSON). They are
-    never logged nor written to the ledger.
+    never logged nor written to the ledger. Every ``*_ms`` key is milliseconds, or a
+    duration (``"30s"``, ``"500ms"``).
     """
 
     exchange: Annotated[str, Meta(pattern="^[a-z0-9_]+$")]
@@ -201,7 +226,7 @@ class CcxtConfig(Struct, frozen=True, forbid_unknown_fields=True):
     # Another API host (a testnet, or a local test exchange): every API URL keeps
     # its path and gets this scheme and host.
     base_url: Annotated[str, Meta(pattern="^https?://[^/]+$")] | None = None
-    rate_limit_ms: Annotated[int, Meta(ge=0, le=60_000)] = 50
+    rate_limit_ms: Annotated[int, Meta(ge=0, le=60_000), MS] = 50
     timeout_ms: Millis = 10_000
     max_in_flight: Annotated[int, Meta(ge=1, le=1024)] = 8
     backlog: Annotated[int, Meta(ge=0, le=100_000)] = 64
@@ -211,30 +236,30 @@ class CcxtConfig(Struct, frozen=True, forbid_unknown_fields=True):
     stream: bool = True
     # The first wait before opening the stream again after it failed (then doubling,
     # up to 30 s).
-    stream_retry_ms: Annotated[int, Meta(ge=10, le=600_000)] = 1_000
+    stream_retry_ms: Annotated[int, Meta(ge=10, le=600_000), MS] = 1_000
     order_timeout_ms: Millis = 30_000
-    lookup_delay_ms: Annotated[int, Meta(ge=0, le=600_000)] = 1_000
+    lookup_delay_ms: Annotated[int, Meta(ge=0, le=600_000), MS] = 1_000
     # How late the venue may still act on a request it has not answered: "no such
     # order" is trusted only once this has passed since the send (Binance: execd
     # sets recvWindow to half of it; the other half covers clock skew).
-    acceptance_window_ms: Annotated[int, Meta(ge=100, le=120_000)] = 10_000
+    acceptance_window_ms: Annotated[int, Meta(ge=100, le=120_000), MS] = 10_000
     # Execution never retries on its own (README.md, "The live plane"). One send by
     # default; more is an explicit choice (each after a lookup found no such order,
     # each recorded).
     send_attempts: Annotated[int, Meta(ge=1, le=10)] = 1
     # At start-up, an order an earlier run recorded but the venue never received is
     # sent again only if younger than this (0: never), within send_attempts in all.
-    resend_window_ms: Annotated[int, Meta(ge=0, le=86_400_000)] = 0
+    resend_window_ms: Annotated[int, Meta(ge=0, le=86_400_000), MS] = 0
     # How long a stop follows orders already sent before leaving them in doubt for
     # the next start; keep it under the unit's TimeoutStopSec (90 s).
-    drain_timeout_ms: Annotated[int, Meta(ge=100, le=600_000)] = 60_000
+    drain_timeout_ms: Annotated[int, Meta(ge=100, le=600_000), MS] = 60_000
     slippage_bps: Annotated[int, Meta(ge=0, le=10_000)] = 50
     # A final order whose own structure lacks the fees of part of its fill (Binance's
     # GET /api/v3/order has none) has its trades read, at most this many times (0:
     # never), fee_read_pause_ms apart, while they add up to less than the fill: the
     # venue's trade list can lag the order. Short of that, the fees are incomplete.
     fee_reads: Annotated[int, Meta(ge=0, le=10)] = 3
-    fee_read_pause_ms: Annotated[int, Meta(ge=0, le=60_000)] = 500
+    fee_read_pause_ms: Annotated[int, Meta(ge=0, le=60_000), MS] = 500
     client_order_prefix: Annotated[str, Meta(pattern="^[A-Za-z0-9]{0,8}$")] = "x"
     client_order_id_length: Annotated[int, Meta(ge=24, le=64)] = 32
     options: dict[str, Any] = {}
