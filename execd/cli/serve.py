@@ -108,9 +108,9 @@ def root_cause(exc: BaseException) -> BaseException:
 def with_log_format(p: argparse.ArgumentParser) -> None:
     """Give a command the ``--log-format`` option (:func:`execd.service.logs.choose`)."""
     p.add_argument("--log-format", choices=logs.FORMATS, default=None,
-                   help="how log lines look: auto, console or json (default: the config's "
-                        "log.format, itself auto by default; auto is console when stdout is "
-                        "a terminal, json under systemd or when stdout is not a terminal)")
+                   help="how log lines look: auto, console or json (default: auto, unless "
+                        "the config's log.format says otherwise; auto is console when stdout "
+                        "is a terminal, json under systemd or when stdout is not a terminal)")
 
 
 def register(sub: Any) -> None:
