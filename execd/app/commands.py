@@ -56,7 +56,7 @@ class Commands:
             return {"ok": False, "error": "the daemon is stopping"}
         await request.done.wait()
         if request.error is not None:
-            log.warning("control.refused", command=req.command, actor=req.actor,
+            log.warning("control.refused", command=req.command, operator=req.actor,
                         error=request.error)
             return {"ok": False, "error": request.error}
         if request.entries:
@@ -65,7 +65,7 @@ class Commands:
         if req.command == "status":
             reply.update(self.status())
         else:
-            log.info("control.done", command=req.command, actor=req.actor,
+            log.info("control.done", command=req.command, operator=req.actor,
                      reason=req.reason, **request.result)
         return reply
 
@@ -108,7 +108,7 @@ class Commands:
                 changed, seq = await self._apply_reload(actor, reason)
             except ReloadRefused as refused:
                 self.reloads["refused"] += 1
-                daemon.log.error("config.reload_refused", file=path, actor=actor,
+                daemon.log.error("config.reload_refused", file=path, operator=actor,
                                  problems=refused.problems)
                 more = f" (+{len(refused.problems) - 1} more)" if len(refused.problems) > 1 else ""
                 supervisor.reloaded(f"RELOAD REFUSED: {refused.problems[0]}{more}; still on "
@@ -116,10 +116,10 @@ class Commands:
                 return {"ok": False, "error": f"reload refused: {refused}"}
             self.reloads["applied"] += 1
             if changed:
-                daemon.log.info("config.reloaded", file=path, actor=actor, changed=changed,
+                daemon.log.info("config.reloaded", file=path, operator=actor, changed=changed,
                                 ledger_seq=seq)
             else:
-                daemon.log.info("config.reload_unchanged", file=path, actor=actor)
+                daemon.log.info("config.reload_unchanged", file=path, operator=actor)
             supervisor.reloaded(f"config reloaded ({len(changed)} keys changed); "
                                 f"{supervisor.status_line()}")
             return {"ok": True, "command": "reload", "changed": changed, "ledger_seq": seq}

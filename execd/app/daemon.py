@@ -78,7 +78,7 @@ class Daemon:
         self.early_signals = early_signals if early_signals is not None else []
         self.stopping = anyio.Event()
         self.stop_reason = "input exhausted" if mode == "replay" else "stopped"
-        self.log = logs.get("daemon", mode=mode)
+        self.log = logs.get("daemon")
         self.state: RecoveredState | None = None
         self.writer: LedgerWriter | None = None
         self.risk: Risk | None = None
@@ -250,6 +250,9 @@ class Daemon:
             __version__, self.mode, config.clock.kind, planes, outcome_settings_sha256(config)))
         durability = self.durability
         durability.seq, durability.hash = chain.next_seq - 1, chain.prev_hash
+        # What never changes during a run is said once, here, not bound to every line.
+        self.log.info("daemon.started", mode=self.mode, version=__version__,
+                      clock=config.clock.kind, seq=durability.seq)
         for venue, plane in planes.items():
             self.log.info("venue.plane", venue=venue, plane=plane, adapter=
                           config.venues[venue].adapter_kind)

@@ -137,7 +137,7 @@ class Graph:
         # Told when the reader starts to wait for the live venues, and once it may read.
         self.waiting = waiting
         self.ready = ready
-        self.log = logs.get("daemon", mode=mode)
+        self.log = logs.get("daemon")
         self.live: list[CcxtVenue] = []
         self.streams: dict[str, MemoryObjectSendStream[Any]] = {}
         self._settlements: MemoryObjectSendStream[Settled] | None = None

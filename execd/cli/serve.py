@@ -34,7 +34,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     loaded = _load(args.config)
     if loaded is None:
         return EXIT_CONFIG
-    logs.configure(loaded.config.log.level)
+    logs.configure(loaded.config.log.level, args.log_format, loaded.config.log.format)
     return _leave(_serve(loaded, "run", [], None))
 
 
@@ -69,7 +69,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if problems:
         print("\n".join(problems), file=sys.stderr)
         return EXIT_CONFIG
-    logs.configure(loaded.config.log.level)
+    logs.configure(loaded.config.log.level, args.log_format, loaded.config.log.format)
     return _serve(loaded, "replay", inputs, Path(args.ledger))
 
 
@@ -105,14 +105,24 @@ def root_cause(exc: BaseException) -> BaseException:
     return (causes or leaves or [exc])[0]
 
 
+def with_log_format(p: argparse.ArgumentParser) -> None:
+    """Give a command the ``--log-format`` option (:func:`execd.service.logs.choose`)."""
+    p.add_argument("--log-format", choices=logs.FORMATS, default=None,
+                   help="how log lines look: auto, console or json (default: auto, unless "
+                        "the config's log.format says otherwise; auto is console when stdout "
+                        "is a terminal, json under systemd or when stdout is not a terminal)")
+
+
 def register(sub: Any) -> None:
     """Add ``run`` and ``replay`` to the command line."""
     run = sub.add_parser("run", help="run the daemon in the foreground")
     with_config(run)
+    with_log_format(run)
     run.set_defaults(func=cmd_run)
 
     replay = sub.add_parser("replay", help="one-shot: input files in, a new ledger out")
     with_config(replay)
+    with_log_format(replay)
     replay.add_argument("--ledger", required=True, help="directory for the new ledger")
     replay.add_argument("inputs", nargs="+", help="intent files, consumed in this order")
     replay.set_defaults(func=cmd_replay)

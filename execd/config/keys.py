@@ -100,6 +100,7 @@ KEYS: Final[tuple[Key, ...]] = (
     fixed("ledger.head_log_ms", _LEDGER),
     live("log.level"),
     live("log.outcomes"),
+    fixed("log.format", "the log format is chosen at start-up"),
     fixed("governance.ledger_dir", _GOVERNANCE),
     fixed("governance.enforce", _GOVERNANCE, "in"),
     fixed("governance.require_plan", _GOVERNANCE, "in"),

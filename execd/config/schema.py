@@ -99,10 +99,16 @@ class LedgerConfig(Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class LogConfig(Struct, frozen=True, forbid_unknown_fields=True):
-    """Logging. ``outcomes``: "each" logs every durable outcome, "summary" one line a commit."""
+    """Logging. ``outcomes``: "each" logs every durable outcome, "summary" one line a commit.
+
+    ``format``: "console" (structlog's console renderer), "json" (one object per line),
+    or "auto": console on a terminal, JSON under systemd or when stdout is not a
+    terminal (:func:`execd.service.logs.choose`); ``--log-format`` wins over it.
+    """
 
     level: Literal["debug", "info", "warning", "error"] = "info"
     outcomes: Literal["each", "summary"] = "each"
+    format: Literal["auto", "console", "json"] = "auto"
 
 
 class GovernanceConfig(Struct, frozen=True, forbid_unknown_fields=True):
