@@ -94,15 +94,22 @@ def load(path: str) -> config.LoadedConfig | None:
         return None  # the caller ends with status(exc), EXIT_CONFIG
 
 
+# How the default is found; the completion scripts show this without the file of the
+# moment (they are generated once, at install).
+ORDER = (f"without --config: ${CONFIG_ENV}, else {INSTALLED_DIR}/{CONFIG_NAME} if it exists, "
+         f"else the checkout's config/{CONFIG_NAME}")
+# What shtab completes a file name with (shtab.FILE, spelt out: importing shtab on
+# every command would cost every command its import time).
+COMPLETE_FILE = {"bash": "_shtab_compgen_files", "zsh": "_files"}
+
+
 def with_config(p: argparse.ArgumentParser) -> None:
     """Give a command the ``--config`` option; its help says which file it reads now."""
     default = _default()
     where = f"{default.path} ({default.why})".replace("%", "%%")
-    p.add_argument(
-        "--config", "-c", default=default.path, metavar="FILE",
-        help=f"TOML config file (default: {where}; without --config: ${CONFIG_ENV}, else "
-             f"{INSTALLED_DIR}/{CONFIG_NAME} if it exists, else the checkout's "
-             f"config/{CONFIG_NAME})")
+    action = p.add_argument("--config", "-c", default=default.path, metavar="FILE",
+                            help=f"TOML config file (default: {where}; {ORDER})")
+    action.complete = COMPLETE_FILE  # type: ignore[attr-defined]
 
 
 def ledger_dir(args: argparse.Namespace) -> Path | None:
