@@ -61,11 +61,13 @@ def snapshot(top: Path) -> Snapshot:
     return entries
 
 
-def audited(tmp_path: Path, *argv: str) -> tuple[subprocess.CompletedProcess[str], list[Any]]:
+def audited(tmp_path: Path, *argv: str, env: dict[str, str] | None = None,
+            ) -> tuple[subprocess.CompletedProcess[str], list[Any]]:
     """Run ``execd ARGV`` as a process under the audit hook; its result and its events."""
     events = tmp_path / "events.jsonl"
     done = subprocess.run([sys.executable, "-c", AUDITED, str(events), *argv],
-                          capture_output=True, text=True, cwd=ROOT, timeout=120, check=False)
+                          capture_output=True, text=True, cwd=ROOT, timeout=120, check=False,
+                          env=env)
     return done, [json.loads(line) for line in events.read_text().splitlines()]
 
 
@@ -146,3 +148,24 @@ def test_plan_list_on_a_missing_plan_ledger_creates_nothing(
     assert done.stdout == ""
     assert not missing.exists()
     assert touched(events, [missing]) == []
+
+
+@pytest.mark.parametrize("command", [["ledger", "verify"], ["ledger", "tail"], ["plan", "list"]],
+                         ids=" ".join)
+def test_as_the_operator_types_them_with_the_installed_config(
+        tmp_path: Path, ledgers: tuple[Path, Path, str], command: list[str]) -> None:
+    """No --config, no --ledger: the installed config (EXECD_ETC stands in for /etc/execd)
+    names the daemon's directories, and reading them as root still changes nothing."""
+    ledger, plans, _ = ledgers
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "execd.toml").write_text(
+        f'[daemon]\nlakehouse = "{tmp_path / "lake"}"\nledger_dir = "{ledger}"\n'
+        f'[governance]\nledger_dir = "{plans}"\n[venues.binance]\nplane = "paper"\n')
+    env = {k: v for k, v in os.environ.items() if k != "EXECD_CONFIG"}
+    before = {top: snapshot(top) for top in (ledger, plans)}
+    done, events = audited(tmp_path, *command, env={**env, "EXECD_ETC": str(etc)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip()
+    assert {top: snapshot(top) for top in (ledger, plans)} == before
+    assert touched(events, [ledger, plans]) == []
