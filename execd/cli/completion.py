@@ -42,6 +42,7 @@ def _actions(p: argparse.ArgumentParser) -> list[argparse.Action]:
 
 
 def cmd_completion(args: argparse.Namespace) -> int:
+    """Print the script for ``args.shell``."""
     sys.stdout.write(script(args.shell))
     return 0
 
