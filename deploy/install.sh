@@ -19,6 +19,10 @@
 #
 # What it writes (all under $DESTDIR):
 #   /opt/execd                            venv with the execd package (bin/execd)
+#   /usr/local/bin/execd                  a link to /opt/execd/bin/execd (execd on PATH);
+#                                         a file or other link already there is kept
+#   /usr/share/bash-completion/completions/execd   bash completion (execd completion bash)
+#   /usr/share/zsh/vendor-completions/_execd       zsh completion (execd completion zsh)
 #   /etc/systemd/system/execd.service     the unit (plus the WantedBy= symlink)
 #   /usr/lib/sysusers.d/execd.conf        the static user and group execd
 #   /etc/execd/execd.toml                 the config, only when absent
@@ -53,6 +57,11 @@ VENV="$DESTDIR/opt/execd"
 UNIT_DIR="$DESTDIR/etc/systemd/system"
 UNIT="$UNIT_DIR/execd.service"
 SYSUSERS="$DESTDIR/usr/lib/sysusers.d/execd.conf"
+# The link names the live path, as the unit's WantedBy= link does, also in a staging root.
+LINK="$DESTDIR/usr/local/bin/execd"
+LINK_TARGET="/opt/execd/bin/execd"
+BASH_COMPLETION="$DESTDIR/usr/share/bash-completion/completions/execd"
+ZSH_COMPLETION="$DESTDIR/usr/share/zsh/vendor-completions/_execd"
 ETC="$DESTDIR/etc/execd"
 CONFIG="$ETC/execd.toml"
 CREDS="$ETC/credentials"
@@ -136,7 +145,29 @@ else
     CHANGED=1
 fi
 
-# --- 2. the system user ---------------------------------------------------------
+# --- 2. the command on PATH, and its shell completion ----------------------------
+step "execd on PATH: $LINK"
+if [[ -L "$LINK" && "$(readlink "$LINK")" == "$LINK_TARGET" ]]; then
+    say "unchanged: $LINK -> $LINK_TARGET"
+elif [[ -e "$LINK" || -L "$LINK" ]]; then
+    # Someone else's execd (another install, a wrapper): not ours to replace.
+    say "warning: kept $LINK (not a link to $LINK_TARGET): run $LINK_TARGET by its path"
+else
+    mkdir -p "$(dirname "$LINK")"
+    ln -s "$LINK_TARGET" "$LINK"
+    say "linked: $LINK -> $LINK_TARGET"
+fi
+# Generated from the installed grammar (shtab), so they complete what is installed.
+completions="$(mktemp -d)"
+trap 'rm -rf "$completions"' EXIT
+"$VENV/bin/execd" completion bash >"$completions/bash"
+"$VENV/bin/execd" completion zsh >"$completions/zsh"
+install_file "$completions/bash" "$BASH_COMPLETION" 0644 || true
+install_file "$completions/zsh" "$ZSH_COMPLETION" 0644 || true
+rm -rf "$completions"
+trap - EXIT
+
+# --- 3. the system user ---------------------------------------------------------
 step "system user execd"
 install_file "$REPO/systemd/execd.sysusers.conf" "$SYSUSERS" 0644 || true
 mkdir -p "$DESTDIR/etc"
@@ -178,7 +209,7 @@ chown_execd() {
     done
 }
 
-# --- 3. config and credentials ---------------------------------------------------
+# --- 4. config and credentials ---------------------------------------------------
 step "config in $ETC"
 ensure_dir "$ETC" 0755
 if [[ ! -f "$CONFIG" ]]; then
@@ -211,7 +242,7 @@ if [[ "$(stat -c '%04a' "$CREDS/intent-key")" != 0600 ]]; then
     say "mode set: $CREDS/intent-key (0600)"
 fi
 
-# --- 4. state --------------------------------------------------------------------
+# --- 5. state --------------------------------------------------------------------
 # systemd creates /var/lib/execd itself (StateDirectory=) and the daemon creates
 # ledger/, governance/ and the lakehouse's work/, archive/ and rejected/ (owner
 # only). Made here: the lakehouse directories that research and operators write
@@ -229,7 +260,7 @@ for sub in inbox audit market control; do   # intents; runs.jsonl; regime and pr
 done
 chown_execd "$STATE" "$STATE/lakehouse" "${LAKE_DIRS[@]}"
 
-# --- 5. the unit -----------------------------------------------------------------
+# --- 6. the unit -----------------------------------------------------------------
 step "unit $UNIT"
 if install_file "$REPO/systemd/execd.service" "$UNIT" 0644; then
     CHANGED=1
@@ -239,7 +270,7 @@ if install_file "$REPO/systemd/execd.service" "$UNIT" 0644; then
     fi
 fi
 
-# --- 6. check the config ---------------------------------------------------------
+# --- 7. check the config ---------------------------------------------------------
 # The staged file is checked in DESTDIR mode: the check reads only the file, and
 # the paths it names are the live ones (/var/lib/execd...), which is right.
 step "config check"
@@ -247,7 +278,7 @@ if ! "$VENV/bin/execd" config check --config "$CONFIG"; then
     die "$CONFIG has problems (above): fix it and run install.sh again; the unit is not enabled"
 fi
 
-# --- 7. enable (and start) -------------------------------------------------------
+# --- 8. enable (and start) -------------------------------------------------------
 step "enable execd.service"
 SYSTEMCTL=(systemctl)
 [[ -n "$DESTDIR" ]] && SYSTEMCTL+=(--root="$DESTDIR")
@@ -284,7 +315,8 @@ else
         fi
         say "journalctl -u execd -f           # its JSON log"
         say "usermod -aG execd OPERATOR       # may use execd ctl and write the lakehouse inbox"
-        say "sudo -u execd /opt/execd/bin/execd plan list --config /etc/execd/execd.toml"
-        say "                                 # ledger and plan commands run as execd"
+        say "execd ctl status                 # every command reads /etc/execd/execd.toml"
+        say "execd ledger verify              # ledger reads open it read-only, root's too"
+        say "sudo -u execd execd plan create ...  # changes to plans run as execd"
     fi
 fi

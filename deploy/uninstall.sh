@@ -3,8 +3,9 @@
 #
 #   sudo deploy/uninstall.sh [--purge-config]
 #
-# Removes: the service (stopped and disabled), its unit file, the sysusers file
-# and the venv /opt/execd.
+# Removes: the service (stopped and disabled), its unit file, the sysusers file,
+# the venv /opt/execd, the link /usr/local/bin/execd (only if it is the link
+# install.sh made, to /opt/execd/bin/execd) and the bash and zsh completion files.
 # Keeps:   /var/lib/execd, the ledger and the lakehouse (the audit trail: remove it
 #          by hand once it is archived elsewhere);
 #          /etc/execd, the config and the keys, unless --purge-config is given;
@@ -31,6 +32,10 @@ VENV="$DESTDIR/opt/execd"
 UNIT="$DESTDIR/etc/systemd/system/execd.service"
 DROPINS="$DESTDIR/etc/systemd/system/execd.service.d"
 SYSUSERS="$DESTDIR/usr/lib/sysusers.d/execd.conf"
+LINK="$DESTDIR/usr/local/bin/execd"
+LINK_TARGET="/opt/execd/bin/execd"
+COMPLETIONS=("$DESTDIR/usr/share/bash-completion/completions/execd"
+             "$DESTDIR/usr/share/zsh/vendor-completions/_execd")
 ETC="$DESTDIR/etc/execd"
 STATE="$DESTDIR/var/lib/execd"
 
@@ -79,8 +84,15 @@ fi
 WANTS="$DESTDIR/etc/systemd/system/multi-user.target.wants/execd.service"
 if [[ -L "$WANTS" ]]; then remove "$WANTS"; fi
 
-step "unit, user declaration and venv"
-remove "$UNIT" "$SYSUSERS"
+step "unit, user declaration, venv, command and completion"
+remove "$UNIT" "$SYSUSERS" "${COMPLETIONS[@]}"
+if [[ -L "$LINK" && "$(readlink "$LINK")" == "$LINK_TARGET" ]]; then
+    remove "$LINK"
+elif [[ -e "$LINK" || -L "$LINK" ]]; then
+    say "kept: $LINK is not the link to $LINK_TARGET: not removing it"
+else
+    say "absent: $LINK"
+fi
 if [[ -e "$VENV" && ! -f "$VENV/pyvenv.cfg" ]]; then
     say "kept: $VENV is not a venv (no pyvenv.cfg): not removing it"
 else

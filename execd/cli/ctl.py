@@ -218,12 +218,18 @@ def register(sub: Any, with_config: Callable[[argparse.ArgumentParser], None],
     def command(name: str, text: str, *, changes: bool = True) -> argparse.ArgumentParser:
         p: argparse.ArgumentParser = commands.add_parser(name, help=text)
         with_config(p)
-        p.add_argument("--socket", help="control socket (default: control.socket)")
-        p.add_argument("--timeout", type=seconds, help="seconds to wait (default: the "
-                       "daemon's control.timeout_ms + 2 s)")
-        p.add_argument("--json", action="store_true", help="print the raw JSON answer")
+        p.add_argument("--socket",
+                       help="the daemon's control socket (default: the config's "
+                            "control.socket; with --socket the config is not read)")
+        p.add_argument("--timeout", type=seconds,
+                       help="seconds to wait for the answer, a positive number (default: the "
+                            "daemon's control.timeout_ms + 2 s; 12 s with --socket)")
+        p.add_argument("--json", action="store_true",
+                       help="print the daemon's answer as raw JSON (default: readable lines)")
         if changes:
-            p.add_argument("--actor", required=True, help="who is doing this")
+            p.add_argument("--actor", required=True,
+                           help="who is doing this, e.g. your name (required; recorded in "
+                                "the ledger)")
         p.set_defaults(func=lambda args: cmd_ctl(args, load))
         return p
 
@@ -231,18 +237,29 @@ def register(sub: Any, with_config: Callable[[argparse.ArgumentParser], None],
     for name, text in (("halt", "HALTED: nothing but Safety Sell executes"),
                        ("reduce", "REDUCING: only intents that shrink a position"),
                        ("resume", "back to ACTIVE")):
-        command(name, text).add_argument("--reason", required=True, help="why (recorded)")
+        command(name, text).add_argument(
+            "--reason", required=True, help="why, in words (required; recorded in the ledger)")
     tick = command("tick", "advance the logical clock")
-    tick.add_argument("time", type=int, help="the new logical time")
+    tick.add_argument("time", type=int,
+                      help="the new logical time: an integer from 0 to 2**63-1, not before "
+                           "the current one")
     command("reload", "re-read the config file (as SIGHUP does); the answer says what "
             "changed or why nothing was applied").add_argument(
-        "--reason", required=True, help="why (recorded)")
+        "--reason", required=True, help="why, in words (required; recorded in the ledger)")
     sell = command("safety-sell", "emergency exit of a venue's open positions")
-    sell.add_argument("--venue", required=True)
-    sell.add_argument("--symbol", help="only this symbol")
-    sell.add_argument("--reason", required=True, help="why (recorded)")
+    sell.add_argument("--venue", required=True,
+                      help="the venue whose open positions are exited: a name from the "
+                           "config's [venues] (required)")
+    sell.add_argument("--symbol", help="only this symbol, as the venue names it (default: "
+                      "every open position on the venue)")
+    sell.add_argument("--reason", required=True,
+                      help="why, in words (required; recorded in the ledger)")
 
     signer = sub.add_parser("sign", help="add HMAC-SHA256 signatures to intent lines")
-    signer.add_argument("--key-file", required=True)
-    signer.add_argument("inputs", nargs="+", help="JSONL files; signed lines go to stdout")
+    signer.add_argument("--key-file", required=True,
+                        help="the HMAC key, a file of at least 16 bytes: the one the "
+                             "daemon's risk.key_file names (required)")
+    signer.add_argument("inputs", nargs="+",
+                        help="JSON Lines files of intents and ticks; the signed lines go to "
+                             "stdout")
     signer.set_defaults(func=cmd_sign)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
-from typing import Any
+from typing import Any, get_args
 
 from execd.cli.configfile import ledger_dir as _ledger_dir
 from execd.cli.configfile import with_config
@@ -22,6 +22,8 @@ from execd.model.errors import (
     UsageError,
     WitnessUnreadable,
 )
+from execd.model.messages import RecordKind
+from execd.model.reasons import STATUSES
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -102,17 +104,29 @@ def register(sub: Any) -> None:
                              ("tail", cmd_tail, "print records")):
         p = ledger.add_parser(name, help=text)
         with_config(p)
-        p.add_argument("--ledger", help="ledger directory (default: daemon.ledger_dir)")
+        p.add_argument("--ledger",
+                       help="ledger directory (default: the config's daemon.ledger_dir)")
         p.set_defaults(func=func)
         if name == "verify":
             p.add_argument("--expect", metavar="SEQ:HASH",
-                           help="the chain must reach record SEQ with hash HASH (a head "
-                                "kept elsewhere: the ledger.head log line, an earlier verify)")
+                           help="the chain must reach record SEQ with hash HASH, 64 hex "
+                                "digits (a head kept elsewhere: the ledger.head log line, an "
+                                "earlier verify; default: only the head.json beside the "
+                                "ledger)")
         if name == "tail":
-            p.add_argument("-n", "--lines", type=int, default=10, help="last N records (0: all)")
-            p.add_argument("-f", "--follow", action="store_true", help="keep printing new records")
-            p.add_argument("--json", action="store_true", help="the stored JSON lines")
-            p.add_argument("--kind", help="only this record kind")
-            p.add_argument("--venue", help="only outcomes of this venue")
-            p.add_argument("--status", help="only outcomes with this status")
-            p.add_argument("--intent", help="only outcomes of this intent id")
+            p.add_argument("-n", "--lines", type=int, default=10,
+                           help="print the last N records, 0 for all (default: 10)")
+            p.add_argument("-f", "--follow", action="store_true",
+                           help="then keep printing records as they are appended, until "
+                                "Ctrl-C (default: stop after the last)")
+            p.add_argument("--json", action="store_true",
+                           help="print the stored JSON lines as they are, for jq (default: "
+                                "one readable line per record)")
+            p.add_argument("--kind", help="only records of this kind: one of "
+                           f"{', '.join(get_args(RecordKind))} (default: every kind)")
+            p.add_argument("--venue", help="only outcomes of this venue, a name from the "
+                           "config's [venues] (default: every venue)")
+            p.add_argument("--status", help="only outcomes with this status, in any case: one "
+                           f"of {', '.join(STATUSES)} (default: every status)")
+            p.add_argument("--intent", help="only outcomes of this intent: its id or the first "
+                           "characters of it (default: every intent)")

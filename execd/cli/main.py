@@ -15,7 +15,7 @@ import os
 import sys
 
 from execd import __version__
-from execd.cli import config_cmd, ctl, ledger, plan, serve, submit
+from execd.cli import completion, config_cmd, ctl, ledger, plan, serve, submit
 from execd.cli.configfile import load, plan_ledger_dir, with_config
 from execd.cli.exits import status
 
@@ -31,6 +31,7 @@ def parser() -> argparse.ArgumentParser:
     ctl.register(sub, with_config, load)
     submit.register(sub)
     config_cmd.register(sub)
+    completion.register(sub)
     return top
 
 

@@ -84,34 +84,59 @@ def register(sub: argparse._SubParsersAction, with_config: Callable[[argparse.Ar
 
     def common(p: argparse.ArgumentParser, changes: bool) -> None:
         with_config(p)
-        p.add_argument("--ledger", help="plan ledger directory (default: governance.ledger_dir)")
+        p.add_argument("--ledger", metavar="DIR",
+                       help="plan ledger directory (default: the config's "
+                            "governance.ledger_dir)")
         if changes:
-            p.add_argument("--reason", required=True, help="why (recorded in the event)")
-            p.add_argument("--actor", required=True, help="who (recorded in the event)")
+            p.add_argument("--reason", required=True,
+                           help="why, in words (required; recorded in the event)")
+            p.add_argument("--actor", required=True,
+                           help="who is doing this, e.g. your name (required; recorded in "
+                                "the event)")
         p.set_defaults(func=handler)
 
     plan = sub.add_parser("plan", help="execution plans").add_subparsers(
         dest="plan_command", required=True)
-    create = plan.add_parser("create", help="a new DRAFT plan from portfolio items")
+    create = plan.add_parser(
+        "create", help="a new DRAFT plan from portfolio items",
+        description="Create a DRAFT execution plan: what research's portfolio decided, made "
+        "ready to execute. It then moves DRAFT -> REVIEWED -> APPROVED -> COMMITTED (plan "
+        "review, approve, commit), and with governance.enforce an intent naming its plan id "
+        "runs only while the plan is COMMITTED. The plan id is derived from the season, the "
+        "risk profile and the items, so creating the same plan twice is refused.")
     common(create, True)
-    create.add_argument("--season", required=True)
-    create.add_argument("--risk-profile", required=True)
-    create.add_argument("--item", action="append", required=True, help="portfolio item id")
-    create.add_argument("--snapshot-ref", default="UNKNOWN")
+    create.add_argument("--season", required=True,
+                        help="the season the plan belongs to (required): 1-64 letters, "
+                             "digits, '.', '_' or '-'. A season groups plans, and a frozen "
+                             "one (execd season freeze) refuses new and changed plans")
+    create.add_argument("--risk-profile", required=True, metavar="ID",
+                        help="the id of the risk profile the plan runs under, any non-empty "
+                             "text such as base (required); part of the plan id with the "
+                             "season and the items")
+    create.add_argument("--item", action="append", required=True, metavar="ID",
+                        help="a portfolio item id: one entry of research's portfolio that the "
+                             "plan executes, any non-empty text (required; repeat for each "
+                             "item, in any order; each becomes a leg with an equal share of "
+                             "the risk)")
+    create.add_argument("--snapshot-ref", default="UNKNOWN", metavar="REF",
+                        help="the research snapshot the plan was made from, any text, "
+                             "recorded for audit and not checked (default: UNKNOWN)")
     for action in ("review", "approve", "commit", "cancel"):
         moved = plan.add_parser(action, help=f"{action} a plan")
         common(moved, True)
-        moved.add_argument("plan_id")
+        moved.add_argument("plan_id", help="the plan's id, as plan create and plan list "
+                           "print it")
     show = plan.add_parser("show", help="a plan and its events, as JSON")
     common(show, False)
-    show.add_argument("plan_id")
+    show.add_argument("plan_id", help="the plan's id, as plan create and plan list print it")
     listing = plan.add_parser("list", help="one line per plan")
     common(listing, False)
-    listing.add_argument("--season", default="")
+    listing.add_argument("--season", default="",
+                         help="only the plans of this season (default: every season)")
 
     season = sub.add_parser("season", help="freeze or unfreeze a season").add_subparsers(
         dest="season_command", required=True)
     for action in ("freeze", "unfreeze"):
         p = season.add_parser(action, help=f"{action} a season")
         common(p, True)
-        p.add_argument("season")
+        p.add_argument("season", help="the season id: 1-64 letters, digits, '.', '_' or '-'")

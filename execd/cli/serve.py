@@ -123,6 +123,10 @@ def register(sub: Any) -> None:
     replay = sub.add_parser("replay", help="one-shot: input files in, a new ledger out")
     with_config(replay)
     with_log_format(replay)
-    replay.add_argument("--ledger", required=True, help="directory for the new ledger")
-    replay.add_argument("inputs", nargs="+", help="intent files, consumed in this order")
+    replay.add_argument("--ledger", required=True,
+                        help="directory for the new ledger (required): new, or holding no "
+                             "ledger yet")
+    replay.add_argument("inputs", nargs="+",
+                        help="JSON Lines files of intents and ticks, consumed in this order; "
+                             "their names must differ")
     replay.set_defaults(func=cmd_replay)

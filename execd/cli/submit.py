@@ -182,10 +182,14 @@ def register(sub: Any) -> None:
     p = sub.add_parser("submit", help="put a file into the inbox safely (checked, "
                        "optionally signed, written then renamed)")
     with_config(p)
-    p.add_argument("file", help="a JSON Lines file of intents and ticks")
-    p.add_argument("--name", help="its name in the inbox (default: STEM-SHA16.jsonl "
-                   "from its content)")
-    p.add_argument("--key-file", help="sign its intent lines with this key")
+    p.add_argument("file", help="a JSON Lines file of intents and ticks (a regular file, "
+                   "at most 1 GiB)")
+    p.add_argument("--name", help="its name in the inbox, ending in .jsonl and not starting "
+                   "with '.' (default: STEM-SHA16.jsonl from its content)")
+    p.add_argument("--key-file", metavar="FILE",
+                   help="sign its intent lines with this HMAC key file, as execd sign does "
+                        "(default: not signed)")
     p.add_argument("--no-check", action="store_true",
-                   help="submit even if some lines would be quarantined")
+                   help="submit even if some lines would be quarantined (default: a file "
+                        "with such lines is not submitted)")
     p.set_defaults(func=cmd_submit)

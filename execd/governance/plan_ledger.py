@@ -72,9 +72,23 @@ class PlanLedger:
         return governance, LedgerChain(result.next_seq, result.last_hash, result.last_time)
 
     def load(self) -> Governance:
-        """The current state, read under a shared lock."""
-        with self._lock(fcntl.LOCK_SH):
+        """The current state, read under a shared lock; nothing is created or changed.
+
+        An operator reads plans as root in a directory the user execd owns: a lock file
+        or directory made here would be root's, and the next change could not open it.
+        So the lock file is opened read-only (flock needs no more), and a directory or
+        lock file that does not exist yet is not made: no change has taken the lock,
+        and what a first change writes meanwhile is read as a torn tail, not folded.
+        """
+        try:
+            fd = os.open(self.directory / ".lock", os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            return self._fold(repair=False)[0]  # no ledger yet, or no change ever made
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
             return self._fold(repair=False)[0]
+        finally:
+            os.close(fd)  # and with it the lock
 
     @contextmanager
     def change(self) -> Iterator[tuple[Governance, Append]]:

@@ -101,6 +101,31 @@ def test_install_twice_then_uninstall(tmp_path: Path, checkout: Path) -> None:
     version = subprocess.run([str(execd_bin), "--version"], capture_output=True, text=True,
                              check=True, timeout=60)
     assert version.stdout.strip() == f"execd {execd.__version__}"
+    # execd on PATH: a link naming the live venv, as the unit's WantedBy= link does.
+    link = root / "usr/local/bin/execd"
+    assert link.is_symlink()
+    assert os.readlink(link) == "/opt/execd/bin/execd"
+    staged = root / os.readlink(link).lstrip("/")
+    # From anywhere, with no --config, it reads the installed config (EXECD_ETC stands
+    # in for /etc/execd in a staging root), and --help says so.
+    env = {**os.environ, "EXECD_ETC": str(root / "etc/execd")}
+    env.pop("EXECD_CONFIG", None)
+    checked = subprocess.run([str(staged), "config", "check"], capture_output=True, text=True,
+                             cwd=tmp_path, env=env, timeout=60, check=False)
+    assert checked.returncode == 0, checked.stderr
+    assert checked.stdout.startswith(f"ok: {root / 'etc/execd/execd.toml'} (")
+    helped = subprocess.run([str(staged), "ctl", "status", "--help"], capture_output=True,
+                            text=True, cwd=tmp_path, env={**env, "COLUMNS": "1000"},
+                            timeout=60, check=True)
+    assert f"(default: {root / 'etc/execd/execd.toml'} (installed)" in helped.stdout
+    # Completion for bash and zsh, generated from the installed grammar.
+    completions = {root / "usr/share/bash-completion/completions/execd": "bash",
+                   root / "usr/share/zsh/vendor-completions/_execd": "zsh"}
+    for path, shell in completions.items():
+        printed = subprocess.run([str(execd_bin), "completion", shell], capture_output=True,
+                                 text=True, timeout=60, check=True)
+        assert path.read_text() == printed.stdout
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644
     # The unit, enabled offline: the WantedBy= symlink.
     unit = root / "etc/systemd/system/execd.service"
     assert unit.read_bytes() == (checkout / "systemd/execd.service").read_bytes()
@@ -140,7 +165,15 @@ def test_install_twice_then_uninstall(tmp_path: Path, checkout: Path) -> None:
     edited = config.read_text().replace('level = "info"', 'level = "debug"')
     config.write_text(edited)
     key_before = key.read_bytes()
+    # So is another execd on PATH: not ours to replace.
+    link.unlink()
+    link.symlink_to("/usr/bin/someone-elses-execd")
     output = run(install, root)
+    assert os.readlink(link) == "/usr/bin/someone-elses-execd"
+    assert f"kept {link} (not a link to /opt/execd/bin/execd)" in output
+    link.unlink()
+    run(install, root)
+    assert os.readlink(link) == "/opt/execd/bin/execd"
     assert config.read_text() == edited
     assert (root / "etc/execd/execd.toml.dist").read_bytes() == \
         (checkout / "deploy/execd.toml").read_bytes()
@@ -155,7 +188,7 @@ def test_install_twice_then_uninstall(tmp_path: Path, checkout: Path) -> None:
     segment.parent.mkdir()
     segment.write_text('{"seq":1}\n')
     output = run(uninstall, root)
-    for gone in (unit, wants, sysusers, root / "opt/execd"):
+    for gone in (unit, wants, sysusers, root / "opt/execd", link, *completions):
         assert not gone.exists() and not gone.is_symlink(), gone
     assert segment.read_text() == '{"seq":1}\n'
     assert config.read_text() == edited
@@ -170,6 +203,11 @@ def test_install_twice_then_uninstall(tmp_path: Path, checkout: Path) -> None:
     run(uninstall, root, "--purge-config")
     assert not (root / "etc/execd").exists()
     assert segment.exists()
+    # An execd on PATH that install.sh did not put there stays.
+    link.symlink_to("/usr/bin/someone-elses-execd")
+    output = run(uninstall, root)
+    assert os.readlink(link) == "/usr/bin/someone-elses-execd"
+    assert f"kept: {link} is not the link" in output
 
     # One real install (venv + pip) must stay cheap enough to run on every CI job.
     assert first_install < 300, f"first install took {first_install:.0f} s"
