@@ -319,6 +319,8 @@ class Metrics:
                                       buckets=VENUE_CALL_BUCKETS, registry=self.registry)
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
+        self.address: tuple[str, int] | None = None
+        """Where serve() bound the endpoint (host, port), while it serves."""
 
     def ingested(self, n: int) -> None:
         """Count ``n`` intents read from the input."""
@@ -445,7 +447,8 @@ class Metrics:
         thread.start()
         self._server, self._thread = server, thread
         bound = server.socket.getsockname()
-        return str(bound[0]), int(bound[1])
+        self.address = str(bound[0]), int(bound[1])
+        return self.address
 
     def _look(self) -> None:
         """The server thread's look at the pulses, every poll (see Watch)."""
@@ -461,6 +464,7 @@ class Metrics:
         """
         server, thread = self._server, self._thread
         self._server = self._thread = None
+        self.address = None
         if server is None:
             return
         server.shutdown()
