@@ -8,6 +8,8 @@ timeout (the daemon's ``control.timeout_ms``, or the client's ``--timeout``) or 
 connection broke first. It was not refused and may still take effect (a halt during
 a frozen disk is applied once the disk thaws), so do not repeat it blindly: the
 message says how to check (``execd ctl status``, ``execd ledger tail --kind …``).
+``execd ctl status --watch`` (:mod:`execd.cli.status`) ends 0 on Ctrl-C and 1 once
+the daemon stops answering.
 """
 
 from __future__ import annotations
