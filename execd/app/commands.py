@@ -7,16 +7,20 @@ made are durable (docs/ARCHITECTURE.md, "The control socket" and "Reload").
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from execd import __version__
 from execd.app.reload import changes, needs_restart
 from execd.config import resolved
 from execd.config import schema as config_file
 from execd.config.digest import outcome_settings_sha256
 from execd.config.schema import ConfigError
+from execd.model.clock import WallClock, monotonic
 from execd.model.errors import ReloadRefused
+from execd.reader.inbox import NO_BACKLOG
 from execd.sentinel.core import Reconfigure
 from execd.service import logs
 from execd.service.control import ControlRequest, Request
@@ -70,17 +74,47 @@ class Commands:
         return reply
 
     def status(self) -> dict[str, Any]:
-        """What ``execd ctl status`` adds to the sentinel's answer."""
+        """What ``execd ctl status`` adds to the sentinel's answer.
+
+        Raw values (integers, seconds, nanoseconds): ``execd ctl status`` shows them to
+        people (ISO times, durations), ``--json`` passes them on as they are. Times and
+        ages are display only: none of them reaches the ledger.
+        """
         daemon = self.daemon
         graph = daemon.graph
+        config = daemon.config
+        durability = daemon.durability
+        live = {venue.venue: venue.status() for venue in daemon.live}
+        venues: dict[str, dict[str, Any]] = {}
+        for name, plane in config.planes().items():
+            # Paper and stub venues answer at once: they are ready as soon as they run.
+            state = live.get(name) or {"state": "ready" if graph is not None else "starting"}
+            venues[name] = {**state, "plane": plane, "adapter": config.venues[name].adapter_kind}
+        backlog = durability.inbox.backlog if durability.inbox is not None else NO_BACKLOG
+        oldest, listed = backlog.ages(WallClock().now(), monotonic())
+        last = durability.last_outcome
+        started = daemon.started
         return {
             "mode": daemon.mode, "stopping": daemon.stopping.is_set(),
             "ready": daemon.supervisor.ready_sent,
             "reloads": dict(self.reloads),
-            "planes": daemon.config.planes(),
+            "planes": config.planes(),
             "queues": graph.queues() if graph is not None else {},
-            "ledger": {"last_seq": daemon.durability.seq, "last_hash": daemon.durability.hash},
-            "venues": {venue.venue: venue.status() for venue in daemon.live},
+            "ledger": {"last_seq": durability.seq, "last_hash": durability.hash},
+            "venues": venues,
+            "version": __version__,
+            "started_ns": started[0] if started is not None else None,
+            "uptime_seconds": monotonic() - started[1] if started is not None else None,
+            # Two digests: of the file's bytes (what is on disk was loaded), and of the
+            # settings that decide outcomes (what the start and config records carry).
+            "config": {"path": str(Path(daemon.loaded.path).absolute()),
+                       "file_sha256": daemon.loaded.sha256,
+                       "outcome_settings_sha256": outcome_settings_sha256(config)},
+            "inbox": {"files": backlog.files, "oldest_age_seconds": oldest,
+                      "listed_seconds_ago": listed},
+            "last_outcome": ({"wall_ns": last[0], "logical_time": last[1]}
+                             if last is not None else None),
+            "outcomes": dict(durability.by_status),
         }
 
     # ------------------------------------------------------------------ reload

@@ -37,15 +37,15 @@ from execd.ledger.record import LedgerChain
 from execd.ledger.recovery import RecoveredState, recover
 from execd.ledger.segments import SegmentStore, exclusive
 from execd.ledger.writer import Commit, LedgerWriter
-from execd.model.clock import Clock, LogicalClock, WallClock
+from execd.model.clock import Clock, LogicalClock, WallClock, monotonic
 from execd.model.errors import LakehouseInUse, LedgerNotEmpty, MetricsUnavailable, UnresolvedOrders
 from execd.model.messages import Entry, ReaderItem, StartRecord, StopRecord
-from execd.reader.inbox import InboxSource, InputSource, StatKey
+from execd.reader.inbox import NO_BACKLOG, InboxSource, InputSource, StatKey
 from execd.sentinel.risk import Risk
 from execd.sentinel.signatures import load_key
 from execd.service import logs
 from execd.service.control import ControlServer, Request
-from execd.service.liveness import Liveness
+from execd.service.liveness import Liveness, Pulse, heartbeat
 from execd.service.notify import Notifier
 from execd.venues.ccxt.credentials import Credentials, load_credentials
 
@@ -89,7 +89,10 @@ class Daemon:
         self.metrics: Metrics | None = None
         self.durability = Durability(
             self.log, probe=durable_probe,
-            outcomes_each=lambda: self.config.log.outcomes == "each")
+            outcomes_each=lambda: self.config.log.outcomes == "each", tally=mode == "run")
+        # When `execd run` started (wall ns, monotonic s); the loop's pulse for /healthz.
+        self.started: tuple[int, float] | None = None
+        self.loop_pulse: Pulse | None = None
         self.commands = Commands(self)
         self.supervisor = Supervisor(self)
         # The actors, once the run has recovered and recorded its start.
@@ -154,6 +157,8 @@ class Daemon:
         # SIGHUP reloads the config.
         signals = (anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
                    if self.mode == "run" else contextlib.nullcontext(None))
+        if self.mode == "run":  # display only (ctl status, a gauge): never recorded
+            self.started = (WallClock().now(), monotonic())
         with signals as received, exclusive(self.ledger_dir), self._own_lakehouse():
             if self.early_signals:
                 self.supervisor.drain(signal.Signals(self.early_signals[0]).name)
@@ -167,6 +172,9 @@ class Daemon:
                 async with anyio.create_task_group() as tg:
                     if self.notifier.enabled:
                         tg.start_soon(self.supervisor.supervise)
+                    if self.loop_pulse is not None and config.metrics is not None:
+                        tg.start_soon(heartbeat, self.loop_pulse,
+                                      config.metrics.stuck_after_ms / 4000)
                     await self._run(server, listener, received)
                     tg.cancel_scope.cancel()
             finally:
@@ -206,6 +214,8 @@ class Daemon:
 
         metrics = self.metrics = Metrics(venues=self.config.venues)
         metrics.snapshot(self._snapshot)
+        self.loop_pulse = Pulse("loop")
+        metrics.watch(self.liveness, listen.stuck_after_ms / 1000, self.loop_pulse)
         self.durability.metrics = metrics
         host, port = parse_listen(listen.listen)
         try:
@@ -333,15 +343,29 @@ class Daemon:
         return await self.commands.command(req)
 
     def _snapshot(self) -> Snapshot:
-        """The gauges, read by the metrics endpoint's thread at scrape time."""
-        from execd.service.metrics import Snapshot
+        """The gauges, read by the metrics endpoint's thread at scrape time (snapshot())."""
+        return snapshot(self)
 
-        graph = self.graph
-        return Snapshot(
-            queues=graph.queues() if graph is not None else {},
-            trading_state=self.risk.state if self.risk is not None else "ACTIVE",
-            venues={venue.venue: venue.state for venue in self.live},
-            ready=self.supervisor.ready_sent, draining=self.stopping.is_set(),
-            ledger_last_seq=self.durability.seq, reloads=self.commands.reloads["applied"],
-            reloads_refused=self.commands.reloads["refused"],
-            queue_capacity=graph.capacities() if graph is not None else {})
+
+def snapshot(daemon: Daemon) -> Snapshot:
+    """The gauges, read by the metrics endpoint's thread at scrape time.
+
+    Plain attribute reads only (it runs in another thread); the ages read the wall
+    clock, for display only.
+    """
+    from execd.service.metrics import Snapshot
+
+    graph, durability, started = daemon.graph, daemon.durability, daemon.started
+    backlog = durability.inbox.backlog if durability.inbox is not None else NO_BACKLOG
+    last = durability.last_outcome
+    return Snapshot(
+        queues=graph.queues() if graph is not None else {},
+        trading_state=daemon.risk.state if daemon.risk is not None else "ACTIVE",
+        venues={venue.venue: venue.state for venue in daemon.live},
+        ready=daemon.supervisor.ready_sent, draining=daemon.stopping.is_set(),
+        ledger_last_seq=durability.seq, reloads=daemon.commands.reloads["applied"],
+        reloads_refused=daemon.commands.reloads["refused"],
+        queue_capacity=graph.capacities() if graph is not None else {},
+        inbox_files=backlog.files, inbox_oldest_age=backlog.ages(WallClock().now(), 0)[0],
+        last_outcome_time=last[0] / 1e9 if last is not None else None,
+        start_time=started[0] / 1e9 if started is not None else None)

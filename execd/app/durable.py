@@ -10,10 +10,12 @@ ctl`` answered (docs/ARCHITECTURE.md, "Durability and restart").
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from execd.ledger.writer import Commit
+from execd.model.clock import WallClock
 from execd.model.messages import Entry, ExecutionOutcome
 from execd.model.once_durable import Answer, Call, MoveFile, OnceDurable, Wake
 from execd.reader.inbox import InboxSource, StatKey
@@ -48,8 +50,15 @@ class Durability:
     """
 
     def __init__(self, log: Any, *, outcomes_each: Callable[[], bool],
-                 probe: Callable[[Commit], None] | None = None) -> None:
+                 probe: Callable[[Commit], None] | None = None, tally: bool = False) -> None:
         self.log = log
+        # ``execd ctl status``'s outcomes since start (``tally``: `execd run` only, so a
+        # replay pays nothing per outcome): status -> count, and the last outcome's
+        # (wall-clock ns when it became durable, logical time). Display only: none of
+        # it reaches the ledger.
+        self.tally = tally
+        self.by_status: defaultdict[str, int] = defaultdict(int)
+        self.last_outcome: tuple[int, int] | None = None
         # Read per commit: log.outcomes can change with a reload.
         self.outcomes_each = outcomes_each
         self.probe = probe
@@ -86,15 +95,20 @@ class Durability:
         entries = commit.entries
         metrics = self.metrics
         each = self.outcomes_each()
+        tally = self.tally
         if not each:
             self.log.info("ledger.commit", records=len(entries), last_seq=commit.last_seq)
-            if metrics is None:
+            if metrics is None and not tally:
                 return
         seq = commit.last_seq - len(entries)
+        by_status, last = self.by_status, None
         for entry in entries:
             seq += 1
             body = entry.body
             if type(body) is ExecutionOutcome:
+                if tally:
+                    by_status[body.status] += 1  # a defaultdict: the cheapest count
+                    last = entry
                 if each:
                     # Bad input is a producer's problem someone must look at: a warning.
                     log = self.log.warning if body.status == "QUARANTINED" else self.log.info
@@ -105,3 +119,7 @@ class Durability:
                 if metrics is not None:
                     metrics.outcome(body.status, body.reason, body.venue or "",
                                     body.plane or "")
+        if last is not None:
+            # One wall-clock read per commit with outcomes, after its fsync: shown to
+            # people (ctl status, a gauge), never recorded.
+            self.last_outcome = (WallClock().now(), last.time)

@@ -8,6 +8,8 @@ timeout (the daemon's ``control.timeout_ms``, or the client's ``--timeout``) or 
 connection broke first. It was not refused and may still take effect (a halt during
 a frozen disk is applied once the disk thaws), so do not repeat it blindly: the
 message says how to check (``execd ctl status``, ``execd ledger tail --kind …``).
+``execd ctl status --watch`` (:mod:`execd.cli.status`) ends 0 on Ctrl-C and 1 once
+the daemon stops answering.
 """
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ from typing import Any, BinaryIO
 
 import msgspec
 
+from execd.cli import status as status_view
 from execd.cli.exits import status
 from execd.config import schema as config
+from execd.model.clock import WallClock
 from execd.model.errors import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, FileRefused, Unconfirmed
 from execd.service.control import CHECK, Request, call
 
@@ -45,31 +49,7 @@ def _socket(args: argparse.Namespace, load: LoadConfig) -> tuple[Path, float] | 
 def _render(reply: dict[str, Any]) -> str:
     command = reply.get("command")
     if command == "status":
-        lines = [f"state: {reply['state']}"
-                 + (f" ({reply['state_note']})" if reply.get("state_note") else ""),
-                 f"mode: {reply['mode']}{' (stopping)' if reply.get('stopping') else ''}",
-                 f"logical time: {reply['logical_time']}",
-                 f"ledger: last seq {reply['ledger']['last_seq']}, "
-                 f"last hash {reply['ledger']['last_hash']}",
-                 "queues: " + ", ".join(f"{k}={v}" for k, v in reply["queues"].items()),
-                 "planes: " + ", ".join(f"{k}={v}" for k, v in reply["planes"].items())]
-        if "ready" in reply:
-            lines.append(f"ready: {'yes' if reply['ready'] else 'no'}; config reloads "
-                         f"{reply['reloads']['applied']} applied, "
-                         f"{reply['reloads']['refused']} refused")
-        for venue, state in (reply.get("venues") or {}).items():
-            stream = f"; stream {state['stream']}" if state.get("stream") else ""
-            lines.append(f"venue {venue}: {state.get('state')}{stream}")
-        positions = reply.get("positions") or []
-        lines.append(f"open positions: {len(positions)}")
-        for p in positions:
-            pending = ""
-            if p.get("pending_buy") not in (None, "0") or p.get("pending_sell") not in (None, "0"):
-                pending = (f" pending buy {p.get('pending_buy', '0')}"
-                           f" sell {p.get('pending_sell', '0')}")
-            lines.append(f"  {p['venue']} {p['symbol']} {p['position']}"
-                         f"{pending} mark {p.get('mark') or '-'}")
-        return "\n".join(lines)
+        return status_view.render(reply, WallClock().now())
     seq = reply.get("ledger_seq")
     at = f" (ledger seq {seq})" if seq is not None else ""
     if command == "tick":
@@ -123,6 +103,22 @@ def ask(args: argparse.Namespace, load: LoadConfig, request: Request) -> dict[st
     if problem:
         print(f"execd ctl: {problem}", file=sys.stderr)
         return EXIT_CONFIG
+    if getattr(args, "watch", None) is not None:
+        return status_view.watch(lambda: _ask(path, request, timeout), args.watch, sys.stdout,
+                                 _raw if args.json else status_view.render)
+    reply = _ask(path, request, timeout)
+    if isinstance(reply, int):
+        return reply
+    print(_raw(reply, 0) if args.json else _render(reply))
+    return EXIT_OK
+
+
+def _raw(reply: dict[str, Any], _now: int) -> str:
+    return msgspec.json.encode(reply).decode()
+
+
+def _ask(path: Path, request: Request, timeout: float) -> dict[str, Any] | int:
+    """The daemon's answer to ``request``, or the exit status once the reason is printed."""
     try:
         reply = call(path, request, timeout)
     except (FileNotFoundError, ConnectionRefusedError) as exc:
@@ -233,7 +229,13 @@ def register(sub: Any, with_config: Callable[[argparse.ArgumentParser], None],
         p.set_defaults(func=lambda args: cmd_ctl(args, load))
         return p
 
-    command("status", "state, queues, positions, last ledger record", changes=False)
+    status = command("status", "version, uptime, config, inbox backlog, outcomes, venues, "
+                     "positions, trading state", changes=False)
+    status.add_argument(
+        "--watch", nargs="?", const=2.0, type=seconds, metavar="SECONDS",
+        help="redraw every SECONDS (a positive number; default 2 when given without one; "
+             "default: print once): in place on a terminal, otherwise one block per "
+             "refresh; Ctrl-C stops (exit 0), a daemon that goes away exits 1")
     for name, text in (("halt", "HALTED: nothing but Safety Sell executes"),
                        ("reduce", "REDUCING: only intents that shrink a position"),
                        ("resume", "back to ACTIVE")):

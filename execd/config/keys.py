@@ -129,6 +129,7 @@ KEYS: Final[tuple[Key, ...]] = (
     fixed("metrics.listen", _METRICS),
     fixed("metrics.max_clients", _METRICS),
     fixed("metrics.client_timeout_ms", _METRICS),
+    fixed("metrics.stuck_after_ms", _METRICS),
     # A venue's whole table: its name is in every record that concerns it.
     fixed("venues.*", _VENUES, "in", secret=True),
     fixed("venues.*.plane", _VENUE, "in"),

@@ -32,7 +32,7 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Final, NamedTuple, Protocol
 
 import anyio
 from anyio.abc import ObjectSendStream
@@ -60,6 +60,37 @@ from execd.reader.lakehouse import stat_key as stat_key
 from execd.reader.lakehouse import why_unreadable as why_unreadable
 from execd.reader.leftovers import Leftovers
 from execd.service.liveness import Pulse
+
+
+class Backlog(NamedTuple):
+    """What the inbox held, unclaimed, when the reader last listed it.
+
+    Kept from the listing each scan already makes (no scan of its own), and replaced
+    whole, so ``execd ctl status`` and a scrape in another thread read one consistent
+    value. While the reader is busy with a file it does not list the inbox, so the
+    numbers are as of ``scanned``.
+    """
+
+    files: int
+    """Input files waiting (temporary dot-names and non-.jsonl names are not counted)."""
+    oldest_mtime_ns: int | None
+    """The oldest waiting file's modification time (wall clock, ns), or None."""
+    scanned: float | None
+    """When that listing was made (model.clock.monotonic), or None before the first."""
+
+    def ages(self, wall_ns: int, now: float) -> tuple[float | None, float | None]:
+        """The oldest file's age and the listing's, in seconds (None: no file, no listing).
+
+        ``wall_ns`` is the wall-clock time and ``now`` the monotonic time to count from:
+        the caller reads them, for display only.
+        """
+        oldest = (wall_ns - self.oldest_mtime_ns) / 1e9 if self.oldest_mtime_ns is not None \
+            else None
+        return oldest, now - self.scanned if self.scanned is not None else None
+
+
+# What status and the gauges show without an inbox (before the reader runs).
+NO_BACKLOG: Final = Backlog(0, None, None)
 
 
 class InputSource(Protocol):
@@ -133,6 +164,7 @@ class InboxSource:
         # Names that are not input files, warned about once each.
         self._ignored: set[str] = set()
         self._scan_failures = 0
+        self.backlog = NO_BACKLOG
         self.disposals = Disposals(lakehouse, log=log, finished_files=finished_files,
                                    wait_durable=wait_durable)
         # Taken by the reader before each input_file record, given back once it moved.
@@ -144,8 +176,8 @@ class InboxSource:
 
     # -------------------------------------------------------------------- claims
 
-    def _scan(self) -> list[tuple[str, StatKey | None, int]]:
-        """Candidate names with their stat keys (None: not a regular file) and modes.
+    def _scan(self) -> list[tuple[str, StatKey | None, int, int]]:
+        """Candidate names with their stat keys (None: not a regular file), modes, mtimes.
 
         Blocking: a directory listing and an lstat per name (worker thread).
         """
@@ -166,15 +198,22 @@ class InboxSource:
                 except FileNotFoundError:
                     continue
                 key = stat_key(st) if stat.S_ISREG(st.st_mode) else None
-                found.append((name, key, st.st_mode))
+                found.append((name, key, st.st_mode, st.st_mtime_ns))
         return sorted(found)
 
-    def _ready(self, found: list[tuple[str, StatKey | None, int]]) -> tuple[list[str], float]:
+    def _waiting(self, found: list[tuple[str, StatKey | None, int, int]], claimed: str,
+                 scanned: float) -> None:
+        """Note the backlog: what the listing found, less the file just claimed."""
+        mtimes = [mtime for name, _, _, mtime in found if name != claimed]
+        self.backlog = Backlog(len(mtimes), min(mtimes, default=None), scanned)
+
+    def _ready(self, found: list[tuple[str, StatKey | None, int, int]]
+               ) -> tuple[list[str], float]:
         """Names stable for settle_seconds (in name order), and how long until the next is."""
         now = monotonic()
         settling: dict[str, tuple[StatKey | None, float]] = {}
         ready, wait = [], self.poll_seconds
-        for name, key, _ in found:
+        for name, key, _, _ in found:
             seen = self._settling.get(name)
             since = seen[1] if seen is not None and seen[0] == key else now
             settling[name] = (key, since)
@@ -221,21 +260,24 @@ class InboxSource:
             return self._pending.pop(0)
         while not self.stopping.is_set():
             self.pulse.busy()
+            listed = True
             try:
                 found = await anyio.to_thread.run_sync(self._scan)
             except OSError as exc:
                 # Out of descriptors, or the inbox is gone or unreadable for now: say
-                # so, and scan again next time instead of stopping the daemon.
+                # so, and scan again next time instead of stopping the daemon. The
+                # backlog stays as last seen: an unreadable inbox is not an empty one.
                 self._scan_failed(exc)
-                found = []
+                found, listed = [], False
             else:
                 self._scan_failures = 0
+            scanned = monotonic()
             ready, wait = self._ready(found)
-            modes = {name: (key is not None, mode) for name, key, mode in found}
+            modes = {name: (key is not None, mode) for name, key, mode, _ in found}
             for name in ready:
                 self.pulse.busy()
                 try:
-                    return await anyio.to_thread.run_sync(self._claim, name, *modes[name])
+                    job = await anyio.to_thread.run_sync(self._claim, name, *modes[name])
                 except FileNotFoundError:
                     continue  # taken away by its producer between scan and claim
                 except OSError as exc:
@@ -247,6 +289,11 @@ class InboxSource:
                         self._ignored.add(name)
                         self.log.warning("input.unclaimable", file=claim_base(name)[0],
                                          error=exc.strerror or str(exc))
+                else:
+                    self._waiting(found, name, scanned)
+                    return job
+            if listed:
+                self._waiting(found, "", scanned)
             self.pulse.rest()
             with anyio.move_on_after(wait):
                 await self.stopping.wait()

@@ -93,11 +93,23 @@ class Liveness:
             found = self.pulses[name] = Pulse(name)
         return found
 
+    def observer(self) -> Liveness:
+        """A second judge over the same pulses, with a memory of its own.
+
+        For a judge in another thread (the metrics endpoint's ``/healthz``): the
+        supervisor's judgement is left as it is, and this one only reads the pulses.
+        """
+        other = Liveness()
+        other.pulses = self.pulses
+        return other
+
     def stuck(self, now: float, after: float) -> dict[str, float]:
         """Actors working without a beat for more than ``after`` seconds, with how long."""
         found: dict[str, float] = {}
         seen = self._seen
-        for name, pulse in self.pulses.items():
+        # A copy (one C-level call, atomic under the GIL): an observer in another
+        # thread must not see the dict grow while it walks it.
+        for name, pulse in dict(self.pulses).items():
             last = seen.get(name)
             if last is None or last[0] != pulse.beats:
                 seen[name] = (pulse.beats, now)
@@ -108,3 +120,15 @@ class Liveness:
             if silent > after:
                 found[name] = silent
         return found
+
+
+async def heartbeat(pulse: Pulse, every: float) -> None:
+    """Beat ``pulse`` every ``every`` seconds, as working, until cancelled.
+
+    The event loop's own pulse: an actor waiting for input is never stuck, so a loop
+    blocked while every actor waits would go unseen without one. It is never idle,
+    so a judge finds it stuck once the loop has not run it for the allowed time.
+    """
+    while True:
+        pulse.busy()
+        await anyio.sleep(every)

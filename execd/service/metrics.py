@@ -1,5 +1,10 @@
 """The daemon's Prometheus endpoint, served on loopback only.
 
+Three paths, any other is 404: ``/metrics`` (Prometheus text), ``/healthz`` (200 while
+every actor and the event loop make progress, judged from the watchdog's pulses by
+:class:`Watch`; 503 naming what is stuck) and ``/readyz`` (200 when ready to trade,
+see :func:`readiness`; 503 with a short reason).
+
 Two kinds of numbers, two ways of keeping them:
 
 - Per-intent counts (intents read, outcomes by status and reason) are plain dict
@@ -45,8 +50,10 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest, mak
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from execd import __version__
+from execd.model.clock import monotonic
 from execd.model.messages import TradingState
 from execd.model.reasons import REASONS, STATUSES
+from execd.service.liveness import Liveness, Pulse
 
 # 50 µs (page-cache fsync on a fast NVMe) to 1 s (a stalled disk). 0.1 is a bucket
 # edge so that the "p99 above 100 ms" alert is exact, not interpolated.
@@ -93,6 +100,14 @@ class Snapshot(Struct, frozen=True, kw_only=True):
     """Config reloads refused since start."""
     queue_capacity: dict[str, int] = {}
     """Stream name -> capacity in batches, so an alert can tell "full" from "busy"."""
+    inbox_files: int = 0
+    """Input files waiting in the inbox when the reader last listed it."""
+    inbox_oldest_age: float | None = None
+    """Seconds since the oldest waiting file was last modified; None when none waits."""
+    last_outcome_time: float | None = None
+    """Unix seconds when the last outcome since start became durable; None before one."""
+    start_time: float | None = None
+    """Unix seconds when this process started."""
 
 
 class _Collector:
@@ -103,6 +118,7 @@ class _Collector:
         self.ingested = 0
         self.outcomes: dict[tuple[str, str, str, str], int] = {}
         self.read: Callable[[], Snapshot] | None = None
+        self.watch: Watch | None = None
         # Written by scrapes, which may run concurrently (a thread per request).
         self._lock = threading.Lock()
         self._snapshot_errors = 0
@@ -115,6 +131,7 @@ class _Collector:
         """
         yield from self._counters(0, {}, 0)
         yield from _gauges(None)
+        yield from _watchdog(None)
 
     def collect(self) -> Iterator[Metric]:
         """Every family. The snapshot is read and converted before anything is yielded,
@@ -132,6 +149,8 @@ class _Collector:
             errors = self._snapshot_errors
         yield from self._counters(self.ingested, outcomes, errors)
         yield from gauges
+        if self.watch is not None:
+            yield from _watchdog(self.watch.stuck())
 
     @staticmethod
     def _counters(
@@ -176,10 +195,23 @@ def _gauges(snap: Snapshot | None) -> list[Metric]:
                                  "ledger record.")
     reloads = CounterMetricFamily("execd_config_reloads", "Config reloads by result.",
                                   labels=("result",))
+    inbox = GaugeMetricFamily("execd_inbox_files", "Input files waiting in the inbox when "
+                              "the reader last listed it.")
+    oldest = GaugeMetricFamily("execd_inbox_oldest_file_age_seconds", "Seconds since the "
+                               "oldest waiting input file was modified (0 when none waits).")
+    last_outcome = GaugeMetricFamily("execd_last_outcome_time_seconds", "Unix time of the "
+                                     "last outcome since start (absent before the first).")
+    started = GaugeMetricFamily("execd_start_time_seconds", "Unix time the daemon started.")
     families: list[Metric] = [depth, capacity, state, venue_ready, reconciling, ready,
-                              draining, last_seq, reloads]
+                              draining, last_seq, reloads, inbox, oldest, last_outcome, started]
     if snap is None:
         return families
+    inbox.add_metric((), float(snap.inbox_files))
+    oldest.add_metric((), float(snap.inbox_oldest_age or 0.0))
+    if snap.last_outcome_time is not None:
+        last_outcome.add_metric((), float(snap.last_outcome_time))
+    if snap.start_time is not None:
+        started.add_metric((), float(snap.start_time))
     for queue, batches in snap.queues.items():
         depth.add_metric((str(queue),), float(batches))
     for queue, batches in snap.queue_capacity.items():
@@ -195,6 +227,73 @@ def _gauges(snap: Snapshot | None) -> list[Metric]:
     reloads.add_metric(("applied",), float(snap.reloads))
     reloads.add_metric(("refused",), float(snap.reloads_refused))
     return families
+
+
+def _watchdog(stuck: dict[str, float] | None) -> list[Metric]:
+    """The watchdog's state: ok or not, and each stuck actor's silence (see Watch)."""
+    ok = GaugeMetricFamily("execd_watchdog_ok", "1 while every actor and the event loop "
+                           "make progress (what /healthz answers 200 for), 0 when one is "
+                           "stuck.")
+    silent = GaugeMetricFamily("execd_watchdog_stuck_seconds", "Seconds a stuck actor has "
+                               "been working without progress (\"loop\": the event loop).",
+                               labels=("actor",))
+    if stuck is not None:
+        ok.add_metric((), 0.0 if stuck else 1.0)
+        for actor, seconds in sorted(stuck.items()):
+            silent.add_metric((str(actor),), float(seconds))
+    return [ok, silent]
+
+
+def readiness(snap: Snapshot) -> str | None:
+    """Why the daemon is not ready to trade, or None when it is (``/readyz``).
+
+    Ready: READY was sent (recovered, venues reconciled), no drain began, trading is
+    ACTIVE or REDUCING (intents that shrink a position still execute; HALTED executes
+    only Safety Sell), and every venue is ready.
+    """
+    why = []
+    if snap.draining:
+        why.append("draining: the daemon is stopping")
+    elif not snap.ready:
+        why.append("starting: recovery or the venues' reconciliation is not done")
+    if snap.trading_state not in ("ACTIVE", "REDUCING"):
+        why.append(f"trading state {snap.trading_state}")
+    why += [f"venue {venue} {state}" for venue, state in sorted(snap.venues.items())
+            if state != "ready"]
+    return "; ".join(why) if why else None
+
+
+class Watch:
+    """The watchdog's judgement made from the endpoint's thread (``/healthz``, a gauge).
+
+    It uses the pulses the supervisor's watchdog uses (:mod:`execd.service.liveness`),
+    through an observer of its own, so the supervisor's judgement is untouched. The
+    server thread looks every poll (half a second), so a stuck actor is seen at the
+    first request after ``after`` seconds, not only after two requests.
+
+    ``loop`` is the event loop's own pulse (:func:`execd.service.liveness.heartbeat`),
+    judged here only: it beats at a pace set for ``after``, which the supervisor's
+    watchdog period knows nothing of.
+    """
+
+    def __init__(self, liveness: Liveness, after: float, loop: Pulse | None = None) -> None:
+        """``after``: seconds an actor may work without a beat before it counts as stuck."""
+        self._judge = liveness.observer()
+        self._loop = Liveness()
+        if loop is not None:
+            self._loop.pulses[loop.name] = loop
+        self._after = after
+        self._lock = threading.Lock()
+
+    def stuck(self) -> dict[str, float]:
+        """Stuck actors now, with how long each has been silent (empty: all is well)."""
+        with self._lock:
+            now = monotonic()
+            return {**self._loop.stuck(now, self._after), **self._judge.stuck(now, self._after)}
+
+
+_PLAIN: Final = [("Content-Type", "text/plain; charset=utf-8")]
+_STATUS: Final = {200: "200 OK", 404: "404 Not Found", 503: "503 Service Unavailable"}
 
 
 class Metrics:
@@ -220,6 +319,8 @@ class Metrics:
                                       buckets=VENUE_CALL_BUCKETS, registry=self.registry)
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
+        self.address: tuple[str, int] | None = None
+        """Where serve() bound the endpoint (host, port), while it serves."""
 
     def ingested(self, n: int) -> None:
         """Count ``n`` intents read from the input."""
@@ -269,6 +370,53 @@ class Metrics:
         """Set the function scrapes call for the gauges (runs in the HTTP thread)."""
         self._collector.read = read
 
+    def watch(self, liveness: Liveness, after: float, loop: Pulse | None = None) -> None:
+        """Judge ``liveness`` (and ``loop``) for ``/healthz`` and the watchdog gauges."""
+        self._collector.watch = Watch(liveness, after, loop)
+
+    def health(self) -> tuple[int, str]:
+        """``/healthz``: 200 while nothing is stuck, 503 naming what is."""
+        watch = self._collector.watch
+        if watch is None:
+            return 200, "alive (no watch)\n"
+        stuck = watch.stuck()
+        if not stuck:
+            return 200, "alive\n"
+        return 503, "stuck: " + ", ".join(
+            f"{actor} ({seconds:.1f}s without progress)"
+            for actor, seconds in sorted(stuck.items())) + "\n"
+
+    def ready(self) -> tuple[int, str]:
+        """``/readyz``: 200 when ready to trade, else 503 and why (see readiness())."""
+        read = self._collector.read
+        if read is None:
+            return 503, "no state yet\n"
+        try:
+            why = readiness(read())
+        except Exception as exc:  # noqa: BLE001 - an answer, never a crashed request
+            return 503, f"state unreadable: {type(exc).__name__}\n"
+        return (200, "ready\n") if why is None else (503, why + "\n")
+
+    def _app(self) -> Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]:
+        """The endpoint's WSGI app: /metrics, /healthz and /readyz; any other path 404."""
+        metrics_app = make_wsgi_app(self.registry)
+        answers = {"/healthz": self.health, "/readyz": self.ready}
+
+        def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+            path = environ.get("PATH_INFO", "")
+            if path == "/metrics":
+                result: Iterable[bytes] = metrics_app(environ, start_response)
+                return result
+            answer = answers.get(path)
+            code, text = (answer() if answer is not None else
+                          (404, "not found: this endpoint serves /metrics, /healthz and "
+                                "/readyz\n"))
+            body = text.encode()
+            start_response(_STATUS[code], [*_PLAIN, ("Content-Length", str(len(body)))])
+            return [b"" if environ.get("REQUEST_METHOD") == "HEAD" else body]
+
+        return app
+
     def render(self) -> bytes:
         """The metrics in Prometheus text format, as a scrape would get them."""
         return generate_latest(self.registry)
@@ -292,14 +440,21 @@ class Metrics:
         class Server(_BoundedServer):
             address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
 
-        server = make_server(host, port, make_wsgi_app(self.registry), Server,
-                             handler_class=Handler)
+        server = make_server(host, port, self._app(), Server, handler_class=Handler)
         server.slots = threading.BoundedSemaphore(max_clients)
+        server.look = self._look
         thread = threading.Thread(target=server.serve_forever, name="metrics", daemon=True)
         thread.start()
         self._server, self._thread = server, thread
         bound = server.socket.getsockname()
-        return str(bound[0]), int(bound[1])
+        self.address = str(bound[0]), int(bound[1])
+        return self.address
+
+    def _look(self) -> None:
+        """The server thread's look at the pulses, every poll (see Watch)."""
+        watch = self._collector.watch
+        if watch is not None:
+            watch.stuck()
 
     def close(self) -> None:
         """Stop serving and free the port. Idempotent.
@@ -309,6 +464,7 @@ class Metrics:
         """
         server, thread = self._server, self._thread
         self._server = self._thread = None
+        self.address = None
         if server is None:
             return
         server.shutdown()
@@ -329,6 +485,13 @@ class _BoundedServer(ThreadingMixIn, WSGIServer):
 
     daemon_threads = True
     slots: threading.BoundedSemaphore
+    look: Callable[[], None] | None = None
+
+    def service_actions(self) -> None:
+        """Called by ``serve_forever`` every poll: the health watch looks at the pulses."""
+        look = self.look
+        if look is not None:
+            look()
 
     def process_request(self, request: Any, client_address: Any) -> None:
         """Serve ``request`` in a thread of its own, if a slot is free."""

@@ -7,6 +7,7 @@ SIGTERM closes the stream with the venue, and no credential reaches the log.
 
 from __future__ import annotations
 
+import re
 import signal
 from pathlib import Path
 
@@ -30,8 +31,8 @@ def test_a_pushed_fill_then_a_stop_that_closes_the_stream(tmp_path: Path) -> Non
             wait_for(lambda: thread.call(lambda: (fake.subscribers(), len(fake.open_orders())))
                      == (1, 1) or process.poll() is not None)
             assert process.poll() is None, log.read_text()
-            wait_for(lambda: "venue binance: ready; stream listening"
-                     in ctl(path, "status").stdout)
+            wait_for(lambda: re.search(r"^  binance +live +ccxt +ready; stream listening",
+                                       ctl(path, "status").stdout, re.MULTILINE) is not None)
             thread.call(lambda: fake.fill_resting("BTCUSDT"))
             # Shorter than the 60 s poll interval: only a push can bring it in time.
             wait_for(lambda: count_outcomes(ledger) == 1, timeout=30)

@@ -17,6 +17,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import execd
+from execd.service.liveness import Liveness
 from execd.service.metrics import Metrics, Snapshot, parse_listen
 from tests.helpers import ROOT
 
@@ -400,7 +401,8 @@ def exported_names() -> set[str]:
     metrics.outcome("FILLED", None, "binance", "paper")
     metrics.committed(1, 0.001)
     metrics.venue_call("binance", "create_order", 0.1, "ok")
-    metrics.snapshot(snapshot)
+    metrics.snapshot(lambda: snapshot(last_outcome_time=1.0, start_time=1.0))
+    metrics.watch(Liveness(), 10.0)
     return names(parse(metrics.render().decode()))
 
 
