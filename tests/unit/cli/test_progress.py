@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import pty
+import select
 
 import anyio
 import pytest
@@ -100,6 +101,17 @@ def test_the_reader_counts_files_lines_and_bytes_across_files() -> None:
     assert core.consumed == (3, 5, len(first) + len(second) - split + 24)
 
 
+def _drain(master: int, until: str) -> str:
+    """What the terminal's replica side was sent, read from the master up to its end
+    (``until``). The kernel hands it over in pieces, so one read may not hold it all."""
+    written = b""
+    while not written.decode().endswith(until):
+        ready, _, _ = select.select([master], [], [], 30.0)
+        assert ready, f"the terminal got only {written!r}"
+        written += os.read(master, 65536)
+    return written.decode()
+
+
 def test_show_redraws_one_line_in_place_on_a_terminal_then_erases_it() -> None:
     master, replica = pty.openpty()
     counts = iter([None, (0, 10, 100), (1, 20, 200), (2, 30, 300)])
@@ -120,7 +132,7 @@ def test_show_redraws_one_line_in_place_on_a_terminal_then_erases_it() -> None:
 
     try:
         anyio.run(run)
-        written = os.read(master, 65536).decode()
+        written = _drain(master, until="\r\x1b[K")
     finally:
         os.close(master)
         os.close(replica)
