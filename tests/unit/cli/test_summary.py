@@ -11,6 +11,7 @@ from typing import Any
 
 import anyio
 import pytest
+import structlog
 
 from execd.cli import summary
 from execd.cli.main import main
@@ -91,6 +92,15 @@ def test_the_summary_counts_what_the_ledger_holds(tmp_path: Path) -> None:
     assert total == sum(outcomes.values())
 
 
+@pytest.fixture
+def logs_put_back() -> Any:
+    """The CLI configures structlog to write to this test's captured stdout, which is
+    closed after it: later tests get the logging they had before."""
+    before = structlog.get_config()
+    yield
+    structlog.configure(**before)
+
+
 def _replay_cli(tmp_path: Path, *extra: str, **overrides: Any) -> tuple[Path, int]:
     path = write_config(tmp_path, **overrides)
     ledger = tmp_path / "replayed"
@@ -99,6 +109,7 @@ def _replay_cli(tmp_path: Path, *extra: str, **overrides: Any) -> tuple[Path, in
     return ledger, code
 
 
+@pytest.mark.usefixtures("logs_put_back")
 def test_for_a_program_the_logs_stay_json_and_end_in_one_summary_event(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ledger, code = _replay_cli(tmp_path, level="info", outcomes="each")
@@ -123,6 +134,7 @@ def test_for_a_program_the_logs_stay_json_and_end_in_one_summary_event(
     assert f"ledger: {total_records:,} records, last seq {last_seq}" in err
 
 
+@pytest.mark.usefixtures("logs_put_back")
 def test_quiet_prints_only_the_summary(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ledger, code = _replay_cli(tmp_path, "--quiet", level="info", outcomes="each")
