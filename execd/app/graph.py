@@ -139,6 +139,8 @@ class Graph:
         self.ready = ready
         self.log = logs.get("daemon")
         self.live: list[CcxtVenue] = []
+        # The reader, once running: `execd replay`'s progress display reads its counts.
+        self.reader: LakehouseReader | None = None
         self.streams: dict[str, MemoryObjectSendStream[Any]] = {}
         self._settlements: MemoryObjectSendStream[Settled] | None = None
 
@@ -186,7 +188,7 @@ class Graph:
         config, state = self.config, self.state
         queues = config.queues
         adapters, index = make_adapters(config)
-        reader = self._reader()
+        reader = self.reader = self._reader()
         sentinel = SentinelCore(config.planes(), state.seen, self.risk)
         # What `execd ctl status` shows before the first batch: the recovered time.
         sentinel.time = self.clock.now()

@@ -9,17 +9,27 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
+import msgspec
 
+from execd.cli import progress, summary
 from execd.cli.configfile import load as _load
 from execd.cli.configfile import with_config
 from execd.cli.exits import daemon_stopped
 from execd.config import schema as config
+from execd.model.clock import monotonic
 from execd.model.errors import EXIT_CONFIG, EXIT_OK
 from execd.service import logs
+
+if TYPE_CHECKING:
+    from execd.app.daemon import Daemon
+
+# A task run beside the daemon, given it, cancelled once it stops (the progress display).
+Beside = Callable[["Daemon"], Coroutine[Any, Any, None]]
 
 # Stop signals that arrived before the daemon listened for them (see cmd_run).
 EARLY_SIGNALS: list[int] = []
@@ -58,6 +68,15 @@ def _leave(code: int) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    """``execd replay``: the inputs into a new ledger, then the summary of its outcomes.
+
+    What it prints depends on who reads it (README.md, "Replay"). Logs for a person
+    (stdout a terminal, or ``--quiet``) keep only warnings and errors, and outcomes are
+    not logged one by one: the summary counts them. Logs for a program (stdout not a
+    terminal) are the config's JSON lines, ending in one ``replay.summary`` event. The
+    progress display (stderr a terminal, not ``--quiet``) and the summary table go to
+    stderr, where they never mix into the JSON lines.
+    """
     loaded = _load(args.config)
     if loaded is None:
         return EXIT_CONFIG
@@ -69,18 +88,74 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if problems:
         print("\n".join(problems), file=sys.stderr)
         return EXIT_CONFIG
+    for_person = args.quiet or sys.stdout.isatty()
+    if for_person:
+        loaded = _for_person(loaded)
     logs.configure(loaded.config.log.level, args.log_format, loaded.config.log.format)
-    return _serve(loaded, "replay", inputs, Path(args.ledger))
+    shown = not args.quiet and sys.stderr.isatty()
+    started = monotonic()
+    code = _serve(loaded, "replay", inputs, Path(args.ledger),
+                  beside=_progress(inputs, started) if shown else None)
+    if code == EXIT_OK:
+        _summarise(Path(args.ledger), monotonic() - started, log=not for_person)
+    return code
+
+
+def _for_person(loaded: config.LoadedConfig) -> config.LoadedConfig:
+    """The config with logs at ``warning`` (or ``error``) and outcomes logged per commit.
+
+    Neither key is in the outcome-settings digest (execd.config.keys): the ledger is
+    the same byte for byte.
+    """
+    log = loaded.config.log
+    quieter = msgspec.structs.replace(
+        log, level="error" if log.level == "error" else "warning", outcomes="summary")
+    return msgspec.structs.replace(
+        loaded, config=msgspec.structs.replace(loaded.config, log=quieter))
+
+
+def _progress(inputs: list[Path], started: float) -> Beside:
+    """The progress display's task, run beside the daemon (execd.cli.progress)."""
+    model = progress.Progress(len(inputs), sum(p.stat().st_size for p in inputs), started)
+
+    async def beside(daemon: Daemon) -> None:
+        def read() -> tuple[int, int, int] | None:
+            graph = daemon.graph
+            reader = graph.reader if graph is not None else None
+            return reader.core.consumed if reader is not None else None
+
+        await progress.show(read, model, sys.stderr)
+
+    return beside
+
+
+def _summarise(ledger: Path, elapsed: float, *, log: bool) -> None:
+    """Count the ledger just written; the table on stderr, and for programs one event."""
+    counted = summary.count(ledger)
+    if log:
+        logs.get("replay").info("replay.summary", **summary.fields(counted, elapsed))
+    sys.stdout.flush()
+    print(summary.table(counted, elapsed), file=sys.stderr)
 
 
 def _serve(loaded: config.LoadedConfig, mode: str, inputs: list[Path],
-           ledger: Path | None) -> int:
+           ledger: Path | None, beside: Beside | None = None) -> int:
+    """Run the daemon to its end; its exit status. ``beside``: a task that runs next to
+    it (the progress display) and is cancelled when it stops."""
     from execd.app.daemon import Daemon
 
     daemon = Daemon(loaded, mode=mode, inputs=inputs, ledger_dir=ledger,  # type: ignore[arg-type]
                     early_signals=EARLY_SIGNALS)
+
+    async def with_beside() -> None:
+        assert beside is not None
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(beside, daemon)
+            await daemon.run()
+            tg.cancel_scope.cancel()
+
     try:
-        anyio.run(daemon.run)
+        anyio.run(daemon.run if beside is None else with_beside)
     except BaseException as raised:  # noqa: BLE001 - every way out gets its exit status
         return daemon_stopped(root_cause(raised))
     return EXIT_OK
@@ -120,13 +195,23 @@ def register(sub: Any) -> None:
     with_log_format(run)
     run.set_defaults(func=cmd_run)
 
-    replay = sub.add_parser("replay", help="one-shot: input files in, a new ledger out")
+    replay = sub.add_parser(
+        "replay", help="one-shot: input files in, a new ledger out, then a summary",
+        description="Run the input files through the pipeline into a new ledger, then print "
+                    "its outcomes by status and reason on stderr. When stderr is a "
+                    "terminal, a progress line is redrawn there. When stdout is a "
+                    "terminal, only warnings and errors are logged (outcomes are counted "
+                    "in the summary, not logged one by one); otherwise the logs are the "
+                    "config's JSON lines, ending in one replay.summary event.")
     with_config(replay)
     with_log_format(replay)
-    replay.add_argument("--ledger", required=True,
-                        help="directory for the new ledger (required): new, or holding no "
-                             "ledger yet")
-    replay.add_argument("inputs", nargs="+",
-                        help="JSON Lines files of intents and ticks, consumed in this order; "
-                             "their names must differ")
+    replay.add_argument("--ledger", required=True, metavar="DIR",
+                        help="directory for the new ledger (required, no default: a new "
+                             "or empty directory; one that holds a ledger is refused)")
+    replay.add_argument("-q", "--quiet", action="store_true",
+                        help="print only the summary, and warnings and errors: no progress "
+                             "line, no info log lines (default: off)")
+    replay.add_argument("inputs", nargs="+", metavar="FILE",
+                        help="intent files (JSON Lines), one or more, consumed in this "
+                             "order; their names must differ")
     replay.set_defaults(func=cmd_replay)

@@ -56,6 +56,30 @@ class ReaderCore:
         self._carry_start = 0
         self._skipping = 0
         self._records = 0
+        # What this run has read, for a progress display (:attr:`consumed`): counted
+        # once per file, so the per-line path pays nothing for it.
+        self._files_done = 0
+        self._lines_done = 0
+        self._bytes_done = 0
+        self._began: tuple[int, int] | None = None  # (line, offset) the open file began at
+
+    @property
+    def consumed(self) -> tuple[int, int, int]:
+        """Files finished, lines and bytes read by this core so far (resumed parts not
+        included): what ``execd replay`` shows while it runs. Exact as of the last chunk."""
+        files, lines, size = self._files_done, self._lines_done, self._bytes_done
+        if self._began is not None:
+            lines += self._line - self._began[0]
+            size += self._carry_start + len(self._carry) - self._began[1]
+        return files, lines, size
+
+    def _file_done(self, size: int) -> None:
+        """The open file ends at byte ``size`` (its input_file record is being made)."""
+        if self._began is not None:
+            self._lines_done += self._line - self._began[0]
+            self._bytes_done += max(size - self._began[1], 0)
+        self._files_done += 1
+        self._began = None
 
     def start_file(self, name: str, offset: int = 0, line: int = 0, resumed: bool = False) -> None:
         """Begin ``name`` at byte ``offset``, whose preceding lines number ``line``.
@@ -69,6 +93,7 @@ class ReaderCore:
         self._carry_start = offset
         self._skipping = 0
         self._records = 1 if resumed else 0
+        self._began = (line, offset)
 
     def _take_seq(self) -> int:
         seq = self.next_seq
@@ -228,6 +253,7 @@ class ReaderCore:
             disposition = "reject"
         body = InputFileRecord(self._file, size, sha256, self._line, disposition)
         items.append(Entry(self._take_seq(), "input_file", self.clock.now(), body))
+        self._file_done(size)
         return items
 
     def refuse_file(self, name: str, size: int, sha256: str | None, detail: str,
@@ -240,6 +266,8 @@ class ReaderCore:
         how many lines of it were read before (a file that became unreadable).
         """
         self.start_file(name)
+        self._began = None  # nothing of it is read now
+        self._file_done(size)
         now = self.clock.now()
         items: list[ReaderItem] = []
         if not recorded:
