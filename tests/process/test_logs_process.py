@@ -1,8 +1,9 @@
 """Log lines as a person at a terminal and a machine reading a pipe see them.
 
-``execd replay`` of the shipped samples, with the shipped config, runs on a real
-pseudo-terminal (its stdout is the pty's slave) and on a pipe; ``execd run`` is driven
-through ``execd ctl`` for the keys that name who logged a line and who asked for it.
+``execd run`` of the shipped samples, with the shipped config, runs on a real
+pseudo-terminal (its stdout is the pty's slave), and ``execd replay`` on a pipe; ``execd
+run`` is driven through ``execd ctl`` for the keys that name who logged a line and who
+asked for it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from tests.helpers import EXECD, ROOT, ctl, records, started, stop, wait_for
 
 SAMPLES = ROOT / "config" / "samples"
 ANSI = "\x1b["
+# The shipped samples' lines that get an outcome (README, "Your first ten minutes").
+SAMPLE_OUTCOMES = 11
 # Scrubbed from every child's environment: each test sets what it means to test.
 _ENV_CHOICES = ("JOURNAL_STREAM", "INVOCATION_ID", "NO_COLOR", "FORCE_COLOR")
 
@@ -55,17 +58,30 @@ def replay_command(*options: str) -> list[str]:
 
 
 def on_a_terminal(tmp_path: Path, *options: str, **env: str) -> list[str]:
-    """``execd replay`` with its stdout on a pseudo-terminal: the lines it wrote there."""
+    """``execd run`` with its stdout on a pseudo-terminal, the samples in its inbox: the
+    lines it wrote there until every sample line had its outcome and Ctrl-C drained it.
+
+    ``run``, not ``replay``: replay at a terminal logs only warnings (it shows progress
+    and a summary instead, see test_replay_progress), and these tests are about the lines.
+    """
+    inbox = tmp_path / "var" / "lakehouse" / "inbox"
+    inbox.mkdir(parents=True, exist_ok=True)
+    for sample in sorted(SAMPLES.glob("*.jsonl")):
+        shutil.copy(sample, inbox / sample.name)
     master, slave = pty.openpty()
     with open(tmp_path / "stderr", "wb") as err:
-        process = subprocess.Popen(replay_command(*options), stdin=subprocess.DEVNULL,
-                                   stdout=slave, stderr=err, cwd=tmp_path,
-                                   env=environment(**env))
+        process = subprocess.Popen([*EXECD, "run", "--config", "execd.toml", *options],
+                                   stdin=subprocess.DEVNULL, stdout=slave, stderr=err,
+                                   cwd=tmp_path, env=environment(**env))
     os.close(slave)
     output = bytearray()
+    interrupted = False
     deadline = time.monotonic() + 120
     try:
         while time.monotonic() < deadline:
+            if not interrupted and output.count(b"outcome") >= SAMPLE_OUTCOMES:
+                process.send_signal(signal.SIGINT)  # every sample line has its outcome
+                interrupted = True
             ready, _, _ = select.select([master], [], [], 1.0)
             if not ready:
                 if process.poll() is not None:
@@ -83,6 +99,7 @@ def on_a_terminal(tmp_path: Path, *options: str, **env: str) -> list[str]:
         if process.poll() is None:
             process.kill()
     assert process.wait(timeout=60) == 0, (tmp_path / "stderr").read_text()
+    assert interrupted, output[-2000:]
     # The terminal's line discipline writes \r\n.
     return output.decode().replace("\r\n", "\n").splitlines()
 
@@ -112,12 +129,12 @@ def test_a_terminal_gets_the_console_renderer_event_first_in_colour(tmp_path: Pa
     [(stamp, level, fields)] = [(p[0], p[1], p[3]) for p in map(parts, plain)
                                 if p[2] == "daemon.started"]
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", stamp) and level == "info"
-    assert fields[0] == "mode=replay" and fields[-1] == "component=daemon"
+    assert fields[0] == "mode=run" and fields[-1] == "component=daemon"
     assert any(" outcome " in line and "status=FILLED" in line for line in plain)
     # A quarantined sample line: no venue to name, so no "venue=None" either.
     quarantined = [line for line in plain if "status=QUARANTINED" in line]
     assert quarantined and all("=None" not in line for line in quarantined)
-    assert records(tmp_path / "ledger")[-1]["kind"] == "stop"
+    assert records(tmp_path / "var" / "ledger")[-1]["kind"] == "stop"
 
 
 def test_no_color_removes_the_colour_on_a_terminal(tmp_path: Path) -> None:

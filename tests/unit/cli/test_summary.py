@@ -15,6 +15,7 @@ import structlog
 
 from execd.cli import summary
 from execd.cli.main import main
+from execd.service import logs
 from tests.helpers import intent, lines, records, replay, write_config
 
 
@@ -99,6 +100,7 @@ def logs_put_back() -> Any:
     before = structlog.get_config()
     yield
     structlog.configure(**before)
+    logs.set_level("info")  # replay --quiet raised the threshold for the whole process
 
 
 def _replay_cli(tmp_path: Path, *extra: str, **overrides: Any) -> tuple[Path, int]:
