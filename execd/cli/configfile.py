@@ -5,7 +5,9 @@ is, in this order (:func:`choose`, a pure function of the option, the environmen
 and which files exist):
 
 1. ``$EXECD_CONFIG``, when set and not empty;
-2. ``/etc/execd/execd.toml``, the file ``deploy/install.sh`` installs, when it exists;
+2. ``/etc/execd/execd.toml``, the file ``deploy/install.sh`` installs, when it exists
+   as a directory entry of any kind: a dangling link, a FIFO or a directory there is
+   that file, broken, and is reported as such, never passed over for another config;
 3. the checkout's ``config/execd.toml`` (what ``make run`` uses): beside the package
    when execd runs from a checkout, else relative to the current directory.
 
@@ -75,7 +77,10 @@ def choose(option: str | None, environ: Mapping[str, str], exists: Callable[[str
 
 
 def _default() -> Choice:
-    return choose(None, os.environ, os.path.isfile, CHECKOUT_CONFIG)
+    # lexists, not isfile: an installed config that is there but unreadable (a dangling
+    # or looping link, a FIFO, a directory) is chosen, so the loader names what is wrong
+    # with it (exit 2) instead of another file being read in its place.
+    return choose(None, os.environ, os.path.lexists, CHECKOUT_CONFIG)
 
 
 def load(path: str) -> config.LoadedConfig | None:
@@ -87,7 +92,7 @@ def load(path: str) -> config.LoadedConfig | None:
             print(problem, file=sys.stderr)
         default = _default()
         if path == default.path and default.why in ("installed", "the checkout's") \
-                and not os.path.isfile(path):
+                and not os.path.lexists(path):
             # Nobody named this file: say where else the command looked.
             print(f"execd: no --config given, {CONFIG_ENV} not set, "
                   f"{installed_path(os.environ)} absent (see --help)", file=sys.stderr)

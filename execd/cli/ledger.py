@@ -91,8 +91,9 @@ def cmd_tail(args: argparse.Namespace) -> int:
         print(f"{directory}: no ledger here", file=sys.stderr)
         return EXIT_FAILED
     with contextlib.suppress(KeyboardInterrupt):  # the way to stop `tail -f`
-        tail(directory, sys.stdout, last=args.lines, follow=args.follow, as_json=args.json,
-             filters=filters)
+        sys.stdout.flush()  # tail writes bytes, under the text layer
+        tail(directory, sys.stdout.buffer, last=args.lines, follow=args.follow,
+             as_json=args.json, filters=filters, encoding=sys.stdout.encoding or "utf-8")
     return EXIT_OK
 
 
@@ -120,8 +121,9 @@ def register(sub: Any) -> None:
                            help="then keep printing records as they are appended, until "
                                 "Ctrl-C (default: stop after the last)")
             p.add_argument("--json", action="store_true",
-                           help="print the stored JSON lines as they are, for jq (default: "
-                                "one readable line per record)")
+                           help="print the stored lines exactly, byte for byte, for jq "
+                                "(a line that is not a record included; default: one "
+                                "readable line per record)")
             p.add_argument("--kind", help="only records of this kind: one of "
                            f"{', '.join(get_args(RecordKind))} (default: every kind)")
             p.add_argument("--venue", help="only outcomes of this venue, a name from the "

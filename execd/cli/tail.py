@@ -13,8 +13,12 @@ Times: the ledger keeps integers; what a person reads shows wall-clock times as 
 field (:data:`WALL_FIELDS`, nanoseconds since the epoch) is always one; a record's own
 ``time`` is one only in a run whose ``start`` record says ``clock = "wall"`` (then the
 clock's unit is nanoseconds since the epoch, README.md, "Configuration"), and is left
-as it is under the logical clock, whose unit is the producer's. ``--json`` prints the
-stored line, byte for byte.
+as it is under the logical clock, whose unit is the producer's.
+
+Tail reads what it has not verified, so it prints every record whatever its body holds
+(a field of the wrong shape as its JSON) and writes bytes: ``--json`` writes each stored
+line exactly, a line that is not UTF-8 or not a record included, and readable lines are
+encoded for the terminal with what it cannot show replaced.
 """
 
 from __future__ import annotations
@@ -25,13 +29,14 @@ import typing
 from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Final, TextIO
+from typing import Any, BinaryIO, Final
 
 import msgspec
 from msgspec import Struct
 
 from execd.ledger.record import Record, record_decoder
 from execd.ledger.segments import list_segments
+from execd.model import json_depth
 from execd.model.errors import UsageError
 from execd.model.messages import RecordKind
 from execd.model.reasons import STATUSES
@@ -98,59 +103,139 @@ def _wall(value: Any) -> Any:
     return iso_utc(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
-def describe(record: Record, body: dict[str, Any], *, wall_clock: bool = False) -> str:
-    """A one-line human rendering of a record.
+# Tail reads ledgers it has not verified, so every field below is rendered by what it
+# holds, not what the writer would have put there: each helper is total, and a value
+# of the wrong shape prints as its JSON instead of ending the command.
+
+def _json(value: Any) -> str:
+    return msgspec.json.encode(value).decode()
+
+
+def _text(value: Any) -> str:
+    """A field that should be a string or a number: a string as it is, else its JSON."""
+    return value if isinstance(value, str) else _json(value)
+
+
+def _quoted(value: Any) -> str:
+    """A field of free text (a detail, a reason): a string quoted, else its JSON."""
+    return repr(value) if isinstance(value, str) else _json(value)
+
+
+def _or_dash(value: Any) -> str:
+    return "-" if value is None or value == "" else _text(value)
+
+
+def _source(value: Any) -> str:
+    """An outcome's source, ``[file, line, end]`` (model/messages.py ``Source``), as
+    ``file:line``; anything else as its JSON."""
+    if isinstance(value, list) and len(value) >= 2 and isinstance(value[0], str) \
+            and isinstance(value[1], int) and not isinstance(value[1], bool):
+        return f"{value[0]}:{value[1]}"
+    return _json(value)
+
+
+def _planes(value: Any) -> str:
+    """A start record's ``{venue: plane}`` as ``venue:plane,...``; else its JSON."""
+    if value is None:
+        return ""
+    if isinstance(value, dict):
+        return ",".join(f"{venue}:{_text(plane)}" for venue, plane in value.items())
+    return _json(value)
+
+
+def _outcome(body: dict[str, Any]) -> str:
+    parts = [_text(body.get("status", "?")), _or_dash(body.get("plane")),
+             _or_dash(body.get("venue")), _or_dash(body.get("symbol")),
+             _or_dash(body.get("side")),
+             f"{_text(body.get('filled_quantity', '-'))}/"
+             f"{_text(body.get('requested_quantity', '-'))}",
+             f"intent={_text(body.get('intent_id', '-'))}"]
+    if body.get("reason"):
+        parts.append(f"reason={_text(body['reason'])}")
+    if body.get("detail"):
+        parts.append(f"detail={_quoted(body['detail'])}")
+    if body.get("source") is not None:
+        parts.append(f"src={_source(body['source'])}")
+    if body.get("wall_time") is not None:
+        parts.append(f"wall={_text(body['wall_time'])}")
+    return " ".join(parts)
+
+
+def _tick(body: dict[str, Any]) -> str:
+    actor = body.get("actor")
+    by = "" if actor is None or actor == "" else f" by={_text(actor)}"
+    return f"{_text(body.get('time'))}{by}"
+
+
+def _context(body: dict[str, Any]) -> str:
+    parts = [f"runs={_text(body.get('runs'))}", f"regime={_or_dash(body.get('regime'))}",
+             f"prices={_text(body.get('prices'))}",
+             f"overrides={_text(body.get('overrides'))}", f"plans={_text(body.get('plans'))}"]
+    problems = body.get("problems")
+    if isinstance(problems, list):
+        parts += [f"problem={_quoted(p)}" for p in problems]
+    elif problems is not None:
+        parts.append(f"problems={_json(problems)}")
+    return " ".join(parts)
+
+
+def _by_kind(kind: str, body: dict[str, Any]) -> str:
+    """The part of a record's line after its kind."""
+    get = body.get
+    if kind == "outcome":
+        return _outcome(body)
+    if kind == "tick":
+        return _tick(body)
+    if kind == "input_file":
+        return (f"{_text(get('file'))} lines={_text(get('lines'))} "
+                f"size={_text(get('size'))} -> {_text(get('disposition'))}")
+    if kind == "start":
+        return (f"mode={_text(get('mode'))} clock={_text(get('clock'))} "
+                f"planes={_planes(get('planes'))}")
+    if kind == "stop":
+        return _text(get("reason"))
+    if kind == "trading_state":
+        return (f"{_text(get('previous'))} -> {_text(get('state'))} "
+                f"by={_text(get('actor'))} reason={_quoted(get('reason'))}")
+    if kind == "safety_sell":
+        return (f"venue={_text(get('venue'))} symbol={_text(get('symbol') or '*')} "
+                f"orders={_text(get('orders'))} by={_text(get('actor'))} "
+                f"reason={_quoted(get('reason'))}")
+    if kind == "override":
+        return (f"intent={_text(get('intent_id'))} regime={_text(get('regime'))} "
+                f"by={_text(get('operator'))} reason={_quoted(get('reason'))}")
+    if kind == "context":
+        return _context(body)
+    return _json(body)
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def printable(text: str) -> str:
+    """``text`` with every character that is not printable (controls, escape sequences,
+    bidirectional overrides) written as its ``\\u`` escape: what a record holds can
+    show on a terminal, never drive it."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else _escape(c) for c in text)
+
+
+def describe(record: Record, body: Any, *, wall_clock: bool = False) -> str:
+    """A one-line human rendering of a record, whatever its body holds.
 
     ``wall_clock``: the record's run is on the wall clock, so its ``time`` is a
-    wall-clock time and shown as one.
+    wall-clock time and shown as one. A body that is not an object, and any field of
+    a shape the writer never writes, is shown as its JSON.
     """
     shown = iso_utc(record.time) if wall_clock else record.time
     head = f"#{record.seq} t={shown} {record.kind}"
+    if not isinstance(body, dict):
+        return printable(f"{head} {_json(body)}")
     body = {k: _wall(v) if k in WALL_FIELDS else v for k, v in body.items()}
-    if record.kind == "outcome":
-        parts = [body.get("status", "?"), body.get("plane") or "-", body.get("venue") or "-",
-                 body.get("symbol") or "-", body.get("side") or "-",
-                 f"{body.get('filled_quantity')}/{body.get('requested_quantity', '-')}",
-                 f"intent={body.get('intent_id')}"]
-        if body.get("reason"):
-            parts.append(f"reason={body['reason']}")
-        if body.get("detail"):
-            parts.append(f"detail={body['detail']!r}")
-        src = body.get("source")
-        if src:
-            parts.append(f"src={src[0]}:{src[1]}")
-        if body.get("wall_time") is not None:
-            parts.append(f"wall={body['wall_time']}")
-        return f"{head} " + " ".join(str(p) for p in parts)
-    if record.kind == "tick" and not body.get("actor"):
-        return f"{head} {body.get('time')}"
-    if record.kind == "input_file":
-        return (f"{head} {body.get('file')} lines={body.get('lines')} size={body.get('size')} "
-                f"-> {body.get('disposition')}")
-    if record.kind == "start":
-        planes = ",".join(f"{v}:{p}" for v, p in (body.get("planes") or {}).items())
-        return f"{head} mode={body.get('mode')} clock={body.get('clock')} planes={planes}"
-    if record.kind == "stop":
-        return f"{head} {body.get('reason')}"
-    if record.kind == "tick" and body.get("actor"):
-        return f"{head} {body.get('time')} by={body['actor']}"
-    if record.kind == "trading_state":
-        return (f"{head} {body.get('previous')} -> {body.get('state')} "
-                f"by={body.get('actor')} reason={body.get('reason')!r}")
-    if record.kind == "safety_sell":
-        return (f"{head} venue={body.get('venue')} symbol={body.get('symbol') or '*'} "
-                f"orders={body.get('orders')} by={body.get('actor')} "
-                f"reason={body.get('reason')!r}")
-    if record.kind == "override":
-        return (f"{head} intent={body.get('intent_id')} regime={body.get('regime')} "
-                f"by={body.get('operator')} reason={body.get('reason')!r}")
-    if record.kind == "context":
-        parts = [f"runs={body.get('runs')}", f"regime={body.get('regime') or '-'}",
-                 f"prices={body.get('prices')}", f"overrides={body.get('overrides')}",
-                 f"plans={body.get('plans')}"]
-        parts += [f"problem={p!r}" for p in body.get("problems") or ()]
-        return f"{head} " + " ".join(parts)
-    return f"{head} {msgspec.json.encode(body).decode()}"
+    return printable(f"{head} {_by_kind(record.kind, body)}")
 
 
 def _lines(path: Path, offset: int) -> Iterator[tuple[bytes, int]]:
@@ -171,39 +256,65 @@ def _lines(path: Path, offset: int) -> Iterator[tuple[bytes, int]]:
                 yield line, offset
 
 
+# Deeper than any record the writer makes (an input's MAX_JSON_DEPTH levels inside a
+# record's few), and far from the recursion limit of the decoder (model/json_depth.py).
+MAX_RECORD_DEPTH: Final = 2 * json_depth.MAX_JSON_DEPTH
+
+
+def _decode(line: bytes) -> tuple[Record, Any] | None:
+    """A stored line's record and decoded body, or None when it is not a record."""
+    if json_depth.exceeds(line, MAX_RECORD_DEPTH):
+        return None
+    try:
+        record = record_decoder.decode(line)
+        return record, msgspec.json.decode(record.body)
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
+        return None
+
+
 class _Reading:
     """Records rendered in ledger order, remembering the clock of the run being read:
-    each ``start`` record says it, for the records after it (filtered out or not)."""
+    each ``start`` record says it, for the records after it (filtered out or not).
 
-    def __init__(self, filters: Filters, as_json: bool) -> None:
+    What is printed is bytes: with ``--json`` the stored line itself, whatever it
+    holds; for people, the rendering in ``encoding`` (the terminal's), a character it
+    cannot write replaced rather than ending the command.
+    """
+
+    def __init__(self, filters: Filters, as_json: bool, encoding: str) -> None:
         self.filters = filters
         self.as_json = as_json
+        self.encoding = encoding
         self.wall_clock = False
 
-    def render(self, line: bytes) -> str | None:
-        """The line to print for one stored line, or None when the filters drop it."""
-        try:
-            record = record_decoder.decode(line)
-            body = msgspec.json.decode(record.body)
-        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
-            return f"(unreadable line: {line[:80]!r})"
-        if not isinstance(body, dict):
-            body = {}
+    def render(self, line: bytes) -> bytes | None:
+        """What to print for one stored line (newline included), or None when the
+        filters drop it. A line that is not a record is always printed: no filter
+        can say it is not the one asked for."""
+        decoded = _decode(line)
+        if decoded is None:
+            return line + b"\n" if self.as_json else \
+                f"(unreadable line: {line[:80]!r})\n".encode(self.encoding, "replace")
+        record, body = decoded
+        fields = body if isinstance(body, dict) else {}
         if record.kind == "start":
-            self.wall_clock = body.get("clock") == "wall"
-        if not self.filters.match(record, body):
+            self.wall_clock = fields.get("clock") == "wall"
+        if not self.filters.match(record, fields):
             return None
         if self.as_json:
-            return line.decode()
-        return describe(record, body, wall_clock=self.wall_clock)
+            return line + b"\n"
+        text = describe(record, body, wall_clock=self.wall_clock)
+        return f"{text}\n".encode(self.encoding, "replace")
 
 
-def tail(directory: Path, out: TextIO, *, last: int, follow: bool, as_json: bool,
-         filters: Filters, poll_seconds: float = 0.2) -> None:
-    """Print the last ``last`` matching records; with ``follow``, keep printing new ones."""
-    shown: deque[str] = deque(maxlen=last if last > 0 else None)
+def tail(directory: Path, out: BinaryIO, *, last: int, follow: bool, as_json: bool,
+         filters: Filters, encoding: str = "utf-8", poll_seconds: float = 0.2) -> None:
+    """Print the last ``last`` matching records on ``out``; with ``follow``, keep
+    printing new ones. ``encoding`` is the one readable lines are written in; with
+    ``as_json`` the stored lines are written exactly, whatever bytes they hold."""
+    shown: deque[bytes] = deque(maxlen=last if last > 0 else None)
     position: dict[Path, int] = {}
-    reading = _Reading(filters, as_json)
+    reading = _Reading(filters, as_json, encoding)
     for path in list_segments(directory):
         position[path] = 0
         for line, end in _lines(path, 0):
@@ -211,17 +322,15 @@ def tail(directory: Path, out: TextIO, *, last: int, follow: bool, as_json: bool
             text = reading.render(line)
             if text is not None:
                 shown.append(text)
-    for text in shown:
-        out.write(f"{text}\n")
+    out.write(b"".join(shown))
     out.flush()
     while follow:
         time.sleep(poll_seconds)
-        for text in _new(directory, position, reading):
-            out.write(f"{text}\n")
+        out.write(b"".join(_new(directory, position, reading)))
         out.flush()
 
 
-def _new(directory: Path, position: dict[Path, int], reading: _Reading) -> Iterator[str]:
+def _new(directory: Path, position: dict[Path, int], reading: _Reading) -> Iterator[bytes]:
     for path in list_segments(directory):
         for line, end in _lines(path, position.setdefault(path, 0)):
             position[path] = end

@@ -10,6 +10,7 @@ be rebuilt from the events).
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 from collections.abc import Callable, Iterator
@@ -22,6 +23,8 @@ from execd.governance.plans import Governance, PlanEvent, SeasonEvent
 from execd.ledger.record import LedgerChain, Record
 from execd.ledger.scan import scan
 from execd.ledger.segments import SegmentStore, fsync_dir
+from execd.model.errors import NotRegular
+from execd.model.files import kind_of
 from execd.model.messages import encode
 
 _plan_event = msgspec.json.Decoder(PlanEvent).decode
@@ -40,6 +43,28 @@ def write_atomically(path: Path, data: bytes) -> None:
         os.fsync(handle.fileno())
     os.replace(temp, path)
     fsync_dir(path.parent)
+
+
+def _open_lock(path: Path) -> int | None:
+    """The lock file opened read-only, or None when there is none; NotRegular when it
+    is anything but a regular file.
+
+    O_NONBLOCK because opening a FIFO for reading waits for a writer, forever if none
+    comes; O_NOFOLLOW so a link cannot point the lock, and what root opens, elsewhere.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno != errno.ELOOP or not os.path.islink(path):
+            raise
+        raise NotRegular(f"{path}: expected a regular lock file, found a symlink") from exc
+    kind = kind_of(os.fstat(fd).st_mode)
+    if kind is not None:
+        os.close(fd)
+        raise NotRegular(f"{path}: expected a regular lock file, found {kind}")
+    return fd
 
 
 class PlanLedger:
@@ -79,10 +104,11 @@ class PlanLedger:
         So the lock file is opened read-only (flock needs no more), and a directory or
         lock file that does not exist yet is not made: no change has taken the lock,
         and what a first change writes meanwhile is read as a torn tail, not folded.
+        A lock file that is not a regular file (a FIFO, a link, a directory) is refused
+        with :class:`NotRegular` (exit 1) rather than opened, or waited on.
         """
-        try:
-            fd = os.open(self.directory / ".lock", os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-        except FileNotFoundError:
+        fd = _open_lock(self.directory / ".lock")
+        if fd is None:
             return self._fold(repair=False)[0]  # no ledger yet, or no change ever made
         try:
             fcntl.flock(fd, fcntl.LOCK_SH)

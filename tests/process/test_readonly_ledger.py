@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import ROOT
+from tests.helpers import EXECD, ROOT
 from tests.ledgers import build
 
 OWNER = 4242  # not root, and no user on the machine needs to have it
@@ -169,3 +169,33 @@ def test_as_the_operator_types_them_with_the_installed_config(
     assert done.stdout.strip()
     assert {top: snapshot(top) for top in (ledger, plans)} == before
     assert touched(events, [ledger, plans]) == []
+
+
+@pytest.mark.parametrize("kind", ["a FIFO", "a symlink", "a directory"])
+@pytest.mark.parametrize("command", [["plan", "list"], ["plan", "show", "x"]], ids=" ".join)
+def test_a_lock_file_that_is_not_a_regular_file_is_refused_not_waited_on(
+        tmp_path: Path, kind: str, command: list[str]) -> None:
+    """Opening a FIFO to read waits for a writer: the read-only plan commands open the
+    lock without waiting and refuse what is not a regular file, one line, exit 1,
+    leaving it as it was."""
+    from execd.governance.plan_ledger import PlanLedger
+
+    plans = tmp_path / "governance"
+    with PlanLedger(plans).change() as (gov, append):
+        append(gov.create("Q4", ["a"], "base", reason="r", actor="alice",
+                          now_utc="2026-01-01T00:00:00Z", snapshot_ref="UNKNOWN"))
+    lock = plans / ".lock"
+    lock.unlink()
+    if kind == "a FIFO":
+        os.mkfifo(lock)
+    elif kind == "a symlink":
+        (tmp_path / "elsewhere").write_text("")
+        lock.symlink_to(tmp_path / "elsewhere")
+    else:
+        lock.mkdir()
+    before = snapshot(plans)
+    done = subprocess.run([*EXECD, *command, "--ledger", str(plans)], capture_output=True,
+                          text=True, cwd=ROOT, timeout=30, check=False)
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == f"execd: {lock}: expected a regular lock file, found {kind}\n"
+    assert snapshot(plans) == before

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -123,3 +124,29 @@ def test_a_ledger_directory_that_does_not_exist_exits_1(tmp_path: Path) -> None:
         result = run_tail(path)
         assert (result.returncode, result.stdout) == (1, "")
         assert result.stderr == f"{path}: no ledger here\n"
+
+
+async def test_json_is_the_stored_bytes_and_no_encoding_ends_the_command(
+        tmp_path: Path) -> None:
+    """--json writes each stored line exactly, one that is not UTF-8 included, whatever
+    the output's encoding; for people, under an encoding that cannot show a record's
+    characters (PYTHONIOENCODING=ascii), they are replaced and every record prints."""
+    source = tmp_path / "café.jsonl"
+    source.write_bytes(lines(intent(1, symbol="ÉTH/USDT"), intent(2, venue="bínance")))
+    size = source.stat().st_size
+    ledger = await replay(tmp_path / "run", [source])
+    segment = next(ledger.glob("segment-*.jsonl"))
+    stored = segment.read_bytes().replace(b"\xc3\x89TH/USDT", b"\xffTH/USDT")  # not UTF-8
+    segment.write_bytes(stored)
+    env = {**os.environ, "PYTHONIOENCODING": "ascii"}
+    raw = subprocess.run([*EXECD, "ledger", "tail", "-n", "0", "--json", "--ledger",
+                          str(ledger)], capture_output=True, cwd=ROOT, env=env, timeout=60)
+    assert (raw.returncode, raw.stderr, raw.stdout) == (0, b"", stored)
+    shown = subprocess.run([*EXECD, "ledger", "tail", "-n", "0", "--ledger", str(ledger)],
+                           capture_output=True, cwd=ROOT, env=env, timeout=60)
+    assert (shown.returncode, shown.stderr) == (0, b"")
+    every = shown.stdout.decode("ascii").splitlines()
+    assert len(every) == len(stored.splitlines()) == 6
+    assert every[2].startswith("(unreadable line: b'")
+    assert every[3].startswith("#4 t=0 outcome REJECTED - b?nance BTC/USDT buy 0/0.5 ")
+    assert every[4] == f"#5 t=0 input_file caf?.jsonl lines=2 size={size} -> archive"

@@ -3,6 +3,7 @@ missing file say about it, through the real parser and ``main``."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -121,3 +122,37 @@ def test_a_missing_default_says_where_else_it_looked(
         "file or directory",
         f"execd: no --config given, EXECD_CONFIG not set, {tmp_path / 'execd.toml'} absent "
         "(see --help)"]
+
+
+def _broken(kind: str, etc: Path) -> None:
+    installed = etc / "execd.toml"
+    if kind == "a dangling link":
+        installed.symlink_to(etc / "nowhere.toml")
+    elif kind == "a link loop":
+        installed.symlink_to(etc / "loop.toml")
+        (etc / "loop.toml").symlink_to(installed)
+    elif kind == "a FIFO":
+        os.mkfifo(installed)
+    else:
+        installed.mkdir()
+
+
+@pytest.mark.parametrize(("kind", "found"), [
+    ("a dangling link", "expected a readable TOML file, found No such file or directory"),
+    ("a link loop", "expected a readable TOML file, found Too many levels of symbolic links"),
+    ("a FIFO", "expected a regular TOML file, found a FIFO"),
+    ("a directory", "expected a regular TOML file, found a directory")])
+def test_an_installed_config_that_is_there_but_broken_is_reported_never_passed_over(
+        kind: str, found: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The installed file exists as a directory entry: it is the one chosen, and what is
+    wrong with it is the one line printed (exit 2), rather than the checkout's good
+    config being read in its place."""
+    monkeypatch.setenv("COLUMNS", "1000")  # argparse wraps help, also at hyphens
+    monkeypatch.delenv("EXECD_CONFIG", raising=False)
+    monkeypatch.setenv("EXECD_ETC", str(tmp_path))
+    _broken(kind, tmp_path)
+    installed = tmp_path / "execd.toml"
+    assert main(["config", "check"]) == 2
+    assert capsys.readouterr().err.splitlines() == [f"{installed}: (file): {found}"]
+    assert f"(default: {installed} (installed)" in _config_help(["config", "check"], capsys)

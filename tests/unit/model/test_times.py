@@ -28,3 +28,19 @@ def test_iso_utc_of_an_impossible_time_says_so_instead_of_raising() -> None:
 ])
 def test_duration_is_short(seconds: float, text: str) -> None:
     assert duration(seconds) == text
+
+
+@pytest.mark.parametrize(("ns", "text"), [
+    (-60_000_000_000 * 10**9, "0068-09-03T13:20:00.000Z"),
+    (-62_135_596_800 * 10**9, "0001-01-01T00:00:00.000Z"),  # the first representable second
+    (253_402_300_799 * 10**9 + 999_999_999, "9999-12-31T23:59:59.999Z"),  # and the last
+    (-1, "1969-12-31T23:59:59.999Z"),
+])
+def test_iso_utc_writes_the_year_in_four_digits_from_0001_to_9999(ns: int, text: str) -> None:
+    assert iso_utc(ns) == text
+
+
+@pytest.mark.parametrize("ns", [-62_135_596_800 * 10**9 - 1, 253_402_300_800 * 10**9,
+                                -(10**30)])
+def test_iso_utc_outside_0001_to_9999_is_not_a_representable_time(ns: int) -> None:
+    assert iso_utc(ns) == f"{ns} ns (not a representable time)"
