@@ -85,24 +85,10 @@ def cmd_ctl(args: argparse.Namespace, load: LoadConfig) -> int:
         args.ctl_command, reason=getattr(args, "reason", None), actor=getattr(args, "actor", None),
         time=getattr(args, "time", None), venue=getattr(args, "venue", None),
         symbol=getattr(args, "symbol", None))
-    reply = ask(args, load, request)
-    if isinstance(reply, int):
-        return reply
-    print(msgspec.json.encode(reply).decode() if args.json else _render(reply))
-    return EXIT_OK
-
-
-def ask(args: argparse.Namespace, load: LoadConfig, request: Request) -> dict[str, Any] | int:
-    """The daemon's answer to ``request`` (``--config``, ``--socket``, ``--timeout`` say
-    where and how long), or the exit status once the problem is printed on stderr."""
-    target = _socket(args, load)
-    if target is None:
-        return EXIT_CONFIG
+    target = _target(args, load, request)
+    if isinstance(target, int):
+        return target
     path, timeout = target
-    problem = request.problem()
-    if problem:
-        print(f"execd ctl: {problem}", file=sys.stderr)
-        return EXIT_CONFIG
     if getattr(args, "watch", None) is not None:
         return status_view.watch(lambda: _ask(path, request, timeout), args.watch, sys.stdout,
                                  _raw if args.json else status_view.render)
@@ -111,6 +97,29 @@ def ask(args: argparse.Namespace, load: LoadConfig, request: Request) -> dict[st
         return reply
     print(_raw(reply, 0) if args.json else _render(reply))
     return EXIT_OK
+
+
+def _target(args: argparse.Namespace, load: LoadConfig,
+            request: Request) -> tuple[Path, float] | int:
+    """The socket and timeout to ask on, or the exit status once the problem is printed."""
+    target = _socket(args, load)
+    if target is None:
+        return EXIT_CONFIG
+    problem = request.problem()
+    if problem:
+        print(f"execd ctl: {problem}", file=sys.stderr)
+        return EXIT_CONFIG
+    return target
+
+
+def ask(args: argparse.Namespace, load: LoadConfig, request: Request) -> dict[str, Any] | int:
+    """The daemon's answer to ``request`` (``--config``, ``--socket``, ``--timeout`` say
+    where and how long), or the exit status once the problem is printed on stderr."""
+    target = _target(args, load, request)
+    if isinstance(target, int):
+        return target
+    path, timeout = target
+    return _ask(path, request, timeout)
 
 
 def _raw(reply: dict[str, Any], _now: int) -> str:
