@@ -9,7 +9,8 @@ import subprocess
 import tomllib
 from pathlib import Path
 
-from tests.helpers import EXECD, ROOT, control_socket, ctl, started, stop, wait_for
+from tests.helpers import EXECD, ROOT, control_socket, ctl, start_daemon, started, stop, wait_for
+from tests.live import write_live_config
 
 # Never shown: a key file's bytes, which execd reads at start-up. The file's path, which
 # says where the key is kept, is shown (resolved.py).
@@ -148,5 +149,31 @@ def test_a_reload_never_moves_a_dotted_venue_to_another_plane(tmp_path: Path) ->
         assert f'venues."desk.symbols".plane: {venue}' in reload.stderr
         path.write_text(text)
         assert execd("config", "diff", str(path), "--config", str(path)).returncode == 0
+    finally:
+        stop(process)
+
+
+def test_diff_never_calls_a_secret_it_cannot_compare_equal(tmp_path: Path) -> None:
+    """ccxt.options may hold an exchange's keys, so the daemon answers "***" for it: a
+    diff once said "no differences" (exit 0) while the two files' options differed.
+    The venue here never connects (nothing listens on its URL): the socket answers anyway."""
+    path = write_live_config(tmp_path, "http://127.0.0.1:9")
+    path.write_text(path.read_text().replace(
+        "backlog = 16\n", f"backlog = 16\noptions = {{defaultType = '{MARKER}'}}\n"))
+    process = start_daemon(path, tmp_path / "daemon.log")
+    try:
+        wait_for(lambda: control_socket(tmp_path).exists() or process.poll() is not None)
+        assert process.poll() is None, (tmp_path / "daemon.log").read_text()
+        other = tmp_path / "other.toml"
+        other.write_text(path.read_text().replace(MARKER, "zqotherzq"))
+        for file in (path, other):
+            diff = execd("config", "diff", str(file), "--config", str(path))
+            assert diff.returncode == 1, diff.stderr
+            assert diff.stdout.splitlines() == [
+                "venues.binance.ccxt.options: not compared (a secret, set on both sides: its "
+                "value never leaves the daemon)",
+                f"no differences in the keys compared between the running daemon's config "
+                f"({path}) and {file}, but 1 secret(s) could not be compared"]
+            assert MARKER not in diff.stdout + diff.stderr
     finally:
         stop(process)
