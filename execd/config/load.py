@@ -134,7 +134,9 @@ def _check_meaning(config: Config, file: str, problems: list[ConfigProblem]) -> 
     if not config.venues:
         problems.append(ConfigProblem(file, "venues", "at least one venue table", "none"))
     for name, venue in sorted(config.venues.items()):
-        key = f"venues.{name}.adapter"
+        # A name is written so that it reads back whole: venues."desk.a".plane.
+        where = keys.dotted(("venues", name))
+        key = f"{where}.adapter"
         if venue.plane == "paper" and venue.adapter not in (None, "paper"):
             problems.append(
                 ConfigProblem(
@@ -149,13 +151,14 @@ def _check_meaning(config: Config, file: str, problems: list[ConfigProblem]) -> 
                 )
             )
         if venue.confirm_live and venue.plane != "live":
-            problems.append(ConfigProblem(file, f"venues.{name}.confirm_live",
+            problems.append(ConfigProblem(file, f"{where}.confirm_live",
                                           'confirm_live only with plane = "live"',
                                           f"plane = {venue.plane!r}"))
         _check_ccxt(config, name, venue, file, problems)
-        _check_limits(venue.limits, f"venues.{name}.limits", file, problems)
+        _check_limits(venue.limits, f"{where}.limits", file, problems)
         for symbol, limits in sorted(venue.symbols.items()):
-            _check_limits(limits, f'venues.{name}.symbols."{symbol}"', file, problems)
+            _check_limits(limits, keys.dotted(("venues", name, "symbols", symbol)), file,
+                          problems)
     _check_limits(config.risk.limits, "risk.limits", file, problems)
     risk = config.risk
     needs_key = any(v.plane in risk.signed_planes for v in config.venues.values())
@@ -190,7 +193,7 @@ def _check_ccxt(config: Config, name: str, venue: VenueConfig, file: str,
     Any clock will do: logical time is the externally provided one on every plane,
     and live records carry the wall-clock time beside it (README.md, "The live plane").
     """
-    prefix = f"venues.{name}.ccxt"
+    prefix = keys.dotted(("venues", name, "ccxt"))
     if venue.adapter != "ccxt":
         if venue.ccxt is not None:
             problems.append(ConfigProblem(file, prefix, 'no ccxt table unless adapter = "ccxt"',
@@ -401,11 +404,13 @@ def _check_struct(
                     msgspec.convert(item_key, key_tp)
                 except msgspec.ValidationError:
                     problems.append(
-                        ConfigProblem(file, f"{key}.{item_key}", _describe(key_tp), repr(item_key))
+                        ConfigProblem(file, keys.dotted((*at, str(item_key))), _describe(key_tp),
+                                      repr(item_key))
                     )
                 if sub is not None:
-                    _check_struct(sub, item, f"{key}.{item_key}.", file, problems, clock,
-                                  (*at, str(item_key)))
+                    named = (*at, str(item_key))
+                    _check_struct(sub, item, f"{keys.dotted(named)}.", file, problems, clock,
+                                  named)
             continue
         read = _read_duration(value, tp, clock)
         if isinstance(read, str):

@@ -101,3 +101,16 @@ def test_a_base_url_with_a_user_or_password_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "ok.toml"
     path.write_text(LIVE_TEXT + 'base_url = "https://testnet.binance.vision"\n')
     assert config.load(path).config.venues["b"].ccxt is not None
+
+
+def test_a_problem_line_names_a_dotted_venue_whole(tmp_path: Path) -> None:
+    """``venues.x.confirm_live.ccxt.exchange`` could be venue "x" or "x.confirm_live"."""
+    text = LIVE_TEXT.replace("venues.b", 'venues."x.confirm_live"').replace(
+        'exchange = "binance"', 'exchange = "Binance!"') + (
+        '[venues."x.confirm_live".symbols."ETH.PERP"]\nmax_order_notional = "0"\n')
+    assert _problems(tmp_path, text) == [
+        'venues."x.confirm_live".ccxt.exchange: expected a string matching ^[a-z0-9_]+$, '
+        "found 'Binance!'"]
+    fixed = _problems(tmp_path, text.replace('"Binance!"', '"binance"'))
+    assert fixed == ['venues."x.confirm_live".symbols."ETH.PERP".max_order_notional: '
+                     "expected a positive decimal number, found 0"]
