@@ -24,38 +24,50 @@ _MISSING = None
 
 
 def changed_keys(old: Config, new: Config) -> list[str]:
-    """Every dotted key whose value differs between ``old`` and ``new``, sorted."""
+    """Every key whose value differs between ``old`` and ``new``, sorted, as
+    :func:`execd.config.keys.dotted` writes it."""
     return sorted(changes(old, new))
 
 
 def changes(old: Config, new: Config) -> dict[str, list[Any]]:
-    """Every changed dotted key with ``[old value, new value]`` (None where unset).
+    """Every changed key (:func:`execd.config.keys.dotted`) with ``[old value, new value]``
+    (None where unset).
 
-    Secrets never appear: a key that could hold one shows ``"***"`` for both values.
+    Secrets never appear, nor where they are kept: a key that could hold one, or that
+    names a key file or credential, shows ``"***"`` for both values (keys.unrecorded).
     """
-    found: dict[str, list[Any]] = {}
-    _diff(msgspec.to_builtins(old), msgspec.to_builtins(new), "", found)
-    return {key: (["***", "***"] if keys.secret(key) else found[key])
-            for key in sorted(found)}
+    found: dict[keys.Parts, list[Any]] = {}
+    _diff(msgspec.to_builtins(old), msgspec.to_builtins(new), (), found)
+    shown = {keys.dotted(parts): (["***", "***"] if keys.unrecorded(parts) else values)
+             for parts, values in found.items()}
+    return {key: shown[key] for key in sorted(shown)}
 
 
-def _diff(old: Any, new: Any, prefix: str, found: dict[str, list[Any]]) -> None:
+def _diff(old: Any, new: Any, parts: keys.Parts, found: dict[keys.Parts, list[Any]]) -> None:
+    # A venue's or a symbol's name is one part, dots and all: its rules are its own.
     if isinstance(old, dict) and isinstance(new, dict):
         for key in old.keys() | new.keys():
-            path = f"{prefix}.{key}" if prefix else str(key)
+            path = (*parts, str(key))
             if key not in old or key not in new:
                 found[path] = [old.get(key, _MISSING), new.get(key, _MISSING)]
             else:
                 _diff(old[key], new[key], path, found)
     elif old != new:
-        found[prefix] = [old, new]
+        found[parts] = [old, new]
 
 
 def needs_restart(changed: list[str]) -> list[str]:
-    """For each key a reload cannot apply: ``KEY: why`` (the reason its declaration gives)."""
+    """For each key a reload cannot apply: ``KEY: why`` (the reason its declaration gives).
+
+    ``changed`` are keys as :func:`changes` writes them; each is read back into its parts
+    (:func:`execd.config.keys.split`), so a venue named ``desk.symbols`` is a venue.
+    """
     refused = []
     for key in changed:
-        declared = keys.find(key)
+        try:
+            declared = keys.find(keys.split(key))
+        except ValueError:      # not a key changes() wrote: refused, as unknown keys are
+            declared = None
         if declared is None:
             refused.append(f"{key}: fixed at start-up")
         elif declared.restart is not None:

@@ -32,8 +32,9 @@ SUFFIXES: Final[dict[str, int]] = {
     "h": 3_600_000_000_000, "d": 86_400_000_000_000,
 }
 # Bounded digits: a number read is never longer than a real duration needs, and
-# int() never meets a string past its digit limit.
-_TEXT: Final = re.compile(r"(-?)([0-9]{1,20})(?:\.([0-9]{1,9}))?([a-z]{1,2})")
+# int() never meets a string past its digit limit. No leading zero ("01s"), as in a
+# JSON number, which every other number execd reads is (README.md, "Input").
+_TEXT: Final = re.compile(r"(-?)(0|[1-9][0-9]{0,19})(?:\.([0-9]{1,9}))?([a-z]{1,2})")
 
 
 class Unit(Struct, frozen=True):
@@ -110,9 +111,21 @@ def logical_window(clock_kind: str) -> str:
 
 
 def show(count: int, unit: Unit) -> str:
-    """``count`` of ``unit`` for people, as :func:`execd.model.times.duration` writes it
-    (``10m``, ``250ms``); in nanoseconds when under a second and not whole milliseconds."""
+    """``count`` of ``unit`` for people, exactly: as :func:`execd.model.times.duration`
+    writes it (``10m``, ``1.5s``) when that is exact, else in the largest unit it is a
+    whole number of (``1500ns``, ``9223372036854775807ns``): a bound is never rounded."""
     ns = count * unit.ns
-    if ns < 0 or (ns % SUFFIXES["ms"] and ns < SUFFIXES["s"]):
-        return f"{ns}ns"
-    return duration(ns / SUFFIXES["s"])
+    if ns >= 0:
+        text = duration(ns / SUFFIXES["s"])
+        if _exact(text) == ns:
+            return text
+    size, suffix = next((size, s) for s, size in reversed(SUFFIXES.items()) if ns % size == 0)
+    return f"{ns // size}{suffix}"
+
+
+def _exact(text: str) -> int | None:
+    """The nanoseconds ``text`` (``5m 12s``) says, or None when it is no such text."""
+    try:
+        return sum(parse(part, CLOCK) for part in text.split(" "))
+    except ValueError:
+        return None

@@ -9,7 +9,15 @@ venue or symbol name) this says:
   records carry (:mod:`execd.config.digest`): only settings that decide outcomes are,
   so replays with other queue and batch sizes stay byte-identical (docs/ARCHITECTURE.md,
   "Determinism");
-- whether its value may be a secret, which a reload's record shows as ``"***"``.
+- whether its value may be a secret (``secret``: never shown, anywhere), or only names
+  where one is kept (``reference``: a key file's path, a systemd credential's name, an
+  environment prefix), which ``config show``/``diff`` show and a reload's record does not.
+
+A key of a real config is a path of parts through the schema (:data:`Parts`): a venue or
+symbol name is one part, whatever it holds ("desk.symbols" is a venue, never a venue
+"desk" and a key "symbols"), so its rules are found by :func:`find` on the parts, never
+on a dotted string; :func:`dotted` writes the parts for people and records, quoting a
+name that holds a dot, and :func:`split` reads that back.
 
 Besides the leaves, three kinds of keys are tables as a whole, because a reload can
 add or remove them: a venue (``venues.*``), a symbol (``venues.*.symbols.*``) and an
@@ -20,6 +28,7 @@ declaration that names no key.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Final, Literal
 
@@ -42,12 +51,26 @@ class Key(Struct, frozen=True):
     # Why a reload cannot apply it (the line reload prints); None: a reload applies it.
     restart: str | None
     digest: Digest = "out"
+    # Its value may be a secret: "***" wherever it is shown or recorded.
     secret: bool = False
+    # It names where a secret is kept (a path, a credential's name, a variable prefix):
+    # shown to the operator (config show, diff, the socket's config), but a reload's
+    # record says only that it changed.
+    reference: bool = False
 
     @property
     def reloadable(self) -> bool:
         """A reload applies a change of this key while the daemon runs."""
         return self.restart is None
+
+    @property
+    def parts(self) -> Parts:
+        """The declared path as parts, ``*`` for a venue or symbol name."""
+        return tuple(self.path.split("."))
+
+
+Parts = tuple[str, ...]
+"""A key of a real config: its path through the schema, one part per table or name."""
 
 
 def live(path: str, digest: Digest = "out", *, secret: bool = False) -> Key:
@@ -55,9 +78,10 @@ def live(path: str, digest: Digest = "out", *, secret: bool = False) -> Key:
     return Key(path, None, digest, secret)
 
 
-def fixed(path: str, why: str, digest: Digest = "out", *, secret: bool = False) -> Key:
+def fixed(path: str, why: str, digest: Digest = "out", *, secret: bool = False,
+          reference: bool = False) -> Key:
     """A key fixed at start-up; ``why`` is the reason a reload that changes it prints."""
-    return Key(path, why, digest, secret)
+    return Key(path, why, digest, secret, reference)
 
 
 _PATHS = "paths and polling are fixed at start-up"
@@ -106,8 +130,8 @@ KEYS: Final[tuple[Key, ...]] = (
     fixed("governance.require_plan", _GOVERNANCE, "in"),
     live("risk.require_registered_run", "in"),
     live("risk.signatures", "in"),
-    fixed("risk.key_file", _KEY, "in", secret=True),
-    fixed("risk.key_credential", _KEY, "in", secret=True),
+    fixed("risk.key_file", _KEY, "in", reference=True),
+    fixed("risk.key_credential", _KEY, "in", reference=True),
     fixed("risk.crisis_regimes", _REGIME, "in"),
     live("risk.limits.max_order_notional", "in"),
     live("risk.limits.max_asset_exposure", "in"),
@@ -155,9 +179,9 @@ KEYS: Final[tuple[Key, ...]] = (
     # called, decide outcomes.
     fixed("venues.*.ccxt", _VENUE, "if_set", secret=True),
     fixed("venues.*.ccxt.exchange", _VENUE, "in"),
-    fixed("venues.*.ccxt.credentials_file", _VENUE, "in", secret=True),
-    fixed("venues.*.ccxt.credentials_env", _VENUE, "in", secret=True),
-    fixed("venues.*.ccxt.credentials_credential", _VENUE, "in", secret=True),
+    fixed("venues.*.ccxt.credentials_file", _VENUE, "in", reference=True),
+    fixed("venues.*.ccxt.credentials_env", _VENUE, "in", reference=True),
+    fixed("venues.*.ccxt.credentials_credential", _VENUE, "in", reference=True),
     fixed("venues.*.ccxt.base_url", _VENUE, "in"),
     # ccxt builds its throttler from it once.
     fixed("venues.*.ccxt.rate_limit_ms", _VENUE, "in"),
@@ -186,34 +210,83 @@ KEYS: Final[tuple[Key, ...]] = (
 BY_PATH: Final[dict[str, Key]] = {key.path: key for key in KEYS}
 """The declarations by their dotted path (``*`` for a name)."""
 
-_BY_LENGTH: Final[dict[int, list[tuple[tuple[str, ...], Key]]]] = {}
+_BY_LENGTH: Final[dict[int, list[Key]]] = {}
 for _key in KEYS:
-    _parts = tuple(_key.path.split("."))
-    _BY_LENGTH.setdefault(len(_parts), []).append((_parts, _key))
+    _BY_LENGTH.setdefault(len(_key.parts), []).append(_key)
 
 LOOKS_SECRET: Final = re.compile(r"(credential|secret|password|api_?key|key_file|options)",
                                  re.IGNORECASE)
-"""A safety net under the ``secret`` flags: a key named like this is never shown,
-even if its declaration forgot to say it may hold a secret."""
+"""A safety net under the ``secret`` flags: a key whose declared path (field names only,
+``*`` for names) reads like this is never shown unless declared ``reference``. It never
+meets a venue's or a symbol's name: those are the operator's, and say nothing."""
 
 
-def find(key: str) -> Key | None:
-    """The declaration a dotted key of a real config falls under, or None.
+def find(parts: Parts) -> Key | None:
+    """The declaration the key at ``parts`` of a real config falls under, or None.
 
-    ``venues.binance.limits.equity`` is ``venues.*.limits.equity``. A key below a
-    declared one (inside ``options``, or in a venue or symbol whose name has a dot)
-    falls under the longest declared key it starts with.
+    ``("venues", "desk.symbols", "plane")`` is ``venues.*.plane``: a ``*`` stands for one
+    part, whatever it holds. A key below a declared leaf (inside ``options``) falls under
+    the longest declared key it starts with.
     """
-    parts = key.split(".")
     for length in range(len(parts), 0, -1):
         head = parts[:length]
-        for pattern, declared in _BY_LENGTH.get(length, ()):
-            if all(p in ("*", name) for p, name in zip(pattern, head, strict=True)):
+        for declared in _BY_LENGTH.get(length, ()):
+            if all(p in ("*", name) for p, name in zip(declared.parts, head, strict=True)):
                 return declared
     return None
 
 
-def secret(key: str) -> bool:
-    """Whether a dotted key's value may hold a secret, so it is never shown."""
-    declared = find(key)
-    return bool(LOOKS_SECRET.search(key)) or (declared is not None and declared.secret)
+def secret(parts: Parts) -> bool:
+    """Whether the value at ``parts`` may hold a secret, so it is never shown.
+
+    An undeclared key is one (fail closed); so is one whose declaration says so, or whose
+    declared path reads like a secret without being declared a reference.
+    """
+    declared = find(parts)
+    if declared is None:
+        return True
+    return declared.secret or (not declared.reference and bool(LOOKS_SECRET.search(declared.path)))
+
+
+def unrecorded(parts: Parts) -> bool:
+    """Whether a reload's record shows ``"***"`` for the value at ``parts``: a secret, or
+    a reference to one (where a key or credential is kept is the operator's business,
+    not every ledger reader's)."""
+    declared = find(parts)
+    return secret(parts) or (declared is not None and declared.reference)
+
+
+# A part written as it is: no dot, no quote, no space or control character, not empty.
+_BARE: Final = re.compile(r'[^."\s]+')
+
+
+def dotted(parts: Parts) -> str:
+    """``parts`` for people and records: ``venues.binance.symbols.BTC/USDT.price_band_bps``,
+    with a part that holds a dot, a quote or a space JSON-quoted (``venues."desk.a".plane``)
+    so the key reads back to the same parts (:func:`split`)."""
+    return ".".join(p if _BARE.fullmatch(p) and p.isprintable() else
+                    json.dumps(p, ensure_ascii=False) for p in parts)
+
+
+def split(key: str) -> Parts:
+    """The parts of a key :func:`dotted` wrote (a plain dotted key splits at its dots).
+
+    Raises ValueError for a quoted part that is not a JSON string or not followed by a dot.
+    """
+    parts: list[str] = []
+    at = 0
+    decoder = json.JSONDecoder()
+    while True:
+        if key.startswith('"', at):
+            part, at = decoder.raw_decode(key, at)
+            if at < len(key) and key[at] != ".":
+                raise ValueError(f"{key!r}: a quoted part must end the key or a dot follow it")
+            parts.append(part)
+        else:
+            end = key.find(".", at)
+            end = len(key) if end < 0 else end
+            parts.append(key[at:end])
+            at = end
+        if at >= len(key):
+            return tuple(parts)
+        at += 1

@@ -9,11 +9,18 @@ Before the types are checked, a duration key's string (``"250ms"``, ``"1.5s"``) 
 turned into its bare integer in place (:mod:`execd.config.durations`), so the structs,
 a reload's comparison and the outcome digest see ``"1s"`` and ``1000`` alike; a string
 that is no such duration is a problem line with the value as written.
+
+A problem line never prints a secret: for a key declared secret
+(:func:`execd.config.keys.secret`, ``ccxt.options``) the "found" part is only the
+value's type, and a string holding a URL with a user name or password is never
+printed either. Lines reach the terminal, the socket's reply to a reload, the
+``config.reload_refused`` log line and systemd's STATUS.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 import tomllib
 import types
 import typing
@@ -25,7 +32,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta, Struct
 
-from execd.config import durations
+from execd.config import durations, keys
 from execd.config.schema import (
     MAX_CONFIG_BYTES,
     CcxtConfig,
@@ -66,7 +73,7 @@ def load(path: str | Path) -> LoadedConfig:
         raise ConfigError([ConfigProblem(name, "(syntax)", "valid TOML",
                                          "arrays or tables nested too deep to read")]) from None
     problems: list[ConfigProblem] = []
-    _check_struct(Config, data, "", name, problems, _clock_kind(data))
+    _check_struct(Config, data, "", name, problems, _clock_kind(data), ())
     if not problems:
         config = msgspec.convert(data, Config)
         _check_meaning(config, name, problems)
@@ -127,7 +134,9 @@ def _check_meaning(config: Config, file: str, problems: list[ConfigProblem]) -> 
     if not config.venues:
         problems.append(ConfigProblem(file, "venues", "at least one venue table", "none"))
     for name, venue in sorted(config.venues.items()):
-        key = f"venues.{name}.adapter"
+        # A name is written so that it reads back whole: venues."desk.a".plane.
+        where = keys.dotted(("venues", name))
+        key = f"{where}.adapter"
         if venue.plane == "paper" and venue.adapter not in (None, "paper"):
             problems.append(
                 ConfigProblem(
@@ -142,13 +151,14 @@ def _check_meaning(config: Config, file: str, problems: list[ConfigProblem]) -> 
                 )
             )
         if venue.confirm_live and venue.plane != "live":
-            problems.append(ConfigProblem(file, f"venues.{name}.confirm_live",
+            problems.append(ConfigProblem(file, f"{where}.confirm_live",
                                           'confirm_live only with plane = "live"',
                                           f"plane = {venue.plane!r}"))
         _check_ccxt(config, name, venue, file, problems)
-        _check_limits(venue.limits, f"venues.{name}.limits", file, problems)
+        _check_limits(venue.limits, f"{where}.limits", file, problems)
         for symbol, limits in sorted(venue.symbols.items()):
-            _check_limits(limits, f'venues.{name}.symbols."{symbol}"', file, problems)
+            _check_limits(limits, keys.dotted(("venues", name, "symbols", symbol)), file,
+                          problems)
     _check_limits(config.risk.limits, "risk.limits", file, problems)
     risk = config.risk
     needs_key = any(v.plane in risk.signed_planes for v in config.venues.values())
@@ -183,7 +193,7 @@ def _check_ccxt(config: Config, name: str, venue: VenueConfig, file: str,
     Any clock will do: logical time is the externally provided one on every plane,
     and live records carry the wall-clock time beside it (README.md, "The live plane").
     """
-    prefix = f"venues.{name}.ccxt"
+    prefix = keys.dotted(("venues", name, "ccxt"))
     if venue.adapter != "ccxt":
         if venue.ccxt is not None:
             problems.append(ConfigProblem(file, prefix, 'no ccxt table unless adapter = "ccxt"',
@@ -194,6 +204,12 @@ def _check_ccxt(config: Config, name: str, venue: VenueConfig, file: str,
         problems.append(ConfigProblem(file, prefix, 'a ccxt table (adapter = "ccxt")',
                                       "none"))
         return
+    if table.base_url is not None and _USERINFO.match(table.base_url):
+        # ccxt names the URL in its errors, which reach logs and the ledger's outcomes.
+        problems.append(ConfigProblem(
+            file, f"{prefix}.base_url", "an http(s) URL with no user name or password "
+            "(credentials go in credentials_file, credentials_env or credentials_credential)",
+            _URL_WITH_USER))
     # Imported only here: ccxt costs 0.4 s and 100 MB, which paper-only configs skip.
     import ccxt
 
@@ -294,6 +310,32 @@ def _describe(tp: Any) -> str:
     )
 
 
+# A URL with user info (``https://user:password@host``): never printed.
+_USERINFO = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*@")
+_URL_WITH_USER = "a URL with a user name or password (not shown)"
+
+
+def _found_at(parts: keys.Parts, value: Any) -> str:
+    """What a problem line says was found at ``parts``: the value, unless it may be a
+    secret (then only its type). A table that is no key (``risk.limits``) holds none."""
+    if keys.find(parts) is not None and keys.secret(parts):
+        return _kind(value)
+    if isinstance(value, str) and _USERINFO.match(value):
+        return _URL_WITH_USER
+    return _found(value)
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, bool):
+        return "true or false"
+    name = {str: "a string", int: "an integer", float: "a number"}.get(type(value))
+    return name or f"a {type(value).__name__}"
+
+
 def _found(value: Any) -> str:
     if isinstance(value, dict):
         return "a table"
@@ -319,16 +361,17 @@ def _struct_type(tp: Any) -> type[Struct] | None:
 
 def _check_struct(
     cls: type[Struct], data: Any, prefix: str, file: str, problems: list[ConfigProblem],
-    clock: str,
+    clock: str, parts: keys.Parts,
 ) -> None:
     """Check ``data`` against ``cls`` field by field, collecting every problem.
 
     A duration string is replaced in ``data`` by its integer (``clock``: ``clock.kind``
-    as written, which says what a window's string may mean).
+    as written, which says what a window's string may mean). ``parts``: where ``data``
+    is, names whole, which says whether a value found may be shown.
     """
     here = prefix.rstrip(".") or "(top level)"
     if not isinstance(data, Mapping):
-        problems.append(ConfigProblem(file, here, "a table", _found(data)))
+        problems.append(ConfigProblem(file, here, "a table", _found_at(parts, data)))
         return
     hints = typing.get_type_hints(cls, include_extras=True)
     fields = {f.name: f for f in msgspec.structs.fields(cls)}
@@ -339,6 +382,7 @@ def _check_struct(
             )
     for name, field in fields.items():
         key = f"{prefix}{name}"
+        at = (*parts, name)
         tp = hints[name]
         if name not in data:
             if field.required:
@@ -347,27 +391,30 @@ def _check_struct(
         value = data[name]
         sub = _struct_type(tp)
         if sub is not None:
-            _check_struct(sub, value, f"{key}.", file, problems, clock)
+            _check_struct(sub, value, f"{key}.", file, problems, clock, at)
             continue
         if typing.get_origin(tp) is dict:
             key_tp, value_tp = typing.get_args(tp)
             sub = _struct_type(value_tp)
             if not isinstance(value, Mapping):
-                problems.append(ConfigProblem(file, key, "a table", _found(value)))
+                problems.append(ConfigProblem(file, key, "a table", _found_at(at, value)))
                 continue
             for item_key, item in value.items():
                 try:
                     msgspec.convert(item_key, key_tp)
                 except msgspec.ValidationError:
                     problems.append(
-                        ConfigProblem(file, f"{key}.{item_key}", _describe(key_tp), repr(item_key))
+                        ConfigProblem(file, keys.dotted((*at, str(item_key))), _describe(key_tp),
+                                      repr(item_key))
                     )
                 if sub is not None:
-                    _check_struct(sub, item, f"{key}.{item_key}.", file, problems, clock)
+                    named = (*at, str(item_key))
+                    _check_struct(sub, item, f"{keys.dotted(named)}.", file, problems, clock,
+                                  named)
             continue
         read = _read_duration(value, tp, clock)
         if isinstance(read, str):
-            problems.append(ConfigProblem(file, key, read, _found(value)))
+            problems.append(ConfigProblem(file, key, read, _found_at(at, value)))
             continue
         if read is not None:
             typing.cast("dict[str, Any]", data)[name] = read  # tomllib's tables are dicts
@@ -375,4 +422,4 @@ def _check_struct(
         try:
             msgspec.convert(value, tp)
         except msgspec.ValidationError:
-            problems.append(ConfigProblem(file, key, _describe(tp), _found(value)))
+            problems.append(ConfigProblem(file, key, _describe(tp), _found_at(at, value)))

@@ -131,3 +131,19 @@ def test_settings_that_decide_outcomes_change_the_digest() -> None:
     digests = {outcome_settings_sha256(other) for other in others}
     assert len(digests) == len(others)
     assert SHIPPED["execd.toml"] not in digests
+
+
+@pytest.mark.parametrize("name", ["desk.symbols", "x.confirm_live", "q.queues", "*"])
+def test_a_venue_named_like_a_key_is_digested_by_its_own_keys(tmp_path: Path, name: str) -> None:
+    """The digest walks the schema, never a dotted string: a venue's name, dots and all,
+    cannot move its keys in or out of the digest (keys.find's rule, kept here too)."""
+    def digest(text: str) -> str:
+        path = tmp_path / "c.toml"
+        path.write_text(text)
+        return outcome_settings_sha256(config.load(path).config)
+
+    base = ('[daemon]\nlakehouse = "l"\nledger_dir = "g"\n[risk]\nsignatures = "none"\n'
+            f'[venues."{name}"]\nplane = "paper"\n')
+    assert digest(base + "[queues]\nsentinel = 9\n") == digest(base)
+    assert digest(base.replace('"paper"', '"live"\nadapter = "stub"')) != digest(base)
+    assert digest(base + f'[venues."{name}".limits]\nequity = "5"\n') != digest(base)

@@ -195,3 +195,27 @@ def test_the_same_config_with_durations_or_integers_is_the_same_config(tmp_path:
     assert ccxt is not None and (ccxt.order_timeout_ms, ccxt.resend_window_ms) == (120_000,
                                                                                   86_400_000)
     assert written.control.request_timeout_ms == 2500 and written.ledger.head_log_ms == 3_600_000
+
+
+@pytest.mark.parametrize("text", ["01s", "00s", "007ms", "-01s", "00.5s"])
+def test_a_leading_zero_is_refused_as_in_a_json_number(text: str) -> None:
+    with pytest.raises(ValueError, match=r"^a duration"):
+        durations.parse(text, MS)
+    assert durations.parse("0.5s", MS) == 500 and durations.parse("0s", MS) == 0
+    assert durations.parse("10s", MS) == 10_000
+
+
+def test_a_bound_is_printed_exactly(tmp_path: Path) -> None:
+    """The window's bound is 2**63-1 ns, the ledger's time range: "106751d 23h" was
+    rounded, and a value inside the range printed past it."""
+    assert durations.show(2**63 - 1, CLOCK) == "9223372036854775807ns"
+    assert durations.show(12_250, MS) == "12250ms"       # duration() would say 12.2s
+    assert durations.show(600_000, MS) == "10m" and durations.show(1500, MS) == "1.5s"
+    found = problems(tmp_path, GOOD + WALL + PACING.format(w="'106752d'"))
+    assert found == [f"{tmp_path / 'execd.toml'}: risk.limits.rate_window: expected a "
+                     "duration from 1ns to 9223372036854775807ns (an integer of nanoseconds, "
+                     "the wall clock's unit, or a number with a unit ns, us, ms, s, m, h, d: "
+                     "\"250ms\", \"1.5s\"), found '106752d'"]
+    # What is printed reads back as the very bound.
+    assert durations.parse(durations.show(2**63 - 1, CLOCK), CLOCK) == 2**63 - 1
+    assert durations.parse(durations.show(12_250, MS), MS) == 12_250

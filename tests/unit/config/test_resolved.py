@@ -23,7 +23,7 @@ from execd.cli.main import main
 from execd.config import keys, resolved
 from execd.config import schema as config
 from execd.model.errors import ConfigError
-from tests.config_texts import GOOD
+from tests.config_texts import GOOD, LIVE
 
 INFO = mi.type_info(config.Config)
 
@@ -50,8 +50,14 @@ def _concrete(path: str) -> str:
     return path.replace("venues.*", "venues.v").replace("symbols.*", "symbols.s")
 
 
+def _parts(path: str) -> tuple[str, ...]:
+    return tuple(_concrete(path).split("."))
+
+
 # Every key whose value execd treats as a secret, from its declaration or its name.
-SECRETS = [k.path for k in keys.KEYS if _is_leaf(k.path) and keys.secret(_concrete(k.path))]
+SECRETS = [k.path for k in keys.KEYS if _is_leaf(k.path) and keys.secret(_parts(k.path))]
+# Every key that names where a secret is kept: shown, never masked.
+REFERENCES = [k.path for k in keys.KEYS if k.reference]
 
 
 def _value(path: str, marker: str) -> Any:
@@ -73,6 +79,8 @@ def _with(base: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
         if "ccxt" in parts:
             node.update({"plane": "live", "adapter": "ccxt"})
             node.setdefault("ccxt", {"exchange": "binance"})
+            if parts[-1] == "options":      # a ccxt venue needs one credential source
+                node["ccxt"].setdefault("credentials_env", "ZQENV")
         parts = parts[2:]
     for part in parts[:-1]:
         node = node.setdefault(part, {})
@@ -89,7 +97,8 @@ def _loads(data: dict[str, Any], path: Path) -> bool:
     return True
 
 
-def _secret_configs(tmp_path: Path) -> list[tuple[Path, dict[str, str]]]:
+def _secret_configs(tmp_path: Path, secrets: list[str] = SECRETS
+                    ) -> list[tuple[Path, dict[str, str]]]:
     """Valid config files that together set every secret key, each to its own marker.
 
     Keys that exclude each other (one credential source per venue, one signing key)
@@ -98,7 +107,7 @@ def _secret_configs(tmp_path: Path) -> list[tuple[Path, dict[str, str]]]:
     base = tomllib.loads(GOOD + "[risk]\nsignatures = 'none'\n")
     files: list[tuple[dict[str, Any], dict[str, str]]] = []
     probe = tmp_path / "probe.toml"
-    for n, path in enumerate(SECRETS):
+    for n, path in enumerate(secrets):
         marker = f"ZQSECRET{n}ZQ"
         for data, markers in files:
             candidate = _with(data, path, _value(path, marker))
@@ -132,10 +141,30 @@ def _at(table: dict[str, Any], dotted: str) -> Any:
 
 
 def test_the_secrets_are_found_from_the_declarations() -> None:
-    assert {"risk.key_file", "risk.key_credential", "venues.*.ccxt.credentials_file",
-            "venues.*.ccxt.credentials_env", "venues.*.ccxt.credentials_credential",
-            "venues.*.ccxt.options"} <= set(SECRETS)
-    assert "venues.*.ccxt.exchange" not in SECRETS
+    assert SECRETS == ["venues.*.ccxt.options"]
+    assert REFERENCES == ["risk.key_file", "risk.key_credential",
+                          "venues.*.ccxt.credentials_file", "venues.*.ccxt.credentials_env",
+                          "venues.*.ccxt.credentials_credential"]
+
+
+@pytest.mark.parametrize("fmt", ["toml", "json"])
+def test_show_shows_where_secrets_are_kept(
+        tmp_path: Path, fmt: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """A key file's path, a credential's name, an environment prefix: the operator wrote
+    them and must see them (deploy/execd.toml round-trips); they hold no secret."""
+    shown: set[str] = set()
+    for path, markers in _secret_configs(tmp_path, REFERENCES):
+        assert main(["config", "show", "-c", str(path), "--format", fmt]) == 0
+        out = capsys.readouterr().out
+        table = json.loads(out) if fmt == "json" else tomllib.loads(out)
+        for key, marker in markers.items():
+            assert _at(table, key) == marker, key
+        if fmt == "toml":
+            again = tmp_path / "again.toml"
+            again.write_text(out)
+            assert config.load(again).config == config.load(path).config
+        shown |= set(markers)
+    assert shown == {_concrete(p) for p in REFERENCES}
 
 
 @pytest.mark.parametrize("fmt", ["toml", "json"])
@@ -258,7 +287,7 @@ def test_compare_names_each_difference_and_whether_a_reload_applies_it(
         "(needs a restart: the metrics endpoint is bound at start-up)",
         f"venues.binance.limits.max_orders: unset -> 1 ({pacing})",
         f"venues.binance.limits.rate_window: unset -> 10 ({pacing})",
-        "venues.binance.symbols.ETH.PERP: removed (reload applies it)",
+        'venues.binance.symbols."ETH.PERP": removed (reload applies it)',
         "venues.binance.symbols.SOL/USDT: added (reload applies it)",
         f"venues.stubby: removed ({venues})",
         f"venues.kraken: added ({venues})",
@@ -281,8 +310,75 @@ def test_optional_tables_and_secrets_compare_without_their_values(tmp_path: Path
     keyed = ROUND.replace('signatures = "none"', 'signatures = "none"\nkey_file = "/k/one"')
     one = _resolved(keyed, tmp_path)
     other = _resolved(keyed.replace("/k/one", "/k/two"), tmp_path)
-    assert resolved.compare(one, other) == resolved.Comparison([], ["risk.key_file"])
-    [added] = resolved.compare(old, one).differences
-    assert added.line() == ('risk.key_file: unset -> "***" (needs a restart: the signing key '
-                            "is read once at start-up)")
-    assert "/k/" not in json.dumps(one)
+    [moved] = resolved.compare(one, other).differences
+    assert moved.line() == ('risk.key_file: "/k/one" -> "/k/two" (needs a restart: the '
+                            "signing key is read once at start-up)")
+    # A real secret set on both sides cannot be compared, so the two are never equal.
+    optioned = LIVE + "options = {apiKey = 'zqONEzq'}\n"
+    first = _resolved(optioned, tmp_path)
+    second = _resolved(optioned.replace("zqONEzq", "zqTWOzq"), tmp_path)
+    comparison = resolved.compare(first, second)
+    assert comparison == resolved.Comparison([], ["venues.x.ccxt.options"])
+    assert not comparison.equal
+    assert "zqONEzq" not in json.dumps(first)
+    [added] = resolved.compare(_resolved(LIVE, tmp_path), first).differences
+    assert added.line() == ('venues.x.ccxt.options: {} -> "***" (needs a restart: venues, '
+                            "planes, adapters, exchanges and credentials are fixed at start-up)")
+    assert resolved.compare(old, old).equal
+
+
+NAMED = GOOD.replace("[venues.binance]", '[venues."x.confirm_live"]') + """
+[risk]
+signatures = "none"
+[venues.okx_options]
+plane = "paper"
+[venues.okx_options.limits]
+max_order_notional = "1000"
+[venues.okx_options.symbols.APIKEY]
+max_order_notional = "5"
+[venues.okx_options.symbols."ETH.ccxt.options"]
+price_band_bps = 7
+"""
+
+
+def test_a_venue_or_symbol_name_never_decides_what_is_masked_or_reloaded(
+        tmp_path: Path) -> None:
+    """Names are the operator's: "okx_options" or "APIKEY" once masked every key below
+    them, so a limit change looked like no change; a dot once moved a key under another's
+    rules ("x.confirm_live": its whole ccxt table shown, secrets and all)."""
+    table = _resolved(NAMED, tmp_path)
+    okx = table["venues"]["okx_options"]
+    assert okx["limits"]["max_order_notional"] == "1000"
+    assert okx["symbols"]["APIKEY"]["max_order_notional"] == "5"
+    assert okx["symbols"]["ETH.ccxt.options"]["price_band_bps"] == 7
+    assert table["venues"]["x.confirm_live"]["plane"] == "paper"
+    changed = _resolved(NAMED.replace('"1000"', '"5"').replace("= 7", "= 8"), tmp_path)
+    assert [d.line() for d in resolved.compare(table, changed).differences] == [
+        'venues.okx_options.limits.max_order_notional: "1000" -> "5" (reload applies it)',
+        'venues.okx_options.symbols."ETH.ccxt.options".price_band_bps: 7 -> 8 '
+        "(reload applies it)"]
+    live = NAMED.replace('[venues."x.confirm_live"]\nplane = "paper"',
+                         '[venues."x.confirm_live"]\nplane = "live"\nadapter = "ccxt"\n'
+                         '[venues."x.confirm_live".ccxt]\nexchange = "binance"\n'
+                         "credentials_env = 'ENVPREFIX'\noptions = {secret = 'zqLEAKzq'}")
+    went_live = resolved.compare(table, _resolved(live, tmp_path))
+    assert "zqLEAKzq" not in json.dumps(msgspec.to_builtins(went_live))
+    venue = "venues, planes, adapters, exchanges and credentials are fixed at start-up"
+    assert {d.key: d.restart for d in went_live.differences} == {
+        'venues."x.confirm_live".plane': venue, 'venues."x.confirm_live".adapter': venue,
+        'venues."x.confirm_live".ccxt': venue}
+
+
+def test_a_path_with_a_newline_stays_in_the_header_comment(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A newline in the config's path once ended the comment: the rest of the path became
+    TOML (a key ``zz = 1``) and the output no longer read back."""
+    path = tmp_path / "x\nzz = 1\n.toml"
+    path.write_text(GOOD)
+    assert main(["config", "show", "-c", str(path)]) == 0
+    text = capsys.readouterr().out
+    assert text.splitlines()[0].startswith(f"# {json.dumps(str(path))} as execd resolved it")
+    assert "zz" not in tomllib.loads(text)
+    shown = tmp_path / "shown.toml"
+    shown.write_text(text)
+    assert config.load(shown).config == config.load(path).config
