@@ -92,7 +92,11 @@ def cmd_ctl(args: argparse.Namespace, load: LoadConfig) -> int:
     if getattr(args, "watch", None) is not None:
         return status_view.watch(lambda: _ask(path, request, timeout), args.watch, sys.stdout,
                                  _raw if args.json else status_view.render)
-    return _ask(path, request, timeout)
+    reply = _ask(path, request, timeout)
+    if isinstance(reply, int):
+        return reply
+    print(_raw(reply, 0) if args.json else _render(reply))
+    return EXIT_OK
 
 
 def _target(args: argparse.Namespace, load: LoadConfig,
