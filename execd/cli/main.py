@@ -15,13 +15,16 @@ import os
 import sys
 
 from execd import __version__
-from execd.cli import completion, config_cmd, ctl, ledger, plan, serve, submit
-from execd.cli.configfile import load, plan_ledger_dir, with_config
-from execd.cli.exits import status
+from execd.cli.early import hold_stop_signals
 
 
 def parser() -> argparse.ArgumentParser:
     """The command-line grammar: each command's module adds its own part."""
+    # Imported here, not at the top: main() holds the stop signals of ``execd run``
+    # before this half second of imports (execd.cli.early).
+    from execd.cli import completion, config_cmd, ctl, ledger, plan, serve, submit
+    from execd.cli.configfile import load, plan_ledger_dir, with_config
+
     top = argparse.ArgumentParser(prog="execd", description="Execution daemon for trading systems.")
     top.add_argument("--version", action="version", version=f"execd {__version__}")
     sub = top.add_subparsers(dest="command", required=True)
@@ -42,6 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     reader (``execd ctl status | head -1``) exits 1 without a word, Ctrl-C exits 130,
     and an OS error no command handled itself prints ``execd: FILE: what`` and exits 1.
     """
+    if (sys.argv[1:] if argv is None else argv)[:1] == ["run"]:
+        hold_stop_signals()
+    from execd.cli.exits import status
+
     try:
         args = parser().parse_args(argv)
         code = int(args.func(args))

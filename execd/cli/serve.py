@@ -7,7 +7,6 @@ status (:func:`execd.cli.exits.daemon_stopped`).
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -19,6 +18,7 @@ import msgspec
 from execd.cli import progress, summary
 from execd.cli.configfile import load as _load
 from execd.cli.configfile import with_config
+from execd.cli.early import EARLY_SIGNALS, hold_stop_signals
 from execd.cli.exits import daemon_stopped
 from execd.config import schema as config
 from execd.model.clock import monotonic
@@ -31,16 +31,10 @@ if TYPE_CHECKING:
 # A task run beside the daemon, given it, cancelled once it stops (the progress display).
 Beside = Callable[["Daemon"], Coroutine[Any, Any, None]]
 
-# Stop signals that arrived before the daemon listened for them (see cmd_run).
-EARLY_SIGNALS: list[int] = []
-
-
 def cmd_run(args: argparse.Namespace) -> int:
-    # A SIGHUP before the daemon listens for it must not kill it (its default action),
-    # and a SIGTERM or SIGINT then is kept for the daemon: it stops as soon as it can.
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda number, frame: EARLY_SIGNALS.append(number))
+    # execd.cli.main held the stop signals before importing this module; held again here
+    # for callers of main() in-process.
+    hold_stop_signals()
     loaded = _load(args.config)
     if loaded is None:
         return EXIT_CONFIG
