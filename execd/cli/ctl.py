@@ -241,10 +241,10 @@ def register(sub: Any, with_config: Callable[[argparse.ArgumentParser], None],
     status = command("status", "version, uptime, config, inbox backlog, outcomes, venues, "
                      "positions, trading state", changes=False)
     status.add_argument(
-        "--watch", nargs="?", const=2.0, type=seconds, metavar="SECONDS",
-        help="redraw every SECONDS (a positive number; default 2 when given without one; "
-             "default: print once): in place on a terminal, otherwise one block per "
-             "refresh; Ctrl-C stops (exit 0), a daemon that goes away exits 1")
+        "--watch", nargs="?", const=2.0, type=status_view.watch_seconds, metavar="SECONDS",
+        help="redraw every SECONDS (a number from 0.1 to 86400; default 2 when given "
+             "without one; default: print once): in place on a terminal, otherwise one "
+             "block per refresh; Ctrl-C stops (exit 0), a daemon that goes away exits 1")
     for name, text in (("halt", "HALTED: nothing but Safety Sell executes"),
                        ("reduce", "REDUCING: only intents that shrink a position"),
                        ("resume", "back to ACTIVE")):

@@ -5,22 +5,47 @@ them as they are). Here wall-clock times become ISO 8601 UTC and ages short dura
 (:mod:`execd.model.times`); logical times are shown as they are, since they are not
 wall-clock times. :func:`render` is pure: the reply and the time it is shown at in,
 text out.
+
+Every value shown is passed through :func:`execd.model.text.printable`: venue and
+symbol names come from intents (positions keep them in the ledger), the state note
+from an operator, so an ESC in any of them is shown as ``\\u001b``, never sent to
+the terminal.
 """
 
 from __future__ import annotations
 
+import argparse
+import math
 import signal
 import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
 from execd.model.clock import WallClock
+from execd.model.text import printable
 from execd.model.times import duration, iso_utc
 
 # Home, then clear to the end of the screen: each refresh redraws the same screen.
 CLEAR = "\x1b[H\x1b[J"
 # Labels are padded to this width so that the values line up.
 _LABEL = 13
+# --watch's bounds: below a tenth of a second a watch only loads the daemon's control
+# socket, and a day is past what anyone watches (time.sleep overflows on 1e10).
+WATCH_MIN = 0.1
+WATCH_MAX = 86_400.0
+
+
+def watch_seconds(text: str) -> float:
+    """A ``--watch`` value: seconds from WATCH_MIN to WATCH_MAX."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not WATCH_MIN <= value <= WATCH_MAX:  # NaN fails too
+        raise argparse.ArgumentTypeError(
+            f"expected a number of seconds from {WATCH_MIN:g} to {WATCH_MAX:g}, "
+            f"found {text!r}")
+    return value
 
 
 def _seconds(value: float | None) -> str:
@@ -28,7 +53,7 @@ def _seconds(value: float | None) -> str:
 
 
 def _line(label: str, value: str) -> str:
-    return f"{label:<{_LABEL}}{value}".rstrip()
+    return f"{label:<{_LABEL}}{printable(value)}".rstrip()
 
 
 def _head(reply: dict[str, Any], now_ns: int) -> list[str]:
@@ -95,6 +120,7 @@ def _work(reply: dict[str, Any], now_ns: int) -> list[str]:
 
 def _table(rows: list[list[str]]) -> list[str]:
     """Rows with each column padded to its widest cell, indented under a label."""
+    rows = [[printable(cell) for cell in row] for row in rows]  # escaped, then measured
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return ["  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
             for row in rows]

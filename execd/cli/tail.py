@@ -40,6 +40,7 @@ from execd.model import json_depth
 from execd.model.errors import UsageError
 from execd.model.messages import RecordKind
 from execd.model.reasons import STATUSES
+from execd.model.text import printable
 from execd.model.times import iso_utc
 
 KINDS: Final[tuple[str, ...]] = typing.get_args(RecordKind)
@@ -207,20 +208,6 @@ def _by_kind(kind: str, body: dict[str, Any]) -> str:
     if kind == "context":
         return _context(body)
     return _json(body)
-
-
-def _escape(char: str) -> str:
-    code = ord(char)
-    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
-
-
-def printable(text: str) -> str:
-    """``text`` with every character that is not printable (controls, escape sequences,
-    bidirectional overrides) written as its ``\\u`` escape: what a record holds can
-    show on a terminal, never drive it."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else _escape(c) for c in text)
 
 
 def describe(record: Record, body: Any, *, wall_clock: bool = False) -> str:

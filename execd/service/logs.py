@@ -10,6 +10,12 @@ passed to a logger.
 Which renderer a run gets is a pure decision (:func:`choose`), made once at start from
 ``--log-format``, the config's ``log.format``, whether stdout is a terminal, and the
 environment; a reload cannot change it (config/keys.py declares ``log.format`` fixed).
+
+The console renderer writes strings as they are, so before it every key, value and
+event name is passed through :func:`execd.model.text.printable` (and a traceback line
+by line): a file name, a symbol or an operator's name from outside shows its ESC as
+``\\u001b`` instead of driving the operator's terminal. The JSON renderer needs no such
+step: JSON escapes every control character.
 """
 
 from __future__ import annotations
@@ -18,11 +24,13 @@ import logging
 import os
 import sys
 from collections.abc import Mapping
+from io import StringIO
 from typing import Any, Final, Literal
 
 import structlog
 
 from execd.model.clock import WallClock
+from execd.model.text import printable, printable_lines
 from execd.model.times import iso_utc
 
 Format = Literal["auto", "console", "json"]
@@ -72,8 +80,9 @@ def choose(option: str | None, configured: str, *, tty: bool,
 
 
 def coloured(*, tty: bool, environ: Mapping[str, str]) -> bool:
-    """Colour only on a terminal, and not when ``NO_COLOR`` is set to anything."""
-    return tty and not environ.get("NO_COLOR")
+    """Colour only on a terminal, and not when ``NO_COLOR`` is set to anything or the
+    terminal says it is ``TERM=dumb`` (one that cannot show colour codes)."""
+    return tty and not environ.get("NO_COLOR") and environ.get("TERM") != "dumb"
 
 
 def set_level(level: str) -> None:
@@ -106,6 +115,56 @@ def _for_people(logger: Any, method: str, event: dict[str, Any]) -> dict[str, An
     return shown
 
 
+# Passed to the console renderer as objects, not text: it formats them itself.
+_OBJECTS: Final = frozenset({"exc_info"})
+# Text of several lines that the console renderer writes below the line.
+_MULTILINE: Final = frozenset({"exception", "stack"})
+# The renderer's columns, which it writes as ``str(value)``; every other value as its
+# repr, or a string as it is unless it holds one of _QUOTED (then as its repr).
+_COLUMNS: Final = frozenset({"timestamp", "level", "event", "logger", "logger_name"})
+_QUOTED: Final = frozenset(" \t=\r\n\"'")
+
+
+class _Printed(str):
+    """Text already made printable, and shown as it is whether the renderer writes a
+    value's str or its repr: escaped once, never quoted twice."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return str.__str__(self)
+
+
+def _shown(key: str, value: Any) -> Any:
+    """What the renderer would write for ``value``, made printable."""
+    if key in _OBJECTS:
+        return value
+    if key in _MULTILINE and isinstance(value, str):
+        return printable_lines(value)
+    if key in _COLUMNS:
+        text = str(value)
+    elif isinstance(value, str):
+        text = repr(value) if _QUOTED.intersection(value) else value
+    else:
+        text = repr(value)
+    return _Printed(printable(text))
+
+
+def _escaped(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
+    # Every key and value, the event name included: any of them can hold text from
+    # outside (module docstring).
+    return {key if key in _OBJECTS else printable(key): _shown(key, value)
+            for key, value in event.items()}
+
+
+def _traceback(out: Any, exc_info: Any) -> None:
+    """structlog's plain traceback, each line made printable (an exception's message
+    can hold a file name from outside)."""
+    text = StringIO()
+    structlog.dev.plain_traceback(text, exc_info)
+    out.write(printable_lines(text.getvalue()))
+
+
 def processors(renderer: Renderer, *, colour: bool) -> list[Any]:
     """The processor chain for ``renderer``, ending in the renderer itself."""
     common: list[Any] = [
@@ -117,10 +176,10 @@ def processors(renderer: Renderer, *, colour: bool) -> list[Any]:
         # Microseconds, as the JSON lines always had.
         return [*common, _stamper(6), structlog.processors.format_exc_info,
                 structlog.processors.JSONRenderer(sort_keys=False)]
-    return [*common, _stamper(3), _for_people,
+    return [*common, _stamper(3), _for_people, _escaped,
             structlog.dev.ConsoleRenderer(
                 colors=colour, sort_keys=False, pad_event_to=24,
-                exception_formatter=structlog.dev.plain_traceback)]
+                exception_formatter=_traceback)]
 
 
 def configure(level: str = "info", option: str | None = None, configured: str = "auto",

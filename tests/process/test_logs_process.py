@@ -27,7 +27,7 @@ ANSI = "\x1b["
 # The shipped samples' lines that get an outcome (README, "Your first ten minutes").
 SAMPLE_OUTCOMES = 11
 # Scrubbed from every child's environment: each test sets what it means to test.
-_ENV_CHOICES = ("JOURNAL_STREAM", "INVOCATION_ID", "NO_COLOR", "FORCE_COLOR")
+_ENV_CHOICES = ("JOURNAL_STREAM", "INVOCATION_ID", "NO_COLOR", "FORCE_COLOR", "TERM")
 
 
 def shipped(tmp_path: Path, extra: str = "") -> Path:

@@ -6,8 +6,12 @@ must never be dressed up as a wall-clock one.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import pytest
+
+from execd.cli.main import main
 from execd.cli.status import render
 from execd.model.times import iso_utc
 
@@ -111,3 +115,68 @@ def test_a_reply_from_an_older_daemon_still_renders() -> None:
     assert next(line.split() for line in lines if line.startswith("  kraken")) == [
         "kraken", "live", "-"]
     assert not [line for line in lines if line.startswith(("inbox", "last outcome"))]
+
+
+def test_names_from_outside_are_shown_escaped_and_still_aligned() -> None:
+    """Venue and symbol names come from intents (positions keep them in the ledger), the
+    state note from an operator: an ESC, a BEL, a C1 control or a bidirectional override
+    in any of them is shown as its escape, never sent to the terminal."""
+    hostile = reply(
+        state="HALTED", state_note="ops\x1b[2J: incident\x07",
+        positions=[{"venue": "bin\x1b[2Jance", "symbol": "BTC/\x1b]0;X\x07USDT",
+                    "position": "0.5", "mark": "5\x9b0"},
+                   {"venue": "kraken", "symbol": "ETH/USDT", "position": "1"}],
+        planes={"bin\x1b[2Jance": "paper\u202e"},
+        venues={"bin\x1b[2Jance": {"state": "ready\x1b[31m", "adapter": "paper",
+                                   "stream": "x\r"}},
+        queues={"sentinel\x1b[2J": 0},
+        config={"path": "/etc/\x1b]0;owned\x07execd.toml", "file_sha256": "ab" * 32,
+                "outcome_settings_sha256": "cd" * 32},
+        mode="run\x1b[2J", version="0.1.0\x1b[2J")
+    text = render(hostile, NOW)
+    assert not {c for c in text if (ord(c) < 0x20 and c != "\n") or 0x7f <= ord(c) <= 0x9f
+                or c == "\u202e"}
+    lines = text.splitlines()
+    assert "trading      HALTED (ops\\u001b[2J: incident\\u0007)" in lines
+    assert "config       /etc/\\u001b]0;owned\\u0007execd.toml" in lines
+    assert "queues       sentinel\\u001b[2J=0" in lines
+    assert lines[0].startswith("execd        0.1.0\\u001b[2J, run\\u001b[2J, up ")
+    at = lines.index("venues       1")
+    assert lines[at + 1] == \
+        "  bin\\u001b[2Jance  paper\\u202e  paper  ready\\u001b[31m; stream x\\u000d"
+    # Escaped first, then measured: the columns still line up.
+    at = lines.index("positions    2 open")
+    first, second = lines[at + 1:]
+    assert first == "  bin\\u001b[2Jance  BTC/\\u001b]0;X\\u0007USDT  0.5  mark 5\\u009b0"
+    assert second.split() == ["kraken", "ETH/USDT", "1", "mark", "-"]
+    assert (second.index("ETH/USDT"), second.index(" 1 ") + 1) == (
+        first.index("BTC/"), first.index("0.5"))
+
+
+@pytest.mark.parametrize("every", ["1e10", "86400.5", "1e-9", "0.09", "0", "-1", "nan", "inf",
+                                   "soon"])
+def test_watch_outside_a_tenth_of_a_second_to_a_day_is_refused_naming_the_range(
+        every: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """1e10 overflowed time.sleep after the first refresh; 1e-9 asked the daemon for
+    its status without pause."""
+    with pytest.raises(SystemExit) as exit_:
+        main(["ctl", "status", "--socket", str(tmp_path / "none"), "--watch", every])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "execd ctl status: error: argument --watch: expected a number of seconds from 0.1 "
+        f"to 86400, found {every!r}")
+
+
+@pytest.mark.parametrize("every", ["0.1", "86400", "2"])
+def test_watch_from_a_tenth_of_a_second_to_a_day_is_taken(
+        every: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Taken, and watched: no daemon answers here, so the watch ends at once with 1.
+    socket = tmp_path / "none"
+    assert main(["ctl", "status", "--socket", str(socket), "--watch", every]) == 1
+    assert capsys.readouterr().err == f"execd ctl: no daemon is listening on {socket}\n"
+
+
+def test_the_help_of_watch_names_its_range(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["ctl", "status", "--help"])
+    assert "a number from 0.1 to 86400" in " ".join(capsys.readouterr().out.split())
