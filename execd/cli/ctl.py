@@ -29,6 +29,7 @@ from execd.cli.exits import status
 from execd.config import schema as config
 from execd.model.clock import WallClock
 from execd.model.errors import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, FileRefused, Unconfirmed
+from execd.model.text import printable, printable_lines
 from execd.service.control import CHECK, Request, call
 
 LoadConfig = Callable[[str], config.LoadedConfig | None]
@@ -95,7 +96,7 @@ def cmd_ctl(args: argparse.Namespace, load: LoadConfig) -> int:
     reply = _ask(path, request, timeout)
     if isinstance(reply, int):
         return reply
-    print(_raw(reply, 0) if args.json else _render(reply))
+    print(_raw(reply, 0) if args.json else printable_lines(_render(reply)))
     return EXIT_OK
 
 
@@ -147,7 +148,7 @@ def _ask(path: Path, request: Request, timeout: float) -> dict[str, Any] | int:
         # The daemon's own "not confirmed within control.timeout_ms".
         return _unconfirmed(request, path, Unconfirmed(str(reply.get("error"))))
     if not reply.get("ok"):
-        print(f"refused: {reply.get('error')}", file=sys.stderr)
+        print(f"refused: {printable(str(reply.get('error')))}", file=sys.stderr)
         return EXIT_FAILED
     return reply
 

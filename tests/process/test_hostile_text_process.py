@@ -84,6 +84,9 @@ def test_names_with_escape_sequences_are_shown_escaped_in_logs_and_status(
         assert halted.returncode == 0, halted.stderr
         status = ctl(path, "status")
         assert status.returncode == 0, status.stderr
+        # The exit orders name the position's symbol: shown escaped too.
+        sold = ctl(path, "safety-sell", "--venue", "binance", "--actor", "a", "--reason", "r")
+        assert sold.returncode == 0, sold.stderr
         assert stop(process) == 0
     finally:
         if process.poll() is None:
@@ -105,6 +108,8 @@ def test_names_with_escape_sequences_are_shown_escaped_in_logs_and_status(
     assert drives_nothing(shown.encode()), shown
     assert "BTC/\\u001b]0;X\\u0007USDT" in shown
     assert "HALTED (ops\\u001b[2J\\u001b]0;T\\u0007" in shown
+    assert drives_nothing(sold.stdout.encode()), sold.stdout
+    assert "BTC/\\u001b]0;X\\u0007USDT" in sold.stdout
 
 
 def test_a_dumb_terminal_gets_no_colour(tmp_path: Path) -> None:
