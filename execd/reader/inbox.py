@@ -82,10 +82,11 @@ class Backlog(NamedTuple):
         """The oldest file's age and the listing's, in seconds (None: no file, no listing).
 
         ``wall_ns`` is the wall-clock time and ``now`` the monotonic time to count from:
-        the caller reads them, for display only.
+        the caller reads them, for display only. The age is counted from the file's
+        mtime, which its producer sets: one dated in the future is 0 s old, not negative.
         """
-        oldest = (wall_ns - self.oldest_mtime_ns) / 1e9 if self.oldest_mtime_ns is not None \
-            else None
+        oldest = max(0.0, (wall_ns - self.oldest_mtime_ns) / 1e9) \
+            if self.oldest_mtime_ns is not None else None
         return oldest, now - self.scanned if self.scanned is not None else None
 
 

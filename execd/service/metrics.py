@@ -103,7 +103,8 @@ class Snapshot(Struct, frozen=True, kw_only=True):
     inbox_files: int = 0
     """Input files waiting in the inbox when the reader last listed it."""
     inbox_oldest_age: float | None = None
-    """Seconds since the oldest waiting file was last modified; None when none waits."""
+    """Seconds since the oldest waiting file was last modified (never below 0); None when
+    none waits."""
     last_outcome_time: float | None = None
     """Unix seconds when the last outcome since start became durable; None before one."""
     start_time: float | None = None
@@ -198,7 +199,8 @@ def _gauges(snap: Snapshot | None) -> list[Metric]:
     inbox = GaugeMetricFamily("execd_inbox_files", "Input files waiting in the inbox when "
                               "the reader last listed it.")
     oldest = GaugeMetricFamily("execd_inbox_oldest_file_age_seconds", "Seconds since the "
-                               "oldest waiting input file was modified (0 when none waits).")
+                               "oldest waiting input file was modified, by its mtime (0 "
+                               "when none waits or it is dated in the future).")
     last_outcome = GaugeMetricFamily("execd_last_outcome_time_seconds", "Unix time of the "
                                      "last outcome since start (absent before the first).")
     started = GaugeMetricFamily("execd_start_time_seconds", "Unix time the daemon started.")
@@ -207,7 +209,8 @@ def _gauges(snap: Snapshot | None) -> list[Metric]:
     if snap is None:
         return families
     inbox.add_metric((), float(snap.inbox_files))
-    oldest.add_metric((), float(snap.inbox_oldest_age or 0.0))
+    # A file dated in the future is no age, not a negative one (ExecdInboxNotConsumed).
+    oldest.add_metric((), max(0.0, float(snap.inbox_oldest_age or 0.0)))
     if snap.last_outcome_time is not None:
         last_outcome.add_metric((), float(snap.last_outcome_time))
     if snap.start_time is not None:

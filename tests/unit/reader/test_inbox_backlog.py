@@ -121,3 +121,9 @@ def test_ignored_names_are_kept_only_while_they_are_in_the_inbox(tmp_path: Path)
             (tmp_path / "inbox" / name).unlink()
     scan(source)
     assert source._ignored == {"a.part", "b.part", "c.part"}
+
+
+def test_a_file_dated_in_the_future_is_no_age_not_a_negative_one() -> None:
+    """A producer's clock ahead of ours (or ``touch -d tomorrow``) must not show a
+    negative age in ``ctl status`` or the gauge."""
+    assert Backlog(1, HOUR_AGO_NS + 3600 * 10**9, 100.0).ages(HOUR_AGO_NS, 100.0) == (0.0, 0.0)
