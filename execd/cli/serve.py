@@ -42,17 +42,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     return _leave(_serve(loaded, "run", [], None))
 
 
-def _leave(code: int) -> int:
+def _leave(code: int, grace: float = 1.0) -> int:
     """Exit now if a worker thread is still stuck in a call the daemon gave up on.
 
     A read on a hung mount never returns, and the interpreter would wait for that
     thread at exit: the drain is done and the ledger flushed, so a stop must stop.
+    Threads finishing their last call (the worker that closed the metrics endpoint)
+    get ``grace`` seconds in all to end: only those still alive then are stuck.
     """
     import os
     import threading
 
-    stuck = [t.name for t in threading.enumerate()
-             if t is not threading.main_thread() and t.is_alive() and not t.daemon]
+    deadline = monotonic() + grace
+    stuck = []
+    for thread in threading.enumerate():
+        if thread is threading.main_thread() or thread.daemon:
+            continue
+        thread.join(max(0.0, deadline - monotonic()))
+        if thread.is_alive():
+            stuck.append(thread.name)
     if stuck:
         logs.get("daemon").warning("daemon.threads_abandoned", threads=len(stuck))
         sys.stdout.flush()

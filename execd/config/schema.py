@@ -211,7 +211,7 @@ class MetricsConfig(Struct, frozen=True, forbid_unknown_fields=True):
     client_timeout_ms: Annotated[int, Meta(ge=100, le=60_000), MS] = 5_000
     # /healthz: an actor working this long without progress (or the event loop not
     # running for this long) answers 503; the watchdog's rule (service/liveness.py).
-    stuck_after_ms: Annotated[int, Meta(ge=100, le=600_000), MS] = 10_000
+    stuck_after_ms: Annotated[int, Meta(ge=1_000, le=600_000), MS] = 10_000
 
 
 # Milliseconds, from 1 ms to a day; a duration string is taken too.

@@ -82,10 +82,11 @@ class Backlog(NamedTuple):
         """The oldest file's age and the listing's, in seconds (None: no file, no listing).
 
         ``wall_ns`` is the wall-clock time and ``now`` the monotonic time to count from:
-        the caller reads them, for display only.
+        the caller reads them, for display only. The age is counted from the file's
+        mtime, which its producer sets: one dated in the future is 0 s old, not negative.
         """
-        oldest = (wall_ns - self.oldest_mtime_ns) / 1e9 if self.oldest_mtime_ns is not None \
-            else None
+        oldest = max(0.0, (wall_ns - self.oldest_mtime_ns) / 1e9) \
+            if self.oldest_mtime_ns is not None else None
         return oldest, now - self.scanned if self.scanned is not None else None
 
 
@@ -161,7 +162,9 @@ class InboxSource:
             count_claim(self.repeats, claim)
         # name -> (its stat key, when that key was first seen): settling files.
         self._settling: dict[str, tuple[StatKey | None, float]] = {}
-        # Names that are not input files, warned about once each.
+        # Names warned about (not input names, or unclaimable), once each while they stay
+        # in the inbox: only names of the latest listing are kept, so a producer's churn
+        # of temporary names costs nothing once they are gone (see _scan).
         self._ignored: set[str] = set()
         self._scan_failures = 0
         self.backlog = NO_BACKLOG
@@ -179,14 +182,20 @@ class InboxSource:
     def _scan(self) -> list[tuple[str, StatKey | None, int, int]]:
         """Candidate names with their stat keys (None: not a regular file), modes, mtimes.
 
+        Names warned about once (``input.ignored``, ``input.unclaimable``) are forgotten
+        when a complete listing no longer has them, so the set is never larger than the
+        inbox; a name that comes back later is warned about again.
+
         Blocking: a directory listing and an lstat per name (worker thread).
         """
         found = []
+        listed: set[str] = set()
         with os.scandir(self.inbox) as entries:
             for entry in entries:
                 name = entry.name
                 if name.startswith("."):
                     continue  # a producer's temporary name: the protocol's own
+                listed.add(name)
                 if not name.endswith(".jsonl"):
                     if name not in self._ignored:
                         self._ignored.add(name)
@@ -199,6 +208,7 @@ class InboxSource:
                     continue
                 key = stat_key(st) if stat.S_ISREG(st.st_mode) else None
                 found.append((name, key, st.st_mode, st.st_mtime_ns))
+        self._ignored &= listed
         return sorted(found)
 
     def _waiting(self, found: list[tuple[str, StatKey | None, int, int]], claimed: str,

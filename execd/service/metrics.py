@@ -36,6 +36,7 @@ which come from code, not from input.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import re
 import socket
@@ -103,7 +104,8 @@ class Snapshot(Struct, frozen=True, kw_only=True):
     inbox_files: int = 0
     """Input files waiting in the inbox when the reader last listed it."""
     inbox_oldest_age: float | None = None
-    """Seconds since the oldest waiting file was last modified; None when none waits."""
+    """Seconds since the oldest waiting file was last modified (never below 0); None when
+    none waits."""
     last_outcome_time: float | None = None
     """Unix seconds when the last outcome since start became durable; None before one."""
     start_time: float | None = None
@@ -198,7 +200,8 @@ def _gauges(snap: Snapshot | None) -> list[Metric]:
     inbox = GaugeMetricFamily("execd_inbox_files", "Input files waiting in the inbox when "
                               "the reader last listed it.")
     oldest = GaugeMetricFamily("execd_inbox_oldest_file_age_seconds", "Seconds since the "
-                               "oldest waiting input file was modified (0 when none waits).")
+                               "oldest waiting input file was modified, by its mtime (0 "
+                               "when none waits or it is dated in the future).")
     last_outcome = GaugeMetricFamily("execd_last_outcome_time_seconds", "Unix time of the "
                                      "last outcome since start (absent before the first).")
     started = GaugeMetricFamily("execd_start_time_seconds", "Unix time the daemon started.")
@@ -207,7 +210,8 @@ def _gauges(snap: Snapshot | None) -> list[Metric]:
     if snap is None:
         return families
     inbox.add_metric((), float(snap.inbox_files))
-    oldest.add_metric((), float(snap.inbox_oldest_age or 0.0))
+    # A file dated in the future is no age, not a negative one (ExecdInboxNotConsumed).
+    oldest.add_metric((), max(0.0, float(snap.inbox_oldest_age or 0.0)))
     if snap.last_outcome_time is not None:
         last_outcome.add_metric((), float(snap.last_outcome_time))
     if snap.start_time is not None:
@@ -268,7 +272,7 @@ class Watch:
 
     It uses the pulses the supervisor's watchdog uses (:mod:`execd.service.liveness`),
     through an observer of its own, so the supervisor's judgement is untouched. The
-    server thread looks every poll (half a second), so a stuck actor is seen at the
+    server thread looks every poll (at most half a second), so a stuck actor is seen at the
     first request after ``after`` seconds, not only after two requests.
 
     ``loop`` is the event loop's own pulse (:func:`execd.service.liveness.heartbeat`),
@@ -427,8 +431,10 @@ class Metrics:
 
         Port 0 picks a free port. Returns the address actually bound. At most
         ``max_clients`` connections are served at once (others are closed at once), and
-        a client that sends nothing for ``client_timeout`` seconds is dropped: each one
-        holds a thread and a file descriptor, and idle ones must not use them all up.
+        each has ``client_timeout`` seconds in all to send its request and take its
+        answer; past that its socket is shut down and its slot freed. Each one holds a
+        thread and a file descriptor: a deadline per read would let clients that trickle
+        a header line now and then hold every slot, and /healthz with them.
         """
         _loopback(host)  # the endpoint has no authentication: never off the host
         if self._server is not None:
@@ -442,8 +448,13 @@ class Metrics:
 
         server = make_server(host, port, self._app(), Server, handler_class=Handler)
         server.slots = threading.BoundedSemaphore(max_clients)
+        server.deadline = client_timeout
         server.look = self._look
-        thread = threading.Thread(target=server.serve_forever, name="metrics", daemon=True)
+        # Deadlines are enforced each poll: a quarter of the timeout keeps a cut-off
+        # close to it; half a second at most is what close() waits for.
+        poll = min(0.5, client_timeout / 4)
+        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": poll},
+                                  name="metrics", daemon=True)
         thread.start()
         self._server, self._thread = server, thread
         bound = server.socket.getsockname()
@@ -459,7 +470,7 @@ class Metrics:
     def close(self) -> None:
         """Stop serving and free the port. Idempotent.
 
-        Blocks until the server thread notices, up to its 0.5 s poll interval: call it
+        Blocks until the server thread notices, up to its poll interval (0.5 s): call it
         from a worker thread, not the event loop.
         """
         server, thread = self._server, self._thread
@@ -479,30 +490,73 @@ class _QuietHandler(WSGIRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         """Nothing."""
 
+    def handle(self) -> None:
+        """Serve one request; a connection cut at its deadline, or by its client, ends
+        quietly (its 400 or answer cannot be written), not as a traceback on stderr."""
+        with contextlib.suppress(OSError):
+            super().handle()
+
 
 class _BoundedServer(ThreadingMixIn, WSGIServer):
-    """A thread per connection, at most ``slots`` at once; the rest closed unserved."""
+    """A thread per connection, at most ``slots`` at once, each until its deadline; the
+    rest closed unserved."""
 
     daemon_threads = True
     slots: threading.BoundedSemaphore
+    deadline: float = 5.0
+    """Seconds a connection has in all: its request line, headers and answer."""
     look: Callable[[], None] | None = None
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """As WSGIServer's; then no connection is open yet."""
+        super().__init__(*args, **kwargs)
+        # Open connections -> when they must be done (model.clock.monotonic). The lock
+        # makes a cut and a close exclusive: a socket is never shut down once closed
+        # (its descriptor may by then be another connection's).
+        self._due: dict[Any, float] = {}
+        self._due_lock = threading.Lock()
+
     def service_actions(self) -> None:
-        """Called by ``serve_forever`` every poll: the health watch looks at the pulses."""
+        """Called by ``serve_forever`` every poll: overdue connections are cut, and the
+        health watch looks at the pulses."""
+        self._cut_overdue()
         look = self.look
         if look is not None:
             look()
+
+    def _cut_overdue(self) -> None:
+        """Shut down every connection past its deadline: its thread's blocked read or
+        write returns at once, the thread ends and gives its slot back."""
+        now = monotonic()
+        with self._due_lock:
+            overdue = [request for request, due in self._due.items() if due <= now]
+            for request in overdue:
+                del self._due[request]
+                with contextlib.suppress(OSError):  # the client has gone already
+                    request.shutdown(socket.SHUT_RDWR)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         """Serve ``request`` in a thread of its own, if a slot is free."""
         if not self.slots.acquire(blocking=False):
             self.shutdown_request(request)
             return
+        with self._due_lock:
+            self._due[request] = monotonic() + self.deadline
         try:
             super().process_request(request, client_address)
         except BaseException:
+            self._forget(request)  # the caller closes it
             self.slots.release()
             raise
+
+    def shutdown_request(self, request: Any) -> None:
+        """Forget the connection's deadline, then close it."""
+        self._forget(request)
+        super().shutdown_request(request)
+
+    def _forget(self, request: Any) -> None:
+        with self._due_lock:
+            self._due.pop(request, None)
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         """Serve, then give the slot back."""

@@ -546,3 +546,47 @@ def test_a_reload_before_start_up_finished_does_not_claim_readiness(tmp_path: Pa
                             "cannot start") for s in manager.statuses())
     assert stop(process) == 0
     assert manager.seen("READY") == [] and len(manager.seen("STOPPING")) == 1
+
+
+def test_a_stop_after_a_scrape_abandons_no_thread(tmp_path: Path) -> None:
+    """Before: a stop after the endpoint had answered logged daemon.threads_abandoned
+    (threads=1): the worker thread that had just closed the endpoint was caught ending.
+    A thread finishing its last call is not stuck."""
+    import urllib.request
+
+    config = write_config(tmp_path, level="info", extra='\n[metrics]\nlisten = "127.0.0.1:0"\n')
+    log = tmp_path / "log"
+    for run in range(3):
+        process = start(config, log)
+        try:
+            wait_for(lambda run=run, process=process: process.poll() is not None
+                     or len(events_named(log, "metrics.listening")) > run)
+            address = events_named(log, "metrics.listening")[run]["address"]
+            with urllib.request.urlopen(f"http://{address}/healthz", timeout=10) as response:
+                assert response.status == 200
+        finally:
+            assert stop(process) == 0
+    assert len(events_named(log, "daemon.stopped")) == 3
+    assert events_named(log, "daemon.threads_abandoned") == []
+
+
+def test_a_thread_stuck_at_the_stop_is_still_left_behind(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The grace is short and bounded: a read that never returns (a hung mount) still
+    does not keep a stopped daemon from exiting, and is reported."""
+    config = write_config(tmp_path, level="info")
+    log, stall = tmp_path / "log", tmp_path / "stall"
+    stall.touch()
+    monkeypatch.setenv("EXECD_TEST_STALL", str(stall))
+    process = start(config, log, command=STALLING)
+    try:
+        wait_for(lambda: events_named(log, "daemon.ready") or process.poll() is not None)
+        drop(tmp_path / "lakehouse" / "inbox", "a.jsonl", lines(intent(1)))
+        wait_for(lambda: (tmp_path / "lakehouse" / "work" / "a.jsonl").exists())
+        assert stop(process) == 0
+    finally:
+        stall.unlink()
+        if process.poll() is None:
+            process.kill()
+    assert [e["threads"] for e in events_named(log, "daemon.threads_abandoned")] == [1]
+    assert count_outcomes(tmp_path / "ledger") == 0

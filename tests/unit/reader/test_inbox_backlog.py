@@ -86,3 +86,44 @@ def test_ages_count_from_the_times_given() -> None:
     backlog = Backlog(3, HOUR_AGO_NS, 100.0)
     assert backlog.ages(HOUR_AGO_NS + 90 * 10**9, 102.5) == (90.0, 2.5)
     assert NO_BACKLOG.ages(HOUR_AGO_NS, 102.5) == (None, None)
+
+
+def test_ignored_names_are_kept_only_while_they_are_in_the_inbox(tmp_path: Path) -> None:
+    """Before: every non-.jsonl name ever seen stayed in memory for good (30,000
+    ``upload-N.jsonl.part`` names cost 11 MB). Only the latest listing's names are kept;
+    each is warned about once while it stays, and again if it comes back later."""
+    from structlog.testing import capture_logs
+
+    def scan(source: InboxSource) -> list[str]:
+        with capture_logs() as logs:
+            source.log = structlog.get_logger()  # a proxy bound inside the capture
+            source._scan()
+        return sorted(e["file"] for e in logs if e["event"] == "input.ignored")
+
+    source = inbox(tmp_path)
+    for name in ("a.part", "b.part"):
+        put(tmp_path, name, HOUR_AGO_NS)
+    assert scan(source) == ["a.part", "b.part"]
+    assert scan(source) == []  # once per name while it stays
+    (tmp_path / "inbox" / "a.part").unlink()
+    put(tmp_path, "c.part", HOUR_AGO_NS)
+    assert scan(source) == ["c.part"]
+    assert source._ignored == {"b.part", "c.part"}
+    put(tmp_path, "a.part", HOUR_AGO_NS)  # back again: warned again
+    assert scan(source) == ["a.part"]
+    # A producer's churn: 500 names come and go, 500 others replace them.
+    for batch in range(2):
+        names = [f"upload-{batch}-{n:04d}.jsonl.part" for n in range(500)]
+        for name in names:
+            put(tmp_path, name, HOUR_AGO_NS)
+        assert len(scan(source)) == 500
+        for name in names:
+            (tmp_path / "inbox" / name).unlink()
+    scan(source)
+    assert source._ignored == {"a.part", "b.part", "c.part"}
+
+
+def test_a_file_dated_in_the_future_is_no_age_not_a_negative_one() -> None:
+    """A producer's clock ahead of ours (or ``touch -d tomorrow``) must not show a
+    negative age in ``ctl status`` or the gauge."""
+    assert Backlog(1, HOUR_AGO_NS + 3600 * 10**9, 100.0).ages(HOUR_AGO_NS, 100.0) == (0.0, 0.0)

@@ -445,6 +445,31 @@ def test_alert_rules_name_only_exported_metrics() -> None:
         assert re.search(r"^\s+description: ", block, re.MULTILINE), block
 
 
+def rule(rules: str, alert: str) -> str:
+    """The text of one alert's rule, up to the next rule."""
+    [block] = [b for b in re.split(r"^\s*- alert: ", rules, flags=re.MULTILINE)[1:]
+               if b.startswith(alert + "\n")]
+    return block
+
+
+def test_the_inbox_alert_is_the_oldest_files_age() -> None:
+    """Before: "files wait and no outcome for 10 minutes" fired while files were consumed
+    (each waits out settle_ms, so one or two always wait, and ticks make no outcome) and
+    stayed quiet while one unclaimable file waited for good beside consumed ones."""
+    block = rule((PROMETHEUS / "alerts.yml").read_text(), "ExecdInboxNotConsumed")
+    [expr] = expressions(block)
+    assert expr.strip() == "execd_inbox_oldest_file_age_seconds > 600"
+    assert re.search(r"^\s+for: 5m$", block, re.MULTILINE)
+    assert re.search(r"^\s+severity: critical$", block, re.MULTILINE)
+    description = " ".join(block.split("description: >-", 1)[1].split())
+    assert "from the file's mtime" in description and "`cp -p`" in description
+    # The gauge it reads never goes below 0, whatever the producer's clock says.
+    metrics = Metrics(venues=())
+    metrics.snapshot(lambda: snapshot(inbox_files=1, inbox_oldest_age=-30.0))
+    scraped = parse(metrics.render().decode())
+    assert value(scraped, "execd_inbox_oldest_file_age_seconds") == 0.0
+
+
 def test_scrape_config_targets_the_default_loopback_endpoint() -> None:
     scrape_config = "\n".join(line for line in (PROMETHEUS / "scrape.yml").read_text()
                               .splitlines() if not line.lstrip().startswith("#"))

@@ -10,12 +10,15 @@ from __future__ import annotations
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from execd.config import schema as config
 from execd.service.liveness import Liveness, Pulse
 from execd.service.metrics import Metrics, Snapshot, readiness
+from tests.config_texts import GOOD
 from tests.helpers import wait_for
 
 AFTER = 0.2  # seconds: how long an actor may work without a beat
@@ -185,3 +188,20 @@ def test_status_gauges(endpoint: tuple[Metrics, str]) -> None:
     assert value(samples, "execd_inbox_oldest_file_age_seconds") == 90.5
     assert value(samples, "execd_last_outcome_time_seconds") == 1_796_000_000.25
     assert value(samples, "execd_start_time_seconds") == 1_795_999_000.5
+
+
+@pytest.mark.parametrize(("value", "problem"), [
+    ("999", "metrics.stuck_after_ms: expected an integer >= 1000 <= 600000, found int 999"),
+    ("'100ms'", "metrics.stuck_after_ms: expected a duration from 1s to 10m"),
+])
+def test_stuck_after_is_at_least_a_second(tmp_path: Path, value: str, problem: str) -> None:
+    """Below a second, one slow listing of a big inbox (the reader beats per file) made
+    /healthz flap between 503 and 200 on a daemon that was working."""
+    path = tmp_path / "execd.toml"
+    path.write_text(GOOD + f"[metrics]\nlisten = '127.0.0.1:0'\nstuck_after_ms = {value}\n")
+    with pytest.raises(config.ConfigError) as caught:
+        config.load(path)
+    assert [problem in str(p) for p in caught.value.problems] == [True], caught.value.problems
+    path.write_text(GOOD + "[metrics]\nlisten = '127.0.0.1:0'\nstuck_after_ms = '1s'\n")
+    metrics = config.load(path).config.metrics
+    assert metrics is not None and metrics.stuck_after_ms == 1000
