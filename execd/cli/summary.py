@@ -15,9 +15,8 @@ from typing import Any, Final
 import msgspec
 from msgspec import Struct
 
-from execd.cli.tail import _lines as ledger_lines
 from execd.ledger.record import record_decoder
-from execd.ledger.segments import list_segments
+from execd.ledger.segments import list_segments, read_lines
 from execd.model.reasons import STATUSES
 from execd.model.times import duration
 
@@ -78,7 +77,7 @@ def count(directory: Path) -> Summary:
     summary = Summary()
     outcomes = summary.outcomes
     for path in list_segments(directory):
-        for line, _ in ledger_lines(path, 0):
+        for line, _ in read_lines(path, 0):
             try:
                 record = record_decoder.decode(line)
                 if record.kind == "outcome":

@@ -35,7 +35,7 @@ import msgspec
 from msgspec import Struct
 
 from execd.ledger.record import Record, record_decoder
-from execd.ledger.segments import list_segments
+from execd.ledger.segments import list_segments, read_lines
 from execd.model import json_depth
 from execd.model.errors import UsageError
 from execd.model.messages import RecordKind
@@ -225,24 +225,6 @@ def describe(record: Record, body: Any, *, wall_clock: bool = False) -> str:
     return printable(f"{head} {_by_kind(record.kind, body)}")
 
 
-def _lines(path: Path, offset: int) -> Iterator[tuple[bytes, int]]:
-    """Each complete line of ``path`` from ``offset`` on, split on LF alone, with the
-    offset just after it; read in chunks of READ_CHUNK bytes."""
-    with open(path, "rb") as handle:
-        handle.seek(offset)
-        pending: list[bytes] = []  # the start of a line that the next chunk ends
-        while chunk := handle.read(READ_CHUNK):
-            if b"\n" not in chunk:
-                pending.append(chunk)
-                continue
-            pieces = chunk.split(b"\n")
-            pieces[0] = b"".join([*pending, pieces[0]])
-            pending = [pieces.pop()]
-            for line in pieces:
-                offset += len(line) + 1
-                yield line, offset
-
-
 # Deeper than any record the writer makes (an input's MAX_JSON_DEPTH levels inside a
 # record's few), and far from the recursion limit of the decoder (model/json_depth.py).
 MAX_RECORD_DEPTH: Final = 2 * json_depth.MAX_JSON_DEPTH
@@ -304,7 +286,7 @@ def tail(directory: Path, out: BinaryIO, *, last: int, follow: bool, as_json: bo
     reading = _Reading(filters, as_json, encoding)
     for path in list_segments(directory):
         position[path] = 0
-        for line, end in _lines(path, 0):
+        for line, end in read_lines(path, 0, READ_CHUNK):
             position[path] = end
             text = reading.render(line)
             if text is not None:
@@ -319,7 +301,7 @@ def tail(directory: Path, out: BinaryIO, *, last: int, follow: bool, as_json: bo
 
 def _new(directory: Path, position: dict[Path, int], reading: _Reading) -> Iterator[bytes]:
     for path in list_segments(directory):
-        for line, end in _lines(path, position.setdefault(path, 0)):
+        for line, end in read_lines(path, position.setdefault(path, 0), READ_CHUNK):
             position[path] = end
             text = reading.render(line)
             if text is not None:

@@ -2,7 +2,9 @@
 
 Segments are ``segment-00000001.jsonl`` and up in one directory. The writer
 rotates them itself when one passes ``segment_bytes``; nothing else may rename,
-truncate or copy them (never logrotate's copytruncate).
+truncate or copy them (never logrotate's copytruncate). Readers that print or count
+records (``ledger tail``, replay's summary) take a segment's lines from :func:`read_lines`,
+in bounded chunks.
 """
 
 from __future__ import annotations
@@ -122,3 +124,26 @@ class SegmentStore:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+
+def read_lines(path: Path, offset: int, chunk: int = 1 << 20) -> Iterator[tuple[bytes, int]]:
+    """Each complete line of ``path`` from ``offset`` on, split on LF alone, with the
+    offset just after it; read in chunks of ``chunk`` bytes, never whole.
+
+    LF alone: a record can hold an input line's own bytes, and a bare CR there is JSON
+    whitespace, not the end of the record. A last line without its LF is not yielded
+    (the writer may be writing it).
+    """
+    with open(path, "rb") as handle:
+        handle.seek(offset)
+        pending: list[bytes] = []  # the start of a line that the next chunk ends
+        while data := handle.read(chunk):
+            if b"\n" not in data:
+                pending.append(data)
+                continue
+            pieces = data.split(b"\n")
+            pieces[0] = b"".join([*pending, pieces[0]])
+            pending = [pieces.pop()]
+            for line in pieces:
+                offset += len(line) + 1
+                yield line, offset
