@@ -158,15 +158,18 @@ def test_ready_status_watchdog_and_stopping_reach_the_manager(tmp_path: Path,
 
 # ``execd`` whose reads of market/regime.json hang while the file named by
 # EXECD_TEST_STALL exists, as a read from a hung mount would: a storage fault
-# injected into the real daemon process.
+# injected into the real daemon process. A read that hangs first makes STALL.held, so a
+# test knows the read is stuck (not merely about to be).
 STALLING = [sys.executable, "-c", """
 import os, sys, time
 import execd.reader.context
 from execd.cli.main import main
 read = execd.reader.context.read_regular
 def stalled(path, *args):
-    while os.path.basename(path) == "regime.json" and os.path.exists(
-            os.environ["EXECD_TEST_STALL"]):
+    stall = os.environ["EXECD_TEST_STALL"]
+    if os.path.basename(path) == "regime.json" and os.path.exists(stall):
+        open(stall + ".held", "w").close()
+    while os.path.basename(path) == "regime.json" and os.path.exists(stall):
         time.sleep(0.01)
     return read(path, *args)
 execd.reader.context.read_regular = stalled
@@ -582,7 +585,9 @@ def test_a_thread_stuck_at_the_stop_is_still_left_behind(tmp_path: Path,
     try:
         wait_for(lambda: events_named(log, "daemon.ready") or process.poll() is not None)
         drop(tmp_path / "lakehouse" / "inbox", "a.jsonl", lines(intent(1)))
-        wait_for(lambda: (tmp_path / "lakehouse" / "work" / "a.jsonl").exists())
+        # Stopped once the read hangs: a file only claimed may not be read yet, and a
+        # stop before the read starts leaves no thread behind to report.
+        wait_for(lambda: (tmp_path / "stall.held").exists())
         assert stop(process) == 0
     finally:
         stall.unlink()
