@@ -122,8 +122,8 @@ def register(sub: Any) -> None:
                                 "Ctrl-C (default: stop after the last)")
             p.add_argument("--json", action="store_true",
                            help="print the stored lines exactly, byte for byte, for jq "
-                                "(a line that is not a record included; default: one "
-                                "readable line per record)")
+                                "(a line that is not a record included, one longer than "
+                                "16 MiB as a note; default: one readable line per record)")
             p.add_argument("--kind", help="only records of this kind: one of "
                            f"{', '.join(get_args(RecordKind))} (default: every kind)")
             p.add_argument("--venue", help="only outcomes of this venue, a name from the "

@@ -5,7 +5,10 @@ Tail does not verify the chain; ``execd ledger verify`` does.
 
 Records are split on LF alone: a record can hold an input line's own bytes, and a
 bare CR there is JSON whitespace, not the end of the record. Segments are read in
-bounded chunks, never whole. A filter that could match no record (a status or kind
+bounded chunks, never whole, and a line longer than any record
+(:data:`~execd.ledger.segments.MAX_LINE`) is shown as a note, never held. ``-n 0`` writes
+each line as it goes; ``--intent`` skips, from their bytes, records that cannot match.
+A filter that could match no record (a status or kind
 that does not exist) is refused by :func:`check_filters` instead of printing nothing.
 
 Times: the ledger keeps integers; what a person reads shows wall-clock times as ISO
@@ -255,11 +258,35 @@ class _Reading:
         self.as_json = as_json
         self.encoding = encoding
         self.wall_clock = False
+        self.needle = filters.intent.encode() if filters.intent else None
+
+    def _cannot_match(self, line: bytes) -> bool:
+        """True when ``line`` is a record, not a ``start``, whose intent id cannot start
+        with the ``--intent`` asked for: judged from its bytes, its body not decoded
+        (most of what reading a record costs).
+
+        An intent id is a JSON string: with no escape in the line its text is its
+        bytes, so an id that starts with the prefix puts the prefix in the line. ASCII
+        and not too deep, the body is one the full decode also reads (:func:`_decode`),
+        so what is skipped here is what :meth:`render` would have dropped. (One body
+        the envelope accepts and the full decode refuses stays: a number no float
+        holds, such as 1e400, which no writer writes. It is skipped, not shown as
+        unreadable.)
+        """
+        if self.needle is None or self.needle in line or b"\\" in line \
+                or not line.isascii() or json_depth.exceeds(line, MAX_RECORD_DEPTH):
+            return False
+        try:
+            return record_decoder.decode(line).kind != "start"
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return False
 
     def render(self, line: bytes) -> bytes | None:
         """What to print for one stored line (newline included), or None when the
         filters drop it. A line that is not a record is always printed: no filter
         can say it is not the one asked for."""
+        if self._cannot_match(line):
+            return None
         decoded = _decode(line)
         if decoded is None:
             return line + b"\n" if self.as_json else \
