@@ -7,7 +7,7 @@ been seen?) from three places, cheapest first:
    an id): "surely new" for about 99% of new ids, which then cost one filter update
    and one set insertion;
 2. ``recent``: the exact set of ids added since the last run that holds them;
-3. the sorted runs on disk, newest first (:class:`~execd.ledger.index.runs.Run`: a
+3. the sorted runs on disk, largest first (:class:`~execd.ledger.index.runs.Run`: a
    bisect of the fences in memory, one ``pread``, a search in the block).
 
 A "maybe" from the filter that neither ``recent`` nor any run confirms is a new id
@@ -41,19 +41,28 @@ MIN_CAPACITY = 1 << 20
 class IdIndex:
     """Intent ids that already have an outcome or order: a second one gets no order."""
 
-    __slots__ = ("_filter", "_recent", "_runs", "bits_per_id", "false_positives")
+    __slots__ = ("_filter", "_lookup", "_recent", "_runs", "bits_per_id", "false_positives")
 
     def __init__(self, runs: Iterable[Run] = (), expected: int = 0,
-                 bits_per_id: int = BITS_PER_ID, capacity: int | None = None) -> None:
+                 bits_per_id: int = BITS_PER_ID, capacity: int | None = None,
+                 bloom: BlockedBloom | None = None) -> None:
         """Take ownership of ``runs`` (oldest first) and build the filter over them,
         sized for ``capacity`` ids if given, else for ``expected`` ids or twice what
         the runs hold, whichever is more (at least :data:`MIN_CAPACITY`).
-        Blocking: reads every run once (about a microsecond an id)."""
+        Blocking: reads every run once (about a microsecond an id).
+
+        ``bloom`` is a filter that already holds every id of ``runs`` (one saved with
+        the runs it covers and loaded): it is used as it is, and nothing is read.
+        """
         self._runs = list(runs)
+        self._lookup = self._by_size()
         self._recent: set[int] = set()
         self.bits_per_id = bits_per_id
         #: Filter "maybe"s that turned out new: the price of the filter, for metrics.
         self.false_positives = 0
+        if bloom is not None:
+            self._filter = bloom
+            return
         held = sum(map(len, self._runs))
         if capacity is None:
             capacity = max(MIN_CAPACITY, expected, 2 * held)
@@ -80,6 +89,11 @@ class IdIndex:
         """The filter's size in bytes."""
         return self._filter.nbytes
 
+    @property
+    def bloom(self) -> BlockedBloom:
+        """The filter itself, to save beside the runs it covers (``to_bytes``)."""
+        return self._filter
+
     def add(self, intent_id: uuid.UUID) -> bool:
         """Record ``intent_id``; False if it was already there."""
         key = intent_id.int
@@ -96,7 +110,13 @@ class IdIndex:
 
     def _in_runs(self, key: int) -> bool:
         needle = key.to_bytes(KEY)
-        return any(run.get(needle) is not None for run in reversed(self._runs))
+        return any(run.get(needle) is not None for run in self._lookup)
+
+    def _by_size(self) -> list[Run]:
+        # Largest first: an earlier id is in a run with odds in proportion to its size,
+        # so a duplicate reads about two blocks at 100M ids instead of one per run
+        # (bench/ids.py). A duplicate of a recent intent is usually still in ``recent``.
+        return sorted(self._runs, key=len, reverse=True)
 
     def attach(self, run: Run, ids: Iterable[int]) -> None:
         """Look ``run`` up from now on, and forget its ``ids`` (its keys, as integers)
@@ -108,6 +128,7 @@ class IdIndex:
             else:
                 bloom.add(key)
         self._runs.append(run)
+        self._lookup = self._by_size()
 
     def replace(self, compaction: Compaction) -> None:
         """Swap the runs a compaction merged for its result (same ids, fewer runs)."""
@@ -121,6 +142,7 @@ class IdIndex:
         kept.append(compaction.added)
         kept.sort(key=lambda run: run.info.through_seq)
         self._runs = kept
+        self._lookup = self._by_size()
 
     @property
     def full(self) -> bool:
@@ -142,3 +164,4 @@ class IdIndex:
         for run in self._runs:
             run.close()
         self._runs.clear()
+        self._lookup.clear()

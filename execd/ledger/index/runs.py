@@ -130,9 +130,9 @@ class Run:
         if block < 0:
             return None
         size = self.size
-        first = block * FENCE_EVERY
-        n = min(FENCE_EVERY, self.info.count - first)
-        data = os.pread(self._fd, n * size, HEADER.size + first * size)
+        step = FENCE_EVERY * size
+        # The last block is shorter: pread stops at the end of the file.
+        data = os.pread(self._fd, step, HEADER.size + block * step)
         at = find_in_block(data, key, size)
         if at < 0:
             return None
@@ -141,19 +141,23 @@ class Run:
     def __contains__(self, key: bytes) -> bool:
         return self.get(key) is not None
 
+    def _chunks(self) -> Iterator[bytes]:
+        step = _CHUNK_RECORDS * self.size
+        end = HEADER.size + self.info.count * self.size
+        for offset in range(HEADER.size, end, step):
+            yield os.pread(self._fd, min(step, end - offset), offset)
+
     def records(self) -> Iterator[bytes]:
         """Every record in order, read in bounded chunks (for merging and rebuilding)."""
         size = self.size
-        step = _CHUNK_RECORDS * size
-        end = HEADER.size + self.info.count * size
-        for offset in range(HEADER.size, end, step):
-            chunk = os.pread(self._fd, min(step, end - offset), offset)
-            yield from (chunk[i:i + size] for i in range(0, len(chunk), size))
+        for chunk in self._chunks():
+            yield from [chunk[i:i + size] for i in range(0, len(chunk), size)]
 
     def keys(self) -> Iterator[int]:
         """Every id as its 128-bit integer, in order (for building a filter)."""
-        for record in self.records():
-            yield int.from_bytes(record[:KEY])
+        size, of = self.size, int.from_bytes
+        for chunk in self._chunks():
+            yield from [of(chunk[i:i + KEY]) for i in range(0, len(chunk), size)]
 
     def reopen(self) -> Run:
         """The same run with a descriptor of its own, for a second owner."""

@@ -12,6 +12,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from execd.ledger.index.filter import BlockedBloom
 from execd.ledger.index.ids import IdIndex
 from execd.ledger.index.store import IndexStore
 
@@ -130,4 +131,20 @@ def test_growing_the_filter_keeps_every_answer(tmp_path: Path) -> None:
     assert index.filter_bytes > before and not index.full
     assert [index.add(i) for i in ids] == [False] * 200 + [True] * 100
     index.close()
+    store.close()
+
+
+def test_a_saved_filter_with_its_runs_answers_as_the_index_did(tmp_path: Path) -> None:
+    store = IndexStore.create(tmp_path)
+    index = IdIndex(capacity=1000)
+    ids = [uuid.uuid5(uuid.NAMESPACE_URL, str(n)) for n in range(600)]
+    for intent_id in ids[:400]:
+        index.add(intent_id)
+    index.attach(store.write_run(sorted(i.bytes for i in ids[:400]), 8),
+                 [i.int for i in ids[:400]])
+    saved = index.bloom.to_bytes()
+    index.close()
+    again = IdIndex(store.open_runs(), bloom=BlockedBloom(1000, data=saved))
+    assert [again.add(i) for i in ids] == [False] * 400 + [True] * 200
+    again.close()
     store.close()
