@@ -45,14 +45,16 @@ class IdIndex:
 
     def __init__(self, runs: Iterable[Run] = (), expected: int = 0,
                  bits_per_id: int = BITS_PER_ID, capacity: int | None = None,
-                 bloom: BlockedBloom | None = None) -> None:
+                 bloom: BlockedBloom | None = None, bloom_through: int | None = None) -> None:
         """Take ownership of ``runs`` (oldest first) and build the filter over them,
         sized for ``capacity`` ids if given, else for ``expected`` ids or twice what
         the runs hold, whichever is more (at least :data:`MIN_CAPACITY`).
         Blocking: reads every run once (about a microsecond an id).
 
-        ``bloom`` is a filter that already holds every id of ``runs`` (one saved with
-        the runs it covers and loaded): it is used as it is, and nothing is read.
+        ``bloom`` is a filter saved earlier (``IndexStore.load_filter``) that holds
+        every id through ledger seq ``bloom_through`` (None: every id of ``runs``): only
+        runs through a later seq are read into it. Bits are only ever set, so a filter
+        older than the runs is a safe subset, never a wrong answer.
         """
         self._runs = list(runs)
         self._lookup = self._by_size()
@@ -62,6 +64,9 @@ class IdIndex:
         self.false_positives = 0
         if bloom is not None:
             self._filter = bloom
+            for run in self._runs:
+                if bloom_through is not None and run.info.through_seq > bloom_through:
+                    bloom.update(run.keys())
             return
         held = sum(map(len, self._runs))
         if capacity is None:

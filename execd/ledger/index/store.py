@@ -9,6 +9,13 @@ manifest names it, and a run the manifest no longer names is deleted only after 
 new manifest is durable, so a crash at any point leaves either the old index or the
 new one, plus orphan files that the next :meth:`IndexStore.open` removes.
 
+``filter.bin`` (optional) is a saved filter (``filter.pack``) and the seq its ids
+reach; rebuilding a filter from the runs costs a few microseconds an id, so a daemon
+saves it now and then (every few hundred thousand ids, not at every run: a filter
+changes nearly every page between two checkpoints) and re-reads only the runs after
+it. It is replaced atomically too, removed by :meth:`IndexStore.create`, and a
+damaged one is reported like the rest; the caller then builds one from the runs.
+
 Opening checks everything (the manifest's digest, each run's header, size and
 SHA-256) and raises :class:`~execd.model.errors.IndexDamaged` for a missing or damaged
 index: the index is derived state, so the caller logs it and rebuilds from the ledger
@@ -42,13 +49,16 @@ import msgspec
 from msgspec import Struct
 
 from execd.ledger.index import runs
+from execd.ledger.index.filter import BlockedBloom, unpack
 from execd.ledger.index.runs import Run, RunInfo
 from execd.ledger.segments import fsync_dir
 from execd.model.errors import IndexDamaged
 
 DIRECTORY = "index"
 MANIFEST = "MANIFEST.json"
+FILTER = "filter.bin"
 _TEMP = f".{MANIFEST}.tmp"
+_FILTER_TEMP = f".{FILTER}.tmp"
 _RUN = re.compile(r"^run-(\d{8})\.ids$")
 _MANIFEST_LIMIT = 1 << 20
 VERSION = 1
@@ -177,6 +187,9 @@ class IndexStore:
         """A new, empty index in ``directory``, replacing whatever index was there."""
         directory.mkdir(parents=True, exist_ok=True)
         _remove_orphans(directory, set())
+        # A filter saved for the old runs may claim seqs the new runs cover without
+        # holding their ids: it must not survive a rebuild.
+        (directory / FILTER).unlink(missing_ok=True)
         manifest = Manifest(VERSION, 0, 1, ())
         _write_manifest(directory, manifest)
         return cls(directory, manifest, {})
@@ -201,11 +214,12 @@ class IndexStore:
         """Make a run of ``records`` (sorted, unique) live, covering through
         ``through_seq``; the returned run is the caller's. Blocking (two fsyncs).
 
-        ValueError if ``through_seq`` is behind the index's.
+        ValueError unless ``through_seq`` is past the index's: a saved filter through
+        seq F is trusted to hold every run through F (``IdIndex``).
         """
         with self._lock:
-            if through_seq < self._manifest.through_seq:
-                raise ValueError(f"a run through seq {through_seq} is behind the index "
+            if through_seq <= self._manifest.through_seq:
+                raise ValueError(f"a run through seq {through_seq} is not past the index "
                                  f"(through {self._manifest.through_seq})")
             number = self._take_number()
         run = runs.write(self.directory / run_name(number), records, through_seq, value_size)
@@ -266,6 +280,23 @@ class IndexStore:
         merged = self.merge_due(factor, base)
         return None if merged is None else self.adopt(merged)
 
+    def save_filter(self, packed: bytes) -> None:
+        """Replace the saved filter (``filter.pack``'s bytes) atomically. Blocking."""
+        _replace(self.directory, FILTER, packed)
+
+    def load_filter(self) -> tuple[BlockedBloom, int] | None:
+        """The saved filter and the seq its ids reach, or None when none was saved.
+
+        IndexDamaged when it is damaged: the caller builds one from the runs instead.
+        """
+        try:
+            data = (self.directory / FILTER).read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise IndexDamaged(f"{self.directory / FILTER}: {exc.strerror or exc}") from None
+        return unpack(data)
+
     def close(self) -> None:
         """Close the store's own descriptors (the runs it handed out are the callers')."""
         with self._lock:
@@ -284,21 +315,29 @@ class IndexStore:
 
 
 def _write_manifest(directory: Path, manifest: Manifest) -> None:
-    temp = directory / _TEMP
+    _replace(directory, MANIFEST, encode_manifest(manifest) + b"\n")
+
+
+def _replace(directory: Path, name: str, data: bytes) -> None:
+    # Temp file, fsync, rename, directory fsync (DESIGN §3: derived state is atomic).
+    temp = directory / f".{name}.tmp"
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o640)
     try:
-        os.write(fd, encode_manifest(manifest) + b"\n")
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
         os.fsync(fd)
     finally:
         os.close(fd)
-    os.replace(temp, directory / MANIFEST)
+    os.replace(temp, directory / name)
     fsync_dir(directory)
 
 
 def _remove_orphans(directory: Path, live: set[str]) -> None:
     removed = False
     for entry in directory.iterdir():
-        if entry.name == _TEMP or (_RUN.match(entry.name) and entry.name not in live):
+        orphan = _RUN.match(entry.name) is not None and entry.name not in live
+        if orphan or entry.name in (_TEMP, _FILTER_TEMP):
             entry.unlink(missing_ok=True)
             removed = True
     if removed:
