@@ -22,7 +22,9 @@ the checkpointer writes a run of the ids its durable fold added up to X
 ids to the sentinel, whose :meth:`IdIndex.attach` forgets exactly those from
 ``recent`` (ids decided after X stay). A compaction's result is applied with
 :meth:`IdIndex.replace`. Every method of one IdIndex is called from one thread (the
-owner's); only runs are shared, each owner holding its own descriptor.
+owner's); only runs are shared, each owner holding its own descriptor (``reopen``).
+``recent`` is a set of ints (about 100 bytes an id), so it is bounded by the
+checkpoint interval alone: with no runs written it grows with history.
 """
 
 from __future__ import annotations
