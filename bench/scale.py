@@ -10,6 +10,9 @@ takes its wall time and peak RSS (``ru_maxrss`` from ``wait4`` on that process):
 * ``execd ledger verify`` of the whole ledger;
 * ``execd ledger tail --intent ID`` for an intent 100 from the end.
 
+A tree that takes checkpoints is measured on its own primed copy of the ledger
+(``bench/scale_prime.py``): the checkpoints and index its daemon wrote itself.
+
 Figures are medians of ``--runs`` runs, the measures alternating within a round (and
 the trees, with ``--against``), beside the targets of the project's issue 15. If
 ``bench/ids.py`` exists, its table (the duplicate-id index) follows.
@@ -41,6 +44,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import paper  # noqa: E402  (bench/paper.py: the same config and lakehouse)
 import scale_ledger  # noqa: E402
+import scale_prime  # noqa: E402
 
 CACHE = ROOT / "var" / "bench-scale"
 CONFIG = paper.CONFIG.replace('ledger_dir = "{work}/ledger"', 'ledger_dir = "{ledger}"')
@@ -178,10 +182,12 @@ def measure_size(trees: list[Tree], cached: Path, meta: dict[str, Any],
     """Every measure ``runs`` times on every tree, alternating; the runs by tree and name."""
     results: dict[str, dict[str, list[Measure]]] = {
         tree.name: {"startup": [], "verify": [], "tail": []} for tree in trees}
-    ledger = cached / "ledger"
+    ledgers = {tree.name: scale_prime.prime(tree.root, cached, _config, _fresh_ledger)
+               for tree in trees}
     for round_ in range(runs):
         for tree in trees:
             mine = results[tree.name]
+            ledger = ledgers[tree.name]
             mine["startup"].append(_in_scratch(startup, tree, ledger))
             mine["verify"].append(_in_scratch(verify, tree, ledger))
             mine["tail"].append(_in_scratch(tail, tree, ledger, meta["tail_intent"]))
