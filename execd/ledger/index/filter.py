@@ -9,6 +9,13 @@ only ever decides "surely new"; a "maybe" is settled by the exact structures beh
 intent. Bits are only ever set, so a copy taken while ids are being added holds at
 least the ids added before the copy began.
 
+:class:`RunFilter` is the same filter made once for one run's keys and saved inside the
+run file (:mod:`execd.ledger.index.runs`): a duplicate that passed this one asks each
+run's filter, largest run first, and reads a block only from a run that says "maybe",
+so it reads one block (plus the runs' false positives) however many runs there are.
+Both share one hash (:func:`probe`, computed once per lookup); a run's filter picks
+its word from a second mix of it, so its false positives do not follow this filter's.
+
 The filter is sized for ``capacity`` ids; past that its false-positive rate rises
 smoothly (correctness is unchanged), and the owner grows it by building a bigger one
 from the runs (:meth:`IdIndex.grow`). The hash is fixed (not Python's per-process
@@ -44,6 +51,10 @@ def _masks() -> tuple[int, ...]:
 
 MASKS = _masks()
 BITS_PER_ID = 12
+#: A run's filter: fewer bits, since only a duplicate (or this filter's 1%) asks it,
+#: and a false positive costs one block read, not an intent (about 4% at 8 bits).
+RUN_BITS_PER_ID = 8
+_SPREAD = 0x9E3779B97F4A7C15  # an odd multiplier: a run filter's word, apart from ours
 MAGIC = b"EXIDBLM\x00"
 VERSION = 1
 # magic, version, bits per id, capacity, ids added, through_seq, and the SHA-256 of
@@ -54,6 +65,15 @@ HEADER = struct.Struct(">8sHHQQQ32s")
 def words_for(capacity: int, bits_per_id: int = BITS_PER_ID) -> int:
     """How many 64-bit words hold ``capacity`` ids at ``bits_per_id`` (at least one)."""
     return max(1, -(-capacity * bits_per_id // 64))
+
+
+def probe(key: int) -> tuple[int, int]:
+    """(hash, mask) of a 128-bit key: what :meth:`BlockedBloom.add` computes, for
+    asking several :class:`RunFilter` s about one key without hashing it again."""
+    folded = ((key >> 64) ^ key) & _M64
+    x = (folded * _MIX) & _M64
+    x ^= x >> 29
+    return x, MASKS[x & 0xFFF] | MASKS[(x >> 12) & 0xFFF] | MASKS[(x >> 24) & 0xFFF]
 
 
 class BlockedBloom:
@@ -151,3 +171,33 @@ def unpack(data: bytes) -> tuple[BlockedBloom, int]:
         raise IndexDamaged(f"filter: {exc}") from None
     bloom.count = count
     return bloom, through
+
+
+class RunFilter:
+    """One run's filter (``words`` 64-bit words): written once with the run, then read.
+
+    ``add`` is for the writer; ``may_hold`` takes :func:`probe`'s answer, so asking a
+    dozen runs costs one hash and a dozen word reads.
+    """
+
+    __slots__ = ("_buf", "_view", "words")
+
+    def __init__(self, words: int, data: bytes | None = None) -> None:
+        self.words = words
+        self._buf = bytearray(words * 8) if data is None else bytearray(data)
+        if words < 1 or len(self._buf) != words * 8:
+            raise ValueError(f"a run filter of {words} words, found {len(self._buf)} bytes")
+        self._view = memoryview(self._buf).cast("Q")
+
+    def add(self, key: int) -> None:
+        """Set ``key``'s bits."""
+        x, m = probe(key)
+        self._view[(((x * _SPREAD) & _M64) * self.words) >> 64] |= m
+
+    def may_hold(self, x: int, m: int) -> bool:
+        """False when the key :func:`probe` gave ``(x, m)`` for is surely not in the run."""
+        return self._view[(((x * _SPREAD) & _M64) * self.words) >> 64] & m == m
+
+    def to_bytes(self) -> bytes:
+        """The words (little-endian on this machine, as :class:`BlockedBloom`'s)."""
+        return bytes(self._buf)

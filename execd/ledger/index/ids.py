@@ -3,12 +3,15 @@
 :class:`IdIndex` answers what ``sentinel.core.SeenIds`` answers (has this intent id
 been seen?) from three places, cheapest first:
 
-1. a blocked Bloom filter over every id (:mod:`execd.ledger.index.filter`, 1.5 bytes
+1. ``recent``: the exact set of ids added since the last run that holds them, so a
+   duplicate of a recent intent (a pipeline writing a file again) costs a set lookup;
+2. a blocked Bloom filter over every id (:mod:`execd.ledger.index.filter`, 1.5 bytes
    an id): "surely new" for about 99% of new ids, which then cost one filter update
    and one set insertion;
-2. ``recent``: the exact set of ids added since the last run that holds them;
-3. the sorted runs on disk, largest first (:class:`~execd.ledger.index.runs.Run`: a
-   bisect of the fences in memory, one ``pread``, a search in the block).
+3. the sorted runs on disk, largest first, each asked through its own filter (a
+   word read) before its block is read (:class:`~execd.ledger.index.runs.Run`: a
+   bisect of the fences in memory, one 512-byte ``pread``, a search in the block), so
+   an older duplicate reads one block however many runs there are.
 
 A "maybe" from the filter that neither ``recent`` nor any run confirms is a new id
 (a false positive): the filter only ever decides "surely new", so it never refuses an
@@ -32,8 +35,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Set
 
-from execd.ledger.index.filter import BITS_PER_ID, BlockedBloom
-from execd.ledger.index.runs import KEY, Run
+from execd.ledger.index.filter import BITS_PER_ID, BlockedBloom, probe
+from execd.ledger.index.runs import Run
 from execd.ledger.index.store import Compaction
 
 # The smallest filter worth making: 1.5 MB, so a short replay never grows one.
@@ -104,25 +107,27 @@ class IdIndex:
     def add(self, intent_id: uuid.UUID) -> bool:
         """Record ``intent_id``; False if it was already there."""
         key = intent_id.int
+        recent = self._recent
+        if key in recent:
+            return False
         if self._filter.add(key):
-            if key in self._recent or self._in_runs(key):
+            if self._in_runs(key):
                 return False
             self.false_positives += 1
-        self._recent.add(key)
+        recent.add(key)
         return True
 
     def __contains__(self, intent_id: uuid.UUID) -> bool:
         key = intent_id.int
-        return self._filter.may_contain(key) and (key in self._recent or self._in_runs(key))
+        return key in self._recent or (self._filter.may_contain(key) and self._in_runs(key))
 
     def _in_runs(self, key: int) -> bool:
-        needle = key.to_bytes(KEY)
-        return any(run.get(needle) is not None for run in self._lookup)
+        x, m = probe(key)
+        return any(run.filter.may_hold(x, m) and run.has(key) for run in self._lookup)
 
     def _by_size(self) -> list[Run]:
         # Largest first: an earlier id is in a run with odds in proportion to its size,
-        # so a duplicate reads about two blocks at 100M ids instead of one per run
-        # (bench/ids.py). A duplicate of a recent intent is usually still in ``recent``.
+        # so a duplicate asks the fewest runs' filters before the one that holds it.
         return sorted(self._runs, key=len, reverse=True)
 
     def attach(self, run: Run, ids: Iterable[int]) -> None:

@@ -249,7 +249,8 @@ class IndexStore:
         try:
             run = runs.write(self.directory / run_name(number),
                              runs.merge(source.records() for source in sources),
-                             max(info.through_seq for info in inputs), value_size)
+                             max(info.through_seq for info in inputs), value_size,
+                             capacity=sum(info.count for info in inputs))
             fsync_dir(self.directory)
         except BaseException:
             self._compacting.release()
