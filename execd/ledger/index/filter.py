@@ -30,7 +30,7 @@ from collections.abc import Iterable
 
 from execd.model.errors import IndexDamaged
 
-_M64 = (1 << 64) - 1
+_M64 = M64 = (1 << 64) - 1
 _MIX = 0xD6E8FEB86659FD93  # an odd 64-bit multiplier (a splitmix64 constant)
 
 
@@ -54,7 +54,9 @@ BITS_PER_ID = 12
 #: A run's filter: fewer bits, since only a duplicate (or this filter's 1%) asks it,
 #: and a false positive costs one block read, not an intent (about 4% at 8 bits).
 RUN_BITS_PER_ID = 8
-_SPREAD = 0x9E3779B97F4A7C15  # an odd multiplier: a run filter's word, apart from ours
+#: An odd multiplier: a run filter's word is ``((x * SPREAD) & M64) * words >> 64``
+#: for :func:`probe`'s ``x``, so it does not follow the word this filter picks.
+SPREAD = 0x9E3779B97F4A7C15
 MAGIC = b"EXIDBLM\x00"
 VERSION = 1
 # magic, version, bits per id, capacity, ids added, through_seq, and the SHA-256 of
@@ -112,6 +114,21 @@ class BlockedBloom:
             return True
         self._view[at] = word | m
         return False
+
+    def admit(self, key: int) -> tuple[int, int] | None:
+        """:meth:`add` for a lookup that goes on to the runs: None when ``key`` was
+        surely new (its bits are set now), else its :func:`probe`, to ask them with."""
+        folded = ((key >> 64) ^ key) & _M64
+        x = (folded * _MIX) & _M64
+        x ^= x >> 29
+        m = MASKS[x & 0xFFF] | MASKS[(x >> 12) & 0xFFF] | MASKS[(x >> 24) & 0xFFF]
+        at = (x * self._words) >> 64
+        word = self._view[at]
+        self.count += 1
+        if word & m == m:
+            return x, m
+        self._view[at] = word | m
+        return None
 
     def may_contain(self, key: int) -> bool:
         """False when ``key`` was surely never added; True when it may have been."""
@@ -180,23 +197,24 @@ class RunFilter:
     dozen runs costs one hash and a dozen word reads.
     """
 
-    __slots__ = ("_buf", "_view", "words")
+    __slots__ = ("_buf", "view", "words")
 
     def __init__(self, words: int, data: bytes | None = None) -> None:
         self.words = words
         self._buf = bytearray(words * 8) if data is None else bytearray(data)
         if words < 1 or len(self._buf) != words * 8:
             raise ValueError(f"a run filter of {words} words, found {len(self._buf)} bytes")
-        self._view = memoryview(self._buf).cast("Q")
+        #: The words, for a caller asking many runs in one loop (``IdIndex``); read only.
+        self.view = memoryview(self._buf).cast("Q")
 
     def add(self, key: int) -> None:
         """Set ``key``'s bits."""
         x, m = probe(key)
-        self._view[(((x * _SPREAD) & _M64) * self.words) >> 64] |= m
+        self.view[(((x * SPREAD) & _M64) * self.words) >> 64] |= m
 
     def may_hold(self, x: int, m: int) -> bool:
         """False when the key :func:`probe` gave ``(x, m)`` for is surely not in the run."""
-        return self._view[(((x * _SPREAD) & _M64) * self.words) >> 64] & m == m
+        return self.view[(((x * SPREAD) & _M64) * self.words) >> 64] & m == m
 
     def to_bytes(self) -> bytes:
         """The words (little-endian on this machine, as :class:`BlockedBloom`'s)."""

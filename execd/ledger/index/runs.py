@@ -20,8 +20,9 @@ offset bytes
 ====== ===== ==================================================================
 
 In memory a run keeps its filter (one byte an id) and its fences: the first key of
-every block of :data:`FENCE_EVERY` records, as two arrays of 64-bit halves (half a
-byte an id). A lookup asks the filter, bisects the fences, reads that one 512-byte
+every block of :data:`FENCE_EVERY` records, as two arrays of 64-bit halves with a
+radix table over them (half a byte an id, :class:`Fences`). A lookup asks the
+filter, finds the block in the fences, reads that one 512-byte
 block with ``pread`` and finds the key in it (``bench/ids.py``: from the page cache
 a 4 KiB read cost about four times a 512-byte one). Keys in a run are
 unique and strictly ascending; the writer refuses anything else. :func:`load` reads
@@ -30,7 +31,7 @@ damaged run is found when the index opens, never trusted (DESIGN §3: derived st
 is rebuilt from the ledger, not believed).
 
 The format and the search (:func:`pack_header`, :func:`parse_header`,
-:func:`block_of`, :func:`find_in_block`, :func:`merge`) are pure; :func:`write` and
+:class:`Fences`, :func:`find_in_block`, :func:`merge`) are pure; :func:`write` and
 :func:`load` are the thin file I/O around them.
 """
 
@@ -96,18 +97,40 @@ def parse_header(data: bytes, name: str) -> tuple[int, int, int, int, bytes]:
     return count, through, value_size, words, digest
 
 
-def block_of(his: array[int], los: array[int], key: int) -> int:
-    """The block that holds ``key`` if any block does (-1: below the first key), from
-    the fences' high and low 64-bit halves. Pure.
-
-    The high halves alone decide, except among blocks whose first keys share ``key``'s
-    high half (ids numbered in their low bits): those are told apart by the low halves.
+class Fences:
+    """The first key of every block as two arrays of 64-bit halves, and a radix table
+    over the high halves (about eight fences a slot), so finding a block is a table
+    lookup and a bisect of a few entries: a bisect of millions of fences cost as much
+    as the block read, in cache misses (bench/ids.py at 100M ids). Pure.
     """
-    high = key >> 64
-    end = bisect_right(his, high)
-    if end == 0 or his[end - 1] != high:
-        return end - 1
-    return bisect_right(los, key & _M64, bisect_left(his, high, 0, end), end) - 1
+
+    __slots__ = ("_shift", "_starts", "his", "los")
+
+    def __init__(self, his: array[int], los: array[int]) -> None:
+        self.his, self.los = his, los
+        bits = min(20, (len(his) // 8).bit_length())
+        self._shift = 64 - bits
+        starts = array("Q", (bisect_left(his, slot << self._shift) for slot in range(1 << bits)))
+        starts.append(len(his))
+        self._starts = starts
+
+    def __len__(self) -> int:
+        return len(self.his)
+
+    def block(self, key: int) -> int:
+        """The block that holds ``key`` if any block does (-1: below the first key).
+
+        The high halves alone decide, except among blocks whose first keys share
+        ``key``'s high half (ids numbered in their low bits): those are told apart by
+        the low halves.
+        """
+        his, high = self.his, key >> 64
+        slot = high >> self._shift
+        low = self._starts[slot]
+        end = bisect_right(his, high, low, self._starts[slot + 1])
+        if end == 0 or his[end - 1] != high:
+            return end - 1
+        return bisect_right(self.los, key & _M64, bisect_left(his, high, low, end), end) - 1
 
 
 def find_in_block(block: bytes, key: bytes, size: int) -> int:
@@ -145,13 +168,13 @@ class Run:
     owner its own descriptor.
     """
 
-    __slots__ = ("_end", "_fd", "filter", "his", "info", "los", "path", "size")
+    __slots__ = ("_end", "_fd", "fences", "filter", "info", "path", "size")
 
-    def __init__(self, path: Path, info: RunInfo, fences: tuple[array[int], array[int]],
-                 run_filter: RunFilter, fd: int) -> None:
+    def __init__(self, path: Path, info: RunInfo, fences: Fences, run_filter: RunFilter,
+                 fd: int) -> None:
         self.path = path
         self.info = info
-        self.his, self.los = fences
+        self.fences = fences
         #: The run's own filter: ask it (with ``filter.probe``'s answer) before :meth:`has`.
         self.filter = run_filter
         self.size = KEY + info.value_size
@@ -162,7 +185,7 @@ class Run:
         return self.info.count
 
     def _block(self, key: int) -> bytes:
-        block = block_of(self.his, self.los, key)
+        block = self.fences.block(key)
         if block < 0:
             return b""
         step = FENCE_EVERY * self.size
@@ -180,7 +203,14 @@ class Run:
 
     def has(self, key: int) -> bool:
         """Whether the run holds the id ``key`` (its 128-bit integer): one block read."""
-        return find_in_block(self._block(key), key.to_bytes(KEY), self.size) >= 0
+        # find_in_block, inline: this is a duplicate's whole cost after the filters.
+        data, needle, size = self._block(key), key.to_bytes(KEY), self.size
+        at = data.find(needle)
+        while at >= 0:
+            if at % size == 0:
+                return True
+            at = data.find(needle, at + 1)
+        return False
 
     def __contains__(self, key: bytes) -> bool:
         return self.get(key) is not None
@@ -204,7 +234,7 @@ class Run:
 
     def reopen(self) -> Run:
         """The same run with a descriptor of its own, for a second owner."""
-        return Run(self.path, self.info, (self.his, self.los), self.filter, os.dup(self._fd))
+        return Run(self.path, self.info, self.fences, self.filter, os.dup(self._fd))
 
     def close(self) -> None:
         """Close the descriptor (once no lookup can be in flight)."""
@@ -231,13 +261,13 @@ def write(path: Path, records: Iterable[bytes], through_seq: int, value_size: in
         capacity = len(records)
     run_filter = RunFilter(words_for(capacity, RUN_BITS_PER_ID))
     digest = hashlib.sha256()
-    fences: tuple[array[int], array[int]] = (array("Q"), array("Q"))
+    halves: tuple[array[int], array[int]] = (array("Q"), array("Q"))
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640)
     try:
         os.write(fd, bytes(BODY))
         pending: list[bytes] = []
         count = 0
-        checked = _ascending(records, KEY + value_size, fences, run_filter, path.name)
+        checked = _ascending(records, KEY + value_size, halves, run_filter, path.name)
         for record in checked:
             count += 1
             pending.append(record)
@@ -253,15 +283,15 @@ def write(path: Path, records: Iterable[bytes], through_seq: int, value_size: in
         path.unlink(missing_ok=True)
         raise
     info = RunInfo(path.name, count, through_seq, value_size, digest.hexdigest())
-    return Run(path, info, fences, run_filter, fd)
+    return Run(path, info, Fences(*halves), run_filter, fd)
 
 
-def _ascending(records: Iterable[bytes], size: int, fences: tuple[array[int], array[int]],
+def _ascending(records: Iterable[bytes], size: int, halves: tuple[array[int], array[int]],
                run_filter: RunFilter, name: str) -> Iterator[bytes]:
     # Checks each record as it streams past, adds it to the run's filter, and notes
     # every FENCE_EVERY-th key.
     last = -1
-    his, los = fences
+    his, los = halves
     add, of = run_filter.add, int.from_bytes
     for count, record in enumerate(records):
         key = of(record[:KEY])
@@ -313,7 +343,7 @@ def _checked(path: Path, expected: RunInfo, fd: int) -> Run:
         if info != expected:
             raise IndexDamaged(f"{name}: the header says {info}, the manifest {expected}")
         body = hashlib.sha256()
-        fences = _fences(fd, end, size, body)
+        halves = _fences(fd, end, size, body)
         words_data = bytearray()
         for offset in range(end, found, _CHUNK_RECORDS * size):
             words_data += os.pread(fd, min(_CHUNK_RECORDS * size, found - offset), offset)
@@ -322,9 +352,9 @@ def _checked(path: Path, expected: RunInfo, fd: int) -> Run:
         raise IndexDamaged(f"{name}: {exc.strerror or exc}") from None
     if body.digest() != digest:
         raise IndexDamaged(f"{name}: the body's SHA-256 is not the header's")
-    if not _ordered(*fences):
+    if not _ordered(*halves):
         raise IndexDamaged(f"{name}: keys out of order")
-    return Run(path, info, fences, RunFilter(words, bytes(words_data)), fd)
+    return Run(path, info, Fences(*halves), RunFilter(words, bytes(words_data)), fd)
 
 
 def _fences(fd: int, end: int, size: int, body: hashlib._Hash) -> tuple[array[int], array[int]]:

@@ -5,6 +5,8 @@ is the sorted union, and a run that was damaged on disk is never opened as if wh
 from __future__ import annotations
 
 import tempfile
+from array import array
+from bisect import bisect_right
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,7 @@ from hypothesis import strategies as st
 
 from execd.ledger.index import runs
 from execd.ledger.index.filter import probe as hash_of
-from execd.ledger.index.runs import BODY, FENCE_EVERY, HEADER, Run, RunInfo
+from execd.ledger.index.runs import BODY, FENCE_EVERY, HEADER, Fences, Run, RunInfo
 from execd.model.errors import IndexDamaged
 
 KEYS = st.binary(min_size=16, max_size=16)
@@ -72,6 +74,21 @@ def test_every_key_written_is_found_and_no_other(keys: list[bytes], probes: list
             loaded.close()
         words = written.filter.words
         assert path.stat().st_size == BODY + len(keys) * (16 + value_size) + 8 * words
+
+
+HALVES = st.one_of(st.integers(0, (1 << 64) - 1), st.sampled_from([0, 1, 1 << 63, (1 << 64) - 1]))
+
+
+@settings(max_examples=200)
+@given(st.lists(st.tuples(HALVES, HALVES), max_size=300), st.lists(st.tuples(HALVES, HALVES)))
+def test_fences_find_the_block_a_bisect_of_whole_keys_finds(firsts: list[tuple[int, int]],
+                                                            probes: list[tuple[int, int]]) -> None:
+    # The radix table and the low halves' tie-break answer as one bisect of 128-bit keys.
+    keys = sorted({(high << 64) | low for high, low in firsts})
+    fences = Fences(array("Q", [k >> 64 for k in keys]), array("Q", [k & (1 << 64) - 1
+                                                                     for k in keys]))
+    for key in [*keys, *((high << 64) | low for high, low in probes)]:
+        assert fences.block(key) == bisect_right(keys, key) - 1
 
 
 @settings(max_examples=100)
