@@ -199,9 +199,13 @@ class RunFilter:
 
     __slots__ = ("_buf", "view", "words")
 
-    def __init__(self, words: int, data: bytes | None = None) -> None:
+    def __init__(self, words: int, data: bytes | bytearray | None = None) -> None:
+        """An empty filter of ``words`` words, or one of ``data`` (a bytearray is kept
+        as it is, not copied: a run's filter is read straight into it)."""
         self.words = words
-        self._buf = bytearray(words * 8) if data is None else bytearray(data)
+        if data is None:
+            data = bytearray(words * 8)
+        self._buf = data if isinstance(data, bytearray) else bytearray(data)
         if words < 1 or len(self._buf) != words * 8:
             raise ValueError(f"a run filter of {words} words, found {len(self._buf)} bytes")
         #: The words, for a caller asking many runs in one loop (``IdIndex``); read only.

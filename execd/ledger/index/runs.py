@@ -344,17 +344,20 @@ def _checked(path: Path, expected: RunInfo, fd: int) -> Run:
             raise IndexDamaged(f"{name}: the header says {info}, the manifest {expected}")
         body = hashlib.sha256()
         halves = _fences(fd, end, size, body)
-        words_data = bytearray()
-        for offset in range(end, found, _CHUNK_RECORDS * size):
-            words_data += os.pread(fd, min(_CHUNK_RECORDS * size, found - offset), offset)
-        body.update(words_data)
+        words_data = bytearray(words * 8)  # read in place: the filter keeps this buffer
+        view, step = memoryview(words_data), _CHUNK_RECORDS * size
+        for start in range(0, len(words_data), step):
+            part = view[start:start + step]
+            if os.preadv(fd, [part], end + start) != len(part):
+                raise IndexDamaged(f"{name}: shorter than its header says")
+            body.update(part)
     except OSError as exc:
         raise IndexDamaged(f"{name}: {exc.strerror or exc}") from None
     if body.digest() != digest:
         raise IndexDamaged(f"{name}: the body's SHA-256 is not the header's")
     if not _ordered(*halves):
         raise IndexDamaged(f"{name}: keys out of order")
-    return Run(path, info, Fences(*halves), RunFilter(words, bytes(words_data)), fd)
+    return Run(path, info, Fences(*halves), RunFilter(words, words_data), fd)
 
 
 def _fences(fd: int, end: int, size: int, body: hashlib._Hash) -> tuple[array[int], array[int]]:
