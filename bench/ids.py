@@ -3,14 +3,17 @@
 For each size N (default 1M and 100M ids) an index directory is built once and cached
 under ``var/bench-ids/``: the runs a daemon would hold after N ids arrived in
 checkpoints of 50,000 (the size-tiered compaction of ``execd.ledger.index.store`` run
-on the counts), written straight from sorted random keys, and the filter sized for N
-and filled with every key. Then, each in a fresh child process (so RSS is its own):
+on the counts), written straight from sorted random keys (each the last plus a random
+gap, so nothing is sorted), and the filter sized for N and filled with every key.
+Then, each in a fresh child process (so RSS is its own):
 
 * ``open``: ``IndexStore.open`` (checks every run's SHA-256, builds the fences) and the
   saved filter loaded; RSS held per million ids;
-* ``duplicate``: ``IdIndex.add`` of ids that are in the runs (answer False);
+* ``duplicate``: ``IdIndex.add`` of ids that are in the runs (answer False), and the
+  blocks one reads (the run holding it, plus the other runs' filter false positives);
 * ``new``: ``IdIndex.add`` of fresh random ids (answer True; 1% of them pass the
-  filter's "maybe" and pay the run lookups);
+  filter's "maybe" and pay the run lookups), then again as duplicates of recent ids
+  (still in ``recent``: a set lookup);
 * today's ``SeenIds`` at 1M and 10M ids: the same two costs and its RSS per million;
 * ``write``: a 50,000-id run written (two fsyncs), a compaction of four 250,000-id
   runs, and a filter built from 1M ids of runs (start-up without a saved filter).
@@ -18,7 +21,8 @@ and filled with every key. Then, each in a fresh child process (so RSS is its ow
 Times are per id, medians over ``--runs`` rounds (sizes alternate within a round);
 the run files are in the page cache, as they are in a daemon that has been running.
 Usage: ``python bench/ids.py [--runs 3] [--sizes 1000000,100000000]
-[--seen 1000000,10000000]``. Building the 100M cache takes a few minutes and 1.6 GB.
+[--seen 1000000,10000000]``. Building the 100M cache takes about ten minutes and
+1.8 GB (a new run format or generator ``VERSION`` builds it again).
 """
 
 from __future__ import annotations
@@ -40,17 +44,16 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from execd.ledger.index.filter import BlockedBloom  # noqa: E402
+from execd.ledger.index.filter import BlockedBloom, probe  # noqa: E402
 from execd.ledger.index.ids import IdIndex  # noqa: E402
-from execd.ledger.index.runs import RunInfo  # noqa: E402
+from execd.ledger.index.runs import Run, RunInfo  # noqa: E402
 from execd.ledger.index.store import IndexStore, plan_compaction  # noqa: E402
 from execd.sentinel.core import SeenIds  # noqa: E402
 
 CACHE = ROOT / "var" / "bench-ids"
-VERSION = 1  # of the generator: a new one builds a new cache
+VERSION = 2  # of the generator and run format: a new one builds a new cache
 CHECKPOINT = 50_000
 PROBES_DUP, PROBES_NEW = 50_000, 200_000
-BUCKET = 1 << 16  # keys generated and sorted at a time
 
 
 def layout(total: int) -> list[int]:
@@ -67,18 +70,18 @@ def layout(total: int) -> list[int]:
 
 def _run_keys(rng: random.Random, count: int, bloom: BlockedBloom,
               dups: list[bytes], every: int) -> Iterator[bytes]:
-    # Sorted random keys without sorting them all: the key space in 2^b buckets by top
-    # bits, each bucket's keys drawn and sorted alone.
-    bits = max(0, (count // BUCKET).bit_length())
-    buckets = 1 << bits
-    low = 128 - bits
-    for bucket in range(buckets):
-        n = count // buckets + (1 if bucket < count % buckets else 0)
-        keys = sorted({(bucket << low) | rng.getrandbits(low) for _ in range(n)})
-        bloom.update(keys)
-        records = [key.to_bytes(16) for key in keys]
-        dups.extend(records[::every])
-        yield from records
+    # Sorted random keys without sorting: each one the last plus a random gap, the
+    # gaps averaging at most half the key space over ``count`` (so the last key stays
+    # inside 128 bits), a few hundred nanoseconds a key.
+    bits = ((1 << 128) // (count + 1)).bit_length() - 1
+    key, draw, add = 0, rng.getrandbits, bloom.add
+    for n in range(count):
+        key += 1 + draw(bits)
+        add(key)
+        record = key.to_bytes(16)
+        if n % every == 0:
+            dups.append(record)
+        yield record
 
 
 def build(total: int) -> Path:
@@ -95,7 +98,7 @@ def build(total: int) -> Path:
     dups: list[bytes] = []
     every = max(1, total // PROBES_DUP)
     for seq, count in enumerate(layout(total), 1):
-        store.write_run(_run_keys(rng, count, bloom, dups, every), seq).close()
+        store.write_run(_run_keys(rng, count, bloom, dups, every), seq, capacity=count).close()
     store.close()
     (where / "filter.bin").write_bytes(bloom.to_bytes())
     rng.shuffle(dups)
@@ -140,9 +143,25 @@ def child_index(total: int) -> dict[str, Any]:
     dup_us = _per_op(index.add, dups)
     assert index.add(dups[0]) is False
     new_us = _per_op(index.add, news)
-    assert index.add(news[0]) is False
+    recent_us = _per_op(index.add, news[:PROBES_DUP])  # still in ``recent``: answer False
     return {"open_s": open_s, "mb_per_m": held / (total / 1e6), "dup_us": dup_us,
-            "new_us": new_us, "runs": len(opened), "fp": index.false_positives / len(news)}
+            "new_us": new_us, "recent_us": recent_us, "runs": len(opened),
+            "fp": index.false_positives / len(news), "reads": _reads(opened, dups)}
+
+
+def _reads(opened: list[Run], dups: list[uuid.UUID]) -> float:
+    # Blocks a duplicate reads: the runs asked largest first, up to the one holding it,
+    # whose filters say "maybe" (one is the holder; the rest are their false positives).
+    reads = 0
+    order = sorted(opened, key=len, reverse=True)
+    for intent_id in dups:
+        x, m = probe(intent_id.int)
+        for run in order:
+            if run.filter.may_hold(x, m):
+                reads += 1
+                if run.has(intent_id.int):
+                    break
+    return reads / len(dups)
 
 
 def child_seen(total: int) -> dict[str, Any]:
@@ -237,10 +256,11 @@ def _report(results: dict[tuple[str, int], list[dict[str, Any]]], sizes: list[in
     print(f"duplicate-id index, medians of {rounds} runs (µs per id; MB held per million ids)")
     for size in sizes:
         rows = results[("index", size)]
-        print(f"  IdIndex  N={size:>11,}: duplicate {_median(rows, 'dup_us'):5.2f} µs, "
-              f"new {_median(rows, 'new_us'):5.2f} µs, {_median(rows, 'mb_per_m'):5.2f} MB/M, "
-              f"open {_median(rows, 'open_s'):6.2f} s, {rows[0]['runs']} runs, "
-              f"filter maybe on new {_median(rows, 'fp') * 100:.2f}%")
+        print(f"  IdIndex  N={size:>11,}: duplicate {_median(rows, 'dup_us'):5.2f} µs "
+              f"({_median(rows, 'reads'):.3f} blocks read), new {_median(rows, 'new_us'):5.2f} "
+              f"µs, duplicate of a recent id {_median(rows, 'recent_us'):5.2f} µs, "
+              f"{_median(rows, 'mb_per_m'):5.2f} MB/M, open {_median(rows, 'open_s'):6.2f} s, "
+              f"{rows[0]['runs']} runs, filter maybe on new {_median(rows, 'fp') * 100:.2f}%")
     for size in seen_sizes:
         rows = results[("seen", size)]
         print(f"  SeenIds  N={size:>11,}: duplicate {_median(rows, 'dup_us'):5.2f} µs, "
@@ -251,7 +271,7 @@ def _report(results: dict[tuple[str, int], list[dict[str, Any]]], sizes: list[in
           f"filter built from runs: {_median(rows, 'build_us'):.2f} µs/id")
     if len(sizes) >= 2:
         low, high = (results[("index", s)] for s in (sizes[0], sizes[-1]))
-        for key in ("dup_us", "new_us", "mb_per_m"):
+        for key in ("dup_us", "new_us", "recent_us", "mb_per_m"):
             print(f"  IdIndex {key} at {sizes[-1]:,} / at {sizes[0]:,}: "
                   f"{_median(high, key) / _median(low, key):.2f}")
     if ("seen", sizes[0]) in results and ("index", sizes[0]) in results:

@@ -9,6 +9,13 @@ only ever decides "surely new"; a "maybe" is settled by the exact structures beh
 intent. Bits are only ever set, so a copy taken while ids are being added holds at
 least the ids added before the copy began.
 
+:class:`RunFilter` is the same filter made once for one run's keys and saved inside the
+run file (:mod:`execd.ledger.index.runs`): a duplicate that passed this one asks each
+run's filter, largest run first, and reads a block only from a run that says "maybe",
+so it reads one block (plus the runs' false positives) however many runs there are.
+Both share one hash (:func:`probe`, computed once per lookup); a run's filter picks
+its word from a second mix of it, so its false positives do not follow this filter's.
+
 The filter is sized for ``capacity`` ids; past that its false-positive rate rises
 smoothly (correctness is unchanged), and the owner grows it by building a bigger one
 from the runs (:meth:`IdIndex.grow`). The hash is fixed (not Python's per-process
@@ -23,7 +30,7 @@ from collections.abc import Iterable
 
 from execd.model.errors import IndexDamaged
 
-_M64 = (1 << 64) - 1
+_M64 = M64 = (1 << 64) - 1
 _MIX = 0xD6E8FEB86659FD93  # an odd 64-bit multiplier (a splitmix64 constant)
 
 
@@ -44,6 +51,12 @@ def _masks() -> tuple[int, ...]:
 
 MASKS = _masks()
 BITS_PER_ID = 12
+#: A run's filter: fewer bits, since only a duplicate (or this filter's 1%) asks it,
+#: and a false positive costs one block read, not an intent (about 4% at 8 bits).
+RUN_BITS_PER_ID = 8
+#: An odd multiplier: a run filter's word is ``((x * SPREAD) & M64) * words >> 64``
+#: for :func:`probe`'s ``x``, so it does not follow the word this filter picks.
+SPREAD = 0x9E3779B97F4A7C15
 MAGIC = b"EXIDBLM\x00"
 VERSION = 1
 # magic, version, bits per id, capacity, ids added, through_seq, and the SHA-256 of
@@ -54,6 +67,15 @@ HEADER = struct.Struct(">8sHHQQQ32s")
 def words_for(capacity: int, bits_per_id: int = BITS_PER_ID) -> int:
     """How many 64-bit words hold ``capacity`` ids at ``bits_per_id`` (at least one)."""
     return max(1, -(-capacity * bits_per_id // 64))
+
+
+def probe(key: int) -> tuple[int, int]:
+    """(hash, mask) of a 128-bit key: what :meth:`BlockedBloom.add` computes, for
+    asking several :class:`RunFilter` s about one key without hashing it again."""
+    folded = ((key >> 64) ^ key) & _M64
+    x = (folded * _MIX) & _M64
+    x ^= x >> 29
+    return x, MASKS[x & 0xFFF] | MASKS[(x >> 12) & 0xFFF] | MASKS[(x >> 24) & 0xFFF]
 
 
 class BlockedBloom:
@@ -92,6 +114,21 @@ class BlockedBloom:
             return True
         self._view[at] = word | m
         return False
+
+    def admit(self, key: int) -> tuple[int, int] | None:
+        """:meth:`add` for a lookup that goes on to the runs: None when ``key`` was
+        surely new (its bits are set now), else its :func:`probe`, to ask them with."""
+        folded = ((key >> 64) ^ key) & _M64
+        x = (folded * _MIX) & _M64
+        x ^= x >> 29
+        m = MASKS[x & 0xFFF] | MASKS[(x >> 12) & 0xFFF] | MASKS[(x >> 24) & 0xFFF]
+        at = (x * self._words) >> 64
+        word = self._view[at]
+        self.count += 1
+        if word & m == m:
+            return x, m
+        self._view[at] = word | m
+        return None
 
     def may_contain(self, key: int) -> bool:
         """False when ``key`` was surely never added; True when it may have been."""
@@ -151,3 +188,38 @@ def unpack(data: bytes) -> tuple[BlockedBloom, int]:
         raise IndexDamaged(f"filter: {exc}") from None
     bloom.count = count
     return bloom, through
+
+
+class RunFilter:
+    """One run's filter (``words`` 64-bit words): written once with the run, then read.
+
+    ``add`` is for the writer; ``may_hold`` takes :func:`probe`'s answer, so asking a
+    dozen runs costs one hash and a dozen word reads.
+    """
+
+    __slots__ = ("_buf", "view", "words")
+
+    def __init__(self, words: int, data: bytes | bytearray | None = None) -> None:
+        """An empty filter of ``words`` words, or one of ``data`` (a bytearray is kept
+        as it is, not copied: a run's filter is read straight into it)."""
+        self.words = words
+        if data is None:
+            data = bytearray(words * 8)
+        self._buf = data if isinstance(data, bytearray) else bytearray(data)
+        if words < 1 or len(self._buf) != words * 8:
+            raise ValueError(f"a run filter of {words} words, found {len(self._buf)} bytes")
+        #: The words, for a caller asking many runs in one loop (``IdIndex``); read only.
+        self.view = memoryview(self._buf).cast("Q")
+
+    def add(self, key: int) -> None:
+        """Set ``key``'s bits."""
+        x, m = probe(key)
+        self.view[(((x * SPREAD) & _M64) * self.words) >> 64] |= m
+
+    def may_hold(self, x: int, m: int) -> bool:
+        """False when the key :func:`probe` gave ``(x, m)`` for is surely not in the run."""
+        return self.view[(((x * SPREAD) & _M64) * self.words) >> 64] & m == m
+
+    def to_bytes(self) -> bytes:
+        """The words (little-endian on this machine, as :class:`BlockedBloom`'s)."""
+        return bytes(self._buf)

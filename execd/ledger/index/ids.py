@@ -3,12 +3,15 @@
 :class:`IdIndex` answers what ``sentinel.core.SeenIds`` answers (has this intent id
 been seen?) from three places, cheapest first:
 
-1. a blocked Bloom filter over every id (:mod:`execd.ledger.index.filter`, 1.5 bytes
+1. ``recent``: the exact set of ids added since the last run that holds them, so a
+   duplicate of a recent intent (a pipeline writing a file again) costs a set lookup;
+2. a blocked Bloom filter over every id (:mod:`execd.ledger.index.filter`, 1.5 bytes
    an id): "surely new" for about 99% of new ids, which then cost one filter update
    and one set insertion;
-2. ``recent``: the exact set of ids added since the last run that holds them;
-3. the sorted runs on disk, largest first (:class:`~execd.ledger.index.runs.Run`: a
-   bisect of the fences in memory, one ``pread``, a search in the block).
+3. the sorted runs on disk, largest first, each asked through its own filter (a
+   word read) before its block is read (:class:`~execd.ledger.index.runs.Run`: a
+   bisect of the fences in memory, one 512-byte ``pread``, a search in the block), so
+   an older duplicate reads one block however many runs there are.
 
 A "maybe" from the filter that neither ``recent`` nor any run confirms is a new id
 (a false positive): the filter only ever decides "surely new", so it never refuses an
@@ -32,8 +35,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Set
 
-from execd.ledger.index.filter import BITS_PER_ID, BlockedBloom
-from execd.ledger.index.runs import KEY, Run
+from execd.ledger.index.filter import BITS_PER_ID, M64, SPREAD, BlockedBloom, probe
+from execd.ledger.index.runs import Run
 from execd.ledger.index.store import Compaction
 
 # The smallest filter worth making: 1.5 MB, so a short replay never grows one.
@@ -43,7 +46,7 @@ MIN_CAPACITY = 1 << 20
 class IdIndex:
     """Intent ids that already have an outcome or order: a second one gets no order."""
 
-    __slots__ = ("_filter", "_lookup", "_recent", "_runs", "bits_per_id", "false_positives")
+    __slots__ = ("_asks", "_filter", "_recent", "_runs", "bits_per_id", "false_positives")
 
     def __init__(self, runs: Iterable[Run] = (), expected: int = 0,
                  bits_per_id: int = BITS_PER_ID, capacity: int | None = None,
@@ -59,7 +62,7 @@ class IdIndex:
         older than the runs is a safe subset, never a wrong answer.
         """
         self._runs = list(runs)
-        self._lookup = self._by_size()
+        self._asks = self._by_size()
         self._recent: set[int] = set()
         self.bits_per_id = bits_per_id
         #: Filter "maybe"s that turned out new: the price of the filter, for metrics.
@@ -104,26 +107,36 @@ class IdIndex:
     def add(self, intent_id: uuid.UUID) -> bool:
         """Record ``intent_id``; False if it was already there."""
         key = intent_id.int
-        if self._filter.add(key):
-            if key in self._recent or self._in_runs(key):
+        recent = self._recent
+        if key in recent:
+            return False
+        probed = self._filter.admit(key)
+        if probed is not None:
+            if self._in_runs(key, *probed):
                 return False
             self.false_positives += 1
-        self._recent.add(key)
+        recent.add(key)
         return True
 
     def __contains__(self, intent_id: uuid.UUID) -> bool:
         key = intent_id.int
-        return self._filter.may_contain(key) and (key in self._recent or self._in_runs(key))
+        return key in self._recent or (self._filter.may_contain(key)
+                                       and self._in_runs(key, *probe(key)))
 
-    def _in_runs(self, key: int) -> bool:
-        needle = key.to_bytes(KEY)
-        return any(run.get(needle) is not None for run in self._lookup)
+    def _in_runs(self, key: int, x: int, m: int) -> bool:
+        # RunFilter.may_hold of each run, inline (one mix for all of them): a duplicate
+        # asks every run's filter until one says "maybe" and holds it.
+        y = (x * SPREAD) & M64
+        for view, words, run in self._asks:
+            if view[(y * words) >> 64] & m == m and run.has(key):
+                return True
+        return False
 
-    def _by_size(self) -> list[Run]:
+    def _by_size(self) -> list[tuple[memoryview, int, Run]]:
         # Largest first: an earlier id is in a run with odds in proportion to its size,
-        # so a duplicate reads about two blocks at 100M ids instead of one per run
-        # (bench/ids.py). A duplicate of a recent intent is usually still in ``recent``.
-        return sorted(self._runs, key=len, reverse=True)
+        # so a duplicate asks the fewest runs' filters before the one that holds it.
+        return [(run.filter.view, run.filter.words, run)
+                for run in sorted(self._runs, key=len, reverse=True)]
 
     def attach(self, run: Run, ids: Iterable[int]) -> None:
         """Look ``run`` up from now on, and forget its ``ids`` (its keys, as integers)
@@ -135,7 +148,7 @@ class IdIndex:
             else:
                 bloom.add(key)
         self._runs.append(run)
-        self._lookup = self._by_size()
+        self._asks = self._by_size()
 
     def replace(self, compaction: Compaction) -> None:
         """Swap the runs a compaction merged for its result (same ids, fewer runs)."""
@@ -149,7 +162,7 @@ class IdIndex:
         kept.append(compaction.added)
         kept.sort(key=lambda run: run.info.through_seq)
         self._runs = kept
-        self._lookup = self._by_size()
+        self._asks = self._by_size()
 
     @property
     def full(self) -> bool:
@@ -171,4 +184,4 @@ class IdIndex:
         for run in self._runs:
             run.close()
         self._runs.clear()
-        self._lookup.clear()
+        self._asks.clear()

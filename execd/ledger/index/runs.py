@@ -1,30 +1,38 @@
 """Sorted run files of intent ids: the format, the lookup and the merge.
 
-A run is an immutable file of records sorted by key, each a 16-byte key (the id's
-bytes, big-endian, so byte order is id order) followed by ``value_size`` bytes (0, or
-8 for a position a later ``tail --intent`` index can carry), after a 64-byte header:
+A run is an immutable file: a 512-byte header area, then records sorted by key, each
+a 16-byte key (the id's bytes, big-endian, so byte order is id order) followed by
+``value_size`` bytes (0, or 8 for a position a later ``tail --intent`` index can
+carry), then the run's own filter (:class:`~execd.ledger.index.filter.RunFilter`,
+``filter_words`` 64-bit words over its keys). The header, big-endian like every field,
+is followed by zeros up to :data:`BODY`:
 
 ====== ===== ==================================================================
 offset bytes
 0      8     magic ``EXIDRUN\\0``
-8      2     version (1), big-endian like every field
+8      2     version (2; a version-1 run is damaged, to be rebuilt)
 10     2     value size (0 or 8)
 12     4     zero
 16     8     count of records
 24     8     through_seq: the ledger seq through which the writer had folded
-32     32    SHA-256 of the body (every record, in order)
+32     8     filter_words
+40     32    SHA-256 of the records, in order, then the filter's words
 ====== ===== ==================================================================
 
-In memory a run keeps only its fences: every :data:`FENCE_EVERY`-th key, about 0.2
-bytes an id. A lookup bisects the fences, reads that one block with ``pread`` (4 KiB
-of keys) and searches it. Keys in a run are unique and strictly ascending; the writer
-refuses anything else. :func:`load` reads the whole body once, checking the header,
-the file's size and the SHA-256, so a damaged run is found when the index opens,
-never trusted (DESIGN §3: derived state is rebuilt from the ledger, not believed).
+In memory a run keeps its filter (one byte an id) and its fences: the first key of
+every block of :data:`FENCE_EVERY` records, as two arrays of 64-bit halves with a
+radix table over them (half a byte an id, :class:`Fences`). A lookup asks the
+filter, finds the block in the fences, reads that one 512-byte
+block with ``pread`` and finds the key in it (``bench/ids.py``: from the page cache
+a 4 KiB read cost about four times a 512-byte one). Keys in a run are
+unique and strictly ascending; the writer refuses anything else. :func:`load` reads
+the whole file once, checking the header, the file's size and the SHA-256, so a
+damaged run is found when the index opens, never trusted (DESIGN §3: derived state
+is rebuilt from the ledger, not believed).
 
 The format and the search (:func:`pack_header`, :func:`parse_header`,
-:func:`find_in_block`, :func:`merge`) are pure; :func:`write` and :func:`load` are the
-thin file I/O around them.
+:class:`Fences`, :func:`find_in_block`, :func:`merge`) are pure; :func:`write` and
+:func:`load` are the thin file I/O around them.
 """
 
 from __future__ import annotations
@@ -32,24 +40,30 @@ from __future__ import annotations
 import hashlib
 import heapq
 import itertools
+import operator
 import os
 import struct
-from bisect import bisect_right
-from collections.abc import Iterable, Iterator
+import sys
+from array import array
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterable, Iterator, Sized
 from pathlib import Path
 
 from msgspec import Struct
 
+from execd.ledger.index.filter import RUN_BITS_PER_ID, RunFilter, words_for
 from execd.model.errors import IndexDamaged
 
 MAGIC = b"EXIDRUN\x00"
-VERSION = 1
+VERSION = 2
 KEY = 16
 VALUE_SIZES = (0, 8)
-HEADER = struct.Struct(">8sHHIQQ32s")
-FENCE_EVERY = 256
+HEADER = struct.Struct(">8sHHIQQQ32s")
+BODY = 512  # the header area: records start here, so 512-byte blocks align to pages
+FENCE_EVERY = 32
+_M64 = (1 << 64) - 1
 # Records read or written per system call when streaming a whole run.
-_CHUNK_RECORDS = FENCE_EVERY * 64
+_CHUNK_RECORDS = FENCE_EVERY * 512
 
 
 class RunInfo(Struct, frozen=True):
@@ -62,19 +76,61 @@ class RunInfo(Struct, frozen=True):
     sha256: str
 
 
-def pack_header(count: int, through_seq: int, value_size: int, digest: bytes) -> bytes:
-    """The 64-byte header for a body of ``count`` records with SHA-256 ``digest``."""
-    return HEADER.pack(MAGIC, VERSION, value_size, 0, count, through_seq, digest)
+def pack_header(count: int, through_seq: int, value_size: int, filter_words: int,
+                digest: bytes) -> bytes:
+    """The header area (:data:`BODY` bytes) for ``count`` records and a filter of
+    ``filter_words`` words, whose SHA-256 together is ``digest``."""
+    fields = HEADER.pack(MAGIC, VERSION, value_size, 0, count, through_seq, filter_words,
+                         digest)
+    return fields + bytes(BODY - HEADER.size)
 
 
-def parse_header(data: bytes, name: str) -> tuple[int, int, int, bytes]:
-    """(count, through_seq, value_size, digest) from a header; IndexDamaged if not one."""
-    if len(data) < HEADER.size:
+def parse_header(data: bytes, name: str) -> tuple[int, int, int, int, bytes]:
+    """(count, through_seq, value_size, filter_words, digest) from a header area;
+    IndexDamaged if it is not one."""
+    if len(data) < BODY:
         raise IndexDamaged(f"{name}: {len(data)} bytes, shorter than a run's header")
-    magic, version, value_size, zero, count, through, digest = HEADER.unpack_from(data)
-    if magic != MAGIC or version != VERSION or zero != 0 or value_size not in VALUE_SIZES:
+    magic, version, value_size, zero, count, through, words, digest = HEADER.unpack_from(data)
+    if (magic != MAGIC or version != VERSION or zero != 0 or value_size not in VALUE_SIZES
+            or words < 1 or any(data[HEADER.size:BODY])):
         raise IndexDamaged(f"{name}: not a version-{VERSION} run header")
-    return count, through, value_size, digest
+    return count, through, value_size, words, digest
+
+
+class Fences:
+    """The first key of every block as two arrays of 64-bit halves, and a radix table
+    over the high halves (about eight fences a slot), so finding a block is a table
+    lookup and a bisect of a few entries: a bisect of millions of fences cost as much
+    as the block read, in cache misses (bench/ids.py at 100M ids). Pure.
+    """
+
+    __slots__ = ("_shift", "_starts", "his", "los")
+
+    def __init__(self, his: array[int], los: array[int]) -> None:
+        self.his, self.los = his, los
+        bits = min(20, (len(his) // 8).bit_length())
+        self._shift = 64 - bits
+        starts = array("Q", (bisect_left(his, slot << self._shift) for slot in range(1 << bits)))
+        starts.append(len(his))
+        self._starts = starts
+
+    def __len__(self) -> int:
+        return len(self.his)
+
+    def block(self, key: int) -> int:
+        """The block that holds ``key`` if any block does (-1: below the first key).
+
+        The high halves alone decide, except among blocks whose first keys share
+        ``key``'s high half (ids numbered in their low bits): those are told apart by
+        the low halves.
+        """
+        his, high = self.his, key >> 64
+        slot = high >> self._shift
+        low = self._starts[slot]
+        end = bisect_right(his, high, low, self._starts[slot + 1])
+        if end == 0 or his[end - 1] != high:
+            return end - 1
+        return bisect_right(self.los, key & _M64, bisect_left(his, high, low, end), end) - 1
 
 
 def find_in_block(block: bytes, key: bytes, size: int) -> int:
@@ -104,7 +160,7 @@ def merge(sources: Iterable[Iterator[bytes]]) -> Iterator[bytes]:
 
 
 class Run:
-    """An open, checked run: its info, its fences and a descriptor to ``pread`` from.
+    """An open, checked run: its info, filter, fences and a descriptor to ``pread`` from.
 
     Lookups never change it, so any thread may make them. It is closed by whoever
     looks it up (``IdIndex``), never by the store that wrote it, so a lookup in flight
@@ -112,40 +168,57 @@ class Run:
     owner its own descriptor.
     """
 
-    __slots__ = ("_fd", "fences", "info", "path", "size")
+    __slots__ = ("_end", "_fd", "fences", "filter", "info", "path", "size")
 
-    def __init__(self, path: Path, info: RunInfo, fences: list[bytes], fd: int) -> None:
+    def __init__(self, path: Path, info: RunInfo, fences: Fences, run_filter: RunFilter,
+                 fd: int) -> None:
         self.path = path
         self.info = info
         self.fences = fences
+        #: The run's own filter: ask it (with ``filter.probe``'s answer) before :meth:`has`.
+        self.filter = run_filter
         self.size = KEY + info.value_size
+        self._end = BODY + info.count * self.size
         self._fd = fd
 
     def __len__(self) -> int:
         return self.info.count
 
+    def _block(self, key: int) -> bytes:
+        block = self.fences.block(key)
+        if block < 0:
+            return b""
+        step = FENCE_EVERY * self.size
+        offset = BODY + block * step
+        # The last block is shorter, and the filter's words after it are not records.
+        return os.pread(self._fd, min(step, self._end - offset), offset)
+
     def get(self, key: bytes) -> bytes | None:
         """The value stored with ``key`` (``b""`` when the run holds none), or None."""
-        block = bisect_right(self.fences, key) - 1
-        if block < 0:
-            return None
-        size = self.size
-        step = FENCE_EVERY * size
-        # The last block is shorter: pread stops at the end of the file.
-        data = os.pread(self._fd, step, HEADER.size + block * step)
-        at = find_in_block(data, key, size)
+        data = self._block(int.from_bytes(key))
+        at = find_in_block(data, key, self.size)
         if at < 0:
             return None
-        return data[at * size + KEY:(at + 1) * size]
+        return data[at * self.size + KEY:(at + 1) * self.size]
+
+    def has(self, key: int) -> bool:
+        """Whether the run holds the id ``key`` (its 128-bit integer): one block read."""
+        # find_in_block, inline: this is a duplicate's whole cost after the filters.
+        data, needle, size = self._block(key), key.to_bytes(KEY), self.size
+        at = data.find(needle)
+        while at >= 0:
+            if at % size == 0:
+                return True
+            at = data.find(needle, at + 1)
+        return False
 
     def __contains__(self, key: bytes) -> bool:
         return self.get(key) is not None
 
     def _chunks(self) -> Iterator[bytes]:
         step = _CHUNK_RECORDS * self.size
-        end = HEADER.size + self.info.count * self.size
-        for offset in range(HEADER.size, end, step):
-            yield os.pread(self._fd, min(step, end - offset), offset)
+        for offset in range(BODY, self._end, step):
+            yield os.pread(self._fd, min(step, self._end - offset), offset)
 
     def records(self) -> Iterator[bytes]:
         """Every record in order, read in bounded chunks (for merging and rebuilding)."""
@@ -161,7 +234,7 @@ class Run:
 
     def reopen(self) -> Run:
         """The same run with a descriptor of its own, for a second owner."""
-        return Run(self.path, self.info, self.fences, os.dup(self._fd))
+        return Run(self.path, self.info, self.fences, self.filter, os.dup(self._fd))
 
     def close(self) -> None:
         """Close the descriptor (once no lookup can be in flight)."""
@@ -170,50 +243,65 @@ class Run:
             self._fd = -1
 
 
-def write(path: Path, records: Iterable[bytes], through_seq: int, value_size: int = 0) -> Run:
+def write(path: Path, records: Iterable[bytes], through_seq: int, value_size: int = 0,
+          capacity: int | None = None) -> Run:
     """Write a run of ``records`` (sorted, unique keys) to ``path``, fsynced. Blocking.
 
-    The file is complete and durable when this returns, but only the manifest makes
-    it part of the index (:mod:`execd.ledger.index.store`); a file the manifest does
-    not name is an orphan that the next open removes. ValueError if ``records`` are
-    not strictly ascending or not ``16 + value_size`` bytes each.
+    Its filter is sized for ``capacity`` ids (default: the number of ``records``,
+    which are then listed first if they are a mere iterator); a merge passes the sum
+    of its inputs. The file is complete and durable when this returns, but only the
+    manifest makes it part of the index (:mod:`execd.ledger.index.store`); a file the
+    manifest does not name is an orphan that the next open removes. ValueError if
+    ``records`` are not strictly ascending or not ``16 + value_size`` bytes each.
     """
     if value_size not in VALUE_SIZES:
         raise ValueError(f"value size {value_size}: expected one of {VALUE_SIZES}")
+    if capacity is None:
+        records = records if isinstance(records, Sized) else list(records)
+        capacity = len(records)
+    run_filter = RunFilter(words_for(capacity, RUN_BITS_PER_ID))
     digest = hashlib.sha256()
-    fences: list[bytes] = []
+    halves: tuple[array[int], array[int]] = (array("Q"), array("Q"))
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640)
     try:
-        os.write(fd, bytes(HEADER.size))
+        os.write(fd, bytes(BODY))
         pending: list[bytes] = []
         count = 0
-        for record in _ascending(records, KEY + value_size, fences, path.name):
+        checked = _ascending(records, KEY + value_size, halves, run_filter, path.name)
+        for record in checked:
             count += 1
             pending.append(record)
             if len(pending) == _CHUNK_RECORDS:
                 _flush(fd, pending, digest)
+        pending.append(run_filter.to_bytes())
         _flush(fd, pending, digest)
-        os.pwrite(fd, pack_header(count, through_seq, value_size, digest.digest()), 0)
+        os.pwrite(fd, pack_header(count, through_seq, value_size, run_filter.words,
+                                  digest.digest()), 0)
         os.fsync(fd)
     except BaseException:
         os.close(fd)
         path.unlink(missing_ok=True)
         raise
     info = RunInfo(path.name, count, through_seq, value_size, digest.hexdigest())
-    return Run(path, info, fences, fd)
+    return Run(path, info, Fences(*halves), run_filter, fd)
 
 
-def _ascending(records: Iterable[bytes], size: int, fences: list[bytes],
-               name: str) -> Iterator[bytes]:
-    # Checks each record as it streams past, and notes every FENCE_EVERY-th key.
-    last = b""
+def _ascending(records: Iterable[bytes], size: int, halves: tuple[array[int], array[int]],
+               run_filter: RunFilter, name: str) -> Iterator[bytes]:
+    # Checks each record as it streams past, adds it to the run's filter, and notes
+    # every FENCE_EVERY-th key.
+    last = -1
+    his, los = halves
+    add, of = run_filter.add, int.from_bytes
     for count, record in enumerate(records):
-        key = record[:KEY]
+        key = of(record[:KEY])
         if len(record) != size or key <= last:
             raise ValueError(f"{name}: record {count} is not a {size}-byte record "
                              "with a key above the one before")
         if count % FENCE_EVERY == 0:
-            fences.append(key)
+            his.append(key >> 64)
+            los.append(key & _M64)
+        add(key)
         last = key
         yield record
 
@@ -229,8 +317,8 @@ def _flush(fd: int, pending: list[bytes], digest: hashlib._Hash) -> None:
 
 def load(path: Path, expected: RunInfo) -> Run:
     """Open ``path`` and check it against its header and the manifest's ``expected``:
-    size, count, seq, value size and the SHA-256 of the body. IndexDamaged if any
-    differs, the keys' fences are out of order, or it cannot be read. Blocking."""
+    size, count, seq, value size and the SHA-256 of records and filter. IndexDamaged
+    if any differs, the keys' fences are out of order, or it cannot be read. Blocking."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as exc:
@@ -245,27 +333,50 @@ def load(path: Path, expected: RunInfo) -> Run:
 def _checked(path: Path, expected: RunInfo, fd: int) -> Run:
     name = path.name
     try:
-        count, through, value_size, digest = parse_header(os.pread(fd, HEADER.size, 0), name)
+        count, through, value_size, words, digest = parse_header(os.pread(fd, BODY, 0), name)
         size = KEY + value_size
+        end = BODY + count * size
         found = os.fstat(fd).st_size
-        if found != HEADER.size + count * size:
-            raise IndexDamaged(f"{name}: {found} bytes, the header says "
-                               f"{HEADER.size + count * size}")
+        if found != end + words * 8:
+            raise IndexDamaged(f"{name}: {found} bytes, the header says {end + words * 8}")
         info = RunInfo(name, count, through, value_size, digest.hex())
         if info != expected:
             raise IndexDamaged(f"{name}: the header says {info}, the manifest {expected}")
-        run = Run(path, info, [], fd)
         body = hashlib.sha256()
-        fences = run.fences
-        step = _CHUNK_RECORDS * size
-        for offset in range(HEADER.size, found, step):
-            chunk = os.pread(fd, min(step, found - offset), offset)
-            body.update(chunk)
-            fences.extend(chunk[i:i + KEY] for i in range(0, len(chunk), FENCE_EVERY * size))
+        halves = _fences(fd, end, size, body)
+        words_data = bytearray(words * 8)  # read in place: the filter keeps this buffer
+        view, step = memoryview(words_data), _CHUNK_RECORDS * size
+        for start in range(0, len(words_data), step):
+            part = view[start:start + step]
+            if os.preadv(fd, [part], end + start) != len(part):
+                raise IndexDamaged(f"{name}: shorter than its header says")
+            body.update(part)
     except OSError as exc:
         raise IndexDamaged(f"{name}: {exc.strerror or exc}") from None
     if body.digest() != digest:
         raise IndexDamaged(f"{name}: the body's SHA-256 is not the header's")
-    if any(a >= b for a, b in itertools.pairwise(fences)):
+    if not _ordered(*halves):
         raise IndexDamaged(f"{name}: keys out of order")
-    return run
+    return Run(path, info, Fences(*halves), RunFilter(words, words_data), fd)
+
+
+def _fences(fd: int, end: int, size: int, body: hashlib._Hash) -> tuple[array[int], array[int]]:
+    # Every FENCE_EVERY-th key's halves, taken a chunk at a time by array slicing (the
+    # chunks start on a fence, and a record is a whole number of 64-bit words).
+    his, los = array("Q"), array("Q")
+    stride = FENCE_EVERY * size // 8
+    for offset in range(BODY, end, _CHUNK_RECORDS * size):
+        chunk = os.pread(fd, min(_CHUNK_RECORDS * size, end - offset), offset)
+        body.update(chunk)
+        halves = array("Q", chunk)
+        if sys.byteorder == "little":
+            halves.byteswap()
+        his.extend(halves[0::stride])
+        los.extend(halves[1::stride])
+    return his, los
+
+
+def _ordered(his: array[int], los: array[int]) -> bool:
+    # Fences ascend as (high, low) pairs; the low halves matter only where highs tie.
+    ties = itertools.compress(range(len(his) - 1), map(operator.ge, his, his[1:]))
+    return all(his[i] == his[i + 1] and los[i] < los[i + 1] for i in ties)

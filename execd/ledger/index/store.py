@@ -210,9 +210,10 @@ class IndexStore:
             return [self._runs[info.name].reopen() for info in self._manifest.runs]
 
     def write_run(self, records: Iterable[bytes], through_seq: int,
-                  value_size: int = 0) -> Run:
+                  value_size: int = 0, capacity: int | None = None) -> Run:
         """Make a run of ``records`` (sorted, unique) live, covering through
         ``through_seq``; the returned run is the caller's. Blocking (two fsyncs).
+        ``capacity`` sizes the run's filter (``runs.write``: default, their number).
 
         ValueError unless ``through_seq`` is past the index's: a saved filter through
         seq F is trusted to hold every run through F (``IdIndex``).
@@ -222,7 +223,8 @@ class IndexStore:
                 raise ValueError(f"a run through seq {through_seq} is not past the index "
                                  f"(through {self._manifest.through_seq})")
             number = self._take_number()
-        run = runs.write(self.directory / run_name(number), records, through_seq, value_size)
+        run = runs.write(self.directory / run_name(number), records, through_seq, value_size,
+                         capacity)
         fsync_dir(self.directory)
         with self._lock:
             now = self._manifest
@@ -249,7 +251,8 @@ class IndexStore:
         try:
             run = runs.write(self.directory / run_name(number),
                              runs.merge(source.records() for source in sources),
-                             max(info.through_seq for info in inputs), value_size)
+                             max(info.through_seq for info in inputs), value_size,
+                             capacity=sum(info.count for info in inputs))
             fsync_dir(self.directory)
         except BaseException:
             self._compacting.release()

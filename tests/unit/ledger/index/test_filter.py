@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from execd.ledger.index.filter import BlockedBloom, words_for
+from execd.ledger.index.filter import RUN_BITS_PER_ID, BlockedBloom, RunFilter, probe, words_for
 
 KEYS = st.integers(min_value=0, max_value=(1 << 128) - 1)
 
@@ -61,3 +61,28 @@ def test_a_saved_filter_means_the_same_when_loaded() -> None:
 def test_a_filter_of_the_wrong_size_is_refused() -> None:
     with pytest.raises(ValueError, match="1504 bytes, found 8"):
         BlockedBloom(1000, data=bytes(8))
+
+
+@settings(max_examples=100)
+@given(st.lists(KEYS, max_size=200))
+def test_admit_is_add_that_hands_over_its_probe(keys: list[int]) -> None:
+    # Same bits as add; its "maybe" carries the hash the runs' filters are asked with.
+    bloom, twin = BlockedBloom(50), BlockedBloom(50)
+    for key in keys:
+        maybe = twin.add(key)
+        probed = bloom.admit(key)
+        assert (probed is not None) == maybe
+        assert probed is None or probed == probe(key)
+    assert bloom.to_bytes() == twin.to_bytes() and bloom.count == twin.count
+
+
+def test_a_run_filter_holds_its_keys_and_about_four_percent_of_others() -> None:
+    added = [uuid.uuid5(uuid.NAMESPACE_OID, str(n)).int for n in range(50_000)]
+    run_filter = RunFilter(words_for(len(added), RUN_BITS_PER_ID))
+    for key in added:
+        run_filter.add(key)
+    assert all(run_filter.may_hold(*probe(key)) for key in added)
+    probes = [uuid.uuid5(uuid.NAMESPACE_URL, str(n)).int for n in range(50_000)]
+    assert sum(run_filter.may_hold(*probe(key)) for key in probes) / len(probes) < 0.06
+    again = RunFilter(run_filter.words, run_filter.to_bytes())
+    assert all(again.may_hold(*probe(key)) for key in added)

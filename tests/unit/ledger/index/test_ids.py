@@ -170,3 +170,13 @@ def test_a_filter_saved_before_later_runs_is_topped_up_from_them(tmp_path: Path)
     assert [again.add(i) for i in ids] == [False] * 200 + [True] * 100
     again.close()
     store.close()
+
+
+def test_a_duplicate_of_a_recent_id_is_answered_by_the_recent_set_alone() -> None:
+    # It never reaches the filter (its count stays) nor the runs: a set lookup.
+    index = IdIndex()
+    intent_id = uuid.UUID(int=42)
+    assert index.add(intent_id)
+    before = index.bloom.count
+    assert not index.add(intent_id)
+    assert index.bloom.count == before and index.false_positives == 0
