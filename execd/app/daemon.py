@@ -26,6 +26,7 @@ import anyio
 from anyio.abc import SocketListener
 
 from execd import __version__
+from execd.app.checkpointer import shadow_fold
 from execd.app.commands import Commands
 from execd.app.durable import Durability, move_when_durable
 from execd.app.graph import Graph, Mode, input_source
@@ -36,6 +37,7 @@ from execd.ledger.head import HeadWitness
 from execd.ledger.record import LedgerChain
 from execd.ledger.recovery import RecoveredState, recover
 from execd.ledger.segments import SegmentStore, exclusive
+from execd.ledger.snapshot import fold_key
 from execd.ledger.writer import Commit, LedgerWriter
 from execd.model.clock import Clock, LogicalClock, WallClock, monotonic
 from execd.model.errors import LakehouseInUse, LedgerNotEmpty, MetricsUnavailable, UnresolvedOrders
@@ -109,7 +111,9 @@ class Daemon:
         if self.mode == "replay" and any(self.ledger_dir.glob("segment-*.jsonl")):
             raise LedgerNotEmpty(
                 f"{self.ledger_dir} already holds a ledger; replay needs a new one")
-        state = recover(self.ledger_dir, repair=True, risk=self.risk)
+        ledger = self.config.ledger
+        state = recover(self.ledger_dir, repair=True, risk=self.risk,
+                        fold_key=fold_key(self.config) if ledger.checkpoint_records else None)
         if state.head_missing:
             self.log.warning("ledger.head_missing", ledger=str(self.ledger_dir),
                              note="no head.json beside the ledger: a cut end cannot be told "
@@ -256,8 +260,9 @@ class Daemon:
         )
         clock = self._clock(state)
         planes = config.planes()
-        writer.write_now("start", clock.now(), StartRecord(
+        start = writer.write_now("start", clock.now(), StartRecord(
             __version__, self.mode, config.clock.kind, planes, outcome_settings_sha256(config)))
+        writer.checkpoints = shadow_fold(self.config, self.ledger_dir, state, start)
         durability = self.durability
         durability.seq, durability.hash = chain.next_seq - 1, chain.prev_hash
         # What never changes during a run is said once, here, not bound to every line.
