@@ -120,7 +120,7 @@ class Checkpointer:
         file_name = checkpoints.name(self.seq)
         try:
             checkpoints.write(self.ledger, file_name, data)
-            removed = checkpoints.prune(self.ledger, self.kept)
+            removed = checkpoints.prune(self.ledger, self.kept, self.seq)
         except OSError as exc:
             # Derived state: the ledger is whole without it, and start-up folds from an
             # older checkpoint. Never a reason to stop trading.

@@ -119,13 +119,17 @@ class Daemon:
                              note="no head.json beside the ledger: a cut end cannot be told "
                                   "this time; check with `execd ledger verify --expect S:H` "
                                   "against the last ledger.head logged")
+        for name, reason in state.ignored:
+            self.log.warning("checkpoint.ignored", snapshot=name, reason=reason,
+                             note="an older checkpoint, or the full fold, is used instead")
         torn = state.scan.torn
         if torn is not None:
             self.log.warning("ledger.torn_tail_repaired", segment=torn.segment, offset=torn.offset,
                              bytes_dropped=torn.length, problem=torn.problem)
         self.log.info("ledger.recovered", records=state.scan.records,
                       next_seq=state.scan.next_seq, logical_time=state.scan.last_time,
-                      known_intents=len(state.seen), unfinished_files=len(state.progress))
+                      known_intents=len(state.seen), unfinished_files=len(state.progress),
+                      checkpoint=state.checkpoint, folded=state.folded)
         if self.risk is not None:
             self.log.info("risk.recovered", trading_state=self.risk.state,
                           open_positions=len(self.risk.book.open_positions()))

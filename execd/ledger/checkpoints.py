@@ -64,10 +64,18 @@ def write(ledger: Path, file_name: str, data: bytes) -> None:
     fsync_dir(directory)
 
 
-def prune(ledger: Path, kept: int) -> list[str]:
-    """Remove all but the ``kept`` newest snapshots (and stray temp files); their names."""
+def prune(ledger: Path, kept: int, through: int) -> list[str]:
+    """Remove all but the ``kept`` newest snapshots up to record ``through`` (the one just
+    written), every one past it, and stray temp files; the names removed.
+
+    One past ``through`` belongs to no chain this ledger holds: a crash kept it from
+    being recorded, and the records after the restart took other seqs.
+    """
     removed = []
-    for path in listed(ledger)[kept:]:
+    files = listed(ledger)
+    stale = [path for path in files if (through_of(path.name) or 0) > through]
+    current = [path for path in files if path not in stale]
+    for path in [*stale, *current[kept:]]:
         path.unlink(missing_ok=True)
         removed.append(path.name)
     directory = ledger / DIRECTORY

@@ -1,22 +1,48 @@
 """What the daemon knows at start-up, rebuilt from the ledger alone.
 
-The ledger is the only durable state. :func:`recover` scans it and folds every record
-into a :class:`~execd.ledger.fold.Fold` (which intent ids have an outcome, how far
-each input file was consumed, the logical time, the Risk Sentinel's positions, pacing
-and trading state), then holds pending what live orders left open.
+The ledger is the only durable state. :func:`recover` folds its records into a
+:class:`~execd.ledger.fold.Fold` (which intent ids have an outcome, how far each input
+file was consumed, the logical time, the Risk Sentinel's positions, pacing and trading
+state), then holds pending what live orders left open.
+
+With checkpoints on, it starts from the newest snapshot in ``checkpoints/`` that the
+chain vouches for, and folds only the records after it (README, "Checkpoints"). A
+snapshot is trusted only when the record right after its last one is the
+``checkpoint`` record naming it, with its sha256 and size, linked to the hash the
+snapshot says its last record has, and when it was folded under this config's
+``fold_key``. Anything else (missing, unreadable, cut, edited, not recorded, another
+config) is ignored with its reason, and the next older one is tried, then the full
+fold. Records up to the checkpoint are not re-verified at start-up: ``execd ledger
+verify`` checks the whole chain.
 """
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
-from execd.ledger import head
+import msgspec
+
+from execd.ledger import checkpoints, head
 from execd.ledger.fold import Fold
-from execd.ledger.scan import ScanResult, scan
+from execd.ledger.head import Head
+from execd.ledger.record import record_decoder
+from execd.ledger.scan import Resume, ScanResult, scan
 from execd.ledger.segments import list_segments
-from execd.ledger.snapshot import ChainEnd, Snapshot, take
+from execd.ledger.snapshot import (
+    ChainEnd,
+    Snapshot,
+    decode_snapshot,
+    restore,
+    take,
+)
 from execd.model.errors import LedgerCorrupt, WitnessUnreadable
+from execd.model.messages import CheckpointRecord
 from execd.sentinel.risk import Risk
+
+# A checkpoint record is a few hundred bytes: a longer line at its place is not one.
+_RECORD_BYTES = 4096
+_checkpoint_record = msgspec.json.Decoder(CheckpointRecord).decode
 
 
 class RecoveredState(Fold):
@@ -34,6 +60,11 @@ class RecoveredState(Fold):
         self.unheld: Snapshot | None = None
         # The ledger's size (every segment) once recovered: where the next record goes.
         self.ledger_bytes = 0
+        # The snapshot start-up folded from (None: the full fold), the records folded
+        # after it, and each snapshot passed over, with why.
+        self.checkpoint: str | None = None
+        self.folded = 0
+        self.ignored: list[tuple[str, str]] = []
 
     def end(self) -> ChainEnd:
         """Where the recovered chain ends, for a snapshot of this fold."""
@@ -42,13 +73,109 @@ class RecoveredState(Fold):
                         scanned.last_time, self.ledger_bytes)
 
 
+def _locate(directory: Path, resume: int) -> tuple[Path, int, Path | None, int] | None:
+    """The segment and offset just after the record that ends ``resume`` bytes into the
+    ledger, and where the next record starts; None when the ledger is shorter."""
+    before = 0
+    segments = list_segments(directory)
+    for index, path in enumerate(segments):
+        size = path.stat().st_size
+        if before < resume <= before + size:
+            offset = resume - before
+            if offset < size:
+                return path, offset, path, offset
+            following = segments[index + 1] if index + 1 < len(segments) else None
+            return path, offset, following, 0
+        before += size
+    return None
+
+
+def _record_at(path: Path | None, offset: int) -> CheckpointRecord | str:
+    """The checkpoint record that starts at ``offset`` in ``path``, or why there is none
+    (the checks of its place in the chain are the caller's)."""
+    if path is None:
+        return "not recorded: the ledger ends at its last record"
+    with open(path, "rb") as handle:
+        handle.seek(offset)
+        data = handle.read(_RECORD_BYTES)
+    end = data.find(b"\n")
+    if end < 0:
+        return "not recorded: no whole record follows its last one"
+    try:
+        record = record_decoder.decode(data[:end])
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        return "not recorded: the line after its last record is no record"
+    if not record.hash_ok() or record.kind != "checkpoint":
+        return "not recorded: the record after its last one is no checkpoint record"
+    try:
+        body = _checkpoint_record(record.body)
+    except msgspec.DecodeError:
+        return "not recorded: the record after its last one is no checkpoint record"
+    if record.seq != body.through_seq + 1 or record.prev != body.head_hash:
+        return "not recorded: the checkpoint record after it is out of place"
+    return body
+
+
+def _vouched(directory: Path, path: Path, key: str,
+             expect: Head | None) -> tuple[Snapshot, Resume] | str:
+    """The snapshot at ``path`` and where to scan on from, if the chain vouches for it;
+    else why not."""
+    try:
+        data = checkpoints.read(path)
+    except (OSError, ValueError) as exc:
+        return f"unreadable: {getattr(exc, 'strerror', None) or exc}"
+    try:
+        snapshot = decode_snapshot(data)
+    except msgspec.DecodeError as exc:
+        return f"not a snapshot ({exc})"
+    end = snapshot.end
+    if checkpoints.through_of(path.name) != end.through_seq:
+        return f"its name says another record than the one it holds ({end.through_seq})"
+    if snapshot.fold_key != key:
+        return "the config the fold reads changed since (venues, planes or pacing limits)"
+    place = _locate(directory, end.resume)
+    if place is None:
+        return f"not recorded: the ledger ends before record {end.through_seq}"
+    segment, offset, next_path, next_offset = place
+    record = _record_at(next_path, next_offset)
+    if isinstance(record, str):
+        return record
+    if (record.through_seq, record.head_hash, record.snapshot) != (
+            end.through_seq, end.head_hash, path.name):
+        return f"the checkpoint record after record {end.through_seq} names another snapshot"
+    if (record.sha256, record.size) != (hashlib.sha256(data).hexdigest(), len(data)):
+        return "its sha256 or size is not the one its checkpoint record names (changed)"
+    if expect is not None and expect.seq == end.through_seq and expect.hash != end.head_hash:
+        return "the head witness names another hash for its last record"
+    return snapshot, Resume(segment.name, offset, end.through_seq, end.head_hash,
+                            end.last_time, end.records)
+
+
+def _from_checkpoint(directory: Path, state: RecoveredState, key: str,
+                     expect: Head | None) -> Resume | None:
+    """Restore ``state`` from the newest snapshot the chain vouches for; where to scan on
+    from (None: none did, ``state`` is untouched)."""
+    for path in checkpoints.listed(directory):
+        found = _vouched(directory, path, key, expect)
+        if isinstance(found, str):
+            state.ignored.append((path.name, found))
+            continue
+        snapshot, resume = found
+        # Its bytes are the ones the chain names, so they are the ones a fold wrote.
+        restore(snapshot, state)
+        state.checkpoint = path.name
+        return resume
+    return None
+
+
 def recover(directory: Path, *, repair: bool = True, risk: Risk | None = None,
             fold_key: str | None = None) -> RecoveredState:
     """Scan (and with ``repair``, mend a torn tail of) the ledger in ``directory``.
 
     With ``risk``, also rebuild its positions, pacing and trading state. With
-    ``fold_key`` (checkpoints are on, under a config of that key), keep the fold as it
-    is before the holds in ``unheld``.
+    ``fold_key`` (checkpoints are on, under a config of that key), start from the newest
+    snapshot the chain vouches for, and keep the fold as it is before the holds in
+    ``unheld``. ``risk`` must be new (nothing folded into it yet).
     """
     state = RecoveredState(risk)
     try:
@@ -58,7 +185,9 @@ def recover(directory: Path, *, repair: bool = True, risk: Risk | None = None,
             f"{exc}; it is written only by execd: if you know why it is damaged, check the "
             "chain with `execd ledger verify --expect SEQ:HASH` against the last ledger.head "
             "logged, then remove it") from None
-    state.scan = scan(directory, state.observe, repair=repair, expect=expect)
+    start = _from_checkpoint(directory, state, fold_key, expect) if fold_key else None
+    state.scan = scan(directory, state.observe, repair=repair, expect=expect, start=start)
+    state.folded = state.scan.records - (start.records if start is not None else 0)
     state.head_missing = expect is None and state.scan.records > 0
     state.ledger_bytes = sum(path.stat().st_size for path in list_segments(directory))
     if fold_key is not None:

@@ -50,6 +50,19 @@ class ScanResult(Struct):
 RecordObserver = Callable[[Record], None]
 
 
+class Resume(Struct, frozen=True):
+    """Where a scan picks up: just after record ``seq`` (already folded elsewhere: a
+    checkpoint's). ``offset`` is the byte just after that record in ``segment``;
+    ``hash``, ``last_time`` and ``records`` are the chain's as of ``seq``."""
+
+    segment: str
+    offset: int
+    seq: int
+    hash: str
+    last_time: int
+    records: int
+
+
 def _problem(line: bytes, expected_seq: int, prev_hash: str) -> tuple[str, Record | None]:
     """Why ``line`` is not the next valid record ("" when it is)."""
     try:
@@ -87,6 +100,7 @@ def _check_head(result: ScanResult, expect: Head | None, source: str) -> None:
 def scan(
     directory: Path, observe: RecordObserver | None = None, *, repair: bool = False,
     expect: Head | None = None, expect_source: str = "the head witness",
+    start: Resume | None = None,
 ) -> ScanResult:
     """Walk the whole ledger in ``directory``, calling ``observe`` on each valid record.
 
@@ -96,12 +110,24 @@ def scan(
     after it raises :class:`LedgerCorrupt`. With ``expect`` (a head witness), the
     chain must reach its seq with its hash, or :class:`LedgerTruncated` /
     :class:`LedgerCorrupt` is raised.
+
+    With ``start``, the scan picks up there: earlier segments are not read, and the
+    result counts from ``start``'s values. A ``start`` whose segment is missing raises
+    :class:`LedgerCorrupt`; the caller checks that it points just after a record.
     """
     result = ScanResult()
     segments = list_segments(directory)
-    for index, path in enumerate(segments):
+    first = begin = 0
+    if start is not None:
+        names = [path.name for path in segments]
+        if start.segment not in names:
+            raise LedgerCorrupt(f"{start.segment}: no such segment to resume the scan from")
+        first, begin = names.index(start.segment), start.offset
+        result = ScanResult(start.records, start.seq + 1, start.hash, start.last_time)
+    for index in range(first, len(segments)):
+        path = segments[index]
         data = path.read_bytes()
-        offset = 0
+        offset = begin if index == first else 0
         while offset < len(data):
             newline = data.find(b"\n", offset)
             end = len(data) if newline < 0 else newline + 1
