@@ -45,12 +45,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     try:
         witness = head.read(directory)
-        # The chain must reach what the witness beside it and what --expect say.
-        for claim, source in ((witness, f"{directory / head.NAME}"), (expect, "--expect")):
-            if claim is not None:
-                result = scan(directory, repair=False, expect=claim, expect_source=source)
-        if witness is None and expect is None:
-            result = scan(directory, repair=False)
+        # The chain must reach what the witness beside it and what --expect say: both
+        # checked in one pass over the ledger.
+        claims = [(claim, source) for claim, source in
+                  ((witness, f"{directory / head.NAME}"), (expect, "--expect"))
+                  if claim is not None]
+        result = scan(directory, repair=False, expect=claims)
     except (LedgerCorrupt, WitnessUnreadable) as exc:
         # A damaged ledger is what verify exists to find: its answer, not its error,
         # so verify fails (1) where a start on this ledger is refused (3).
@@ -122,8 +122,8 @@ def register(sub: Any) -> None:
                                 "Ctrl-C (default: stop after the last)")
             p.add_argument("--json", action="store_true",
                            help="print the stored lines exactly, byte for byte, for jq "
-                                "(a line that is not a record included; default: one "
-                                "readable line per record)")
+                                "(a line that is not a record included, one longer than "
+                                "16 MiB as a note; default: one readable line per record)")
             p.add_argument("--kind", help="only records of this kind: one of "
                            f"{', '.join(get_args(RecordKind))} (default: every kind)")
             p.add_argument("--venue", help="only outcomes of this venue, a name from the "

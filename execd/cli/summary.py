@@ -1,7 +1,8 @@
 """What a replay did, counted from the ledger it wrote: outcomes by status and reason.
 
 :func:`count` reads the ledger back after the run, line by line in bounded chunks
-(the reader of ``execd ledger tail``), and keeps only counters: its memory does not
+(the reader of ``execd ledger tail``, each line bounded too: a longer one counts as
+unreadable), and keeps only counters: its memory does not
 grow with the ledger. It counts what is on disk, not what the daemon meant to write,
 so the table cannot disagree with ``execd ledger tail``. :func:`table` renders it for
 people; :func:`fields` gives the same numbers as one log event for machines.
@@ -77,9 +78,12 @@ def count(directory: Path) -> Summary:
     summary = Summary()
     outcomes = summary.outcomes
     for path in list_segments(directory):
-        for line, _ in read_lines(path, 0):
+        for line in read_lines(path):
+            if line.too_long:
+                summary.unreadable += 1
+                continue
             try:
-                record = record_decoder.decode(line)
+                record = record_decoder.decode(line.data)
                 if record.kind == "outcome":
                     body = _outcome.decode(record.body)
                     key = (body.status, body.reason or "")

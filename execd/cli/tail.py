@@ -5,7 +5,10 @@ Tail does not verify the chain; ``execd ledger verify`` does.
 
 Records are split on LF alone: a record can hold an input line's own bytes, and a
 bare CR there is JSON whitespace, not the end of the record. Segments are read in
-bounded chunks, never whole. A filter that could match no record (a status or kind
+bounded chunks, never whole, and a line longer than any record
+(:data:`~execd.ledger.segments.MAX_LINE`) is shown as a note, never held. ``-n 0`` writes
+each line as it goes; ``--intent`` skips, from their bytes, records that cannot match.
+A filter that could match no record (a status or kind
 that does not exist) is refused by :func:`check_filters` instead of printing nothing.
 
 Times: the ledger keeps integers; what a person reads shows wall-clock times as ISO
@@ -35,7 +38,7 @@ import msgspec
 from msgspec import Struct
 
 from execd.ledger.record import Record, record_decoder
-from execd.ledger.segments import list_segments, read_lines
+from execd.ledger.segments import MAX_LINE, list_segments, read_lines
 from execd.model import json_depth
 from execd.model.errors import UsageError
 from execd.model.messages import RecordKind
@@ -257,11 +260,35 @@ class _Reading:
         self.as_json = as_json
         self.encoding = encoding
         self.wall_clock = False
+        self.needle = filters.intent.encode() if filters.intent else None
+
+    def _cannot_match(self, line: bytes) -> bool:
+        """True when ``line`` is a record, not a ``start``, whose intent id cannot start
+        with the ``--intent`` asked for: judged from its bytes, its body not decoded
+        (most of what reading a record costs).
+
+        An intent id is a JSON string: with no escape in the line its text is its
+        bytes, so an id that starts with the prefix puts the prefix in the line. ASCII
+        and not too deep, the body is one the full decode also reads (:func:`_decode`),
+        so what is skipped here is what :meth:`render` would have dropped. (One body
+        the envelope accepts and the full decode refuses stays: a number no float
+        holds, such as 1e400, which no writer writes. It is skipped, not shown as
+        unreadable.)
+        """
+        if self.needle is None or self.needle in line or b"\\" in line \
+                or not line.isascii() or json_depth.exceeds(line, MAX_RECORD_DEPTH):
+            return False
+        try:
+            return record_decoder.decode(line).kind != "start"
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return False
 
     def render(self, line: bytes) -> bytes | None:
         """What to print for one stored line (newline included), or None when the
         filters drop it. A line that is not a record is always printed: no filter
         can say it is not the one asked for."""
+        if self._cannot_match(line):
+            return None
         decoded = _decode(line)
         if decoded is None:
             return line + b"\n" if self.as_json else \
@@ -277,34 +304,56 @@ class _Reading:
         text = describe(record, body, wall_clock=self.wall_clock)
         return f"{text}\n".encode(self.encoding, "replace")
 
+    def too_long(self) -> bytes:
+        """What is printed for a line longer than any record (its bytes were not kept),
+        with ``--json`` too: no record, and no filter can say it is not the one asked for."""
+        return f"(unreadable line: longer than {MAX_LINE} bytes)\n".encode()
+
 
 def tail(directory: Path, out: BinaryIO, *, last: int, follow: bool, as_json: bool,
          filters: Filters, encoding: str = "utf-8", poll_seconds: float = 0.2) -> None:
-    """Print the last ``last`` matching records on ``out``; with ``follow``, keep
-    printing new ones. ``encoding`` is the one readable lines are written in; with
-    ``as_json`` the stored lines are written exactly, whatever bytes they hold."""
-    shown: deque[bytes] = deque(maxlen=last if last > 0 else None)
+    """Print the last ``last`` matching records on ``out`` (0: all of them); with
+    ``follow``, keep printing new ones. ``encoding`` is the one readable lines are
+    written in; with ``as_json`` the stored lines are written exactly, whatever bytes
+    they hold.
+
+    Memory is bounded: the last ``last`` lines are kept, or, for all of them, each is
+    written as it is read; segments are read in chunks, each line at most
+    :data:`~execd.ledger.segments.MAX_LINE` bytes.
+    """
     position: dict[Path, int] = {}
     reading = _Reading(filters, as_json, encoding)
-    for path in list_segments(directory):
-        position[path] = 0
-        for line, end in read_lines(path, 0, READ_CHUNK):
-            position[path] = end
-            text = reading.render(line)
-            if text is not None:
-                shown.append(text)
-    out.write(b"".join(shown))
+    if last > 0:
+        shown: deque[bytes] = deque(maxlen=last)
+        shown.extend(_new(directory, position, reading))
+        out.write(b"".join(shown))
+    else:
+        _write(out, _new(directory, position, reading))
     out.flush()
     while follow:
         time.sleep(poll_seconds)
-        out.write(b"".join(_new(directory, position, reading)))
+        _write(out, _new(directory, position, reading))
         out.flush()
 
 
+def _write(out: BinaryIO, texts: Iterator[bytes]) -> None:
+    """Write ``texts`` on ``out`` in pieces of about READ_CHUNK bytes."""
+    batch: list[bytes] = []
+    held = 0
+    for text in texts:
+        batch.append(text)
+        held += len(text)
+        if held >= READ_CHUNK:
+            out.write(b"".join(batch))
+            batch, held = [], 0
+    out.write(b"".join(batch))
+
+
 def _new(directory: Path, position: dict[Path, int], reading: _Reading) -> Iterator[bytes]:
+    """What to print for each line after ``position`` (per segment), moving it on."""
     for path in list_segments(directory):
-        for line, end in read_lines(path, position.setdefault(path, 0), READ_CHUNK):
-            position[path] = end
-            text = reading.render(line)
+        for line in read_lines(path, position.setdefault(path, 0), READ_CHUNK):
+            position[path] = line.end
+            text = reading.render(line.data) if not line.too_long else reading.too_long()
             if text is not None:
                 yield text

@@ -82,7 +82,9 @@ class BatchConfig(Struct, frozen=True, forbid_unknown_fields=True):
 class InputConfig(Struct, frozen=True, forbid_unknown_fields=True):
     """Limits on untrusted input."""
 
-    max_line_bytes: Annotated[int, Meta(ge=256)] = 1 << 20
+    # At most 8 MiB: a record (the line and its outcome) stays under the ledger readers'
+    # bound on a line (ledger/segments.py MAX_LINE), so no record is too long to read back.
+    max_line_bytes: Annotated[int, Meta(ge=256, le=8 << 20)] = 1 << 20
     # Each lakehouse context file (runs, regime, prices, overrides): a larger one is a
     # context problem (fail closed), not a read of unbounded size.
     max_context_bytes: Annotated[int, Meta(ge=4096, le=1 << 30)] = 64 << 20

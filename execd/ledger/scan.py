@@ -11,7 +11,7 @@ record that fails its hash, sequence or link is never torn, wherever it stands.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import msgspec
@@ -19,7 +19,14 @@ from msgspec import Struct
 
 from execd.ledger.head import Head
 from execd.ledger.record import GENESIS, Record, record_decoder
-from execd.ledger.segments import fsync_dir, list_segments
+from execd.ledger.segments import (
+    MAX_LINE,
+    READ_CHUNK,
+    Line,
+    fsync_dir,
+    list_segments,
+    read_lines,
+)
 from execd.model.errors import LedgerCorrupt, LedgerTruncated
 
 
@@ -51,16 +58,19 @@ RecordObserver = Callable[[Record], None]
 
 
 class Resume(Struct, frozen=True):
-    """Where a scan picks up: just after record ``seq`` (already folded elsewhere: a
-    checkpoint's). ``offset`` is the byte just after that record in ``segment``;
-    ``hash``, ``last_time`` and ``records`` are the chain's as of ``seq``."""
+    """Where a scan picks up: just after record ``seq`` (already folded elsewhere)."""
 
     segment: str
+    """The segment file's name."""
     offset: int
+    """The byte offset just after record ``seq`` in it."""
     seq: int
     hash: str
+    """Record ``seq``'s hash."""
     last_time: int
+    """The largest time in records <= ``seq``."""
     records: int
+    """How many records <= ``seq`` (so ``ScanResult.records`` stays the total)."""
 
 
 def _problem(line: bytes, expected_seq: int, prev_hash: str) -> tuple[str, Record | None]:
@@ -89,71 +99,117 @@ def _self_consistent(line: bytes) -> bool:
         return False
 
 
-def _check_head(result: ScanResult, expect: Head | None, source: str) -> None:
-    if expect is not None and result.next_seq - 1 < expect.seq:
-        raise LedgerTruncated(
-            f"the ledger ends at seq {result.next_seq - 1}, but {source} says record "
-            f"{expect.seq} (hash {expect.hash[:16]}…) was durable: records were removed "
-            "from its end (a segment cut or deleted)")
+Claim = tuple[Head, str]
+"""A head someone says was durable, and who says it (named in the error)."""
+
+
+def _claims(expect: Head | Sequence[Claim] | None, source: str) -> list[Claim]:
+    if expect is None:
+        return []
+    if isinstance(expect, Head):
+        return [(expect, source)]
+    return list(expect)
+
+
+def _check_head(result: ScanResult, claims: list[Claim]) -> None:
+    for expect, source in claims:
+        if result.next_seq - 1 < expect.seq:
+            raise LedgerTruncated(
+                f"the ledger ends at seq {result.next_seq - 1}, but {source} says record "
+                f"{expect.seq} (hash {expect.hash[:16]}…) was durable: records were removed "
+                "from its end (a segment cut or deleted)")
+
+
+def _rewritten(where: str, seq: int, found: str, source: str, said: str) -> LedgerCorrupt:
+    return LedgerCorrupt(
+        f"{where}: record {seq} has hash {found[:16]}…, but {source} says {said[:16]}…: "
+        "the ledger was rewritten from there on")
+
+
+def _resume(segments: list[Path], start: Resume, claims: list[Claim]) -> int:
+    """The index of ``start``'s segment in ``segments``, once ``start`` is known to point
+    just after a line of it; claims at or before ``start.seq`` checked against it."""
+    names = [path.name for path in segments]
+    if start.segment not in names:
+        raise LedgerCorrupt(f"{start.segment}: no such segment to resume the scan from")
+    index = names.index(start.segment)
+    with open(segments[index], "rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        if start.offset > size:
+            raise LedgerCorrupt(f"{start.segment}: cannot resume the scan at byte "
+                                f"{start.offset}, past its end ({size} bytes)")
+        if start.offset > 0:
+            handle.seek(start.offset - 1)
+            if handle.read(1) != b"\n":
+                raise LedgerCorrupt(f"{start.segment}: cannot resume the scan at byte "
+                                    f"{start.offset}, which does not follow a line's end")
+    for expect, source in claims:
+        if expect.seq == start.seq and expect.hash != start.hash:
+            raise _rewritten(f"{start.segment} at byte {start.offset}", start.seq,
+                             start.hash, source, expect.hash)
+    return index
 
 
 def scan(
     directory: Path, observe: RecordObserver | None = None, *, repair: bool = False,
-    expect: Head | None = None, expect_source: str = "the head witness",
-    start: Resume | None = None,
+    expect: Head | Sequence[Claim] | None = None, expect_source: str = "the head witness",
+    start: Resume | None = None, chunk: int = READ_CHUNK, max_line: int = MAX_LINE,
 ) -> ScanResult:
-    """Walk the whole ledger in ``directory``, calling ``observe`` on each valid record.
+    """Walk the ledger in ``directory``, calling ``observe`` on each valid record.
 
     A bad line with no self-consistent record after it is a torn tail: with
     ``repair`` it is cut off (and logged by the caller via ``result.torn``);
     without, it is reported in ``result.torn``. A bad line with a valid record
-    after it raises :class:`LedgerCorrupt`. With ``expect`` (a head witness), the
-    chain must reach its seq with its hash, or :class:`LedgerTruncated` /
-    :class:`LedgerCorrupt` is raised.
+    after it raises :class:`LedgerCorrupt`. With ``expect`` (a head witness, named
+    by ``expect_source``, or a sequence of (head, who says it) claims, all checked in
+    the same pass), the chain must reach each claim's seq with its hash, or
+    :class:`LedgerTruncated` / :class:`LedgerCorrupt` is raised.
 
-    With ``start``, the scan picks up there: earlier segments are not read, and the
-    result counts from ``start``'s values. A ``start`` whose segment is missing raises
-    :class:`LedgerCorrupt`; the caller checks that it points just after a record.
+    With ``start``, the scan picks up just after record ``start.seq`` (folded
+    elsewhere, a checkpoint's): earlier segments are not read, and the result counts
+    from ``start``'s values. A ``start`` whose segment is not in the directory, or
+    whose offset is past that segment's end or not just after a line, raises
+    :class:`LedgerCorrupt` (the caller falls back to a full scan). A claim at
+    ``start.seq`` must have ``start.hash``; one before it cannot be checked here, and
+    is the caller's business.
+
+    Segments are read in chunks of ``chunk`` bytes; a line longer than ``max_line``
+    is an unreadable record, never held whole (:func:`execd.ledger.segments.read_lines`).
     """
-    result = ScanResult()
+    claims = _claims(expect, expect_source)
     segments = list_segments(directory)
-    first = begin = 0
+    result = ScanResult()
+    first, offset = 0, 0
     if start is not None:
-        names = [path.name for path in segments]
-        if start.segment not in names:
-            raise LedgerCorrupt(f"{start.segment}: no such segment to resume the scan from")
-        first, begin = names.index(start.segment), start.offset
+        first, offset = _resume(segments, start, claims), start.offset
         result = ScanResult(start.records, start.seq + 1, start.hash, start.last_time)
+    wanted: dict[int, list[Claim]] = {}
+    for claim in claims:
+        if claim[0].seq >= result.next_seq:
+            wanted.setdefault(claim[0].seq, []).append(claim)
     for index in range(first, len(segments)):
         path = segments[index]
-        data = path.read_bytes()
-        offset = begin if index == first else 0
-        while offset < len(data):
-            newline = data.find(b"\n", offset)
-            end = len(data) if newline < 0 else newline + 1
-            line = data[offset:end]
-            problem = "incomplete last line" if newline < 0 else ""
-            record = None
-            if not problem:
-                problem, record = _problem(line[:-1], result.next_seq, result.last_hash)
+        for line in read_lines(path, offset if index == first else 0, chunk, max_line,
+                               partial=True):
+            problem, record = _judge(line, result, max_line)
             if problem:
                 if record is not None:
                     # A whole, readable record that fails its checks was not torn by a
                     # crash: it was changed. Cutting it would forget an outcome and
                     # let its intent run again, so refuse instead.
-                    raise LedgerCorrupt(f"{path.name} at byte {offset}: {problem}")
-                _refuse_if_valid_after(data[end:], segments[index + 1 :], path, offset, problem)
-                result.torn = TornTail(path.name, offset, len(data) - offset, problem)
-                _check_head(result, expect, expect_source)
+                    raise LedgerCorrupt(f"{path.name} at byte {line.start}: {problem}")
+                size = _refuse_if_valid_after(line.end, segments[index:], line.start, problem,
+                                              chunk, max_line)
+                result.torn = TornTail(path.name, line.start, size - line.start, problem)
+                _check_head(result, claims)
                 if repair:
-                    _cut(path, offset, segments[index + 1 :])
+                    _cut(path, line.start, segments[index + 1 :])
                 return result
             assert record is not None
-            if expect is not None and record.seq == expect.seq and record.hash != expect.hash:
-                raise LedgerCorrupt(
-                    f"{path.name} at byte {offset}: record {record.seq} has hash "
-                    f"{record.hash[:16]}…, but {expect_source} says {expect.hash[:16]}…: "
-                    "the ledger was rewritten from there on")
+            for said, source in wanted.get(record.seq, ()):
+                if record.hash != said.hash:
+                    raise _rewritten(f"{path.name} at byte {line.start}", record.seq,
+                                     record.hash, source, said.hash)
             if observe is not None:
                 observe(record)
             result.records += 1
@@ -161,24 +217,36 @@ def scan(
             result.last_hash = record.hash
             if record.time > result.last_time:
                 result.last_time = record.time
-            offset = end
-    _check_head(result, expect, expect_source)
+    _check_head(result, claims)
     return result
 
 
+def _judge(line: Line, result: ScanResult, max_line: int) -> tuple[str, Record | None]:
+    """Why ``line`` is not the record after ``result`` ("" when it is), and the record."""
+    if not line.complete:
+        return "incomplete last line", None
+    if line.too_long:
+        return f"unreadable record (longer than {max_line} bytes)", None
+    return _problem(line.data, result.next_seq, result.last_hash)
+
+
 def _refuse_if_valid_after(
-    rest: bytes, later: list[Path], path: Path, offset: int, problem: str
-) -> None:
-    chunks = [rest, *(p.read_bytes() for p in later)]
-    for chunk in chunks:
-        for line in chunk.split(b"\n"):
-            if line and _self_consistent(line):
+    end: int, segments: list[Path], offset: int, problem: str, chunk: int, max_line: int
+) -> int:
+    """Raise LedgerCorrupt if a self-consistent record follows the bad line that ends at
+    ``end`` in ``segments[0]`` (at ``offset``), reading one bounded line at a time;
+    else the number of bytes ``segments[0]`` held as read."""
+    size = end
+    for number, path in enumerate(segments):
+        for line in read_lines(path, end if number == 0 else 0, chunk, max_line, partial=True):
+            if number == 0:
+                size = line.end
+            if line.data and _self_consistent(line.data):
                 raise LedgerCorrupt(
-                    f"{path.name} at byte {offset}: {problem}; valid records follow, "
+                    f"{segments[0].name} at byte {offset}: {problem}; valid records follow, "
                     "so this is damage inside the ledger, not a torn write"
                 )
-
-
+    return size
 def _cut(path: Path, offset: int, later: list[Path]) -> None:
     """Truncate a torn tail and drop later segments (which hold no valid record)."""
     with open(path, "r+b") as handle:

@@ -3,8 +3,8 @@
 Segments are ``segment-00000001.jsonl`` and up in one directory. The writer
 rotates them itself when one passes ``segment_bytes``; nothing else may rename,
 truncate or copy them (never logrotate's copytruncate). Readers that print or count
-records (``ledger tail``, replay's summary) take a segment's lines from :func:`read_lines`,
-in bounded chunks.
+records (the scan behind recovery and verify, ``ledger tail``, replay's summary) take a
+segment's lines from :func:`read_lines`, in bounded chunks, each line bounded too.
 """
 
 from __future__ import annotations
@@ -15,8 +15,16 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Final, NamedTuple
 
 from execd.model.errors import InUse, LedgerInUse, LedgerIOError
+
+# Readers take segments in chunks of this many bytes, never whole (README, "The ledger").
+READ_CHUNK: Final = 1 << 20
+# The longest line a reader holds. A record is at most an input line
+# (``input.max_line_bytes``, at most 8 MiB) and its outcome's fields, so a longer line
+# is no record execd wrote: it is reported as unreadable, never buffered whole.
+MAX_LINE: Final = 16 << 20
 
 _NAME = re.compile(r"^segment-(\d{8})\.jsonl$")
 
@@ -126,24 +134,62 @@ class SegmentStore:
             self._fd = -1
 
 
-def read_lines(path: Path, offset: int, chunk: int = 1 << 20) -> Iterator[tuple[bytes, int]]:
-    """Each complete line of ``path`` from ``offset`` on, split on LF alone, with the
-    offset just after it; read in chunks of ``chunk`` bytes, never whole.
+class Line(NamedTuple):
+    """One line of a segment, as :func:`read_lines` found it."""
+
+    data: bytes
+    """Its bytes without the LF; empty when ``too_long`` (they were not kept)."""
+    start: int
+    """The offset of its first byte."""
+    end: int
+    """The offset just after its LF, or after its last byte when it has none."""
+    complete: bool
+    """It ends with an LF (only the last line of a segment can lack one)."""
+    too_long: bool
+    """It is longer than the reader's ``max_line``: reported, never buffered."""
+
+
+def read_lines(path: Path, offset: int = 0, chunk: int = READ_CHUNK,
+               max_line: int = MAX_LINE, *, partial: bool = False) -> Iterator[Line]:
+    """Each line of ``path`` from ``offset`` on, split on LF alone; read in chunks of
+    ``chunk`` bytes, never whole, so memory stays near ``chunk`` plus one line.
 
     LF alone: a record can hold an input line's own bytes, and a bare CR there is JSON
-    whitespace, not the end of the record. A last line without its LF is not yielded
-    (the writer may be writing it).
+    whitespace, not the end of the record. A line longer than ``max_line`` bytes (LF
+    not counted) is yielded with ``too_long`` and no data, its bytes skipped as they
+    are read. A last line without its LF is yielded (``complete`` false) only with
+    ``partial``: the writer may be writing it.
     """
     with open(path, "rb") as handle:
         handle.seek(offset)
-        pending: list[bytes] = []  # the start of a line that the next chunk ends
+        start = offset
+        pending: list[bytes] = []  # the start of a line that a later chunk ends
+        held = 0  # bytes in pending
+        too_long = False  # the current line passed max_line: its bytes are dropped
         while data := handle.read(chunk):
             if b"\n" not in data:
-                pending.append(data)
+                held += len(data)
+                too_long = too_long or held > max_line
+                if too_long:
+                    pending.clear()
+                else:
+                    pending.append(data)
                 continue
             pieces = data.split(b"\n")
-            pieces[0] = b"".join([*pending, pieces[0]])
-            pending = [pieces.pop()]
-            for line in pieces:
-                offset += len(line) + 1
-                yield line, offset
+            last = pieces.pop()
+            for index, piece in enumerate(pieces):
+                length = len(piece) + (held if index == 0 else 0)
+                end = start + length + 1
+                if (too_long and index == 0) or length > max_line:
+                    yield Line(b"", start, end, True, True)
+                elif index == 0 and pending:
+                    yield Line(b"".join([*pending, piece]), start, end, True, False)
+                else:
+                    yield Line(piece, start, end, True, False)
+                start = end
+            held = len(last)
+            too_long = held > max_line
+            pending = [last] if last and not too_long else []
+        if held and partial:
+            data = b"" if too_long else b"".join(pending)
+            yield Line(data, start, start + held, False, too_long)

@@ -159,6 +159,14 @@ class UnresolvedOrders(LedgerError):
     """The ledger holds live orders without an outcome that this config cannot resolve."""
 
 
+class IndexDamaged(ExecdError):
+    """The on-disk id index is missing, damaged or disagrees with its manifest.
+
+    Never the ledger's fault and never a reason to stop: the index is derived state,
+    so whoever opens it rebuilds it from the ledger (execd/ledger/index/store.py).
+    """
+
+
 class LedgerIOError(ExecdError, RuntimeError):
     """Writing or syncing the ledger failed. The daemon stops; the write is not retried,
     because a second fsync may report success for data that never reached the disk."""

@@ -1,0 +1,174 @@
+"""The duplicate-id index: ``add(id) -> bool`` with memory and cost flat in history.
+
+:class:`IdIndex` answers what ``sentinel.core.SeenIds`` answers (has this intent id
+been seen?) from three places, cheapest first:
+
+1. a blocked Bloom filter over every id (:mod:`execd.ledger.index.filter`, 1.5 bytes
+   an id): "surely new" for about 99% of new ids, which then cost one filter update
+   and one set insertion;
+2. ``recent``: the exact set of ids added since the last run that holds them;
+3. the sorted runs on disk, largest first (:class:`~execd.ledger.index.runs.Run`: a
+   bisect of the fences in memory, one ``pread``, a search in the block).
+
+A "maybe" from the filter that neither ``recent`` nor any run confirms is a new id
+(a false positive): the filter only ever decides "surely new", so it never refuses an
+intent. With no runs (``IdIndex()``) this is a pure in-memory index, for unit tests
+and replays.
+
+The seam for the daemon (docs/ARCHITECTURE.md, "Durability and restart"): ids enter
+``recent`` at decision time, before they are durable. At a checkpoint through seq X
+the checkpointer writes a run of the ids its durable fold added up to X
+(:meth:`~execd.ledger.index.store.IndexStore.write_run`) and sends the run and those
+ids to the sentinel, whose :meth:`IdIndex.attach` forgets exactly those from
+``recent`` (ids decided after X stay). A compaction's result is applied with
+:meth:`IdIndex.replace`. Every method of one IdIndex is called from one thread (the
+owner's); only runs are shared, each owner holding its own descriptor (``reopen``).
+``recent`` is a set of ints (about 100 bytes an id), so it is bounded by the
+checkpoint interval alone: with no runs written it grows with history.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Set
+
+from execd.ledger.index.filter import BITS_PER_ID, BlockedBloom
+from execd.ledger.index.runs import KEY, Run
+from execd.ledger.index.store import Compaction
+
+# The smallest filter worth making: 1.5 MB, so a short replay never grows one.
+MIN_CAPACITY = 1 << 20
+
+
+class IdIndex:
+    """Intent ids that already have an outcome or order: a second one gets no order."""
+
+    __slots__ = ("_filter", "_lookup", "_recent", "_runs", "bits_per_id", "false_positives")
+
+    def __init__(self, runs: Iterable[Run] = (), expected: int = 0,
+                 bits_per_id: int = BITS_PER_ID, capacity: int | None = None,
+                 bloom: BlockedBloom | None = None, bloom_through: int | None = None) -> None:
+        """Take ownership of ``runs`` (oldest first) and build the filter over them,
+        sized for ``capacity`` ids if given, else for ``expected`` ids or twice what
+        the runs hold, whichever is more (at least :data:`MIN_CAPACITY`).
+        Blocking: reads every run once (about a microsecond an id).
+
+        ``bloom`` is a filter saved earlier (``IndexStore.load_filter``) that holds
+        every id through ledger seq ``bloom_through`` (None: every id of ``runs``): only
+        runs through a later seq are read into it. Bits are only ever set, so a filter
+        older than the runs is a safe subset, never a wrong answer.
+        """
+        self._runs = list(runs)
+        self._lookup = self._by_size()
+        self._recent: set[int] = set()
+        self.bits_per_id = bits_per_id
+        #: Filter "maybe"s that turned out new: the price of the filter, for metrics.
+        self.false_positives = 0
+        if bloom is not None:
+            self._filter = bloom
+            for run in self._runs:
+                if bloom_through is not None and run.info.through_seq > bloom_through:
+                    bloom.update(run.keys())
+            return
+        held = sum(map(len, self._runs))
+        if capacity is None:
+            capacity = max(MIN_CAPACITY, expected, 2 * held)
+        self._filter = BlockedBloom(capacity, bits_per_id)
+        for run in self._runs:
+            self._filter.update(run.keys())
+
+    def __len__(self) -> int:
+        # Runs written from an IdIndex's recent ids are disjoint, so this is exact.
+        return sum(map(len, self._runs)) + len(self._recent)
+
+    @property
+    def recent(self) -> Set[int]:
+        """Ids added since the run that holds them (as 128-bit integers); read only."""
+        return self._recent
+
+    @property
+    def runs(self) -> tuple[Run, ...]:
+        """The runs looked up, oldest first."""
+        return tuple(self._runs)
+
+    @property
+    def filter_bytes(self) -> int:
+        """The filter's size in bytes."""
+        return self._filter.nbytes
+
+    @property
+    def bloom(self) -> BlockedBloom:
+        """The filter itself, to save beside the runs it covers (``to_bytes``)."""
+        return self._filter
+
+    def add(self, intent_id: uuid.UUID) -> bool:
+        """Record ``intent_id``; False if it was already there."""
+        key = intent_id.int
+        if self._filter.add(key):
+            if key in self._recent or self._in_runs(key):
+                return False
+            self.false_positives += 1
+        self._recent.add(key)
+        return True
+
+    def __contains__(self, intent_id: uuid.UUID) -> bool:
+        key = intent_id.int
+        return self._filter.may_contain(key) and (key in self._recent or self._in_runs(key))
+
+    def _in_runs(self, key: int) -> bool:
+        needle = key.to_bytes(KEY)
+        return any(run.get(needle) is not None for run in self._lookup)
+
+    def _by_size(self) -> list[Run]:
+        # Largest first: an earlier id is in a run with odds in proportion to its size,
+        # so a duplicate reads about two blocks at 100M ids instead of one per run
+        # (bench/ids.py). A duplicate of a recent intent is usually still in ``recent``.
+        return sorted(self._runs, key=len, reverse=True)
+
+    def attach(self, run: Run, ids: Iterable[int]) -> None:
+        """Look ``run`` up from now on, and forget its ``ids`` (its keys, as integers)
+        from ``recent``. An id of the run this index never added enters the filter."""
+        recent, bloom = self._recent, self._filter
+        for key in ids:
+            if key in recent:
+                recent.remove(key)
+            else:
+                bloom.add(key)
+        self._runs.append(run)
+        self._lookup = self._by_size()
+
+    def replace(self, compaction: Compaction) -> None:
+        """Swap the runs a compaction merged for its result (same ids, fewer runs)."""
+        gone = set(compaction.removed)
+        kept = []
+        for run in self._runs:
+            if run.info.name in gone:
+                run.close()
+            else:
+                kept.append(run)
+        kept.append(compaction.added)
+        kept.sort(key=lambda run: run.info.through_seq)
+        self._runs = kept
+        self._lookup = self._by_size()
+
+    @property
+    def full(self) -> bool:
+        """Whether the filter holds more ids than it was sized for (time to grow)."""
+        return self._filter.count > self._filter.capacity
+
+    def grow(self, capacity: int | None = None) -> None:
+        """Rebuild the filter for ``capacity`` ids (default: twice the ids held) from
+        the runs and ``recent``. Blocking, about a microsecond an id: call it off the
+        hot path (at start-up, sizing ``expected``, avoids it)."""
+        bigger = BlockedBloom(capacity or 2 * len(self), self.bits_per_id)
+        for run in self._runs:
+            bigger.update(run.keys())
+        bigger.update(self._recent)
+        self._filter = bigger
+
+    def close(self) -> None:
+        """Close the runs' descriptors."""
+        for run in self._runs:
+            run.close()
+        self._runs.clear()
+        self._lookup.clear()

@@ -1,0 +1,344 @@
+"""The id index's directory: its runs, their manifest, and compaction.
+
+``<ledger_dir>/index/`` holds sorted runs (:mod:`execd.ledger.index.runs`) and
+``MANIFEST.json``, which alone says which runs are live and the ledger seq the index
+covers (``through_seq``: every id with an outcome or order at or before that seq is in
+a run). The manifest is replaced atomically (temp file, fsync, rename, directory
+fsync) and carries the SHA-256 of its own content. A run is durable before the
+manifest names it, and a run the manifest no longer names is deleted only after the
+new manifest is durable, so a crash at any point leaves either the old index or the
+new one, plus orphan files that the next :meth:`IndexStore.open` removes.
+
+``filter.bin`` (optional) is a saved filter (``filter.pack``) and the seq its ids
+reach; rebuilding a filter from the runs costs a few microseconds an id, so a daemon
+saves it now and then (every few hundred thousand ids, not at every run: a filter
+changes nearly every page between two checkpoints) and re-reads only the runs after
+it. It is replaced atomically too, removed by :meth:`IndexStore.create`, and a
+damaged one is reported like the rest; the caller then builds one from the runs.
+
+Opening checks everything (the manifest's digest, each run's header, size and
+SHA-256) and raises :class:`~execd.model.errors.IndexDamaged` for a missing or damaged
+index: the index is derived state, so the caller logs it and rebuilds from the ledger
+(:meth:`IndexStore.create`, then one run of the ids an ids-only fold finds), never
+trusting what it found (DESIGN §3).
+
+Compaction is size-tiered (:func:`plan_compaction`, pure): once ``factor`` runs share
+a tier (sizes within a factor of each other), they are merged into one, streamed, so
+a lookup touches a number of runs that grows with the log of the history. It has two
+steps so it can run in a worker thread beside lookups: :meth:`IndexStore.merge_due`
+writes the merged run (an orphan until adopted), :meth:`IndexStore.adopt` makes it
+live. Every method may be called from any thread; the manifest changes under a lock.
+
+The seam for the daemon: a checkpointer at seq X calls :meth:`IndexStore.write_run`
+with the ids its durable fold added since the last run, then hands the returned
+:class:`~execd.ledger.index.runs.Run` and those ids to the sentinel's
+:class:`~execd.ledger.index.ids.IdIndex` (``attach``), which forgets them from its
+recent set; a compaction's result goes the same way (``IdIndex.replace``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import threading
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import msgspec
+from msgspec import Struct
+
+from execd.ledger.index import runs
+from execd.ledger.index.filter import BlockedBloom, unpack
+from execd.ledger.index.runs import Run, RunInfo
+from execd.ledger.segments import fsync_dir
+from execd.model.errors import IndexDamaged
+
+DIRECTORY = "index"
+MANIFEST = "MANIFEST.json"
+FILTER = "filter.bin"
+_TEMP = f".{MANIFEST}.tmp"
+_FILTER_TEMP = f".{FILTER}.tmp"
+_RUN = re.compile(r"^run-(\d{8})\.ids$")
+_MANIFEST_LIMIT = 1 << 20
+VERSION = 1
+FACTOR = 4
+BASE = 1 << 16  # a run of up to this many ids is in tier 0
+
+
+class Manifest(Struct, frozen=True):
+    """The live runs, oldest first, the seq they cover, and the next run's number."""
+
+    version: int
+    through_seq: int
+    next_number: int
+    runs: tuple[RunInfo, ...]
+
+
+class _ManifestFile(Struct, frozen=True):
+    manifest: Manifest
+    sha256: str
+
+
+def run_name(number: int) -> str:
+    """The file name of run ``number``."""
+    return f"run-{number:08d}.ids"
+
+
+def tier(count: int, factor: int = FACTOR, base: int = BASE) -> int:
+    """A run's size tier: 0 up to ``base`` ids, then one more per ``factor`` times more."""
+    level, limit = 0, base
+    while count > limit:
+        level += 1
+        limit *= factor
+    return level
+
+
+def plan_compaction(infos: Sequence[RunInfo], factor: int = FACTOR,
+                    base: int = BASE) -> tuple[RunInfo, ...]:
+    """The runs to merge next (the ``factor`` oldest of the lowest full tier), or ()."""
+    tiers: dict[int, list[RunInfo]] = {}
+    for info in infos:
+        tiers.setdefault(tier(info.count, factor, base), []).append(info)
+    for level in sorted(tiers):
+        if len(tiers[level]) >= factor:
+            return tuple(tiers[level][:factor])
+    return ()
+
+
+def encode_manifest(manifest: Manifest) -> bytes:
+    """The manifest file's bytes: the manifest and the SHA-256 of its encoding."""
+    body = msgspec.json.encode(manifest)
+    return msgspec.json.encode(_ManifestFile(manifest, hashlib.sha256(body).hexdigest()))
+
+
+def decode_manifest(data: bytes) -> Manifest:
+    """The manifest in ``data``; IndexDamaged if it is not one or its digest differs."""
+    try:
+        found = msgspec.json.decode(data, type=_ManifestFile)
+    except msgspec.DecodeError as exc:
+        raise IndexDamaged(f"{MANIFEST}: not a manifest ({exc})") from None
+    manifest = found.manifest
+    if hashlib.sha256(msgspec.json.encode(manifest)).hexdigest() != found.sha256:
+        raise IndexDamaged(f"{MANIFEST}: its SHA-256 does not match its content")
+    if manifest.version != VERSION:
+        raise IndexDamaged(f"{MANIFEST}: version {manifest.version}, expected {VERSION}")
+    names = [info.name for info in manifest.runs]
+    if len(set(names)) != len(names) or not all(_RUN.match(name) for name in names):
+        raise IndexDamaged(f"{MANIFEST}: run names repeated or not run names")
+    if any(info.through_seq > manifest.through_seq for info in manifest.runs):
+        raise IndexDamaged(f"{MANIFEST}: a run covers more than the index")
+    return manifest
+
+
+class Merged(Struct, frozen=True):
+    """A compaction's first step: the merged run, written, and the runs it replaces."""
+
+    run: Run
+    inputs: tuple[RunInfo, ...]
+
+
+class Compaction(Struct, frozen=True):
+    """A compaction made live: the new run (the receiver's to close) and the names
+    of the runs it replaced (each reader closes its own copies of them)."""
+
+    added: Run
+    removed: tuple[str, ...]
+
+
+class IndexStore:
+    """One open index directory: the manifest in force and the runs it names."""
+
+    def __init__(self, directory: Path, manifest: Manifest, opened: dict[str, Run]) -> None:
+        self.directory = directory
+        self._manifest = manifest
+        self._runs = opened
+        self._lock = threading.Lock()
+        self._compacting = threading.Lock()
+
+    @classmethod
+    def open(cls, directory: Path) -> IndexStore:
+        """Open and check the index in ``directory``; remove orphans. Blocking.
+
+        IndexDamaged when there is no index, or its manifest or any run is damaged.
+        """
+        try:
+            data = (directory / MANIFEST).read_bytes()[:_MANIFEST_LIMIT + 1]
+        except FileNotFoundError:
+            raise IndexDamaged(f"{directory}: no index (no {MANIFEST})") from None
+        except OSError as exc:
+            raise IndexDamaged(f"{directory / MANIFEST}: {exc.strerror or exc}") from None
+        if len(data) > _MANIFEST_LIMIT:
+            raise IndexDamaged(f"{MANIFEST}: longer than {_MANIFEST_LIMIT} bytes")
+        manifest = decode_manifest(data)
+        opened: dict[str, Run] = {}
+        try:
+            for info in manifest.runs:
+                opened[info.name] = runs.load(directory / info.name, info)
+        except BaseException:
+            for run in opened.values():
+                run.close()
+            raise
+        _remove_orphans(directory, {info.name for info in manifest.runs})
+        return cls(directory, manifest, opened)
+
+    @classmethod
+    def create(cls, directory: Path) -> IndexStore:
+        """A new, empty index in ``directory``, replacing whatever index was there."""
+        directory.mkdir(parents=True, exist_ok=True)
+        _remove_orphans(directory, set())
+        # A filter saved for the old runs may claim seqs the new runs cover without
+        # holding their ids: it must not survive a rebuild.
+        (directory / FILTER).unlink(missing_ok=True)
+        manifest = Manifest(VERSION, 0, 1, ())
+        _write_manifest(directory, manifest)
+        return cls(directory, manifest, {})
+
+    @property
+    def manifest(self) -> Manifest:
+        """The manifest in force."""
+        return self._manifest
+
+    @property
+    def through_seq(self) -> int:
+        """The ledger seq the index covers (0: none)."""
+        return self._manifest.through_seq
+
+    def open_runs(self) -> list[Run]:
+        """The live runs, oldest first, each with a descriptor the caller owns."""
+        with self._lock:
+            return [self._runs[info.name].reopen() for info in self._manifest.runs]
+
+    def write_run(self, records: Iterable[bytes], through_seq: int,
+                  value_size: int = 0) -> Run:
+        """Make a run of ``records`` (sorted, unique) live, covering through
+        ``through_seq``; the returned run is the caller's. Blocking (two fsyncs).
+
+        ValueError unless ``through_seq`` is past the index's: a saved filter through
+        seq F is trusted to hold every run through F (``IdIndex``).
+        """
+        with self._lock:
+            if through_seq <= self._manifest.through_seq:
+                raise ValueError(f"a run through seq {through_seq} is not past the index "
+                                 f"(through {self._manifest.through_seq})")
+            number = self._take_number()
+        run = runs.write(self.directory / run_name(number), records, through_seq, value_size)
+        fsync_dir(self.directory)
+        with self._lock:
+            now = self._manifest
+            self._commit(Manifest(VERSION, max(now.through_seq, through_seq), now.next_number,
+                                  (*now.runs, run.info)))
+            self._runs[run.info.name] = run
+            return run.reopen()
+
+    def merge_due(self, factor: int = FACTOR, base: int = BASE) -> Merged | None:
+        """Write the merge of the runs due for compaction, if any (not yet live).
+
+        Blocking and long (streams every record of the inputs); one at a time.
+        """
+        with self._lock:
+            inputs = plan_compaction(self._manifest.runs, factor, base)
+            if not inputs:
+                return None
+            value_size = inputs[0].value_size
+            if any(info.value_size != value_size for info in inputs):
+                raise ValueError("runs with and without values cannot be merged")
+            self._compacting.acquire()
+            sources = [self._runs[info.name] for info in inputs]
+            number = self._take_number()
+        try:
+            run = runs.write(self.directory / run_name(number),
+                             runs.merge(source.records() for source in sources),
+                             max(info.through_seq for info in inputs), value_size)
+            fsync_dir(self.directory)
+        except BaseException:
+            self._compacting.release()
+            raise
+        return Merged(run, inputs)
+
+    def adopt(self, merged: Merged) -> Compaction:
+        """Make ``merged`` live in place of its inputs, then delete them. Blocking."""
+        try:
+            with self._lock:
+                now = self._manifest
+                gone = {info.name for info in merged.inputs}
+                kept = [info for info in now.runs if info.name not in gone]
+                live = sorted((*kept, merged.run.info), key=lambda info: info.through_seq)
+                self._commit(Manifest(VERSION, now.through_seq, now.next_number, tuple(live)))
+                self._runs[merged.run.info.name] = merged.run
+                for name in gone:
+                    self._runs.pop(name).close()
+            for name in gone:
+                (self.directory / name).unlink(missing_ok=True)
+            fsync_dir(self.directory)
+        finally:
+            self._compacting.release()
+        return Compaction(merged.run.reopen(), tuple(sorted(gone)))
+
+    def compact(self, factor: int = FACTOR, base: int = BASE) -> Compaction | None:
+        """Merge the runs due, if any, and make the result live. Blocking."""
+        merged = self.merge_due(factor, base)
+        return None if merged is None else self.adopt(merged)
+
+    def save_filter(self, packed: bytes) -> None:
+        """Replace the saved filter (``filter.pack``'s bytes) atomically. Blocking."""
+        _replace(self.directory, FILTER, packed)
+
+    def load_filter(self) -> tuple[BlockedBloom, int] | None:
+        """The saved filter and the seq its ids reach, or None when none was saved.
+
+        IndexDamaged when it is damaged: the caller builds one from the runs instead.
+        """
+        try:
+            data = (self.directory / FILTER).read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise IndexDamaged(f"{self.directory / FILTER}: {exc.strerror or exc}") from None
+        return unpack(data)
+
+    def close(self) -> None:
+        """Close the store's own descriptors (the runs it handed out are the callers')."""
+        with self._lock:
+            for run in self._runs.values():
+                run.close()
+            self._runs.clear()
+
+    def _take_number(self) -> int:
+        now = self._manifest
+        self._manifest = Manifest(VERSION, now.through_seq, now.next_number + 1, now.runs)
+        return now.next_number
+
+    def _commit(self, manifest: Manifest) -> None:
+        _write_manifest(self.directory, manifest)
+        self._manifest = manifest
+
+
+def _write_manifest(directory: Path, manifest: Manifest) -> None:
+    _replace(directory, MANIFEST, encode_manifest(manifest) + b"\n")
+
+
+def _replace(directory: Path, name: str, data: bytes) -> None:
+    # Temp file, fsync, rename, directory fsync (DESIGN §3: derived state is atomic).
+    temp = directory / f".{name}.tmp"
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o640)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(temp, directory / name)
+    fsync_dir(directory)
+
+
+def _remove_orphans(directory: Path, live: set[str]) -> None:
+    removed = False
+    for entry in directory.iterdir():
+        orphan = _RUN.match(entry.name) is not None and entry.name not in live
+        if orphan or entry.name in (_TEMP, _FILTER_TEMP):
+            entry.unlink(missing_ok=True)
+            removed = True
+    if removed:
+        fsync_dir(directory)
