@@ -27,7 +27,7 @@ from execd.ledger import checkpoints
 from execd.ledger.fold import Fold
 from execd.ledger.record import record_decoder
 from execd.ledger.recovery import RecoveredState
-from execd.ledger.snapshot import ChainEnd, encode_snapshot, restore, take
+from execd.ledger.snapshot import ChainEnd, Snapshot, encode_snapshot, restore, take
 from execd.ledger.writer import Commit
 from execd.model.messages import CheckpointRecord
 from execd.sentinel.risk import Risk
@@ -133,15 +133,21 @@ class Checkpointer:
         return CheckpointRecord(self.seq, self.hash, file_name, digest, len(data))
 
 
-def shadow_fold(config: Config, ledger: Path, state: RecoveredState,
-                start: bytes) -> Checkpointer | None:
+def _restored(config: Config, unheld: Snapshot) -> Fold:
+    shadow = Fold(Risk(config))
+    restore(unheld, shadow)
+    return shadow
+
+
+async def shadow_fold(config: Config, ledger: Path, state: RecoveredState,
+                      start: bytes) -> Checkpointer | None:
     """The run's checkpointer, from the recovered fold before its holds and the run's start
     record (``start``, its line); None with checkpoints off."""
     unheld, state.unheld = state.unheld, None  # the shadow holds it from here on
     if unheld is None:
         return None
-    shadow = Fold(Risk(config))
-    restore(unheld, shadow)
+    # In a worker thread: a copy of every id and position must not hold up the loop.
+    shadow = await anyio.to_thread.run_sync(_restored, config, unheld)
     checkpointer = Checkpointer(
         ledger, shadow, unheld.end, key=unheld.fold_key,
         every=config.ledger.checkpoint_records, kept=config.ledger.checkpoints_kept,
