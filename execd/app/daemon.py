@@ -26,6 +26,7 @@ import anyio
 from anyio.abc import SocketListener
 
 from execd import __version__
+from execd.app.checkpointer import shadow_fold
 from execd.app.commands import Commands
 from execd.app.durable import Durability, move_when_durable
 from execd.app.graph import Graph, Mode, input_source
@@ -36,6 +37,7 @@ from execd.ledger.head import HeadWitness
 from execd.ledger.record import LedgerChain
 from execd.ledger.recovery import RecoveredState, recover
 from execd.ledger.segments import SegmentStore, exclusive
+from execd.ledger.snapshot import fold_key
 from execd.ledger.writer import Commit, LedgerWriter
 from execd.model.clock import Clock, LogicalClock, WallClock, monotonic
 from execd.model.errors import LakehouseInUse, LedgerNotEmpty, MetricsUnavailable, UnresolvedOrders
@@ -109,19 +111,25 @@ class Daemon:
         if self.mode == "replay" and any(self.ledger_dir.glob("segment-*.jsonl")):
             raise LedgerNotEmpty(
                 f"{self.ledger_dir} already holds a ledger; replay needs a new one")
-        state = recover(self.ledger_dir, repair=True, risk=self.risk)
+        ledger = self.config.ledger
+        state = recover(self.ledger_dir, repair=True, risk=self.risk,
+                        fold_key=fold_key(self.config) if ledger.checkpoint_records else None)
         if state.head_missing:
             self.log.warning("ledger.head_missing", ledger=str(self.ledger_dir),
                              note="no head.json beside the ledger: a cut end cannot be told "
                                   "this time; check with `execd ledger verify --expect S:H` "
                                   "against the last ledger.head logged")
+        for name, reason in state.ignored:
+            self.log.warning("checkpoint.ignored", snapshot=name, reason=reason,
+                             note="an older checkpoint, or the full fold, is used instead")
         torn = state.scan.torn
         if torn is not None:
             self.log.warning("ledger.torn_tail_repaired", segment=torn.segment, offset=torn.offset,
                              bytes_dropped=torn.length, problem=torn.problem)
         self.log.info("ledger.recovered", records=state.scan.records,
                       next_seq=state.scan.next_seq, logical_time=state.scan.last_time,
-                      known_intents=len(state.seen), unfinished_files=len(state.progress))
+                      known_intents=len(state.seen), unfinished_files=len(state.progress),
+                      checkpoint=state.checkpoint, folded=state.folded)
         if self.risk is not None:
             self.log.info("risk.recovered", trading_state=self.risk.state,
                           open_positions=len(self.risk.book.open_positions()))
@@ -256,8 +264,9 @@ class Daemon:
         )
         clock = self._clock(state)
         planes = config.planes()
-        writer.write_now("start", clock.now(), StartRecord(
+        start = writer.write_now("start", clock.now(), StartRecord(
             __version__, self.mode, config.clock.kind, planes, outcome_settings_sha256(config)))
+        writer.checkpoints = await shadow_fold(self.config, self.ledger_dir, state, start)
         durability = self.durability
         durability.seq, durability.hash = chain.next_seq - 1, chain.prev_hash
         # What never changes during a run is said once, here, not bound to every line.

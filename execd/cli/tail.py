@@ -210,6 +210,8 @@ def _by_kind(kind: str, body: dict[str, Any]) -> str:
                 f"by={_text(get('operator'))} reason={_quoted(get('reason'))}")
     if kind == "context":
         return _context(body)
+    if kind == "checkpoint":
+        return f"through={_text(get('through_seq'))} snapshot={_text(get('snapshot'))}"
     return _json(body)
 
 

@@ -122,6 +122,8 @@ KEYS: Final[tuple[Key, ...]] = (
     fixed("ledger.segment_bytes", _LEDGER),
     fixed("ledger.head_interval_ms", _LEDGER),
     fixed("ledger.head_log_ms", _LEDGER),
+    fixed("ledger.checkpoint_records", _LEDGER),
+    fixed("ledger.checkpoints_kept", _LEDGER),
     live("log.level"),
     live("log.outcomes"),
     fixed("log.format", "the log format is chosen at start-up"),

@@ -98,6 +98,10 @@ class LedgerConfig(Struct, frozen=True, forbid_unknown_fields=True):
     # refreshed (0: after every commit), and how often the head is logged.
     head_interval_ms: Annotated[int, Meta(ge=0, le=3_600_000), MS] = 1_000
     head_log_ms: Annotated[int, Meta(ge=1_000, le=86_400_000), MS] = 60_000
+    # A checkpoint after every record whose seq is a multiple of this (0: none), and
+    # how many snapshot files are kept in checkpoints/ (README, "Checkpoints").
+    checkpoint_records: Annotated[int, Meta(ge=0, le=1_000_000_000)] = 50_000
+    checkpoints_kept: Annotated[int, Meta(ge=1, le=1_000)] = 3
 
 
 class LogConfig(Struct, frozen=True, forbid_unknown_fields=True):

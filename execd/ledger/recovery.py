@@ -1,212 +1,181 @@
 """What the daemon knows at start-up, rebuilt from the ledger alone.
 
-The ledger is the only durable state: which intent ids already have an outcome
-(so none is executed twice), how far each input file was consumed (so a restart
-neither skips nor repeats a line), which files were finished, the logical time,
-and for the Risk Sentinel the positions (from fills), the pacing of each venue and
-the trading state the daemon was left in.
+The ledger is the only durable state. :func:`recover` folds its records into a
+:class:`~execd.ledger.fold.Fold` (which intent ids have an outcome, how far each input
+file was consumed, the logical time, the Risk Sentinel's positions, pacing and trading
+state), then holds pending what live orders left open.
+
+With checkpoints on, it starts from the newest snapshot in ``checkpoints/`` that the
+chain vouches for, and folds only the records after it (README, "Checkpoints"). A
+snapshot is trusted only when the record right after its last one is the
+``checkpoint`` record naming it, with its sha256 and size, linked to the hash the
+snapshot says its last record has, and when it was folded under this config's
+``fold_key``. Anything else (missing, unreadable, cut, edited, not recorded, another
+config) is ignored with its reason, and the next older one is tried, then the full
+fold. Records up to the checkpoint are not re-verified at start-up: ``execd ledger
+verify`` checks the whole chain.
 """
 
 from __future__ import annotations
 
-import uuid
-from decimal import Decimal
+import hashlib
 from pathlib import Path
 
 import msgspec
-from msgspec import Struct
 
-from execd.ledger import head
-from execd.ledger.record import Record
-from execd.ledger.scan import ScanResult, scan
-from execd.model import reasons
-from execd.model.errors import LedgerCorrupt, WitnessUnreadable
-from execd.model.messages import (
-    Fee,
-    OrderRecord,
-    SendAttemptRecord,
-    Side,
-    Source,
-    StartRecord,
-    TradingStateRecord,
+from execd.ledger import checkpoints, head
+from execd.ledger.fold import Fold
+from execd.ledger.head import Head
+from execd.ledger.record import record_decoder
+from execd.ledger.scan import Resume, ScanResult, scan
+from execd.ledger.segments import list_segments
+from execd.ledger.snapshot import (
+    ChainEnd,
+    Snapshot,
+    decode_snapshot,
+    restore,
+    take,
 )
-from execd.sentinel.core import SeenIds
+from execd.model.errors import LedgerCorrupt, WitnessUnreadable
+from execd.model.messages import CheckpointRecord
 from execd.sentinel.risk import Risk
-from execd.venues.ccxt.results import held_change
+
+# A checkpoint record is a few hundred bytes: a longer line at its place is not one.
+_RECORD_BYTES = 4096
+_checkpoint_record = msgspec.json.Decoder(CheckpointRecord).decode
 
 
-class _OutcomeView(Struct):
-    intent_id: uuid.UUID
-    status: str
-    filled_quantity: str
-    logical_time: int
-    plane: str | None = None
-    venue: str | None = None
-    symbol: str | None = None
-    side: Side | None = None
-    average_price: str | None = None
-    reason: str | None = None
-    source: Source | None = None
-    client_order_id: str | None = None
-    fees: tuple[Fee, ...] = ()
-
-
-class _TickView(Struct):
-    source: Source | None = None
-
-
-class _InputFileView(Struct):
-    file: str
-    size: int
-    sha256: str | None
-    disposition: str
-
-
-_outcome = msgspec.json.Decoder(_OutcomeView).decode
-_tick = msgspec.json.Decoder(_TickView).decode
-_input_file = msgspec.json.Decoder(_InputFileView).decode
-_start = msgspec.json.Decoder(StartRecord).decode
-_trading_state = msgspec.json.Decoder(TradingStateRecord).decode
-_order = msgspec.json.Decoder(OrderRecord).decode
-_attempt = msgspec.json.Decoder(SendAttemptRecord).decode
-# Outcomes of orders that a venue was asked for (the rest never left execd).
-_SENT = frozenset(("FILLED", "PARTIALLY_FILLED", "FAILED"))
-
-
-class RecoveredState:
-    """The daemon's starting state, as the ledger records it."""
+class RecoveredState(Fold):
+    """The daemon's starting state, as the ledger records it: the fold, and where the
+    chain ends."""
 
     def __init__(self, risk: Risk | None = None) -> None:
-        self.risk = risk
+        super().__init__(risk)
         self.scan = ScanResult()
-        self.seen = SeenIds()
-        # file -> (last line consumed, byte offset after it), for unfinished files
-        self.progress: dict[str, tuple[int, int]] = {}
-        # file -> (size, sha256) of files read to their end
-        self.done: dict[str, tuple[int, str]] = {}
-        # refused files (by claim name) whose outcome is recorded, input_file not yet
-        self.refusing: set[str] = set()
-        # refused files whose refusal is complete
-        self.rejected: set[str] = set()
-        # consumed files recorded as changed after they were read (they go to rejected/)
-        self.changed: set[str] = set()
-        # live orders recorded without an outcome yet: intent id -> (record, its time)
-        self.unresolved: dict[uuid.UUID, tuple[OrderRecord, int]] = {}
-        # client order id -> the last send record of each unresolved order: how many
-        # sends may have reached the venue, across every run so far.
-        self.last_sends: dict[str, SendAttemptRecord] = {}
-        # Each venue's plane as the last start that named it recorded it, and that
-        # record's seq: a start without the venue does not erase its history.
-        self.planes: dict[str, tuple[str, int]] = {}
         # The ledger has records and no head witness beside it (deleted, or written
         # before witnesses existed): a cut end could not be noticed this time.
         self.head_missing = False
-        # The clock of the run being folded (its start record): order records made
-        # before they carried wall_time have a wall-clock time only under "wall".
-        self._clock = "logical"
+        # With checkpoints on: the fold as it stood before the holds, which the running
+        # checkpointer starts from (app/checkpointer.py).
+        self.unheld: Snapshot | None = None
+        # The ledger's size (every segment) once recovered: where the next record goes.
+        self.ledger_bytes = 0
+        # The snapshot start-up folded from (None: the full fold), the records folded
+        # after it, and each snapshot passed over, with why.
+        self.checkpoint: str | None = None
+        self.folded = 0
+        self.ignored: list[tuple[str, str]] = []
 
-    def observe(self, record: Record) -> None:
-        """Fold one record into the state."""
-        kind = record.kind
-        source: Source | None = None
-        if kind == "outcome":
-            view = _outcome(record.body)
-            if view.status != "QUARANTINED":
-                self.seen.add(view.intent_id)
-                if self.unresolved and self._closes(view):
-                    # A live order's outcome, written whenever the venue answered: its
-                    # order record already moved the file's progress, and later lines
-                    # may have moved it further since.
-                    if view.status in _SENT and self.risk is not None:
-                        self._sent(view)
-                    return
-                if view.status in _SENT and self.risk is not None:
-                    self._sent(view)
-            source = view.source
-            if view.reason in reasons.FILE_LEVEL and source is not None:
-                # A whole-file outcome never moves the file's resume point. One for a
-                # file already finished says it changed after it was read.
-                if source.file in self.done:
-                    self.changed.add(source.file)
-                else:
-                    self.refusing.add(source.file)
-                return
-        elif kind == "tick":
-            source = _tick(record.body).source
-        elif kind == "order":
-            order = _order(record.body)
-            if order.wall_time is None and self._clock == "wall":
-                order = msgspec.structs.replace(order, wall_time=record.time)
-            self.seen.add(order.intent_id)
-            self.unresolved[order.intent_id] = (order, record.time)
-            source = order.source
-        elif kind == "order_attempt":
-            sent = _attempt(record.body)
-            pending = self.unresolved.get(sent.intent_id)
-            if pending is not None and pending[0].client_order_id == sent.client_order_id:
-                self.last_sends[sent.client_order_id] = sent
-            return
-        elif kind == "start":
-            start = _start(record.body)
-            self._clock = start.clock
-            for venue, plane in start.planes.items():
-                self.planes[venue] = (plane, record.seq)
-            return
-        elif kind == "safety_sell":
-            if self.risk is not None:
-                self.risk.safety_sells += 1
-            return
-        elif kind == "trading_state":
-            change = _trading_state(record.body)
-            if self.risk is not None:
-                self.risk.set_state(change.state, f"{change.actor}: {change.reason}")
-            return
-        elif kind == "input_file":
-            done = _input_file(record.body)
-            self.progress.pop(done.file, None)
-            if done.disposition == "archive":
-                self.done[done.file] = (done.size, done.sha256 or "")
-            else:
-                self.refusing.discard(done.file)
-                self.rejected.add(done.file)
-            return
-        if source is not None:
-            # Line 0 is a file-level outcome (an empty file): the file is started.
-            self.progress[source.file] = (source.line, source.end)
-
-    def _closes(self, view: _OutcomeView) -> bool:
-        """Whether ``view`` is the outcome of an unresolved order (and resolve it).
-
-        Only the outcome that names the order's client order id closes it. Other
-        outcomes may name the same intent id (a repeat of the line refused as a
-        duplicate while the order was still at the venue): they close nothing, and
-        the order is still reconciled at start-up.
-        """
-        pending = self.unresolved.get(view.intent_id)
-        if pending is None or view.client_order_id != pending[0].client_order_id:
-            return False
-        del self.unresolved[view.intent_id]
-        self.last_sends.pop(pending[0].client_order_id, None)
-        return True
-
-    def _sent(self, view: _OutcomeView) -> None:
-        """Positions, pacing and failures, from an order's recorded outcome."""
-        assert self.risk is not None
-        if view.venue is None or view.symbol is None or view.side is None:
-            return
-        filled = Decimal(view.filled_quantity)
-        if view.plane == "live":
-            # As the venue settled it: what the account holds, net of base-asset fees.
-            filled = held_change(view.symbol, view.side, filled, view.fees)
-        price = Decimal(view.average_price) if view.average_price is not None else None
-        self.risk.observe(view.venue, view.symbol, view.side, view.status, view.reason,
-                          filled, price, view.logical_time, None)
+    def end(self) -> ChainEnd:
+        """Where the recovered chain ends, for a snapshot of this fold."""
+        scanned = self.scan
+        return ChainEnd(scanned.next_seq - 1, scanned.last_hash, scanned.records,
+                        scanned.last_time, self.ledger_bytes)
 
 
-def recover(directory: Path, *, repair: bool = True, risk: Risk | None = None) -> RecoveredState:
+def _locate(directory: Path, resume: int) -> tuple[Path, int, Path | None, int] | None:
+    """The segment and offset just after the record that ends ``resume`` bytes into the
+    ledger, and where the next record starts; None when the ledger is shorter."""
+    before = 0
+    segments = list_segments(directory)
+    for index, path in enumerate(segments):
+        size = path.stat().st_size
+        if before < resume <= before + size:
+            offset = resume - before
+            if offset < size:
+                return path, offset, path, offset
+            following = segments[index + 1] if index + 1 < len(segments) else None
+            return path, offset, following, 0
+        before += size
+    return None
+
+
+def _record_at(path: Path | None, offset: int) -> CheckpointRecord | str:
+    """The checkpoint record that starts at ``offset`` in ``path``, or why there is none
+    (the checks of its place in the chain are the caller's)."""
+    if path is None:
+        return "not recorded: the ledger ends at its last record"
+    with open(path, "rb") as handle:
+        handle.seek(offset)
+        data = handle.read(_RECORD_BYTES)
+    end = data.find(b"\n")
+    if end < 0:
+        return "not recorded: no whole record follows its last one"
+    try:
+        record = record_decoder.decode(data[:end])
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        return "not recorded: the line after its last record is no record"
+    if not record.hash_ok() or record.kind != "checkpoint":
+        return "not recorded: the record after its last one is no checkpoint record"
+    try:
+        body = _checkpoint_record(record.body)
+    except msgspec.DecodeError:
+        return "not recorded: the record after its last one is no checkpoint record"
+    if record.seq != body.through_seq + 1 or record.prev != body.head_hash:
+        return "not recorded: the checkpoint record after it is out of place"
+    return body
+
+
+def _vouched(directory: Path, path: Path, key: str,
+             expect: Head | None) -> tuple[Snapshot, Resume] | str:
+    """The snapshot at ``path`` and where to scan on from, if the chain vouches for it;
+    else why not."""
+    try:
+        data = checkpoints.read(path)
+    except (OSError, ValueError) as exc:
+        return f"unreadable: {getattr(exc, 'strerror', None) or exc}"
+    try:
+        snapshot = decode_snapshot(data)
+    except msgspec.DecodeError as exc:
+        return f"not a snapshot ({exc})"
+    end = snapshot.end
+    if checkpoints.through_of(path.name) != end.through_seq:
+        return f"its name says another record than the one it holds ({end.through_seq})"
+    if snapshot.fold_key != key:
+        return "the config the fold reads changed since (venues, planes or pacing limits)"
+    place = _locate(directory, end.resume)
+    if place is None:
+        return f"not recorded: the ledger ends before record {end.through_seq}"
+    segment, offset, next_path, next_offset = place
+    record = _record_at(next_path, next_offset)
+    if isinstance(record, str):
+        return record
+    if (record.through_seq, record.head_hash, record.snapshot) != (
+            end.through_seq, end.head_hash, path.name):
+        return f"the checkpoint record after record {end.through_seq} names another snapshot"
+    if (record.sha256, record.size) != (hashlib.sha256(data).hexdigest(), len(data)):
+        return "its sha256 or size is not the one its checkpoint record names (changed)"
+    if expect is not None and expect.seq == end.through_seq and expect.hash != end.head_hash:
+        return "the head witness names another hash for its last record"
+    return snapshot, Resume(segment.name, offset, end.through_seq, end.head_hash,
+                            end.last_time, end.records)
+
+
+def _from_checkpoint(directory: Path, state: RecoveredState, key: str,
+                     expect: Head | None) -> Resume | None:
+    """Restore ``state`` from the newest snapshot the chain vouches for; where to scan on
+    from (None: none did, ``state`` is untouched)."""
+    for path in checkpoints.listed(directory):
+        found = _vouched(directory, path, key, expect)
+        if isinstance(found, str):
+            state.ignored.append((path.name, found))
+            continue
+        snapshot, resume = found
+        # Its bytes are the ones the chain names, so they are the ones a fold wrote.
+        restore(snapshot, state)
+        state.checkpoint = path.name
+        return resume
+    return None
+
+
+def recover(directory: Path, *, repair: bool = True, risk: Risk | None = None,
+            fold_key: str | None = None) -> RecoveredState:
     """Scan (and with ``repair``, mend a torn tail of) the ledger in ``directory``.
 
-    With ``risk``, also rebuild its positions, pacing and trading state.
+    With ``risk``, also rebuild its positions, pacing and trading state. With
+    ``fold_key`` (checkpoints are on, under a config of that key), start from the newest
+    snapshot the chain vouches for, and keep the fold as it is before the holds in
+    ``unheld``. ``risk`` must be new (nothing folded into it yet).
     """
     state = RecoveredState(risk)
     try:
@@ -216,8 +185,13 @@ def recover(directory: Path, *, repair: bool = True, risk: Risk | None = None) -
             f"{exc}; it is written only by execd: if you know why it is damaged, check the "
             "chain with `execd ledger verify --expect SEQ:HASH` against the last ledger.head "
             "logged, then remove it") from None
-    state.scan = scan(directory, state.observe, repair=repair, expect=expect)
+    start = _from_checkpoint(directory, state, fold_key, expect) if fold_key else None
+    state.scan = scan(directory, state.observe, repair=repair, expect=expect, start=start)
+    state.folded = state.scan.records - (start.records if start is not None else 0)
     state.head_missing = expect is None and state.scan.records > 0
+    state.ledger_bytes = sum(path.stat().st_size for path in list_segments(directory))
+    if fold_key is not None:
+        state.unheld = take(state, state.end(), fold_key)
     if risk is not None:
         # Orders still open at the venue for all we know: held pending, as when sent.
         for order, _ in state.unresolved.values():

@@ -16,16 +16,24 @@ commit's fsync, and only then, ``on_durable`` gets the commit, and
 in commit order, for the hook to carry out. Nothing is registered beside the
 stream, so a record's seq may still move (the sentinel numbers records of its own
 before it) without anything losing track of it.
+
+Checkpoints (README, "Checkpoints") sit at fixed places, so that a paper replay stays
+byte-identical whatever the batch sizes (DESIGN §2): once the encoder has chained a
+record X whose seq is a multiple of ``every``, it commits the records through X,
+takes nothing more from its stream until the checkpointer has written the snapshot
+of the ledger through X (which waits for X to be durable), and then chains the
+``checkpoint`` record naming it as X + 1.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 import anyio
 from anyio.abc import ObjectReceiveStream
-from anyio.streams.memory import MemoryObjectReceiveStream
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from msgspec import Struct
 
 from execd.ledger.head import Head, HeadWitness
@@ -101,6 +109,25 @@ class Commit(Struct):
                 for index, entry in enumerate(entries) if entry.then is not None]
 
 
+class Checkpoints(Protocol):
+    """What the writer needs of the checkpointer (``app/checkpointer.py``)."""
+
+    every: int
+
+    def durable(self, commit: Commit) -> None:
+        """``commit`` is on disk (called before ``on_durable``, in commit order)."""
+
+    async def take(self, through: int) -> Struct | None:
+        """Once record ``through`` is durable, write the snapshot through it; the body of
+        the ``checkpoint`` record naming it (None: it could not be written)."""
+
+    def close(self) -> None:
+        """Every commit is durable: no more will come."""
+
+    async def run(self) -> None:
+        """The checkpointer's own task, for as long as the writer runs (until ``close``)."""
+
+
 # Called after each commit's fsync, in commit order (see the module docstring).
 DurableHook = Callable[[Commit], None]
 # Records in a commit and the seconds its write and fsync took (for metrics only:
@@ -123,6 +150,7 @@ class LedgerWriter:
         on_synced: SyncHook | None = None,
         pulses: tuple[Pulse, Pulse] | None = None,
         witness: HeadWitness | None = None,
+        checkpoints: Checkpoints | None = None,
     ) -> None:
         self.chain = chain
         self.store = store
@@ -135,14 +163,17 @@ class LedgerWriter:
         self.pulses = pulses
         # Refreshed after a commit is durable, in the same worker-thread call.
         self.witness = witness
+        self.checkpoints = checkpoints
         self.committed = 0
 
-    def write_now(self, kind: str, time: int, body: Struct) -> None:
+    def write_now(self, kind: str, time: int, body: Struct) -> bytes:
         """Append and sync one record outside the pipeline (start and stop records),
-        and note the new head in the witness."""
-        self.store.write_durably(self.chain.append(kind, time, encode(body)))
+        note the new head in the witness, and return the record's line."""
+        line = self.chain.append(kind, time, encode(body))
+        self.store.write_durably(line)
         if self.witness is not None:
             self.witness.now(Head(self.chain.next_seq - 1, self.chain.prev_hash))
+        return line
 
     def _write(self, commit: Commit) -> float:
         """Write and fsync one commit, then refresh the witness; the write's seconds.
@@ -167,6 +198,8 @@ class LedgerWriter:
         )
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._sync, receive_commit)
+            if self.checkpoints is not None:
+                tg.start_soon(self.checkpoints.run)
             async with send_commit, receive:
                 async for batch in beating(receive, self.pulses and self.pulses[0]):
                     ready = self.reorder.push(batch)
@@ -176,15 +209,42 @@ class LedgerWriter:
                         except (anyio.WouldBlock, anyio.EndOfStream):
                             break
                         ready.extend(self.reorder.push(more))
-                    if ready:
-                        data = self._lines(ready)
-                        await send_commit.send(
-                            Commit(data, ready, self.chain.next_seq - 1, self.chain.prev_hash))
+                    lead: Entry | None = None
+                    while ready or lead is not None:
+                        ready, lead = await self._commit(ready, lead, send_commit)
             if self.reorder.waiting:
                 raise RuntimeError(
                     f"ledger writer stopped with {self.reorder.waiting} records waiting "
                     f"for ingest seq {self.reorder.next_seq}"
                 )
+
+    async def _commit(self, ready: list[Entry], lead: Entry | None,
+                      send: MemoryObjectSendStream[Commit]) -> tuple[list[Entry], Entry | None]:
+        """Chain ``lead`` (a checkpoint record) and ``ready`` into one commit, or only as far
+        as the next record a checkpoint follows; the entries left, and that checkpoint's
+        record when one was taken."""
+        checkpoints = self.checkpoints
+        rest: list[Entry] = []
+        due = 0
+        if checkpoints is not None:
+            every = checkpoints.every
+            # A checkpoint record is never the record a checkpoint follows.
+            first = self.chain.next_seq + (lead is not None)
+            due = -(-first // every) * every
+            if due - first < len(ready):
+                ready, rest = ready[:due - first + 1], ready[due - first + 1:]
+            else:
+                due = 0
+        entries = ready if lead is None else [lead, *ready]
+        data = self._lines(entries)
+        await send.send(Commit(data, entries, self.chain.next_seq - 1, self.chain.prev_hash))
+        if not due:
+            return rest, None
+        assert checkpoints is not None
+        body = await checkpoints.take(due)
+        if body is None:
+            return rest, None
+        return rest, Entry(LATE, "checkpoint", self.chain.last_time, body)
 
     @staticmethod
     async def _refresh_witness(witness: HeadWitness) -> None:
@@ -200,6 +260,8 @@ class LedgerWriter:
             if self.witness is not None:
                 tg.start_soon(self._refresh_witness, self.witness)
             await self._sync_commits(receive, on_synced)
+            if self.checkpoints is not None:
+                self.checkpoints.close()
             tg.cancel_scope.cancel()  # the refresher: every commit is durable now
 
     async def _sync_commits(self, receive: ObjectReceiveStream[Commit],
@@ -210,5 +272,7 @@ class LedgerWriter:
                 if on_synced is not None:
                     on_synced(len(commit.entries), seconds)
                 self.committed += len(commit.entries)
+                if self.checkpoints is not None:
+                    self.checkpoints.durable(commit)
                 if self.on_durable is not None:
                     self.on_durable(commit)

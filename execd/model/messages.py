@@ -334,6 +334,23 @@ class ConfigRecord(Struct, frozen=True, forbid_unknown_fields=True):
     values: dict[str, list[Any]] = {}
 
 
+class CheckpointRecord(Struct, frozen=True, forbid_unknown_fields=True):
+    """A snapshot of the fold through record ``through_seq`` was written (README, "Checkpoints").
+
+    ``head_hash`` is that record's hash; ``snapshot`` the file's name in the ledger's
+    ``checkpoints/``, ``sha256`` and ``size`` its bytes'. Start-up trusts a snapshot only
+    when this record, in the chain right after ``through_seq``, names it with these.
+    ``index_through``: the last record the on-disk id index covers (0: none).
+    """
+
+    through_seq: int
+    head_hash: str
+    snapshot: str
+    sha256: str
+    size: int
+    index_through: int = 0
+
+
 class StopRecord(Struct, frozen=True, forbid_unknown_fields=True):
     """The daemon drained and stopped cleanly."""
 
@@ -342,7 +359,7 @@ class StopRecord(Struct, frozen=True, forbid_unknown_fields=True):
 
 RecordKind = Literal["start", "stop", "outcome", "tick", "input_file", "context",
                      "trading_state", "safety_sell", "override", "order", "order_attempt",
-                     "order_cancel", "config"]
+                     "order_cancel", "config", "checkpoint"]
 
 # ----------------------------------------------------------------- actor messages
 

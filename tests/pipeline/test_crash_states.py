@@ -16,11 +16,16 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import pytest
 
 from execd.app.daemon import Daemon
 from execd.config import schema as config
+from execd.ledger import checkpoints
+from execd.ledger.recovery import recover
 from execd.ledger.scan import scan
+from execd.ledger.snapshot import encode_snapshot, fold_key
 from execd.model import reasons
+from execd.sentinel.risk import Risk
 from tests.helpers import intent, records, write_config
 
 LONG = 300  # over the 256-byte line limit below
@@ -41,9 +46,14 @@ FILES = {
 REPEATS = {"a.jsonl": FILES["a.jsonl"], "b.jsonl": line(9) + b"\n"}
 
 
-async def run_until_idle(directory: Path, deliver: list[str]) -> None:
-    """Run until idle; then deliver the ``deliver`` repeats, and run until idle again."""
-    path = write_config(directory, items=1, commit_records=1, q=1)
+async def run_until_idle(directory: Path, deliver: list[str], every: int = 0) -> None:
+    """Run until idle; then deliver the ``deliver`` repeats, and run until idle again.
+
+    ``every``: ledger.checkpoint_records (0: no checkpoints).
+    """
+    path = write_config(directory, items=1, commit_records=1, q=1,
+                        segment_bytes=f"{256 << 20}\ncheckpoint_records = {every}\n"
+                                      "checkpoints_kept = 1000")
     path.write_text(path.read_text() + "\n[input]\nmax_line_bytes = 256\n")
     daemon = Daemon(config.load(path), mode="run")
     lakehouse = directory / "lakehouse"
@@ -145,20 +155,43 @@ def place(lakehouse: Path, states: dict[str, str]) -> None:
             (lakehouse / target / name).write_bytes(data)
 
 
-async def test_every_crash_point_recovers_to_one_outcome_per_line(tmp_path: Path) -> None:
+def same_state_as_full_fold(directory: Path, checkpoints: Path) -> str | None:
+    """Recovery from the checkpoints of a whole run (``checkpoints``: later ones included,
+    which this cut ledger never recorded) gives what the full fold gives; the snapshot
+    it started from."""
+    cfg = config.load(directory / "execd.toml").config
+    full = recover(directory / "ledger", repair=False, risk=Risk(cfg), fold_key=fold_key(cfg))
+    assert full.checkpoint is None
+    shutil.copytree(checkpoints, directory / "ledger" / "checkpoints")
+    fast = recover(directory / "ledger", repair=False, risk=Risk(cfg), fold_key=fold_key(cfg))
+    assert full.unheld is not None and fast.unheld is not None
+    assert encode_snapshot(fast.unheld) == encode_snapshot(full.unheld)
+    return fast.checkpoint
+
+
+@pytest.mark.parametrize("every", [0, 3])
+async def test_every_crash_point_recovers_to_one_outcome_per_line(
+        tmp_path: Path, every: int) -> None:
     """A crash at any record boundary, whatever state it leaves the lakehouse in, never makes the
-    restart give an input line zero or two outcomes.
+    restart give an input line zero or two outcomes; with checkpoints on (every 3 records),
+    a crash right before or right after a checkpoint record is durable recovers what the
+    full fold does, from the checkpoint once its record is in the chain.
     """
     base = tmp_path / "base"
     inbox = base / "lakehouse" / "inbox"
     inbox.mkdir(parents=True)
     for name, data in FILES.items():
         (inbox / name).write_bytes(data)
-    await run_until_idle(base, list(REPEATS))
+    await run_until_idle(base, list(REPEATS), every)
+    snapshots = tmp_path / "snapshots"
+    if every:
+        shutil.copytree(base / "ledger" / "checkpoints", snapshots)
     check(base)
     full = [x + b"\n" for x in (base / "ledger" / "segment-00000001.jsonl").read_bytes()
             .splitlines()]
+    kinds = [json.loads(x)["kind"] for x in full]
     tried = 0
+    used_checkpoints = set()
     for k in range(1, len(full)):
         for index, states in enumerate(crash_states(full, k)):
             directory = tmp_path / f"k{k}-{index}"
@@ -166,7 +199,13 @@ async def test_every_crash_point_recovers_to_one_outcome_per_line(tmp_path: Path
             (directory / "ledger" / "segment-00000001.jsonl").write_bytes(b"".join(full[:k]))
             place(directory / "lakehouse", states)
             owed = [n for n in REPEATS if states[f"{n}.repeat-1"] == "absent"]
-            await run_until_idle(directory, owed)
+            if every and index == 0:
+                write_config(directory)
+                used = same_state_as_full_fold(directory, snapshots)
+                recorded = [x for x in range(every, k, every) if kinds[x] == "checkpoint"]
+                assert used == (checkpoints.name(recorded[-1]) if recorded else None), k
+                used_checkpoints.add(used)
+            await run_until_idle(directory, owed, every)
             try:
                 check(directory)
             except AssertionError as failure:
@@ -174,3 +213,4 @@ async def test_every_crash_point_recovers_to_one_outcome_per_line(tmp_path: Path
             shutil.rmtree(directory)
             tried += 1
     assert tried > len(full)
+    assert not every or len(used_checkpoints) > 5, used_checkpoints

@@ -119,15 +119,16 @@ def test_a_different_file_under_a_consumed_name_is_refused_whole(tmp_path: Path)
     assert (archive / "x.jsonl").read_bytes() == lines(intent(1)), "the original is untouched"
 
 
-@pytest.mark.parametrize("seed", [1, 2])
-def test_sigkill_at_seeded_points_never_loses_or_repeats(tmp_path: Path, seed: int) -> None:
+@pytest.mark.parametrize(("seed", "every"), [(1, 0), (2, 0), (3, 700)])
+def test_sigkill_at_seeded_points_never_loses_or_repeats(tmp_path: Path, seed: int,
+                                                          every: int) -> None:
     """A SIGKILL at any point never leaves an input line with zero or two outcomes, nor fills an
-    intent id twice.
+    intent id twice; with checkpoints on (``every`` records), restarts fold from them.
     """
     rng = random.Random(seed)
     config = write_config(tmp_path, level="info", items=rng.choice([16, 128, 1024]),
                           chunk=rng.choice([4096, 65536]), commit_records=rng.choice([64, 4096]),
-                          segment_bytes=1 << 20)
+                          segment_bytes=f"{1 << 20}\ncheckpoint_records = {every}")
     inbox, ledger = tmp_path / "lakehouse" / "inbox", tmp_path / "ledger"
     per_file, files = 3000, 8
     expected = set()
@@ -168,3 +169,8 @@ def test_sigkill_at_seeded_points_never_loses_or_repeats(tmp_path: Path, seed: i
     assert mid_run >= 4, "most kills must land while intents are being processed"
     assert sorted(p.name for p in (tmp_path / "lakehouse" / "archive").iterdir()) == \
         [f"{f:02d}.jsonl" for f in range(files)]
+    if every:
+        assert any(r["kind"] == "checkpoint" for r in records(ledger))
+        recovered = [line for line in (tmp_path / "log").read_text().splitlines()
+                     if "ledger.recovered" in line]
+        assert any("snapshot-0" in line for line in recovered), recovered

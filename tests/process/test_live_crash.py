@@ -76,11 +76,13 @@ def outcome_count(ledger: Path) -> int:
     return sum(1 for r in records(ledger) if r["kind"] == "outcome")
 
 
-@pytest.mark.parametrize("name", sorted(VENUES))
-def test_sigkill_at_seeded_points_never_doubles_or_loses_an_order(tmp_path: Path,
-                                                                  name: str) -> None:
+@pytest.mark.parametrize(("name", "checkpoints"),
+                         [*((name, 0) for name in sorted(VENUES)), ("binance", 2)])
+def test_sigkill_at_seeded_points_never_doubles_or_loses_an_order(tmp_path: Path, name: str,
+                                                                  checkpoints: int) -> None:
     """A SIGKILL at any point of a live order's life never puts two orders at the venue for one
-    intent, loses an outcome, or exceeds send_attempts across restarts.
+    intent, loses an outcome, or exceeds send_attempts across restarts; also with a
+    checkpoint every ``checkpoints`` records (open orders and their sends in snapshots).
     """
     venue = VENUES[name]
     fake = fake_exchange(exchange=name)
@@ -92,7 +94,8 @@ def test_sigkill_at_seeded_points_never_doubles_or_loses_an_order(tmp_path: Path
         # the sends of one order, across every restart, exceed send_attempts.
         path = write_live_config(tmp_path, running.url, name, level="info",
                                  order_timeout_ms=400, timeout_ms=1000, in_flight=3,
-                                 backlog=64, send_attempts=3, resend_window_ms=300000)
+                                 backlog=64, send_attempts=3, resend_window_ms=300000,
+                                 extra=f"[ledger]\ncheckpoint_records = {checkpoints}\n")
         log = tmp_path / "daemon.log"
         every = intents(name)
         for run, (kind, value) in enumerate([*crash_points(), ("none", 0.0)]):
@@ -185,6 +188,9 @@ def test_sigkill_at_seeded_points_never_doubles_or_loses_an_order(tmp_path: Path
     verify = subprocess.run([*EXECD, "ledger", "verify", "--ledger", str(ledger)],
                             cwd=ROOT, capture_output=True, text=True, check=False)
     assert verify.returncode == 0, verify.stdout + verify.stderr
+    if checkpoints:
+        recovered = [line for line in log.read_text().splitlines() if "ledger.recovered" in line]
+        assert any("snapshot-0" in line for line in recovered), recovered
 
 
 def test_a_duplicate_of_an_order_in_flight_does_not_hide_it_from_reconciliation(

@@ -90,7 +90,7 @@ BODIES: dict[str, type[msgspec.Struct]] = {
     "trading_state": messages.TradingStateRecord, "safety_sell": messages.SafetySellRecord,
     "override": messages.OverrideRecord, "order": messages.OrderRecord,
     "order_attempt": messages.SendAttemptRecord, "order_cancel": messages.CancelRecord,
-    "config": messages.ConfigRecord}
+    "config": messages.ConfigRecord, "checkpoint": messages.CheckpointRecord}
 TEXT = st.text(max_size=6)
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False,

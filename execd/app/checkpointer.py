@@ -1,0 +1,156 @@
+"""The checkpointer: a shadow of the start-up fold, kept up to date while the daemon runs.
+
+It folds every durable commit, from the very bytes written (the bytes start-up will
+read), into a :class:`~execd.ledger.fold.Fold` of its own, in a worker thread, as
+commits come. When the writer's encoder has chained a record X that a checkpoint
+follows, it stops and asks :meth:`Checkpointer.take`: once the fold has reached X
+(so X is durable), the snapshot of the ledger through X is written to
+``checkpoints/`` and the body of the ``checkpoint`` record naming it is returned
+(docs/ARCHITECTURE.md, "Checkpoints"). The snapshot is a pure function of the
+ledger's prefix and of the config the fold reads, never of timing.
+
+The commits waiting to be folded are bounded without a queue of their own: the
+encoder takes nothing while a checkpoint is due, so at most ``every`` records (and
+the commits in flight) wait.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from execd.config.schema import Config
+from execd.ledger import checkpoints
+from execd.ledger.fold import Fold
+from execd.ledger.record import record_decoder
+from execd.ledger.recovery import RecoveredState
+from execd.ledger.snapshot import ChainEnd, Snapshot, encode_snapshot, restore, take
+from execd.ledger.writer import Commit
+from execd.model.messages import CheckpointRecord
+from execd.sentinel.risk import Risk
+from execd.service import logs
+
+
+class Checkpointer:
+    """The writer's :class:`~execd.ledger.writer.Checkpoints`: fold, then write snapshots."""
+
+    def __init__(self, ledger: Path, fold: Fold, end: ChainEnd, *, key: str, every: int,
+                 kept: int, log: Any) -> None:
+        self.ledger = ledger
+        self.fold = fold
+        self.every = every
+        self.kept = kept
+        self.key = key
+        self.log = log
+        # The prefix folded so far (the fields of a ChainEnd, kept mutable here).
+        self.seq, self.hash, self.records = end.through_seq, end.head_hash, end.records
+        self.last_time, self.offset = end.last_time, end.resume
+        self._pending: list[Commit] = []
+        self._arrived = anyio.Event()
+        self._folded = anyio.Event()
+        self._closed = False
+
+    def observe_line(self, line: bytes) -> None:
+        """Fold one record written outside the pipeline (the start record). Blocking."""
+        self._fold_lines(line, 1)
+
+    def durable(self, commit: Commit) -> None:
+        """``commit`` is on disk: fold it (soon, in the folding task)."""
+        self._pending.append(commit)
+        self._arrived.set()
+
+    def close(self) -> None:
+        """No commit will come any more: the folding task ends."""
+        self._closed = True
+        self._arrived.set()
+
+    async def run(self) -> None:
+        """Fold durable commits as they come, in a worker thread, until closed."""
+        while True:
+            await self._arrived.wait()
+            self._arrived = anyio.Event()
+            if self._pending:
+                batch, self._pending = self._pending, []
+                await anyio.to_thread.run_sync(self._fold_commits, batch)
+                self._folded.set()
+            if self._closed and not self._pending:
+                return
+
+    async def take(self, through: int) -> CheckpointRecord | None:
+        """Write the snapshot through record ``through`` once it is folded; its record's body.
+
+        Nothing after ``through`` can arrive meanwhile: the encoder waits for this.
+        """
+        while self.seq < through:
+            await self._folded.wait()
+            self._folded = anyio.Event()
+        if self.seq != through:
+            raise RuntimeError(f"checkpoint through {through} asked after record {self.seq}")
+        return await anyio.to_thread.run_sync(self._write)
+
+    def _fold_commits(self, batch: list[Commit]) -> None:
+        for commit in batch:
+            self._fold_lines(commit.data, len(commit.entries))
+
+    def _fold_lines(self, data: bytes, count: int) -> None:
+        observe, decode = self.fold.observe, record_decoder.decode
+        last_time = self.last_time
+        start = 0
+        record = None
+        for _ in range(count):
+            end = data.index(b"\n", start)
+            record = decode(data[start:end])
+            observe(record)
+            if record.time > last_time:
+                last_time = record.time
+            start = end + 1
+        if record is not None:
+            self.seq, self.hash = record.seq, record.hash
+        self.records += count
+        self.last_time = last_time
+        self.offset += len(data)
+
+    def _write(self) -> CheckpointRecord | None:
+        """Take, encode and write the snapshot. Blocking (a worker thread)."""
+        end = ChainEnd(self.seq, self.hash, self.records, self.last_time, self.offset)
+        data = encode_snapshot(take(self.fold, end, self.key))
+        file_name = checkpoints.name(self.seq)
+        try:
+            checkpoints.write(self.ledger, file_name, data)
+            removed = checkpoints.prune(self.ledger, self.kept, self.seq)
+        except OSError as exc:
+            # Derived state: the ledger is whole without it, and start-up folds from an
+            # older checkpoint. Never a reason to stop trading.
+            self.log.error("checkpoint.unwritten", through_seq=self.seq,
+                           error=exc.strerror or str(exc))
+            return None
+        digest = hashlib.sha256(data).hexdigest()
+        self.log.info("checkpoint.written", through_seq=self.seq, snapshot=file_name,
+                      bytes=len(data), removed=removed)
+        return CheckpointRecord(self.seq, self.hash, file_name, digest, len(data))
+
+
+def _restored(config: Config, unheld: Snapshot) -> Fold:
+    shadow = Fold(Risk(config))
+    restore(unheld, shadow)
+    return shadow
+
+
+async def shadow_fold(config: Config, ledger: Path, state: RecoveredState,
+                      start: bytes) -> Checkpointer | None:
+    """The run's checkpointer, from the recovered fold before its holds and the run's start
+    record (``start``, its line); None with checkpoints off."""
+    unheld, state.unheld = state.unheld, None  # the shadow holds it from here on
+    if unheld is None:
+        return None
+    # In a worker thread: a copy of every id and position must not hold up the loop.
+    shadow = await anyio.to_thread.run_sync(_restored, config, unheld)
+    checkpointer = Checkpointer(
+        ledger, shadow, unheld.end, key=unheld.fold_key,
+        every=config.ledger.checkpoint_records, kept=config.ledger.checkpoints_kept,
+        log=logs.get("ledger"))
+    checkpointer.observe_line(start)
+    return checkpointer

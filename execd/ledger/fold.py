@@ -1,0 +1,212 @@
+"""The fold: the state the ledger's records add up to, one record at a time (sans-I/O).
+
+Start-up rebuilds the daemon's state by folding every record (``ledger/recovery.py``),
+or the records after a checkpoint into the state its snapshot holds; while the daemon
+runs, the checkpointer (``app/checkpointer.py``) folds each durable commit into a
+shadow of the same state, from the same bytes, to write the next snapshot. Both use
+this one :class:`Fold`, so a snapshot is the state a full fold of its prefix gives.
+
+What it holds: which intent ids already have an outcome (so none is executed twice),
+how far each input file was consumed (so a restart neither skips nor repeats a line),
+which files were finished, the live orders without an outcome yet and their last
+sends, each venue's plane, and for the Risk Sentinel the positions (from fills), the
+pacing of each venue and the trading state.
+"""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+
+import msgspec
+from msgspec import Struct
+
+from execd.ledger.record import Record
+from execd.model import reasons
+from execd.model.messages import (
+    Fee,
+    OrderRecord,
+    SendAttemptRecord,
+    Side,
+    Source,
+    StartRecord,
+    TradingStateRecord,
+)
+from execd.sentinel.core import SeenIds
+from execd.sentinel.risk import Risk
+from execd.venues.ccxt.results import held_change
+
+
+class _OutcomeView(Struct):
+    intent_id: uuid.UUID
+    status: str
+    filled_quantity: str
+    logical_time: int
+    plane: str | None = None
+    venue: str | None = None
+    symbol: str | None = None
+    side: Side | None = None
+    average_price: str | None = None
+    reason: str | None = None
+    source: Source | None = None
+    client_order_id: str | None = None
+    fees: tuple[Fee, ...] = ()
+
+
+class _TickView(Struct):
+    source: Source | None = None
+
+
+class _InputFileView(Struct):
+    file: str
+    size: int
+    sha256: str | None
+    disposition: str
+
+
+_outcome = msgspec.json.Decoder(_OutcomeView).decode
+_tick = msgspec.json.Decoder(_TickView).decode
+_input_file = msgspec.json.Decoder(_InputFileView).decode
+_start = msgspec.json.Decoder(StartRecord).decode
+_trading_state = msgspec.json.Decoder(TradingStateRecord).decode
+_order = msgspec.json.Decoder(OrderRecord).decode
+_attempt = msgspec.json.Decoder(SendAttemptRecord).decode
+# Outcomes of orders that a venue was asked for (the rest never left execd).
+_SENT = frozenset(("FILLED", "PARTIALLY_FILLED", "FAILED"))
+
+
+class Fold:
+    """The state the records folded so far add up to.
+
+    With ``risk``, the Risk Sentinel's positions, pacing and trading state are folded
+    into it too. Records of kinds the fold does not read (``checkpoint`` among them)
+    change nothing.
+    """
+
+    def __init__(self, risk: Risk | None = None) -> None:
+        self.risk = risk
+        self.seen = SeenIds()
+        # file -> (last line consumed, byte offset after it), for unfinished files
+        self.progress: dict[str, tuple[int, int]] = {}
+        # file -> (size, sha256) of files read to their end
+        self.done: dict[str, tuple[int, str]] = {}
+        # refused files (by claim name) whose outcome is recorded, input_file not yet
+        self.refusing: set[str] = set()
+        # refused files whose refusal is complete
+        self.rejected: set[str] = set()
+        # consumed files recorded as changed after they were read (they go to rejected/)
+        self.changed: set[str] = set()
+        # live orders recorded without an outcome yet: intent id -> (record, its time)
+        self.unresolved: dict[uuid.UUID, tuple[OrderRecord, int]] = {}
+        # client order id -> the last send record of each unresolved order: how many
+        # sends may have reached the venue, across every run so far.
+        self.last_sends: dict[str, SendAttemptRecord] = {}
+        # Each venue's plane as the last start that named it recorded it, and that
+        # record's seq: a start without the venue does not erase its history.
+        self.planes: dict[str, tuple[str, int]] = {}
+        # The clock of the run being folded (its start record): order records made
+        # before they carried wall_time have a wall-clock time only under "wall".
+        self.clock = "logical"
+
+    def observe(self, record: Record) -> None:
+        """Fold one record into the state."""
+        kind = record.kind
+        source: Source | None = None
+        if kind == "outcome":
+            view = _outcome(record.body)
+            if view.status != "QUARANTINED":
+                self.seen.add(view.intent_id)
+                if self.unresolved and self._closes(view):
+                    # A live order's outcome, written whenever the venue answered: its
+                    # order record already moved the file's progress, and later lines
+                    # may have moved it further since.
+                    if view.status in _SENT and self.risk is not None:
+                        self._sent(view)
+                    return
+                if view.status in _SENT and self.risk is not None:
+                    self._sent(view)
+            source = view.source
+            if view.reason in reasons.FILE_LEVEL and source is not None:
+                # A whole-file outcome never moves the file's resume point. One for a
+                # file already finished says it changed after it was read.
+                if source.file in self.done:
+                    self.changed.add(source.file)
+                else:
+                    self.refusing.add(source.file)
+                return
+        elif kind == "tick":
+            source = _tick(record.body).source
+        elif kind == "order":
+            order = _order(record.body)
+            if order.wall_time is None and self.clock == "wall":
+                order = msgspec.structs.replace(order, wall_time=record.time)
+            self.seen.add(order.intent_id)
+            self.unresolved[order.intent_id] = (order, record.time)
+            source = order.source
+        elif kind == "input_file":
+            self._input_file(record)
+            return
+        else:
+            self._other(record)
+            return
+        if source is not None:
+            # Line 0 is a file-level outcome (an empty file): the file is started.
+            self.progress[source.file] = (source.line, source.end)
+
+    def _input_file(self, record: Record) -> None:
+        done = _input_file(record.body)
+        self.progress.pop(done.file, None)
+        if done.disposition == "archive":
+            self.done[done.file] = (done.size, done.sha256 or "")
+        else:
+            self.refusing.discard(done.file)
+            self.rejected.add(done.file)
+
+    def _other(self, record: Record) -> None:
+        """The kinds that move neither ids nor files."""
+        kind = record.kind
+        if kind == "order_attempt":
+            sent = _attempt(record.body)
+            pending = self.unresolved.get(sent.intent_id)
+            if pending is not None and pending[0].client_order_id == sent.client_order_id:
+                self.last_sends[sent.client_order_id] = sent
+        elif kind == "start":
+            start = _start(record.body)
+            self.clock = start.clock
+            for venue, plane in start.planes.items():
+                self.planes[venue] = (plane, record.seq)
+        elif kind == "safety_sell":
+            if self.risk is not None:
+                self.risk.safety_sells += 1
+        elif kind == "trading_state":
+            change = _trading_state(record.body)
+            if self.risk is not None:
+                self.risk.set_state(change.state, f"{change.actor}: {change.reason}")
+
+    def _closes(self, view: _OutcomeView) -> bool:
+        """Whether ``view`` is the outcome of an unresolved order (and resolve it).
+
+        Only the outcome that names the order's client order id closes it. Other
+        outcomes may name the same intent id (a repeat of the line refused as a
+        duplicate while the order was still at the venue): they close nothing, and
+        the order is still reconciled at start-up.
+        """
+        pending = self.unresolved.get(view.intent_id)
+        if pending is None or view.client_order_id != pending[0].client_order_id:
+            return False
+        del self.unresolved[view.intent_id]
+        self.last_sends.pop(pending[0].client_order_id, None)
+        return True
+
+    def _sent(self, view: _OutcomeView) -> None:
+        """Positions, pacing and failures, from an order's recorded outcome."""
+        assert self.risk is not None
+        if view.venue is None or view.symbol is None or view.side is None:
+            return
+        filled = Decimal(view.filled_quantity)
+        if view.plane == "live":
+            # As the venue settled it: what the account holds, net of base-asset fees.
+            filled = held_change(view.symbol, view.side, filled, view.fees)
+        price = Decimal(view.average_price) if view.average_price is not None else None
+        self.risk.observe(view.venue, view.symbol, view.side, view.status, view.reason,
+                          filled, price, view.logical_time, None)

@@ -1,0 +1,245 @@
+"""The snapshot format: a fold's state at one record, as bytes (sans-I/O).
+
+A checkpoint (docs/ARCHITECTURE.md, "Checkpoints") writes the state a full fold of the
+ledger through record X gives, so that start-up folds only what follows X. The
+snapshot is a pure function of that prefix and of the config the fold reads, so its
+bytes, and the sha256 the ``checkpoint`` record carries, are the same in every replay
+of the same input (DESIGN §2).
+
+Canonical encoding: msgpack with map keys sorted; sets are sorted lists; the fold's
+dicts, whose order is their insertion order (which is ledger order, and which the
+daemon iterates), are lists of pairs in that order. Decimals are stored verbatim as
+strings (``str(Decimal)`` keeps every digit and exponent): the book's ``gross`` is a
+running sum, and a refusal's detail prints it, so it is never recomputed.
+
+``fold_key`` is a digest of the config the fold reads (the venues, their planes and
+their pacing limits: ``Risk.observe`` skips venues it does not know, and the pacing
+deques' lengths and the cooldown depend on the limits). A snapshot with another key is
+not this config's fold, and start-up ignores it.
+
+The duplicate-id set sits behind one seam (``seen``, :func:`seen_bytes`,
+:func:`fill_seen`) so that an on-disk id index can take its place; ``index_through``
+will say how far that index covers (0: no index, the ids are inline). It is stored as
+:class:`~execd.sentinel.core.SeenIds` holds it, bucket by bucket, each in the order
+its ids were folded: as canonical as sorted ids (a pure function of the prefix, and a
+restored set grows exactly as the full fold's does), and taken and restored without a
+sort or a per-id step, where sorting a million ids on the writer's path took seconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from decimal import Decimal
+from typing import Literal
+
+import msgspec
+from msgspec import Struct
+
+from execd.config.schema import Config
+from execd.ledger.fold import Fold
+from execd.model.messages import OrderRecord, SendAttemptRecord, TradingState, encode
+from execd.sentinel.book import Position, VenueBook
+from execd.sentinel.core import SeenIds
+from execd.sentinel.limits import merged
+from execd.sentinel.risk import Risk
+
+VERSION: Literal[1] = 1
+_ID = 16  # bytes of one intent id in ``seen``
+
+
+class PositionState(Struct, frozen=True, array_like=True):
+    """One position of a venue's book, verbatim."""
+
+    symbol: str
+    filled: str
+    pending_buy: str
+    pending_sell: str
+    mark: str | None
+    counted: str
+
+
+class VenueState(Struct, frozen=True):
+    """One venue's book and pacing, verbatim."""
+
+    gross: str
+    unmarked: list[str]
+    positions: list[PositionState]
+    # The order-rate deque and the failure deque (None: that pacing is off), and the
+    # end of a cooldown in force.
+    rate: list[int] | None
+    failures: list[int] | None
+    until: int | None
+
+
+class RiskState(Struct, frozen=True):
+    """The Risk Sentinel's part of the fold."""
+
+    state: TradingState
+    state_note: str
+    safety_sells: int
+    venues: list[tuple[str, VenueState]]
+
+
+class ChainEnd(Struct, frozen=True):
+    """Where the folded prefix ends: its last record, its count, its largest time, and
+    ``resume``, the bytes of the ledger (all segments, in order) before the next record."""
+
+    through_seq: int
+    head_hash: str
+    records: int
+    last_time: int
+    resume: int
+
+
+class Snapshot(Struct, frozen=True, forbid_unknown_fields=True):
+    """Everything the fold rebuilds, as of record ``end.through_seq``."""
+
+    version: Literal[1]
+    fold_key: str
+    end: ChainEnd
+    clock: str
+    planes: list[tuple[str, str, int]]
+    progress: list[tuple[str, int, int]]
+    refusing: list[str]
+    # (the order record's JSON, its record's time), in the fold's order
+    unresolved: list[tuple[bytes, int]]
+    last_sends: list[bytes]  # each a send record's JSON, in the fold's order
+    risk: RiskState | None
+    # The duplicate-id set: per bucket, its 16-byte ids concatenated (see the module doc).
+    seen: list[bytes]
+    done: list[tuple[str, int, str]]
+    rejected: list[str]
+    changed: list[str]
+    index_through: int = 0
+
+
+_encoder = msgspec.msgpack.Encoder(order="sorted")
+_decoder = msgspec.msgpack.Decoder(Snapshot)
+_order = msgspec.json.Decoder(OrderRecord).decode
+_attempt = msgspec.json.Decoder(SendAttemptRecord).decode
+
+
+def fold_key(config: Config) -> str:
+    """The digest of what in ``config`` the fold reads (see the module docstring)."""
+    venues = []
+    for name in sorted(config.venues):
+        venue = config.venues[name]
+        limits = merged(config.risk.limits, venue.limits)
+        venues.append((name, venue.plane, limits.max_orders, limits.rate_window,
+                       limits.failure_limit, limits.failure_window, limits.cooldown))
+    return hashlib.sha256(_encoder.encode((VERSION, venues))).hexdigest()
+
+
+def seen_bytes(seen: SeenIds) -> list[bytes]:
+    """The ids of ``seen``: each bucket's ids, concatenated in the order they were added."""
+    return [bytes(bucket) for bucket in seen._buckets]
+
+
+def fill_seen(seen: SeenIds, buckets: list[bytes]) -> None:
+    """Make ``seen`` (empty) hold the ids :func:`seen_bytes` took.
+
+    ValueError when ``buckets`` is not a set of SeenIds' buckets (a damaged snapshot).
+    """
+    if len(buckets) != len(seen._buckets) or any(len(b) % _ID for b in buckets):
+        raise ValueError("the id set is not whole")
+    seen._buckets = [bytearray(bucket) for bucket in buckets]
+
+
+def _venue(book: VenueBook, risk: Risk, name: str) -> VenueState:
+    pacing = risk.venues.get(name)
+    rate = pacing.rate if pacing is not None else None
+    cooldown = pacing.cooldown if pacing is not None else None
+    return VenueState(
+        str(book.gross), sorted(book.unmarked),
+        [PositionState(p.symbol, str(p.filled), str(p.pending_buy), str(p.pending_sell),
+                       None if p.mark is None else str(p.mark), str(p.counted))
+         for p in book.positions.values()],
+        list(rate.sent) if rate is not None else None,
+        list(cooldown.failures) if cooldown is not None else None,
+        cooldown.until if cooldown is not None else None)
+
+
+def _risk(risk: Risk | None) -> RiskState | None:
+    if risk is None:
+        return None
+    return RiskState(risk.state, risk.state_note, risk.safety_sells,
+                     [(name, _venue(book, risk, name)) for name, book in risk.book.venues.items()])
+
+
+def take(fold: Fold, end: ChainEnd, key: str) -> Snapshot:
+    """The snapshot of ``fold``, which has folded the prefix ``end`` describes.
+
+    Take it before any hold is added (recovery holds what open orders reserve after the
+    fold, and does so again after loading a snapshot).
+    """
+    return Snapshot(
+        VERSION, key, end, fold.clock,
+        [(venue, plane, seq) for venue, (plane, seq) in fold.planes.items()],
+        [(name, line, offset) for name, (line, offset) in fold.progress.items()],
+        sorted(fold.refusing),
+        [(encode(order), time) for order, time in fold.unresolved.values()],
+        [encode(sent) for sent in fold.last_sends.values()],
+        _risk(fold.risk), seen_bytes(fold.seen),
+        [(name, size, sha) for name, (size, sha) in fold.done.items()],
+        sorted(fold.rejected), sorted(fold.changed))
+
+
+def encode_snapshot(snapshot: Snapshot) -> bytes:
+    """The snapshot's canonical bytes."""
+    return _encoder.encode(snapshot)
+
+
+def decode_snapshot(data: bytes) -> Snapshot:
+    """The snapshot in ``data``; msgspec.DecodeError (or ValidationError) when it is none."""
+    return _decoder.decode(data)
+
+
+def _restore_venue(risk: Risk, name: str, state: VenueState) -> None:
+    book = risk.book.venue(name)
+    book.gross = Decimal(state.gross)
+    book.unmarked = set(state.unmarked)
+    book.positions = {}
+    for p in state.positions:
+        position = book.positions[p.symbol] = Position(p.symbol)
+        position.filled = Decimal(p.filled)
+        position.pending_buy = Decimal(p.pending_buy)
+        position.pending_sell = Decimal(p.pending_sell)
+        position.mark = None if p.mark is None else Decimal(p.mark)
+        position.counted = Decimal(p.counted)
+    pacing = risk.venues.get(name)
+    if pacing is None:
+        return
+    if pacing.rate is not None and state.rate is not None:
+        pacing.rate.sent.clear()
+        pacing.rate.sent.extend(state.rate)
+    if pacing.cooldown is not None and state.failures is not None:
+        pacing.cooldown.failures.clear()
+        pacing.cooldown.failures.extend(state.failures)
+        pacing.cooldown.until = state.until
+
+
+def restore(snapshot: Snapshot, fold: Fold) -> None:
+    """Make ``fold`` (new, nothing folded yet) the state ``snapshot`` holds.
+
+    The fold's Risk, when it has one, must be new too: made from a config whose
+    :func:`fold_key` is the snapshot's.
+    """
+    fold.clock = snapshot.clock
+    fold.planes = {venue: (plane, seq) for venue, plane, seq in snapshot.planes}
+    fold.progress = {name: (line, offset) for name, line, offset in snapshot.progress}
+    fold.refusing = set(snapshot.refusing)
+    orders = [(_order(data), time) for data, time in snapshot.unresolved]
+    fold.unresolved = {order.intent_id: (order, time) for order, time in orders}
+    sends = [_attempt(data) for data in snapshot.last_sends]
+    fold.last_sends = {sent.client_order_id: sent for sent in sends}
+    fill_seen(fold.seen, snapshot.seen)
+    fold.done = {name: (size, sha) for name, size, sha in snapshot.done}
+    fold.rejected = set(snapshot.rejected)
+    fold.changed = set(snapshot.changed)
+    risk, state = fold.risk, snapshot.risk
+    if risk is not None and state is not None:
+        risk.safety_sells = state.safety_sells
+        if (state.state, state.state_note) != (risk.state, risk.state_note):
+            risk.set_state(state.state, state.state_note)
+        for name, venue in state.venues:
+            _restore_venue(risk, name, venue)

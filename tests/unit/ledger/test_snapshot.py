@@ -1,0 +1,140 @@
+"""The snapshot format: a fold's state round-trips through its bytes, verbatim."""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from execd.config import schema as config
+from execd.ledger.fold import Fold
+from execd.ledger.scan import scan
+from execd.ledger.snapshot import (
+    ChainEnd,
+    decode_snapshot,
+    encode_snapshot,
+    fill_seen,
+    fold_key,
+    restore,
+    seen_bytes,
+    take,
+)
+from execd.model.messages import SendAttemptRecord
+from execd.sentinel.core import SeenIds
+from execd.sentinel.risk import Risk
+from tests.helpers import intent, lines, replay, write_config
+from tests.pipeline.test_risk_pipeline import LIMITS, lakehouse, risky_inputs
+from tests.unit.ledger.test_recovery import order, write
+
+
+def folded(ledger: Path, cfg: config.Config) -> tuple[Fold, ChainEnd]:
+    fold = Fold(Risk(cfg))
+    result = scan(ledger, fold.observe)
+    size = sum(p.stat().st_size for p in ledger.glob("segment-*.jsonl"))
+    return fold, ChainEnd(result.next_seq - 1, result.last_hash, result.records,
+                          result.last_time, size)
+
+
+def round_trip(fold: Fold, end: ChainEnd, cfg: config.Config) -> tuple[bytes, Fold]:
+    data = encode_snapshot(take(fold, end, fold_key(cfg)))
+    again = Fold(Risk(cfg))
+    restore(decode_snapshot(data), again)
+    return data, again
+
+
+async def test_a_risky_run_s_fold_round_trips_byte_for_byte(tmp_path: Path) -> None:
+    """Positions, marks, the running gross, pacing deques and cooldowns, trading state, file
+    tables and ids: what a snapshot restores encodes to the same bytes again.
+    """
+    inputs = risky_inputs(tmp_path)
+    extra = inputs[0].read_bytes() + lines(intent(900, quantity="0.50"))
+    inputs[0].write_bytes(extra)
+    lakehouse(tmp_path, regime="NORMAL")
+    ledger = await replay(tmp_path, inputs, extra=LIMITS)
+    cfg = config.load(tmp_path / "execd.toml").config
+    fold, end = folded(ledger, cfg)
+    data, again = round_trip(fold, end, cfg)
+    assert encode_snapshot(take(again, end, fold_key(cfg))) == data
+    risk, back = fold.risk, again.risk
+    assert risk is not None and back is not None
+    book = risk.book.venue("binance")
+    assert book.positions and book.gross == back.book.venue("binance").gross
+    for symbol, position in book.positions.items():
+        other = back.book.venue("binance").positions[symbol]
+        # Verbatim: the same digits and exponent, not merely an equal number.
+        assert str(position.filled) == str(other.filled)
+        assert str(position.mark) == str(other.mark)
+        assert str(position.counted) == str(other.counted)
+    rate = risk.venues["binance"].rate
+    assert rate is not None and rate.sent and back.venues["binance"].rate is not None
+    assert list(back.venues["binance"].rate.sent) == list(rate.sent)
+    assert back.venues["binance"].rate.sent.maxlen == rate.sent.maxlen
+    cooldown, cooled = risk.venues["stubfail"].cooldown, back.venues["stubfail"].cooldown
+    assert cooldown is not None and cooled is not None and cooldown.until is not None
+    assert (list(cooled.failures), cooled.until) == (list(cooldown.failures), cooldown.until)
+    assert again.done == fold.done and again.progress == fold.progress
+    assert again.planes == fold.planes and again.clock == fold.clock
+    assert len(again.seen) == len(fold.seen) > 0
+
+
+def test_open_orders_and_their_sends_round_trip(tmp_path: Path) -> None:
+    """A live order without an outcome, and its last send, come back exactly (the order's
+    intent bytes included), in the fold's order."""
+    second = msgspec.structs.replace(order(), intent_id=uuid.UUID(int=2), client_order_id="x2",
+                                     amount=Decimal("0.0100"))
+    send = SendAttemptRecord(intent_id=uuid.UUID(int=2), venue="binance",
+                             client_order_id="x2", attempt=1, answer="unknown", wall_time=7)
+    write(tmp_path, ("order", second), ("order", order()), ("order_attempt", send))
+    cfg = config.load(write_config(tmp_path / "cfg")).config
+    fold, end = folded(tmp_path, cfg)
+    _data, again = round_trip(fold, end, cfg)
+    assert list(again.unresolved.items()) == list(fold.unresolved.items())
+    assert str(again.unresolved[uuid.UUID(int=2)][0].amount) == "0.0100"
+    assert again.last_sends == {"x2": send}
+
+
+def test_the_fold_key_follows_what_the_fold_reads(tmp_path: Path) -> None:
+    """Pacing limits and venues change the key; settings the fold never reads do not."""
+    base = config.load(write_config(tmp_path / "a")).config
+    quiet = config.load(write_config(tmp_path / "b", level="error")).config
+    paced = config.load(write_config(tmp_path / "c", extra=LIMITS)).config
+    assert fold_key(base) == fold_key(quiet)
+    assert fold_key(base) != fold_key(paced)
+
+
+def test_the_id_seam_keeps_every_id() -> None:
+    seen = SeenIds()
+    ids = [uuid.UUID(int=n * 7919 + (n << 80)) for n in range(5000)]
+    for intent_id in ids:
+        seen.add(intent_id)
+    data = seen_bytes(seen)
+    assert sorted(b"".join(data)[at:at + 16] for at in range(0, 16 * len(ids), 16)) == sorted(
+        i.bytes for i in ids)
+    again = SeenIds()
+    fill_seen(again, data)
+    assert len(again) == len(ids)
+    assert not any(again.add(intent_id) for intent_id in ids)
+    assert again.add(uuid.UUID(int=1))
+
+
+@pytest.mark.parametrize("cut", [0, 1, 40, -1])
+def test_damaged_bytes_are_no_snapshot(tmp_path: Path, cut: int) -> None:
+    write(tmp_path, ("order", order()))
+    cfg = config.load(write_config(tmp_path / "cfg")).config
+    fold, end = folded(tmp_path, cfg)
+    data = encode_snapshot(take(fold, end, fold_key(cfg)))
+    with pytest.raises(msgspec.DecodeError):
+        decode_snapshot(data[:cut])
+
+
+def test_another_version_is_no_snapshot(tmp_path: Path) -> None:
+    write(tmp_path, ("order", order()))
+    cfg = config.load(write_config(tmp_path / "cfg")).config
+    fold, end = folded(tmp_path, cfg)
+    raw = msgspec.msgpack.decode(encode_snapshot(take(fold, end, fold_key(cfg))))
+    raw["version"] = 2
+    with pytest.raises(msgspec.ValidationError):
+        decode_snapshot(msgspec.msgpack.encode(raw))
