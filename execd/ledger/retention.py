@@ -204,6 +204,8 @@ def archive(ledger: Path, to: Path | None = None,
         directory = archive_dir(ledger, manifest)
         directory.mkdir(parents=True, exist_ok=True)
         fsync_dir(directory.parent)
+        for stray in directory.glob(".*.tmp"):  # a kill's half-written file: never counted
+            stray.unlink()
         kept = list(archived(ledger).segments)
         chain = _Chain()
         if kept:
