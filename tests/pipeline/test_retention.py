@@ -20,7 +20,7 @@ from execd.ledger import checkpoints, retention
 from execd.ledger.recovery import recover
 from execd.ledger.segments import exclusive, list_segments
 from execd.ledger.snapshot import encode_snapshot, fold_key
-from execd.model.errors import LedgerArchived
+from execd.model.errors import LedgerArchived, LedgerCorrupt
 from execd.sentinel.risk import Risk
 from tests.helpers import intent, ledger_bytes, lines, replay
 
@@ -178,3 +178,17 @@ async def test_from_checkpoint_checks_the_chain_after_it(
     first.write_bytes(head[:at] + (b"0" if head[at:at + 1] != b"0" else b"1") + head[at + 1:])
     assert cli(capsys, ledger, "verify", "--from-checkpoint")[0] == 0
     assert cli(capsys, ledger, "verify")[0] == 1
+
+
+async def test_a_lost_archived_json_refuses_rather_than_folding_a_partial_ledger(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Without ``archived.json`` the offsets snapshots count no longer match the segments
+    left: no checkpoint is vouched for, and the full fold finds the chain starting past seq
+    1, so start-up refuses (exit 3) and verify fails; it never folds what is left."""
+    ledger, cfg = await small_segments(tmp_path)
+    assert main(["ledger", "archive", "--ledger", str(ledger)]) == 0
+    (ledger / retention.ARCHIVED).unlink()
+    with pytest.raises(LedgerCorrupt, match="expected seq 1"):
+        recover(ledger, repair=False, risk=Risk(cfg), fold_key=fold_key(cfg))
+    code, said = cli(capsys, ledger, "verify")
+    assert code == 1 and "expected seq 1" in said, said
