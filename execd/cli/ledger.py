@@ -29,8 +29,10 @@ from execd.model.messages import RecordKind
 from execd.model.reasons import STATUSES
 
 
-def _claims(args: argparse.Namespace, directory: Path) -> tuple[list[Any], list[str]]:
-    """The heads the chain must reach (the witness beside it, --expect) and their names."""
+def _claims(args: argparse.Namespace,
+            directory: Path) -> tuple[list[Any], list[tuple[str, int]]]:
+    """The heads the chain must reach (the witness beside it, --expect), and each one's
+    name and seq."""
     from execd.ledger import head
 
     expect = head.parse_expect(args.expect) if args.expect else None
@@ -38,7 +40,8 @@ def _claims(args: argparse.Namespace, directory: Path) -> tuple[list[Any], list[
     pairs = ((witness, f"{directory / head.NAME}", "head witness"),
              (expect, "--expect", "--expect"))
     claims = [(claim, source) for claim, source, _ in pairs if claim is not None]
-    return claims, [f"{what} {claim.seq}" for claim, _, what in pairs if claim is not None]
+    return claims, [(f"{what} {claim.seq}", claim.seq) for claim, _, what in pairs
+                    if claim is not None]
 
 
 def _newest_checkpoint(directory: Path, claims: list[Any]) -> tuple[Any, list[str]]:
@@ -96,7 +99,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
                 return EXIT_FAILED
             began = f", from checkpoint {found[0]} (after record {found[1].seq})"
             start = found[1]
+            # Claims before it are plain verify's: not said to be reached.
             claims = [claim for claim in claims if claim[0].seq >= start.seq]
+            checked = [(name, seq) for name, seq in checked if seq >= start.seq]
         else:
             start, segments = retention.verify_archived(directory, claims)
             if segments:
@@ -115,7 +120,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     print(f"ok: {result.records} records, last seq {result.next_seq - 1}, "
           f"last hash {result.last_hash}"
-          + (f" (reaches {', '.join(checked)})" if checked else " (no head witness)") + began)
+          + (f" (reaches {', '.join(name for name, _ in checked)})" if checked
+             else " (no head witness)") + began)
     return EXIT_OK
 
 

@@ -22,6 +22,7 @@ import gzip
 import hashlib
 import os
 from collections.abc import Callable, Iterator
+from itertools import pairwise
 from pathlib import Path
 from typing import IO, Final
 
@@ -150,8 +151,9 @@ def _lines(stream: IO[bytes] | gzip.GzipFile, where: str) -> Iterator[bytes]:
         yield line[:-1]
 
 
-def _compress(path: Path, target: Path, chain: _Chain) -> Archived:
-    """Write ``path`` gzip-compressed to ``target`` durably (streamed), checking its chain."""
+def _compress(path: Path, target: Path, chain: _Chain, bound: int) -> Archived:
+    """Write ``path`` gzip-compressed to ``target`` durably (streamed), checking its chain
+    and that it ends at or before record ``bound``."""
     first = chain.seq + 1
     temp = target.with_name(f".{target.name}.tmp")
     sha, size = hashlib.sha256(), 0
@@ -164,9 +166,10 @@ def _compress(path: Path, target: Path, chain: _Chain) -> Archived:
                 packed.write(line + b"\n")
         raw.flush()
         os.fsync(raw.fileno())
-    if chain.records == 0 or chain.seq < first:
+    if chain.seq < first or chain.seq > bound:
         temp.unlink()
-        raise LedgerCorrupt(f"{path.name}: no records to archive")
+        raise LedgerCorrupt(f"{path.name}: holds records {first}..{chain.seq}, not wholly "
+                            f"at or before the oldest kept checkpoint ({bound})")
     os.replace(temp, target)
     fsync_dir(target.parent)
     return Archived(path.name, first, chain.seq, chain.hash, size, sha.hexdigest(),
@@ -211,11 +214,10 @@ def archive(ledger: Path, to: Path | None = None,
         if kept:
             chain = _Chain(kept[-1].last_seq, kept[-1].last_hash)
         bound, moved = _bound(ledger), []
-        for path in list_segments(ledger)[:-1]:  # never the newest: it is written next
-            entry = _compress(path, directory / f"{path.name}.gz", chain)
-            if entry.last_seq > bound:
-                (directory / f"{path.name}.gz").unlink()
+        for path, following in pairwise(list_segments(ledger)):  # never the newest
+            if _first_seq(following) - 1 > bound:
                 break
+            entry = _compress(path, directory / f"{path.name}.gz", chain, bound)
             _tell(step, f"compressed {path.name}")
             kept = [old for old in kept if old.name != entry.name] + [entry]
             manifest.segments = kept
@@ -229,6 +231,16 @@ def archive(ledger: Path, to: Path | None = None,
             _tell(step, f"removed {path.name}")
             moved.append(entry)
         return moved
+
+
+def _first_seq(path: Path) -> int:
+    """The seq of the first record in segment ``path``; LedgerCorrupt when unreadable."""
+    with open(path, "rb") as handle:
+        line = next(_lines(handle, path.name), b"")
+    try:
+        return record_decoder.decode(line).seq
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        raise LedgerCorrupt(f"{path.name}: its first line is no record ({exc})") from None
 
 
 def _tell(step: Callable[[str], None] | None, name: str) -> None:
