@@ -18,7 +18,7 @@ from execd.cli.main import main
 from execd.config import schema as config
 from execd.ledger import checkpoints, retention
 from execd.ledger.recovery import recover
-from execd.ledger.segments import exclusive, list_segments
+from execd.ledger.segments import exclusive, list_segments, segment_name
 from execd.ledger.snapshot import encode_snapshot, fold_key
 from execd.model.errors import LedgerArchived, LedgerCorrupt
 from execd.sentinel.risk import Risk
@@ -192,3 +192,35 @@ async def test_a_lost_archived_json_refuses_rather_than_folding_a_partial_ledger
         recover(ledger, repair=False, risk=Risk(cfg), fold_key=fold_key(cfg))
     code, said = cli(capsys, ledger, "verify")
     assert code == 1 and "expected seq 1" in said, said
+
+
+async def test_a_checkpoint_whose_last_record_ends_an_archived_segment_still_counts(
+        tmp_path: Path) -> None:
+    """The oldest kept checkpoint's last record ends a segment, which is archived, and its
+    checkpoint record starts the first segment left: start-up from it (the newer ones
+    damaged) still finds its record, and reaches the same state."""
+    ledger, cfg = await small_segments(tmp_path)
+    files = checkpoints.listed(ledger)
+    at = checkpoints.through_of(files[-1].name)
+    assert at is not None
+    # The writer may rotate between record X and its checkpoint record: split there (the
+    # bytes, and so every snapshot's resume offset, unchanged; segments renumbered).
+    contents = [path.read_bytes() for path in list_segments(ledger)]
+    for path in list_segments(ledger):
+        path.unlink()
+    for number, data in enumerate(contents, start=1):
+        pieces = [data]
+        for line in data.splitlines(keepends=True):
+            if json.loads(line)["seq"] == at + 1 and not data.startswith(line):
+                cut = data.index(line)
+                pieces = [data[:cut], data[cut:]]
+        for offset, piece in enumerate(pieces):
+            (ledger / segment_name(2 * number + offset)).write_bytes(piece)
+    used, before = state_of(ledger, cfg)
+    assert used == files[0].name
+    assert main(["ledger", "archive", "--ledger", str(ledger)]) == 0
+    moved = retention.read_manifest(ledger / retention.ARCHIVED).segments
+    assert moved[-1].last_seq == at
+    for path in files[:-1]:
+        path.write_bytes(path.read_bytes()[:-1])
+    assert state_of(ledger, cfg) == (files[-1].name, before)
