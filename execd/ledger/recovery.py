@@ -23,7 +23,7 @@ from pathlib import Path
 
 import msgspec
 
-from execd.ledger import checkpoints, head
+from execd.ledger import checkpoints, head, retention
 from execd.ledger.fold import Fold
 from execd.ledger.head import Head
 from execd.ledger.record import record_decoder
@@ -36,7 +36,7 @@ from execd.ledger.snapshot import (
     restore,
     take,
 )
-from execd.model.errors import LedgerCorrupt, WitnessUnreadable
+from execd.model.errors import LedgerArchived, LedgerCorrupt, WitnessUnreadable
 from execd.model.messages import CheckpointRecord
 from execd.sentinel.risk import Risk
 
@@ -76,8 +76,11 @@ class RecoveredState(Fold):
 def _locate(directory: Path, resume: int) -> tuple[Path, int, Path | None, int] | None:
     """The segment and offset just after the record that ends ``resume`` bytes into the
     ledger, and where the next record starts; None when the ledger is shorter."""
-    before = 0
+    # Archived segments' bytes still count in ``resume`` (ledger/retention.py).
+    before = retention.archived_bytes(directory)
     segments = list_segments(directory)
+    if segments and resume == before:
+        return segments[0], 0, segments[0], 0
     for index, path in enumerate(segments):
         size = path.stat().st_size
         if before < resume <= before + size:
@@ -116,10 +119,10 @@ def _record_at(path: Path | None, offset: int) -> CheckpointRecord | str:
     return body
 
 
-def _vouched(directory: Path, path: Path, key: str,
-             expect: Head | None) -> tuple[Snapshot, Resume] | str:
+def vouched(directory: Path, path: Path, key: str | None,
+            expect: Head | None) -> tuple[Snapshot, Resume] | str:
     """The snapshot at ``path`` and where to scan on from, if the chain vouches for it;
-    else why not."""
+    else why not. ``key`` None: under whichever config (``ledger verify``)."""
     try:
         data = checkpoints.read(path)
     except (OSError, ValueError) as exc:
@@ -131,7 +134,7 @@ def _vouched(directory: Path, path: Path, key: str,
     end = snapshot.end
     if checkpoints.through_of(path.name) != end.through_seq:
         return f"its name says another record than the one it holds ({end.through_seq})"
-    if snapshot.fold_key != key:
+    if key is not None and snapshot.fold_key != key:
         return "the config the fold reads changed since (venues, planes or pacing limits)"
     place = _locate(directory, end.resume)
     if place is None:
@@ -156,7 +159,7 @@ def _from_checkpoint(directory: Path, state: RecoveredState, key: str,
     """Restore ``state`` from the newest snapshot the chain vouches for; where to scan on
     from (None: none did, ``state`` is untouched)."""
     for path in checkpoints.listed(directory):
-        found = _vouched(directory, path, key, expect)
+        found = vouched(directory, path, key, expect)
         if isinstance(found, str):
             state.ignored.append((path.name, found))
             continue
@@ -186,10 +189,14 @@ def recover(directory: Path, *, repair: bool = True, risk: Risk | None = None,
             "chain with `execd ledger verify --expect SEQ:HASH` against the last ledger.head "
             "logged, then remove it") from None
     start = _from_checkpoint(directory, state, fold_key, expect) if fold_key else None
+    moved = retention.archived(directory).segments
+    if start is None and moved:
+        raise LedgerArchived(retention.refusal(directory, moved, state.ignored))
     state.scan = scan(directory, state.observe, repair=repair, expect=expect, start=start)
     state.folded = state.scan.records - (start.records if start is not None else 0)
     state.head_missing = expect is None and state.scan.records > 0
-    state.ledger_bytes = sum(path.stat().st_size for path in list_segments(directory))
+    state.ledger_bytes = retention.archived_bytes(directory) + sum(
+        path.stat().st_size for path in list_segments(directory))
     if fold_key is not None:
         state.unheld = take(state, state.end(), fold_key)
     if risk is not None:

@@ -147,6 +147,11 @@ class LedgerTruncated(LedgerCorrupt):
     """The chain ends before a record the head witness says was durable."""
 
 
+class LedgerArchived(LedgerError):
+    """Start-up must fold records that were archived (no checkpoint is usable): folding
+    what is left would forget their outcomes and run their intents again."""
+
+
 class WitnessUnreadable(LedgerError):
     """head.json exists but is not a head witness."""
 

@@ -35,6 +35,7 @@ EXIT_CODES: dict[str, int] = {
     "execd.model.errors.LedgerError": 3,
     "execd.model.errors.LedgerCorrupt": 3,
     "execd.model.errors.LedgerTruncated": 3,
+    "execd.model.errors.LedgerArchived": 3,
     "execd.model.errors.WitnessUnreadable": 3,
     "execd.model.errors.LedgerNotEmpty": 3,
     "execd.model.errors.UnresolvedOrders": 3,
