@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 READY  := $(VENV)/.installed
 CONFIG ?= config/execd.toml
 
-.PHONY: setup run test test-fast lint check-unit bench clean
+.PHONY: setup run test test-fast lint check-unit bench bench-scale clean
 
 setup: $(READY)
 
@@ -46,6 +46,14 @@ check-unit:
 bench: setup
 	$(BIN)/python bench/paper.py
 	$(BIN)/python bench/live.py
+
+# Start-up, verify and tail over paper ledgers of 1M and 10M records (built once and
+# cached in var/bench-scale/, about 8 GB at 10M; the first build takes minutes).
+# SIZES and RUNS as for bench/scale.py --sizes and --runs.
+SIZES ?= 1000000,10000000
+RUNS  ?= 3
+bench-scale: setup
+	$(BIN)/python bench/scale.py --sizes $(SIZES) --runs $(RUNS)
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache
