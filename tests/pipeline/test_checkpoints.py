@@ -220,3 +220,42 @@ async def test_every_snapshot_bad_means_the_full_fold(tmp_path: Path) -> None:
         path.write_bytes(b"\x00" * 64)
     used, ignored = started_from(ledger, cfg)
     assert used is None and len(ignored) > 1
+
+
+# ------------------------------------------------------------ what storage does
+
+
+def kinds_and_seqs(ledger: Path) -> list[tuple[int, str]]:
+    return [(r.seq, r.kind) for r in map(record_decoder.decode,
+                                           (line[:-1] for line in lines_of(ledger)))]
+
+
+async def test_a_snapshot_that_cannot_be_written_still_gets_its_record(tmp_path: Path) -> None:
+    """A directory where the snapshot through 20 goes: that one cannot be written, but its
+    checkpoint record is chained anyway, naming no snapshot and saying why, so every later
+    record keeps the seq a clean run gives it (DESIGN §2); the directory is passed over by
+    every prune, the later checkpoints are written and recorded, and start-up uses the
+    newest."""
+    inputs = risky_inputs(tmp_path)
+    runs = []
+    for name in ("clean", "blocked"):
+        run = tmp_path / name
+        lakehouse(run)
+        if name == "blocked":
+            (run / "ledger" / checkpoints.DIRECTORY / checkpoints.name(20)).mkdir(parents=True)
+        runs.append(await replay(run, inputs, extra=LIMITS,
+                                 segment_bytes=f"{256 << 20}\ncheckpoint_records = 10"))
+    clean, blocked = runs
+    assert kinds_and_seqs(blocked) == kinds_and_seqs(clean)
+    bodies = {r.seq: msgspec.json.decode(r.body) for r in map(
+        record_decoder.decode, (line[:-1] for line in lines_of(blocked)))
+        if r.kind == "checkpoint"}
+    assert bodies[21]["snapshot"] is None and bodies[21]["sha256"] is None
+    assert "snapshot-00000000000000000020.msgpack" in bodies[21]["skipped"]
+    assert all(body["snapshot"] for seq, body in bodies.items() if seq != 21)
+    assert len(bodies) > 5
+    cfg = config.load(tmp_path / "blocked" / "execd.toml").config
+    used, _ = started_from(blocked, cfg)
+    assert used == checkpoints.name(max(bodies) - 1)
+    assert (blocked / checkpoints.DIRECTORY / checkpoints.name(20)).is_dir()
+
