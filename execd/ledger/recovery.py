@@ -42,6 +42,10 @@ from execd.sentinel.risk import Risk
 
 # A checkpoint record is a few hundred bytes: a longer line at its place is not one.
 _RECORD_BYTES = 4096
+# The id index coverage this build understands in a snapshot (0: the ids are inline).
+# A snapshot that says its ids live in an index this build does not read would restore
+# an empty id set, and intents would run twice.
+INDEX_THROUGH = 0
 _checkpoint_record = msgspec.json.Decoder(CheckpointRecord).decode
 
 
@@ -65,6 +69,8 @@ class RecoveredState(Fold):
         self.checkpoint: str | None = None
         self.folded = 0
         self.ignored: list[tuple[str, str]] = []
+        # Temp files of snapshots removed at start-up (a crash or a failed write's).
+        self.strays: list[str] = []
 
     def end(self) -> ChainEnd:
         """Where the recovered chain ends, for a snapshot of this fold."""
@@ -116,12 +122,20 @@ def _record_at(path: Path | None, offset: int) -> CheckpointRecord | str:
     return body
 
 
-def _vouched(directory: Path, path: Path, key: str,
-             expect: Head | None) -> tuple[Snapshot, Resume] | str:
+def _index_refused(snapshot: Snapshot) -> str | None:
+    """Why this build cannot restore the ids of ``snapshot`` (None: it can)."""
+    if snapshot.index_through != INDEX_THROUGH:
+        return (f"its ids are in an id index through record {snapshot.index_through}, "
+                f"which this build does not read (it reads index_through={INDEX_THROUGH})")
+    return None
+
+
+def _vouched(directory: Path, path: Path, key: str, expect: Head | None,
+             limit: int) -> tuple[Snapshot, Resume] | str:
     """The snapshot at ``path`` and where to scan on from, if the chain vouches for it;
-    else why not."""
+    else why not. A snapshot larger than ``limit`` is not read."""
     try:
-        data = checkpoints.read(path)
+        data = checkpoints.read(path, limit)
     except (OSError, ValueError) as exc:
         return f"unreadable: {getattr(exc, 'strerror', None) or exc}"
     try:
@@ -133,6 +147,9 @@ def _vouched(directory: Path, path: Path, key: str,
         return f"its name says another record than the one it holds ({end.through_seq})"
     if snapshot.fold_key != key:
         return "the config the fold reads changed since (venues, planes or pacing limits)"
+    refused = _index_refused(snapshot)
+    if refused is not None:
+        return refused
     place = _locate(directory, end.resume)
     if place is None:
         return f"not recorded: the ledger ends before record {end.through_seq}"
@@ -140,6 +157,8 @@ def _vouched(directory: Path, path: Path, key: str,
     record = _record_at(next_path, next_offset)
     if isinstance(record, str):
         return record
+    if record.snapshot is None:
+        return f"its checkpoint record says it was skipped ({record.skipped})"
     if (record.through_seq, record.head_hash, record.snapshot) != (
             end.through_seq, end.head_hash, path.name):
         return f"the checkpoint record after record {end.through_seq} names another snapshot"
@@ -155,8 +174,18 @@ def _from_checkpoint(directory: Path, state: RecoveredState, key: str,
                      expect: Head | None) -> Resume | None:
     """Restore ``state`` from the newest snapshot the chain vouches for; where to scan on
     from (None: none did, ``state`` is untouched)."""
-    for path in checkpoints.listed(directory):
-        found = _vouched(directory, path, key, expect)
+    try:
+        files = checkpoints.listed(directory)
+    except OSError as exc:
+        state.ignored.append((f"{checkpoints.DIRECTORY}/",
+                              f"unreadable: {exc.strerror or exc} ({exc.filename})"))
+        return None
+    # Every part of a snapshot comes from the ledger it was folded from, and is no larger
+    # there (checkpoints.SLACK_BYTES): a larger file is not one, whatever its name.
+    size = sum(path.stat().st_size for path in list_segments(directory))
+    limit = min(checkpoints.MAX_BYTES, size + checkpoints.SLACK_BYTES)
+    for path in files:
+        found = _vouched(directory, path, key, expect, limit)
         if isinstance(found, str):
             state.ignored.append((path.name, found))
             continue
@@ -185,6 +214,14 @@ def recover(directory: Path, *, repair: bool = True, risk: Risk | None = None,
             f"{exc}; it is written only by execd: if you know why it is damaged, check the "
             "chain with `execd ledger verify --expect SEQ:HASH` against the last ledger.head "
             "logged, then remove it") from None
+    if fold_key and repair:
+        # What a crash or a failed write left half-written: on a full disk, it would hold
+        # the space the start record needs.
+        try:
+            state.strays = checkpoints.remove_strays(directory)
+        except OSError as exc:
+            state.ignored.append((f"{checkpoints.DIRECTORY}/",
+                                  f"its temp files cannot be removed: {exc.strerror or exc}"))
     start = _from_checkpoint(directory, state, fold_key, expect) if fold_key else None
     state.scan = scan(directory, state.observe, repair=repair, expect=expect, start=start)
     state.folded = state.scan.records - (start.records if start is not None else 0)
