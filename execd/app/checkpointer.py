@@ -38,13 +38,22 @@ class Checkpointer:
     """The writer's :class:`~execd.ledger.writer.Checkpoints`: fold, then write snapshots."""
 
     def __init__(self, ledger: Path, fold: Fold, end: ChainEnd, *, key: str, every: int,
-                 kept: int, log: Any) -> None:
+                 kept: int, log: Any, timeout_s: float = 30.0,
+                 stopping: anyio.Event | None = None, good: set[str] | None = None) -> None:
         self.ledger = ledger
         self.fold = fold
         self.every = every
         self.kept = kept
         self.key = key
         self.log = log
+        # How long the encoder may wait for one checkpoint, and the drain that skips it.
+        self.timeout_s = timeout_s
+        self.stopping = stopping
+        # Snapshots a durable checkpoint record vouches for: only these count as kept.
+        self.good: set[str] = set(good or ())
+        # The snapshot just written and its record's seq: pruned for once that is durable.
+        self._recorded: tuple[str, int] | None = None
+        self._passed_over: set[str] = set()
         # The prefix folded so far (the fields of a ChainEnd, kept mutable here).
         self.seq, self.hash, self.records = end.through_seq, end.head_hash, end.records
         self.last_time, self.offset = end.last_time, end.resume
@@ -79,21 +88,46 @@ class Checkpointer:
             if self._closed and not self._pending:
                 return
 
-    async def take(self, through: int) -> CheckpointRecord | None:
+    async def take(self, through: int, head_hash: str) -> CheckpointRecord:
         """Write the snapshot through record ``through`` once it is folded; its record's body.
 
-        Nothing after ``through`` can arrive meanwhile: the encoder waits for this.
+        ``head_hash`` is record ``through``'s hash, as the encoder chained it. Nothing
+        after ``through`` can arrive meanwhile: the encoder waits for this, but
+        never longer than ``timeout_s``, and not at all in a drain. A checkpoint that is
+        not written in time, or cannot be, still gets its record (its snapshot null, and
+        why): the ledger's seqs never depend on storage (DESIGN §2).
         """
-        while self.seq < through:
-            await self._folded.wait()
-            self._folded = anyio.Event()
-        if self.seq != through:
-            raise RuntimeError(f"checkpoint through {through} asked after record {self.seq}")
-        return await anyio.to_thread.run_sync(self._write)
+        if self.stopping is not None and self.stopping.is_set():
+            return self._skipped(through, head_hash, "the daemon is draining")
+        with anyio.move_on_after(self.timeout_s):
+            while self.seq < through:
+                await self._folded.wait()
+                self._folded = anyio.Event()
+            if self.seq != through:
+                raise RuntimeError(f"checkpoint through {through} asked after record {self.seq}")
+            # Encoding is CPU alone (bounded): it finishes even when the bound is passed,
+            # so no thread reads the fold while the next commits are folded into it.
+            data = await anyio.to_thread.run_sync(self._encode)
+            # Storage can block without end (a hung mount): past the bound, the thread is
+            # left to finish, and its file, which no record names, is never used.
+            record = await anyio.to_thread.run_sync(self._write, data, abandon_on_cancel=True)
+            if record.snapshot is not None:
+                self._recorded = (record.snapshot, through + 1)  # the record comes next
+            return record
+        return self._skipped(through, head_hash, f"not written within {self.timeout_s:g} s "
+                                      "(ledger.checkpoint_timeout_ms)")
+
+    def _skipped(self, through: int, head_hash: str, reason: str) -> CheckpointRecord:
+        """The record of a checkpoint with no snapshot (logged: derived state only)."""
+        self.log.error("checkpoint.skipped", through_seq=through, reason=reason,
+                       note="the ledger is whole; start-up folds from an older checkpoint")
+        return CheckpointRecord(through, head_hash, None, None, None, skipped=reason)
 
     def _fold_commits(self, batch: list[Commit]) -> None:
         for commit in batch:
             self._fold_lines(commit.data, len(commit.entries))
+            if self._recorded is not None and self.seq >= self._recorded[1]:
+                self._prune()
 
     def _fold_lines(self, data: bytes, count: int) -> None:
         observe, decode = self.fold.observe, record_decoder.decode
@@ -113,24 +147,53 @@ class Checkpointer:
         self.last_time = last_time
         self.offset += len(data)
 
-    def _write(self) -> CheckpointRecord | None:
-        """Take, encode and write the snapshot. Blocking (a worker thread)."""
+    def _encode(self) -> bytes:
+        """The snapshot of the fold as it is now. Blocking (a worker thread)."""
         end = ChainEnd(self.seq, self.hash, self.records, self.last_time, self.offset)
-        data = encode_snapshot(take(self.fold, end, self.key))
+        return encode_snapshot(take(self.fold, end, self.key))
+
+    def _write(self, data: bytes) -> CheckpointRecord:
+        """Write the snapshot; its record's body. Blocking (a worker thread)."""
         file_name = checkpoints.name(self.seq)
         try:
             checkpoints.write(self.ledger, file_name, data)
-            removed = checkpoints.prune(self.ledger, self.kept, self.seq)
         except OSError as exc:
-            # Derived state: the ledger is whole without it, and start-up folds from an
-            # older checkpoint. Never a reason to stop trading.
-            self.log.error("checkpoint.unwritten", through_seq=self.seq,
+            # Derived state: the ledger is whole without it. Never a reason to stop trading.
+            # The ledger names the file as the ledger's own, never by where it is mounted.
+            where = Path(exc.filename or checkpoints.DIRECTORY)
+            if where.is_relative_to(self.ledger):
+                where = where.relative_to(self.ledger)
+            self.log.error("checkpoint.unwritten", path=str(exc.filename or self.ledger),
                            error=exc.strerror or str(exc))
-            return None
+            return self._skipped(self.seq, self.hash, f"{where}: {exc.strerror or exc}")
         digest = hashlib.sha256(data).hexdigest()
         self.log.info("checkpoint.written", through_seq=self.seq, snapshot=file_name,
-                      bytes=len(data), removed=removed)
+                      bytes=len(data))
         return CheckpointRecord(self.seq, self.hash, file_name, digest, len(data))
+
+    def _prune(self) -> None:
+        """The newest snapshot's record is durable: it counts as kept, older ones may go.
+
+        Only now: pruned before, a crash could leave no vouched snapshot. A failed prune
+        is logged and changes nothing else. Blocking (the folding thread).
+        """
+        assert self._recorded is not None
+        (newest, seq), self._recorded = self._recorded, None
+        self.good.add(newest)
+        try:
+            removed, skipped = checkpoints.prune(self.ledger, self.kept, seq - 1, self.good)
+        except OSError as exc:
+            self.log.error("checkpoint.unpruned", path=str(exc.filename or self.ledger),
+                           error=exc.strerror or str(exc))
+            return
+        self.good.difference_update(removed)
+        for path in skipped:
+            if path.name not in self._passed_over:  # once per run: it stays there
+                self._passed_over.add(path.name)
+                self.log.warning("checkpoint.not_a_file", path=str(path),
+                                 note="not a regular file: left alone, never counted as kept")
+        if removed:
+            self.log.info("checkpoint.pruned", removed=removed)
 
 
 def _restored(config: Config, unheld: Snapshot) -> Fold:
@@ -139,10 +202,10 @@ def _restored(config: Config, unheld: Snapshot) -> Fold:
     return shadow
 
 
-async def shadow_fold(config: Config, ledger: Path, state: RecoveredState,
-                      start: bytes) -> Checkpointer | None:
+async def shadow_fold(config: Config, ledger: Path, state: RecoveredState, start: bytes,
+                      stopping: anyio.Event | None = None) -> Checkpointer | None:
     """The run's checkpointer, from the recovered fold before its holds and the run's start
-    record (``start``, its line); None with checkpoints off."""
+    record (``start``, its line); None with checkpoints off. ``stopping``: the drain."""
     unheld, state.unheld = state.unheld, None  # the shadow holds it from here on
     if unheld is None:
         return None
@@ -151,6 +214,7 @@ async def shadow_fold(config: Config, ledger: Path, state: RecoveredState,
     checkpointer = Checkpointer(
         ledger, shadow, unheld.end, key=unheld.fold_key,
         every=config.ledger.checkpoint_records, kept=config.ledger.checkpoints_kept,
-        log=logs.get("ledger"))
+        log=logs.get("ledger"), timeout_s=config.ledger.checkpoint_timeout_ms / 1000,
+        stopping=stopping, good={state.checkpoint} if state.checkpoint else set())
     checkpointer.observe_line(start)
     return checkpointer

@@ -266,7 +266,8 @@ class Daemon:
         planes = config.planes()
         start = writer.write_now("start", clock.now(), StartRecord(
             __version__, self.mode, config.clock.kind, planes, outcome_settings_sha256(config)))
-        writer.checkpoints = await shadow_fold(self.config, self.ledger_dir, state, start)
+        writer.checkpoints = await shadow_fold(self.config, self.ledger_dir, state, start,
+                                               self.stopping)
         durability = self.durability
         durability.seq, durability.hash = chain.next_seq - 1, chain.prev_hash
         # What never changes during a run is said once, here, not bound to every line.

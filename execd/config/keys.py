@@ -124,6 +124,7 @@ KEYS: Final[tuple[Key, ...]] = (
     fixed("ledger.head_log_ms", _LEDGER),
     fixed("ledger.checkpoint_records", _LEDGER),
     fixed("ledger.checkpoints_kept", _LEDGER),
+    fixed("ledger.checkpoint_timeout_ms", _LEDGER),
     live("log.level"),
     live("log.outcomes"),
     fixed("log.format", "the log format is chosen at start-up"),

@@ -102,6 +102,9 @@ class LedgerConfig(Struct, frozen=True, forbid_unknown_fields=True):
     # how many snapshot files are kept in checkpoints/ (README, "Checkpoints").
     checkpoint_records: Annotated[int, Meta(ge=0, le=1_000_000_000)] = 50_000
     checkpoints_kept: Annotated[int, Meta(ge=1, le=1_000)] = 3
+    # How long the writer waits for one snapshot before it records the checkpoint as
+    # skipped (README, "Checkpoints"): storage that blocks never stops the ledger.
+    checkpoint_timeout_ms: Annotated[int, Meta(ge=1, le=3_600_000), MS] = 30_000
 
 
 class LogConfig(Struct, frozen=True, forbid_unknown_fields=True):

@@ -21,7 +21,13 @@ DIRECTORY = "checkpoints"
 # A snapshot larger than this is not read: far above any the fold makes today (the
 # id set, 16 bytes an id, is the largest part), and it bounds what start-up reads.
 MAX_BYTES = 1 << 32
+# What a snapshot can hold beyond the ledger it was folded from. Everything in it comes
+# from a record of that ledger and takes fewer bytes there than in the record (an id:
+# 16 bytes against a 36-character UUID; orders and sends: their record's JSON body),
+# except the framing and one empty entry per configured venue: this bounds those.
+SLACK_BYTES = 1 << 20
 _NAME = re.compile(r"^snapshot-(\d{20})\.msgpack$")
+_TEMP = re.compile(r"^\.snapshot-\d{20}\.msgpack\.tmp$")
 
 
 def name(through: int) -> str:
@@ -36,7 +42,10 @@ def through_of(file_name: str) -> int | None:
 
 
 def listed(ledger: Path) -> list[Path]:
-    """The snapshot files beside ``ledger``, newest (highest record) first."""
+    """The snapshot files beside ``ledger``, newest (highest record) first.
+
+    OSError when ``checkpoints/`` cannot be listed (no permission, an I/O error).
+    """
     directory = ledger / DIRECTORY
     if not directory.is_dir():
         return []
@@ -46,41 +55,82 @@ def listed(ledger: Path) -> list[Path]:
 
 
 def write(ledger: Path, file_name: str, data: bytes) -> None:
-    """Write one snapshot atomically and durably. Blocking."""
+    """Write one snapshot atomically and durably. Blocking; OSError when it cannot be.
+
+    The temp file is made anew, never opened through what is at its name: a FIFO there
+    would block the open forever, a symlink would send the bytes outside the ledger
+    (O_EXCL | O_NOFOLLOW refuse both). Whatever goes wrong, no temp file is left behind:
+    a partial one would hold the space the ledger's next commit needs (a full disk).
+    """
     directory = ledger / DIRECTORY
     if not directory.is_dir():
         directory.mkdir(mode=0o750)
         fsync_dir(ledger)
     temp = directory / f".{file_name}.tmp"
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o640)
+    if temp.is_symlink() or temp.exists():
+        temp.unlink()  # a stale one (a crash mid-write); a directory there raises
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 0o640)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(temp, directory / file_name)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temp, directory / file_name)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
     fsync_dir(directory)
 
 
-def prune(ledger: Path, kept: int, through: int) -> list[str]:
-    """Remove all but the ``kept`` newest snapshots up to record ``through`` (the one just
-    written), every one past it, and stray temp files; the names removed.
+def _regular(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(path.lstat().st_mode)
+    except FileNotFoundError:
+        return False
 
-    One past ``through`` belongs to no chain this ledger holds: a crash kept it from
-    being recorded, and the records after the restart took other seqs.
+
+def prune(ledger: Path, kept: int, through: int, good: set[str]) -> tuple[list[str], list[Path]]:
+    """Remove old and stale snapshots; the names removed, and the entries passed over
+    because they are not regular files (a directory, a FIFO: never execd's).
+
+    Walking from record ``through`` (the newest recorded) down, once ``kept`` snapshots
+    named in ``good`` (each vouched for by a durable checkpoint record) are passed, every
+    older one goes; others in between stay, so no unvouched file ever displaces a vouched
+    one. Every one past ``through`` goes too: it belongs to no chain this ledger holds (a
+    crash kept it from being recorded, and the records after the restart took other
+    seqs). OSError when the directory cannot be listed or a file cannot be removed.
     """
-    removed = []
-    files = listed(ledger)
-    stale = [path for path in files if (through_of(path.name) or 0) > through]
-    current = [path for path in files if path not in stale]
-    for path in [*stale, *current[kept:]]:
+    removed: list[str] = []
+    skipped: list[Path] = []
+    counted = 0
+    for path in listed(ledger):
+        if not _regular(path):
+            skipped.append(path)
+            continue
+        position = through_of(path.name) or 0
+        if position <= through and counted < kept:
+            counted += path.name in good
+            continue
         path.unlink(missing_ok=True)
         removed.append(path.name)
+    return removed, skipped
+
+
+def remove_strays(ledger: Path) -> list[str]:
+    """Remove the temp files a crash or a failed write left in ``checkpoints/``; their
+    names. Only regular files and symlinks (never what they point to)."""
     directory = ledger / DIRECTORY
-    for stray in directory.glob(".snapshot-*.tmp"):
-        stray.unlink(missing_ok=True)
+    if not directory.is_dir():
+        return []
+    removed = []
+    for entry in directory.iterdir():
+        if _TEMP.match(entry.name) and (entry.is_symlink() or _regular(entry)):
+            entry.unlink(missing_ok=True)
+            removed.append(entry.name)
     return removed
 
 
@@ -92,8 +142,11 @@ def read(path: Path, limit: int = MAX_BYTES) -> bytes:
     """
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        status = os.fstat(fd)
+        if not stat.S_ISREG(status.st_mode):
             raise ValueError("not a regular file")
+        if status.st_size > limit:
+            raise ValueError(f"larger than {limit} bytes ({status.st_size})")
         chunks = []
         left = limit + 1
         while left > 0 and (chunk := os.read(fd, min(left, 1 << 24))):

@@ -42,6 +42,10 @@ from execd.sentinel.risk import Risk
 
 # A checkpoint record is a few hundred bytes: a longer line at its place is not one.
 _RECORD_BYTES = 4096
+# The id index coverage this build understands in a snapshot (0: the ids are inline).
+# A snapshot that says its ids live in an index this build does not read would restore
+# an empty id set, and intents would run twice.
+INDEX_THROUGH = 0
 _checkpoint_record = msgspec.json.Decoder(CheckpointRecord).decode
 
 
@@ -65,6 +69,8 @@ class RecoveredState(Fold):
         self.checkpoint: str | None = None
         self.folded = 0
         self.ignored: list[tuple[str, str]] = []
+        # Temp files of snapshots removed at start-up (a crash or a failed write's).
+        self.strays: list[str] = []
 
     def end(self) -> ChainEnd:
         """Where the recovered chain ends, for a snapshot of this fold."""
@@ -119,12 +125,35 @@ def _record_at(path: Path | None, offset: int) -> CheckpointRecord | str:
     return body
 
 
-def vouched(directory: Path, path: Path, key: str | None,
-            expect: Head | None) -> tuple[Snapshot, Resume] | str:
+def _index_refused(snapshot: Snapshot) -> str | None:
+    """Why this build cannot restore the ids of ``snapshot`` (None: it can)."""
+    if snapshot.index_through != INDEX_THROUGH:
+        return (f"its ids are in an id index through record {snapshot.index_through}, "
+                f"which this build does not read (it reads index_through={INDEX_THROUGH})")
+    return None
+
+
+def snapshot_limit(directory: Path) -> int:
+    """The largest file that can be a snapshot of the ledger in ``directory``.
+
+    Every part of a snapshot comes from the ledger it was folded from, and is no larger
+    there (checkpoints.SLACK_BYTES): a larger file is not one, whatever its name. The
+    archived segments count, since the fold read them too.
+    """
+    size = sum(path.stat().st_size for path in list_segments(directory))
+    return min(checkpoints.MAX_BYTES,
+               size + retention.archived_bytes(directory) + checkpoints.SLACK_BYTES)
+
+
+def vouched(directory: Path, path: Path, key: str | None, expect: Head | None,
+            limit: int | None = None) -> tuple[Snapshot, Resume] | str:
     """The snapshot at ``path`` and where to scan on from, if the chain vouches for it;
-    else why not. ``key`` None: under whichever config (``ledger verify``)."""
+    else why not. ``key`` None: under whichever config (``ledger verify``). A snapshot
+    larger than ``limit`` (default :func:`snapshot_limit`) is not read."""
+    if limit is None:
+        limit = snapshot_limit(directory)
     try:
-        data = checkpoints.read(path)
+        data = checkpoints.read(path, limit)
     except (OSError, ValueError) as exc:
         return f"unreadable: {getattr(exc, 'strerror', None) or exc}"
     try:
@@ -136,6 +165,9 @@ def vouched(directory: Path, path: Path, key: str | None,
         return f"its name says another record than the one it holds ({end.through_seq})"
     if key is not None and snapshot.fold_key != key:
         return "the config the fold reads changed since (venues, planes or pacing limits)"
+    refused = _index_refused(snapshot)
+    if refused is not None:
+        return refused
     place = _locate(directory, end.resume)
     if place is None:
         return f"not recorded: the ledger ends before record {end.through_seq}"
@@ -143,6 +175,8 @@ def vouched(directory: Path, path: Path, key: str | None,
     record = _record_at(next_path, next_offset)
     if isinstance(record, str):
         return record
+    if record.snapshot is None:
+        return f"its checkpoint record says it was skipped ({record.skipped})"
     if (record.through_seq, record.head_hash, record.snapshot) != (
             end.through_seq, end.head_hash, path.name):
         return f"the checkpoint record after record {end.through_seq} names another snapshot"
@@ -158,8 +192,15 @@ def _from_checkpoint(directory: Path, state: RecoveredState, key: str,
                      expect: Head | None) -> Resume | None:
     """Restore ``state`` from the newest snapshot the chain vouches for; where to scan on
     from (None: none did, ``state`` is untouched)."""
-    for path in checkpoints.listed(directory):
-        found = vouched(directory, path, key, expect)
+    try:
+        files = checkpoints.listed(directory)
+    except OSError as exc:
+        state.ignored.append((f"{checkpoints.DIRECTORY}/",
+                              f"unreadable: {exc.strerror or exc} ({exc.filename})"))
+        return None
+    limit = snapshot_limit(directory)
+    for path in files:
+        found = vouched(directory, path, key, expect, limit)
         if isinstance(found, str):
             state.ignored.append((path.name, found))
             continue
@@ -188,6 +229,14 @@ def recover(directory: Path, *, repair: bool = True, risk: Risk | None = None,
             f"{exc}; it is written only by execd: if you know why it is damaged, check the "
             "chain with `execd ledger verify --expect SEQ:HASH` against the last ledger.head "
             "logged, then remove it") from None
+    if fold_key and repair:
+        # What a crash or a failed write left half-written: on a full disk, it would hold
+        # the space the start record needs.
+        try:
+            state.strays = checkpoints.remove_strays(directory)
+        except OSError as exc:
+            state.ignored.append((f"{checkpoints.DIRECTORY}/",
+                                  f"its temp files cannot be removed: {exc.strerror or exc}"))
     start = _from_checkpoint(directory, state, fold_key, expect) if fold_key else None
     moved = retention.archived(directory).segments
     if start is None and moved:

@@ -22,7 +22,10 @@ byte-identical whatever the batch sizes (DESIGN §2): once the encoder has chain
 record X whose seq is a multiple of ``every``, it commits the records through X,
 takes nothing more from its stream until the checkpointer has written the snapshot
 of the ledger through X (which waits for X to be durable), and then chains the
-``checkpoint`` record naming it as X + 1.
+``checkpoint`` record naming it as X + 1. The checkpointer answers within a bound
+(``ledger.checkpoint_timeout_ms``), and at once in a drain; a snapshot it could not
+write still gets its record at X + 1, one that names no snapshot and says why, so
+storage never moves a later seq.
 """
 
 from __future__ import annotations
@@ -117,9 +120,11 @@ class Checkpoints(Protocol):
     def durable(self, commit: Commit) -> None:
         """``commit`` is on disk (called before ``on_durable``, in commit order)."""
 
-    async def take(self, through: int) -> Struct | None:
-        """Once record ``through`` is durable, write the snapshot through it; the body of
-        the ``checkpoint`` record naming it (None: it could not be written)."""
+    async def take(self, through: int, head_hash: str) -> Struct:
+        """Once record ``through`` (of hash ``head_hash``) is durable, write the snapshot
+        through it; the body of the ``checkpoint`` record naming it. Bounded in time: a
+        snapshot not written (too slow, a storage error, a drain) still gets its record,
+        which says so, so that no later seq depends on storage."""
 
     def close(self) -> None:
         """Every commit is durable: no more will come."""
@@ -241,9 +246,7 @@ class LedgerWriter:
         if not due:
             return rest, None
         assert checkpoints is not None
-        body = await checkpoints.take(due)
-        if body is None:
-            return rest, None
+        body = await checkpoints.take(due, self.chain.prev_hash)
         return rest, Entry(LATE, "checkpoint", self.chain.last_time, body)
 
     @staticmethod

@@ -341,14 +341,18 @@ class CheckpointRecord(Struct, frozen=True, forbid_unknown_fields=True):
     ``checkpoints/``, ``sha256`` and ``size`` its bytes'. Start-up trusts a snapshot only
     when this record, in the chain right after ``through_seq``, names it with these.
     ``index_through``: the last record the on-disk id index covers (0: none).
+    A checkpoint that could not be written still has its record, so that no later seq
+    moves (DESIGN §2): ``snapshot``, ``sha256`` and ``size`` are null and ``skipped`` says
+    why; start-up never uses one.
     """
 
     through_seq: int
     head_hash: str
-    snapshot: str
-    sha256: str
-    size: int
+    snapshot: str | None
+    sha256: str | None
+    size: int | None
     index_through: int = 0
+    skipped: str | None = None
 
 
 class StopRecord(Struct, frozen=True, forbid_unknown_fields=True):

@@ -14,7 +14,7 @@ from execd.app.daemon import Daemon
 from execd.config import schema as config
 from execd.ledger import checkpoints
 from execd.ledger.fold import Fold
-from execd.ledger.record import Record, record_decoder
+from execd.ledger.record import LedgerChain, Record, record_decoder
 from execd.ledger.recovery import recover
 from execd.ledger.segments import list_segments
 from execd.ledger.snapshot import ChainEnd, encode_snapshot, fold_key, take
@@ -220,3 +220,106 @@ async def test_every_snapshot_bad_means_the_full_fold(tmp_path: Path) -> None:
         path.write_bytes(b"\x00" * 64)
     used, ignored = started_from(ledger, cfg)
     assert used is None and len(ignored) > 1
+
+
+# ------------------------------------------------------------ what storage does
+
+
+def kinds_and_seqs(ledger: Path) -> list[tuple[int, str]]:
+    return [(r.seq, r.kind) for r in map(record_decoder.decode,
+                                           (line[:-1] for line in lines_of(ledger)))]
+
+
+async def test_a_snapshot_that_cannot_be_written_still_gets_its_record(tmp_path: Path) -> None:
+    """A directory where the snapshot through 20 goes: that one cannot be written, but its
+    checkpoint record is chained anyway, naming no snapshot and saying why, so every later
+    record keeps the seq a clean run gives it (DESIGN §2); the directory is passed over by
+    every prune, the later checkpoints are written and recorded, and start-up uses the
+    newest."""
+    inputs = risky_inputs(tmp_path)
+    runs = []
+    for name in ("clean", "blocked"):
+        run = tmp_path / name
+        lakehouse(run)
+        if name == "blocked":
+            (run / "ledger" / checkpoints.DIRECTORY / checkpoints.name(20)).mkdir(parents=True)
+        runs.append(await replay(run, inputs, extra=LIMITS,
+                                 segment_bytes=f"{256 << 20}\ncheckpoint_records = 10"))
+    clean, blocked = runs
+    assert kinds_and_seqs(blocked) == kinds_and_seqs(clean)
+    bodies = {r.seq: msgspec.json.decode(r.body) for r in map(
+        record_decoder.decode, (line[:-1] for line in lines_of(blocked)))
+        if r.kind == "checkpoint"}
+    assert bodies[21]["snapshot"] is None and bodies[21]["sha256"] is None
+    assert "snapshot-00000000000000000020.msgpack" in bodies[21]["skipped"]
+    assert all(body["snapshot"] for seq, body in bodies.items() if seq != 21)
+    assert len(bodies) > 5
+    cfg = config.load(tmp_path / "blocked" / "execd.toml").config
+    used, _ = started_from(blocked, cfg)
+    assert used == checkpoints.name(max(bodies) - 1)
+    assert (blocked / checkpoints.DIRECTORY / checkpoints.name(20)).is_dir()
+
+
+def rewritten(path: Path, change: dict[str, object], ledger: Path) -> None:
+    """Re-encode the snapshot at ``path`` with ``change``, and make its checkpoint record
+    vouch for the new bytes (a chain rewritten end to end, as a build with other rules
+    would write it)."""
+    edited(path, change)
+    data = path.read_bytes()
+    lines = lines_of(ledger)
+    chain = LedgerChain()
+    out = []
+    for line in lines:
+        record = record_decoder.decode(line[:-1])
+        body = bytes(record.body)
+        if record.kind == "checkpoint" and msgspec.json.decode(body)["snapshot"] == path.name:
+            fields = msgspec.json.decode(body)
+            fields.update(sha256=hashlib.sha256(data).hexdigest(), size=len(data),
+                          head_hash=chain.prev_hash)
+            body = msgspec.json.encode(fields)
+        elif record.kind == "checkpoint":
+            fields = msgspec.json.decode(body)
+            fields["head_hash"] = chain.prev_hash
+            body = msgspec.json.encode(fields)
+        out.append(chain.append(record.kind, record.time, body))
+    [segment] = list_segments(ledger)
+    segment.write_bytes(b"".join(out))
+    (ledger / "head.json").unlink()
+
+
+async def test_a_snapshot_whose_ids_are_in_an_index_this_build_does_not_read_is_refused(
+        tmp_path: Path) -> None:
+    """Its inline id set is empty: restoring it would let every intent id before it run
+    again."""
+    ledger, cfg = await checkpointed(tmp_path)
+    files = checkpoints.listed(ledger)
+    rewritten(files[0], {"index_through": 5}, ledger)
+    used, ignored = started_from(ledger, cfg)
+    assert used is not None and used != files[0].name
+    [why] = [w for n, w in ignored if n == files[0].name]
+    assert "index_through=0" in why and "through record 5" in why
+
+
+async def test_a_huge_file_with_a_snapshot_name_is_not_read(tmp_path: Path) -> None:
+    """No snapshot can hold more than the ledger it was folded from (plus its framing)."""
+    ledger, cfg = await checkpointed(tmp_path)
+    files = checkpoints.listed(ledger)
+    path = files[0]
+    path.unlink()
+    with open(path, "wb") as handle:
+        handle.truncate(1 << 30)  # sparse: 1 GiB that reading would allocate
+    used, ignored = started_from(ledger, cfg)
+    assert used == files[1].name
+    [(name, why)] = ignored
+    assert name == path.name and why.startswith("unreadable: larger than"), why
+
+
+async def test_start_up_removes_what_a_failed_write_left(tmp_path: Path) -> None:
+    """A half-written temp file (a crash, a full disk) is removed before the start record is
+    written, which would otherwise find no space."""
+    ledger, cfg = await checkpointed(tmp_path)
+    stray = ledger / checkpoints.DIRECTORY / f".{checkpoints.name(1_000)}.tmp"
+    stray.write_bytes(b"half a snapshot")
+    state = recover(ledger, repair=True, risk=Risk(cfg), fold_key=fold_key(cfg))
+    assert state.strays == [stray.name] and not stray.exists()
+    assert state.checkpoint == checkpoints.listed(ledger)[0].name
