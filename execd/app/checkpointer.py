@@ -9,6 +9,11 @@ follows, it stops and asks :meth:`Checkpointer.take`: once the fold has reached 
 (docs/ARCHITECTURE.md, "Checkpoints"). The snapshot is a pure function of the
 ledger's prefix and of the config the fold reads, never of timing.
 
+With the on-disk id index (``app/id_runs.py``), the fold's ids are an ``IdIndex`` over
+its runs, and before each snapshot through X the run of the ids folded since the last
+one is written (durable before the snapshot, so before its record) and then handed
+to the sentinel's index; snapshots hold no ids (``ledger/snapshot.py``).
+
 The commits waiting to be folded are bounded without a queue of their own: the
 encoder takes nothing while a checkpoint is due, so at most ``every`` records (and
 the commits in flight) wait.
@@ -17,14 +22,17 @@ the commits in flight) wait.
 from __future__ import annotations
 
 import hashlib
+import uuid
 from pathlib import Path
 from typing import Any
 
 import anyio
 
+from execd.app.id_runs import IdRuns
 from execd.config.schema import Config
 from execd.ledger import checkpoints
 from execd.ledger.fold import Fold
+from execd.ledger.index.ids import IdIndex
 from execd.ledger.record import record_decoder
 from execd.ledger.recovery import RecoveredState
 from execd.ledger.snapshot import ChainEnd, encode_snapshot, restore, take
@@ -38,9 +46,11 @@ class Checkpointer:
     """The writer's :class:`~execd.ledger.writer.Checkpoints`: fold, then write snapshots."""
 
     def __init__(self, ledger: Path, fold: Fold, end: ChainEnd, *, key: str, every: int,
-                 kept: int, log: Any) -> None:
+                 kept: int, log: Any, ids: IdRuns | None = None) -> None:
         self.ledger = ledger
         self.fold = fold
+        # The id index's runs (None: the fold's ids are in memory, as in unit tests).
+        self.ids = ids
         self.every = every
         self.kept = kept
         self.key = key
@@ -68,7 +78,20 @@ class Checkpointer:
         self._arrived.set()
 
     async def run(self) -> None:
-        """Fold durable commits as they come, in a worker thread, until closed."""
+        """Fold durable commits as they come, in a worker thread, until closed; beside
+        it, the id index's compactions."""
+        ids = self.ids
+        if ids is None:
+            await self._fold_loop()
+            return
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ids.compact)
+            try:
+                await self._fold_loop()
+            finally:
+                ids.close()
+
+    async def _fold_loop(self) -> None:
         while True:
             await self._arrived.wait()
             self._arrived = anyio.Event()
@@ -89,9 +112,15 @@ class Checkpointer:
             self._folded = anyio.Event()
         if self.seq != through:
             raise RuntimeError(f"checkpoint through {through} asked after record {self.seq}")
-        return await anyio.to_thread.run_sync(self._write)
+        record = await anyio.to_thread.run_sync(self._write)
+        if self.ids is not None:
+            # Here, on the event loop where the sentinel asks its index.
+            self.ids.hand_over()
+        return record
 
     def _fold_commits(self, batch: list[Commit]) -> None:
+        if self.ids is not None:
+            self.ids.apply_compactions()
         for commit in batch:
             self._fold_lines(commit.data, len(commit.entries))
 
@@ -115,6 +144,14 @@ class Checkpointer:
 
     def _write(self) -> CheckpointRecord | None:
         """Take, encode and write the snapshot. Blocking (a worker thread)."""
+        if self.ids is not None:
+            try:
+                self.ids.write(self.seq)
+            except OSError as exc:
+                # The snapshot would hold no ids the index covers: none is written.
+                self.log.error("checkpoint.unwritten", through_seq=self.seq,
+                               error=f"id index: {exc.strerror or exc}")
+                return None
         end = ChainEnd(self.seq, self.hash, self.records, self.last_time, self.offset)
         data = encode_snapshot(take(self.fold, end, self.key))
         file_name = checkpoints.name(self.seq)
@@ -130,7 +167,7 @@ class Checkpointer:
         digest = hashlib.sha256(data).hexdigest()
         self.log.info("checkpoint.written", through_seq=self.seq, snapshot=file_name,
                       bytes=len(data), removed=removed)
-        return CheckpointRecord(self.seq, self.hash, file_name, digest, len(data))
+        return CheckpointRecord(self.seq, self.hash, file_name, digest, len(data), self.seq)
 
 
 def shadow_fold(config: Config, ledger: Path, state: RecoveredState,
@@ -140,11 +177,21 @@ def shadow_fold(config: Config, ledger: Path, state: RecoveredState,
     unheld, state.unheld = state.unheld, None  # the shadow holds it from here on
     if unheld is None:
         return None
+    log = logs.get("ledger")
+    index, ids = state.index, None
     shadow = Fold(Risk(config))
+    if index is not None:
+        # Its own IdIndex over the same runs, from the filter as it stood before the
+        # records after the snapshot were folded; those records' ids are added again.
+        seen = IdIndex(index.store.open_runs(), bloom=index.bloom)
+        for key in index.ids.recent:
+            seen.add(uuid.UUID(int=key))
+        shadow.seen = seen
+        ids = IdRuns(index.store, index.ids, seen, saved_filter=index.saved_filter, log=log)
     restore(unheld, shadow)
     checkpointer = Checkpointer(
         ledger, shadow, unheld.end, key=unheld.fold_key,
         every=config.ledger.checkpoint_records, kept=config.ledger.checkpoints_kept,
-        log=logs.get("ledger"))
+        log=log, ids=ids)
     checkpointer.observe_line(start)
     return checkpointer

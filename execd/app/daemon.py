@@ -122,6 +122,8 @@ class Daemon:
         for name, reason in state.ignored:
             self.log.warning("checkpoint.ignored", snapshot=name, reason=reason,
                              note="an older checkpoint, or the full fold, is used instead")
+        for rebuilt in state.index.rebuilt if state.index is not None else ():
+            self.log.warning("index.rebuilt", **rebuilt.fields())
         torn = state.scan.torn
         if torn is not None:
             self.log.warning("ledger.torn_tail_repaired", segment=torn.segment, offset=torn.offset,

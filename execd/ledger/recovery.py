@@ -23,7 +23,7 @@ from pathlib import Path
 
 import msgspec
 
-from execd.ledger import checkpoints, head
+from execd.ledger import checkpoints, head, reindex
 from execd.ledger.fold import Fold
 from execd.ledger.head import Head
 from execd.ledger.record import record_decoder
@@ -65,6 +65,9 @@ class RecoveredState(Fold):
         self.checkpoint: str | None = None
         self.folded = 0
         self.ignored: list[tuple[str, str]] = []
+        # With checkpoints on: the on-disk id index ``seen`` is, its directory, and each
+        # rebuild (ledger/reindex.py), which the checkpointer takes over.
+        self.index: reindex.OpenIndex | None = None
 
     def end(self) -> ChainEnd:
         """Where the recovered chain ends, for a snapshot of this fold."""
@@ -133,6 +136,10 @@ def _vouched(directory: Path, path: Path, key: str,
         return f"its name says another record than the one it holds ({end.through_seq})"
     if snapshot.fold_key != key:
         return "the config the fold reads changed since (venues, planes or pacing limits)"
+    if snapshot.index_through != end.through_seq:
+        # The ids are the index's, through the snapshot's own last record (ledger/reindex.py).
+        return (f"its id index covers record {snapshot.index_through}, not its last one "
+                f"({end.through_seq})")
     place = _locate(directory, end.resume)
     if place is None:
         return f"not recorded: the ledger ends before record {end.through_seq}"
@@ -175,7 +182,9 @@ def recover(directory: Path, *, repair: bool = True, risk: Risk | None = None,
     With ``risk``, also rebuild its positions, pacing and trading state. With
     ``fold_key`` (checkpoints are on, under a config of that key), start from the newest
     snapshot the chain vouches for, and keep the fold as it is before the holds in
-    ``unheld``. ``risk`` must be new (nothing folded into it yet).
+    ``unheld``, and the ids in the on-disk index (``index``, ``seen``; rebuilt from the
+    ledger when missing, damaged, behind or ahead). ``risk`` must be new (nothing folded
+    into it yet).
     """
     state = RecoveredState(risk)
     try:
@@ -186,7 +195,15 @@ def recover(directory: Path, *, repair: bool = True, risk: Risk | None = None,
             "chain with `execd ledger verify --expect SEQ:HASH` against the last ledger.head "
             "logged, then remove it") from None
     start = _from_checkpoint(directory, state, fold_key, expect) if fold_key else None
+    if fold_key is not None:
+        # The ids through the snapshot are the index's, never the snapshot's.
+        state.index = reindex.open_index(directory, start.seq if start is not None else 0)
+        state.seen = state.index.ids
     state.scan = scan(directory, state.observe, repair=repair, expect=expect, start=start)
+    if state.index is not None:
+        ahead = reindex.check_ahead(directory, state.index, state.scan.next_seq - 1)
+        if ahead is not None:
+            state.seen = ahead
     state.folded = state.scan.records - (start.records if start is not None else 0)
     state.head_missing = expect is None and state.scan.records > 0
     state.ledger_bytes = sum(path.stat().st_size for path in list_segments(directory))
