@@ -178,16 +178,15 @@ def shadow_fold(config: Config, ledger: Path, state: RecoveredState,
     if unheld is None:
         return None
     log = logs.get("ledger")
-    index, ids = state.index, None
-    shadow = Fold(Risk(config))
+    index, ids, seen = state.index, None, None
     if index is not None:
         # Its own IdIndex over the same runs, from the filter as it stood before the
         # records after the snapshot were folded; those records' ids are added again.
         seen = IdIndex(index.store.open_runs(), bloom=index.bloom)
         for key in index.ids.recent:
             seen.add(uuid.UUID(int=key))
-        shadow.seen = seen
         ids = IdRuns(index.store, index.ids, seen, saved_filter=index.saved_filter, log=log)
+    shadow = Fold(Risk(config), seen)
     restore(unheld, shadow)
     checkpointer = Checkpointer(
         ledger, shadow, unheld.end, key=unheld.fold_key,
