@@ -26,7 +26,7 @@ from execd.ledger import fold, scan
 from execd.ledger.index.filter import BlockedBloom
 from execd.ledger.index.ids import IdIndex
 from execd.ledger.index.runs import KEY
-from execd.ledger.index.store import DIRECTORY, IndexStore
+from execd.ledger.index.store import DIRECTORY, MANIFEST, IndexStore
 from execd.ledger.record import Record
 from execd.model.clock import monotonic
 from execd.model.errors import IndexDamaged
@@ -130,6 +130,11 @@ def open_index(ledger: Path, through: int) -> OpenIndex:
     ``index_through``; 0 without one), rebuilt when it does not."""
     directory = ledger / DIRECTORY
     reason = None
+    if through == 0 and not (directory / MANIFEST).exists():
+        # A new ledger, or one first run with checkpoints: nothing to rebuild, the fold
+        # brings every id.
+        store = IndexStore.create(directory)
+        return OpenIndex(store, IdIndex(), False)
     try:
         store = IndexStore.open(directory)
         if store.through_seq < through:
