@@ -19,7 +19,6 @@ Blocking: start-up runs it in the recovery thread.
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 
 from execd.ledger import fold, scan
@@ -73,15 +72,12 @@ def copy_bloom(bloom: BlockedBloom) -> BlockedBloom:
     return copy
 
 
-class _Through(Exception):
-    """The ids-only pass has read every record it needs."""
-
-
 def ids_through(ledger: Path, through: int) -> set[int]:
     """The ids the fold counts in records 1..``through`` of ``ledger`` (as integers).
 
-    Only that prefix is read (a scan stops after it), so a torn tail beyond it is left
-    to the recovery scan. Memory: a set of every id (about 100 bytes an id), for this
+    The records after it are read and passed over (the checkpoint interval bounds them,
+    unless older snapshots were ignored); a torn tail is left to the recovery scan,
+    which repairs it. Memory: a set of every id (about 100 bytes an id), for this
     rare path only.
     """
     found: set[int] = set()
@@ -90,14 +86,12 @@ def ids_through(ledger: Path, through: int) -> set[int]:
     add, id_of = found.add, fold.id_of
 
     def observe(record: Record) -> None:
-        if record.seq > through:
-            raise _Through
-        intent_id = id_of(record)
-        if intent_id is not None:
-            add(intent_id.int)
+        if record.seq <= through:
+            intent_id = id_of(record)
+            if intent_id is not None:
+                add(intent_id.int)
 
-    with contextlib.suppress(_Through):
-        scan.scan(ledger, observe)
+    scan.scan(ledger, observe)
     return found
 
 
