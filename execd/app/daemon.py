@@ -122,8 +122,7 @@ class Daemon:
         for name, reason in state.ignored:
             self.log.warning("checkpoint.ignored", snapshot=name, reason=reason,
                              note="an older checkpoint, or the full fold, is used instead")
-        for rebuilt in state.index.rebuilt if state.index is not None else ():
-            self.log.warning("index.rebuilt", **rebuilt.fields())
+        _log_rebuilt(self.log, state)
         torn = state.scan.torn
         if torn is not None:
             self.log.warning("ledger.torn_tail_repaired", segment=torn.segment, offset=torn.offset,
@@ -292,6 +291,7 @@ class Daemon:
                           last_hash=chain.prev_hash)
         finally:
             store.close()
+            state.close_index()
 
     async def _graph(self, state: RecoveredState, clock: Clock, writer: LedgerWriter) -> Graph:
         """The actors of this run, over the input source it reads."""
@@ -356,6 +356,12 @@ class Daemon:
     def _snapshot(self) -> Snapshot:
         """The gauges, read by the metrics endpoint's thread at scrape time (snapshot())."""
         return snapshot(self)
+
+
+def _log_rebuilt(log: Any, state: RecoveredState) -> None:
+    """An index.rebuilt warning for each rebuild of the id index at start-up."""
+    for rebuilt in state.index.rebuilt if state.index is not None else ():
+        log.warning("index.rebuilt", **rebuilt.fields())
 
 
 def snapshot(daemon: Daemon) -> Snapshot:

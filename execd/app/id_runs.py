@@ -117,6 +117,8 @@ class IdRuns:
                               ids=len(done.added), through_seq=done.added.info.through_seq)
 
     def close(self) -> None:
-        """No run will be written any more: :meth:`compact` ends after its merge."""
+        """No run will be written any more: :meth:`compact` ends after its merge, and the
+        shadow's descriptors are closed (its fold has ended)."""
         self._closed = True
         self._written.set()
+        self.shadow.close()

@@ -69,6 +69,12 @@ class RecoveredState(Fold):
         # rebuild (ledger/reindex.py), which the checkpointer takes over.
         self.index: reindex.OpenIndex | None = None
 
+    def close_index(self) -> None:
+        """Close the id index's descriptors (its store's and ``seen``'s), once unused."""
+        if self.index is not None:
+            self.index.ids.close()
+            self.index.store.close()
+
     def end(self) -> ChainEnd:
         """Where the recovered chain ends, for a snapshot of this fold."""
         scanned = self.scan

@@ -122,6 +122,7 @@ def full(ledger: Path, cfg: config.Config) -> bytes:
     (ledger / checkpoints.DIRECTORY).rename(aside)
     try:
         state = recover(ledger, repair=False, risk=Risk(cfg), fold_key=fold_key(cfg))
+        state.close_index()
     finally:
         aside.rename(ledger / checkpoints.DIRECTORY)
     assert state.checkpoint is None and state.unheld is not None
@@ -136,6 +137,7 @@ def started_from(ledger: Path, cfg: config.Config) -> tuple[str | None, list[tup
     daemon.risk = Risk(daemon.config)
     with capture_logs() as logged:
         state = daemon._recover()
+    state.close_index()
     assert state.unheld is not None
     assert encode_snapshot(state.unheld) == full(ledger, cfg)
     warned = [(e["snapshot"], e["reason"]) for e in logged if e["event"] == "checkpoint.ignored"]

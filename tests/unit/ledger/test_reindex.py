@@ -178,6 +178,8 @@ async def test_a_crash_around_a_run_and_its_checkpoint_recovers_every_id(
         (ledger / checkpoints.DIRECTORY).rename(aside)
         slow = recover(ledger, repair=False, risk=Risk(cfg), fold_key=fold_key(cfg))
         aside.rename(ledger / checkpoints.DIRECTORY)
+        fast.close_index()
+        slow.close_index()
         assert fast.unheld is not None and slow.unheld is not None
         assert encode_snapshot(fast.unheld) == encode_snapshot(slow.unheld)
         # From the newest checkpoint whose record the cut kept (none before the first one).
