@@ -9,6 +9,11 @@ follows, it stops and asks :meth:`Checkpointer.take`: once the fold has reached 
 (docs/ARCHITECTURE.md, "Checkpoints"). The snapshot is a pure function of the
 ledger's prefix and of the config the fold reads, never of timing.
 
+With the on-disk id index (``app/id_runs.py``), the fold's ids are an ``IdIndex`` over
+its runs, and before each snapshot through X the run of the ids folded since the last
+one is written (durable before the snapshot, so before its record) and then handed
+to the sentinel's index; snapshots hold no ids (``ledger/snapshot.py``).
+
 The commits waiting to be folded are bounded without a queue of their own: the
 encoder takes nothing while a checkpoint is due, so at most ``every`` records (and
 the commits in flight) wait.
@@ -17,16 +22,20 @@ the commits in flight) wait.
 from __future__ import annotations
 
 import hashlib
+import uuid
 from pathlib import Path
 from typing import Any
 
 import anyio
 
+from execd.app.id_runs import IdRuns
 from execd.config.schema import Config
 from execd.ledger import checkpoints
 from execd.ledger.fold import Fold
+from execd.ledger.index.ids import IdIndex
 from execd.ledger.record import record_decoder
 from execd.ledger.recovery import RecoveredState
+from execd.ledger.reindex import OpenIndex
 from execd.ledger.snapshot import ChainEnd, Snapshot, encode_snapshot, restore, take
 from execd.ledger.writer import Commit
 from execd.model.messages import CheckpointRecord
@@ -39,9 +48,12 @@ class Checkpointer:
 
     def __init__(self, ledger: Path, fold: Fold, end: ChainEnd, *, key: str, every: int,
                  kept: int, log: Any, timeout_s: float = 30.0,
-                 stopping: anyio.Event | None = None, good: set[str] | None = None) -> None:
+                 stopping: anyio.Event | None = None, good: set[str] | None = None,
+                 ids: IdRuns | None = None) -> None:
         self.ledger = ledger
         self.fold = fold
+        # The id index's runs (None: the fold's ids are in memory, as in unit tests).
+        self.ids = ids
         self.every = every
         self.kept = kept
         self.key = key
@@ -77,7 +89,20 @@ class Checkpointer:
         self._arrived.set()
 
     async def run(self) -> None:
-        """Fold durable commits as they come, in a worker thread, until closed."""
+        """Fold durable commits as they come, in a worker thread, until closed; beside
+        it, the id index's compactions."""
+        ids = self.ids
+        if ids is None:
+            await self._fold_loop()
+            return
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ids.compact)
+            try:
+                await self._fold_loop()
+            finally:
+                ids.close()
+
+    async def _fold_loop(self) -> None:
         while True:
             await self._arrived.wait()
             self._arrived = anyio.Event()
@@ -108,6 +133,12 @@ class Checkpointer:
             # Encoding is CPU alone (bounded): it finishes even when the bound is passed,
             # so no thread reads the fold while the next commits are folded into it.
             data = await anyio.to_thread.run_sync(self._encode)
+            if isinstance(data, str):
+                return self._skipped(through, head_hash, data)
+            if self.ids is not None:
+                # The run through X is durable: here, on the event loop where the sentinel
+                # asks its index, it takes the run's ids over from its recent ones.
+                self.ids.hand_over()
             # Storage can block without end (a hung mount): past the bound, the thread is
             # left to finish, and its file, which no record names, is never used.
             record = await anyio.to_thread.run_sync(self._write, data, abandon_on_cancel=True)
@@ -124,6 +155,8 @@ class Checkpointer:
         return CheckpointRecord(through, head_hash, None, None, None, skipped=reason)
 
     def _fold_commits(self, batch: list[Commit]) -> None:
+        if self.ids is not None:
+            self.ids.apply_compactions()
         for commit in batch:
             self._fold_lines(commit.data, len(commit.entries))
             if self._recorded is not None and self.seq >= self._recorded[1]:
@@ -147,8 +180,17 @@ class Checkpointer:
         self.last_time = last_time
         self.offset += len(data)
 
-    def _encode(self) -> bytes:
-        """The snapshot of the fold as it is now. Blocking (a worker thread)."""
+    def _encode(self) -> bytes | str:
+        """The run of the fold's new ids, then the snapshot of the fold as it is now (a str:
+        why no snapshot can be taken). Blocking (a worker thread)."""
+        if self.ids is not None:
+            try:
+                self.ids.write(self.seq)
+            except OSError as exc:
+                # The snapshot would hold no ids the index covers: none is written.
+                why = f"id index: {exc.strerror or exc}"
+                self.log.error("checkpoint.unwritten", through_seq=self.seq, error=why)
+                return why
         end = ChainEnd(self.seq, self.hash, self.records, self.last_time, self.offset)
         return encode_snapshot(take(self.fold, end, self.key))
 
@@ -169,7 +211,7 @@ class Checkpointer:
         digest = hashlib.sha256(data).hexdigest()
         self.log.info("checkpoint.written", through_seq=self.seq, snapshot=file_name,
                       bytes=len(data))
-        return CheckpointRecord(self.seq, self.hash, file_name, digest, len(data))
+        return CheckpointRecord(self.seq, self.hash, file_name, digest, len(data), self.seq)
 
     def _prune(self) -> None:
         """The newest snapshot's record is durable: it counts as kept, older ones may go.
@@ -196,8 +238,15 @@ class Checkpointer:
             self.log.info("checkpoint.pruned", removed=removed)
 
 
-def _restored(config: Config, unheld: Snapshot) -> Fold:
-    shadow = Fold(Risk(config))
+def _restored(config: Config, unheld: Snapshot, index: OpenIndex | None) -> Fold:
+    seen = None
+    if index is not None:
+        # Its own IdIndex over the same runs, from the filter as it stood before the
+        # records after the snapshot were folded; those records' ids are added again.
+        seen = IdIndex(index.store.open_runs(), bloom=index.bloom)
+        for key in index.ids.recent:
+            seen.add(uuid.UUID(int=key))
+    shadow = Fold(Risk(config), seen)
     restore(unheld, shadow)
     return shadow
 
@@ -209,12 +258,19 @@ async def shadow_fold(config: Config, ledger: Path, state: RecoveredState, start
     unheld, state.unheld = state.unheld, None  # the shadow holds it from here on
     if unheld is None:
         return None
-    # In a worker thread: a copy of every id and position must not hold up the loop.
-    shadow = await anyio.to_thread.run_sync(_restored, config, unheld)
+    log = logs.get("ledger")
+    index, ids = state.index, None
+    # In a worker thread: a copy of every position, and the index's runs opened again,
+    # must not hold up the loop.
+    shadow = await anyio.to_thread.run_sync(_restored, config, unheld, index)
+    if index is not None:
+        assert isinstance(shadow.seen, IdIndex)
+        ids = IdRuns(index.store, index.ids, shadow.seen, saved_filter=index.saved_filter,
+                     log=log)
     checkpointer = Checkpointer(
         ledger, shadow, unheld.end, key=unheld.fold_key,
         every=config.ledger.checkpoint_records, kept=config.ledger.checkpoints_kept,
-        log=logs.get("ledger"), timeout_s=config.ledger.checkpoint_timeout_ms / 1000,
-        stopping=stopping, good={state.checkpoint} if state.checkpoint else set())
+        log=log, timeout_s=config.ledger.checkpoint_timeout_ms / 1000,
+        stopping=stopping, good={state.checkpoint} if state.checkpoint else set(), ids=ids)
     checkpointer.observe_line(start)
     return checkpointer

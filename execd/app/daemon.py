@@ -122,6 +122,7 @@ class Daemon:
         for name, reason in state.ignored:
             self.log.warning("checkpoint.ignored", snapshot=name, reason=reason,
                              note="an older checkpoint, or the full fold, is used instead")
+        _log_rebuilt(self.log, state)
         torn = state.scan.torn
         if torn is not None:
             self.log.warning("ledger.torn_tail_repaired", segment=torn.segment, offset=torn.offset,
@@ -266,8 +267,7 @@ class Daemon:
         planes = config.planes()
         start = writer.write_now("start", clock.now(), StartRecord(
             __version__, self.mode, config.clock.kind, planes, outcome_settings_sha256(config)))
-        writer.checkpoints = await shadow_fold(self.config, self.ledger_dir, state, start,
-                                               self.stopping)
+        writer.checkpoints = await shadow_fold(config, self.ledger_dir, state, start, self.stopping)
         durability = self.durability
         durability.seq, durability.hash = chain.next_seq - 1, chain.prev_hash
         # What never changes during a run is said once, here, not bound to every line.
@@ -291,6 +291,7 @@ class Daemon:
                           last_hash=chain.prev_hash)
         finally:
             store.close()
+            state.close_index()
 
     async def _graph(self, state: RecoveredState, clock: Clock, writer: LedgerWriter) -> Graph:
         """The actors of this run, over the input source it reads."""
@@ -355,6 +356,12 @@ class Daemon:
     def _snapshot(self) -> Snapshot:
         """The gauges, read by the metrics endpoint's thread at scrape time (snapshot())."""
         return snapshot(self)
+
+
+def _log_rebuilt(log: Any, state: RecoveredState) -> None:
+    """An index.rebuilt warning for each rebuild of the id index at start-up."""
+    for rebuilt in state.index.rebuilt if state.index is not None else ():
+        log.warning("index.rebuilt", **rebuilt.fields())
 
 
 def snapshot(daemon: Daemon) -> Snapshot:

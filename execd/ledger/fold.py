@@ -32,7 +32,7 @@ from execd.model.messages import (
     StartRecord,
     TradingStateRecord,
 )
-from execd.sentinel.core import SeenIds
+from execd.sentinel.core import Seen, SeenIds
 from execd.sentinel.risk import Risk
 from execd.venues.ccxt.results import held_change
 
@@ -75,17 +75,42 @@ _attempt = msgspec.json.Decoder(SendAttemptRecord).decode
 _SENT = frozenset(("FILLED", "PARTIALLY_FILLED", "FAILED"))
 
 
+class _IdView(Struct):
+    intent_id: uuid.UUID
+    status: str = ""
+
+
+_id_view = msgspec.json.Decoder(_IdView).decode
+
+
+def id_of(record: Record) -> uuid.UUID | None:
+    """The intent id ``record`` adds to the fold's ``seen`` (None: it adds none): an
+    ``order``'s, or an ``outcome``'s unless it is QUARANTINED, as :meth:`Fold.observe`
+    counts them. For an ids-only pass (rebuilding the id index)."""
+    kind = record.kind
+    if kind == "outcome":
+        view = _id_view(record.body)
+        return view.intent_id if view.status != "QUARANTINED" else None
+    if kind == "order":
+        return _id_view(record.body).intent_id
+    return None
+
+
 class Fold:
     """The state the records folded so far add up to.
 
     With ``risk``, the Risk Sentinel's positions, pacing and trading state are folded
     into it too. Records of kinds the fold does not read (``checkpoint`` among them)
     change nothing.
+
+    ``seen`` is the duplicate-id set the fold adds to (default: a new in-memory
+    :class:`~execd.sentinel.core.SeenIds`); with checkpoints on it is the on-disk id
+    index's ``IdIndex`` (``ledger/reindex.py``), which snapshots do not hold.
     """
 
-    def __init__(self, risk: Risk | None = None) -> None:
+    def __init__(self, risk: Risk | None = None, seen: Seen | None = None) -> None:
         self.risk = risk
-        self.seen = SeenIds()
+        self.seen: Seen = seen if seen is not None else SeenIds()
         # file -> (last line consumed, byte offset after it), for unfinished files
         self.progress: dict[str, tuple[int, int]] = {}
         # file -> (size, sha256) of files read to their end

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import msgspec
 
-from execd.ledger import checkpoints, head, retention
+from execd.ledger import checkpoints, head, reindex, retention
 from execd.ledger.fold import Fold
 from execd.ledger.head import Head
 from execd.ledger.record import record_decoder
@@ -42,10 +42,6 @@ from execd.sentinel.risk import Risk
 
 # A checkpoint record is a few hundred bytes: a longer line at its place is not one.
 _RECORD_BYTES = 4096
-# The id index coverage this build understands in a snapshot (0: the ids are inline).
-# A snapshot that says its ids live in an index this build does not read would restore
-# an empty id set, and intents would run twice.
-INDEX_THROUGH = 0
 _checkpoint_record = msgspec.json.Decoder(CheckpointRecord).decode
 
 
@@ -71,6 +67,15 @@ class RecoveredState(Fold):
         self.ignored: list[tuple[str, str]] = []
         # Temp files of snapshots removed at start-up (a crash or a failed write's).
         self.strays: list[str] = []
+        # With checkpoints on: the on-disk id index ``seen`` is, its directory, and each
+        # rebuild (ledger/reindex.py), which the checkpointer takes over.
+        self.index: reindex.OpenIndex | None = None
+
+    def close_index(self) -> None:
+        """Close the id index's descriptors (its store's and ``seen``'s), once unused."""
+        if self.index is not None:
+            self.index.ids.close()
+            self.index.store.close()
 
     def end(self) -> ChainEnd:
         """Where the recovered chain ends, for a snapshot of this fold."""
@@ -125,14 +130,6 @@ def _record_at(path: Path | None, offset: int) -> CheckpointRecord | str:
     return body
 
 
-def _index_refused(snapshot: Snapshot) -> str | None:
-    """Why this build cannot restore the ids of ``snapshot`` (None: it can)."""
-    if snapshot.index_through != INDEX_THROUGH:
-        return (f"its ids are in an id index through record {snapshot.index_through}, "
-                f"which this build does not read (it reads index_through={INDEX_THROUGH})")
-    return None
-
-
 def snapshot_limit(directory: Path) -> int:
     """The largest file that can be a snapshot of the ledger in ``directory``.
 
@@ -165,9 +162,10 @@ def vouched(directory: Path, path: Path, key: str | None, expect: Head | None,
         return f"its name says another record than the one it holds ({end.through_seq})"
     if key is not None and snapshot.fold_key != key:
         return "the config the fold reads changed since (venues, planes or pacing limits)"
-    refused = _index_refused(snapshot)
-    if refused is not None:
-        return refused
+    if snapshot.index_through != end.through_seq:
+        # The ids are the index's, through the snapshot's own last record (ledger/reindex.py).
+        return (f"its id index covers record {snapshot.index_through}, not its last one "
+                f"({end.through_seq})")
     place = _locate(directory, end.resume)
     if place is None:
         return f"not recorded: the ledger ends before record {end.through_seq}"
@@ -219,7 +217,9 @@ def recover(directory: Path, *, repair: bool = True, risk: Risk | None = None,
     With ``risk``, also rebuild its positions, pacing and trading state. With
     ``fold_key`` (checkpoints are on, under a config of that key), start from the newest
     snapshot the chain vouches for, and keep the fold as it is before the holds in
-    ``unheld``. ``risk`` must be new (nothing folded into it yet).
+    ``unheld``, and the ids in the on-disk index (``index``, ``seen``; rebuilt from the
+    ledger when missing, damaged, behind or ahead). ``risk`` must be new (nothing folded
+    into it yet).
     """
     state = RecoveredState(risk)
     try:
@@ -241,7 +241,15 @@ def recover(directory: Path, *, repair: bool = True, risk: Risk | None = None,
     moved = retention.archived(directory).segments
     if start is None and moved:
         raise LedgerArchived(retention.refusal(directory, moved, state.ignored))
+    if fold_key is not None:
+        # The ids through the snapshot are the index's, never the snapshot's.
+        state.index = reindex.open_index(directory, start.seq if start is not None else 0)
+        state.seen = state.index.ids
     state.scan = scan(directory, state.observe, repair=repair, expect=expect, start=start)
+    if state.index is not None:
+        ahead = reindex.check_ahead(directory, state.index, state.scan.next_seq - 1)
+        if ahead is not None:
+            state.seen = ahead
     state.folded = state.scan.records - (start.records if start is not None else 0)
     state.head_missing = expect is None and state.scan.records > 0
     state.ledger_bytes = retention.archived_bytes(directory) + sum(

@@ -17,13 +17,12 @@ their pacing limits: ``Risk.observe`` skips venues it does not know, and the pac
 deques' lengths and the cooldown depend on the limits). A snapshot with another key is
 not this config's fold, and start-up ignores it.
 
-The duplicate-id set sits behind one seam (``seen``, :func:`seen_bytes`,
-:func:`fill_seen`) so that an on-disk id index can take its place; ``index_through``
-will say how far that index covers (0: no index, the ids are inline). It is stored as
-:class:`~execd.sentinel.core.SeenIds` holds it, bucket by bucket, each in the order
-its ids were folded: as canonical as sorted ids (a pure function of the prefix, and a
-restored set grows exactly as the full fold's does), and taken and restored without a
-sort or a per-id step, where sorting a million ids on the writer's path took seconds.
+The duplicate-id set is not in a snapshot: it grows with history, so it lives in the
+on-disk id index (``<ledger_dir>/index/``, :mod:`execd.ledger.index`), and the
+checkpointer writes the run of the ids folded through X before the snapshot through X
+(``app/checkpointer.py``). ``index_through`` (always X) is the record the index must
+cover for this snapshot to be whole; start-up rebuilds an index that covers less
+(``ledger/reindex.py``). Version 1 held the ids inline and is no snapshot any more.
 """
 
 from __future__ import annotations
@@ -39,12 +38,10 @@ from execd.config.schema import Config
 from execd.ledger.fold import Fold
 from execd.model.messages import OrderRecord, SendAttemptRecord, TradingState, encode
 from execd.sentinel.book import Position, VenueBook
-from execd.sentinel.core import SeenIds
 from execd.sentinel.limits import merged
 from execd.sentinel.risk import Risk
 
-VERSION: Literal[1] = 1
-_ID = 16  # bytes of one intent id in ``seen``
+VERSION: Literal[2] = 2
 
 
 class PositionState(Struct, frozen=True, array_like=True):
@@ -94,7 +91,7 @@ class ChainEnd(Struct, frozen=True):
 class Snapshot(Struct, frozen=True, forbid_unknown_fields=True):
     """Everything the fold rebuilds, as of record ``end.through_seq``."""
 
-    version: Literal[1]
+    version: Literal[2]
     fold_key: str
     end: ChainEnd
     clock: str
@@ -105,12 +102,11 @@ class Snapshot(Struct, frozen=True, forbid_unknown_fields=True):
     unresolved: list[tuple[bytes, int]]
     last_sends: list[bytes]  # each a send record's JSON, in the fold's order
     risk: RiskState | None
-    # The duplicate-id set: per bucket, its 16-byte ids concatenated (see the module doc).
-    seen: list[bytes]
     done: list[tuple[str, int, str]]
     rejected: list[str]
     changed: list[str]
-    index_through: int = 0
+    # The record the on-disk id index covers for this snapshot (its own last record).
+    index_through: int
 
 
 _encoder = msgspec.msgpack.Encoder(order="sorted")
@@ -128,21 +124,6 @@ def fold_key(config: Config) -> str:
         venues.append((name, venue.plane, limits.max_orders, limits.rate_window,
                        limits.failure_limit, limits.failure_window, limits.cooldown))
     return hashlib.sha256(_encoder.encode((VERSION, venues))).hexdigest()
-
-
-def seen_bytes(seen: SeenIds) -> list[bytes]:
-    """The ids of ``seen``: each bucket's ids, concatenated in the order they were added."""
-    return [bytes(bucket) for bucket in seen._buckets]
-
-
-def fill_seen(seen: SeenIds, buckets: list[bytes]) -> None:
-    """Make ``seen`` (empty) hold the ids :func:`seen_bytes` took.
-
-    ValueError when ``buckets`` is not a set of SeenIds' buckets (a damaged snapshot).
-    """
-    if len(buckets) != len(seen._buckets) or any(len(b) % _ID for b in buckets):
-        raise ValueError("the id set is not whole")
-    seen._buckets = [bytearray(bucket) for bucket in buckets]
 
 
 def _venue(book: VenueBook, risk: Risk, name: str) -> VenueState:
@@ -179,9 +160,9 @@ def take(fold: Fold, end: ChainEnd, key: str) -> Snapshot:
         sorted(fold.refusing),
         [(encode(order), time) for order, time in fold.unresolved.values()],
         [encode(sent) for sent in fold.last_sends.values()],
-        _risk(fold.risk), seen_bytes(fold.seen),
+        _risk(fold.risk),
         [(name, size, sha) for name, (size, sha) in fold.done.items()],
-        sorted(fold.rejected), sorted(fold.changed))
+        sorted(fold.rejected), sorted(fold.changed), end.through_seq)
 
 
 def encode_snapshot(snapshot: Snapshot) -> bytes:
@@ -222,7 +203,8 @@ def restore(snapshot: Snapshot, fold: Fold) -> None:
     """Make ``fold`` (new, nothing folded yet) the state ``snapshot`` holds.
 
     The fold's Risk, when it has one, must be new too: made from a config whose
-    :func:`fold_key` is the snapshot's.
+    :func:`fold_key` is the snapshot's. Its ``seen`` is not touched: the ids are the id
+    index's, through ``snapshot.index_through``.
     """
     fold.clock = snapshot.clock
     fold.planes = {venue: (plane, seq) for venue, plane, seq in snapshot.planes}
@@ -232,7 +214,6 @@ def restore(snapshot: Snapshot, fold: Fold) -> None:
     fold.unresolved = {order.intent_id: (order, time) for order, time in orders}
     sends = [_attempt(data) for data in snapshot.last_sends]
     fold.last_sends = {sent.client_order_id: sent for sent in sends}
-    fill_seen(fold.seen, snapshot.seen)
     fold.done = {name: (size, sha) for name, size, sha in snapshot.done}
     fold.rejected = set(snapshot.rejected)
     fold.changed = set(snapshot.changed)

@@ -14,7 +14,7 @@ import operator
 import uuid
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 from msgspec import Raw, Struct
@@ -55,8 +55,23 @@ _ACTION_SIDE: dict[str, Side] = {
 }
 
 
+class Seen(Protocol):
+    """The duplicate-id set the sentinel and the fold ask: :class:`SeenIds` in memory
+    (checkpoints off), or the on-disk index's
+    :class:`~execd.ledger.index.ids.IdIndex` (checkpoints on; README, "Checkpoints")."""
+
+    def add(self, intent_id: uuid.UUID, /) -> bool:
+        """Record ``intent_id``; False if it was already there."""
+
+    def __len__(self) -> int:
+        """How many ids are held."""
+
+
 class SeenIds:
     """Intent ids that already have an outcome: a second intent with one gets no order.
+
+    The in-memory set, used with checkpoints off (with them on, the on-disk index takes
+    its place, so memory does not grow with history).
 
     Exact, and compact because it lives as long as the ledger: each id is its 16
     raw bytes appended to one of 65,536 bytearray buckets chosen by its low bits,
@@ -139,7 +154,7 @@ class SentinelCore:
     order in which the sentinel decided, which is what an audit needs to see.
     """
 
-    def __init__(self, planes: Mapping[str, Plane], seen: SeenIds,
+    def __init__(self, planes: Mapping[str, Plane], seen: Seen,
                  risk: Risk | None = None) -> None:
         self.planes = planes
         self.seen = seen

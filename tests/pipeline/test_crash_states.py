@@ -164,6 +164,8 @@ def same_state_as_full_fold(directory: Path, checkpoints: Path) -> str | None:
     assert full.checkpoint is None
     shutil.copytree(checkpoints, directory / "ledger" / "checkpoints")
     fast = recover(directory / "ledger", repair=False, risk=Risk(cfg), fold_key=fold_key(cfg))
+    full.close_index()
+    fast.close_index()
     assert full.unheld is not None and fast.unheld is not None
     assert encode_snapshot(fast.unheld) == encode_snapshot(full.unheld)
     return fast.checkpoint

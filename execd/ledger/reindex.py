@@ -1,0 +1,177 @@
+"""The duplicate-id index at start-up: opened and checked, or rebuilt from the ledger.
+
+With checkpoints on, the intent ids that already have an outcome or order live in
+``<ledger_dir>/index/`` (:mod:`execd.ledger.index`), not in the snapshots, so start-up
+memory and snapshots stay flat with history (README, "Checkpoints"). A snapshot
+through X is whole only with an index covering at least X (``index_through``).
+
+:func:`open_index` opens the index and uses it when its manifest covers X; when it is
+missing, damaged (:class:`~execd.model.errors.IndexDamaged`) or behind, it is rebuilt
+with an ids-only pass over the records through X (:func:`~execd.ledger.fold.id_of`,
+the ids the fold counts), never trusting what was found (DESIGN §3: derived state is
+rebuilt from the ledger). The records after X are then folded into the index as
+usual, their ids going to its recent set. After that fold, :func:`check_ahead`
+rebuilds an index that covers records the ledger does not hold (a ledger restored
+from an older copy), whose ids would refuse intents never executed.
+
+Blocking: start-up runs it in the recovery thread.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from execd.ledger import fold, retention, scan
+from execd.ledger.index.filter import BlockedBloom
+from execd.ledger.index.ids import IdIndex
+from execd.ledger.index.runs import KEY
+from execd.ledger.index.store import DIRECTORY, MANIFEST, IndexStore
+from execd.ledger.record import Record
+from execd.model.clock import monotonic
+from execd.model.errors import IndexDamaged, LedgerArchived
+
+
+class Rebuilt:
+    """Why the index was rebuilt, how many ids it got, and the seconds it took (for the
+    ``index.rebuilt`` log line)."""
+
+    __slots__ = ("ids", "reason", "seconds")
+
+    def __init__(self, reason: str, ids: int, seconds: float) -> None:
+        self.reason = reason
+        self.ids = ids
+        self.seconds = seconds
+
+    def fields(self) -> dict[str, object]:
+        """The log line's fields."""
+        return {"reason": self.reason, "ids": self.ids, "seconds": round(self.seconds, 3),
+                "note": "the duplicate-id index was rebuilt from the ledger"}
+
+
+class OpenIndex:
+    """The index a run uses: its directory (``store``), the ``IdIndex`` over its runs
+    the sentinel asks, a copy of that filter as it stood before the fold of the records
+    after the snapshot (``bloom``, for the checkpointer's own IdIndex over the same
+    runs), and each rebuild with its reason."""
+
+    __slots__ = ("bloom", "ids", "rebuilt", "saved_filter", "store")
+
+    def __init__(self, store: IndexStore, ids: IdIndex, saved_filter: bool) -> None:
+        self.store = store
+        self.ids = ids
+        self.bloom = copy_bloom(ids.bloom)
+        #: Whether the filter came from ``filter.bin`` (else it was built from the runs).
+        self.saved_filter = saved_filter
+        self.rebuilt: list[Rebuilt] = []
+
+
+def copy_bloom(bloom: BlockedBloom) -> BlockedBloom:
+    """A copy of ``bloom`` another owner may add to."""
+    copy = BlockedBloom(bloom.capacity, bloom.bits_per_id, bloom.to_bytes())
+    copy.count = bloom.count
+    return copy
+
+
+def ids_through(ledger: Path, through: int) -> set[int]:
+    """The ids the fold counts in records 1..``through`` of ``ledger`` (as integers).
+
+    The records after it are read and passed over (the checkpoint interval bounds them,
+    unless older snapshots were ignored); a torn tail is left to the recovery scan,
+    which repairs it. Memory: a set of every id (about 100 bytes an id), for this
+    rare path only.
+    """
+    found: set[int] = set()
+    if through <= 0:
+        return found
+    moved = retention.archived(ledger).segments
+    if moved:
+        # The ids of archived records would be missing: a rebuild without them would let
+        # their intents run again (README, "Retention, backup and restore").
+        raise LedgerArchived(
+            f"{ledger}: the id index must be rebuilt from the whole ledger, and records "
+            f"{moved[0].first_seq}..{moved[-1].last_seq} are archived ({moved[0].name} to "
+            f"{moved[-1].name}); restore them: gunzip each <segment>.gz from the archive "
+            f"into {ledger}, then start again")
+    add, id_of = found.add, fold.id_of
+
+    def observe(record: Record) -> None:
+        if record.seq <= through:
+            intent_id = id_of(record)
+            if intent_id is not None:
+                add(intent_id.int)
+
+    scan.scan(ledger, observe)
+    return found
+
+
+def rebuild(ledger: Path, through: int) -> tuple[IndexStore, int]:
+    """A new index holding the ids of records 1..``through``; it and their count."""
+    ids = ids_through(ledger, through)
+    store = IndexStore.create(ledger / DIRECTORY)
+    if through > 0:
+        store.write_run((key.to_bytes(KEY) for key in sorted(ids)), through)
+    return store, len(ids)
+
+
+def _index_over(store: IndexStore) -> tuple[IdIndex, bool]:
+    """An IdIndex over ``store``'s runs, from its saved filter when that one is whole
+    and not over-full (else built from the runs, sized for twice their ids)."""
+    try:
+        saved = store.load_filter()
+    except IndexDamaged:
+        saved = None
+    runs = store.open_runs()
+    if saved is not None:
+        bloom, through = saved
+        if bloom.count <= bloom.capacity and through <= store.through_seq:
+            return IdIndex(runs, bloom=bloom, bloom_through=through), True
+    return IdIndex(runs), False
+
+
+def open_index(ledger: Path, through: int) -> OpenIndex:
+    """The index of ``ledger``, covering at least record ``through`` (the snapshot's
+    ``index_through``; 0 without one), rebuilt when it does not."""
+    directory = ledger / DIRECTORY
+    reason = None
+    if through == 0 and not (directory / MANIFEST).exists():
+        # A new ledger, or one first run with checkpoints: nothing to rebuild, the fold
+        # brings every id.
+        store = IndexStore.create(directory)
+        return OpenIndex(store, IdIndex(), False)
+    try:
+        store = IndexStore.open(directory)
+        if store.through_seq < through:
+            reason = (f"behind: it covers records through {store.through_seq}, the "
+                      f"checkpoint needs {through}")
+            store.close()
+    except IndexDamaged as exc:
+        reason = str(exc)
+    rebuilt = None
+    if reason is not None:
+        began = monotonic()
+        store, count = rebuild(ledger, through)
+        rebuilt = Rebuilt(reason, count, monotonic() - began)
+    ids, saved = _index_over(store)
+    opened = OpenIndex(store, ids, saved)
+    if rebuilt is not None:
+        opened.rebuilt.append(rebuilt)
+    return opened
+
+
+def check_ahead(ledger: Path, opened: OpenIndex, last_seq: int) -> IdIndex | None:
+    """After the fold: when the index covers records past the ledger's last one
+    (``last_seq``), rebuild it from the whole ledger; the new IdIndex (None: kept)."""
+    store = opened.store
+    if store.through_seq <= last_seq:
+        return None
+    reason = (f"ahead: it covers records through {store.through_seq}, the ledger ends "
+              f"at {last_seq}")
+    began = monotonic()
+    opened.ids.close()
+    store.close()
+    store, count = rebuild(ledger, last_seq)
+    opened.rebuilt.append(Rebuilt(reason, count, monotonic() - began))
+    opened.store = store
+    opened.ids, opened.saved_filter = _index_over(store)
+    opened.bloom = copy_bloom(opened.ids.bloom)
+    return opened.ids

@@ -1,0 +1,105 @@
+"""The id index while running: a run per checkpoint to the sentinel, compaction beside it."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import anyio
+from structlog.testing import capture_logs
+
+from execd.app.id_runs import IdRuns
+from execd.ledger.index.filter import BlockedBloom, words_for
+from execd.ledger.index.ids import IdIndex
+from execd.ledger.index.store import IndexStore
+from execd.model import reasons
+from execd.sentinel.core import SentinelCore
+from execd.service import logs
+from tests.unit.sentinel.test_sentinel import item, refusal
+
+
+def ids(first: int, count: int) -> list[uuid.UUID]:
+    return [uuid.UUID(int=(n * 0x9E3779B97F4A7C15 + (n << 90)) % (1 << 128))
+            for n in range(first, first + count)]
+
+
+def pair(directory: Path) -> tuple[IndexStore, IdRuns]:
+    store = IndexStore.create(directory)
+    runs = IdRuns(store, IdIndex(), IdIndex(), saved_filter=False, log=logs.get("ledger"))
+    return store, runs
+
+
+def as_set(index: IdIndex, every: list[uuid.UUID]) -> None:
+    """``index`` refuses each of ``every`` and counts each once."""
+    assert len(index) == len(every)
+    assert not any(index.add(intent_id) for intent_id in every)
+
+
+async def test_each_checkpoint_s_run_moves_exactly_its_ids_out_of_recent(tmp_path: Path) -> None:
+    """The sentinel decided ids past X too; after the hand-over only those stay recent, and
+    both indexes still answer as the set of every id."""
+    store, runs = pair(tmp_path)
+    durable, later = ids(0, 300), ids(300, 5)
+    for intent_id in durable:
+        assert runs.sentinel.add(intent_id) and runs.shadow.add(intent_id)
+    for intent_id in later:
+        runs.sentinel.add(intent_id)
+    await anyio.to_thread.run_sync(runs.write, 10)
+    runs.hand_over()
+    assert store.through_seq == 10 and len(store.manifest.runs) == 1
+    assert runs.sentinel.recent == {i.int for i in later} and not runs.shadow.recent
+    as_set(runs.sentinel, durable + later)
+    as_set(runs.shadow, durable)
+    assert runs.sentinel.add(uuid.UUID(int=7))
+
+
+async def test_compaction_keeps_every_answer_even_when_it_beats_the_hand_over(
+        tmp_path: Path) -> None:
+    """Four runs merge in a worker thread; a merge that took a run the sentinel was not yet
+    handed leaves that run's ids in the sentinel's index exactly once."""
+    store, runs = pair(tmp_path)
+    every: list[uuid.UUID] = []
+    with capture_logs() as logged:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(runs.compact)
+            for number in range(3):
+                batch = ids(100 * number, 100)
+                every += batch
+                for intent_id in batch:
+                    runs.sentinel.add(intent_id)
+                    runs.shadow.add(intent_id)
+                await anyio.to_thread.run_sync(runs.write, 10 * (number + 1))
+                runs.hand_over()
+            # The fourth run is live, not yet handed over, when the merge is made live.
+            batch = ids(300, 100)
+            every += batch
+            for intent_id in batch:
+                runs.sentinel.add(intent_id)
+                runs.shadow.add(intent_id)
+            await anyio.to_thread.run_sync(runs.write, 40)
+            runs._written.set()
+            with anyio.fail_after(10):
+                while len(store.manifest.runs) > 1:
+                    await anyio.sleep(0.01)
+                while not any(e["event"] == "index.compacted" for e in logged):
+                    await anyio.sleep(0.01)
+            runs.hand_over()
+            runs.close()
+    assert len(runs.sentinel.runs) == 1 and not runs.sentinel.recent
+    as_set(runs.sentinel, every)
+    runs.apply_compactions()
+    assert len(runs.shadow.runs) == 1
+    as_set(runs.shadow, every)
+
+
+def test_a_filter_false_positive_still_admits() -> None:
+    """A filter that says "maybe" for every id (every bit set) refuses nothing new: the
+    runs and recent ids decide, so only a real repeat is a duplicate."""
+    capacity = 1 << 10
+    bloom = BlockedBloom(capacity, data=b"\xff" * (8 * words_for(capacity)))
+    index = IdIndex(bloom=bloom)
+    sentinel = SentinelCore({"binance": "paper"}, index)
+    for n in range(1, 20):
+        assert refusal(sentinel.handle(item(n, quantity="0")))[1] != reasons.INTENT_DUPLICATE
+    assert index.false_positives == 19
+    assert refusal(sentinel.handle(item(3)))[1] == reasons.INTENT_DUPLICATE

@@ -1,0 +1,209 @@
+"""The on-disk id index at start-up: the live one is what the ledger says, and any index
+that is missing, damaged, behind or ahead is rebuilt from the ledger, never trusted."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import anyio
+import pytest
+from structlog.testing import capture_logs
+
+from execd.app.daemon import Daemon
+from execd.config import schema as config
+from execd.ledger import checkpoints, reindex
+from execd.ledger.index.store import DIRECTORY, MANIFEST, IndexStore
+from execd.ledger.recovery import RecoveredState, recover
+from execd.ledger.snapshot import encode_snapshot, fold_key
+from execd.sentinel.risk import Risk
+from tests.helpers import records, write_config
+from tests.pipeline.test_crash_states import FILES, line, run_until_idle
+
+
+def ledger_ids(ledger: Path, through: int | None = None) -> set[int]:
+    """The ids the fold counts, read from the ledger's JSON as a test would by hand."""
+    found = set()
+    for record in records(ledger):
+        if through is not None and record["seq"] > through:
+            break
+        body = record["body"]
+        if record["kind"] == "order" or (record["kind"] == "outcome"
+                                          and body["status"] != "QUARANTINED"):
+            found.add(uuid.UUID(body["intent_id"]).int)
+    return found
+
+
+def index_keys(ledger: Path) -> tuple[list[int], int]:
+    """Every key of the index's runs, in order, and the seq the index covers."""
+    store = IndexStore.open(ledger / DIRECTORY)
+    try:
+        keys = sorted(int.from_bytes(record[:16]) for run in store.open_runs()
+                      for record in run.records())
+        return keys, store.through_seq
+    finally:
+        store.close()
+
+
+def start_up(directory: Path) -> tuple[RecoveredState, list[dict[str, object]]]:
+    """Recover as the daemon does; the state and its index.rebuilt lines."""
+    daemon = Daemon(config.load(directory / "execd.toml"), mode="run",
+                    ledger_dir=directory / "ledger")
+    daemon.risk = Risk(daemon.config)
+    with capture_logs() as logged:
+        state = daemon._recover()
+    return state, [e for e in logged if e["event"] == "index.rebuilt"]
+
+
+def holds_exactly(state: RecoveredState, ids: set[int]) -> None:
+    """``state.seen`` refuses every id of ``ids``, admits another, and counts them."""
+    assert len(state.seen) == len(ids)
+    assert not any(state.seen.add(uuid.UUID(int=key)) for key in ids)
+    assert state.seen.add(uuid.uuid5(uuid.NAMESPACE_OID, "never seen"))
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A whole run over the crash-state files, a checkpoint every 3 records."""
+    directory = tmp_path_factory.mktemp("base")
+    inbox = directory / "lakehouse" / "inbox"
+    inbox.mkdir(parents=True)
+    for name, data in FILES.items():
+        (inbox / name).write_bytes(data)
+    anyio.run(run_until_idle, directory, [], 3)
+    return directory
+
+
+def copy(base: Path, to: Path) -> Path:
+    shutil.copytree(base, to)
+    return to
+
+
+def test_the_index_rebuilt_from_the_ledger_equals_the_live_one(base: Path, tmp_path: Path) -> None:
+    """The runs the checkpointers wrote hold exactly the ids of the records through the
+    last checkpoint, once each (runs are disjoint); a rebuild writes the same keys."""
+    ledger = base / "ledger"
+    live, through = index_keys(ledger)
+    newest = checkpoints.through_of(checkpoints.listed(ledger)[0].name)
+    assert through == newest and live
+    assert len(live) == len(set(live)), "an id in two runs"
+    assert set(live) == ledger_ids(ledger, through)
+    directory = copy(base, tmp_path / "copy")
+    shutil.rmtree(directory / "ledger" / DIRECTORY)
+    state, rebuilt = start_up(directory)
+    [line_] = rebuilt
+    assert "no index" in str(line_["reason"]) and line_["ids"] == len(live)
+    assert index_keys(directory / "ledger") == (live, through)
+    holds_exactly(state, ledger_ids(ledger))
+
+
+def flip_a_run_byte(ledger: Path) -> None:
+    run = next((ledger / DIRECTORY).glob("run-*.ids"))
+    data = bytearray(run.read_bytes())
+    data[-1] ^= 0xFF
+    run.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(("damage", "reason"), [
+    (lambda ledger: shutil.rmtree(ledger / DIRECTORY), "no index"),
+    (lambda ledger: (ledger / DIRECTORY / MANIFEST).write_bytes(b"{}"), "not a manifest"),
+    (flip_a_run_byte, "SHA-256"),
+    (lambda ledger: IndexStore.create(ledger / DIRECTORY).close(), "behind"),
+])
+def test_a_missing_damaged_or_stale_index_is_rebuilt(base: Path, tmp_path: Path, damage: object,
+                                                     reason: str) -> None:
+    directory = copy(base, tmp_path / "copy")
+    ledger = directory / "ledger"
+    damage(ledger)  # type: ignore[operator]
+    state, rebuilt = start_up(directory)
+    [line_] = rebuilt
+    assert reason in str(line_["reason"]), line_
+    assert state.checkpoint is not None
+    holds_exactly(state, ledger_ids(ledger))
+    assert index_keys(ledger)[0] == sorted(ledger_ids(ledger, index_keys(ledger)[1]))
+
+
+def test_an_index_ahead_of_the_ledger_is_rebuilt(base: Path, tmp_path: Path) -> None:
+    """A ledger put back from an older copy beside a newer index: the index's later ids
+    would refuse intents that never ran, so it is rebuilt from the ledger there is."""
+    directory = copy(base, tmp_path / "copy")
+    ledger = directory / "ledger"
+    segment = ledger / "segment-00000001.jsonl"
+    kept = segment.read_bytes().splitlines(keepends=True)[:4]
+    segment.write_bytes(b"".join(kept))
+    (ledger / "head.json").unlink()
+    state, rebuilt = start_up(directory)
+    [line_] = rebuilt
+    assert str(line_["reason"]).startswith("ahead")
+    holds_exactly(state, ledger_ids(ledger))
+    assert index_keys(ledger)[1] == 4
+
+
+def crash_cuts(base: Path) -> list[tuple[int, int]]:
+    """(k, index through) for each checkpoint X: the ledger cut right after X (its record
+    not durable) with the index before and after X's run, and cut right after X's
+    checkpoint record, the index through X."""
+    kinds = [r["kind"] for r in records(base / "ledger")]
+    cuts = []
+    for x in range(3, len(kinds), 3):
+        if kinds[x] != "checkpoint":  # kinds[x] is record x + 1
+            continue
+        cuts += [(x, x - 3), (x, x), (x + 1, x)]
+    return cuts
+
+
+async def test_a_crash_around_a_run_and_its_checkpoint_recovers_every_id(
+        base: Path, tmp_path: Path) -> None:
+    """Killed before or after the run through X is written, or after X's checkpoint record:
+    start-up uses the index it finds (no rebuild), holds exactly the ledger's ids, has the
+    full fold's state, and the restart runs nothing twice."""
+    full = (base / "ledger" / "segment-00000001.jsonl").read_bytes().splitlines(keepends=True)
+    cuts = crash_cuts(base)
+    assert len(cuts) > 6
+    for k, through in cuts:
+        directory = tmp_path / f"k{k}-{through}"
+        ledger = directory / "ledger"
+        ledger.mkdir(parents=True)
+        (ledger / "segment-00000001.jsonl").write_bytes(b"".join(full[:k]))
+        shutil.copytree(base / "ledger" / checkpoints.DIRECTORY, ledger / checkpoints.DIRECTORY)
+        reindex.rebuild(ledger, through)[0].close()
+        write_config(directory)
+        cfg = config.load(directory / "execd.toml").config
+        fast = recover(ledger, repair=False, risk=Risk(cfg), fold_key=fold_key(cfg))
+        assert fast.index is not None and fast.index.rebuilt == [], (k, through)
+        holds_exactly(fast, ledger_ids(ledger))
+        aside = directory / "aside"
+        (ledger / checkpoints.DIRECTORY).rename(aside)
+        slow = recover(ledger, repair=False, risk=Risk(cfg), fold_key=fold_key(cfg))
+        aside.rename(ledger / checkpoints.DIRECTORY)
+        fast.close_index()
+        slow.close_index()
+        assert fast.unheld is not None and slow.unheld is not None
+        assert encode_snapshot(fast.unheld) == encode_snapshot(slow.unheld)
+        # From the newest checkpoint whose record the cut kept (none before the first one).
+        newest = k - 1 if k % 3 == 1 else k - 3
+        assert fast.checkpoint == (checkpoints.name(newest) if newest else None), k
+
+
+@pytest.mark.parametrize("index", ["kept", "deleted", "damaged"])
+async def test_an_intent_repeated_after_a_restart_is_a_duplicate(
+        base: Path, tmp_path: Path, index: str) -> None:
+    """The same intents, in a new file after a restart (with the index as it was, deleted
+    or damaged): each is refused INTENT_DUPLICATE; none fills twice."""
+    directory = copy(base, tmp_path / "copy")
+    ledger = directory / "ledger"
+    if index == "deleted":
+        shutil.rmtree(ledger / DIRECTORY)
+    elif index == "damaged":
+        flip_a_run_byte(ledger)
+    again = b"".join(line(n) + b"\n" for n in (1, 2, 3, 4))
+    (directory / "lakehouse" / "inbox" / "e.jsonl").write_bytes(again)
+    await run_until_idle(directory, [], 3)
+    found = [r["body"] for r in records(ledger) if r["kind"] == "outcome"]
+    repeated = [body for body in found if body["source"][0] == "e.jsonl"]
+    assert [body["reason"] for body in repeated] == ["INTENT_DUPLICATE"] * 4
+    filled = Counter(body["intent_id"] for body in found if body["status"] == "FILLED")
+    assert max(filled.values()) == 1
+    assert set(index_keys(ledger)[0]) <= ledger_ids(ledger)
