@@ -224,3 +224,21 @@ async def test_a_checkpoint_whose_last_record_ends_an_archived_segment_still_cou
     for path in files[:-1]:
         path.write_bytes(path.read_bytes()[:-1])
     assert state_of(ledger, cfg) == (files[-1].name, before)
+
+
+async def test_an_id_index_rebuilt_over_an_archived_ledger_is_refused(tmp_path: Path) -> None:
+    """A checkpoint is usable but the id index is gone: rebuilding it needs the archived
+    records' ids, so start-up refuses and says what to restore instead of rebuilding from
+    what is left (which would let the archived intents run again); restored, it rebuilds."""
+    ledger, cfg = await small_segments(tmp_path)
+    used, state = state_of(ledger, cfg)
+    assert main(["ledger", "archive", "--ledger", str(ledger)]) == 0
+    shutil.rmtree(ledger / "index")
+    with pytest.raises(LedgerArchived) as refused:
+        recover(ledger, repair=False, risk=Risk(cfg), fold_key=fold_key(cfg))
+    assert "id index must be rebuilt" in str(refused.value) and "gunzip" in str(refused.value)
+    for packed in (ledger / "archive").glob("*.gz"):
+        (ledger / packed.name.removesuffix(".gz")).write_bytes(gzip.decompress(
+            packed.read_bytes()))
+    (ledger / retention.ARCHIVED).unlink()
+    assert state_of(ledger, cfg) == (used, state)
