@@ -3,6 +3,7 @@ a failed write leaves nothing behind, and pruning counts only what a record vouc
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import signal
@@ -46,10 +47,14 @@ def test_a_symlink_at_the_temp_name_is_never_followed(tmp_path: Path) -> None:
     assert not written.is_symlink() and written.read_bytes() == DATA
 
 
-@pytest.fixture
+@contextlib.contextmanager
 def small_files() -> Iterator[None]:
     """Files this process writes may hold 4 KiB at most: a real write error (EFBIG), as a
-    full disk gives ENOSPC, partway through a snapshot."""
+    full disk gives ENOSPC, partway through a snapshot.
+
+    Only around the write itself: the limit is the whole process's, and pytest's own
+    output (a file, under CI) must not meet it.
+    """
     old_limit = resource.getrlimit(resource.RLIMIT_FSIZE)
     old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     resource.setrlimit(resource.RLIMIT_FSIZE, (4096, old_limit[1]))
@@ -60,9 +65,9 @@ def small_files() -> Iterator[None]:
         signal.signal(signal.SIGXFSZ, old_handler)
 
 
-def test_a_failed_write_leaves_no_temp_file(tmp_path: Path, small_files: None) -> None:
+def test_a_failed_write_leaves_no_temp_file(tmp_path: Path) -> None:
     """A partial temp file would keep the space the ledger's next commit needs."""
-    with pytest.raises(OSError, match="File too large"):
+    with pytest.raises(OSError, match="File too large"), small_files():
         checkpoints.write(tmp_path, checkpoints.name(7), DATA)
     assert list(directory(tmp_path).iterdir()) == []
 
