@@ -15,7 +15,7 @@ import re
 import stat
 from pathlib import Path
 
-from execd.ledger.segments import fsync_dir
+from execd.ledger.segments import fsync_dir, replace_durably
 
 DIRECTORY = "checkpoints"
 # A snapshot larger than this is not read: far above any the fold makes today (the
@@ -55,35 +55,14 @@ def listed(ledger: Path) -> list[Path]:
 
 
 def write(ledger: Path, file_name: str, data: bytes) -> None:
-    """Write one snapshot atomically and durably. Blocking; OSError when it cannot be.
-
-    The temp file is made anew, never opened through what is at its name: a FIFO there
-    would block the open forever, a symlink would send the bytes outside the ledger
-    (O_EXCL | O_NOFOLLOW refuse both). Whatever goes wrong, no temp file is left behind:
-    a partial one would hold the space the ledger's next commit needs (a full disk).
-    """
+    """Write one snapshot atomically and durably (:func:`segments.replace_durably`: never
+    through a FIFO or symlink at the temp name, no temp left behind). Blocking; OSError
+    when it cannot be."""
     directory = ledger / DIRECTORY
     if not directory.is_dir():
         directory.mkdir(mode=0o750)
         fsync_dir(ledger)
-    temp = directory / f".{file_name}.tmp"
-    if temp.is_symlink() or temp.exists():
-        temp.unlink()  # a stale one (a crash mid-write); a directory there raises
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                 0o640)
-    try:
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temp, directory / file_name)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    fsync_dir(directory)
+    replace_durably(directory / file_name, data)
 
 
 def _regular(path: Path) -> bool:

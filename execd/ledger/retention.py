@@ -33,7 +33,14 @@ from execd.ledger import checkpoints
 from execd.ledger.head import Head
 from execd.ledger.record import GENESIS, record_decoder
 from execd.ledger.scan import Claim, Resume
-from execd.ledger.segments import MAX_LINE, READ_CHUNK, exclusive, fsync_dir, list_segments
+from execd.ledger.segments import (
+    MAX_LINE,
+    READ_CHUNK,
+    exclusive,
+    fsync_dir,
+    list_segments,
+    replace_durably,
+)
 from execd.model.errors import LedgerCorrupt
 
 ARCHIVE: Final = "archive"
@@ -106,20 +113,6 @@ def archived_bytes(ledger: Path) -> int:
 def archive_dir(ledger: Path, manifest: Manifest) -> Path:
     """The archive directory ``manifest`` names, for the ledger in ``ledger``."""
     return ledger / manifest.directory
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    temp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o640)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(temp, path)
-    fsync_dir(path.parent)
 
 
 class _Chain:
@@ -222,9 +215,9 @@ def archive(ledger: Path, to: Path | None = None,
             kept = [old for old in kept if old.name != entry.name] + [entry]
             manifest.segments = kept
             data = msgspec.json.encode(manifest)
-            _write_atomically(directory / MANIFEST, data)
+            replace_durably(directory / MANIFEST, data)
             _tell(step, f"manifest {path.name}")
-            _write_atomically(ledger / ARCHIVED, data)
+            replace_durably(ledger / ARCHIVED, data)
             _tell(step, f"archived.json {path.name}")
             path.unlink()
             fsync_dir(ledger)

@@ -82,6 +82,35 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def replace_durably(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data``, atomically and durably: a temp file beside it,
+    fsync, rename, directory fsync. Blocking; OSError when it cannot be.
+
+    The temp file is made anew, never opened through what is at its name: a FIFO there
+    would block the open forever, a symlink would send the bytes elsewhere (O_EXCL |
+    O_NOFOLLOW refuse both). Whatever goes wrong, no temp file is left behind: a partial
+    one would hold the space the ledger's next commit needs (a full disk).
+    """
+    temp = path.with_name(f".{path.name}.tmp")
+    if temp.is_symlink() or temp.exists():
+        temp.unlink()  # a stale one (a crash mid-write); a directory there raises
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 0o640)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
 class SegmentStore:
     """Appends whole batches of records to the newest segment and syncs them."""
 

@@ -39,7 +39,6 @@ recent set; a compaction's result goes the same way (``IdIndex.replace``).
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import threading
 from collections.abc import Iterable, Sequence
@@ -51,7 +50,7 @@ from msgspec import Struct
 from execd.ledger.index import runs
 from execd.ledger.index.filter import BlockedBloom, unpack
 from execd.ledger.index.runs import Run, RunInfo
-from execd.ledger.segments import fsync_dir
+from execd.ledger.segments import fsync_dir, replace_durably
 from execd.model.errors import IndexDamaged
 
 DIRECTORY = "index"
@@ -322,18 +321,8 @@ def _write_manifest(directory: Path, manifest: Manifest) -> None:
 
 
 def _replace(directory: Path, name: str, data: bytes) -> None:
-    # Temp file, fsync, rename, directory fsync (DESIGN §3: derived state is atomic).
-    temp = directory / f".{name}.tmp"
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o640)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(temp, directory / name)
-    fsync_dir(directory)
+    # Atomic (DESIGN §3: derived state is replaced whole or not at all).
+    replace_durably(directory / name, data)
 
 
 def _remove_orphans(directory: Path, live: set[str]) -> None:
