@@ -103,17 +103,7 @@ class BlockedBloom:
 
     def add(self, key: int) -> bool:
         """Set ``key``'s bits; True if they were all set already ("maybe seen before")."""
-        folded = ((key >> 64) ^ key) & _M64
-        x = (folded * _MIX) & _M64
-        x ^= x >> 29
-        m = MASKS[x & 0xFFF] | MASKS[(x >> 12) & 0xFFF] | MASKS[(x >> 24) & 0xFFF]
-        at = (x * self._words) >> 64
-        word = self._view[at]
-        self.count += 1
-        if word & m == m:
-            return True
-        self._view[at] = word | m
-        return False
+        return self.admit(key) is not None
 
     def admit(self, key: int) -> tuple[int, int] | None:
         """:meth:`add` for a lookup that goes on to the runs: None when ``key`` was
