@@ -47,7 +47,7 @@ class Checkpointer:
     """The writer's :class:`~execd.ledger.writer.Checkpoints`: fold, then write snapshots."""
 
     def __init__(self, ledger: Path, fold: Fold, end: ChainEnd, *, key: str, every: int,
-                 kept: int, log: Any, timeout_s: float = 30.0,
+                 kept: int, log: Any, interval: int = 0, timeout_s: float = 30.0,
                  stopping: anyio.Event | None = None, good: set[str] | None = None,
                  ids: IdRuns | None = None) -> None:
         self.ledger = ledger
@@ -55,6 +55,7 @@ class Checkpointer:
         # The id index's runs (None: the fold's ids are in memory, as in unit tests).
         self.ids = ids
         self.every = every
+        self.interval = interval
         self.kept = kept
         self.key = key
         self.log = log
@@ -270,7 +271,8 @@ async def shadow_fold(config: Config, ledger: Path, state: RecoveredState, start
     checkpointer = Checkpointer(
         ledger, shadow, unheld.end, key=unheld.fold_key,
         every=config.ledger.checkpoint_records, kept=config.ledger.checkpoints_kept,
-        log=log, timeout_s=config.ledger.checkpoint_timeout_ms / 1000,
+        log=log, interval=config.ledger.checkpoint_interval or 0,
+        timeout_s=config.ledger.checkpoint_timeout_ms / 1000,
         stopping=stopping, good={state.checkpoint} if state.checkpoint else set(), ids=ids)
     checkpointer.observe_line(start)
     return checkpointer

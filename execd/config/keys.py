@@ -123,6 +123,7 @@ KEYS: Final[tuple[Key, ...]] = (
     fixed("ledger.head_interval_ms", _LEDGER),
     fixed("ledger.head_log_ms", _LEDGER),
     fixed("ledger.checkpoint_records", _LEDGER),
+    fixed("ledger.checkpoint_interval", _LEDGER),
     fixed("ledger.checkpoints_kept", _LEDGER),
     fixed("ledger.checkpoint_timeout_ms", _LEDGER),
     live("log.level"),

@@ -160,6 +160,12 @@ def _check_meaning(config: Config, file: str, problems: list[ConfigProblem]) -> 
             _check_limits(limits, keys.dotted(("venues", name, "symbols", symbol)), file,
                           problems)
     _check_limits(config.risk.limits, "risk.limits", file, problems)
+    ledger = config.ledger
+    if ledger.checkpoint_interval is not None and not ledger.checkpoint_records:
+        # The seq rule is what bounds the commits waiting for the shadow fold.
+        problems.append(ConfigProblem(
+            file, "ledger.checkpoint_records", "at least 1 (ledger.checkpoint_interval adds "
+            "checkpoints by time to those by seq; it cannot stand alone)", "0"))
     risk = config.risk
     needs_key = any(v.plane in risk.signed_planes for v in config.venues.values())
     if needs_key and not (risk.key_file or risk.key_credential):

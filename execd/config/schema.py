@@ -101,6 +101,9 @@ class LedgerConfig(Struct, frozen=True, forbid_unknown_fields=True):
     # A checkpoint after every record whose seq is a multiple of this (0: none), and
     # how many snapshot files are kept in checkpoints/ (README, "Checkpoints").
     checkpoint_records: Annotated[int, Meta(ge=0, le=1_000_000_000)] = 50_000
+    # And one after the first record this far (clock units) past the last checkpoint:
+    # the records' own times, so a replay puts them at the same places (ledger/cadence.py).
+    checkpoint_interval: ClockSpan | None = None
     checkpoints_kept: Annotated[int, Meta(ge=1, le=1_000)] = 3
     # How long the writer waits for one snapshot before it records the checkpoint as
     # skipped (README, "Checkpoints"): storage that blocks never stops the ledger.

@@ -19,9 +19,11 @@ before it) without anything losing track of it.
 
 Checkpoints (README, "Checkpoints") sit at fixed places, so that a paper replay stays
 byte-identical whatever the batch sizes (DESIGN §2): once the encoder has chained a
-record X whose seq is a multiple of ``every``, it commits the records through X,
-takes nothing more from its stream until the checkpointer has written the snapshot
-of the ledger through X (which waits for X to be durable), and then chains the
+record X that a checkpoint follows (``ledger/cadence.py``: X's seq is a multiple of
+``every``, or X's time is ``interval`` past the last checkpoint's), it commits the
+records through X, takes nothing more from its stream until the checkpointer has
+written the snapshot of the ledger through X (which waits for X to be durable), and
+then chains the
 ``checkpoint`` record naming it as X + 1. The checkpointer answers within a bound
 (``ledger.checkpoint_timeout_ms``), and at once in a drain; a snapshot it could not
 write still gets its record at X + 1, one that names no snapshot and says why, so
@@ -39,6 +41,7 @@ from anyio.abc import ObjectReceiveStream
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from msgspec import Struct
 
+from execd.ledger.cadence import Cadence
 from execd.ledger.head import Head, HeadWitness
 from execd.ledger.record import LedgerChain
 from execd.ledger.segments import SegmentStore
@@ -115,7 +118,10 @@ class Commit(Struct):
 class Checkpoints(Protocol):
     """What the writer needs of the checkpointer (``app/checkpointer.py``)."""
 
+    # A checkpoint after each seq that is a multiple of ``every`` (at least 1), and with
+    # ``interval`` (clock units; 0: none) after the first record that far past the last.
     every: int
+    interval: int
 
     def durable(self, commit: Commit) -> None:
         """``commit`` is on disk (called before ``on_durable``, in commit order)."""
@@ -170,6 +176,7 @@ class LedgerWriter:
         self.witness = witness
         self.checkpoints = checkpoints
         self.committed = 0
+        self._cadence: Cadence | None = None
 
     def write_now(self, kind: str, time: int, body: Struct) -> bytes:
         """Append and sync one record outside the pipeline (start and stop records),
@@ -204,6 +211,9 @@ class LedgerWriter:
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._sync, receive_commit)
             if self.checkpoints is not None:
+                # From the last record written before (the run's start record).
+                self._cadence = Cadence(self.checkpoints.every, self.checkpoints.interval,
+                                        self.chain.last_time)
                 tg.start_soon(self.checkpoints.run)
             async with send_commit, receive:
                 async for batch in beating(receive, self.pulses and self.pulses[0]):
@@ -228,18 +238,16 @@ class LedgerWriter:
         """Chain ``lead`` (a checkpoint record) and ``ready`` into one commit, or only as far
         as the next record a checkpoint follows; the entries left, and that checkpoint's
         record when one was taken."""
-        checkpoints = self.checkpoints
+        checkpoints, cadence = self.checkpoints, self._cadence
         rest: list[Entry] = []
         due = 0
-        if checkpoints is not None:
-            every = checkpoints.every
+        if cadence is not None:
             # A checkpoint record is never the record a checkpoint follows.
             first = self.chain.next_seq + (lead is not None)
-            due = -(-first // every) * every
-            if due - first < len(ready):
-                ready, rest = ready[:due - first + 1], ready[due - first + 1:]
-            else:
-                due = 0
+            at = cadence.due(first, ready)
+            if at >= 0:
+                ready, rest = ready[:at + 1], ready[at + 1:]
+                due = first + at
         entries = ready if lead is None else [lead, *ready]
         data = self._lines(entries)
         await send.send(Commit(data, entries, self.chain.next_seq - 1, self.chain.prev_hash))

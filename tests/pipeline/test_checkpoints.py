@@ -77,6 +77,36 @@ async def test_checkpoints_sit_at_fixed_places_and_replays_stay_byte_identical(
         assert body["size"] == len(data)
 
 
+async def test_checkpoints_by_time_follow_the_records_times_whatever_the_sizes(
+        tmp_path: Path) -> None:
+    """With ledger.checkpoint_interval, a checkpoint also follows the first record whose
+    time is that far past the newest time at the last one: the same places, and so the
+    same bytes, whatever the queue, batch and commit sizes; each snapshot is still the
+    full fold of its prefix."""
+    inputs = risky_inputs(tmp_path)  # ticks at 100, 139, 179, 219, 259, 299
+    ledgers = []
+    for index, sizes in enumerate([{"q": 1, "items": 1, "commit_records": 1},
+                                   {"q": 64, "items": 4096, "commit_records": 65536},
+                                   {"q": 2, "items": 3, "commit_records": 5}]):
+        run = tmp_path / f"run{index}"
+        lakehouse(run, regime="CRISIS")
+        ledgers.append(await replay(run, inputs, extra=LIMITS, segment_bytes=ledger_options(
+            100_000) + "\ncheckpoint_interval = 50", **sizes))
+    assert ledger_bytes(ledgers[0]) == ledger_bytes(ledgers[1]) == ledger_bytes(ledgers[2])
+    found = [record_decoder.decode(line[:-1]) for line in lines_of(ledgers[2])]
+    followed = [found[r.seq - 2] for r in found if r.kind == "checkpoint"]
+    # From the start (time 0): 100 is 50 past it; from 100, 179; from 179, 259.
+    assert [r.time for r in followed] == [100, 179, 259]
+    for record in followed:
+        assert all(r.time < record.time for r in found[:record.seq - 1])
+    cfg = config.load(tmp_path / "run2" / "execd.toml").config
+    lines = lines_of(ledgers[2])
+    for record in followed:
+        name = checkpoints.name(record.seq)
+        data = (ledgers[2] / checkpoints.DIRECTORY / name).read_bytes()
+        assert data == full_fold(lines, record.seq, cfg), name
+
+
 async def test_each_snapshot_is_the_full_fold_of_its_prefix(tmp_path: Path) -> None:
     """The shadow fold kept while running writes exactly what folding the ledger from its
     first record to X gives, risk state included."""

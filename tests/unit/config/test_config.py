@@ -66,6 +66,9 @@ def test_good_config_loads(tmp_path: Path) -> None:
      "nothing (missing)"),
     (GOOD + "[risk.limits]\nmax_orders = 5\n",
      "risk.limits.rate_window: expected a value (it goes with risk.limits.max_orders)"),
+    (GOOD + "[ledger]\ncheckpoint_records = 0\ncheckpoint_interval = 100\n",
+     "ledger.checkpoint_records: expected at least 1 (ledger.checkpoint_interval adds "
+     "checkpoints by time to those by seq; it cannot stand alone), found 0"),
     (GOOD + "[venues.binance.limits]\nfailure_limit = 3\nfailure_window = 10\n",
      "venues.binance.limits.cooldown: expected a value (it goes with "
      "venues.binance.limits.failure_limit)"),

@@ -122,6 +122,12 @@ def test_a_window_takes_a_duration_only_on_the_wall_clock(tmp_path: Path) -> Non
     assert problems(tmp_path, GOOD + WALL + PACING.format(w="'1.5ns'")) == [
         f"{tmp_path / 'execd.toml'}: risk.limits.rate_window: expected a whole number of "
         "nanoseconds, found '1.5ns'"]
+    # The checkpoint interval is in the same clock units (the records' own times).
+    assert problems(tmp_path, GOOD + "[ledger]\ncheckpoint_interval = '5m'\n") == [
+        f"{tmp_path / 'execd.toml'}: "
+        + line.replace("risk.limits.rate_window", "ledger.checkpoint_interval")]
+    assert loads(tmp_path, GOOD + WALL + "[ledger]\ncheckpoint_interval = '15m'\n"
+                 ).ledger.checkpoint_interval == 900_000_000_000
     # Past the ledger's time range (2**63-1 ns, about 106751 days), written either way.
     for huge in ("'106752d'", str(2**63)):
         found = problems(tmp_path, GOOD + WALL + PACING.format(w=huge))
