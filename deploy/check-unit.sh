@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# CI checks for systemd/execd.service, as deploy/install.sh installs it:
+# CI checks for systemd/execd.service and the daily execd-verify.{service,timer}, as
+# deploy/install.sh installs them:
 #   1. systemd-analyze verify --recursive-errors=yes (any warning fails);
-#   2. systemd-analyze security --offline=yes: the exposure score must be <= 2.0.
+#   2. systemd-analyze security --offline=yes: each service's exposure must be <= 2.0.
 #
 #   deploy/check-unit.sh                 stage an install in a temp dir first (pip: ~15 s)
 #   deploy/check-unit.sh --root DIR      check DIR, staged by DESTDIR=DIR install.sh
@@ -55,13 +56,20 @@ cmp -s "$UNIT" "$REPO/systemd/execd.service" || fail "$UNIT differs from systemd
 for db in passwd group; do
     grep -q '^execd:' "$ROOT/etc/$db" 2>/dev/null || fail "no execd in $ROOT/etc/$db"
 done
-echo "    ok: unit, /opt/execd/bin/execd, WantedBy symlink, user and group execd"
+for name in execd-verify.service execd-verify.timer; do
+    cmp -s "$ROOT/etc/systemd/system/$name" "$REPO/systemd/$name" \
+        || fail "$ROOT/etc/systemd/system/$name differs from systemd/$name (or is missing)"
+done
+[[ -L "$ROOT/etc/systemd/system/timers.target.wants/execd-verify.timer" ]] \
+    || fail "execd-verify.timer is not enabled in $ROOT (no timers.target.wants symlink)"
+echo "    ok: units, /opt/execd/bin/execd, WantedBy symlinks, user and group execd"
 
 # The scratch root: the files verify looks at, nothing more.
 SCRATCH="$WORK/root"
 mkdir -p "$SCRATCH/etc/systemd/system" "$SCRATCH/opt/execd/bin" "$SCRATCH/usr/lib/systemd" \
     "$SCRATCH/usr/bin"
-cp -p "$UNIT" "$SCRATCH/etc/systemd/system/"
+cp -p "$UNIT" "$ROOT/etc/systemd/system/execd-verify.service" \
+    "$ROOT/etc/systemd/system/execd-verify.timer" "$SCRATCH/etc/systemd/system/"
 cp -p "$ROOT/opt/execd/bin/execd" "$SCRATCH/opt/execd/bin/"
 cp -p "$ROOT/etc/passwd" "$ROOT/etc/group" "$SCRATCH/etc/"
 for units in /usr/lib/systemd/system /lib/systemd/system; do
@@ -72,18 +80,27 @@ ln -s usr/bin "$SCRATCH/bin"   # merged /usr, as on Debian >= 12 and Ubuntu >= 2
 
 echo "==> systemd-analyze verify --recursive-errors=yes"
 systemd-analyze --root="$SCRATCH" verify --recursive-errors=yes execd.service \
+    execd-verify.service execd-verify.timer \
     || fail "systemd-analyze verify reported problems (above)"
 echo "    ok"
 
+# security SERVICE: its exposure score, failing above the threshold.
+security() {
+    local status=0 score
+    systemd-analyze --root="$SCRATCH" security --offline=yes --threshold="$MAX_EXPOSURE" \
+        --no-pager "$1" >"$WORK/security.txt" 2>&1 || status=$?
+    score="$(sed -n "s/.*Overall exposure level for $1: \([0-9.]*\).*/\1/p" "$WORK/security.txt")"
+    [[ -n "$score" ]] || { cat "$WORK/security.txt" >&2; fail "no exposure score for $1"; }
+    if [[ $status -ne 0 ]]; then
+        grep '✗' "$WORK/security.txt" >&2 || true
+        fail "$1: exposure $score is above $((MAX_EXPOSURE / 10)).$((MAX_EXPOSURE % 10))"
+    fi
+    echo "$score"
+}
+
 echo "==> systemd-analyze security --offline=yes --threshold=$MAX_EXPOSURE"
-status=0
-systemd-analyze --root="$SCRATCH" security --offline=yes --threshold="$MAX_EXPOSURE" \
-    --no-pager execd.service >"$WORK/security.txt" 2>&1 || status=$?
-score="$(sed -n 's/.*Overall exposure level for execd.service: \([0-9.]*\).*/\1/p' "$WORK/security.txt")"
-[[ -n "$score" ]] || { cat "$WORK/security.txt" >&2; fail "no exposure score in the output"; }
-if [[ $status -ne 0 ]]; then
-    grep '✗' "$WORK/security.txt" >&2 || true
-    fail "exposure $score is above $((MAX_EXPOSURE / 10)).$((MAX_EXPOSURE % 10))"
-fi
+verify_score="$(security execd-verify.service)"
+echo "    execd-verify.service exposure: $verify_score"
+score="$(security execd.service)"
 echo "    exposure: $score (at most $((MAX_EXPOSURE / 10)).$((MAX_EXPOSURE % 10)))"
 echo "ok: execd.service passes verify and security (exposure $score)"

@@ -24,6 +24,8 @@
 #   /usr/share/bash-completion/completions/execd   bash completion (execd completion bash)
 #   /usr/share/zsh/vendor-completions/_execd       zsh completion (execd completion zsh)
 #   /etc/systemd/system/execd.service     the unit (plus the WantedBy= symlink)
+#   /etc/systemd/system/execd-verify.{service,timer}  the daily whole-chain ledger
+#                                         verify, the timer enabled (README, "Checkpoints")
 #   /usr/lib/sysusers.d/execd.conf        the static user and group execd
 #   /etc/execd/execd.toml                 the config, only when absent
 #   /etc/execd/credentials/intent-key     the intent-signing key, only when absent
@@ -56,6 +58,7 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$DESTDIR/opt/execd"
 UNIT_DIR="$DESTDIR/etc/systemd/system"
 UNIT="$UNIT_DIR/execd.service"
+VERIFY_UNITS=(execd-verify.service execd-verify.timer)
 SYSUSERS="$DESTDIR/usr/lib/sysusers.d/execd.conf"
 # The link names the live path, as the unit's WantedBy= link does, also in a staging root.
 LINK="$DESTDIR/usr/local/bin/execd"
@@ -270,6 +273,15 @@ if install_file "$REPO/systemd/execd.service" "$UNIT" 0644; then
     fi
 fi
 
+# The daily verify: start-up folds from a checkpoint and does not re-check the records
+# before it, so the whole chain is checked here. A change to it needs no restart.
+for name in "${VERIFY_UNITS[@]}"; do
+    if install_file "$REPO/systemd/$name" "$UNIT_DIR/$name" 0644 \
+            && [[ -z "$DESTDIR" && -d /run/systemd/system ]]; then
+        systemctl daemon-reload
+    fi
+done
+
 # --- 7. check the config ---------------------------------------------------------
 # The staged file is checked in DESTDIR mode: the check reads only the file, and
 # the paths it names are the live ones (/var/lib/execd...), which is right.
@@ -288,7 +300,21 @@ else
     "${SYSTEMCTL[@]}" enable execd.service
 fi
 
+step "enable execd-verify.timer"
+if [[ "$("${SYSTEMCTL[@]}" is-enabled execd-verify.timer 2>/dev/null || true)" == enabled ]]; then
+    say "already enabled"
+else
+    "${SYSTEMCTL[@]}" enable execd-verify.timer
+fi
+
 if [[ $START -eq 1 ]]; then
+    step "start execd-verify.timer"
+    if systemctl is-active --quiet execd-verify.timer; then
+        say "already active"
+    else
+        systemctl start execd-verify.timer
+        say "started (the first verify runs within a day: systemctl list-timers execd-verify)"
+    fi
     step "start execd.service"
     if systemctl is-active --quiet execd.service; then
         if [[ $CHANGED -eq 1 ]]; then
@@ -317,6 +343,7 @@ else
         say "usermod -aG execd OPERATOR       # may use execd ctl and write the lakehouse inbox"
         say "execd ctl status                 # every command reads /etc/execd/execd.toml"
         say "execd ledger verify              # ledger reads open it read-only, root's too"
+        say "systemctl start execd-verify.timer   # the daily verify (enabled: starts at boot)"
         say "sudo -u execd execd plan create ...  # changes to plans run as execd"
     fi
 fi

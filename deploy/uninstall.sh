@@ -3,7 +3,8 @@
 #
 #   sudo deploy/uninstall.sh [--purge-config]
 #
-# Removes: the service (stopped and disabled), its unit file, the sysusers file,
+# Removes: the service (stopped and disabled), its unit file, the daily verify's
+# service and timer (stopped and disabled), the sysusers file,
 # the venv /opt/execd, the link /usr/local/bin/execd (only if it is the link
 # install.sh made, to /opt/execd/bin/execd) and the bash and zsh completion files.
 # Keeps:   /var/lib/execd, the ledger and the lakehouse (the audit trail: remove it
@@ -84,8 +85,24 @@ fi
 WANTS="$DESTDIR/etc/systemd/system/multi-user.target.wants/execd.service"
 if [[ -L "$WANTS" ]]; then remove "$WANTS"; fi
 
+step "stop and disable execd-verify.timer"
+TIMER="$DESTDIR/etc/systemd/system/execd-verify.timer"
+VERIFY="$DESTDIR/etc/systemd/system/execd-verify.service"
+if [[ -z "$DESTDIR" && -d /run/systemd/system ]]; then
+    systemctl stop execd-verify.timer execd-verify.service 2>/dev/null || true
+fi
+if command -v systemctl >/dev/null && [[ -f "$TIMER" ]] \
+        && [[ "$("${SYSTEMCTL[@]}" is-enabled execd-verify.timer 2>/dev/null || true)" == enabled ]]
+then
+    "${SYSTEMCTL[@]}" disable execd-verify.timer
+else
+    say "not enabled"
+fi
+TIMER_WANTS="$DESTDIR/etc/systemd/system/timers.target.wants/execd-verify.timer"
+if [[ -L "$TIMER_WANTS" ]]; then remove "$TIMER_WANTS"; fi
+
 step "unit, user declaration, venv, command and completion"
-remove "$UNIT" "$SYSUSERS" "${COMPLETIONS[@]}"
+remove "$UNIT" "$VERIFY" "$TIMER" "$SYSUSERS" "${COMPLETIONS[@]}"
 if [[ -L "$LINK" && "$(readlink "$LINK")" == "$LINK_TARGET" ]]; then
     remove "$LINK"
 elif [[ -e "$LINK" || -L "$LINK" ]]; then
@@ -100,7 +117,7 @@ else
 fi
 if [[ -z "$DESTDIR" && -d /run/systemd/system ]]; then
     systemctl daemon-reload
-    systemctl reset-failed execd.service 2>/dev/null || true
+    systemctl reset-failed execd.service execd-verify.service 2>/dev/null || true
     say "systemd reloaded"
 fi
 

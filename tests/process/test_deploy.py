@@ -132,6 +132,13 @@ def test_install_twice_then_uninstall(tmp_path: Path, checkout: Path) -> None:
     wants = root / "etc/systemd/system/multi-user.target.wants/execd.service"
     assert wants.is_symlink()
     assert os.readlink(wants) == "/etc/systemd/system/execd.service"
+    # The daily whole-chain verify: its service and timer, the timer enabled.
+    verify_units = [root / "etc/systemd/system" / name
+                    for name in ("execd-verify.service", "execd-verify.timer")]
+    for path in verify_units:
+        assert path.read_bytes() == (checkout / "systemd" / path.name).read_bytes()
+    timer_wants = root / "etc/systemd/system/timers.target.wants/execd-verify.timer"
+    assert os.readlink(timer_wants) == "/etc/systemd/system/execd-verify.timer"
     # The static user, created in the staging root's passwd by systemd-sysusers.
     sysusers = root / "usr/lib/sysusers.d/execd.conf"
     assert sysusers.read_bytes() == (checkout / "systemd/execd.sysusers.conf").read_bytes()
@@ -188,7 +195,8 @@ def test_install_twice_then_uninstall(tmp_path: Path, checkout: Path) -> None:
     segment.parent.mkdir()
     segment.write_text('{"seq":1}\n')
     output = run(uninstall, root)
-    for gone in (unit, wants, sysusers, root / "opt/execd", link, *completions):
+    for gone in (unit, wants, *verify_units, timer_wants, sysusers, root / "opt/execd", link,
+                 *completions):
         assert not gone.exists() and not gone.is_symlink(), gone
     assert segment.read_text() == '{"seq":1}\n'
     assert config.read_text() == edited
