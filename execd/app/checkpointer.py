@@ -186,7 +186,7 @@ class Checkpointer:
         why no snapshot can be taken). Blocking (a worker thread)."""
         if self.ids is not None:
             try:
-                self.ids.write(self.seq)
+                self.ids.write(self.seq, self.hash)
             except OSError as exc:
                 # The snapshot would hold no ids the index covers: none is written.
                 why = f"id index: {exc.strerror or exc}"

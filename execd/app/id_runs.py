@@ -57,9 +57,10 @@ class IdRuns:
         self._written = anyio.Event()
         self._closed = False
 
-    def write(self, through: int) -> None:
-        """Make the shadow's recent ids (every id of records up to ``through``) a run
-        covering ``through``, durably. Blocking: the checkpointer's worker thread.
+    def write(self, through: int, through_hash: str) -> None:
+        """Make the shadow's recent ids (every id of records up to ``through``, whose
+        hash is ``through_hash``) a run covering ``through``, durably. Blocking: the
+        checkpointer's worker thread.
 
         OSError when it cannot be written; the snapshot must then not be written either.
         """
@@ -68,7 +69,8 @@ class IdRuns:
             # A restart folded records an earlier run already covers: nothing is new.
             return
         keys = sorted(self.shadow.recent)
-        run = self.store.write_run((key.to_bytes(KEY) for key in keys), through)
+        run = self.store.write_run((key.to_bytes(KEY) for key in keys), through,
+                                   through_hash=through_hash)
         self._handoff = (run.reopen(), keys)
         self.shadow.attach(run, keys)
         self._unsaved += len(keys)

@@ -26,7 +26,7 @@ import msgspec
 from execd.ledger import checkpoints, head, reindex, retention
 from execd.ledger.fold import Fold
 from execd.ledger.head import Head
-from execd.ledger.record import record_decoder
+from execd.ledger.record import Record, record_decoder
 from execd.ledger.scan import Resume, ScanResult, scan
 from execd.ledger.segments import list_segments
 from execd.ledger.snapshot import (
@@ -243,13 +243,24 @@ def recover(directory: Path, *, repair: bool = True, risk: Risk | None = None,
         raise LedgerArchived(retention.refusal(directory, moved, state.ignored))
     if fold_key is not None:
         # The ids through the snapshot are the index's, never the snapshot's.
-        state.index = reindex.open_index(directory, start.seq if start is not None else 0)
+        state.index = reindex.open_index(directory, start.seq if start is not None else 0,
+                                         start.hash if start is not None else "")
         state.seen = state.index.ids
-    state.scan = scan(directory, state.observe, repair=repair, expect=expect, start=start)
+    observe = state.observe
+    if state.index is not None and state.index.unchecked:
+        # The index covers records past the snapshot: the fold must show that it covers
+        # this chain's (reindex.check_after_fold).
+        fold_one, witness = observe, state.index.witness
+
+        def observe(record: Record) -> None:
+            witness(record)
+            fold_one(record)
+
+    state.scan = scan(directory, observe, repair=repair, expect=expect, start=start)
     if state.index is not None:
-        ahead = reindex.check_ahead(directory, state.index, state.scan.next_seq - 1)
-        if ahead is not None:
-            state.seen = ahead
+        checked = reindex.check_after_fold(directory, state.index, state.scan.next_seq - 1)
+        if checked is not None:
+            state.seen = checked
     state.folded = state.scan.records - (start.records if start is not None else 0)
     state.head_missing = expect is None and state.scan.records > 0
     state.ledger_bytes = retention.archived_bytes(directory) + sum(

@@ -6,13 +6,25 @@ memory and snapshots stay flat with history (README, "Checkpoints"). A snapshot
 through X is whole only with an index covering at least X (``index_through``).
 
 :func:`open_index` opens the index and uses it when its manifest covers X; when it is
-missing, damaged (:class:`~execd.model.errors.IndexDamaged`) or behind, it is rebuilt
-with an ids-only pass over the records through X (:func:`~execd.ledger.fold.id_of`,
-the ids the fold counts), never trusting what was found (DESIGN §3: derived state is
-rebuilt from the ledger). The records after X are then folded into the index as
-usual, their ids going to its recent set. After that fold, :func:`check_ahead`
-rebuilds an index that covers records the ledger does not hold (a ledger restored
-from an older copy), whose ids would refuse intents never executed.
+missing, damaged (:class:`~execd.model.errors.IndexDamaged`), behind, or another
+ledger's, it is rebuilt with an ids-only pass over the records through X
+(:func:`~execd.ledger.fold.id_of`, the ids the fold counts), never trusting what was
+found (DESIGN §3: derived state is rebuilt from the ledger). The records after X are
+then folded into the index as usual, their ids going to its recent set. After that
+fold, :func:`check_after_fold` rebuilds an index that covers records the ledger does
+not hold (a ledger restored from an older copy), whose ids would refuse intents never
+executed, or whose record hash is not the chain's.
+
+"Another ledger's": the manifest names the hash of the record it covers through
+(``through_hash``). An index copied beside another ledger (another shard's, a test
+ledger's) would let this ledger's intents run again and refuse fresh ones as
+duplicates, so its hash is compared with the chain's: with the snapshot's head hash
+when it covers through X, with the record's hash as the fold passes it when it covers
+more.
+
+A rebuild holds at most :data:`REBUILD_BATCH` ids at a time: each batch becomes a run
+of its own, and one streamed merge then makes them a single run, so its memory does
+not grow with history.
 
 Blocking: start-up runs it in the recovery thread.
 """
@@ -29,6 +41,10 @@ from execd.ledger.index.store import DIRECTORY, MANIFEST, IndexStore
 from execd.ledger.record import Record
 from execd.model.clock import monotonic
 from execd.model.errors import IndexDamaged, LedgerArchived
+
+# Ids gathered before a rebuild writes them as a run (a set of them and its sort: about
+# 150 bytes an id, so some 40 MB).
+REBUILD_BATCH = 1 << 18
 
 
 class Rebuilt:
@@ -54,15 +70,25 @@ class OpenIndex:
     after the snapshot (``bloom``, for the checkpointer's own IdIndex over the same
     runs), and each rebuild with its reason."""
 
-    __slots__ = ("bloom", "ids", "rebuilt", "saved_filter", "store")
+    __slots__ = ("bloom", "ids", "rebuilt", "saved_filter", "seen_hash", "store", "unchecked")
 
-    def __init__(self, store: IndexStore, ids: IdIndex, saved_filter: bool) -> None:
+    def __init__(self, store: IndexStore, ids: IdIndex, saved_filter: bool,
+                 unchecked: int = 0) -> None:
         self.store = store
         self.ids = ids
         self.bloom = copy_bloom(ids.bloom)
         #: Whether the filter came from ``filter.bin`` (else it was built from the runs).
         self.saved_filter = saved_filter
         self.rebuilt: list[Rebuilt] = []
+        #: The seq past the snapshot that the index covers through, whose hash the fold
+        #: must show (0: checked already), and that hash once the fold has passed it.
+        self.unchecked = unchecked
+        self.seen_hash: str | None = None
+
+    def witness(self, record: Record) -> None:
+        """Note ``record``'s hash if it is the one the index covers through."""
+        if record.seq == self.unchecked:
+            self.seen_hash = record.hash
 
 
 def copy_bloom(bloom: BlockedBloom) -> BlockedBloom:
@@ -72,17 +98,7 @@ def copy_bloom(bloom: BlockedBloom) -> BlockedBloom:
     return copy
 
 
-def ids_through(ledger: Path, through: int) -> set[int]:
-    """The ids the fold counts in records 1..``through`` of ``ledger`` (as integers).
-
-    The records after it are read and passed over (the checkpoint interval bounds them,
-    unless older snapshots were ignored); a torn tail is left to the recovery scan,
-    which repairs it. Memory: a set of every id (about 100 bytes an id), for this
-    rare path only.
-    """
-    found: set[int] = set()
-    if through <= 0:
-        return found
+def _refuse_if_archived(ledger: Path) -> None:
     moved = retention.archived(ledger).segments
     if moved:
         # The ids of archived records would be missing: a rebuild without them would let
@@ -92,25 +108,56 @@ def ids_through(ledger: Path, through: int) -> set[int]:
             f"{moved[0].first_seq}..{moved[-1].last_seq} are archived ({moved[0].name} to "
             f"{moved[-1].name}); restore them: gunzip each <segment>.gz from the archive "
             f"into {ledger}, then start again")
-    add, id_of = found.add, fold.id_of
-
-    def observe(record: Record) -> None:
-        if record.seq <= through:
-            intent_id = id_of(record)
-            if intent_id is not None:
-                add(intent_id.int)
-
-    scan.scan(ledger, observe)
-    return found
 
 
 def rebuild(ledger: Path, through: int) -> tuple[IndexStore, int]:
-    """A new index holding the ids of records 1..``through``; it and their count."""
-    ids = ids_through(ledger, through)
+    """A new index holding the ids of records 1..``through`` of ``ledger`` (the ids the
+    fold counts); it and how many ids it wrote.
+
+    The records after ``through`` are read and passed over (the checkpoint interval
+    bounds them, unless older snapshots were ignored); a torn tail is left to the
+    recovery scan, which repairs it. The ids go out as a run every
+    :data:`REBUILD_BATCH` of them, each through the record that filled it, and the
+    batches are then merged into one run.
+    """
+    _refuse_if_archived(ledger)
     store = IndexStore.create(ledger / DIRECTORY)
-    if through > 0:
-        store.write_run((key.to_bytes(KEY) for key in sorted(ids)), through)
-    return store, len(ids)
+    if through <= 0:
+        return store, 0
+    batch: set[int] = set()
+    last_hash = ""
+    add, id_of = batch.add, fold.id_of
+
+    def flush(seq: int, hash_: str) -> None:
+        store.write_run((key.to_bytes(KEY) for key in sorted(batch)), seq,
+                        through_hash=hash_).close()
+        batch.clear()
+
+    def observe(record: Record) -> None:
+        nonlocal last_hash
+        seq = record.seq
+        if seq > through:
+            return
+        intent_id = id_of(record)
+        if intent_id is not None:
+            add(intent_id.int)
+        if seq == through:
+            last_hash = record.hash
+        elif len(batch) >= REBUILD_BATCH:
+            flush(seq, record.hash)
+
+    try:
+        scan.scan(ledger, observe)
+        flush(through, last_hash)
+        batches = len(store.manifest.runs)
+        if batches > 1:
+            # One streamed merge of them all (memory: a block a run), which also drops
+            # an id two batches share: the index then counts each id once.
+            store.compact(factor=batches, base=1 << 62)
+    except BaseException:
+        store.close()
+        raise
+    return store, sum(info.count for info in store.manifest.runs)
 
 
 def _index_over(store: IndexStore) -> tuple[IdIndex, bool]:
@@ -128,9 +175,10 @@ def _index_over(store: IndexStore) -> tuple[IdIndex, bool]:
     return IdIndex(runs), False
 
 
-def open_index(ledger: Path, through: int) -> OpenIndex:
+def open_index(ledger: Path, through: int, head_hash: str = "") -> OpenIndex:
     """The index of ``ledger``, covering at least record ``through`` (the snapshot's
-    ``index_through``; 0 without one), rebuilt when it does not."""
+    ``index_through``, whose hash is ``head_hash``; 0 without one), rebuilt when it
+    does not, or when it is another ledger's."""
     directory = ledger / DIRECTORY
     reason = None
     if through == 0 and not (directory / MANIFEST).exists():
@@ -143,6 +191,9 @@ def open_index(ledger: Path, through: int) -> OpenIndex:
         if store.through_seq < through:
             reason = (f"behind: it covers records through {store.through_seq}, the "
                       f"checkpoint needs {through}")
+        elif store.through_seq == through and through and store.through_hash != head_hash:
+            reason = _foreign(through)
+        if reason is not None:
             store.close()
     except IndexDamaged as exc:
         reason = str(exc)
@@ -152,20 +203,30 @@ def open_index(ledger: Path, through: int) -> OpenIndex:
         store, count = rebuild(ledger, through)
         rebuilt = Rebuilt(reason, count, monotonic() - began)
     ids, saved = _index_over(store)
-    opened = OpenIndex(store, ids, saved)
+    opened = OpenIndex(store, ids, saved,
+                       unchecked=store.through_seq if store.through_seq > through else 0)
     if rebuilt is not None:
         opened.rebuilt.append(rebuilt)
     return opened
 
 
-def check_ahead(ledger: Path, opened: OpenIndex, last_seq: int) -> IdIndex | None:
+def _foreign(seq: int) -> str:
+    return (f"another ledger's (or an older copy's): record {seq}'s hash is not the one "
+            "the index was written for")
+
+
+def check_after_fold(ledger: Path, opened: OpenIndex, last_seq: int) -> IdIndex | None:
     """After the fold: when the index covers records past the ledger's last one
-    (``last_seq``), rebuild it from the whole ledger; the new IdIndex (None: kept)."""
+    (``last_seq``), or the record it covers through is not the one the chain holds,
+    rebuild it from the whole ledger; the new IdIndex (None: kept)."""
     store = opened.store
-    if store.through_seq <= last_seq:
+    if store.through_seq > last_seq:
+        reason = (f"ahead: it covers records through {store.through_seq}, the ledger ends "
+                  f"at {last_seq}")
+    elif opened.unchecked and opened.seen_hash != store.through_hash:
+        reason = _foreign(opened.unchecked)
+    else:
         return None
-    reason = (f"ahead: it covers records through {store.through_seq}, the ledger ends "
-              f"at {last_seq}")
     began = monotonic()
     opened.ids.close()
     store.close()
@@ -174,4 +235,5 @@ def check_ahead(ledger: Path, opened: OpenIndex, last_seq: int) -> IdIndex | Non
     opened.store = store
     opened.ids, opened.saved_filter = _index_over(store)
     opened.bloom = copy_bloom(opened.ids.bloom)
+    opened.unchecked = 0
     return opened.ids

@@ -3,15 +3,20 @@
 ``<ledger_dir>/index/`` holds sorted runs (:mod:`execd.ledger.index.runs`) and
 ``MANIFEST.json``, which alone says which runs are live and the ledger seq the index
 covers (``through_seq``: every id with an outcome or order at or before that seq is in
-a run). The manifest is replaced atomically (temp file, fsync, rename, directory
-fsync) and carries the SHA-256 of its own content. A run is durable before the
+a run), with that record's hash (``through_hash``), which ties the index to its own
+ledger: start-up compares it with the chain (``ledger/reindex.py``), so an index
+copied from another ledger, or from an older copy of this one, is rebuilt, never used.
+The manifest is replaced atomically (temp file, fsync, rename, directory fsync) and
+carries the SHA-256 of its own content. A run is durable before the
 manifest names it, and a run the manifest no longer names is deleted only after the
 new manifest is durable, so a crash at any point leaves either the old index or the
 new one, plus orphan files that the next :meth:`IndexStore.open` removes.
 
 ``filter.bin`` (optional) is a saved filter (``filter.pack``) and the seq its ids
-reach; rebuilding a filter from the runs costs a few microseconds an id, so a daemon
-saves it now and then (every few hundred thousand ids, not at every run: a filter
+reach, trusted only when the manifest names its SHA-256 (``filter_sha256``, written
+after the file is durable): a filter that came from elsewhere holds other ids.
+Rebuilding a filter from the runs costs a few microseconds an id, so a daemon saves it
+now and then (every few hundred thousand ids, not at every run: a filter
 changes nearly every page between two checkpoints) and re-reads only the runs after
 it. It is replaced atomically too, removed by :meth:`IndexStore.create`, and a
 damaged one is reported like the rest; the caller then builds one from the runs.
@@ -19,7 +24,7 @@ damaged one is reported like the rest; the caller then builds one from the runs.
 Opening checks everything (the manifest's digest, each run's header, size and
 SHA-256) and raises :class:`~execd.model.errors.IndexDamaged` for a missing or damaged
 index: the index is derived state, so the caller logs it and rebuilds from the ledger
-(:meth:`IndexStore.create`, then one run of the ids an ids-only fold finds), never
+(:meth:`IndexStore.create`, then runs of the ids an ids-only fold finds), never
 trusting what it found (DESIGN §3).
 
 Compaction is size-tiered (:func:`plan_compaction`, pure): once ``factor`` runs share
@@ -60,18 +65,22 @@ _TEMP = f".{MANIFEST}.tmp"
 _FILTER_TEMP = f".{FILTER}.tmp"
 _RUN = re.compile(r"^run-(\d{8})\.ids$")
 _MANIFEST_LIMIT = 1 << 20
-VERSION = 1
+VERSION = 2  # 2: through_hash and filter_sha256 (a version-1 index is rebuilt)
 FACTOR = 4
 BASE = 1 << 16  # a run of up to this many ids is in tier 0
 
 
 class Manifest(Struct, frozen=True):
-    """The live runs, oldest first, the seq they cover, and the next run's number."""
+    """The live runs, oldest first, the seq they cover and that record's hash (""
+    before any run), the next run's number, and the saved filter's SHA-256 (None: no
+    filter is vouched for)."""
 
     version: int
     through_seq: int
     next_number: int
     runs: tuple[RunInfo, ...]
+    through_hash: str = ""
+    filter_sha256: str | None = None
 
 
 class _ManifestFile(Struct, frozen=True):
@@ -203,15 +212,23 @@ class IndexStore:
         """The ledger seq the index covers (0: none)."""
         return self._manifest.through_seq
 
+    @property
+    def through_hash(self) -> str:
+        """The hash of record ``through_seq`` as the index was written ("" for none)."""
+        return self._manifest.through_hash
+
     def open_runs(self) -> list[Run]:
         """The live runs, oldest first, each with a descriptor the caller owns."""
         with self._lock:
             return [self._runs[info.name].reopen() for info in self._manifest.runs]
 
     def write_run(self, records: Iterable[bytes], through_seq: int,
-                  value_size: int = 0, capacity: int | None = None) -> Run:
+                  value_size: int = 0, capacity: int | None = None, *,
+                  through_hash: str = "") -> Run:
         """Make a run of ``records`` (sorted, unique) live, covering through
-        ``through_seq``; the returned run is the caller's. Blocking (two fsyncs).
+        ``through_seq``, whose record has hash ``through_hash`` (the daemon always
+        names it: an index without it is another ledger's to start-up); the returned
+        run is the caller's. Blocking (two fsyncs).
         ``capacity`` sizes the run's filter (``runs.write``: default, their number).
 
         ValueError unless ``through_seq`` is past the index's: a saved filter through
@@ -227,8 +244,9 @@ class IndexStore:
         fsync_dir(self.directory)
         with self._lock:
             now = self._manifest
-            self._commit(Manifest(VERSION, max(now.through_seq, through_seq), now.next_number,
-                                  (*now.runs, run.info)))
+            self._commit(msgspec.structs.replace(
+                now, through_seq=through_seq, through_hash=through_hash,
+                runs=(*now.runs, run.info)))
             self._runs[run.info.name] = run
             return run.reopen()
 
@@ -266,7 +284,7 @@ class IndexStore:
                 gone = {info.name for info in merged.inputs}
                 kept = [info for info in now.runs if info.name not in gone]
                 live = sorted((*kept, merged.run.info), key=lambda info: info.through_seq)
-                self._commit(Manifest(VERSION, now.through_seq, now.next_number, tuple(live)))
+                self._commit(msgspec.structs.replace(now, runs=tuple(live)))
                 self._runs[merged.run.info.name] = merged.run
                 for name in gone:
                     self._runs.pop(name).close()
@@ -283,20 +301,28 @@ class IndexStore:
         return None if merged is None else self.adopt(merged)
 
     def save_filter(self, packed: bytes) -> None:
-        """Replace the saved filter (``filter.pack``'s bytes) atomically. Blocking."""
+        """Replace the saved filter (``filter.pack``'s bytes) atomically, then name its
+        SHA-256 in the manifest. Blocking. A crash between the two leaves a filter the
+        manifest does not vouch for: built from the runs instead."""
         _replace(self.directory, FILTER, packed)
+        digest = hashlib.sha256(packed).hexdigest()
+        with self._lock:
+            self._commit(msgspec.structs.replace(self._manifest, filter_sha256=digest))
 
     def load_filter(self) -> tuple[BlockedBloom, int] | None:
         """The saved filter and the seq its ids reach, or None when none was saved.
 
         IndexDamaged when it is damaged: the caller builds one from the runs instead.
         """
+        vouched = self._manifest.filter_sha256
         try:
             data = (self.directory / FILTER).read_bytes()
         except FileNotFoundError:
             return None
         except OSError as exc:
             raise IndexDamaged(f"{self.directory / FILTER}: {exc.strerror or exc}") from None
+        if vouched is None or hashlib.sha256(data).hexdigest() != vouched:
+            raise IndexDamaged(f"{FILTER}: not the filter the manifest names")
         return unpack(data)
 
     def close(self) -> None:
@@ -308,7 +334,7 @@ class IndexStore:
 
     def _take_number(self) -> int:
         now = self._manifest
-        self._manifest = Manifest(VERSION, now.through_seq, now.next_number + 1, now.runs)
+        self._manifest = msgspec.structs.replace(now, next_number=now.next_number + 1)
         return now.next_number
 
     def _commit(self, manifest: Manifest) -> None:

@@ -44,7 +44,7 @@ async def test_each_checkpoint_s_run_moves_exactly_its_ids_out_of_recent(tmp_pat
         assert runs.sentinel.add(intent_id) and runs.shadow.add(intent_id)
     for intent_id in later:
         runs.sentinel.add(intent_id)
-    await anyio.to_thread.run_sync(runs.write, 10)
+    await anyio.to_thread.run_sync(runs.write, 10, "h10")
     runs.hand_over()
     assert store.through_seq == 10 and len(store.manifest.runs) == 1
     assert runs.sentinel.recent == {i.int for i in later} and not runs.shadow.recent
@@ -68,7 +68,7 @@ async def test_compaction_keeps_every_answer_even_when_it_beats_the_hand_over(
                 for intent_id in batch:
                     runs.sentinel.add(intent_id)
                     runs.shadow.add(intent_id)
-                await anyio.to_thread.run_sync(runs.write, 10 * (number + 1))
+                await anyio.to_thread.run_sync(runs.write, 10 * (number + 1), f"h{number}")
                 runs.hand_over()
             # The fourth run is live, not yet handed over, when the merge is made live.
             batch = ids(300, 100)
@@ -76,7 +76,7 @@ async def test_compaction_keeps_every_answer_even_when_it_beats_the_hand_over(
             for intent_id in batch:
                 runs.sentinel.add(intent_id)
                 runs.shadow.add(intent_id)
-            await anyio.to_thread.run_sync(runs.write, 40)
+            await anyio.to_thread.run_sync(runs.write, 40, "h40")
             runs._written.set()
             with anyio.fail_after(10):
                 while len(store.manifest.runs) > 1:

@@ -7,6 +7,7 @@ import shutil
 import uuid
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -139,6 +140,78 @@ def test_an_index_ahead_of_the_ledger_is_rebuilt(base: Path, tmp_path: Path) -> 
     assert str(line_["reason"]).startswith("ahead")
     holds_exactly(state, ledger_ids(ledger))
     assert index_keys(ledger)[1] == 4
+
+
+@pytest.fixture(scope="module")
+def other(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Another ledger of the same shape (the same files, each intent id another)."""
+    directory = tmp_path_factory.mktemp("other")
+    inbox = directory / "lakehouse" / "inbox"
+    inbox.mkdir(parents=True)
+    for name, data in FILES.items():
+        for n in range(1, 10):
+            data = data.replace(line(n), line(n + 100))
+        (inbox / name).write_bytes(data)
+    anyio.run(run_until_idle, directory, [], 3)
+    return directory
+
+
+@pytest.mark.parametrize("start", ["newest", "older", "full"])
+def test_another_ledgers_index_is_rebuilt_never_used(base: Path, other: Path, tmp_path: Path,
+                                                    start: str) -> None:
+    """An index/ copied from another ledger (another shard's, a test's) would let this
+    ledger's intents run again and refuse fresh ones: its record hash is not this
+    chain's, so it is rebuilt — at start-up from the newest checkpoint (the index
+    through it), from an older one and from the full fold (the index past it)."""
+    assert index_keys(other / "ledger")[1] == index_keys(base / "ledger")[1]
+    assert ledger_ids(other / "ledger").isdisjoint(ledger_ids(base / "ledger"))
+    directory = copy(base, tmp_path / "copy")
+    ledger = directory / "ledger"
+    shutil.rmtree(ledger / DIRECTORY)
+    shutil.copytree(other / "ledger" / DIRECTORY, ledger / DIRECTORY)
+    if start == "older":
+        checkpoints.listed(ledger)[0].unlink()
+    elif start == "full":
+        shutil.rmtree(ledger / checkpoints.DIRECTORY)
+    state, rebuilt = start_up(directory)
+    [line_] = rebuilt
+    assert str(line_["reason"]).startswith("another ledger's"), line_
+    assert (state.checkpoint is None) == (start == "full")
+    holds_exactly(state, ledger_ids(ledger))
+    keys, through = index_keys(ledger)
+    assert keys == sorted(ledger_ids(ledger, through))
+
+
+def test_a_rebuild_writes_its_ids_in_batches_of_bounded_size(
+        base: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Memory: a rebuild holds a batch of ids at a time, each written as a run through
+    the record that filled it, then merged into one run holding exactly the ledger's
+    ids, each once (an order and its outcome may fall in two batches)."""
+    monkeypatch.setattr(reindex, "REBUILD_BATCH", 2)
+    batches: list[tuple[int, int]] = []
+    write_run = IndexStore.write_run
+
+    def counted(self: IndexStore, records: Any, through_seq: int, *args: Any,
+                **kwargs: Any) -> Any:
+        records = list(records)
+        batches.append((len(records), through_seq))
+        return write_run(self, records, through_seq, *args, **kwargs)
+
+    monkeypatch.setattr(IndexStore, "write_run", counted)
+    directory = copy(base, tmp_path / "copy")
+    ledger = directory / "ledger"
+    shutil.rmtree(ledger / DIRECTORY)
+    state, [line_] = start_up(directory)
+    assert len(batches) > 2 and all(count <= 3 for count, _ in batches), batches
+    seqs = [seq for _, seq in batches]
+    assert seqs == sorted(set(seqs))
+    holds_exactly(state, ledger_ids(ledger))
+    keys, through = index_keys(ledger)
+    assert through == seqs[-1] and keys == sorted(ledger_ids(ledger, through))
+    assert line_["ids"] == len(keys)
+    store = IndexStore.open(ledger / DIRECTORY)
+    assert len(store.manifest.runs) == 1
+    store.close()
 
 
 def crash_cuts(base: Path) -> list[tuple[int, int]]:

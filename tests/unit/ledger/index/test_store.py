@@ -206,3 +206,26 @@ def test_a_saved_filter_comes_back_and_a_damaged_one_is_reported(directory: Path
     # A rebuild drops it: its seq would vouch for runs it never saw.
     IndexStore.create(directory)
     assert not path.exists()
+
+
+def test_a_filter_the_manifest_does_not_name_is_never_trusted(tmp_path: Path) -> None:
+    """A filter.bin from another index (whole, with a valid digest) holds other ids: one
+    the manifest does not name by its SHA-256 is damaged, so one is built from the runs."""
+    mine, theirs = IndexStore.create(tmp_path / "mine"), IndexStore.create(tmp_path / "theirs")
+    mine.write_run(_keys(0, 10), 3, through_hash="a").close()
+    theirs.write_run(_keys(1, 10), 3, through_hash="b").close()
+    their_bloom = BlockedBloom(100)
+    their_bloom.update(int.from_bytes(key) for key in _keys(1, 10))
+    theirs.save_filter(filter.pack(their_bloom, 3))
+    assert theirs.load_filter() is not None
+    shutil.copyfile(tmp_path / "theirs" / store.FILTER, tmp_path / "mine" / store.FILTER)
+    for index in (mine, IndexStore.open(tmp_path / "mine")):
+        with pytest.raises(IndexDamaged, match="not the filter the manifest names"):
+            index.load_filter()
+    # Saved after the manifest named another: the older file is not vouched for either.
+    mine.save_filter(filter.pack(BlockedBloom(100), 3))
+    (tmp_path / "mine" / store.FILTER).write_bytes(
+        (tmp_path / "theirs" / store.FILTER).read_bytes())
+    with pytest.raises(IndexDamaged, match="not the filter the manifest names"):
+        mine.load_filter()
+    assert IndexStore.open(tmp_path / "mine").manifest.through_hash == "a"
