@@ -29,7 +29,7 @@ from typing import Any
 import scale_ledger
 
 FIRST_ID = 1 << 44  # the prime's intent ids: far above any built ledger's
-DURABLE_TIMEOUT_S = 600.0
+DURABLE_TIMEOUT_S = 3600.0  # a 10M-record full fold on a loaded 2-core machine: over 10 min
 
 
 def source_digest(root: Path) -> str:
