@@ -23,7 +23,7 @@ from pathlib import Path
 
 import msgspec
 
-from execd.ledger import checkpoints, head, reindex, retention
+from execd.ledger import checkpoints, file_index, head, reindex, retention
 from execd.ledger.fold import Fold
 from execd.ledger.head import Head
 from execd.ledger.record import record_decoder
@@ -70,12 +70,18 @@ class RecoveredState(Fold):
         # With checkpoints on: the on-disk id index ``seen`` is, its directory, and each
         # rebuild (ledger/reindex.py), which the checkpointer takes over.
         self.index: reindex.OpenIndex | None = None
+        # With checkpoints on: the on-disk consumed-file tables ``done``, ``rejected`` and
+        # ``changed`` are views of, and each rebuild (ledger/file_index.py).
+        self.file_index: file_index.OpenFiles | None = None
 
     def close_index(self) -> None:
-        """Close the id index's descriptors (its store's and ``seen``'s), once unused."""
+        """Close the indexes' descriptors (their stores', ``seen``'s and the file
+        tables'), once unused."""
         if self.index is not None:
             self.index.ids.close()
             self.index.store.close()
+        if self.file_index is not None:
+            self.file_index.close()
 
     def end(self) -> ChainEnd:
         """Where the recovered chain ends, for a snapshot of this fold."""
@@ -218,8 +224,9 @@ def recover(directory: Path, *, repair: bool = True, risk: Risk | None = None,
     ``fold_key`` (checkpoints are on, under a config of that key), start from the newest
     snapshot the chain vouches for, and keep the fold as it is before the holds in
     ``unheld``, and the ids in the on-disk index (``index``, ``seen``; rebuilt from the
-    ledger when missing, damaged, behind or ahead). ``risk`` must be new (nothing folded
-    into it yet).
+    ledger when missing, damaged, behind or ahead), and the consumed-file tables in
+    theirs (``file_index``, ``done``, ``rejected``, ``changed``; the same rules).
+    ``risk`` must be new (nothing folded into it yet).
     """
     state = RecoveredState(risk)
     try:
@@ -245,11 +252,18 @@ def recover(directory: Path, *, repair: bool = True, risk: Risk | None = None,
         # The ids through the snapshot are the index's, never the snapshot's.
         state.index = reindex.open_index(directory, start.seq if start is not None else 0)
         state.seen = state.index.ids
+        # So are the consumed-file tables (ledger/file_index.py).
+        state.file_index = file_index.open_files(directory, start.seq if start is not None else 0)
+        state.use_files(state.file_index.tables)
     state.scan = scan(directory, state.observe, repair=repair, expect=expect, start=start)
     if state.index is not None:
         ahead = reindex.check_ahead(directory, state.index, state.scan.next_seq - 1)
         if ahead is not None:
             state.seen = ahead
+    if state.file_index is not None:
+        tables = file_index.check_ahead(directory, state.file_index, state.scan.next_seq - 1)
+        if tables is not None:
+            state.use_files(tables)
     state.folded = state.scan.records - (start.records if start is not None else 0)
     state.head_missing = expect is None and state.scan.records > 0
     state.ledger_bytes = retention.archived_bytes(directory) + sum(
