@@ -1,7 +1,7 @@
 """The consumed-file tables at start-up: opened and checked, or rebuilt from the ledger.
 
 With checkpoints on, which input files were finished, rejected or changed, and the
-repeats of each name, live in ``<ledger_dir>/file-index/``
+repeats of each name, live in ``<ledger_dir>/index/files/``
 (:mod:`execd.ledger.index.files`), not in the snapshots, so start-up memory and
 snapshots stay flat with the number of files consumed (README, "Checkpoints"). A
 snapshot through X is whole only with these tables covering at least X

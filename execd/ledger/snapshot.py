@@ -25,7 +25,7 @@ cover for this snapshot to be whole; start-up rebuilds an index that covers less
 (``ledger/reindex.py``). Version 1 held the ids inline and is no snapshot any more.
 
 Nor are the consumed-file tables (finished, rejected and changed files, and the repeats
-of each name), for the same reason: they are in ``<ledger_dir>/file-index/``
+of each name), for the same reason: they are in ``<ledger_dir>/index/files/``
 (:mod:`execd.ledger.index.files`), whose run through X the checkpointer writes before
 the snapshot too, and ``index_through`` is the record that index must cover as well
 (``ledger/file_index.py``). Version 2 held them inline and is no snapshot any more:

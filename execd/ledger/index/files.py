@@ -4,9 +4,10 @@ The inbox asks, about once per file, whether a name was consumed before (a secon
 under it is a repeat), the size and digest a finished file had, whether a file was
 rejected or recorded as changed, and how many claim names a base name already has
 (``NAME.repeat-N``, ``NAME.refused-N``). These tables grow by one entry per file
-forever, so with checkpoints on they live in ``<ledger_dir>/file-index/``
-(:data:`DIRECTORY`, beside the id index's directory, so each is rebuilt on its own) as
-sorted runs behind the same store as the duplicate-id index
+forever, so with checkpoints on they live in ``<ledger_dir>/index/files/``
+(:data:`DIRECTORY`: inside the id index's directory, so a backup of ``index/`` holds
+both; each has its own manifest and is rebuilt on its own) as sorted runs behind the
+same store as the duplicate-id index
 (:mod:`execd.ledger.index.store`, :mod:`execd.ledger.index.runs`), and only the entries
 changed since the last run are in memory (``recent``). A snapshot holds none of them;
 its ``index_through`` is the record both indexes must cover (``ledger/file_index.py``
@@ -60,7 +61,7 @@ from execd.ledger.index.filter import probe
 from execd.ledger.index.runs import KEY, Run, merge
 from execd.ledger.index.store import Compaction, IndexStore
 
-DIRECTORY = "file-index"
+DIRECTORY = "index/files"
 VALUE = 80
 # rest of the digest, seq, done seq, size, flags, repeats (56 bits), sha256
 _VALUE = struct.Struct(">16sQQQB7s32s")
