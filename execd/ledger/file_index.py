@@ -35,6 +35,10 @@ from execd.model.errors import IndexDamaged, LedgerArchived
 
 # Entries a rebuild holds in memory before writing them as a run.
 REBUILD_RUN = 100_000
+# The tables change only at input_file records and whole-file outcomes (reasons.FILE_LEVEL,
+# all named INPUT_FILE_*, which no live order's closing outcome carries): a rebuild folds
+# only those, the other records' hashes checked by the scan as usual.
+_FILE_LEVEL = b'"INPUT_FILE_'
 
 
 class Rebuilt:
@@ -121,7 +125,9 @@ def rebuild(ledger: Path, through: int) -> tuple[IndexStore, int]:
 
     def observe(record: Record) -> None:
         nonlocal entries
-        if record.seq > through:
+        kind = record.kind
+        if record.seq > through or not (kind == "input_file" or (
+                kind == "outcome" and _FILE_LEVEL in bytes(record.body))):
             return
         fold.observe(record)
         if tables.recent >= REBUILD_RUN and record.seq < through:

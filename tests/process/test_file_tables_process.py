@@ -4,6 +4,7 @@ numbers a repeat after the earlier one, and its tables answer as the full fold's
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 from collections import Counter
@@ -30,10 +31,8 @@ def finished(ledger: Path) -> list[str]:
     for segment in sorted(ledger.glob("segment-*.jsonl")):
         for line in segment.read_bytes().splitlines():
             if b'"kind":"input_file"' in line:
-                try:
+                with contextlib.suppress(json.JSONDecodeError):  # a torn last line
                     found.append(json.loads(line)["body"]["file"])
-                except json.JSONDecodeError:
-                    pass
     return found
 
 
