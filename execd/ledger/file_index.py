@@ -86,6 +86,10 @@ class OpenFiles:
         fold uses them)."""
         self.tables.close()
         for shadow in self._shadows:
+            if shadow.merging is not None:
+                # Not under a merge reading the store's runs: its result, never adopted,
+                # is an orphan the next open removes.
+                shadow.merging.exception()
             shadow.close()
         self._shadows.clear()
         self.store.close()

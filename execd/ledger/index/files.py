@@ -55,11 +55,12 @@ import hashlib
 import re
 import struct
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future
 from typing import NamedTuple, Protocol
 
 from execd.ledger.index.filter import probe
 from execd.ledger.index.runs import KEY, Run, merge
-from execd.ledger.index.store import Compaction, IndexStore
+from execd.ledger.index.store import Compaction, IndexStore, Merged
 
 DIRECTORY = "index/files"
 VALUE = 80
@@ -151,6 +152,8 @@ class FileTables:
         self._runs = list(runs)
         #: The directory its runs are written to (None: never written).
         self.store = store
+        #: A merge of ``store``'s runs under way in another thread (``app/file_runs.py``).
+        self.merging: Future[Merged | None] | None = None
         self._recent: dict[bytes, tuple[bytes, Entry]] = {}
         self.done = _Done(self)
         self.rejected = _Flagged(self, REJECTED)
