@@ -10,9 +10,10 @@ of twice ``checkpoint_records`` + 100 intents (so its chain passes two multiples
 the head witness shows them durable. Two, because the first checkpoint after a
 history without one writes the id run of every id so far (about a minute at 10M ids),
 past ``ledger.checkpoint_timeout_ms``: its snapshot is skipped, as in a daemon first
-run with checkpoints over a long ledger, and the next one is written. Each tree's primed ledger is kept beside the
-built one, named by a digest of the tree's ``execd/`` sources. A tree without the
-key has nothing to prime: it is measured on the built ledger itself.
+run with checkpoints over a long ledger, and the next one is written. Each tree's
+primed ledger is kept beside the built one, named by a digest of the tree's
+``execd/`` sources. A tree without the key has nothing to prime: it is measured on
+the built ledger itself.
 """
 
 from __future__ import annotations

@@ -28,9 +28,11 @@ from typing import Any
 
 import anyio
 
+from execd.app import file_runs
 from execd.app.id_runs import IdRuns
 from execd.config.schema import Config
 from execd.ledger import checkpoints
+from execd.ledger.file_index import OpenFiles
 from execd.ledger.fold import Fold
 from execd.ledger.index.ids import IdIndex
 from execd.ledger.record import record_decoder
@@ -192,6 +194,14 @@ class Checkpointer:
                 why = f"id index: {exc.strerror or exc}"
                 self.log.error("checkpoint.unwritten", through_seq=self.seq, error=why)
                 return why
+        if self.fold.files is not None:
+            try:
+                file_runs.write(self.fold.files, self.seq, self.hash, self.log)
+            except OSError as exc:
+                # As for the ids: the snapshot would name tables that do not cover it.
+                why = f"file index: {exc.strerror or exc}"
+                self.log.error("checkpoint.unwritten", through_seq=self.seq, error=why)
+                return why
         end = ChainEnd(self.seq, self.hash, self.records, self.last_time, self.offset)
         return encode_snapshot(take(self.fold, end, self.key))
 
@@ -239,7 +249,8 @@ class Checkpointer:
             self.log.info("checkpoint.pruned", removed=removed)
 
 
-def _restored(config: Config, unheld: Snapshot, index: OpenIndex | None) -> Fold:
+def _restored(config: Config, unheld: Snapshot, index: OpenIndex | None,
+              files: OpenFiles | None = None) -> Fold:
     seen = None
     if index is not None:
         # Its own IdIndex over the same runs, from the filter as it stood before the
@@ -247,7 +258,7 @@ def _restored(config: Config, unheld: Snapshot, index: OpenIndex | None) -> Fold
         seen = IdIndex(index.store.open_runs(), bloom=index.bloom)
         for key in index.ids.recent:
             seen.add(uuid.UUID(int=key))
-    shadow = Fold(Risk(config), seen)
+    shadow = Fold(Risk(config), seen, files.shadow() if files is not None else None)
     restore(unheld, shadow)
     return shadow
 
@@ -263,7 +274,7 @@ async def shadow_fold(config: Config, ledger: Path, state: RecoveredState, start
     index, ids = state.index, None
     # In a worker thread: a copy of every position, and the index's runs opened again,
     # must not hold up the loop.
-    shadow = await anyio.to_thread.run_sync(_restored, config, unheld, index)
+    shadow = await anyio.to_thread.run_sync(_restored, config, unheld, index, state.file_index)
     if index is not None:
         assert isinstance(shadow.seen, IdIndex)
         ids = IdRuns(index.store, index.ids, shadow.seen, saved_filter=index.saved_filter,

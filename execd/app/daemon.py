@@ -359,9 +359,12 @@ class Daemon:
 
 
 def _log_rebuilt(log: Any, state: RecoveredState) -> None:
-    """An index.rebuilt warning for each rebuild of the id index at start-up."""
+    """An index.rebuilt warning for each rebuild of the id index at start-up, and a
+    file_index.rebuilt one for each of the consumed-file tables'."""
     for rebuilt in state.index.rebuilt if state.index is not None else ():
         log.warning("index.rebuilt", **rebuilt.fields())
+    for files in state.file_index.rebuilt if state.file_index is not None else ():
+        log.warning("file_index.rebuilt", **files.fields())
 
 
 def snapshot(daemon: Daemon) -> Snapshot:

@@ -21,6 +21,7 @@ from decimal import Decimal
 import msgspec
 from msgspec import Struct
 
+from execd.ledger.index.files import DoneTable, FileTables, NameTable
 from execd.ledger.record import Record
 from execd.model import reasons
 from execd.model.messages import (
@@ -106,21 +107,21 @@ class Fold:
     ``seen`` is the duplicate-id set the fold adds to (default: a new in-memory
     :class:`~execd.sentinel.core.SeenIds`); with checkpoints on it is the on-disk id
     index's ``IdIndex`` (``ledger/reindex.py``), which snapshots do not hold.
+
+    ``files``: the consumed-file tables (``done``, ``rejected``, ``changed``) are then
+    the on-disk :class:`~execd.ledger.index.files.FileTables`' views (checkpoints on,
+    ``ledger/file_index.py``), else a dict and sets in memory.
     """
 
-    def __init__(self, risk: Risk | None = None, seen: Seen | None = None) -> None:
+    def __init__(self, risk: Risk | None = None, seen: Seen | None = None,
+                 files: FileTables | None = None) -> None:
         self.risk = risk
         self.seen: Seen = seen if seen is not None else SeenIds()
         # file -> (last line consumed, byte offset after it), for unfinished files
         self.progress: dict[str, tuple[int, int]] = {}
-        # file -> (size, sha256) of files read to their end
-        self.done: dict[str, tuple[int, str]] = {}
         # refused files (by claim name) whose outcome is recorded, input_file not yet
         self.refusing: set[str] = set()
-        # refused files whose refusal is complete
-        self.rejected: set[str] = set()
-        # consumed files recorded as changed after they were read (they go to rejected/)
-        self.changed: set[str] = set()
+        self.use_files(files)
         # live orders recorded without an outcome yet: intent id -> (record, its time)
         self.unresolved: dict[uuid.UUID, tuple[OrderRecord, int]] = {}
         # client order id -> the last send record of each unresolved order: how many
@@ -132,6 +133,16 @@ class Fold:
         # The clock of the run being folded (its start record): order records made
         # before they carried wall_time have a wall-clock time only under "wall".
         self.clock = "logical"
+
+    def use_files(self, files: FileTables | None) -> None:
+        """Keep the consumed-file tables in ``files`` (None: in memory, empty)."""
+        self.files = files
+        # file -> (size, sha256) of files read to their end
+        self.done: DoneTable = files.done if files is not None else {}
+        # refused files whose refusal is complete
+        self.rejected: NameTable = files.rejected if files is not None else set()
+        # consumed files recorded as changed after they were read (they go to rejected/)
+        self.changed: NameTable = files.changed if files is not None else set()
 
     def observe(self, record: Record) -> None:
         """Fold one record into the state."""
@@ -152,12 +163,8 @@ class Fold:
                     self._sent(view)
             source = view.source
             if view.reason in reasons.FILE_LEVEL and source is not None:
-                # A whole-file outcome never moves the file's resume point. One for a
-                # file already finished says it changed after it was read.
-                if source.file in self.done:
-                    self.changed.add(source.file)
-                else:
-                    self.refusing.add(source.file)
+                # A whole-file outcome never moves the file's resume point.
+                self._file_level(source.file, record.seq)
                 return
         elif kind == "tick":
             source = _tick(record.body).source
@@ -178,14 +185,35 @@ class Fold:
             # Line 0 is a file-level outcome (an empty file): the file is started.
             self.progress[source.file] = (source.line, source.end)
 
+    def _file_level(self, name: str, seq: int) -> None:
+        """A whole-file outcome: one for a file already finished says it changed after
+        it was read; any other, that its refusal is recorded."""
+        files = self.files
+        if files is not None:
+            if files.done_before(name, seq):
+                files.change(name, seq)
+            else:
+                self.refusing.add(name)
+        elif name in self.done:
+            self.changed.add(name)
+        else:
+            self.refusing.add(name)
+
     def _input_file(self, record: Record) -> None:
         done = _input_file(record.body)
         self.progress.pop(done.file, None)
+        files = self.files
         if done.disposition == "archive":
-            self.done[done.file] = (done.size, done.sha256 or "")
+            if files is not None:
+                files.finish(done.file, done.size, done.sha256 or "", record.seq)
+            else:
+                self.done[done.file] = (done.size, done.sha256 or "")
         else:
             self.refusing.discard(done.file)
-            self.rejected.add(done.file)
+            if files is not None:
+                files.reject(done.file, record.seq)
+            else:
+                self.rejected.add(done.file)
 
     def _other(self, record: Record) -> None:
         """The kinds that move neither ids nor files."""

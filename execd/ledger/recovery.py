@@ -23,7 +23,7 @@ from pathlib import Path
 
 import msgspec
 
-from execd.ledger import checkpoints, head, reindex, retention
+from execd.ledger import checkpoints, file_index, head, reindex, retention
 from execd.ledger.fold import Fold
 from execd.ledger.head import Head
 from execd.ledger.record import Record, record_decoder
@@ -70,12 +70,18 @@ class RecoveredState(Fold):
         # With checkpoints on: the on-disk id index ``seen`` is, its directory, and each
         # rebuild (ledger/reindex.py), which the checkpointer takes over.
         self.index: reindex.OpenIndex | None = None
+        # With checkpoints on: the on-disk consumed-file tables ``done``, ``rejected`` and
+        # ``changed`` are views of, and each rebuild (ledger/file_index.py).
+        self.file_index: file_index.OpenFiles | None = None
 
     def close_index(self) -> None:
-        """Close the id index's descriptors (its store's and ``seen``'s), once unused."""
+        """Close the indexes' descriptors (their stores', ``seen``'s and the file
+        tables'), once unused."""
         if self.index is not None:
             self.index.ids.close()
             self.index.store.close()
+        if self.file_index is not None:
+            self.file_index.close()
 
     def end(self) -> ChainEnd:
         """Where the recovered chain ends, for a snapshot of this fold."""
@@ -218,8 +224,9 @@ def recover(directory: Path, *, repair: bool = True, risk: Risk | None = None,
     ``fold_key`` (checkpoints are on, under a config of that key), start from the newest
     snapshot the chain vouches for, and keep the fold as it is before the holds in
     ``unheld``, and the ids in the on-disk index (``index``, ``seen``; rebuilt from the
-    ledger when missing, damaged, behind or ahead). ``risk`` must be new (nothing folded
-    into it yet).
+    ledger when missing, damaged, behind or ahead), and the consumed-file tables in
+    theirs (``file_index``, ``done``, ``rejected``, ``changed``; the same rules).
+    ``risk`` must be new (nothing folded into it yet).
     """
     state = RecoveredState(risk)
     try:
@@ -246,21 +253,35 @@ def recover(directory: Path, *, repair: bool = True, risk: Risk | None = None,
         state.index = reindex.open_index(directory, start.seq if start is not None else 0,
                                          start.hash if start is not None else "")
         state.seen = state.index.ids
+        # So are the consumed-file tables (ledger/file_index.py).
+        state.file_index = file_index.open_files(
+            directory, start.seq if start is not None else 0,
+            start.hash if start is not None else "")
+        state.use_files(state.file_index.tables)
     observe = state.observe
-    if state.index is not None and state.index.unchecked:
-        # The index covers records past the snapshot: the fold must show that it covers
-        # this chain's (reindex.check_after_fold).
-        fold_one, witness = observe, state.index.witness
+    hashes: dict[int, str] = {}
+    wanted = {opened.unchecked for opened in (state.index, state.file_index)
+              if opened is not None and opened.unchecked}
+    if wanted:
+        # The index or the tables cover records past the snapshot: the fold must show
+        # that they cover this chain's (reindex.after_fold).
+        fold_one = observe
 
         def observe(record: Record) -> None:
-            witness(record)
+            if record.seq in wanted:
+                hashes[record.seq] = record.hash
             fold_one(record)
 
     state.scan = scan(directory, observe, repair=repair, expect=expect, start=start)
+    last = state.scan.next_seq - 1
     if state.index is not None:
-        checked = reindex.check_after_fold(directory, state.index, state.scan.next_seq - 1)
+        checked = reindex.check_after_fold(directory, state.index, last, hashes)
         if checked is not None:
             state.seen = checked
+    if state.file_index is not None:
+        tables = file_index.check_after_fold(directory, state.file_index, last, hashes)
+        if tables is not None:
+            state.use_files(tables)
     state.folded = state.scan.records - (start.records if start is not None else 0)
     state.head_missing = expect is None and state.scan.records > 0
     state.ledger_bytes = retention.archived_bytes(directory) + sum(

@@ -70,7 +70,7 @@ class OpenIndex:
     after the snapshot (``bloom``, for the checkpointer's own IdIndex over the same
     runs), and each rebuild with its reason."""
 
-    __slots__ = ("bloom", "ids", "rebuilt", "saved_filter", "seen_hash", "store", "unchecked")
+    __slots__ = ("bloom", "ids", "rebuilt", "saved_filter", "store", "unchecked")
 
     def __init__(self, store: IndexStore, ids: IdIndex, saved_filter: bool,
                  unchecked: int = 0) -> None:
@@ -81,14 +81,8 @@ class OpenIndex:
         self.saved_filter = saved_filter
         self.rebuilt: list[Rebuilt] = []
         #: The seq past the snapshot that the index covers through, whose hash the fold
-        #: must show (0: checked already), and that hash once the fold has passed it.
+        #: must show (0: checked already; :func:`unchecked_seq`).
         self.unchecked = unchecked
-        self.seen_hash: str | None = None
-
-    def witness(self, record: Record) -> None:
-        """Note ``record``'s hash if it is the one the index covers through."""
-        if record.seq == self.unchecked:
-            self.seen_hash = record.hash
 
 
 def copy_bloom(bloom: BlockedBloom) -> BlockedBloom:
@@ -191,8 +185,8 @@ def open_index(ledger: Path, through: int, head_hash: str = "") -> OpenIndex:
         if store.through_seq < through:
             reason = (f"behind: it covers records through {store.through_seq}, the "
                       f"checkpoint needs {through}")
-        elif store.through_seq == through and through and store.through_hash != head_hash:
-            reason = _foreign(through)
+        else:
+            reason = foreign(store, through, head_hash)
         if reason is not None:
             store.close()
     except IndexDamaged as exc:
@@ -203,11 +197,38 @@ def open_index(ledger: Path, through: int, head_hash: str = "") -> OpenIndex:
         store, count = rebuild(ledger, through)
         rebuilt = Rebuilt(reason, count, monotonic() - began)
     ids, saved = _index_over(store)
-    opened = OpenIndex(store, ids, saved,
-                       unchecked=store.through_seq if store.through_seq > through else 0)
+    opened = OpenIndex(store, ids, saved, unchecked=unchecked_seq(store, through))
     if rebuilt is not None:
         opened.rebuilt.append(rebuilt)
     return opened
+
+
+def foreign(store: IndexStore, through: int, head_hash: str) -> str | None:
+    """Why ``store`` (opened, covering through ``through`` exactly or more) is not this
+    chain's, judged at start-up from the snapshot's head hash (None: it is, or it covers
+    more, which the fold checks: :func:`unchecked_seq`)."""
+    if store.through_seq == through and through and store.through_hash != head_hash:
+        return _foreign(through)
+    return None
+
+
+def unchecked_seq(store: IndexStore, through: int) -> int:
+    """The seq past ``through`` that ``store`` covers through, whose hash the fold after
+    the snapshot must show (0: none, the index was checked against the snapshot)."""
+    return store.through_seq if store.through_seq > through else 0
+
+
+def after_fold(store: IndexStore, unchecked: int, last_seq: int,
+               hashes: dict[int, str]) -> str | None:
+    """Why ``store`` must be rebuilt once the fold is done (None: it need not): it
+    covers records past the ledger's last one (``last_seq``), or the record it covers
+    through has another hash than the one the fold saw (``hashes``, by seq)."""
+    if store.through_seq > last_seq:
+        return (f"ahead: it covers records through {store.through_seq}, the ledger ends "
+                f"at {last_seq}")
+    if unchecked and hashes.get(unchecked) != store.through_hash:
+        return _foreign(unchecked)
+    return None
 
 
 def _foreign(seq: int) -> str:
@@ -215,17 +236,15 @@ def _foreign(seq: int) -> str:
             "the index was written for")
 
 
-def check_after_fold(ledger: Path, opened: OpenIndex, last_seq: int) -> IdIndex | None:
+def check_after_fold(ledger: Path, opened: OpenIndex, last_seq: int,
+                     hashes: dict[int, str]) -> IdIndex | None:
     """After the fold: when the index covers records past the ledger's last one
-    (``last_seq``), or the record it covers through is not the one the chain holds,
-    rebuild it from the whole ledger; the new IdIndex (None: kept)."""
+    (``last_seq``), or the record it covers through is not the one the chain holds
+    (``hashes``: the hashes the fold saw at the seqs asked), rebuild it from the whole
+    ledger; the new IdIndex (None: kept)."""
     store = opened.store
-    if store.through_seq > last_seq:
-        reason = (f"ahead: it covers records through {store.through_seq}, the ledger ends "
-                  f"at {last_seq}")
-    elif opened.unchecked and opened.seen_hash != store.through_hash:
-        reason = _foreign(opened.unchecked)
-    else:
+    reason = after_fold(store, opened.unchecked, last_seq, hashes)
+    if reason is None:
         return None
     began = monotonic()
     opened.ids.close()

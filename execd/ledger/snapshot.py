@@ -23,6 +23,13 @@ checkpointer writes the run of the ids folded through X before the snapshot thro
 (``app/checkpointer.py``). ``index_through`` (always X) is the record the index must
 cover for this snapshot to be whole; start-up rebuilds an index that covers less
 (``ledger/reindex.py``). Version 1 held the ids inline and is no snapshot any more.
+
+Nor are the consumed-file tables (finished, rejected and changed files, and the repeats
+of each name), for the same reason: they are in ``<ledger_dir>/index/files/``
+(:mod:`execd.ledger.index.files`), whose run through X the checkpointer writes before
+the snapshot too, and ``index_through`` is the record that index must cover as well
+(``ledger/file_index.py``). Version 2 held them inline and is no snapshot any more:
+start-up ignores it with its reason and folds the whole ledger.
 """
 
 from __future__ import annotations
@@ -41,7 +48,7 @@ from execd.sentinel.book import Position, VenueBook
 from execd.sentinel.limits import merged
 from execd.sentinel.risk import Risk
 
-VERSION: Literal[2] = 2
+VERSION: Literal[3] = 3
 
 
 class PositionState(Struct, frozen=True, array_like=True):
@@ -91,7 +98,7 @@ class ChainEnd(Struct, frozen=True):
 class Snapshot(Struct, frozen=True, forbid_unknown_fields=True):
     """Everything the fold rebuilds, as of record ``end.through_seq``."""
 
-    version: Literal[2]
+    version: Literal[3]
     fold_key: str
     end: ChainEnd
     clock: str
@@ -102,10 +109,8 @@ class Snapshot(Struct, frozen=True, forbid_unknown_fields=True):
     unresolved: list[tuple[bytes, int]]
     last_sends: list[bytes]  # each a send record's JSON, in the fold's order
     risk: RiskState | None
-    done: list[tuple[str, int, str]]
-    rejected: list[str]
-    changed: list[str]
-    # The record the on-disk id index covers for this snapshot (its own last record).
+    # The record the on-disk indexes (ids, consumed files) cover for this snapshot (its
+    # own last record).
     index_through: int
 
 
@@ -160,9 +165,7 @@ def take(fold: Fold, end: ChainEnd, key: str) -> Snapshot:
         sorted(fold.refusing),
         [(encode(order), time) for order, time in fold.unresolved.values()],
         [encode(sent) for sent in fold.last_sends.values()],
-        _risk(fold.risk),
-        [(name, size, sha) for name, (size, sha) in fold.done.items()],
-        sorted(fold.rejected), sorted(fold.changed), end.through_seq)
+        _risk(fold.risk), end.through_seq)
 
 
 def encode_snapshot(snapshot: Snapshot) -> bytes:
@@ -203,8 +206,8 @@ def restore(snapshot: Snapshot, fold: Fold) -> None:
     """Make ``fold`` (new, nothing folded yet) the state ``snapshot`` holds.
 
     The fold's Risk, when it has one, must be new too: made from a config whose
-    :func:`fold_key` is the snapshot's. Its ``seen`` is not touched: the ids are the id
-    index's, through ``snapshot.index_through``.
+    :func:`fold_key` is the snapshot's. Its ``seen`` and its consumed-file tables are not
+    touched: they are the on-disk indexes', through ``snapshot.index_through``.
     """
     fold.clock = snapshot.clock
     fold.planes = {venue: (plane, seq) for venue, plane, seq in snapshot.planes}
@@ -214,9 +217,6 @@ def restore(snapshot: Snapshot, fold: Fold) -> None:
     fold.unresolved = {order.intent_id: (order, time) for order, time in orders}
     sends = [_attempt(data) for data in snapshot.last_sends]
     fold.last_sends = {sent.client_order_id: sent for sent in sends}
-    fold.done = {name: (size, sha) for name, size, sha in snapshot.done}
-    fold.rejected = set(snapshot.rejected)
-    fold.changed = set(snapshot.changed)
     risk, state = fold.risk, snapshot.risk
     if risk is not None and state is not None:
         risk.safety_sells = state.safety_sells

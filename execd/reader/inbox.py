@@ -37,14 +37,15 @@ from typing import Any, Final, NamedTuple, Protocol
 import anyio
 from anyio.abc import ObjectSendStream
 
+from execd.ledger.index.files import DoneTable, NameTable
 from execd.ledger.segments import fsync_dir
 from execd.model import reasons
 from execd.model.clock import monotonic
 from execd.model.errors import NotRegular as NotRegular
 from execd.model.files import kind_of
 from execd.model.messages import Entry
+from execd.reader.consumed import seen_and_repeats
 from execd.reader.disposals import Disposals
-from execd.reader.lakehouse import CLAIM, count_claim, repeat_job
 
 # Importers of these names (the reader, config, submit) find them here, as before.
 from execd.reader.lakehouse import MAX_NAME_BYTES as MAX_NAME_BYTES
@@ -56,6 +57,7 @@ from execd.reader.lakehouse import claim_base as claim_base
 from execd.reader.lakehouse import describe_refused as describe_refused
 from execd.reader.lakehouse import digest_fd as digest_fd
 from execd.reader.lakehouse import open_regular as open_regular
+from execd.reader.lakehouse import repeat_job
 from execd.reader.lakehouse import stat_key as stat_key
 from execd.reader.lakehouse import why_unreadable as why_unreadable
 from execd.reader.leftovers import Leftovers
@@ -121,6 +123,9 @@ class InboxSource:
     file, refusals whose outcome is recorded but not their input_file record, refusals
     that are complete, and consumed files recorded as changed after they were finished.
     Blocking while it is made: it moves on at once what a stop left finished in work/.
+    ``done``, ``rejected`` and ``changed`` are a dict and sets, or with checkpoints on
+    the views of the on-disk tables (``ledger/index/files.py``), which are then asked
+    instead of copied (``reader/consumed.py``).
     """
 
     def __init__(
@@ -128,15 +133,15 @@ class InboxSource:
         lakehouse: Lakehouse,
         *,
         progress: dict[str, tuple[int, int]],
-        done: dict[str, tuple[int, str]],
+        done: DoneTable,
         refusing: set[str],
-        rejected: set[str],
+        rejected: NameTable,
         poll_seconds: float,
         stopping: anyio.Event,
         log: Any,
         settle_seconds: float = 0.0,
         finished_files: int = 16,
-        changed: set[str] | None = None,
+        changed: NameTable | None = None,
         time: int = 0,
         wait_durable: bool = False,
         pulse: Pulse | None = None,
@@ -154,12 +159,9 @@ class InboxSource:
         for directory in (self.inbox, self.work):
             directory.mkdir(parents=True, exist_ok=True)
         # Every name ever claimed: consumed, being read, or waiting in work/ (a file
-        # rejected after some of it was read was consumed too).
-        self.seen: set[str] = set(done) | {n for n in rejected if not CLAIM.match(n)}
-        # Refusals so far per base name, so claim names never collide.
-        self.repeats: dict[str, int] = {}
-        for claim in (*refusing, *rejected):
-            count_claim(self.repeats, claim)
+        # rejected after some of it was read was consumed too). Refusals so far per base
+        # name, so claim names never collide.
+        self.seen, self.repeats = seen_and_repeats(done, refusing, rejected)
         # name -> (its stat key, when that key was first seen): settling files.
         self._settling: dict[str, tuple[StatKey | None, float]] = {}
         # Names warned about (not input names, or unclaimable), once each while they stay

@@ -15,6 +15,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
+from execd.ledger.index.files import DoneTable, NameTable
 from execd.model import reasons
 from execd.model.files import kind_of
 from execd.model.messages import InputFileRecord
@@ -38,7 +39,7 @@ class Leftovers:
     """
 
     def __init__(self, lakehouse: Lakehouse, *, progress: dict[str, tuple[int, int]],
-                 done: dict[str, tuple[int, str]], refusing: set[str], changed: set[str],
+                 done: DoneTable, refusing: set[str], changed: NameTable,
                  time: int, seen: set[str], repeats: dict[str, int], disposals: Disposals,
                  log: Any) -> None:
         self.work = lakehouse.work
@@ -56,7 +57,7 @@ class Leftovers:
         self.move = disposals.move_logged
         self.log = log
 
-    def jobs(self, rejected: set[str]) -> list[FileJob]:
+    def jobs(self, rejected: NameTable) -> list[FileJob]:
         """Jobs for what a stop left in work/, and moves for what was already finished."""
         jobs = []
         present = set()

@@ -2,16 +2,17 @@
 
 A run is an immutable file: a 512-byte header area, then records sorted by key, each
 a 16-byte key (the id's bytes, big-endian, so byte order is id order) followed by
-``value_size`` bytes (0, or 8 for a position a later ``tail --intent`` index can
-carry), then the run's own filter (:class:`~execd.ledger.index.filter.RunFilter`,
-``filter_words`` 64-bit words over its keys). The header, big-endian like every field,
+``value_size`` bytes (0, 8 for a position a later ``tail --intent`` index can
+carry, or 80 for a consumed file's entry, :mod:`execd.ledger.index.files`), then the
+run's own filter (:class:`~execd.ledger.index.filter.RunFilter`, ``filter_words``
+64-bit words over its keys). The header, big-endian like every field,
 is followed by zeros up to :data:`BODY`:
 
 ====== ===== ==================================================================
 offset bytes
 0      8     magic ``EXIDRUN\\0``
 8      2     version (2; a version-1 run is damaged, to be rebuilt)
-10     2     value size (0 or 8)
+10     2     value size (0, 8 or 80)
 12     4     zero
 16     8     count of records
 24     8     through_seq: the ledger seq through which the writer had folded
@@ -46,7 +47,7 @@ import struct
 import sys
 from array import array
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable, Iterator, Sized
+from collections.abc import Callable, Iterable, Iterator, Sized
 from pathlib import Path
 
 from msgspec import Struct
@@ -57,7 +58,7 @@ from execd.model.errors import IndexDamaged
 MAGIC = b"EXIDRUN\x00"
 VERSION = 2
 KEY = 16
-VALUE_SIZES = (0, 8)
+VALUE_SIZES = (0, 8, 80)
 HEADER = struct.Struct(">8sHHIQQQ32s")
 BODY = 512  # the header area: records start here, so 512-byte blocks align to pages
 FENCE_EVERY = 32
@@ -144,19 +145,40 @@ def find_in_block(block: bytes, key: bytes, size: int) -> int:
     return -1
 
 
-def merge(sources: Iterable[Iterator[bytes]]) -> Iterator[bytes]:
+def merge(sources: Iterable[Iterator[bytes]],
+          latest: Callable[[bytes], int] | None = None) -> Iterator[bytes]:
     """The sorted union of sorted streams of records, one record per key.
 
     Records compare as bytes, key first, so equal keys arrive together and the
-    smallest record of them (the earliest position, when values are positions) is kept.
+    smallest record of them (the earliest position, when values are positions) is kept;
+    with ``latest``, the one it ranks highest (a consumed file's entry changes, and
+    each carries the seq of its last change: ``ledger/index/files.py``).
     Streams are read as the merge goes: memory is one record per source.
     """
+    if latest is not None:
+        yield from _merge_latest(heapq.merge(*sources), latest)
+        return
     last = None
     for record in heapq.merge(*sources):
         key = record[:KEY]
         if key != last:
             last = key
             yield record
+
+
+def _merge_latest(records: Iterator[bytes], latest: Callable[[bytes], int]
+                  ) -> Iterator[bytes]:
+    best = None
+    for record in records:
+        if best is not None and record[:KEY] == best[:KEY]:
+            if latest(record) > latest(best):
+                best = record
+            continue
+        if best is not None:
+            yield best
+        best = record
+    if best is not None:
+        yield best
 
 
 class Run:

@@ -46,7 +46,7 @@ from __future__ import annotations
 import hashlib
 import re
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import msgspec
@@ -157,15 +157,20 @@ class Compaction(Struct, frozen=True):
 class IndexStore:
     """One open index directory: the manifest in force and the runs it names."""
 
-    def __init__(self, directory: Path, manifest: Manifest, opened: dict[str, Run]) -> None:
+    def __init__(self, directory: Path, manifest: Manifest, opened: dict[str, Run],
+                 latest: Callable[[bytes], int] | None = None) -> None:
         self.directory = directory
+        #: How a merge chooses among records of one key (``runs.merge``; None: the
+        #: smallest): the consumed-file tables keep the latest entry of each file.
+        self.latest = latest
         self._manifest = manifest
         self._runs = opened
         self._lock = threading.Lock()
         self._compacting = threading.Lock()
 
     @classmethod
-    def open(cls, directory: Path) -> IndexStore:
+    def open(cls, directory: Path, latest: Callable[[bytes], int] | None = None
+             ) -> IndexStore:
         """Open and check the index in ``directory``; remove orphans. Blocking.
 
         IndexDamaged when there is no index, or its manifest or any run is damaged.
@@ -188,10 +193,11 @@ class IndexStore:
                 run.close()
             raise
         _remove_orphans(directory, {info.name for info in manifest.runs})
-        return cls(directory, manifest, opened)
+        return cls(directory, manifest, opened, latest)
 
     @classmethod
-    def create(cls, directory: Path) -> IndexStore:
+    def create(cls, directory: Path, latest: Callable[[bytes], int] | None = None
+               ) -> IndexStore:
         """A new, empty index in ``directory``, replacing whatever index was there."""
         directory.mkdir(parents=True, exist_ok=True)
         _remove_orphans(directory, set())
@@ -200,7 +206,7 @@ class IndexStore:
         (directory / FILTER).unlink(missing_ok=True)
         manifest = Manifest(VERSION, 0, 1, ())
         _write_manifest(directory, manifest)
-        return cls(directory, manifest, {})
+        return cls(directory, manifest, {}, latest)
 
     @property
     def manifest(self) -> Manifest:
@@ -267,7 +273,7 @@ class IndexStore:
             number = self._take_number()
         try:
             run = runs.write(self.directory / run_name(number),
-                             runs.merge(source.records() for source in sources),
+                             runs.merge((source.records() for source in sources), self.latest),
                              max(info.through_seq for info in inputs), value_size,
                              capacity=sum(info.count for info in inputs))
             fsync_dir(self.directory)
