@@ -29,6 +29,7 @@ from typing import Any
 import anyio
 
 from execd.app.id_runs import IdRuns
+from execd.app.position_runs import PositionRuns
 from execd.config.schema import Config
 from execd.ledger import checkpoints
 from execd.ledger.fold import Fold
@@ -54,6 +55,8 @@ class Checkpointer:
         self.fold = fold
         # The id index's runs (None: the fold's ids are in memory, as in unit tests).
         self.ids = ids
+        # Beside the id index, the positions index tail --intent reads (caught up aside).
+        self.positions = PositionRuns(ledger, log) if ids is not None else None
         self.every = every
         self.kept = kept
         self.key = key
@@ -101,6 +104,8 @@ class Checkpointer:
                 await self._fold_loop()
             finally:
                 ids.close()
+                if self.positions is not None:
+                    self.positions.close()
 
     async def _fold_loop(self) -> None:
         while True:
@@ -191,6 +196,8 @@ class Checkpointer:
                 why = f"id index: {exc.strerror or exc}"
                 self.log.error("checkpoint.unwritten", through_seq=self.seq, error=why)
                 return why
+            assert self.positions is not None
+            self.positions.due(self.seq, self.offset, self.hash)
         end = ChainEnd(self.seq, self.hash, self.records, self.last_time, self.offset)
         return encode_snapshot(take(self.fold, end, self.key))
 

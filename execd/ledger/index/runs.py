@@ -2,16 +2,16 @@
 
 A run is an immutable file: a 512-byte header area, then records sorted by key, each
 a 16-byte key (the id's bytes, big-endian, so byte order is id order) followed by
-``value_size`` bytes (0, or 8 for a position a later ``tail --intent`` index can
-carry), then the run's own filter (:class:`~execd.ledger.index.filter.RunFilter`,
-``filter_words`` 64-bit words over its keys). The header, big-endian like every field,
-is followed by zeros up to :data:`BODY`:
+``value_size`` bytes (0; 8; or 16, the positions index's id low half and byte
+offset, :mod:`execd.ledger.index.positions`), then the run's own filter
+(:class:`~execd.ledger.index.filter.RunFilter`, ``filter_words`` 64-bit words over
+its keys). The header, big-endian like every field, is followed by zeros up to :data:`BODY`:
 
 ====== ===== ==================================================================
 offset bytes
 0      8     magic ``EXIDRUN\\0``
 8      2     version (2; a version-1 run is damaged, to be rebuilt)
-10     2     value size (0 or 8)
+10     2     value size (0, 8 or 16)
 12     4     zero
 16     8     count of records
 24     8     through_seq: the ledger seq through which the writer had folded
@@ -57,7 +57,7 @@ from execd.model.errors import IndexDamaged
 MAGIC = b"EXIDRUN\x00"
 VERSION = 2
 KEY = 16
-VALUE_SIZES = (0, 8)
+VALUE_SIZES = (0, 8, 16)
 HEADER = struct.Struct(">8sHHIQQQ32s")
 BODY = 512  # the header area: records start here, so 512-byte blocks align to pages
 FENCE_EVERY = 32

@@ -65,13 +65,34 @@ FACTOR = 4
 BASE = 1 << 16  # a run of up to this many ids is in tier 0
 
 
-class Manifest(Struct, frozen=True):
-    """The live runs, oldest first, the seq they cover, and the next run's number."""
+class Span(Struct, frozen=True):
+    """The ledger bytes an index was read from, for an index that holds byte offsets
+    (the positions index, :mod:`execd.ledger.index.positions`): byte-global offsets,
+    counting archived segments' bytes as a snapshot's ``resume`` does
+    (ledger/retention.py)."""
+
+    first: int
+    """Where reading began: the first segment then in the ledger directory."""
+    last: int
+    """Where record ``through_seq`` starts."""
+    end: int
+    """Just after record ``through_seq``'s line."""
+    head_hash: str
+    """Record ``through_seq``'s hash: a reader checks the record at ``last`` has it."""
+
+
+class Manifest(Struct, frozen=True, omit_defaults=True):
+    """The live runs, oldest first, the seq they cover, and the next run's number.
+
+    ``span`` (None, and then not written: the id index's manifests stay as they were)
+    is where in the ledger the runs' positions were read from.
+    """
 
     version: int
     through_seq: int
     next_number: int
     runs: tuple[RunInfo, ...]
+    span: Span | None = None
 
 
 class _ManifestFile(Struct, frozen=True):
@@ -130,6 +151,21 @@ def decode_manifest(data: bytes) -> Manifest:
     return manifest
 
 
+def read_manifest(directory: Path) -> Manifest:
+    """The manifest of the index in ``directory``, only read (a reader's view: nothing is
+    written or removed). IndexDamaged when there is none or it is damaged. Blocking."""
+    try:
+        with open(directory / MANIFEST, "rb") as handle:
+            data = handle.read(_MANIFEST_LIMIT + 1)
+    except FileNotFoundError:
+        raise IndexDamaged(f"{directory}: no index (no {MANIFEST})") from None
+    except OSError as exc:
+        raise IndexDamaged(f"{directory / MANIFEST}: {exc.strerror or exc}") from None
+    if len(data) > _MANIFEST_LIMIT:
+        raise IndexDamaged(f"{MANIFEST}: longer than {_MANIFEST_LIMIT} bytes")
+    return decode_manifest(data)
+
+
 class Merged(Struct, frozen=True):
     """A compaction's first step: the merged run, written, and the runs it replaces."""
 
@@ -161,15 +197,7 @@ class IndexStore:
 
         IndexDamaged when there is no index, or its manifest or any run is damaged.
         """
-        try:
-            data = (directory / MANIFEST).read_bytes()[:_MANIFEST_LIMIT + 1]
-        except FileNotFoundError:
-            raise IndexDamaged(f"{directory}: no index (no {MANIFEST})") from None
-        except OSError as exc:
-            raise IndexDamaged(f"{directory / MANIFEST}: {exc.strerror or exc}") from None
-        if len(data) > _MANIFEST_LIMIT:
-            raise IndexDamaged(f"{MANIFEST}: longer than {_MANIFEST_LIMIT} bytes")
-        manifest = decode_manifest(data)
+        manifest = read_manifest(directory)
         opened: dict[str, Run] = {}
         try:
             for info in manifest.runs:
@@ -209,10 +237,12 @@ class IndexStore:
             return [self._runs[info.name].reopen() for info in self._manifest.runs]
 
     def write_run(self, records: Iterable[bytes], through_seq: int,
-                  value_size: int = 0, capacity: int | None = None) -> Run:
+                  value_size: int = 0, capacity: int | None = None,
+                  span: Span | None = None) -> Run:
         """Make a run of ``records`` (sorted, unique) live, covering through
         ``through_seq``; the returned run is the caller's. Blocking (two fsyncs).
-        ``capacity`` sizes the run's filter (``runs.write``: default, their number).
+        ``capacity`` sizes the run's filter (``runs.write``: default, their number);
+        ``span``, when given, becomes the manifest's (else it keeps the one it has).
 
         ValueError unless ``through_seq`` is past the index's: a saved filter through
         seq F is trusted to hold every run through F (``IdIndex``).
@@ -228,14 +258,17 @@ class IndexStore:
         with self._lock:
             now = self._manifest
             self._commit(Manifest(VERSION, max(now.through_seq, through_seq), now.next_number,
-                                  (*now.runs, run.info)))
+                                  (*now.runs, run.info), span or now.span))
             self._runs[run.info.name] = run
             return run.reopen()
 
-    def merge_due(self, factor: int = FACTOR, base: int = BASE) -> Merged | None:
+    def merge_due(self, factor: int = FACTOR, base: int = BASE,
+                  filtered: bool = True) -> Merged | None:
         """Write the merge of the runs due for compaction, if any (not yet live).
 
         Blocking and long (streams every record of the inputs); one at a time.
+        ``filtered`` false: the merged run's filter is one word (an index that is only
+        range-scanned, the positions index, keeps no filter in memory).
         """
         with self._lock:
             inputs = plan_compaction(self._manifest.runs, factor, base)
@@ -251,7 +284,7 @@ class IndexStore:
             run = runs.write(self.directory / run_name(number),
                              runs.merge(source.records() for source in sources),
                              max(info.through_seq for info in inputs), value_size,
-                             capacity=sum(info.count for info in inputs))
+                             capacity=sum(info.count for info in inputs) if filtered else 1)
             fsync_dir(self.directory)
         except BaseException:
             self._compacting.release()
@@ -266,7 +299,8 @@ class IndexStore:
                 gone = {info.name for info in merged.inputs}
                 kept = [info for info in now.runs if info.name not in gone]
                 live = sorted((*kept, merged.run.info), key=lambda info: info.through_seq)
-                self._commit(Manifest(VERSION, now.through_seq, now.next_number, tuple(live)))
+                self._commit(Manifest(VERSION, now.through_seq, now.next_number, tuple(live),
+                                      now.span))
                 self._runs[merged.run.info.name] = merged.run
                 for name in gone:
                     self._runs.pop(name).close()
@@ -277,9 +311,10 @@ class IndexStore:
             self._compacting.release()
         return Compaction(merged.run.reopen(), tuple(sorted(gone)))
 
-    def compact(self, factor: int = FACTOR, base: int = BASE) -> Compaction | None:
+    def compact(self, factor: int = FACTOR, base: int = BASE,
+                filtered: bool = True) -> Compaction | None:
         """Merge the runs due, if any, and make the result live. Blocking."""
-        merged = self.merge_due(factor, base)
+        merged = self.merge_due(factor, base, filtered)
         return None if merged is None else self.adopt(merged)
 
     def save_filter(self, packed: bytes) -> None:
@@ -308,7 +343,8 @@ class IndexStore:
 
     def _take_number(self) -> int:
         now = self._manifest
-        self._manifest = Manifest(VERSION, now.through_seq, now.next_number + 1, now.runs)
+        self._manifest = Manifest(VERSION, now.through_seq, now.next_number + 1, now.runs,
+                                  now.span)
         return now.next_number
 
     def _commit(self, manifest: Manifest) -> None:

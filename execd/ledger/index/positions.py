@@ -1,0 +1,245 @@
+"""The positions index: where each record that names an intent is, for ``tail --intent``.
+
+``<ledger_dir>/index/positions/`` is an index directory of its own
+(:mod:`execd.ledger.index.store`: immutable runs, an atomic manifest, size-tiered
+compaction) beside the duplicate-id index, never inside it. Each record of a run is
+32 bytes, big-endian:
+
+====== ===== ==================================================================
+offset bytes
+0      8     the intent id's high half         } the run's 16-byte key: unique,
+8      8     the record's seq                  } since seqs are
+16     8     the intent id's low half          } the 16-byte value
+24     8     the record's byte-global offset   }
+====== ===== ==================================================================
+
+An intent has several records (its outcome, its order, each send), so the key is
+the id's high half and the seq: keys stay unique (runs.py refuses anything else), an
+id prefix of up to 16 hex digits is one key range, and a longer one is that range
+with the low half checked. Every record whose body has an ``intent_id`` is in it,
+and every ``start`` record too, under the id 0: tail reads them to know each run's
+clock (cli/tail.py), and a record of intent 0 is told from a start by reading it.
+
+The offset is byte-global (ledger/places.py), not a segment and an offset in it: it
+is what the checkpointer already counts for a snapshot's ``resume``, it stays true
+when old segments are archived (their bytes still count), and the manifest's
+:class:`~execd.ledger.index.store.Span` says which bytes the runs were read from
+and names the last record by its hash, so a reader can tell an index that belongs to
+another ledger (or one restored from a backup) by reading one record.
+
+The index is derived state (DESIGN §3): the daemon writes it (app/position_runs.py);
+a reader (:class:`View`) only reads, checks each run's header against the manifest,
+and checks every record it is pointed at; anything wrong means the linear read.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import NamedTuple
+
+import msgspec
+from msgspec import Struct
+
+from execd.ledger.index.runs import BODY, KEY, RunInfo, parse_header
+from execd.ledger.index.store import Manifest, read_manifest
+from execd.model.errors import IndexDamaged
+
+DIRECTORY = "positions"
+VALUE = 16
+ENTRY = struct.Struct(">QQQQ")
+SIZE = ENTRY.size
+_M64 = (1 << 64) - 1
+# Records read per system call while scanning a key range.
+_SCAN_RECORDS = 4096
+# Dashes sit here in an id's canonical text (model/ids.py: UUIDs as msgspec writes them).
+_DASHES = (8, 13, 18, 23)
+
+
+class Found(NamedTuple):
+    """One record of the index: a ledger record's seq, intent id and offset."""
+
+    seq: int
+    intent: int
+    offset: int
+
+
+def entry(intent: int, seq: int, offset: int) -> bytes:
+    """The run record for the ledger record ``seq`` of ``intent`` at byte ``offset``."""
+    return ENTRY.pack(intent >> 64, seq, intent & _M64, offset)
+
+
+def unpack(record: bytes | memoryview) -> Found:
+    """The :class:`Found` a run record holds."""
+    high, seq, low, offset = ENTRY.unpack(record)
+    return Found(seq, (high << 64) | low, offset)
+
+
+class _Body(Struct):
+    intent_id: uuid.UUID | None = None
+
+
+class _Line(Struct):
+    seq: int
+    kind: str
+    hash: str
+    body: _Body
+
+
+_decode_line = msgspec.json.Decoder(_Line).decode
+
+
+class Named(NamedTuple):
+    """What a stored line says of itself for the index."""
+
+    seq: int
+    hash: str
+    intent: int | None
+    """The intent id it names (0 for a ``start``), None when it names none."""
+
+
+def read_line(line: bytes) -> Named | None:
+    """What the stored ``line`` names, or None when it is not a record with a
+    well-formed body (such a line is never indexed; the index holds what the writer
+    wrote). Pure."""
+    try:
+        found = _decode_line(line)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    if found.kind == "start":
+        return Named(found.seq, found.hash, 0)
+    intent = found.body.intent_id
+    return Named(found.seq, found.hash, None if intent is None else intent.int)
+
+
+def prefix_range(prefix: str) -> tuple[int, int] | None:
+    """The ids ``[low, high)`` whose canonical text starts with ``prefix`` (lower-case
+    hex digits and dashes), or None when no id's can (a dash out of place). Pure."""
+    if len(prefix) > 36 or any((char == "-") != (at in _DASHES) for at, char in
+                               enumerate(prefix)):
+        return None
+    digits = prefix.replace("-", "")
+    if not all(char in "0123456789abcdef" for char in digits):
+        return None
+    shift = 4 * (32 - len(digits))
+    value = int(digits, 16) if digits else 0
+    return value << shift, (value + 1) << shift
+
+
+class _RunFile(NamedTuple):
+    name: str
+    fd: int
+    records: int
+
+
+class View:
+    """The positions index as a reader sees it: its manifest and its runs, opened for
+    reading and checked against the manifest (header, size, value size), never hashed
+    whole (that would read the whole index: its records are checked as they are used).
+    """
+
+    def __init__(self, manifest: Manifest, files: list[_RunFile]) -> None:
+        self.manifest = manifest
+        self._files = files
+
+    @classmethod
+    def open(cls, directory: Path, attempts: int = 3) -> View:
+        """The index in ``directory``. A run that vanishes between reading the manifest
+        and opening it (a compaction made live meanwhile) means reading the manifest
+        again, ``attempts`` times. IndexDamaged when there is none or it is damaged."""
+        for _ in range(attempts):
+            manifest = read_manifest(directory)
+            files: list[_RunFile] = []
+            try:
+                for info in manifest.runs:
+                    files.append(_open_run(directory / info.name, info))
+                return cls(manifest, files)
+            except FileNotFoundError:
+                continue
+            finally:
+                if len(files) != len(manifest.runs):
+                    for run in files:
+                        os.close(run.fd)
+        raise IndexDamaged(f"{directory}: its runs kept changing while it was read")
+
+    def between(self, low: int, high: int) -> list[Found]:
+        """Every record of an id in ``[low, high)``, in ledger order. Blocking: a binary
+        search and a sequential read of the range in each run."""
+        found: list[Found] = []
+        for run in self._files:
+            found.extend(_scan(run, low, high))
+        found.sort()
+        return found
+
+    def close(self) -> None:
+        """Close every run's descriptor."""
+        for run in self._files:
+            os.close(run.fd)
+        self._files = []
+
+
+def _open_run(path: Path, info: RunInfo) -> _RunFile:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        count = _checked_header(path.name, fd, info)
+    except OSError as exc:
+        os.close(fd)
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise IndexDamaged(f"{path.name}: {exc.strerror or exc}") from None
+    except BaseException:
+        os.close(fd)
+        raise
+    return _RunFile(path.name, fd, count)
+
+
+def _checked_header(name: str, fd: int, info: RunInfo) -> int:
+    """The count of records of the run open on ``fd``, once its header agrees with the
+    manifest's ``info`` and its size with its header; IndexDamaged if not."""
+    count, through, value_size, words, digest = parse_header(os.pread(fd, BODY, 0), name)
+    found = RunInfo(name, count, through, value_size, digest.hex())
+    if found != info or value_size != VALUE:
+        raise IndexDamaged(f"{name}: the header says {found}, the manifest {info}")
+    size = os.fstat(fd).st_size
+    if size != BODY + count * SIZE + words * 8:
+        raise IndexDamaged(f"{name}: {size} bytes, not what its header says")
+    return count
+
+
+def _high_at(run: _RunFile, index: int) -> int:
+    data = os.pread(run.fd, 8, BODY + index * SIZE)
+    if len(data) != 8:
+        raise IndexDamaged(f"{run.name}: shorter than its header says")
+    return int.from_bytes(data)
+
+
+def _scan(run: _RunFile, low: int, high: int) -> Iterator[Found]:
+    """The records of ``run`` with an id in ``[low, high)``: the first with a high half
+    at least ``low``'s found by bisection, then read on while high halves stay in range."""
+    first_high, last_high = low >> 64, (high - 1) >> 64
+    lo, hi = 0, run.records
+    while lo < hi:
+        middle = (lo + hi) // 2
+        if _high_at(run, middle) < first_high:
+            lo = middle + 1
+        else:
+            hi = middle
+    previous = b""
+    for start in range(lo, run.records, _SCAN_RECORDS):
+        want = min(_SCAN_RECORDS, run.records - start) * SIZE
+        data = os.pread(run.fd, want, BODY + start * SIZE)
+        if len(data) != want:
+            raise IndexDamaged(f"{run.name}: shorter than its header says")
+        for at in range(0, want, SIZE):
+            record = data[at:at + SIZE]
+            if record[:KEY] <= previous:
+                raise IndexDamaged(f"{run.name}: keys out of order")
+            previous = record[:KEY]
+            found = unpack(record)
+            if found.intent >> 64 > last_high:
+                return
+            if low <= found.intent < high:
+                yield found
