@@ -20,20 +20,22 @@ is logged and tried again at the next checkpoint: derived state never stops trad
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from execd.ledger.index import positions
-from execd.ledger.index.positions import Named, entry, read_line
+from execd.ledger.index.positions import Batch, entries_of, read_line
 from execd.ledger.index.store import DIRECTORY, MANIFEST, IndexStore, Span
 from execd.ledger.places import Layout, LineReader
+from execd.ledger.segments import MAX_LINE
 from execd.model.errors import IndexDamaged
 
 # Records per run while catching up: a run's entries are sorted in memory (about 70
 # bytes each as Python objects), so a long catch-up stays near 20 MB.
 CHUNK = 1 << 18
-# Lines read between two looks at close().
-_POLL_LINES = 4096
+# Ledger bytes read (and decoded in one call) at a time, between two looks at close().
+READ_BYTES = 1 << 20
 # How long close() waits for a catch-up or a merge under way (the thread is a daemon
 # thread: past this, what it was writing is an orphan the next open removes).
 JOIN_S = 10.0
@@ -45,12 +47,6 @@ class Target(NamedTuple):
     through_seq: int
     end: int
     head_hash: str
-
-
-class _Last(NamedTuple):
-    named: Named
-    start: int
-    end: int
 
 
 class PositionRuns:
@@ -137,37 +133,65 @@ class PositionRuns:
         layout = Layout.read(self.ledger)
         store = self._open(layout, target)
         span = store.manifest.span
-        start = span.end if span is not None else layout.archived
+        # Bytes archived since the index stopped are not read: tail never shows them.
+        start = max(span.end if span is not None else 0, layout.archived)
         first = span.first if span is not None else layout.archived
         if start >= target.end:
             return  # a restart folded records the index already covers
         pending: list[bytes] = []
-        last: _Last | None = None
-        for count, (at, line) in enumerate(layout.lines(start, target.end)):
-            if count % _POLL_LINES == 0 and self._closed:
+        batch: Batch | None = None
+        for at, lines in _chunks(layout, start, target.end):
+            if self._closed:
                 return
-            named = read_line(line.data)
-            if named is None:
-                raise IndexDamaged(f"byte {at} of the ledger: not a record; not indexed")
-            if named.intent is not None:
-                pending.append(entry(named.intent, named.seq, at))
-            last = _Last(named, at, line.end - line.start + at)
+            batch = entries_of(lines, at)
+            if batch is None:
+                raise IndexDamaged(f"bytes {at} to {at + sum(map(len, lines))} of the ledger "
+                                   "are not all records: not indexed")
+            pending.extend(batch.entries)
             if len(pending) >= CHUNK:
-                self._write(store, pending, first, last)
-        if last is None or last.named.seq != target.through_seq or last.end != target.end:
+                self._write(store, pending, first, batch)
+        if batch is None or batch.last.seq != target.through_seq or batch.end != target.end:
             raise IndexDamaged(f"the ledger through byte {target.end} does not end with "
                                f"record {target.through_seq}")
-        if last.named.seq > store.through_seq:
-            self._write(store, pending, first, last)
+        if batch.last.seq > store.through_seq:
+            self._write(store, pending, first, batch)
         while not self._closed and (done := store.compact(filtered=False)) is not None:
             done.added.close()
 
-    def _write(self, store: IndexStore, pending: list[bytes], first: int, last: _Last) -> None:
-        span = Span(first, last.start, last.end, last.named.hash)
-        run = store.write_run(sorted(pending), last.named.seq, positions.VALUE, capacity=1,
-                              span=span)
+    def _write(self, store: IndexStore, pending: list[bytes], first: int, batch: Batch) -> None:
+        span = Span(first, batch.last_start, batch.end, batch.last.hash)
+        run = store.write_run(sorted(pending), batch.last.seq, positions.VALUE, span=span,
+                              filtered=False)
         run.close()
         pending.clear()
+
+
+def _chunks(layout: Layout, start: int, end: int) -> Iterator[tuple[int, list[bytes]]]:
+    """The whole lines from byte ``start`` (a line's start) up to byte ``end`` (a line's
+    end), about :data:`READ_BYTES` at a time: (byte-global start of the first, lines)."""
+    for (path, size), base in zip(layout.segments, layout.starts, strict=True):
+        if base + size <= start or base >= end:
+            continue
+        at, stop = max(start, base) - base, min(end, base + size) - base
+        with open(path, "rb") as handle:
+            handle.seek(at)
+            held = b""
+            while at < stop:
+                data = handle.read(min(READ_BYTES, stop - at))
+                if not data:
+                    break
+                at += len(data)
+                data = held + data if held else data
+                cut = data.rfind(b"\n")
+                if cut < 0:
+                    if len(data) > MAX_LINE:
+                        raise IndexDamaged(f"{path.name}: a line longer than any record")
+                    held = data
+                    continue
+                yield base + at - len(data), data[:cut].split(b"\n")
+                held = data[cut + 1:]
+            if held:
+                raise IndexDamaged(f"{path.name}: a line without its end before byte {end}")
 
 
 def _disagrees(store: IndexStore, layout: Layout, target: Target) -> str:

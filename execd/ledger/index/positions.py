@@ -89,7 +89,15 @@ class _Line(Struct):
     body: _Body
 
 
+class _Entry(Struct):
+    seq: int
+    kind: str
+    body: _Body
+
+
 _decode_line = msgspec.json.Decoder(_Line).decode
+# Without the hash (only the last line's is needed): a tenth less to decode.
+_decode_entries = msgspec.json.Decoder(list[_Entry]).decode
 
 
 class Named(NamedTuple):
@@ -113,6 +121,42 @@ def read_line(line: bytes) -> Named | None:
         return Named(found.seq, found.hash, 0)
     intent = found.body.intent_id
     return Named(found.seq, found.hash, None if intent is None else intent.int)
+
+
+class Batch(NamedTuple):
+    """The index's records for consecutive stored lines, and where the last one is."""
+
+    entries: list[bytes]
+    last: Named
+    last_start: int
+    end: int
+    """Just after the last line."""
+
+
+def entries_of(lines: list[bytes], first: int) -> Batch | None:
+    """The run records for the consecutive stored ``lines`` (LFs removed, the first at
+    byte-global offset ``first``); None when they are not all records. Pure.
+
+    The daemon's writer pays for this in its own thread, beside the pipeline, for every
+    record: the lines are decoded in one call, as one JSON array (a call a line costs
+    about a microsecond more).
+    """
+    try:
+        found = _decode_entries(b"[" + b",".join(lines) + b"]")
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    last = read_line(lines[-1]) if lines else None
+    if last is None or len(found) != len(lines):
+        return None
+    pack, entries, at = ENTRY.pack, [], first
+    for line, record in zip(lines, found, strict=True):
+        if record.kind == "start":
+            entries.append(pack(0, record.seq, 0, at))
+        elif (intent := record.body.intent_id) is not None:
+            key = intent.int
+            entries.append(pack(key >> 64, record.seq, key & _M64, at))
+        at += len(line) + 1
+    return Batch(entries, last, at - len(lines[-1]) - 1, at)
 
 
 def prefix_range(prefix: str) -> tuple[int, int] | None:

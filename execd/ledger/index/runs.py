@@ -244,7 +244,7 @@ class Run:
 
 
 def write(path: Path, records: Iterable[bytes], through_seq: int, value_size: int = 0,
-          capacity: int | None = None) -> Run:
+          capacity: int | None = None, filtered: bool = True) -> Run:
     """Write a run of ``records`` (sorted, unique keys) to ``path``, fsynced. Blocking.
 
     Its filter is sized for ``capacity`` ids (default: the number of ``records``,
@@ -253,13 +253,20 @@ def write(path: Path, records: Iterable[bytes], through_seq: int, value_size: in
     manifest makes it part of the index (:mod:`execd.ledger.index.store`); a file the
     manifest does not name is an orphan that the next open removes. ValueError if
     ``records`` are not strictly ascending or not ``16 + value_size`` bytes each.
+
+    ``filtered`` false: the run's filter is one word with every bit set (it answers
+    "maybe" for every key, so it is never wrong), for a run that is only ever read by
+    key range (the positions index): no cost a record to build it, none in memory.
     """
     if value_size not in VALUE_SIZES:
         raise ValueError(f"value size {value_size}: expected one of {VALUE_SIZES}")
-    if capacity is None:
-        records = records if isinstance(records, Sized) else list(records)
-        capacity = len(records)
-    run_filter = RunFilter(words_for(capacity, RUN_BITS_PER_ID))
+    if not filtered:
+        run_filter = RunFilter(1, bytes([0xFF]) * 8)
+    else:
+        if capacity is None:
+            records = records if isinstance(records, Sized) else list(records)
+            capacity = len(records)
+        run_filter = RunFilter(words_for(capacity, RUN_BITS_PER_ID))
     digest = hashlib.sha256()
     halves: tuple[array[int], array[int]] = (array("Q"), array("Q"))
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640)
@@ -267,7 +274,8 @@ def write(path: Path, records: Iterable[bytes], through_seq: int, value_size: in
         os.write(fd, bytes(BODY))
         pending: list[bytes] = []
         count = 0
-        checked = _ascending(records, KEY + value_size, halves, run_filter, path.name)
+        checked = _ascending(records, KEY + value_size, halves,
+                             run_filter if filtered else None, path.name)
         for record in checked:
             count += 1
             pending.append(record)
@@ -287,12 +295,12 @@ def write(path: Path, records: Iterable[bytes], through_seq: int, value_size: in
 
 
 def _ascending(records: Iterable[bytes], size: int, halves: tuple[array[int], array[int]],
-               run_filter: RunFilter, name: str) -> Iterator[bytes]:
-    # Checks each record as it streams past, adds it to the run's filter, and notes
-    # every FENCE_EVERY-th key.
+               run_filter: RunFilter | None, name: str) -> Iterator[bytes]:
+    # Checks each record as it streams past, adds it to the run's filter (if it has
+    # one to build), and notes every FENCE_EVERY-th key.
     last = -1
     his, los = halves
-    add, of = run_filter.add, int.from_bytes
+    add, of = (run_filter.add if run_filter is not None else None), int.from_bytes
     for count, record in enumerate(records):
         key = of(record[:KEY])
         if len(record) != size or key <= last:
@@ -301,7 +309,8 @@ def _ascending(records: Iterable[bytes], size: int, halves: tuple[array[int], ar
         if count % FENCE_EVERY == 0:
             his.append(key >> 64)
             los.append(key & _M64)
-        add(key)
+        if add is not None:
+            add(key)
         last = key
         yield record
 

@@ -238,11 +238,12 @@ class IndexStore:
 
     def write_run(self, records: Iterable[bytes], through_seq: int,
                   value_size: int = 0, capacity: int | None = None,
-                  span: Span | None = None) -> Run:
+                  span: Span | None = None, filtered: bool = True) -> Run:
         """Make a run of ``records`` (sorted, unique) live, covering through
         ``through_seq``; the returned run is the caller's. Blocking (two fsyncs).
         ``capacity`` sizes the run's filter (``runs.write``: default, their number);
-        ``span``, when given, becomes the manifest's (else it keeps the one it has).
+        ``span``, when given, becomes the manifest's (else it keeps the one it has);
+        ``filtered`` false: no filter (``runs.write``).
 
         ValueError unless ``through_seq`` is past the index's: a saved filter through
         seq F is trusted to hold every run through F (``IdIndex``).
@@ -253,7 +254,7 @@ class IndexStore:
                                  f"(through {self._manifest.through_seq})")
             number = self._take_number()
         run = runs.write(self.directory / run_name(number), records, through_seq, value_size,
-                         capacity)
+                         capacity, filtered)
         fsync_dir(self.directory)
         with self._lock:
             now = self._manifest
@@ -267,8 +268,8 @@ class IndexStore:
         """Write the merge of the runs due for compaction, if any (not yet live).
 
         Blocking and long (streams every record of the inputs); one at a time.
-        ``filtered`` false: the merged run's filter is one word (an index that is only
-        range-scanned, the positions index, keeps no filter in memory).
+        ``filtered`` false: the merged run has no filter (``runs.write``: an index that
+        is only read by key range, the positions index).
         """
         with self._lock:
             inputs = plan_compaction(self._manifest.runs, factor, base)
@@ -284,7 +285,7 @@ class IndexStore:
             run = runs.write(self.directory / run_name(number),
                              runs.merge(source.records() for source in sources),
                              max(info.through_seq for info in inputs), value_size,
-                             capacity=sum(info.count for info in inputs) if filtered else 1)
+                             capacity=sum(info.count for info in inputs), filtered=filtered)
             fsync_dir(self.directory)
         except BaseException:
             self._compacting.release()

@@ -10,9 +10,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from execd.ledger.index import positions
-from execd.ledger.index.positions import Found, View, entry, prefix_range, unpack
+from execd.ledger.index.positions import (
+    Found,
+    View,
+    entries_of,
+    entry,
+    prefix_range,
+    read_line,
+    unpack,
+)
 from execd.ledger.index.runs import RunInfo
 from execd.ledger.index.store import IndexStore, Manifest, Span, encode_manifest
+from execd.ledger.record import LedgerChain
 
 
 @given(st.integers(0, (1 << 128) - 1), st.integers(0, 36), st.integers(0, (1 << 128) - 1))
@@ -80,3 +89,23 @@ def test_the_view_finds_every_record_of_a_range_across_runs(tmp_path: Path) -> N
     assert {item.intent for item in view.between(*prefix)} >= {ids[0], ids[0] ^ 1, ids[0] ^ 2}
     assert len(view.between(0, 1 << 128)) == 5 * len(ids)
     view.close()
+
+
+def test_a_batch_of_lines_gives_what_each_line_names(tmp_path: Path) -> None:
+    """Decoded in one call, lines give the entries each read alone names (a start under
+    id 0, a record without an intent none), and a line that is not a record spoils the
+    batch."""
+    chain = LedgerChain()
+    bodies = [("start", b'{"clock":"wall"}'), ("tick", b'{"time":3}'),
+              ("outcome", b'{"execution_id":"e","intent_id":"%s","intent":{"intent_id":'
+               b'"%s"}}' % (str(uuid.UUID(int=5)).encode(), str(uuid.UUID(int=9)).encode())),
+              ("order", b'{"venue":"v","intent_id":"%s"}' % str(uuid.UUID(int=1 << 100)).encode())]
+    lines = [chain.append(kind, 1, body).rstrip(b"\n") for kind, body in bodies]
+    batch = entries_of(lines, 1000)
+    assert batch is not None
+    starts = [1000 + sum(len(line) + 1 for line in lines[:n]) for n in range(len(lines))]
+    assert [unpack(record) for record in batch.entries] == [
+        Found(1, 0, starts[0]), Found(3, 5, starts[2]), Found(4, 1 << 100, starts[3])]
+    assert batch.last == read_line(lines[-1]) and batch.last_start == starts[3]
+    assert batch.end == starts[3] + len(lines[3]) + 1
+    assert entries_of([*lines[:2], b"{not a record", lines[3]], 0) is None
