@@ -7,16 +7,18 @@ compaction) beside the duplicate-id index, never inside it. Each record of a run
 
 ====== ===== ==================================================================
 offset bytes
-0      8     the intent id's high half         } the run's 16-byte key: unique,
-8      8     the record's seq                  } since seqs are
-16     8     the intent id's low half          } the 16-byte value
+0      16    the intent id (the run's key)
+16     8     the record's seq                  } the 16-byte value
 24     8     the record's byte-global offset   }
 ====== ===== ==================================================================
 
-An intent has several records (its outcome, its order, each send), so the key is
-the id's high half and the seq: keys stay unique (runs.py refuses anything else), an
-id prefix of up to 16 hex digits is one key range, and a longer one is that range
-with the low half checked. Every record whose body has an ``intent_id`` is in it,
+An intent has several records (its outcome, its order, each send), so a key repeats
+(runs.py allows it for 16-byte values, :data:`~execd.ledger.index.runs.REPEATS`:
+records, key and value, strictly ascend), and an id prefix is one key range, read in
+id then ledger order. (A key of the id's high half and the seq would keep keys
+unique, but ids numbered in their low bits, as a producer that counts its intents
+makes them, would then all share one high half: one range as long as the history.)
+Every record whose body has an ``intent_id`` is in it,
 and every ``start`` record too, under the id 0: tail reads them to know each run's
 clock (cli/tail.py), and a record of intent 0 is told from a start by reading it.
 
@@ -69,12 +71,12 @@ class Found(NamedTuple):
 
 def entry(intent: int, seq: int, offset: int) -> bytes:
     """The run record for the ledger record ``seq`` of ``intent`` at byte ``offset``."""
-    return ENTRY.pack(intent >> 64, seq, intent & _M64, offset)
+    return ENTRY.pack(intent >> 64, intent & _M64, seq, offset)
 
 
 def unpack(record: bytes | memoryview) -> Found:
     """The :class:`Found` a run record holds."""
-    high, seq, low, offset = ENTRY.unpack(record)
+    high, low, seq, offset = ENTRY.unpack(record)
     return Found(seq, (high << 64) | low, offset)
 
 
@@ -151,10 +153,10 @@ def entries_of(lines: list[bytes], first: int) -> Batch | None:
     pack, entries, at = ENTRY.pack, [], first
     for line, record in zip(lines, found, strict=True):
         if record.kind == "start":
-            entries.append(pack(0, record.seq, 0, at))
+            entries.append(pack(0, 0, record.seq, at))
         elif (intent := record.body.intent_id) is not None:
             key = intent.int
-            entries.append(pack(key >> 64, record.seq, key & _M64, at))
+            entries.append(pack(key >> 64, key & _M64, record.seq, at))
         at += len(line) + 1
     return Batch(entries, last, at - len(lines[-1]) - 1, at)
 
@@ -253,21 +255,21 @@ def _checked_header(name: str, fd: int, info: RunInfo) -> int:
     return count
 
 
-def _high_at(run: _RunFile, index: int) -> int:
-    data = os.pread(run.fd, 8, BODY + index * SIZE)
-    if len(data) != 8:
+def _key_at(run: _RunFile, index: int) -> bytes:
+    data = os.pread(run.fd, KEY, BODY + index * SIZE)
+    if len(data) != KEY:
         raise IndexDamaged(f"{run.name}: shorter than its header says")
-    return int.from_bytes(data)
+    return data
 
 
 def _scan(run: _RunFile, low: int, high: int) -> Iterator[Found]:
-    """The records of ``run`` with an id in ``[low, high)``: the first with a high half
-    at least ``low``'s found by bisection, then read on while high halves stay in range."""
-    first_high, last_high = low >> 64, (high - 1) >> 64
+    """The records of ``run`` with an id in ``[low, high)``: the first found by
+    bisection (a read of one key a step), then read on while ids stay in range."""
+    first = low.to_bytes(KEY)
     lo, hi = 0, run.records
     while lo < hi:
         middle = (lo + hi) // 2
-        if _high_at(run, middle) < first_high:
+        if _key_at(run, middle) < first:
             lo = middle + 1
         else:
             hi = middle
@@ -279,11 +281,10 @@ def _scan(run: _RunFile, low: int, high: int) -> Iterator[Found]:
             raise IndexDamaged(f"{run.name}: shorter than its header says")
         for at in range(0, want, SIZE):
             record = data[at:at + SIZE]
-            if record[:KEY] <= previous:
-                raise IndexDamaged(f"{run.name}: keys out of order")
-            previous = record[:KEY]
+            if record <= previous:
+                raise IndexDamaged(f"{run.name}: records out of order")
+            previous = record
             found = unpack(record)
-            if found.intent >> 64 > last_high:
+            if found.intent >= high:
                 return
-            if low <= found.intent < high:
-                yield found
+            yield found

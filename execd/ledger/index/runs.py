@@ -2,7 +2,7 @@
 
 A run is an immutable file: a 512-byte header area, then records sorted by key, each
 a 16-byte key (the id's bytes, big-endian, so byte order is id order) followed by
-``value_size`` bytes (0; 8; or 16, the positions index's id low half and byte
+``value_size`` bytes (0; 8; or 16, the positions index's seq and byte
 offset, :mod:`execd.ledger.index.positions`), then the run's own filter
 (:class:`~execd.ledger.index.filter.RunFilter`, ``filter_words`` 64-bit words over
 its keys). The header, big-endian like every field, is followed by zeros up to :data:`BODY`:
@@ -25,7 +25,10 @@ radix table over them (half a byte an id, :class:`Fences`). A lookup asks the
 filter, finds the block in the fences, reads that one 512-byte
 block with ``pread`` and finds the key in it (``bench/ids.py``: from the page cache
 a 4 KiB read cost about four times a 512-byte one). Keys in a run are
-unique and strictly ascending; the writer refuses anything else. :func:`load` reads
+unique and strictly ascending; the writer refuses anything else (but in a run of
+16-byte values, :data:`REPEATS`, the positions index's, where an intent id has a
+record per ledger record that names it: there keys may repeat, and records, key and
+value together, strictly ascend instead). :func:`load` reads
 the whole file once, checking the header, the file's size and the SHA-256, so a
 damaged run is found when the index opens, never trusted (DESIGN §3: derived state
 is rebuilt from the ledger, not believed).
@@ -58,6 +61,7 @@ MAGIC = b"EXIDRUN\x00"
 VERSION = 2
 KEY = 16
 VALUE_SIZES = (0, 8, 16)
+REPEATS = 16  # the value size whose runs may repeat a key (see above)
 HEADER = struct.Struct(">8sHHIQQQ32s")
 BODY = 512  # the header area: records start here, so 512-byte blocks align to pages
 FENCE_EVERY = 32
@@ -144,8 +148,9 @@ def find_in_block(block: bytes, key: bytes, size: int) -> int:
     return -1
 
 
-def merge(sources: Iterable[Iterator[bytes]]) -> Iterator[bytes]:
-    """The sorted union of sorted streams of records, one record per key.
+def merge(sources: Iterable[Iterator[bytes]], repeats: bool = False) -> Iterator[bytes]:
+    """The sorted union of sorted streams of records, one record per key (with
+    ``repeats``, one per distinct record: keys may repeat, :data:`REPEATS`).
 
     Records compare as bytes, key first, so equal keys arrive together and the
     smallest record of them (the earliest position, when values are positions) is kept.
@@ -153,7 +158,7 @@ def merge(sources: Iterable[Iterator[bytes]]) -> Iterator[bytes]:
     """
     last = None
     for record in heapq.merge(*sources):
-        key = record[:KEY]
+        key = record if repeats else record[:KEY]
         if key != last:
             last = key
             yield record
@@ -301,11 +306,14 @@ def _ascending(records: Iterable[bytes], size: int, halves: tuple[array[int], ar
     last = -1
     his, los = halves
     add, of = (run_filter.add if run_filter is not None else None), int.from_bytes
+    repeats, before = size == KEY + REPEATS, b""
     for count, record in enumerate(records):
         key = of(record[:KEY])
-        if len(record) != size or key <= last:
+        if len(record) != size or key < last or (key == last and (
+                not repeats or record <= before)):
             raise ValueError(f"{name}: record {count} is not a {size}-byte record "
                              "with a key above the one before")
+        before = record
         if count % FENCE_EVERY == 0:
             his.append(key >> 64)
             los.append(key & _M64)
@@ -364,7 +372,7 @@ def _checked(path: Path, expected: RunInfo, fd: int) -> Run:
         raise IndexDamaged(f"{name}: {exc.strerror or exc}") from None
     if body.digest() != digest:
         raise IndexDamaged(f"{name}: the body's SHA-256 is not the header's")
-    if not _ordered(*halves):
+    if not _ordered(*halves, repeats=value_size == REPEATS):
         raise IndexDamaged(f"{name}: keys out of order")
     return Run(path, info, Fences(*halves), RunFilter(words, words_data), fd)
 
@@ -385,7 +393,10 @@ def _fences(fd: int, end: int, size: int, body: hashlib._Hash) -> tuple[array[in
     return his, los
 
 
-def _ordered(his: array[int], los: array[int]) -> bool:
+def _ordered(his: array[int], los: array[int], repeats: bool = False) -> bool:
     # Fences ascend as (high, low) pairs; the low halves matter only where highs tie.
+    # Where keys may repeat, two fences may be equal.
     ties = itertools.compress(range(len(his) - 1), map(operator.ge, his, his[1:]))
+    if repeats:
+        return all(his[i] == his[i + 1] and los[i] <= los[i + 1] for i in ties)
     return all(his[i] == his[i + 1] and los[i] < los[i + 1] for i in ties)

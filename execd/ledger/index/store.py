@@ -283,7 +283,8 @@ class IndexStore:
             number = self._take_number()
         try:
             run = runs.write(self.directory / run_name(number),
-                             runs.merge(source.records() for source in sources),
+                             runs.merge((source.records() for source in sources),
+                                        repeats=value_size == runs.REPEATS),
                              max(info.through_seq for info in inputs), value_size,
                              capacity=sum(info.count for info in inputs), filtered=filtered)
             fsync_dir(self.directory)

@@ -6,10 +6,11 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from execd.ledger.index import positions
+from execd.ledger.index import positions, runs
 from execd.ledger.index.positions import (
     Found,
     View,
@@ -109,3 +110,25 @@ def test_a_batch_of_lines_gives_what_each_line_names(tmp_path: Path) -> None:
     assert batch.last == read_line(lines[-1]) and batch.last_start == starts[3]
     assert batch.end == starts[3] + len(lines[3]) + 1
     assert entries_of([*lines[:2], b"{not a record", lines[3]], 0) is None
+
+
+def test_a_run_of_positions_may_repeat_a_key_and_no_other_may(tmp_path: Path) -> None:
+    """One id with more records than a block (so two fences are equal) opens, merges and
+    reads back whole; a repeated key in an id run, or a repeated record, is refused."""
+    store = IndexStore.create(tmp_path)
+    for number in range(4):
+        store.write_run([entry(7, number * 100 + seq, seq) for seq in range(1, 81)],
+                        number + 1, positions.VALUE, filtered=False)
+    assert store.compact(filtered=False) is not None
+    store.close()
+    reopened = IndexStore.open(tmp_path)  # checks every run's SHA-256 and its fences
+    assert [info.count for info in reopened.manifest.runs] == [320]
+    reopened.close()
+    view = View.open(tmp_path)
+    assert [item.seq for item in view.between(7, 8)] == sorted(
+        number * 100 + seq for number in range(4) for seq in range(1, 81))
+    view.close()
+    with pytest.raises(ValueError, match="with a key above"):
+        runs.write(tmp_path / "twice.ids", [entry(7, 1, 1), entry(7, 1, 1)], 1, positions.VALUE)
+    with pytest.raises(ValueError, match="with a key above"):
+        runs.write(tmp_path / "ids.ids", [bytes(16), bytes(16)], 1)
