@@ -155,6 +155,8 @@ class PositionRuns:
                                f"record {target.through_seq}")
         if batch.last.seq > store.through_seq:
             self._write(store, pending, first, batch)
+        self.log.info("index.positions_written", through_seq=target.through_seq,
+                      runs=len(store.manifest.runs))
         while not self._closed and (done := store.compact(filtered=False)) is not None:
             done.added.close()
 

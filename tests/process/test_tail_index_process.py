@@ -70,7 +70,9 @@ def test_tail_reads_the_index_two_runs_of_the_daemon_wrote(tmp_path: Path) -> No
         expected = 30 if name == "a.jsonl" else 60
         wait_for(lambda n=expected: count_outcomes(ledger) >= n, timeout=60)
         assert stop(process) == 0, log.read_text()
-    assert "index.positions" not in log.read_text()
+    said = log.read_text()
+    assert "index.positions_rebuilt" not in said and "index.positions_unwritten" not in said
+    assert "index.positions_written" in said
     verify(ledger)
     view = View.open(ledger / DIRECTORY / positions.DIRECTORY)
     through = view.manifest.through_seq

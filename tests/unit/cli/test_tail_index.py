@@ -267,6 +267,7 @@ def test_the_command_reads_through_the_index(
     """Through ``execd ledger tail`` itself: stdout as without the index, nothing on stderr."""
     directory, ids, points = ledger
     index(directory, points[:4])
+    capsysbinary.readouterr()  # the writer's log lines
     for args in (["--intent", ids[3].upper()], ["--intent", ids[3][:4], "--kind", "order"],
                  ["--intent", ids[7][:2], "-n", "2", "--json"]):
         assert main(["ledger", "tail", "--ledger", str(directory), *args]) == 0
