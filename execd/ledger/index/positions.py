@@ -209,7 +209,8 @@ class View:
                 if len(files) != len(manifest.runs):
                     for run in files:
                         os.close(run.fd)
-        raise IndexDamaged(f"{directory}: its runs kept changing while it was read")
+        raise IndexDamaged(f"{directory}: a run its manifest names is missing (the manifest "
+                           f"read {attempts} times)")
 
     def between(self, low: int, high: int) -> list[Found]:
         """Every record of an id in ``[low, high)``, in ledger order. Blocking: a binary

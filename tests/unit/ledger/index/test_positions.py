@@ -23,6 +23,7 @@ from execd.ledger.index.positions import (
 from execd.ledger.index.runs import RunInfo
 from execd.ledger.index.store import IndexStore, Manifest, Span, encode_manifest
 from execd.ledger.record import LedgerChain
+from execd.model.errors import IndexDamaged
 
 
 @given(st.integers(0, (1 << 128) - 1), st.integers(0, 36), st.integers(0, (1 << 128) - 1))
@@ -132,3 +133,21 @@ def test_a_run_of_positions_may_repeat_a_key_and_no_other_may(tmp_path: Path) ->
         runs.write(tmp_path / "twice.ids", [entry(7, 1, 1), entry(7, 1, 1)], 1, positions.VALUE)
     with pytest.raises(ValueError, match="with a key above"):
         runs.write(tmp_path / "ids.ids", [bytes(16), bytes(16)], 1)
+
+
+def test_a_reader_copes_with_a_compaction_under_it(tmp_path: Path) -> None:
+    """Runs a reader has open stay readable when a compaction removes them; a manifest
+    whose runs are gone each time it is read is reported, never half read."""
+    store = IndexStore.create(tmp_path)
+    for number in range(4):
+        store.write_run([entry(3, number * 10 + 1, number)], number + 1, positions.VALUE,
+                        filtered=False)
+    view = View.open(tmp_path)
+    assert store.compact(filtered=False) is not None
+    assert sorted(p.name for p in tmp_path.glob("run-*")) == ["run-00000005.ids"]
+    assert [item.seq for item in view.between(3, 4)] == [1, 11, 21, 31]
+    view.close()
+    (tmp_path / "run-00000005.ids").unlink()
+    with pytest.raises(IndexDamaged, match="a run its manifest names is missing"):
+        View.open(tmp_path)
+    store.close()
