@@ -73,7 +73,7 @@ def _positions_behind(root: Path, ledger: Path) -> bool:
         return False
     snapshots = sorted((ledger / "checkpoints").glob("snapshot-*.msgpack"))
     if not snapshots:
-        return True
+        return False  # no checkpoint yet (its snapshot comes before the file is archived)
     newest = int(snapshots[-1].name.removeprefix("snapshot-").split(".")[0])
     try:
         manifest = json.loads((ledger / "index" / "positions" / "MANIFEST.json").read_text())
