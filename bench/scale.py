@@ -8,7 +8,9 @@ takes its wall time and peak RSS (``ru_maxrss`` from ``wait4`` on that process):
   to ``READY=1`` on a notify socket the bench binds (as systemd's), then SIGTERM; its
   ledger is a fresh copy each run (it appends a start and a stop record);
 * ``execd ledger verify`` of the whole ledger;
-* ``execd ledger tail --intent ID`` for an intent 100 from the end.
+* ``execd ledger tail --intent ID`` for an intent 100 from the end: through the
+  positions index the daemon wrote (a primed ledger), and without it (the same
+  segments, linked into a directory without ``index/``), whose output must be the same.
 
 A tree that takes checkpoints is measured on its own primed copy of the ledger
 (``bench/scale_prime.py``): the checkpoints and index its daemon wrote itself.
@@ -153,16 +155,36 @@ def verify(tree: Tree, cached: Path, work: Path) -> Measure:
     return Measure(time.perf_counter() - began, mb)
 
 
-def tail(tree: Tree, cached: Path, work: Path, intent: str) -> Measure:
-    """``execd ledger tail --intent`` of one intent near the ledger's end."""
-    config = _config(work, cached)
+def tail(tree: Tree, cached: Path, work: Path, intent: str, indexed: bool = True) -> Measure:
+    """``execd ledger tail --intent`` of one intent near the ledger's end; not
+    ``indexed``: over the same segments without the positions index (linked into a
+    directory of their own), its output checked against the indexed one's."""
+    ledger = cached
+    if not indexed:
+        ledger = work / "unindexed"
+        ledger.mkdir()
+        for path in cached.iterdir():
+            if path.name != "index":
+                (ledger / path.name).symlink_to(path)
+    config = _config(work, ledger)
     began = time.perf_counter()
     child = _spawn(tree, ["ledger", "tail", "--config", str(config), "--intent", intent], work)
     mb = _reap(child, work, "execd ledger tail")
     elapsed = time.perf_counter() - began
-    if intent not in (work / "stdout").read_text():
+    shown = (work / "stdout").read_bytes()
+    if intent.encode() not in shown:
         raise RuntimeError(f"execd ledger tail did not print intent {intent}")
+    said = (work / "stderr").read_text()
+    if indexed and (tree.root / "execd" / "cli" / "tail_index.py").exists() and said:
+        raise RuntimeError(f"execd ledger tail did not read through the index: {said}")
+    _TAILED.setdefault((tree.name, str(cached), intent), shown)
+    if _TAILED[(tree.name, str(cached), intent)] != shown:
+        raise RuntimeError("execd ledger tail printed otherwise with and without the index")
     return Measure(elapsed, mb)
+
+
+# What each tail printed, by tree, ledger and intent: with and without the index alike.
+_TAILED: dict[tuple[str, str, str], bytes] = {}
 
 
 def _in_scratch(measure: Any, *args: Any) -> Measure:
@@ -181,7 +203,8 @@ def measure_size(trees: list[Tree], cached: Path, meta: dict[str, Any],
                  runs: int) -> dict[str, dict[str, list[Measure]]]:
     """Every measure ``runs`` times on every tree, alternating; the runs by tree and name."""
     results: dict[str, dict[str, list[Measure]]] = {
-        tree.name: {"startup": [], "verify": [], "tail": []} for tree in trees}
+        tree.name: {"startup": [], "verify": [], "tail": [], "tail_linear": []}
+        for tree in trees}
     ledgers = {tree.name: scale_prime.prime(tree.root, cached, _config, _fresh_ledger)
                for tree in trees}
     for round_ in range(runs):
@@ -191,6 +214,8 @@ def measure_size(trees: list[Tree], cached: Path, meta: dict[str, Any],
             mine["startup"].append(_in_scratch(startup, tree, ledger))
             mine["verify"].append(_in_scratch(verify, tree, ledger))
             mine["tail"].append(_in_scratch(tail, tree, ledger, meta["tail_intent"]))
+            mine["tail_linear"].append(_in_scratch(tail, tree, ledger, meta["tail_intent"],
+                                                   False))
             print(f"    round {round_ + 1}, {tree.name}: " + ", ".join(
                 f"{name} {m[-1].seconds:.2f} s {m[-1].mb:.0f} MB" for name, m in mine.items()),
                 flush=True)
@@ -205,12 +230,14 @@ def _median(runs: list[Measure]) -> Measure:
 def print_table(tree: str, rows: dict[int, dict[str, list[Measure]]]) -> None:
     """The medians of one tree, a row per ledger size."""
     print(f"\n{tree}: medians of {len(next(iter(rows.values()))['startup'])} runs")
-    print("| records | start-up s | start-up RSS MB | verify s | verify MB | tail s | tail MB |")
-    print("|---|---|---|---|---|---|---|")
+    print("| records | start-up s | start-up RSS MB | verify s | verify MB | tail s | tail MB "
+          "| tail without index s | MB |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for size, runs in sorted(rows.items()):
-        up, ver, tl = (_median(runs[name]) for name in ("startup", "verify", "tail"))
+        up, ver, tl, lin = (_median(runs[name])
+                            for name in ("startup", "verify", "tail", "tail_linear"))
         print(f"| {size:,} | {up.seconds:.2f} | {up.mb:.0f} | {ver.seconds:.2f} | {ver.mb:.0f} "
-              f"| {tl.seconds:.2f} | {tl.mb:.0f} |")
+              f"| {tl.seconds:.2f} | {tl.mb:.0f} | {lin.seconds:.2f} | {lin.mb:.0f} |")
     print_targets(rows)
 
 

@@ -69,10 +69,27 @@ def _archived(lakehouse: Path) -> bool:
     return any((lakehouse / "archive").rglob("*prime*"))
 
 
+def _positions_behind(root: Path, ledger: Path) -> bool:
+    """True while the tree at ``root`` writes a positions index (app/position_runs.py)
+    that does not yet cover its newest checkpoint: it catches up in a thread of its own
+    after the checkpoint, over the whole built history the first time."""
+    if not (root / "execd" / "app" / "position_runs.py").exists():
+        return False
+    snapshots = sorted((ledger / "checkpoints").glob("snapshot-*.msgpack"))
+    if not snapshots:
+        return False  # no checkpoint yet (its snapshot comes before the file is archived)
+    newest = int(snapshots[-1].name.removeprefix("snapshot-").split(".")[0])
+    try:
+        manifest = json.loads((ledger / "index" / "positions" / "MANIFEST.json").read_text())
+    except (OSError, ValueError):
+        return True
+    return int(manifest["manifest"]["through_seq"]) < newest
+
+
 def run_until_archived(root: Path, config: Path, lakehouse: Path, work: Path) -> None:
-    """``execd run`` until the inbox file is archived (its records durable), then
-    SIGTERM; RuntimeError if it ends first, fails or takes longer than
-    DURABLE_TIMEOUT_S."""
+    """``execd run`` until the inbox file is archived (its records durable) and the
+    positions index covers the checkpoint, then SIGTERM; RuntimeError if it ends first,
+    fails or takes longer than DURABLE_TIMEOUT_S."""
     env = {**os.environ, "PYTHONPATH": str(root), "NOTIFY_SOCKET": str(work / "notify.sock")}
     with (socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify,
           open(work / "prime.log", "wb") as log):
@@ -81,7 +98,8 @@ def run_until_archived(root: Path, config: Path, lakehouse: Path, work: Path) ->
                                   "--log-format", "json"], cwd=root, env=env, stdout=log,
                                  stderr=subprocess.STDOUT)
         began = time.monotonic()
-        while not _archived(lakehouse) and child.poll() is None:
+        while (not _archived(lakehouse) or _positions_behind(root, work / "ledger")) \
+                and child.poll() is None:
             if time.monotonic() - began > DURABLE_TIMEOUT_S:
                 child.kill()
                 break

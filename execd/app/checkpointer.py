@@ -30,6 +30,7 @@ import anyio
 
 from execd.app import file_runs
 from execd.app.id_runs import IdRuns
+from execd.app.position_runs import PositionRuns
 from execd.config.schema import Config
 from execd.ledger import checkpoints
 from execd.ledger.file_index import OpenFiles
@@ -56,6 +57,8 @@ class Checkpointer:
         self.fold = fold
         # The id index's runs (None: the fold's ids are in memory, as in unit tests).
         self.ids = ids
+        # Beside the id index, the positions index tail --intent reads (caught up aside).
+        self.positions = PositionRuns(ledger, log) if ids is not None else None
         self.every = every
         self.interval = interval
         self.kept = kept
@@ -104,6 +107,8 @@ class Checkpointer:
                 await self._fold_loop()
             finally:
                 ids.close()
+                if self.positions is not None:
+                    self.positions.close()
 
     async def _fold_loop(self) -> None:
         while True:
@@ -194,6 +199,8 @@ class Checkpointer:
                 why = f"id index: {exc.strerror or exc}"
                 self.log.error("checkpoint.unwritten", through_seq=self.seq, error=why)
                 return why
+            assert self.positions is not None
+            self.positions.due(self.seq, self.offset, self.hash)
         if self.fold.files is not None:
             try:
                 file_runs.write(self.fold.files, self.seq, self.hash, self.log)

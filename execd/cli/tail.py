@@ -7,7 +7,9 @@ Records are split on LF alone: a record can hold an input line's own bytes, and 
 bare CR there is JSON whitespace, not the end of the record. Segments are read in
 bounded chunks, never whole, and a line longer than any record
 (:data:`~execd.ledger.segments.MAX_LINE`) is shown as a note, never held. ``-n 0`` writes
-each line as it goes; ``--intent`` skips, from their bytes, records that cannot match.
+each line as it goes; ``--intent`` skips, from their bytes, records that cannot match,
+and reads the part of the ledger the positions index covers through it
+(cli/tail_index.py): its cost follows the intent's records, not the ledger's length.
 A filter that could match no record (a status or kind
 that does not exist) is refused by :func:`check_filters` instead of printing nothing.
 
@@ -27,16 +29,18 @@ encoded for the terminal with what it cannot show replaced.
 from __future__ import annotations
 
 import re
+import sys
 import time
 import typing
 from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, BinaryIO, Final
+from typing import Any, BinaryIO, Final, TextIO
 
 import msgspec
 from msgspec import Struct
 
+from execd.cli.tail_index import indexed
 from execd.ledger.record import Record, record_decoder
 from execd.ledger.segments import MAX_LINE, list_segments, read_lines
 from execd.model import json_depth
@@ -311,7 +315,8 @@ class _Reading:
 
 
 def tail(directory: Path, out: BinaryIO, *, last: int, follow: bool, as_json: bool,
-         filters: Filters, encoding: str = "utf-8", poll_seconds: float = 0.2) -> None:
+         filters: Filters, encoding: str = "utf-8", poll_seconds: float = 0.2,
+         err: TextIO | None = None) -> None:
     """Print the last ``last`` matching records on ``out`` (0: all of them); with
     ``follow``, keep printing new ones. ``encoding`` is the one readable lines are
     written in; with ``as_json`` the stored lines are written exactly, whatever bytes
@@ -319,16 +324,19 @@ def tail(directory: Path, out: BinaryIO, *, last: int, follow: bool, as_json: bo
 
     Memory is bounded: the last ``last`` lines are kept, or, for all of them, each is
     written as it is read; segments are read in chunks, each line at most
-    :data:`~execd.ledger.segments.MAX_LINE` bytes.
+    :data:`~execd.ledger.segments.MAX_LINE` bytes. With ``--intent``, the part of the
+    ledger the positions index covers is read through it (cli/tail_index.py; what it
+    says of the index goes to ``err``, stderr by default).
     """
     position: dict[Path, int] = {}
     reading = _Reading(filters, as_json, encoding)
+    first = _first(directory, position, reading, sys.stderr if err is None else err)
     if last > 0:
         shown: deque[bytes] = deque(maxlen=last)
-        shown.extend(_new(directory, position, reading))
+        shown.extend(first)
         out.write(b"".join(shown))
     else:
-        _write(out, _new(directory, position, reading))
+        _write(out, first)
     out.flush()
     while follow:
         time.sleep(poll_seconds)
@@ -347,6 +355,15 @@ def _write(out: BinaryIO, texts: Iterator[bytes]) -> None:
             out.write(b"".join(batch))
             batch, held = [], 0
     out.write(b"".join(batch))
+
+
+def _first(directory: Path, position: dict[Path, int], reading: _Reading,
+           err: TextIO) -> Iterator[bytes]:
+    """What to print for the ledger as it is now: through the positions index for the
+    part it covers when ``--intent`` is given, then :func:`_new` from where it left off."""
+    if reading.filters.intent:
+        yield from indexed(directory, reading.filters.intent, reading.render, position, err)
+    yield from _new(directory, position, reading)
 
 
 def _new(directory: Path, position: dict[Path, int], reading: _Reading) -> Iterator[bytes]:

@@ -2,17 +2,17 @@
 
 A run is an immutable file: a 512-byte header area, then records sorted by key, each
 a 16-byte key (the id's bytes, big-endian, so byte order is id order) followed by
-``value_size`` bytes (0, 8 for a position a later ``tail --intent`` index can
-carry, or 80 for a consumed file's entry, :mod:`execd.ledger.index.files`), then the
-run's own filter (:class:`~execd.ledger.index.filter.RunFilter`, ``filter_words``
-64-bit words over its keys). The header, big-endian like every field,
-is followed by zeros up to :data:`BODY`:
+``value_size`` bytes (0; 8; 16, the positions index's seq and byte offset,
+:mod:`execd.ledger.index.positions`; or 80 for a consumed file's entry,
+:mod:`execd.ledger.index.files`), then the run's own filter
+(:class:`~execd.ledger.index.filter.RunFilter`, ``filter_words`` 64-bit words over
+its keys). The header, big-endian like every field, is followed by zeros up to :data:`BODY`:
 
 ====== ===== ==================================================================
 offset bytes
 0      8     magic ``EXIDRUN\\0``
 8      2     version (2; a version-1 run is damaged, to be rebuilt)
-10     2     value size (0, 8 or 80)
+10     2     value size (0, 8, 16 or 80)
 12     4     zero
 16     8     count of records
 24     8     through_seq: the ledger seq through which the writer had folded
@@ -26,7 +26,10 @@ radix table over them (half a byte an id, :class:`Fences`). A lookup asks the
 filter, finds the block in the fences, reads that one 512-byte
 block with ``pread`` and finds the key in it (``bench/ids.py``: from the page cache
 a 4 KiB read cost about four times a 512-byte one). Keys in a run are
-unique and strictly ascending; the writer refuses anything else. :func:`load` reads
+unique and strictly ascending; the writer refuses anything else (but in a run of
+16-byte values, :data:`REPEATS`, the positions index's, where an intent id has a
+record per ledger record that names it: there keys may repeat, and records, key and
+value together, strictly ascend instead). :func:`load` reads
 the whole file once, checking the header, the file's size and the SHA-256, so a
 damaged run is found when the index opens, never trusted (DESIGN §3: derived state
 is rebuilt from the ledger, not believed).
@@ -58,7 +61,8 @@ from execd.model.errors import IndexDamaged
 MAGIC = b"EXIDRUN\x00"
 VERSION = 2
 KEY = 16
-VALUE_SIZES = (0, 8, 80)
+VALUE_SIZES = (0, 8, 16, 80)
+REPEATS = 16  # the value size whose runs may repeat a key (see above)
 HEADER = struct.Struct(">8sHHIQQQ32s")
 BODY = 512  # the header area: records start here, so 512-byte blocks align to pages
 FENCE_EVERY = 32
@@ -146,8 +150,10 @@ def find_in_block(block: bytes, key: bytes, size: int) -> int:
 
 
 def merge(sources: Iterable[Iterator[bytes]],
-          latest: Callable[[bytes], int] | None = None) -> Iterator[bytes]:
-    """The sorted union of sorted streams of records, one record per key.
+          latest: Callable[[bytes], int] | None = None,
+          repeats: bool = False) -> Iterator[bytes]:
+    """The sorted union of sorted streams of records, one record per key (with
+    ``repeats``, one per distinct record: keys may repeat, :data:`REPEATS`).
 
     Records compare as bytes, key first, so equal keys arrive together and the
     smallest record of them (the earliest position, when values are positions) is kept;
@@ -160,7 +166,7 @@ def merge(sources: Iterable[Iterator[bytes]],
         return
     last = None
     for record in heapq.merge(*sources):
-        key = record[:KEY]
+        key = record if repeats else record[:KEY]
         if key != last:
             last = key
             yield record
@@ -266,7 +272,7 @@ class Run:
 
 
 def write(path: Path, records: Iterable[bytes], through_seq: int, value_size: int = 0,
-          capacity: int | None = None) -> Run:
+          capacity: int | None = None, filtered: bool = True) -> Run:
     """Write a run of ``records`` (sorted, unique keys) to ``path``, fsynced. Blocking.
 
     Its filter is sized for ``capacity`` ids (default: the number of ``records``,
@@ -275,13 +281,20 @@ def write(path: Path, records: Iterable[bytes], through_seq: int, value_size: in
     manifest makes it part of the index (:mod:`execd.ledger.index.store`); a file the
     manifest does not name is an orphan that the next open removes. ValueError if
     ``records`` are not strictly ascending or not ``16 + value_size`` bytes each.
+
+    ``filtered`` false: the run's filter is one word with every bit set (it answers
+    "maybe" for every key, so it is never wrong), for a run that is only ever read by
+    key range (the positions index): no cost a record to build it, none in memory.
     """
     if value_size not in VALUE_SIZES:
         raise ValueError(f"value size {value_size}: expected one of {VALUE_SIZES}")
-    if capacity is None:
-        records = records if isinstance(records, Sized) else list(records)
-        capacity = len(records)
-    run_filter = RunFilter(words_for(capacity, RUN_BITS_PER_ID))
+    if not filtered:
+        run_filter = RunFilter(1, bytes([0xFF]) * 8)
+    else:
+        if capacity is None:
+            records = records if isinstance(records, Sized) else list(records)
+            capacity = len(records)
+        run_filter = RunFilter(words_for(capacity, RUN_BITS_PER_ID))
     digest = hashlib.sha256()
     halves: tuple[array[int], array[int]] = (array("Q"), array("Q"))
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640)
@@ -289,7 +302,8 @@ def write(path: Path, records: Iterable[bytes], through_seq: int, value_size: in
         os.write(fd, bytes(BODY))
         pending: list[bytes] = []
         count = 0
-        checked = _ascending(records, KEY + value_size, halves, run_filter, path.name)
+        checked = _ascending(records, KEY + value_size, halves,
+                             run_filter if filtered else None, path.name)
         for record in checked:
             count += 1
             pending.append(record)
@@ -309,21 +323,25 @@ def write(path: Path, records: Iterable[bytes], through_seq: int, value_size: in
 
 
 def _ascending(records: Iterable[bytes], size: int, halves: tuple[array[int], array[int]],
-               run_filter: RunFilter, name: str) -> Iterator[bytes]:
-    # Checks each record as it streams past, adds it to the run's filter, and notes
-    # every FENCE_EVERY-th key.
+               run_filter: RunFilter | None, name: str) -> Iterator[bytes]:
+    # Checks each record as it streams past, adds it to the run's filter (if it has
+    # one to build), and notes every FENCE_EVERY-th key.
     last = -1
     his, los = halves
-    add, of = run_filter.add, int.from_bytes
+    add, of = (run_filter.add if run_filter is not None else None), int.from_bytes
+    repeats, before = size == KEY + REPEATS, b""
     for count, record in enumerate(records):
         key = of(record[:KEY])
-        if len(record) != size or key <= last:
+        if len(record) != size or key < last or (key == last and (
+                not repeats or record <= before)):
             raise ValueError(f"{name}: record {count} is not a {size}-byte record "
                              "with a key above the one before")
+        before = record
         if count % FENCE_EVERY == 0:
             his.append(key >> 64)
             los.append(key & _M64)
-        add(key)
+        if add is not None:
+            add(key)
         last = key
         yield record
 
@@ -377,7 +395,7 @@ def _checked(path: Path, expected: RunInfo, fd: int) -> Run:
         raise IndexDamaged(f"{name}: {exc.strerror or exc}") from None
     if body.digest() != digest:
         raise IndexDamaged(f"{name}: the body's SHA-256 is not the header's")
-    if not _ordered(*halves):
+    if not _ordered(*halves, repeats=value_size == REPEATS):
         raise IndexDamaged(f"{name}: keys out of order")
     return Run(path, info, Fences(*halves), RunFilter(words, words_data), fd)
 
@@ -398,7 +416,10 @@ def _fences(fd: int, end: int, size: int, body: hashlib._Hash) -> tuple[array[in
     return his, los
 
 
-def _ordered(his: array[int], los: array[int]) -> bool:
+def _ordered(his: array[int], los: array[int], repeats: bool = False) -> bool:
     # Fences ascend as (high, low) pairs; the low halves matter only where highs tie.
+    # Where keys may repeat, two fences may be equal.
     ties = itertools.compress(range(len(his) - 1), map(operator.ge, his, his[1:]))
+    if repeats:
+        return all(his[i] == his[i + 1] and los[i] <= los[i + 1] for i in ties)
     return all(his[i] == his[i + 1] and los[i] < los[i + 1] for i in ties)

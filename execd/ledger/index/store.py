@@ -70,10 +70,30 @@ FACTOR = 4
 BASE = 1 << 16  # a run of up to this many ids is in tier 0
 
 
-class Manifest(Struct, frozen=True):
+class Span(Struct, frozen=True):
+    """The ledger bytes an index was read from, for an index that holds byte offsets
+    (the positions index, :mod:`execd.ledger.index.positions`): byte-global offsets,
+    counting archived segments' bytes as a snapshot's ``resume`` does
+    (ledger/retention.py)."""
+
+    first: int
+    """Where reading began: the first segment then in the ledger directory."""
+    last: int
+    """Where record ``through_seq`` starts."""
+    end: int
+    """Just after record ``through_seq``'s line."""
+    head_hash: str
+    """Record ``through_seq``'s hash: a reader checks the record at ``last`` has it."""
+
+
+class Manifest(Struct, frozen=True, omit_defaults=True):
     """The live runs, oldest first, the seq they cover and that record's hash (""
     before any run), the next run's number, and the saved filter's SHA-256 (None: no
-    filter is vouched for)."""
+    filter is vouched for).
+
+    ``span`` (None, and then not written) is where in the ledger the runs' positions
+    were read from (the positions index).
+    """
 
     version: int
     through_seq: int
@@ -81,6 +101,7 @@ class Manifest(Struct, frozen=True):
     runs: tuple[RunInfo, ...]
     through_hash: str = ""
     filter_sha256: str | None = None
+    span: Span | None = None
 
 
 class _ManifestFile(Struct, frozen=True):
@@ -139,6 +160,21 @@ def decode_manifest(data: bytes) -> Manifest:
     return manifest
 
 
+def read_manifest(directory: Path) -> Manifest:
+    """The manifest of the index in ``directory``, only read (a reader's view: nothing is
+    written or removed). IndexDamaged when there is none or it is damaged. Blocking."""
+    try:
+        with open(directory / MANIFEST, "rb") as handle:
+            data = handle.read(_MANIFEST_LIMIT + 1)
+    except FileNotFoundError:
+        raise IndexDamaged(f"{directory}: no index (no {MANIFEST})") from None
+    except OSError as exc:
+        raise IndexDamaged(f"{directory / MANIFEST}: {exc.strerror or exc}") from None
+    if len(data) > _MANIFEST_LIMIT:
+        raise IndexDamaged(f"{MANIFEST}: longer than {_MANIFEST_LIMIT} bytes")
+    return decode_manifest(data)
+
+
 class Merged(Struct, frozen=True):
     """A compaction's first step: the merged run, written, and the runs it replaces."""
 
@@ -175,15 +211,7 @@ class IndexStore:
 
         IndexDamaged when there is no index, or its manifest or any run is damaged.
         """
-        try:
-            data = (directory / MANIFEST).read_bytes()[:_MANIFEST_LIMIT + 1]
-        except FileNotFoundError:
-            raise IndexDamaged(f"{directory}: no index (no {MANIFEST})") from None
-        except OSError as exc:
-            raise IndexDamaged(f"{directory / MANIFEST}: {exc.strerror or exc}") from None
-        if len(data) > _MANIFEST_LIMIT:
-            raise IndexDamaged(f"{MANIFEST}: longer than {_MANIFEST_LIMIT} bytes")
-        manifest = decode_manifest(data)
+        manifest = read_manifest(directory)
         opened: dict[str, Run] = {}
         try:
             for info in manifest.runs:
@@ -230,12 +258,15 @@ class IndexStore:
 
     def write_run(self, records: Iterable[bytes], through_seq: int,
                   value_size: int = 0, capacity: int | None = None, *,
-                  through_hash: str = "") -> Run:
+                  through_hash: str = "", span: Span | None = None,
+                  filtered: bool = True) -> Run:
         """Make a run of ``records`` (sorted, unique) live, covering through
         ``through_seq``, whose record has hash ``through_hash`` (the daemon always
-        names it: an index without it is another ledger's to start-up); the returned
-        run is the caller's. Blocking (two fsyncs).
-        ``capacity`` sizes the run's filter (``runs.write``: default, their number).
+        names it for the id index and the file tables: one without it is another
+        ledger's to start-up); the returned run is the caller's. Blocking (two fsyncs).
+        ``capacity`` sizes the run's filter (``runs.write``: default, their number);
+        ``span``, when given, becomes the manifest's (else it keeps the one it has);
+        ``filtered`` false: no filter (``runs.write``).
 
         ValueError unless ``through_seq`` is past the index's: a saved filter through
         seq F is trusted to hold every run through F (``IdIndex``).
@@ -246,20 +277,23 @@ class IndexStore:
                                  f"(through {self._manifest.through_seq})")
             number = self._take_number()
         run = runs.write(self.directory / run_name(number), records, through_seq, value_size,
-                         capacity)
+                         capacity, filtered)
         fsync_dir(self.directory)
         with self._lock:
             now = self._manifest
             self._commit(msgspec.structs.replace(
                 now, through_seq=through_seq, through_hash=through_hash,
-                runs=(*now.runs, run.info)))
+                runs=(*now.runs, run.info), span=span or now.span))
             self._runs[run.info.name] = run
             return run.reopen()
 
-    def merge_due(self, factor: int = FACTOR, base: int = BASE) -> Merged | None:
+    def merge_due(self, factor: int = FACTOR, base: int = BASE,
+                  filtered: bool = True) -> Merged | None:
         """Write the merge of the runs due for compaction, if any (not yet live).
 
         Blocking and long (streams every record of the inputs); one at a time.
+        ``filtered`` false: the merged run has no filter (``runs.write``: an index that
+        is only read by key range, the positions index).
         """
         with self._lock:
             inputs = plan_compaction(self._manifest.runs, factor, base)
@@ -273,9 +307,10 @@ class IndexStore:
             number = self._take_number()
         try:
             run = runs.write(self.directory / run_name(number),
-                             runs.merge((source.records() for source in sources), self.latest),
+                             runs.merge((source.records() for source in sources), self.latest,
+                                        repeats=value_size == runs.REPEATS),
                              max(info.through_seq for info in inputs), value_size,
-                             capacity=sum(info.count for info in inputs))
+                             capacity=sum(info.count for info in inputs), filtered=filtered)
             fsync_dir(self.directory)
         except BaseException:
             self._compacting.release()
@@ -301,9 +336,10 @@ class IndexStore:
             self._compacting.release()
         return Compaction(merged.run.reopen(), tuple(sorted(gone)))
 
-    def compact(self, factor: int = FACTOR, base: int = BASE) -> Compaction | None:
+    def compact(self, factor: int = FACTOR, base: int = BASE,
+                filtered: bool = True) -> Compaction | None:
         """Merge the runs due, if any, and make the result live. Blocking."""
-        merged = self.merge_due(factor, base)
+        merged = self.merge_due(factor, base, filtered)
         return None if merged is None else self.adopt(merged)
 
     def save_filter(self, packed: bytes) -> None:
