@@ -19,6 +19,8 @@ Blocking: start-up runs it in the recovery thread.
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 
 from execd.ledger import fold, retention, scan
@@ -28,7 +30,7 @@ from execd.ledger.index.runs import KEY
 from execd.ledger.index.store import DIRECTORY, MANIFEST, IndexStore
 from execd.ledger.record import Record
 from execd.model.clock import monotonic
-from execd.model.errors import IndexDamaged, LedgerArchived
+from execd.model.errors import IndexDamaged, IndexUnusable, LedgerArchived
 
 
 class Rebuilt:
@@ -105,12 +107,44 @@ def ids_through(ledger: Path, through: int) -> set[int]:
 
 
 def rebuild(ledger: Path, through: int) -> tuple[IndexStore, int]:
-    """A new index holding the ids of records 1..``through``; it and their count."""
+    """A new index holding the ids of records 1..``through``; it and their count.
+    IndexUnusable, naming the file and the error, when it cannot be written."""
     ids = ids_through(ledger, through)
-    store = IndexStore.create(ledger / DIRECTORY)
+    store = _create(ledger / DIRECTORY)
     if through > 0:
-        store.write_run((key.to_bytes(KEY) for key in sorted(ids)), through)
+        try:
+            store.write_run((key.to_bytes(KEY) for key in sorted(ids)), through)
+        except OSError as exc:
+            store.close()
+            raise _unwritable(ledger / DIRECTORY, exc) from None
     return store, len(ids)
+
+
+def _create(directory: Path) -> IndexStore:
+    """A new, empty index in ``directory``; IndexUnusable when it cannot be written."""
+    try:
+        return IndexStore.create(directory)
+    except OSError as exc:
+        raise _unwritable(directory, exc) from None
+
+
+def _check_directory(directory: Path) -> None:
+    """IndexUnusable when ``directory`` is there but is no directory (nor a link to one)."""
+    if os.path.lexists(directory) and not directory.is_dir():
+        # Not removed to make room: a symlink to nothing may be an index on a disk not
+        # mounted yet, and a file there is none of execd's; the operator decides.
+        what = "a symlink to nothing" if directory.is_symlink() else "not a directory"
+        raise IndexUnusable(
+            f"{directory}: {what}; execd keeps the ledger's id index in this directory. "
+            "Move it away (the index is rebuilt from the ledger), then start again")
+
+
+def _unwritable(directory: Path, exc: OSError) -> IndexUnusable:
+    where = exc.filename or directory
+    code = errno.errorcode.get(exc.errno or 0, str(exc.errno))
+    return IndexUnusable(
+        f"{where}: the id index cannot be written ({exc.strerror or exc}, {code}); "
+        f"free space or raise the limit for {directory}, then start again")
 
 
 def _index_over(store: IndexStore) -> tuple[IdIndex, bool]:
@@ -132,11 +166,12 @@ def open_index(ledger: Path, through: int) -> OpenIndex:
     """The index of ``ledger``, covering at least record ``through`` (the snapshot's
     ``index_through``; 0 without one), rebuilt when it does not."""
     directory = ledger / DIRECTORY
+    _check_directory(directory)
     reason = None
     if through == 0 and not (directory / MANIFEST).exists():
         # A new ledger, or one first run with checkpoints: nothing to rebuild, the fold
         # brings every id.
-        store = IndexStore.create(directory)
+        store = _create(directory)
         return OpenIndex(store, IdIndex(), False)
     try:
         store = IndexStore.open(directory)

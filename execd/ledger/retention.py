@@ -39,6 +39,7 @@ from execd.ledger.segments import (
     exclusive,
     fsync_dir,
     list_segments,
+    read_derived,
     replace_durably,
 )
 from execd.model.errors import LedgerCorrupt
@@ -83,12 +84,15 @@ _decode_manifest = msgspec.json.Decoder(Manifest).decode
 def read_manifest(path: Path) -> Manifest:
     """The manifest at ``path`` (empty when there is none); LedgerCorrupt when unreadable."""
     try:
-        with open(path, "rb") as handle:
-            data = handle.read(_MANIFEST_BYTES + 1)
+        data = read_derived(path, _MANIFEST_BYTES)
     except FileNotFoundError:
         return Manifest()
-    if len(data) > _MANIFEST_BYTES:
-        raise LedgerCorrupt(f"{path}: not an archive manifest (over {_MANIFEST_BYTES} bytes)")
+    except (OSError, ValueError) as exc:
+        # Not derived: it says which records were moved, so it is never rebuilt, and a
+        # FIFO there must not hang start-up or verify (segments.open_derived).
+        why = exc.strerror if isinstance(exc, OSError) else exc
+        raise LedgerCorrupt(f"{path}: not an archive manifest ({why}); execd writes it as "
+                            f"a regular file, with a copy in the archive ({MANIFEST})") from None
     try:
         return _decode_manifest(data)
     except msgspec.DecodeError as exc:

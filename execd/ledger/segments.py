@@ -9,6 +9,7 @@ segment's lines from :func:`read_lines`, in bounded chunks, each line bounded to
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import re
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Final, NamedTuple
 
 from execd.model.errors import InUse, LedgerInUse, LedgerIOError
+from execd.model.files import kind_of
 
 # Readers take segments in chunks of this many bytes, never whole (README, "The ledger").
 READ_CHUNK: Final = 1 << 20
@@ -109,6 +111,58 @@ def replace_durably(path: Path, data: bytes) -> None:
         temp.unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
+
+
+def open_derived(path: Path) -> int:
+    """A descriptor for reading ``path``, a file execd wrote beside the ledger (a
+    snapshot, the id index's files, the archive's manifests); never blocks.
+
+    Only a regular file at the name itself: a FIFO would block a plain open forever
+    (and a blocked worker thread cannot be cancelled, so not even a stop would end the
+    wait), a device can be endless, and execd never makes a symlink there. ValueError
+    saying what it is when it is not one; OSError when it cannot be opened
+    (FileNotFoundError when there is none).
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # O_NOFOLLOW's answer for a symlink at the name
+            raise ValueError("a symlink, not a regular file") from None
+        raise
+    try:
+        kind = kind_of(os.fstat(fd).st_mode)
+    except BaseException:
+        os.close(fd)
+        raise
+    if kind is not None:
+        os.close(fd)
+        raise ValueError(f"{kind}, not a regular file")
+    return fd
+
+
+def read_derived(path: Path, limit: int) -> bytes:
+    """The bytes of ``path`` (see :func:`open_derived`), at most ``limit`` of them.
+
+    ValueError when it is not a regular file or holds more than ``limit`` bytes, judged
+    from ``fstat`` before anything is read (a sparse file of a terabyte costs nothing),
+    and never more than ``limit`` + 1 bytes read (it may grow meanwhile).
+    """
+    fd = open_derived(path)
+    try:
+        size = os.fstat(fd).st_size
+        if size > limit:
+            raise ValueError(f"larger than {limit} bytes ({size})")
+        chunks = []
+        left = limit + 1
+        while left > 0 and (chunk := os.read(fd, min(left, 1 << 24))):
+            chunks.append(chunk)
+            left -= len(chunk)
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    if len(data) > limit:
+        raise ValueError(f"larger than {limit} bytes")
+    return data
 
 
 class SegmentStore:
