@@ -131,8 +131,9 @@ class _Chain:
             record = record_decoder.decode(line)
         except (msgspec.DecodeError, UnicodeDecodeError) as exc:
             raise LedgerCorrupt(f"{where}: unreadable record ({exc})") from None
-        if not record.hash_ok():
-            raise LedgerCorrupt(f"{where}: record seq {record.seq} does not match its hash")
+        problem = record.problem(line)
+        if problem:
+            raise LedgerCorrupt(f"{where}: {problem}")
         if record.seq != self.seq + 1 or record.prev != self.hash:
             raise LedgerCorrupt(f"{where}: expected seq {self.seq + 1} linked to the previous "
                                 f"record, found seq {record.seq}")

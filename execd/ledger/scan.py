@@ -79,8 +79,9 @@ def _problem(line: bytes, expected_seq: int, prev_hash: str) -> tuple[str, Recor
         record = record_decoder.decode(line)
     except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
         return f"unreadable record ({exc})", None
-    if not record.hash_ok():
-        return f"record seq {record.seq} does not match its hash (edited)", record
+    problem = record.problem(line)
+    if problem:
+        return problem, record
     if record.seq != expected_seq:
         if record.seq > expected_seq:
             return (f"expected seq {expected_seq}, found {record.seq} "
