@@ -17,6 +17,7 @@ import pytest
 from execd.cli.main import main
 from execd.config import schema as config
 from execd.ledger import checkpoints, retention
+from execd.ledger.record import Record, record_decoder
 from execd.ledger.recovery import recover
 from execd.ledger.segments import exclusive, list_segments, segment_name
 from execd.ledger.snapshot import encode_snapshot, fold_key
@@ -178,6 +179,30 @@ async def test_from_checkpoint_checks_the_chain_after_it(
     first.write_bytes(head[:at] + (b"0" if head[at:at + 1] != b"0" else b"1") + head[at + 1:])
     assert cli(capsys, ledger, "verify", "--from-checkpoint")[0] == 0
     assert cli(capsys, ledger, "verify")[0] == 1
+
+
+async def test_from_checkpoint_says_an_expect_before_it_is_not_checked(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--expect of a record before the checkpoint it starts after: FAILED saying so, never
+    a silent pass; at or after the checkpoint it is checked as usual."""
+    ledger, _ = await small_segments(tmp_path)
+    early = next(r for r in _records(ledger) if r.seq == 3)
+    code, said = cli(capsys, ledger, "verify", "--from-checkpoint", "--expect",
+                     f"3:{early.hash}")
+    newest = checkpoints.listed(ledger)[0].name
+    assert code == 1, said
+    assert f"FAILED: --expect 3: before checkpoint {newest} (after record " in said, said
+    assert "which --from-checkpoint starts after; not checked" in said, said
+    last = _records(ledger)[-1]
+    code, said = cli(capsys, ledger, "verify", "--from-checkpoint", "--expect",
+                     f"{last.seq}:{last.hash}")
+    assert code == 0 and f"--expect {last.seq}" in said, said
+    assert cli(capsys, ledger, "verify", "--expect", f"3:{early.hash}")[0] == 0
+
+
+def _records(ledger: Path) -> list[Record]:
+    return [record_decoder.decode(line) for path in list_segments(ledger)
+            for line in path.read_bytes().splitlines()]
 
 
 async def test_a_lost_archived_json_refuses_rather_than_folding_a_partial_ledger(
