@@ -21,6 +21,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import zlib
 from collections.abc import Callable, Iterator
 from itertools import pairwise
 from pathlib import Path
@@ -39,6 +40,7 @@ from execd.ledger.segments import (
     exclusive,
     fsync_dir,
     list_segments,
+    open_derived,
     read_derived,
     replace_durably,
 )
@@ -175,9 +177,10 @@ def _compress(path: Path, target: Path, chain: _Chain, bound: int) -> Archived:
 
 
 def _file_sha(path: Path) -> str:
-    """The sha256 of the file at ``path``, read in bounded chunks."""
+    """The sha256 of the regular file at ``path``, read in bounded chunks (ValueError
+    when it is no regular file: a FIFO would block the read)."""
     sha = hashlib.sha256()
-    with open(path, "rb") as handle:
+    with open(open_derived(path), "rb") as handle:
         while block := handle.read(READ_CHUNK):
             sha.update(block)
     return sha.hexdigest()
@@ -255,6 +258,7 @@ def verify_archived(ledger: Path, claims: list[Claim],
     if not manifest.segments:
         return None, 0
     directory = archive_at or archive_dir(ledger, manifest)
+    _agrees(ledger, directory / MANIFEST)
     chain = _Chain()
     wanted = {claim.seq: (claim, source) for claim, source in claims}
     for entry in manifest.segments:
@@ -267,12 +271,36 @@ def verify_archived(ledger: Path, claims: list[Claim],
                   chain.records), len(manifest.segments)
 
 
+def _agrees(ledger: Path, copy: Path) -> None:
+    """LedgerCorrupt unless the archive's own manifest (``copy``) names the segments
+    ``archived.json`` names, in order. It may name one more whose segment is still in the
+    ledger: archive writes the archive's copy first, and a kill can come between."""
+    if not os.path.lexists(copy):
+        raise LedgerCorrupt(f"{copy}: missing; archive writes it beside the files it names")
+    found = read_manifest(copy)
+    said = read_manifest(ledger / ARCHIVED).segments
+    present = {path.name for path in list_segments(ledger)}
+    extra = found.segments[len(said):]
+    differ = [a.name for a, b in zip(found.segments, said, strict=False) if a != b]
+    if len(found.segments) < len(said):
+        differ.append(said[len(found.segments)].name)
+    differ += [entry.name for entry in extra if entry.name not in present]
+    if differ:
+        raise LedgerCorrupt(f"{copy}: names other archived segments than {ledger / ARCHIVED} "
+                            f"(they differ at {differ[0]}); one of the two was edited or "
+                            "replaced")
+
+
 def _check_segment(path: Path, entry: Archived, chain: _Chain,
                    wanted: dict[int, tuple[Head, str]]) -> None:
     first, sha, size = chain.seq + 1, hashlib.sha256(), 0
     try:
+        # The compressed bytes first: a changed file is named as such, never inflated.
         gz_sha = _file_sha(path)
-        with gzip.open(path, "rb") as packed:
+        if gz_sha != entry.gz_sha256:
+            raise LedgerCorrupt(f"{path}: its sha256 is not the one the archive manifest "
+                                "names (the compressed file changed)")
+        with open(open_derived(path), "rb") as raw, gzip.GzipFile(fileobj=raw) as packed:
             for line in _lines(packed, path.name):
                 chain.take(f"{path.name} at byte {size}", line)
                 said = wanted.get(chain.seq)
@@ -282,7 +310,7 @@ def _check_segment(path: Path, entry: Archived, chain: _Chain,
                         f"but {said[1]} says {said[0].hash[:16]}…")
                 sha.update(line + b"\n")
                 size += len(line) + 1
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+    except (OSError, EOFError, ValueError, zlib.error) as exc:  # BadGzipFile is an OSError
         raise LedgerCorrupt(f"{path}: unreadable archive file ({exc})") from None
     found = (path.name.removesuffix(".gz"), first, chain.seq, chain.hash, size,
              sha.hexdigest(), gz_sha)
