@@ -75,6 +75,24 @@ def list_segments(directory: Path) -> list[Path]:
     return [path for _, path in sorted(found)]
 
 
+def odd_segments(directory: Path) -> list[str]:
+    """Each entry of ``directory`` named as a segment that :func:`list_segments` passes
+    over because it is no regular file, with what it is ("segment-00000005.jsonl: a
+    FIFO"). A reader that skipped one would call a gap in the ledger whole, and the
+    writer rotating onto a FIFO's name would block forever."""
+    if not directory.is_dir():
+        return []
+    found = []
+    for entry in sorted(directory.iterdir()):
+        if _NAME.match(entry.name) and not entry.is_file():
+            try:
+                kind = kind_of(entry.stat().st_mode) or "a regular file"
+            except OSError:
+                kind = "a symlink to nothing"
+            found.append(f"{entry.name}: {kind}")
+    return found
+
+
 def fsync_dir(directory: Path) -> None:
     """Make a directory's entries (new or renamed files) durable."""
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)

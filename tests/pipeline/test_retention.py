@@ -259,6 +259,11 @@ async def test_a_lost_archived_json_refuses_rather_than_folding_a_partial_ledger
         recover(ledger, repair=False, risk=Risk(cfg), fold_key=fold_key(cfg))
     code, said = cli(capsys, ledger, "verify")
     assert code == 1 and "expected seq 1" in said, said
+    # The likelier cause is named, with the copy that restores it.
+    assert f"{ledger / retention.ARCHIVED} is missing beside {ledger / 'archive'}/" in said
+    assert "copy archive/manifest.json to archived.json" in said, said
+    shutil.copy(ledger / "archive" / retention.MANIFEST, ledger / retention.ARCHIVED)
+    assert cli(capsys, ledger, "verify")[0] == 0
 
 
 async def test_a_checkpoint_whose_last_record_ends_an_archived_segment_still_counts(
