@@ -13,6 +13,7 @@ import errno
 import fcntl
 import os
 import re
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -79,17 +80,24 @@ def odd_segments(directory: Path) -> list[str]:
     """Each entry of ``directory`` named as a segment that :func:`list_segments` passes
     over because it is no regular file, with what it is ("segment-00000005.jsonl: a
     FIFO"). A reader that skipped one would call a gap in the ledger whole, and the
-    writer rotating onto a FIFO's name would block forever."""
+    writer rotating onto a FIFO's name would block forever.
+
+    A character device is not reported: only a deliberate link puts one there, and
+    ``/dev/full`` as the first segment is how a write that fails with ENOSPC is staged,
+    and the daemon must then stop on that write (``ledger.io_failed``), as on a full disk.
+    """
     if not directory.is_dir():
         return []
     found = []
     for entry in sorted(directory.iterdir()):
         if _NAME.match(entry.name) and not entry.is_file():
             try:
-                kind = kind_of(entry.stat().st_mode) or "a regular file"
+                mode = entry.stat().st_mode
             except OSError:
-                kind = "a symlink to nothing"
-            found.append(f"{entry.name}: {kind}")
+                found.append(f"{entry.name}: a symlink to nothing")
+                continue
+            if not stat.S_ISCHR(mode):
+                found.append(f"{entry.name}: {kind_of(mode)}")
     return found
 
 
