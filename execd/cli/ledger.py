@@ -99,6 +99,14 @@ def cmd_verify(args: argparse.Namespace) -> int:
                 return EXIT_FAILED
             began = f", from checkpoint {found[0]} (after record {found[1].seq})"
             start = found[1]
+            early = [claim for claim, source in claims
+                     if source == "--expect" and claim.seq < start.seq]
+            if early:
+                # Saying nothing would read as checked: the scan starts after it.
+                print(f"FAILED: --expect {early[0].seq}: before checkpoint {found[0]} (after "
+                      f"record {start.seq}), which --from-checkpoint starts after; not "
+                      "checked (verify without --from-checkpoint checks it)")
+                return EXIT_FAILED
             # Claims before it are plain verify's: not said to be reached.
             claims = [claim for claim in claims if claim[0].seq >= start.seq]
             checked = [(name, seq) for name, seq in checked if seq >= start.seq]

@@ -10,12 +10,11 @@ with its sha256 and size (``ledger/recovery.py``).
 
 from __future__ import annotations
 
-import os
 import re
 import stat
 from pathlib import Path
 
-from execd.ledger.segments import fsync_dir, replace_durably
+from execd.ledger.segments import fsync_dir, read_derived, replace_durably
 
 DIRECTORY = "checkpoints"
 # A snapshot larger than this is not read: far above any the fold makes today (the
@@ -117,24 +116,7 @@ def read(path: Path, limit: int = MAX_BYTES) -> bytes:
     """The bytes of the snapshot at ``path``; ValueError when it holds more than ``limit``.
 
     Only a regular file is read (no FIFO or device can hang start-up), and never more
-    than ``limit`` + 1 bytes.
+    than ``limit`` + 1 bytes (:func:`~execd.ledger.segments.read_derived`).
     """
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
-    try:
-        status = os.fstat(fd)
-        if not stat.S_ISREG(status.st_mode):
-            raise ValueError("not a regular file")
-        if status.st_size > limit:
-            raise ValueError(f"larger than {limit} bytes ({status.st_size})")
-        chunks = []
-        left = limit + 1
-        while left > 0 and (chunk := os.read(fd, min(left, 1 << 24))):
-            chunks.append(chunk)
-            left -= len(chunk)
-    finally:
-        os.close(fd)
-    data = b"".join(chunks)
-    if len(data) > limit:
-        raise ValueError(f"larger than {limit} bytes")
-    return data
+    return read_derived(path, limit)
 

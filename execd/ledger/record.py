@@ -47,6 +47,23 @@ class Record(RecordHead, frozen=True):
         """True when ``hash`` matches the record's content."""
         return hashlib.sha256(self.head_bytes()).hexdigest() == self.hash
 
+    def problem(self, line: bytes) -> str:
+        """Why ``line``, which this record was decoded from, is not the line execd wrote
+        for it ("" when it is): its hash does not match, or its bytes are not the
+        canonical ones (:class:`LedgerChain`'s), though they decode to the same fields.
+
+        The hash covers a re-encoding of the decoded fields, so without the second check
+        a CRLF, extra whitespace, reordered or escaped keys, or a member execd never
+        writes (``"approved_by"``: the decoder skips unknown fields) would pass.
+        """
+        head = self.head_bytes()
+        if hashlib.sha256(head).hexdigest() != self.hash:
+            return f"record seq {self.seq} does not match its hash (edited)"
+        if line != head[:-1] + b',"hash":"' + self.hash.encode() + b'"}':
+            return (f"record seq {self.seq} is not the bytes execd writes (its fields and "
+                    "hash agree, but its line was re-encoded or added to)")
+        return ""
+
 
 _head_encoder = msgspec.json.Encoder()
 record_decoder = msgspec.json.Decoder(Record)

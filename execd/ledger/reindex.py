@@ -31,6 +31,8 @@ Blocking: start-up runs it in the recovery thread.
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 
 from execd.ledger import fold, retention, scan
@@ -40,7 +42,7 @@ from execd.ledger.index.runs import KEY
 from execd.ledger.index.store import DIRECTORY, MANIFEST, IndexStore
 from execd.ledger.record import Record
 from execd.model.clock import monotonic
-from execd.model.errors import IndexDamaged, LedgerArchived
+from execd.model.errors import IndexDamaged, IndexUnusable, LedgerArchived
 
 # Ids gathered before a rebuild writes them as a run (a set of them and its sort: about
 # 150 bytes an id, so some 40 MB).
@@ -106,7 +108,8 @@ def _refuse_if_archived(ledger: Path) -> None:
 
 def rebuild(ledger: Path, through: int) -> tuple[IndexStore, int]:
     """A new index holding the ids of records 1..``through`` of ``ledger`` (the ids the
-    fold counts); it and how many ids it wrote.
+    fold counts); it and how many ids it wrote. IndexUnusable, naming the file and the
+    error, when it cannot be written.
 
     The records after ``through`` are read and passed over (the checkpoint interval
     bounds them, unless older snapshots were ignored); a torn tail is left to the
@@ -115,7 +118,7 @@ def rebuild(ledger: Path, through: int) -> tuple[IndexStore, int]:
     batches are then merged into one run.
     """
     _refuse_if_archived(ledger)
-    store = IndexStore.create(ledger / DIRECTORY)
+    store = _create(ledger / DIRECTORY)
     if through <= 0:
         return store, 0
     batch: set[int] = set()
@@ -148,10 +151,43 @@ def rebuild(ledger: Path, through: int) -> tuple[IndexStore, int]:
             # One streamed merge of them all (memory: a block a run), which also drops
             # an id two batches share: the index then counts each id once.
             store.compact(factor=batches, base=1 << 62)
+    except OSError as exc:
+        store.close()
+        if exc.filename is not None and not Path(exc.filename).is_relative_to(
+                ledger / DIRECTORY):
+            raise  # reading the ledger, not writing the index
+        raise _unwritable(ledger / DIRECTORY, exc) from None
     except BaseException:
         store.close()
         raise
     return store, sum(info.count for info in store.manifest.runs)
+
+
+def _create(directory: Path) -> IndexStore:
+    """A new, empty index in ``directory``; IndexUnusable when it cannot be written."""
+    try:
+        return IndexStore.create(directory)
+    except OSError as exc:
+        raise _unwritable(directory, exc) from None
+
+
+def _check_directory(directory: Path) -> None:
+    """IndexUnusable when ``directory`` is there but is no directory (nor a link to one)."""
+    if os.path.lexists(directory) and not directory.is_dir():
+        # Not removed to make room: a symlink to nothing may be an index on a disk not
+        # mounted yet, and a file there is none of execd's; the operator decides.
+        what = "a symlink to nothing" if directory.is_symlink() else "not a directory"
+        raise IndexUnusable(
+            f"{directory}: {what}; execd keeps the ledger's id index in this directory. "
+            "Move it away (the index is rebuilt from the ledger), then start again")
+
+
+def _unwritable(directory: Path, exc: OSError) -> IndexUnusable:
+    where = exc.filename or directory
+    code = errno.errorcode.get(exc.errno or 0, str(exc.errno))
+    return IndexUnusable(
+        f"{where}: the id index cannot be written ({exc.strerror or exc}, {code}); "
+        f"free space or raise the limit for {directory}, then start again")
 
 
 def _index_over(store: IndexStore) -> tuple[IdIndex, bool]:
@@ -174,11 +210,12 @@ def open_index(ledger: Path, through: int, head_hash: str = "") -> OpenIndex:
     ``index_through``, whose hash is ``head_hash``; 0 without one), rebuilt when it
     does not, or when it is another ledger's."""
     directory = ledger / DIRECTORY
+    _check_directory(directory)
     reason = None
     if through == 0 and not (directory / MANIFEST).exists():
         # A new ledger, or one first run with checkpoints: nothing to rebuild, the fold
         # brings every id.
-        store = IndexStore.create(directory)
+        store = _create(directory)
         return OpenIndex(store, IdIndex(), False)
     try:
         store = IndexStore.open(directory)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import zlib
 from collections.abc import Callable, Iterator
 from itertools import pairwise
 from pathlib import Path
@@ -39,6 +40,8 @@ from execd.ledger.segments import (
     exclusive,
     fsync_dir,
     list_segments,
+    open_derived,
+    read_derived,
     replace_durably,
 )
 from execd.model.errors import LedgerCorrupt
@@ -83,12 +86,15 @@ _decode_manifest = msgspec.json.Decoder(Manifest).decode
 def read_manifest(path: Path) -> Manifest:
     """The manifest at ``path`` (empty when there is none); LedgerCorrupt when unreadable."""
     try:
-        with open(path, "rb") as handle:
-            data = handle.read(_MANIFEST_BYTES + 1)
+        data = read_derived(path, _MANIFEST_BYTES)
     except FileNotFoundError:
         return Manifest()
-    if len(data) > _MANIFEST_BYTES:
-        raise LedgerCorrupt(f"{path}: not an archive manifest (over {_MANIFEST_BYTES} bytes)")
+    except (OSError, ValueError) as exc:
+        # Not derived: it says which records were moved, so it is never rebuilt, and a
+        # FIFO there must not hang start-up or verify (segments.open_derived).
+        why = exc.strerror if isinstance(exc, OSError) else exc
+        raise LedgerCorrupt(f"{path}: not an archive manifest ({why}); execd writes it as "
+                            f"a regular file, with a copy in the archive ({MANIFEST})") from None
     try:
         return _decode_manifest(data)
     except msgspec.DecodeError as exc:
@@ -127,8 +133,9 @@ class _Chain:
             record = record_decoder.decode(line)
         except (msgspec.DecodeError, UnicodeDecodeError) as exc:
             raise LedgerCorrupt(f"{where}: unreadable record ({exc})") from None
-        if not record.hash_ok():
-            raise LedgerCorrupt(f"{where}: record seq {record.seq} does not match its hash")
+        problem = record.problem(line)
+        if problem:
+            raise LedgerCorrupt(f"{where}: {problem}")
         if record.seq != self.seq + 1 or record.prev != self.hash:
             raise LedgerCorrupt(f"{where}: expected seq {self.seq + 1} linked to the previous "
                                 f"record, found seq {record.seq}")
@@ -170,9 +177,10 @@ def _compress(path: Path, target: Path, chain: _Chain, bound: int) -> Archived:
 
 
 def _file_sha(path: Path) -> str:
-    """The sha256 of the file at ``path``, read in bounded chunks."""
+    """The sha256 of the regular file at ``path``, read in bounded chunks (ValueError
+    when it is no regular file: a FIFO would block the read)."""
     sha = hashlib.sha256()
-    with open(path, "rb") as handle:
+    with open(open_derived(path), "rb") as handle:
         while block := handle.read(READ_CHUNK):
             sha.update(block)
     return sha.hexdigest()
@@ -250,6 +258,7 @@ def verify_archived(ledger: Path, claims: list[Claim],
     if not manifest.segments:
         return None, 0
     directory = archive_at or archive_dir(ledger, manifest)
+    _agrees(ledger, directory / MANIFEST)
     chain = _Chain()
     wanted = {claim.seq: (claim, source) for claim, source in claims}
     for entry in manifest.segments:
@@ -262,12 +271,36 @@ def verify_archived(ledger: Path, claims: list[Claim],
                   chain.records), len(manifest.segments)
 
 
+def _agrees(ledger: Path, copy: Path) -> None:
+    """LedgerCorrupt unless the archive's own manifest (``copy``) names the segments
+    ``archived.json`` names, in order. It may name one more whose segment is still in the
+    ledger: archive writes the archive's copy first, and a kill can come between."""
+    if not os.path.lexists(copy):
+        raise LedgerCorrupt(f"{copy}: missing; archive writes it beside the files it names")
+    found = read_manifest(copy)
+    said = read_manifest(ledger / ARCHIVED).segments
+    present = {path.name for path in list_segments(ledger)}
+    extra = found.segments[len(said):]
+    differ = [a.name for a, b in zip(found.segments, said, strict=False) if a != b]
+    if len(found.segments) < len(said):
+        differ.append(said[len(found.segments)].name)
+    differ += [entry.name for entry in extra if entry.name not in present]
+    if differ:
+        raise LedgerCorrupt(f"{copy}: names other archived segments than {ledger / ARCHIVED} "
+                            f"(they differ at {differ[0]}); one of the two was edited or "
+                            "replaced")
+
+
 def _check_segment(path: Path, entry: Archived, chain: _Chain,
                    wanted: dict[int, tuple[Head, str]]) -> None:
     first, sha, size = chain.seq + 1, hashlib.sha256(), 0
     try:
+        # The compressed bytes first: a changed file is named as such, never inflated.
         gz_sha = _file_sha(path)
-        with gzip.open(path, "rb") as packed:
+        if gz_sha != entry.gz_sha256:
+            raise LedgerCorrupt(f"{path}: its sha256 is not the one the archive manifest "
+                                "names (the compressed file changed)")
+        with open(open_derived(path), "rb") as raw, gzip.GzipFile(fileobj=raw) as packed:
             for line in _lines(packed, path.name):
                 chain.take(f"{path.name} at byte {size}", line)
                 said = wanted.get(chain.seq)
@@ -277,7 +310,7 @@ def _check_segment(path: Path, entry: Archived, chain: _Chain,
                         f"but {said[1]} says {said[0].hash[:16]}…")
                 sha.update(line + b"\n")
                 size += len(line) + 1
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+    except (OSError, EOFError, ValueError, zlib.error) as exc:  # BadGzipFile is an OSError
         raise LedgerCorrupt(f"{path}: unreadable archive file ({exc})") from None
     found = (path.name.removesuffix(".gz"), first, chain.seq, chain.hash, size,
              sha.hexdigest(), gz_sha)

@@ -25,6 +25,7 @@ from execd.ledger.segments import (
     Line,
     fsync_dir,
     list_segments,
+    odd_segments,
     read_lines,
 )
 from execd.model.errors import LedgerCorrupt, LedgerTruncated
@@ -79,8 +80,9 @@ def _problem(line: bytes, expected_seq: int, prev_hash: str) -> tuple[str, Recor
         record = record_decoder.decode(line)
     except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
         return f"unreadable record ({exc})", None
-    if not record.hash_ok():
-        return f"record seq {record.seq} does not match its hash (edited)", record
+    problem = record.problem(line)
+    if problem:
+        return problem, record
     if record.seq != expected_seq:
         if record.seq > expected_seq:
             return (f"expected seq {expected_seq}, found {record.seq} "
@@ -177,6 +179,10 @@ def scan(
     is an unreadable record, never held whole (:func:`execd.ledger.segments.read_lines`).
     """
     claims = _claims(expect, expect_source)
+    odd = odd_segments(directory)
+    if odd:
+        raise LedgerCorrupt(f"{directory}: {odd[0]}, not a segment: execd writes each "
+                            "segment as a regular file; move it out of the ledger directory")
     segments = list_segments(directory)
     result = ScanResult()
     first, offset = 0, 0
@@ -197,7 +203,8 @@ def scan(
                     # A whole, readable record that fails its checks was not torn by a
                     # crash: it was changed. Cutting it would forget an outcome and
                     # let its intent run again, so refuse instead.
-                    raise LedgerCorrupt(f"{path.name} at byte {line.start}: {problem}")
+                    raise LedgerCorrupt(f"{path.name} at byte {line.start}: {problem}"
+                                        + _archive_hint(directory, result.next_seq))
                 size = _refuse_if_valid_after(line.end, segments[index:], line.start, problem,
                                               chunk, max_line)
                 result.torn = TornTail(path.name, line.start, size - line.start, problem)
@@ -219,6 +226,21 @@ def scan(
                 result.last_time = record.time
     _check_head(result, claims)
     return result
+
+
+def _archive_hint(directory: Path, expected: int) -> str:
+    """When record 1 is not where the ledger starts and an archive is there but no
+    ``archived.json`` says what it holds: that lost file, the likelier cause."""
+    from execd.ledger import retention  # it imports this module
+
+    if expected != 1 or (directory / retention.ARCHIVED).exists():
+        return ""
+    if not (directory / retention.ARCHIVE).is_dir():
+        return ""
+    return (f"; {directory / retention.ARCHIVED} is missing beside "
+            f"{directory / retention.ARCHIVE}/: the records before are archived, and that "
+            f"file says so. Restore it: copy {retention.ARCHIVE}/{retention.MANIFEST} to "
+            f"{retention.ARCHIVED}")
 
 
 def _judge(line: Line, result: ScanResult, max_line: int) -> tuple[str, Record | None]:

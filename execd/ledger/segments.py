@@ -9,15 +9,18 @@ segment's lines from :func:`read_lines`, in bounded chunks, each line bounded to
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import re
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Final, NamedTuple
 
 from execd.model.errors import InUse, LedgerInUse, LedgerIOError
+from execd.model.files import kind_of
 
 # Readers take segments in chunks of this many bytes, never whole (README, "The ledger").
 READ_CHUNK: Final = 1 << 20
@@ -73,6 +76,31 @@ def list_segments(directory: Path) -> list[Path]:
     return [path for _, path in sorted(found)]
 
 
+def odd_segments(directory: Path) -> list[str]:
+    """Each entry of ``directory`` named as a segment that :func:`list_segments` passes
+    over because it is no regular file, with what it is ("segment-00000005.jsonl: a
+    FIFO"). A reader that skipped one would call a gap in the ledger whole, and the
+    writer rotating onto a FIFO's name would block forever.
+
+    A character device is not reported: only a deliberate link puts one there, and
+    ``/dev/full`` as the first segment is how a write that fails with ENOSPC is staged,
+    and the daemon must then stop on that write (``ledger.io_failed``), as on a full disk.
+    """
+    if not directory.is_dir():
+        return []
+    found = []
+    for entry in sorted(directory.iterdir()):
+        if _NAME.match(entry.name) and not entry.is_file():
+            try:
+                mode = entry.stat().st_mode
+            except OSError:
+                found.append(f"{entry.name}: a symlink to nothing")
+                continue
+            if not stat.S_ISCHR(mode):
+                found.append(f"{entry.name}: {kind_of(mode)}")
+    return found
+
+
 def fsync_dir(directory: Path) -> None:
     """Make a directory's entries (new or renamed files) durable."""
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
@@ -109,6 +137,58 @@ def replace_durably(path: Path, data: bytes) -> None:
         temp.unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
+
+
+def open_derived(path: Path) -> int:
+    """A descriptor for reading ``path``, a file execd wrote beside the ledger (a
+    snapshot, the id index's files, the archive's manifests); never blocks.
+
+    Only a regular file at the name itself: a FIFO would block a plain open forever
+    (and a blocked worker thread cannot be cancelled, so not even a stop would end the
+    wait), a device can be endless, and execd never makes a symlink there. ValueError
+    saying what it is when it is not one; OSError when it cannot be opened
+    (FileNotFoundError when there is none).
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # O_NOFOLLOW's answer for a symlink at the name
+            raise ValueError("a symlink, not a regular file") from None
+        raise
+    try:
+        kind = kind_of(os.fstat(fd).st_mode)
+    except BaseException:
+        os.close(fd)
+        raise
+    if kind is not None:
+        os.close(fd)
+        raise ValueError(f"{kind}, not a regular file")
+    return fd
+
+
+def read_derived(path: Path, limit: int) -> bytes:
+    """The bytes of ``path`` (see :func:`open_derived`), at most ``limit`` of them.
+
+    ValueError when it is not a regular file or holds more than ``limit`` bytes, judged
+    from ``fstat`` before anything is read (a sparse file of a terabyte costs nothing),
+    and never more than ``limit`` + 1 bytes read (it may grow meanwhile).
+    """
+    fd = open_derived(path)
+    try:
+        size = os.fstat(fd).st_size
+        if size > limit:
+            raise ValueError(f"larger than {limit} bytes ({size})")
+        chunks = []
+        left = limit + 1
+        while left > 0 and (chunk := os.read(fd, min(left, 1 << 24))):
+            chunks.append(chunk)
+            left -= len(chunk)
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    if len(data) > limit:
+        raise ValueError(f"larger than {limit} bytes")
+    return data
 
 
 class SegmentStore:

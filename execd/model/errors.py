@@ -152,6 +152,12 @@ class LedgerArchived(LedgerError):
     what is left would forget their outcomes and run their intents again."""
 
 
+class IndexUnusable(LedgerError):
+    """The id index cannot be kept where execd keeps it: ``<ledger_dir>/index`` is not a
+    directory, or the rebuilt index cannot be written there (a full disk, a size limit).
+    Start-up stops naming the path: without the index, duplicate ids go unrefused."""
+
+
 class WitnessUnreadable(LedgerError):
     """head.json exists but is not a head witness."""
 

@@ -8,6 +8,7 @@ verify passes after one of its files changed.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -17,6 +18,7 @@ import pytest
 from execd.cli.main import main
 from execd.config import schema as config
 from execd.ledger import checkpoints, retention
+from execd.ledger.record import Record, record_decoder
 from execd.ledger.recovery import recover
 from execd.ledger.segments import exclusive, list_segments, segment_name
 from execd.ledger.snapshot import encode_snapshot, fold_key
@@ -146,6 +148,47 @@ async def test_verify_fails_on_a_changed_archive(
     assert code == 0, said
 
 
+def _vouch(ledger: Path, packed: Path) -> None:
+    """Both manifests name ``packed``'s new sha256, as a forger who edited them would."""
+    sha = hashlib.sha256(packed.read_bytes()).hexdigest()
+    for path in (ledger / retention.ARCHIVED, ledger / "archive" / retention.MANIFEST):
+        raw = json.loads(path.read_text())
+        raw["segments"][1]["gz_sha256"] = sha
+        path.write_text(json.dumps(raw))
+
+
+async def test_verify_names_an_archive_file_that_does_not_inflate(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A compressed file whose deflate stream is damaged (its sha256 vouched for in both
+    manifests, so it is inflated): FAILED naming it, never zlib's traceback."""
+    ledger, _ = await small_segments(tmp_path)
+    assert main(["ledger", "archive", "--ledger", str(ledger)]) == 0
+    packed = ledger / "archive" / "segment-00000002.jsonl.gz"
+    data = bytearray(packed.read_bytes())
+    data[12:40] = b"\xff" * 28  # just past the header: a deflate block that is no block
+    packed.write_bytes(bytes(data))
+    _vouch(ledger, packed)
+    code, said = cli(capsys, ledger, "verify")
+    assert code == 1 and f"FAILED: {packed}: unreadable archive file" in said, said
+    assert "Traceback" not in said
+
+
+async def test_verify_checks_the_archive_manifest_agrees_with_archived_json(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ledger, _ = await small_segments(tmp_path)
+    assert main(["ledger", "archive", "--ledger", str(ledger)]) == 0
+    copy = ledger / "archive" / retention.MANIFEST
+    original = copy.read_bytes()
+    copy.write_text('{"segments":[],"note":"edited"}')
+    code, said = cli(capsys, ledger, "verify")
+    assert code == 1 and f"FAILED: {copy}: names other archived segments than" in said, said
+    copy.unlink()
+    code, said = cli(capsys, ledger, "verify")
+    assert code == 1 and f"FAILED: {copy}: missing" in said, said
+    copy.write_bytes(original)
+    assert cli(capsys, ledger, "verify")[0] == 0
+
+
 async def test_from_checkpoint_passes_over_a_snapshot_the_chain_does_not_vouch_for(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ledger, _ = await small_segments(tmp_path)
@@ -180,6 +223,30 @@ async def test_from_checkpoint_checks_the_chain_after_it(
     assert cli(capsys, ledger, "verify")[0] == 1
 
 
+async def test_from_checkpoint_says_an_expect_before_it_is_not_checked(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--expect of a record before the checkpoint it starts after: FAILED saying so, never
+    a silent pass; at or after the checkpoint it is checked as usual."""
+    ledger, _ = await small_segments(tmp_path)
+    early = next(r for r in _records(ledger) if r.seq == 3)
+    code, said = cli(capsys, ledger, "verify", "--from-checkpoint", "--expect",
+                     f"3:{early.hash}")
+    newest = checkpoints.listed(ledger)[0].name
+    assert code == 1, said
+    assert f"FAILED: --expect 3: before checkpoint {newest} (after record " in said, said
+    assert "which --from-checkpoint starts after; not checked" in said, said
+    last = _records(ledger)[-1]
+    code, said = cli(capsys, ledger, "verify", "--from-checkpoint", "--expect",
+                     f"{last.seq}:{last.hash}")
+    assert code == 0 and f"--expect {last.seq}" in said, said
+    assert cli(capsys, ledger, "verify", "--expect", f"3:{early.hash}")[0] == 0
+
+
+def _records(ledger: Path) -> list[Record]:
+    return [record_decoder.decode(line) for path in list_segments(ledger)
+            for line in path.read_bytes().splitlines()]
+
+
 async def test_a_lost_archived_json_refuses_rather_than_folding_a_partial_ledger(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Without ``archived.json`` the offsets snapshots count no longer match the segments
@@ -192,6 +259,11 @@ async def test_a_lost_archived_json_refuses_rather_than_folding_a_partial_ledger
         recover(ledger, repair=False, risk=Risk(cfg), fold_key=fold_key(cfg))
     code, said = cli(capsys, ledger, "verify")
     assert code == 1 and "expected seq 1" in said, said
+    # The likelier cause is named, with the copy that restores it.
+    assert f"{ledger / retention.ARCHIVED} is missing beside {ledger / 'archive'}/" in said
+    assert "copy archive/manifest.json to archived.json" in said, said
+    shutil.copy(ledger / "archive" / retention.MANIFEST, ledger / retention.ARCHIVED)
+    assert cli(capsys, ledger, "verify")[0] == 0
 
 
 async def test_a_checkpoint_whose_last_record_ends_an_archived_segment_still_counts(
@@ -242,3 +314,21 @@ async def test_an_id_index_rebuilt_over_an_archived_ledger_is_refused(tmp_path: 
             packed.read_bytes()))
     (ledger / retention.ARCHIVED).unlink()
     assert state_of(ledger, cfg) == (used, state)
+
+
+async def test_verify_passes_an_archive_stopped_between_its_two_manifests(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The archive's copy names one more segment than archived.json, still in the ledger
+    (archive stopped after its first manifest write): that is no disagreement."""
+    ledger, _ = await small_segments(tmp_path)
+
+    def stop_at(step: str) -> None:
+        if step == "manifest segment-00000003.jsonl":
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        retention.archive(ledger, step=stop_at)
+    names = [e.name for e in retention.read_manifest(ledger / "archive" / "manifest.json").segments]
+    assert names[-1] == "segment-00000003.jsonl" and (ledger / names[-1]).exists()
+    code, said = cli(capsys, ledger, "verify")
+    assert code == 0 and "2 archived segments included" in said, said

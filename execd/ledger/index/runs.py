@@ -56,6 +56,7 @@ from pathlib import Path
 from msgspec import Struct
 
 from execd.ledger.index.filter import RUN_BITS_PER_ID, RunFilter, words_for
+from execd.ledger.segments import open_derived
 from execd.model.errors import IndexDamaged
 
 MAGIC = b"EXIDRUN\x00"
@@ -360,9 +361,11 @@ def load(path: Path, expected: RunInfo) -> Run:
     size, count, seq, value size and the SHA-256 of records and filter. IndexDamaged
     if any differs, the keys' fences are out of order, or it cannot be read. Blocking."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = open_derived(path)  # a regular file only: a FIFO would hang start-up
     except OSError as exc:
         raise IndexDamaged(f"{path.name}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise IndexDamaged(f"{path.name}: {exc}") from None
     try:
         return _checked(path, expected, fd)
     except BaseException:

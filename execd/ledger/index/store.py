@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import shutil
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -53,9 +54,9 @@ import msgspec
 from msgspec import Struct
 
 from execd.ledger.index import runs
-from execd.ledger.index.filter import BlockedBloom, unpack
+from execd.ledger.index.filter import BITS_PER_ID, HEADER, BlockedBloom, unpack, words_for
 from execd.ledger.index.runs import Run, RunInfo
-from execd.ledger.segments import fsync_dir, replace_durably
+from execd.ledger.segments import fsync_dir, read_derived, replace_durably
 from execd.model.errors import IndexDamaged
 
 DIRECTORY = "index"
@@ -163,15 +164,9 @@ def decode_manifest(data: bytes) -> Manifest:
 def read_manifest(directory: Path) -> Manifest:
     """The manifest of the index in ``directory``, only read (a reader's view: nothing is
     written or removed). IndexDamaged when there is none or it is damaged. Blocking."""
-    try:
-        with open(directory / MANIFEST, "rb") as handle:
-            data = handle.read(_MANIFEST_LIMIT + 1)
-    except FileNotFoundError:
-        raise IndexDamaged(f"{directory}: no index (no {MANIFEST})") from None
-    except OSError as exc:
-        raise IndexDamaged(f"{directory / MANIFEST}: {exc.strerror or exc}") from None
-    if len(data) > _MANIFEST_LIMIT:
-        raise IndexDamaged(f"{MANIFEST}: longer than {_MANIFEST_LIMIT} bytes")
+    data = _read(directory / MANIFEST, _MANIFEST_LIMIT)
+    if data is None:
+        raise IndexDamaged(f"{directory}: no index (no {MANIFEST})")
     return decode_manifest(data)
 
 
@@ -230,8 +225,10 @@ class IndexStore:
         directory.mkdir(parents=True, exist_ok=True)
         _remove_orphans(directory, set())
         # A filter saved for the old runs may claim seqs the new runs cover without
-        # holding their ids: it must not survive a rebuild.
-        (directory / FILTER).unlink(missing_ok=True)
+        # holding their ids: it must not survive a rebuild. A damaged manifest may be
+        # no file at all (a directory would stop the rename of the new one).
+        _clear(directory / FILTER)
+        _clear(directory / MANIFEST)
         manifest = Manifest(VERSION, 0, 1, ())
         _write_manifest(directory, manifest)
         return cls(directory, manifest, {}, latest)
@@ -357,12 +354,9 @@ class IndexStore:
         IndexDamaged when it is damaged: the caller builds one from the runs instead.
         """
         vouched = self._manifest.filter_sha256
-        try:
-            data = (self.directory / FILTER).read_bytes()
-        except FileNotFoundError:
+        data = _read(self.directory / FILTER, _filter_limit(self._manifest))
+        if data is None:
             return None
-        except OSError as exc:
-            raise IndexDamaged(f"{self.directory / FILTER}: {exc.strerror or exc}") from None
         if vouched is None or hashlib.sha256(data).hexdigest() != vouched:
             raise IndexDamaged(f"{FILTER}: not the filter the manifest names")
         return unpack(data)
@@ -393,12 +387,42 @@ def _replace(directory: Path, name: str, data: bytes) -> None:
     replace_durably(directory / name, data)
 
 
+def _read(path: Path, limit: int) -> bytes | None:
+    """The bytes of the index file ``path`` (None: there is none); IndexDamaged when it
+    is not a regular file, is over ``limit`` bytes or cannot be read, never a hang."""
+    try:
+        return read_derived(path, limit)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise IndexDamaged(f"{path}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise IndexDamaged(f"{path}: {exc}") from None
+
+
+def _filter_limit(manifest: Manifest) -> int:
+    # A saved filter holds ids of the runs only (its seq is at most the manifest's), and
+    # is sized for at most twice the ids held when it grew (ids.IdIndex.grow): four
+    # times the runs' ids, at four times the bits per id, bounds every one execd wrote
+    # (ids.MIN_CAPACITY, 1 << 20, is the smallest; ids imports this module).
+    held = sum(info.count for info in manifest.runs)
+    return HEADER.size + 8 * words_for(max(1 << 20, 4 * held), 4 * BITS_PER_ID)
+
+
+def _clear(path: Path) -> None:
+    # What is at an index file's name, whatever it is: index/ holds only execd's files.
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
 def _remove_orphans(directory: Path, live: set[str]) -> None:
     removed = False
     for entry in directory.iterdir():
         orphan = _RUN.match(entry.name) is not None and entry.name not in live
         if orphan or entry.name in (_TEMP, _FILTER_TEMP):
-            entry.unlink(missing_ok=True)
+            _clear(entry)
             removed = True
     if removed:
         fsync_dir(directory)

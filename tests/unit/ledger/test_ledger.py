@@ -7,6 +7,7 @@ tests/process/test_ledger_process.py.
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import msgspec
@@ -14,6 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from execd.cli.main import main
 from execd.ledger.record import GENESIS, LedgerChain, record_decoder
 from execd.ledger.scan import scan
 from execd.ledger.segments import list_segments
@@ -82,3 +84,24 @@ def test_reorder_releases_in_ingest_order() -> None:
     assert [e.seq for e in reorder.push([Entry(1, "stop", 0, body), Entry(3, "stop", 0, body)])] \
         == [1, 2, 3, 4]
     assert reorder.waiting == 0 and reorder.next_seq == 5
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory"])
+def test_a_segment_name_that_is_no_file_is_reported_not_skipped(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str) -> None:
+    """A FIFO or a directory named as a segment: verify fails naming it and start-up's scan
+    refuses, where skipping it would call the chain whole (and the writer could rotate
+    onto the FIFO and block)."""
+    build(tmp_path, 3)
+    odd = tmp_path / "segment-00000002.jsonl"
+    if kind == "fifo":
+        os.mkfifo(odd)
+    else:
+        odd.mkdir()
+    what = "a FIFO" if kind == "fifo" else "a directory"
+    assert main(["ledger", "verify", "--ledger", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith(f"FAILED: {tmp_path}: segment-00000002.jsonl: {what}, not a "
+                          "segment"), out
+    with pytest.raises(LedgerCorrupt, match=f"segment-00000002.jsonl: {what}, not a segment"):
+        scan(tmp_path, repair=True)

@@ -36,6 +36,7 @@ EXIT_CODES: dict[str, int] = {
     "execd.model.errors.LedgerCorrupt": 3,
     "execd.model.errors.LedgerTruncated": 3,
     "execd.model.errors.LedgerArchived": 3,
+    "execd.model.errors.IndexUnusable": 3,
     "execd.model.errors.WitnessUnreadable": 3,
     "execd.model.errors.LedgerNotEmpty": 3,
     "execd.model.errors.UnresolvedOrders": 3,

@@ -229,3 +229,26 @@ def test_a_filter_the_manifest_does_not_name_is_never_trusted(tmp_path: Path) ->
     with pytest.raises(IndexDamaged, match="not the filter the manifest names"):
         mine.load_filter()
     assert IndexStore.open(tmp_path / "mine").manifest.through_hash == "a"
+
+
+def test_a_huge_saved_filter_is_damaged_before_it_is_read(directory: Path) -> None:
+    """A sparse gigabyte at filter.bin is judged from its size, never read into memory;
+    a directory there, or at the manifest's name, is swept away by a rebuild."""
+    index = IndexStore.create(directory)
+    index.write_run(_keys(0, 10), 5)
+    with open(directory / store.FILTER, "wb") as handle:
+        handle.truncate(1 << 30)
+    with pytest.raises(IndexDamaged, match=r"filter\.bin: larger than \d+ bytes \(1073741824\)"):
+        index.load_filter()
+    index.close()
+    (directory / store.FILTER).unlink()
+    (directory / store.FILTER / "inside").mkdir(parents=True)
+    reopened = IndexStore.open(directory)
+    with pytest.raises(IndexDamaged, match=r"filter\.bin: a directory, not a regular file"):
+        reopened.load_filter()
+    reopened.close()
+    (directory / MANIFEST).unlink()
+    (directory / MANIFEST).mkdir()
+    IndexStore.create(directory).close()
+    assert _files(directory) == [MANIFEST]
+    assert IndexStore.open(directory).through_seq == 0
