@@ -176,6 +176,10 @@ def test_another_ledgers_index_is_rebuilt_never_used(base: Path, other: Path, tm
     state, rebuilt = start_up(directory)
     [line_] = rebuilt
     assert str(line_["reason"]).startswith("another ledger's"), line_
+    # The consumed-file tables in it (index/files/) are the other ledger's too.
+    assert state.file_index is not None
+    [files] = state.file_index.rebuilt
+    assert files.reason.startswith("another ledger's"), files.reason
     assert (state.checkpoint is None) == (start == "full")
     holds_exactly(state, ledger_ids(ledger))
     keys, through = index_keys(ledger)
