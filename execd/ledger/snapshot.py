@@ -23,6 +23,11 @@ checkpointer writes the run of the ids folded through X before the snapshot thro
 (``app/checkpointer.py``). ``index_through`` (always X) is the record the index must
 cover for this snapshot to be whole; start-up rebuilds an index that covers less
 (``ledger/reindex.py``). Version 1 held the ids inline and is no snapshot any more.
+
+Each venue's order rate is stored pruned (``OrderRate.prune``: only the times that can
+still refuse an order, about one window's worth, and the newest time counted), so its
+size follows the recent order rate, not history. Version 2 held the whole deque (up to
+``max_orders`` times) and is ignored, like version 1, for the full fold.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ from execd.sentinel.book import Position, VenueBook
 from execd.sentinel.limits import merged
 from execd.sentinel.risk import Risk
 
-VERSION: Literal[2] = 2
+VERSION: Literal[3] = 3
 
 
 class PositionState(Struct, frozen=True, array_like=True):
@@ -61,11 +66,13 @@ class VenueState(Struct, frozen=True):
     gross: str
     unmarked: list[str]
     positions: list[PositionState]
-    # The order-rate deque and the failure deque (None: that pacing is off), and the
-    # end of a cooldown in force.
+    # The order-rate deque as OrderRate.prune leaves it and the failure deque (None:
+    # that pacing is off), and the end of a cooldown in force.
     rate: list[int] | None
     failures: list[int] | None
     until: int | None
+    # The largest time the order rate counted (None: the rate is off).
+    rate_newest: int | None
 
 
 class RiskState(Struct, frozen=True):
@@ -91,7 +98,7 @@ class ChainEnd(Struct, frozen=True):
 class Snapshot(Struct, frozen=True, forbid_unknown_fields=True):
     """Everything the fold rebuilds, as of record ``end.through_seq``."""
 
-    version: Literal[2]
+    version: Literal[3]
     fold_key: str
     end: ChainEnd
     clock: str
@@ -130,6 +137,9 @@ def _venue(book: VenueBook, risk: Risk, name: str) -> VenueState:
     pacing = risk.venues.get(name)
     rate = pacing.rate if pacing is not None else None
     cooldown = pacing.cooldown if pacing is not None else None
+    if rate is not None:
+        # Canonical, whenever the fold last pruned (and bounded by the recent orders).
+        rate.prune()
     return VenueState(
         str(book.gross), sorted(book.unmarked),
         [PositionState(p.symbol, str(p.filled), str(p.pending_buy), str(p.pending_sell),
@@ -137,7 +147,8 @@ def _venue(book: VenueBook, risk: Risk, name: str) -> VenueState:
          for p in book.positions.values()],
         list(rate.sent) if rate is not None else None,
         list(cooldown.failures) if cooldown is not None else None,
-        cooldown.until if cooldown is not None else None)
+        cooldown.until if cooldown is not None else None,
+        rate.newest if rate is not None else None)
 
 
 def _risk(risk: Risk | None) -> RiskState | None:
@@ -151,7 +162,8 @@ def take(fold: Fold, end: ChainEnd, key: str) -> Snapshot:
     """The snapshot of ``fold``, which has folded the prefix ``end`` describes.
 
     Take it before any hold is added (recovery holds what open orders reserve after the
-    fold, and does so again after loading a snapshot).
+    fold, and does so again after loading a snapshot). It prunes each venue's order rate
+    (``OrderRate.prune``), which changes no decision.
     """
     return Snapshot(
         VERSION, key, end, fold.clock,
@@ -191,8 +203,7 @@ def _restore_venue(risk: Risk, name: str, state: VenueState) -> None:
     if pacing is None:
         return
     if pacing.rate is not None and state.rate is not None:
-        pacing.rate.sent.clear()
-        pacing.rate.sent.extend(state.rate)
+        pacing.rate.restore(state.rate, state.rate_newest or 0)
     if pacing.cooldown is not None and state.failures is not None:
         pacing.cooldown.failures.clear()
         pacing.cooldown.failures.extend(state.failures)
