@@ -25,8 +25,8 @@ cover for this snapshot to be whole; start-up rebuilds an index that covers less
 (``ledger/reindex.py``). Version 1 held the ids inline and is no snapshot any more.
 
 Each venue's order rate is stored pruned (``OrderRate.prune``: only the times that can
-still refuse an order, about one window's worth, and the newest time counted), so its
-size follows the recent order rate, not history. Version 2 held the whole deque (up to
+still refuse an order, about one window's worth), so its size follows the recent
+order rate, not history. Version 2 held the whole deque (up to
 ``max_orders`` times) and is ignored, like version 1, for the full fold.
 """
 
@@ -71,8 +71,6 @@ class VenueState(Struct, frozen=True):
     rate: list[int] | None
     failures: list[int] | None
     until: int | None
-    # The largest time the order rate counted (None: the rate is off).
-    rate_newest: int | None
 
 
 class RiskState(Struct, frozen=True):
@@ -147,8 +145,7 @@ def _venue(book: VenueBook, risk: Risk, name: str) -> VenueState:
          for p in book.positions.values()],
         list(rate.sent) if rate is not None else None,
         list(cooldown.failures) if cooldown is not None else None,
-        cooldown.until if cooldown is not None else None,
-        rate.newest if rate is not None else None)
+        cooldown.until if cooldown is not None else None)
 
 
 def _risk(risk: Risk | None) -> RiskState | None:
@@ -203,7 +200,7 @@ def _restore_venue(risk: Risk, name: str, state: VenueState) -> None:
     if pacing is None:
         return
     if pacing.rate is not None and state.rate is not None:
-        pacing.rate.restore(state.rate, state.rate_newest or 0)
+        pacing.rate.restore(state.rate)
     if pacing.cooldown is not None and state.failures is not None:
         pacing.cooldown.failures.clear()
         pacing.cooldown.failures.extend(state.failures)
