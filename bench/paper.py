@@ -17,6 +17,9 @@ Figures are medians over ``--runs`` runs. Usage:
 
 ``--against REV`` measures throughput of this tree and of git revision REV (its own
 ``bench/paper.py`` in a temporary worktree), alternating runs, and prints the ratio.
+
+``EXECD_BENCH_CHECKPOINTS=N`` sets ``ledger.checkpoint_records`` in the throughput
+runs (``0``: checkpoints off; unset: the default), to measure what checkpoints cost.
 """
 
 from __future__ import annotations
@@ -122,6 +125,10 @@ def child_throughput(total: int) -> dict[str, Any]:
         text = CONFIG.format(work=work, poll=100)
         if os.environ.get("EXECD_BENCH_NOLIMITS"):
             text = text.split("[risk.limits]")[0]
+        every = os.environ.get("EXECD_BENCH_CHECKPOINTS")
+        if every is not None:
+            # ledger.checkpoint_records for this run ("0": checkpoints off).
+            text += f"\n[ledger]\ncheckpoint_records = {int(every)}\n"
         (work / "execd.toml").write_text(text)
         loaded = config.load(work / "execd.toml")
         daemon = Daemon(loaded, mode="replay", inputs=inputs, ledger_dir=work / "ledger")

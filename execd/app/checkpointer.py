@@ -1,13 +1,20 @@
 """The checkpointer: a shadow of the start-up fold, kept up to date while the daemon runs.
 
-It folds every durable commit, from the very bytes written (the bytes start-up will
-read), into a :class:`~execd.ledger.fold.Fold` of its own, in a worker thread, as
-commits come. When the writer's encoder has chained a record X that a checkpoint
-follows, it stops and asks :meth:`Checkpointer.take`: once the fold has reached X
-(so X is durable), the snapshot of the ledger through X is written to
-``checkpoints/`` and the body of the ``checkpoint`` record naming it is returned
-(docs/ARCHITECTURE.md, "Checkpoints"). The snapshot is a pure function of the
-ledger's prefix and of the config the fold reads, never of timing.
+It folds every durable commit into a :class:`~execd.ledger.fold.Fold` of its own, in
+a worker thread, as commits come: from the Structs the commit's bodies were encoded
+from (``Commit.entries``) rather than from the bytes written, which is what start-up
+reads. That is ``Fold.observe_body``: the same fold, so the same snapshot, without two
+JSON decodes a record (``tests/unit/app/test_checkpointer_bodies.py`` and
+``tests/pipeline/test_fold_bodies.py`` hold the two equal). A record of a kind the fold
+does not read is skipped from its kind alone. The start record, written outside the
+pipeline, is folded from its line (:meth:`Checkpointer.observe_line`).
+
+When the writer's encoder has chained a record X that a checkpoint follows, it stops
+and asks :meth:`Checkpointer.take`: once the fold has reached X (so X is durable), the
+snapshot of the ledger through X is written to ``checkpoints/`` and the body of the
+``checkpoint`` record naming it is returned (docs/ARCHITECTURE.md, "Checkpoints").
+The snapshot is a pure function of the ledger's prefix and of the config the fold
+reads, never of timing.
 
 With the on-disk id index (``app/id_runs.py``), the fold's ids are an ``IdIndex`` over
 its runs, and before each snapshot through X the run of the ids folded since the last
@@ -34,7 +41,7 @@ from execd.app.position_runs import PositionRuns
 from execd.config.schema import Config
 from execd.ledger import checkpoints
 from execd.ledger.file_index import OpenFiles
-from execd.ledger.fold import Fold
+from execd.ledger.fold import READ, Fold
 from execd.ledger.index.ids import IdIndex
 from execd.ledger.record import record_decoder
 from execd.ledger.recovery import RecoveredState
@@ -166,9 +173,28 @@ class Checkpointer:
         if self.ids is not None:
             self.ids.apply_compactions()
         for commit in batch:
-            self._fold_lines(commit.data, len(commit.entries))
+            self._fold_entries(commit)
             if self._recorded is not None and self.seq >= self._recorded[1]:
                 self._prune()
+
+    def _fold_entries(self, commit: Commit) -> None:
+        """Fold ``commit`` from its entries' bodies, as its bytes would fold. Blocking."""
+        entries = commit.entries
+        if not entries:
+            return
+        observe, read = self.fold.observe_body, READ
+        last_time = self.last_time
+        # The commit's records are seqs last_seq - len + 1 .. last_seq, in entry order.
+        for seq, entry in enumerate(entries, commit.last_seq - len(entries) + 1):
+            time = entry.time
+            if entry.kind in read:
+                observe(entry.kind, seq, time, entry.body)
+            if time > last_time:
+                last_time = time
+        self.seq, self.hash = commit.last_seq, commit.last_hash
+        self.records += len(entries)
+        self.last_time = last_time
+        self.offset += len(commit.data)
 
     def _fold_lines(self, data: bytes, count: int) -> None:
         observe, decode = self.fold.observe, record_decoder.decode

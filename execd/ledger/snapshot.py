@@ -30,6 +30,11 @@ of each name), for the same reason: they are in ``<ledger_dir>/index/files/``
 the snapshot too, and ``index_through`` is the record that index must cover as well
 (``ledger/file_index.py``). Version 2 held them inline and is no snapshot any more:
 start-up ignores it with its reason and folds the whole ledger.
+
+Each venue's order rate is stored pruned (``OrderRate.prune``: only the times that can
+still refuse an order, about one window's worth), so its size follows the recent
+order rate, not history. Version 3 held the whole deque (up to ``max_orders`` times)
+and is ignored, like versions 1 and 2, for the full fold.
 """
 
 from __future__ import annotations
@@ -48,7 +53,7 @@ from execd.sentinel.book import Position, VenueBook
 from execd.sentinel.limits import merged
 from execd.sentinel.risk import Risk
 
-VERSION: Literal[3] = 3
+VERSION: Literal[4] = 4
 
 
 class PositionState(Struct, frozen=True, array_like=True):
@@ -68,8 +73,8 @@ class VenueState(Struct, frozen=True):
     gross: str
     unmarked: list[str]
     positions: list[PositionState]
-    # The order-rate deque and the failure deque (None: that pacing is off), and the
-    # end of a cooldown in force.
+    # The order-rate deque as OrderRate.prune leaves it and the failure deque (None:
+    # that pacing is off), and the end of a cooldown in force.
     rate: list[int] | None
     failures: list[int] | None
     until: int | None
@@ -98,7 +103,7 @@ class ChainEnd(Struct, frozen=True):
 class Snapshot(Struct, frozen=True, forbid_unknown_fields=True):
     """Everything the fold rebuilds, as of record ``end.through_seq``."""
 
-    version: Literal[3]
+    version: Literal[4]
     fold_key: str
     end: ChainEnd
     clock: str
@@ -135,6 +140,9 @@ def _venue(book: VenueBook, risk: Risk, name: str) -> VenueState:
     pacing = risk.venues.get(name)
     rate = pacing.rate if pacing is not None else None
     cooldown = pacing.cooldown if pacing is not None else None
+    if rate is not None:
+        # Canonical, whenever the fold last pruned (and bounded by the recent orders).
+        rate.prune()
     return VenueState(
         str(book.gross), sorted(book.unmarked),
         [PositionState(p.symbol, str(p.filled), str(p.pending_buy), str(p.pending_sell),
@@ -156,7 +164,8 @@ def take(fold: Fold, end: ChainEnd, key: str) -> Snapshot:
     """The snapshot of ``fold``, which has folded the prefix ``end`` describes.
 
     Take it before any hold is added (recovery holds what open orders reserve after the
-    fold, and does so again after loading a snapshot).
+    fold, and does so again after loading a snapshot). It prunes each venue's order rate
+    (``OrderRate.prune``), which changes no decision.
     """
     return Snapshot(
         VERSION, key, end, fold.clock,
@@ -194,8 +203,7 @@ def _restore_venue(risk: Risk, name: str, state: VenueState) -> None:
     if pacing is None:
         return
     if pacing.rate is not None and state.rate is not None:
-        pacing.rate.sent.clear()
-        pacing.rate.sent.extend(state.rate)
+        pacing.rate.restore(state.rate)
     if pacing.cooldown is not None and state.failures is not None:
         pacing.cooldown.failures.clear()
         pacing.cooldown.failures.extend(state.failures)

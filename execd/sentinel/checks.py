@@ -380,8 +380,9 @@ def leverage(c: Candidate) -> Refusal | None:
 def order_rate(c: Candidate) -> Refusal | None:
     """At most ``max_orders`` per ``rate_window`` on the venue (counted when committed)."""
     rate = c.venue.rate
-    # Only a window that holds max_orders already can refuse (OrderRate.refusal).
-    if rate is not None and len(rate.sent) == rate.limit:
+    # Only a window that holds max_orders already can refuse (OrderRate.refusal), and
+    # from ``watch`` on, refusal also prunes what can no longer refuse (OrderRate.prune).
+    if rate is not None and len(rate.sent) >= rate.watch:
         why = rate.refusal(c.now)
         if why is not None:
             return Refusal(reasons.RISK_ORDER_RATE_EXCEEDED, f"venue={c.intent.venue} {why}")

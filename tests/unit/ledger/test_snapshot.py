@@ -24,7 +24,7 @@ from execd.model.messages import SendAttemptRecord
 from execd.sentinel.risk import Risk
 from tests.helpers import intent, lines, replay, write_config
 from tests.pipeline.test_risk_pipeline import LIMITS, lakehouse, risky_inputs
-from tests.unit.ledger.test_recovery import order, write
+from tests.unit.ledger.test_recovery import order, outcome, write
 
 
 def folded(ledger: Path, cfg: config.Config) -> tuple[Fold, ChainEnd]:
@@ -129,11 +129,35 @@ def test_damaged_bytes_are_no_snapshot(tmp_path: Path, cut: int) -> None:
         decode_snapshot(data[:cut])
 
 
-def test_another_version_is_no_snapshot(tmp_path: Path) -> None:
+@pytest.mark.parametrize("version", [1, 2, 3])
+def test_another_version_is_no_snapshot(tmp_path: Path, version: int) -> None:
+    """Version 2 held the whole order-rate deque: start-up folds the whole ledger instead."""
     write(tmp_path, ("order", order()))
     cfg = config.load(write_config(tmp_path / "cfg")).config
     fold, end = folded(tmp_path, cfg)
     raw = msgspec.msgpack.decode(encode_snapshot(take(fold, end, fold_key(cfg))))
-    raw["version"] = 1
+    raw["version"] = version
     with pytest.raises(msgspec.ValidationError):
         decode_snapshot(msgspec.msgpack.encode(raw))
+
+
+def test_the_order_rate_is_stored_pruned_whatever_max_orders(tmp_path: Path) -> None:
+    """With max_orders = 1e9 (the bench config's), a snapshot holds the orders of the last
+    rate_window, not every order ever sent, and restores to a rate that decides as the
+    full fold's does."""
+    # 5,000 fills, ten at each time 0..499; the window is 10 units.
+    write(tmp_path, *(("outcome", outcome(plane="paper", intent_id=uuid.UUID(int=n + 1),
+                                          logical_time=n // 10)) for n in range(5000)))
+    cfg = config.load(write_config(tmp_path / "cfg", extra=(
+        "[risk.limits]\nmax_orders = 1000000000\nrate_window = 10\n"))).config
+    fold, end = folded(tmp_path, cfg)
+    data, again = round_trip(fold, end, cfg)
+    snapshot = decode_snapshot(data)
+    assert snapshot.risk is not None
+    venue = dict(snapshot.risk.venues)["binance"]
+    assert venue.rate == [t for t in range(490, 500) for _ in range(10)]
+    assert again.risk is not None and fold.risk is not None
+    back, rate = again.risk.venues["binance"].rate, fold.risk.venues["binance"].rate
+    assert back is not None and rate is not None
+    for now in (499, 500, 508, 509, 510):
+        assert back.refusal(now) == rate.refusal(now)
