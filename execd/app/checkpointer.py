@@ -138,7 +138,8 @@ class Checkpointer:
         why): the ledger's seqs never depend on storage (DESIGN §2).
         """
         if self.stopping is not None and self.stopping.is_set():
-            return self._skipped(through, head_hash, "the daemon is draining")
+            # A normal stop: not an error for anyone alerting on errors.
+            return self._skipped(through, head_hash, "the daemon is draining", level="info")
         with anyio.move_on_after(self.timeout_s):
             while self.seq < through:
                 await self._folded.wait()
@@ -163,10 +164,12 @@ class Checkpointer:
         return self._skipped(through, head_hash, f"not written within {self.timeout_s:g} s "
                                       "(ledger.checkpoint_timeout_ms)")
 
-    def _skipped(self, through: int, head_hash: str, reason: str) -> CheckpointRecord:
+    def _skipped(self, through: int, head_hash: str, reason: str,
+                 level: str = "error") -> CheckpointRecord:
         """The record of a checkpoint with no snapshot (logged: derived state only)."""
-        self.log.error("checkpoint.skipped", through_seq=through, reason=reason,
-                       note="the ledger is whole; start-up folds from an older checkpoint")
+        getattr(self.log, level)(
+            "checkpoint.skipped", through_seq=through, reason=reason,
+            note="the ledger is whole; start-up folds from an older checkpoint")
         return CheckpointRecord(through, head_hash, None, None, None, skipped=reason)
 
     def _fold_commits(self, batch: list[Commit]) -> None:

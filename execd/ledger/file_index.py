@@ -111,9 +111,16 @@ class _NoIds:
         return 0
 
 
+_WHAT = "consumed-file tables"
+
+
 def create(directory: Path) -> IndexStore:
-    """A new, empty file index in ``directory`` (whatever was there is replaced)."""
-    return IndexStore.create(directory, latest)
+    """A new, empty file index in ``directory`` (whatever was there is replaced);
+    IndexUnusable when it cannot be written."""
+    try:
+        return IndexStore.create(directory, latest)
+    except OSError as exc:
+        raise reindex.unwritable(directory, exc, _WHAT) from None
 
 
 def rebuild(ledger: Path, through: int) -> tuple[IndexStore, int]:
@@ -166,6 +173,7 @@ def open_files(ledger: Path, through: int, head_hash: str = "") -> OpenFiles:
     snapshot's ``index_through``, whose hash is ``head_hash``; 0 without one), rebuilt
     when they do not, or when they are another ledger's."""
     directory = ledger / DIRECTORY
+    reindex.check_directory(directory, _WHAT)
     if through == 0 and not (directory / MANIFEST).exists():
         # A new ledger, or one first run with checkpoints: the fold brings every entry.
         return OpenFiles(create(directory), FileTables())

@@ -156,7 +156,7 @@ def rebuild(ledger: Path, through: int) -> tuple[IndexStore, int]:
         if exc.filename is not None and not Path(exc.filename).is_relative_to(
                 ledger / DIRECTORY):
             raise  # reading the ledger, not writing the index
-        raise _unwritable(ledger / DIRECTORY, exc) from None
+        raise unwritable(ledger / DIRECTORY, exc) from None
     except BaseException:
         store.close()
         raise
@@ -168,25 +168,27 @@ def _create(directory: Path) -> IndexStore:
     try:
         return IndexStore.create(directory)
     except OSError as exc:
-        raise _unwritable(directory, exc) from None
+        raise unwritable(directory, exc) from None
 
 
-def _check_directory(directory: Path) -> None:
-    """IndexUnusable when ``directory`` is there but is no directory (nor a link to one)."""
+def check_directory(directory: Path, what: str = "id index") -> None:
+    """IndexUnusable when ``directory`` (where the ledger's ``what`` is kept) is there
+    but is no directory (nor a link to one)."""
     if os.path.lexists(directory) and not directory.is_dir():
         # Not removed to make room: a symlink to nothing may be an index on a disk not
         # mounted yet, and a file there is none of execd's; the operator decides.
-        what = "a symlink to nothing" if directory.is_symlink() else "not a directory"
+        found = "a symlink to nothing" if directory.is_symlink() else "not a directory"
         raise IndexUnusable(
-            f"{directory}: {what}; execd keeps the ledger's id index in this directory. "
-            "Move it away (the index is rebuilt from the ledger), then start again")
+            f"{directory}: {found}; execd keeps the ledger's {what} in this directory. "
+            f"Move it away (the {what} is rebuilt from the ledger), then start again")
 
 
-def _unwritable(directory: Path, exc: OSError) -> IndexUnusable:
+def unwritable(directory: Path, exc: OSError, what: str = "id index") -> IndexUnusable:
+    """The start-up refusal for a ``what`` in ``directory`` that cannot be written."""
     where = exc.filename or directory
     code = errno.errorcode.get(exc.errno or 0, str(exc.errno))
     return IndexUnusable(
-        f"{where}: the id index cannot be written ({exc.strerror or exc}, {code}); "
+        f"{where}: the {what} cannot be written ({exc.strerror or exc}, {code}); "
         f"free space or raise the limit for {directory}, then start again")
 
 
@@ -210,7 +212,7 @@ def open_index(ledger: Path, through: int, head_hash: str = "") -> OpenIndex:
     ``index_through``, whose hash is ``head_hash``; 0 without one), rebuilt when it
     does not, or when it is another ledger's."""
     directory = ledger / DIRECTORY
-    _check_directory(directory)
+    check_directory(directory)
     reason = None
     if through == 0 and not (directory / MANIFEST).exists():
         # A new ledger, or one first run with checkpoints: nothing to rebuild, the fold

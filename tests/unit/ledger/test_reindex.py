@@ -19,6 +19,7 @@ from execd.ledger import checkpoints, reindex
 from execd.ledger.index.store import DIRECTORY, MANIFEST, IndexStore
 from execd.ledger.recovery import RecoveredState, recover
 from execd.ledger.snapshot import encode_snapshot, fold_key
+from execd.model.errors import IndexUnusable
 from execd.sentinel.risk import Risk
 from tests.helpers import records, write_config
 from tests.pipeline.test_crash_states import FILES, line, run_until_idle
@@ -285,3 +286,22 @@ async def test_an_intent_repeated_after_a_restart_is_a_duplicate(
     filled = Counter(body["intent_id"] for body in found if body["status"] == "FILLED")
     assert max(filled.values()) == 1
     assert set(index_keys(ledger)[0]) <= ledger_ids(ledger)
+
+
+@pytest.mark.parametrize("what", ["file", "dangling", "loop"])
+def test_a_file_tables_directory_that_is_no_directory_stops_start_up(
+        base: Path, tmp_path: Path, what: str) -> None:
+    """index/files/ as a file or a link to nothing is none of execd's to remove: start-up
+    refuses with IndexUnusable (exit 3, so systemd does not restart it in a loop)
+    naming it, never a traceback."""
+    directory = copy(base, tmp_path / "copy")
+    files = directory / "ledger" / DIRECTORY / "files"
+    shutil.rmtree(files)
+    if what == "file":
+        files.write_bytes(b"not an index")
+    elif what == "dangling":
+        files.symlink_to(tmp_path / "nowhere")
+    else:
+        files.symlink_to(files)
+    with pytest.raises(IndexUnusable, match="consumed-file tables in this directory"):
+        start_up(directory)
