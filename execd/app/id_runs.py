@@ -14,6 +14,12 @@ loop) attaches the same run to the sentinel's index, which forgets exactly those
 (ids it decided after X stay recent). Every few hundred thousand ids the shadow's
 filter is saved beside the runs, so start-up re-reads only the runs after it.
 
+A filter sized at start-up fills as ids come: once the shadow's holds more ids than it
+was sized for, the checkpoint that finds it so rebuilds it at twice the ids (in the
+worker thread, about a microsecond an id), saves it, and hands a copy to the
+sentinel's index with the run; otherwise false positives would rise with history and
+every start-up would have to build an over-full saved filter again from the runs.
+
 Compaction (size-tiered, ``IndexStore.merge_due`` then ``adopt``) runs in a worker
 thread of its own task (:meth:`IdRuns.compact`), never on the loop: the sentinel's
 index swaps runs with ``replace`` on the loop once the merge is live, and the
@@ -26,7 +32,7 @@ from typing import Any
 
 import anyio
 
-from execd.ledger.index.filter import pack
+from execd.ledger.index.filter import BlockedBloom, pack
 from execd.ledger.index.ids import IdIndex
 from execd.ledger.index.runs import KEY, Run
 from execd.ledger.index.store import Compaction, IndexStore
@@ -49,6 +55,8 @@ class IdRuns:
         # Ids in runs the saved filter does not cover (all of them when none was saved).
         self._unsaved = 0 if saved_filter else SAVE_EVERY
         self._handoff: tuple[Run, list[int]] | None = None
+        # The shadow's filter, grown at the last write, for the sentinel's index.
+        self._grown: BlockedBloom | None = None
         # Compactions made live that the shadow has not applied yet (its thread does).
         self._compactions: list[Compaction] = []
         # Runs a compaction applied to the sentinel's index removed: one of them may be
@@ -74,6 +82,14 @@ class IdRuns:
         self._handoff = (run.reopen(), keys)
         self.shadow.attach(run, keys)
         self._unsaved += len(keys)
+        if self.shadow.full:
+            self.shadow.grow()
+            grown = self.shadow.bloom
+            copy = BlockedBloom(grown.capacity, grown.bits_per_id, grown.to_bytes())
+            copy.count = grown.count
+            self._grown = copy
+            self._unsaved = SAVE_EVERY  # saved now: a start-up then need not rebuild it
+            self.log.info("index.filter_grown", capacity=grown.capacity, ids=len(self.shadow))
         if self._unsaved >= SAVE_EVERY:
             try:
                 self.store.save_filter(pack(self.shadow.bloom, through))
@@ -90,6 +106,10 @@ class IdRuns:
             return
         run, keys = handoff
         self.sentinel.attach(run, keys)
+        grown, self._grown = self._grown, None
+        if grown is not None:
+            # Every id of the runs through X; the ids decided since are added to it.
+            self.sentinel.adopt_filter(grown)
         if run.info.name in self._gone:
             # A compaction planned after the run was live and applied before this
             # hand-over already holds its ids: drop the run again (replace closes the

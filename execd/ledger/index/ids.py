@@ -179,6 +179,12 @@ class IdIndex:
         bigger.update(self._recent)
         self._filter = bigger
 
+    def adopt_filter(self, bloom: BlockedBloom) -> None:
+        """Use ``bloom`` (a filter over every id of this index's runs, built elsewhere:
+        the checkpointer's grown one) from now on, with this index's recent ids added."""
+        bloom.update(self._recent)
+        self._filter = bloom
+
     def close(self) -> None:
         """Close the runs' descriptors."""
         for run in self._runs:

@@ -103,3 +103,39 @@ def test_a_filter_false_positive_still_admits() -> None:
         assert refusal(sentinel.handle(item(n, quantity="0")))[1] != reasons.INTENT_DUPLICATE
     assert index.false_positives == 19
     assert refusal(sentinel.handle(item(3)))[1] == reasons.INTENT_DUPLICATE
+
+
+async def test_a_full_filter_grows_at_a_checkpoint_and_start_up_uses_it(tmp_path: Path) -> None:
+    """A filter sized for fewer ids than the history brings would fill (false positives
+    rise, and a start-up must rebuild the over-full saved one from every run): the
+    checkpoint that finds the shadow's full grows it to twice the ids, saves it, and
+    hands a copy to the sentinel, which keeps answering exactly."""
+    from execd.ledger import reindex
+
+    store = IndexStore.create(tmp_path)
+    runs = IdRuns(store, IdIndex(capacity=64), IdIndex(capacity=64), saved_filter=True,
+                  log=logs.get("ledger"))
+    durable, later = ids(0, 300), ids(300, 5)
+    for intent_id in durable:
+        assert runs.sentinel.add(intent_id) and runs.shadow.add(intent_id)
+    for intent_id in later:
+        runs.sentinel.add(intent_id)
+    assert runs.shadow.full and runs.sentinel.full
+    with capture_logs() as logged:
+        await anyio.to_thread.run_sync(runs.write, 10, "h10")
+    runs.hand_over()
+    assert [e["capacity"] for e in logged if e["event"] == "index.filter_grown"] == [600]
+    assert not runs.shadow.full and not runs.sentinel.full
+    assert runs.sentinel.bloom.capacity == 600
+    as_set(runs.sentinel, durable + later)
+    as_set(runs.shadow, durable)
+    saved = store.load_filter()
+    assert saved is not None and saved[0].capacity == 600 and saved[1] == 10
+    runs.close()
+    store.close()
+    opened = IndexStore.open(tmp_path)
+    index, from_file = reindex._index_over(opened)
+    assert from_file and index.bloom.capacity == 600
+    as_set(index, durable)
+    index.close()
+    opened.close()
