@@ -180,11 +180,7 @@ def open_files(ledger: Path, through: int, head_hash: str = "") -> OpenFiles:
     reason = None
     try:
         store = IndexStore.open(directory, latest)
-        if store.through_seq < through:
-            reason = (f"behind: it covers records through {store.through_seq}, the "
-                      f"checkpoint needs {through}")
-        else:
-            reason = reindex.foreign(store, through, head_hash)
+        reason = reindex.unusable(store, through, head_hash)
         if reason is not None:
             store.close()
     except IndexDamaged as exc:

@@ -221,11 +221,7 @@ def open_index(ledger: Path, through: int, head_hash: str = "") -> OpenIndex:
         return OpenIndex(store, IdIndex(), False)
     try:
         store = IndexStore.open(directory)
-        if store.through_seq < through:
-            reason = (f"behind: it covers records through {store.through_seq}, the "
-                      f"checkpoint needs {through}")
-        else:
-            reason = foreign(store, through, head_hash)
+        reason = unusable(store, through, head_hash)
         if reason is not None:
             store.close()
     except IndexDamaged as exc:
@@ -240,6 +236,16 @@ def open_index(ledger: Path, through: int, head_hash: str = "") -> OpenIndex:
     if rebuilt is not None:
         opened.rebuilt.append(rebuilt)
     return opened
+
+
+def unusable(store: IndexStore, through: int, head_hash: str) -> str | None:
+    """Why ``store`` (opened) cannot serve a snapshot through ``through`` of hash
+    ``head_hash``: it is behind, or another chain's (None: it can, as far as start-up
+    can tell before the fold; :func:`after_fold` checks the rest)."""
+    if store.through_seq < through:
+        return (f"behind: it covers records through {store.through_seq}, the checkpoint "
+                f"needs {through}")
+    return foreign(store, through, head_hash)
 
 
 def foreign(store: IndexStore, through: int, head_hash: str) -> str | None:
