@@ -248,15 +248,7 @@ class FileTables:
 
     def replace(self, compaction: Compaction) -> None:
         """Swap the runs a compaction merged for its result."""
-        gone = set(compaction.removed)
-        kept = []
-        for run in self._runs:
-            if run.info.name in gone:
-                run.close()
-            else:
-                kept.append(run)
-        kept.append(compaction.added)
-        self._runs = kept
+        self._runs = compaction.swapped(self._runs)
 
     def entries(self) -> Iterator[tuple[bytes, bytes, Entry]]:
         """Every (key, rest, entry) the tables hold, by key (the latest of each key):

@@ -152,16 +152,7 @@ class IdIndex:
 
     def replace(self, compaction: Compaction) -> None:
         """Swap the runs a compaction merged for its result (same ids, fewer runs)."""
-        gone = set(compaction.removed)
-        kept = []
-        for run in self._runs:
-            if run.info.name in gone:
-                run.close()
-            else:
-                kept.append(run)
-        kept.append(compaction.added)
-        kept.sort(key=lambda run: run.info.through_seq)
-        self._runs = kept
+        self._runs = compaction.swapped(self._runs)
         self._asks = self._by_size()
 
     @property

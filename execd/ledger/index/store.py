@@ -181,6 +181,20 @@ class Compaction(Struct, frozen=True):
     """A compaction made live: the new run (the receiver's to close) and the names
     of the runs it replaced (each reader closes its own copies of them)."""
 
+    def swapped(self, held: Sequence[Run]) -> list[Run]:
+        """A reader's runs ``held`` with the merged ones closed and the new one in their
+        place, oldest first."""
+        gone = set(self.removed)
+        kept = []
+        for run in held:
+            if run.info.name in gone:
+                run.close()
+            else:
+                kept.append(run)
+        kept.append(self.added)
+        kept.sort(key=lambda run: run.info.through_seq)
+        return kept
+
     added: Run
     removed: tuple[str, ...]
 
