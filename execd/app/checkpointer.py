@@ -290,8 +290,10 @@ def _restored(config: Config, unheld: Snapshot, index: OpenIndex | None,
     seen = None
     if index is not None:
         # Its own IdIndex over the same runs, from the filter as it stood before the
-        # records after the snapshot were folded; those records' ids are added again.
-        seen = IdIndex(index.store.open_runs(), bloom=index.bloom)
+        # records after the snapshot were folded (the same runs behind it); those
+        # records' ids are added again.
+        seen = IdIndex(index.store.open_runs(), bloom=index.bloom,
+                       bloom_through=index.bloom_through)
         for key in index.ids.recent:
             seen.add(uuid.UUID(int=key))
     shadow = Fold(Risk(config), seen, files.shadow() if files is not None else None)

@@ -82,14 +82,17 @@ class IdRuns:
         self._handoff = (run.reopen(), keys)
         self.shadow.attach(run, keys)
         self._unsaved += len(keys)
-        if self.shadow.full:
-            self.shadow.grow()
-            grown = self.shadow.bloom
-            copy = BlockedBloom(grown.capacity, grown.bits_per_id, grown.to_bytes())
-            copy.count = grown.count
-            self._grown = copy
+        if self.shadow.full or self.shadow.behind:
+            if self.shadow.full:
+                self.shadow.grow()
+                self.log.info("index.filter_grown", capacity=self.shadow.bloom.capacity,
+                              ids=len(self.shadow))
+            else:
+                # Start-up left the runs after the saved filter out of it (each was asked
+                # through its own filter meanwhile): they go in here, off the loop.
+                self.shadow.fill()
+            self._grown = self.shadow.bloom.copy()
             self._unsaved = SAVE_EVERY  # saved now: a start-up then need not rebuild it
-            self.log.info("index.filter_grown", capacity=grown.capacity, ids=len(self.shadow))
         if self._unsaved >= SAVE_EVERY:
             try:
                 self.store.save_filter(pack(self.shadow.bloom, through))

@@ -27,6 +27,7 @@ from execd.model.errors import (
     LedgerError,
     LedgerIOError,
     MetricsUnavailable,
+    RunDamaged,
 )
 from execd.service import logs
 
@@ -41,6 +42,7 @@ BUILTIN_STATUSES: Final[tuple[tuple[type[BaseException], int], ...]] = (
 DAEMON_EVENTS: Final[tuple[tuple[type[ExecdError], str], ...]] = (
     (MetricsUnavailable, "metrics.unavailable"),
     (InUse, "daemon.in_use"),  # the ledger, the lakehouse or the control socket
+    (RunDamaged, "index.damaged"),  # a run's block failed its check (cli/serve.py)
     (LedgerError, "ledger.refused"),
     (LedgerIOError, "ledger.io_failed"),
 )

@@ -22,7 +22,7 @@ from execd.cli.early import EARLY_SIGNALS, hold_stop_signals
 from execd.cli.exits import daemon_stopped
 from execd.config import schema as config
 from execd.model.clock import monotonic
-from execd.model.errors import EXIT_CONFIG, EXIT_OK
+from execd.model.errors import EXIT_CONFIG, EXIT_OK, RunDamaged
 from execd.service import logs
 
 if TYPE_CHECKING:
@@ -159,8 +159,32 @@ def _serve(loaded: config.LoadedConfig, mode: str, inputs: list[Path],
     try:
         anyio.run(daemon.run if beside is None else with_beside)
     except BaseException as raised:  # noqa: BLE001 - every way out gets its exit status
-        return daemon_stopped(root_cause(raised))
+        cause = root_cause(raised)
+        if isinstance(cause, RunDamaged):
+            _condemn(cause)
+        return daemon_stopped(cause)
     return EXIT_OK
+
+
+def _condemn(damaged: RunDamaged) -> None:
+    """A run's block failed its check while the daemon asked it: remove that index's
+    manifest, so the restart rebuilds the index from the ledger instead of meeting the
+    same block again (the intent being decided was never recorded: it is decided again
+    then)."""
+    from execd.ledger.index.store import condemn
+
+    directory = damaged.path.parent
+    try:
+        condemn(directory)
+    except OSError as exc:
+        logs.get("ledger").error("index.uncondemned", directory=str(directory),
+                                 error=exc.strerror or str(exc),
+                                 note="remove its MANIFEST.json by hand: the next start "
+                                      "then rebuilds the index")
+        return
+    logs.get("ledger").warning("index.condemned", directory=str(directory),
+                               note="its manifest was removed: the next start rebuilds "
+                                    "the index from the ledger")
 
 
 def root_cause(exc: BaseException) -> BaseException:

@@ -36,7 +36,6 @@ import os
 from pathlib import Path
 
 from execd.ledger import fold, retention, scan
-from execd.ledger.index.filter import BlockedBloom
 from execd.ledger.index.ids import IdIndex
 from execd.ledger.index.runs import KEY
 from execd.ledger.index.store import DIRECTORY, MANIFEST, IndexStore
@@ -70,28 +69,28 @@ class OpenIndex:
     """The index a run uses: its directory (``store``), the ``IdIndex`` over its runs
     the sentinel asks, a copy of that filter as it stood before the fold of the records
     after the snapshot (``bloom``, for the checkpointer's own IdIndex over the same
-    runs), and each rebuild with its reason."""
+    runs, which are behind it past ``bloom_through`` as the sentinel's are), and each
+    rebuild with its reason."""
 
-    __slots__ = ("bloom", "ids", "rebuilt", "saved_filter", "store", "unchecked")
+    __slots__ = ("bloom", "bloom_through", "ids", "rebuilt", "store", "unchecked")
 
-    def __init__(self, store: IndexStore, ids: IdIndex, saved_filter: bool,
+    def __init__(self, store: IndexStore, ids: IdIndex, bloom_through: int | None,
                  unchecked: int = 0) -> None:
         self.store = store
         self.ids = ids
-        self.bloom = copy_bloom(ids.bloom)
-        #: Whether the filter came from ``filter.bin`` (else it was built from the runs).
-        self.saved_filter = saved_filter
+        self.bloom = ids.bloom.copy()
+        #: The seq the filter from ``filter.bin`` holds every id through (None: the filter
+        #: was built from the runs, holding them all).
+        self.bloom_through = bloom_through
         self.rebuilt: list[Rebuilt] = []
         #: The seq past the snapshot that the index covers through, whose hash the fold
         #: must show (0: checked already; :func:`unchecked_seq`).
         self.unchecked = unchecked
 
-
-def copy_bloom(bloom: BlockedBloom) -> BlockedBloom:
-    """A copy of ``bloom`` another owner may add to."""
-    copy = BlockedBloom(bloom.capacity, bloom.bits_per_id, bloom.to_bytes())
-    copy.count = bloom.count
-    return copy
+    @property
+    def saved_filter(self) -> bool:
+        """Whether the filter came from ``filter.bin``."""
+        return self.bloom_through is not None
 
 
 def _refuse_if_archived(ledger: Path) -> None:
@@ -192,9 +191,10 @@ def unwritable(directory: Path, exc: OSError, what: str = "id index") -> IndexUn
         f"free space or raise the limit for {directory}, then start again")
 
 
-def _index_over(store: IndexStore) -> tuple[IdIndex, bool]:
+def _index_over(store: IndexStore) -> tuple[IdIndex, int | None]:
     """An IdIndex over ``store``'s runs, from its saved filter when that one is whole
-    and not over-full (else built from the runs, sized for twice their ids)."""
+    and not over-full, with the seq that filter reaches (else built from the runs,
+    sized for twice their ids, and None)."""
     try:
         saved = store.load_filter()
     except IndexDamaged:
@@ -203,8 +203,8 @@ def _index_over(store: IndexStore) -> tuple[IdIndex, bool]:
     if saved is not None:
         bloom, through = saved
         if bloom.count <= bloom.capacity and through <= store.through_seq:
-            return IdIndex(runs, bloom=bloom, bloom_through=through), True
-    return IdIndex(runs), False
+            return IdIndex(runs, bloom=bloom, bloom_through=through), through
+    return IdIndex(runs), None
 
 
 def open_index(ledger: Path, through: int, head_hash: str = "") -> OpenIndex:
@@ -218,7 +218,7 @@ def open_index(ledger: Path, through: int, head_hash: str = "") -> OpenIndex:
         # A new ledger, or one first run with checkpoints: nothing to rebuild, the fold
         # brings every id.
         store = _create(directory)
-        return OpenIndex(store, IdIndex(), False)
+        return OpenIndex(store, IdIndex(), None)
     try:
         store = IndexStore.open(directory)
         reason = unusable(store, through, head_hash)
@@ -297,7 +297,7 @@ def check_after_fold(ledger: Path, opened: OpenIndex, last_seq: int,
     store, count = rebuild(ledger, last_seq)
     opened.rebuilt.append(Rebuilt(reason, count, monotonic() - began))
     opened.store = store
-    opened.ids, opened.saved_filter = _index_over(store)
-    opened.bloom = copy_bloom(opened.ids.bloom)
+    opened.ids, opened.bloom_through = _index_over(store)
+    opened.bloom = opened.ids.bloom.copy()
     opened.unchecked = 0
     return opened.ids

@@ -173,21 +173,28 @@ def read_derived(path: Path, limit: int) -> bytes:
     from ``fstat`` before anything is read (a sparse file of a terabyte costs nothing),
     and never more than ``limit`` + 1 bytes read (it may grow meanwhile).
     """
+    return bytes(read_derived_buffer(path, limit))
+
+
+def read_derived_buffer(path: Path, limit: int) -> bytearray:
+    """:func:`read_derived` into a buffer the caller may keep and change (a saved filter
+    of tens of megabytes is read once, never copied)."""
     fd = open_derived(path)
     try:
         size = os.fstat(fd).st_size
         if size > limit:
             raise ValueError(f"larger than {limit} bytes ({size})")
-        chunks = []
-        left = limit + 1
-        while left > 0 and (chunk := os.read(fd, min(left, 1 << 24))):
-            chunks.append(chunk)
-            left -= len(chunk)
+        # One byte more than the size: a file that grew meanwhile is seen to.
+        data = bytearray(min(size, limit) + 1)
+        view, got = memoryview(data), 0
+        while got < len(data) and (n := os.readv(fd, [view[got:got + (1 << 24)]])):
+            got += n
+        del view
     finally:
         os.close(fd)
-    data = b"".join(chunks)
-    if len(data) > limit:
+    if got > limit:
         raise ValueError(f"larger than {limit} bytes")
+    del data[got:]
     return data
 
 

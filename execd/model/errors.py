@@ -178,6 +178,18 @@ class IndexDamaged(ExecdError):
     """
 
 
+class RunDamaged(IndexDamaged):
+    """A block of an index run failed its check when it was read (runs are opened by
+    their meta alone, execd/ledger/index/runs.py). Whoever was asking cannot answer,
+    so the daemon stops after removing that index's manifest (``store.condemn``): the
+    next start rebuilds the index, and the intent being decided, never recorded, is
+    decided again then. ``path`` is the run's file."""
+
+    def __init__(self, path: Path, detail: str) -> None:
+        super().__init__(f"{path}: {detail}")
+        self.path = path
+
+
 class LedgerIOError(ExecdError, RuntimeError):
     """Writing or syncing the ledger failed. The daemon stops; the write is not retried,
     because a second fsync may report success for data that never reached the disk."""

@@ -1,6 +1,7 @@
 """A real daemon on a ledger whose derived files (the id index, ``archived.json``) are
 hostile or damaged: it rebuilds the index, or refuses with one clear line (exit 3),
-and never hangs on a FIFO, reads a huge file whole, or stops with a traceback."""
+or (a damaged block met while running) stops so that the restart rebuilds it, and
+never hangs on a FIFO, reads a huge file whole, or stops with a traceback."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from execd.ledger import retention
+from execd.ledger.index.runs import BODY, FENCE_EVERY, KEY
 from execd.ledger.index.store import DIRECTORY, FILTER, MANIFEST
 from execd.model import reasons
 from tests.helpers import (
@@ -208,3 +210,57 @@ def test_verify_reports_a_fifo_archived_json_instead_of_waiting_on_it(
     assert result.returncode == 1, result.stdout + result.stderr
     assert result.stdout.startswith(f"FAILED: {ledger / retention.ARCHIVED}: not an archive "
                                     "manifest (a FIFO, not a regular file)"), result.stdout
+
+
+def damage_every_block(ledger: Path) -> None:
+    """One flipped bit in every block of records of every run (headers and meta intact,
+    so each run opens: blocks are checked when read)."""
+    for run in (ledger / DIRECTORY).glob("run-*.ids"):
+        data = bytearray(run.read_bytes())
+        count = int.from_bytes(data[16:24])
+        for block in range(-(-count // FENCE_EVERY)):
+            data[BODY + block * FENCE_EVERY * KEY + 7] ^= 0x10
+        run.write_bytes(bytes(data))
+
+
+def test_a_damaged_block_met_while_running_stops_the_daemon_and_the_restart_rebuilds(
+        base: Path, tmp_path: Path) -> None:
+    """Runs open by their meta alone, so damage inside a block of records is met only
+    when a duplicate's lookup reads it. The daemon cannot answer that intent: it stops
+    (exit 1, restarted by systemd) after removing the index's manifest, records nothing
+    for the intent, and the next start rebuilds the index and decides every intent once:
+    the old ids refused, the new ones filled."""
+    config, ledger = copy(base, tmp_path / "d")
+    damage_every_block(ledger)
+    log = tmp_path / "d" / "log"
+    before = count_outcomes(ledger)
+    drop(tmp_path / "d" / "lakehouse" / "inbox", "b.jsonl",
+         lines(*(intent(n) for n in range(55, 65))))
+    process = start_daemon(config, log)
+    try:
+        code = process.wait(timeout=60)
+    finally:
+        process.kill()
+        process.wait()
+    text = log.read_text()
+    assert code == 1 and "Traceback" not in text, text[-3000:]
+    assert "index.damaged" in text and "index.condemned" in text, text[-3000:]
+    assert not (ledger / DIRECTORY / MANIFEST).exists()
+    assert count_outcomes(ledger) == before  # the intent met the damage: nothing recorded
+
+    process = start_daemon(config, log)
+    try:
+        wait_for(lambda: count_outcomes(ledger) >= before + 10 or process.poll() is not None,
+                 timeout=60)
+    finally:
+        if process.poll() is None:
+            assert stop(process, timeout=20) == 0
+        process.kill()
+        process.wait()
+    text = log.read_text()
+    assert process.returncode == 0, text[-3000:]
+    rebuilt = [line for line in text.splitlines() if "index.rebuilt" in line]
+    assert len(rebuilt) == 1 and "no index" in rebuilt[0], rebuilt
+    last = outcomes(ledger)[before:]
+    assert [o["intent_id"] for o in last] == [intent(n)["intent_id"] for n in range(55, 65)]
+    assert [o.get("reason") == reasons.INTENT_DUPLICATE for o in last] == [True] * 5 + [False] * 5

@@ -84,9 +84,13 @@ class BlockedBloom:
     __slots__ = ("_buf", "_view", "_words", "bits_per_id", "capacity", "count")
 
     def __init__(self, capacity: int, bits_per_id: int = BITS_PER_ID,
-                 data: bytes | None = None) -> None:
+                 data: bytes | bytearray | None = None) -> None:
+        """An empty filter for ``capacity`` ids, or one of ``data``'s words (a bytearray
+        is kept as it is, not copied: a saved filter is read straight into it)."""
         self._words = words_for(capacity, bits_per_id)
-        self._buf = bytearray(self._words * 8) if data is None else bytearray(data)
+        if data is None:
+            data = bytearray(self._words * 8)
+        self._buf = data if isinstance(data, bytearray) else bytearray(data)
         if len(self._buf) != self._words * 8:
             raise ValueError(f"a filter for {capacity} ids is {self._words * 8} bytes, "
                              f"found {len(self._buf)}")
@@ -145,6 +149,12 @@ class BlockedBloom:
         """The filter's words (little-endian on this machine), to save with its capacity."""
         return bytes(self._buf)
 
+    def copy(self) -> BlockedBloom:
+        """A copy another owner may add to (one copy of the words)."""
+        twin = BlockedBloom(self.capacity, self.bits_per_id, bytearray(self._buf))
+        twin.count = self.count
+        return twin
+
 
 def pack(bloom: BlockedBloom, through_seq: int) -> bytes:
     """A saved filter: a header naming the ledger seq its ids reach, then its words.
@@ -158,20 +168,32 @@ def pack(bloom: BlockedBloom, through_seq: int) -> bytes:
     return HEADER.pack(*fields, _digest(fields, words)) + words
 
 
-def _digest(fields: tuple[bytes, int, int, int, int, int], words: bytes) -> bytes:
+def _digest(fields: tuple[bytes, int, int, int, int, int], words: bytes | memoryview) -> bytes:
     # Over the header's other fields too: a flipped count or seq is damage as well.
-    return hashlib.sha256(HEADER.pack(*fields, bytes(32)) + words).digest()
+    digest = hashlib.sha256(HEADER.pack(*fields, bytes(32)))
+    digest.update(words)
+    return digest.digest()
 
 
-def unpack(data: bytes) -> tuple[BlockedBloom, int]:
-    """(filter, through_seq) from :func:`pack`'s bytes; IndexDamaged if they are not."""
+def unpack(data: bytes | bytearray, vouched: bool = False) -> tuple[BlockedBloom, int]:
+    """(filter, through_seq) from :func:`pack`'s bytes; IndexDamaged if they are not.
+
+    A bytearray becomes the filter's own buffer (its header deleted in place: no copy
+    of tens of megabytes). ``vouched``: its bytes were checked already, against a
+    digest of them all (the manifest's), so its own SHA-256 is not computed again.
+    """
     if len(data) < HEADER.size:
         raise IndexDamaged("filter: shorter than its header")
     magic, version, bits, capacity, count, through, digest = HEADER.unpack_from(data)
-    words = data[HEADER.size:]
     fields = (magic, version, bits, capacity, count, through)
-    if magic != MAGIC or version != VERSION or _digest(fields, words) != digest:
+    if magic != MAGIC or version != VERSION or not (
+            vouched or _digest(fields, memoryview(data)[HEADER.size:]) == digest):
         raise IndexDamaged("filter: not a version-1 filter, or its SHA-256 differs")
+    if isinstance(data, bytearray):
+        del data[:HEADER.size]
+        words: bytes | bytearray = data
+    else:
+        words = data[HEADER.size:]
     try:
         bloom = BlockedBloom(capacity, bits, words)
     except ValueError as exc:

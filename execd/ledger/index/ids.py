@@ -46,7 +46,8 @@ MIN_CAPACITY = 1 << 20
 class IdIndex:
     """Intent ids that already have an outcome or order: a second one gets no order."""
 
-    __slots__ = ("_asks", "_filter", "_recent", "_runs", "bits_per_id", "false_positives")
+    __slots__ = ("_asks", "_behind", "_filter", "_recent", "_runs", "bits_per_id",
+                 "false_positives")
 
     def __init__(self, runs: Iterable[Run] = (), expected: int = 0,
                  bits_per_id: int = BITS_PER_ID, capacity: int | None = None,
@@ -57,21 +58,25 @@ class IdIndex:
         Blocking: reads every run once (about a microsecond an id).
 
         ``bloom`` is a filter saved earlier (``IndexStore.load_filter``) that holds
-        every id through ledger seq ``bloom_through`` (None: every id of ``runs``): only
-        runs through a later seq are read into it. Bits are only ever set, so a filter
-        older than the runs is a safe subset, never a wrong answer.
+        every id through ledger seq ``bloom_through`` (None: every id of ``runs``), and
+        then nothing is read: the runs through a later seq are *behind* it, asked
+        through their own filters as well until :meth:`fill` (or :meth:`grow`, or
+        :meth:`adopt_filter`) puts their ids in (a start-up reading them was up to half
+        a second for the 200,000 ids between two saves, app/id_runs.py). Bits are only
+        ever set, so a filter older than the runs is a safe subset, never a wrong answer.
         """
         self._runs = list(runs)
         self._asks = self._by_size()
         self._recent: set[int] = set()
+        self._behind: list[Run] = []
         self.bits_per_id = bits_per_id
         #: Filter "maybe"s that turned out new: the price of the filter, for metrics.
         self.false_positives = 0
         if bloom is not None:
             self._filter = bloom
-            for run in self._runs:
-                if bloom_through is not None and run.info.through_seq > bloom_through:
-                    bloom.update(run.keys())
+            if bloom_through is not None:
+                self._behind = [run for run in self._runs
+                                if run.info.through_seq > bloom_through]
             return
         held = sum(map(len, self._runs))
         if capacity is None:
@@ -115,13 +120,37 @@ class IdIndex:
             if self._in_runs(key, *probed):
                 return False
             self.false_positives += 1
+        elif self._behind and self._in_behind(key):
+            return False
         recent.add(key)
         return True
 
     def __contains__(self, intent_id: uuid.UUID) -> bool:
         key = intent_id.int
-        return key in self._recent or (self._filter.may_contain(key)
-                                       and self._in_runs(key, *probe(key)))
+        if key in self._recent:
+            return True
+        if self._filter.may_contain(key):
+            return self._in_runs(key, *probe(key))
+        return bool(self._behind) and self._in_behind(key)
+
+    def _in_behind(self, key: int) -> bool:
+        # "Surely new" from the filter says nothing of the runs it does not hold yet.
+        x, m = probe(key)
+        y = (x * SPREAD) & M64
+        return any(run.filter.view[(y * run.filter.words) >> 64] & m == m and run.has(key)
+                   for run in self._behind)
+
+    @property
+    def behind(self) -> bool:
+        """Whether some runs' ids are not in the filter yet (see ``__init__``)."""
+        return bool(self._behind)
+
+    def fill(self) -> None:
+        """Put the ids of the runs behind the filter in it. Blocking, about a
+        microsecond an id: the checkpointer's thread (app/id_runs.py)."""
+        for run in self._behind:
+            self._filter.update(run.keys())
+        self._behind = []
 
     def _in_runs(self, key: int, x: int, m: int) -> bool:
         # RunFilter.may_hold of each run, inline (one mix for all of them): a duplicate
@@ -152,8 +181,14 @@ class IdIndex:
 
     def replace(self, compaction: Compaction) -> None:
         """Swap the runs a compaction merged for its result (same ids, fewer runs)."""
+        behind = {run.info.name for run in self._behind}
         self._runs = compaction.swapped(self._runs)
         self._asks = self._by_size()
+        if behind:
+            # A merge of a run behind the filter holds ids the filter lacks.
+            if behind.intersection(compaction.removed):
+                behind.add(compaction.added.info.name)
+            self._behind = [run for run in self._runs if run.info.name in behind]
 
     @property
     def full(self) -> bool:
@@ -169,12 +204,14 @@ class IdIndex:
             bigger.update(run.keys())
         bigger.update(self._recent)
         self._filter = bigger
+        self._behind = []
 
     def adopt_filter(self, bloom: BlockedBloom) -> None:
         """Use ``bloom`` (a filter over every id of this index's runs, built elsewhere:
         the checkpointer's grown one) from now on, with this index's recent ids added."""
         bloom.update(self._recent)
         self._filter = bloom
+        self._behind = []
 
     def close(self) -> None:
         """Close the runs' descriptors."""
@@ -182,3 +219,4 @@ class IdIndex:
             run.close()
         self._runs.clear()
         self._asks.clear()
+        self._behind.clear()

@@ -46,7 +46,7 @@ from typing import NamedTuple
 import msgspec
 from msgspec import Struct
 
-from execd.ledger.index.runs import BODY, KEY, RunInfo, parse_header
+from execd.ledger.index.runs import BODY, KEY, RunInfo, file_size, parse_header
 from execd.ledger.index.store import Manifest, read_manifest
 from execd.model.errors import IndexDamaged
 
@@ -251,7 +251,7 @@ def _checked_header(name: str, fd: int, info: RunInfo) -> int:
     if found != info or value_size != VALUE:
         raise IndexDamaged(f"{name}: the header says {found}, the manifest {info}")
     size = os.fstat(fd).st_size
-    if size != BODY + count * SIZE + words * 8:
+    if size != file_size(count, VALUE, words):
         raise IndexDamaged(f"{name}: {size} bytes, not what its header says")
     return count
 

@@ -4,35 +4,45 @@ A run is an immutable file: a 512-byte header area, then records sorted by key, 
 a 16-byte key (the id's bytes, big-endian, so byte order is id order) followed by
 ``value_size`` bytes (0; 8; 16, the positions index's seq and byte offset,
 :mod:`execd.ledger.index.positions`; or 80 for a consumed file's entry,
-:mod:`execd.ledger.index.files`), then the run's own filter
+:mod:`execd.ledger.index.files`), then the run's *meta*: its own filter
 (:class:`~execd.ledger.index.filter.RunFilter`, ``filter_words`` 64-bit words over
-its keys). The header, big-endian like every field, is followed by zeros up to :data:`BODY`:
+its keys), its fences (the first key of every block of :data:`FENCE_EVERY` records:
+the high halves, then the low halves, 8 bytes each) and each block's CRC-32 (4
+bytes). The header, big-endian like every field, is followed by zeros up to :data:`BODY`:
 
 ====== ===== ==================================================================
 offset bytes
 0      8     magic ``EXIDRUN\\0``
-8      2     version (2; a version-1 run is damaged, to be rebuilt)
+8      2     version (3; an older run is damaged, to be rebuilt)
 10     2     value size (0, 8, 16 or 80)
 12     4     zero
 16     8     count of records
 24     8     through_seq: the ledger seq through which the writer had folded
 32     8     filter_words
-40     32    SHA-256 of the records, in order, then the filter's words
+40     32    SHA-256 of the meta (filter, fences, CRCs)
 ====== ===== ==================================================================
 
-In memory a run keeps its filter (one byte an id) and its fences: the first key of
-every block of :data:`FENCE_EVERY` records, as two arrays of 64-bit halves with a
-radix table over them (half a byte an id, :class:`Fences`). A lookup asks the
-filter, finds the block in the fences, reads that one 512-byte
-block with ``pread`` and finds the key in it (``bench/ids.py``: from the page cache
-a 4 KiB read cost about four times a 512-byte one). Keys in a run are
-unique and strictly ascending; the writer refuses anything else (but in a run of
-16-byte values, :data:`REPEATS`, the positions index's, where an intent id has a
-record per ledger record that names it: there keys may repeat, and records, key and
-value together, strictly ascend instead). :func:`load` reads
-the whole file once, checking the header, the file's size and the SHA-256, so a
-damaged run is found when the index opens, never trusted (DESIGN §3: derived state
-is rebuilt from the ledger, not believed).
+In memory a run keeps its filter (one byte an id), its fences, as two arrays of 64-bit
+halves with a radix table over them (half a byte an id, :class:`Fences`), and the
+blocks' CRCs (an eighth of a byte an id). A lookup asks the filter, finds the block in
+the fences, reads that one 512-byte block with ``pread``, checks it against its CRC
+and its fence, and finds the key in it (``bench/ids.py``: from the page cache a 4 KiB
+read cost about four times a 512-byte one). Keys in a run are unique and strictly
+ascending; the writer refuses anything else (but in a run of 16-byte values,
+:data:`REPEATS`, the positions index's, where an intent id has a record per ledger
+record that names it: there keys may repeat, and records, key and value together,
+strictly ascend instead).
+
+Nothing is trusted unchecked (DESIGN §3: derived state is rebuilt from the ledger, not
+believed), but nothing is read before it is needed either: :func:`load` reads the
+header and the meta alone and checks the file's size and the meta's SHA-256, so
+opening a run costs about 1.6 bytes an id however long its records are (a whole-file
+hash at every start-up read 170 MB at 10M ids); each block is checked when it is
+read, by a lookup or a stream, and a block that fails raises :class:`RunDamaged`. A
+daemon that meets one stops after removing the index's manifest (:func:`condemn
+<execd.ledger.index.store.condemn>`), so the next start rebuilds the index rather
+than meeting the block again; the intent it was deciding was never recorded, so it is
+decided again then.
 
 The format and the search (:func:`pack_header`, :func:`parse_header`,
 :class:`Fences`, :func:`find_in_block`, :func:`merge`) are pure; :func:`write` and
@@ -48,6 +58,7 @@ import operator
 import os
 import struct
 import sys
+import zlib
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Iterator, Sized
@@ -57,10 +68,10 @@ from msgspec import Struct
 
 from execd.ledger.index.filter import RUN_BITS_PER_ID, RunFilter, words_for
 from execd.ledger.segments import open_derived
-from execd.model.errors import IndexDamaged
+from execd.model.errors import IndexDamaged, RunDamaged
 
 MAGIC = b"EXIDRUN\x00"
-VERSION = 2
+VERSION = 3  # 3: the meta (fences and block CRCs) is saved; 2 hashed every record
 KEY = 16
 VALUE_SIZES = (0, 8, 16, 80)
 REPEATS = 16  # the value size whose runs may repeat a key (see above)
@@ -70,6 +81,22 @@ FENCE_EVERY = 32
 _M64 = (1 << 64) - 1
 # Records read or written per system call when streaming a whole run.
 _CHUNK_RECORDS = FENCE_EVERY * 512
+CHECK = 4  # a block's CRC-32
+_FENCE = 16  # a fence's two halves
+assert array("I").itemsize == CHECK
+assert array("Q").itemsize == 8
+
+
+def blocks(count: int) -> int:
+    """How many blocks (and so fences and CRCs) a run of ``count`` records has."""
+    return -(-count // FENCE_EVERY)
+
+
+def file_size(count: int, value_size: int, filter_words: int) -> int:
+    """The size of a run file of ``count`` records of ``value_size`` and a filter of
+    ``filter_words`` words: what its header implies, and what its file must measure."""
+    return (BODY + count * (KEY + value_size) + filter_words * 8
+            + blocks(count) * (_FENCE + CHECK))
 
 
 class RunInfo(Struct, frozen=True):
@@ -85,7 +112,7 @@ class RunInfo(Struct, frozen=True):
 def pack_header(count: int, through_seq: int, value_size: int, filter_words: int,
                 digest: bytes) -> bytes:
     """The header area (:data:`BODY` bytes) for ``count`` records and a filter of
-    ``filter_words`` words, whose SHA-256 together is ``digest``."""
+    ``filter_words`` words, whose meta's SHA-256 is ``digest``."""
     fields = HEADER.pack(MAGIC, VERSION, value_size, 0, count, through_seq, filter_words,
                          digest)
     return fields + bytes(BODY - HEADER.size)
@@ -189,23 +216,26 @@ def _merge_latest(records: Iterator[bytes], latest: Callable[[bytes], int]
 
 
 class Run:
-    """An open, checked run: its info, filter, fences and a descriptor to ``pread`` from.
+    """An open, checked run: its info, filter, fences, block CRCs and a descriptor to
+    ``pread`` from.
 
     Lookups never change it, so any thread may make them. It is closed by whoever
     looks it up (``IdIndex``), never by the store that wrote it, so a lookup in flight
     never reads a descriptor reused for another file; :meth:`reopen` gives another
-    owner its own descriptor.
+    owner its own descriptor. Every block it reads is checked first (:class:`RunDamaged`).
     """
 
-    __slots__ = ("_end", "_fd", "fences", "filter", "info", "path", "size")
+    __slots__ = ("_end", "_fd", "checks", "fences", "filter", "info", "path", "size")
 
     def __init__(self, path: Path, info: RunInfo, fences: Fences, run_filter: RunFilter,
-                 fd: int) -> None:
+                 checks: array[int], fd: int) -> None:
         self.path = path
         self.info = info
         self.fences = fences
         #: The run's own filter: ask it (with ``filter.probe``'s answer) before :meth:`has`.
         self.filter = run_filter
+        #: Each block's CRC-32, checked when the block is read.
+        self.checks = checks
         self.size = KEY + info.value_size
         self._end = BODY + info.count * self.size
         self._fd = fd
@@ -219,8 +249,15 @@ class Run:
             return b""
         step = FENCE_EVERY * self.size
         offset = BODY + block * step
-        # The last block is shorter, and the filter's words after it are not records.
-        return os.pread(self._fd, min(step, self._end - offset), offset)
+        # The last block is shorter, and the meta after it is not records.
+        want = min(step, self._end - offset)
+        data = os.pread(self._fd, want, offset)
+        fences = self.fences
+        if (len(data) != want or zlib.crc32(data) != self.checks[block]
+                or int.from_bytes(data[:KEY]) != fences.his[block] << 64 | fences.los[block]):
+            raise RunDamaged(self.path, f"block {block} is not the one its CRC and fence "
+                                        "describe")
+        return data
 
     def get(self, key: bytes) -> bytes | None:
         """The value stored with ``key`` (``b""`` when the run holds none), or None."""
@@ -245,9 +282,18 @@ class Run:
         return self.get(key) is not None
 
     def _chunks(self) -> Iterator[bytes]:
-        step = _CHUNK_RECORDS * self.size
+        step, block = _CHUNK_RECORDS * self.size, FENCE_EVERY * self.size
+        checks, crc = self.checks, zlib.crc32
         for offset in range(BODY, self._end, step):
-            yield os.pread(self._fd, min(step, self._end - offset), offset)
+            want = min(step, self._end - offset)
+            data = os.pread(self._fd, want, offset)
+            first, view = (offset - BODY) // block, memoryview(data)
+            if len(data) != want or any(
+                    crc(view[at:at + block]) != checks[first + i]
+                    for i, at in enumerate(range(0, want, block))):
+                raise RunDamaged(self.path, f"a block of records {(offset - BODY) // self.size}"
+                                            f" on is not the one its CRC describes")
+            yield data
 
     def records(self) -> Iterator[bytes]:
         """Every record in order, read in bounded chunks (for merging and rebuilding)."""
@@ -263,7 +309,8 @@ class Run:
 
     def reopen(self) -> Run:
         """The same run with a descriptor of its own, for a second owner."""
-        return Run(self.path, self.info, self.fences, self.filter, os.dup(self._fd))
+        return Run(self.path, self.info, self.fences, self.filter, self.checks,
+                   os.dup(self._fd))
 
     def close(self) -> None:
         """Close the descriptor (once no lookup can be in flight)."""
@@ -296,8 +343,9 @@ def write(path: Path, records: Iterable[bytes], through_seq: int, value_size: in
             records = records if isinstance(records, Sized) else list(records)
             capacity = len(records)
         run_filter = RunFilter(words_for(capacity, RUN_BITS_PER_ID))
-    digest = hashlib.sha256()
     halves: tuple[array[int], array[int]] = (array("Q"), array("Q"))
+    checks = array("I")
+    block = FENCE_EVERY * (KEY + value_size)
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640)
     try:
         os.write(fd, bytes(BODY))
@@ -309,9 +357,11 @@ def write(path: Path, records: Iterable[bytes], through_seq: int, value_size: in
             count += 1
             pending.append(record)
             if len(pending) == _CHUNK_RECORDS:
-                _flush(fd, pending, digest)
-        pending.append(run_filter.to_bytes())
-        _flush(fd, pending, digest)
+                _flush(fd, pending, checks, block)
+        _flush(fd, pending, checks, block)
+        meta = pack_meta(run_filter.to_bytes(), *halves, checks)
+        _write_all(fd, meta)
+        digest = hashlib.sha256(meta)
         os.pwrite(fd, pack_header(count, through_seq, value_size, run_filter.words,
                                   digest.digest()), 0)
         os.fsync(fd)
@@ -320,7 +370,7 @@ def write(path: Path, records: Iterable[bytes], through_seq: int, value_size: in
         path.unlink(missing_ok=True)
         raise
     info = RunInfo(path.name, count, through_seq, value_size, digest.hexdigest())
-    return Run(path, info, Fences(*halves), run_filter, fd)
+    return Run(path, info, Fences(*halves), run_filter, checks, fd)
 
 
 def _ascending(records: Iterable[bytes], size: int, halves: tuple[array[int], array[int]],
@@ -347,19 +397,42 @@ def _ascending(records: Iterable[bytes], size: int, halves: tuple[array[int], ar
         yield record
 
 
-def _flush(fd: int, pending: list[bytes], digest: hashlib._Hash) -> None:
+def _flush(fd: int, pending: list[bytes], checks: array[int], block: int) -> None:
+    # Whole blocks but the last (a chunk is a whole number of them), each CRC noted.
     data = b"".join(pending)
-    digest.update(data)
+    view = memoryview(data)
+    checks.extend(zlib.crc32(view[at:at + block]) for at in range(0, len(data), block))
+    _write_all(fd, data)
+    pending.clear()
+
+
+def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]
-    pending.clear()
+
+
+def _big(values: array[int]) -> bytes:
+    # Big-endian, like every field of the file, whatever this machine's order.
+    if sys.byteorder == "little":
+        values = array(values.typecode, values)
+        values.byteswap()
+    return values.tobytes()
+
+
+def pack_meta(filter_words: bytes, his: array[int], los: array[int],
+              checks: array[int]) -> bytes:
+    """The meta that follows a run's records: its filter's words, its fences' high and
+    low halves, and its blocks' CRCs (one fence and one CRC a block). Pure."""
+    return filter_words + _big(his) + _big(los) + _big(checks)
 
 
 def load(path: Path, expected: RunInfo) -> Run:
     """Open ``path`` and check it against its header and the manifest's ``expected``:
-    size, count, seq, value size and the SHA-256 of records and filter. IndexDamaged
-    if any differs, the keys' fences are out of order, or it cannot be read. Blocking."""
+    size, count, seq, value size and the SHA-256 of its meta (filter, fences and block
+    CRCs; the records are checked block by block as they are read). IndexDamaged if
+    any differs, the fences are out of order, or it cannot be read. Blocking: reads
+    the meta alone, about 1.6 bytes an id."""
     try:
         fd = open_derived(path)  # a regular file only: a FIFO would hang start-up
     except OSError as exc:
@@ -377,46 +450,47 @@ def _checked(path: Path, expected: RunInfo, fd: int) -> Run:
     name = path.name
     try:
         count, through, value_size, words, digest = parse_header(os.pread(fd, BODY, 0), name)
-        size = KEY + value_size
-        end = BODY + count * size
         found = os.fstat(fd).st_size
-        if found != end + words * 8:
-            raise IndexDamaged(f"{name}: {found} bytes, the header says {end + words * 8}")
+        if found != file_size(count, value_size, words):
+            raise IndexDamaged(f"{name}: {found} bytes, the header says "
+                               f"{file_size(count, value_size, words)}")
         info = RunInfo(name, count, through, value_size, digest.hex())
         if info != expected:
             raise IndexDamaged(f"{name}: the header says {info}, the manifest {expected}")
-        body = hashlib.sha256()
-        halves = _fences(fd, end, size, body)
-        words_data = bytearray(words * 8)  # read in place: the filter keeps this buffer
-        view, step = memoryview(words_data), _CHUNK_RECORDS * size
-        for start in range(0, len(words_data), step):
-            part = view[start:start + step]
-            if os.preadv(fd, [part], end + start) != len(part):
-                raise IndexDamaged(f"{name}: shorter than its header says")
-            body.update(part)
+        n = blocks(count)
+        # Read in place: the filter keeps its buffer; the rest become arrays.
+        parts = (bytearray(words * 8), bytearray(n * 8), bytearray(n * 8), bytearray(n * CHECK))
+        meta = hashlib.sha256()
+        offset = BODY + count * (KEY + value_size)
+        for part in parts:
+            _read_into(fd, part, offset, name)
+            meta.update(part)
+            offset += len(part)
     except OSError as exc:
         raise IndexDamaged(f"{name}: {exc.strerror or exc}") from None
-    if body.digest() != digest:
-        raise IndexDamaged(f"{name}: the body's SHA-256 is not the header's")
-    if not _ordered(*halves, repeats=value_size == REPEATS):
+    if meta.digest() != digest:
+        raise IndexDamaged(f"{name}: the meta's SHA-256 is not the header's")
+    his, los, checks = (_native(code, part) for code, part in zip("QQI", parts[1:], strict=True))
+    if not _ordered(his, los, repeats=value_size == REPEATS):
         raise IndexDamaged(f"{name}: keys out of order")
-    return Run(path, info, Fences(*halves), RunFilter(words, words_data), fd)
+    return Run(path, info, Fences(his, los), RunFilter(words, parts[0]), checks, fd)
 
 
-def _fences(fd: int, end: int, size: int, body: hashlib._Hash) -> tuple[array[int], array[int]]:
-    # Every FENCE_EVERY-th key's halves, taken a chunk at a time by array slicing (the
-    # chunks start on a fence, and a record is a whole number of 64-bit words).
-    his, los = array("Q"), array("Q")
-    stride = FENCE_EVERY * size // 8
-    for offset in range(BODY, end, _CHUNK_RECORDS * size):
-        chunk = os.pread(fd, min(_CHUNK_RECORDS * size, end - offset), offset)
-        body.update(chunk)
-        halves = array("Q", chunk)
-        if sys.byteorder == "little":
-            halves.byteswap()
-        his.extend(halves[0::stride])
-        los.extend(halves[1::stride])
-    return his, los
+def _read_into(fd: int, buffer: bytearray, offset: int, name: str) -> None:
+    view = memoryview(buffer)
+    while view:
+        got = os.preadv(fd, [view[:1 << 24]], offset)
+        if got == 0:
+            raise IndexDamaged(f"{name}: shorter than its header says")
+        view, offset = view[got:], offset + got
+
+
+def _native(typecode: str, data: bytearray) -> array[int]:
+    values = array(typecode)
+    values.frombytes(data)
+    if sys.byteorder == "little":
+        values.byteswap()
+    return values
 
 
 def _ordered(his: array[int], los: array[int], repeats: bool = False) -> bool:

@@ -21,11 +21,14 @@ changes nearly every page between two checkpoints) and re-reads only the runs af
 it. It is replaced atomically too, removed by :meth:`IndexStore.create`, and a
 damaged one is reported like the rest; the caller then builds one from the runs.
 
-Opening checks everything (the manifest's digest, each run's header, size and
-SHA-256) and raises :class:`~execd.model.errors.IndexDamaged` for a missing or damaged
-index: the index is derived state, so the caller logs it and rebuilds from the ledger
+Opening checks the manifest's digest and each run's header, size and meta
+(``runs.load``; a run's records are checked block by block as they are read) and
+raises :class:`~execd.model.errors.IndexDamaged` for a missing or damaged index: the
+index is derived state, so the caller logs it and rebuilds from the ledger
 (:meth:`IndexStore.create`, then runs of the ids an ids-only fold finds), never
-trusting what it found (DESIGN §3).
+trusting what it found (DESIGN §3). A block found damaged later
+(:class:`~execd.model.errors.RunDamaged`) stops the daemon after :func:`condemn` has
+removed the manifest, so the next start rebuilds rather than trusting the run.
 
 Compaction is size-tiered (:func:`plan_compaction`, pure): once ``factor`` runs share
 a tier (sizes within a factor of each other), they are merged into one, streamed, so
@@ -49,6 +52,7 @@ import shutil
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import msgspec
 from msgspec import Struct
@@ -56,7 +60,7 @@ from msgspec import Struct
 from execd.ledger.index import runs
 from execd.ledger.index.filter import BITS_PER_ID, HEADER, BlockedBloom, unpack, words_for
 from execd.ledger.index.runs import Run, RunInfo
-from execd.ledger.segments import fsync_dir, read_derived, replace_durably
+from execd.ledger.segments import fsync_dir, read_derived, read_derived_buffer, replace_durably
 from execd.model.errors import IndexDamaged
 
 DIRECTORY = "index"
@@ -66,6 +70,7 @@ _TEMP = f".{MANIFEST}.tmp"
 _FILTER_TEMP = f".{FILTER}.tmp"
 _RUN = re.compile(r"^run-(\d{8})\.ids$")
 _MANIFEST_LIMIT = 1 << 20
+_T = TypeVar("_T")
 VERSION = 2  # 2: through_hash and filter_sha256 (a version-1 index is rebuilt)
 FACTOR = 4
 BASE = 1 << 16  # a run of up to this many ids is in tier 0
@@ -368,12 +373,14 @@ class IndexStore:
         IndexDamaged when it is damaged: the caller builds one from the runs instead.
         """
         vouched = self._manifest.filter_sha256
-        data = _read(self.directory / FILTER, _filter_limit(self._manifest))
+        data = _read_buffer(self.directory / FILTER, _filter_limit(self._manifest))
         if data is None:
             return None
         if vouched is None or hashlib.sha256(data).hexdigest() != vouched:
             raise IndexDamaged(f"{FILTER}: not the filter the manifest names")
-        return unpack(data)
+        # The manifest's digest covers every byte: the file's own need not be computed
+        # again (it is what a filter found without a manifest would be judged by).
+        return unpack(data, vouched=True)
 
     def close(self) -> None:
         """Close the store's own descriptors (the runs it handed out are the callers')."""
@@ -404,14 +411,32 @@ def _replace(directory: Path, name: str, data: bytes) -> None:
 def _read(path: Path, limit: int) -> bytes | None:
     """The bytes of the index file ``path`` (None: there is none); IndexDamaged when it
     is not a regular file, is over ``limit`` bytes or cannot be read, never a hang."""
+    return _reading(read_derived, path, limit)
+
+
+def _read_buffer(path: Path, limit: int) -> bytearray | None:
+    """:func:`_read` into a buffer, not copied again (a saved filter)."""
+    return _reading(read_derived_buffer, path, limit)
+
+
+def _reading(read: Callable[[Path, int], _T], path: Path, limit: int) -> _T | None:
     try:
-        return read_derived(path, limit)
+        return read(path, limit)
     except FileNotFoundError:
         return None
     except OSError as exc:
         raise IndexDamaged(f"{path}: {exc.strerror or exc}") from None
     except ValueError as exc:
         raise IndexDamaged(f"{path}: {exc}") from None
+
+
+def condemn(directory: Path) -> None:
+    """Remove the manifest of the index in ``directory``, durably, so that the next
+    start finds no index there and rebuilds it from the ledger: one of its runs failed
+    a block's check (:class:`~execd.model.errors.RunDamaged`). Blocking. OSError when
+    it cannot be removed."""
+    _clear(directory / MANIFEST)
+    fsync_dir(directory)
 
 
 def _filter_limit(manifest: Manifest) -> int:

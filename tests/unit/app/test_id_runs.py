@@ -139,3 +139,47 @@ async def test_a_full_filter_grows_at_a_checkpoint_and_start_up_uses_it(tmp_path
     as_set(index, durable)
     index.close()
     opened.close()
+
+
+async def test_runs_behind_the_saved_filter_go_into_it_at_the_first_checkpoint(
+        tmp_path: Path) -> None:
+    """Start-up reads no run into the saved filter: the runs after it are asked through
+    their own filters (both indexes refuse their ids meanwhile), and the first
+    checkpoint fills the shadow's filter in its thread, saves it, and hands a copy to
+    the sentinel, whose runs are then behind nothing."""
+    from execd.ledger import reindex
+    from execd.ledger.index.filter import pack
+
+    store = IndexStore.create(tmp_path)
+    old, behind, durable = ids(0, 200), ids(200, 100), ids(300, 50)
+    bloom = BlockedBloom(1 << 12)
+    bloom.update(i.int for i in old)
+    store.write_run(sorted(i.bytes for i in old), 5, through_hash="h5").close()
+    store.save_filter(pack(bloom, 5))
+    store.write_run(sorted(i.bytes for i in behind), 8, through_hash="h8").close()
+    store.close()
+    store = IndexStore.open(tmp_path)
+    sentinel, through = reindex._index_over(store)
+    assert through == 5 and sentinel.behind
+    shadow = IdIndex(store.open_runs(), bloom=sentinel.bloom.copy(), bloom_through=through)
+    runs = IdRuns(store, sentinel, shadow, saved_filter=True, log=logs.get("ledger"))
+    as_set(sentinel, old + behind)
+    as_set(shadow, old + behind)
+    for intent_id in durable:
+        assert sentinel.add(intent_id) and shadow.add(intent_id)
+    await anyio.to_thread.run_sync(runs.write, 10, "h10")
+    runs.hand_over()
+    assert not shadow.behind and not sentinel.behind
+    as_set(sentinel, old + behind + durable)
+    as_set(shadow, old + behind + durable)
+    saved = store.load_filter()
+    assert saved is not None and saved[1] == 10
+    runs.close()
+    sentinel.close()
+    store.close()
+    opened = IndexStore.open(tmp_path)
+    index, through = reindex._index_over(opened)
+    assert through == 10 and not index.behind
+    as_set(index, old + behind + durable)
+    index.close()
+    opened.close()

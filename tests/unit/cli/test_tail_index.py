@@ -201,7 +201,7 @@ def _truncate_run(where: Path) -> None:
 
 @pytest.mark.parametrize(("damage", "said"), [
     (_corrupt_manifest, "its SHA-256 does not match"),
-    (_corrupt_header, "not a version-2 run header"),
+    (_corrupt_header, "not a version-3 run header"),
     (_truncate_run, "not what its header says"),
 ])
 def test_a_damaged_index_is_not_used_and_tail_says_so(

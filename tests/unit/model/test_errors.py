@@ -41,6 +41,7 @@ EXIT_CODES: dict[str, int] = {
     "execd.model.errors.LedgerNotEmpty": 3,
     "execd.model.errors.UnresolvedOrders": 3,
     "execd.model.errors.IndexDamaged": 1,
+    "execd.model.errors.RunDamaged": 1,
     "execd.model.errors.LedgerIOError": 1,
     "execd.model.errors.InUse": 1,
     "execd.model.errors.LedgerInUse": 1,

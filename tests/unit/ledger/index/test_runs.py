@@ -1,6 +1,7 @@
 """Sorted run files: every key written is found with its value, no other key is, a merge
-is the sorted union, and a run that was damaged on disk is never opened as if whole
-(a lookup in a damaged run could refuse a new intent or, worse, admit a duplicate)."""
+is the sorted union, and a run damaged on disk is never trusted: it does not open, or
+every read of the damaged block raises (a lookup in a damaged run could refuse a new
+intent or, worse, admit a duplicate)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from hypothesis import strategies as st
 from execd.ledger.index import runs
 from execd.ledger.index.filter import probe as hash_of
 from execd.ledger.index.runs import BODY, FENCE_EVERY, HEADER, Fences, Run, RunInfo
-from execd.model.errors import IndexDamaged
+from execd.model.errors import IndexDamaged, RunDamaged
 
 KEYS = st.binary(min_size=16, max_size=16)
 # Sizes around the block boundaries, where an off-by-one would hide a key.
@@ -72,8 +73,10 @@ def test_every_key_written_is_found_and_no_other(keys: list[bytes], probes: list
         finally:
             written.close()
             loaded.close()
-        words = written.filter.words
-        assert path.stat().st_size == BODY + len(keys) * (16 + value_size) + 8 * words
+        words, blocks = written.filter.words, -(-len(keys) // FENCE_EVERY)
+        # Records, the filter, then each block's fence (16 bytes) and CRC (4).
+        assert path.stat().st_size == (BODY + len(keys) * (16 + value_size) + 8 * words
+                                       + 20 * blocks)
 
 
 HALVES = st.one_of(st.integers(0, (1 << 64) - 1), st.sampled_from([0, 1, 1 << 63, (1 << 64) - 1]))
@@ -140,25 +143,101 @@ def test_the_last_block_ends_where_the_records_do(tmp_path: Path) -> None:
     run.close()
 
 
-def test_a_version_1_run_is_damaged(tmp_path: Path) -> None:
+def test_a_version_2_run_is_damaged(tmp_path: Path) -> None:
     path, info = _written(tmp_path)
     data = bytearray(path.read_bytes())
-    data[8:10] = (1).to_bytes(2)
+    data[8:10] = (2).to_bytes(2)
     path.write_bytes(bytes(data))
-    with pytest.raises(IndexDamaged, match="not a version-2 run header"):
+    with pytest.raises(IndexDamaged, match="not a version-3 run header"):
         _load(path, info)
 
 
-@pytest.mark.parametrize("offset", [0, 9, 17, 33, 40, HEADER.size, BODY - 1, BODY,
-                                    BODY + 16 * 500, -1])
-def test_one_flipped_byte_anywhere_is_found(tmp_path: Path, offset: int) -> None:
+def _damaged_reads_raise(path: Path, info: RunInfo, keys: list[bytes]) -> None:
+    """After damage to ``path``: it does not open, or each lookup answers as the whole
+    run did or raises RunDamaged, and reading it whole raises RunDamaged."""
+    try:
+        run = runs.load(path, info)
+    except IndexDamaged as exc:
+        refused: IndexDamaged | None = exc
+    else:
+        refused = None
+    if refused is not None:
+        assert path.name in str(refused)
+        return
+    held = set(keys)
+    try:
+        # What a hostile neighbour of each key would look like, too: absent keys.
+        for key in [*keys, *((int.from_bytes(k) + 1).to_bytes(16) for k in keys)]:
+            answers = _answers(run, key)
+            assert answers in ((key in held, key in held), path), (key, answers)
+        with pytest.raises(RunDamaged):
+            list(run.records())
+        with pytest.raises(RunDamaged):
+            list(run.keys())
+    finally:
+        run.close()
+
+
+def _answers(run: Run, key: bytes) -> tuple[bool, bool] | Path:
+    """(has, get found) for ``key``, or the path a RunDamaged names."""
+    try:
+        return run.has(int.from_bytes(key)), run.get(key) is not None
+    except RunDamaged as exc:
+        return exc.path
+
+
+def _regions(count: int, words: int) -> list[int]:
+    # The first and last byte of every part of the file, and a middle record's.
+    end = BODY + 16 * count
+    blocks = -(-count // FENCE_EVERY)
+    meta = [end, end + 8 * words, end + 8 * words + 8 * blocks, end + 8 * words + 16 * blocks]
+    return [0, 9, 17, 33, 40, HEADER.size, BODY - 1, BODY, BODY + 16 * (count // 2) + 3,
+            end - 1, *meta, *(at - 1 for at in meta[1:]), -1]
+
+
+@pytest.mark.parametrize("region", range(len(_regions(1, 1))))
+def test_one_flipped_bit_in_any_part_is_never_trusted(tmp_path: Path, region: int) -> None:
     path, info = _written(tmp_path)
-    _load(path, info)
+    keys = sorted((n * 7919 % 1_000_003).to_bytes(16) for n in range(1000))
+    opened = runs.load(path, info)
+    opened.close()
+    offset = _regions(1000, opened.filter.words)[region]
     data = bytearray(path.read_bytes())
     data[offset] ^= 0x01
     path.write_bytes(bytes(data))
-    with pytest.raises(IndexDamaged, match=path.name):
-        _load(path, info)
+    _damaged_reads_raise(path, info, keys)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_one_flipped_bit_anywhere_is_never_trusted(data: st.DataObject) -> None:
+    with tempfile.TemporaryDirectory() as work:
+        path, info = _written(Path(work), count=200)
+        keys = sorted((n * 7919 % 1_000_003).to_bytes(16) for n in range(200))
+        content = bytearray(path.read_bytes())
+        content[data.draw(st.integers(0, len(content) - 1))] ^= 1 << data.draw(st.integers(0, 7))
+        path.write_bytes(bytes(content))
+        _damaged_reads_raise(path, info, keys)
+
+
+def test_two_blocks_swapped_are_found(tmp_path: Path) -> None:
+    # Whole blocks in each other's places: each is a whole block, CRC and all, but not
+    # the one its fence and CRC name.
+    path, info = _written(tmp_path)
+    keys = sorted((n * 7919 % 1_000_003).to_bytes(16) for n in range(1000))
+    data = bytearray(path.read_bytes())
+    step = 16 * FENCE_EVERY
+    first, second = BODY + 2 * step, BODY + 5 * step
+    data[first:first + step], data[second:second + step] = (data[second:second + step],
+                                                            data[first:first + step])
+    path.write_bytes(bytes(data))
+    run = runs.load(path, info)
+    try:
+        with pytest.raises(RunDamaged):
+            run.has(int.from_bytes(keys[2 * FENCE_EVERY]))
+    finally:
+        run.close()
+    _damaged_reads_raise(path, info, keys)
 
 
 def test_a_cut_or_extended_run_is_found(tmp_path: Path) -> None:
