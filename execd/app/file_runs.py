@@ -29,7 +29,7 @@ from typing import Any
 
 from execd.ledger.index.files import VALUE, FileTables
 from execd.ledger.index.store import IndexStore, Merged, plan_compaction
-from execd.model.errors import IndexDamaged
+from execd.model.errors import IndexDamaged, RunDamaged
 
 
 def write(tables: FileTables, through: int, through_hash: str, log: Any) -> None:
@@ -37,7 +37,8 @@ def write(tables: FileTables, through: int, through_hash: str, log: Any) -> None
     ``through_hash``), durably; make a merge
     finished since live, and start the next one due. Blocking (the run's two fsyncs).
     OSError when the run cannot be written (the snapshot must then not be written
-    either); a merge that fails is logged and changes nothing."""
+    either); a merge that fails is logged and changes nothing, but one that met a
+    damaged block raises its RunDamaged."""
     store = tables.store
     if store is None or through <= store.through_seq:
         # A restart folded records the tables already cover: nothing is new.
@@ -59,6 +60,10 @@ def adopt(tables: FileTables, log: Any) -> None:
         merged = merging.result()
         if merged is not None:
             tables.replace(store.adopt(merged))
+    except RunDamaged:
+        # A block of a run being merged failed its check: the tables cannot be trusted
+        # to answer, so the daemon stops and the restart rebuilds them (cli/serve.py).
+        raise
     except (OSError, ValueError, IndexDamaged) as exc:
         # The index stays as it was: the merged run, never named, is an orphan the next
         # open removes.

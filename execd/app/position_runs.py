@@ -26,10 +26,10 @@ from typing import Any, NamedTuple
 
 from execd.ledger.index import positions
 from execd.ledger.index.positions import Batch, entries_of, read_line
-from execd.ledger.index.store import DIRECTORY, MANIFEST, IndexStore, Span
+from execd.ledger.index.store import DIRECTORY, MANIFEST, IndexStore, Span, condemn
 from execd.ledger.places import Layout, LineReader
 from execd.ledger.segments import MAX_LINE
-from execd.model.errors import IndexDamaged
+from execd.model.errors import IndexDamaged, RunDamaged
 
 # Records per run while catching up: a run's entries are sorted in memory (about 70
 # bytes each as Python objects), so a long catch-up stays near 20 MB.
@@ -103,11 +103,28 @@ class PositionRuns:
                     return
             try:
                 self._catch_up(target)
+            except RunDamaged as exc:
+                # Tail checks every record it is pointed at, so nothing wrong is shown;
+                # but the damage would fail every merge from now on: read it all again.
+                self._condemn(exc)
             except (OSError, IndexDamaged, ValueError) as exc:
                 why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
                 self.log.warning("index.positions_unwritten", through_seq=target.through_seq,
                                  error=why, note="tail --intent reads the rest linearly; "
                                  "the next checkpoint tries again")
+
+    def _condemn(self, damaged: RunDamaged) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+        try:
+            condemn(self.directory)
+        except OSError as exc:
+            self.log.warning("index.positions_unwritten", error=exc.strerror or str(exc),
+                             note="tail --intent reads the rest linearly")
+            return
+        self.log.warning("index.positions_rebuilt", reason=str(damaged),
+                         note="read again from the ledger over the next checkpoints")
 
     def _open(self, layout: Layout, target: Target) -> IndexStore:
         if self._store is not None:

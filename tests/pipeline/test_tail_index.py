@@ -12,6 +12,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from execd.app.position_runs import PositionRuns
 from execd.cli.main import main
@@ -19,6 +20,7 @@ from execd.cli.tail import check_filters, tail
 from execd.ledger import checkpoints
 from execd.ledger.index import positions
 from execd.ledger.index.positions import Found, View
+from execd.ledger.index.runs import BODY
 from execd.ledger.index.store import DIRECTORY
 from execd.ledger.segments import list_segments
 from execd.service import logs
@@ -132,3 +134,43 @@ async def test_an_index_made_again_from_the_ledger_is_the_daemon_s(tmp_path: Pat
     view.close()
     assert span is not None and span.end == offset
 
+
+
+def _targets(ledger: Path, seqs: list[int]) -> list[tuple[int, int, str]]:
+    """(seq, end offset, hash) of each record of ``seqs``, as the checkpointer names them."""
+    found, offset = [], 0
+    for path in list_segments(ledger):
+        for line in path.read_bytes().splitlines(keepends=True):
+            named = positions.read_line(line.rstrip(b"\n"))
+            assert named is not None
+            offset += len(line)
+            if named.seq in seqs:
+                found.append((named.seq, offset, named.hash))
+    return found
+
+
+async def test_a_damaged_run_met_by_a_merge_is_read_again_from_the_ledger(
+        tmp_path: Path) -> None:
+    """A positions run's block damaged after it was written: the compaction that reads
+    it meets RunDamaged, and the index is made again from the ledger (tail checks every
+    record it is pointed at, so it never showed a wrong one; but every later merge would
+    fail on it): the same records at the same places in the end."""
+    ledger = await _replayed(tmp_path, _ids(60))
+    live = _every(ledger)
+    where = ledger / DIRECTORY / positions.DIRECTORY
+    shutil.rmtree(where)
+    writer = PositionRuns(ledger, logs.get("ledger"))
+    targets = _targets(ledger, [20, 40, 60, 80, 100, live[0]])
+    with capture_logs() as logged:
+        for n, target in enumerate(targets):
+            writer.due(*target)
+            writer.wait()
+            if n == 0:
+                [run] = where.glob("run-*.ids")
+                data = bytearray(run.read_bytes())
+                data[BODY + 5] ^= 0x20
+                run.write_bytes(bytes(data))
+    writer.close()
+    rebuilt = [e for e in logged if e["event"] == "index.positions_rebuilt"]
+    assert len(rebuilt) == 1 and run.name in rebuilt[0]["reason"], logged
+    assert _every(ledger) == live
