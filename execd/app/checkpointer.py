@@ -42,7 +42,7 @@ from execd.config.schema import Config
 from execd.ledger import checkpoints
 from execd.ledger.file_index import OpenFiles
 from execd.ledger.fold import READ, Fold
-from execd.ledger.index.ids import IdIndex
+from execd.ledger.index.ids import IdIndex, every_id_maybe
 from execd.ledger.record import record_decoder
 from execd.ledger.recovery import RecoveredState
 from execd.ledger.reindex import OpenIndex
@@ -174,6 +174,7 @@ class Checkpointer:
 
     def _fold_commits(self, batch: list[Commit]) -> None:
         if self.ids is not None:
+            self.ids.prepare()
             self.ids.apply_compactions()
         for commit in batch:
             self._fold_entries(commit)
@@ -289,10 +290,11 @@ def _restored(config: Config, unheld: Snapshot, index: OpenIndex | None,
               files: OpenFiles | None = None) -> Fold:
     seen = None
     if index is not None:
-        # Its own IdIndex over the same runs, from the filter as it stood before the
-        # records after the snapshot were folded (the same runs behind it); those
-        # records' ids are added again.
-        seen = IdIndex(index.store.open_runs(), bloom=index.bloom,
+        # Its own IdIndex over the same runs (the same ones behind its filter), whose
+        # filter is a copy of the sentinel's taken before its first fold (IdRuns.prepare:
+        # 30 MB at 10M ids, off start-up); until then every id is a "maybe". The ids of
+        # the records after the snapshot are added again.
+        seen = IdIndex(index.store.open_runs(), bloom=every_id_maybe(),
                        bloom_through=index.bloom_through)
         for key in index.ids.recent:
             seen.add(uuid.UUID(int=key))

@@ -67,18 +67,15 @@ class Rebuilt:
 
 class OpenIndex:
     """The index a run uses: its directory (``store``), the ``IdIndex`` over its runs
-    the sentinel asks, a copy of that filter as it stood before the fold of the records
-    after the snapshot (``bloom``, for the checkpointer's own IdIndex over the same
-    runs, which are behind it past ``bloom_through`` as the sentinel's are), and each
-    rebuild with its reason."""
+    the sentinel asks (its filter from ``filter.bin``, holding every id through
+    ``bloom_through``, or built from the runs), and each rebuild with its reason."""
 
-    __slots__ = ("bloom", "bloom_through", "ids", "rebuilt", "store", "unchecked")
+    __slots__ = ("bloom_through", "ids", "rebuilt", "store", "unchecked")
 
     def __init__(self, store: IndexStore, ids: IdIndex, bloom_through: int | None,
                  unchecked: int = 0) -> None:
         self.store = store
         self.ids = ids
-        self.bloom = ids.bloom.copy()
         #: The seq the filter from ``filter.bin`` holds every id through (None: the filter
         #: was built from the runs, holding them all).
         self.bloom_through = bloom_through
@@ -298,6 +295,5 @@ def check_after_fold(ledger: Path, opened: OpenIndex, last_seq: int,
     opened.rebuilt.append(Rebuilt(reason, count, monotonic() - began))
     opened.store = store
     opened.ids, opened.bloom_through = _index_over(store)
-    opened.bloom = opened.ids.bloom.copy()
     opened.unchecked = 0
     return opened.ids

@@ -209,9 +209,15 @@ class IdIndex:
     def adopt_filter(self, bloom: BlockedBloom) -> None:
         """Use ``bloom`` (a filter over every id of this index's runs, built elsewhere:
         the checkpointer's grown one) from now on, with this index's recent ids added."""
+        self.take_filter(bloom)
+        self._behind = []
+
+    def take_filter(self, bloom: BlockedBloom) -> None:
+        """Use ``bloom`` (a filter over at least the ids of this index's runs that are not
+        behind, built elsewhere: a copy of the sentinel's, app/id_runs.py) from now on,
+        with this index's recent ids added; the runs behind stay behind."""
         bloom.update(self._recent)
         self._filter = bloom
-        self._behind = []
 
     def close(self) -> None:
         """Close the runs' descriptors."""
@@ -220,3 +226,10 @@ class IdIndex:
         self._runs.clear()
         self._asks.clear()
         self._behind.clear()
+
+
+def every_id_maybe() -> BlockedBloom:
+    """A filter that answers "maybe" for every id: never wrong (each lookup goes on to
+    the recent ids and the runs), for an index whose own filter comes later
+    (:meth:`IdIndex.take_filter`)."""
+    return BlockedBloom(1, data=b"\xff" * 8)

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from execd.ledger.index import filter
 from execd.ledger.index.filter import BlockedBloom
-from execd.ledger.index.ids import IdIndex
+from execd.ledger.index.ids import IdIndex, every_id_maybe
 from execd.ledger.index.store import IndexStore
 
 # A small pool, so that repeats are common; ids as the sentinel gets them.
@@ -25,6 +25,7 @@ STEPS = st.lists(st.one_of(
     st.tuples(st.just("checkpoint"), st.floats(min_value=0, max_value=1)),
     st.tuples(st.just("compact"), st.just(0)),
     st.tuples(st.just("reopen"), st.just(0)),
+    st.tuples(st.just("reopen"), st.just(1)),  # the filter comes later (the shadow's)
     st.tuples(st.just("save"), st.just(0)),
     st.tuples(st.just("fill"), st.just(0)),
 ), max_size=120)
@@ -56,19 +57,27 @@ class _Daemon:
         if done is not None:
             self.index.replace(done)
 
-    def reopen(self) -> None:
+    def reopen(self, late: bool = False) -> None:
         # A restart: what was not in a run is re-added by the fold of the ledger's tail.
         # From the saved filter when there is one: the runs after it are behind it.
+        # ``late``: as the checkpointer's shadow, a filter that says "maybe" to every id
+        # until the real one is taken, after the tail's ids were added.
         self.index.close()
         self.store.close()
         self.store = IndexStore.open(self.directory)
         saved = self.store.load_filter()
         if saved is None:
-            self.index = IdIndex(self.store.open_runs(), capacity=self.capacity)
-        else:
-            self.index = IdIndex(self.store.open_runs(), bloom=saved[0], bloom_through=saved[1])
+            bloom = BlockedBloom(self.capacity or 1 << 10)
+            for run in self.store.open_runs():
+                bloom.update(run.keys())
+                run.close()
+            saved = (bloom, None)
+        first = every_id_maybe() if late else saved[0]
+        self.index = IdIndex(self.store.open_runs(), bloom=first, bloom_through=saved[1])
         for key in self.decided:
             assert self.index.add(uuid.UUID(int=key))
+        if late:
+            self.index.take_filter(saved[0])
 
     def save(self) -> None:
         # As app/id_runs.py: the runs behind the filter go in before it is saved.
@@ -102,7 +111,7 @@ def test_the_index_answers_as_a_set_of_every_id(steps: list[tuple[str, object]],
             elif step == "fill":
                 daemon.index.fill()
             else:
-                daemon.reopen()
+                daemon.reopen(late=arg == 1)
             assert len(daemon.index) == len(seen)
         assert all(key in daemon.index for key in seen)
         daemon.index.close()

@@ -258,3 +258,22 @@ def test_a_run_the_manifest_describes_otherwise_is_refused(tmp_path: Path) -> No
             _load(path, other)
     with pytest.raises(IndexDamaged, match="No such file"):
         _load(tmp_path / "run-00000002.ids", info)
+
+
+def test_a_lookup_that_lands_in_the_wrong_block_is_damage_not_an_answer(
+        tmp_path: Path) -> None:
+    # Were the fences' table wrong (it is filled as lookups go), a key would be looked
+    # for in a block that cannot hold it and called absent: a duplicate admitted. The
+    # block's range is checked against the key instead.
+    keys = [n.to_bytes(16) for n in range(0, 40 * FENCE_EVERY, 2)]
+    run = runs.write(tmp_path / "run-00000001.ids", keys, 1)
+    try:
+        fences = run.fences
+        assert fences.block(int.from_bytes(keys[-1])) == len(fences) - 1
+        fences._starts[0] = 0
+        fences._starts[1] = 3  # the only slot: every lookup bisects blocks 0 to 2
+        with pytest.raises(RunDamaged):
+            run.has(int.from_bytes(keys[-1]))
+        assert run.has(int.from_bytes(keys[1]))
+    finally:
+        run.close()
