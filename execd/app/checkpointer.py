@@ -148,13 +148,17 @@ class Checkpointer:
                 raise RuntimeError(f"checkpoint through {through} asked after record {self.seq}")
             # Encoding is CPU alone (bounded): it finishes even when the bound is passed,
             # so no thread reads the fold while the next commits are folded into it.
-            data = await anyio.to_thread.run_sync(self._encode)
+            try:
+                data = await anyio.to_thread.run_sync(self._encode)
+            finally:
+                if self.ids is not None:
+                    # The run through X is durable, whatever becomes of the snapshot (a
+                    # file index that cannot be written, the bound passed meanwhile):
+                    # here, on the event loop where the sentinel asks its index, it takes
+                    # the run's ids over from its recent ones (IdRuns.hand_over).
+                    self.ids.hand_over()
             if isinstance(data, str):
                 return self._skipped(through, head_hash, data)
-            if self.ids is not None:
-                # The run through X is durable: here, on the event loop where the sentinel
-                # asks its index, it takes the run's ids over from its recent ones.
-                self.ids.hand_over()
             # Storage can block without end (a hung mount): past the bound, the thread is
             # left to finish, and its file, which no record names, is never used.
             record = await anyio.to_thread.run_sync(self._write, data, abandon_on_cancel=True)

@@ -54,9 +54,10 @@ class IdRuns:
         self.log = log
         # Ids in runs the saved filter does not cover (all of them when none was saved).
         self._unsaved = 0 if saved_filter else SAVE_EVERY
-        self._handoff: tuple[Run, list[int]] | None = None
-        # The shadow's filter, grown at the last write, for the sentinel's index.
-        self._grown: BlockedBloom | None = None
+        # Runs written and not yet handed over, oldest first (a checkpoint cut short
+        # after its run was written hands its run over with the next one's), each with
+        # the shadow's filter grown or filled at its write, for the sentinel (or None).
+        self._handoffs: list[tuple[Run, list[int], BlockedBloom | None]] = []
         # Compactions made live that the shadow has not applied yet (its thread does).
         self._compactions: list[Compaction] = []
         # Runs a compaction applied to the sentinel's index removed: one of them may be
@@ -97,9 +98,10 @@ class IdRuns:
         keys = sorted(self.shadow.recent)
         run = self.store.write_run((key.to_bytes(KEY) for key in keys), through,
                                    through_hash=through_hash)
-        self._handoff = (run.reopen(), keys)
+        handoff = run.reopen()
         self.shadow.attach(run, keys)
         self._unsaved += len(keys)
+        grown = None
         if self.shadow.full or self.shadow.behind:
             if self.shadow.full:
                 self.shadow.grow()
@@ -109,8 +111,9 @@ class IdRuns:
                 # Start-up left the runs after the saved filter out of it (each was asked
                 # through its own filter meanwhile): they go in here, off the loop.
                 self.shadow.fill()
-            self._grown = self.shadow.bloom.copy()
+            grown = self.shadow.bloom.copy()
             self._unsaved = SAVE_EVERY  # saved now: a start-up then need not rebuild it
+        self._handoffs.append((handoff, keys, grown))
         if self._unsaved >= SAVE_EVERY:
             try:
                 self.store.save_filter(pack(self.shadow.bloom, through))
@@ -121,23 +124,29 @@ class IdRuns:
                                  error=exc.strerror or str(exc))
 
     def hand_over(self) -> None:
-        """Attach the run :meth:`write` made to the sentinel's index. On the event loop."""
-        handoff, self._handoff = self._handoff, None
-        if handoff is None:
-            return
-        run, keys = handoff
-        self.sentinel.attach(run, keys)
-        grown, self._grown = self._grown, None
-        if grown is not None:
-            # Every id of the runs through X; the ids decided since are added to it.
-            self.sentinel.adopt_filter(grown)
-        if run.info.name in self._gone:
-            # A compaction planned after the run was live and applied before this
-            # hand-over already holds its ids: drop the run again (replace closes the
-            # runs it names and keeps one other, reopened, where it was).
-            other = next(r for r in self.sentinel.runs if r.info.name != run.info.name)
-            self.sentinel.replace(Compaction(other.reopen(), (other.info.name, run.info.name)))
-        self._written.set()
+        """Attach the runs :meth:`write` made to the sentinel's index. On the event loop.
+
+        Called after every write, even one whose checkpoint then failed or ran out of
+        time (``Checkpointer.take``), and it hands over every run not handed over yet:
+        a run left behind would let the next one's filter replace the sentinel's
+        without its ids (review 3, F1: repeats of a checkpoint's ids filled twice).
+        """
+        handoffs, self._handoffs = self._handoffs, []
+        for run, keys, grown in handoffs:
+            self.sentinel.attach(run, keys)
+            if grown is not None:
+                # Every id of the runs through this one; the ids decided since are added
+                # to it, and the runs after this one are attached to it next.
+                self.sentinel.adopt_filter(grown)
+            if run.info.name in self._gone:
+                # A compaction planned after the run was live and applied before this
+                # hand-over already holds its ids: drop the run again (replace closes the
+                # runs it names and keeps one other, reopened, where it was).
+                other = next(r for r in self.sentinel.runs if r.info.name != run.info.name)
+                self.sentinel.replace(Compaction(other.reopen(),
+                                                 (other.info.name, run.info.name)))
+        if handoffs:
+            self._written.set()
 
     def apply_compactions(self) -> None:
         """Swap the shadow's merged runs (its own thread, between lookups)."""
@@ -151,8 +160,19 @@ class IdRuns:
             self._written = anyio.Event()
             if self._closed:
                 return
-            while (merged := await anyio.to_thread.run_sync(self.store.merge_due)) is not None:
-                done = await anyio.to_thread.run_sync(self.store.adopt, merged)
+            while True:
+                try:
+                    merged = await anyio.to_thread.run_sync(self.store.merge_due)
+                    if merged is None:
+                        break
+                    done = await anyio.to_thread.run_sync(self.store.adopt, merged)
+                except (OSError, ValueError) as exc:
+                    # As the file tables' merges (app/file_runs.py): the index stays as it
+                    # was (the merged run, never named, is an orphan the next open
+                    # removes) and the next run written tries again. RunDamaged stops.
+                    self.log.warning("index.uncompacted", index="ids",
+                                     error=getattr(exc, "strerror", None) or str(exc))
+                    break
                 self._compactions.append(Compaction(done.added.reopen(), done.removed))
                 self.sentinel.replace(done)
                 self._gone.update(done.removed)

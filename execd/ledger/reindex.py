@@ -41,7 +41,7 @@ from execd.ledger.index.runs import KEY
 from execd.ledger.index.store import DIRECTORY, MANIFEST, IndexStore
 from execd.ledger.record import Record
 from execd.model.clock import monotonic
-from execd.model.errors import IndexDamaged, IndexUnusable, LedgerArchived
+from execd.model.errors import IndexDamaged, IndexUnusable, LedgerArchived, RunDamaged
 
 # Ids gathered before a rebuild writes them as a run (a set of them and its sort: about
 # 150 bytes an id, so some 40 MB).
@@ -201,7 +201,12 @@ def _index_over(store: IndexStore) -> tuple[IdIndex, int | None]:
         bloom, through = saved
         if bloom.count <= bloom.capacity and through <= store.through_seq:
             return IdIndex(runs, bloom=bloom, bloom_through=through), through
-    return IdIndex(runs), None
+    try:
+        return IdIndex(runs), None
+    except RunDamaged:
+        for run in runs:
+            run.close()
+        raise
 
 
 def open_index(ledger: Path, through: int, head_hash: str = "") -> OpenIndex:
@@ -223,12 +228,20 @@ def open_index(ledger: Path, through: int, head_hash: str = "") -> OpenIndex:
             store.close()
     except IndexDamaged as exc:
         reason = str(exc)
+    if reason is None:
+        try:
+            # Without a saved filter, one is built from every run's keys: a damaged block
+            # is met here, at start-up, where the index is rebuilt at once (review 3, F3).
+            ids, saved = _index_over(store)
+        except RunDamaged as exc:
+            store.close()
+            reason = str(exc)
     rebuilt = None
     if reason is not None:
         began = monotonic()
         store, count = rebuild(ledger, through)
         rebuilt = Rebuilt(reason, count, monotonic() - began)
-    ids, saved = _index_over(store)
+        ids, saved = _index_over(store)
     opened = OpenIndex(store, ids, saved, unchecked=unchecked_seq(store, through))
     if rebuilt is not None:
         opened.rebuilt.append(rebuilt)

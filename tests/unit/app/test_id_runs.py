@@ -6,6 +6,7 @@ import uuid
 from pathlib import Path
 
 import anyio
+import pytest
 from structlog.testing import capture_logs
 
 from execd.app.id_runs import IdRuns
@@ -183,3 +184,82 @@ async def test_runs_behind_the_saved_filter_go_into_it_at_the_first_checkpoint(
     as_set(index, old + behind + durable)
     index.close()
     opened.close()
+
+
+async def test_a_run_not_handed_over_goes_with_the_next_one_and_no_filter_forgets_it(
+        tmp_path: Path) -> None:
+    """A checkpoint cut short after its run was written (the file tables' run failed,
+    or the bound passed) once skipped the hand-over: the next hand-over then adopted
+    the first write's filled filter, without the second run's ids, and forgot those
+    ids from the sentinel's recent set, so their repeats were admitted (review 3, F1).
+    Every run written is handed over, and the filter adopted first."""
+    from execd.ledger import reindex
+    from execd.ledger.index.filter import pack
+    from execd.ledger.index.ids import every_id_maybe
+
+    store = IndexStore.create(tmp_path)
+    old, behind = ids(0, 10), ids(10, 10)
+    store.write_run(sorted(i.bytes for i in old), 10, through_hash="h10").close()
+    saved = IdIndex(store.open_runs())
+    store.save_filter(pack(saved.bloom, 10))
+    saved.close()
+    store.write_run(sorted(i.bytes for i in behind), 20, through_hash="h20").close()
+    store.close()
+    store = IndexStore.open(tmp_path)
+    sentinel, through = reindex._index_over(store)
+    assert sentinel.behind and through == 10
+    shadow = IdIndex(store.open_runs(), bloom=every_id_maybe(), bloom_through=through)
+    runs = IdRuns(store, sentinel, shadow, saved_filter=True, log=logs.get("ledger"))
+    first, second = ids(100, 5), ids(200, 5)
+    assert all(sentinel.add(i) for i in first)
+    runs.prepare()
+    for intent_id in first:
+        assert shadow.add(intent_id)
+    await anyio.to_thread.run_sync(runs.write, 30, "h30")  # fills the shadow's filter
+    # The checkpoint through 30 ends here, its snapshot unwritten: no hand-over yet.
+    assert all(sentinel.add(i) for i in second)
+    for intent_id in second:
+        assert shadow.add(intent_id)
+    await anyio.to_thread.run_sync(runs.write, 40, "h40")
+    runs.hand_over()
+    assert not sentinel.recent and len(sentinel.runs) == 4
+    as_set(sentinel, old + behind + first + second)
+    as_set(shadow, old + behind + first + second)
+    runs.close()
+    sentinel.close()
+    store.close()
+
+
+async def test_a_merge_that_cannot_be_written_is_logged_and_trading_goes_on(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A compaction's merged run is as large as its inputs: a full disk may refuse it
+    while the ledger still has room. It is logged (``index.uncompacted``), the index
+    stays as it was, and the next run written tries again, as the file tables' merges
+    do; it never stops the daemon (review 3, F2)."""
+    store, runs = pair(tmp_path)
+    every: list[uuid.UUID] = []
+    fail = [True]
+
+    def merge_due(*_: object, **__: object) -> None:
+        if fail[0]:
+            raise OSError(28, "No space left on device")
+        return None
+
+    monkeypatch.setattr(store, "merge_due", merge_due)
+    with capture_logs() as logged:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(runs.compact)
+            for seq in range(1, 6):
+                batch = ids(seq * 100, 10)
+                every.extend(batch)
+                for intent_id in batch:
+                    assert runs.sentinel.add(intent_id) and runs.shadow.add(intent_id)
+                await anyio.to_thread.run_sync(runs.write, seq, f"h{seq}")
+                runs.hand_over()
+                await anyio.sleep(0.01)
+            fail[0] = False
+            runs.close()
+    failed = [e for e in logged if e["event"] == "index.uncompacted"]
+    assert failed and all(e["index"] == "ids" and "No space" in e["error"] for e in failed)
+    as_set(runs.sentinel, every)
+    store.close()

@@ -16,7 +16,8 @@ from structlog.testing import capture_logs
 from execd.app.daemon import Daemon
 from execd.config import schema as config
 from execd.ledger import checkpoints, reindex
-from execd.ledger.index.store import DIRECTORY, MANIFEST, IndexStore
+from execd.ledger.index.runs import BODY, FENCE_EVERY, KEY
+from execd.ledger.index.store import DIRECTORY, FILTER, MANIFEST, IndexStore
 from execd.ledger.recovery import RecoveredState, recover
 from execd.ledger.snapshot import encode_snapshot, fold_key
 from execd.model.errors import IndexUnusable
@@ -125,6 +126,31 @@ def test_a_missing_damaged_or_stale_index_is_rebuilt(base: Path, tmp_path: Path,
     assert state.checkpoint is not None
     holds_exactly(state, ledger_ids(ledger))
     assert index_keys(ledger)[0] == sorted(ledger_ids(ledger, index_keys(ledger)[1]))
+
+
+def damage_every_block(ledger: Path) -> None:
+    """One flipped bit in every block of every id run: each opens (its meta is whole),
+    and each block read fails its check."""
+    for run in (ledger / DIRECTORY).glob("run-*.ids"):
+        data = bytearray(run.read_bytes())
+        count = int.from_bytes(data[16:24])
+        for block in range(-(-count // FENCE_EVERY)):
+            data[BODY + block * FENCE_EVERY * KEY + 9] ^= 0x08
+        run.write_bytes(bytes(data))
+
+
+def test_a_damaged_block_met_at_start_up_is_rebuilt_at_once(base: Path, tmp_path: Path) -> None:
+    """Without a saved filter, start-up builds one from every run's keys and so reads
+    every block: a damaged one means the index is rebuilt then, not a stop and a
+    restart (review 3, F3)."""
+    directory = copy(base, tmp_path / "copy")
+    ledger = directory / "ledger"
+    (ledger / DIRECTORY / FILTER).unlink(missing_ok=True)
+    damage_every_block(ledger)
+    state, rebuilt = start_up(directory)
+    [line_] = rebuilt
+    assert "is not the one its CRC" in str(line_["reason"]), line_
+    holds_exactly(state, ledger_ids(ledger))
 
 
 def test_an_index_ahead_of_the_ledger_is_rebuilt(base: Path, tmp_path: Path) -> None:
