@@ -49,11 +49,12 @@ bench: setup
 
 # Start-up, verify and tail over paper ledgers of 1M and 10M records (built once and
 # cached in var/bench-scale/, about 8 GB at 10M; the first build takes minutes).
-# SIZES and RUNS as for bench/scale.py --sizes and --runs.
+# SIZES, RUNS and MEASURES as for bench/scale.py --sizes, --runs and --measures.
 SIZES ?= 1000000,10000000
 RUNS  ?= 3
+MEASURES ?= startup,verify,tail,tail_linear
 bench-scale: setup
-	$(BIN)/python bench/scale.py --sizes $(SIZES) --runs $(RUNS)
+	$(BIN)/python bench/scale.py --sizes $(SIZES) --runs $(RUNS) --measures $(MEASURES)
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache
