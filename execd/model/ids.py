@@ -18,6 +18,7 @@ PLAN_NS = uuid.UUID("6f1d2a52-2b1e-5a57-9d0e-0c3f6f7a1b04")
 EVENT_NS = uuid.UUID("6f1d2a52-2b1e-5a57-9d0e-0c3f6f7a1b05")
 CLIENT_ORDER_NS = uuid.UUID("6f1d2a52-2b1e-5a57-9d0e-0c3f6f7a1b06")
 SAFETY_NS = uuid.UUID("6f1d2a52-2b1e-5a57-9d0e-0c3f6f7a1b07")
+CHILD_NS = uuid.UUID("6f1d2a52-2b1e-5a57-9d0e-0c3f6f7a1b08")
 
 
 # RFC 4122 variant bits (10xx) applied to the hex digit at the start of octet 8.
@@ -57,6 +58,12 @@ def execution_id(intent_id: uuid.UUID, venue: str, plane: str) -> str:
 def quarantine_id(file: str, line: int) -> uuid.UUID:
     """The intent id given to an input line that could not be read as an intent."""
     return uuid.UUID(uuid5(QUARANTINE_NS, f"{file}|{line}".encode()))
+
+
+def child_intent_id(parent: uuid.UUID, slice_: int, attempt: int) -> uuid.UUID:
+    """The intent id of a schedule's child: its parent's id, the first slice it covers
+    and the attempt (execd/schedule/core.py), so a rebuilt schedule asks for the same one."""
+    return uuid.UUID(uuid5(CHILD_NS, parent.bytes + f"|{slice_}|{attempt}".encode()))
 
 
 def derived_intent_id(canonical_intent: bytes) -> uuid.UUID:
