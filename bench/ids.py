@@ -7,8 +7,8 @@ on the counts), written straight from sorted random keys (each the last plus a r
 gap, so nothing is sorted), and the filter sized for N and filled with every key.
 Then, each in a fresh child process (so RSS is its own):
 
-* ``open``: ``IndexStore.open`` (checks every run's SHA-256, builds the fences) and the
-  saved filter loaded; RSS held per million ids;
+* ``open``: ``IndexStore.open`` (reads and checks every run's meta: filter, fences and
+  block CRCs) and the saved filter loaded; RSS held per million ids;
 * ``duplicate``: ``IdIndex.add`` of ids that are in the runs (answer False), and the
   blocks one reads (the run holding it, plus the other runs' filter false positives);
 * ``new``: ``IdIndex.add`` of fresh random ids (answer True; 1% of them pass the
@@ -51,7 +51,7 @@ from execd.ledger.index.store import IndexStore, plan_compaction  # noqa: E402
 from execd.sentinel.core import SeenIds  # noqa: E402
 
 CACHE = ROOT / "var" / "bench-ids"
-VERSION = 2  # of the generator and run format: a new one builds a new cache
+VERSION = 3  # of the generator and run format (3: runs with their meta); a new one: a new cache
 CHECKPOINT = 50_000
 PROBES_DUP, PROBES_NEW = 50_000, 200_000
 
