@@ -30,7 +30,7 @@ from execd.app.checkpointer import shadow_fold
 from execd.app.commands import Commands
 from execd.app.durable import Durability, move_when_durable
 from execd.app.graph import Graph, Mode, input_source
-from execd.app.supervisor import Supervisor
+from execd.app.supervisor import AFTER_RECOVERY_S, Supervisor
 from execd.config.digest import outcome_settings_sha256
 from execd.config.schema import ConfigError, ConfigProblem, LoadedConfig
 from execd.ledger.head import HeadWitness
@@ -42,6 +42,7 @@ from execd.ledger.writer import Commit, LedgerWriter
 from execd.model.clock import Clock, LogicalClock, WallClock, monotonic
 from execd.model.errors import LakehouseInUse, LedgerNotEmpty, MetricsUnavailable, UnresolvedOrders
 from execd.model.messages import Entry, ReaderItem, StartRecord, StopRecord
+from execd.model.progress import PROGRESS
 from execd.reader.inbox import NO_BACKLOG, InboxSource, InputSource, StatKey
 from execd.sentinel.risk import Risk
 from execd.sentinel.signatures import load_key
@@ -88,6 +89,8 @@ class Daemon:
         # The service manager (systemd) hears from `execd run` only.
         self.notifier = Notifier(None if mode == "run" else {})
         self.liveness = Liveness()
+        # Beaten by recovery's long loops (``_recover``), watched by the supervisor.
+        self.recovery = Pulse("recovery")
         self.metrics: Metrics | None = None
         self.durability = Durability(
             self.log, probe=durable_probe,
@@ -112,28 +115,20 @@ class Daemon:
             raise LedgerNotEmpty(
                 f"{self.ledger_dir} already holds a ledger; replay needs a new one")
         ledger = self.config.ledger
-        state = recover(self.ledger_dir, repair=True, risk=self.risk,
-                        fold_key=fold_key(self.config) if ledger.checkpoint_records else None)
-        if state.head_missing:
-            self.log.warning("ledger.head_missing", ledger=str(self.ledger_dir),
-                             note="no head.json beside the ledger: a cut end cannot be told "
-                                  "this time; check with `execd ledger verify --expect S:H` "
-                                  "against the last ledger.head logged")
-        for name, reason in state.ignored:
-            self.log.warning("checkpoint.ignored", snapshot=name, reason=reason,
-                             note="an older checkpoint, or the full fold, is used instead")
-        _log_rebuilt(self.log, state)
-        torn = state.scan.torn
-        if torn is not None:
-            self.log.warning("ledger.torn_tail_repaired", segment=torn.segment, offset=torn.offset,
-                             bytes_dropped=torn.length, problem=torn.problem)
-        self.log.info("ledger.recovered", records=state.scan.records,
-                      next_seq=state.scan.next_seq, logical_time=state.scan.last_time,
-                      known_intents=len(state.seen), unfinished_files=len(state.progress),
-                      checkpoint=state.checkpoint, folded=state.folded)
-        if self.risk is not None:
-            self.log.info("risk.recovered", trading_state=self.risk.state,
-                          open_positions=len(self.risk.book.open_positions()))
+        # Its long loops beat this pulse (execd.model.progress), so the supervisor can
+        # tell the service manager a long recovery goes on (EXTEND_TIMEOUT_USEC) while
+        # it does. Not one of the actors the watchdog judges: it never was.
+        pulse = self.recovery
+        pulse.busy()
+        beating = PROGRESS.set(pulse.busy)
+        try:
+            state = recover(self.ledger_dir, repair=True, risk=self.risk,
+                            fold_key=fold_key(self.config) if ledger.checkpoint_records
+                            else None)
+        finally:
+            PROGRESS.reset(beating)
+            pulse.rest()
+        _log_recovered(self.log, self.ledger_dir, state, self.risk)
         return state
 
     def _clock(self, state: RecoveredState) -> Clock:
@@ -241,6 +236,9 @@ class Daemon:
         self.notifier.status(f"recovering the ledger in {self.ledger_dir}")
         # In a worker thread: a long recovery must not starve the watchdog.
         state = self.state = await anyio.to_thread.run_sync(self._recover)
+        # What comes after recovery (venues' markets and reconciliation) gets the unit's
+        # usual budget from here, however long recovery took (README, "The unit").
+        self.notifier.extend(AFTER_RECOVERY_S)
         self._check_plane_switch(state)
         stranded = sorted({order.venue for order, _ in state.unresolved.values()
                            if order.venue not in self.credentials})
@@ -356,6 +354,31 @@ class Daemon:
     def _snapshot(self) -> Snapshot:
         """The gauges, read by the metrics endpoint's thread at scrape time (snapshot())."""
         return snapshot(self)
+
+
+def _log_recovered(log: Any, ledger: Path, state: RecoveredState, risk: Risk | None) -> None:
+    """What recovery found, for the operator: a missing head witness, snapshots not
+    used, indexes rebuilt, a torn tail mended, then what was recovered."""
+    if state.head_missing:
+        log.warning("ledger.head_missing", ledger=str(ledger),
+                    note="no head.json beside the ledger: a cut end cannot be told this "
+                         "time; check with `execd ledger verify --expect S:H` against the "
+                         "last ledger.head logged")
+    for name, reason in state.ignored:
+        log.warning("checkpoint.ignored", snapshot=name, reason=reason,
+                    note="an older checkpoint, or the full fold, is used instead")
+    _log_rebuilt(log, state)
+    torn = state.scan.torn
+    if torn is not None:
+        log.warning("ledger.torn_tail_repaired", segment=torn.segment, offset=torn.offset,
+                    bytes_dropped=torn.length, problem=torn.problem)
+    log.info("ledger.recovered", records=state.scan.records,
+             next_seq=state.scan.next_seq, logical_time=state.scan.last_time,
+             known_intents=len(state.seen), unfinished_files=len(state.progress),
+             checkpoint=state.checkpoint, folded=state.folded)
+    if risk is not None:
+        log.info("risk.recovered", trading_state=risk.state,
+                 open_positions=len(risk.book.open_positions()))
 
 
 def _log_rebuilt(log: Any, state: RecoveredState) -> None:

@@ -28,6 +28,13 @@ if TYPE_CHECKING:
 
 # How often STATUS= is refreshed for `systemctl status` (without a watchdog).
 STATUS_SECONDS = 5.0
+# How long start-up's recovery may go without a beat (Daemon.recovery) before the
+# manager is no longer asked to wait for it, with no watchdog set (with one: half its
+# period, as for an actor).
+RECOVERY_SILENT_S = 15.0
+# What the manager is told to allow after recovery, for the venues (the unit's
+# TimeoutStartSec): a start that recovered for longer is not cut short right after.
+AFTER_RECOVERY_S = 300.0
 
 
 class Supervisor:
@@ -108,10 +115,21 @@ class Supervisor:
         withheld: dict[str, float] = {}
         log = logs.get("supervisor")
         liveness = self.daemon.liveness
+        beats = (-1, 0.0)
+        silent = period / 2 if period is not None else RECOVERY_SILENT_S
         while True:
             status = self.status_line()
+            now = anyio.current_time()
+            recovery = self.daemon.recovery
+            if recovery.beats != beats[0]:
+                beats = (recovery.beats, now)
+            if not self.ready_sent and not recovery.idle and now - beats[1] <= silent:
+                # A long recovery (a full fold, an index rebuilt) that is making progress
+                # must not be cut short by TimeoutStartSec, and so killed and begun again
+                # from nothing, forever: while it beats, each tick asks for three more.
+                self.notifier.extend(3 * tick)
             if period is not None:
-                stuck = liveness.stuck(anyio.current_time(), period / 2)
+                stuck = liveness.stuck(now, period / 2)
                 if stuck and not withheld:
                     log.error("watchdog.withheld", stuck={k: round(v, 1) for k, v in stuck.items()})
                 elif withheld and not stuck:

@@ -29,6 +29,7 @@ from execd.ledger.segments import (
     read_lines,
 )
 from execd.model.errors import LedgerCorrupt, LedgerTruncated
+from execd.model.progress import PROGRESS
 
 
 class TornTail(Struct, frozen=True):
@@ -152,6 +153,10 @@ def _resume(segments: list[Path], start: Resume, claims: list[Claim]) -> int:
     return index
 
 
+# A scan beats (execd.model.progress) at each segment and every this many records.
+BEAT_EVERY = 1 << 16
+
+
 def scan(
     directory: Path, observe: RecordObserver | None = None, *, repair: bool = False,
     expect: Head | Sequence[Claim] | None = None, expect_source: str = "the head witness",
@@ -193,8 +198,11 @@ def scan(
     for claim in claims:
         if claim[0].seq >= result.next_seq:
             wanted.setdefault(claim[0].seq, []).append(claim)
+    progress = PROGRESS.get()
     for index in range(first, len(segments)):
         path = segments[index]
+        if progress is not None:
+            progress()
         for line in read_lines(path, offset if index == first else 0, chunk, max_line,
                                partial=True):
             problem, record = _judge(line, result, max_line)
@@ -220,6 +228,8 @@ def scan(
             if observe is not None:
                 observe(record)
             result.records += 1
+            if progress is not None and not result.records % BEAT_EVERY:
+                progress()
             result.next_seq = record.seq + 1
             result.last_hash = record.hash
             if record.time > result.last_time:

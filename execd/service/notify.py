@@ -74,6 +74,11 @@ class Notifier:
         """The daemon is draining and will exit."""
         return self.send("STOPPING=1", f"STATUS={_line(status)}")
 
+    def extend(self, seconds: float) -> bool:
+        """``EXTEND_TIMEOUT_USEC``: the manager is to wait ``seconds`` more for the next
+        message before it judges the start (or stop) timed out (systemd 236 on)."""
+        return self.send(f"EXTEND_TIMEOUT_USEC={int(seconds * 1_000_000)}")
+
     def watchdog(self) -> bool:
         """Every part of the daemon reported in recently."""
         return self.send("WATCHDOG=1")

@@ -34,6 +34,7 @@ from tests.helpers import (
     lines,
     outcomes,
     records,
+    replay,
     stop,
     verify,
     wait_for,
@@ -595,3 +596,83 @@ def test_a_thread_stuck_at_the_stop_is_still_left_behind(tmp_path: Path,
             process.kill()
     assert [e["threads"] for e in events_named(log, "daemon.threads_abandoned")] == [1]
     assert count_outcomes(tmp_path / "ledger") == 0
+
+
+# ``execd`` whose recovery hangs in its scan of the ledger while the file named by
+# EXECD_TEST_STALL exists (a read from a hung disk); STALL.held says it is held.
+STALLED_RECOVERY = [sys.executable, "-c", """
+import os, sys, time
+import execd.ledger.scan
+from execd.cli.main import main
+read = execd.ledger.scan.read_lines
+def stalled(*args, **kwargs):
+    stall = os.environ["EXECD_TEST_STALL"]
+    if os.path.exists(stall):
+        open(stall + ".held", "w").close()
+    while os.path.exists(stall):
+        time.sleep(0.01)
+    return read(*args, **kwargs)
+execd.ledger.scan.read_lines = stalled
+sys.exit(main(sys.argv[1:]))
+"""]
+
+
+def test_a_recovery_asks_for_more_time_only_while_it_makes_progress(
+        tmp_path: Path, manager: Manager, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A long recovery (a full fold, an index rebuilt) would outlast TimeoutStartSec,
+    and a restart would begin it again from nothing. While its loops beat, each tick
+    asks the manager for three more (EXTEND_TIMEOUT_USEC); once it is silent past half
+    the watchdog period (a hung read), it asks no more, so the start times out as
+    before; once recovered, the venues get the unit's usual 300 s."""
+    config = write_config(tmp_path, level="info")
+    drop(tmp_path / "lakehouse" / "inbox", "a.jsonl", lines(*(intent(n) for n in range(5))))
+    first = start(config, tmp_path / "log")
+    wait_for(lambda: count_outcomes(tmp_path / "ledger") == 5)
+    assert stop(first) == 0
+    stall = tmp_path / "STALL"
+    stall.touch()
+    monkeypatch.setenv("EXECD_TEST_STALL", str(stall))  # start() passes it on
+    process = start(config, tmp_path / "log2", manager, command=STALLED_RECOVERY)
+    try:
+        wait_for(lambda: Path(f"{stall}.held").exists())
+        held_at = time.monotonic()
+        # Held in its first read: the recovery's first beat asked for time, then none.
+        wait_for(lambda: len([t for t, _ in manager.seen("STATUS") if t > held_at + 1.0]) >= 3)
+        extended = manager.seen("EXTEND_TIMEOUT_USEC")
+        assert extended and extended[0][1] == str(WATCHDOG_USEC)  # three ticks of 0.2 s
+        assert all(t < held_at + 0.6 for t, _ in extended), extended
+        assert not manager.seen("READY")
+        stall.unlink()
+        wait_for(lambda: manager.seen("READY"))
+        ready_at = manager.seen("READY")[0][0]
+        after = [(t, v) for t, v in manager.seen("EXTEND_TIMEOUT_USEC") if t > held_at + 0.6]
+        assert after and after[-1][1] == "300000000" and after[-1][0] <= ready_at, after
+    finally:
+        stall.unlink(missing_ok=True)
+        assert stop(process) == 0
+
+
+async def test_a_long_recovery_keeps_asking_for_time_while_it_folds(
+        tmp_path: Path, manager: Manager) -> None:
+    """A full fold of 100,000 records in 1 MB segments (checkpoints off) beats at every
+    segment: the manager hears EXTEND_TIMEOUT_USEC at nearly every tick of it, then the
+    venues' 300 s, then READY."""
+    options = "1048576\ncheckpoint_records = 0"
+    inbox = tmp_path / "in.jsonl"
+    inbox.write_bytes(lines({"kind": "tick", "time": 1}, *(intent(n) for n in range(100_000))))
+    await replay(tmp_path, [inbox], segment_bytes=options)
+    config = write_config(tmp_path, level="info", segment_bytes=options)
+    process = start(config, tmp_path / "log", manager)
+    try:
+        wait_for(lambda: manager.seen("READY"), timeout=120)
+    finally:
+        assert stop(process) == 0
+    extended = manager.seen("EXTEND_TIMEOUT_USEC")
+    ticks = [t for t, value in extended if value == str(WATCHDOG_USEC)]
+    [(budget_at, _)] = [(t, v) for t, v in extended if v == "300000000"]
+    assert len(ticks) >= 3, extended
+    assert all(t < budget_at for t in ticks)
+    # No tick of the fold without its request: the supervisor's STATUS= goes out at
+    # every tick, and (but for the tick the fold ended in) so did the request.
+    statuses = [t for t, _ in manager.seen("STATUS") if ticks[0] <= t < budget_at]
+    assert len(ticks) >= len(statuses) - 1, (ticks, statuses)

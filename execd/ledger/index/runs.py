@@ -67,6 +67,7 @@ from msgspec import Struct
 from execd.ledger.index.filter import RUN_BITS_PER_ID, RunFilter, words_for
 from execd.ledger.segments import open_derived
 from execd.model.errors import IndexDamaged, RunDamaged
+from execd.model.progress import beat
 
 MAGIC = b"EXIDRUN\x00"
 VERSION = 3  # 3: the meta (fences and block CRCs) is saved; 2 hashed every record
@@ -305,6 +306,7 @@ class Run:
                     for i, at in enumerate(range(0, want, block))):
                 raise RunDamaged(self.path, f"a block of records {(offset - BODY) // self.size}"
                                             f" on is not the one its CRC describes")
+            beat()
             yield data
 
     def records(self) -> Iterator[bytes]:
@@ -411,6 +413,7 @@ def _ascending(records: Iterable[bytes], size: int, halves: tuple[array[int], ar
 
 def _flush(fd: int, pending: list[bytes], checks: array[int], block: int) -> None:
     # Whole blocks but the last (a chunk is a whole number of them), each CRC noted.
+    beat()  # a merge of millions of ids at start-up is minutes of this
     data = b"".join(pending)
     view = memoryview(data)
     checks.extend(zlib.crc32(view[at:at + block]) for at in range(0, len(data), block))
