@@ -8,7 +8,9 @@ gap, so nothing is sorted), and the filter sized for N and filled with every key
 Then, each in a fresh child process (so RSS is its own):
 
 * ``open``: ``IndexStore.open`` (reads and checks every run's meta: filter, fences and
-  block CRCs) and the saved filter loaded; RSS held per million ids;
+  block CRCs) and the saved filter loaded; RSS held per million ids; then the fence
+  tables filled, timed apart (the daemon fills them in the checkpointer's thread at
+  its first fold, after start-up);
 * ``duplicate``: ``IdIndex.add`` of ids that are in the runs (answer False), and the
   blocks one reads (the run holding it, plus the other runs' filter false positives);
 * ``new``: ``IdIndex.add`` of fresh random ids (answer True; 1% of them pass the
@@ -135,6 +137,12 @@ def child_index(total: int) -> dict[str, Any]:
     bloom = BlockedBloom(total, data=(where / "filter.bin").read_bytes())
     index = IdIndex(opened, bloom=bloom)
     open_s = time.perf_counter() - started
+    # The daemon fills the runs' fence tables in the checkpointer's thread at its first
+    # fold (app/id_runs.py ``prepare``); timed apart, as it is not start-up's.
+    started = time.perf_counter()
+    for run in opened:
+        run.fences.fill()
+    fill_s = time.perf_counter() - started
     held = _rss_mb() - before
     data = (where / "dups.bin").read_bytes()
     dups = [uuid.UUID(bytes=data[i:i + 16]) for i in range(0, len(data), 16)]
@@ -144,7 +152,8 @@ def child_index(total: int) -> dict[str, Any]:
     assert index.add(dups[0]) is False
     new_us = _per_op(index.add, news)
     recent_us = _per_op(index.add, news[:PROBES_DUP])  # still in ``recent``: answer False
-    return {"open_s": open_s, "mb_per_m": held / (total / 1e6), "dup_us": dup_us,
+    return {"open_s": open_s, "fill_s": fill_s, "mb_per_m": held / (total / 1e6),
+            "dup_us": dup_us,
             "new_us": new_us, "recent_us": recent_us, "runs": len(opened),
             "fp": index.false_positives / len(news), "reads": _reads(opened, dups)}
 
@@ -259,7 +268,8 @@ def _report(results: dict[tuple[str, int], list[dict[str, Any]]], sizes: list[in
         print(f"  IdIndex  N={size:>11,}: duplicate {_median(rows, 'dup_us'):5.2f} µs "
               f"({_median(rows, 'reads'):.3f} blocks read), new {_median(rows, 'new_us'):5.2f} "
               f"µs, duplicate of a recent id {_median(rows, 'recent_us'):5.2f} µs, "
-              f"{_median(rows, 'mb_per_m'):5.2f} MB/M, open {_median(rows, 'open_s'):6.2f} s, "
+              f"{_median(rows, 'mb_per_m'):5.2f} MB/M, open {_median(rows, 'open_s'):6.2f} s "
+              f"(fence tables filled after: {_median(rows, 'fill_s'):.2f} s), "
               f"{rows[0]['runs']} runs, filter maybe on new {_median(rows, 'fp') * 100:.2f}%")
     for size in seen_sizes:
         rows = results[("seen", size)]

@@ -90,7 +90,12 @@ def test_fences_find_the_block_a_bisect_of_whole_keys_finds(firsts: list[tuple[i
     keys = sorted({(high << 64) | low for high, low in firsts})
     fences = Fences(array("Q", [k >> 64 for k in keys]), array("Q", [k & (1 << 64) - 1
                                                                      for k in keys]))
-    for key in [*keys, *((high << 64) | low for high, low in probes)]:
+    asked = [*keys, *((high << 64) | low for high, low in probes)]
+    for key in asked:
+        assert fences.block(key) == bisect_right(keys, key) - 1
+    # Filled whole (as the checkpointer's thread does) after some lookups filled some.
+    fences.fill()
+    for key in asked:
         assert fences.block(key) == bisect_right(keys, key) - 1
 
 
