@@ -17,6 +17,8 @@ import msgspec
 
 from execd.app.daemon import Daemon
 from execd.config import schema as config
+from execd.ledger.index.runs import BODY, FENCE_EVERY, KEY
+from execd.ledger.index.store import DIRECTORY as INDEX
 from execd.ledger.record import record_decoder
 from execd.ledger.segments import list_segments
 
@@ -222,3 +224,24 @@ def started(tmp_path: Path, **overrides: Any) -> tuple[Path, subprocess.Popen[by
     wait_for(lambda: sock.exists() or process.poll() is not None)
     assert process.poll() is None, (tmp_path / "daemon.log").read_text()
     return path, process
+
+
+def write_inputs(directory: Path, files: list[list[str]]) -> list[Path]:
+    """Each of ``files`` (its lines) as ``directory/<n>.jsonl``, in order."""
+    inputs = []
+    for index, content in enumerate(files):
+        path = directory / f"{index}.jsonl"
+        path.write_bytes("\n".join(content).encode())
+        inputs.append(path)
+    return inputs
+
+
+def damage_every_block(ledger: Path) -> None:
+    """One flipped bit in every block of records of every id run (headers and meta
+    intact, so each run opens: blocks are checked when read)."""
+    for run in (ledger / INDEX).glob("run-*.ids"):
+        data = bytearray(run.read_bytes())
+        count = int.from_bytes(data[16:24])
+        for block in range(-(-count // FENCE_EVERY)):
+            data[BODY + block * FENCE_EVERY * KEY + 7] ^= 0x10
+        run.write_bytes(bytes(data))

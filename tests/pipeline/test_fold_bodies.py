@@ -18,7 +18,7 @@ from execd.config import schema as config
 from execd.ledger import checkpoints
 from execd.model import reasons
 from execd.service.control import Request
-from tests.helpers import drop, lines, records, replay
+from tests.helpers import drop, lines, records, replay, write_inputs
 from tests.live import fake_exchange, live_intent
 from tests.live_run import run_live
 from tests.pipeline.test_checkpoints import full_fold, ledger_options, lines_of
@@ -49,11 +49,7 @@ def test_generated_inputs_checkpoint_what_the_full_fold_gives(
     ``every`` records snapshots the full fold, risk state included."""
     with tempfile.TemporaryDirectory() as name:
         directory = Path(name)
-        inputs = []
-        for index, content in enumerate(files):
-            path = directory / f"{index}.jsonl"
-            path.write_bytes("\n".join(content).encode())
-            inputs.append(path)
+        inputs = write_inputs(directory, files)
         lakehouse(directory / "run")
 
         async def go() -> Path:

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from execd.model import reasons
-from tests.helpers import intent, ledger_bytes, lines, outcomes, records, replay
+from tests.helpers import intent, ledger_bytes, lines, outcomes, records, replay, write_inputs
 
 SIZES = [
     {"q": 1, "items": 1, "commit_records": 1, "chunk": 4096, "commits": 1},
@@ -107,11 +107,7 @@ def test_generated_intent_sets_replay_identically(files: list[list[str]], one: d
     """
     with tempfile.TemporaryDirectory() as name:
         directory = Path(name)
-        inputs = []
-        for index, content in enumerate(files):
-            path = directory / f"{index}.jsonl"
-            path.write_bytes("\n".join(content).encode())
-            inputs.append(path)
+        inputs = write_inputs(directory, files)
         first = anyio.run(replay, directory / "one", inputs)  # default sizes
         ledgers = [ledger_bytes(first)]
         for index, sizes in enumerate((one, two)):

@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 
 from execd.ledger import retention
-from execd.ledger.index.runs import BODY, FENCE_EVERY, KEY
 from execd.ledger.index.store import DIRECTORY, FILTER, MANIFEST
 from execd.model import reasons
 from tests.helpers import (
     EXECD,
     ROOT,
     count_outcomes,
+    damage_every_block,
     drop,
     intent,
     lines,
@@ -129,19 +129,26 @@ def test_a_hostile_index_file_is_rebuilt_not_waited_on(
     assert [o.get("reason") == reasons.INTENT_DUPLICATE for o in last] == [True] * 5 + [False] * 5
 
 
-def refused(config: Path, log: Path, **popen: object) -> str:
-    """Start ``execd run`` on ``config``; the log once it exits 3 (at most 30 s)."""
+def exits(config: Path, log: Path, status: int, timeout: float = 30,
+          **popen: object) -> str:
+    """Start ``execd run`` on ``config``; the log once it exits ``status`` without a
+    traceback (at most ``timeout`` seconds)."""
     with open(log, "ab") as handle:
         process = subprocess.Popen([*EXECD, "run", "--config", str(config)], stdout=handle,
                                    stderr=subprocess.STDOUT, cwd=ROOT, **popen)  # type: ignore[call-overload]
     try:
-        code = process.wait(timeout=30)
+        code = process.wait(timeout=timeout)
     finally:
         process.kill()
         process.wait()
     text = log.read_text()
-    assert code == 3 and "Traceback" not in text, text[-2000:]
+    assert code == status and "Traceback" not in text, text[-3000:]
     return text
+
+
+def refused(config: Path, log: Path, **popen: object) -> str:
+    """Start ``execd run`` on ``config``; the log once it exits 3 (at most 30 s)."""
+    return exits(config, log, 3, **popen)
 
 
 def index_a_file(ledger: Path) -> None:
@@ -212,17 +219,6 @@ def test_verify_reports_a_fifo_archived_json_instead_of_waiting_on_it(
                                     "manifest (a FIFO, not a regular file)"), result.stdout
 
 
-def damage_every_block(ledger: Path) -> None:
-    """One flipped bit in every block of records of every run (headers and meta intact,
-    so each run opens: blocks are checked when read)."""
-    for run in (ledger / DIRECTORY).glob("run-*.ids"):
-        data = bytearray(run.read_bytes())
-        count = int.from_bytes(data[16:24])
-        for block in range(-(-count // FENCE_EVERY)):
-            data[BODY + block * FENCE_EVERY * KEY + 7] ^= 0x10
-        run.write_bytes(bytes(data))
-
-
 def test_a_damaged_block_met_while_running_stops_the_daemon_and_the_restart_rebuilds(
         base: Path, tmp_path: Path) -> None:
     """Runs open by their meta alone, so damage inside a block of records is met only
@@ -236,14 +232,7 @@ def test_a_damaged_block_met_while_running_stops_the_daemon_and_the_restart_rebu
     before = count_outcomes(ledger)
     drop(tmp_path / "d" / "lakehouse" / "inbox", "b.jsonl",
          lines(*(intent(n) for n in range(55, 65))))
-    process = start_daemon(config, log)
-    try:
-        code = process.wait(timeout=60)
-    finally:
-        process.kill()
-        process.wait()
-    text = log.read_text()
-    assert code == 1 and "Traceback" not in text, text[-3000:]
+    text = exits(config, log, 1, timeout=60)
     assert "index.damaged" in text and "index.condemned" in text, text[-3000:]
     assert not (ledger / DIRECTORY / MANIFEST).exists()
     assert count_outcomes(ledger) == before  # the intent met the damage: nothing recorded

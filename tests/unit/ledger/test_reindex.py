@@ -16,13 +16,12 @@ from structlog.testing import capture_logs
 from execd.app.daemon import Daemon
 from execd.config import schema as config
 from execd.ledger import checkpoints, reindex
-from execd.ledger.index.runs import BODY, FENCE_EVERY, KEY
 from execd.ledger.index.store import DIRECTORY, FILTER, MANIFEST, IndexStore
 from execd.ledger.recovery import RecoveredState, recover
 from execd.ledger.snapshot import encode_snapshot, fold_key
 from execd.model.errors import IndexUnusable
 from execd.sentinel.risk import Risk
-from tests.helpers import records, write_config
+from tests.helpers import damage_every_block, records, write_config
 from tests.pipeline.test_crash_states import FILES, line, run_until_idle
 
 
@@ -126,17 +125,6 @@ def test_a_missing_damaged_or_stale_index_is_rebuilt(base: Path, tmp_path: Path,
     assert state.checkpoint is not None
     holds_exactly(state, ledger_ids(ledger))
     assert index_keys(ledger)[0] == sorted(ledger_ids(ledger, index_keys(ledger)[1]))
-
-
-def damage_every_block(ledger: Path) -> None:
-    """One flipped bit in every block of every id run: each opens (its meta is whole),
-    and each block read fails its check."""
-    for run in (ledger / DIRECTORY).glob("run-*.ids"):
-        data = bytearray(run.read_bytes())
-        count = int.from_bytes(data[16:24])
-        for block in range(-(-count // FENCE_EVERY)):
-            data[BODY + block * FENCE_EVERY * KEY + 9] ^= 0x08
-        run.write_bytes(bytes(data))
 
 
 def test_a_damaged_block_met_at_start_up_is_rebuilt_at_once(base: Path, tmp_path: Path) -> None:
