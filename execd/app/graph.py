@@ -189,7 +189,7 @@ class Graph:
         queues = config.queues
         adapters, index = make_adapters(config)
         reader = self.reader = self._reader()
-        sentinel = SentinelCore(config.planes(), state.seen, self.risk)
+        sentinel = SentinelCore(config.planes(), state.seen, self.risk, state.schedules)
         # What `execd ctl status` shows before the first batch: the recovered time.
         sentinel.time = self.clock.now()
         live = self.live = self._live_venues()
@@ -238,7 +238,7 @@ class Graph:
                           pulse("router"))
             tg.start_soon(run_sentinel, sentinel, sentinel_in, to_router,
                           self.sentinel_commands if commands else None, answer_when_durable,
-                          pulse("sentinel"))
+                          pulse("sentinel"), config.batches.items)
             if self.inbox is not None:
                 tg.start_soon(self.inbox.run_disposals, to_ledger.clone())
             tg.start_soon(self._read, reader, to_sentinel, commands)

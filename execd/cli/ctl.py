@@ -60,6 +60,9 @@ def _render(reply: dict[str, Any]) -> str:
         if not changed:
             return "config reloaded: nothing changed"
         return f"config reloaded{at}: " + ", ".join(changed)
+    if command == "cancel":
+        return f"schedule of {reply['intent']} ended{at}" + (
+            f": {reply['note']}" if reply.get("note") else "")
     if command == "safety-sell":
         orders = reply.get("orders") or []
         lines = [f"safety sell on {reply['venue']}: {len(orders)} exit order(s){at}"]
@@ -85,7 +88,7 @@ def cmd_ctl(args: argparse.Namespace, load: LoadConfig) -> int:
     request = Request(
         args.ctl_command, reason=getattr(args, "reason", None), actor=getattr(args, "actor", None),
         time=getattr(args, "time", None), venue=getattr(args, "venue", None),
-        symbol=getattr(args, "symbol", None))
+        symbol=getattr(args, "symbol", None), intent=getattr(args, "intent", None))
     target = _target(args, load, request)
     if isinstance(target, int):
         return target
@@ -258,6 +261,13 @@ def register(sub: Any, with_config: Callable[[argparse.ArgumentParser], None],
     command("reload", "re-read the config file (as SIGHUP does); the answer says what "
             "changed or why nothing was applied").add_argument(
         "--reason", required=True, help="why, in words (required; recorded in the ledger)")
+    cancel = command("cancel", "end a parent order's schedule: no more children; its "
+                     "outcome sums those sent")
+    cancel.add_argument("--intent", required=True,
+                        help="the parent intent's id, a UUID (required; `execd ctl status` "
+                             "lists open schedules)")
+    cancel.add_argument("--reason", required=True,
+                        help="why, in words (required; recorded in the parent's outcome)")
     sell = command("safety-sell", "emergency exit of a venue's open positions")
     sell.add_argument("--venue", required=True,
                       help="the venue whose open positions are exited: a name from the "

@@ -158,10 +158,29 @@ def _positions(reply: dict[str, Any]) -> list[str]:
     return lines + (_table(rows) if rows else [])
 
 
+def _schedules(reply: dict[str, Any]) -> list[str]:
+    schedules = reply.get("schedules") or []
+    if not schedules:
+        return []
+    lines = [_line("schedules", f"{len(schedules)} open")]
+    rows = []
+    for p in schedules:
+        if p.get("ending"):
+            waits = f"ending ({p['ending']}): child {p.get('child')}"
+        elif p.get("child"):
+            waits = f"waits for child {p['child']}"
+        else:
+            waits = f"next slice at {p.get('next_due')}"
+        rows.append([str(p["intent_id"]), f"{p['algorithm']} {p['side']} {p['venue']} "
+                     f"{p['symbol']}", f"filled {p['filled']} of {p['planned']}",
+                     f"slices {p['released']}/{p['slices']}", waits])
+    return lines + _table(rows)
+
+
 def render(reply: dict[str, Any], now_ns: int) -> str:
     """The status reply as an aligned block; ``now_ns``: the wall-clock time it is shown at."""
     return "\n".join([*_head(reply, now_ns), *_work(reply, now_ns), *_venues(reply),
-                      *_positions(reply)])
+                      *_positions(reply), *_schedules(reply)])
 
 
 def watch(ask: Callable[[], dict[str, Any] | int], every: float, out: TextIO,

@@ -166,7 +166,24 @@ def _outcome(body: dict[str, Any]) -> str:
         parts.append(f"src={_source(body['source'])}")
     if body.get("wall_time") is not None:
         parts.append(f"wall={_text(body['wall_time'])}")
+    if body.get("parent") is not None:
+        parts.append(f"parent={_text(body['parent'])}")
+    if body.get("children") is not None:
+        parts.append(f"children={_text(body['children'])}")
     return " ".join(parts)
+
+
+def _schedule(body: dict[str, Any]) -> str:
+    get = body.get
+    slices = get("slices")
+    if isinstance(slices, list) and slices and all(
+            isinstance(s, list) and len(s) == 2 for s in slices):
+        window = f"slices={len(slices)} due={_text(slices[0][0])}..{_text(slices[-1][0])}"
+    else:
+        window = f"slices={_json(slices)}"
+    return (f"{_text(get('algorithm'))} {_or_dash(get('side'))} {_text(get('quantity'))} "
+            f"{_or_dash(get('venue'))} {_or_dash(get('symbol'))} {window} "
+            f"lot={_text(get('lot'))} intent={_text(get('intent_id', '-'))}")
 
 
 def _tick(body: dict[str, Any]) -> str:
@@ -216,6 +233,8 @@ def _by_kind(kind: str, body: dict[str, Any]) -> str:
         return _context(body)
     if kind == "checkpoint":
         return f"through={_text(get('through_seq'))} snapshot={_text(get('snapshot'))}"
+    if kind == "schedule":
+        return _schedule(body)
     return _json(body)
 
 

@@ -40,6 +40,7 @@ from execd.model.messages import (
     Fee,
     InputFileRecord,
     OrderRecord,
+    ScheduleRecord,
     SendAttemptRecord,
     Side,
     Source,
@@ -47,6 +48,7 @@ from execd.model.messages import (
     TickRecord,
     TradingStateRecord,
 )
+from execd.schedule.core import SchedulerCore
 from execd.sentinel.core import Seen, SeenIds
 from execd.sentinel.risk import Risk
 from execd.venues.ccxt.results import held_change
@@ -64,8 +66,11 @@ class _OutcomeView(Struct):
     average_price: str | None = None
     reason: str | None = None
     source: Source | None = None
+    requested_quantity: str | None = None
     client_order_id: str | None = None
     fees: tuple[Fee, ...] = ()
+    parent: uuid.UUID | None = None
+    children: int | None = None
 
 
 class _TickView(Struct):
@@ -101,6 +106,7 @@ _VIEWS: dict[str, Callable[[Raw], Struct]] = {
     "trading_state": msgspec.json.Decoder(TradingStateRecord).decode,
     "order": msgspec.json.Decoder(OrderRecord).decode,
     "order_attempt": msgspec.json.Decoder(SendAttemptRecord).decode,
+    "schedule": msgspec.json.Decoder(ScheduleRecord).decode,
     "safety_sell": lambda body: _NO_VIEW,
 }
 #: The record kinds the fold reads (every other kind leaves it as it is).
@@ -119,13 +125,13 @@ _id_view = msgspec.json.Decoder(_IdView).decode
 
 def id_of(record: Record) -> uuid.UUID | None:
     """The intent id ``record`` adds to the fold's ``seen`` (None: it adds none): an
-    ``order``'s, or an ``outcome``'s unless it is QUARANTINED, as :meth:`Fold.observe`
-    counts them. For an ids-only pass (rebuilding the id index)."""
+    ``order``'s or a ``schedule``'s, or an ``outcome``'s unless it is QUARANTINED, as
+    :meth:`Fold.observe` counts them. For an ids-only pass (rebuilding the id index)."""
     kind = record.kind
     if kind == "outcome":
         view = _id_view(record.body)
         return view.intent_id if view.status != "QUARANTINED" else None
-    if kind == "order":
+    if kind in ("order", "schedule"):
         return _id_view(record.body).intent_id
     return None
 
@@ -166,6 +172,8 @@ class Fold:
         # The clock of the run being folded (its start record): order records made
         # before they carried wall_time have a wall-clock time only under "wall".
         self.clock = "logical"
+        # Open parent orders and their progress (README, "Execution algorithms").
+        self.schedules = SchedulerCore()
 
     def use_files(self, files: FileTables | None) -> None:
         """Keep the consumed-file tables in ``files`` (None: in memory, empty)."""
@@ -193,6 +201,13 @@ class Fold:
             view = cast(OutcomeBody, body)
             if view.status != "QUARANTINED":
                 self.seen.add(view.intent_id)
+                if view.children is not None:
+                    # A parent's summary, no order: its schedule record moved the file's
+                    # progress, and its children's outcomes hold the fills.
+                    self.schedules.close(view.intent_id)
+                    return
+                if view.parent is not None:
+                    self._child(view)
                 if self.unresolved and self._closes(view):
                     # A live order's outcome, written whenever the venue answered: its
                     # order record already moved the file's progress, and later lines
@@ -216,6 +231,11 @@ class Fold:
             self.seen.add(order.intent_id)
             self.unresolved[order.intent_id] = (order, time)
             source = order.source
+        elif kind == "schedule":
+            record = cast(ScheduleRecord, body)
+            self.seen.add(record.intent_id)
+            self.schedules.open(record, seq)
+            source = record.source
         elif kind == "input_file":
             self._input_file(cast(InputFileBody, body), seq)
             return
@@ -289,6 +309,21 @@ class Fold:
         del self.unresolved[view.intent_id]
         self.last_sends.pop(pending[0].client_order_id, None)
         return True
+
+    def _child(self, view: OutcomeBody) -> None:
+        """A schedule's child's outcome: its parent's progress moves as it did live."""
+        assert view.parent is not None
+        assert view.requested_quantity is not None
+        schedules = self.schedules
+        state = schedules.get(view.parent)
+        if state is None:
+            return  # the parent's own outcome came first: nothing is left to follow
+        lot = state.record.lot
+        if state.out != view.intent_id:
+            schedules.replay(view.parent, view.intent_id,
+                             int(Decimal(view.requested_quantity) / lot))
+        price = Decimal(view.average_price) if view.average_price is not None else None
+        schedules.settled(view.intent_id, int(Decimal(view.filled_quantity) / lot), price)
 
     def _sent(self, view: OutcomeBody) -> None:
         """Positions, pacing and failures, from an order's recorded outcome."""

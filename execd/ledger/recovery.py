@@ -39,6 +39,7 @@ from execd.ledger.snapshot import (
 from execd.model.errors import LedgerArchived, LedgerCorrupt, WitnessUnreadable
 from execd.model.messages import CheckpointRecord
 from execd.sentinel.risk import Risk
+from execd.sentinel.schedules import hold_open
 
 # A checkpoint record is a few hundred bytes: a longer line at its place is not one.
 _RECORD_BYTES = 4096
@@ -292,4 +293,6 @@ def recover(directory: Path, *, repair: bool = True, risk: Risk | None = None,
         # Orders still open at the venue for all we know: held pending, as when sent.
         for order, _ in state.unresolved.values():
             risk.hold(order.venue, order.symbol, order.side, order.requested_quantity)
+        # And what open schedules may still send, as when their parents were admitted.
+        hold_open(risk, state.schedules)
     return state

@@ -35,11 +35,17 @@ Each venue's order rate is stored pruned (``OrderRate.prune``: only the times th
 still refuse an order, about one window's worth), so its size follows the recent
 order rate, not history. Version 3 held the whole deque (up to ``max_orders`` times)
 and is ignored, like versions 1 and 2, for the full fold.
+
+Open schedules (README, "Execution algorithms") are kept whole: each one's ``schedule``
+record as its JSON and its progress (the next slice, the carry, the child out, the lots
+filled and their notional), and the schedules that ended before the parent's outcome was
+recorded. Version 4 had none: it is ignored for the full fold, like the versions before.
 """
 
 from __future__ import annotations
 
 import hashlib
+import uuid
 from decimal import Decimal
 from typing import Literal
 
@@ -48,12 +54,19 @@ from msgspec import Struct
 
 from execd.config.schema import Config
 from execd.ledger.fold import Fold
-from execd.model.messages import OrderRecord, SendAttemptRecord, TradingState, encode
+from execd.model.messages import (
+    OrderRecord,
+    ScheduleRecord,
+    SendAttemptRecord,
+    TradingState,
+    encode,
+)
+from execd.schedule.core import Done, OpenState, SchedulerCore
 from execd.sentinel.book import Position, VenueBook
 from execd.sentinel.limits import merged
 from execd.sentinel.risk import Risk
 
-VERSION: Literal[4] = 4
+VERSION: Literal[5] = 5
 
 
 class PositionState(Struct, frozen=True, array_like=True):
@@ -89,6 +102,34 @@ class RiskState(Struct, frozen=True):
     venues: list[tuple[str, VenueState]]
 
 
+class ScheduleState(Struct, frozen=True, array_like=True):
+    """One open schedule: its record's JSON and its progress, verbatim."""
+
+    record: bytes
+    order: int
+    next: int
+    carry: int
+    out: str | None
+    out_lots: int
+    filled: int
+    notional: str
+    children: int
+    ended: str | None
+    note: str | None
+
+
+class EndedState(Struct, frozen=True, array_like=True):
+    """A schedule that ended whose parent's outcome is not recorded yet."""
+
+    record: bytes
+    planned: int
+    filled: int
+    notional: str
+    children: int
+    ended: str | None
+    note: str | None
+
+
 class ChainEnd(Struct, frozen=True):
     """Where the folded prefix ends: its last record, its count, its largest time, and
     ``resume``, the bytes of the ledger (all segments, in order) before the next record."""
@@ -103,7 +144,7 @@ class ChainEnd(Struct, frozen=True):
 class Snapshot(Struct, frozen=True, forbid_unknown_fields=True):
     """Everything the fold rebuilds, as of record ``end.through_seq``."""
 
-    version: Literal[4]
+    version: Literal[5]
     fold_key: str
     end: ChainEnd
     clock: str
@@ -117,11 +158,14 @@ class Snapshot(Struct, frozen=True, forbid_unknown_fields=True):
     # The record the on-disk indexes (ids, consumed files) cover for this snapshot (its
     # own last record).
     index_through: int
+    schedules: list[ScheduleState]
+    unrecorded: list[EndedState]
 
 
 _encoder = msgspec.msgpack.Encoder(order="sorted")
 _decoder = msgspec.msgpack.Decoder(Snapshot)
 _order = msgspec.json.Decoder(OrderRecord).decode
+_schedule = msgspec.json.Decoder(ScheduleRecord).decode
 _attempt = msgspec.json.Decoder(SendAttemptRecord).decode
 
 
@@ -174,7 +218,15 @@ def take(fold: Fold, end: ChainEnd, key: str) -> Snapshot:
         sorted(fold.refusing),
         [(encode(order), time) for order, time in fold.unresolved.values()],
         [encode(sent) for sent in fold.last_sends.values()],
-        _risk(fold.risk), end.through_seq)
+        _risk(fold.risk), end.through_seq,
+        [ScheduleState(encode(state.record), state.order, state.next, state.carry,
+                       None if state.out is None else str(state.out), state.out_lots,
+                       state.filled, str(state.notional), state.children, state.ended,
+                       state.note)
+         for state in fold.schedules],
+        [EndedState(encode(done.record), done.planned, done.filled, str(done.notional),
+                    done.children, done.ended, done.note)
+         for done in fold.schedules.unrecorded.values()])
 
 
 def encode_snapshot(snapshot: Snapshot) -> bytes:
@@ -210,6 +262,21 @@ def _restore_venue(risk: Risk, name: str, state: VenueState) -> None:
         pacing.cooldown.until = state.until
 
 
+def _schedules(snapshot: Snapshot) -> SchedulerCore:
+    core = SchedulerCore()
+    for s in snapshot.schedules:
+        core.adopt(OpenState(_schedule(s.record), s.order, s.next, s.carry,
+                             None if s.out is None else uuid.UUID(s.out), s.out_lots,
+                             s.filled, Decimal(s.notional), s.children, s.ended,
+                             note=s.note))
+    for e in snapshot.unrecorded:
+        record = _schedule(e.record)
+        core.unrecorded[record.intent_id] = Done(record, e.planned, e.filled,
+                                                 Decimal(e.notional), e.children, e.ended,
+                                                 e.note)
+    return core
+
+
 def restore(snapshot: Snapshot, fold: Fold) -> None:
     """Make ``fold`` (new, nothing folded yet) the state ``snapshot`` holds.
 
@@ -225,6 +292,7 @@ def restore(snapshot: Snapshot, fold: Fold) -> None:
     fold.unresolved = {order.intent_id: (order, time) for order, time in orders}
     sends = [_attempt(data) for data in snapshot.last_sends]
     fold.last_sends = {sent.client_order_id: sent for sent in sends}
+    fold.schedules = _schedules(snapshot)
     risk, state = fold.risk, snapshot.risk
     if risk is not None and state is not None:
         risk.safety_sells = state.safety_sells

@@ -60,10 +60,21 @@ def quarantine_id(file: str, line: int) -> uuid.UUID:
     return uuid.UUID(uuid5(QUARANTINE_NS, f"{file}|{line}".encode()))
 
 
+_CHILD_PREFIX = CHILD_NS.bytes
+# The version (5) and variant (10xx) bits of a UUID held as an int.
+_KEEP = ~((0xF << 76) | (0x3 << 62))
+_SET = (5 << 76) | (0x2 << 62)
+
+
 def child_intent_id(parent: uuid.UUID, slice_: int, attempt: int) -> uuid.UUID:
     """The intent id of a schedule's child: its parent's id, the first slice it covers
-    and the attempt (execd/schedule/core.py), so a rebuilt schedule asks for the same one."""
-    return uuid.UUID(uuid5(CHILD_NS, parent.bytes + f"|{slice_}|{attempt}".encode()))
+    and the attempt (execd/schedule/core.py), so a rebuilt schedule asks for the same one.
+
+    ``uuid.uuid5(CHILD_NS, ...)``, made from the digest's integer: once per child, and
+    parsing a UUID from its text costs more than the hash."""
+    digest = hashlib.sha1(_CHILD_PREFIX + parent.int.to_bytes(16, "big")
+                          + b"|%d|%d" % (slice_, attempt), usedforsecurity=False).digest()
+    return uuid.UUID(int=(int.from_bytes(digest[:16], "big") & _KEEP) | _SET)
 
 
 def derived_intent_id(canonical_intent: bytes) -> uuid.UUID:

@@ -29,7 +29,7 @@ import msgspec
 from msgspec import Raw, Struct
 
 from execd.model.errors import ExecdError
-from execd.model.messages import ClockTick, Constraints, InputRecord, OrderIntent
+from execd.model.messages import ClockTick, Constraints, Execution, InputRecord, OrderIntent
 
 # How many distinct decimal strings are remembered; past it the memory starts over.
 # It bounds memory only: what a line decodes to never depends on it.
@@ -59,6 +59,14 @@ class WireConstraints(Constraints, frozen=True, forbid_unknown_fields=True, omit
     max_leverage: JsonDecimal | None = None
 
 
+class WireExecution(Execution, frozen=True, forbid_unknown_fields=True, omit_defaults=True,
+                    gc=False):
+    """:class:`~execd.model.messages.Execution` as read from a line (strict decimals)."""
+
+    visible: JsonDecimal | None = None
+    participation: JsonDecimal | None = None
+
+
 class WireIntent(OrderIntent, frozen=True, forbid_unknown_fields=True, omit_defaults=True,
                  tag="intent", tag_field="kind", gc=False):
     """:class:`~execd.model.messages.OrderIntent` as read from a line (strict decimals).
@@ -71,6 +79,7 @@ class WireIntent(OrderIntent, frozen=True, forbid_unknown_fields=True, omit_defa
     limit_price: JsonDecimal | None = None
     reference_price: JsonDecimal | None = None
     constraints: WireConstraints | None = None
+    execution: WireExecution | None = None
 
 
 class _NumberGiven(ExecdError):
@@ -84,6 +93,11 @@ class _ConstraintTexts(Struct):
     max_leverage: Raw = _ABSENT
 
 
+class _ExecutionTexts(Struct):
+    visible: Raw = _ABSENT
+    participation: Raw = _ABSENT
+
+
 class _DecimalTexts(Struct):
     """The decimal fields of an intent line as written (everything else skipped)."""
 
@@ -91,6 +105,7 @@ class _DecimalTexts(Struct):
     limit_price: Raw = _ABSENT
     reference_price: Raw = _ABSENT
     constraints: _ConstraintTexts | None = None
+    execution: _ExecutionTexts | None = None
 
 
 _JSON_KINDS = {bool: "bool", type(None): "null", list: "array", dict: "object"}
@@ -156,6 +171,9 @@ class InputDecoder:
                   ("reference_price", texts.reference_price)]
         if texts.constraints is not None:
             fields.append(("constraints.max_leverage", texts.constraints.max_leverage))
+        if texts.execution is not None:
+            fields.append(("execution.visible", texts.execution.visible))
+            fields.append(("execution.participation", texts.execution.participation))
         for path, raw in fields:
             written = bytes(raw)
             if written[:1] == b'"':

@@ -46,6 +46,29 @@ class Constraints(
     max_leverage: Decimal | None = None
 
 
+class Execution(
+    Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True, gc=False
+):
+    """How an intent reaches the market (README, "Execution algorithms").
+
+    ``algorithm`` is read as any name, so that one execd does not know is the intent's
+    refusal (``EXECUTION_ALGORITHM_UNKNOWN``), not a quarantined line; so are the
+    numbers, which the sentinel checks and refuses with their reason. Times are in the
+    clock's units: the producer's on the logical clock.
+    """
+
+    algorithm: Name = "immediate"
+    start: int | None = None
+    end: int | None = None
+    duration: int | None = None
+    slices: int | None = None
+    interval: int | None = None
+    visible: Decimal | None = None
+    participation: Decimal | None = None
+    time_in_force: Name | None = None
+    expire_at: int | None = None
+
+
 class OrderIntent(
     Struct,
     frozen=True,
@@ -79,6 +102,7 @@ class OrderIntent(
     reason_codes: tuple[Name, ...] = ()
     context: dict[str, Any] | None = None
     signature: Annotated[str, Meta(pattern="^[0-9a-f]{64}$")] | None = None
+    execution: Execution | None = None
 
 
 # The ledger's range for logical time: a signed 64-bit integer, as every reader of a
@@ -132,6 +156,12 @@ class ExecutionOutcome(
     fill's fees were (its trades could not be read, or did not add up to the fill
     yet): ``fees`` then holds the fees known so far. Left out when true, so
     ledgers without it read the same.
+
+    A scheduled parent order (README, "Execution algorithms") is sent as children,
+    each an intent with its own outcome that names its ``parent``; the parent's own
+    outcome, when its schedule ends, sums them and says how many there were
+    (``children``): it is a summary, never an order, so nothing that counts fills
+    counts it.
     """
 
     execution_id: str
@@ -156,6 +186,8 @@ class ExecutionOutcome(
     sent_quantity: Decimal | None = None
     wall_time: int | None = None
     fees_complete: bool = True
+    parent: uuid.UUID | None = None
+    children: int | None = None
 
 
 class OrderRecord(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
@@ -234,6 +266,29 @@ class CancelRecord(Struct, frozen=True, forbid_unknown_fields=True, omit_default
     answer: str
     wall_time: int
     venue_order_id: str | None = None
+
+
+class ScheduleRecord(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """A parent order's schedule, durable before its first child is released.
+
+    The slices (clock time due, lots) are a pure function of the intent, the lot and
+    the clock (:mod:`execd.schedule.plan`); ``unplanned`` is the part of ``quantity``
+    below one lot, which no child can send. ``intent`` is the parent's line as
+    received: a later run rebuilds the children from it.
+    """
+
+    intent_id: uuid.UUID
+    venue: str
+    symbol: str
+    side: Side
+    algorithm: str
+    quantity: Decimal
+    lot: Decimal
+    slices: tuple[tuple[int, int], ...]
+    intent: Raw
+    unplanned: Decimal = Decimal(0)
+    merge: bool = True
+    source: Source | None = None
 
 
 class TickRecord(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True, gc=False):
@@ -363,7 +418,7 @@ class StopRecord(Struct, frozen=True, forbid_unknown_fields=True):
 
 RecordKind = Literal["start", "stop", "outcome", "tick", "input_file", "context",
                      "trading_state", "safety_sell", "override", "order", "order_attempt",
-                     "order_cancel", "config", "checkpoint"]
+                     "order_cancel", "config", "checkpoint", "schedule"]
 
 # ----------------------------------------------------------------- actor messages
 
@@ -417,6 +472,8 @@ class Accepted(Struct, gc=False):
     intent_id: uuid.UUID
     side: Side
     plane: Plane
+    # The parent order whose child this is (README, "Execution algorithms").
+    parent: uuid.UUID | None = None
 
 
 class ContextIn(Struct, gc=False):

@@ -62,6 +62,19 @@ INTENT_SIDE_CONFLICT: Final = "INTENT_SIDE_CONFLICT"
 INTENT_HOLD: Final = "INTENT_HOLD"
 INTENT_NUMBER_OUT_OF_RANGE: Final = "INTENT_NUMBER_OUT_OF_RANGE"
 
+# Execution algorithms (README, "Execution algorithms"): an intent's `execution` object.
+EXECUTION_ALGORITHM_UNKNOWN: Final = "EXECUTION_ALGORITHM_UNKNOWN"
+EXECUTION_ALGORITHM_UNSUPPORTED: Final = "EXECUTION_ALGORITHM_UNSUPPORTED"
+EXECUTION_WINDOW_INVALID: Final = "EXECUTION_WINDOW_INVALID"
+EXECUTION_PARAMETER_INVALID: Final = "EXECUTION_PARAMETER_INVALID"
+EXECUTION_TIME_IN_FORCE_INVALID: Final = "EXECUTION_TIME_IN_FORCE_INVALID"
+EXECUTION_TIME_IN_FORCE_UNSUPPORTED: Final = "EXECUTION_TIME_IN_FORCE_UNSUPPORTED"
+# How a schedule ended short of its quantity (the parent's outcome).
+SCHEDULE_HALTED: Final = "SCHEDULE_HALTED"
+SCHEDULE_REDUCING: Final = "SCHEDULE_REDUCING"
+SCHEDULE_INCOMPLETE: Final = "SCHEDULE_INCOMPLETE"
+SCHEDULE_CANCELLED: Final = "SCHEDULE_CANCELLED"
+
 # The Risk Sentinel: trading state, governance, provenance and risk limits.
 TRADING_HALTED: Final = "TRADING_HALTED"
 TRADING_REDUCING: Final = "TRADING_REDUCING"
@@ -135,6 +148,27 @@ REASONS: Final[dict[str, str]] = {
     INTENT_SIDE_CONFLICT: "The side contradicts the action (for example ADD with sell).",
     INTENT_HOLD: "A HOLD intent: recorded, nothing to execute.",
     INTENT_NUMBER_OUT_OF_RANGE: "A quantity, price or max_leverage outside 1e-18 .. 1e15.",
+    EXECUTION_ALGORITHM_UNKNOWN: "REJECTED: execution.algorithm is not one execd knows "
+    "(immediate, twap, vwap, iceberg, pov).",
+    EXECUTION_ALGORITHM_UNSUPPORTED: "REJECTED: the algorithm cannot run on this venue yet "
+    "(schedules run on the paper plane; pov needs a volume feed execd does not read yet).",
+    EXECUTION_WINDOW_INVALID: "REJECTED: the schedule's window cannot be planned: it ends "
+    "before it starts or before the intent's time, has no end (neither end nor duration, or "
+    "both), no slices (neither slices nor interval, or both), 0 slices, or more than 10,000.",
+    EXECUTION_PARAMETER_INVALID: "REJECTED: a parameter of the algorithm is missing, out of "
+    "range (visible > 0, 0 < participation <= 1), or belongs to another algorithm.",
+    EXECUTION_TIME_IN_FORCE_INVALID: "REJECTED: time_in_force is not GTC, IOC, FOK, GTD or "
+    "PO, GTD comes without expire_at (or expire_at without GTD), or expire_at has passed.",
+    EXECUTION_TIME_IN_FORCE_UNSUPPORTED: "REJECTED: the venue cannot honour the intent's "
+    "time in force (the live plane does not pass one to the venue yet).",
+    SCHEDULE_HALTED: "A parent order's schedule ended because trading was HALTED: no child "
+    "after the halt (PARTIALLY_FILLED or FAILED by what filled; SKIPPED when no child was sent).",
+    SCHEDULE_REDUCING: "A parent order's schedule ended because trading became REDUCING and "
+    "the parent adds to (or opens) its position.",
+    SCHEDULE_CANCELLED: "A parent order's schedule was ended by `execd ctl cancel --intent "
+    "ID`; the detail names who and why.",
+    SCHEDULE_INCOMPLETE: "A parent order's last slice was sent and its children left part of "
+    "the quantity unfilled (they were refused, or filled short); the detail has the numbers.",
     TRADING_HALTED: "Trading is HALTED (`execd ctl halt`): nothing but Safety Sell executes.",
     TRADING_REDUCING: "Trading is REDUCING (`execd ctl reduce`) and the intent would not "
     "only shrink a position.",

@@ -1,16 +1,19 @@
 """Open schedules and what each asks for next, sans-I/O: ``due(now)``, ``settled(...)``.
 
-:class:`SchedulerCore` holds every open parent order's plan (:mod:`execd.schedule.plan`)
-and its progress, and answers three questions, each a pure function of what it was told
-before (no clock is read: ``now`` is given, as the sentinel's time):
+:class:`SchedulerCore` holds every open parent order's schedule (its ``schedule``
+record: the slices :mod:`execd.schedule.plan` made) and its progress, and answers three
+questions, each a pure function of what it was told before (no clock is read: ``now``
+is given, as the sentinel's time):
 
-* :meth:`SchedulerCore.due`: the children to release by ``now``, oldest schedule first.
-  Every slice of a schedule that is due by then goes out as **one** child, with the
-  lots its earlier children left unfilled (the *carry*) added: so a clock that jumps,
-  a tick that comes late, or a daemon that was down while slices fell due (the
-  *catch-up rule*, README "Execution algorithms") never bursts several children of one
-  parent at the market at once, and never loses a lot. A schedule sends its next child
-  only once the one before has settled: a child's fill decides the carry.
+* :meth:`SchedulerCore.due`: the children to release by ``now``, the earliest due
+  first (schedules due at the same time in the order they were opened). For a
+  time-sliced schedule (``merge``: TWAP, VWAP), every slice that is due by then goes
+  out as **one** child, with the lots its earlier children left unfilled (the
+  *carry*) added: so a clock that jumps, a tick that comes late, or a daemon that was
+  down while slices fell due (the *catch-up rule*, README "Execution algorithms")
+  never bursts several children of one parent at the market at once, and never loses
+  a lot. An iceberg (no ``merge``) sends its slices one by one. A schedule sends its
+  next child only once the one before has settled: a child's fill decides the carry.
 * :meth:`SchedulerCore.settled`: a child's fill; when it was the schedule's last
   (every slice released, or the schedule ended), the parent's :class:`Done`.
 * :meth:`SchedulerCore.end`: no more children for a parent (halt, cancel, reduce); its
@@ -19,27 +22,38 @@ before (no clock is read: ``now`` is given, as the sentinel's time):
 A child's id is a UUIDv5 of the parent's id, the slice and the attempt
 (:func:`execd.model.ids.child_intent_id`), so a restart that rebuilds the schedule from
 the ledger asks for the same child, and the venue's client order id, derived from it,
-finds an order already sent instead of sending it twice.
+finds an order already sent instead of sending it twice. :meth:`SchedulerCore.replay`
+is how the fold rebuilds a schedule's progress from its children's outcomes.
+
+Waiting schedules sit in a heap by the time their next slice is due, so ``due`` costs
+nothing per open schedule: 10,000 schedules cost what one does until one is due.
 """
 
 from __future__ import annotations
 
+import heapq
 import uuid
+from collections.abc import Iterator
 from decimal import Decimal
 
 from msgspec import Struct
 
 from execd.model.ids import child_intent_id
-from execd.schedule.plan import Plan
+from execd.model.messages import ScheduleRecord
+
+#: ``next_due`` when no schedule waits for a slice.
+NEVER = 2**63
 
 
 class Release(Struct, frozen=True):
-    """A child to send: its id, its parent, the first slice it covers, and its lots."""
+    """A child to send: its id, its parent, the first slice it covers, its lots, and
+    its schedule's state."""
 
     child: uuid.UUID
     parent: uuid.UUID
     slice: int
     lots: int
+    state: OpenState
 
 
 class Done(Struct, frozen=True):
@@ -47,110 +61,232 @@ class Done(Struct, frozen=True):
     quantity, for the fill-weighted average price), and why it ended early (None: its
     last slice settled)."""
 
-    parent: uuid.UUID
+    record: ScheduleRecord
     planned: int
     filled: int
     notional: Decimal
     children: int
     ended: str | None = None
+    note: str | None = None
 
 
-class _Open:
-    """One open schedule's progress (mutable, owned by the core)."""
+class Progress(Struct, frozen=True):
+    """One open schedule as ``execd ctl status`` shows it. ``next_due``: when its next
+    slice is due (None: none left); ``child``: the child out, whose fill it waits for."""
 
-    __slots__ = ("carry", "children", "ended", "filled", "next", "notional", "out", "plan")
+    intent_id: uuid.UUID
+    algorithm: str
+    venue: str
+    symbol: str
+    side: str
+    planned: str
+    filled: str
+    slices: int
+    released: int
+    next_due: int | None
+    child: uuid.UUID | None
+    ending: str | None
 
-    def __init__(self, plan: Plan) -> None:
-        self.plan = plan
-        self.next = 0  # the first slice not released yet
-        self.carry = 0  # lots earlier children left unfilled, for the next one
-        self.out: tuple[uuid.UUID, int] | None = None  # the child out, and its lots
-        self.filled = 0
-        self.notional = Decimal(0)
-        self.children = 0
-        self.ended: str | None = None
+
+class OpenState(Struct, array_like=True):
+    """One open schedule's progress (mutable, owned by the core); also what a snapshot
+    keeps of it (``record`` as its JSON there)."""
+
+    record: ScheduleRecord
+    order: int  # its schedule record's seq: breaks ties between equal due times
+    next: int = 0  # the first slice not released yet
+    carry: int = 0  # lots earlier children left unfilled, for the next one
+    out: uuid.UUID | None = None  # the child out
+    out_lots: int = 0
+    filled: int = 0
+    notional: Decimal = Decimal(0)
+    children: int = 0
+    ended: str | None = None
+    turn: int = 0  # counts its entries in the heap: only the last one is live
+    note: str | None = None  # who ended it and why, for the parent's outcome
 
     @property
     def planned(self) -> int:
-        return sum(s.lots for s in self.plan.slices)
+        return sum(lots for _, lots in self.record.slices)
 
 
 class SchedulerCore:
-    """Every open schedule, in the order they were opened (the order of the input)."""
+    """Every open schedule, and the heap of those waiting for their next slice."""
 
     def __init__(self) -> None:
-        self._open: dict[uuid.UUID, _Open] = {}
-        self._children: dict[uuid.UUID, uuid.UUID] = {}  # child out -> its parent
+        # Keyed by the UUIDs' integers: a UUID's own hash is a Python call, and these
+        # are asked several times per child.
+        self._open: dict[int, OpenState] = {}  # parent -> its schedule
+        self._children: dict[int, OpenState] = {}  # child out -> its parent's schedule
+        # (due, order, turn, parent): the live entry of each waiting schedule, and stale
+        # ones (a schedule that ended, or was released by replay), skipped when met.
+        self._waiting: list[tuple[int, int, int, OpenState]] = []
+        # Schedules that ended whose parent's outcome is not recorded yet: the fold's
+        # (a stop fell between the last child's outcome and the parent's), for the next
+        # start to record. The sentinel takes each Done as it comes (``unrecorded.pop``).
+        self.unrecorded: dict[uuid.UUID, Done] = {}
 
     def __len__(self) -> int:
         return len(self._open)
 
     def __contains__(self, parent: uuid.UUID) -> bool:
-        return parent in self._open
+        return parent.int in self._open
 
-    def open(self, parent: uuid.UUID, plan: Plan) -> None:
-        """Follow ``plan`` for ``parent`` from now on. ValueError if it is open already
-        or the plan has no slice (a parent below one lot is refused before this)."""
-        if parent in self._open:
+    def __iter__(self) -> Iterator[OpenState]:
+        return iter(self._open.values())
+
+    def get(self, parent: uuid.UUID) -> OpenState | None:
+        """The open schedule of ``parent``, or None."""
+        return self._open.get(parent.int)
+
+    def parent_of(self, child: uuid.UUID) -> uuid.UUID | None:
+        """The parent of ``child`` when it is out, else None."""
+        state = self._children.get(child.int)
+        return None if state is None else state.record.intent_id
+
+    @property
+    def next_due(self) -> int:
+        """When the earliest waiting slice is due (:data:`NEVER`: none waits)."""
+        waiting = self._waiting
+        while waiting:
+            due, _, turn, state = waiting[0]
+            # A finished schedule's turn moved on too (_finish).
+            if state.turn == turn and state.out is None and state.ended is None:
+                return due
+            heapq.heappop(waiting)  # its schedule ended, or the entry is stale
+        return NEVER
+
+    def open(self, record: ScheduleRecord, seq: int) -> None:
+        """Follow ``record`` (the ledger's record ``seq``) from now on. ValueError if its
+        parent is open already or it has no slice (a parent below one lot is refused
+        before this)."""
+        self.adopt(OpenState(record, seq))
+
+    def adopt(self, state: OpenState) -> None:
+        """Take ``state`` as it is (a snapshot's, or a new one): ValueError as ``open``."""
+        parent = state.record.intent_id
+        if parent.int in self._open:
             raise ValueError(f"schedule {parent} is open already")
-        if not plan.slices:
+        if not state.record.slices:
             raise ValueError(f"schedule {parent} has no slice")
-        self._open[parent] = _Open(plan)
+        self._open[parent.int] = state
+        if state.out is not None:
+            self._children[state.out.int] = state
+        self._wait(state)
+
+    def _wait(self, state: OpenState) -> None:
+        state.turn += 1
+        if state.out is None and state.ended is None and state.next < len(state.record.slices):
+            heapq.heappush(self._waiting, (state.record.slices[state.next][0], state.order,
+                                           state.turn, state))
 
     def due(self, now: int) -> list[Release]:
-        """The children to send by ``now``: for each schedule with no child out, every
-        slice due by then, as one child with the carry added (oldest schedule first)."""
+        """The children to send by ``now``: for each waiting schedule whose next slice
+        is due, one child (see the module docstring), the earliest due first."""
         released = []
-        for parent, state in self._open.items():
-            if state.out is not None or state.ended is not None:
-                continue
-            slices = state.plan.slices
-            first = state.next
-            last = first
-            while last < len(slices) and slices[last].due <= now:
+        while self.next_due <= now:
+            state = heapq.heappop(self._waiting)[3]
+            parent = state.record.intent_id
+            slices = state.record.slices
+            first = last = state.next
+            if state.record.merge:
+                while last < len(slices) and slices[last][0] <= now:
+                    last += 1
+            else:
                 last += 1
-            if last == first:
-                continue
-            lots = sum(s.lots for s in slices[first:last]) + state.carry
+            if last == first + 1:
+                lots = slices[first][1] + state.carry
+            else:
+                lots = sum(share for _, share in slices[first:last]) + state.carry
             child = child_intent_id(parent, first, 0)
-            state.next, state.carry, state.out = last, 0, (child, lots)
-            state.children += 1
-            self._children[child] = parent
-            released.append(Release(child, parent, first, lots))
+            self._release(state, child, last, lots)
+            released.append(Release(child, parent, first, lots, state))
         return released
 
-    def settled(self, child: uuid.UUID, filled: int, price: Decimal | None,
-                lot: Decimal) -> Done | None:
+    def _release(self, state: OpenState, child: uuid.UUID, last: int, lots: int) -> None:
+        state.next, state.carry, state.out, state.out_lots = last, 0, child, lots
+        state.turn += 1  # its heap entry, if still there, is stale now
+        state.children += 1
+        self._children[child.int] = state
+
+    def replay(self, parent: uuid.UUID, child: uuid.UUID, lots: int) -> None:
+        """Child ``child`` of ``lots`` lots was released (the fold, from its outcome):
+        progress moves as :meth:`due` moved it. The slices it covered follow from its
+        lots and the carry, since every slice holds at least one lot. ValueError when
+        the ledger's child is not the one this schedule would release next."""
+        state = self._open.get(parent.int)
+        if state is None or state.out is not None:
+            raise ValueError(f"child {child} of {parent}: no such schedule waits for a child")
+        slices = state.record.slices
+        first = last = state.next
+        need, total = lots - state.carry, 0
+        while total < need and last < len(slices):
+            total += slices[last][1]
+            last += 1
+            if not state.record.merge:
+                break
+        if total != need or child != child_intent_id(parent, first, 0):
+            raise ValueError(f"child {child} of {parent} ({lots} lots) is not the child of "
+                             f"slice {first} with a carry of {state.carry}")
+        self._release(state, child, last, lots)
+
+    def settled(self, child: uuid.UUID, filled: int, price: Decimal | None) -> Done | None:
         """Child ``child`` ended having filled ``filled`` lots at ``price`` (its average;
         None when nothing filled): the unfilled lots carry into the next child. The
         parent's Done when nothing is left to send. KeyError for a child not out."""
-        parent = self._children.pop(child)
-        state = self._open[parent]
-        assert state.out is not None
-        assert state.out[0] == child
-        lots = state.out[1]
+        state = self._children.pop(child.int)
+        lots = state.out_lots
         if not 0 <= filled <= lots:
             raise ValueError(f"child {child} filled {filled} of {lots} lots")
-        state.out = None
+        state.out, state.out_lots = None, 0
         state.filled += filled
         if filled and price is not None:
-            state.notional += price * filled * lot
+            state.notional += price * filled * state.record.lot
         state.carry += lots - filled
-        if state.ended is not None or state.next == len(state.plan.slices):
-            return self._finish(parent)
+        if state.ended is not None or state.next == len(state.record.slices):
+            return self._finish(state)
+        self._wait(state)
         return None
 
-    def end(self, parent: uuid.UUID, why: str) -> Done | None:
-        """No more children for ``parent`` (``why``: the reason its outcome gives); its
-        Done now if no child is out, else None (it comes with that child's settlement).
-        None as well for a parent not open."""
-        state = self._open.get(parent)
+    def end(self, parent: uuid.UUID, why: str, note: str | None = None) -> Done | None:
+        """No more children for ``parent`` (``why``: the reason its outcome gives, ``note``
+        who asked and why); its Done now if no child is out, else None (it comes with
+        that child's settlement). None as well for a parent not open."""
+        state = self._open.get(parent.int)
         if state is None:
             return None
-        state.ended = state.ended or why
-        return self._finish(parent) if state.out is None else None
+        if state.ended is None:
+            state.ended, state.note = why, note
+        return self._finish(state) if state.out is None else None
 
-    def _finish(self, parent: uuid.UUID) -> Done:
-        state = self._open.pop(parent)
-        return Done(parent, state.planned, state.filled, state.notional, state.children,
-                    state.ended)
+    def close(self, parent: uuid.UUID) -> None:
+        """The parent's outcome is recorded (the fold): forget its schedule."""
+        self.unrecorded.pop(parent, None)
+        state = self._open.pop(parent.int, None)
+        if state is not None:
+            state.turn += 1
+            if state.out is not None:
+                self._children.pop(state.out.int, None)
+
+    def _finish(self, state: OpenState) -> Done:
+        parent = state.record.intent_id
+        del self._open[parent.int]
+        state.turn += 1  # any heap entry of it is stale
+        done = self.unrecorded[parent] = Done(state.record, state.planned, state.filled,
+                                              state.notional, state.children, state.ended,
+                                              state.note)
+        return done
+
+    def progress(self) -> list[Progress]:
+        """Every open schedule's progress, in the order they were opened."""
+        shown = []
+        for state in self._open.values():
+            record = state.record
+            slices = record.slices
+            shown.append(Progress(
+                record.intent_id, record.algorithm, record.venue, record.symbol, record.side,
+                str(state.planned * record.lot), str(state.filled * record.lot),
+                len(slices), state.next,
+                slices[state.next][0] if state.next < len(slices) else None,
+                state.out, state.ended))
+        return shown

@@ -21,11 +21,12 @@ every process.
 * :func:`pov_share`: one interval's child under a participation cap of the volume the
   market traded in it (a plan cannot know volume in advance: the scheduler asks this
   at each interval's end);
-* :func:`iceberg_share`: the next visible child of what is left.
+* :func:`iceberg` and :func:`iceberg_share`: the visible children of what is left.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from fractions import Fraction
@@ -115,15 +116,21 @@ def allocate(units: int, weights: Sequence[Fraction | int], floor: int) -> list[
     what is carried past the last slice joins the last one kept (or the last slice).
     ValueError unless every weight is at least 0 and some is above 0.
     """
-    total = sum(weights, Fraction(0))
-    if not weights or total <= 0 or any(w < 0 for w in weights):
+    if not weights or any(w < 0 for w in weights):
         raise ValueError("weights must be at least 0, and not all 0")
-    exact = [Fraction(units) * w / total for w in weights]
-    shares = [int(e) for e in exact]  # floor: e >= 0
+    # In integers over one denominator: exact as Fractions are, and far cheaper.
+    scale = math.lcm(*(w.denominator for w in weights))  # an int's is 1
+    whole = [int(w * scale) for w in weights]
+    total = sum(whole)
+    if total <= 0:
+        raise ValueError("weights must be at least 0, and not all 0")
+    shares = [units * w // total for w in whole]
+    rests = [units * w % total for w in whole]  # each exact share's remainder, x total
     left = units - sum(shares)
-    order = sorted(range(len(exact)), key=lambda i: (-(exact[i] - shares[i]), i))
-    for i in order[:left]:
-        shares[i] += 1
+    if left:
+        order = sorted(range(len(whole)), key=lambda i: (-rests[i], i))
+        for i in order[:left]:
+            shares[i] += 1
     carried = 0
     for i, share in enumerate(shares):
         share += carried
@@ -161,6 +168,22 @@ def vwap(quantity: Decimal, start: int, end: int, count: int, floor: Floor,
     if not any(weights):
         raise ValueError("the volume profile is 0 at every slice of the window")
     return _plan(quantity, times, weights, floor)
+
+
+def iceberg(quantity: Decimal, start: int, visible: Decimal, floor: Floor) -> Plan:
+    """``quantity`` shown ``visible`` at a time, every slice due at ``start``: the
+    scheduler sends them one by one, each once the one before has settled (the last
+    takes what would remain below the floor). ValueError unless ``visible`` > 0."""
+    if visible <= 0:
+        raise ValueError(f"visible={visible} must be > 0")
+    units, rest = lots_of(quantity, floor.lot)
+    shown = max(lots_of(visible, floor.lot)[0], 1)
+    shares = []
+    while units:
+        share = iceberg_share(units, shown, floor)
+        shares.append(share)
+        units -= share
+    return Plan(tuple(Slice(start, share) for share in shares), floor.lot, rest)
 
 
 def pov_share(left: int, volume: Decimal, participation: Decimal, floor: Floor) -> int:

@@ -73,9 +73,11 @@ class Position:
 
         None when the order cannot grow the position, whatever fills (exposure limits do
         not apply to it then). ``at_once``: the venue settles as it accepts, so nothing is
-        pending there and the worst case is the position itself.
+        pending there (unless a scheduled parent holds some) and the worst case is the
+        position itself.
         """
-        if at_once:
+        if at_once and not (self.pending_buy or self.pending_sell):
+            # (A schedule's parent holds pending even where orders settle at once.)
             filled = self.filled
             worst = abs(filled + quantity if side == "buy" else filled - quantity)
             return worst if worst > abs(filled) else None

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import operator
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
 
@@ -35,6 +35,7 @@ from execd.model.messages import (
     RecordKind,
     RouterItem,
     SafetySellRecord,
+    ScheduleRecord,
     Settled,
     Side,
     TradingState,
@@ -43,8 +44,11 @@ from execd.model.messages import (
 )
 from execd.model.refusal import Refusal
 from execd.reader.context import Override
+from execd.schedule.core import SchedulerCore
+from execd.schedule.intake import schedule_of
 from execd.sentinel import safety
 from execd.sentinel.risk import Risk
+from execd.sentinel.schedules import Schedules
 from execd.service.control import ControlRequest
 
 _ZERO = Decimal(0)
@@ -130,6 +134,33 @@ def _positive(value: Decimal) -> bool:
     return value.is_finite() and value > _ZERO
 
 
+def _side(intent: OrderIntent) -> Side | Refusal | None:
+    if intent.action is None and intent.side is not None:
+        return intent.side
+    implied = _ACTION_SIDE.get(intent.action or "")
+    if intent.side is None:
+        if implied is None and intent.action != "HOLD":
+            return Refusal(reasons.INTENT_SIDE_MISSING,
+                           f"side is missing and action={intent.action} implies none")
+        return implied
+    if implied is not None and implied != intent.side:
+        return Refusal(reasons.INTENT_SIDE_CONFLICT,
+                       f"side={intent.side} but action={intent.action} implies {implied}")
+    return intent.side
+
+def _prices(intent: OrderIntent) -> Refusal:
+    """Why the prices of ``intent`` are refused (called only when they are)."""
+    if intent.order_type == "limit" and intent.limit_price is None:
+        return Refusal(reasons.INTENT_LIMIT_PRICE_MISSING, "order_type=limit needs limit_price")
+    for name in ("limit_price", "reference_price"):
+        value = getattr(intent, name)
+        if value is not None and not _positive(value):
+            return Refusal(reasons.INTENT_PRICE_NOT_POSITIVE, f"{name}={value} must be > 0")
+        if value is not None:
+            return _out_of_range(name, value)
+    raise AssertionError("prices refused without a reason")
+
+
 class Reconfigure(Struct, frozen=True):
     """A reload for the sentinel: the new config and what its record says."""
 
@@ -155,7 +186,7 @@ class SentinelCore:
     """
 
     def __init__(self, planes: Mapping[str, Plane], seen: Seen,
-                 risk: Risk | None = None) -> None:
+                 risk: Risk | None = None, schedules: SchedulerCore | None = None) -> None:
         self.planes = planes
         self.seen = seen
         self.risk = risk
@@ -163,17 +194,24 @@ class SentinelCore:
         self.next_in = 0
         self.time = 0
         self._inserted: list[RouterItem] = []
+        # Open parent orders (README, "Execution algorithms"): a restart's are the fold's.
+        self.schedules = Schedules(risk, dict(planes), schedules)
 
     # ----------------------------------------------------------------- numbering
 
-    def _seq(self, item_seq: int) -> int:
-        return item_seq + self.shift
-
     def _insert(self, kind: RecordKind, time: int, body: Struct) -> Entry:
         """A record of the sentinel's own, numbered before whatever comes next."""
-        entry = Entry(self.next_in + self.shift, kind, time, body)
+        return Entry(self._number(), kind, time, body)
+
+    def _number(self) -> int:
+        """The seq of a record the sentinel inserts before whatever comes next."""
+        seq = self.next_in + self.shift
         self.shift += 1
-        return entry
+        return seq
+
+    def catch_up(self) -> list[RouterItem]:
+        """A start's first records (``Schedules.catch_up``)."""
+        return self.schedules.catch_up(self.time, self._number)
 
     # ------------------------------------------------------------------ intents
 
@@ -203,7 +241,7 @@ class SentinelCore:
         side = intent.side
         if intent.action is not None or side is None:
             # Only then can side and action disagree, or the side be missing.
-            resolved = self._side(intent)
+            resolved = _side(intent)
             if type(resolved) is Refusal:
                 return self._refuse(item, intent_id, resolved)
             side = resolved  # type: ignore[assignment]
@@ -218,7 +256,7 @@ class SentinelCore:
         except InvalidOperation:
             usual = False
         if not usual:
-            return self._refuse(item, intent_id, self._prices(intent))
+            return self._refuse(item, intent_id, _prices(intent))
         constraints = intent.constraints
         if constraints is not None and constraints.max_leverage is not None:
             leverage = constraints.max_leverage
@@ -227,9 +265,18 @@ class SentinelCore:
                 return self._refuse(item, intent_id,
                                     _out_of_range("constraints.max_leverage", leverage))
         side = side or "buy"
+        schedule: ScheduleRecord | None = None
+        if intent.execution is not None:
+            planned = schedule_of(intent, intent_id, side, plane, item.time, item.raw,
+                                  item.source)
+            if isinstance(planned, Refusal):
+                return self._refuse(item, intent_id, planned)
+            schedule = planned
         risk = self.risk
         if risk is not None:
-            verdict = risk.admit(intent, intent_id, side, item.raw, item.time)
+            verdict = risk.admit(intent, intent_id, side, item.raw, item.time,
+                                 None if schedule is None else
+                                 schedule.quantity - schedule.unplanned)
             if verdict is not None:
                 if type(verdict) is Refusal:
                     return self._refuse(item, intent_id, verdict)
@@ -238,36 +285,12 @@ class SentinelCore:
                 self.next_in = item.seq
                 self._inserted.append(self._insert("override", item.time, OverrideRecord(
                     intent_id, risk.context.regime or "", override.operator, override.reason)))
+        if schedule is not None:
+            seq = item.seq + self.shift
+            self.schedules.open(schedule, intent, seq)
+            return Entry(seq, "schedule", item.time, schedule)
         return Accepted(item.seq + self.shift, item.time, item.source, intent, item.raw,
                         intent_id, side, plane)
-
-    @staticmethod
-    def _side(intent: OrderIntent) -> Side | Refusal | None:
-        if intent.action is None and intent.side is not None:
-            return intent.side
-        implied = _ACTION_SIDE.get(intent.action or "")
-        if intent.side is None:
-            if implied is None and intent.action != "HOLD":
-                return Refusal(reasons.INTENT_SIDE_MISSING,
-                               f"side is missing and action={intent.action} implies none")
-            return implied
-        if implied is not None and implied != intent.side:
-            return Refusal(reasons.INTENT_SIDE_CONFLICT,
-                           f"side={intent.side} but action={intent.action} implies {implied}")
-        return intent.side
-
-    @staticmethod
-    def _prices(intent: OrderIntent) -> Refusal:
-        """Why the prices of ``intent`` are refused (called only when they are)."""
-        if intent.order_type == "limit" and intent.limit_price is None:
-            return Refusal(reasons.INTENT_LIMIT_PRICE_MISSING, "order_type=limit needs limit_price")
-        for name in ("limit_price", "reference_price"):
-            value = getattr(intent, name)
-            if value is not None and not _positive(value):
-                return Refusal(reasons.INTENT_PRICE_NOT_POSITIVE, f"{name}={value} must be > 0")
-            if value is not None:
-                return _out_of_range(name, value)
-        raise AssertionError("prices refused without a reason")
 
     def _refuse(self, item: IntentIn, intent_id: uuid.UUID, refusal: Refusal) -> Entry:
         """The outcome of a refused intent, in the intent's place in the ledger."""
@@ -295,23 +318,50 @@ class SentinelCore:
 
     def handle_batch(self, batch: list[ReaderItem]) -> list[RouterItem]:
         """Decide every intent of a batch; other items pass through (renumbered)."""
+        return [x for part in self.decide(batch) for x in part]
+
+    def decide(self, batch: list[ReaderItem], most: int | None = None
+               ) -> Iterator[list[RouterItem]]:
+        """Decide every intent of a batch, in parts: a part ends early once the children
+        released after a record make it ``most`` items or more (a tick can release one
+        child of every open schedule), so memory stays bounded and the actors
+        downstream start on it. Between parts the core is as after a whole batch
+        ending at that record, so a control command applied there is numbered right."""
         if not batch:
-            return []
+            return
         # Read before the batch is renumbered in place.
         last = batch[-1]
         last_in, last_time = last.seq, last.time
         handle, other = self.handle, self._other
-        out = [handle(item) if type(item) is IntentIn else other(item)  # type: ignore[arg-type]
-               for item in batch]
+        schedules = self.schedules
+        out: list[RouterItem] = []
+        append = out.append
+        for item in batch:
+            seq, time = item.seq, item.time  # _other renumbers an entry in place
+            append(handle(item) if type(item) is IntentIn else other(item))  # type: ignore[arg-type]
+            if time >= schedules.due_at:
+                # Children due by now follow the record that brought the clock here.
+                self.next_in = seq + 1
+                schedules.release(time, self._number, out)
+                if most is not None and len(out) >= most and item is not last:
+                    self._merge_inserted(out)
+                    self.next_in, self.time = seq + 1, time
+                    yield out
+                    out = []
+                    append = out.append
+        self._merge_inserted(out)
+        self.next_in = last_in + 1
+        self.time = last_time
+        if out:
+            yield out
+
+    def _merge_inserted(self, out: list[RouterItem]) -> None:
         inserted = self._inserted
         if inserted:
             # Rare (overrides): each inserted record's seq sits right before its intent's.
             out.extend(inserted)
             inserted.clear()
             out.sort(key=_seq_of)
-        self.next_in = last_in + 1
-        self.time = last_time
-        return out
 
     def _other(self, item: Entry | ContextIn) -> RouterItem:
         if type(item) is Entry:
@@ -332,8 +382,18 @@ class SentinelCore:
         """The operator changed the trading state: apply it now, and record it."""
         risk = self._require_risk()
         previous = risk.set_state(state, f"{actor}: {reason}")
-        return [self._insert("trading_state", self.time,
-                             TradingStateRecord(state, previous, reason, actor))]
+        out: list[RouterItem] = [self._insert("trading_state", self.time,
+                                              TradingStateRecord(state, previous, reason, actor))]
+        self.schedules.end_for(state, self.time, self._number, out, f"{state} by {actor}: {reason}")
+        return out
+
+    def cancel(self, parent: uuid.UUID, reason: str, actor: str) -> list[RouterItem]:
+        """End one open schedule (``execd ctl cancel --intent``). ValueError when
+        ``parent`` has none."""
+        out: list[RouterItem] = []
+        self.schedules.cancel(parent, f"cancelled by {actor}: {reason}", self.time,
+                              self._number, out)
+        return out
 
     def reconfigure(self, change: Reconfigure, actor: str) -> list[RouterItem]:
         """A reload: new limits and policies from the next intent on, and its record."""
@@ -401,6 +461,7 @@ def control(core: SentinelCore, request: ControlRequest) -> list[RouterItem]:
         request.result = {
             "state": risk.state, "state_note": risk.state_note, "logical_time": core.time,
             "positions": [msgspec.to_builtins(v) for v in risk.book.open_positions()],
+            "schedules": [msgspec.to_builtins(p) for p in core.schedules.core.progress()],
         }
         return []
     if req.command in _STATES:
@@ -424,5 +485,15 @@ def control(core: SentinelCore, request: ControlRequest) -> list[RouterItem]:
         return out
     if req.command == "reload":
         return core.reconfigure(request.payload, req.actor or "")
+    if req.command == "cancel":
+        try:
+            out = core.cancel(uuid.UUID(req.intent or ""), req.reason or "", req.actor or "")
+        except ValueError as exc:
+            request.error = str(exc) if "schedule" in str(exc) else (
+                f"intent={req.intent!r} is not a UUID")
+            return []
+        request.result = {"intent": req.intent, "ended": bool(out),
+                          "note": "its outcome follows its last child" if not out else None}
+        return out
     request.error = f"the sentinel does not handle {req.command!r}"
     return []

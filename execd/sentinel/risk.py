@@ -32,9 +32,15 @@ from execd.sentinel.checks import (
     gates_for,
     override_of,
     own_price,
+    regime_parity,
+    signature,
 )
 from execd.sentinel.limits import Limits, merged
 from execd.sentinel.slots import Slot, VenueRisk, settlement_of
+
+_ZERO = Decimal(0)
+# The checks a schedule's children skip: their parent passed them (Risk.admit_child).
+_PARENT_ONLY = frozenset((signature, regime_parity))
 
 
 class Risk:
@@ -147,11 +153,14 @@ class Risk:
     # ------------------------------------------------------------------ admit
 
     def admit(self, intent: OrderIntent, intent_id: uuid.UUID, side: Side, raw: bytes,
-              now: int) -> Refusal | Override | None:
+              now: int, hold: Decimal | None = None) -> Refusal | Override | None:
         """Check ``intent``; commit it when every check passes.
 
         Returns the refusal; or None when accepted; or the manual Override that carried
         it through regime parity (accepted, and the sentinel records the override).
+        ``hold``: the intent is a scheduled parent, which is no order itself: instead of
+        the commit, this much of it is held pending (the quantity its children may send),
+        so that no set of schedules can pass a cap, and no order is counted.
         """
         rules, context = self.rules, self.context
         for gate in self._gates:
@@ -164,6 +173,9 @@ class Risk:
         table = slot.tables[intent.order_type][intent.constraints is not None]
         if not table:
             # Nothing here can refuse it, so there is no candidate to value.
+            if hold is not None:
+                slot.book.accept(slot.position, side, hold, self._price(intent), "async")
+                return None
             _commit(slot, side, intent.quantity, self._price(intent), now, None)
             return None
         c = candidate(intent, intent_id, side, raw, now, rules, context, slot)
@@ -171,9 +183,42 @@ class Risk:
             refusal = check(c)
             if refusal is not None:
                 return refusal
-        _commit(slot, side, intent.quantity, c.price, now, c.exposure)
+        if hold is not None:
+            slot.book.accept(slot.position, side, hold, c.price, "async")
+        else:
+            _commit(slot, side, intent.quantity, c.price, now, c.exposure)
         # Only in a crisis regime can an override have carried it (checks.needs_override).
         return override_of(c) if self._parity else None
+
+    def admit_child(self, intent: OrderIntent, side: Side, raw: bytes, now: int) -> Refusal | None:
+        """Check a schedule's child as it is released, and commit it when it passes.
+
+        Its quantity is moved off what its parent holds pending first, so it is never
+        counted twice; a refused child's quantity goes back to the parent's hold (it
+        carries into the next child). The parent passed the gates (trading halted,
+        governance, provenance), its signature and regime parity when it was admitted:
+        those are not asked again of what execd itself derived from it; every other
+        check is, since prices and the state move while a schedule runs.
+        """
+        assert intent.intent_id is not None
+        slot = self.slot(intent.venue, intent.symbol)
+        quantity = intent.quantity
+        slot.book.settle(slot.position, side, quantity, _ZERO)
+        table = slot.child_tables[intent.order_type][intent.constraints is not None]
+        c = candidate(intent, intent.intent_id, side, raw, now, self.rules, self.context, slot)
+        for check in table:
+            refusal = check(c)
+            if refusal is not None:
+                slot.book.accept(slot.position, side, quantity, None, "async")
+                return refusal
+        _commit(slot, side, quantity, c.price, now, c.exposure if table else None)
+        return None
+
+    def release(self, venue: str, symbol: str, side: Side, quantity: Decimal) -> None:
+        """Stop holding ``quantity`` pending (a schedule ended with it unsent)."""
+        if quantity:
+            slot = self.slot(venue, symbol)
+            slot.book.settle(slot.position, side, quantity, _ZERO)
 
     # ------------------------------------------------------------------ commit
 
@@ -226,6 +271,8 @@ def _choose(slot: Slot, rules: Rules, context: LakehouseContext) -> None:
     slot.checks = checks_for(rules, context, slot)
     tables = [checks_for(rules, context, slot, shape) for shape in SHAPES]
     slot.tables = {"market": (tables[0], tables[1]), "limit": (tables[2], tables[3])}
+    child = [tuple(c for c in table if c not in _PARENT_ONLY) for table in tables]
+    slot.child_tables = {"market": (child[0], child[1]), "limit": (child[2], child[3])}
 
 
 def _commit(slot: Slot, side: Side, quantity: Decimal, price: Decimal | None, now: int,
@@ -239,7 +286,10 @@ def _commit(slot: Slot, side: Side, quantity: Decimal, price: Decimal | None, no
     if rate is not None:
         rate.note(now)
     if slot.at_once:
-        slot.book.accept(slot.position, side, quantity, price, "fill", exposure)
+        position = slot.position
+        if position.pending_buy or position.pending_sell:
+            exposure = None  # a schedule holds some: the book counts the position itself
+        slot.book.accept(position, side, quantity, price, "fill", exposure)
         return
     settlement = venue.settlement
     if settlement == "fail" and venue.cooldown is not None:

@@ -23,17 +23,23 @@ async def run_sentinel(
     commands: MemoryObjectReceiveStream[ControlRequest] | None = None,
     on_control: ControlHook | None = None,
     pulse: Pulse | None = None,
+    most: int | None = None,
 ) -> None:
     """The sentinel's shell: batches in, decided batches out, until the reader closes.
 
-    Control commands arrive on their own stream and are applied between batches, so
-    a halt takes effect on the very next batch even while this one waits downstream.
+    Control commands arrive on their own stream and are applied between batches (and
+    between the parts of one, see ``SentinelCore.decide``: ``most`` items), so a halt
+    takes effect on the very next batch even while this one waits downstream.
     """
     async with receive, send, anyio.create_task_group() as tg:
         if commands is not None:
             tg.start_soon(_commands, core, commands, send, on_control or (lambda r: None))
+        caught_up = core.catch_up()
+        if caught_up:
+            await send.send(caught_up)
         async for batch in beating(receive, pulse):
-            await send.send(core.handle_batch(batch))
+            for part in core.decide(batch, most):
+                await send.send(part)
         tg.cancel_scope.cancel()
 
 

@@ -52,11 +52,14 @@ class Slot:
     ``checks``: the risk checks that can refuse anything here (see
     :func:`execd.sentinel.checks.checks_for`), and ``tables`` the ones that can refuse
     an intent of each shape: ``tables[order_type][constrained]``, where ``constrained``
-    says whether the intent carries constraints. Both kept by the Risk Sentinel.
+    says whether the intent carries constraints; ``child_tables`` the same for a
+    schedule's children, less the checks their parent passed for them. All kept by the
+    Risk Sentinel.
     ``at_once``: the venue settles an order as it accepts it (read when the slot is made).
     """
 
-    __slots__ = ("at_once", "book", "checks", "limits", "position", "tables", "venue")
+    __slots__ = ("at_once", "book", "checks", "child_tables", "limits", "position", "tables",
+                 "venue")
 
     def __init__(self, venue: VenueRisk, position: Position, limits: Limits) -> None:
         self.venue = venue
@@ -66,6 +69,7 @@ class Slot:
         self.at_once = venue.settlement == "fill"
         self.checks: tuple[Check, ...] = ()
         self.tables: dict[str, tuple[tuple[Check, ...], tuple[Check, ...]]] = {}
+        self.child_tables: dict[str, tuple[tuple[Check, ...], tuple[Check, ...]]] = {}
 
 
 def settlement_of(config: Config, venue: str) -> Settlement:

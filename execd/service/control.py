@@ -5,9 +5,9 @@ and a newline, and reads one JSON object and a newline back; then both close.
 
 Request: ``{"command": "halt", "reason": "...", "actor": "..."}`` — commands
 ``status``, ``config`` (the resolved config, secrets masked), ``halt``, ``reduce``,
-``resume``, ``tick`` (with ``time``) and ``safety-sell`` (with ``venue`` and optionally
-``symbol``). Every command that changes something needs ``reason`` (except ``tick``)
-and ``actor``.
+``resume``, ``tick`` (with ``time``), ``safety-sell`` (with ``venue`` and optionally
+``symbol``) and ``cancel`` (with ``intent``: a parent order's id, whose schedule ends).
+Every command that changes something needs ``reason`` (except ``tick``) and ``actor``.
 
 Reply: ``{"ok": true, ...}`` once the change is applied *and* its ledger record is
 durable, or ``{"ok": false, "error": "..."}``. A command that changes something and
@@ -62,7 +62,7 @@ MAX_REPLY = 64 * 1024 * 1024
 # The ledger's integer range: times are signed 64-bit wherever the ledger is read.
 MAX_TIME = 2**63 - 1
 Command = Literal["status", "halt", "reduce", "resume", "tick", "safety-sell", "reload",
-                  "config"]
+                  "config", "cancel"]
 
 # How to learn whether a command that was not confirmed took effect after all.
 CHECK: dict[str, str] = {
@@ -72,6 +72,7 @@ CHECK: dict[str, str] = {
     "tick": "`execd ctl status` (logical time) or `execd ledger tail --kind tick`",
     "safety-sell": "`execd ledger tail --kind safety_sell` and `execd ctl status` (positions)",
     "reload": "`execd ledger tail --kind config` or `execd ctl status` (config reloads)",
+    "cancel": "`execd ledger tail --intent ID` (the parent's outcome) or `execd ctl status`",
 }
 
 # accept() errors that mean "out of a resource for now", not "the socket is broken".
@@ -89,11 +90,13 @@ class Request(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=Tru
     time: int | None = None
     venue: str | None = None
     symbol: str | None = None
+    intent: str | None = None
 
     def problem(self) -> str | None:
         """What is missing for this command, or None."""
         needs = {"status": (), "config": (), "tick": ("time", "actor"),
-                 "safety-sell": ("venue", "reason", "actor")}
+                 "safety-sell": ("venue", "reason", "actor"),
+                 "cancel": ("intent", "reason", "actor")}
         for name in needs.get(self.command, ("reason", "actor")):
             value = getattr(self, name)
             if value is None or (isinstance(value, str) and not value.strip()):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import msgspec
 from msgspec import Raw
 
 from execd.model import ids
@@ -36,4 +37,7 @@ class PaperAdapter:
             price if price is not None else intent.reference_price,
             None, None, item.source, Raw(item.raw),
         )
+        if item.parent is not None:
+            # A schedule's child (README, "Execution algorithms") names its parent.
+            outcome = msgspec.structs.replace(outcome, parent=item.parent)
         return Entry(item.seq, "outcome", item.time, outcome)

@@ -71,6 +71,9 @@ def shown(capsysbinary: pytest.CaptureFixture[bytes], directory: Path, *args: st
     ("tick", "late", 'tick "late"'),
     ("trading_state", {"state": None, "reason": {"why": 1}},
      'trading_state null -> null by=null reason={"why":1}'),
+    ("schedule", {"algorithm": "twap", "slices": [[1, 2], [5, 2]], "quantity": "4"},
+     "schedule twap - 4 - - slices=2 due=1..5 lot=null intent=-"),
+    ("schedule", {"slices": [[1]]}, "schedule null - null - - slices=[[1]] lot=null intent=-"),
 ])
 def test_a_body_of_a_shape_no_writer_writes_prints_as_its_json_and_tail_goes_on(
         tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes], kind: str, body: Any,
@@ -90,7 +93,8 @@ BODIES: dict[str, type[msgspec.Struct]] = {
     "trading_state": messages.TradingStateRecord, "safety_sell": messages.SafetySellRecord,
     "override": messages.OverrideRecord, "order": messages.OrderRecord,
     "order_attempt": messages.SendAttemptRecord, "order_cancel": messages.CancelRecord,
-    "config": messages.ConfigRecord, "checkpoint": messages.CheckpointRecord}
+    "config": messages.ConfigRecord, "checkpoint": messages.CheckpointRecord,
+    "schedule": messages.ScheduleRecord}
 TEXT = st.text(max_size=6)
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False,

@@ -27,3 +27,12 @@ def test_ids_are_stable_and_distinct() -> None:
     assert a != ids.execution_id(intent, "binance", "live")
     assert ids.quarantine_id("f.jsonl", 3) != ids.quarantine_id("f.jsonl", 4)
     assert ids.derived_intent_id(b"{}") == ids.derived_intent_id(b"{}")
+
+
+@given(st.uuids(), st.integers(0, 10**6), st.integers(0, 9))
+def test_a_child_id_is_the_uuid5_of_its_parent_slice_and_attempt(
+        parent: uuid.UUID, slice_: int, attempt: int) -> None:
+    name = parent.bytes + f"|{slice_}|{attempt}".encode()
+    digest = hashlib.sha1(ids.CHILD_NS.bytes + name).digest()  # noqa: S324 - UUIDv5 is SHA-1
+    assert ids.child_intent_id(parent, slice_, attempt) == uuid.UUID(bytes=digest[:16],
+                                                                     version=5)

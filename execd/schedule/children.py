@@ -1,0 +1,73 @@
+"""A schedule's child intents and its parent's one outcome, as values. Pure.
+
+A child is an intent of its own (README, "Execution algorithms"): the parent's venue,
+symbol, side, order type, prices, constraints, plan and run, for the child's share of
+the quantity, under the id :func:`execd.model.ids.child_intent_id` gives. What only the
+parent carries (its algorithm, research's context, its signature) stays on the parent,
+whose line the ``schedule`` record keeps.
+
+The parent's outcome sums its children: filled quantity their sum, average price the
+fill-weighted average, and a status by the rules of any intent (FILLED when all of it
+filled; PARTIALLY_FILLED or FAILED by what filled, SKIPPED when no child was sent), with
+the reason the schedule ended short.
+"""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+
+import msgspec
+
+from execd.model import ids, reasons
+from execd.model.messages import ExecutionOutcome, OrderIntent, Plane, ScheduleRecord
+from execd.model.reasons import Status
+from execd.schedule.core import Done
+
+_parent_intent = msgspec.json.Decoder(OrderIntent).decode
+
+
+def parent_intent(record: ScheduleRecord) -> OrderIntent:
+    """The parent's intent as its line (kept in the record) says."""
+    return _parent_intent(record.intent)
+
+
+def child_intent(parent: OrderIntent, child: uuid.UUID, quantity: Decimal) -> OrderIntent:
+    """The child ``child`` of ``parent``, for ``quantity``."""
+    return msgspec.structs.replace(parent, intent_id=child, quantity=quantity, execution=None,
+                                   context=None, signature=None)
+
+
+def parent_outcome(done: Done, plane: Plane, time: int) -> ExecutionOutcome:
+    """The one outcome of the parent whose schedule ``done`` ended."""
+    record = done.record
+    filled = done.filled * record.lot
+    planned = done.planned * record.lot
+    status: Status
+    reason: str | None = None
+    detail: str | None = None
+    if filled == record.quantity:
+        status = "FILLED"
+    else:
+        # No child sent: nothing was asked of a venue.
+        status = "SKIPPED" if not done.children else "PARTIALLY_FILLED" if filled else "FAILED"
+        if done.ended is not None:
+            reason = done.ended
+        elif filled == planned:
+            reason = reasons.EXECUTION_LOT_ROUNDED
+        else:
+            reason = reasons.SCHEDULE_INCOMPLETE
+        detail = (f"filled {filled} of {record.quantity} ({planned} planned in "
+                  f"{len(record.slices)} slices, {done.children} children)")
+        if done.note:
+            detail += f"; {done.note}"
+    average = (done.notional / filled).normalize() if filled and done.notional else None
+    if average is not None and average.as_tuple().exponent > 0:  # type: ignore[operator]
+        average = average.quantize(Decimal(1))
+    return ExecutionOutcome(
+        execution_id=ids.execution_id(record.intent_id, record.venue, plane),
+        intent_id=record.intent_id, status=status, filled_quantity=filled,
+        logical_time=time, plane=plane, venue=record.venue, symbol=record.symbol,
+        side=record.side, requested_quantity=record.quantity, average_price=average,
+        reason=reason, detail=detail, source=record.source, intent=record.intent,
+        children=done.children)

@@ -1,0 +1,173 @@
+"""An intent's ``execution`` object, checked and planned: its refusal, or its schedule. Pure.
+
+:func:`schedule_of` is what the sentinel asks of an intent that names an algorithm
+(README, "Execution algorithms"): None for ``immediate`` (one order, as always), a
+:class:`~execd.model.refusal.Refusal` with an ``EXECUTION_*`` reason for anything that
+cannot be planned as written, or the :class:`~execd.model.messages.ScheduleRecord` its
+slices make. Everything here is a function of the intent, the venue's plane and the
+sentinel's time: the same intent plans to the same bytes in every process.
+
+The paper plane has no market rules, so a schedule there slices in units of the
+quantity's last written digit (``"2.50"`` in lots of 0.01; ``"3"`` in lots of 1): the
+children always add up to the parent exactly, and none is smaller than one such unit.
+"""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+from typing import Final
+
+from msgspec import Raw
+
+from execd.model import reasons
+from execd.model.messages import (
+    MAX_TIME,
+    Execution,
+    OrderIntent,
+    Plane,
+    ScheduleRecord,
+    Side,
+    Source,
+)
+from execd.model.refusal import Refusal
+from execd.schedule import plan
+from execd.schedule.plan import Floor
+
+ALGORITHMS: Final = ("immediate", "twap", "vwap", "iceberg", "pov")
+TIMES_IN_FORCE: Final = ("GTC", "IOC", "FOK", "GTD", "PO")
+#: The most children one schedule may plan: bounds a schedule's record and memory.
+MAX_SLICES: Final = 10_000
+
+# The parameters each algorithm reads; any other one given is refused, so a typo'd
+# intent (visible on a twap) is not executed as something it did not mean.
+_TIMED = frozenset(("start", "end", "duration", "slices", "interval"))
+_PARAMETERS: Final[dict[str, frozenset[str]]] = {
+    "immediate": frozenset(),
+    "twap": _TIMED,
+    "vwap": _TIMED,
+    "iceberg": frozenset(("start", "visible")),
+    "pov": frozenset(("start", "end", "duration", "participation")),
+}
+_COMMON = frozenset(("algorithm", "time_in_force", "expire_at"))
+
+
+def lot_of(quantity: Decimal) -> Decimal:
+    """The paper plane's lot for ``quantity``: one unit of its last written digit."""
+    exponent = quantity.as_tuple().exponent
+    assert isinstance(exponent, int)  # a finite quantity: the sentinel checked it
+    return Decimal(1).scaleb(exponent)
+
+
+def _invalid(reason: str, detail: str) -> Refusal:
+    return Refusal(reason, detail)
+
+
+def time_in_force(execution: Execution, plane: Plane, now: int) -> Refusal | None:
+    """Why ``execution``'s time in force is refused, or None."""
+    tif, expire = execution.time_in_force, execution.expire_at
+    if tif is None and expire is None:
+        return None
+    if tif not in TIMES_IN_FORCE:
+        return _invalid(reasons.EXECUTION_TIME_IN_FORCE_INVALID,
+                        f"time_in_force={tif!r}: expected one of {', '.join(TIMES_IN_FORCE)}")
+    if (tif == "GTD") != (expire is not None):
+        return _invalid(reasons.EXECUTION_TIME_IN_FORCE_INVALID,
+                        "time_in_force=GTD needs expire_at, and expire_at needs GTD")
+    if expire is not None and not now < expire <= MAX_TIME:
+        return _invalid(reasons.EXECUTION_TIME_IN_FORCE_INVALID,
+                        f"expire_at={expire} is not after the intent's time {now}")
+    if plane == "live":
+        return _invalid(reasons.EXECUTION_TIME_IN_FORCE_UNSUPPORTED,
+                        f"time_in_force={tif}: the live plane does not pass one to the venue yet")
+    return None
+
+
+def schedule_of(intent: OrderIntent, intent_id: uuid.UUID, side: Side, plane: Plane,
+                now: int, raw: bytes, source: Source | None) -> Refusal | ScheduleRecord | None:
+    """The schedule ``intent`` asks for (see the module docstring)."""
+    execution = intent.execution
+    if execution is None:
+        return None
+    algorithm = execution.algorithm
+    if algorithm not in _PARAMETERS:
+        return _invalid(reasons.EXECUTION_ALGORITHM_UNKNOWN,
+                        f"algorithm={algorithm!r}: expected one of {', '.join(ALGORITHMS)}")
+    refusal = time_in_force(execution, plane, now)
+    if refusal is not None:
+        return refusal
+    extra = sorted(name for name in execution.__struct_fields__
+                   if getattr(execution, name) is not None and name not in _COMMON
+                   and name not in _PARAMETERS[algorithm])
+    if extra:
+        return _invalid(reasons.EXECUTION_PARAMETER_INVALID,
+                        f"{', '.join(extra)}: not a parameter of {algorithm}")
+    if algorithm == "immediate":
+        return None
+    if algorithm == "pov" or plane != "paper":
+        where = "a volume feed, which execd does not read yet" if algorithm == "pov" else (
+            "the paper plane: live venues run immediate intents only, for now")
+        return _invalid(reasons.EXECUTION_ALGORITHM_UNSUPPORTED,
+                        f"algorithm={algorithm} needs {where}")
+    made = _plan(execution, intent.quantity, now)
+    if isinstance(made, Refusal):
+        return made
+    return ScheduleRecord(intent_id, intent.venue, intent.symbol, side, algorithm,
+                          intent.quantity, made.lot, tuple((s.due, s.lots) for s in made.slices),
+                          Raw(raw), made.unplanned, algorithm != "iceberg", source)
+
+
+def _plan(execution: Execution, quantity: Decimal, now: int) -> plan.Plan | Refusal:
+    floor = Floor(lot_of(quantity))
+    start = now if execution.start is None else execution.start
+    if not 0 <= start <= MAX_TIME:
+        return _invalid(reasons.EXECUTION_WINDOW_INVALID, f"start={start} is outside 0 .. 2**63-1")
+    if execution.algorithm == "iceberg":
+        visible = execution.visible
+        if visible is None or not (visible.is_finite() and visible > 0):
+            return _invalid(reasons.EXECUTION_PARAMETER_INVALID,
+                            f"visible={visible}: an iceberg needs a visible quantity > 0")
+        units = plan.lots_of(quantity, floor.lot)[0]
+        shown = max(plan.lots_of(visible, floor.lot)[0], 1)
+        if units // shown > MAX_SLICES:
+            return _invalid(reasons.EXECUTION_PARAMETER_INVALID,
+                            f"visible={visible} shows quantity={quantity} in more than "
+                            f"{MAX_SLICES} children")
+        return plan.iceberg(quantity, start, visible, floor)
+    window = _window(execution, start, now)
+    if isinstance(window, Refusal):
+        return window
+    end, count = window
+    if execution.algorithm == "vwap":
+        return plan.vwap(quantity, start, end, count, floor)
+    return plan.twap(quantity, start, end, count, floor)
+
+
+def _window(execution: Execution, start: int, now: int) -> tuple[int, int] | Refusal:
+    """(end, slices) of a timed schedule, or why it cannot be planned."""
+    end, duration = execution.end, execution.duration
+    if (end is None) == (duration is None):
+        return _invalid(reasons.EXECUTION_WINDOW_INVALID,
+                        "a schedule needs exactly one of end and duration")
+    if end is None:
+        assert duration is not None
+        end = start + duration
+    if not start < end <= MAX_TIME:
+        return _invalid(reasons.EXECUTION_WINDOW_INVALID,
+                        f"the window [{start}, {end}) ends before it starts, or past 2**63-1")
+    if end <= now:
+        return _invalid(reasons.EXECUTION_WINDOW_INVALID,
+                        f"the window [{start}, {end}) is over: the intent's time is {now}")
+    slices, interval = execution.slices, execution.interval
+    if (slices is None) == (interval is None):
+        return _invalid(reasons.EXECUTION_WINDOW_INVALID,
+                        "a schedule needs exactly one of slices and interval")
+    if interval is not None:
+        if interval <= 0:
+            return _invalid(reasons.EXECUTION_WINDOW_INVALID, f"interval={interval} must be > 0")
+        slices = -(-(end - start) // interval)
+    assert slices is not None
+    if not 1 <= slices <= MAX_SLICES:
+        return _invalid(reasons.EXECUTION_WINDOW_INVALID,
+                        f"{slices} slices: expected 1 .. {MAX_SLICES}")
+    return end, slices

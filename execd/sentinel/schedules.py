@@ -1,0 +1,212 @@
+"""The sentinel's open schedules: parents admitted, children released and re-checked. Pure.
+
+:class:`Schedules` joins the :class:`~execd.schedule.core.SchedulerCore` (when each
+child is due, the carry, the parent's end) to the sentinel's risk state and numbering.
+A parent is admitted once, with the quantity its children may send held pending
+(``Risk.admit(hold=...)``); each child, when due, is re-checked with its own quantity
+moved off that hold (``Risk.admit_child``) and goes downstream as an intent of its own;
+the parent's one outcome follows the child that ends its schedule.
+
+On the paper plane a child's fill is known as it is accepted (a full fill at the
+parent's limit or reference price, as :class:`~execd.venues.paper.PaperAdapter`
+records it), so the next slice, and the parent's outcome, are decided here at once and
+numbered in the ingest order: a replay gives the same ledger, byte for byte, whatever
+the queue and batch sizes (README, "Execution algorithms").
+
+Children are released after the input record that moved the sentinel's clock to (or
+past) their time, or after the ``schedule`` record itself when its first slice is due
+already; never by a clock of their own.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from decimal import Decimal
+
+from msgspec import Raw
+
+from execd.model import ids, reasons
+from execd.model.messages import (
+    Accepted,
+    Entry,
+    ExecutionOutcome,
+    OrderIntent,
+    Plane,
+    RouterItem,
+    ScheduleRecord,
+    TradingState,
+    encode,
+)
+from execd.model.refusal import Refusal
+from execd.schedule.children import child_intent, parent_intent, parent_outcome
+from execd.schedule.core import Done, OpenState, SchedulerCore
+from execd.sentinel.risk import Risk
+
+_ZERO = Decimal(0)
+# The number the sentinel gives the next record it inserts into the ingest order.
+Number = Callable[[], int]
+
+
+def paper_price(intent: OrderIntent) -> Decimal | None:
+    """The price the paper plane records a fill of ``intent`` at (its limit, else its
+    reference price): what a child's fill adds to its parent's average."""
+    return intent.limit_price if intent.limit_price is not None else intent.reference_price
+
+
+def hold_open(risk: Risk, core: SchedulerCore) -> None:
+    """Hold pending what every open schedule may still send: after a restart's fold,
+    which, like a snapshot, holds nothing pending. A child out is an order the ledger
+    holds on its own."""
+    for state in core:
+        record = state.record
+        left = (state.planned - state.filled - state.out_lots) * record.lot
+        if left:
+            risk.hold(record.venue, record.symbol, record.side, left)
+
+
+class Schedules:
+    """The open schedules of one sentinel, and what each releases."""
+
+    def __init__(self, risk: Risk | None, planes: dict[str, Plane],
+                 core: SchedulerCore | None = None) -> None:
+        self.risk = risk
+        self.planes = planes
+        self.core = core if core is not None else SchedulerCore()
+        self._parents: dict[uuid.UUID, OrderIntent] = {}
+        # When a waiting slice is next due (core.NEVER: none): a plain attribute, which
+        # the sentinel reads after every record, kept up to date by every change here.
+        self.due_at = self.core.next_due
+
+    @property
+    def next_due(self) -> int:
+        """When a waiting slice is next due (``core.NEVER``: none)."""
+        return self.due_at
+
+    def open(self, record: ScheduleRecord, intent: OrderIntent, seq: int) -> None:
+        """``record``'s parent was admitted (and its hold taken): follow it."""
+        self.core.open(record, seq)
+        self._parents[record.intent_id] = intent
+        self.due_at = self.core.next_due
+
+    def _parent(self, record: ScheduleRecord) -> OrderIntent:
+        parent = self._parents.get(record.intent_id)
+        if parent is None:
+            parent = self._parents[record.intent_id] = parent_intent(record)
+        return parent
+
+    def release(self, now: int, number: Number, out: list[RouterItem]) -> None:
+        """Append to ``out`` every child due by ``now`` (numbered by ``number``), the
+        refusals of those a re-check refuses, and the outcomes of the parents they end."""
+        core = self.core
+        while core.next_due <= now:
+            for release in core.due(now):
+                self._child(release.state, release.child, release.lots, now, number, out)
+        self.due_at = core.next_due
+
+    def _child(self, state: OpenState, child: uuid.UUID, lots: int, now: int, number: Number,
+               out: list[RouterItem]) -> None:
+        record = state.record
+        plane = self.planes[record.venue]
+        intent = child_intent(self._parent(record), child, lots * record.lot)
+        raw = encode(intent)
+        refusal = None
+        if self.risk is not None:
+            refusal = self.risk.admit_child(intent, record.side, raw, now)
+        if refusal is not None:
+            out.append(Entry(number(), "outcome", now, _refused(intent, record, refusal, plane,
+                                                                 raw, now)))
+            self._settled(child, 0, None, plane, now, number, out)
+            return
+        out.append(Accepted(number(), now, None, intent, raw, child, record.side, plane,
+                            record.intent_id))
+        if plane == "paper":
+            self._settled(child, lots, paper_price(intent), plane, now, number, out)
+
+    def _settled(self, child: uuid.UUID, lots: int, price: Decimal | None, plane: Plane,
+                 now: int, number: Number, out: list[RouterItem]) -> None:
+        done = self.core.settled(child, lots, price)
+        if done is not None:
+            out.append(self._finish(done, plane, now, number))
+
+    def end(self, keep: Callable[[OpenState], bool], why: str, now: int, number: Number,
+            out: list[RouterItem], note: str | None = None) -> int:
+        """End every open schedule ``keep`` does not keep, for reason ``why`` (``note``:
+        who asked, and why, for the parents' outcomes); how many."""
+        ending = [state.record.intent_id for state in self.core if not keep(state)]
+        for parent in ending:
+            record = self.core.get(parent)
+            assert record is not None
+            plane = self.planes[record.record.venue]
+            done = self.core.end(parent, why, note)
+            if done is not None:
+                out.append(self._finish(done, plane, now, number))
+        self.due_at = self.core.next_due
+        return len(ending)
+
+    def catch_up(self, now: int, number: Number) -> list[RouterItem]:
+        """A start's first records: the outcomes of parents whose schedules ended before
+        the stop without one; the ends a HALTED or REDUCING state asks for; then the
+        children due by ``now`` (slices that fell due while the daemon was down go out
+        under the catch-up rule)."""
+        out: list[RouterItem] = []
+        self.unrecorded(now, number, out)
+        risk = self.risk
+        if risk is not None and risk.state != "ACTIVE":
+            self.end_for(risk.state, now, number, out, f"{risk.state} by {risk.state_note}")
+        if self.due_at <= now:
+            self.release(now, number, out)
+        return out
+
+    def end_for(self, state: TradingState, now: int, number: Number, out: list[RouterItem],
+                note: str) -> None:
+        """End the schedules trading state ``state`` stops: every one when HALTED, those
+        that do not only shrink their position when REDUCING."""
+        if state == "HALTED":
+            self.end(lambda s: False, reasons.SCHEDULE_HALTED, now, number, out, note)
+        elif state == "REDUCING":
+            self.end(self._reduces, reasons.SCHEDULE_REDUCING, now, number, out, note)
+
+    def _reduces(self, state: OpenState) -> bool:
+        """Whether an open schedule only shrinks its position (it goes on under REDUCING):
+        a sell against a long, a buy against a short."""
+        record = state.record
+        assert self.risk is not None
+        filled = self.risk.book.venue(record.venue).position(record.symbol).filled
+        return filled > 0 if record.side == "sell" else filled < 0
+
+    def cancel(self, parent: uuid.UUID, note: str, now: int, number: Number,
+               out: list[RouterItem]) -> None:
+        """End ``parent``'s schedule (``execd ctl cancel``). ValueError if it has none."""
+        if parent not in self.core:
+            raise ValueError(f"intent {parent} has no open schedule")
+        self.end(lambda s: s.record.intent_id != parent, reasons.SCHEDULE_CANCELLED, now,
+                 number, out, note)
+
+    def unrecorded(self, now: int, number: Number, out: list[RouterItem]) -> None:
+        """The outcomes of parents whose schedules ended before a stop without one."""
+        core = self.core
+        for done in list(core.unrecorded.values()):
+            out.append(self._finish(done, self.planes[done.record.venue], now, number))
+
+    def _finish(self, done: Done, plane: Plane, now: int, number: Number) -> Entry:
+        record = done.record
+        self.core.unrecorded.pop(record.intent_id, None)
+        self._parents.pop(record.intent_id, None)
+        if self.risk is not None:
+            self.risk.release(record.venue, record.symbol, record.side,
+                              (done.planned - done.filled) * record.lot)
+        return Entry(number(), "outcome", now, parent_outcome(done, plane, now))
+
+
+def _refused(intent: OrderIntent, record: ScheduleRecord, refusal: Refusal, plane: Plane,
+             raw: bytes, now: int) -> ExecutionOutcome:
+    """The outcome of a child its re-check refused (its lots carry into the next)."""
+    assert intent.intent_id is not None
+    return ExecutionOutcome(
+        execution_id=ids.execution_id(intent.intent_id, intent.venue, plane),
+        intent_id=intent.intent_id, status=refusal.status, filled_quantity=_ZERO,
+        logical_time=now, plane=plane, venue=intent.venue, symbol=intent.symbol,
+        side=record.side, requested_quantity=intent.quantity, reason=refusal.reason,
+        detail=refusal.detail, intent=Raw(raw), parent=record.intent_id)
+

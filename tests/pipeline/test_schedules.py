@@ -1,0 +1,112 @@
+"""Parent orders on the paper plane, through the whole pipeline (execd replay in-process):
+a TWAP driven by ticks gives one outcome per child and one for the parent, the ledger
+is the same bytes whatever the queue and batch sizes, and a bad schedule is a REJECTED
+outcome with its reason."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from execd.model import reasons
+from tests.helpers import intent, ledger_bytes, lines, outcomes, records, replay
+
+PARENT = "00000000-0000-4000-8000-000000000001"
+
+
+def _twap(n: int, quantity: str = "1.00", **execution: Any) -> dict[str, Any]:
+    params: dict[str, Any] = {"algorithm": "twap", "duration": 100, "slices": 4}
+    params.update(execution)
+    return intent(n, quantity=quantity, limit_price="100", order_type="limit",
+                  execution=params)
+
+
+def _inputs(directory: Path, rows: list[dict[str, Any]]) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "in.jsonl"
+    path.write_bytes(lines(*rows))
+    return [path]
+
+
+async def test_a_twap_driven_by_ticks_gives_a_child_per_slice_and_one_parent_outcome(
+        tmp_path: Path) -> None:
+    rows = [{"kind": "tick", "time": 1000}, _twap(1),
+            *({"kind": "tick", "time": t} for t in (1010, 1025, 1060, 1075, 1200))]
+    ledger = await replay(tmp_path / "run", _inputs(tmp_path, rows))
+    kinds = [(r["kind"], r["time"]) for r in records(ledger)
+             if r["kind"] in ("schedule", "outcome", "tick")]
+    assert kinds == [("tick", 1000), ("schedule", 1000), ("outcome", 1000), ("tick", 1010),
+                     ("tick", 1025), ("outcome", 1025), ("tick", 1060), ("outcome", 1060),
+                     ("tick", 1075), ("outcome", 1075), ("outcome", 1075), ("tick", 1200)]
+    done = outcomes(ledger)
+    children, [parent] = done[:4], done[4:]
+    assert all(c["parent"] == PARENT and c["status"] == "FILLED" for c in children)
+    assert [c["filled_quantity"] for c in children] == ["0.25"] * 4
+    assert len({c["intent_id"] for c in children}) == 4
+    assert parent["intent_id"] == PARENT and parent["children"] == 4
+    assert (parent["status"], parent["filled_quantity"], parent["average_price"]) == (
+        "FILLED", "1.00", "100")
+    total = sum(Decimal(c["filled_quantity"]) for c in children)
+    assert total == Decimal(parent["filled_quantity"])
+
+
+async def test_schedules_replay_byte_identical_whatever_the_sizes(tmp_path: Path) -> None:
+    rows: list[dict[str, Any]] = [{"kind": "tick", "time": 0}]
+    for n in range(1, 30):
+        rows.append(_twap(n, quantity=f"{n}.{n:02d}", slices=1 + n % 7, duration=10 + n))
+        rows.append(intent(1000 + n, quantity="0.1"))
+        if n % 3 == 0:
+            rows.append({"kind": "tick", "time": n * 2})
+    rows.append(intent(2000, quantity="3", execution={"algorithm": "iceberg", "visible": "1"}))
+    rows.append({"kind": "tick", "time": 10_000})
+    inputs = _inputs(tmp_path, rows)
+    ledgers = []
+    for index, sizes in enumerate([{"q": 1, "items": 1, "commit_records": 1},
+                                   {"q": 64, "items": 4096, "commit_records": 65536},
+                                   {"q": 3, "items": 7, "commit_records": 5}]):
+        ledgers.append(ledger_bytes(await replay(tmp_path / f"run{index}", inputs, **sizes)))
+    assert ledgers[0] == ledgers[1] == ledgers[2]
+    done = outcomes(tmp_path / "run0" / "ledger")
+    parents = [o for o in done if "children" in o]
+    assert len(parents) == 30 and all(p["status"] == "FILLED" for p in parents)
+    by_parent: dict[str, Decimal] = {}
+    for o in done:
+        if "parent" in o:
+            by_parent[o["parent"]] = by_parent.get(o["parent"], Decimal(0)) + Decimal(
+                o["filled_quantity"])
+    for p in parents:
+        assert by_parent[p["intent_id"]] == Decimal(p["filled_quantity"]) == Decimal(
+            p["requested_quantity"])
+
+
+async def test_a_bad_schedule_is_rejected_with_its_reason(tmp_path: Path) -> None:
+    bad = [
+        ({"algorithm": "teleport"}, reasons.EXECUTION_ALGORITHM_UNKNOWN),
+        ({"algorithm": "twap", "end": 50, "slices": 2}, reasons.EXECUTION_WINDOW_INVALID),
+        ({"algorithm": "twap", "start": 500, "end": 400, "slices": 2},
+         reasons.EXECUTION_WINDOW_INVALID),
+        ({"algorithm": "twap", "duration": 10, "slices": 0}, reasons.EXECUTION_WINDOW_INVALID),
+        ({"algorithm": "twap", "duration": 10}, reasons.EXECUTION_WINDOW_INVALID),
+        ({"algorithm": "pov", "duration": 10, "participation": "1.5"},
+         reasons.EXECUTION_ALGORITHM_UNSUPPORTED),
+        ({"algorithm": "twap", "duration": 10, "slices": 2, "visible": "1"},
+         reasons.EXECUTION_PARAMETER_INVALID),
+        ({"algorithm": "iceberg"}, reasons.EXECUTION_PARAMETER_INVALID),
+        ({"algorithm": "iceberg", "visible": "-1"}, reasons.EXECUTION_PARAMETER_INVALID),
+        ({"algorithm": "twap", "duration": 10, "slices": 2, "time_in_force": "FOREVER"},
+         reasons.EXECUTION_TIME_IN_FORCE_INVALID),
+        ({"time_in_force": "GTD"}, reasons.EXECUTION_TIME_IN_FORCE_INVALID),
+        ({"time_in_force": "GTD", "expire_at": 10}, reasons.EXECUTION_TIME_IN_FORCE_INVALID),
+    ]
+    rows: list[dict[str, Any]] = [{"kind": "tick", "time": 100}]
+    rows += [intent(n, execution=execution) for n, (execution, _) in enumerate(bad, 1)]
+    rows.append(intent(99, venue="stubfail", execution={"algorithm": "twap", "duration": 10,
+                                                        "slices": 2}))
+    ledger = await replay(tmp_path / "run", _inputs(tmp_path, rows))
+    done = outcomes(ledger)
+    got = [(o["status"], o["reason"]) for o in done]
+    assert got == [("REJECTED", reason) for _, reason in bad] + [
+        ("REJECTED", reasons.EXECUTION_ALGORITHM_UNSUPPORTED)]
+    assert all(o.get("detail") for o in done)
+    assert not any(r["kind"] == "schedule" for r in records(ledger))
