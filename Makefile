@@ -45,6 +45,7 @@ check-unit:
 
 bench: setup
 	$(BIN)/python bench/paper.py
+	$(BIN)/python bench/schedules.py
 	$(BIN)/python bench/live.py
 
 # Start-up, verify and tail over paper ledgers of 1M and 10M records (built once and

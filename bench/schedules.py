@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -65,7 +66,11 @@ def child(parents: int, slices: int) -> dict[str, Any]:
     try:
         inputs = make_inputs(work / "in", parents, slices)
         write_lakehouse(work)
-        (work / "execd.toml").write_text(CONFIG.format(work=work, poll=100))
+        text = CONFIG.format(work=work, poll=100)
+        every = os.environ.get("EXECD_BENCH_CHECKPOINTS")
+        if every is not None:  # as for bench/paper.py ("0": checkpoints off)
+            text += f"\n[ledger]\ncheckpoint_records = {int(every)}\n"
+        (work / "execd.toml").write_text(text)
         loaded = config.load(work / "execd.toml")
         daemon = Daemon(loaded, mode="replay", inputs=inputs, ledger_dir=work / "ledger")
         began = time.perf_counter()

@@ -173,7 +173,7 @@ class Fold:
         # before they carried wall_time have a wall-clock time only under "wall".
         self.clock = "logical"
         # Open parent orders and their progress (README, "Execution algorithms").
-        self.schedules = SchedulerCore()
+        self.schedules = SchedulerCore(timed=False)
 
     def use_files(self, files: FileTables | None) -> None:
         """Keep the consumed-file tables in ``files`` (None: in memory, empty)."""

@@ -263,7 +263,7 @@ def _restore_venue(risk: Risk, name: str, state: VenueState) -> None:
 
 
 def _schedules(snapshot: Snapshot) -> SchedulerCore:
-    core = SchedulerCore()
+    core = SchedulerCore(timed=False)  # a fold's (Schedules.keep_time starts the heap)
     for s in snapshot.schedules:
         core.adopt(OpenState(_schedule(s.record), s.order, s.next, s.carry,
                              None if s.out is None else uuid.UUID(s.out), s.out_lots,

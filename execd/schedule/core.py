@@ -111,9 +111,15 @@ class OpenState(Struct, array_like=True):
 
 
 class SchedulerCore:
-    """Every open schedule, and the heap of those waiting for their next slice."""
+    """Every open schedule, and the heap of those waiting for their next slice.
 
-    def __init__(self) -> None:
+    ``timed=False``: no heap is kept (the fold's, which only replays what the ledger
+    says and never asks what is due); :meth:`keep_time` starts one, for the sentinel
+    that takes the fold's schedules over at start-up.
+    """
+
+    def __init__(self, timed: bool = True) -> None:
+        self.timed = timed
         # Keyed by the UUIDs' integers: a UUID's own hash is a Python call, and these
         # are asked several times per child.
         self._open: dict[int, OpenState] = {}  # parent -> its schedule
@@ -174,17 +180,26 @@ class SchedulerCore:
             self._children[state.out.int] = state
         self._wait(state)
 
+    def keep_time(self) -> None:
+        """From now on keep the heap of waiting schedules (see the class docstring)."""
+        if not self.timed:
+            self.timed = True
+            for state in self._open.values():
+                self._wait(state)
+
     def _wait(self, state: OpenState) -> None:
         state.turn += 1
-        if state.out is None and state.ended is None and state.next < len(state.record.slices):
+        if (self.timed and state.out is None and state.ended is None
+                and state.next < len(state.record.slices)):
             heapq.heappush(self._waiting, (state.record.slices[state.next][0], state.order,
                                            state.turn, state))
 
-    def due(self, now: int) -> list[Release]:
+    def due(self, now: int, most: int | None = None) -> list[Release]:
         """The children to send by ``now``: for each waiting schedule whose next slice
-        is due, one child (see the module docstring), the earliest due first."""
-        released = []
-        while self.next_due <= now:
+        is due, one child (see the module docstring), the earliest due first; at most
+        ``most`` of them (the rest stay due, for the next call)."""
+        released: list[Release] = []
+        while self.next_due <= now and (most is None or len(released) < most):
             state = heapq.heappop(self._waiting)[3]
             parent = state.record.intent_id
             slices = state.record.slices
@@ -213,7 +228,7 @@ class SchedulerCore:
         """Child ``child`` of ``lots`` lots was released (the fold, from its outcome):
         progress moves as :meth:`due` moved it. The slices it covered follow from its
         lots and the carry, since every slice holds at least one lot. ValueError when
-        the ledger's child is not the one this schedule would release next."""
+        its lots are not those of any child this schedule could release next."""
         state = self._open.get(parent.int)
         if state is None or state.out is not None:
             raise ValueError(f"child {child} of {parent}: no such schedule waits for a child")
@@ -225,7 +240,10 @@ class SchedulerCore:
             last += 1
             if not state.record.merge:
                 break
-        if total != need or child != child_intent_id(parent, first, 0):
+        # The child's id is not derived again to compare (a hash per child, in every
+        # fold): the hash-chained ledger's outcome names its parent, and its lots say
+        # which slices it covered.
+        if total != need:
             raise ValueError(f"child {child} of {parent} ({lots} lots) is not the child of "
                              f"slice {first} with a carry of {state.carry}")
         self._release(state, child, last, lots)

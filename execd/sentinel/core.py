@@ -339,11 +339,12 @@ class SentinelCore:
         for item in batch:
             seq, time = item.seq, item.time  # _other renumbers an entry in place
             append(handle(item) if type(item) is IntentIn else other(item))  # type: ignore[arg-type]
-            if time >= schedules.due_at:
+            while time >= schedules.due_at:
                 # Children due by now follow the record that brought the clock here.
                 self.next_in = seq + 1
-                schedules.release(time, self._number, out)
-                if most is not None and len(out) >= most and item is not last:
+                schedules.release(time, self._number, out, most)
+                if most is not None and len(out) >= most and (
+                        item is not last or time >= schedules.due_at):
                     self._merge_inserted(out)
                     self.next_in, self.time = seq + 1, time
                     yield out

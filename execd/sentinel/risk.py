@@ -201,15 +201,26 @@ class Risk:
         check is, since prices and the state move while a schedule runs.
         """
         assert intent.intent_id is not None
-        slot = self.slot(intent.venue, intent.symbol)
+        slot = self._slots[intent.venue].get(intent.symbol) or self.slot(intent.venue,
+                                                                          intent.symbol)
         quantity = intent.quantity
-        slot.book.settle(slot.position, side, quantity, _ZERO)
+        position = slot.position
+        # Off the hold, without a recount: the checks value the position from its own
+        # fields (Position.grown) and the venue's gross less what the position counted,
+        # and the commit below recounts it.
+        if side == "buy":
+            position.pending_buy -= quantity
+        else:
+            position.pending_sell -= quantity
         table = slot.child_tables[intent.order_type][intent.constraints is not None]
         c = candidate(intent, intent.intent_id, side, raw, now, self.rules, self.context, slot)
         for check in table:
             refusal = check(c)
             if refusal is not None:
-                slot.book.accept(slot.position, side, quantity, None, "async")
+                if side == "buy":  # back on the hold: nothing changed
+                    position.pending_buy += quantity
+                else:
+                    position.pending_sell += quantity
                 return refusal
         _commit(slot, side, quantity, c.price, now, c.exposure if table else None)
         return None

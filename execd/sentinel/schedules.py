@@ -73,6 +73,7 @@ class Schedules:
         self.risk = risk
         self.planes = planes
         self.core = core if core is not None else SchedulerCore()
+        self.core.keep_time()  # a restart's come from the fold, which keeps no heap
         self._parents: dict[uuid.UUID, OrderIntent] = {}
         # When a waiting slice is next due (core.NEVER: none): a plain attribute, which
         # the sentinel reads after every record, kept up to date by every change here.
@@ -95,12 +96,17 @@ class Schedules:
             parent = self._parents[record.intent_id] = parent_intent(record)
         return parent
 
-    def release(self, now: int, number: Number, out: list[RouterItem]) -> None:
+    def release(self, now: int, number: Number, out: list[RouterItem],
+                most: int | None = None) -> None:
         """Append to ``out`` every child due by ``now`` (numbered by ``number``), the
-        refusals of those a re-check refuses, and the outcomes of the parents they end."""
+        refusals of those a re-check refuses, and the outcomes of the parents they end;
+        or stop once ``out`` holds ``most`` items (what is left stays due)."""
         core = self.core
         while core.next_due <= now:
-            for release in core.due(now):
+            room = None if most is None else most - len(out)
+            if room is not None and room <= 0:
+                break
+            for release in core.due(now, room):
                 self._child(release.state, release.child, release.lots, now, number, out)
         self.due_at = core.next_due
 

@@ -1,6 +1,8 @@
+import copy
 import hashlib
 import uuid
 
+import msgspec
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -34,5 +36,9 @@ def test_a_child_id_is_the_uuid5_of_its_parent_slice_and_attempt(
         parent: uuid.UUID, slice_: int, attempt: int) -> None:
     name = parent.bytes + f"|{slice_}|{attempt}".encode()
     digest = hashlib.sha1(ids.CHILD_NS.bytes + name).digest()  # noqa: S324 - UUIDv5 is SHA-1
-    assert ids.child_intent_id(parent, slice_, attempt) == uuid.UUID(bytes=digest[:16],
-                                                                     version=5)
+    made = ids.child_intent_id(parent, slice_, attempt)
+    standard = uuid.UUID(bytes=digest[:16], version=5)
+    assert made == standard and hash(made) == hash(standard) and str(made) == str(standard)
+    assert (made.version, made.variant, made.is_safe) == (5, uuid.RFC_4122, standard.is_safe)
+    assert msgspec.json.encode(made) == msgspec.json.encode(standard)
+    assert copy.deepcopy(made) == standard

@@ -141,20 +141,26 @@ def test_cancel_ends_one_schedule_and_says_who(tmp_path: Path) -> None:
 def test_children_follow_the_record_that_moved_the_clock_whatever_the_batches(
         tmp_path: Path) -> None:
     """The same items cut into batches of every size give the same numbered records."""
-    def run(cut: int) -> list[tuple[int, str, str]]:
-        core = build(tmp_path / str(cut))
-        items: list[Any] = [twap(1, "8", time=0, slices=8), item(2, time=0, seq=None)]
+    def run(cut: int, most: int | None = None) -> list[tuple[int, str, str]]:
+        core = build(tmp_path / f"{cut}-{most}")
+        items: list[Any] = [twap(1, "8", time=0, slices=8), item(2, time=0, seq=None),
+                            twap(3, "5", time=0, slices=5, start=13),
+                            twap(4, "9", time=0, slices=3, start=13)]
         items += [tick(t) for t in (5, 13, 13, 40, 41, 99, 200)]
         for n, it in enumerate(items):
             it.seq = n
         seen = []
         for start in range(0, len(items), cut):
-            for x in core.handle_batch(items[start:start + cut]):
-                what = x.intent.quantity if isinstance(x, Accepted) else x.kind
-                seen.append((x.seq, type(x).__name__, str(what)))
+            batch = items[start:start + cut]
+            for part in core.decide(batch, most):
+                # Children never grow a part much past most (a parent's outcome rides along).
+                assert most is None or len(part) <= len(batch) + most + 1
+                for x in part:
+                    what = x.intent.quantity if isinstance(x, Accepted) else x.kind
+                    seen.append((x.seq, type(x).__name__, str(what)))
         return seen
 
-    runs = [run(cut) for cut in (1, 2, 3, 9)]
-    assert runs[0] == runs[1] == runs[2] == runs[3]
+    runs = [run(cut) for cut in (1, 2, 3, 9)] + [run(9, most) for most in (1, 2, 5)]
+    assert all(r == runs[0] for r in runs)
     assert next(s for s in runs[0] if s[1] == "Accepted") == (1, "Accepted", "1")
 
