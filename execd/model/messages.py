@@ -348,6 +348,10 @@ class ContextRecord(Struct, frozen=True, forbid_unknown_fields=True, omit_defaul
     plans: int
     plans_sha256: str | None
     problems: tuple[str, ...] = ()
+    # Volume profiles for VWAP (market/volume_profile.json): symbols and the digest;
+    # left out while there is no such file, so older ledgers read the same.
+    profiles: int = 0
+    profiles_sha256: str | None = None
 
 
 class InputFileRecord(Struct, frozen=True, forbid_unknown_fields=True):

@@ -69,6 +69,7 @@ EXECUTION_WINDOW_INVALID: Final = "EXECUTION_WINDOW_INVALID"
 EXECUTION_PARAMETER_INVALID: Final = "EXECUTION_PARAMETER_INVALID"
 EXECUTION_TIME_IN_FORCE_INVALID: Final = "EXECUTION_TIME_IN_FORCE_INVALID"
 EXECUTION_TIME_IN_FORCE_UNSUPPORTED: Final = "EXECUTION_TIME_IN_FORCE_UNSUPPORTED"
+EXECUTION_PROFILE_UNUSABLE: Final = "EXECUTION_PROFILE_UNUSABLE"
 # How a schedule ended short of its quantity (the parent's outcome).
 SCHEDULE_HALTED: Final = "SCHEDULE_HALTED"
 SCHEDULE_REDUCING: Final = "SCHEDULE_REDUCING"
@@ -161,6 +162,9 @@ REASONS: Final[dict[str, str]] = {
     "PO, GTD comes without expire_at (or expire_at without GTD), or expire_at has passed.",
     EXECUTION_TIME_IN_FORCE_UNSUPPORTED: "REJECTED: the venue cannot honour the intent's "
     "time in force (the live plane does not pass one to the venue yet).",
+    EXECUTION_PROFILE_UNUSABLE: "REJECTED: a VWAP's symbol has a volume profile in "
+    "market/volume_profile.json that cannot be used, or the file cannot be read, or the "
+    "profile weighs every slice of the window 0: it is not planned on a guess.",
     SCHEDULE_HALTED: "A parent order's schedule ended because trading was HALTED: no child "
     "after the halt (PARTIALLY_FILLED or FAILED by what filled; SKIPPED when no child was sent).",
     SCHEDULE_REDUCING: "A parent order's schedule ended because trading became REDUCING and "

@@ -6,6 +6,8 @@ Research and operators keep these files in the lakehouse, beside the inbox:
   with at least ``run_id``; an intent whose ``source_run`` is not there is refused;
 * ``market/regime.json`` — ``{"regime": "CRISIS"}``: the current market regime;
 * ``market/prices.json`` — ``{"BTC/USDT": "64200", ...}``: the latest price per symbol;
+* ``market/volume_profile.json`` — volume profiles per symbol for VWAP schedules
+  (:mod:`execd.reader.profiles`);
 * ``control/overrides.jsonl`` — manual overrides for regime parity, one
   ``{"intent_id": ..., "operator": ..., "reason": ...}`` a line;
 * the plan ledger (``[governance] ledger_dir``), when governance is enforced.
@@ -40,6 +42,7 @@ from execd.config.schema import InputConfig
 from execd.model.errors import FileRefused
 from execd.model.files import read_regular
 from execd.model.messages import ContextRecord
+from execd.reader import profiles as volume
 from execd.reader.inbox import Lakehouse
 
 Name = Annotated[str, Meta(min_length=1, max_length=256)]
@@ -82,13 +85,14 @@ class LakehouseContext:
 
     def __init__(self, runs: frozenset[str], regime: str | None, prices: dict[str, Decimal],
                  overrides: dict[uuid.UUID, Override], plans: dict[str, str],
-                 record: ContextRecord) -> None:
+                 record: ContextRecord, profiles: volume.Profiles = volume.NONE) -> None:
         self.runs = runs
         self.regime = regime
         self.prices = prices
         self.overrides = overrides
         self.plans = plans
         self.record = record
+        self.profiles = profiles
 
 
 EMPTY = LakehouseContext(frozenset(), None, {}, {}, {},
@@ -162,6 +166,11 @@ class ContextLoader:
             lambda: _read_overrides(lh.overrides, limit), dict[uuid.UUID, Override]())
         if bad:
             problems.append(bad)
+        profiles, profiles_sha, bad = self._cached(
+            "volume_profile.json", lambda: _stat_key(lh.volume_profiles),
+            lambda: _read_profiles(lh.volume_profiles, limit), volume.Profiles({}, every=True))
+        if bad:
+            problems.append(bad)
         plans: dict[str, str] = {}
         plans_sha: str | None = None
         plans_dir = self.plans_dir
@@ -173,10 +182,11 @@ class ContextLoader:
                 problems.append(bad)
         record = ContextRecord(len(runs), runs_sha, regime, len(prices), prices_sha,
                                len(overrides), overrides_sha, len(plans), plans_sha,
-                               tuple(problems))
+                               tuple(problems), len(profiles.profiles), profiles_sha)
         if record == self.current.record:
             return self.current
-        self.current = LakehouseContext(runs, regime, prices, overrides, plans, record)
+        self.current = LakehouseContext(runs, regime, prices, overrides, plans, record,
+                                        profiles)
         return self.current
 
 
@@ -247,6 +257,15 @@ def _read_prices(path: Path, max_bytes: int) -> Part[dict[str, Decimal]]:
         bad = sorted(set(prices) - set(good))
         problem = f"{path.name}: no usable price for {', '.join(bad[:5])}"
     return good, _sha(data), problem
+
+
+def _read_profiles(path: Path, max_bytes: int) -> Part[volume.Profiles]:
+    data, problem = _read(path, max_bytes)
+    if data is None:
+        # Missing: every symbol plans flat. Refused (not a regular file, too big): none.
+        return volume.Profiles({}, every=problem is not None), None, problem
+    parsed, problem = volume.parse(data, path.name)
+    return parsed, _sha(data), problem
 
 
 def _read_overrides(path: Path, max_bytes: int) -> Part[dict[uuid.UUID, Override]]:

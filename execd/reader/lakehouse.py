@@ -72,6 +72,11 @@ class Lakehouse(Struct, frozen=True):
         return self.root / "market" / "prices.json"
 
     @property
+    def volume_profiles(self) -> Path:
+        """Volume profiles per symbol for VWAP schedules (reader/profiles.py)."""
+        return self.root / "market" / "volume_profile.json"
+
+    @property
     def overrides(self) -> Path:
         """Manual overrides for regime parity (JSONL: intent_id, operator, reason)."""
         return self.root / "control" / "overrides.jsonl"

@@ -31,8 +31,10 @@ from execd.model.messages import (
     Source,
 )
 from execd.model.refusal import Refusal
+from execd.reader.profiles import NONE as NO_PROFILES
+from execd.reader.profiles import Profiles
 from execd.schedule import plan
-from execd.schedule.plan import Floor
+from execd.schedule.plan import FLAT, Floor, Profile
 
 ALGORITHMS: Final = ("immediate", "twap", "vwap", "iceberg", "pov")
 TIMES_IN_FORCE: Final = ("GTC", "IOC", "FOK", "GTD", "PO")
@@ -84,8 +86,10 @@ def time_in_force(execution: Execution, plane: Plane, now: int) -> Refusal | Non
 
 
 def schedule_of(intent: OrderIntent, intent_id: uuid.UUID, side: Side, plane: Plane,
-                now: int, raw: bytes, source: Source | None) -> Refusal | ScheduleRecord | None:
-    """The schedule ``intent`` asks for (see the module docstring)."""
+                now: int, raw: bytes, source: Source | None,
+                profiles: Profiles = NO_PROFILES) -> Refusal | ScheduleRecord | None:
+    """The schedule ``intent`` asks for (see the module docstring); a VWAP follows its
+    symbol's profile in ``profiles`` (the lakehouse's), or the flat one."""
     execution = intent.execution
     if execution is None:
         return None
@@ -109,7 +113,14 @@ def schedule_of(intent: OrderIntent, intent_id: uuid.UUID, side: Side, plane: Pl
             "the paper plane: live venues run immediate intents only, for now")
         return _invalid(reasons.EXECUTION_ALGORITHM_UNSUPPORTED,
                         f"algorithm={algorithm} needs {where}")
-    made = _plan(execution, intent.quantity, now)
+    profile = FLAT
+    if algorithm == "vwap":
+        if profiles.unusable(intent.symbol):
+            return _invalid(reasons.EXECUTION_PROFILE_UNUSABLE,
+                            f"symbol={intent.symbol!r}: the lakehouse's volume profile for it "
+                            "cannot be used (the context record's problems say why)")
+        profile = profiles.profiles.get(intent.symbol, FLAT)
+    made = _plan(execution, intent.quantity, now, profile)
     if isinstance(made, Refusal):
         return made
     return ScheduleRecord(intent_id, intent.venue, intent.symbol, side, algorithm,
@@ -117,7 +128,8 @@ def schedule_of(intent: OrderIntent, intent_id: uuid.UUID, side: Side, plane: Pl
                           Raw(raw), made.unplanned, algorithm != "iceberg", source)
 
 
-def _plan(execution: Execution, quantity: Decimal, now: int) -> plan.Plan | Refusal:
+def _plan(execution: Execution, quantity: Decimal, now: int,
+          profile: Profile) -> plan.Plan | Refusal:
     floor = Floor(lot_of(quantity))
     start = now if execution.start is None else execution.start
     if not 0 <= start <= MAX_TIME:
@@ -139,7 +151,10 @@ def _plan(execution: Execution, quantity: Decimal, now: int) -> plan.Plan | Refu
         return window
     end, count = window
     if execution.algorithm == "vwap":
-        return plan.vwap(quantity, start, end, count, floor)
+        try:
+            return plan.vwap(quantity, start, end, count, floor, profile)
+        except ValueError as exc:  # every slice in bins of weight 0
+            return _invalid(reasons.EXECUTION_PROFILE_UNUSABLE, f"{exc}: nothing to plan by")
     return plan.twap(quantity, start, end, count, floor)
 
 

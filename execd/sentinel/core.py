@@ -44,6 +44,7 @@ from execd.model.messages import (
 )
 from execd.model.refusal import Refusal
 from execd.reader.context import Override
+from execd.reader.profiles import NONE as NO_PROFILES
 from execd.schedule.core import SchedulerCore
 from execd.schedule.intake import schedule_of
 from execd.sentinel import safety
@@ -268,7 +269,8 @@ class SentinelCore:
         schedule: ScheduleRecord | None = None
         if intent.execution is not None:
             planned = schedule_of(intent, intent_id, side, plane, item.time, item.raw,
-                                  item.source)
+                                  item.source, self.risk.context.profiles if self.risk else
+                                  NO_PROFILES)
             if isinstance(planned, Refusal):
                 return self._refuse(item, intent_id, planned)
             schedule = planned

@@ -5,6 +5,7 @@ outcome with its reason."""
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -110,3 +111,31 @@ async def test_a_bad_schedule_is_rejected_with_its_reason(tmp_path: Path) -> Non
         ("REJECTED", reasons.EXECUTION_ALGORITHM_UNSUPPORTED)]
     assert all(o.get("detail") for o in done)
     assert not any(r["kind"] == "schedule" for r in records(ledger))
+
+
+async def test_a_vwap_follows_its_symbols_lakehouse_profile_and_refuses_an_unusable_one(
+        tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    market = run / "lakehouse" / "market"
+    market.mkdir(parents=True)
+    (market / "volume_profile.json").write_text(json.dumps({
+        "BTC/USDT": {"period": 100, "weights": ["1", "3"]},
+        "ETH/USDT": {"period": 100, "weights": ["0"]}}))
+    vwap = {"algorithm": "vwap", "start": 0, "end": 100, "slices": 4}
+    rows = [{"kind": "tick", "time": 0}, intent(1, quantity="8", execution=vwap),
+            intent(2, quantity="8", symbol="ETH/USDT", execution=vwap),
+            intent(3, quantity="8", symbol="SOL/USDT", execution=vwap),  # no profile: flat
+            *({"kind": "tick", "time": t} for t in (25, 50, 75, 100))]
+    ledger = await replay(run, _inputs(tmp_path, rows))
+    done = outcomes(ledger)
+    by_parent: dict[str, list[str]] = {}
+    for o in done:
+        if "parent" in o:
+            by_parent.setdefault(o["parent"][-1:], []).append(o["filled_quantity"])
+    assert by_parent == {"1": ["1", "1", "3", "3"], "3": ["2", "2", "2", "2"]}
+    [refused] = [o for o in done if o["intent_id"] == "00000000-0000-4000-8000-000000000002"]
+    assert (refused["status"], refused["reason"]) == (
+        "REJECTED", reasons.EXECUTION_PROFILE_UNUSABLE)
+    [context] = [r["body"] for r in records(ledger) if r["kind"] == "context"]
+    assert context["profiles"] == 1 and len(context["profiles_sha256"]) == 64
+    assert "no usable profile for ETH/USDT" in context["problems"][0]

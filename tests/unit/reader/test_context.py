@@ -6,6 +6,7 @@ process with the same files is in test_context_process.py.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import threading
@@ -57,6 +58,8 @@ NESTED = {
     "overrides": ("control/overrides.jsonl",
                   f'{override(INTENT_A)}\n{{"intent_id": {DEEP}}}\n',
                   "overrides.jsonl: 1 unreadable line(s), first at line 2"),
+    "profiles": ("market/volume_profile.json", f'{{"BTC/USDT": {DEEP}}}',
+                 "volume_profile.json: Expected `object`, got `array` - at `$[...]`"),
 }
 
 
@@ -74,12 +77,15 @@ def test_deeply_nested_json_is_a_problem_and_fails_closed(tmp_path: Path, which:
         assert context.regime == "CRISIS"
     elif which == "prices":
         assert context.prices == {}
+    elif which == "profiles":
+        assert context.profiles.unusable("ETH/USDT")  # every VWAP is refused
     else:
         assert list(context.overrides) == [execd.reader.context.uuid.UUID(INTENT_A)]
 
 
 @pytest.mark.parametrize("name", ["audit/runs.jsonl", "market/regime.json",
-                                  "market/prices.json", "control/overrides.jsonl"])
+                                  "market/prices.json", "control/overrides.jsonl",
+                                  "market/volume_profile.json"])
 def test_a_fifo_is_a_problem_and_never_blocks(tmp_path: Path, name: str) -> None:
     path = tmp_path / name
     path.parent.mkdir(parents=True)
@@ -150,3 +156,29 @@ def test_any_other_failure_while_loading_fails_closed(tmp_path: Path,
     assert context.record.problems == ("regime.json: cannot be loaded (MemoryError)",)
     assert context.regime == "CRISIS"
     assert context.prices == {"BTC/USDT": Decimal("100")}
+
+
+def test_volume_profiles_are_read_per_symbol_and_an_unusable_one_fails_closed(
+        tmp_path: Path) -> None:
+    assert not load(tmp_path).profiles.unusable("BTC/USDT")  # no file: every symbol flat
+    text = json.dumps({
+        "BTC/USDT": {"period": 100, "weights": ["1", "3"]},
+        "ETH/USDT": {"period": 100, "weights": ["0", "0"]},
+        "SOL/USDT": {"period": 0, "weights": ["1"]},
+        "XRP/USDT": {"period": 10, "weights": ["-1", "2"]}})
+    path = write(tmp_path, "market/volume_profile.json", text)
+    context = load(tmp_path)
+    profiles = context.profiles
+    assert profiles.profiles["BTC/USDT"].weights == (Decimal(1), Decimal(3))
+    assert [s for s in ("BTC/USDT", "ETH/USDT", "SOL/USDT", "XRP/USDT", "ADA/USDT")
+            if profiles.unusable(s)] == ["ETH/USDT", "SOL/USDT", "XRP/USDT"]
+    assert context.record.problems == (
+        "volume_profile.json: no usable profile for ETH/USDT, SOL/USDT, XRP/USDT (period > 0; "
+        "1 to 10000 weights, each at least 0, not all 0)",)
+    assert context.record.profiles == 1
+    assert context.record.profiles_sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    # Numbers are read exactly, as in prices.json; a wrong shape refuses the whole file.
+    write(tmp_path, "market/volume_profile.json", '{"BTC/USDT": {"period": 1, "weights": [0.1]}}')
+    assert load(tmp_path).profiles.profiles["BTC/USDT"].weights == (Decimal("0.1"),)
+    write(tmp_path, "market/volume_profile.json", '{"BTC/USDT": {"period": 1, "weights": 1}}')
+    assert load(tmp_path).profiles.unusable("ADA/USDT")
