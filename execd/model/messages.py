@@ -216,6 +216,8 @@ class OrderRecord(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults
     reduce_only: bool = False
     source: Source | None = None
     wall_time: int | None = None
+    # IOC or FOK (README, "Execution algorithms"); None: the venue's default (GTC).
+    time_in_force: str | None = None
 
 
 # What the venue answered to one send of an order. "not_recorded": the run that may

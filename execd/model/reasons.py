@@ -161,7 +161,8 @@ REASONS: Final[dict[str, str]] = {
     EXECUTION_TIME_IN_FORCE_INVALID: "REJECTED: time_in_force is not GTC, IOC, FOK, GTD or "
     "PO, GTD comes without expire_at (or expire_at without GTD), or expire_at has passed.",
     EXECUTION_TIME_IN_FORCE_UNSUPPORTED: "REJECTED: the venue cannot honour the intent's "
-    "time in force (the live plane does not pass one to the venue yet).",
+    "time in force: one its exchange does not list, FOK or PO on a market order, or GTD "
+    "(ccxt passes no good-till-date); nothing is sent.",
     EXECUTION_PROFILE_UNUSABLE: "REJECTED: a VWAP's symbol has a volume profile in "
     "market/volume_profile.json that cannot be used, or the file cannot be read, or the "
     "profile weighs every slice of the window 0: it is not planned on a guess.",

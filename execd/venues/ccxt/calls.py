@@ -185,6 +185,8 @@ class Calls:
             params["postOnly"] = True
         if record.reduce_only:
             params["reduceOnly"] = True
+        if record.time_in_force is not None:
+            params["timeInForce"] = record.time_in_force
         price = str(record.price) if record.price is not None else None
         try:
             placed: dict[str, Any] = await self.call(

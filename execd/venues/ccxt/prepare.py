@@ -41,6 +41,8 @@ class MarketRules(Struct, frozen=True):
     max_cost: Decimal | None = None
     post_only: bool = False
     reduce_only: bool = False
+    # The times in force the venue honours besides GTC (ccxt's features: IOC, FOK, ...).
+    times_in_force: frozenset[str] = frozenset()
 
 
 class OrderPlan(Struct, frozen=True):
@@ -51,6 +53,7 @@ class OrderPlan(Struct, frozen=True):
     price: Decimal | None
     post_only: bool
     reduce_only: bool
+    time_in_force: str | None = None
 
 
 # What replaces an order that is not sent: status, reason code, detail.
@@ -77,7 +80,8 @@ def _decimal(value: Any) -> Decimal | None:
 
 
 def rules_from_market(market: dict[str, Any], *, tick_precision: bool,
-                      post_only: bool, reduce_only: bool) -> MarketRules:
+                      post_only: bool, reduce_only: bool,
+                      times_in_force: frozenset[str] = frozenset()) -> MarketRules:
     """MarketRules from one ccxt market structure.
 
     ``tick_precision``: the exchange's precisionMode is TICK_SIZE (precision values
@@ -104,7 +108,7 @@ def rules_from_market(market: dict[str, Any], *, tick_precision: bool,
         min_amount=limit("amount", "min"), max_amount=limit("amount", "max"),
         min_price=limit("price", "min"), max_price=limit("price", "max"),
         min_cost=limit("cost", "min"), max_cost=limit("cost", "max"),
-        post_only=post_only, reduce_only=reduce_only,
+        post_only=post_only, reduce_only=reduce_only, times_in_force=times_in_force,
     )
 
 
@@ -155,6 +159,12 @@ def prepare(item: Accepted, rules: MarketRules | None, default_slippage_bps: int
         move = reference * bps / _BPS
         order_type, price = "limit", reference + move if side == "buy" else reference - move
 
+    time_in_force = intent.execution.time_in_force if intent.execution is not None else None
+    if time_in_force == "PO":
+        post_only, time_in_force = True, None
+    tif = _time_in_force(time_in_force, order_type, rules, intent.venue)
+    if isinstance(tif, tuple):
+        return tif
     if post_only and (order_type != "limit" or not rules.post_only):
         why = ("a market order cannot be post-only" if order_type != "limit"
                else f"venue {intent.venue} does not support post-only orders")
@@ -193,4 +203,24 @@ def prepare(item: Accepted, rules: MarketRules | None, default_slippage_bps: int
             return ("REJECTED", reasons.VENUE_LIMIT_EXCEEDED,
                     f"notional={notional} (amount={amount} x price={valued_at}) > "
                     f"max_notional={rules.max_cost}")
-    return OrderPlan(order_type, amount, price, post_only, reduce_only)
+    return OrderPlan(order_type, amount, price, post_only, reduce_only, tif)
+
+
+def _time_in_force(tif: str | None, order_type: OrderType, rules: MarketRules,
+                   venue: str) -> str | NotSent | None:
+    """The ``timeInForce`` to send (None: the venue's default, GTC for a limit), or the
+    refusal of one the venue (or ccxt) cannot honour for this order."""
+    if tif is None or tif == "GTC":
+        return None
+    if order_type == "market":
+        if tif == "IOC":
+            return None  # a market order takes what it can at once: IOC by nature
+        return ("REJECTED", reasons.EXECUTION_TIME_IN_FORCE_UNSUPPORTED,
+                f"time_in_force={tif}: a market order takes IOC or GTC only")
+    if tif == "GTD" or tif not in rules.times_in_force:
+        why = ("ccxt passes no good-till-date" if tif == "GTD"
+               else f"venue {venue} does not support it (supported: "
+                    f"{', '.join(['GTC', *sorted(rules.times_in_force)])})")
+        return ("REJECTED", reasons.EXECUTION_TIME_IN_FORCE_UNSUPPORTED,
+                f"time_in_force={tif}: {why}")
+    return tif

@@ -92,9 +92,12 @@ class StartUp:
         if "createOrder" not in kind:  # derivatives are nested one level deeper
             kind = kind.get("linear" if market.get("linear") else "inverse") or {}
         create = kind.get("createOrder") or {}
-        post_only = bool((create.get("timeInForce") or {}).get("PO"))
+        tif = create.get("timeInForce") or {}
+        post_only = bool(tif.get("PO"))
         return rules_from_market(market, tick_precision=exchange.precisionMode == TICK_SIZE,
                                  post_only=post_only,
+                                 times_in_force=frozenset(
+                                     name for name in ("IOC", "FOK") if tif.get(name)),
                                  # Spot has no position to reduce; contracts take the flag.
                                  reduce_only=bool(market.get("contract")))
 

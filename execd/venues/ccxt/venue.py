@@ -215,7 +215,7 @@ class CcxtVenue:
             type=plan.type, amount=plan.amount, requested_quantity=intent.quantity,
             intent=Raw(item.raw), price=plan.price, reference_price=intent.reference_price,
             post_only=plan.post_only, reduce_only=plan.reduce_only, source=item.source,
-            wall_time=self.wall.now())
+            wall_time=self.wall.now(), time_in_force=plan.time_in_force)
         order = self.order(record, item.time)
         first = order.start(self.mono(), self.wall.now())
         assert isinstance(first, act.Queue)

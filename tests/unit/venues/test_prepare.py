@@ -273,3 +273,30 @@ def test_the_position_a_fill_leaves_is_net_of_fees_in_the_base_asset() -> None:
     assert held_change("BTC/USDT", "buy", D("1"), (Fee(D("2"), "USDT"),)) == D("1")
     # Contracts hold no base asset: the fill is the position change.
     assert held_change("BTC/USDT:USDT", "buy", D("1"), btc) == D("1")
+
+
+def test_a_time_in_force_goes_to_the_venue_only_where_it_lists_it() -> None:
+    from execd.model.messages import Execution
+
+    ioc_fok = msgspec.structs.replace(RULES, times_in_force=frozenset({"IOC", "FOK"}))
+    only_ioc = msgspec.structs.replace(RULES, times_in_force=frozenset({"IOC"}))
+
+    def plan(tif: str, rules: MarketRules, order_type: str = "limit") -> Any:
+        return prepare(accepted(order_type=order_type, limit_price=D("100"),
+                                execution=Execution(time_in_force=tif)), rules, 50)
+
+    assert plan("IOC", ioc_fok).time_in_force == "IOC"
+    assert plan("FOK", ioc_fok).time_in_force == "FOK"
+    assert plan("GTC", ioc_fok).time_in_force is None
+    po = plan("PO", RULES)
+    assert (po.post_only, po.time_in_force) == (True, None)
+    assert plan("IOC", ioc_fok, "market").time_in_force is None
+    for tif, rules, order_type, why in (
+            ("FOK", only_ioc, "limit", "does not support it (supported: GTC, IOC)"),
+            ("GTD", ioc_fok, "limit", "ccxt passes no good-till-date"),
+            ("FOK", ioc_fok, "market", "a market order takes IOC or GTC only"),
+            ("PO", ioc_fok, "market", "a market order cannot be post-only")):
+        status, reason, detail = plan(tif, rules, order_type)
+        assert status == "REJECTED" and why in detail, detail
+        assert reason in (reasons.EXECUTION_TIME_IN_FORCE_UNSUPPORTED,
+                          reasons.VENUE_CONSTRAINT_UNSUPPORTED)
