@@ -26,15 +26,22 @@ START = {("GET", "/api/v3/exchangeInfo"): 1, ("GET", "/api/v3/account"): 1}
 async def run_live(directory: Path, fake: FakeBinance, intents: list[dict[str, Any]], *,
                    expect: int | None = None, during: Callable[[Daemon], Any] | None = None,
                    before: Callable[[Daemon], Any] | None = None, name: str = "a.jsonl",
-                   **overrides: Any) -> list[dict[str, Any]]:
-    """Run the daemon on ``intents`` until each has an outcome; return the ledger's records."""
+                   until: str | None = None, **overrides: Any) -> list[dict[str, Any]]:
+    """Run the daemon on ``intents`` until each has an outcome (``until``: until the intent
+    of that id has one: a parent whose children are as many as the schedule makes them);
+    return the ledger's records."""
     loaded = config.load(write_live_config(directory, fake.url, **overrides))
     daemon = Daemon(loaded)
     ledger = directory / "ledger"
     want = len(intents) if expect is None else expect
 
     def outcomes() -> int:
-        return sum(1 for r in records(ledger) if r["kind"] == "outcome") if ledger.exists() else 0
+        if not ledger.exists():
+            return 0
+        if until is not None:
+            return want if any(r["kind"] == "outcome" and r["body"]["intent_id"] == until
+                               for r in records(ledger)) else 0
+        return sum(1 for r in records(ledger) if r["kind"] == "outcome")
 
     async def driver() -> None:
         if before is not None:

@@ -34,7 +34,7 @@ from execd.reader.shell import LakehouseReader
 from execd.router import RouterCore, run_router
 from execd.sentinel.core import SentinelCore
 from execd.sentinel.risk import Risk
-from execd.sentinel.shell import run_sentinel, run_settlements
+from execd.sentinel.shell import Nudge, run_sentinel, run_settlements
 from execd.service import logs
 from execd.service.control import ControlRequest
 from execd.service.liveness import Liveness
@@ -189,10 +189,11 @@ class Graph:
         queues = config.queues
         adapters, index = make_adapters(config)
         reader = self.reader = self._reader()
-        sentinel = SentinelCore(config.planes(), state.seen, self.risk, state.schedules)
+        live = self.live = self._live_venues()
+        sentinel = SentinelCore(config.planes(), state.seen, self.risk, state.schedules,
+                                {venue.venue: venue for venue in live})
         # What `execd ctl status` shows before the first batch: the recovered time.
         sentinel.time = self.clock.now()
-        live = self.live = self._live_venues()
         for venue in live:
             index[venue.venue] = len(adapters) + live.index(venue)
         router = RouterCore(index, len(adapters) + len(live))
@@ -221,7 +222,9 @@ class Graph:
         async with anyio.create_task_group() as tg:
             tg.start_soon(write)
             pulse = self.liveness.pulse
-            tg.start_soon(run_settlements, sentinel, settle_receive, pulse("settlements"))
+            nudge = Nudge()
+            tg.start_soon(run_settlements, sentinel, settle_receive, pulse("settlements"),
+                          nudge)
             for adapter in adapters:
                 send, receive = anyio.create_memory_object_stream[list[Accepted]](queues.adapter)
                 adapter_sends.append(send)
@@ -238,7 +241,8 @@ class Graph:
                           pulse("router"))
             tg.start_soon(run_sentinel, sentinel, sentinel_in, to_router,
                           self.sentinel_commands if commands else None, answer_when_durable,
-                          pulse("sentinel"), config.batches.items)
+                          pulse("sentinel"), config.batches.items,
+                          None if self.clock.logical else self.clock.now, nudge)
             if self.inbox is not None:
                 tg.start_soon(self.inbox.run_disposals, to_ledger.clone())
             tg.start_soon(self._read, reader, to_sentinel, commands)

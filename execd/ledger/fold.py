@@ -49,6 +49,7 @@ from execd.model.messages import (
     TradingStateRecord,
 )
 from execd.schedule.core import SchedulerCore
+from execd.schedule.plan import lots_of
 from execd.sentinel.core import Seen, SeenIds
 from execd.sentinel.risk import Risk
 from execd.venues.ccxt.results import held_change
@@ -231,6 +232,12 @@ class Fold:
             self.seen.add(order.intent_id)
             self.unresolved[order.intent_id] = (order, time)
             source = order.source
+            if order.parent is not None:
+                # A live child: out from its order record on, until its outcome.
+                state = self.schedules.get(order.parent)
+                if state is not None and state.out is None:
+                    self.schedules.replay(order.parent, order.intent_id,
+                                          lots_of(order.requested_quantity, state.record.lot)[0])
         elif kind == "schedule":
             record = cast(ScheduleRecord, body)
             self.seen.add(record.intent_id)
@@ -321,9 +328,17 @@ class Fold:
         lot = state.record.lot
         if state.out != view.intent_id:
             schedules.replay(view.parent, view.intent_id,
-                             int(Decimal(view.requested_quantity) / lot))
-        price = Decimal(view.average_price) if view.average_price is not None else None
-        schedules.settled(view.intent_id, int(Decimal(view.filled_quantity) / lot), price)
+                             lots_of(Decimal(view.requested_quantity), lot)[0])
+        self._settle_child(view.intent_id, Decimal(view.filled_quantity),
+                           Decimal(view.average_price) if view.average_price is not None
+                           else None, lot)
+
+    def _settle_child(self, child: uuid.UUID, executed: Decimal, price: Decimal | None,
+                      lot: Decimal) -> None:
+        """As ``Schedules.settle_live`` moves a parent on: a part lot counts whole."""
+        whole, rest = lots_of(executed, lot)
+        self.schedules.settled(child, whole + (1 if rest else 0), price if executed else None,
+                               executed)
 
     def _sent(self, view: OutcomeBody) -> None:
         """Positions, pacing and failures, from an order's recorded outcome."""

@@ -116,6 +116,7 @@ class ScheduleState(Struct, frozen=True, array_like=True):
     children: int
     ended: str | None
     note: str | None
+    executed: str
 
 
 class EndedState(Struct, frozen=True, array_like=True):
@@ -128,6 +129,7 @@ class EndedState(Struct, frozen=True, array_like=True):
     children: int
     ended: str | None
     note: str | None
+    executed: str
 
 
 class ChainEnd(Struct, frozen=True):
@@ -222,10 +224,10 @@ def take(fold: Fold, end: ChainEnd, key: str) -> Snapshot:
         [ScheduleState(encode(state.record), state.order, state.next, state.carry,
                        None if state.out is None else str(state.out), state.out_lots,
                        state.filled, str(state.notional), state.children, state.ended,
-                       state.note)
+                       state.note, str(state.executed))
          for state in fold.schedules],
         [EndedState(encode(done.record), done.planned, done.filled, str(done.notional),
-                    done.children, done.ended, done.note)
+                    done.children, done.ended, done.note, str(done.executed))
          for done in fold.schedules.unrecorded.values()])
 
 
@@ -268,12 +270,12 @@ def _schedules(snapshot: Snapshot) -> SchedulerCore:
         core.adopt(OpenState(_schedule(s.record), s.order, s.next, s.carry,
                              None if s.out is None else uuid.UUID(s.out), s.out_lots,
                              s.filled, Decimal(s.notional), s.children, s.ended,
-                             note=s.note))
+                             note=s.note, executed=Decimal(s.executed)))
     for e in snapshot.unrecorded:
         record = _schedule(e.record)
         core.unrecorded[record.intent_id] = Done(record, e.planned, e.filled,
                                                  Decimal(e.notional), e.children, e.ended,
-                                                 e.note)
+                                                 e.note, Decimal(e.executed))
     return core
 
 

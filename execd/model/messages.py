@@ -218,6 +218,8 @@ class OrderRecord(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults
     wall_time: int | None = None
     # IOC or FOK (README, "Execution algorithms"); None: the venue's default (GTC).
     time_in_force: str | None = None
+    # The parent order whose child this is (README, "Execution algorithms").
+    parent: uuid.UUID | None = None
 
 
 # What the venue answered to one send of an order. "not_recorded": the run that may
@@ -255,16 +257,17 @@ class SendAttemptRecord(Struct, frozen=True, forbid_unknown_fields=True, omit_de
 class CancelRecord(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
     """execd asked the venue to cancel a resting order, and what the venue answered.
 
-    ``why``: ``order_timeout_ms`` passed, or the daemon was stopping. ``answer``: the
-    order's status in the venue's reply, ``accepted`` (the venue took the request and
-    its reply said no state, as OKX's and Bybit's do), ``not found`` (it had ended on
-    its own), or the error. The order's outcome follows.
+    ``why``: ``order_timeout_ms`` passed, the daemon was stopping, or the order is a
+    schedule's child whose schedule ended (``schedule_ended``: halt, reduce, cancel).
+    ``answer``: the order's status in the venue's reply, ``accepted`` (the venue took
+    the request and its reply said no state, as OKX's and Bybit's do), ``not found`` (it
+    had ended on its own), or the error. The order's outcome follows.
     """
 
     intent_id: uuid.UUID
     venue: str
     client_order_id: str
-    why: Literal["order_timeout_ms", "stopping"]
+    why: Literal["order_timeout_ms", "stopping", "schedule_ended"]
     answer: str
     wall_time: int
     venue_order_id: str | None = None
@@ -503,6 +506,10 @@ class Settled(Struct, gc=False):
     filled: Decimal
     price: Decimal | None
     time: int
+    # The order's intent and what it filled (``filled`` is what the account holds after
+    # fees): a schedule's child moves its parent on by them.
+    intent_id: uuid.UUID | None = None
+    executed: Decimal | None = None
 
 
 # A batch is a plain list: batching is what keeps the per-message stream cost off

@@ -151,13 +151,16 @@ REASONS: Final[dict[str, str]] = {
     INTENT_NUMBER_OUT_OF_RANGE: "A quantity, price or max_leverage outside 1e-18 .. 1e15.",
     EXECUTION_ALGORITHM_UNKNOWN: "REJECTED: execution.algorithm is not one execd knows "
     "(immediate, twap, vwap, iceberg, pov).",
-    EXECUTION_ALGORITHM_UNSUPPORTED: "REJECTED: the algorithm cannot run on this venue yet "
-    "(schedules run on the paper plane; pov needs a volume feed execd does not read yet).",
+    EXECUTION_ALGORITHM_UNSUPPORTED: "REJECTED: the algorithm cannot run here: pov needs a "
+    "volume feed execd does not read yet, and a live venue without market rules (the stub "
+    "adapter) has no lot size to plan by.",
     EXECUTION_WINDOW_INVALID: "REJECTED: the schedule's window cannot be planned: it ends "
     "before it starts or before the intent's time, has no end (neither end nor duration, or "
     "both), no slices (neither slices nor interval, or both), 0 slices, or more than 10,000.",
     EXECUTION_PARAMETER_INVALID: "REJECTED: a parameter of the algorithm is missing, out of "
-    "range (visible > 0, 0 < participation <= 1), or belongs to another algorithm.",
+    "range (visible within 1e-18 .. 1e15, at most 10,000 iceberg children), or belongs to "
+    "another algorithm; or the quantity has more than 24 significant digits (a schedule "
+    "splits it exactly).",
     EXECUTION_TIME_IN_FORCE_INVALID: "REJECTED: time_in_force is not GTC, IOC, FOK, GTD or "
     "PO, GTD comes without expire_at (or expire_at without GTD), or expire_at has passed.",
     EXECUTION_TIME_IN_FORCE_UNSUPPORTED: "REJECTED: the venue cannot honour the intent's "

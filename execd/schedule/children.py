@@ -41,7 +41,7 @@ def child_intent(parent: OrderIntent, child: uuid.UUID, quantity: Decimal) -> Or
 def parent_outcome(done: Done, plane: Plane, time: int) -> ExecutionOutcome:
     """The one outcome of the parent whose schedule ``done`` ended."""
     record = done.record
-    filled = done.filled * record.lot
+    filled = done.executed
     planned = done.planned * record.lot
     status: Status
     reason: str | None = None

@@ -57,9 +57,10 @@ class Release(Struct, frozen=True):
 
 
 class Done(Struct, frozen=True):
-    """A parent's end: lots planned and filled, the children's notional (price times
-    quantity, for the fill-weighted average price), and why it ended early (None: its
-    last slice settled)."""
+    """A parent's end: lots planned and filled, the quantity its children filled (the
+    sum of theirs, which a venue need not fill in whole lots), their notional (price
+    times quantity, for the fill-weighted average price), and why it ended early (None:
+    its last slice settled)."""
 
     record: ScheduleRecord
     planned: int
@@ -68,6 +69,7 @@ class Done(Struct, frozen=True):
     children: int
     ended: str | None = None
     note: str | None = None
+    executed: Decimal = Decimal(0)
 
 
 class Progress(Struct, frozen=True):
@@ -104,6 +106,7 @@ class OpenState(Struct, array_like=True):
     ended: str | None = None
     turn: int = 0  # counts its entries in the heap: only the last one is live
     note: str | None = None  # who ended it and why, for the parent's outcome
+    executed: Decimal = Decimal(0)  # the quantity its children filled
 
     @property
     def planned(self) -> int:
@@ -144,6 +147,16 @@ class SchedulerCore:
     def get(self, parent: uuid.UUID) -> OpenState | None:
         """The open schedule of ``parent``, or None."""
         return self._open.get(parent.int)
+
+    def rename_out(self, child: uuid.UUID, renamed: uuid.UUID) -> None:
+        """The child out ``child`` goes under the id ``renamed`` (another attempt's)."""
+        state = self._children.pop(child.int)
+        state.out = renamed
+        self._children[renamed.int] = state
+
+    def out_state(self, child: uuid.UUID) -> OpenState | None:
+        """The schedule whose child out ``child`` is, or None."""
+        return self._children.get(child.int)
 
     def parent_of(self, child: uuid.UUID) -> uuid.UUID | None:
         """The parent of ``child`` when it is out, else None."""
@@ -248,18 +261,23 @@ class SchedulerCore:
                              f"slice {first} with a carry of {state.carry}")
         self._release(state, child, last, lots)
 
-    def settled(self, child: uuid.UUID, filled: int, price: Decimal | None) -> Done | None:
-        """Child ``child`` ended having filled ``filled`` lots at ``price`` (its average;
-        None when nothing filled): the unfilled lots carry into the next child. The
-        parent's Done when nothing is left to send. KeyError for a child not out."""
+    def settled(self, child: uuid.UUID, filled: int, price: Decimal | None,
+                executed: Decimal | None = None) -> Done | None:
+        """Child ``child`` ended having filled ``filled`` lots (``executed``, when the
+        venue filled a part of a lot: what it did fill; ``filled`` is then that rounded
+        up, so a part lot is never sent again) at ``price`` (its average; None when
+        nothing filled): the unfilled lots carry into the next child. The parent's Done
+        when nothing is left to send. KeyError for a child not out."""
         state = self._children.pop(child.int)
         lots = state.out_lots
         if not 0 <= filled <= lots:
             raise ValueError(f"child {child} filled {filled} of {lots} lots")
         state.out, state.out_lots = None, 0
         state.filled += filled
-        if filled and price is not None:
-            state.notional += price * filled * state.record.lot
+        quantity = filled * state.record.lot if executed is None else executed
+        state.executed += quantity
+        if quantity and price is not None:
+            state.notional += price * quantity
         state.carry += lots - filled
         if state.ended is not None or state.next == len(state.record.slices):
             return self._finish(state)
@@ -292,7 +310,7 @@ class SchedulerCore:
         state.turn += 1  # any heap entry of it is stale
         done = self.unrecorded[parent] = Done(state.record, state.planned, state.filled,
                                               state.notional, state.children, state.ended,
-                                              state.note)
+                                              state.note, state.executed)
         return done
 
     def progress(self) -> list[Progress]:
@@ -303,7 +321,7 @@ class SchedulerCore:
             slices = record.slices
             shown.append(Progress(
                 record.intent_id, record.algorithm, record.venue, record.symbol, record.side,
-                str(state.planned * record.lot), str(state.filled * record.lot),
+                str(state.planned * record.lot), str(state.executed),
                 len(slices), state.next,
                 slices[state.next][0] if state.next < len(slices) else None,
                 state.out, state.ended))

@@ -40,6 +40,11 @@ ALGORITHMS: Final = ("immediate", "twap", "vwap", "iceberg", "pov")
 TIMES_IN_FORCE: Final = ("GTC", "IOC", "FOK", "GTD", "PO")
 #: The most children one schedule may plan: bounds a schedule's record and memory.
 MAX_SLICES: Final = 10_000
+#: The most significant digits of a scheduled quantity: its lots and every child's
+#: quantity then stay exact within Decimal's 28 digits.
+MAX_DIGITS: Final = 24
+# Quantities and prices must lie within 1e-18 .. 1e15 (as the sentinel checks them).
+_LEAST, _BEYOND = Decimal(1).scaleb(-18), Decimal(1).scaleb(16)
 
 # The parameters each algorithm reads; any other one given is refused, so a typo'd
 # intent (visible on a twap) is not executed as something it did not mean.
@@ -86,9 +91,11 @@ def time_in_force(execution: Execution, now: int) -> Refusal | None:
 
 def schedule_of(intent: OrderIntent, intent_id: uuid.UUID, side: Side, plane: Plane,
                 now: int, raw: bytes, source: Source | None,
-                profiles: Profiles = NO_PROFILES) -> Refusal | ScheduleRecord | None:
+                profiles: Profiles = NO_PROFILES,
+                floor: Floor | None = None) -> Refusal | ScheduleRecord | None:
     """The schedule ``intent`` asks for (see the module docstring); a VWAP follows its
-    symbol's profile in ``profiles`` (the lakehouse's), or the flat one."""
+    symbol's profile in ``profiles`` (the lakehouse's), or the flat one. ``floor``: a
+    live venue's lot and smallest order (None: the paper plane's lot, no floor)."""
     execution = intent.execution
     if execution is None:
         return None
@@ -107,11 +114,14 @@ def schedule_of(intent: OrderIntent, intent_id: uuid.UUID, side: Side, plane: Pl
                         f"{', '.join(extra)}: not a parameter of {algorithm}")
     if algorithm == "immediate":
         return None
-    if algorithm == "pov" or plane != "paper":
-        where = "a volume feed, which execd does not read yet" if algorithm == "pov" else (
-            "the paper plane: live venues run immediate intents only, for now")
+    if algorithm == "pov":
         return _invalid(reasons.EXECUTION_ALGORITHM_UNSUPPORTED,
-                        f"algorithm={algorithm} needs {where}")
+                        "algorithm=pov needs a volume feed, which execd does not read yet")
+    digits = len(intent.quantity.as_tuple().digits)
+    if digits > MAX_DIGITS:
+        return _invalid(reasons.EXECUTION_PARAMETER_INVALID,
+                        f"quantity={intent.quantity} has {digits} significant digits: a "
+                        f"schedule splits at most {MAX_DIGITS}")
     profile = FLAT
     if algorithm == "vwap":
         if profiles.unusable(intent.symbol):
@@ -119,7 +129,8 @@ def schedule_of(intent: OrderIntent, intent_id: uuid.UUID, side: Side, plane: Pl
                             f"symbol={intent.symbol!r}: the lakehouse's volume profile for it "
                             "cannot be used (the context record's problems say why)")
         profile = profiles.profiles.get(intent.symbol, FLAT)
-    made = _plan(execution, intent.quantity, now, profile)
+    made = _plan(execution, intent.quantity, now, profile,
+                 floor if floor is not None else Floor(lot_of(intent.quantity)))
     if isinstance(made, Refusal):
         return made
     return ScheduleRecord(intent_id, intent.venue, intent.symbol, side, algorithm,
@@ -127,20 +138,20 @@ def schedule_of(intent: OrderIntent, intent_id: uuid.UUID, side: Side, plane: Pl
                           Raw(raw), made.unplanned, algorithm != "iceberg", source)
 
 
-def _plan(execution: Execution, quantity: Decimal, now: int,
-          profile: Profile) -> plan.Plan | Refusal:
-    floor = Floor(lot_of(quantity))
+def _plan(execution: Execution, quantity: Decimal, now: int, profile: Profile,
+          floor: Floor) -> plan.Plan | Refusal:
     start = now if execution.start is None else execution.start
     if not 0 <= start <= MAX_TIME:
         return _invalid(reasons.EXECUTION_WINDOW_INVALID, f"start={start} is outside 0 .. 2**63-1")
     if execution.algorithm == "iceberg":
         visible = execution.visible
-        if visible is None or not (visible.is_finite() and visible > 0):
+        if visible is None or not (visible.is_finite() and _LEAST <= visible < _BEYOND):
             return _invalid(reasons.EXECUTION_PARAMETER_INVALID,
-                            f"visible={visible}: an iceberg needs a visible quantity > 0")
+                            f"visible={visible}: an iceberg needs a visible quantity within "
+                            "1e-18 .. 1e15")
         units = plan.lots_of(quantity, floor.lot)[0]
-        shown = max(plan.lots_of(visible, floor.lot)[0], 1)
-        if units // shown > MAX_SLICES:
+        shown = max(plan.lots_of(visible, floor.lot)[0], floor.smallest())
+        if -(-units // shown) > MAX_SLICES:
             return _invalid(reasons.EXECUTION_PARAMETER_INVALID,
                             f"visible={visible} shows quantity={quantity} in more than "
                             f"{MAX_SLICES} children")

@@ -95,9 +95,23 @@ FLAT = Profile(1, (Decimal(1),))
 
 
 def lots_of(quantity: Decimal, lot: Decimal) -> tuple[int, Decimal]:
-    """(whole lots in ``quantity``, the remainder below one lot)."""
-    lots = int((quantity / lot).to_integral_value(ROUND_FLOOR))
-    return lots, quantity - lots * lot
+    """(whole lots in ``quantity``, the remainder below one lot), exactly: in integers
+    over the finer of the two exponents, so no division rounds at the context's
+    precision (which could make the remainder negative). Both finite, ``lot`` > 0."""
+    q_whole, q_exp = _integral(quantity)
+    lot_whole, lot_exp = _integral(lot)
+    exponent = min(q_exp, lot_exp)
+    lots, rest = divmod(q_whole * 10 ** (q_exp - exponent),
+                        lot_whole * 10 ** (lot_exp - exponent))
+    return lots, Decimal((0 if rest >= 0 else 1, tuple(map(int, str(abs(rest)))), exponent))
+
+
+def _integral(value: Decimal) -> tuple[int, int]:
+    """``value`` as (integer, exponent): value == integer x 10**exponent."""
+    sign, digits, exponent = value.as_tuple()
+    assert isinstance(exponent, int)  # finite
+    whole = int("".join(map(str, digits)) or "0")
+    return (-whole if sign else whole), exponent
 
 
 def due_times(start: int, end: int, count: int) -> list[int]:

@@ -46,10 +46,9 @@ from execd.model.refusal import Refusal
 from execd.reader.context import Override
 from execd.reader.profiles import NONE as NO_PROFILES
 from execd.schedule.core import SchedulerCore
-from execd.schedule.intake import schedule_of
 from execd.sentinel import safety
 from execd.sentinel.risk import Risk
-from execd.sentinel.schedules import Schedules
+from execd.sentinel.schedules import Market, Schedules
 from execd.service.control import ControlRequest
 
 _ZERO = Decimal(0)
@@ -187,7 +186,8 @@ class SentinelCore:
     """
 
     def __init__(self, planes: Mapping[str, Plane], seen: Seen,
-                 risk: Risk | None = None, schedules: SchedulerCore | None = None) -> None:
+                 risk: Risk | None = None, schedules: SchedulerCore | None = None,
+                 markets: Mapping[str, Market] | None = None) -> None:
         self.planes = planes
         self.seen = seen
         self.risk = risk
@@ -196,7 +196,7 @@ class SentinelCore:
         self.time = 0
         self._inserted: list[RouterItem] = []
         # Open parent orders (README, "Execution algorithms"): a restart's are the fold's.
-        self.schedules = Schedules(risk, dict(planes), schedules)
+        self.schedules = Schedules(risk, dict(planes), schedules, markets, seen)
 
     # ----------------------------------------------------------------- numbering
 
@@ -268,9 +268,9 @@ class SentinelCore:
         side = side or "buy"
         schedule: ScheduleRecord | None = None
         if intent.execution is not None:
-            planned = schedule_of(intent, intent_id, side, plane, item.time, item.raw,
-                                  item.source, self.risk.context.profiles if self.risk else
-                                  NO_PROFILES)
+            planned = self.schedules.plan(intent, intent_id, side, plane, item.time, item.raw,
+                                          item.source, self.risk.context.profiles
+                                          if self.risk else NO_PROFILES)
             if isinstance(planned, Refusal):
                 return self._refuse(item, intent_id, planned)
             schedule = planned
@@ -436,12 +436,22 @@ class SentinelCore:
             self.shift += 1
         return out
 
-    def settle(self, settled: Settled) -> None:
-        """A live order's outcome is durable: release what was held pending for it."""
+    def settle(self, settled: Settled) -> bool:
+        """A live order's outcome is durable: release what was held pending for it. True
+        when it was a schedule's child: :meth:`step` has its parent to move on."""
         if self.risk is not None:
             self.risk.observe(settled.venue, settled.symbol, settled.side, settled.status,
                               settled.reason, settled.filled, settled.price, settled.time,
                               settled.reserved)
+        if settled.intent_id is None or settled.executed is None:
+            return False
+        return self.schedules.settle_live(settled.intent_id, settled.executed, settled.price)
+
+    def step(self, now: int, most: int | None = None) -> list[RouterItem]:
+        """What schedules have to record outside the input (``Schedules.step``) by ``now``
+        (the wall clock's; under the logical clock, the sentinel's own time)."""
+        self.time = max(self.time, now)
+        return self.schedules.step(self.time, self._number, most)
 
     def _require_risk(self) -> Risk:
         if self.risk is None:

@@ -21,12 +21,14 @@ already; never by a clock of their own.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from decimal import Decimal
+from typing import Protocol
 
 from msgspec import Raw
 
 from execd.model import ids, reasons
+from execd.model.ids import child_intent_id
 from execd.model.messages import (
     Accepted,
     Entry,
@@ -35,13 +37,20 @@ from execd.model.messages import (
     Plane,
     RouterItem,
     ScheduleRecord,
+    Side,
+    Source,
     TradingState,
     encode,
 )
 from execd.model.refusal import Refusal
+from execd.reader.profiles import Profiles
 from execd.schedule.children import child_intent, parent_intent, parent_outcome
 from execd.schedule.core import Done, OpenState, SchedulerCore
+from execd.schedule.intake import lot_of, schedule_of
+from execd.schedule.plan import Floor, lots_of
+from execd.sentinel.checks import own_price
 from execd.sentinel.risk import Risk
+from execd.venues.ccxt.prepare import MarketRules
 
 _ZERO = Decimal(0)
 # The number the sentinel gives the next record it inserts into the ingest order.
@@ -57,21 +66,53 @@ def paper_price(intent: OrderIntent) -> Decimal | None:
 def hold_open(risk: Risk, core: SchedulerCore) -> None:
     """Hold pending what every open schedule may still send: after a restart's fold,
     which, like a snapshot, holds nothing pending. A child out is an order the ledger
-    holds on its own."""
+    holds on its own. A schedule that ended before the stop without its parent's
+    outcome holds what it left unsent too: recording that outcome releases it."""
     for state in core:
         record = state.record
         left = (state.planned - state.filled - state.out_lots) * record.lot
         if left:
             risk.hold(record.venue, record.symbol, record.side, left)
+    for done in core.unrecorded.values():
+        record = done.record
+        if done.planned - done.filled:
+            risk.hold(record.venue, record.symbol, record.side,
+                      (done.planned - done.filled) * record.lot)
+
+
+class Taken(Protocol):
+    """The sentinel's duplicate-id set (``sentinel.core.Seen``)."""
+
+    def add(self, intent_id: uuid.UUID, /) -> bool:
+        """Record ``intent_id``; False if it was already there."""
+
+
+class Market(Protocol):
+    """A live venue as schedules see it (``venues.ccxt.venue.CcxtVenue``): its market
+    rules by symbol, loaded at start-up, and the cancel of a child whose schedule ended."""
+
+    rules: dict[str, MarketRules]
+
+    def cancel(self, intent_id: uuid.UUID, /) -> bool:
+        """Cancel the order of ``intent_id`` if a worker has it."""
 
 
 class Schedules:
-    """The open schedules of one sentinel, and what each releases."""
+    """The open schedules of one sentinel, and what each releases.
+
+    On a live venue a child's fill comes later (:meth:`settle_live`, once its outcome
+    is durable); what it ends or makes due is recorded at the sentinel's next
+    :meth:`step`. ``markets``: the live venues through ccxt, whose market rules plan
+    their schedules in their own lots and floors, and which cancel a child on demand.
+    """
 
     def __init__(self, risk: Risk | None, planes: dict[str, Plane],
-                 core: SchedulerCore | None = None) -> None:
+                 core: SchedulerCore | None = None,
+                 markets: Mapping[str, Market] | None = None, seen: Taken | None = None) -> None:
         self.risk = risk
+        self.seen = seen  # the sentinel's duplicate ids: a child's id is taken when released
         self.planes = planes
+        self.markets = markets or {}
         self.core = core if core is not None else SchedulerCore()
         self.core.keep_time()  # a restart's come from the fold, which keeps no heap
         self._parents: dict[uuid.UUID, OrderIntent] = {}
@@ -83,6 +124,28 @@ class Schedules:
     def next_due(self) -> int:
         """When a waiting slice is next due (``core.NEVER``: none)."""
         return self.due_at
+
+    def plan(self, intent: OrderIntent, intent_id: uuid.UUID, side: Side, plane: Plane,
+             now: int, raw: bytes, source: Source | None, profiles: Profiles
+             ) -> Refusal | ScheduleRecord | None:
+        """The schedule ``intent`` asks for (``schedule.intake.schedule_of``): on the
+        paper plane in lots of its last digit, on a live venue in the venue's own."""
+        floor = None
+        if plane == "live" and intent.execution is not None and intent.execution.algorithm in (
+                "twap", "vwap", "iceberg"):
+            market = self.markets.get(intent.venue)
+            if market is None:
+                return Refusal(reasons.EXECUTION_ALGORITHM_UNSUPPORTED,
+                               f"venue {intent.venue} has no market rules (a stub adapter): "
+                               "a schedule needs its lot size and floors")
+            rules = market.rules.get(intent.symbol)
+            if rules is None or not rules.active:
+                return Refusal(reasons.VENUE_SYMBOL_UNKNOWN,
+                               f"symbol={intent.symbol} is not listed on venue {intent.venue}: "
+                               "a schedule needs its lot size and floors")
+            floor = Floor(rules.amount_step or lot_of(intent.quantity), rules.min_amount,
+                          rules.min_cost, own_price(intent))
+        return schedule_of(intent, intent_id, side, plane, now, raw, source, profiles, floor)
 
     def open(self, record: ScheduleRecord, intent: OrderIntent, seq: int) -> None:
         """``record``'s parent was admitted (and its hold taken): follow it."""
@@ -107,13 +170,18 @@ class Schedules:
             if room is not None and room <= 0:
                 break
             for release in core.due(now, room):
-                self._child(release.state, release.child, release.lots, now, number, out)
+                self._child(release.state, release.child, release.slice, release.lots, now,
+                            number, out)
         self.due_at = core.next_due
 
-    def _child(self, state: OpenState, child: uuid.UUID, lots: int, now: int, number: Number,
-               out: list[RouterItem]) -> None:
+    def _child(self, state: OpenState, child: uuid.UUID, first: int, lots: int, now: int,
+               number: Number, out: list[RouterItem]) -> None:
         record = state.record
         plane = self.planes[record.venue]
+        if self.seen is not None and not self.seen.add(child):
+            # An intent of the input took this id first (ids are computable): the child
+            # is the next attempt's, so no id ever has two outcomes.
+            child = self._renamed(state, child, first)
         intent = child_intent(self._parent(record), child, lots * record.lot)
         raw = encode(intent)
         refusal = None
@@ -128,6 +196,41 @@ class Schedules:
                             record.intent_id))
         if plane == "paper":
             self._settled(child, lots, paper_price(intent), plane, now, number, out)
+        # A live child's fill comes with its outcome (settle_live).
+
+    def _renamed(self, state: OpenState, child: uuid.UUID, first: int) -> uuid.UUID:
+        assert self.seen is not None
+        parent = state.record.intent_id
+        attempt = 1
+        renamed = child_intent_id(parent, first, attempt)
+        while not self.seen.add(renamed):
+            attempt += 1
+            renamed = child_intent_id(parent, first, attempt)
+        self.core.rename_out(child, renamed)
+        return renamed
+
+    def settle_live(self, child: uuid.UUID, executed: Decimal, price: Decimal | None) -> bool:
+        """A live child's outcome is durable: its parent moves on (a part lot filled
+        counts as the whole lot, never to be sent again). True when the sentinel has
+        something to record at its next step (the parent's outcome), or a slice may be
+        due. False for an order that is no child out."""
+        state = self.core.out_state(child)
+        if state is None:
+            return False
+        whole, rest = lots_of(executed, state.record.lot)
+        lots = min(whole + (1 if rest else 0), state.out_lots)
+        self.core.settled(child, lots, price if executed else None, executed)
+        self.due_at = self.core.next_due
+        return True
+
+    def step(self, now: int, number: Number, most: int | None = None) -> list[RouterItem]:
+        """What is due by ``now`` outside the input (a live child's settlement, the wall
+        clock): parents' outcomes, then children."""
+        out: list[RouterItem] = []
+        self.unrecorded(now, number, out)
+        if self.due_at <= now:
+            self.release(now, number, out, most)
+        return out
 
     def _settled(self, child: uuid.UUID, lots: int, price: Decimal | None, plane: Plane,
                  now: int, number: Number, out: list[RouterItem]) -> None:
@@ -147,6 +250,9 @@ class Schedules:
             done = self.core.end(parent, why, note)
             if done is not None:
                 out.append(self._finish(done, plane, now, number))
+            elif record.out is not None and record.record.venue in self.markets:
+                # Its outcome follows that child's, which a cancel now brings sooner.
+                self.markets[record.record.venue].cancel(record.out)
         self.due_at = self.core.next_due
         return len(ending)
 

@@ -6,14 +6,40 @@ their own. Every decision is the core's (docs/ARCHITECTURE.md, "Actors and strea
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+
 import anyio
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from execd.model.messages import ReaderItem, RouterItem, Settled
+from execd.schedule.core import NEVER
 from execd.sentinel.core import SentinelCore, control
 from execd.service.control import ControlHook, ControlRequest, answer, refuse_waiting
 from execd.service.liveness import Pulse, beating
+
+
+class Nudge:
+    """Tells the sentinel's schedule task to look again (a live child settled)."""
+
+    def __init__(self) -> None:
+        self._event = anyio.Event()
+
+    def set(self) -> None:
+        self._event.set()
+
+    async def wait(self, seconds: float) -> None:
+        """Until nudged, or ``seconds`` have passed; the nudge is used up."""
+        with anyio.move_on_after(seconds):
+            await self._event.wait()
+        if self._event.is_set():
+            self._event = anyio.Event()
+
+
+# The longest the schedule task sleeps under the wall clock before it looks again (a
+# schedule opened meanwhile may be due sooner than what it slept towards).
+LOOK_AGAIN_S = 1.0
 
 
 async def run_sentinel(
@@ -24,12 +50,19 @@ async def run_sentinel(
     on_control: ControlHook | None = None,
     pulse: Pulse | None = None,
     most: int | None = None,
+    now: Callable[[], int] | None = None,
+    nudge: Nudge | None = None,
 ) -> None:
     """The sentinel's shell: batches in, decided batches out, until the reader closes.
 
     Control commands arrive on their own stream and are applied between batches (and
     between the parts of one, see ``SentinelCore.decide``: ``most`` items), so a halt
     takes effect on the very next batch even while this one waits downstream.
+
+    Schedules: under the logical clock the input's records release children (in
+    ``decide``); what a live child's settlement leaves to record is recorded when
+    ``nudge`` says so. Under the wall clock (``now``) the schedule task also wakes when
+    the next slice is due.
     """
     async with receive, send, anyio.create_task_group() as tg:
         if commands is not None:
@@ -37,10 +70,28 @@ async def run_sentinel(
         caught_up = core.catch_up()
         if caught_up:
             await send.send(caught_up)
+        if nudge is not None:
+            tg.start_soon(_schedules, core, send, now, nudge, most)
         async for batch in beating(receive, pulse):
             for part in core.decide(batch, most):
                 await send.send(part)
+            if now is not None and nudge is not None and core.schedules.due_at < NEVER:
+                nudge.set()  # a schedule opened: its slices may be due before the sleep ends
         tg.cancel_scope.cancel()
+
+
+async def _schedules(core: SentinelCore, send: ObjectSendStream[list[RouterItem]],
+                     now: Callable[[], int] | None, nudge: Nudge, most: int | None) -> None:
+    while True:
+        seconds = math.inf
+        if now is not None:
+            due = core.schedules.due_at
+            seconds = LOOK_AGAIN_S if due >= NEVER else min(max(due - now(), 0) / 1e9,
+                                                             LOOK_AGAIN_S)
+        await nudge.wait(seconds)
+        out = core.step(now() if now is not None else core.time, most)
+        if out:
+            await send.send(out)
 
 
 async def _commands(core: SentinelCore, commands: MemoryObjectReceiveStream[ControlRequest],
@@ -55,12 +106,15 @@ async def _commands(core: SentinelCore, commands: MemoryObjectReceiveStream[Cont
 
 async def run_settlements(core: SentinelCore,
                           settlements: ObjectReceiveStream[Settled],
-                          pulse: Pulse | None = None) -> None:
+                          pulse: Pulse | None = None, nudge: Nudge | None = None) -> None:
     """The sentinel's second inbox: settlements of live orders, folded in as they come.
 
     It outlives the intent stream: a live order's outcome becomes durable (and is
-    settled) after the last intent has passed, until the ledger writer stops.
+    settled) after the last intent has passed, until the ledger writer stops. A
+    schedule's child nudges the schedule task, which records what it leads to (while
+    the sentinel runs: after a drain, the next start does, from the ledger).
     """
     async with settlements:
         async for settled in beating(settlements, pulse):
-            core.settle(settled)
+            if core.settle(settled) and nudge is not None:
+                nudge.set()

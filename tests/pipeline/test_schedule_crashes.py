@@ -39,16 +39,31 @@ ROWS: list[dict[str, Any]] = [
     {"kind": "tick", "time": 200},
 ]
 NAME = "s.jsonl"
+# With limits: a schedule whose last child the rate limit refuses ends with lots unsent,
+# and what every later intent is judged against depends on what the schedules still hold
+# pending, across a restart too (the probe: a buy that fits only while nothing is held).
+RISK = ('signatures = "none"\n[risk.limits]\nmax_asset_exposure = "100"\n'
+        'max_orders = 1\nrate_window = 25\n')
+RISKY: list[dict[str, Any]] = [
+    {"kind": "tick", "time": 10},
+    intent(1, quantity="10", order_type="limit", limit_price="10",
+           execution={"algorithm": "twap", "duration": 40, "slices": 2}),
+    {"kind": "tick", "time": 30}, {"kind": "tick", "time": 100},
+    intent(50, quantity="10", order_type="limit", limit_price="10"),
+    intent(51, quantity="4", order_type="limit", limit_price="10", side="sell",
+           execution={"algorithm": "iceberg", "visible": "1"}),
+    {"kind": "tick", "time": 200}, intent(52, quantity="3", order_type="limit",
+                                          limit_price="10")]
 
 
-def configured(directory: Path, every: int) -> Path:
-    return write_config(directory, items=1, commit_records=1, q=1,
+def configured(directory: Path, every: int, risk: str = 'signatures = "none"') -> Path:
+    return write_config(directory, items=1, commit_records=1, q=1, risk=risk,
                         segment_bytes=f"{256 << 20}\ncheckpoint_records = {every}\n"
                                       "checkpoints_kept = 1000")
 
 
-async def run_until_idle(directory: Path, every: int) -> None:
-    path = configured(directory, every)
+async def run_until_idle(directory: Path, every: int, risk: str = 'signatures = "none"') -> None:
+    path = configured(directory, every, risk)
     daemon = Daemon(config.load(path), mode="run")
     lakehouse = directory / "lakehouse"
 
@@ -74,7 +89,7 @@ def outcomes_by_id(directory: Path) -> dict[str, list[dict[str, Any]]]:
     return found
 
 
-def check(directory: Path) -> dict[str, tuple[str, str]]:
+def check(directory: Path) -> dict[str, tuple[str, str, str | None]]:
     """One outcome per intent, each parent the sum of its children; (id -> status, filled)."""
     found = outcomes_by_id(directory)
     assert all(len(v) == 1 for v in found.values()), {k: len(v) for k, v in found.items()}
@@ -84,29 +99,35 @@ def check(directory: Path) -> dict[str, tuple[str, str]]:
             sums[body["parent"]] += 1
     schedules = [r["body"]["intent_id"] for r in records(directory / "ledger")
                  if r["kind"] == "schedule"]
-    assert len(schedules) == len(set(schedules)) == 3
+    assert len(schedules) == len(set(schedules)) >= 2
     for parent in schedules:
         [body] = found[parent]
         children = [b for [b] in found.values() if b.get("parent") == parent]
         assert body["children"] == len(children) == sums[parent]
         assert sum(Decimal(b["filled_quantity"]) for b in children) == Decimal(
-            body["filled_quantity"]) == Decimal(body["requested_quantity"])
-    return {k: (b["status"], b["filled_quantity"]) for k, [b] in found.items()}
+            body["filled_quantity"]) <= Decimal(body["requested_quantity"])
+    return {k: (b["status"], b["filled_quantity"], b.get("reason")) for k, [b] in found.items()}
 
 
-@pytest.mark.parametrize("every", [0, 3])
+@pytest.mark.parametrize(("every", "rows", "risk"), [
+    (0, ROWS, 'signatures = "none"'), (3, ROWS, 'signatures = "none"'), (0, RISKY, RISK),
+    (3, RISKY, RISK)])
 async def test_every_crash_point_inside_schedules_recovers_to_one_outcome_each(
-        tmp_path: Path, every: int) -> None:
+        tmp_path: Path, every: int, rows: list[dict[str, Any]], risk: str) -> None:
     base = tmp_path / "base"
     inbox = base / "lakehouse" / "inbox"
     inbox.mkdir(parents=True)
-    data = lines(*ROWS)
+    data = lines(*rows)
     (inbox / NAME).write_bytes(data)
-    await run_until_idle(base, every)
+    await run_until_idle(base, every, risk)
     expected = check(base)
     full = (base / "ledger" / "segment-00000001.jsonl").read_bytes().splitlines(keepends=True)
     kinds = [json.loads(x)["kind"] for x in full]
-    assert kinds.count("schedule") == 3
+    assert kinds.count("schedule") >= 2
+    if rows is RISKY:  # the cases the limits make: a refused child, a refused probe
+        reasons = {o["body"].get("reason") for o in map(json.loads, full)
+                   if o["kind"] == "outcome"}
+        assert {"RISK_ORDER_RATE_EXCEEDED", "SCHEDULE_INCOMPLETE"} <= reasons, reasons
     tried = 0
     used: set[str | None] = set()
     for k in range(1, len(full)):
@@ -121,13 +142,13 @@ async def test_every_crash_point_inside_schedules_recovers_to_one_outcome_each(
         if every:
             # From the whole run's snapshots (those this cut never recorded are not used),
             # open schedules and all: the state the full fold of the cut gives.
-            configured(directory, every)
+            configured(directory, every, risk)
             used.add(same_state_as_full_fold(directory, base / "ledger" / "checkpoints"))
             shutil.rmtree(directory / "ledger" / "checkpoints")
             shutil.rmtree(directory / "ledger" / "index", ignore_errors=True)
-        await run_until_idle(directory, every)
+        await run_until_idle(directory, every, risk)
         assert check(directory) == expected, k
         tried += 1
-    assert tried > 20
+    assert tried > 15
     if every:
-        assert len(used - {None}) >= 5
+        assert len(used - {None}) >= 4

@@ -6,11 +6,14 @@ outcome with its reason."""
 from __future__ import annotations
 
 import json
+import uuid
+from collections import Counter
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from execd.model import reasons
+from execd.model.ids import child_intent_id
 from tests.helpers import intent, ledger_bytes, lines, outcomes, records, replay
 
 PARENT = "00000000-0000-4000-8000-000000000001"
@@ -139,3 +142,49 @@ async def test_a_vwap_follows_its_symbols_lakehouse_profile_and_refuses_an_unusa
     [context] = [r["body"] for r in records(ledger) if r["kind"] == "context"]
     assert context["profiles"] == 1 and len(context["profiles_sha256"]) == 64
     assert "no usable profile for ETH/USDT" in context["problems"][0]
+
+
+async def test_an_input_intent_under_a_childs_id_never_gives_that_id_two_outcomes(
+        tmp_path: Path) -> None:
+    """Child ids are computable: one taken by an input intent before the child is released
+    sends the child under its next attempt's id; one reused after is a duplicate."""
+    parent = uuid.UUID(PARENT)
+    first, second = child_intent_id(parent, 0, 0), child_intent_id(parent, 1, 0)
+    rows = [{"kind": "tick", "time": 0}, _twap(1, quantity="4"),
+            intent(2, intent_id=str(first), quantity="9"),  # after child 0 went
+            intent(3, intent_id=str(second), quantity="9"),  # before child 1 goes
+            {"kind": "tick", "time": 30}, {"kind": "tick", "time": 200}]
+    done = outcomes(await replay(tmp_path / "run", _inputs(tmp_path, rows)))
+    filled = Counter(o["intent_id"] for o in done if o["status"] == "FILLED")
+    assert max(filled.values()) == 1  # the reuse after is refused as any duplicate is
+    [refused] = [o for o in done if o["status"] == "REJECTED"]
+    assert (refused["intent_id"], refused["reason"]) == (str(first), reasons.INTENT_DUPLICATE)
+    by_id = {o["intent_id"]: o for o in done if o["status"] == "FILLED"}
+    assert by_id[str(second)]["filled_quantity"] == "9" and "parent" not in by_id[str(second)]
+    children = [o["intent_id"] for o in done if o.get("parent") == PARENT]
+    assert children[0] == str(first) and str(child_intent_id(parent, 1, 1)) in children
+    assert by_id[PARENT]["filled_quantity"] == "4"
+
+
+async def test_what_a_schedule_cannot_split_exactly_or_shows_beyond_range_is_refused(
+        tmp_path: Path) -> None:
+    digits24 = "1." + "0" * 22 + "1"  # 24 significant digits: split exactly
+    rows = [{"kind": "tick", "time": 0},
+            intent(1, quantity="9." + "9" * 31, execution={"algorithm": "twap",
+                                                           "duration": 10, "slices": 4}),
+            intent(2, quantity=digits24, execution={"algorithm": "twap", "duration": 10,
+                                                    "slices": 3}),
+            intent(3, quantity="1", execution={"algorithm": "iceberg", "visible": "1E+1000000"}),
+            intent(4, quantity="0.001", execution={"algorithm": "iceberg", "visible": "1E+999"}),
+            intent(5, quantity="20001", execution={"algorithm": "iceberg", "visible": "2"}),
+            intent(6, quantity="20000", execution={"algorithm": "iceberg", "visible": "2"}),
+            {"kind": "tick", "time": 10}]
+    done = outcomes(await replay(tmp_path / "run", _inputs(tmp_path, rows)))
+    by_number = {o["intent_id"][-1]: o for o in done if "parent" not in o}
+    for n in "1345":
+        assert (by_number[n]["status"], by_number[n]["reason"]) == (
+            "REJECTED", reasons.EXECUTION_PARAMETER_INVALID), by_number[n]
+    assert "32 significant digits" in by_number["1"]["detail"]
+    assert "more than 10000 children" in by_number["5"]["detail"]
+    assert (by_number["2"]["status"], by_number["2"]["filled_quantity"]) == ("FILLED", digits24)
+    assert (by_number["6"]["status"], by_number["6"]["children"]) == ("FILLED", 10_000)

@@ -24,7 +24,7 @@ MAX_BACKOFF = 30_000 * MS
 TRIES_WHILE_STOPPING = 3
 STOP_DOUBT = "the venue could not say what became of it during the stop"
 
-CancelWhy = Literal["order_timeout_ms", "stopping"]
+CancelWhy = Literal["order_timeout_ms", "stopping", "schedule_ended"]
 
 # ------------------------------------------------------------------- actions
 

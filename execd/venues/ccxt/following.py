@@ -68,8 +68,10 @@ def track(machine: Order, order: dict[str, Any]) -> Steps:
                 return
             yield Wait(machine.now + poll, push=True, stop=False)
         elif ((machine.stopping and not stop_cancel_sent)
-              or ((machine.stopping or machine.now >= deadline) and machine.now >= next_cancel)):
-            why: CancelWhy = "stopping" if machine.stopping else "order_timeout_ms"
+              or ((machine.stopping or machine.cancel_asked or machine.now >= deadline)
+                  and machine.now >= next_cancel)):
+            why: CancelWhy = ("stopping" if machine.stopping else "schedule_ended"
+                              if machine.cancel_asked else "order_timeout_ms")
             stop_cancel_sent = stop_cancel_sent or why == "stopping"
             event = yield Cancel(order_id, why)
             if isinstance(event, Cancelled):

@@ -84,6 +84,8 @@ class Order:
         # Whether the venue lists an order's trades (ccxt's fetchOrderTrades).
         self.trades_readable = trades_readable
         self.stopping = False
+        # A schedule's child whose schedule ended: cancel it at the next step.
+        self.cancel_asked = False
         # Monotonic ns, for every decision; wall-clock ns, for records and ages.
         self.now = 0
         self.wall = 0

@@ -275,6 +275,10 @@ class OrderStream:
         """The order's state as REST just read it."""
         self.core.known(client_order_id, order)
 
+    def wake(self, client_order_id: str) -> None:
+        """Wake the worker that follows this order now (a cancel was asked for)."""
+        self._wake((client_order_id,))
+
     def _wake(self, keys: Iterable[str]) -> None:
         for key in keys:
             waker = self._wakers.get(key)

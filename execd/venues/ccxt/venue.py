@@ -33,6 +33,7 @@ orders already sent are followed to their end, but for at most
 from __future__ import annotations
 
 import contextlib
+import uuid
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Any
@@ -102,6 +103,8 @@ class CcxtVenue:
         self.state = "starting"
         self.rules: dict[str, MarketRules] = {}
         self.in_flight = 0
+        # The orders in a worker's hands, by intent id: a schedule's end cancels its child.
+        self.active: dict[uuid.UUID, Order] = {}
         self.log = logs.get("venue", venue=venue)
         self.execution_id = ids.ExecutionIds(venue, "live")
         self.calls = Calls(venue, table, credentials, on_call)
@@ -130,6 +133,17 @@ class CcxtVenue:
         return {"state": self.state, "in_flight": self.in_flight,
                 "backlog": self._work_send.statistics().current_buffer_used,
                 "unresolved": len(self.startup.unresolved), "stream": self.stream.state}
+
+    def cancel(self, intent_id: uuid.UUID) -> bool:
+        """Cancel the order of ``intent_id`` if it is being sent or followed (a
+        schedule's child whose schedule ended): its lifecycle cancels it at its next
+        step, woken now. False when it is not (yet, or any more) in a worker's hands."""
+        order = self.active.get(intent_id)
+        if order is None:
+            return False
+        order.cancel_asked = True
+        self.stream.wake(order.record.client_order_id)
+        return True
 
     def order(self, record: OrderRecord, time: int) -> Order:
         """A new order's lifecycle (``time``: its intent's logical time)."""
@@ -215,7 +229,7 @@ class CcxtVenue:
             type=plan.type, amount=plan.amount, requested_quantity=intent.quantity,
             intent=Raw(item.raw), price=plan.price, reference_price=intent.reference_price,
             post_only=plan.post_only, reduce_only=plan.reduce_only, source=item.source,
-            wall_time=self.wall.now(), time_in_force=plan.time_in_force)
+            wall_time=self.wall.now(), time_in_force=plan.time_in_force, parent=item.parent)
         order = self.order(record, item.time)
         first = order.start(self.mono(), self.wall.now())
         assert isinstance(first, act.Queue)
@@ -238,7 +252,8 @@ class CcxtVenue:
             status=status, filled_quantity=Decimal(0), logical_time=item.time, plane="live",
             venue=self.venue, symbol=intent.symbol, side=item.side,
             requested_quantity=intent.quantity, reason=reason, detail=detail,
-            source=item.source, intent=Raw(item.raw), wall_time=self.wall.now())
+            source=item.source, intent=Raw(item.raw), wall_time=self.wall.now(),
+            parent=item.parent)
         entry = Entry(item.seq, "outcome", item.time, outcome)
         self._settle_when_durable(entry, outcome)
         return entry
@@ -254,7 +269,8 @@ class CcxtVenue:
         settled = Settled(self.venue, symbol, side, outcome.status, outcome.reason,
                           outcome.requested_quantity or Decimal(0),
                           held_change(symbol, side, outcome.filled_quantity, outcome.fees),
-                          outcome.average_price, outcome.logical_time)
+                          outcome.average_price, outcome.logical_time, outcome.intent_id,
+                          outcome.filled_quantity)
         self.when_durable(entry, lambda seq: self.settle(settled))
 
     def when_durable(self, entry: Entry, then: Callable[[int], None]) -> None:
@@ -279,12 +295,14 @@ class CcxtVenue:
                 await durable.wait()
                 self.in_flight += 1
                 done: act.Action | None = None
+                self.active[order.record.intent_id] = order
                 try:
                     with self.cuttable() as scope:
                         done = await self.driver.drive(order, self.driver.feed(order, act.Ok()),
                                                        send)
                 finally:
                     self.in_flight -= 1
+                    self.active.pop(order.record.intent_id, None)
                 if scope.cancelled_caught:
                     self._in_doubt(order.record, f"still being sent or followed after "
                                    f"drain_timeout_ms={self.table.drain_timeout_ms}")

@@ -43,7 +43,7 @@ def test_a_twap_driven_by_ticks_asks_for_each_slice_once_and_ends_filled() -> No
             asked.append((now, release.slice, release.lots))
             done = core.settled(release.child, release.lots, Decimal(100))
     assert asked == [(0, 0, 25), (25, 1, 25), (50, 2, 25), (75, 3, 25)]
-    assert done == Done(record, 100, 100, Decimal(100) * 100 * LOT, 4)
+    assert done == Done(record, 100, 100, Decimal(100) * 100 * LOT, 4, executed=100 * LOT)
     assert PARENT not in core and not core.due(10**9)
 
 
@@ -78,7 +78,8 @@ def test_an_ended_schedule_sends_nothing_more_and_ends_once() -> None:
     assert core.end(PARENT, "SCHEDULE_HALTED") is None  # a child is out
     assert core.due(100) == [] and core.next_due == NEVER
     done = core.settled(first.child, 10, Decimal(2))
-    assert done == Done(record, 100, 10, Decimal(2) * 10 * LOT, 1, "SCHEDULE_HALTED")
+    assert done == Done(record, 100, 10, Decimal(2) * 10 * LOT, 1, "SCHEDULE_HALTED",
+                        executed=10 * LOT)
     assert core.end(PARENT, "again") is None
     other = _twap(10, 2, parent=uuid.UUID(int=8))
     core.open(other, 0)
