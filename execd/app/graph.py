@@ -143,6 +143,9 @@ class Graph:
         self.reader: LakehouseReader | None = None
         self.streams: dict[str, MemoryObjectSendStream[Any]] = {}
         self._settlements: MemoryObjectSendStream[Settled] | None = None
+        # Set once the live venues are ready (or the daemon stopped before): schedules
+        # release nothing to a venue before then.
+        self._ready = anyio.Event()
 
     def queues(self) -> dict[str, int]:
         """How many batches wait in each actor's inbox now."""
@@ -242,10 +245,16 @@ class Graph:
             tg.start_soon(run_sentinel, sentinel, sentinel_in, to_router,
                           self.sentinel_commands if commands else None, answer_when_durable,
                           pulse("sentinel"), config.batches.items,
-                          None if self.clock.logical else self.clock.now, nudge)
+                          None if self.clock.logical else self.clock.now, nudge,
+                          self._venues_ready)
             if self.inbox is not None:
                 tg.start_soon(self.inbox.run_disposals, to_ledger.clone())
             tg.start_soon(self._read, reader, to_sentinel, commands)
+
+    async def _venues_ready(self) -> bool:
+        """Once every live venue is ready, True; False when the daemon stopped first."""
+        await self._ready.wait()
+        return not self.stopping.is_set()
 
     async def _read(self, reader: LakehouseReader, send: ObjectSendStream[list[ReaderItem]],
                     commands: bool) -> None:
@@ -270,6 +279,7 @@ class Graph:
 
                 tg.start_soon(all_ready)
                 tg.start_soon(stopped)
+        self._ready.set()
         if self.mode == "run" and not self.stopping.is_set():
             self.ready()
         try:

@@ -7,7 +7,7 @@ their own. Every decision is the core's (docs/ARCHITECTURE.md, "Actors and strea
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import anyio
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
@@ -52,6 +52,7 @@ async def run_sentinel(
     most: int | None = None,
     now: Callable[[], int] | None = None,
     nudge: Nudge | None = None,
+    ready: Callable[[], Awaitable[bool]] | None = None,
 ) -> None:
     """The sentinel's shell: batches in, decided batches out, until the reader closes.
 
@@ -62,16 +63,19 @@ async def run_sentinel(
     Schedules: under the logical clock the input's records release children (in
     ``decide``); what a live child's settlement leaves to record is recorded when
     ``nudge`` says so. Under the wall clock (``now``) the schedule task also wakes when
-    the next slice is due.
+    the next slice is due. Neither, nor the first step after a restart (``catch_up``),
+    happens before ``ready`` says the live venues are ready (False: the daemon stopped
+    first): a child released earlier would find its venue not ready and fail.
     """
     async with receive, send, anyio.create_task_group() as tg:
         if commands is not None:
             tg.start_soon(_commands, core, commands, send, on_control or (lambda r: None))
-        caught_up = core.catch_up()
-        if caught_up:
-            await send.send(caught_up)
-        if nudge is not None:
-            tg.start_soon(_schedules, core, send, now, nudge, most)
+        if ready is None or await ready():
+            caught_up = core.catch_up()
+            if caught_up:
+                await send.send(caught_up)
+            if nudge is not None:
+                tg.start_soon(_schedules, core, send, now, nudge, most)
         async for batch in beating(receive, pulse):
             for part in core.decide(batch, most):
                 await send.send(part)
