@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from array import array
 from decimal import Decimal
 from typing import Literal
 
@@ -61,7 +62,7 @@ from execd.model.messages import (
     TradingState,
     encode,
 )
-from execd.schedule.core import Done, OpenState, SchedulerCore
+from execd.schedule.core import Done, OpenState, SchedulerCore, compact
 from execd.sentinel.book import Position, VenueBook
 from execd.sentinel.limits import merged
 from execd.sentinel.risk import Risk
@@ -103,9 +104,12 @@ class RiskState(Struct, frozen=True):
 
 
 class ScheduleState(Struct, frozen=True, array_like=True):
-    """One open schedule: its record's JSON and its progress, verbatim."""
+    """One open schedule: its record's JSON (without its slices), the slices' due times
+    and lots, and its progress, verbatim."""
 
     record: bytes
+    dues: list[int]
+    shares: list[int]
     order: int
     next: int
     carry: int
@@ -221,7 +225,8 @@ def take(fold: Fold, end: ChainEnd, key: str) -> Snapshot:
         [(encode(order), time) for order, time in fold.unresolved.values()],
         [encode(sent) for sent in fold.last_sends.values()],
         _risk(fold.risk), end.through_seq,
-        [ScheduleState(encode(state.record), state.order, state.next, state.carry,
+        [ScheduleState(encode(state.record), list(state.dues), list(state.shares),
+                       state.order, state.next, state.carry,
                        None if state.out is None else str(state.out), state.out_lots,
                        state.filled, str(state.notional), state.children, state.ended,
                        state.note, str(state.executed))
@@ -270,7 +275,8 @@ def _schedules(snapshot: Snapshot) -> SchedulerCore:
         core.adopt(OpenState(_schedule(s.record), s.order, s.next, s.carry,
                              None if s.out is None else uuid.UUID(s.out), s.out_lots,
                              s.filled, Decimal(s.notional), s.children, s.ended,
-                             note=s.note, executed=Decimal(s.executed)))
+                             note=s.note, executed=Decimal(s.executed),
+                             dues=array("q", s.dues), shares=compact(s.shares)))
     for e in snapshot.unrecorded:
         record = _schedule(e.record)
         core.unrecorded[record.intent_id] = Done(record, e.planned, e.filled,

@@ -289,7 +289,9 @@ class ScheduleRecord(Struct, frozen=True, forbid_unknown_fields=True, omit_defau
     algorithm: str
     quantity: Decimal
     lot: Decimal
-    slices: tuple[tuple[int, int], ...]
+    # [[due, lots], ...] as JSON, made once (schedule.intake.slices_json): a parent of
+    # 100 slices holds one small bytes object, not 100 tuples.
+    slices: Raw
     intent: Raw
     unplanned: Decimal = Decimal(0)
     merge: bool = True

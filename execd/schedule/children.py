@@ -20,7 +20,7 @@ from decimal import Decimal
 import msgspec
 
 from execd.model import ids, reasons
-from execd.model.messages import ExecutionOutcome, OrderIntent, Plane, ScheduleRecord
+from execd.model.messages import Execution, ExecutionOutcome, OrderIntent, Plane, ScheduleRecord
 from execd.model.reasons import Status
 from execd.schedule.core import Done
 
@@ -33,9 +33,16 @@ def parent_intent(record: ScheduleRecord) -> OrderIntent:
 
 
 def child_intent(parent: OrderIntent, child: uuid.UUID, quantity: Decimal) -> OrderIntent:
-    """The child ``child`` of ``parent``, for ``quantity``."""
-    return msgspec.structs.replace(parent, intent_id=child, quantity=quantity, execution=None,
-                                   context=None, signature=None)
+    """The child ``child`` of ``parent``, for ``quantity``: its time in force is the
+    parent's (each child is sent with it), its algorithm is not."""
+    execution = parent.execution
+    if execution is not None and execution.time_in_force is not None:
+        execution = Execution(time_in_force=execution.time_in_force,
+                              expire_at=execution.expire_at)
+    else:
+        execution = None
+    return msgspec.structs.replace(parent, intent_id=child, quantity=quantity,
+                                   execution=execution, context=None, signature=None)
 
 
 def parent_outcome(done: Done, plane: Plane, time: int) -> ExecutionOutcome:
@@ -58,7 +65,7 @@ def parent_outcome(done: Done, plane: Plane, time: int) -> ExecutionOutcome:
         else:
             reason = reasons.SCHEDULE_INCOMPLETE
         detail = (f"filled {filled} of {record.quantity} ({planned} planned in "
-                  f"{len(record.slices)} slices, {done.children} children)")
+                  f"{done.slices} slices, {done.children} children)")
         if done.note:
             detail += f"; {done.note}"
     average = (done.notional / filled).normalize() if filled and done.notional else None

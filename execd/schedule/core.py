@@ -33,9 +33,12 @@ from __future__ import annotations
 
 import heapq
 import uuid
+from array import array
 from collections.abc import Iterator
 from decimal import Decimal
+from typing import Any
 
+import msgspec
 from msgspec import Struct
 
 from execd.model.ids import child_intent_id
@@ -71,6 +74,11 @@ class Done(Struct, frozen=True):
     note: str | None = None
     executed: Decimal = Decimal(0)
 
+    @property
+    def slices(self) -> int:
+        """How many slices the schedule had."""
+        return len(_slices(self.record.slices))
+
 
 class Progress(Struct, frozen=True):
     """One open schedule as ``execd ctl status`` shows it. ``next_due``: when its next
@@ -91,8 +99,12 @@ class Progress(Struct, frozen=True):
 
 
 class OpenState(Struct, array_like=True):
-    """One open schedule's progress (mutable, owned by the core); also what a snapshot
-    keeps of it (``record`` as its JSON there)."""
+    """One open schedule's progress (mutable, owned by the core).
+
+    Once adopted, its slices are two arrays of 8-byte integers (``dues``, ``shares``) and
+    ``record`` is the schedule record without them: 10,000 open schedules of 100 slices
+    would otherwise hold a million small tuples. :meth:`whole` gives the record back.
+    """
 
     record: ScheduleRecord
     order: int  # its schedule record's seq: breaks ties between equal due times
@@ -107,10 +119,34 @@ class OpenState(Struct, array_like=True):
     turn: int = 0  # counts its entries in the heap: only the last one is live
     note: str | None = None  # who ended it and why, for the parent's outcome
     executed: Decimal = Decimal(0)  # the quantity its children filled
+    dues: Any = None  # array('q'): each slice's due time
+    shares: Any = None  # array('q') (a list when one is beyond 64 bits): each slice's lots
 
     @property
     def planned(self) -> int:
-        return sum(lots for _, lots in self.record.slices)
+        return sum(self.shares)
+
+    def whole(self) -> ScheduleRecord:
+        """The schedule record, slices and all."""
+        return msgspec.structs.replace(self.record, slices=_json(self.dues, self.shares))
+
+
+_slices = msgspec.json.Decoder(list[tuple[int, int]]).decode
+_NONE = msgspec.Raw(b"[]")
+
+
+def _json(dues: Any, shares: Any) -> msgspec.Raw:
+    return msgspec.Raw(b"[" + b",".join(b"[%d,%d]" % pair for pair in zip(dues, shares,
+                                                                          strict=True)) + b"]")
+
+
+def compact(values: list[int]) -> Any:
+    """``values`` as an array of 8-byte integers, or the list itself when one does not
+    fit (a share of more than 2**63 lots: a 24-digit quantity in lots of its last digit)."""
+    try:
+        return array("q", values)
+    except OverflowError:
+        return values
 
 
 class SchedulerCore:
@@ -186,8 +222,13 @@ class SchedulerCore:
         parent = state.record.intent_id
         if parent.int in self._open:
             raise ValueError(f"schedule {parent} is open already")
-        if not state.record.slices:
-            raise ValueError(f"schedule {parent} has no slice")
+        if state.dues is None:
+            slices = _slices(state.record.slices)
+            if not slices:
+                raise ValueError(f"schedule {parent} has no slice")
+            state.dues = array("q", [due for due, _ in slices])
+            state.shares = compact([lots for _, lots in slices])
+            state.record = msgspec.structs.replace(state.record, slices=_NONE)
         self._open[parent.int] = state
         if state.out is not None:
             self._children[state.out.int] = state
@@ -203,8 +244,8 @@ class SchedulerCore:
     def _wait(self, state: OpenState) -> None:
         state.turn += 1
         if (self.timed and state.out is None and state.ended is None
-                and state.next < len(state.record.slices)):
-            heapq.heappush(self._waiting, (state.record.slices[state.next][0], state.order,
+                and state.next < len(state.dues)):
+            heapq.heappush(self._waiting, (state.dues[state.next], state.order,
                                            state.turn, state))
 
     def due(self, now: int, most: int | None = None) -> list[Release]:
@@ -215,17 +256,17 @@ class SchedulerCore:
         while self.next_due <= now and (most is None or len(released) < most):
             state = heapq.heappop(self._waiting)[3]
             parent = state.record.intent_id
-            slices = state.record.slices
+            dues = state.dues
             first = last = state.next
             if state.record.merge:
-                while last < len(slices) and slices[last][0] <= now:
+                while last < len(dues) and dues[last] <= now:
                     last += 1
             else:
                 last += 1
             if last == first + 1:
-                lots = slices[first][1] + state.carry
+                lots = state.shares[first] + state.carry
             else:
-                lots = sum(share for _, share in slices[first:last]) + state.carry
+                lots = sum(state.shares[first:last]) + state.carry
             child = child_intent_id(parent, first, 0)
             self._release(state, child, last, lots)
             released.append(Release(child, parent, first, lots, state))
@@ -245,11 +286,11 @@ class SchedulerCore:
         state = self._open.get(parent.int)
         if state is None or state.out is not None:
             raise ValueError(f"child {child} of {parent}: no such schedule waits for a child")
-        slices = state.record.slices
+        shares = state.shares
         first = last = state.next
         need, total = lots - state.carry, 0
-        while total < need and last < len(slices):
-            total += slices[last][1]
+        while total < need and last < len(shares):
+            total += shares[last]
             last += 1
             if not state.record.merge:
                 break
@@ -279,7 +320,7 @@ class SchedulerCore:
         if quantity and price is not None:
             state.notional += price * quantity
         state.carry += lots - filled
-        if state.ended is not None or state.next == len(state.record.slices):
+        if state.ended is not None or state.next == len(state.dues):
             return self._finish(state)
         self._wait(state)
         return None
@@ -308,7 +349,7 @@ class SchedulerCore:
         parent = state.record.intent_id
         del self._open[parent.int]
         state.turn += 1  # any heap entry of it is stale
-        done = self.unrecorded[parent] = Done(state.record, state.planned, state.filled,
+        done = self.unrecorded[parent] = Done(state.whole(), state.planned, state.filled,
                                               state.notional, state.children, state.ended,
                                               state.note, state.executed)
         return done
@@ -317,12 +358,10 @@ class SchedulerCore:
         """Every open schedule's progress, in the order they were opened."""
         shown = []
         for state in self._open.values():
-            record = state.record
-            slices = record.slices
+            record, dues = state.record, state.dues
             shown.append(Progress(
                 record.intent_id, record.algorithm, record.venue, record.symbol, record.side,
                 str(state.planned * record.lot), str(state.executed),
-                len(slices), state.next,
-                slices[state.next][0] if state.next < len(slices) else None,
+                len(dues), state.next, dues[state.next] if state.next < len(dues) else None,
                 state.out, state.ended))
         return shown

@@ -15,6 +15,7 @@ children always add up to the parent exactly, and none is smaller than one such 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from decimal import Decimal
 from typing import Final
 
@@ -57,6 +58,11 @@ _PARAMETERS: Final[dict[str, frozenset[str]]] = {
     "pov": frozenset(("start", "end", "duration", "participation")),
 }
 _COMMON = frozenset(("algorithm", "time_in_force", "expire_at"))
+
+
+def slices_json(slices: Iterable[plan.Slice]) -> Raw:
+    """A schedule record's ``slices``: ``[[due, lots], ...]``, as msgspec writes them."""
+    return Raw(b"[" + b",".join(b"[%d,%d]" % (s.due, s.lots) for s in slices) + b"]")
 
 
 def lot_of(quantity: Decimal) -> Decimal:
@@ -134,7 +140,7 @@ def schedule_of(intent: OrderIntent, intent_id: uuid.UUID, side: Side, plane: Pl
     if isinstance(made, Refusal):
         return made
     return ScheduleRecord(intent_id, intent.venue, intent.symbol, side, algorithm,
-                          intent.quantity, made.lot, tuple((s.due, s.lots) for s in made.slices),
+                          intent.quantity, made.lot, slices_json(made.slices),
                           Raw(raw), made.unplanned, algorithm != "iceberg", source)
 
 

@@ -50,7 +50,7 @@ from execd.schedule.intake import lot_of, schedule_of
 from execd.schedule.plan import Floor, lots_of
 from execd.sentinel.checks import own_price
 from execd.sentinel.risk import Risk
-from execd.venues.ccxt.prepare import MarketRules
+from execd.venues.ccxt.prepare import MarketRules, time_in_force_refusal
 
 _ZERO = Decimal(0)
 # The number the sentinel gives the next record it inserts into the ingest order.
@@ -143,6 +143,9 @@ class Schedules:
                 return Refusal(reasons.VENUE_SYMBOL_UNKNOWN,
                                f"symbol={intent.symbol} is not listed on venue {intent.venue}: "
                                "a schedule needs its lot size and floors")
+            refused = time_in_force_refusal(intent, rules)
+            if refused is not None:  # every child would be refused so: refuse the parent
+                return Refusal(refused[1], refused[2])
             floor = Floor(rules.amount_step or lot_of(intent.quantity), rules.min_amount,
                           rules.min_cost, own_price(intent))
         return schedule_of(intent, intent_id, side, plane, now, raw, source, profiles, floor)
@@ -217,8 +220,14 @@ class Schedules:
         state = self.core.out_state(child)
         if state is None:
             return False
-        whole, rest = lots_of(executed, state.record.lot)
+        record = state.record
+        whole, rest = lots_of(executed, record.lot)
         lots = min(whole + (1 if rest else 0), state.out_lots)
+        if self.risk is not None and lots < state.out_lots:
+            # The settlement released the child's whole reservation; what it left unfilled
+            # carries into the next child, so it is the parent's to hold again.
+            self.risk.hold(record.venue, record.symbol, record.side,
+                           (state.out_lots - lots) * record.lot)
         self.core.settled(child, lots, price if executed else None, executed)
         self.due_at = self.core.next_due
         return True

@@ -18,7 +18,7 @@ import anyio
 from execd.app.daemon import Daemon
 from execd.model import reasons
 from execd.service.control import Request
-from tests.helpers import records
+from tests.helpers import drop, lines, records
 from tests.live import fake_exchange, live_intent
 from tests.live_run import ORDER, requests_besides_start, run_live
 
@@ -47,12 +47,12 @@ def check(ledger: list[dict[str, Any]], fake: Any) -> tuple[dict[str, Any], list
     assert sum(D(c["filled_quantity"]) for c in children) == D(summary["filled_quantity"])
     assert D(summary["filled_quantity"]) <= D(summary["requested_quantity"])
     orders = [r["body"] for r in ledger if r["kind"] == "order"]
-    assert all(o["parent"] == PARENT for o in orders)
+    own = [o for o in orders if o.get("parent") == PARENT]
     sent = {c["client_order_id"] for c in children if c.get("client_order_id")}
-    assert sent == {o["client_order_id"] for o in orders}
-    # Each child sent once: one create-order request per order record, none more.
-    assert {o.clientOrderId for o in fake.orders} <= sent
-    assert requests_besides_start(fake).get(ORDER, 0) == len(orders)
+    assert sent == {o["client_order_id"] for o in own}
+    # Each order sent at most once: no more create-order requests than order records.
+    assert requests_besides_start(fake).get(ORDER, 0) <= len(orders)
+    assert len({o.clientOrderId for o in fake.orders}) == len(fake.orders)
     return summary, children
 
 
@@ -156,3 +156,88 @@ async def test_under_the_wall_clock_slices_fall_due_with_no_input_at_all(
     # Three children at their slices' times: one at once, then 0.5 s and 1 s on.
     assert len(children) == 3 and times == sorted(times)
     assert times[2] - times[0] >= window * 2 // 3 - 100_000_000
+
+
+async def test_what_a_child_leaves_unfilled_stays_held_and_is_released_at_the_end(
+        tmp_path: Path) -> None:
+    """A cap counts the carry once: after a parent that filled short, nothing is pending and
+    an order that would pass the cap with the filled part is refused."""
+    fake = fake_exchange(liquidity=D("0.004"))
+    await fake.start()
+    answers: list[dict[str, Any]] = []
+    probe = live_intent(9, quantity="0.05")
+
+    async def probe_after_the_parent(daemon: Daemon) -> None:
+        while not any(r["kind"] == "outcome" and r["body"]["intent_id"] == PARENT
+                      for r in records(tmp_path / "ledger")):
+            await anyio.sleep(0.01)
+        answers.append(await daemon._command(Request("status")))
+        drop(tmp_path / "lakehouse" / "inbox", "b.jsonl", lines(probe))
+
+    try:
+        ledger = await run_live(tmp_path, fake, [*ticks(0), parent(), *ticks(50, 100)],
+                                during=probe_after_the_parent, until=probe["intent_id"],
+                                extra='[risk.limits]\nmax_asset_exposure = "2000"\n')
+        summary, _ = check(ledger, fake)
+    finally:
+        await fake.stop()
+    assert summary["status"] == "PARTIALLY_FILLED"
+    [position] = answers[0]["positions"]  # zeros are left out of the status
+    assert D(position.get("pending_buy", "0")) == D(position.get("pending_sell", "0")) == 0, (
+        position)
+    [refused] = [r["body"] for r in ledger if r["kind"] == "outcome"
+                 and r["body"]["intent_id"] == probe["intent_id"]]
+    assert refused["reason"] == reasons.RISK_ASSET_EXPOSURE_EXCEEDED
+
+
+async def test_a_halt_while_the_child_waits_in_the_backlog_sends_nothing_for_it(
+        tmp_path: Path) -> None:
+    fake = fake_exchange()
+    await fake.start()
+    answers: list[dict[str, Any]] = []
+    blocker = live_intent(5, order_type="limit", limit_price="49000", urgency="low")
+
+    async def halt_once_queued(daemon: Daemon) -> None:
+        while not any(r["kind"] == "order" and r["body"].get("parent") == PARENT
+                      for r in records(tmp_path / "ledger")):
+            await anyio.sleep(0.01)
+        answers.append(await daemon._command(Request("halt", reason="incident", actor="ops")))
+
+    try:
+        ledger = await run_live(tmp_path, fake, [*ticks(0), blocker, parent(), *ticks(50, 100)],
+                                during=halt_once_queued, until=PARENT, in_flight=1,
+                                order_timeout_ms=1500)
+        summary, [child] = check(ledger, fake)
+    finally:
+        await fake.stop()
+    assert answers and answers[0]["ok"]
+    assert (child["status"], child["reason"]) == ("FAILED", reasons.EXECUTION_NOT_SENT)
+    assert "its schedule ended before it was sent" in child["detail"]
+    assert (summary["status"], summary["reason"]) == ("SKIPPED", reasons.SCHEDULE_HALTED) or (
+        summary["reason"] == reasons.SCHEDULE_HALTED)
+    assert [o.clientOrderId for o in fake.orders] != [child["client_order_id"]]
+    assert child["client_order_id"] not in {o.clientOrderId for o in fake.orders}
+
+
+async def test_a_schedules_time_in_force_goes_with_every_child_or_refuses_the_parent(
+        tmp_path: Path) -> None:
+    fake = fake_exchange()
+    await fake.start()
+    ioc = parent(order_type="limit", limit_price="49000", urgency="low",
+                 execution={"algorithm": "twap", "duration": 100, "slices": 2,
+                            "time_in_force": "IOC"})
+    fok_market = live_intent(2, quantity="0.02", execution={
+        "algorithm": "twap", "duration": 100, "slices": 2, "time_in_force": "FOK"})
+    try:
+        ledger = await run_live(tmp_path, fake, [*ticks(0), fok_market, ioc, *ticks(50, 100)],
+                                until=PARENT)
+        summary, children = check(ledger, fake)
+    finally:
+        await fake.stop()
+    assert {o.timeInForce for o in fake.orders} == {"IOC"}
+    assert all(c["reason"] == reasons.EXECUTION_EXPIRED for c in children)
+    assert (summary["status"], summary["reason"]) == ("FAILED", reasons.SCHEDULE_INCOMPLETE)
+    [refused] = [r["body"] for r in ledger if r["kind"] == "outcome"
+                 and r["body"]["intent_id"] == fok_market["intent_id"]]
+    assert (refused["status"], refused["reason"]) == (
+        "REJECTED", reasons.EXECUTION_TIME_IN_FORCE_UNSUPPORTED)

@@ -168,6 +168,11 @@ class Order:
             # A drain never waits on a venue for orders it has not sent yet.
             yield self._failed(reasons.EXECUTION_NOT_SENT, "not sent: the daemon was stopping")
             return
+        if self.found is None and self.cancel_asked and self.last is None:
+            # A schedule's child whose schedule ended before any send of it.
+            yield self._failed(reasons.EXECUTION_NOT_SENT,
+                               "not sent: its schedule ended before it was sent")
+            return
         order = self.found
         if order is None:
             order = yield from self._send()

@@ -15,7 +15,7 @@ from typing import Any
 from msgspec import Struct
 
 from execd.model import reasons
-from execd.model.messages import Accepted, OrderType
+from execd.model.messages import Accepted, OrderIntent, OrderType
 from execd.model.reasons import Status
 
 _BPS = Decimal(10_000)
@@ -204,6 +204,29 @@ def prepare(item: Accepted, rules: MarketRules | None, default_slippage_bps: int
                     f"notional={notional} (amount={amount} x price={valued_at}) > "
                     f"max_notional={rules.max_cost}")
     return OrderPlan(order_type, amount, price, post_only, reduce_only, tif)
+
+
+def order_type_of(intent: OrderIntent) -> OrderType:
+    """The type of the order ``intent`` becomes (README, The live plane): a limit when it
+    names one, or when it has a reference price and is not critical; else market."""
+    if intent.order_type == "limit":
+        return "limit"
+    return "market" if intent.urgency == "critical" or intent.reference_price is None else "limit"
+
+
+def time_in_force_refusal(intent: OrderIntent, rules: MarketRules) -> NotSent | None:
+    """Why the venue cannot honour ``intent``'s time in force (as :func:`prepare` would
+    refuse each of its orders), or None: asked of a schedule's parent at admission."""
+    tif = intent.execution.time_in_force if intent.execution is not None else None
+    order_type = order_type_of(intent)
+    if tif == "PO":
+        if order_type != "limit" or not rules.post_only:
+            why = ("a market order cannot be post-only" if order_type != "limit"
+                   else f"venue {intent.venue} does not support post-only orders")
+            return ("REJECTED", reasons.VENUE_CONSTRAINT_UNSUPPORTED, f"post_only: {why}")
+        return None
+    found = _time_in_force(tif, order_type, rules, intent.venue)
+    return found if isinstance(found, tuple) else None
 
 
 def _time_in_force(tif: str | None, order_type: OrderType, rules: MarketRules,

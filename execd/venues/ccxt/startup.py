@@ -112,6 +112,10 @@ class StartUp:
                 record, time, venue.table, execution_id=venue.execution_id(record.intent_id),
                 trades_readable=venue.trades_readable,
                 last=self.last_sends.get(record.client_order_id), started=self.started)
+            # A schedule's end may cancel it while it is reconciled (CcxtVenue.cancel).
+            venue.active[record.intent_id] = order
+            if record.intent_id in venue.cancelled:
+                order.cancel_asked = True
             action = await venue.driver.drive(order, self._first(order), send, park=True)
             if isinstance(action, act.AfterWindow):
                 parked.append((order, action))
@@ -135,7 +139,11 @@ class StartUp:
                          send: ObjectSendStream[list[Entry]], work: ObjectSendStream[Job]
                          ) -> bool:
         """Give a reconciled order to the workers, or write its end; False: left in doubt."""
+        venue = self.venue
+        venue.active.pop(order.record.intent_id, None)
         if isinstance(action, act.Queue):
+            if order.cancel_asked:
+                venue.cancelled.add(order.record.intent_id)  # for the worker that takes it
             durable = anyio.Event()
             durable.set()  # recorded by an earlier run
             await work.send((order, durable))

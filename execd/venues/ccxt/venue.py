@@ -103,8 +103,10 @@ class CcxtVenue:
         self.state = "starting"
         self.rules: dict[str, MarketRules] = {}
         self.in_flight = 0
-        # The orders in a worker's hands, by intent id: a schedule's end cancels its child.
+        # The orders in a worker's hands, by intent id: a schedule's end cancels its child;
+        # and the children whose cancel came before a worker had them (cancel()).
         self.active: dict[uuid.UUID, Order] = {}
+        self.cancelled: set[uuid.UUID] = set()
         self.log = logs.get("venue", venue=venue)
         self.execution_id = ids.ExecutionIds(venue, "live")
         self.calls = Calls(venue, table, credentials, on_call)
@@ -140,6 +142,9 @@ class CcxtVenue:
         step, woken now. False when it is not (yet, or any more) in a worker's hands."""
         order = self.active.get(intent_id)
         if order is None:
+            # Not here yet (in a queue, the backlog, waiting for its record to be durable)
+            # or being reconciled: its intake or its worker sees this and sends nothing.
+            self.cancelled.add(intent_id)
             return False
         order.cancel_asked = True
         self.stream.wake(order.record.client_order_id)
@@ -215,6 +220,10 @@ class CcxtVenue:
     def _intake(self, item: Accepted) -> Entry:
         """The order record that holds ``item``'s place, or the outcome instead of it."""
         intent = item.intent
+        if item.intent_id in self.cancelled:
+            self.cancelled.discard(item.intent_id)
+            return self._instead(item, "FAILED", reasons.EXECUTION_NOT_SENT,
+                                 "not sent: its schedule ended before it was sent")
         if not self.ready.is_set():
             return self._instead(item, "REJECTED", reasons.EXECUTION_NOT_AVAILABLE,
                                  f"venue {self.venue} is not ready: {self.state}")
@@ -296,6 +305,9 @@ class CcxtVenue:
                 self.in_flight += 1
                 done: act.Action | None = None
                 self.active[order.record.intent_id] = order
+                if order.record.intent_id in self.cancelled:
+                    self.cancelled.discard(order.record.intent_id)
+                    order.cancel_asked = True
                 try:
                     with self.cuttable() as scope:
                         done = await self.driver.drive(order, self.driver.feed(order, act.Ok()),
@@ -313,6 +325,7 @@ class CcxtVenue:
                      done: act.Done) -> None:
         """Write ``order``'s end: its outcome after its held records (one commit), settled
         once durable; or, when it is left in doubt, only say so."""
+        self.cancelled.discard(order.record.intent_id)  # a cancel that came too late
         if done.outcome is None:
             self._in_doubt(order.record, done.in_doubt or "")
             return

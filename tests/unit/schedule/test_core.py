@@ -8,6 +8,7 @@ from __future__ import annotations
 import uuid
 from decimal import Decimal
 
+import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -17,6 +18,7 @@ from execd.model.ids import child_intent_id
 from execd.model.messages import ScheduleRecord
 from execd.schedule import plan
 from execd.schedule.core import NEVER, Done, SchedulerCore
+from execd.schedule.intake import slices_json
 from execd.schedule.plan import Floor
 
 LOT = Decimal("0.01")
@@ -25,7 +27,7 @@ PARENT = uuid.UUID(int=7)
 
 def _record(parent: uuid.UUID, made: plan.Plan, merge: bool = True) -> ScheduleRecord:
     return ScheduleRecord(parent, "paper", "BTC/USDT", "buy", "twap", made.planned, LOT,
-                          tuple((s.due, s.lots) for s in made.slices), Raw(b"{}"),
+                          slices_json(made.slices), Raw(b"{}"),
                           made.unplanned, merge)
 
 
@@ -155,7 +157,8 @@ def test_every_planned_lot_is_asked_for_at_most_once_and_each_parent_ends_once(
             children.add(release.child)
             # A child never asks for more than the plan less what is filled already:
             # what is sent again is only what earlier children left unfilled.
-            planned = sum(lots for _, lots in plans[release.parent].slices)
+            planned = sum(lots for _, lots in msgspec.json.decode(
+                plans[release.parent].slices, type=list[tuple[int, int]]))
             assert release.lots + filled[release.parent] <= planned
             fill = data.draw(st.integers(0, release.lots))
             filled[release.parent] += fill
