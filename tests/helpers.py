@@ -148,6 +148,17 @@ def outcomes(ledger: Path) -> list[dict[str, Any]]:
     return [r["body"] for r in records(ledger) if r["kind"] == "outcome"]
 
 
+def open_schedules(ledger: Path) -> set[str]:
+    """Parents whose schedule record is on disk and their outcome is not."""
+    opened, ended = set(), set()
+    for record in records(ledger):
+        if record["kind"] == "schedule":
+            opened.add(record["body"]["intent_id"])
+        elif record["kind"] == "outcome" and "children" in record["body"]:
+            ended.add(record["body"]["intent_id"])
+    return opened - ended
+
+
 def ledger_bytes(ledger: Path) -> bytes:
     """All segments of a ledger, concatenated."""
     return b"".join(p.read_bytes() for p in list_segments(ledger))

@@ -194,11 +194,6 @@ class SchedulerCore:
         """The schedule whose child out ``child`` is, or None."""
         return self._children.get(child.int)
 
-    def parent_of(self, child: uuid.UUID) -> uuid.UUID | None:
-        """The parent of ``child`` when it is out, else None."""
-        state = self._children.get(child.int)
-        return None if state is None else state.record.intent_id
-
     @property
     def next_due(self) -> int:
         """When the earliest waiting slice is due (:data:`NEVER`: none waits)."""

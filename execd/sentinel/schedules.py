@@ -57,12 +57,6 @@ _ZERO = Decimal(0)
 Number = Callable[[], int]
 
 
-def paper_price(intent: OrderIntent) -> Decimal | None:
-    """The price the paper plane records a fill of ``intent`` at (its limit, else its
-    reference price): what a child's fill adds to its parent's average."""
-    return intent.limit_price if intent.limit_price is not None else intent.reference_price
-
-
 def hold_open(risk: Risk, core: SchedulerCore) -> None:
     """Hold pending what every open schedule may still send: after a restart's fold,
     which, like a snapshot, holds nothing pending. A child out is an order the ledger
@@ -119,11 +113,6 @@ class Schedules:
         # When a waiting slice is next due (core.NEVER: none): a plain attribute, which
         # the sentinel reads after every record, kept up to date by every change here.
         self.due_at = self.core.next_due
-
-    @property
-    def next_due(self) -> int:
-        """When a waiting slice is next due (``core.NEVER``: none)."""
-        return self.due_at
 
     def plan(self, intent: OrderIntent, intent_id: uuid.UUID, side: Side, plane: Plane,
              now: int, raw: bytes, source: Source | None, profiles: Profiles
@@ -198,7 +187,8 @@ class Schedules:
         out.append(Accepted(number(), now, None, intent, raw, child, record.side, plane,
                             record.intent_id))
         if plane == "paper":
-            self._settled(child, lots, paper_price(intent), plane, now, number, out)
+            # A full fill at its own price, as PaperAdapter records it.
+            self._settled(child, lots, own_price(intent), plane, now, number, out)
         # A live child's fill comes with its outcome (settle_live).
 
     def _renamed(self, state: OpenState, child: uuid.UUID, first: int) -> uuid.UUID:

@@ -22,7 +22,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from tests.helpers import EXECD, ROOT, drop, lines, records, start_daemon
+from tests.helpers import EXECD, ROOT, drop, lines, open_schedules, records, start_daemon
 from tests.live import VENUES, fake_exchange, live_intent, write_live_config
 
 PER_RUN = 2  # parents a run
@@ -50,17 +50,6 @@ def crash_points() -> list[tuple[str, float]]:
     points += [("moment", rng.uniform(0.3, 2.0)) for _ in range(POINTS - 2 * third)]
     rng.shuffle(points)
     return points
-
-
-def open_schedules(ledger: Path) -> set[str]:
-    """Parents whose schedule record is on disk and their outcome is not."""
-    opened, ended = set(), set()
-    for record in records(ledger):
-        if record["kind"] == "schedule":
-            opened.add(record["body"]["intent_id"])
-        elif record["kind"] == "outcome" and "children" in record["body"]:
-            ended.add(record["body"]["intent_id"])
-    return opened - ended
 
 
 def parent_outcomes(ledger: Path) -> int:

@@ -20,8 +20,8 @@ from tests.helpers import (
     drop,
     intent,
     lines,
+    open_schedules,
     outcomes,
-    records,
     replay,
     start_daemon,
     stop,
@@ -70,17 +70,6 @@ def summary(ledger: Path) -> dict[str, tuple[str, str]]:
             assert sums.get(o["intent_id"], Decimal(0)) == Decimal(o["filled_quantity"])
             assert Decimal(o["filled_quantity"]) <= Decimal(o["requested_quantity"])
     return {o["intent_id"]: (o["status"], o["filled_quantity"]) for o in done}
-
-
-def open_schedules(ledger: Path) -> set[str]:
-    """Parents whose schedule record is on disk and their outcome is not."""
-    opened, ended = set(), set()
-    for record in records(ledger):
-        if record["kind"] == "schedule":
-            opened.add(record["body"]["intent_id"])
-        elif record["kind"] == "outcome" and "children" in record["body"]:
-            ended.add(record["body"]["intent_id"])
-    return opened - ended
 
 
 def readies(log: Path) -> int:

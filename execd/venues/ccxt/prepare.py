@@ -140,35 +140,27 @@ def prepare(item: Accepted, rules: MarketRules | None, default_slippage_bps: int
         return ("REJECTED", reasons.VENUE_SYMBOL_UNKNOWN,
                 f"symbol={intent.symbol} is {state} on venue {intent.venue}")
     constraints = intent.constraints
-    post_only = constraints is not None and constraints.post_only
     reduce_only = constraints is not None and constraints.reduce_only
     side = item.side
 
     # Order type from urgency (README, The live plane): critical takes the market; otherwise a
     # limit at the reference price moved by the slippage the intent allows.
-    order_type: OrderType
-    price: Decimal | None
+    order_type = order_type_of(intent)
+    price: Decimal | None = None
     reference = intent.reference_price
     if intent.order_type == "limit":
-        order_type, price = "limit", intent.limit_price
-    elif intent.urgency == "critical" or reference is None:
-        order_type, price = "market", None
-    else:
+        price = intent.limit_price
+    elif order_type == "limit":
+        assert reference is not None
         bps = (constraints.max_slippage_bps if constraints is not None
                and constraints.max_slippage_bps is not None else default_slippage_bps)
         move = reference * bps / _BPS
-        order_type, price = "limit", reference + move if side == "buy" else reference - move
+        price = reference + move if side == "buy" else reference - move
 
-    time_in_force = intent.execution.time_in_force if intent.execution is not None else None
-    if time_in_force == "PO":
-        post_only, time_in_force = True, None
-    tif = _time_in_force(time_in_force, order_type, rules, intent.venue)
-    if isinstance(tif, tuple):
-        return tif
-    if post_only and (order_type != "limit" or not rules.post_only):
-        why = ("a market order cannot be post-only" if order_type != "limit"
-               else f"venue {intent.venue} does not support post-only orders")
-        return ("REJECTED", reasons.VENUE_CONSTRAINT_UNSUPPORTED, f"post_only: {why}")
+    terms = _terms(intent, order_type, rules)
+    if isinstance(terms[0], str):
+        return terms
+    post_only, tif = terms
     if reduce_only and not rules.reduce_only:
         return ("REJECTED", reasons.VENUE_CONSTRAINT_UNSUPPORTED,
                 f"reduce_only: venue {intent.venue} does not support reduce-only orders "
@@ -215,18 +207,31 @@ def order_type_of(intent: OrderIntent) -> OrderType:
 
 
 def time_in_force_refusal(intent: OrderIntent, rules: MarketRules) -> NotSent | None:
-    """Why the venue cannot honour ``intent``'s time in force (as :func:`prepare` would
-    refuse each of its orders), or None: asked of a schedule's parent at admission."""
-    tif = intent.execution.time_in_force if intent.execution is not None else None
-    order_type = order_type_of(intent)
-    if tif == "PO":
-        if order_type != "limit" or not rules.post_only:
-            why = ("a market order cannot be post-only" if order_type != "limit"
-                   else f"venue {intent.venue} does not support post-only orders")
-            return ("REJECTED", reasons.VENUE_CONSTRAINT_UNSUPPORTED, f"post_only: {why}")
+    """Why the venue cannot honour ``intent``'s time in force (as :func:`prepare` refuses
+    each of its orders), or None: asked of a schedule's parent at admission."""
+    if intent.execution is None or intent.execution.time_in_force is None:
         return None
-    found = _time_in_force(tif, order_type, rules, intent.venue)
-    return found if isinstance(found, tuple) else None
+    terms = _terms(intent, order_type_of(intent), rules)
+    return terms if isinstance(terms[0], str) else None
+
+
+def _terms(intent: OrderIntent, order_type: OrderType, rules: MarketRules
+           ) -> tuple[bool, str | None] | NotSent:
+    """(post-only, the ``timeInForce`` to send) for an order of ``order_type``, or the
+    refusal of what the venue cannot honour. ``PO`` is post-only."""
+    constraints = intent.constraints
+    post_only = constraints is not None and constraints.post_only
+    tif = intent.execution.time_in_force if intent.execution is not None else None
+    if tif == "PO":
+        post_only, tif = True, None
+    sent = _time_in_force(tif, order_type, rules, intent.venue)
+    if isinstance(sent, tuple):
+        return sent
+    if post_only and (order_type != "limit" or not rules.post_only):
+        why = ("a market order cannot be post-only" if order_type != "limit"
+               else f"venue {intent.venue} does not support post-only orders")
+        return ("REJECTED", reasons.VENUE_CONSTRAINT_UNSUPPORTED, f"post_only: {why}")
+    return post_only, sent
 
 
 def _time_in_force(tif: str | None, order_type: OrderType, rules: MarketRules,
