@@ -48,6 +48,9 @@ if TYPE_CHECKING:
     from execd.venues.ccxt.venue import CcxtVenue
 
 Mode = Literal["run", "replay"]
+#: How often the daemon reads the lakehouse context again while no file comes, under
+#: the wall clock (a live POV follows the market's volume file with no input at all).
+CONTEXT_EVERY_S = 1.0
 
 
 def make_adapters(config: Config) -> tuple[list[Adapter], dict[str, int]]:
@@ -184,6 +187,8 @@ class Graph:
                 Path(config.governance.ledger_dir) if config.governance.enforce else None,
                 config.risk.crisis_regimes, max_bytes=config.input.max_context_bytes),
             pulse=self.liveness.pulse("reader"),
+            context_every=CONTEXT_EVERY_S if inbox is not None and not self.clock.logical
+            else None,
         )
 
     async def run(self) -> None:

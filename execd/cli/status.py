@@ -169,6 +169,8 @@ def _schedules(reply: dict[str, Any]) -> list[str]:
             waits = f"ending ({p['ending']}): child {p.get('child')}"
         elif p.get("child"):
             waits = f"waits for child {p['child']}"
+        elif p.get("until") is not None:
+            waits = f"waits for the market's volume, until {p['until']}"
         else:
             waits = f"next slice at {p.get('next_due')}"
         rows.append([str(p["intent_id"]), f"{p['algorithm']} {p['side']} {p['venue']} "

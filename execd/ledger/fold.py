@@ -208,7 +208,7 @@ class Fold:
                     self.schedules.close(view.intent_id)
                     return
                 if view.parent is not None:
-                    self._child(view)
+                    self._child(view, time)
                 if self.unresolved and self._closes(view):
                     # A live order's outcome, written whenever the venue answered: its
                     # order record already moved the file's progress, and later lines
@@ -237,7 +237,8 @@ class Fold:
                 state = self.schedules.get(order.parent)
                 if state is not None and state.out is None:
                     self.schedules.replay(order.parent, order.intent_id,
-                                          lots_of(order.requested_quantity, state.record.lot)[0])
+                                          lots_of(order.requested_quantity, state.record.lot)[0],
+                                          time)
         elif kind == "schedule":
             record = cast(ScheduleRecord, body)
             self.seen.add(record.intent_id)
@@ -317,7 +318,7 @@ class Fold:
         self.last_sends.pop(pending[0].client_order_id, None)
         return True
 
-    def _child(self, view: OutcomeBody) -> None:
+    def _child(self, view: OutcomeBody, time: int) -> None:
         """A schedule's child's outcome: its parent's progress moves as it did live."""
         assert view.parent is not None
         assert view.requested_quantity is not None
@@ -328,7 +329,7 @@ class Fold:
         lot = state.record.lot
         if state.out != view.intent_id:
             schedules.replay(view.parent, view.intent_id,
-                             lots_of(Decimal(view.requested_quantity), lot)[0])
+                             lots_of(Decimal(view.requested_quantity), lot)[0], time)
         self._settle_child(view.intent_id, Decimal(view.filled_quantity),
                            Decimal(view.average_price) if view.average_price is not None
                            else None, lot)

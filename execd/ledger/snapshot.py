@@ -121,6 +121,7 @@ class ScheduleState(Struct, frozen=True, array_like=True):
     ended: str | None
     note: str | None
     executed: str
+    since: int = -1  # a POV's last release (older snapshots have no POV)
 
 
 class EndedState(Struct, frozen=True, array_like=True):
@@ -229,7 +230,7 @@ def take(fold: Fold, end: ChainEnd, key: str) -> Snapshot:
                        state.order, state.next, state.carry,
                        None if state.out is None else str(state.out), state.out_lots,
                        state.filled, str(state.notional), state.children, state.ended,
-                       state.note, str(state.executed))
+                       state.note, str(state.executed), state.since)
          for state in fold.schedules],
         [EndedState(encode(done.record), done.planned, done.filled, str(done.notional),
                     done.children, done.ended, done.note, str(done.executed))
@@ -276,7 +277,8 @@ def _schedules(snapshot: Snapshot) -> SchedulerCore:
                              None if s.out is None else uuid.UUID(s.out), s.out_lots,
                              s.filled, Decimal(s.notional), s.children, s.ended,
                              note=s.note, executed=Decimal(s.executed),
-                             dues=array("q", s.dues), shares=compact(s.shares)))
+                             dues=array("q", s.dues), shares=compact(s.shares),
+                             since=s.since))
     for e in snapshot.unrecorded:
         record = _schedule(e.record)
         core.unrecorded[record.intent_id] = Done(record, e.planned, e.filled,

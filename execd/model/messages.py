@@ -273,6 +273,17 @@ class CancelRecord(Struct, frozen=True, forbid_unknown_fields=True, omit_default
     venue_order_id: str | None = None
 
 
+class PovTerms(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """A POV schedule's terms: its window ``[start, end)`` (nothing is sent from
+    ``end`` on), the most of an interval's volume one child may take, and the smallest
+    child the venue takes, in lots."""
+
+    start: int
+    end: int
+    participation: Decimal
+    smallest: int = 1
+
+
 class ScheduleRecord(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
     """A parent order's schedule, durable before its first child is released.
 
@@ -296,6 +307,9 @@ class ScheduleRecord(Struct, frozen=True, forbid_unknown_fields=True, omit_defau
     unplanned: Decimal = Decimal(0)
     merge: bool = True
     source: Source | None = None
+    # A POV's terms (its slices are [[end, lots]]: all it may send, by its end); its
+    # children are sized as the market's volume comes in (execd.reader.volumes).
+    pov: PovTerms | None = None
 
 
 class TickRecord(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True, gc=False):
@@ -359,6 +373,9 @@ class ContextRecord(Struct, frozen=True, forbid_unknown_fields=True, omit_defaul
     # left out while there is no such file, so older ledgers read the same.
     profiles: int = 0
     profiles_sha256: str | None = None
+    # The market's volume per interval for POV (market/volume.json), likewise.
+    volumes: int = 0
+    volumes_sha256: str | None = None
 
 
 class InputFileRecord(Struct, frozen=True, forbid_unknown_fields=True):

@@ -70,6 +70,7 @@ EXECUTION_PARAMETER_INVALID: Final = "EXECUTION_PARAMETER_INVALID"
 EXECUTION_TIME_IN_FORCE_INVALID: Final = "EXECUTION_TIME_IN_FORCE_INVALID"
 EXECUTION_TIME_IN_FORCE_UNSUPPORTED: Final = "EXECUTION_TIME_IN_FORCE_UNSUPPORTED"
 EXECUTION_PROFILE_UNUSABLE: Final = "EXECUTION_PROFILE_UNUSABLE"
+EXECUTION_VOLUME_UNUSABLE: Final = "EXECUTION_VOLUME_UNUSABLE"
 # How a schedule ended short of its quantity (the parent's outcome).
 SCHEDULE_HALTED: Final = "SCHEDULE_HALTED"
 SCHEDULE_REDUCING: Final = "SCHEDULE_REDUCING"
@@ -151,14 +152,14 @@ REASONS: Final[dict[str, str]] = {
     INTENT_NUMBER_OUT_OF_RANGE: "A quantity, price or max_leverage outside 1e-18 .. 1e15.",
     EXECUTION_ALGORITHM_UNKNOWN: "REJECTED: execution.algorithm is not one execd knows "
     "(immediate, twap, vwap, iceberg, pov).",
-    EXECUTION_ALGORITHM_UNSUPPORTED: "REJECTED: the algorithm cannot run here: pov needs a "
-    "volume feed execd does not read yet, and a live venue without market rules (the stub "
-    "adapter) has no lot size to plan by.",
+    EXECUTION_ALGORITHM_UNSUPPORTED: "REJECTED: the algorithm cannot run here: a live venue "
+    "without market rules (the stub adapter) has no lot size to plan a schedule by.",
     EXECUTION_WINDOW_INVALID: "REJECTED: the schedule's window cannot be planned: it ends "
     "before it starts or before the intent's time, has no end (neither end nor duration, or "
     "both), no slices (neither slices nor interval, or both), 0 slices, or more than 10,000.",
     EXECUTION_PARAMETER_INVALID: "REJECTED: a parameter of the algorithm is missing, out of "
-    "range (visible within 1e-18 .. 1e15, at most 10,000 iceberg children), or belongs to "
+    "range (visible within 1e-18 .. 1e15, at most 10,000 iceberg children, participation "
+    "above 0 and at most 1), or belongs to "
     "another algorithm; or the quantity has more than 24 significant digits (a schedule "
     "splits it exactly).",
     EXECUTION_TIME_IN_FORCE_INVALID: "REJECTED: time_in_force is not GTC, IOC, FOK, GTD or "
@@ -169,6 +170,9 @@ REASONS: Final[dict[str, str]] = {
     EXECUTION_PROFILE_UNUSABLE: "REJECTED: a VWAP's symbol has a volume profile in "
     "market/volume_profile.json that cannot be used, or the file cannot be read, or the "
     "profile weighs every slice of the window 0: it is not planned on a guess.",
+    EXECUTION_VOLUME_UNUSABLE: "REJECTED: a POV's symbol is not listed in "
+    "market/volume.json, or its intervals there cannot be used, or the file cannot be "
+    "read: its children could not be sized by the market's volume.",
     SCHEDULE_HALTED: "A parent order's schedule ended because trading was HALTED: no child "
     "after the halt (PARTIALLY_FILLED or FAILED by what filled; SKIPPED when no child was sent).",
     SCHEDULE_REDUCING: "A parent order's schedule ended because trading became REDUCING and "

@@ -8,6 +8,8 @@ Research and operators keep these files in the lakehouse, beside the inbox:
 * ``market/prices.json`` — ``{"BTC/USDT": "64200", ...}``: the latest price per symbol;
 * ``market/volume_profile.json`` — volume profiles per symbol for VWAP schedules
   (:mod:`execd.reader.profiles`);
+* ``market/volume.json`` — the market's volume per ended interval, for POV schedules
+  (:mod:`execd.reader.volumes`);
 * ``control/overrides.jsonl`` — manual overrides for regime parity, one
   ``{"intent_id": ..., "operator": ..., "reason": ...}`` a line;
 * the plan ledger (``[governance] ledger_dir``), when governance is enforced.
@@ -43,6 +45,7 @@ from execd.model.errors import FileRefused
 from execd.model.files import read_regular
 from execd.model.messages import ContextRecord
 from execd.reader import profiles as volume
+from execd.reader import volumes as traded
 from execd.reader.inbox import Lakehouse
 
 Name = Annotated[str, Meta(min_length=1, max_length=256)]
@@ -85,7 +88,8 @@ class LakehouseContext:
 
     def __init__(self, runs: frozenset[str], regime: str | None, prices: dict[str, Decimal],
                  overrides: dict[uuid.UUID, Override], plans: dict[str, str],
-                 record: ContextRecord, profiles: volume.Profiles = volume.NONE) -> None:
+                 record: ContextRecord, profiles: volume.Profiles = volume.NONE,
+                 volumes: traded.Volumes = traded.NONE) -> None:
         self.runs = runs
         self.regime = regime
         self.prices = prices
@@ -93,6 +97,7 @@ class LakehouseContext:
         self.plans = plans
         self.record = record
         self.profiles = profiles
+        self.volumes = volumes
 
 
 EMPTY = LakehouseContext(frozenset(), None, {}, {}, {},
@@ -171,6 +176,11 @@ class ContextLoader:
             lambda: _read_profiles(lh.volume_profiles, limit), volume.Profiles({}, every=True))
         if bad:
             problems.append(bad)
+        volumes, volumes_sha, bad = self._cached(
+            "volume.json", lambda: _stat_key(lh.volumes),
+            lambda: _read_volumes(lh.volumes, limit), traded.Volumes({}, every=True))
+        if bad:
+            problems.append(bad)
         plans: dict[str, str] = {}
         plans_sha: str | None = None
         plans_dir = self.plans_dir
@@ -182,11 +192,12 @@ class ContextLoader:
                 problems.append(bad)
         record = ContextRecord(len(runs), runs_sha, regime, len(prices), prices_sha,
                                len(overrides), overrides_sha, len(plans), plans_sha,
-                               tuple(problems), len(profiles.profiles), profiles_sha)
+                               tuple(problems), len(profiles.profiles), profiles_sha,
+                               len(volumes.bars), volumes_sha)
         if record == self.current.record:
             return self.current
         self.current = LakehouseContext(runs, regime, prices, overrides, plans, record,
-                                        profiles)
+                                        profiles, volumes)
         return self.current
 
 
@@ -265,6 +276,15 @@ def _read_profiles(path: Path, max_bytes: int) -> Part[volume.Profiles]:
         # Missing: every symbol plans flat. Refused (not a regular file, too big): none.
         return volume.Profiles({}, every=problem is not None), None, problem
     parsed, problem = volume.parse(data, path.name)
+    return parsed, _sha(data), problem
+
+
+def _read_volumes(path: Path, max_bytes: int) -> Part[traded.Volumes]:
+    data, problem = _read(path, max_bytes)
+    if data is None:
+        # Missing: no symbol is listed. Refused (not a regular file, too big): unusable.
+        return traded.Volumes({}, every=problem is not None), None, problem
+    parsed, problem = traded.parse(data, path.name)
     return parsed, _sha(data), problem
 
 

@@ -77,6 +77,11 @@ class Lakehouse(Struct, frozen=True):
         return self.root / "market" / "volume_profile.json"
 
     @property
+    def volumes(self) -> Path:
+        """The market's volume per interval for POV schedules (reader/volumes.py)."""
+        return self.root / "market" / "volume.json"
+
+    @property
     def overrides(self) -> Path:
         """Manual overrides for regime parity (JSONL: intent_id, operator, reason)."""
         return self.root / "control" / "overrides.jsonl"

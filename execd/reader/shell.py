@@ -67,8 +67,14 @@ class LakehouseReader:
         on_file_entry: FileEntryHook | None = None,
         file_slots: anyio.Semaphore | None = None,
         pulse: Pulse | None = None,
+        context_every: float | None = None,
     ) -> None:
         self.core = core
+        # Under the wall clock, the context is also read again every so often while no
+        # file comes (a live POV follows the market's volume with no input at all);
+        # under the logical clock only before each file, so a replay sees it the same.
+        self.context_every = context_every
+        self._loading = anyio.Lock()  # one load at a time: the loader's cache is not shared
         # Waiting for a file is idle; opening, reading and sending one is work.
         self.pulse = pulse or Pulse("reader")
         self.on_file_entry = on_file_entry
@@ -132,6 +138,8 @@ class LakehouseReader:
         async with send, anyio.create_task_group() as tg:
             if commands is not None:
                 tg.start_soon(self._commands, commands, send, on_control or (lambda r: None))
+            if self.context is not None and self.context_every is not None:
+                tg.start_soon(self._context_every, send, self.context_every)
             pulse = self.pulse
             try:
                 while not self.stopping.is_set():
@@ -148,6 +156,29 @@ class LakehouseReader:
                 pass
             pulse.rest()
             tg.cancel_scope.cancel()
+
+    async def _load_context(self, send: ObjectSendStream[list[ReaderItem]]) -> None:
+        """Load the context; when it changed, send it (the records after it are judged
+        under it)."""
+        assert self.context is not None
+        async with self._loading:
+            context = await self._blocking(self.context.load)
+            if context is not self._context:
+                self._context = context
+                async with self._lock:
+                    await self._send(send, [self.core.context(context)])
+
+    async def _context_every(self, send: ObjectSendStream[list[ReaderItem]],
+                             interval: float) -> None:
+        while True:
+            with anyio.move_on_after(interval):
+                await self.stopping.wait()
+            if self.stopping.is_set():
+                return
+            try:
+                await self._load_context(send)
+            except _Stopped:
+                return
 
     async def _refuse(self, job: FileJob, send: ObjectSendStream[list[ReaderItem]]) -> None:
         """A file refused whole: its outcome (unless recorded) and its input_file record."""
@@ -237,11 +268,7 @@ class LakehouseReader:
             return
         core = self.core
         if self.context is not None:
-            context = await self._blocking(self.context.load)
-            if context is not self._context:
-                self._context = context
-                async with self._lock:
-                    await self._send(send, [core.context(context)])
+            await self._load_context(send)
         core.start_file(job.name, job.offset, job.line, job.resumed)
         size = job.offset
         problem: tuple[str, str] | None = None

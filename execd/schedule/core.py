@@ -14,6 +14,12 @@ is given, as the sentinel's time):
   never bursts several children of one parent at the market at once, and never loses
   a lot. An iceberg (no ``merge``) sends its slices one by one. A schedule sends its
   next child only once the one before has settled: a child's fill decides the carry.
+  A POV (``record.pov``) has no slices planned ahead: each child is sized when an
+  interval of the market's volume ends (:mod:`execd.reader.volumes`, given by
+  :meth:`SchedulerCore.set_volumes`): at most its participation of that interval's
+  volume, nor more than what is left; the unfilled part of a child stays in what is
+  left (no carry is added to a later interval's cap), and what is left at the window's
+  end is not sent.
 * :meth:`SchedulerCore.settled`: a child's fill; when it was the schedule's last
   (every slice released, or the schedule ended), the parent's :class:`Done`.
 * :meth:`SchedulerCore.end`: no more children for a parent (halt, cancel, reduce); its
@@ -43,6 +49,9 @@ from msgspec import Struct
 
 from execd.model.ids import child_intent_id
 from execd.model.messages import ScheduleRecord
+from execd.reader.volumes import NONE as NO_VOLUMES
+from execd.reader.volumes import Volumes
+from execd.schedule.plan import pov_share
 
 #: ``next_due`` when no schedule waits for a slice.
 NEVER = 2**63
@@ -76,7 +85,9 @@ class Done(Struct, frozen=True):
 
     @property
     def slices(self) -> int:
-        """How many slices the schedule had."""
+        """How many slices the schedule had (a POV's: its children)."""
+        if self.record.pov is not None:
+            return self.children
         return len(_slices(self.record.slices))
 
 
@@ -96,6 +107,7 @@ class Progress(Struct, frozen=True):
     next_due: int | None
     child: uuid.UUID | None
     ending: str | None
+    until: int | None = None  # a POV: the end of its window (it has no slice times)
 
 
 class OpenState(Struct, array_like=True):
@@ -121,6 +133,7 @@ class OpenState(Struct, array_like=True):
     executed: Decimal = Decimal(0)  # the quantity its children filled
     dues: Any = None  # array('q'): each slice's due time
     shares: Any = None  # array('q') (a list when one is beyond 64 bits): each slice's lots
+    since: int = -1  # a POV: when its last child was released (intervals to then are used)
 
     @property
     def planned(self) -> int:
@@ -170,6 +183,9 @@ class SchedulerCore:
         # (a stop fell between the last child's outcome and the parent's), for the next
         # start to record. The sentinel takes each Done as it comes (``unrecorded.pop``).
         self.unrecorded: dict[uuid.UUID, Done] = {}
+        # Open POVs (a subset of _open), and the market volume their children follow.
+        self._povs: dict[int, OpenState] = {}
+        self.volumes: Volumes = NO_VOLUMES
 
     def __len__(self) -> int:
         return len(self._open)
@@ -225,9 +241,18 @@ class SchedulerCore:
             state.shares = compact([lots for _, lots in slices])
             state.record = msgspec.structs.replace(state.record, slices=_NONE)
         self._open[parent.int] = state
+        if state.record.pov is not None:
+            self._povs[parent.int] = state
         if state.out is not None:
             self._children[state.out.int] = state
         self._wait(state)
+
+    def set_volumes(self, volumes: Volumes) -> None:
+        """The market's volume per interval from now on: each waiting POV wakes for the
+        next interval its file lists."""
+        self.volumes = volumes
+        for state in self._povs.values():
+            self._wait(state)
 
     def keep_time(self) -> None:
         """From now on keep the heap of waiting schedules (see the class docstring)."""
@@ -236,12 +261,21 @@ class SchedulerCore:
             for state in self._open.values():
                 self._wait(state)
 
-    def _wait(self, state: OpenState) -> None:
+    def _wait(self, state: OpenState, after: int = -1) -> None:
         state.turn += 1
         if (self.timed and state.out is None and state.ended is None
                 and state.next < len(state.dues)):
-            heapq.heappush(self._waiting, (state.dues[state.next], state.order,
-                                           state.turn, state))
+            due = state.dues[state.next]
+            terms = state.record.pov
+            if terms is not None:
+                # The end of the next interval listed after ``after`` (or its last
+                # child), or the window's end.
+                bars = self.volumes.of(state.record.symbol)
+                wake = None if bars is None else bars.after(max(state.since, after),
+                                                            terms.start, terms.end)
+                if wake is not None:
+                    due = wake
+            heapq.heappush(self._waiting, (due, state.order, state.turn, state))
 
     def due(self, now: int, most: int | None = None) -> list[Release]:
         """The children to send by ``now``: for each waiting schedule whose next slice
@@ -250,6 +284,9 @@ class SchedulerCore:
         released: list[Release] = []
         while self.next_due <= now and (most is None or len(released) < most):
             state = heapq.heappop(self._waiting)[3]
+            if state.record.pov is not None:
+                self._pov_due(state, now, released)
+                continue
             parent = state.record.intent_id
             dues = state.dues
             first = last = state.next
@@ -267,20 +304,54 @@ class SchedulerCore:
             released.append(Release(child, parent, first, lots, state))
         return released
 
+    def _pov_due(self, state: OpenState, now: int, released: list[Release]) -> None:
+        """A POV woke at ``now``: its window ended (its parent's Done, left in
+        ``unrecorded`` for the sentinel to record), or an interval did (its child, if
+        the interval's cap allows one of at least the floor)."""
+        record = state.record
+        terms = record.pov
+        assert terms is not None
+        if now >= terms.end:
+            state.next = 1  # past its end: its last slice, in the record's terms
+            self._finish(state)
+            return
+        bars = self.volumes.of(record.symbol)
+        bar = None if bars is None else bars.latest(state.since, now, terms.start, terms.end)
+        lots = 0
+        if bar is not None:
+            lots = pov_share(state.shares[0] - state.filled, bar[1], terms.participation,
+                             record.lot, terms.smallest)
+        if not lots:
+            self._wait(state, now)  # this interval passes: wake for the next one
+            return
+        child = child_intent_id(record.intent_id, state.children, 0)
+        first = state.children
+        self._release(state, child, 0, lots)
+        state.since = now
+        released.append(Release(child, record.intent_id, first, lots, state))
+
     def _release(self, state: OpenState, child: uuid.UUID, last: int, lots: int) -> None:
         state.next, state.carry, state.out, state.out_lots = last, 0, child, lots
         state.turn += 1  # its heap entry, if still there, is stale now
         state.children += 1
         self._children[child.int] = state
 
-    def replay(self, parent: uuid.UUID, child: uuid.UUID, lots: int) -> None:
-        """Child ``child`` of ``lots`` lots was released (the fold, from its outcome):
-        progress moves as :meth:`due` moved it. The slices it covered follow from its
-        lots and the carry, since every slice holds at least one lot. ValueError when
-        its lots are not those of any child this schedule could release next."""
+    def replay(self, parent: uuid.UUID, child: uuid.UUID, lots: int, time: int = 0) -> None:
+        """Child ``child`` of ``lots`` lots was released at ``time`` (the fold, from its
+        record): progress moves as :meth:`due` moved it. The slices it covered follow
+        from its lots and the carry, since every slice holds at least one lot (a POV's
+        child used the interval that ended last by ``time``). ValueError when its lots
+        are not those of any child this schedule could release next."""
         state = self._open.get(parent.int)
         if state is None or state.out is not None:
             raise ValueError(f"child {child} of {parent}: no such schedule waits for a child")
+        if state.record.pov is not None:
+            if not 0 < lots <= state.shares[0] - state.filled:
+                raise ValueError(f"child {child} of {parent} ({lots} lots) is more than the "
+                                 f"{state.shares[0] - state.filled} lots its POV has left")
+            self._release(state, child, state.next, lots)
+            state.since = max(state.since, time)
+            return
         shares = state.shares
         first = last = state.next
         need, total = lots - state.carry, 0
@@ -314,7 +385,10 @@ class SchedulerCore:
         state.executed += quantity
         if quantity and price is not None:
             state.notional += price * quantity
-        state.carry += lots - filled
+        if state.record.pov is None:
+            state.carry += lots - filled
+        elif state.shares[0] - state.filled < state.record.pov.smallest:
+            return self._finish(state)  # what is left (if any) is below the floor
         if state.ended is not None or state.next == len(state.dues):
             return self._finish(state)
         self._wait(state)
@@ -335,6 +409,7 @@ class SchedulerCore:
         """The parent's outcome is recorded (the fold): forget its schedule."""
         self.unrecorded.pop(parent, None)
         state = self._open.pop(parent.int, None)
+        self._povs.pop(parent.int, None)
         if state is not None:
             state.turn += 1
             if state.out is not None:
@@ -343,6 +418,7 @@ class SchedulerCore:
     def _finish(self, state: OpenState) -> Done:
         parent = state.record.intent_id
         del self._open[parent.int]
+        self._povs.pop(parent.int, None)
         state.turn += 1  # any heap entry of it is stale
         done = self.unrecorded[parent] = Done(state.whole(), state.planned, state.filled,
                                               state.notional, state.children, state.ended,
@@ -354,6 +430,13 @@ class SchedulerCore:
         shown = []
         for state in self._open.values():
             record, dues = state.record, state.dues
+            if record.pov is not None:
+                shown.append(Progress(
+                    record.intent_id, record.algorithm, record.venue, record.symbol,
+                    record.side, str(state.planned * record.lot), str(state.executed),
+                    state.children, state.children, None, state.out, state.ended,
+                    record.pov.end))
+                continue
             shown.append(Progress(
                 record.intent_id, record.algorithm, record.venue, record.symbol, record.side,
                 str(state.planned * record.lot), str(state.executed),

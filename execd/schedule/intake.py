@@ -27,6 +27,7 @@ from execd.model.messages import (
     Execution,
     OrderIntent,
     Plane,
+    PovTerms,
     ScheduleRecord,
     Side,
     Source,
@@ -34,6 +35,8 @@ from execd.model.messages import (
 from execd.model.refusal import Refusal
 from execd.reader.profiles import NONE as NO_PROFILES
 from execd.reader.profiles import Profiles
+from execd.reader.volumes import NONE as NO_VOLUMES
+from execd.reader.volumes import Volumes
 from execd.schedule import plan
 from execd.schedule.plan import FLAT, Floor, Profile
 
@@ -98,10 +101,12 @@ def time_in_force(execution: Execution, now: int) -> Refusal | None:
 def schedule_of(intent: OrderIntent, intent_id: uuid.UUID, side: Side, plane: Plane,
                 now: int, raw: bytes, source: Source | None,
                 profiles: Profiles = NO_PROFILES,
-                floor: Floor | None = None) -> Refusal | ScheduleRecord | None:
+                floor: Floor | None = None,
+                volumes: Volumes = NO_VOLUMES) -> Refusal | ScheduleRecord | None:
     """The schedule ``intent`` asks for (see the module docstring); a VWAP follows its
-    symbol's profile in ``profiles`` (the lakehouse's), or the flat one. ``floor``: a
-    live venue's lot and smallest order (None: the paper plane's lot, no floor)."""
+    symbol's profile in ``profiles`` (the lakehouse's), or the flat one; a POV needs its
+    symbol listed in ``volumes``. ``floor``: a live venue's lot and smallest order
+    (None: the paper plane's lot, no floor)."""
     execution = intent.execution
     if execution is None:
         return None
@@ -120,9 +125,6 @@ def schedule_of(intent: OrderIntent, intent_id: uuid.UUID, side: Side, plane: Pl
                         f"{', '.join(extra)}: not a parameter of {algorithm}")
     if algorithm == "immediate":
         return None
-    if algorithm == "pov":
-        return _invalid(reasons.EXECUTION_ALGORITHM_UNSUPPORTED,
-                        "algorithm=pov needs a volume feed, which execd does not read yet")
     digits = len(intent.quantity.as_tuple().digits)
     if digits > MAX_DIGITS:
         return _invalid(reasons.EXECUTION_PARAMETER_INVALID,
@@ -135,13 +137,44 @@ def schedule_of(intent: OrderIntent, intent_id: uuid.UUID, side: Side, plane: Pl
                             f"symbol={intent.symbol!r}: the lakehouse's volume profile for it "
                             "cannot be used (the context record's problems say why)")
         profile = profiles.profiles.get(intent.symbol, FLAT)
-    made = _plan(execution, intent.quantity, now, profile,
-                 floor if floor is not None else Floor(lot_of(intent.quantity)))
+    floor = floor if floor is not None else Floor(lot_of(intent.quantity))
+    made = (_pov(execution, intent.quantity, now, floor) if algorithm == "pov"
+            else _plan(execution, intent.quantity, now, profile, floor))
     if isinstance(made, Refusal):
         return made
+    if algorithm == "pov" and volumes.of(intent.symbol) is None:
+        return _invalid(reasons.EXECUTION_VOLUME_UNUSABLE,
+                        f"symbol={intent.symbol!r} has no usable intervals in the lakehouse's "
+                        "market/volume.json (the context record's problems say why)")
+    plan_, terms = made if isinstance(made, tuple) else (made, None)
+    if plan_.planned < floor.smallest() * floor.lot:
+        return Refusal(reasons.BELOW_FLOOR,
+                       f"quantity={intent.quantity} plans {plan_.planned} in lots of "
+                       f"{floor.lot}: below the smallest order the venue takes", "SKIPPED")
     return ScheduleRecord(intent_id, intent.venue, intent.symbol, side, algorithm,
-                          intent.quantity, made.lot, slices_json(made.slices),
-                          Raw(raw), made.unplanned, algorithm != "iceberg", source)
+                          intent.quantity, plan_.lot, slices_json(plan_.slices),
+                          Raw(raw), plan_.unplanned, algorithm != "iceberg", source, terms)
+
+
+def _pov(execution: Execution, quantity: Decimal, now: int,
+         floor: Floor) -> tuple[plan.Plan, PovTerms] | Refusal:
+    """A POV's one slice (all its lots, due at its end: what it may send by then) and
+    its terms, or why it cannot be planned."""
+    participation = execution.participation
+    if participation is None or not (participation.is_finite() and 0 < participation <= 1):
+        return _invalid(reasons.EXECUTION_PARAMETER_INVALID,
+                        f"participation={participation}: a POV needs a share of the market's "
+                        "volume above 0 and at most 1")
+    start = now if execution.start is None else execution.start
+    if not 0 <= start <= MAX_TIME:
+        return _invalid(reasons.EXECUTION_WINDOW_INVALID, f"start={start} is outside 0 .. 2**63-1")
+    end = _end(execution, start, now)
+    if isinstance(end, Refusal):
+        return end
+    units, rest = plan.lots_of(quantity, floor.lot)
+    slices = (plan.Slice(end, units),) if units else ()
+    return (plan.Plan(slices, floor.lot, rest),
+            PovTerms(start, end, participation, floor.smallest()))
 
 
 def _plan(execution: Execution, quantity: Decimal, now: int, profile: Profile,
@@ -174,8 +207,8 @@ def _plan(execution: Execution, quantity: Decimal, now: int, profile: Profile,
     return plan.twap(quantity, start, end, count, floor)
 
 
-def _window(execution: Execution, start: int, now: int) -> tuple[int, int] | Refusal:
-    """(end, slices) of a timed schedule, or why it cannot be planned."""
+def _end(execution: Execution, start: int, now: int) -> int | Refusal:
+    """The end of a schedule's window, or why it has none that is still to come."""
     end, duration = execution.end, execution.duration
     if (end is None) == (duration is None):
         return _invalid(reasons.EXECUTION_WINDOW_INVALID,
@@ -189,6 +222,14 @@ def _window(execution: Execution, start: int, now: int) -> tuple[int, int] | Ref
     if end <= now:
         return _invalid(reasons.EXECUTION_WINDOW_INVALID,
                         f"the window [{start}, {end}) is over: the intent's time is {now}")
+    return end
+
+
+def _window(execution: Execution, start: int, now: int) -> tuple[int, int] | Refusal:
+    """(end, slices) of a timed schedule, or why it cannot be planned."""
+    end = _end(execution, start, now)
+    if isinstance(end, Refusal):
+        return end
     slices, interval = execution.slices, execution.interval
     if (slices is None) == (interval is None):
         return _invalid(reasons.EXECUTION_WINDOW_INVALID,

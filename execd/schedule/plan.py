@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from decimal import ROUND_CEILING, Decimal
 from fractions import Fraction
 
 from msgspec import Struct
@@ -200,15 +200,18 @@ def iceberg(quantity: Decimal, start: int, visible: Decimal, floor: Floor) -> Pl
     return Plan(tuple(Slice(start, share) for share in shares), floor.lot, rest)
 
 
-def pov_share(left: int, volume: Decimal, participation: Decimal, floor: Floor) -> int:
-    """The child, in lots, for an interval in which the market traded ``volume``: never
-    more than ``participation`` of it, nor more than the ``left`` lots, nor below the
-    floor (0: this interval passes, and what is left waits for a later one). A child
-    never leaves a remainder below the floor, which no later child could send: it is
-    made smaller, to leave one floor's worth, or it waits."""
-    cap = int((volume * participation / floor.lot).to_integral_value(ROUND_FLOOR))
+def pov_share(left: int, volume: Decimal, participation: Decimal, lot: Decimal,
+              smallest: int = 1) -> int:
+    """The child, in lots of ``lot``, for an interval in which the market traded
+    ``volume``: never more than ``participation`` of it, nor more than the ``left``
+    lots, nor below ``smallest`` lots (the venue's floor; 0: this interval passes, and
+    what is left waits for a later one). A child never leaves a remainder below the
+    floor, which no later child could send: it is made smaller, to leave one floor's
+    worth, or it waits."""
+    # In Fractions: a Decimal division rounds at 28 digits, and could round up to a
+    # lot above the cap.
+    cap = math.floor(Fraction(volume) * Fraction(participation) / Fraction(lot))
     share = min(left, max(cap, 0))
-    smallest = floor.smallest()
     if share < smallest:
         return 0
     if 0 < left - share < smallest:

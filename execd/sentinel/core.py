@@ -43,8 +43,8 @@ from execd.model.messages import (
     encode,
 )
 from execd.model.refusal import Refusal
+from execd.reader.context import EMPTY as NO_CONTEXT
 from execd.reader.context import Override
-from execd.reader.profiles import NONE as NO_PROFILES
 from execd.schedule.core import SchedulerCore
 from execd.sentinel import safety
 from execd.sentinel.risk import Risk
@@ -268,9 +268,9 @@ class SentinelCore:
         side = side or "buy"
         schedule: ScheduleRecord | None = None
         if intent.execution is not None:
+            context = self.risk.context if self.risk else NO_CONTEXT
             planned = self.schedules.plan(intent, intent_id, side, plane, item.time, item.raw,
-                                          item.source, self.risk.context.profiles
-                                          if self.risk else NO_PROFILES)
+                                          item.source, context.profiles, context.volumes)
             if isinstance(planned, Refusal):
                 return self._refuse(item, intent_id, planned)
             schedule = planned
@@ -377,6 +377,7 @@ class SentinelCore:
         """A new lakehouse context: the intents after it are judged under it."""
         if self.risk is not None:
             self.risk.set_context(item.context)
+        self.schedules.set_volumes(item.context.volumes)
         return Entry(item.seq + self.shift, "context", item.time, item.record)
 
     # ------------------------------------------------------------------ control

@@ -44,6 +44,8 @@ from execd.model.messages import (
 )
 from execd.model.refusal import Refusal
 from execd.reader.profiles import Profiles
+from execd.reader.volumes import NONE as NO_VOLUMES
+from execd.reader.volumes import Volumes
 from execd.schedule.children import child_intent, parent_intent, parent_outcome
 from execd.schedule.core import Done, OpenState, SchedulerCore
 from execd.schedule.intake import lot_of, schedule_of
@@ -115,13 +117,13 @@ class Schedules:
         self.due_at = self.core.next_due
 
     def plan(self, intent: OrderIntent, intent_id: uuid.UUID, side: Side, plane: Plane,
-             now: int, raw: bytes, source: Source | None, profiles: Profiles
-             ) -> Refusal | ScheduleRecord | None:
+             now: int, raw: bytes, source: Source | None, profiles: Profiles,
+             volumes: Volumes = NO_VOLUMES) -> Refusal | ScheduleRecord | None:
         """The schedule ``intent`` asks for (``schedule.intake.schedule_of``): on the
         paper plane in lots of its last digit, on a live venue in the venue's own."""
         floor = None
         if plane == "live" and intent.execution is not None and intent.execution.algorithm in (
-                "twap", "vwap", "iceberg"):
+                "twap", "vwap", "iceberg", "pov"):
             market = self.markets.get(intent.venue)
             if market is None:
                 return Refusal(reasons.EXECUTION_ALGORITHM_UNSUPPORTED,
@@ -137,7 +139,13 @@ class Schedules:
                 return Refusal(refused[1], refused[2])
             floor = Floor(rules.amount_step or lot_of(intent.quantity), rules.min_amount,
                           rules.min_cost, own_price(intent))
-        return schedule_of(intent, intent_id, side, plane, now, raw, source, profiles, floor)
+        return schedule_of(intent, intent_id, side, plane, now, raw, source, profiles, floor,
+                           volumes)
+
+    def set_volumes(self, volumes: Volumes) -> None:
+        """The lakehouse's market volume changed: POVs size their children by it."""
+        self.core.set_volumes(volumes)
+        self.due_at = self.core.next_due
 
     def open(self, record: ScheduleRecord, intent: OrderIntent, seq: int) -> None:
         """``record``'s parent was admitted (and its hold taken): follow it."""
@@ -164,6 +172,8 @@ class Schedules:
             for release in core.due(now, room):
                 self._child(release.state, release.child, release.slice, release.lots, now,
                             number, out)
+            if core.unrecorded:  # POVs whose windows ended with no child out
+                self.unrecorded(now, number, out)
         self.due_at = core.next_due
 
     def _child(self, state: OpenState, child: uuid.UUID, first: int, lots: int, now: int,

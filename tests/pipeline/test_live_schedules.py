@@ -8,6 +8,8 @@ child, and the parent gets one outcome that sums its children.
 
 from __future__ import annotations
 
+import json
+import time
 from collections import Counter
 from decimal import Decimal
 from pathlib import Path
@@ -241,3 +243,52 @@ async def test_a_schedules_time_in_force_goes_with_every_child_or_refuses_the_pa
                  and r["body"]["intent_id"] == fok_market["intent_id"]]
     assert (refused["status"], refused["reason"]) == (
         "REJECTED", reasons.EXECUTION_TIME_IN_FORCE_UNSUPPORTED)
+
+
+async def test_a_live_pov_follows_the_volume_file_with_no_input_at_all(
+        tmp_path: Path) -> None:
+    """Under the wall clock the lakehouse context is read again while no file comes: each
+    interval a market-data job adds to market/volume.json sizes one child, at most the
+    participation of it, and the parent ends with the sum of its children."""
+    fake = fake_exchange()
+    await fake.start()
+    market = tmp_path / "lakehouse" / "market"
+    bars: list[list[Any]] = []
+
+    def publish() -> None:
+        staged = market / ".volume.json.tmp"
+        staged.write_text(json.dumps({"BTC/USDT": bars}))
+        staged.rename(market / "volume.json")  # write-then-rename, as every producer
+
+    async def before(daemon: Daemon) -> None:
+        market.mkdir(parents=True, exist_ok=True)
+        publish()  # listed, no interval ended yet
+
+    async def during(daemon: Daemon) -> None:
+        def orders() -> int:
+            return sum(1 for r in records(tmp_path / "ledger") if r["kind"] == "order")
+
+        while not any(r["kind"] == "schedule" for r in records(tmp_path / "ledger")):
+            await anyio.sleep(0.02)
+        for volume, want in (("0.02", 1), ("0", 1), ("0.1", 2)):
+            now = time.time_ns()
+            bars.append([now - 1, now, volume])
+            publish()
+            with anyio.fail_after(10):
+                while orders() < want:
+                    await anyio.sleep(0.02)
+            await anyio.sleep(1.2)  # one reading of the context at least
+
+    try:
+        ledger = await run_live(tmp_path, fake, [live_intent(
+            1, quantity="0.03", execution={"algorithm": "pov", "duration": 60_000_000_000,
+                                           "participation": "0.5"})],
+                                before=before, during=during, until=PARENT, clock="wall")
+        summary, children = check(ledger, fake)
+    finally:
+        await fake.stop()
+    assert (summary["status"], summary["filled_quantity"]) == ("FILLED", "0.03")
+    # Half of 0.02, then nothing for an interval of no volume, then the 0.02 left.
+    assert [c["filled_quantity"] for c in children] == ["0.01", "0.02"]
+    contexts = [r["body"] for r in ledger if r["kind"] == "context"]
+    assert len(contexts) >= 3 and contexts[-1]["volumes"] == 1

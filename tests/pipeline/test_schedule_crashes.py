@@ -35,9 +35,13 @@ ROWS: list[dict[str, Any]] = [
            execution={"algorithm": "iceberg", "visible": "3"}),
     {"kind": "tick", "time": 25},
     intent(4, quantity="2", execution={"algorithm": "vwap", "end": 100, "slices": 3}),
-    {"kind": "tick", "time": 45},
+    intent(5, quantity="3.0", execution={"algorithm": "pov", "end": 190,
+                                         "participation": "0.2"}),
+    {"kind": "tick", "time": 45}, {"kind": "tick", "time": 60}, {"kind": "tick", "time": 80},
     {"kind": "tick", "time": 200},
 ]
+# The market's volume the POV follows (lakehouse market/volume.json).
+VOLUME = {"BTC/USDT": [[20, 30, "5"], [30, 40, "3"], [50, 60, "10"], [70, 80, "4"]]}
 NAME = "s.jsonl"
 # With limits: a schedule whose last child the rate limit refuses ends with lots unsent,
 # and what every later intent is judged against depends on what the schedules still hold
@@ -64,6 +68,9 @@ def configured(directory: Path, every: int, risk: str = 'signatures = "none"') -
 
 async def run_until_idle(directory: Path, every: int, risk: str = 'signatures = "none"') -> None:
     path = configured(directory, every, risk)
+    market = directory / "lakehouse" / "market"
+    market.mkdir(parents=True, exist_ok=True)
+    (market / "volume.json").write_text(json.dumps(VOLUME))
     daemon = Daemon(config.load(path), mode="run")
     lakehouse = directory / "lakehouse"
 
@@ -124,6 +131,10 @@ async def test_every_crash_point_inside_schedules_recovers_to_one_outcome_each(
     full = (base / "ledger" / "segment-00000001.jsonl").read_bytes().splitlines(keepends=True)
     kinds = [json.loads(x)["kind"] for x in full]
     assert kinds.count("schedule") >= 2
+    if rows is ROWS:  # the POV sized its children by the volume, and filled
+        pov = [o["body"] for o in map(json.loads, full) if o["kind"] == "outcome"
+               and o["body"].get("parent", "").endswith("5")]
+        assert [c["filled_quantity"] for c in pov] == ["0.6", "2.0", "0.4"]
     if rows is RISKY:  # the cases the limits make: a refused child, a refused probe
         reasons = {o["body"].get("reason") for o in map(json.loads, full)
                    if o["kind"] == "outcome"}

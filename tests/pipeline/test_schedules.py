@@ -93,7 +93,9 @@ async def test_a_bad_schedule_is_rejected_with_its_reason(tmp_path: Path) -> Non
         ({"algorithm": "twap", "duration": 10, "slices": 0}, reasons.EXECUTION_WINDOW_INVALID),
         ({"algorithm": "twap", "duration": 10}, reasons.EXECUTION_WINDOW_INVALID),
         ({"algorithm": "pov", "duration": 10, "participation": "1.5"},
-         reasons.EXECUTION_ALGORITHM_UNSUPPORTED),
+         reasons.EXECUTION_PARAMETER_INVALID),
+        ({"algorithm": "pov", "duration": 10, "participation": "0.5"},  # no volume file
+         reasons.EXECUTION_VOLUME_UNUSABLE),
         ({"algorithm": "twap", "duration": 10, "slices": 2, "visible": "1"},
          reasons.EXECUTION_PARAMETER_INVALID),
         ({"algorithm": "iceberg"}, reasons.EXECUTION_PARAMETER_INVALID),
@@ -188,3 +190,63 @@ async def test_what_a_schedule_cannot_split_exactly_or_shows_beyond_range_is_ref
     assert "more than 10000 children" in by_number["5"]["detail"]
     assert (by_number["2"]["status"], by_number["2"]["filled_quantity"]) == ("FILLED", digits24)
     assert (by_number["6"]["status"], by_number["6"]["children"]) == ("FILLED", 10_000)
+
+
+async def test_a_pov_follows_the_markets_volume_under_its_cap_byte_identical(
+        tmp_path: Path) -> None:
+    """Intervals of 10 with known volumes; ticks every 5: each child is at most 10% of
+    the interval that ended last, one per interval, none at the window's end; one POV
+    fills, one runs out of window (SCHEDULE_INCOMPLETE), one on a symbol the file does not
+    list is refused; the ledger is the same bytes whatever the sizes."""
+    volumes = [(t, t + 10, str(v)) for t, v in zip(range(0, 200, 10),
+                                                  (50, 0, 120, 7, 300, 80, 1000, 40, 5, 60,
+                                                   90, 10, 70, 20, 30, 10, 400, 90, 10, 5),
+                                                  strict=True)]
+    pov = {"algorithm": "pov", "start": 0, "end": 100, "participation": "0.1"}
+    rows: list[dict[str, Any]] = [
+        {"kind": "tick", "time": 0},
+        intent(1, quantity="20.0", limit_price="100", order_type="limit", execution=pov),
+        intent(2, quantity="500", limit_price="100", order_type="limit", symbol="ETH/USDT",
+               execution=pov),
+        intent(3, quantity="1", symbol="SOL/USDT", execution=pov),
+        intent(4, quantity="1000", limit_price="100", order_type="limit", execution=pov),
+        *({"kind": "tick", "time": t} for t in range(5, 205, 5))]
+    ledgers = []
+    for index, sizes in enumerate([{"q": 1, "items": 1, "commit_records": 1},
+                                   {"q": 64, "items": 4096, "commit_records": 65536}]):
+        run = tmp_path / f"run{index}"
+        market = run / "lakehouse" / "market"
+        market.mkdir(parents=True)
+        (market / "volume.json").write_text(json.dumps({
+            "BTC/USDT": volumes, "ETH/USDT": [(0, 100, "50")]}))
+        ledgers.append(ledger_bytes(await replay(run, _inputs(tmp_path, rows), **sizes)))
+    assert ledgers[0] == ledgers[1]
+    ledger = tmp_path / "run0" / "ledger"
+    done = outcomes(ledger)
+    by_id = {o["intent_id"][-1]: o for o in done if "parent" not in o}
+    assert (by_id["3"]["status"], by_id["3"]["reason"]) == (
+        "REJECTED", reasons.EXECUTION_VOLUME_UNUSABLE)
+    for n, quantity, lot, status in (("1", "20.0", "0.1", "FILLED"),
+                                     ("4", "1000", "1", "PARTIALLY_FILLED")):
+        children = [(o["logical_time"], Decimal(o["filled_quantity"])) for o in done
+                    if o.get("parent", "").endswith(n)]
+        # At each interval's end (a tick), 10% of it in whole lots, until it is all sent;
+        # an interval ending at the window's end is not used.
+        expected, left = [], Decimal(quantity)
+        for _, end, volume in volumes:
+            share = min(left, (Decimal(volume) / 10).quantize(Decimal(lot), "ROUND_FLOOR"))
+            if end < 100 and share:
+                expected.append((end, share))
+                left -= share
+        assert children == expected
+        parent = by_id[n]
+        assert (parent["status"], parent["children"]) == (status, len(children))
+        assert Decimal(parent["filled_quantity"]) == sum(s for _, s in children)
+    assert by_id["4"]["reason"] == reasons.SCHEDULE_INCOMPLETE
+    assert by_id["4"]["logical_time"] == 100
+    # ETH's one interval ends at the window's end: never used, nothing sent.
+    assert (by_id["2"]["status"], by_id["2"]["reason"]) == ("SKIPPED",
+                                                            reasons.SCHEDULE_INCOMPLETE)
+    assert by_id["2"]["logical_time"] == 100
+    [context] = [r["body"] for r in records(ledger) if r["kind"] == "context"]
+    assert context["volumes"] == 2 and len(context["volumes_sha256"]) == 64

@@ -97,7 +97,7 @@ def test_allocate_is_exact_and_merges_only_what_is_below_the_floor(
        floors())
 def test_a_pov_child_is_never_above_its_cap_nor_leaves_dust(
         left: int, volume: Decimal, participation: Decimal, floor: Floor) -> None:
-    share = plan.pov_share(left, volume, participation, floor)
+    share = plan.pov_share(left, volume, participation, floor.lot, floor.smallest())
     assert 0 <= share <= left
     assert share * floor.lot <= volume * participation
     if share:
