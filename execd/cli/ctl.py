@@ -47,8 +47,14 @@ def _socket(args: argparse.Namespace, load: LoadConfig) -> tuple[Path, float] | 
     return Path(control.socket), args.timeout or control.timeout_ms / 1000 + 2
 
 
-def _render(reply: dict[str, Any]) -> str:
+def _schedules_json(reply: dict[str, Any], _now: int) -> str:
+    return msgspec.json.encode(reply.get("schedules") or []).decode()
+
+
+def _render(reply: dict[str, Any], only_schedules: bool = False) -> str:
     command = reply.get("command")
+    if command == "status" and only_schedules:
+        return status_view.schedules(reply)
     if command == "status":
         return status_view.render(reply, WallClock().now())
     seq = reply.get("ledger_seq")
@@ -85,8 +91,11 @@ def _unconfirmed(request: Request, path: Path, exc: Unconfirmed) -> int:
 
 
 def cmd_ctl(args: argparse.Namespace, load: LoadConfig) -> int:
+    # ``schedules`` is the status's open schedules alone: the same question asked.
+    only = args.ctl_command == "schedules"
     request = Request(
-        args.ctl_command, reason=getattr(args, "reason", None), actor=getattr(args, "actor", None),
+        "status" if only else args.ctl_command, reason=getattr(args, "reason", None),
+        actor=getattr(args, "actor", None),
         time=getattr(args, "time", None), venue=getattr(args, "venue", None),
         symbol=getattr(args, "symbol", None), intent=getattr(args, "intent", None))
     target = _target(args, load, request)
@@ -94,12 +103,17 @@ def cmd_ctl(args: argparse.Namespace, load: LoadConfig) -> int:
         return target
     path, timeout = target
     if getattr(args, "watch", None) is not None:
+        show = (_schedules_json if only else _raw) if args.json else (
+            status_view.schedules if only else status_view.render)
         return status_view.watch(lambda: _ask(path, request, timeout), args.watch, sys.stdout,
-                                 _raw if args.json else status_view.render)
+                                 show)
     reply = _ask(path, request, timeout)
     if isinstance(reply, int):
         return reply
-    print(_raw(reply, 0) if args.json else printable_lines(_render(reply)))
+    if args.json:
+        print(_schedules_json(reply, 0) if only else _raw(reply, 0))
+    else:
+        print(printable_lines(_render(reply, only)))
     return EXIT_OK
 
 
@@ -249,6 +263,12 @@ def register(sub: Any, with_config: Callable[[argparse.ArgumentParser], None],
         help="redraw every SECONDS (a number from 0.1 to 86400; default 2 when given "
              "without one; default: print once): in place on a terminal, otherwise one "
              "block per refresh; Ctrl-C stops (exit 0), a daemon that goes away exits 1")
+    listing = command("schedules", "open parent orders: filled against planned, slices "
+                      "released, the next slice's time, the child each waits for",
+                      changes=False)
+    listing.add_argument(
+        "--watch", nargs="?", const=2.0, type=status_view.watch_seconds, metavar="SECONDS",
+        help="redraw every SECONDS, as status --watch does")
     for name, text in (("halt", "HALTED: nothing but Safety Sell executes"),
                        ("reduce", "REDUCING: only intents that shrink a position"),
                        ("resume", "back to ACTIVE")):

@@ -179,6 +179,11 @@ def _schedules(reply: dict[str, Any]) -> list[str]:
     return lines + _table(rows)
 
 
+def schedules(reply: dict[str, Any], _now_ns: int = 0) -> str:
+    """The open schedules of a status reply alone (``execd ctl schedules``)."""
+    return "\n".join(_schedules(reply)) or "no open schedule"
+
+
 def render(reply: dict[str, Any], now_ns: int) -> str:
     """The status reply as an aligned block; ``now_ns``: the wall-clock time it is shown at."""
     return "\n".join([*_head(reply, now_ns), *_work(reply, now_ns), *_venues(reply),

@@ -6,6 +6,7 @@ uninterrupted replay of the same files; the chain verifies."""
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import signal
 from collections import Counter
@@ -17,6 +18,7 @@ import pytest
 
 from tests.helpers import (
     count_outcomes,
+    ctl,
     drop,
     intent,
     lines,
@@ -24,6 +26,7 @@ from tests.helpers import (
     outcomes,
     replay,
     start_daemon,
+    started,
     stop,
     verify,
     wait_for,
@@ -128,3 +131,45 @@ def test_sigkill_inside_schedules_never_sends_a_child_twice_nor_loses_an_outcome
     assert summary(ledger) == expected
     assert mid_run >= 20, "most kills must land while the files are read"
     assert open_at_kill >= 15, "most kills must land while schedules are open"
+
+
+def test_ctl_schedules_lists_open_schedules_and_cancel_ends_one(tmp_path: Path) -> None:
+    """`execd ctl schedules` (and --json) shows each open schedule's progress, a POV's
+    wait for the market's volume too; `execd ctl cancel` ends one, whose parent's outcome
+    sums what was sent and names who asked."""
+    market = tmp_path / "lakehouse" / "market"
+    market.mkdir(parents=True)
+    (market / "volume.json").write_text('{"BTC/USDT": []}')
+    config, process = started(tmp_path)
+    try:
+        twap = intent(1, quantity="1.00", limit_price="100", order_type="limit",
+                      execution={"algorithm": "twap", "start": 0, "end": 100, "slices": 4})
+        pov = intent(2, quantity="5", execution={"algorithm": "pov", "end": 500,
+                                                 "participation": "0.1"})
+        drop(tmp_path / "lakehouse" / "inbox", "a.jsonl",
+             lines({"kind": "tick", "time": 0}, twap, pov, {"kind": "tick", "time": 30}))
+        ledger = tmp_path / "ledger"
+        wait_for(lambda: len(open_schedules(ledger)) == 2 and count_outcomes(ledger) >= 2)
+        shown = ctl(config, "schedules")
+        assert shown.returncode == 0, shown.stderr
+        assert "2 open" in shown.stdout.splitlines()[0]
+        row = next(line for line in shown.stdout.splitlines() if twap["intent_id"] in line)
+        assert "twap buy" in row and "filled 0.50 of 1.00" in row and "slices 2/4" in row
+        assert "next slice at 50" in row
+        row = next(line for line in shown.stdout.splitlines() if pov["intent_id"] in line)
+        assert "waits for the market's volume, until 500" in row
+        listed = json.loads(ctl(config, "schedules", "--json").stdout)
+        assert [s["intent_id"] for s in listed] == [twap["intent_id"], pov["intent_id"]]
+        ended = ctl(config, "cancel", "--intent", twap["intent_id"], "--reason", "enough",
+                    "--actor", "ops")
+        assert ended.returncode == 0, ended.stderr
+        wait_for(lambda: len(open_schedules(ledger)) == 1)
+        [parent] = [o for o in outcomes(ledger) if o["intent_id"] == twap["intent_id"]]
+        assert (parent["status"], parent["filled_quantity"], parent["reason"]) == (
+            "PARTIALLY_FILLED", "0.50", "SCHEDULE_CANCELLED")
+        assert "ops" in parent["detail"] and "enough" in parent["detail"]
+        left = ctl(config, "schedules").stdout
+        assert twap["intent_id"] not in left and pov["intent_id"] in left
+    finally:
+        assert stop(process) == 0
+    verify(tmp_path / "ledger")
