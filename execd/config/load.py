@@ -73,7 +73,7 @@ def load(path: str | Path) -> LoadedConfig:
         raise ConfigError([ConfigProblem(name, "(syntax)", "valid TOML",
                                          "arrays or tables nested too deep to read")]) from None
     problems: list[ConfigProblem] = []
-    _check_struct(Config, data, "", name, problems, _clock_kind(data), ())
+    check_table(Config, data, "", name, problems, _clock_kind(data), ())
     if not problems:
         config = msgspec.convert(data, Config)
         _check_meaning(config, name, problems)
@@ -310,6 +310,8 @@ def _describe(tp: Any) -> str:
         return "a table"
     if origin is tuple:
         return "an array"
+    if origin is list:
+        return f"an array of {_describe(typing.get_args(tp)[0])}"
     return {int: "an integer", str: "a string", bool: "true or false", float: "a number",
             Decimal: "a decimal number (string or number)"}.get(
         tp, getattr(tp, "__name__", str(tp))
@@ -365,7 +367,7 @@ def _struct_type(tp: Any) -> type[Struct] | None:
     return None
 
 
-def _check_struct(
+def check_table(
     cls: type[Struct], data: Any, prefix: str, file: str, problems: list[ConfigProblem],
     clock: str, parts: keys.Parts,
 ) -> None:
@@ -397,7 +399,7 @@ def _check_struct(
         value = data[name]
         sub = _struct_type(tp)
         if sub is not None:
-            _check_struct(sub, value, f"{key}.", file, problems, clock, at)
+            check_table(sub, value, f"{key}.", file, problems, clock, at)
             continue
         if typing.get_origin(tp) is dict:
             key_tp, value_tp = typing.get_args(tp)
@@ -415,7 +417,7 @@ def _check_struct(
                     )
                 if sub is not None:
                     named = (*at, str(item_key))
-                    _check_struct(sub, item, f"{keys.dotted(named)}.", file, problems, clock,
+                    check_table(sub, item, f"{keys.dotted(named)}.", file, problems, clock,
                                   named)
             continue
         read = _read_duration(value, tp, clock)

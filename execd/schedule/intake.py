@@ -63,6 +63,11 @@ _PARAMETERS: Final[dict[str, frozenset[str]]] = {
 _COMMON = frozenset(("algorithm", "time_in_force", "expire_at"))
 
 
+def parameters_of(algorithm: str) -> frozenset[str]:
+    """The parameters ``algorithm`` reads (none for one execd does not know)."""
+    return _PARAMETERS.get(algorithm, frozenset())
+
+
 def slices_json(slices: Iterable[plan.Slice]) -> Raw:
     """A schedule record's ``slices``: ``[[due, lots], ...]``, as msgspec writes them."""
     return Raw(b"[" + b",".join(b"[%d,%d]" % (s.due, s.lots) for s in slices) + b"]")

@@ -1,0 +1,119 @@
+"""``execd policy …``: execution policy files from the command line.
+
+``check FILE`` validates a policy file: ``ok`` with its rules and digest (exit 0), or
+one ``FILE: KEY: expected WHAT, found WHAT`` line per problem (exit 2), as ``execd
+config check`` does for the config. ``explain FILE LINE`` prints which rule would apply
+to an intent line and the execution it would get: the intent's own, or the rule's
+default for its urgency, and, for a schedule, its plan on the paper plane.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+
+from execd.model import ids
+from execd.model.errors import EXIT_CONFIG, EXIT_OK, ConfigError
+from execd.model.messages import Execution, OrderIntent, ScheduleRecord, encode
+from execd.model.refusal import Refusal
+from execd.policy import file as policy_file
+from execd.policy.rules import Match
+from execd.schedule.intake import schedule_of
+
+
+def _load(path: str) -> policy_file.Policy | None:
+    try:
+        return policy_file.load(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return None
+
+
+def cmd_policy_check(args: argparse.Namespace) -> int:
+    policy = _load(args.file)
+    if policy is None:
+        return EXIT_CONFIG
+    names = ", ".join(sorted(policy.file.rules))
+    print(f"ok: {args.file}: {len(policy.file.rules)} rule(s) ({names}); sha256 "
+          f"{policy.sha256}")
+    return EXIT_OK
+
+
+def explain(policy: policy_file.Policy, intent: OrderIntent, plane: Any,
+            now: int) -> list[str]:
+    """What ``explain`` prints for ``intent`` on ``plane`` at clock time ``now``."""
+    facts = Match(plane, intent.venue, intent.symbol, intent.urgency, intent.action,
+                  intent.source_run)
+    name = policy.applies(facts)
+    lines = [f"policy {policy.path} (sha256 {policy.sha256[:12]}…)"]
+    execution = intent.execution
+    if name is None:
+        lines.append("rule: none applies (the intent executes as written)")
+    else:
+        rule = policy.file.rules[name]
+        lines.append(f"rule: {name} (match {msgspec.json.encode(rule.match).decode()})")
+        if rule.order_types is not None:
+            lines.append(f"order types allowed: {', '.join(rule.order_types)}")
+        if rule.times_in_force is not None:
+            lines.append(f"times in force allowed: {', '.join(rule.times_in_force)}")
+        if rule.pacing is not None:
+            lines.append(f"pacing: {msgspec.json.encode(rule.pacing).decode()}")
+        default = rule.algorithms.get(intent.urgency)
+        if execution is None and default is not None:
+            execution = msgspec.convert(msgspec.to_builtins(default), Execution)
+            lines.append(f"default: the rule's for urgency {intent.urgency}")
+    shown = msgspec.json.encode(execution).decode() if execution is not None else "immediate"
+    lines.append(f"execution: {shown}")
+    if execution is not None:
+        planned = msgspec.structs.replace(intent, execution=execution)
+        intent_id = intent.intent_id or ids.derived_intent_id(encode(intent))
+        got = schedule_of(planned, intent_id, intent.side or "buy", "paper", now,
+                          encode(planned), None)
+        if isinstance(got, Refusal):
+            lines.append(f"plan: refused, {got.reason}: {got.detail}")
+        elif isinstance(got, ScheduleRecord):
+            slices = msgspec.json.decode(got.slices, type=list[tuple[int, int]])
+            lots = [n for _, n in slices]
+            lines.append(
+                f"plan (paper): {got.algorithm}, {len(slices)} slice(s) in lots of {got.lot}"
+                + (f", first at {slices[0][0]} for {Decimal(lots[0]) * got.lot}, last at "
+                   f"{slices[-1][0]}" if slices else ""))
+    return lines
+
+
+def cmd_policy_explain(args: argparse.Namespace) -> int:
+    policy = _load(args.file)
+    if policy is None:
+        return EXIT_CONFIG
+    try:
+        intent = msgspec.json.decode(args.line, type=OrderIntent)
+    except msgspec.DecodeError as exc:
+        print(f"execd policy explain: LINE: expected an intent line, found {exc}",
+              file=sys.stderr)
+        return EXIT_CONFIG
+    print("\n".join(explain(policy, intent, args.plane, args.time)))
+    return EXIT_OK
+
+
+def register(sub: Any) -> None:
+    """Add ``policy check`` and ``policy explain`` to the command line."""
+    policy = sub.add_parser("policy", help="execution policy files").add_subparsers(
+        dest="policy_command", required=True)
+    check = policy.add_parser("check", help="validate a policy file: one line per problem, "
+                              "exit 2; or ok, exit 0")
+    check.add_argument("file", metavar="FILE", help="the TOML policy file")
+    check.set_defaults(func=cmd_policy_check)
+    explain_ = policy.add_parser("explain", help="which rule applies to an intent line, and "
+                                 "the execution and plan it gets")
+    explain_.add_argument("file", metavar="FILE", help="the TOML policy file")
+    explain_.add_argument("line", metavar="LINE", help="one intent line (JSON)")
+    explain_.add_argument("--plane", choices=("paper", "live"), default="paper",
+                          help="the plane of the intent's venue: paper (default) or live")
+    explain_.add_argument("--time", type=int, default=0,
+                          help="the clock time the intent is read at (default 0)")
+    explain_.set_defaults(func=cmd_policy_explain)

@@ -1,0 +1,88 @@
+"""Policy files: the shipped example checks, and each kind of mistake is its one clear
+line (file, key, expected, found) with exit status 2; explain names the rule that
+applies and the execution and plan an intent gets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from execd.cli.main import main
+from execd.policy import file as policy_file
+from execd.policy.rules import Match
+
+ROOT = Path(__file__).resolve().parents[3]
+SHIPPED = ROOT / "config" / "policies.toml"
+
+
+def test_the_shipped_policy_checks_and_its_rules_apply_by_specificity(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    policy = policy_file.load(SHIPPED)
+    assert sorted(policy.file.rules) == ["default", "live-btc", "paper"]
+    assert policy.applies(Match("paper", "binance", "BTC/USDT", "medium", None, "r")) == "paper"
+    assert policy.applies(Match("live", "binance", "BTC/USDT", "low", None, "r")) == "live-btc"
+    assert policy.applies(Match("live", "binance", "ETH/USDT", "low", None, "r")) == "default"
+    assert main(["policy", "check", str(SHIPPED)]) == 0
+    assert f"3 rule(s) (default, live-btc, paper); sha256 {policy.sha256}" in (
+        capsys.readouterr().out)
+
+
+MISTAKES = {
+    "[rules.a]\nmatch = { venue = \"bin*ance\" }\n":
+        "rules.a.match.venue: expected an exact name, or a prefix ending in one *",
+    "[rules.a]\nmatch = { urgency = \"hi*\" }\n":
+        "rules.a.match.urgency: expected one of 'low', 'medium', 'high', 'critical' or nothing",
+    "[rules.a]\nmatch = { plane = \"paper\" }\n[rules.b]\nmatch = { venue = \"x\" }\n":
+        "rules.b.match: expected a rule more or less specific than rules.a (both score 2",
+    "[rules.a]\nsurprise = 1\n": "rules.a.surprise: expected one of match, order_types",
+    "[rules.a]\norder_types = [\"stop\"]\n":
+        "rules.a.order_types: expected an array of one of 'market', 'limit'",
+    "[rules.a.algorithms.low]\nalgorithm = \"twap\"\nvisible = \"1\"\n":
+        "rules.a.algorithms.low: expected only parameters of twap, found visible",
+    "[rules.a.algorithms.low]\nalgorithm = \"pov\"\nparticipation = \"1.5\"\n":
+        "rules.a.algorithms.low.participation: expected a decimal above 0, at most 1, found 1.5",
+    "[rules.a.algorithms.urgent]\nalgorithm = \"twap\"\n":
+        "rules.a.algorithms.urgent: expected one of 'low', 'medium', 'high', 'critical'",
+    "[rules.a.pacing]\nmin_duration = 10\nmax_duration = 5\n":
+        "rules.a.pacing.min_duration: expected at most pacing.max_duration (5), found 10",
+    "[rules.a.pacing]\nmax_child_notional = \"-1\"\n":
+        "rules.a.pacing.max_child_notional: expected a decimal within 1e-18 .. 1e15",
+    "[rules.a.algorithms.low]\nalgorithm = \"twap\"\ntime_in_force = \"GTD\"\n":
+        "rules.a.algorithms.low.time_in_force: expected one of 'GTC', 'IOC', 'FOK', 'PO'",
+    "rules = 3\n": "rules: expected a table, found int 3",
+    "[rules]\n": "rules: expected at least one rule, found none",
+    "[rules.a\n": "(syntax): expected valid TOML",
+}
+
+
+@pytest.mark.parametrize(("text", "line"), list(MISTAKES.items()))
+def test_each_mistake_is_its_one_clear_line_and_exit_2(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, line: str) -> None:
+    path = tmp_path / "p.toml"
+    path.write_text(text)
+    assert main(["policy", "check", str(path)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith(f"{path}: {line}"), err[0]
+
+
+def test_a_file_that_is_not_a_regular_file_is_refused_without_reading_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["policy", "check", str(tmp_path)]) == 2
+    assert main(["policy", "check", str(tmp_path / "missing.toml")]) == 2
+    assert len(capsys.readouterr().err.splitlines()) == 2
+
+
+def test_explain_names_the_rule_and_the_execution_and_plan_an_intent_gets(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    line = ('{"kind":"intent","venue":"binance","symbol":"BTC/USDT","quantity":"0.30",'
+            '"source_run":"run-1","side":"buy"}')
+    assert main(["policy", "explain", str(SHIPPED), line]) == 0
+    out = capsys.readouterr().out
+    assert "rule: paper" in out and "default: the rule's for urgency medium" in out
+    assert "plan (paper): twap, 3 slice(s) in lots of 0.01, first at 0 for 0.10" in out
+    assert main(["policy", "explain", str(SHIPPED), "--plane", "live",
+                 line.replace("BTC", "ETH")]) == 0
+    assert "rule: default" in capsys.readouterr().out
+    assert main(["policy", "explain", str(SHIPPED), "{nope"]) == 2
