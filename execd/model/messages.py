@@ -310,6 +310,8 @@ class ScheduleRecord(Struct, frozen=True, forbid_unknown_fields=True, omit_defau
     # A POV's terms (its slices are [[end, lots]]: all it may send, by its end); its
     # children are sized as the market's volume comes in (execd.reader.volumes).
     pov: PovTerms | None = None
+    # The parent's priority (0-100): of children due at one time, the higher's go first.
+    priority: int = 50
 
 
 class TickRecord(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True, gc=False):

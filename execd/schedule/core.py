@@ -6,7 +6,9 @@ questions, each a pure function of what it was told before (no clock is read: ``
 is given, as the sentinel's time):
 
 * :meth:`SchedulerCore.due`: the children to release by ``now``, the earliest due
-  first (schedules due at the same time in the order they were opened). For a
+  first (of schedules due at the same time, the parent of higher ``priority`` first,
+  then in the order they were opened: so where a limit lets only some children
+  through, the more urgent parent's are checked first). For a
   time-sliced schedule (``merge``: TWAP, VWAP), every slice that is due by then goes
   out as **one** child, with the lots its earlier children left unfilled (the
   *carry*) added: so a clock that jumps, a tick that comes late, or a daemon that was
@@ -176,9 +178,10 @@ class SchedulerCore:
         # are asked several times per child.
         self._open: dict[int, OpenState] = {}  # parent -> its schedule
         self._children: dict[int, OpenState] = {}  # child out -> its parent's schedule
-        # (due, order, turn, parent): the live entry of each waiting schedule, and stale
-        # ones (a schedule that ended, or was released by replay), skipped when met.
-        self._waiting: list[tuple[int, int, int, OpenState]] = []
+        # (due, -priority, order, turn, parent): the live entry of each waiting schedule,
+        # and stale ones (a schedule that ended, or was released by replay), skipped when
+        # met. Of the children due at one time, the higher priority's goes first.
+        self._waiting: list[tuple[int, int, int, int, OpenState]] = []
         # Schedules that ended whose parent's outcome is not recorded yet: the fold's
         # (a stop fell between the last child's outcome and the parent's), for the next
         # start to record. The sentinel takes each Done as it comes (``unrecorded.pop``).
@@ -215,7 +218,7 @@ class SchedulerCore:
         """When the earliest waiting slice is due (:data:`NEVER`: none waits)."""
         waiting = self._waiting
         while waiting:
-            due, _, turn, state = waiting[0]
+            due, _, _, turn, state = waiting[0]
             # A finished schedule's turn moved on too (_finish).
             if state.turn == turn and state.out is None and state.ended is None:
                 return due
@@ -275,7 +278,8 @@ class SchedulerCore:
                                                             terms.start, terms.end)
                 if wake is not None:
                     due = wake
-            heapq.heappush(self._waiting, (due, state.order, state.turn, state))
+            heapq.heappush(self._waiting, (due, -state.record.priority, state.order,
+                                           state.turn, state))
 
     def due(self, now: int, most: int | None = None) -> list[Release]:
         """The children to send by ``now``: for each waiting schedule whose next slice
@@ -283,7 +287,7 @@ class SchedulerCore:
         ``most`` of them (the rest stay due, for the next call)."""
         released: list[Release] = []
         while self.next_due <= now and (most is None or len(released) < most):
-            state = heapq.heappop(self._waiting)[3]
+            state = heapq.heappop(self._waiting)[4]
             if state.record.pov is not None:
                 self._pov_due(state, now, released)
                 continue

@@ -158,7 +158,8 @@ def schedule_of(intent: OrderIntent, intent_id: uuid.UUID, side: Side, plane: Pl
                        f"{floor.lot}: below the smallest order the venue takes", "SKIPPED")
     return ScheduleRecord(intent_id, intent.venue, intent.symbol, side, algorithm,
                           intent.quantity, plan_.lot, slices_json(plan_.slices),
-                          Raw(raw), plan_.unplanned, algorithm != "iceberg", source, terms)
+                          Raw(raw), plan_.unplanned, algorithm != "iceberg", source, terms,
+                          intent.priority)
 
 
 def _pov(execution: Execution, quantity: Decimal, now: int,

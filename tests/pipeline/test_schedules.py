@@ -250,3 +250,28 @@ async def test_a_pov_follows_the_markets_volume_under_its_cap_byte_identical(
     assert by_id["2"]["logical_time"] == 100
     [context] = [r["body"] for r in records(ledger) if r["kind"] == "context"]
     assert context["volumes"] == 2 and len(context["volumes_sha256"]) == 64
+
+
+async def test_of_children_due_at_once_the_higher_prioritys_goes_first(tmp_path: Path) -> None:
+    """Two TWAPs due at the same ticks under a rate limit that lets one order through a
+    window: the parent of higher priority gets it, whichever was read first; at equal
+    priority, the one read first does."""
+    risk = ('signatures = "none"\n[risk.limits]\nmax_orders = 1\nrate_window = 25\n')
+    twap = {"algorithm": "twap", "start": 10, "duration": 100, "slices": 2}
+
+    async def first_children(low: int, high: int, name: str) -> dict[str, str]:
+        rows = [{"kind": "tick", "time": 0},
+                intent(1, quantity="2", priority=low, execution=twap),
+                intent(2, quantity="2", priority=high, execution=twap),
+                {"kind": "tick", "time": 10}, {"kind": "tick", "time": 200}]
+        ledger = await replay(tmp_path / name, _inputs(tmp_path / name, rows), risk=risk)
+        at_ten = [o for o in outcomes(ledger) if "parent" in o and o["logical_time"] == 10]
+        assert len(at_ten) == 2
+        return {o["parent"][-1]: (o["status"], o.get("reason")) for o in at_ten}
+
+    assert await first_children(10, 90, "a") == {
+        "2": ("FILLED", None), "1": ("REJECTED", reasons.RISK_ORDER_RATE_EXCEEDED)}
+    assert await first_children(90, 10, "b") == {
+        "1": ("FILLED", None), "2": ("REJECTED", reasons.RISK_ORDER_RATE_EXCEEDED)}
+    assert await first_children(50, 50, "c") == {
+        "1": ("FILLED", None), "2": ("REJECTED", reasons.RISK_ORDER_RATE_EXCEEDED)}
