@@ -159,7 +159,7 @@ REASONS: Final[dict[str, str]] = {
     "both), no slices (neither slices nor interval, or both), 0 slices, or more than 10,000.",
     EXECUTION_PARAMETER_INVALID: "REJECTED: a parameter of the algorithm is missing, out of "
     "range (visible within 1e-18 .. 1e15, at most 10,000 iceberg children, participation "
-    "above 0 and at most 1), or belongs to "
+    "within 1e-18 .. 1 of at most 24 digits), or belongs to "
     "another algorithm; or the quantity has more than 24 significant digits (a schedule "
     "splits it exactly).",
     EXECUTION_TIME_IN_FORCE_INVALID: "REJECTED: time_in_force is not GTC, IOC, FOK, GTD or "

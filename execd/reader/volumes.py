@@ -17,6 +17,8 @@ A POV child is sized by one interval (``schedule.plan.pov_share``): the latest t
 ended by the sentinel's time and after the schedule's last child was released, and
 lies inside the schedule's window. An interval is used by at most one child, so no
 interval's cap is ever passed twice (README, "Execution algorithms").
+
+A volume is a decimal within 1e-18 .. 1e15 (or 0) of at most 30 significant digits.
 """
 
 from __future__ import annotations
@@ -82,7 +84,10 @@ def _usable(rows: list[tuple[int, int, Decimal]]) -> Bars | None:
     for start, end, volume in rows:
         if not (previous <= start < end <= 2**63 - 1):
             return None
-        if not (volume.is_finite() and volume >= 0 and (volume == 0 or volume.adjusted() <= 15)):
+        # The same range as prices, and a bounded number of digits: a child's cap is
+        # computed exactly (in Fractions), which 1E-100000000 would make endless.
+        if not (volume.is_finite() and volume >= 0 and len(volume.as_tuple().digits) <= 30
+                and (volume == 0 or -18 <= volume.adjusted() <= 15)):
             return None
         previous = end
     return Bars(tuple(r[0] for r in rows), tuple(r[1] for r in rows), tuple(r[2] for r in rows))
@@ -108,7 +113,7 @@ def parse(data: bytes, name: str) -> tuple[Volumes, str | None]:
     shown = ", ".join(sorted(bad)[:5])
     return (Volumes(good, symbols=frozenset(bad)),
             f"{name}: no usable intervals for {shown} ([start, end, volume] each, start < "
-            f"end, in time order, not overlapping, volume at least 0, at most {MAX_BARS})")
+            f"end, in time order, not overlapping, volume 0 or within 1e-18 .. 1e15 of at most 30 digits, at most {MAX_BARS})")
 
 
 def path_of(market: Path) -> Path:

@@ -167,10 +167,14 @@ def _pov(execution: Execution, quantity: Decimal, now: int,
     """A POV's one slice (all its lots, due at its end: what it may send by then) and
     its terms, or why it cannot be planned."""
     participation = execution.participation
-    if participation is None or not (participation.is_finite() and 0 < participation <= 1):
+    # At least 1e-18 and at most 24 digits, as quantities: each child's cap is exact.
+    if participation is None or not (
+            participation.is_finite() and 0 < participation <= 1
+            and participation.adjusted() >= -18
+            and len(participation.as_tuple().digits) <= MAX_DIGITS):
         return _invalid(reasons.EXECUTION_PARAMETER_INVALID,
                         f"participation={participation}: a POV needs a share of the market's "
-                        "volume above 0 and at most 1")
+                        f"volume within 1e-18 .. 1, of at most {MAX_DIGITS} significant digits")
     start = now if execution.start is None else execution.start
     if not 0 <= start <= MAX_TIME:
         return _invalid(reasons.EXECUTION_WINDOW_INVALID, f"start={start} is outside 0 .. 2**63-1")

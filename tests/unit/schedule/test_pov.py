@@ -149,6 +149,9 @@ def test_a_pov_follows_the_volume_as_it_comes_and_ends_at_its_window() -> None:
 def test_a_pov_is_refused_with_its_reason() -> None:
     cases = {
         "EXECUTION_PARAMETER_INVALID": [{"end": 10}, {"end": 10, "participation": Decimal("1.5")},
+                                        # Exact caps of these would never end.
+                                        {"end": 10, "participation": Decimal("1E-100000000")},
+                                        {"end": 10, "participation": Decimal("0." + "3" * 25)},
                                         {"end": 10, "participation": Decimal(0)},
                                         {"end": 10, "participation": Decimal(1), "slices": 2}],
         "EXECUTION_WINDOW_INVALID": [{"participation": Decimal("0.5")},
@@ -193,3 +196,11 @@ def test_the_cap_is_exact_where_decimal_division_would_round_up() -> None:
     volume = Decimal("9." + "9" * 27)
     share = pov_share(10, volume, Decimal("0.3"), Decimal(1))
     assert share == math.floor(Fraction(volume) * Fraction(3, 10)) == 2
+
+
+def test_a_volume_whose_exact_cap_would_never_end_is_unusable() -> None:
+    for volume in ("1E-100000000", "1E+100000000", "0." + "1" * 31, "1E-19"):
+        parsed, problem = feed.parse(b'{"X": [[0, 1, "%s"]]}' % volume.encode(), "v.json")
+        assert parsed.of("X") is None and problem is not None, volume
+    parsed, problem = feed.parse(b'{"X": [[0, 1, "1E-18"], [1, 2, "0"]]}', "v.json")
+    assert parsed.of("X") is not None and problem is None
