@@ -113,7 +113,8 @@ def parse(data: bytes, name: str) -> tuple[Volumes, str | None]:
     shown = ", ".join(sorted(bad)[:5])
     return (Volumes(good, symbols=frozenset(bad)),
             f"{name}: no usable intervals for {shown} ([start, end, volume] each, start < "
-            f"end, in time order, not overlapping, volume 0 or within 1e-18 .. 1e15 of at most 30 digits, at most {MAX_BARS})")
+            f"end, in time order, not overlapping, volume 0 or within 1e-18 .. 1e15 of at "
+            f"most 30 digits, at most {MAX_BARS})")
 
 
 def path_of(market: Path) -> Path:
