@@ -197,6 +197,12 @@ class Graph:
         queues = config.queues
         adapters, index = make_adapters(config)
         reader = self.reader = self._reader()
+        # The context as of the start, which the sentinel records before its catch-up
+        # (a restart's children are re-checked under it, a POV sized by its volume).
+        first = None
+        if reader.context is not None:
+            first = await anyio.to_thread.run_sync(reader.context.load)
+            reader.started_with(first)
         live = self.live = self._live_venues()
         sentinel = SentinelCore(config.planes(), state.seen, self.risk, state.schedules,
                                 {venue.venue: venue for venue in live})
@@ -251,7 +257,7 @@ class Graph:
                           self.sentinel_commands if commands else None, answer_when_durable,
                           pulse("sentinel"), config.batches.items,
                           None if self.clock.logical else self.clock.now, nudge,
-                          self._venues_ready)
+                          self._venues_ready, first)
             if self.inbox is not None:
                 tg.start_soon(self.inbox.run_disposals, to_ledger.clone())
             tg.start_soon(self._read, reader, to_sentinel, commands)

@@ -75,6 +75,7 @@ class LakehouseReader:
         # under the logical clock only before each file, so a replay sees it the same.
         self.context_every = context_every
         self._loading = anyio.Lock()  # one load at a time: the loader's cache is not shared
+        self._reading = False  # a file is being read: its own load came before it
         # Waiting for a file is idle; opening, reading and sending one is work.
         self.pulse = pulse or Pulse("reader")
         self.on_file_entry = on_file_entry
@@ -157,6 +158,11 @@ class LakehouseReader:
             pulse.rest()
             tg.cancel_scope.cancel()
 
+    def started_with(self, context: LakehouseContext) -> None:
+        """``context`` was loaded (and is recorded by the sentinel) before the reader
+        starts: it is sent again only once it changes."""
+        self._context = context
+
     async def _load_context(self, send: ObjectSendStream[list[ReaderItem]]) -> None:
         """Load the context; when it changed, send it (the records after it are judged
         under it)."""
@@ -175,6 +181,8 @@ class LakehouseReader:
                 await self.stopping.wait()
             if self.stopping.is_set():
                 return
+            if self._reading:
+                continue  # a file's context is the one loaded before it
             try:
                 await self._load_context(send)
             except _Stopped:
@@ -270,6 +278,7 @@ class LakehouseReader:
         if self.context is not None:
             await self._load_context(send)
         core.start_file(job.name, job.offset, job.line, job.resumed)
+        self._reading = True
         size = job.offset
         problem: tuple[str, str] | None = None
         try:
@@ -302,6 +311,7 @@ class LakehouseReader:
             fd = -1  # the abandoned thread may still use it; it goes when the process does
             raise
         finally:
+            self._reading = False
             if fd >= 0:
                 os.close(fd)
         await self._record_file(send, lambda: core.finish_file(size, sha, problem=problem),

@@ -189,6 +189,7 @@ class SchedulerCore:
         # Open POVs (a subset of _open), and the market volume their children follow.
         self._povs: dict[int, OpenState] = {}
         self.volumes: Volumes = NO_VOLUMES
+        self._last_order = -1  # the largest order of a schedule opened or adopted
 
     def __len__(self) -> int:
         return len(self._open)
@@ -228,8 +229,10 @@ class SchedulerCore:
     def open(self, record: ScheduleRecord, seq: int) -> None:
         """Follow ``record`` (the ledger's record ``seq``) from now on. ValueError if its
         parent is open already or it has no slice (a parent below one lot is refused
-        before this)."""
-        self.adopt(OpenState(record, seq))
+        before this). Its order among schedules due at one time is after every schedule
+        opened before it: ``seq``, or after the last one adopted when that is larger (a
+        restart's sentinel numbers from its own start, the fold by the ledger's seqs)."""
+        self.adopt(OpenState(record, max(seq, self._last_order + 1)))
 
     def adopt(self, state: OpenState) -> None:
         """Take ``state`` as it is (a snapshot's, or a new one): ValueError as ``open``."""
@@ -244,6 +247,7 @@ class SchedulerCore:
             state.shares = compact([lots for _, lots in slices])
             state.record = msgspec.structs.replace(state.record, slices=_NONE)
         self._open[parent.int] = state
+        self._last_order = max(self._last_order, state.order)
         if state.record.pov is not None:
             self._povs[parent.int] = state
         if state.out is not None:
@@ -289,7 +293,10 @@ class SchedulerCore:
         while self.next_due <= now and (most is None or len(released) < most):
             state = heapq.heappop(self._waiting)[4]
             if state.record.pov is not None:
-                self._pov_due(state, now, released)
+                if self._pov_due(state, now, released):
+                    # Its parent's Done is to be recorded before any later child, however
+                    # many children a call may return (``most``): return it now.
+                    break
                 continue
             parent = state.record.intent_id
             dues = state.dues
@@ -308,7 +315,7 @@ class SchedulerCore:
             released.append(Release(child, parent, first, lots, state))
         return released
 
-    def _pov_due(self, state: OpenState, now: int, released: list[Release]) -> None:
+    def _pov_due(self, state: OpenState, now: int, released: list[Release]) -> bool:
         """A POV woke at ``now``: its window ended (its parent's Done, left in
         ``unrecorded`` for the sentinel to record), or an interval did (its child, if
         the interval's cap allows one of at least the floor)."""
@@ -318,7 +325,7 @@ class SchedulerCore:
         if now >= terms.end:
             state.next = 1  # past its end: its last slice, in the record's terms
             self._finish(state)
-            return
+            return True
         bars = self.volumes.of(record.symbol)
         bar = None if bars is None else bars.latest(state.since, now, terms.start, terms.end)
         lots = 0
@@ -327,12 +334,13 @@ class SchedulerCore:
                              record.lot, terms.smallest)
         if not lots:
             self._wait(state, now)  # this interval passes: wake for the next one
-            return
+            return False
         child = child_intent_id(record.intent_id, state.children, 0)
         first = state.children
         self._release(state, child, 0, lots)
         state.since = now
         released.append(Release(child, record.intent_id, first, lots, state))
+        return False
 
     def _release(self, state: OpenState, child: uuid.UUID, last: int, lots: int) -> None:
         state.next, state.carry, state.out, state.out_lots = last, 0, child, lots

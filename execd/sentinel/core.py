@@ -44,7 +44,7 @@ from execd.model.messages import (
 )
 from execd.model.refusal import Refusal
 from execd.reader.context import EMPTY as NO_CONTEXT
-from execd.reader.context import Override
+from execd.reader.context import LakehouseContext, Override
 from execd.schedule.core import SchedulerCore
 from execd.sentinel import safety
 from execd.sentinel.risk import Risk
@@ -210,9 +210,18 @@ class SentinelCore:
         self.shift += 1
         return seq
 
-    def catch_up(self) -> list[RouterItem]:
-        """A start's first records (``Schedules.catch_up``)."""
-        return self.schedules.catch_up(self.time, self._number)
+    def catch_up(self, context: LakehouseContext | None = None) -> list[RouterItem]:
+        """A start's first records: the lakehouse context as of the start (``context``:
+        the reader does not record it again while it is unchanged), so that what the
+        catch-up decides (a child's re-check against prices, a POV's sizing by the
+        market's volume) is judged under the context an uninterrupted run had; then
+        ``Schedules.catch_up``."""
+        out: list[RouterItem] = []
+        if context is not None:
+            self._use(context)
+            out.append(self._insert("context", self.time, context.record))
+        out += self.schedules.catch_up(self.time, self._number)
+        return out
 
     # ------------------------------------------------------------------ intents
 
@@ -375,10 +384,13 @@ class SentinelCore:
 
     def _context(self, item: ContextIn) -> Entry:
         """A new lakehouse context: the intents after it are judged under it."""
-        if self.risk is not None:
-            self.risk.set_context(item.context)
-        self.schedules.set_volumes(item.context.volumes)
+        self._use(item.context)
         return Entry(item.seq + self.shift, "context", item.time, item.record)
+
+    def _use(self, context: LakehouseContext) -> None:
+        if self.risk is not None:
+            self.risk.set_context(context)
+        self.schedules.set_volumes(context.volumes)
 
     # ------------------------------------------------------------------ control
 

@@ -14,6 +14,7 @@ from anyio.abc import ObjectReceiveStream, ObjectSendStream
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from execd.model.messages import ReaderItem, RouterItem, Settled
+from execd.reader.context import LakehouseContext
 from execd.schedule.core import NEVER
 from execd.sentinel.core import SentinelCore, control
 from execd.service.control import ControlHook, ControlRequest, answer, refuse_waiting
@@ -53,6 +54,7 @@ async def run_sentinel(
     now: Callable[[], int] | None = None,
     nudge: Nudge | None = None,
     ready: Callable[[], Awaitable[bool]] | None = None,
+    first: LakehouseContext | None = None,
 ) -> None:
     """The sentinel's shell: batches in, decided batches out, until the reader closes.
 
@@ -65,13 +67,14 @@ async def run_sentinel(
     ``nudge`` says so. Under the wall clock (``now``) the schedule task also wakes when
     the next slice is due. Neither, nor the first step after a restart (``catch_up``),
     happens before ``ready`` says the live venues are ready (False: the daemon stopped
-    first): a child released earlier would find its venue not ready and fail.
+    first): a child released earlier would find its venue not ready and fail. ``first``:
+    the lakehouse context as of the start, recorded and used before the catch-up.
     """
     async with receive, send, anyio.create_task_group() as tg:
         if commands is not None:
             tg.start_soon(_commands, core, commands, send, on_control or (lambda r: None))
         if ready is None or await ready():
-            caught_up = core.catch_up()
+            caught_up = core.catch_up(first)
             if caught_up:
                 await send.send(caught_up)
             if nudge is not None:

@@ -41,7 +41,19 @@ ROWS: list[dict[str, Any]] = [
     {"kind": "tick", "time": 200},
 ]
 # The market's volume the POV follows (lakehouse market/volume.json).
-VOLUME = {"BTC/USDT": [[20, 30, "5"], [30, 40, "3"], [50, 60, "10"], [70, 80, "4"]]}
+VOLUME = {"BTC/USDT": [[10, 20, "10"], [20, 30, "5"], [30, 40, "3"], [50, 60, "10"],
+                      [70, 80, "4"]]}
+# A POV and a TWAP due at the same tick under a limit of one order a window: which gets
+# it depends on the POV seeing the market's volume, after a restart too (the context is
+# recorded and used before the catch-up, not only before the next file).
+RACE_RISK = 'signatures = "none"\n[risk.limits]\nmax_orders = 1\nrate_window = 5\n'
+RACE: list[dict[str, Any]] = [
+    {"kind": "tick", "time": 10},
+    intent(1, quantity="4", limit_price="10", order_type="limit",
+           execution={"algorithm": "pov", "end": 100, "participation": "0.2"}),
+    intent(2, quantity="2", limit_price="10", order_type="limit",
+           execution={"algorithm": "twap", "start": 20, "end": 60, "slices": 2}),
+    *({"kind": "tick", "time": t} for t in (20, 30, 40, 50, 60, 80, 200))]
 NAME = "s.jsonl"
 # With limits: a schedule whose last child the rate limit refuses ends with lots unsent,
 # and what every later intent is judged against depends on what the schedules still hold
@@ -118,7 +130,7 @@ def check(directory: Path) -> dict[str, tuple[str, str, str | None]]:
 
 @pytest.mark.parametrize(("every", "rows", "risk"), [
     (0, ROWS, 'signatures = "none"'), (3, ROWS, 'signatures = "none"'), (0, RISKY, RISK),
-    (3, RISKY, RISK)])
+    (3, RISKY, RISK), (0, RACE, RACE_RISK), (2, RACE, RACE_RISK)])
 async def test_every_crash_point_inside_schedules_recovers_to_one_outcome_each(
         tmp_path: Path, every: int, rows: list[dict[str, Any]], risk: str) -> None:
     base = tmp_path / "base"
@@ -135,6 +147,11 @@ async def test_every_crash_point_inside_schedules_recovers_to_one_outcome_each(
         pov = [o["body"] for o in map(json.loads, full) if o["kind"] == "outcome"
                and o["body"].get("parent", "").endswith("5")]
         assert [c["filled_quantity"] for c in pov] == ["0.6", "2.0", "0.4"]
+    if rows is RACE:  # the POV's child took the window's one order, the TWAP's was refused
+        first = [o["body"] for o in map(json.loads, full) if o["kind"] == "outcome"
+                 and o["body"]["logical_time"] == 20 and "parent" in o["body"]]
+        assert [(c["parent"][-1], c["status"]) for c in first] == [("1", "FILLED"),
+                                                                    ("2", "REJECTED")]
     if rows is RISKY:  # the cases the limits make: a refused child, a refused probe
         reasons = {o["body"].get("reason") for o in map(json.loads, full)
                    if o["kind"] == "outcome"}

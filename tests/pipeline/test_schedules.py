@@ -210,6 +210,10 @@ async def test_a_pov_follows_the_markets_volume_under_its_cap_byte_identical(
                execution=pov),
         intent(3, quantity="1", symbol="SOL/USDT", execution=pov),
         intent(4, quantity="1000", limit_price="100", order_type="limit", execution=pov),
+        # Slices due when the POVs' windows end: each parent's outcome keeps its place
+        # among these children whatever the batch size.
+        *(intent(n, quantity="2", execution={"algorithm": "twap", "start": 0, "end": 200,
+                                             "slices": 2}) for n in (5, 6)),
         *({"kind": "tick", "time": t} for t in range(5, 205, 5))]
     ledgers = []
     for index, sizes in enumerate([{"q": 1, "items": 1, "commit_records": 1},
