@@ -198,9 +198,10 @@ class Graph:
         adapters, index = make_adapters(config)
         reader = self.reader = self._reader()
         # The context as of the start, which the sentinel records before its catch-up
-        # (a restart's children are re-checked under it, a POV sized by its volume).
+        # when schedules are open (a restart's children are re-checked under it, a POV
+        # sized by its volume); else the reader records it before the first file.
         first = None
-        if reader.context is not None:
+        if reader.context is not None and (len(state.schedules) or state.schedules.unrecorded):
             first = await anyio.to_thread.run_sync(reader.context.load)
             reader.started_with(first)
         live = self.live = self._live_venues()
