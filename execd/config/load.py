@@ -55,12 +55,27 @@ def load(path: str | Path) -> LoadedConfig:
     worker thread in a running daemon.
     """
     name = str(path)
+    raw, data = read_toml(path, MAX_CONFIG_BYTES)
+    problems: list[ConfigProblem] = []
+    check_table(Config, data, "", name, problems, _clock_kind(data), ())
+    if not problems:
+        config = msgspec.convert(data, Config)
+        _check_meaning(config, name, problems)
+    if problems:
+        raise ConfigError(problems)
+    return LoadedConfig(name, config, hashlib.sha256(raw).hexdigest())
+
+
+def read_toml(path: str | Path, max_bytes: int) -> tuple[bytes, Any]:
+    """A regular TOML file of at most ``max_bytes``: its bytes and its tables; ConfigError
+    (one line) when it cannot be read or decoded. Blocking."""
+    name = str(path)
     try:
-        raw = read_regular(path, MAX_CONFIG_BYTES, "TOML file")
+        raw = read_regular(path, max_bytes, "TOML file")
     except FileRefused as exc:
         raise ConfigError([ConfigProblem(name, "(file)", exc.expected, exc.found)]) from None
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
+        return raw, tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise ConfigError(
             [ConfigProblem(name, "(file)", "UTF-8 text", f"invalid byte at {exc.start}")]
@@ -72,14 +87,6 @@ def load(path: str | Path) -> LoadedConfig:
         # on the stack it runs on, so the message names no depth.
         raise ConfigError([ConfigProblem(name, "(syntax)", "valid TOML",
                                          "arrays or tables nested too deep to read")]) from None
-    problems: list[ConfigProblem] = []
-    check_table(Config, data, "", name, problems, _clock_kind(data), ())
-    if not problems:
-        config = msgspec.convert(data, Config)
-        _check_meaning(config, name, problems)
-    if problems:
-        raise ConfigError(problems)
-    return LoadedConfig(name, config, hashlib.sha256(raw).hexdigest())
 
 
 def _clock_kind(data: Any) -> str:

@@ -11,7 +11,6 @@ parameters; a minimum duration is not above the maximum; and no two rules tie
 from __future__ import annotations
 
 import hashlib
-import tomllib
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Literal
@@ -19,9 +18,8 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta, Struct
 
-from execd.config.load import check_table
-from execd.model.errors import ConfigError, ConfigProblem, FileRefused
-from execd.model.files import read_regular
+from execd.config.load import check_table, read_toml
+from execd.model.errors import ConfigError, ConfigProblem
 from execd.model.messages import Name, OrderType, Urgency
 from execd.policy import rules
 from execd.policy.rules import Match
@@ -90,20 +88,7 @@ class Policy(Struct, frozen=True):
 def load(path: str | Path) -> Policy:
     """Read and check ``path``; ConfigError listing every problem. Blocking."""
     name = str(path)
-    try:
-        raw = read_regular(path, MAX_POLICY_BYTES, "TOML file")
-    except FileRefused as exc:
-        raise ConfigError([ConfigProblem(name, "(file)", exc.expected, exc.found)]) from None
-    try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise ConfigError([ConfigProblem(name, "(file)", "UTF-8 text",
-                                         f"invalid byte at {exc.start}")]) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([ConfigProblem(name, "(syntax)", "valid TOML", str(exc))]) from None
-    except RecursionError:
-        raise ConfigError([ConfigProblem(name, "(syntax)", "valid TOML",
-                                         "arrays or tables nested too deep to read")]) from None
+    raw, data = read_toml(path, MAX_POLICY_BYTES)
     problems: list[ConfigProblem] = []
     check_table(PolicyFile, data, "", name, problems, "logical", ())
     if not problems:
