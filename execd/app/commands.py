@@ -16,8 +16,8 @@ from execd import __version__
 from execd.app.reload import changes, needs_restart
 from execd.config import resolved
 from execd.config import schema as config_file
-from execd.config.digest import outcome_settings_sha256
-from execd.config.schema import ConfigError
+from execd.config.digest import settings_sha256
+from execd.config.schema import ConfigError, LoadedConfig
 from execd.model.clock import WallClock, monotonic
 from execd.model.errors import ReloadRefused
 from execd.reader.inbox import NO_BACKLOG
@@ -30,6 +30,23 @@ if TYPE_CHECKING:
 
 # Operator commands waiting for their actor; a full queue makes `execd ctl` wait.
 COMMAND_QUEUE = 8
+
+
+#: The pseudo-key a reload's record names when the policy file's content changed.
+POLICY_KEY = "policies.sha256"
+
+
+def _policy_sha256(loaded: LoadedConfig) -> str | None:
+    return None if loaded.policy is None else loaded.policy.sha256
+
+
+def _policy_status(loaded: LoadedConfig) -> dict[str, Any] | None:
+    """The status reply's policy: its file, digest and rules (None: no policy file)."""
+    policy = loaded.policy
+    if policy is None:
+        return None
+    return {"path": str(Path(policy.path).absolute()), "sha256": policy.sha256,
+            "rules": sorted(policy.file.rules)}
 
 
 class Commands:
@@ -109,7 +126,8 @@ class Commands:
             # settings that decide outcomes (what the start and config records carry).
             "config": {"path": str(Path(daemon.loaded.path).absolute()),
                        "file_sha256": daemon.loaded.sha256,
-                       "outcome_settings_sha256": outcome_settings_sha256(config)},
+                       "outcome_settings_sha256": settings_sha256(daemon.loaded),
+                       "policy": _policy_status(daemon.loaded)},
             "inbox": {"files": backlog.files, "oldest_age_seconds": oldest,
                       "listed_seconds_ago": listed},
             "last_outcome": ({"wall_ns": last[0], "logical_time": last[1]}
@@ -175,14 +193,20 @@ class Commands:
         if blocked:
             raise ReloadRefused([f"{line} (needs a restart; nothing was applied)"
                                  for line in blocked])
+        # The policy file's content is part of the config's meaning: its digest changing
+        # (the same path, edited) is a change like a key's, recorded as one.
+        policies = [_policy_sha256(daemon.loaded), _policy_sha256(loaded)]
+        if policies[0] != policies[1]:
+            values[POLICY_KEY] = policies
+            changed = sorted(values)
         if not changed:
             daemon.loaded = loaded
             return [], None
         # Limits and policies change in the sentinel, between two batches, and the
         # change is recorded: the ledger says which rules decided each outcome.
         request = ControlRequest(Request("reload", reason=reason, actor=actor))
-        request.payload = Reconfigure(new, outcome_settings_sha256(new), loaded.sha256, changed,
-                                      values, reason)
+        request.payload = Reconfigure(new, settings_sha256(loaded), loaded.sha256, changed,
+                                      values, reason, loaded.policy)
         try:
             await self.to_sentinel.send(request)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):

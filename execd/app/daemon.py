@@ -31,7 +31,7 @@ from execd.app.commands import Commands
 from execd.app.durable import Durability, move_when_durable
 from execd.app.graph import Graph, Mode, input_source
 from execd.app.supervisor import AFTER_RECOVERY_S, Supervisor
-from execd.config.digest import outcome_settings_sha256
+from execd.config.digest import settings_sha256
 from execd.config.schema import ConfigError, ConfigProblem, LoadedConfig
 from execd.ledger.head import HeadWitness
 from execd.ledger.record import LedgerChain
@@ -264,7 +264,7 @@ class Daemon:
         clock = self._clock(state)
         planes = config.planes()
         start = writer.write_now("start", clock.now(), StartRecord(
-            __version__, self.mode, config.clock.kind, planes, outcome_settings_sha256(config)))
+            __version__, self.mode, config.clock.kind, planes, settings_sha256(self.loaded)))
         writer.checkpoints = await shadow_fold(config, self.ledger_dir, state, start, self.stopping)
         durability = self.durability
         durability.seq, durability.hash = chain.next_seq - 1, chain.prev_hash
@@ -306,7 +306,8 @@ class Daemon:
             stopping=self.stopping, liveness=self.liveness,
             commands=(self.commands.reader_commands, self.commands.sentinel_commands),
             metrics=self.metrics, read_probe=self.read_probe,
-            waiting=self.supervisor.waiting, ready=self.supervisor.ready)
+            waiting=self.supervisor.waiting, ready=self.supervisor.ready,
+            policy=self.loaded.policy)
         return graph
 
     def _check_plane_switch(self, state: RecoveredState) -> None:

@@ -27,6 +27,7 @@ from execd.ledger.recovery import RecoveredState
 from execd.ledger.writer import LedgerWriter
 from execd.model.clock import Clock, WallClock
 from execd.model.messages import Accepted, Entry, IntentIn, ReaderItem, RouterItem, Settled
+from execd.policy.file import Policy
 from execd.reader.context import ContextLoader
 from execd.reader.core import ReaderCore
 from execd.reader.inbox import InboxSource, InputSource, ListSource
@@ -121,8 +122,10 @@ class Graph:
         read_probe: Callable[[list[ReaderItem]], None] | None,
         waiting: Callable[[], None],
         ready: Callable[[], None],
+        policy: Policy | None = None,
     ) -> None:
         self.config = config
+        self.policy = policy
         self.mode = mode
         self.state = state
         self.clock = clock
@@ -206,7 +209,7 @@ class Graph:
             reader.started_with(first)
         live = self.live = self._live_venues()
         sentinel = SentinelCore(config.planes(), state.seen, self.risk, state.schedules,
-                                {venue.venue: venue for venue in live})
+                                {venue.venue: venue for venue in live}, self.policy)
         # What `execd ctl status` shows before the first batch: the recovered time.
         sentinel.time = self.clock.now()
         for venue in live:

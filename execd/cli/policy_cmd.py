@@ -18,11 +18,14 @@ import msgspec
 
 from execd.model import ids
 from execd.model.errors import EXIT_CONFIG, EXIT_OK, ConfigError
-from execd.model.messages import Execution, OrderIntent, ScheduleRecord, encode
+from execd.model.messages import OrderIntent, ScheduleRecord, encode
 from execd.model.refusal import Refusal
 from execd.policy import file as policy_file
+from execd.policy.apply import Applied, judge, pacing
+from execd.policy.orders import paper_plan
 from execd.policy.rules import Match
 from execd.schedule.intake import schedule_of
+from execd.sentinel.checks import own_price
 
 
 def _load(path: str) -> policy_file.Policy | None:
@@ -46,12 +49,12 @@ def cmd_policy_check(args: argparse.Namespace) -> int:
 
 def explain(policy: policy_file.Policy, intent: OrderIntent, plane: Any,
             now: int) -> list[str]:
-    """What ``explain`` prints for ``intent`` on ``plane`` at clock time ``now``."""
-    facts = Match(plane, intent.venue, intent.symbol, intent.urgency, intent.action,
-                  intent.source_run)
-    name = policy.applies(facts)
+    """What ``explain`` prints for ``intent`` on ``plane`` at clock time ``now``: the
+    daemon's own decision (:mod:`execd.policy.apply`), with no lakehouse price."""
     lines = [f"policy {policy.path} (sha256 {policy.sha256[:12]}…)"]
-    execution = intent.execution
+    applied = judge(policy, intent, plane)
+    name = applied.rule if isinstance(applied, Applied) else policy.applies(Match(
+        plane, intent.venue, intent.symbol, intent.urgency, intent.action, intent.source_run))
     if name is None:
         lines.append("rule: none applies (the intent executes as written)")
     else:
@@ -63,26 +66,35 @@ def explain(policy: policy_file.Policy, intent: OrderIntent, plane: Any,
             lines.append(f"times in force allowed: {', '.join(rule.times_in_force)}")
         if rule.pacing is not None:
             lines.append(f"pacing: {msgspec.json.encode(rule.pacing).decode()}")
-        default = rule.algorithms.get(intent.urgency)
-        if execution is None and default is not None:
-            execution = msgspec.convert(msgspec.to_builtins(default), Execution)
-            lines.append(f"default: the rule's for urgency {intent.urgency}")
+    if isinstance(applied, Refusal):
+        lines.append(f"decision: refused, {applied.reason}: {applied.detail}")
+        return lines
+    if applied.defaulted:
+        lines.append(f"default: the rule's for urgency {intent.urgency}")
+    planned = applied.intent
+    execution = planned.execution
     shown = msgspec.json.encode(execution).decode() if execution is not None else "immediate"
     lines.append(f"execution: {shown}")
-    if execution is not None:
-        planned = msgspec.structs.replace(intent, execution=execution)
-        intent_id = intent.intent_id or ids.derived_intent_id(encode(intent))
-        got = schedule_of(planned, intent_id, intent.side or "buy", "paper", now,
-                          encode(planned), None)
-        if isinstance(got, Refusal):
-            lines.append(f"plan: refused, {got.reason}: {got.detail}")
-        elif isinstance(got, ScheduleRecord):
-            slices = msgspec.json.decode(got.slices, type=list[tuple[int, int]])
-            lots = [n for _, n in slices]
-            lines.append(
-                f"plan (paper): {got.algorithm}, {len(slices)} slice(s) in lots of {got.lot}"
-                + (f", first at {slices[0][0]} for {Decimal(lots[0]) * got.lot}, last at "
-                   f"{slices[-1][0]}" if slices else ""))
+    intent_id = intent.intent_id or ids.derived_intent_id(encode(intent))
+    got = schedule_of(planned, intent_id, intent.side or "buy", "paper", now, encode(intent),
+                      None)
+    if isinstance(got, Refusal):
+        lines.append(f"plan: refused, {got.reason}: {got.detail}")
+        return lines
+    if name is not None:
+        paced = pacing(policy, name, planned, got, now, own_price(planned))
+        if paced is not None:
+            lines.append(f"decision: refused, {paced.reason}: {paced.detail}")
+            return lines
+    if isinstance(got, ScheduleRecord):
+        slices = msgspec.json.decode(got.slices, type=list[tuple[int, int]])
+        lots = [n for _, n in slices]
+        lines.append(
+            f"plan (paper): {got.algorithm}, {len(slices)} slice(s) in lots of {got.lot}"
+            + (f", first at {slices[0][0]} for {Decimal(lots[0]) * got.lot}, last at "
+               f"{slices[-1][0]}" if slices else ""))
+    else:
+        lines.append(f"plan (paper): {encode(paper_plan(planned, name)).decode()}")
     return lines
 
 

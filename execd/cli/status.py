@@ -83,6 +83,11 @@ def _head(reply: dict[str, Any], now_ns: int) -> list[str]:
         lines.append(_line("config", str(config["path"])))
         lines.append(_line("", f"file sha256 {config['file_sha256']}"))
         lines.append(_line("", f"outcome settings sha256 {config['outcome_settings_sha256']}"))
+        policy = config.get("policy")
+        if policy:
+            lines.append(_line("policy", f"{policy['path']} ({len(policy['rules'])} rules: "
+                               f"{', '.join(policy['rules'])})"))
+            lines.append(_line("", f"policy sha256 {policy['sha256']}"))
     return lines
 
 

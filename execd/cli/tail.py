@@ -170,7 +170,30 @@ def _outcome(body: dict[str, Any]) -> str:
         parts.append(f"parent={_text(body['parent'])}")
     if body.get("children") is not None:
         parts.append(f"children={_text(body['children'])}")
+    if body.get("plan") is not None:
+        parts.append(f"plan={_plan(body['plan'])}")
     return " ".join(parts)
+
+
+def _plan(plan: Any) -> str:
+    """An order's plan in one token: ``TYPE,SIZE[@PRICE][,TIF][,constraint…][,skipped:WHY]``
+    (``limit,0.25@100,GTC,policy:default``)."""
+    if not isinstance(plan, dict):
+        return _json(plan)
+    head = f"{_text(plan.get('order_type', '?'))},{_text(plan.get('size', '?'))}"
+    if plan.get("price") is not None:
+        head += f"@{_text(plan['price'])}"
+    parts = [head]
+    if plan.get("time_in_force") is not None:
+        parts.append(_text(plan["time_in_force"]))
+    constraints = plan.get("constraints")
+    if isinstance(constraints, list):
+        parts += [_text(c) for c in constraints]
+    elif constraints is not None:
+        parts.append(_json(constraints))
+    if plan.get("skip_reason") is not None:
+        parts.append(f"skipped:{_text(plan['skip_reason'])}")
+    return ",".join(parts)
 
 
 def _schedule(body: dict[str, Any]) -> str:
@@ -183,7 +206,8 @@ def _schedule(body: dict[str, Any]) -> str:
         window = f"slices={_json(slices)}"
     return (f"{_text(get('algorithm'))} {_or_dash(get('side'))} {_text(get('quantity'))} "
             f"{_or_dash(get('venue'))} {_or_dash(get('symbol'))} {window} "
-            f"lot={_text(get('lot'))} intent={_text(get('intent_id', '-'))}")
+            f"lot={_text(get('lot'))} intent={_text(get('intent_id', '-'))}"
+            + (f" rule={_text(get('rule'))}" if get("rule") is not None else ""))
 
 
 def _tick(body: dict[str, Any]) -> str:

@@ -22,7 +22,7 @@ import msgspec
 from msgspec import Struct
 
 from execd.config.keys import BY_PATH
-from execd.config.schema import Config
+from execd.config.schema import Config, LoadedConfig
 from execd.model.messages import encode
 
 # The first release's order of the top-level tables; a table that later gets a
@@ -38,8 +38,16 @@ _DIGESTED: Final = frozenset(
 )
 
 
-def outcome_settings_sha256(config: Config) -> str:
-    """Digest of the settings that decide outcomes (venues, limits, clock, input, governance)."""
+def settings_sha256(loaded: LoadedConfig) -> str:
+    """The outcome-settings digest of a loaded config, its policy file's included."""
+    policy = loaded.policy
+    return outcome_settings_sha256(loaded.config, None if policy is None else policy.sha256)
+
+
+def outcome_settings_sha256(config: Config, policy_sha256: str | None = None) -> str:
+    """Digest of the settings that decide outcomes (venues, limits, clock, input,
+    governance) and, when there is one, of the policy file's bytes (``policy``, last):
+    its rules decide outcomes as the limits do, whatever its path."""
     order = [*_FIRST, *(name for name in Config.__struct_fields__ if name not in _FIRST)]
     defaults = _defaults(Config)
     settings: dict[str, Any] = {}
@@ -49,6 +57,8 @@ def outcome_settings_sha256(config: Config) -> str:
             continue
         picked = _pick(value, name)
         settings[name] = list(picked.values()) if name in _AS_LIST else picked
+    if policy_sha256 is not None:
+        settings["policy"] = policy_sha256
     return hashlib.sha256(encode(settings)).hexdigest()
 
 

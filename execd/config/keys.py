@@ -153,6 +153,9 @@ KEYS: Final[tuple[Key, ...]] = (
     fixed("control.max_clients", _CONTROL),
     fixed("control.request_timeout_ms", _CONTROL),
     fixed("control.accept_retry_ms", _CONTROL),
+    # The policy file's path: its content is digested (by its SHA-256), not its name.
+    live("policies"),
+    live("policies.file"),
     fixed("metrics", _METRICS),
     fixed("metrics.listen", _METRICS),
     fixed("metrics.max_clients", _METRICS),

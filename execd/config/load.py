@@ -61,9 +61,19 @@ def load(path: str | Path) -> LoadedConfig:
     if not problems:
         config = msgspec.convert(data, Config)
         _check_meaning(config, name, problems)
+    policy = None
+    if not problems and config.policies is not None:
+        # Imported here: the policy file's checks import the schedule's, which loading a
+        # config without policies has no use for.
+        from execd.policy import file as policy_file
+
+        try:
+            policy = policy_file.load(config.policies.file)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
     if problems:
         raise ConfigError(problems)
-    return LoadedConfig(name, config, hashlib.sha256(raw).hexdigest())
+    return LoadedConfig(name, config, hashlib.sha256(raw).hexdigest(), policy)
 
 
 def read_toml(path: str | Path, max_bytes: int) -> tuple[bytes, Any]:

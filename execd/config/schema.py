@@ -28,6 +28,7 @@ from execd.model.messages import MAX_TIME, Plane
 from execd.model.reasons import EXECUTION_REJECTED
 
 if TYPE_CHECKING:
+    from execd.policy.file import Policy
     from execd.reader.inbox import Lakehouse
 
 Positive = Annotated[int, Meta(ge=1)]
@@ -313,6 +314,15 @@ class VenueConfig(Struct, frozen=True, forbid_unknown_fields=True):
         return self.adapter or ("paper" if self.plane == "paper" else "")
 
 
+class PoliciesConfig(Struct, frozen=True, forbid_unknown_fields=True):
+    """The execution policy file (README, "Execution policies"): its rules say which
+    order types an intent may use, the execution it gets when it names none, and how
+    fast a schedule may trade. Read and checked with the config, at start and on every
+    reload; its SHA-256 is part of the outcome-settings digest."""
+
+    file: Annotated[str, Meta(min_length=1)]
+
+
 class Config(Struct, frozen=True, forbid_unknown_fields=True):
     """The whole configuration file."""
 
@@ -328,6 +338,7 @@ class Config(Struct, frozen=True, forbid_unknown_fields=True):
     risk: RiskConfig = RiskConfig()
     control: ControlConfig = ControlConfig()
     metrics: MetricsConfig | None = None
+    policies: PoliciesConfig | None = None
 
     @property
     def lakehouse(self) -> Lakehouse:
@@ -344,11 +355,13 @@ class Config(Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class LoadedConfig(Struct, frozen=True):
-    """A valid config and the digest of the bytes it came from."""
+    """A valid config and the digest of the bytes it came from; with ``[policies]``,
+    the policy file it names, read and checked."""
 
     path: str
     config: Config
     sha256: str
+    policy: Policy | None = None
 
 
 # The config file, and each key and credential file, is read whole; no real one is

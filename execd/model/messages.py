@@ -138,6 +138,27 @@ class Fee(Struct, frozen=True, forbid_unknown_fields=True, array_like=True):
     currency: str
 
 
+class Plan(Struct, frozen=True, omit_defaults=True, forbid_unknown_fields=True, gc=False):
+    """What an order became at its venue, after every rule (seed 001's ExecutionPlan).
+
+    ``size`` is the quantity sent, after rounding to the venue's lot; ``price`` the
+    limit's (None: a market order); ``time_in_force`` as sent (None: the venue's
+    default, GTC for a limit); ``constraints`` what shaped it, in a fixed order
+    (README, "The plan of every order"): ``policy:RULE``, ``limit_from_reference``,
+    ``lot_rounding``, ``price_tick``, ``post_only``, ``reduce_only``. ``skip_reason``:
+    the reason nothing was sent. The paper plane's plans use the same order type and
+    time in force as the live plane's, so the two can be compared line by line.
+    """
+
+    order_type: OrderType
+    size: Decimal
+    action: Action | None = None
+    time_in_force: str | None = None
+    price: Decimal | None = None
+    constraints: tuple[str, ...] = ()
+    skip_reason: str | None = None
+
+
 class ExecutionOutcome(
     Struct, frozen=True, omit_defaults=True, forbid_unknown_fields=True, gc=False
 ):
@@ -188,6 +209,9 @@ class ExecutionOutcome(
     fees_complete: bool = True
     parent: uuid.UUID | None = None
     children: int | None = None
+    # What the order became (README, "The plan of every order"); None on a refusal
+    # before any venue rule was asked, on a quarantine, and on a parent's summary.
+    plan: Plan | None = None
 
 
 class OrderRecord(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
@@ -220,6 +244,8 @@ class OrderRecord(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults
     time_in_force: str | None = None
     # The parent order whose child this is (README, "Execution algorithms").
     parent: uuid.UUID | None = None
+    # The order's plan, which its outcome repeats, by whichever run writes that.
+    plan: Plan | None = None
 
 
 # What the venue answered to one send of an order. "not_recorded": the run that may
@@ -312,6 +338,11 @@ class ScheduleRecord(Struct, frozen=True, forbid_unknown_fields=True, omit_defau
     pov: PovTerms | None = None
     # The parent's priority (0-100): of children due at one time, the higher's go first.
     priority: int = 50
+    # The execution policy's rule that applied to the parent (README, "Execution
+    # policies"), and the execution it gave an intent that named none: the children
+    # are the intent's as this says, not as its line (which has none).
+    rule: str | None = None
+    execution: Execution | None = None
 
 
 class TickRecord(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True, gc=False):
@@ -504,6 +535,8 @@ class Accepted(Struct, gc=False):
     plane: Plane
     # The parent order whose child this is (README, "Execution algorithms").
     parent: uuid.UUID | None = None
+    # The execution policy's rule that applied (its name), for the order's plan.
+    rule: str | None = None
 
 
 class ContextIn(Struct, gc=False):

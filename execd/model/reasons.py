@@ -71,6 +71,10 @@ EXECUTION_TIME_IN_FORCE_INVALID: Final = "EXECUTION_TIME_IN_FORCE_INVALID"
 EXECUTION_TIME_IN_FORCE_UNSUPPORTED: Final = "EXECUTION_TIME_IN_FORCE_UNSUPPORTED"
 EXECUTION_PROFILE_UNUSABLE: Final = "EXECUTION_PROFILE_UNUSABLE"
 EXECUTION_VOLUME_UNUSABLE: Final = "EXECUTION_VOLUME_UNUSABLE"
+# The execution policy's rule refused the intent (README, "Execution policies").
+POLICY_ORDER_TYPE_REFUSED: Final = "POLICY_ORDER_TYPE_REFUSED"
+POLICY_TIME_IN_FORCE_REFUSED: Final = "POLICY_TIME_IN_FORCE_REFUSED"
+POLICY_PACING_EXCEEDED: Final = "POLICY_PACING_EXCEEDED"
 # How a schedule ended short of its quantity (the parent's outcome).
 SCHEDULE_HALTED: Final = "SCHEDULE_HALTED"
 SCHEDULE_REDUCING: Final = "SCHEDULE_REDUCING"
@@ -173,6 +177,15 @@ REASONS: Final[dict[str, str]] = {
     EXECUTION_VOLUME_UNUSABLE: "REJECTED: a POV's symbol is not listed in "
     "market/volume.json, or its intervals there cannot be used, or the file cannot be "
     "read: its children could not be sized by the market's volume.",
+    POLICY_ORDER_TYPE_REFUSED: "REJECTED: the execution policy's rule for the intent does "
+    "not allow the type of order it becomes (its `order_types`); the detail names the rule.",
+    POLICY_TIME_IN_FORCE_REFUSED: "REJECTED: the execution policy's rule for the intent does "
+    "not allow the time in force it would be sent with (its `times_in_force`; a limit order "
+    "that names none is GTC, a post-only one PO).",
+    POLICY_PACING_EXCEEDED: "REJECTED: the intent's schedule is outside the rule's `pacing`: "
+    "a POV's participation above max_participation, a window shorter than min_duration or "
+    "longer than max_duration, or a child's notional above max_child_notional (or no price "
+    "to value it by); the detail has the numbers.",
     SCHEDULE_HALTED: "A parent order's schedule ended because trading was HALTED: no child "
     "after the halt (PARTIALLY_FILLED or FAILED by what filled; SKIPPED when no child was sent).",
     SCHEDULE_REDUCING: "A parent order's schedule ended because trading became REDUCING and "

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
 import msgspec
 from msgspec import Meta, Struct
@@ -26,6 +26,8 @@ from execd.policy.rules import Match
 from execd.schedule.intake import ALGORITHMS, TIMES_IN_FORCE, parameters_of
 
 MAX_POLICY_BYTES = 1 << 20
+# Rules in name order, keys sorted, decimals as written: the digest's bytes.
+_CANONICAL: Final = msgspec.json.Encoder(decimal_format="string", order="sorted")
 _BEYOND = Decimal(1).scaleb(16)
 Positive = Annotated[int, Meta(gt=0, le=2**63 - 1)]
 Algorithm = Literal["immediate", "twap", "vwap", "iceberg", "pov"]
@@ -74,7 +76,8 @@ class PolicyFile(Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class Policy(Struct, frozen=True):
-    """A checked policy file: its path, its rules and the SHA-256 of its bytes."""
+    """A checked policy file: its path, its rules and their SHA-256 (of the rules as
+    canonical JSON, so that a comment or a reordering changes nothing)."""
 
     path: str
     file: PolicyFile
@@ -88,7 +91,7 @@ class Policy(Struct, frozen=True):
 def load(path: str | Path) -> Policy:
     """Read and check ``path``; ConfigError listing every problem. Blocking."""
     name = str(path)
-    raw, data = read_toml(path, MAX_POLICY_BYTES)
+    _, data = read_toml(path, MAX_POLICY_BYTES)
     problems: list[ConfigProblem] = []
     check_table(PolicyFile, data, "", name, problems, "logical", ())
     if not problems:
@@ -96,7 +99,30 @@ def load(path: str | Path) -> Policy:
         _check_meaning(file, name, problems)
     if problems:
         raise ConfigError(problems)
-    return Policy(name, file, hashlib.sha256(raw).hexdigest())
+    # The rules' digest, not the bytes': comments, layout and key order change nothing,
+    # as "1s" and 1000 are one config (README, "Configuration").
+    return Policy(name, file, hashlib.sha256(_CANONICAL.encode(file)).hexdigest())
+
+
+# What each algorithm's default must name to be planned: an intent of its urgency that
+# names no execution would otherwise be refused for the policy's mistake.
+_NEEDS: Final = {"twap": "duration and one of slices, interval",
+                 "vwap": "duration and one of slices, interval",
+                 "pov": "duration and participation", "iceberg": "visible"}
+
+
+def _missing(default: Default, given: set[str]) -> str | None:
+    """What ``default`` lacks to be planned (its needs), or None."""
+    algorithm = default.algorithm
+    if algorithm in ("twap", "vwap"):
+        complete = "duration" in given and len(given & {"slices", "interval"}) == 1
+    elif algorithm == "pov":
+        complete = {"duration", "participation"} <= given
+    elif algorithm == "iceberg":
+        complete = "visible" in given
+    else:
+        return None
+    return None if complete else _NEEDS[algorithm]
 
 
 def _check_meaning(file: PolicyFile, name: str, problems: list[ConfigProblem]) -> None:
@@ -121,6 +147,12 @@ def _check_meaning(file: PolicyFile, name: str, problems: list[ConfigProblem]) -
                 problems.append(ConfigProblem(
                     name, f"{where}.algorithms.{urgency}",
                     f"only parameters of {default.algorithm}", ", ".join(extra)))
+            missing = _missing(default, given)
+            if missing is not None:
+                problems.append(ConfigProblem(
+                    name, f"{where}.algorithms.{urgency}",
+                    f"{missing} (a default has no start or end of its own)",
+                    ", ".join(sorted(given)) or "none"))
         pacing = rule.pacing
         shares = [(f"algorithms.{u}.participation", d.participation)
                   for u, d in sorted(rule.algorithms.items())]

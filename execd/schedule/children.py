@@ -28,8 +28,12 @@ _parent_intent = msgspec.json.Decoder(OrderIntent).decode
 
 
 def parent_intent(record: ScheduleRecord) -> OrderIntent:
-    """The parent's intent as its line (kept in the record) says."""
-    return _parent_intent(record.intent)
+    """The parent's intent as its line (kept in the record) says, with the execution the
+    policy gave it when it named none (``record.execution``)."""
+    intent = _parent_intent(record.intent)
+    if record.execution is not None:
+        intent = msgspec.structs.replace(intent, execution=record.execution)
+    return intent
 
 
 def child_intent(parent: OrderIntent, child: uuid.UUID, quantity: Decimal) -> OrderIntent:

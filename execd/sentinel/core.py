@@ -43,10 +43,13 @@ from execd.model.messages import (
     encode,
 )
 from execd.model.refusal import Refusal
+from execd.policy.apply import judge, pacing
+from execd.policy.file import Policy
 from execd.reader.context import EMPTY as NO_CONTEXT
 from execd.reader.context import LakehouseContext, Override
 from execd.schedule.core import SchedulerCore
 from execd.sentinel import safety
+from execd.sentinel.checks import own_price
 from execd.sentinel.risk import Risk
 from execd.sentinel.schedules import Market, Schedules
 from execd.service.control import ControlRequest
@@ -161,6 +164,29 @@ def _prices(intent: OrderIntent) -> Refusal:
     raise AssertionError("prices refused without a reason")
 
 
+def _price(risk: Risk | None, intent: OrderIntent) -> Decimal | None:
+    """What an order of ``intent`` is valued at: the lakehouse's price, else its own."""
+    context = risk.context if risk is not None else NO_CONTEXT
+    price = context.prices.get(intent.symbol)
+    return price if price is not None else own_price(intent)
+
+
+def refused(item: IntentIn, seq: int, intent_id: uuid.UUID, plane: Plane | None,
+            refusal: Refusal) -> Entry:
+    """The outcome of a refused intent, at ``seq`` (the intent's place in the ledger)."""
+    intent = item.intent
+    outcome = ExecutionOutcome(
+        execution_id=ids.execution_id(intent_id, intent.venue, plane or "none"),
+        intent_id=intent_id, status=refusal.status, filled_quantity=_ZERO,
+        logical_time=item.time, plane=plane, venue=intent.venue, symbol=intent.symbol,
+        side=intent.side, requested_quantity=intent.quantity, reason=refusal.reason,
+        detail=refusal.detail, source=item.source,
+        # The line as received, as a venue's outcome carries it: audit sees research's
+        # reason codes and context for refusals too.
+        intent=Raw(item.raw))
+    return Entry(seq, "outcome", item.time, outcome)
+
+
 class Reconfigure(Struct, frozen=True):
     """A reload for the sentinel: the new config and what its record says."""
 
@@ -170,6 +196,7 @@ class Reconfigure(Struct, frozen=True):
     changed: list[str]
     values: dict[str, list[Any]]
     reason: str
+    policy: Policy | None = None
 
 
 class SentinelCore:
@@ -187,8 +214,12 @@ class SentinelCore:
 
     def __init__(self, planes: Mapping[str, Plane], seen: Seen,
                  risk: Risk | None = None, schedules: SchedulerCore | None = None,
-                 markets: Mapping[str, Market] | None = None) -> None:
+                 markets: Mapping[str, Market] | None = None,
+                 policy: Policy | None = None) -> None:
         self.planes = planes
+        # The execution policy (README, "Execution policies"): None, every intent
+        # executes as written.
+        self.policy = policy
         self.seen = seen
         self.risk = risk
         self.shift = 0
@@ -275,6 +306,13 @@ class SentinelCore:
                 return self._refuse(item, intent_id,
                                     _out_of_range("constraints.max_leverage", leverage))
         side = side or "buy"
+        rule: str | None = None
+        policy = self.policy
+        if policy is not None:
+            applied = judge(policy, intent, plane)
+            if type(applied) is Refusal:
+                return self._refuse(item, intent_id, applied)
+            rule, intent = applied.rule, applied.intent  # type: ignore[union-attr]
         schedule: ScheduleRecord | None = None
         if intent.execution is not None:
             context = self.risk.context if self.risk else NO_CONTEXT
@@ -283,6 +321,15 @@ class SentinelCore:
             if isinstance(planned, Refusal):
                 return self._refuse(item, intent_id, planned)
             schedule = planned
+        if rule is not None:
+            assert policy is not None
+            refused = pacing(policy, rule, intent, schedule, item.time, _price(self.risk, intent))
+            if refused is not None:
+                return self._refuse(item, intent_id, refused)
+            if schedule is not None:
+                schedule = msgspec.structs.replace(
+                    schedule, rule=rule,
+                    execution=None if item.intent.execution is not None else intent.execution)
         risk = self.risk
         if risk is not None:
             verdict = risk.admit(intent, intent_id, side, item.raw, item.time,
@@ -301,31 +348,12 @@ class SentinelCore:
             self.schedules.open(schedule, intent, seq)
             return Entry(seq, "schedule", item.time, schedule)
         return Accepted(item.seq + self.shift, item.time, item.source, intent, item.raw,
-                        intent_id, side, plane)
+                        intent_id, side, plane, None, rule)
 
     def _refuse(self, item: IntentIn, intent_id: uuid.UUID, refusal: Refusal) -> Entry:
         """The outcome of a refused intent, in the intent's place in the ledger."""
-        intent = item.intent
-        plane = self.planes.get(intent.venue)
-        outcome = ExecutionOutcome(
-            execution_id=ids.execution_id(intent_id, intent.venue, plane or "none"),
-            intent_id=intent_id,
-            status=refusal.status,
-            filled_quantity=_ZERO,
-            logical_time=item.time,
-            plane=plane,
-            venue=intent.venue,
-            symbol=intent.symbol,
-            side=intent.side,
-            requested_quantity=intent.quantity,
-            reason=refusal.reason,
-            detail=refusal.detail,
-            source=item.source,
-            # The line as received, as a venue's outcome carries it: audit sees
-            # research's reason codes and context for refusals too.
-            intent=Raw(item.raw),
-        )
-        return Entry(item.seq + self.shift, "outcome", item.time, outcome)
+        return refused(item, item.seq + self.shift, intent_id, self.planes.get(item.intent.venue),
+                       refusal)
 
     def handle_batch(self, batch: list[ReaderItem]) -> list[RouterItem]:
         """Decide every intent of a batch; other items pass through (renumbered)."""
@@ -415,6 +443,7 @@ class SentinelCore:
         """A reload: new limits and policies from the next intent on, and its record."""
         risk = self._require_risk()
         risk.reconfigure(change.config)
+        self.policy = change.policy
         return [self._insert("config", self.time, ConfigRecord(
             change.settings_sha256, change.file_sha256, change.changed, actor,
             change.reason, change.values))]

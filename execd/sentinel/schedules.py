@@ -195,7 +195,7 @@ class Schedules:
             self._settled(child, 0, None, plane, now, number, out)
             return
         out.append(Accepted(number(), now, None, intent, raw, child, record.side, plane,
-                            record.intent_id))
+                            record.intent_id, record.rule))
         if plane == "paper":
             # A full fill at its own price, as PaperAdapter records it.
             self._settled(child, lots, own_price(intent), plane, now, number, out)

@@ -14,6 +14,7 @@ from msgspec import Raw
 
 from execd.model import ids
 from execd.model.messages import Accepted, Entry, ExecutionOutcome
+from execd.policy.orders import paper_plan
 
 
 class PaperAdapter:
@@ -35,7 +36,7 @@ class PaperAdapter:
             self._execution_id(item.intent_id), item.intent_id, "FILLED", quantity, item.time,
             "paper", self.venue, intent.symbol, item.side, quantity,
             price if price is not None else intent.reference_price,
-            None, None, item.source, Raw(item.raw),
+            None, None, item.source, Raw(item.raw), plan=paper_plan(intent, item.rule),
         )
         if item.parent is not None:
             # A schedule's child (README, "Execution algorithms") names its parent.

@@ -15,6 +15,7 @@ from msgspec import Raw
 
 from execd.model import ids
 from execd.model.messages import Accepted, Entry, ExecutionOutcome
+from execd.policy.orders import paper_plan
 
 _ZERO = Decimal(0)
 
@@ -49,5 +50,7 @@ class StubAdapter:
             detail=None if filled else "live stub configured to fail",
             source=item.source,
             intent=Raw(item.raw),
+            # No market rules: its plan is the paper plane's, which it mirrors.
+            plan=paper_plan(intent, item.rule),
         )
         return Entry(item.seq, "outcome", item.time, outcome)

@@ -15,8 +15,9 @@ from typing import Any
 from msgspec import Struct
 
 from execd.model import reasons
-from execd.model.messages import Accepted, OrderIntent, OrderType
+from execd.model.messages import Accepted, OrderIntent, OrderType, Plan
 from execd.model.reasons import Status
+from execd.policy.orders import constraints_of, order_type_of, time_in_force_of
 
 _BPS = Decimal(10_000)
 _ONE = Decimal(1)
@@ -46,7 +47,8 @@ class MarketRules(Struct, frozen=True):
 
 
 class OrderPlan(Struct, frozen=True):
-    """The order to send: rounded amount, rounded price (limits only) and flags."""
+    """The order to send: rounded amount, rounded price (limits only) and flags, and
+    what shaped it (:class:`~execd.model.messages.Plan`'s ``constraints``)."""
 
     type: OrderType
     amount: Decimal
@@ -54,6 +56,12 @@ class OrderPlan(Struct, frozen=True):
     post_only: bool
     reduce_only: bool
     time_in_force: str | None = None
+    constraints: tuple[str, ...] = ()
+
+    def plan(self, intent: OrderIntent) -> Plan:
+        """The ledger's plan of this order (the outcome and order record carry it)."""
+        tif = None if self.post_only else time_in_force_of(intent, self.type)
+        return Plan(self.type, self.amount, intent.action, tif, self.price, self.constraints)
 
 
 # What replaces an order that is not sent: status, reason code, detail.
@@ -174,6 +182,7 @@ def prepare(item: Accepted, rules: MarketRules | None, default_slippage_bps: int
     if rules.max_amount is not None and amount > rules.max_amount:
         return ("REJECTED", reasons.VENUE_LIMIT_EXCEEDED,
                 f"amount={amount} > max_amount={rules.max_amount}")
+    unticked = price
     if price is not None:
         price = round_price(price, rules.price_tick, side)
         low, high = rules.min_price, rules.max_price
@@ -195,15 +204,11 @@ def prepare(item: Accepted, rules: MarketRules | None, default_slippage_bps: int
             return ("REJECTED", reasons.VENUE_LIMIT_EXCEEDED,
                     f"notional={notional} (amount={amount} x price={valued_at}) > "
                     f"max_notional={rules.max_cost}")
-    return OrderPlan(order_type, amount, price, post_only, reduce_only, tif)
-
-
-def order_type_of(intent: OrderIntent) -> OrderType:
-    """The type of the order ``intent`` becomes (README, The live plane): a limit when it
-    names one, or when it has a reference price and is not critical; else market."""
-    if intent.order_type == "limit":
-        return "limit"
-    return "market" if intent.urgency == "critical" or intent.reference_price is None else "limit"
+    shaped = constraints_of(
+        intent, item.rule, from_reference=order_type == "limit" and intent.order_type != "limit",
+        rounded=amount != intent.quantity, ticked=price != unticked, post_only=post_only,
+        reduce_only=reduce_only)
+    return OrderPlan(order_type, amount, price, post_only, reduce_only, tif, shaped)
 
 
 def time_in_force_refusal(intent: OrderIntent, rules: MarketRules) -> NotSent | None:

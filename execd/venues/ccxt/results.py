@@ -209,5 +209,5 @@ def _outcome(record: OrderRecord, execution_id: str, time: int, status: Status,
         client_order_id=record.client_order_id, venue_order_id=venue_order_id, fees=fees,
         slippage_bps=slippage, sent_quantity=record.amount, wall_time=wall_time,
         parent=record.parent,
-        fees_complete=fees_complete,
+        fees_complete=fees_complete, plan=record.plan,
     )

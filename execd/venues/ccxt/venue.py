@@ -57,6 +57,7 @@ from execd.model.messages import (
     Settled,
 )
 from execd.model.once_durable import Call
+from execd.policy.orders import skipped_plan
 from execd.service import logs
 from execd.service.liveness import Pulse, beating
 from execd.venues.ccxt import actions as act
@@ -238,7 +239,8 @@ class CcxtVenue:
             type=plan.type, amount=plan.amount, requested_quantity=intent.quantity,
             intent=Raw(item.raw), price=plan.price, reference_price=intent.reference_price,
             post_only=plan.post_only, reduce_only=plan.reduce_only, source=item.source,
-            wall_time=self.wall.now(), time_in_force=plan.time_in_force, parent=item.parent)
+            wall_time=self.wall.now(), time_in_force=plan.time_in_force, parent=item.parent,
+            plan=plan.plan(intent))
         order = self.order(record, item.time)
         first = order.start(self.mono(), self.wall.now())
         assert isinstance(first, act.Queue)
@@ -262,7 +264,8 @@ class CcxtVenue:
             venue=self.venue, symbol=intent.symbol, side=item.side,
             requested_quantity=intent.quantity, reason=reason, detail=detail,
             source=item.source, intent=Raw(item.raw), wall_time=self.wall.now(),
-            parent=item.parent)
+            parent=item.parent,
+            plan=skipped_plan(intent, item.rule, reason) if status == "SKIPPED" else None)
         entry = Entry(item.seq, "outcome", item.time, outcome)
         self._settle_when_durable(entry, outcome)
         return entry

@@ -14,7 +14,7 @@ import msgspec
 import pytest
 
 from execd.config import schema as config
-from execd.config.digest import outcome_settings_sha256
+from execd.config.digest import outcome_settings_sha256, settings_sha256
 from tests.helpers import ROOT
 
 # What main computed before the digest read the key declarations (commit 8798cea).
@@ -147,3 +147,22 @@ def test_a_venue_named_like_a_key_is_digested_by_its_own_keys(tmp_path: Path, na
     assert digest(base + "[queues]\nsentinel = 9\n") == digest(base)
     assert digest(base.replace('"paper"', '"live"\nadapter = "stub"')) != digest(base)
     assert digest(base + f'[venues."{name}".limits]\nequity = "5"\n') != digest(base)
+
+
+def test_the_policy_file_is_digested_by_its_rules_not_its_path_or_layout(
+        tmp_path: Path) -> None:
+    loaded = config.load(ROOT / "config" / "execd.toml")
+    assert loaded.policy is not None
+    with_policy = settings_sha256(loaded)
+    # The settings alone digest as they always did; the policy's bytes change the digest.
+    assert outcome_settings_sha256(loaded.config) == SHIPPED["execd.toml"] != with_policy
+    moved = tmp_path / "elsewhere.toml"
+    moved.write_bytes((ROOT / "config" / "policies.toml").read_bytes())
+    text = (ROOT / "config" / "execd.toml").read_text().replace(
+        'file = "config/policies.toml"', f'file = "{moved}"')
+    (tmp_path / "execd.toml").write_text(text)
+    assert settings_sha256(config.load(tmp_path / "execd.toml")) == with_policy
+    moved.write_bytes(moved.read_bytes() + b"\n# a comment changes no rule\n")
+    assert settings_sha256(config.load(tmp_path / "execd.toml")) == with_policy
+    moved.write_text(moved.read_text().replace("slices = 3", "slices = 4"))
+    assert settings_sha256(config.load(tmp_path / "execd.toml")) != with_policy

@@ -115,7 +115,8 @@ def test_what_a_reload_applies() -> None:
             "poll_interval_ms", "resend_window_ms", "send_attempts", "slippage_bps",
             "timeout_ms"]
     assert reloadable == sorted([
-        "log.level", "log.outcomes", "risk.require_registered_run", "risk.signatures",
+        "log.level", "log.outcomes", "policies", "policies.file",
+        "risk.require_registered_run", "risk.signatures",
         *(f"risk.limits.{k}" for k in limits), *(f"venues.*.limits.{k}" for k in limits),
         "venues.*.confirm_live", *(f"venues.*.ccxt.{k}" for k in ccxt),
         "venues.*.symbols.*", "venues.*.symbols.*.max_asset_exposure",

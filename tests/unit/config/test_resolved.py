@@ -183,6 +183,7 @@ def test_show_masks_every_secret_in_both_formats(
     assert shown == {_concrete(p) for p in SECRETS}
 
 
+POLICIES = Path(__file__).resolve().parents[3] / "config" / "policies.toml"
 ROUND = GOOD + """
 [log]
 level = "debug"
@@ -200,6 +201,9 @@ rate_window = 1000
 [metrics]
 listen = "127.0.0.1:9464"
 
+[policies]
+file = "{POLICIES}"
+
 [venues.stubby]
 plane = "live"
 adapter = "stub"
@@ -214,7 +218,7 @@ max_order_notional = "0.1000000000000000055"
 
 [venues.binance.symbols."ETH.PERP"]
 price_band_bps = 50
-"""
+""".replace("{POLICIES}", str(POLICIES))
 
 
 def test_toml_reads_back_to_the_same_values_and_loads_to_an_equal_config(

@@ -38,9 +38,10 @@ MISTAKES = {
     "[rules.a]\nsurprise = 1\n": "rules.a.surprise: expected one of match, order_types",
     "[rules.a]\norder_types = [\"stop\"]\n":
         "rules.a.order_types: expected an array of one of 'market', 'limit'",
-    "[rules.a.algorithms.low]\nalgorithm = \"twap\"\nvisible = \"1\"\n":
+    "[rules.a.algorithms.low]\nalgorithm = \"twap\"\nduration = 9\nslices = 3\n"
+    "visible = \"1\"\n":
         "rules.a.algorithms.low: expected only parameters of twap, found visible",
-    "[rules.a.algorithms.low]\nalgorithm = \"pov\"\nparticipation = \"1.5\"\n":
+    "[rules.a.algorithms.low]\nalgorithm = \"pov\"\nduration = 9\nparticipation = \"1.5\"\n":
         "rules.a.algorithms.low.participation: expected a decimal above 0, at most 1, found 1.5",
     "[rules.a.algorithms.urgent]\nalgorithm = \"twap\"\n":
         "rules.a.algorithms.urgent: expected one of 'low', 'medium', 'high', 'critical'",
@@ -50,6 +51,12 @@ MISTAKES = {
         "rules.a.pacing.max_child_notional: expected a decimal within 1e-18 .. 1e15",
     "[rules.a.algorithms.low]\nalgorithm = \"twap\"\ntime_in_force = \"GTD\"\n":
         "rules.a.algorithms.low.time_in_force: expected one of 'GTC', 'IOC', 'FOK', 'PO'",
+    "[rules.a.algorithms.low]\nalgorithm = \"twap\"\nduration = 9\n":
+        "rules.a.algorithms.low: expected duration and one of slices, interval (a default "
+        "has no start or end of its own), found duration",
+    "[rules.a.algorithms.high]\nalgorithm = \"iceberg\"\n":
+        "rules.a.algorithms.high: expected visible (a default has no start or end of its "
+        "own), found none",
     "rules = 3\n": "rules: expected a table, found int 3",
     "[rules]\n": "rules: expected at least one rule, found none",
     "[rules.a\n": "(syntax): expected valid TOML",
@@ -77,12 +84,32 @@ def test_a_file_that_is_not_a_regular_file_is_refused_without_reading_it(
 def test_explain_names_the_rule_and_the_execution_and_plan_an_intent_gets(
         capsys: pytest.CaptureFixture[str]) -> None:
     line = ('{"kind":"intent","venue":"binance","symbol":"BTC/USDT","quantity":"0.30",'
-            '"source_run":"run-1","side":"buy"}')
+            '"source_run":"run-1","side":"buy","urgency":"low"}')
     assert main(["policy", "explain", str(SHIPPED), line]) == 0
     out = capsys.readouterr().out
-    assert "rule: paper" in out and "default: the rule's for urgency medium" in out
+    assert "rule: paper" in out and "default: the rule's for urgency low" in out
     assert "plan (paper): twap, 3 slice(s) in lots of 0.01, first at 0 for 0.10" in out
     assert main(["policy", "explain", str(SHIPPED), "--plane", "live",
                  line.replace("BTC", "ETH")]) == 0
     assert "rule: default" in capsys.readouterr().out
+    # Medium urgency on paper: no default, one immediate order, and its plan.
+    assert main(["policy", "explain", str(SHIPPED), line.replace("low", "medium")]) == 0
+    assert ('plan (paper): {"order_type":"market","size":"0.30","constraints":'
+            '["policy:paper"]}') in capsys.readouterr().out
+    # The daemon's own refusals: a live BTC schedule shorter than min_duration.
+    short = line.replace('"urgency":"low"', '"execution":{"algorithm":"twap","duration":10,'
+                         '"slices":2}')
+    assert main(["policy", "explain", str(SHIPPED), "--plane", "live", short]) == 0
+    assert ("decision: refused, POLICY_PACING_EXCEEDED: rule live-btc: the window [0, 10) "
+            "lasts 10: shorter than min_duration=60") in capsys.readouterr().out
     assert main(["policy", "explain", str(SHIPPED), "{nope"]) == 2
+
+
+def test_the_digest_is_of_the_rules_whatever_their_order_or_comments(tmp_path: Path) -> None:
+    text = SHIPPED.read_text()
+    first, rest = text.split("[rules.paper]", 1)
+    reordered = tmp_path / "r.toml"
+    reordered.write_text("[rules.paper]" + rest + "\n" + first + "# the end\n")
+    assert policy_file.load(reordered).sha256 == policy_file.load(SHIPPED).sha256
+    reordered.write_text(reordered.read_text().replace('"0.05"', '"0.06"'))
+    assert policy_file.load(reordered).sha256 != policy_file.load(SHIPPED).sha256

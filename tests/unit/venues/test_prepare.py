@@ -52,9 +52,11 @@ def test_other_urgencies_limit_at_the_reference_moved_by_the_slippage() -> None:
     buy = prepare(accepted(reference_price=D("50000"),
                            constraints=Constraints(max_slippage_bps=20)), RULES, 50)
     sell = prepare(accepted("sell", reference_price=D("50000")), RULES, 50)
-    assert buy == OrderPlan("limit", D("0.5"), D("50100.00"), False, False)
+    assert buy == OrderPlan("limit", D("0.5"), D("50100.00"), False, False, None,
+                            ("limit_from_reference",))
     # The venue's default (50 bps) when the intent sets none.
-    assert sell == OrderPlan("limit", D("0.5"), D("49750.00"), False, False)
+    assert sell == OrderPlan("limit", D("0.5"), D("49750.00"), False, False, None,
+                             ("limit_from_reference",))
 
 
 def test_without_a_reference_price_a_market_order() -> None:
@@ -135,7 +137,8 @@ def test_post_only_and_reduce_only_pass_where_supported() -> None:
     plan = prepare(accepted(order_type="limit", limit_price=D("100"),
                             constraints=Constraints(post_only=True, reduce_only=True)),
                    contract, 0)
-    assert plan == OrderPlan("limit", D("0.5"), D("100"), True, True)
+    assert plan == OrderPlan("limit", D("0.5"), D("100"), True, True, None,
+                             ("post_only", "reduce_only"))
 
 
 def test_rules_from_a_ccxt_market() -> None:

@@ -1,0 +1,129 @@
+"""An execution policy applied to one intent: its rule, its default, its refusals. Pure.
+
+The sentinel asks :func:`judge` of every intent that passed the structural checks,
+before its schedule is planned: the rule that applies (:meth:`Policy.applies
+<execd.policy.file.Policy.applies>`), the intent with that rule's default execution when
+it named none, or the refusal of an order type or time in force the rule does not
+allow. Once the schedule is planned, :func:`pacing` says whether it keeps to the rule's
+pacing. Both are functions of the intent, the policy and numbers the sentinel passes in:
+a replay of the same inputs under the same policy file decides the same.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import msgspec
+from msgspec import Struct
+
+from execd.model import reasons
+from execd.model.messages import Execution, OrderIntent, Plane, ScheduleRecord
+from execd.model.refusal import Refusal
+from execd.policy.file import Default, Policy, Rule
+from execd.policy.orders import order_type_of, time_in_force_of
+from execd.policy.rules import Match
+from execd.schedule.intake import TIMES_IN_FORCE
+
+_slices = msgspec.json.Decoder(list[tuple[int, int]]).decode
+_TIMED = frozenset(("twap", "vwap", "pov"))
+
+
+class Applied(Struct, frozen=True, gc=False):
+    """The rule that applies (None: none does) and the intent as it executes: with the
+    rule's default execution when ``defaulted``."""
+
+    rule: str | None
+    intent: OrderIntent
+    defaulted: bool = False
+
+
+def execution_of(default: Default) -> Execution:
+    """A rule's default as the execution an intent could have named."""
+    return Execution(default.algorithm, duration=default.duration, slices=default.slices,
+                     interval=default.interval, visible=default.visible,
+                     participation=default.participation, time_in_force=default.time_in_force)
+
+
+def judge(policy: Policy, intent: OrderIntent, plane: Plane) -> Applied | Refusal:
+    """The rule for ``intent`` on ``plane``, and the intent as that rule lets it execute;
+    or the refusal of what the rule does not allow."""
+    name = policy.applies(Match(plane, intent.venue, intent.symbol, intent.urgency,
+                                intent.action, intent.source_run))
+    if name is None:
+        return Applied(None, intent)
+    rule = policy.file.rules[name]
+    defaulted = False
+    if intent.execution is None:
+        default = rule.algorithms.get(intent.urgency)
+        if default is not None and (default.algorithm != "immediate"
+                                    or default.time_in_force is not None):
+            intent = msgspec.structs.replace(intent, execution=execution_of(default))
+            defaulted = True
+    order_type = order_type_of(intent)
+    allowed = rule.order_types
+    if allowed is not None and order_type not in allowed:
+        became = "" if order_type == intent.order_type else (
+            f" (order_type={intent.order_type} with a reference price, at urgency "
+            f"{intent.urgency}, is sent as a limit)")
+        return Refusal(reasons.POLICY_ORDER_TYPE_REFUSED,
+                       f"rule {name}: a {order_type} order is not allowed (allowed: "
+                       f"{', '.join(allowed)}){became}")
+    tif = time_in_force_of(intent, order_type)
+    # One that is no time in force at all is the schedule's intake's to refuse, as such.
+    tifs = rule.times_in_force
+    if tifs is not None and tif in TIMES_IN_FORCE and tif not in tifs:
+        return Refusal(reasons.POLICY_TIME_IN_FORCE_REFUSED,
+                       f"rule {name}: time in force {tif} is not allowed (allowed: "
+                       f"{', '.join(tifs)})")
+    paced = rule.pacing
+    share = intent.execution.participation if intent.execution is not None else None
+    most = paced.max_participation if paced is not None else None
+    # Before the schedule is planned (a POV needs the market's volume to be): a share
+    # that is no number is the intake's to refuse, as such.
+    if most is not None and share is not None and share.is_finite() and share > most:
+        return _exceeded(name, f"participation={share} is above max_participation={most}")
+    return Applied(name, intent, defaulted)
+
+
+def pacing(policy: Policy, name: str, intent: OrderIntent, schedule: ScheduleRecord | None,
+           now: int, price: Decimal | None) -> Refusal | None:
+    """Why ``intent`` (planned as ``schedule``; None: one immediate order) breaks rule
+    ``name``'s pacing, or None. ``price``: what its children are valued at (the
+    lakehouse's price, else the intent's own), None when there is none."""
+    rule: Rule = policy.file.rules[name]
+    paced = rule.pacing
+    if paced is None:
+        return None
+    execution = intent.execution
+    if schedule is not None and execution is not None and execution.algorithm in _TIMED:
+        start = now if execution.start is None else execution.start
+        end = execution.end if execution.end is not None else start + (execution.duration or 0)
+        length = end - start
+        if paced.min_duration is not None and length < paced.min_duration:
+            return _exceeded(name, f"the window [{start}, {end}) lasts {length}: shorter "
+                                   f"than min_duration={paced.min_duration}")
+        if paced.max_duration is not None and length > paced.max_duration:
+            return _exceeded(name, f"the window [{start}, {end}) lasts {length}: longer "
+                                   f"than max_duration={paced.max_duration}")
+    cap = paced.max_child_notional
+    if cap is None or (schedule is not None and schedule.pov is not None):
+        # A POV's children are sized by the market's volume as it comes: its pacing is
+        # max_participation.
+        return None
+    if schedule is None:
+        largest = intent.quantity
+    else:
+        lots = max((n for _, n in _slices(schedule.slices)), default=0)
+        largest = lots * schedule.lot
+    if price is None:
+        return _exceeded(name, f"max_child_notional={cap}: no price to value a child of "
+                               f"{largest} by (no lakehouse price, limit or reference price)")
+    notional = largest * price
+    if notional > cap:
+        return _exceeded(name, f"a child of {largest} at {price} is {notional}: above "
+                               f"max_child_notional={cap}")
+    return None
+
+
+def _exceeded(name: str, why: str) -> Refusal:
+    return Refusal(reasons.POLICY_PACING_EXCEEDED, f"rule {name}: {why}")
