@@ -32,14 +32,6 @@ D = Decimal
 TRADES = ("GET", "/api/v3/myTrades")
 
 
-@pytest.fixture
-async def fake() -> Any:
-    exchange = fake_exchange()
-    await exchange.start()
-    yield exchange
-    await exchange.stop()
-
-
 async def test_a_market_order_fills_through_the_real_ccxt(tmp_path: Path,
                                                           fake: FakeBinance) -> None:
     ledger = await run_live(tmp_path, fake, [live_intent(1)])

@@ -33,14 +33,6 @@ CANCEL = ("DELETE", "/api/v3/order")
 RESTING = {"order_type": "limit", "limit_price": "49000", "urgency": "low"}
 
 
-@pytest.fixture
-async def fake() -> Any:
-    exchange = fake_exchange()
-    await exchange.start()
-    yield exchange
-    await exchange.stop()
-
-
 def fill_resting(fake: FakeBinance, *parts: Decimal | None) -> Any:
     """A ``during`` hook: once an order rests, fill it in ``parts`` (None: the rest)."""
     async def fill(daemon: Daemon) -> None:

@@ -16,7 +16,7 @@ import pytest
 
 from execd.app.daemon import Daemon
 from tests.fakes.binance import FakeBinance
-from tests.live import API_KEY, SECRET, fake_exchange, live_intent
+from tests.live import API_KEY, SECRET, live_intent
 from tests.live_run import LOOKUP, outcome_of, requests_besides_start, run_live
 
 NO_POLL = {"poll_ms": 60_000, "order_timeout_ms": 120_000}
@@ -25,14 +25,6 @@ NO_POLL = {"poll_ms": 60_000, "order_timeout_ms": 120_000}
 def resting(n: int = 1) -> dict[str, Any]:
     """A limit buy under the market (50,000): it rests until the fake fills it."""
     return live_intent(n, urgency="medium", order_type="limit", limit_price="49000")
-
-
-@pytest.fixture
-async def fake() -> Any:
-    exchange = fake_exchange()
-    await exchange.start()
-    yield exchange
-    await exchange.stop()
 
 
 async def rests_while_listening(daemon: Daemon, fake: FakeBinance, count: int = 1) -> None:

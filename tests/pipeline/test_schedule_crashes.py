@@ -23,7 +23,7 @@ import pytest
 
 from execd.app.daemon import Daemon
 from execd.config import schema as config
-from tests.helpers import intent, lines, records, write_config
+from tests.helpers import ROOT, intent, lines, records, write_config
 from tests.pipeline.test_crash_states import same_state_as_full_fold
 
 ROWS: list[dict[str, Any]] = [
@@ -54,6 +54,18 @@ RACE: list[dict[str, Any]] = [
     intent(2, quantity="2", limit_price="10", order_type="limit",
            execution={"algorithm": "twap", "start": 20, "end": 60, "slices": 2}),
     *({"kind": "tick", "time": t} for t in (20, 30, 40, 50, 60, 80, 200))]
+# Under the shipped policy (paper: low urgency naming no execution gets a TWAP of 3 over
+# 60): schedules whose execution is the rule's, not their line's, rebuilt after a cut
+# from the schedule record's own.
+POLICY_RISK = (f'signatures = "none"\n[policies]\nfile = "{ROOT / "config" / "policies.toml"}"'
+               "\n")
+POLICED: list[dict[str, Any]] = [
+    {"kind": "tick", "time": 10},
+    intent(1, quantity="0.9", limit_price="10", order_type="limit", urgency="low"),
+    intent(2, side="sell", quantity="3", reference_price="5", urgency="low",
+           constraints={"post_only": True}),
+    intent(3, quantity="1", urgency="medium"),
+    *({"kind": "tick", "time": t} for t in (20, 30, 50, 60, 100))]
 NAME = "s.jsonl"
 # With limits: a schedule whose last child the rate limit refuses ends with lots unsent,
 # and what every later intent is judged against depends on what the schedules still hold
@@ -130,7 +142,8 @@ def check(directory: Path) -> dict[str, tuple[str, str, str | None]]:
 
 @pytest.mark.parametrize(("every", "rows", "risk"), [
     (0, ROWS, 'signatures = "none"'), (3, ROWS, 'signatures = "none"'), (0, RISKY, RISK),
-    (3, RISKY, RISK), (0, RACE, RACE_RISK), (2, RACE, RACE_RISK)])
+    (3, RISKY, RISK), (0, RACE, RACE_RISK), (2, RACE, RACE_RISK), (0, POLICED, POLICY_RISK),
+    (2, POLICED, POLICY_RISK)])
 async def test_every_crash_point_inside_schedules_recovers_to_one_outcome_each(
         tmp_path: Path, every: int, rows: list[dict[str, Any]], risk: str) -> None:
     base = tmp_path / "base"
@@ -152,6 +165,14 @@ async def test_every_crash_point_inside_schedules_recovers_to_one_outcome_each(
                  and o["body"]["logical_time"] == 20 and "parent" in o["body"]]
         assert [(c["parent"][-1], c["status"]) for c in first] == [("1", "FILLED"),
                                                                     ("2", "REJECTED")]
+    if rows is POLICED:  # two TWAPs of the rule's, their children planned as it says
+        bodies = [o["body"] for o in map(json.loads, full)]
+        assert [b.get("rule") for b in bodies if "slices" in b] == ["paper", "paper"]
+        children = [b for b in bodies if b.get("parent")]
+        assert len(children) == 6
+        assert all(c["plan"]["constraints"][0] == "policy:paper" for c in children)
+        assert {c["plan"]["constraints"][-1] for c in children
+                if c["parent"].endswith("2")} == {"post_only"}
     if rows is RISKY:  # the cases the limits make: a refused child, a refused probe
         reasons = {o["body"].get("reason") for o in map(json.loads, full)
                    if o["kind"] == "outcome"}

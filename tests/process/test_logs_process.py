@@ -31,13 +31,15 @@ _ENV_CHOICES = ("JOURNAL_STREAM", "INVOCATION_ID", "NO_COLOR", "FORCE_COLOR", "T
 
 
 def shipped(tmp_path: Path, extra: str = "") -> Path:
-    """The shipped config and sample lakehouse context in ``tmp_path`` (its relative
-    paths are taken from there), plus ``extra`` appended to the ``[log]`` table."""
+    """The shipped config, its policy file and sample lakehouse context in ``tmp_path``
+    (its relative paths are taken from there), plus ``extra`` appended to the ``[log]`` table."""
     text = (ROOT / "config" / "execd.toml").read_text()
     if extra:
         text = text.replace("[log]\n", f"[log]\n{extra}\n", 1)
     config = tmp_path / "execd.toml"
     config.write_text(text)
+    (tmp_path / "config").mkdir(exist_ok=True)
+    shutil.copy(ROOT / "config" / "policies.toml", tmp_path / "config" / "policies.toml")
     lakehouse = tmp_path / "var" / "lakehouse"
     for part in ("audit", "market"):
         shutil.copytree(SAMPLES / part, lakehouse / part)

@@ -74,7 +74,8 @@ async def test_a_bare_cr_inside_a_record_does_not_split_it(tmp_path: Path) -> No
     assert b"\r" in b"".join(p.read_bytes() for p in ledger.glob("segment-*.jsonl"))
     every = tail(ledger, "-n", "0")
     assert not [x for x in every if "unreadable" in x]
-    assert every[2].startswith("#3 t=0 outcome FILLED") and every[2].endswith("src=in.jsonl:1")
+    assert every[2].startswith("#3 t=0 outcome FILLED") and every[2].endswith(
+        "src=in.jsonl:1 plan=market,0.5")
     # --json prints the stored lines as they are, CR included (so read bytes, not text).
     raw = subprocess.run([*EXECD, "ledger", "tail", "--ledger", str(ledger), "-n", "0",
                           "--json"], capture_output=True, cwd=ROOT, check=True, timeout=60)

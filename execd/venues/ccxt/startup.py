@@ -23,12 +23,13 @@ from ccxt.base.decimal_to_precision import TICK_SIZE
 from execd.model.messages import Entry, OrderRecord, SendAttemptRecord
 from execd.venues.ccxt import actions as act
 from execd.venues.ccxt.actions import MAX_BACKOFF
+from execd.venues.ccxt.backlog import RECONCILED
 from execd.venues.ccxt.calls import message_of
 from execd.venues.ccxt.order import Order
 from execd.venues.ccxt.prepare import MarketRules, rules_from_market
 
 if TYPE_CHECKING:
-    from execd.venues.ccxt.venue import CcxtVenue, Job
+    from execd.venues.ccxt.venue import CcxtVenue
 
 
 class StartUp:
@@ -44,7 +45,7 @@ class StartUp:
         self.started = started
 
     async def run(self, send: ObjectSendStream[list[Entry]],
-                  work: ObjectSendStream[Job]) -> None:
+                  work: ObjectSendStream[None]) -> None:
         """Connect, reconcile, then set the venue ready (unless a stop came first)."""
         venue = self.venue
         async with send, work:
@@ -102,7 +103,7 @@ class StartUp:
                                  reduce_only=bool(market.get("contract")))
 
     async def _reconcile(self, send: ObjectSendStream[list[Entry]],
-                         work: ObjectSendStream[Job]) -> bool:
+                         work: ObjectSendStream[None]) -> bool:
         """Resolve every unresolved order; False when a stop leaves one in doubt."""
         venue = self.venue
         parked: list[tuple[Order, act.AfterWindow]] = []
@@ -136,7 +137,7 @@ class StartUp:
         return order.start(self.venue.mono(), self.venue.wall.now())
 
     async def _hand_over(self, order: Order, action: act.Action,
-                         send: ObjectSendStream[list[Entry]], work: ObjectSendStream[Job]
+                         send: ObjectSendStream[list[Entry]], work: ObjectSendStream[None]
                          ) -> bool:
         """Give a reconciled order to the workers, or write its end; False: left in doubt."""
         venue = self.venue
@@ -146,7 +147,10 @@ class StartUp:
                 venue.cancelled.add(order.record.intent_id)  # for the worker that takes it
             durable = anyio.Event()
             durable.set()  # recorded by an earlier run
-            await work.send((order, durable))
+            # Its order first, then its ticket: a send cut short leaves an order without
+            # a ticket (never sent, reconciled at the next start), never the reverse.
+            venue.waiting.put((order, durable), RECONCILED)
+            await work.send(None)
             return True
         assert isinstance(action, act.Done), action
         if action.outcome is None:

@@ -61,6 +61,7 @@ from execd.policy.orders import skipped_plan
 from execd.service import logs
 from execd.service.liveness import Pulse, beating
 from execd.venues.ccxt import actions as act
+from execd.venues.ccxt.backlog import Waiting
 from execd.venues.ccxt.calls import CallHook, Calls, classify, message_of
 from execd.venues.ccxt.credentials import Credentials
 from execd.venues.ccxt.driver import Driver
@@ -119,8 +120,10 @@ class CcxtVenue:
         # Pushed order updates (where the exchange offers them) wake the workers.
         self.stream = OrderStream(venue, self.exchange, table)
         self.driver = Driver(self)
-        self._work_send, self._work_receive = anyio.create_memory_object_stream[Job](
+        # Tickets (each names nothing): the orders wait in ``waiting``, best first.
+        self._work_send, self._work_receive = anyio.create_memory_object_stream[None](
             table.backlog)
+        self.waiting: Waiting[Job] = Waiting()
 
     def reconfigure(self, table: CcxtConfig) -> None:
         """A reload's settings (only those that pace or bound calls: see execd.app.reload).
@@ -246,7 +249,9 @@ class CcxtVenue:
         assert isinstance(first, act.Queue)
         durable = anyio.Event()
         try:
-            self._work_send.send_nowait((order, durable))
+            self._work_send.send_nowait(None)
+            # No await between the ticket and its order: no worker runs in between.
+            self.waiting.put((order, durable), intent.priority)
         except anyio.WouldBlock:
             return self._instead(
                 item, "REJECTED", reasons.VENUE_BACKLOG_FULL,
@@ -300,10 +305,11 @@ class CcxtVenue:
 
     # ------------------------------------------------------------------- workers
 
-    async def _worker(self, work: ObjectReceiveStream[Job],
+    async def _worker(self, work: ObjectReceiveStream[None],
                       send: ObjectSendStream[list[Entry]]) -> None:
         async with work, send:
-            async for order, durable in work:
+            async for _ in work:
+                order, durable = self.waiting.take()
                 await durable.wait()
                 self.in_flight += 1
                 done: act.Action | None = None
