@@ -186,6 +186,11 @@ class Commands:
             loaded = await anyio.to_thread.run_sync(config_file.load, daemon.loaded.path)
         except ConfigError as exc:
             raise ReloadRefused([str(p) for p in exc.problems]) from None
+        except MemoryError:
+            # The files are bounded, so this is the machine, not the file: say so, and
+            # keep running on the config in force.
+            raise ReloadRefused([f"{daemon.loaded.path}: the config and its policy file could "
+                                 "not be checked: out of memory"]) from None
         new = loaded.config
         values = changes(daemon.config, new)
         changed = list(values)

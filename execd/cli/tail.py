@@ -207,7 +207,8 @@ def _schedule(body: dict[str, Any]) -> str:
     return (f"{_text(get('algorithm'))} {_or_dash(get('side'))} {_text(get('quantity'))} "
             f"{_or_dash(get('venue'))} {_or_dash(get('symbol'))} {window} "
             f"lot={_text(get('lot'))} intent={_text(get('intent_id', '-'))}"
-            + (f" rule={_text(get('rule'))}" if get("rule") is not None else ""))
+            + (f" rule={_text(get('rule'))}" if get("rule") is not None else "")
+            + (f" default={_json(get('execution'))}" if get("execution") is not None else ""))
 
 
 def _tick(body: dict[str, Any]) -> str:

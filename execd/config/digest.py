@@ -46,8 +46,9 @@ def settings_sha256(loaded: LoadedConfig) -> str:
 
 def outcome_settings_sha256(config: Config, policy_sha256: str | None = None) -> str:
     """Digest of the settings that decide outcomes (venues, limits, clock, input,
-    governance) and, when there is one, of the policy file's bytes (``policy``, last):
-    its rules decide outcomes as the limits do, whatever its path."""
+    governance) and, when there is one, of the policy file's rules (``policy``, last:
+    their digest, :func:`execd.policy.file.canonical`): they decide outcomes as the
+    limits do, whatever the file's path."""
     order = [*_FIRST, *(name for name in Config.__struct_fields__ if name not in _FIRST)]
     defaults = _defaults(Config)
     settings: dict[str, Any] = {}

@@ -96,15 +96,18 @@ def pacing(policy: Policy, name: str, intent: OrderIntent, schedule: ScheduleRec
         return None
     execution = intent.execution
     if schedule is not None and execution is not None and execution.algorithm in _TIMED:
-        start = now if execution.start is None else execution.start
-        end = execution.end if execution.end is not None else start + (execution.duration or 0)
+        # What is left of the window when the intent is read: a window that began in the
+        # past trades its due part at once.
+        start = now if execution.start is None else max(execution.start, now)
+        end = execution.end if execution.end is not None else (
+            (now if execution.start is None else execution.start) + (execution.duration or 0))
         length = end - start
         if paced.min_duration is not None and length < paced.min_duration:
-            return _exceeded(name, f"the window [{start}, {end}) lasts {length}: shorter "
-                                   f"than min_duration={paced.min_duration}")
+            return _exceeded(name, f"the window left, [{start}, {end}), lasts {length}: "
+                                   f"shorter than min_duration={paced.min_duration}")
         if paced.max_duration is not None and length > paced.max_duration:
-            return _exceeded(name, f"the window [{start}, {end}) lasts {length}: longer "
-                                   f"than max_duration={paced.max_duration}")
+            return _exceeded(name, f"the window left, [{start}, {end}), lasts {length}: "
+                                   f"longer than max_duration={paced.max_duration}")
     cap = paced.max_child_notional
     if cap is None or (schedule is not None and schedule.pov is not None):
         # A POV's children are sized by the market's volume as it comes: its pacing is
@@ -113,7 +116,11 @@ def pacing(policy: Policy, name: str, intent: OrderIntent, schedule: ScheduleRec
     if schedule is None:
         largest = intent.quantity
     else:
-        lots = max((n for _, n in _slices(schedule.slices)), default=0)
+        slices = _slices(schedule.slices)
+        lots = max((n for due, n in slices if due > now), default=0)
+        # The slices already due go out as one child (an iceberg's never merge).
+        due_now = [n for due, n in slices if due <= now]
+        lots = max(lots, sum(due_now) if schedule.merge else max(due_now, default=0))
         largest = lots * schedule.lot
     if price is None:
         return _exceeded(name, f"max_child_notional={cap}: no price to value a child of "

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 import msgspec
 from msgspec import Meta, Struct
@@ -23,13 +23,18 @@ from execd.model.errors import ConfigError, ConfigProblem
 from execd.model.messages import Name, OrderType, Urgency
 from execd.policy import rules
 from execd.policy.rules import Match
-from execd.schedule.intake import ALGORITHMS, TIMES_IN_FORCE, parameters_of
+from execd.schedule.intake import ALGORITHMS, MAX_DIGITS, MAX_SLICES, TIMES_IN_FORCE, parameters_of
 
 MAX_POLICY_BYTES = 1 << 20
 # Rules in name order, keys sorted, decimals as written: the digest's bytes.
 _CANONICAL: Final = msgspec.json.Encoder(decimal_format="string", order="sorted")
-_BEYOND = Decimal(1).scaleb(16)
+_LEAST, _BEYOND = Decimal(1).scaleb(-18), Decimal(1).scaleb(16)
 Positive = Annotated[int, Meta(gt=0, le=2**63 - 1)]
+Span = Annotated[int, Meta(gt=0, le=2**62)]
+#: The most rules a file may have: choosing one and finding ties look at them all.
+MAX_RULES: Final = 256
+#: Ties named one line each, up to this many; then one line says how many more.
+MAX_TIE_LINES: Final = 10
 Algorithm = Literal["immediate", "twap", "vwap", "iceberg", "pov"]
 TimeInForce = Literal["GTC", "IOC", "FOK", "GTD", "PO"]
 assert set(ALGORITHMS) == set(Algorithm.__args__)  # type: ignore[attr-defined]
@@ -37,13 +42,15 @@ assert set(TIMES_IN_FORCE) == set(TimeInForce.__args__)  # type: ignore[attr-def
 
 
 class Default(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
-    """The execution an intent of one urgency gets when it names none."""
+    """The execution an intent of one urgency gets when it names none: bounded as the
+    schedule's intake bounds an intent's, so no default is one every intent is refused
+    for (a window of at most 2**62 clock units starts at any time a ledger holds)."""
 
     algorithm: Algorithm
     # Decimals as strings ("0.1"): a TOML float would round.
-    duration: Positive | None = None
-    slices: Positive | None = None
-    interval: Positive | None = None
+    duration: Span | None = None
+    slices: Annotated[int, Meta(gt=0, le=MAX_SLICES)] | None = None
+    interval: Span | None = None
     visible: Decimal | None = None
     participation: Decimal | None = None
     # GTD is not a default: its expire_at is a time, which only an intent can name.
@@ -82,10 +89,23 @@ class Policy(Struct, frozen=True):
     path: str
     file: PolicyFile
     sha256: str
+    # Facts -> the rule chosen: intents share few, and choosing looks at every rule.
+    chosen: dict[tuple[str | None, ...], str | None] = msgspec.field(default_factory=dict)
 
     def applies(self, facts: Match) -> str | None:
         """The name of the rule that applies to an intent of ``facts``, or None."""
-        return rules.choose(((n, r.match) for n, r in self.file.rules.items()), facts)
+        key = tuple(getattr(facts, fact) for fact in rules.FACTS)
+        chosen = self.chosen
+        if key in chosen:
+            return chosen[key]
+        if len(chosen) >= _CHOSEN:
+            chosen.clear()  # bounded: a pure function's memo, so forgetting changes nothing
+        name = chosen[key] = rules.choose(
+            ((n, r.match) for n, r in self.file.rules.items()), facts)
+        return name
+
+
+_CHOSEN: Final = 1 << 16
 
 
 def load(path: str | Path) -> Policy:
@@ -101,7 +121,41 @@ def load(path: str | Path) -> Policy:
         raise ConfigError(problems)
     # The rules' digest, not the bytes': comments, layout and key order change nothing,
     # as "1s" and 1000 are one config (README, "Configuration").
-    return Policy(name, file, hashlib.sha256(_CANONICAL.encode(file)).hexdigest())
+    return Policy(name, file, hashlib.sha256(_CANONICAL.encode(canonical(file))).hexdigest())
+
+
+def canonical(file: PolicyFile) -> dict[str, Any]:
+    """The rules as what they mean, for the digest: what a rule leaves out and what it
+    says the same way are one (a bare ``"*"`` and no fact; an empty pacing and none; an
+    immediate default with no time in force, which changes nothing, and no default);
+    lists are sets; decimals are normalized ("0.10" is "0.1")."""
+    out: dict[str, Any] = {}
+    for rule_name, rule in file.rules.items():
+        match = {f: v for f in rules.FACTS if (v := getattr(rule.match, f)) not in (None, "*")}
+        body: dict[str, Any] = {"match": match}
+        for key in ("order_types", "times_in_force"):
+            listed = getattr(rule, key)
+            if listed is not None:
+                body[key] = sorted(set(listed))
+        algorithms = {u: _normal(msgspec.to_builtins(d)) for u, d in rule.algorithms.items()
+                      if d.algorithm != "immediate" or d.time_in_force is not None}
+        if algorithms:
+            body["algorithms"] = algorithms
+        pacing = _normal(msgspec.to_builtins(rule.pacing)) if rule.pacing is not None else {}
+        if pacing:
+            body["pacing"] = pacing
+        out[rule_name] = body
+    return out
+
+
+def _normal(table: dict[str, Any]) -> dict[str, Any]:
+    """``table`` with its decimals (strings of digits) normalized."""
+    return {k: (str(Decimal(v).normalize()) if isinstance(v, str) and k in _DECIMALS else v)
+            for k, v in table.items()}
+
+
+_DECIMALS: Final = frozenset(("visible", "participation", "max_participation",
+                              "max_child_notional"))
 
 
 # What each algorithm's default must name to be planned: an intent of its urgency that
@@ -128,6 +182,10 @@ def _missing(default: Default, given: set[str]) -> str | None:
 def _check_meaning(file: PolicyFile, name: str, problems: list[ConfigProblem]) -> None:
     if not file.rules:
         problems.append(ConfigProblem(name, "rules", "at least one rule", "none"))
+    if len(file.rules) > MAX_RULES:
+        problems.append(ConfigProblem(name, "rules", f"at most {MAX_RULES} rules",
+                                      str(len(file.rules))))
+        return
     for rule_name, rule in sorted(file.rules.items()):
         where = f"rules.{rule_name}"
         for fact in rules.FACTS:
@@ -159,15 +217,17 @@ def _check_meaning(file: PolicyFile, name: str, problems: list[ConfigProblem]) -
         if pacing is not None:
             shares.append(("pacing.max_participation", pacing.max_participation))
         for key, share in shares:
-            if share is not None and not (share.is_finite() and 0 < share <= 1):
-                problems.append(ConfigProblem(name, f"{where}.{key}",
-                                              "a decimal above 0, at most 1", str(share)))
+            if share is not None and not (share.is_finite() and _LEAST <= share <= 1
+                                          and len(share.as_tuple().digits) <= MAX_DIGITS):
+                problems.append(ConfigProblem(
+                    name, f"{where}.{key}",
+                    f"a decimal within 1e-18 .. 1, of at most {MAX_DIGITS} digits", str(share)))
         positives = [(f"algorithms.{u}.visible", d.visible)
                      for u, d in sorted(rule.algorithms.items())]
         if pacing is not None:
             positives.append(("pacing.max_child_notional", pacing.max_child_notional))
         for key, value in positives:
-            if value is not None and not (value.is_finite() and 0 < value < _BEYOND):
+            if value is not None and not (value.is_finite() and _LEAST <= value < _BEYOND):
                 problems.append(ConfigProblem(name, f"{where}.{key}",
                                               "a decimal within 1e-18 .. 1e15", str(value)))
         if (pacing is not None and pacing.min_duration is not None
@@ -175,7 +235,11 @@ def _check_meaning(file: PolicyFile, name: str, problems: list[ConfigProblem]) -
             problems.append(ConfigProblem(
                 name, f"{where}.pacing.min_duration",
                 f"at most pacing.max_duration ({pacing.max_duration})", str(pacing.min_duration)))
-    for first, second in rules.ties({n: r.match for n, r in file.rules.items()}):
+    tied = rules.ties({n: r.match for n, r in file.rules.items()})
+    if len(tied) > MAX_TIE_LINES:
+        problems.append(ConfigProblem(name, "rules", "no ties",
+                                      f"{len(tied)} ties, the first {MAX_TIE_LINES} below"))
+    for first, second in tied[:MAX_TIE_LINES]:
         problems.append(ConfigProblem(
             name, f"rules.{second}.match",
             f"a rule more or less specific than rules.{first} (both score "

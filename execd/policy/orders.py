@@ -38,6 +38,19 @@ def time_in_force_of(intent: OrderIntent, order_type: OrderType) -> str | None:
     return "GTC" if order_type == "limit" else None
 
 
+def plan_terms(intent: OrderIntent, order_type: OrderType) -> tuple[str | None, bool]:
+    """(the plan's ``time_in_force``, post-only) of an order of ``order_type``: post-only
+    when the intent says so or names PO, which then shows as the ``post_only``
+    constraint, not as a time in force; a market order has none (it takes what it can at
+    once; the venue is sent none)."""
+    tif = time_in_force_of(intent, order_type)
+    constraints = intent.constraints
+    post_only = tif == "PO" or (constraints is not None and constraints.post_only)
+    if tif == "PO" or order_type == "market":
+        tif = None
+    return tif, post_only
+
+
 def constraints_of(intent: OrderIntent, rule: str | None, *, from_reference: bool = False,
                    rounded: bool = False, ticked: bool = False, post_only: bool = False,
                    reduce_only: bool = False) -> tuple[str, ...]:
@@ -69,16 +82,14 @@ def paper_plan(intent: OrderIntent, rule: str | None) -> Plan:
         price = intent.limit_price
         if price is None:
             price, from_reference = intent.reference_price, True
-    tif = time_in_force_of(intent, order_type)
+    tif, post_only = plan_terms(intent, order_type)
     constraints = intent.constraints
-    post_only = tif == "PO"
     reduce_only = constraints is not None and constraints.reduce_only
     named: tuple[str, ...] = ()
     if rule is not None or from_reference or post_only or reduce_only:
         named = constraints_of(intent, rule, from_reference=from_reference,
                                post_only=post_only, reduce_only=reduce_only)
-    return Plan(order_type, intent.quantity, intent.action, None if post_only else tif,
-                price, named)
+    return Plan(order_type, intent.quantity, intent.action, tif, price, named)
 
 
 def skipped_plan(intent: OrderIntent, rule: str | None, reason: str,

@@ -229,6 +229,18 @@ async def test_precision_and_floor_before_anything_is_sent(tmp_path: Path,
     assert limit.price == D("50050.00") and limit.timeInForce == "GTC"
     extra = requests_besides_start(fake)
     assert extra[ORDER] == 3 and extra[("DELETE", "/api/v3/order")] == 1
+    # Each order's plan says what was sent, or what would have been and why not.
+    assert outcome_of(ledger, 1)["plan"] == {
+        "order_type": "market", "size": "0.00000", "constraints": ["lot_rounding"],
+        "skip_reason": reasons.BELOW_FLOOR}
+    assert "plan" not in outcome_of(ledger, 3)  # refused: it never became an order
+    assert outcome_of(ledger, 4)["plan"] == {
+        "order_type": "limit", "size": "0.01", "price": "49000", "constraints": ["post_only"]}
+    assert outcome_of(ledger, 5)["plan"] == {"order_type": "market", "size": "0.01234",
+                                             "constraints": ["lot_rounding"]}
+    assert outcome_of(ledger, 6)["plan"] == {
+        "order_type": "limit", "size": "0.01", "time_in_force": "GTC", "price": "50050",
+        "constraints": ["limit_from_reference"]}
 
 
 async def test_a_partial_fill_is_partially_filled(tmp_path: Path) -> None:

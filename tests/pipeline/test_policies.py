@@ -130,18 +130,28 @@ async def test_pacing_refuses_what_trades_too_fast_too_slow_or_too_large(
             intent(6, **eth, quantity="2"),
             # A market order with no price anywhere: its notional cannot be judged.
             intent(7, symbol="ETH/USDT", quantity="0.1"),
+            # A window begun in the past: its due slices go at once, as one child of 2
+            # (each slice is 1), and what is left of it is too short.
+            intent(8, **eth, quantity="10", execution={"algorithm": "twap", "start": 0,
+                                                       "end": 100, "slices": 10}),
+            intent(9, **eth, quantity="1", execution={"algorithm": "twap", "start": 0,
+                                                      "end": 50, "slices": 1}),
             {"kind": "tick", "time": 500}]
     ledger = await replay(tmp_path / "run", _run_inputs(tmp_path, rows), **_policy(tmp_path))
     got = _by_id(ledger)
     statuses = {n: (o["status"], o.get("reason")) for n, o in got.items()}
     paced = ("REJECTED", reasons.POLICY_PACING_EXCEEDED)
     assert statuses == {1: paced, 2: paced, 3: paced, 4: paced, 5: ("FILLED", None),
-                        6: paced, 7: paced}
+                        6: paced, 7: paced, 8: paced, 9: paced}
+    assert got[8]["detail"] == ("rule paced: a child of 2 at 1000 is 2000: above "
+                                "max_child_notional=1000")
+    assert got[9]["detail"] == ("rule paced: the window left, [10, 50), lasts 40: shorter "
+                                "than min_duration=50")
     assert got[1]["detail"] == "rule paced: participation=0.2 is above max_participation=0.1"
-    assert got[2]["detail"] == ("rule paced: the window [10, 30) lasts 20: shorter than "
-                                "min_duration=50")
-    assert got[3]["detail"] == ("rule paced: the window [10, 5010) lasts 5000: longer than "
-                                "max_duration=1000")
+    assert got[2]["detail"] == ("rule paced: the window left, [10, 30), lasts 20: shorter "
+                                "than min_duration=50")
+    assert got[3]["detail"] == ("rule paced: the window left, [10, 5010), lasts 5000: longer "
+                                "than max_duration=1000")
     assert got[4]["detail"] == ("rule paced: a child of 2 at 1000 is 2000: above "
                                 "max_child_notional=1000")
     assert got[7]["detail"].startswith("rule paced: max_child_notional=1000: no price")

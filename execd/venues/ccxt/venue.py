@@ -67,7 +67,7 @@ from execd.venues.ccxt.credentials import Credentials
 from execd.venues.ccxt.driver import Driver
 from execd.venues.ccxt.order import Order
 from execd.venues.ccxt.order_stream import OrderStream
-from execd.venues.ccxt.prepare import MarketRules, OrderPlan, prepare
+from execd.venues.ccxt.prepare import MarketRules, OrderPlan, prepare, round_down
 from execd.venues.ccxt.results import held_change
 from execd.venues.ccxt.startup import StartUp
 
@@ -231,9 +231,13 @@ class CcxtVenue:
         if not self.ready.is_set():
             return self._instead(item, "REJECTED", reasons.EXECUTION_NOT_AVAILABLE,
                                  f"venue {self.venue} is not ready: {self.state}")
-        plan = prepare(item, self.rules.get(intent.symbol), self.table.slippage_bps)
+        rules = self.rules.get(intent.symbol)
+        plan = prepare(item, rules, self.table.slippage_bps)
         if not isinstance(plan, OrderPlan):
-            return self._instead(item, *plan)
+            # What it would have sent: the quantity on the venue's lot.
+            size = (round_down(intent.quantity, rules.amount_step)
+                    if plan[0] == "SKIPPED" and rules is not None else None)
+            return self._instead(item, *plan, size=size)
         record = OrderRecord(
             intent_id=item.intent_id, venue=self.venue, symbol=intent.symbol, side=item.side,
             client_order_id=ids.client_order_id(item.intent_id, self.venue,
@@ -261,7 +265,8 @@ class CcxtVenue:
         self.when_durable(entry, lambda seq: durable.set())
         return entry
 
-    def _instead(self, item: Accepted, status: Any, reason: str, detail: str) -> Entry:
+    def _instead(self, item: Accepted, status: Any, reason: str, detail: str,
+                 size: Decimal | None = None) -> Entry:
         intent = item.intent
         outcome = ExecutionOutcome(
             execution_id=self.execution_id(item.intent_id), intent_id=item.intent_id,
@@ -270,7 +275,7 @@ class CcxtVenue:
             requested_quantity=intent.quantity, reason=reason, detail=detail,
             source=item.source, intent=Raw(item.raw), wall_time=self.wall.now(),
             parent=item.parent,
-            plan=skipped_plan(intent, item.rule, reason) if status == "SKIPPED" else None)
+            plan=skipped_plan(intent, item.rule, reason, size) if status == "SKIPPED" else None)
         entry = Entry(item.seq, "outcome", item.time, outcome)
         self._settle_when_durable(entry, outcome)
         return entry

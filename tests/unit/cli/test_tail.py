@@ -80,8 +80,10 @@ def shown(capsysbinary: pytest.CaptureFixture[bytes], directory: Path, *args: st
      'trading_state null -> null by=null reason={"why":1}'),
     ("schedule", {"algorithm": "twap", "slices": [[1, 2], [5, 2]], "quantity": "4"},
      "schedule twap - 4 - - slices=2 due=1..5 lot=null intent=-"),
-    ("schedule", {"algorithm": "twap", "slices": [], "rule": "desk"},
-     "schedule twap - null - - slices=[] lot=null intent=- rule=desk"),
+    ("schedule", {"algorithm": "twap", "slices": [], "rule": "desk",
+                  "execution": {"algorithm": "twap", "duration": 9, "slices": 2}},
+     'schedule twap - null - - slices=[] lot=null intent=- rule=desk '
+     'default={"algorithm":"twap","duration":9,"slices":2}'),
     ("schedule", {"slices": [[1]]}, "schedule null - null - - slices=[[1]] lot=null intent=-"),
 ])
 def test_a_body_of_a_shape_no_writer_writes_prints_as_its_json_and_tail_goes_on(

@@ -138,7 +138,27 @@ def test_a_paper_plan_has_the_live_planes_order_type_and_time_in_force(
     assert plan.order_type == order_type_of(intent)
     assert plan.size == intent.quantity
     sent = time_in_force_of(intent, plan.order_type)
-    assert ("post_only" in plan.constraints) == (sent == "PO")
-    assert plan.time_in_force == (None if sent == "PO" else sent)
+    assert ("post_only" in plan.constraints) == (sent == "PO" or post_only)
+    assert plan.time_in_force == (None if sent == "PO" or plan.order_type == "market"
+                                  else sent)
     assert plan.constraints[0] == "policy:r"
     assert (plan.price is None) == (plan.order_type == "market")
+
+
+def test_a_live_plan_says_what_is_sent_and_a_paper_plan_the_same() -> None:
+    """Post-only with IOC: sent as IOC and post-only; the paper plan says the same."""
+    from execd.model.messages import Accepted
+    from execd.venues.ccxt.prepare import MarketRules, prepare
+
+    intent = _intent(order_type="limit", limit_price=D("100"),
+                     constraints=Constraints(post_only=True),
+                     execution=Execution(time_in_force="IOC"))
+    rules = MarketRules(symbol="BTC/USDT", active=True, amount_step=D("0.5"),
+                        price_tick=D("1"), post_only=True, times_in_force=frozenset({"IOC"}))
+    item = Accepted(0, 0, None, intent, b"{}", _ID, "buy", "live", None, "r")
+    order = prepare(item, rules, 50)
+    assert not isinstance(order, tuple)
+    assert (order.time_in_force, order.post_only) == ("IOC", True)
+    live = order.plan(intent)
+    assert (live.time_in_force, live.constraints) == ("IOC", ("policy:r", "post_only"))
+    assert paper_plan(intent, "r") == live

@@ -42,7 +42,14 @@ MISTAKES = {
     "visible = \"1\"\n":
         "rules.a.algorithms.low: expected only parameters of twap, found visible",
     "[rules.a.algorithms.low]\nalgorithm = \"pov\"\nduration = 9\nparticipation = \"1.5\"\n":
-        "rules.a.algorithms.low.participation: expected a decimal above 0, at most 1, found 1.5",
+        "rules.a.algorithms.low.participation: expected a decimal within 1e-18 .. 1, of at "
+        "most 24 digits, found 1.5",
+    "[rules.a.algorithms.low]\nalgorithm = \"iceberg\"\nvisible = \"1E-30\"\n":
+        "rules.a.algorithms.low.visible: expected a decimal within 1e-18 .. 1e15, found 1E-30",
+    "[rules.a.algorithms.low]\nalgorithm = \"twap\"\nduration = 9\nslices = 20000\n":
+        "rules.a.algorithms.low.slices: expected",
+    "[rules.a.algorithms.low]\nalgorithm = \"twap\"\nduration = 9223372036854775807\n"
+    "slices = 2\n": "rules.a.algorithms.low.duration: expected",
     "[rules.a.algorithms.urgent]\nalgorithm = \"twap\"\n":
         "rules.a.algorithms.urgent: expected one of 'low', 'medium', 'high', 'critical'",
     "[rules.a.pacing]\nmin_duration = 10\nmax_duration = 5\n":
@@ -100,8 +107,8 @@ def test_explain_names_the_rule_and_the_execution_and_plan_an_intent_gets(
     short = line.replace('"urgency":"low"', '"execution":{"algorithm":"twap","duration":10,'
                          '"slices":2}')
     assert main(["policy", "explain", str(SHIPPED), "--plane", "live", short]) == 0
-    assert ("decision: refused, POLICY_PACING_EXCEEDED: rule live-btc: the window [0, 10) "
-            "lasts 10: shorter than min_duration=60") in capsys.readouterr().out
+    assert ("decision: refused, POLICY_PACING_EXCEEDED: rule live-btc: the window left, "
+            "[0, 10), lasts 10: shorter than min_duration=60") in capsys.readouterr().out
     assert main(["policy", "explain", str(SHIPPED), "{nope"]) == 2
 
 
@@ -113,3 +120,37 @@ def test_the_digest_is_of_the_rules_whatever_their_order_or_comments(tmp_path: P
     assert policy_file.load(reordered).sha256 == policy_file.load(SHIPPED).sha256
     reordered.write_text(reordered.read_text().replace('"0.05"', '"0.06"'))
     assert policy_file.load(reordered).sha256 != policy_file.load(SHIPPED).sha256
+
+
+def test_a_file_of_too_many_rules_or_ties_is_refused_in_a_few_lines_and_quickly(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    many = tmp_path / "many.toml"
+    many.write_text("".join(f'[rules.r{n}]\nmatch = {{ venue = "v{n}" }}\n'
+                            for n in range(policy_file.MAX_RULES + 1)))
+    assert main(["policy", "check", str(many)]) == 2
+    assert capsys.readouterr().err == f"{many}: rules: expected at most 256 rules, found 257\n"
+    # Every pair of 200 catch-alls ties: one line for the count, then the first ten.
+    ties = tmp_path / "ties.toml"
+    ties.write_text("".join(f"[rules.r{n:03d}]\n" for n in range(200)))
+    assert main(["policy", "check", str(ties)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == f"{ties}: rules: expected no ties, found 19900 ties, the first 10 below"
+    assert len(err) == 11
+
+
+def test_rules_said_another_way_have_the_same_digest(tmp_path: Path) -> None:
+    def digest(text: str) -> str:
+        path = tmp_path / "p.toml"
+        path.write_text(text)
+        return policy_file.load(path).sha256
+
+    plain = digest('[rules.a]\norder_types = ["limit", "market"]\n'
+                   '[rules.a.pacing]\nmax_participation = "0.1"\n[rules.b]\nmatch = '
+                   '{ venue = "x" }\n')
+    assert plain == digest('[rules.b]\nmatch = { venue = "x" }\n[rules.b.pacing]\n'
+                           '[rules.a]\nmatch = { symbol = "*" }\n'
+                           'order_types = ["market", "limit", "market"]\n'
+                           '[rules.a.pacing]\nmax_participation = "0.10"\n'
+                           '[rules.a.algorithms.high]\nalgorithm = "immediate"\n')
+    assert plain != digest('[rules.a]\norder_types = ["limit"]\n[rules.a.pacing]\n'
+                           'max_participation = "0.1"\n[rules.b]\nmatch = { venue = "x" }\n')
