@@ -24,6 +24,7 @@ from execd.policy import file as policy_file
 from execd.policy.apply import Applied, judge, pacing
 from execd.policy.orders import paper_plan
 from execd.policy.rules import Match
+from execd.schedule.core import slices_of
 from execd.schedule.intake import schedule_of
 from execd.sentinel.checks import own_price
 
@@ -87,7 +88,7 @@ def explain(policy: policy_file.Policy, intent: OrderIntent, plane: Any,
             lines.append(f"decision: refused, {paced.reason}: {paced.detail}")
             return lines
     if isinstance(got, ScheduleRecord):
-        slices = msgspec.json.decode(got.slices, type=list[tuple[int, int]])
+        slices = slices_of(got.slices)
         lots = [n for _, n in slices]
         lines.append(
             f"plan (paper): {got.algorithm}, {len(slices)} slice(s) in lots of {got.lot}"

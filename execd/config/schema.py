@@ -318,7 +318,7 @@ class PoliciesConfig(Struct, frozen=True, forbid_unknown_fields=True):
     """The execution policy file (README, "Execution policies"): its rules say which
     order types an intent may use, the execution it gets when it names none, and how
     fast a schedule may trade. Read and checked with the config, at start and on every
-    reload; its SHA-256 is part of the outcome-settings digest."""
+    reload; the digest of its rules is part of the outcome-settings digest."""
 
     file: Annotated[str, Meta(min_length=1)]
 

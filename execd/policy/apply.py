@@ -22,9 +22,9 @@ from execd.model.refusal import Refusal
 from execd.policy.file import Default, Policy, Rule
 from execd.policy.orders import order_type_of, time_in_force_of
 from execd.policy.rules import Match
+from execd.schedule.core import slices_of
 from execd.schedule.intake import TIMES_IN_FORCE
 
-_slices = msgspec.json.Decoder(list[tuple[int, int]]).decode
 _TIMED = frozenset(("twap", "vwap", "pov"))
 
 
@@ -116,7 +116,7 @@ def pacing(policy: Policy, name: str, intent: OrderIntent, schedule: ScheduleRec
     if schedule is None:
         largest = intent.quantity
     else:
-        slices = _slices(schedule.slices)
+        slices = slices_of(schedule.slices)
         lots = max((n for due, n in slices if due > now), default=0)
         # The slices already due go out as one child (an iceberg's never merge).
         due_now = [n for due, n in slices if due <= now]

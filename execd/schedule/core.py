@@ -90,7 +90,7 @@ class Done(Struct, frozen=True):
         """How many slices the schedule had (a POV's: its children)."""
         if self.record.pov is not None:
             return self.children
-        return len(_slices(self.record.slices))
+        return len(slices_of(self.record.slices))
 
 
 class Progress(Struct, frozen=True):
@@ -146,7 +146,8 @@ class OpenState(Struct, array_like=True):
         return msgspec.structs.replace(self.record, slices=_json(self.dues, self.shares))
 
 
-_slices = msgspec.json.Decoder(list[tuple[int, int]]).decode
+#: A schedule record's ``slices`` as (due, lots) pairs.
+slices_of = msgspec.json.Decoder(list[tuple[int, int]]).decode
 _NONE = msgspec.Raw(b"[]")
 
 
@@ -240,7 +241,7 @@ class SchedulerCore:
         if parent.int in self._open:
             raise ValueError(f"schedule {parent} is open already")
         if state.dues is None:
-            slices = _slices(state.record.slices)
+            slices = slices_of(state.record.slices)
             if not slices:
                 raise ValueError(f"schedule {parent} has no slice")
             state.dues = array("q", [due for due, _ in slices])

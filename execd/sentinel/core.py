@@ -164,13 +164,6 @@ def _prices(intent: OrderIntent) -> Refusal:
     raise AssertionError("prices refused without a reason")
 
 
-def _price(risk: Risk | None, intent: OrderIntent) -> Decimal | None:
-    """What an order of ``intent`` is valued at: the lakehouse's price, else its own."""
-    context = risk.context if risk is not None else NO_CONTEXT
-    price = context.prices.get(intent.symbol)
-    return price if price is not None else own_price(intent)
-
-
 def refused(item: IntentIn, seq: int, intent_id: uuid.UUID, plane: Plane | None,
             refusal: Refusal) -> Entry:
     """The outcome of a refused intent, at ``seq`` (the intent's place in the ledger)."""
@@ -321,11 +314,11 @@ class SentinelCore:
             if isinstance(planned, Refusal):
                 return self._refuse(item, intent_id, planned)
             schedule = planned
-        if rule is not None:
-            assert policy is not None
-            refused = pacing(policy, rule, intent, schedule, item.time, _price(self.risk, intent))
-            if refused is not None:
-                return self._refuse(item, intent_id, refused)
+        if rule is not None and policy is not None:
+            paced = pacing(policy, rule, intent, schedule, item.time, self.risk.price_of(intent)
+                           if self.risk is not None else own_price(intent))
+            if paced is not None:
+                return self._refuse(item, intent_id, paced)
             if schedule is not None:
                 schedule = msgspec.structs.replace(
                     schedule, rule=rule,

@@ -174,9 +174,9 @@ class Risk:
         if not table:
             # Nothing here can refuse it, so there is no candidate to value.
             if hold is not None:
-                slot.book.accept(slot.position, side, hold, self._price(intent), "async")
+                slot.book.accept(slot.position, side, hold, self.price_of(intent), "async")
                 return None
-            _commit(slot, side, intent.quantity, self._price(intent), now, None)
+            _commit(slot, side, intent.quantity, self.price_of(intent), now, None)
             return None
         c = candidate(intent, intent_id, side, raw, now, rules, context, slot)
         for check in table:
@@ -236,9 +236,9 @@ class Risk:
     def commit(self, intent: OrderIntent, side: Side, now: int) -> None:
         """Count an intent accepted without checks (a Safety Sell exit)."""
         _commit(self.slot(intent.venue, intent.symbol), side, intent.quantity,
-                     self._price(intent), now, None)
+                     self.price_of(intent), now, None)
 
-    def _price(self, intent: OrderIntent) -> Decimal | None:
+    def price_of(self, intent: OrderIntent) -> Decimal | None:
         """The price an accepted order is valued at: the lakehouse's, else its own."""
         price = self.context.prices.get(intent.symbol)
         return price if price is not None else own_price(intent)
