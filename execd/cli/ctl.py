@@ -69,6 +69,8 @@ def _render(reply: dict[str, Any], only_schedules: bool = False) -> str:
     if command == "cancel":
         return f"schedule of {reply['intent']} ended{at}" + (
             f": {reply['note']}" if reply.get("note") else "")
+    if command == "resume-schedule":
+        return f"schedule of {reply['intent']} resumed{at}: {reply['released']} child(ren) released"
     if command == "safety-sell":
         orders = reply.get("orders") or []
         lines = [f"safety sell on {reply['venue']}: {len(orders)} exit order(s){at}"]
@@ -288,6 +290,13 @@ def register(sub: Any, with_config: Callable[[argparse.ArgumentParser], None],
                              "lists open schedules)")
     cancel.add_argument("--reason", required=True,
                         help="why, in words (required; recorded in the parent's outcome)")
+    resume = command("resume-schedule", "release a parent order's children again after its "
+                     "slippage response paused it; slices that fell due go out as one child")
+    resume.add_argument("--intent", required=True,
+                        help="the parent intent's id, a UUID (required; `execd ctl status` "
+                             "shows paused schedules)")
+    resume.add_argument("--reason", required=True,
+                        help="why, in words (required; recorded in the ledger)")
     sell = command("safety-sell", "emergency exit of a venue's open positions")
     sell.add_argument("--venue", required=True,
                       help="the venue whose open positions are exited: a name from the "

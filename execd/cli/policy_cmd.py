@@ -21,7 +21,7 @@ from execd.model.errors import EXIT_CONFIG, EXIT_OK, ConfigError
 from execd.model.messages import OrderIntent, ScheduleRecord, encode
 from execd.model.refusal import Refusal
 from execd.policy import file as policy_file
-from execd.policy.apply import Applied, judge, pacing
+from execd.policy.apply import Applied, govern, judge
 from execd.policy.orders import paper_plan
 from execd.policy.rules import Match
 from execd.schedule.core import slices_of
@@ -67,6 +67,9 @@ def explain(policy: policy_file.Policy, intent: OrderIntent, plane: Any,
             lines.append(f"times in force allowed: {', '.join(rule.times_in_force)}")
         if rule.pacing is not None:
             lines.append(f"pacing: {msgspec.json.encode(rule.pacing).decode()}")
+        if rule.slippage is not None:
+            lines.append(f"slippage: {msgspec.json.encode(rule.slippage).decode()} against "
+                         "the arrival price (a schedule's)")
     if isinstance(applied, Refusal):
         lines.append(f"decision: refused, {applied.reason}: {applied.detail}")
         return lines
@@ -83,9 +86,9 @@ def explain(policy: policy_file.Policy, intent: OrderIntent, plane: Any,
         lines.append(f"plan: refused, {got.reason}: {got.detail}")
         return lines
     if name is not None:
-        paced = pacing(policy, name, planned, got, now, own_price(planned))
-        if paced is not None:
-            lines.append(f"decision: refused, {paced.reason}: {paced.detail}")
+        governed = govern(policy, name, intent, planned, got, now, own_price(planned))
+        if isinstance(governed, Refusal):
+            lines.append(f"decision: refused, {governed.reason}: {governed.detail}")
             return lines
     if isinstance(got, ScheduleRecord):
         slices = slices_of(got.slices)

@@ -172,12 +172,16 @@ def _schedules(reply: dict[str, Any]) -> list[str]:
     for p in schedules:
         if p.get("ending"):
             waits = f"ending ({p['ending']}): child {p.get('child')}"
+        elif p.get("held") == "paused":
+            waits = "PAUSED by its slippage response: `execd ctl resume-schedule`"
         elif p.get("child"):
             waits = f"waits for child {p['child']}"
         elif p.get("until") is not None:
             waits = f"waits for the market's volume, until {p['until']}"
         else:
             waits = f"next slice at {p.get('next_due')}"
+        if p.get("held") == "passive":
+            waits += " (passive: post-only limits at arrival)"
         rows.append([str(p["intent_id"]), f"{p['algorithm']} {p['side']} {p['venue']} "
                      f"{p['symbol']}", f"filled {p['filled']} of {p['planned']}",
                      f"slices {p['released']}/{p['slices']}", waits])

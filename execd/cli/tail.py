@@ -208,7 +208,9 @@ def _schedule(body: dict[str, Any]) -> str:
             f"{_or_dash(get('venue'))} {_or_dash(get('symbol'))} {window} "
             f"lot={_text(get('lot'))} intent={_text(get('intent_id', '-'))}"
             + (f" rule={_text(get('rule'))}" if get("rule") is not None else "")
-            + (f" default={_json(get('execution'))}" if get("execution") is not None else ""))
+            + (f" default={_json(get('execution'))}" if get("execution") is not None else "")
+            + (f" slippage={_json(get('slippage'))} arrival={_text(get('arrival'))}"
+               if get("slippage") is not None else ""))
 
 
 def _tick(body: dict[str, Any]) -> str:
@@ -260,6 +262,16 @@ def _by_kind(kind: str, body: dict[str, Any]) -> str:
         return f"through={_text(get('through_seq'))} snapshot={_text(get('snapshot'))}"
     if kind == "schedule":
         return _schedule(body)
+    if kind == "slippage":
+        due = get("next_due")
+        return (f"{_text(get('breached'))} -> {_text(get('response'))} "
+                f"intent={_text(get('intent_id'))} child={_text(get('child'))} "
+                f"bps={_text(get('bps'))} parent_bps={_text(get('parent_bps'))} "
+                f"arrival={_text(get('arrival'))} price={_text(get('price'))} "
+                f"rule={_text(get('rule'))}" + ("" if due is None else f" next_due={_text(due)}"))
+    if kind == "resume":
+        return (f"intent={_text(get('intent_id'))} by={_text(get('actor'))} "
+                f"reason={_quoted(get('reason'))}")
     return _json(body)
 
 

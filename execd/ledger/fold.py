@@ -40,9 +40,11 @@ from execd.model.messages import (
     Fee,
     InputFileRecord,
     OrderRecord,
+    ResumeRecord,
     ScheduleRecord,
     SendAttemptRecord,
     Side,
+    SlippageRecord,
     Source,
     StartRecord,
     TickRecord,
@@ -50,6 +52,7 @@ from execd.model.messages import (
 )
 from execd.schedule.core import SchedulerCore
 from execd.schedule.plan import lots_of
+from execd.schedule.slippage import halt_reason
 from execd.sentinel.core import Seen, SeenIds
 from execd.sentinel.risk import Risk
 from execd.venues.ccxt.results import held_change
@@ -108,6 +111,8 @@ _VIEWS: dict[str, Callable[[Raw], Struct]] = {
     "order": msgspec.json.Decoder(OrderRecord).decode,
     "order_attempt": msgspec.json.Decoder(SendAttemptRecord).decode,
     "schedule": msgspec.json.Decoder(ScheduleRecord).decode,
+    "slippage": msgspec.json.Decoder(SlippageRecord).decode,
+    "resume": msgspec.json.Decoder(ResumeRecord).decode,
     "safety_sell": lambda body: _NO_VIEW,
 }
 #: The record kinds the fold reads (every other kind leaves it as it is).
@@ -302,6 +307,19 @@ class Fold:
             change = cast(TradingStateRecord, body)
             if self.risk is not None:
                 self.risk.set_state(change.state, f"{change.actor}: {change.reason}")
+        elif kind == "slippage":
+            # Its breach was found again on the child's settlement: recorded now.
+            breach = cast(SlippageRecord, body)
+            self.schedules.breaches.pop(breach.intent_id, None)
+            if breach.response == "halt" and self.risk is not None and (
+                    self.risk.state != "HALTED"):
+                # As the trading_state record after it says (a stop may fall between).
+                self.risk.set_state("HALTED", f"policy:{breach.rule}: {halt_reason(breach)}")
+        elif kind == "resume":
+            resumed = cast(ResumeRecord, body).intent_id
+            state = self.schedules.get(resumed)
+            if state is not None and state.paused:  # as the sentinel found it
+                self.schedules.resume(resumed)
 
     def _closes(self, view: OutcomeBody) -> bool:
         """Whether ``view`` is the outcome of an unresolved order (and resolve it).

@@ -59,6 +59,7 @@ from execd.model.messages import (
     OrderRecord,
     ScheduleRecord,
     SendAttemptRecord,
+    SlippageRecord,
     TradingState,
     encode,
 )
@@ -122,6 +123,8 @@ class ScheduleState(Struct, frozen=True, array_like=True):
     note: str | None
     executed: str
     since: int = -1  # a POV's last release (older snapshots have no POV)
+    passive: bool = False  # slippage responses in force (older snapshots have none)
+    paused: bool = False
 
 
 class EndedState(Struct, frozen=True, array_like=True):
@@ -167,6 +170,8 @@ class Snapshot(Struct, frozen=True, forbid_unknown_fields=True):
     index_through: int
     schedules: list[ScheduleState]
     unrecorded: list[EndedState]
+    # Slippage breaches found whose record is not in the ledger yet (each its JSON).
+    breaches: list[bytes] = []
 
 
 _encoder = msgspec.msgpack.Encoder(order="sorted")
@@ -174,6 +179,7 @@ _decoder = msgspec.msgpack.Decoder(Snapshot)
 _order = msgspec.json.Decoder(OrderRecord).decode
 _schedule = msgspec.json.Decoder(ScheduleRecord).decode
 _attempt = msgspec.json.Decoder(SendAttemptRecord).decode
+_breach = msgspec.json.Decoder(SlippageRecord).decode
 
 
 def fold_key(config: Config) -> str:
@@ -230,11 +236,13 @@ def take(fold: Fold, end: ChainEnd, key: str) -> Snapshot:
                        state.order, state.next, state.carry,
                        None if state.out is None else str(state.out), state.out_lots,
                        state.filled, str(state.notional), state.children, state.ended,
-                       state.note, str(state.executed), state.since)
+                       state.note, str(state.executed), state.since, state.passive,
+                       state.paused)
          for state in fold.schedules],
         [EndedState(encode(done.record), done.planned, done.filled, str(done.notional),
                     done.children, done.ended, done.note, str(done.executed))
-         for done in fold.schedules.unrecorded.values()])
+         for done in fold.schedules.unrecorded.values()],
+        [encode(breach) for breach in fold.schedules.breaches.values()])
 
 
 def encode_snapshot(snapshot: Snapshot) -> bytes:
@@ -278,12 +286,15 @@ def _schedules(snapshot: Snapshot) -> SchedulerCore:
                              s.filled, Decimal(s.notional), s.children, s.ended,
                              note=s.note, executed=Decimal(s.executed),
                              dues=array("q", s.dues), shares=compact(s.shares),
-                             since=s.since))
+                             since=s.since, passive=s.passive, paused=s.paused))
     for e in snapshot.unrecorded:
         record = _schedule(e.record)
         core.unrecorded[record.intent_id] = Done(record, e.planned, e.filled,
                                                  Decimal(e.notional), e.children, e.ended,
                                                  e.note, Decimal(e.executed))
+    for data in snapshot.breaches:
+        breach = _breach(data)
+        core.breaches[breach.intent_id] = breach
     return core
 
 

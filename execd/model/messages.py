@@ -310,6 +310,24 @@ class PovTerms(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=Tr
     smallest: int = 1
 
 
+Response = Literal["continue", "slow", "passive", "pause", "halt"]
+
+
+class Slippage(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """A policy's slippage tolerance for a schedule (README, "Execution policies"): the
+    most a child's average price (``max_order_bps``) and the parent's so far
+    (``max_parent_bps``) may be worse than the arrival price, in basis points, and what
+    a breach does: ``continue`` (recorded only), ``slow`` (what is left of the schedule
+    lasts ``stretch`` times as long), ``passive`` (the children left are post-only
+    limits at the arrival price), ``pause`` (no child until ``execd ctl
+    resume-schedule``), ``halt`` (trading to HALTED)."""
+
+    response: Response
+    max_order_bps: Annotated[int, Meta(ge=0, le=10_000)] | None = None
+    max_parent_bps: Annotated[int, Meta(ge=0, le=10_000)] | None = None
+    stretch: Annotated[int, Meta(ge=2, le=100)] | None = None  # slow only; None: 2
+
+
 class ScheduleRecord(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
     """A parent order's schedule, durable before its first child is released.
 
@@ -343,6 +361,42 @@ class ScheduleRecord(Struct, frozen=True, forbid_unknown_fields=True, omit_defau
     # are the intent's as this says, not as its line (which has none).
     rule: str | None = None
     execution: Execution | None = None
+    # The rule's slippage tolerance, kept with the schedule so that a reload never
+    # changes what a parent judged before it is held to; and the arrival price it is
+    # measured against: the lakehouse's price when the parent was read, else its own.
+    slippage: Slippage | None = None
+    arrival: Decimal | None = None
+
+
+class SlippageRecord(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """A child's fill breached its schedule's slippage tolerance, and the response taken.
+
+    ``bps``: how much worse than ``arrival`` the child's average ``price`` was (positive:
+    worse, for its side), ``parent_bps`` the parent's average so far; ``breached`` which
+    tolerance (``order``, ``parent``, or ``order,parent``). For ``slow``, ``next_due``
+    is when the next slice is due now. Written right after the child's outcome, before
+    any later child of the parent.
+    """
+
+    intent_id: uuid.UUID
+    child: uuid.UUID
+    rule: str
+    arrival: Decimal
+    price: Decimal
+    bps: Decimal
+    parent_price: Decimal
+    parent_bps: Decimal
+    breached: str
+    response: Response
+    next_due: int | None = None
+
+
+class ResumeRecord(Struct, frozen=True, forbid_unknown_fields=True):
+    """An operator resumed a schedule its slippage response paused."""
+
+    intent_id: uuid.UUID
+    reason: str
+    actor: str
 
 
 class TickRecord(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True, gc=False):
@@ -479,7 +533,8 @@ class StopRecord(Struct, frozen=True, forbid_unknown_fields=True):
 
 RecordKind = Literal["start", "stop", "outcome", "tick", "input_file", "context",
                      "trading_state", "safety_sell", "override", "order", "order_attempt",
-                     "order_cancel", "config", "checkpoint", "schedule"]
+                     "order_cancel", "config", "checkpoint", "schedule", "slippage",
+                     "resume"]
 
 # ----------------------------------------------------------------- actor messages
 

@@ -75,6 +75,7 @@ EXECUTION_VOLUME_UNUSABLE: Final = "EXECUTION_VOLUME_UNUSABLE"
 POLICY_ORDER_TYPE_REFUSED: Final = "POLICY_ORDER_TYPE_REFUSED"
 POLICY_TIME_IN_FORCE_REFUSED: Final = "POLICY_TIME_IN_FORCE_REFUSED"
 POLICY_PACING_EXCEEDED: Final = "POLICY_PACING_EXCEEDED"
+POLICY_NO_ARRIVAL_PRICE: Final = "POLICY_NO_ARRIVAL_PRICE"
 # How a schedule ended short of its quantity (the parent's outcome).
 SCHEDULE_HALTED: Final = "SCHEDULE_HALTED"
 SCHEDULE_REDUCING: Final = "SCHEDULE_REDUCING"
@@ -186,6 +187,9 @@ REASONS: Final[dict[str, str]] = {
     "a POV's participation above max_participation, a window shorter than min_duration or "
     "longer than max_duration, or a child's notional above max_child_notional (or no price "
     "to value it by); the detail has the numbers.",
+    POLICY_NO_ARRIVAL_PRICE: "REJECTED: the rule for the intent holds its schedule to a "
+    "slippage tolerance, and there is no arrival price to measure it against (no lakehouse "
+    "price for the symbol, no limit or reference price).",
     SCHEDULE_HALTED: "A parent order's schedule ended because trading was HALTED: no child "
     "after the halt (PARTIALLY_FILLED or FAILED by what filled; SKIPPED when no child was sent).",
     SCHEDULE_REDUCING: "A parent order's schedule ended because trading became REDUCING and "

@@ -132,5 +132,26 @@ def pacing(policy: Policy, name: str, intent: OrderIntent, schedule: ScheduleRec
     return None
 
 
+def govern(policy: Policy, name: str, written: OrderIntent, intent: OrderIntent,
+           schedule: ScheduleRecord | None, now: int, price: Decimal | None
+           ) -> Refusal | ScheduleRecord | None:
+    """Rule ``name`` applied to ``intent`` (``written``: as its line said) once planned
+    as ``schedule``: its pacing refusal (:func:`pacing`), or the schedule record that
+    keeps the rule, the execution it gave an intent that named none, and its slippage
+    tolerance with the arrival price (``price``; a tolerance with no price to measure
+    against is refused). None for an intent of no schedule that keeps to the rule."""
+    paced = pacing(policy, name, intent, schedule, now, price)
+    if paced is not None or schedule is None:
+        return paced
+    tolerance = policy.file.rules[name].slippage
+    if tolerance is not None and price is None:
+        return Refusal(reasons.POLICY_NO_ARRIVAL_PRICE,
+                       f"rule {name}: a slippage tolerance, and no arrival price to measure it "
+                       "against (no lakehouse price, limit or reference price)")
+    return msgspec.structs.replace(
+        schedule, rule=name, execution=None if written.execution is not None else
+        intent.execution, slippage=tolerance, arrival=None if tolerance is None else price)
+
+
 def _exceeded(name: str, why: str) -> Refusal:
     return Refusal(reasons.POLICY_PACING_EXCEEDED, f"rule {name}: {why}")

@@ -20,7 +20,7 @@ from msgspec import Meta, Struct
 
 from execd.config.load import check_table, read_toml
 from execd.model.errors import ConfigError, ConfigProblem
-from execd.model.messages import Name, OrderType, Urgency
+from execd.model.messages import Name, OrderType, Slippage, Urgency
 from execd.policy import rules
 from execd.policy.rules import Match
 from execd.schedule.intake import ALGORITHMS, MAX_DIGITS, MAX_SLICES, TIMES_IN_FORCE, parameters_of
@@ -74,6 +74,7 @@ class Rule(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
     times_in_force: list[TimeInForce] | None = None
     algorithms: dict[Urgency, Default] = {}
     pacing: Pacing | None = None
+    slippage: Slippage | None = None
 
 
 class PolicyFile(Struct, frozen=True, forbid_unknown_fields=True):
@@ -144,6 +145,9 @@ def canonical(file: PolicyFile) -> dict[str, Any]:
         pacing = _normal(msgspec.to_builtins(rule.pacing)) if rule.pacing is not None else {}
         if pacing:
             body["pacing"] = pacing
+        if rule.slippage is not None:
+            body["slippage"] = {"stretch": 2, **msgspec.to_builtins(rule.slippage)} if (
+                rule.slippage.response == "slow") else msgspec.to_builtins(rule.slippage)
         out[rule_name] = body
     return out
 
@@ -235,6 +239,7 @@ def _check_meaning(file: PolicyFile, name: str, problems: list[ConfigProblem]) -
             problems.append(ConfigProblem(
                 name, f"{where}.pacing.min_duration",
                 f"at most pacing.max_duration ({pacing.max_duration})", str(pacing.min_duration)))
+        _check_slippage(rule.slippage, name, where, problems)
     tied = rules.ties({n: r.match for n, r in file.rules.items()})
     if len(tied) > MAX_TIE_LINES:
         problems.append(ConfigProblem(name, "rules", "no ties",
@@ -244,3 +249,17 @@ def _check_meaning(file: PolicyFile, name: str, problems: list[ConfigProblem]) -
             name, f"rules.{second}.match",
             f"a rule more or less specific than rules.{first} (both score "
             f"{rules.score(file.rules[first].match)} and can match the same intent)", "a tie"))
+
+
+def _check_slippage(slipped: Slippage | None, name: str, where: str,
+                    problems: list[ConfigProblem]) -> None:
+    """A tolerance names at least one maximum; ``stretch`` is ``slow``'s alone."""
+    if slipped is not None:
+        if slipped.max_order_bps is None and slipped.max_parent_bps is None:
+            problems.append(ConfigProblem(
+                name, f"{where}.slippage", "max_order_bps or max_parent_bps (or both)",
+                "neither"))
+        if slipped.stretch is not None and slipped.response != "slow":
+            problems.append(ConfigProblem(
+                name, f"{where}.slippage.stretch", "stretch only with response = \"slow\"",
+                f"response = {slipped.response!r}"))

@@ -20,7 +20,14 @@ from decimal import Decimal
 import msgspec
 
 from execd.model import ids, reasons
-from execd.model.messages import Execution, ExecutionOutcome, OrderIntent, Plane, ScheduleRecord
+from execd.model.messages import (
+    Constraints,
+    Execution,
+    ExecutionOutcome,
+    OrderIntent,
+    Plane,
+    ScheduleRecord,
+)
 from execd.model.reasons import Status
 from execd.schedule.core import Done
 
@@ -47,6 +54,24 @@ def child_intent(parent: OrderIntent, child: uuid.UUID, quantity: Decimal) -> Or
         execution = None
     return msgspec.structs.replace(parent, intent_id=child, quantity=quantity,
                                    execution=execution, context=None, signature=None)
+
+
+def measured(child: OrderIntent, record: ScheduleRecord, passive: bool,
+             market: Decimal | None) -> OrderIntent:
+    """A child of a schedule held to a slippage tolerance (README, "Execution policies"):
+    after a ``passive`` response, a post-only limit at the arrival price (it waits for
+    the market to come to it, and its time in force is PO); else, on the paper plane, a
+    market child priced at the lakehouse's price as it is released (``market``: None
+    on a live venue, or when there is none), so that paper fills move with the market
+    and its slippage is measured as a live fill's is."""
+    if passive and record.arrival is not None:
+        constraints = child.constraints or Constraints()
+        return msgspec.structs.replace(
+            child, order_type="limit", limit_price=record.arrival, execution=None,
+            constraints=msgspec.structs.replace(constraints, post_only=True))
+    if market is not None and child.order_type == "market":
+        return msgspec.structs.replace(child, reference_price=market)
+    return child
 
 
 def parent_outcome(done: Done, plane: Plane, time: int) -> ExecutionOutcome:

@@ -50,9 +50,10 @@ import msgspec
 from msgspec import Struct
 
 from execd.model.ids import child_intent_id
-from execd.model.messages import ScheduleRecord
+from execd.model.messages import ScheduleRecord, SlippageRecord
 from execd.reader.volumes import NONE as NO_VOLUMES
 from execd.reader.volumes import Volumes
+from execd.schedule import slippage
 from execd.schedule.plan import pov_share
 
 #: ``next_due`` when no schedule waits for a slice.
@@ -110,6 +111,8 @@ class Progress(Struct, frozen=True):
     child: uuid.UUID | None
     ending: str | None
     until: int | None = None  # a POV: the end of its window (it has no slice times)
+    # A slippage response in force: "paused" (until resume-schedule), or "passive".
+    held: str | None = None
 
 
 class OpenState(Struct, array_like=True):
@@ -136,6 +139,10 @@ class OpenState(Struct, array_like=True):
     dues: Any = None  # array('q'): each slice's due time
     shares: Any = None  # array('q') (a list when one is beyond 64 bits): each slice's lots
     since: int = -1  # a POV: when its last child was released (intervals to then are used)
+    # Slippage responses in force (README, "Execution policies"): the children left are
+    # passive limits; no child is released until an operator resumes the schedule.
+    passive: bool = False
+    paused: bool = False
 
     @property
     def planned(self) -> int:
@@ -190,6 +197,10 @@ class SchedulerCore:
         # Open POVs (a subset of _open), and the market volume their children follow.
         self._povs: dict[int, OpenState] = {}
         self.volumes: Volumes = NO_VOLUMES
+        # Slippage breaches found on settlement whose ``slippage`` record is not written
+        # yet, by parent: the sentinel records each (``breaches.pop``); the fold forgets
+        # one when it meets its record, so a restart records the rest.
+        self.breaches: dict[uuid.UUID, SlippageRecord] = {}
         self._last_order = -1  # the largest order of a schedule opened or adopted
 
     def __len__(self) -> int:
@@ -271,7 +282,7 @@ class SchedulerCore:
 
     def _wait(self, state: OpenState, after: int = -1) -> None:
         state.turn += 1
-        if (self.timed and state.out is None and state.ended is None
+        if (self.timed and state.out is None and state.ended is None and not state.paused
                 and state.next < len(state.dues)):
             due = state.dues[state.next]
             terms = state.record.pov
@@ -398,6 +409,10 @@ class SchedulerCore:
         state.executed += quantity
         if quantity and price is not None:
             state.notional += price * quantity
+            if state.record.slippage is not None:
+                found = _measure(state, child, price)
+                if found is not None:
+                    self.breaches[state.record.intent_id] = found
         if state.record.pov is None:
             state.carry += lots - filled
         elif state.shares[0] - state.filled < state.record.pov.smallest:
@@ -406,6 +421,16 @@ class SchedulerCore:
             return self._finish(state)
         self._wait(state)
         return None
+
+    def resume(self, parent: uuid.UUID) -> None:
+        """An operator resumed ``parent``'s paused schedule: its next child is released
+        when due (slices that fell due while it was paused go out as one, as after a
+        stop). ValueError when it is not open or not paused."""
+        state = self._open.get(parent.int)
+        if state is None or not state.paused:
+            raise ValueError(f"intent {parent} has no paused schedule")
+        state.paused = False
+        self._wait(state)
 
     def end(self, parent: uuid.UUID, why: str, note: str | None = None) -> Done | None:
         """No more children for ``parent`` (``why``: the reason its outcome gives, ``note``
@@ -438,21 +463,51 @@ class SchedulerCore:
                                               state.note, state.executed)
         return done
 
-    def progress(self) -> list[Progress]:
-        """Every open schedule's progress, in the order they were opened."""
-        shown = []
-        for state in self._open.values():
-            record, dues = state.record, state.dues
-            if record.pov is not None:
-                shown.append(Progress(
-                    record.intent_id, record.algorithm, record.venue, record.symbol,
-                    record.side, str(state.planned * record.lot), str(state.executed),
-                    state.children, state.children, None, state.out, state.ended,
-                    record.pov.end))
-                continue
+
+def progress(core: SchedulerCore) -> list[Progress]:
+    """Every open schedule's progress, in the order they were opened."""
+    shown = []
+    for state in core:
+        record, dues = state.record, state.dues
+        if record.pov is not None:
             shown.append(Progress(
-                record.intent_id, record.algorithm, record.venue, record.symbol, record.side,
-                str(state.planned * record.lot), str(state.executed),
-                len(dues), state.next, dues[state.next] if state.next < len(dues) else None,
-                state.out, state.ended))
-        return shown
+                record.intent_id, record.algorithm, record.venue, record.symbol,
+                record.side, str(state.planned * record.lot), str(state.executed),
+                state.children, state.children, None, state.out, state.ended,
+                record.pov.end, _held(state)))
+            continue
+        shown.append(Progress(
+            record.intent_id, record.algorithm, record.venue, record.symbol, record.side,
+            str(state.planned * record.lot), str(state.executed),
+            len(dues), state.next, dues[state.next] if state.next < len(dues) else None,
+            state.out, state.ended, None, _held(state)))
+    return shown
+
+
+def _held(state: OpenState) -> str | None:
+    return "paused" if state.paused else "passive" if state.passive else None
+
+
+def _measure(state: OpenState, child: uuid.UUID, price: Decimal) -> SlippageRecord | None:
+    """A child of a schedule under a slippage tolerance filled at ``price``: on a
+    breach, the response that changes what the schedule does next is taken now
+    (``halt`` and the record are the sentinel's). The breach, or None."""
+    found = slippage.breach(state.record, child, price, state.notional / state.executed)
+    if found is None:
+        return None
+    response = found.response
+    if response == "slow":
+        terms = state.record.slippage
+        assert terms is not None
+        pov = state.record.pov
+        if pov is not None:  # no slices ahead: a smaller share of each interval
+            state.record = msgspec.structs.replace(state.record, pov=msgspec.structs.replace(
+                pov, participation=pov.participation / (terms.stretch or 2)))
+        else:
+            found = msgspec.structs.replace(found, next_due=slippage.stretch(
+                state.dues, state.next, terms.stretch or 2))
+    elif response == "passive":
+        state.passive = True
+    elif response == "pause":
+        state.paused = True
+    return found

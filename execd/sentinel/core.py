@@ -43,11 +43,11 @@ from execd.model.messages import (
     encode,
 )
 from execd.model.refusal import Refusal
-from execd.policy.apply import judge, pacing
+from execd.policy.apply import govern, judge
 from execd.policy.file import Policy
 from execd.reader.context import EMPTY as NO_CONTEXT
 from execd.reader.context import LakehouseContext, Override
-from execd.schedule.core import SchedulerCore
+from execd.schedule.core import SchedulerCore, progress
 from execd.sentinel import safety
 from execd.sentinel.checks import own_price
 from execd.sentinel.risk import Risk
@@ -315,14 +315,11 @@ class SentinelCore:
                 return self._refuse(item, intent_id, planned)
             schedule = planned
         if rule is not None and policy is not None:
-            paced = pacing(policy, rule, intent, schedule, item.time, self.risk.price_of(intent)
-                           if self.risk is not None else own_price(intent))
-            if paced is not None:
-                return self._refuse(item, intent_id, paced)
-            if schedule is not None:
-                schedule = msgspec.structs.replace(
-                    schedule, rule=rule,
-                    execution=None if item.intent.execution is not None else intent.execution)
+            governed = govern(policy, rule, item.intent, intent, schedule, item.time,
+                              self.risk.price_of(intent) if self.risk else own_price(intent))
+            if type(governed) is Refusal:
+                return self._refuse(item, intent_id, governed)
+            schedule = governed  # type: ignore[assignment]
         risk = self.risk
         if risk is not None:
             verdict = risk.admit(intent, intent_id, side, item.raw, item.time,
@@ -509,7 +506,7 @@ def control(core: SentinelCore, request: ControlRequest) -> list[RouterItem]:
         request.result = {
             "state": risk.state, "state_note": risk.state_note, "logical_time": core.time,
             "positions": [msgspec.to_builtins(v) for v in risk.book.open_positions()],
-            "schedules": [msgspec.to_builtins(p) for p in core.schedules.core.progress()],
+            "schedules": [msgspec.to_builtins(p) for p in progress(core.schedules.core)],
         }
         return []
     if req.command in _STATES:
@@ -543,5 +540,27 @@ def control(core: SentinelCore, request: ControlRequest) -> list[RouterItem]:
         request.result = {"intent": req.intent, "ended": bool(out),
                           "note": "its outcome follows its last child" if not out else None}
         return out
+    if req.command == "resume-schedule":
+        return _resume(core, request)
     request.error = f"the sentinel does not handle {req.command!r}"
     return []
+
+
+def _resume(core: SentinelCore, request: ControlRequest) -> list[RouterItem]:
+    """``execd ctl resume-schedule``: a paused schedule's children go out again."""
+    req = request.request
+    out: list[RouterItem] = []
+    try:
+        parent = uuid.UUID(req.intent or "")
+    except ValueError:
+        request.error = f"intent={req.intent!r} is not a UUID"
+        return []
+    try:
+        core.schedules.resume(parent, req.reason or "", req.actor or "", core.time,
+                              core._number, out)
+    except ValueError as exc:
+        request.error = str(exc)
+        return []
+    request.result = {"intent": req.intent, "released": sum(
+        1 for item in out if type(item) is Accepted)}
+    return out

@@ -35,21 +35,24 @@ from execd.model.messages import (
     ExecutionOutcome,
     OrderIntent,
     Plane,
+    ResumeRecord,
     RouterItem,
     ScheduleRecord,
     Side,
     Source,
     TradingState,
+    TradingStateRecord,
     encode,
 )
 from execd.model.refusal import Refusal
 from execd.reader.profiles import Profiles
 from execd.reader.volumes import NONE as NO_VOLUMES
 from execd.reader.volumes import Volumes
-from execd.schedule.children import child_intent, parent_intent, parent_outcome
+from execd.schedule.children import child_intent, measured, parent_intent, parent_outcome
 from execd.schedule.core import Done, OpenState, SchedulerCore
 from execd.schedule.intake import lot_of, schedule_of
 from execd.schedule.plan import Floor, lots_of
+from execd.schedule.slippage import halt_reason
 from execd.sentinel.checks import own_price
 from execd.sentinel.risk import Risk
 from execd.venues.ccxt.prepare import MarketRules, time_in_force_refusal
@@ -165,6 +168,8 @@ class Schedules:
         refusals of those a re-check refuses, and the outcomes of the parents they end;
         or stop once ``out`` holds ``most`` items (what is left stays due)."""
         core = self.core
+        if core.breaches:
+            self.breaches(now, number, out)
         while core.next_due <= now:
             room = None if most is None else most - len(out)
             if room is not None and room <= 0:
@@ -185,9 +190,16 @@ class Schedules:
             # is the next attempt's, so no id ever has two outcomes.
             child = self._renamed(state, child, first)
         intent = child_intent(self._parent(record), child, lots * record.lot)
+        if record.slippage is not None:
+            intent = measured(intent, record, state.passive, None if plane != "paper" or (
+                self.risk is None) else self.risk.context.prices.get(record.symbol))
         raw = encode(intent)
         refusal = None
-        if self.risk is not None:
+        if state.ended is not None:
+            # Its schedule ended after this child was released with others due at the
+            # same time (a slippage breach halted trading): it is not sent.
+            refusal = Refusal(state.ended, f"not sent: {state.note}", "SKIPPED")
+        elif self.risk is not None:
             refusal = self.risk.admit_child(intent, record.side, raw, now)
         if refusal is not None:
             out.append(Entry(number(), "outcome", now, _refused(intent, record, refusal, plane,
@@ -236,6 +248,7 @@ class Schedules:
         """What is due by ``now`` outside the input (a live child's settlement, the wall
         clock): parents' outcomes, then children."""
         out: list[RouterItem] = []
+        self.breaches(now, number, out)
         self.unrecorded(now, number, out)
         if self.due_at <= now:
             self.release(now, number, out, most)
@@ -244,6 +257,8 @@ class Schedules:
     def _settled(self, child: uuid.UUID, lots: int, price: Decimal | None, plane: Plane,
                  now: int, number: Number, out: list[RouterItem]) -> None:
         done = self.core.settled(child, lots, price)
+        if self.core.breaches:
+            self.breaches(now, number, out)
         if done is not None:
             out.append(self._finish(done, plane, now, number))
 
@@ -271,6 +286,7 @@ class Schedules:
         children due by ``now`` (slices that fell due while the daemon was down go out
         under the catch-up rule)."""
         out: list[RouterItem] = []
+        self.breaches(now, number, out)
         self.unrecorded(now, number, out)
         risk = self.risk
         if risk is not None and risk.state != "ACTIVE":
@@ -303,6 +319,30 @@ class Schedules:
             raise ValueError(f"intent {parent} has no open schedule")
         self.end(lambda s: s.record.intent_id != parent, reasons.SCHEDULE_CANCELLED, now,
                  number, out, note)
+
+    def breaches(self, now: int, number: Number, out: list[RouterItem]) -> None:
+        """The ``slippage`` records of breaches found on settlement (README, "Execution
+        policies"), in the order found; a ``halt`` response then moves trading to
+        HALTED, as ``execd ctl halt`` does, and ends every schedule."""
+        found = self.core.breaches
+        while found:
+            breach = found.pop(next(iter(found)))
+            out.append(Entry(number(), "slippage", now, breach))
+            risk = self.risk
+            if breach.response == "halt" and risk is not None and risk.state != "HALTED":
+                actor, reason = f"policy:{breach.rule}", halt_reason(breach)
+                previous = risk.set_state("HALTED", f"{actor}: {reason}")
+                out.append(Entry(number(), "trading_state", now,
+                                 TradingStateRecord("HALTED", previous, reason, actor)))
+                self.end_for("HALTED", now, number, out, f"HALTED by {actor}: {reason}")
+
+    def resume(self, parent: uuid.UUID, reason: str, actor: str, now: int, number: Number,
+               out: list[RouterItem]) -> None:
+        """Resume ``parent``'s paused schedule (``execd ctl resume-schedule``), record it,
+        and release what is due. ValueError when it has no paused schedule."""
+        self.core.resume(parent)
+        out.append(Entry(number(), "resume", now, ResumeRecord(parent, reason, actor)))
+        self.release(now, number, out)
 
     def unrecorded(self, now: int, number: Number, out: list[RouterItem]) -> None:
         """The outcomes of parents whose schedules ended before a stop without one."""

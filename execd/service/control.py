@@ -62,7 +62,7 @@ MAX_REPLY = 64 * 1024 * 1024
 # The ledger's integer range: times are signed 64-bit wherever the ledger is read.
 MAX_TIME = 2**63 - 1
 Command = Literal["status", "halt", "reduce", "resume", "tick", "safety-sell", "reload",
-                  "config", "cancel"]
+                  "config", "cancel", "resume-schedule"]
 
 # How to learn whether a command that was not confirmed took effect after all.
 CHECK: dict[str, str] = {
@@ -73,6 +73,7 @@ CHECK: dict[str, str] = {
     "safety-sell": "`execd ledger tail --kind safety_sell` and `execd ctl status` (positions)",
     "reload": "`execd ledger tail --kind config` or `execd ctl status` (config reloads)",
     "cancel": "`execd ledger tail --intent ID` (the parent's outcome) or `execd ctl status`",
+    "resume-schedule": "`execd ledger tail --kind resume` or `execd ctl status` (schedules)",
 }
 
 # accept() errors that mean "out of a resource for now", not "the socket is broken".
@@ -96,7 +97,8 @@ class Request(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=Tru
         """What is missing for this command, or None."""
         needs = {"status": (), "config": (), "tick": ("time", "actor"),
                  "safety-sell": ("venue", "reason", "actor"),
-                 "cancel": ("intent", "reason", "actor")}
+                 "cancel": ("intent", "reason", "actor"),
+                 "resume-schedule": ("intent", "reason", "actor")}
         for name in needs.get(self.command, ("reason", "actor")):
             value = getattr(self, name)
             if value is None or (isinstance(value, str) and not value.strip()):

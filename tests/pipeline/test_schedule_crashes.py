@@ -66,6 +66,33 @@ POLICED: list[dict[str, Any]] = [
            constraints={"post_only": True}),
     intent(3, quantity="1", urgency="medium"),
     *({"kind": "tick", "time": t} for t in (20, 30, 50, 60, 100))]
+# Slippage responses (README, "Execution policies"): a buy limit at 101 fills at its
+# limit on paper, 100 bps worse than the lakehouse's 100 it arrived at: the breach, its
+# record and its response (passive children, a stretched schedule, a halt that ends
+# every schedule) are rebuilt by the fold after any cut, and never taken twice.
+PRICES = {"ETH/USDT": "100", "SOL/USDT": "100", "XRP/USDT": "100"}
+SLIPPAGE_POLICY = """
+[rules.default]
+[rules.passive]
+match = { symbol = "ETH/*" }
+slippage = { max_order_bps = 50, response = "passive" }
+[rules.slow]
+match = { symbol = "SOL/*" }
+slippage = { max_order_bps = 50, response = "slow", stretch = 3 }
+[rules.halt]
+match = { symbol = "XRP/*" }
+slippage = { max_parent_bps = 50, response = "halt" }
+"""
+SLIP_RISK = 'signatures = "none"\n[policies]\nfile = "{policy}"\n'
+SLIPPED: list[dict[str, Any]] = [
+    {"kind": "tick", "time": 10},
+    *(intent(n, symbol=symbol, quantity="1.0", limit_price="101", order_type="limit",
+             execution={"algorithm": "twap", "duration": 40, "slices": 4})
+      for n, symbol in ((1, "ETH/USDT"), (2, "SOL/USDT"))),
+    *({"kind": "tick", "time": t} for t in (20, 30, 50)),
+    intent(3, symbol="XRP/USDT", quantity="1", limit_price="101", order_type="limit",
+           execution={"algorithm": "twap", "duration": 40, "slices": 2}),
+    *({"kind": "tick", "time": t} for t in (60, 100, 200))]
 NAME = "s.jsonl"
 # With limits: a schedule whose last child the rate limit refuses ends with lots unsent,
 # and what every later intent is judged against depends on what the schedules still hold
@@ -95,6 +122,7 @@ async def run_until_idle(directory: Path, every: int, risk: str = 'signatures = 
     market = directory / "lakehouse" / "market"
     market.mkdir(parents=True, exist_ok=True)
     (market / "volume.json").write_text(json.dumps(VOLUME))
+    (market / "prices.json").write_text(json.dumps(PRICES))
     daemon = Daemon(config.load(path), mode="run")
     lakehouse = directory / "lakehouse"
 
@@ -143,9 +171,12 @@ def check(directory: Path) -> dict[str, tuple[str, str, str | None]]:
 @pytest.mark.parametrize(("every", "rows", "risk"), [
     (0, ROWS, 'signatures = "none"'), (3, ROWS, 'signatures = "none"'), (0, RISKY, RISK),
     (3, RISKY, RISK), (0, RACE, RACE_RISK), (2, RACE, RACE_RISK), (0, POLICED, POLICY_RISK),
-    (2, POLICED, POLICY_RISK)])
+    (2, POLICED, POLICY_RISK), (0, SLIPPED, SLIP_RISK), (2, SLIPPED, SLIP_RISK)])
 async def test_every_crash_point_inside_schedules_recovers_to_one_outcome_each(
         tmp_path: Path, every: int, rows: list[dict[str, Any]], risk: str) -> None:
+    if rows is SLIPPED:
+        (tmp_path / "slippage.toml").write_text(SLIPPAGE_POLICY)
+        risk = risk.format(policy=tmp_path / "slippage.toml")
     base = tmp_path / "base"
     inbox = base / "lakehouse" / "inbox"
     inbox.mkdir(parents=True)
@@ -173,6 +204,16 @@ async def test_every_crash_point_inside_schedules_recovers_to_one_outcome_each(
         assert all(c["plan"]["constraints"][0] == "policy:paper" for c in children)
         assert {c["plan"]["constraints"][-1] for c in children
                 if c["parent"].endswith("2")} == {"post_only"}
+    if rows is SLIPPED:
+        bodies = [o["body"] for o in map(json.loads, full)]
+        found = Counter((b["response"], b["breached"]) for b in bodies if "breached" in b)
+        # Passive children fill at the arrival price: one breach; every slow child
+        # breaches again (each stretches what is left once more) until the halt.
+        assert found[("passive", "order")] == 1 and found[("halt", "parent")] == 1
+        assert found[("slow", "order")] >= 2
+        assert kinds.count("trading_state") == 1
+        passive = [b for b in bodies if b.get("parent", "").endswith("1")]
+        assert [c["average_price"] for c in passive] == ["101", "100", "100", "100"]
     if rows is RISKY:  # the cases the limits make: a refused child, a refused probe
         reasons = {o["body"].get("reason") for o in map(json.loads, full)
                    if o["kind"] == "outcome"}

@@ -105,7 +105,8 @@ BODIES: dict[str, type[msgspec.Struct]] = {
     "override": messages.OverrideRecord, "order": messages.OrderRecord,
     "order_attempt": messages.SendAttemptRecord, "order_cancel": messages.CancelRecord,
     "config": messages.ConfigRecord, "checkpoint": messages.CheckpointRecord,
-    "schedule": messages.ScheduleRecord}
+    "schedule": messages.ScheduleRecord, "slippage": messages.SlippageRecord,
+    "resume": messages.ResumeRecord}
 TEXT = st.text(max_size=6)
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False,

@@ -64,6 +64,20 @@ MISTAKES = {
     "[rules.a.algorithms.high]\nalgorithm = \"iceberg\"\n":
         "rules.a.algorithms.high: expected visible (a default has no start or end of its "
         "own), found none",
+    "[rules.a.slippage]\nresponse = \"slow\"\n":
+        "rules.a.slippage: expected max_order_bps or max_parent_bps (or both), found neither",
+    "[rules.a.slippage]\nmax_order_bps = 5\nresponse = \"pause\"\nstretch = 3\n":
+        "rules.a.slippage.stretch: expected stretch only with response = \"slow\", found "
+        "response = 'pause'",
+    "[rules.a.slippage]\nmax_order_bps = 5\nresponse = \"panic\"\n":
+        "rules.a.slippage.response: expected one of 'continue', 'slow', 'passive', 'pause', "
+        "'halt'",
+    "[rules.a.slippage]\nmax_order_bps = -1\nresponse = \"halt\"\n":
+        "rules.a.slippage.max_order_bps: expected",
+    "[rules.a.slippage]\nmax_parent_bps = 5\nresponse = \"slow\"\nstretch = 1\n":
+        "rules.a.slippage.stretch: expected",
+    "[rules.a.slippage]\nmax_parent_bps = 5\n":
+        "rules.a.slippage.response: expected",
     "rules = 3\n": "rules: expected a table, found int 3",
     "[rules]\n": "rules: expected at least one rule, found none",
     "[rules.a\n": "(syntax): expected valid TOML",
@@ -154,3 +168,8 @@ def test_rules_said_another_way_have_the_same_digest(tmp_path: Path) -> None:
                            '[rules.a.algorithms.high]\nalgorithm = "immediate"\n')
     assert plain != digest('[rules.a]\norder_types = ["limit"]\n[rules.a.pacing]\n'
                            'max_participation = "0.1"\n[rules.b]\nmatch = { venue = "x" }\n')
+    slow = digest('[rules.a.slippage]\nmax_order_bps = 5\nresponse = "slow"\n')
+    assert slow == digest('[rules.a.slippage]\nresponse = "slow"\nmax_order_bps = 5\n'
+                          'stretch = 2\n')  # the default, said
+    assert slow != digest('[rules.a.slippage]\nmax_order_bps = 5\nresponse = "pause"\n')
+    assert slow != digest('[rules.a.slippage]\nmax_order_bps = 6\nresponse = "slow"\n')
