@@ -209,7 +209,12 @@ class Graph:
             reader.started_with(first)
         live = self.live = self._live_venues()
         sentinel = SentinelCore(config.planes(), state.seen, self.risk, state.schedules,
-                                {venue.venue: venue for venue in live}, self.policy)
+                                {venue.venue: venue for venue in live}, self.policy,
+                                config.routes)
+        # Orders handed on before the stop whose rest was not routed yet.
+        sentinel.handoffs.extend(state.routes.handoffs())
+        sentinel.routed.update(state.routes.flying(
+            {i: (bytes(order.intent), time) for i, (order, time) in state.unresolved.items()}))
         # What `execd ctl status` shows before the first batch: the recovered time.
         sentinel.time = self.clock.now()
         for venue in live:

@@ -269,6 +269,17 @@ def _by_kind(kind: str, body: dict[str, Any]) -> str:
                 f"bps={_text(get('bps'))} parent_bps={_text(get('parent_bps'))} "
                 f"arrival={_text(get('arrival'))} price={_text(get('price'))} "
                 f"rule={_text(get('rule'))}" + ("" if due is None else f" next_due={_text(due)}"))
+    if kind == "route":
+        hops = get("hops")
+        passed = " ".join(f"passed={_text(h[0])}:{_quoted(h[1])}" for h in hops
+                          if isinstance(h, list) and len(h) == 2) if isinstance(
+            hops, list) else f"hops={_json(hops)}"
+        after = get("after")
+        return (f"{_text(get('route'))} intent={_text(get('intent_id'))} -> "
+                f"{_or_dash(get('venue'))} {_or_dash(get('symbol'))}"
+                + (f" {passed}" if passed else "")
+                + ("" if after is None else f" after={_text(after)} quantity="
+                   f"{_text(get('quantity'))}"))
     if kind == "resume":
         return (f"intent={_text(get('intent_id'))} by={_text(get('actor'))} "
                 f"reason={_quoted(get('reason'))}")

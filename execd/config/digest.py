@@ -37,6 +37,13 @@ _DIGESTED: Final = frozenset(
     for depth in range(key.path.count(".") + 1)
 )
 
+# Tables whose digested keys are all ``if_set`` (``routes``): left out while at their
+# default, as such a key is.
+_ONLY_IF_SET: Final = frozenset(
+    table for table in _DIGESTED
+    if all(key.digest in ("if_set", "out") for key in BY_PATH.values()
+           if key.path.startswith(f"{table}.")))
+
 
 def settings_sha256(loaded: LoadedConfig) -> str:
     """The outcome-settings digest of a loaded config, its policy file's included."""
@@ -80,7 +87,7 @@ def _pick(value: Any, path: str) -> Any:
 def _included(path: str, value: Any, default: Any) -> bool:
     key = BY_PATH.get(path)
     if key is None:         # a table that is always there: digested if anything in it is
-        return path in _DIGESTED
+        return path in _DIGESTED and (path not in _ONLY_IF_SET or bool(value != default))
     if key.digest == "if_set":
         return bool(value != default)
     return key.digest == "in"

@@ -156,6 +156,9 @@ KEYS: Final[tuple[Key, ...]] = (
     # The policy file's path: its content is digested (by its SHA-256), not its name.
     live("policies"),
     live("policies.file"),
+    live("routes.*", "if_set"),
+    live("routes.*.venues", "if_set"),
+    live("routes.*.symbols", "if_set"),
     fixed("metrics", _METRICS),
     fixed("metrics.listen", _METRICS),
     fixed("metrics.max_clients", _METRICS),

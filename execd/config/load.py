@@ -177,6 +177,7 @@ def _check_meaning(config: Config, file: str, problems: list[ConfigProblem]) -> 
             _check_limits(limits, keys.dotted(("venues", name, "symbols", symbol)), file,
                           problems)
     _check_limits(config.risk.limits, "risk.limits", file, problems)
+    _check_routes(config, file, problems)
     ledger = config.ledger
     if ledger.checkpoint_interval is not None and not ledger.checkpoint_records:
         # The seq rule is what bounds the commits waiting for the shadow fold.
@@ -207,6 +208,30 @@ def _check_meaning(config: Config, file: str, problems: list[ConfigProblem]) -> 
         problems.append(ConfigProblem(file, "risk.key_credential",
                                       "only one of risk.key_file and risk.key_credential",
                                       "both"))
+
+
+def _check_routes(config: Config, file: str, problems: list[ConfigProblem]) -> None:
+    """A route lists configured venues, each once, and maps symbols only at them; its
+    name is no venue's (an intent names one or the other)."""
+    for name, route in sorted(config.routes.items()):
+        where = keys.dotted(("routes", name))
+        if name in config.venues:
+            problems.append(ConfigProblem(file, where, "a name that is no venue's",
+                                          f"venue {name!r}"))
+        unknown = [v for v in route.venues if v not in config.venues]
+        if unknown:
+            problems.append(ConfigProblem(
+                file, f"{where}.venues", f"venues of [venues] (known: "
+                f"{', '.join(sorted(config.venues))})", ", ".join(unknown)))
+        twice = sorted({v for v in route.venues if route.venues.count(v) > 1})
+        if twice:
+            problems.append(ConfigProblem(file, f"{where}.venues", "each venue once",
+                                          ", ".join(twice)))
+        strays = sorted(set(route.symbols) - set(route.venues))
+        if strays:
+            problems.append(ConfigProblem(file, f"{where}.symbols",
+                                          "symbols only of the route's venues",
+                                          ", ".join(strays)))
 
 
 def _check_ccxt(config: Config, name: str, venue: VenueConfig, file: str,

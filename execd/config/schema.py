@@ -314,6 +314,22 @@ class VenueConfig(Struct, frozen=True, forbid_unknown_fields=True):
         return self.adapter or ("paper" if self.plane == "paper" else "")
 
 
+class RouteConfig(Struct, frozen=True, forbid_unknown_fields=True):
+    """A route (README, "Routes"): venues in order of preference, and per venue the
+    symbol an intent's symbol trades under there (unnamed: the same)."""
+
+    venues: Annotated[list[Annotated[str, Meta(min_length=1, max_length=128)]],
+                      Meta(min_length=1, max_length=16)]
+    symbols: dict[Annotated[str, Meta(min_length=1, max_length=128)],
+                  dict[Annotated[str, Meta(min_length=1, max_length=128)],
+                       Annotated[str, Meta(min_length=1, max_length=128)]]] = {}
+
+    def symbol_at(self, venue: str, symbol: str) -> str:
+        """What ``symbol`` is called at ``venue``."""
+        named = self.symbols.get(venue)
+        return symbol if named is None else named.get(symbol, symbol)
+
+
 class PoliciesConfig(Struct, frozen=True, forbid_unknown_fields=True):
     """The execution policy file (README, "Execution policies"): its rules say which
     order types an intent may use, the execution it gets when it names none, and how
@@ -339,6 +355,7 @@ class Config(Struct, frozen=True, forbid_unknown_fields=True):
     control: ControlConfig = ControlConfig()
     metrics: MetricsConfig | None = None
     policies: PoliciesConfig | None = None
+    routes: dict[Annotated[str, Meta(min_length=1, max_length=128)], RouteConfig] = {}
 
     @property
     def lakehouse(self) -> Lakehouse:

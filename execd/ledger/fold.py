@@ -41,6 +41,7 @@ from execd.model.messages import (
     InputFileRecord,
     OrderRecord,
     ResumeRecord,
+    RouteRecord,
     ScheduleRecord,
     SendAttemptRecord,
     Side,
@@ -55,6 +56,7 @@ from execd.schedule.plan import lots_of
 from execd.schedule.slippage import halt_reason
 from execd.sentinel.core import Seen, SeenIds
 from execd.sentinel.risk import Risk
+from execd.sentinel.routes import Routed
 from execd.venues.ccxt.results import held_change
 
 
@@ -75,6 +77,9 @@ class _OutcomeView(Struct):
     fees: tuple[Fee, ...] = ()
     parent: uuid.UUID | None = None
     children: int | None = None
+    # The line as received (an object, or a quarantined line's text): msgspec takes a
+    # Raw with no union, so an absent one is empty.
+    intent: Raw = Raw(b"")
 
 
 class _TickView(Struct):
@@ -113,6 +118,7 @@ _VIEWS: dict[str, Callable[[Raw], Struct]] = {
     "schedule": msgspec.json.Decoder(ScheduleRecord).decode,
     "slippage": msgspec.json.Decoder(SlippageRecord).decode,
     "resume": msgspec.json.Decoder(ResumeRecord).decode,
+    "route": msgspec.json.Decoder(RouteRecord).decode,
     "safety_sell": lambda body: _NO_VIEW,
 }
 #: The record kinds the fold reads (every other kind leaves it as it is).
@@ -180,6 +186,8 @@ class Fold:
         self.clock = "logical"
         # Open parent orders and their progress (README, "Execution algorithms").
         self.schedules = SchedulerCore(timed=False)
+        # Routed live orders in flight, and orders handed on (README, "Routes").
+        self.routes = Routed()
 
     def use_files(self, files: FileTables | None) -> None:
         """Keep the consumed-file tables in ``files`` (None: in memory, empty)."""
@@ -207,6 +215,11 @@ class Fold:
             view = cast(OutcomeBody, body)
             if view.status != "QUARANTINED":
                 self.seen.add(view.intent_id)
+                if self.routes.open:
+                    self.routes.outcome(
+                        view.intent_id, view.reason, Decimal(view.requested_quantity or 0),
+                        Decimal(view.filled_quantity),
+                        None if view.intent is None else bytes(view.intent), time)
                 if view.children is not None:
                     # A parent's summary, no order: its schedule record moved the file's
                     # progress, and its children's outcomes hold the fills.
@@ -305,6 +318,7 @@ class Fold:
                 self.risk.safety_sells += 1
         elif kind == "trading_state":
             change = cast(TradingStateRecord, body)
+            self.schedules.unstated = None
             if self.risk is not None:
                 self.risk.set_state(change.state, f"{change.actor}: {change.reason}")
         elif kind == "slippage":
@@ -313,8 +327,15 @@ class Fold:
             self.schedules.breaches.pop(breach.intent_id, None)
             if breach.response == "halt" and self.risk is not None and (
                     self.risk.state != "HALTED"):
-                # As the trading_state record after it says (a stop may fall between).
-                self.risk.set_state("HALTED", f"policy:{breach.rule}: {halt_reason(breach)}")
+                # As the trading_state record after it says; a stop may fall between,
+                # and then the next start writes it.
+                actor, reason = f"policy:{breach.rule}", halt_reason(breach)
+                previous = self.risk.set_state("HALTED", f"{actor}: {reason}")
+                self.schedules.unstated = TradingStateRecord("HALTED", previous, reason, actor)
+        elif kind == "route":
+            routed = cast(RouteRecord, body)
+            known = self.planes.get(routed.venue or "")
+            self.routes.record(routed, known is not None and known[0] == "live")
         elif kind == "resume":
             resumed = cast(ResumeRecord, body).intent_id
             state = self.schedules.get(resumed)

@@ -57,16 +57,19 @@ from execd.config.schema import Config
 from execd.ledger.fold import Fold
 from execd.model.messages import (
     OrderRecord,
+    RouteRecord,
     ScheduleRecord,
     SendAttemptRecord,
     SlippageRecord,
     TradingState,
+    TradingStateRecord,
     encode,
 )
 from execd.schedule.core import Done, OpenState, SchedulerCore, compact
 from execd.sentinel.book import Position, VenueBook
 from execd.sentinel.limits import merged
 from execd.sentinel.risk import Risk
+from execd.sentinel.routes import Handed
 
 VERSION: Literal[5] = 5
 
@@ -172,6 +175,12 @@ class Snapshot(Struct, frozen=True, forbid_unknown_fields=True):
     unrecorded: list[EndedState]
     # Slippage breaches found whose record is not in the ledger yet (each its JSON).
     breaches: list[bytes] = []
+    # Routes (execd.sentinel.routes.Routed): the route records of routed live orders in
+    # flight, and the orders handed on whose rest is not routed yet (each its JSON).
+    routed: list[bytes] = []
+    handed: list[tuple[str, bytes]] = []
+    # A halt's trading_state record a stop cut off after its slippage record (JSON).
+    unstated: bytes | None = None
 
 
 _encoder = msgspec.msgpack.Encoder(order="sorted")
@@ -180,6 +189,9 @@ _order = msgspec.json.Decoder(OrderRecord).decode
 _schedule = msgspec.json.Decoder(ScheduleRecord).decode
 _attempt = msgspec.json.Decoder(SendAttemptRecord).decode
 _breach = msgspec.json.Decoder(SlippageRecord).decode
+_state = msgspec.json.Decoder(TradingStateRecord).decode
+_route = msgspec.json.Decoder(RouteRecord).decode
+_handed = msgspec.json.Decoder(Handed).decode
 
 
 def fold_key(config: Config) -> str:
@@ -242,7 +254,10 @@ def take(fold: Fold, end: ChainEnd, key: str) -> Snapshot:
         [EndedState(encode(done.record), done.planned, done.filled, str(done.notional),
                     done.children, done.ended, done.note, str(done.executed))
          for done in fold.schedules.unrecorded.values()],
-        [encode(breach) for breach in fold.schedules.breaches.values()])
+        [encode(breach) for breach in fold.schedules.breaches.values()],
+        [encode(record) for record in fold.routes.open.values()],
+        [(str(i), encode(handed)) for i, handed in fold.routes.handed.items()],
+        None if fold.schedules.unstated is None else encode(fold.schedules.unstated))
 
 
 def encode_snapshot(snapshot: Snapshot) -> bytes:
@@ -295,6 +310,8 @@ def _schedules(snapshot: Snapshot) -> SchedulerCore:
     for data in snapshot.breaches:
         breach = _breach(data)
         core.breaches[breach.intent_id] = breach
+    if snapshot.unstated is not None:
+        core.unstated = _state(snapshot.unstated)
     return core
 
 
@@ -314,6 +331,11 @@ def restore(snapshot: Snapshot, fold: Fold) -> None:
     sends = [_attempt(data) for data in snapshot.last_sends]
     fold.last_sends = {sent.client_order_id: sent for sent in sends}
     fold.schedules = _schedules(snapshot)
+    for data in snapshot.routed:
+        record = _route(data)
+        fold.routes.open[record.intent_id] = record
+    for intent_id, data in snapshot.handed:
+        fold.routes.handed[uuid.UUID(intent_id)] = _handed(data)
     risk, state = fold.risk, snapshot.risk
     if risk is not None and state is not None:
         risk.safety_sells = state.safety_sells

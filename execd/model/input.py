@@ -68,7 +68,7 @@ class WireExecution(Execution, frozen=True, forbid_unknown_fields=True, omit_def
 
 
 class WireIntent(OrderIntent, frozen=True, forbid_unknown_fields=True, omit_defaults=True,
-                 tag="intent", tag_field="kind", gc=False):
+                 tag="intent", tag_field="kind", gc=False, kw_only=True):
     """:class:`~execd.model.messages.OrderIntent` as read from a line (strict decimals).
 
     The same fields in the same order, so it encodes (and derives ids) exactly as

@@ -77,15 +77,20 @@ class OrderIntent(
     tag="intent",
     tag_field="kind",
     gc=False,
+    # Keyword-only so that ``venue`` may be left out (a route instead) while it stays the
+    # first field: an intent's bytes, and so the ids derived from them, are as before.
+    kw_only=True,
 ):
     """A venue-agnostic request to trade, as written by research (README, Input).
 
     ``quantity`` is absolute, in the symbol's base unit. ``side`` may be left out
-    when ``action`` implies it. Without ``intent_id`` the id is derived from the
-    intent's content, so resending the same line is recognised as a duplicate.
+    when ``action`` implies it. ``route`` names a route of the config instead of a
+    ``venue`` (README, "Routes"): the sentinel gives the intent the venue it goes to.
+    Without ``intent_id`` the id is derived from the intent's content, so resending the
+    same line is recognised as a duplicate.
     """
 
-    venue: Name
+    venue: Name = ""  # "" only when left out (a route instead): a line cannot say ""
     symbol: Name
     quantity: Decimal
     source_run: Name
@@ -103,6 +108,7 @@ class OrderIntent(
     context: dict[str, Any] | None = None
     signature: Annotated[str, Meta(pattern="^[0-9a-f]{64}$")] | None = None
     execution: Execution | None = None
+    route: Name | None = None
 
 
 # The ledger's range for logical time: a signed 64-bit integer, as every reader of a
@@ -391,6 +397,23 @@ class SlippageRecord(Struct, frozen=True, forbid_unknown_fields=True, omit_defau
     next_due: int | None = None
 
 
+class RouteRecord(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """Where a routed intent went (README, "Routes"): each venue of its route passed over,
+    in order, with why (``hops``), and the venue that got it and the symbol it trades
+    under there (None: no venue could). ``after``: this is the rest of an order whose
+    venue answered that it could not take it (its id), handed to the next venue; then
+    ``intent_id`` is the new order's. Written right before the intent's order or outcome.
+    """
+
+    intent_id: uuid.UUID
+    route: str
+    hops: list[tuple[str, str]]
+    venue: str | None = None
+    symbol: str | None = None
+    after: uuid.UUID | None = None
+    quantity: Decimal | None = None
+
+
 class ResumeRecord(Struct, frozen=True, forbid_unknown_fields=True):
     """An operator resumed a schedule its slippage response paused."""
 
@@ -534,7 +557,7 @@ class StopRecord(Struct, frozen=True, forbid_unknown_fields=True):
 RecordKind = Literal["start", "stop", "outcome", "tick", "input_file", "context",
                      "trading_state", "safety_sell", "override", "order", "order_attempt",
                      "order_cancel", "config", "checkpoint", "schedule", "slippage",
-                     "resume"]
+                     "resume", "route"]
 
 # ----------------------------------------------------------------- actor messages
 
@@ -569,7 +592,7 @@ class IntentIn(Struct, gc=False):
 
     seq: int
     time: int
-    source: Source
+    source: Source | None  # None: execd's own (an order handed on along its route)
     intent: OrderIntent
     raw: bytes
 

@@ -54,6 +54,9 @@ FILE_LEVEL: Final = frozenset((INPUT_FILE_REPEATED, INPUT_FILE_NAME_INVALID,
 # Intents that were read but are not executable as written.
 INTENT_DUPLICATE: Final = "INTENT_DUPLICATE"
 INTENT_UNKNOWN_VENUE: Final = "INTENT_UNKNOWN_VENUE"
+# Routes (README, "Routes"): an intent that names a route instead of a venue.
+ROUTE_UNKNOWN: Final = "ROUTE_UNKNOWN"
+ROUTE_UNAVAILABLE: Final = "ROUTE_UNAVAILABLE"
 INTENT_QUANTITY_NOT_POSITIVE: Final = "INTENT_QUANTITY_NOT_POSITIVE"
 INTENT_PRICE_NOT_POSITIVE: Final = "INTENT_PRICE_NOT_POSITIVE"
 INTENT_LIMIT_PRICE_MISSING: Final = "INTENT_LIMIT_PRICE_MISSING"
@@ -147,7 +150,13 @@ REASONS: Final[dict[str, str]] = {
     "read to its end. The detail says what differed; the lines read before were executed, "
     "nothing after that; the file moves to rejected/ for inspection.",
     INTENT_DUPLICATE: "An intent with this id already has an outcome; no second order.",
-    INTENT_UNKNOWN_VENUE: "The intent names a venue that the config does not define.",
+    INTENT_UNKNOWN_VENUE: "The intent names a venue that the config does not define "
+    "(or names neither a venue nor a route).",
+    ROUTE_UNKNOWN: "REJECTED: the intent names a route that the config's [routes] does not "
+    "define, or names both a venue and a route (one or the other).",
+    ROUTE_UNAVAILABLE: "REJECTED: every venue of the intent's route was passed over (not "
+    "ready, backlog full, cooling down, or a limit it would breach there); the `route` "
+    "record and the detail name each venue and why.",
     INTENT_QUANTITY_NOT_POSITIVE: "The quantity is zero or negative.",
     INTENT_PRICE_NOT_POSITIVE: "A limit or reference price is zero or negative.",
     INTENT_LIMIT_PRICE_MISSING: "A limit order without a limit price.",

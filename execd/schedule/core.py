@@ -50,11 +50,12 @@ import msgspec
 from msgspec import Struct
 
 from execd.model.ids import child_intent_id
-from execd.model.messages import ScheduleRecord, SlippageRecord
+from execd.model.messages import ScheduleRecord, SlippageRecord, TradingStateRecord
 from execd.reader.volumes import NONE as NO_VOLUMES
 from execd.reader.volumes import Volumes
 from execd.schedule import slippage
 from execd.schedule.plan import pov_share
+from execd.schedule.slippage import EXACT
 
 #: ``next_due`` when no schedule waits for a slice.
 NEVER = 2**63
@@ -201,6 +202,10 @@ class SchedulerCore:
         # yet, by parent: the sentinel records each (``breaches.pop``); the fold forgets
         # one when it meets its record, so a restart records the rest.
         self.breaches: dict[uuid.UUID, SlippageRecord] = {}
+        # Open schedules whose breach halts trading (children then go one at a time);
+        # a halt's trading_state record a stop cut off, for the next start to write.
+        self.halting = 0
+        self.unstated: TradingStateRecord | None = None
         self._last_order = -1  # the largest order of a schedule opened or adopted
 
     def __len__(self) -> int:
@@ -259,6 +264,7 @@ class SchedulerCore:
             state.shares = compact([lots for _, lots in slices])
             state.record = msgspec.structs.replace(state.record, slices=_NONE)
         self._open[parent.int] = state
+        self.halting += _halts(state)
         self._last_order = max(self._last_order, state.order)
         if state.record.pov is not None:
             self._povs[parent.int] = state
@@ -408,7 +414,9 @@ class SchedulerCore:
         quantity = filled * state.record.lot if executed is None else executed
         state.executed += quantity
         if quantity and price is not None:
-            state.notional += price * quantity
+            # Exact (a 24-digit price times a quantity): the parent's slippage is judged
+            # on it, and its average is divided from it once.
+            state.notional = EXACT.add(state.notional, EXACT.multiply(price, quantity))
             if state.record.slippage is not None:
                 found = _measure(state, child, price)
                 if found is not None:
@@ -449,6 +457,7 @@ class SchedulerCore:
         state = self._open.pop(parent.int, None)
         self._povs.pop(parent.int, None)
         if state is not None:
+            self.halting -= _halts(state)
             state.turn += 1
             if state.out is not None:
                 self._children.pop(state.out.int, None)
@@ -456,6 +465,7 @@ class SchedulerCore:
     def _finish(self, state: OpenState) -> Done:
         parent = state.record.intent_id
         del self._open[parent.int]
+        self.halting -= _halts(state)
         self._povs.pop(parent.int, None)
         state.turn += 1  # any heap entry of it is stale
         done = self.unrecorded[parent] = Done(state.whole(), state.planned, state.filled,
@@ -484,6 +494,12 @@ def progress(core: SchedulerCore) -> list[Progress]:
     return shown
 
 
+def _halts(state: OpenState) -> int:
+    """1 when a breach of ``state``'s tolerance halts trading, else 0."""
+    terms = state.record.slippage
+    return int(terms is not None and terms.response == "halt")
+
+
 def _held(state: OpenState) -> str | None:
     return "paused" if state.paused else "passive" if state.passive else None
 
@@ -492,7 +508,7 @@ def _measure(state: OpenState, child: uuid.UUID, price: Decimal) -> SlippageReco
     """A child of a schedule under a slippage tolerance filled at ``price``: on a
     breach, the response that changes what the schedule does next is taken now
     (``halt`` and the record are the sentinel's). The breach, or None."""
-    found = slippage.breach(state.record, child, price, state.notional / state.executed)
+    found = slippage.breach(state.record, child, price, state.notional, state.executed)
     if found is None:
         return None
     response = found.response

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import msgspec
 from msgspec import Raw, Struct
 
-from execd.config.schema import Config
+from execd.config.schema import Config, RouteConfig
 from execd.model import ids, reasons
 from execd.model.messages import (
     Accepted,
@@ -33,6 +33,7 @@ from execd.model.messages import (
     Plane,
     ReaderItem,
     RecordKind,
+    RouteRecord,
     RouterItem,
     SafetySellRecord,
     ScheduleRecord,
@@ -48,6 +49,7 @@ from execd.policy.file import Policy
 from execd.reader.context import EMPTY as NO_CONTEXT
 from execd.reader.context import LakehouseContext, Override
 from execd.schedule.core import SchedulerCore, progress
+from execd.sentinel import routes as routing
 from execd.sentinel import safety
 from execd.sentinel.checks import own_price
 from execd.sentinel.risk import Risk
@@ -169,9 +171,10 @@ def refused(item: IntentIn, seq: int, intent_id: uuid.UUID, plane: Plane | None,
     """The outcome of a refused intent, at ``seq`` (the intent's place in the ledger)."""
     intent = item.intent
     outcome = ExecutionOutcome(
-        execution_id=ids.execution_id(intent_id, intent.venue, plane or "none"),
+        execution_id=ids.execution_id(intent_id, intent.venue or intent.route or "",
+                                      plane or "none"),
         intent_id=intent_id, status=refusal.status, filled_quantity=_ZERO,
-        logical_time=item.time, plane=plane, venue=intent.venue, symbol=intent.symbol,
+        logical_time=item.time, plane=plane, venue=intent.venue or None, symbol=intent.symbol,
         side=intent.side, requested_quantity=intent.quantity, reason=refusal.reason,
         detail=refusal.detail, source=item.source,
         # The line as received, as a venue's outcome carries it: audit sees research's
@@ -208,8 +211,14 @@ class SentinelCore:
     def __init__(self, planes: Mapping[str, Plane], seen: Seen,
                  risk: Risk | None = None, schedules: SchedulerCore | None = None,
                  markets: Mapping[str, Market] | None = None,
-                 policy: Policy | None = None) -> None:
+                 policy: Policy | None = None,
+                 routes: Mapping[str, RouteConfig] | None = None) -> None:
         self.planes = planes
+        self.routes = dict(routes or {})
+        # Routed live orders in flight (route, venue, the item as routed), and the
+        # orders handed on whose rest the next step routes (README, "Routes").
+        self.routed: dict[uuid.UUID, tuple[str, str, IntentIn]] = {}
+        self.handoffs: list[routing.Handoff] = []
         # The execution policy (README, "Execution policies"): None, every intent
         # executes as written.
         self.policy = policy
@@ -257,11 +266,18 @@ class SentinelCore:
             # No id given: the id of the intent's canonical content.
             intent_id = ids.derived_intent_id(encode(intent))
         if not self.seen.add(intent_id):
-            return self._refuse(item, intent_id, Refusal(
+            return self.refuse(item, intent_id, Refusal(
                 reasons.INTENT_DUPLICATE, f"intent_id={intent_id} already has an outcome"))
+        if intent.route is not None or not intent.venue:
+            return route_intent(self, item, intent_id)
+        return self.judge(item, intent_id)
+
+    def judge(self, item: IntentIn, intent_id: uuid.UUID) -> RouterItem:
+        """Every check after the duplicate one, for the venue ``item`` names."""
+        intent = item.intent
         plane = self.planes.get(intent.venue)
         if plane is None:
-            return self._refuse(item, intent_id, Refusal(
+            return self.refuse(item, intent_id, Refusal(
                 reasons.INTENT_UNKNOWN_VENUE,
                 f"venue={intent.venue!r} is not in the config "
                 f"(known: {', '.join(sorted(self.planes))})"))
@@ -271,16 +287,16 @@ class SentinelCore:
         except InvalidOperation:  # a NaN: refused like any number outside the range
             usual = False
         if not usual:
-            return self._refuse(item, intent_id, _quantity(quantity))
+            return self.refuse(item, intent_id, _quantity(quantity))
         side = intent.side
         if intent.action is not None or side is None:
             # Only then can side and action disagree, or the side be missing.
             resolved = _side(intent)
             if type(resolved) is Refusal:
-                return self._refuse(item, intent_id, resolved)
+                return self.refuse(item, intent_id, resolved)
             side = resolved  # type: ignore[assignment]
             if intent.action == "HOLD":
-                return self._refuse(item, intent_id, Refusal(
+                return self.refuse(item, intent_id, Refusal(
                     reasons.INTENT_HOLD, "action=HOLD: nothing to execute", "SKIPPED"))
         limit, reference = intent.limit_price, intent.reference_price
         try:
@@ -290,13 +306,13 @@ class SentinelCore:
         except InvalidOperation:
             usual = False
         if not usual:
-            return self._refuse(item, intent_id, _prices(intent))
+            return self.refuse(item, intent_id, _prices(intent))
         constraints = intent.constraints
         if constraints is not None and constraints.max_leverage is not None:
             leverage = constraints.max_leverage
             if not (leverage.is_finite() and leverage > _ZERO
                     and _LOW <= leverage.adjusted() <= _HIGH):
-                return self._refuse(item, intent_id,
+                return self.refuse(item, intent_id,
                                     _out_of_range("constraints.max_leverage", leverage))
         side = side or "buy"
         rule: str | None = None
@@ -304,7 +320,7 @@ class SentinelCore:
         if policy is not None:
             applied = judge(policy, intent, plane)
             if type(applied) is Refusal:
-                return self._refuse(item, intent_id, applied)
+                return self.refuse(item, intent_id, applied)
             rule, intent = applied.rule, applied.intent  # type: ignore[union-attr]
         schedule: ScheduleRecord | None = None
         if intent.execution is not None:
@@ -312,13 +328,13 @@ class SentinelCore:
             planned = self.schedules.plan(intent, intent_id, side, plane, item.time, item.raw,
                                           item.source, context.profiles, context.volumes)
             if isinstance(planned, Refusal):
-                return self._refuse(item, intent_id, planned)
+                return self.refuse(item, intent_id, planned)
             schedule = planned
         if rule is not None and policy is not None:
             governed = govern(policy, rule, item.intent, intent, schedule, item.time,
                               self.risk.price_of(intent) if self.risk else own_price(intent))
             if type(governed) is Refusal:
-                return self._refuse(item, intent_id, governed)
+                return self.refuse(item, intent_id, governed)
             schedule = governed  # type: ignore[assignment]
         risk = self.risk
         if risk is not None:
@@ -327,7 +343,7 @@ class SentinelCore:
                                  schedule.quantity - schedule.unplanned)
             if verdict is not None:
                 if type(verdict) is Refusal:
-                    return self._refuse(item, intent_id, verdict)
+                    return self.refuse(item, intent_id, verdict)
                 # Accepted on an operator's override: the record goes right before it.
                 override: Override = verdict  # type: ignore[assignment]
                 self.next_in = item.seq
@@ -340,7 +356,7 @@ class SentinelCore:
         return Accepted(item.seq + self.shift, item.time, item.source, intent, item.raw,
                         intent_id, side, plane, None, rule)
 
-    def _refuse(self, item: IntentIn, intent_id: uuid.UUID, refusal: Refusal) -> Entry:
+    def refuse(self, item: IntentIn, intent_id: uuid.UUID, refusal: Refusal) -> Entry:
         """The outcome of a refused intent, in the intent's place in the ledger."""
         return refused(item, item.seq + self.shift, intent_id, self.planes.get(item.intent.venue),
                        refusal)
@@ -365,8 +381,14 @@ class SentinelCore:
         schedules = self.schedules
         out: list[RouterItem] = []
         append = out.append
+        breaches = schedules.core.breaches
         for item in batch:
             seq, time = item.seq, item.time  # _other renumbers an entry in place
+            if breaches:
+                # A live child's settlement found one since: recorded (and a halt
+                # taken) before anything after it is decided.
+                self.next_in = seq
+                schedules.breaches(self.time, self._number, out)
             append(handle(item) if type(item) is IntentIn else other(item))  # type: ignore[arg-type]
             while time >= schedules.due_at:
                 # Children due by now follow the record that brought the clock here.
@@ -414,7 +436,7 @@ class SentinelCore:
 
     def set_state(self, state: TradingState, reason: str, actor: str) -> list[RouterItem]:
         """The operator changed the trading state: apply it now, and record it."""
-        risk = self._require_risk()
+        risk = self.require_risk()
         previous = risk.set_state(state, f"{actor}: {reason}")
         out: list[RouterItem] = [self._insert("trading_state", self.time,
                                               TradingStateRecord(state, previous, reason, actor))]
@@ -431,42 +453,13 @@ class SentinelCore:
 
     def reconfigure(self, change: Reconfigure, actor: str) -> list[RouterItem]:
         """A reload: new limits and policies from the next intent on, and its record."""
-        risk = self._require_risk()
+        risk = self.require_risk()
         risk.reconfigure(change.config)
         self.policy = change.policy
+        self.routes = dict(change.config.routes)
         return [self._insert("config", self.time, ConfigRecord(
             change.settings_sha256, change.file_sha256, change.changed, actor,
             change.reason, change.values))]
-
-    def safety_sell(self, venue: str, symbol: str | None, reason: str,
-                    actor: str) -> list[RouterItem]:
-        """Exit intents for every open position of ``venue`` (or one ``symbol``).
-
-        They bypass plans, provenance, trading state and limits (Safety Sell bypasses
-        lifecycle checks: README, The Risk Sentinel) but not the ledger: the request is recorded,
-        then each exit intent gets its outcome like any other.
-        """
-        risk = self._require_risk()
-        plane = self.planes.get(venue)
-        if plane is None:
-            raise ValueError(f"venue={venue!r} is not in the config "
-                             f"(known: {', '.join(sorted(self.planes))})")
-        exits = safety.exit_intents(risk.book, venue, symbol, reason, actor,
-                                    risk.safety_sells)
-        for intent, _ in exits:
-            assert intent.intent_id is not None
-            if not self.seen.add(intent.intent_id):
-                raise ValueError(f"exit intent id {intent.intent_id} already has an outcome")
-        risk.safety_sells += 1
-        out: list[RouterItem] = [self._insert("safety_sell", self.time, SafetySellRecord(
-            venue, reason, actor, len(exits), symbol))]
-        for intent, side in exits:
-            assert intent.intent_id is not None
-            risk.commit(intent, side, self.time)
-            out.append(Accepted(self.next_in + self.shift, self.time, None, intent,
-                                encode(intent), intent.intent_id, side, plane))
-            self.shift += 1
-        return out
 
     def settle(self, settled: Settled) -> bool:
         """A live order's outcome is durable: release what was held pending for it. True
@@ -477,18 +470,105 @@ class SentinelCore:
                               settled.reserved)
         if settled.intent_id is None or settled.executed is None:
             return False
+        routed = self.routed.pop(settled.intent_id, None)
+        if routed is not None and settled.reason in routing.HANDED_ON and (
+                settled.executed < settled.reserved):
+            self.handoffs.append(routing.Handoff(settled.intent_id, routed[0], routed[1],
+                                                settled.reserved - settled.executed,
+                                                routed[2]))
+            return True
         return self.schedules.settle_live(settled.intent_id, settled.executed, settled.price)
 
     def step(self, now: int, most: int | None = None) -> list[RouterItem]:
         """What schedules have to record outside the input (``Schedules.step``) by ``now``
         (the wall clock's; under the logical clock, the sentinel's own time)."""
         self.time = max(self.time, now)
-        return self.schedules.step(self.time, self._number, most)
+        out = hand_on(self) if self.handoffs else []
+        return out + self.schedules.step(self.time, self._number, most)
 
-    def _require_risk(self) -> Risk:
+    def require_risk(self) -> Risk:
         if self.risk is None:
             raise RuntimeError("this sentinel runs without risk state")
         return self.risk
+
+
+def safety_sell(core: SentinelCore, venue: str, symbol: str | None, reason: str,
+                actor: str) -> list[RouterItem]:
+    """Exit intents for every open position of ``venue`` (or one ``symbol``).
+
+    They bypass plans, provenance, trading state and limits (Safety Sell bypasses
+    lifecycle checks: README, The Risk Sentinel) but not the ledger: the request is recorded,
+    then each exit intent gets its outcome like any other.
+    """
+    risk = core.require_risk()
+    plane = core.planes.get(venue)
+    if plane is None:
+        raise ValueError(f"venue={venue!r} is not in the config "
+                         f"(known: {', '.join(sorted(core.planes))})")
+    exits = safety.exit_intents(risk.book, venue, symbol, reason, actor,
+                                risk.safety_sells)
+    for intent, _ in exits:
+        assert intent.intent_id is not None
+        if not core.seen.add(intent.intent_id):
+            raise ValueError(f"exit intent id {intent.intent_id} already has an outcome")
+    risk.safety_sells += 1
+    out: list[RouterItem] = [core._insert("safety_sell", core.time, SafetySellRecord(
+        venue, reason, actor, len(exits), symbol))]
+    for intent, side in exits:
+        assert intent.intent_id is not None
+        risk.commit(intent, side, core.time)
+        out.append(Accepted(core.next_in + core.shift, core.time, None, intent,
+                            encode(intent), intent.intent_id, side, plane))
+        core.shift += 1
+    return out
+
+
+def route_intent(core: SentinelCore, item: IntentIn, intent_id: uuid.UUID, start: int = 0,
+                 after: uuid.UUID | None = None, out: list[RouterItem] | None = None
+                 ) -> RouterItem:
+    """An intent of a route (README, "Routes"): the first venue that takes it. Its
+    ``route`` record goes in before it; into ``out`` outside a batch (a handoff)."""
+    refusal = routing.unrouted(item, core.routes)
+    if refusal is not None:
+        return core.refuse(item, intent_id, refusal)
+    name = item.intent.route
+    assert name is not None
+
+    def insert(record: RouteRecord) -> None:
+        entry = core._insert("route", item.time, record)
+        if out is None:
+            core._inserted.append(entry)
+        else:
+            out.append(entry)
+
+    core.next_in = item.seq
+    got = routing.route(item, intent_id, core.routes[name], name, core.judge, insert,
+                       core.schedules.markets, lambda r: core.refuse(item, intent_id, r),
+                       start, after)
+    if type(got) is Accepted and got.intent.venue in core.schedules.markets:
+        core.routed[intent_id] = (name, got.intent.venue, item)
+    return got
+
+
+def hand_on(core: SentinelCore) -> list[RouterItem]:
+    """Each order handed on: what it left, routed to the venues after its own."""
+    out: list[RouterItem] = []
+    while core.handoffs:
+        handoff = core.handoffs.pop(0)
+        new_id = routing.handoff_id(handoff.intent_id)
+        item = handoff.item
+        table = core.routes.get(handoff.route)
+        rest = msgspec.structs.replace(item.intent, intent_id=new_id, venue="",
+                                       quantity=handoff.left)
+        routed = IntentIn(core.next_in, core.time, item.source, rest, item.raw)
+        if not core.seen.add(new_id):
+            continue  # handed on already (a restart's fold found it)
+        start = table.venues.index(handoff.venue) + 1 if table is not None and (
+            handoff.venue in table.venues) else 0
+        got = route_intent(core, routed, new_id, start, handoff.intent_id, out)
+        core.shift += 1
+        out.append(got)
+    return out
 
 
 _STATES: dict[str, TradingState] = {"halt": "HALTED", "reduce": "REDUCING",
@@ -519,7 +599,7 @@ def control(core: SentinelCore, request: ControlRequest) -> list[RouterItem]:
         return out
     if req.command == "safety-sell":
         try:
-            out = core.safety_sell(req.venue or "", req.symbol, req.reason or "", req.actor or "")
+            out = safety_sell(core, req.venue or "", req.symbol, req.reason or "", req.actor or "")
         except ValueError as exc:
             request.error = str(exc)
             return []

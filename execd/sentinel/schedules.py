@@ -95,6 +95,9 @@ class Market(Protocol):
     def cancel(self, intent_id: uuid.UUID, /) -> bool:
         """Cancel the order of ``intent_id`` if a worker has it."""
 
+    def unusable(self, symbol: str, /) -> str | None:
+        """Why a route passes the venue over for ``symbol`` now, or None."""
+
 
 class Schedules:
     """The open schedules of one sentinel, and what each releases.
@@ -174,6 +177,8 @@ class Schedules:
             room = None if most is None else most - len(out)
             if room is not None and room <= 0:
                 break
+            if core.halting:
+                room = 1  # a child's breach may halt, ending the others before theirs
             for release in core.due(now, room):
                 self._child(release.state, release.child, release.slice, release.lots, now,
                             number, out)
@@ -286,6 +291,9 @@ class Schedules:
         children due by ``now`` (slices that fell due while the daemon was down go out
         under the catch-up rule)."""
         out: list[RouterItem] = []
+        if self.core.unstated is not None:
+            out.append(Entry(number(), "trading_state", now, self.core.unstated))
+            self.core.unstated = None
         self.breaches(now, number, out)
         self.unrecorded(now, number, out)
         risk = self.risk

@@ -28,7 +28,7 @@ from execd.ledger.recovery import recover
 from execd.ledger.scan import scan
 from execd.model import reasons
 from execd.service.control import Request
-from tests.helpers import drop, intent, lines, records, write_config
+from tests.helpers import drop, intent, ledger_bytes, lines, records, replay, write_config
 
 D = Decimal
 PARENT = "00000000-0000-4000-8000-000000000001"
@@ -216,3 +216,44 @@ async def test_a_tolerance_without_an_arrival_price_is_refused(tmp_path: Path) -
     assert (outcome["status"], outcome["reason"]) == ("REJECTED",
                                                       reasons.POLICY_NO_ARRIVAL_PRICE)
     assert D(outcome["filled_quantity"]) == 0
+
+
+HALTING = """
+[rules.default]
+[rules.halt]
+match = { symbol = "XRP/*" }
+slippage = { max_order_bps = 50, response = "halt" }
+"""
+
+
+async def test_a_halt_gives_the_same_ledger_whatever_the_batch_and_queue_sizes(
+        tmp_path: Path) -> None:
+    """Three schedules due at once, the first to breach halts: the others end before
+    their children are sent, however many items a batch holds."""
+    rows: list[Any] = [_tick(10), *(
+        intent(n, symbol=symbol, quantity="1.0", limit_price="101", order_type="limit",
+               execution={"algorithm": "twap", "start": 20, "duration": 40, "slices": 2})
+        for n, symbol in ((1, "XRP/USDT"), (2, "SOL/USDT"), (3, "BTC/USDT"))),
+        _tick(20), intent(4, quantity="0.1"), _tick(100)]
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(lines(*rows))
+    ledgers = []
+    for name, sizes in (("a", {}), ("b", {"items": 1, "q": 1, "commit_records": 1})):
+        directory = tmp_path / name
+        market = directory / "lakehouse" / "market"
+        market.mkdir(parents=True)
+        (market / "prices.json").write_text(json.dumps(
+            {"XRP/USDT": "100", "SOL/USDT": "100", "BTC/USDT": "100"}))
+        policy = directory / "policies.toml"
+        policy.write_text(HALTING)
+        ledgers.append(await replay(directory, [source],
+                                    extra=f'[policies]\nfile = "{policy}"\n', **sizes))
+    first, second = ledgers
+    assert ledger_bytes(first) == ledger_bytes(second)
+    done = {r["body"]["intent_id"][-1]: r["body"] for r in records(first)
+            if r["kind"] == "outcome" and "parent" not in r["body"]}
+    assert (done["1"]["status"], done["1"]["reason"]) == ("PARTIALLY_FILLED",
+                                                          reasons.SCHEDULE_HALTED)
+    # Ended before their first child: nothing was sent for them.
+    assert all((done[n]["status"], done[n]["children"]) == ("SKIPPED", 0) for n in "23")
+    assert done["4"]["reason"] == reasons.TRADING_HALTED

@@ -154,6 +154,20 @@ class CcxtVenue:
         self.stream.wake(order.record.client_order_id)
         return True
 
+    def unusable(self, symbol: str) -> str | None:
+        """Why a route passes this venue over for ``symbol`` now (README, "Routes"): not
+        ready, its backlog full, or the symbol not listed; None when it can take one."""
+        if not self.ready.is_set():
+            return f"not ready: {self.state}"
+        waiting = self._work_send.statistics().current_buffer_used
+        if waiting >= self.table.backlog:
+            return (f"backlog full: {waiting} waiting (backlog={self.table.backlog}), "
+                    f"{self.in_flight} in flight")
+        rules = self.rules.get(symbol)
+        if rules is None or not rules.active:
+            return f"symbol {symbol} is not listed (or not active)"
+        return None
+
     def order(self, record: OrderRecord, time: int) -> Order:
         """A new order's lifecycle (``time``: its intent's logical time)."""
         return Order(record, time, self.table, execution_id=self.execution_id(record.intent_id),

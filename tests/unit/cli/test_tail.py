@@ -106,7 +106,7 @@ BODIES: dict[str, type[msgspec.Struct]] = {
     "order_attempt": messages.SendAttemptRecord, "order_cancel": messages.CancelRecord,
     "config": messages.ConfigRecord, "checkpoint": messages.CheckpointRecord,
     "schedule": messages.ScheduleRecord, "slippage": messages.SlippageRecord,
-    "resume": messages.ResumeRecord}
+    "resume": messages.ResumeRecord, "route": messages.RouteRecord}
 TEXT = st.text(max_size=6)
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False,

@@ -116,6 +116,7 @@ def test_what_a_reload_applies() -> None:
             "timeout_ms"]
     assert reloadable == sorted([
         "log.level", "log.outcomes", "policies", "policies.file",
+        "routes.*", "routes.*.symbols", "routes.*.venues",
         "risk.require_registered_run", "risk.signatures",
         *(f"risk.limits.{k}" for k in limits), *(f"venues.*.limits.{k}" for k in limits),
         "venues.*.confirm_live", *(f"venues.*.ccxt.{k}" for k in ccxt),

@@ -47,7 +47,8 @@ def _is_leaf(path: str) -> bool:
 
 
 def _concrete(path: str) -> str:
-    return path.replace("venues.*", "venues.v").replace("symbols.*", "symbols.s")
+    return (path.replace("venues.*", "venues.v").replace("symbols.*", "symbols.s")
+            .replace("routes.*", "routes.r"))
 
 
 def _parts(path: str) -> tuple[str, ...]:
@@ -249,6 +250,7 @@ def test_toml_reads_back_to_the_same_values_and_loads_to_an_equal_config(
 def test_every_declared_key_is_shown_in_keys_order(tmp_path: Path) -> None:
     data = _with(tomllib.loads(ROUND), "venues.*.ccxt.credentials_env", "X")
     data["venues"]["v"]["symbols"] = {"s": {}}
+    data["routes"] = {"r": {"venues": ["binance", "v"], "symbols": {"v": {"A/B": "A-B"}}}}
     path = tmp_path / "all.toml"
     assert _loads(data, path)
     table = resolved.resolved(config.load(path).config)

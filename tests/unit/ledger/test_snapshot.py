@@ -161,3 +161,34 @@ def test_the_order_rate_is_stored_pruned_whatever_max_orders(tmp_path: Path) -> 
     assert back is not None and rate is not None
     for now in (499, 500, 508, 509, 510):
         assert back.refusal(now) == rate.refusal(now)
+
+
+def test_routes_in_flight_and_handoffs_fold_and_round_trip(tmp_path: Path) -> None:
+    """A routed live order's outcome that hands it on leaves a handoff until the route
+    record that follows it; a snapshot holds both states (README, "Routes")."""
+    from execd.model.messages import ExecutionOutcome, RouteRecord, StartRecord
+    from execd.sentinel.routes import handoff_id
+
+    cfg = config.load(write_config(tmp_path)).config
+    fold = Fold(Risk(cfg))
+    first, second = uuid.UUID(int=1), uuid.UUID(int=2)
+    line = b'{"kind":"intent","route":"btc","symbol":"BTC/USDT","quantity":"3","source_run":"r"}'
+    fold.observe_body("start", 1, 0, StartRecord("v", "run", "logical",
+                                                 {"stubfail": "live"}, "x"))
+    for n, intent_id in ((2, first), (4, second)):
+        fold.observe_body("route", n, 0, RouteRecord(intent_id, "btc", [], "stubfail",
+                                                     "BTC/USDT"))
+    fold.observe_body("outcome", 3, 0, ExecutionOutcome(
+        "e", first, "FAILED", Decimal(1), 0, "live", "stubfail", "BTC/USDT", "buy",
+        Decimal(3), reason="EXECUTION_NOT_AVAILABLE", intent=msgspec.Raw(line)))
+    assert list(fold.routes.open) == [second]
+    [handoff] = fold.routes.handoffs()
+    assert (handoff.intent_id, handoff.venue, handoff.left, handoff.item.intent.route) == (
+        first, "stubfail", Decimal(2), "btc")
+    end = ChainEnd(4, "0" * 64, 4, 0, 0)
+    data, again = round_trip(fold, end, cfg)
+    assert encode_snapshot(take(again, end, fold_key(cfg))) == data
+    assert again.routes.handed == fold.routes.handed and again.routes.open == fold.routes.open
+    fold.observe_body("route", 5, 0, RouteRecord(handoff_id(first), "btc", [], "binance",
+                                                 "BTC/USDT", first, Decimal(2)))
+    assert fold.routes.handoffs() == []

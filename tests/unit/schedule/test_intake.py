@@ -23,8 +23,8 @@ maybe_time = st.none() | st.integers(-5, 2_000)
 
 
 def _intent(quantity: str, execution: Execution) -> OrderIntent:
-    return OrderIntent("binance", "BTC/USDT", Decimal(quantity), "run-1", PARENT,
-                       "buy", execution=execution)
+    return OrderIntent(venue="binance", symbol="BTC/USDT", quantity=Decimal(quantity),
+                       source_run="run-1", intent_id=PARENT, side="buy", execution=execution)
 
 
 @given(st.sampled_from(["twap", "vwap", "iceberg", "immediate", "pov", "x"]),

@@ -28,7 +28,8 @@ PARENT = uuid.UUID(int=11)
 
 
 def _intent(quantity: str, **execution: object) -> OrderIntent:
-    return OrderIntent("paper", "BTC/USDT", Decimal(quantity), "run-1", PARENT, "buy",
+    return OrderIntent(venue="paper", symbol="BTC/USDT", quantity=Decimal(quantity),
+                       source_run="run-1", intent_id=PARENT, side="buy",
                        execution=Execution("pov", **execution))  # type: ignore[arg-type]
 
 

@@ -7,7 +7,7 @@ sentinel's). The same settlements in the fold's untimed core find the same breac
 from __future__ import annotations
 
 import uuid
-from decimal import Decimal
+from decimal import Context, Decimal, localcontext
 
 import msgspec
 import pytest
@@ -146,3 +146,27 @@ def test_a_stretch_never_leaves_the_ledgers_range_of_times() -> None:
     dues = [0, 2**62, 2**62 + 1]
     assert slippage.stretch(dues, 1, 100) == 2**63 - 1
     assert dues == [0, 2**63 - 1, 2**63 - 1]
+
+
+def test_the_parents_average_is_judged_exactly_however_many_digits() -> None:
+    # 24 digits times 8: beyond the 28 digits of Python's default context. Every child
+    # fills at the arrival price, so nothing breaches, even a tolerance of 0 bps.
+    arrival = D("683596247868.972445326775")
+    record = msgspec.structs.replace(
+        _record("halt", "sell", order=0, parent_bps=0), arrival=arrival,
+        lot=D(1), quantity=D(29962628))
+    core = SchedulerCore()
+    core.open(record, 0)
+    for now in (0, 25, 50, 75):
+        for child in core.due(now):
+            core.settled(child.child, child.lots, arrival, D(29962628))
+    assert core.breaches == {}
+
+
+def test_a_breach_by_the_least_amount_is_found_at_any_number_of_digits() -> None:
+    arrival = D("1." + "7" * 150)
+    with localcontext(Context(prec=400)):
+        worse = arrival + arrival * D(50) / D(10_000) + D("1e-140")
+    core = SchedulerCore()
+    _first(core, msgspec.structs.replace(_record("continue"), arrival=arrival), str(worse))
+    assert core.breaches[PARENT].breached == "order"

@@ -27,7 +27,7 @@ from execd.model.messages import (
     TradingStateRecord,
 )
 from execd.reader.context import EMPTY, Override
-from execd.sentinel.core import SeenIds, SentinelCore
+from execd.sentinel.core import SeenIds, SentinelCore, safety_sell
 from execd.sentinel.risk import Risk
 from execd.sentinel.signatures import canonical, sign
 from tests.helpers import intent, write_config
@@ -305,7 +305,7 @@ def test_safety_sell_exits_open_positions_even_when_halted(tmp_path: Path) -> No
     core.handle_batch([item(1, quantity="2"), item(2, symbol="ETH/USDT", side="sell",
                                                   quantity="3"), item(3, venue="alpaca")])
     core.set_state("HALTED", "incident", "dave")
-    out = core.safety_sell("binance", None, "incident", "dave")
+    out = safety_sell(core, "binance", None, "incident", "dave")
     record, *exits = out
     assert isinstance(record, Entry)
     assert record.body == SafetySellRecord("binance", "incident", "dave", 2, None)
@@ -315,18 +315,18 @@ def test_safety_sell_exits_open_positions_even_when_halted(tmp_path: Path) -> No
     assert all(isinstance(e, Accepted) and e.intent.action == "EMERGENCY_EXIT"
                and e.source is None for e in exits)
     assert [e.seq for e in out] == list(range(record.seq, record.seq + 3))
-    assert core.safety_sell("binance", None, "again", "dave")[0].body.orders == 0  # type: ignore[union-attr]
-    one = core.safety_sell("alpaca", "BTC/USDT", "one symbol", "dave")
+    assert safety_sell(core, "binance", None, "again", "dave")[0].body.orders == 0  # type: ignore[union-attr]
+    one = safety_sell(core, "alpaca", "BTC/USDT", "one symbol", "dave")
     assert len(one) == 2
     with pytest.raises(ValueError, match="kraken"):
-        core.safety_sell("kraken", None, "x", "dave")
+        safety_sell(core, "kraken", None, "x", "dave")
 
 
 def test_safety_sell_ids_are_reproducible(tmp_path: Path) -> None:
     def run(directory: Path) -> list[str]:
         core = build(directory)
         core.handle_batch([item(1, seq=0, quantity="2")])
-        return [str(e.intent_id) for e in core.safety_sell("binance", None, "r", "a")
+        return [str(e.intent_id) for e in safety_sell(core, "binance", None, "r", "a")
                 if isinstance(e, Accepted)]
 
     assert run(tmp_path / "a") == run(tmp_path / "b")
@@ -391,9 +391,9 @@ def test_a_held_position_without_any_price_fails_leverage_closed(tmp_path: Path)
 def test_each_safety_sell_numbers_its_exits_anew(tmp_path: Path) -> None:
     core = build(tmp_path)
     core.handle_batch([item(1, seq=0, quantity="2")])
-    first = [e for e in core.safety_sell("binance", None, "r", "a") if isinstance(e, Accepted)]
+    first = [e for e in safety_sell(core, "binance", None, "r", "a") if isinstance(e, Accepted)]
     core.handle_batch([item(2, seq=1, quantity="3")])
-    second = [e for e in core.safety_sell("binance", None, "r", "a") if isinstance(e, Accepted)]
+    second = [e for e in safety_sell(core, "binance", None, "r", "a") if isinstance(e, Accepted)]
     assert first[0].intent_id != second[0].intent_id
     assert core.risk is not None and core.risk.safety_sells == 2
 

@@ -10,7 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from execd.model import reasons
-from execd.model.messages import Accepted, Entry, ExecutionOutcome, RouterItem, TickRecord
+from execd.model.messages import (
+    Accepted,
+    Entry,
+    ExecutionOutcome,
+    RouterItem,
+    SlippageRecord,
+    TickRecord,
+)
 from execd.sentinel.core import SentinelCore, control
 from execd.service.control import ControlRequest, Request
 from tests.sentinel_inputs import ctx, item
@@ -164,3 +171,19 @@ def test_children_follow_the_record_that_moved_the_clock_whatever_the_batches(
     assert all(r == runs[0] for r in runs)
     assert next(s for s in runs[0] if s[1] == "Accepted") == (1, "Accepted", "1")
 
+
+
+def test_a_breach_a_settlement_found_is_recorded_before_the_next_intent(
+        tmp_path: Path) -> None:
+    """A live child's settlement (between two batches) found a halting breach: it is
+    recorded, and trading halted, before the next input is decided."""
+    core = build(tmp_path, "")
+    core.handle_batch([tick(5)])
+    core.schedules.core.breaches[uid(9)] = SlippageRecord(
+        uid(9), uid(10), "r", Decimal(100), Decimal(102), Decimal(200), Decimal(102),
+        Decimal(200), "order", "halt")
+    out = core.handle_batch([item(1, time=6, quantity="0.1")])
+    kinds = [x.kind if isinstance(x, Entry) else "accepted" for x in out]
+    assert kinds == ["slippage", "trading_state", "outcome"]
+    assert [x.seq for x in out] == sorted(x.seq for x in out)
+    refused(out[-1], reasons.TRADING_HALTED)
