@@ -202,9 +202,11 @@ class Graph:
         reader = self.reader = self._reader()
         # The context as of the start, which the sentinel records before its catch-up
         # when schedules are open (a restart's children are re-checked under it, a POV
-        # sized by its volume); else the reader records it before the first file.
+        # sized by its volume), or when a routed order may be handed on (judged under
+        # it); else the reader records it before the first file.
         first = None
-        if reader.context is not None and (len(state.schedules) or state.schedules.unrecorded):
+        if reader.context is not None and (len(state.schedules) or state.schedules.unrecorded
+                                           or state.routes.open or state.routes.handed):
             first = await anyio.to_thread.run_sync(reader.context.load)
             reader.started_with(first)
         live = self.live = self._live_venues()

@@ -215,7 +215,7 @@ class Fold:
             view = cast(OutcomeBody, body)
             if view.status != "QUARANTINED":
                 self.seen.add(view.intent_id)
-                if self.routes.open:
+                if self.routes.open or self.routes.awaiting:
                     self.routes.outcome(
                         view.intent_id, view.reason, Decimal(view.requested_quantity or 0),
                         Decimal(view.filled_quantity),
@@ -249,6 +249,8 @@ class Fold:
                 order = msgspec.structs.replace(order, wall_time=time)
             self.seen.add(order.intent_id)
             self.unresolved[order.intent_id] = (order, time)
+            if self.routes.awaiting:
+                self.routes.taken(order.intent_id)
             source = order.source
             if order.parent is not None:
                 # A live child: out from its order record on, until its outcome.

@@ -335,7 +335,7 @@ def restore(snapshot: Snapshot, fold: Fold) -> None:
         record = _route(data)
         fold.routes.open[record.intent_id] = record
     for intent_id, data in snapshot.handed:
-        fold.routes.handed[uuid.UUID(intent_id)] = _handed(data)
+        fold.routes.hand(uuid.UUID(intent_id), _handed(data))
     risk, state = fold.risk, snapshot.risk
     if risk is not None and state is not None:
         risk.safety_sells = state.safety_sells

@@ -253,6 +253,8 @@ class SentinelCore:
         if context is not None:
             self._use(context)
             out.append(self._insert("context", self.time, context.record))
+        if self.handoffs:  # orders handed on before the stop, their rest not yet routed
+            out += hand_on(self)
         out += self.schedules.catch_up(self.time, self._number)
         return out
 

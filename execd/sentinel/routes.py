@@ -141,20 +141,36 @@ class Routed:
     def __init__(self) -> None:
         self.open: dict[uuid.UUID, RouteRecord] = {}
         self.handed: dict[uuid.UUID, Handed] = {}
+        # The id each handed order's rest goes under -> the handed order's: it is handed
+        # on once that id has an order or outcome (its route record alone may be all a
+        # stop left of it).
+        self.awaiting: dict[uuid.UUID, uuid.UUID] = {}
 
     def record(self, record: RouteRecord, live: bool) -> None:
         """A ``route`` record; ``live``: the venue it names is on the live plane."""
-        if record.after is not None:
-            self.handed.pop(record.after, None)
         if live and record.venue is not None:
             self.open[record.intent_id] = record
+
+    def taken(self, intent_id: uuid.UUID) -> None:
+        """``intent_id`` has an order or outcome: if it is a handed order's rest, that
+        order is handed on."""
+        handed = self.awaiting.pop(intent_id, None)
+        if handed is not None:
+            self.handed.pop(handed, None)
+
+    def hand(self, intent_id: uuid.UUID, handed: Handed) -> None:
+        """``intent_id`` is handed on, its rest not routed yet."""
+        self.handed[intent_id] = handed
+        self.awaiting[handoff_id(intent_id)] = intent_id
 
     def outcome(self, intent_id: uuid.UUID, reason: str | None, requested: Decimal,
                 filled: Decimal, line: bytes | None, time: int) -> None:
         """An order's outcome: a routed one its venue could not take is handed on."""
+        if self.awaiting:
+            self.taken(intent_id)
         record = self.open.pop(intent_id, None)
         if record is not None and reason in HANDED_ON and filled < requested and line:
-            self.handed[intent_id] = Handed(record, requested - filled, line, time)
+            self.hand(intent_id, Handed(record, requested - filled, line, time))
 
     def flying(self, lines: Mapping[uuid.UUID, tuple[bytes, int]]
                ) -> dict[uuid.UUID, tuple[str, str, IntentIn]]:

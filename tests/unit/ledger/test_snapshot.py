@@ -191,4 +191,10 @@ def test_routes_in_flight_and_handoffs_fold_and_round_trip(tmp_path: Path) -> No
     assert again.routes.handed == fold.routes.handed and again.routes.open == fold.routes.open
     fold.observe_body("route", 5, 0, RouteRecord(handoff_id(first), "btc", [], "binance",
                                                  "BTC/USDT", first, Decimal(2)))
-    assert fold.routes.handoffs() == []
+    # Its route record alone may be all a stop left: handed on once its rest has an
+    # order or an outcome.
+    assert len(fold.routes.handoffs()) == 1
+    fold.observe_body("outcome", 6, 0, ExecutionOutcome(
+        "e2", handoff_id(first), "REJECTED", Decimal(0), 0, "live", "binance", "BTC/USDT",
+        "buy", Decimal(2), reason="ROUTE_UNAVAILABLE"))
+    assert fold.routes.handoffs() == [] and fold.routes.awaiting == {}
