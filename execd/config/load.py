@@ -218,6 +218,16 @@ def _check_routes(config: Config, file: str, problems: list[ConfigProblem]) -> N
         if name in config.venues:
             problems.append(ConfigProblem(file, where, "a name that is no venue's",
                                           f"venue {name!r}"))
+        if not 1 <= len(route.venues) <= 16:
+            problems.append(ConfigProblem(file, f"{where}.venues", "1 to 16 venues",
+                                          str(len(route.venues))))
+        bad = sorted(f"{venue}: {symbol!r} = {mapped!r}"
+                     for venue, table in route.symbols.items()
+                     for symbol, mapped in table.items()
+                     if not (0 < len(symbol) <= 128 and 0 < len(mapped) <= 128))
+        if bad:
+            problems.append(ConfigProblem(file, f"{where}.symbols",
+                                          "symbols of 1 to 128 characters", "; ".join(bad)))
         unknown = [v for v in route.venues if v not in config.venues]
         if unknown:
             problems.append(ConfigProblem(

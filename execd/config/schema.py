@@ -318,11 +318,9 @@ class RouteConfig(Struct, frozen=True, forbid_unknown_fields=True):
     """A route (README, "Routes"): venues in order of preference, and per venue the
     symbol an intent's symbol trades under there (unnamed: the same)."""
 
-    venues: Annotated[list[Annotated[str, Meta(min_length=1, max_length=128)]],
-                      Meta(min_length=1, max_length=16)]
-    symbols: dict[Annotated[str, Meta(min_length=1, max_length=128)],
-                  dict[Annotated[str, Meta(min_length=1, max_length=128)],
-                       Annotated[str, Meta(min_length=1, max_length=128)]]] = {}
+    # Lengths are checked with the other rules of a route (config.load), each its line.
+    venues: list[str]
+    symbols: dict[str, dict[str, str]] = {}
 
     def symbol_at(self, venue: str, symbol: str) -> str:
         """What ``symbol`` is called at ``venue``."""

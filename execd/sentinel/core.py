@@ -562,7 +562,9 @@ def hand_on(core: SentinelCore) -> list[RouterItem]:
         table = core.routes.get(handoff.route)
         rest = msgspec.structs.replace(item.intent, intent_id=new_id, venue="",
                                        quantity=handoff.left)
-        routed = IntentIn(core.next_in, core.time, item.source, rest, item.raw)
+        # No source line: the line was the first order's, whose outcome moved the file's
+        # progress already (a later order of it must not move it back).
+        routed = IntentIn(core.next_in, core.time, None, rest, item.raw)
         if not core.seen.add(new_id):
             continue  # handed on already (a restart's fold found it)
         start = table.venues.index(handoff.venue) + 1 if table is not None and (
@@ -570,6 +572,10 @@ def hand_on(core: SentinelCore) -> list[RouterItem]:
         got = route_intent(core, routed, new_id, start, handoff.intent_id, out)
         core.shift += 1
         out.append(got)
+        if core._inserted:  # accepted on an override: its record goes right before it
+            out.extend(core._inserted)
+            core._inserted.clear()
+            out.sort(key=_seq_of)
     return out
 
 

@@ -47,7 +47,8 @@ HOPS: Final = frozenset((
     reasons.RISK_VENUE_COOLDOWN, reasons.RISK_NOTIONAL_EXCEEDED,
     reasons.RISK_ASSET_EXPOSURE_EXCEEDED, reasons.RISK_LEVERAGE_EXCEEDED,
     reasons.RISK_ORDER_RATE_EXCEEDED, reasons.RISK_REDUCE_ONLY_VIOLATION,
-    reasons.VENUE_SYMBOL_UNKNOWN))
+    reasons.VENUE_SYMBOL_UNKNOWN, reasons.EXECUTION_ALGORITHM_UNSUPPORTED,
+    reasons.EXECUTION_TIME_IN_FORCE_UNSUPPORTED))
 #: What a venue answers, after the send, that hands the rest to the next venue.
 HANDED_ON: Final = frozenset((reasons.EXECUTION_NOT_AVAILABLE, reasons.VENUE_BACKLOG_FULL))
 _HANDOFF: Final = uuid.UUID("6b3f4a52-7a43-5d2e-9a0e-3c1f0d7e2b11")

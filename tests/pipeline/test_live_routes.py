@@ -110,6 +110,8 @@ async def test_a_venue_down_hands_each_order_on_once_then_cools_down(tmp_path: P
         rest = str(handoff_id(uuid.UUID(original)))
         assert (done[rest]["status"], done[rest]["venue"], done[rest]["filled_quantity"]) == (
             "FILLED", "backup", "0.01")
+        # Its line is the first order's, whose outcome moved the file's progress.
+        assert "source" not in done[rest] and "source" in done[original]
         [hand] = [r for r in routes if r.get("after") == original]
         assert (hand["intent_id"], hand["venue"], hand["quantity"], hand["hops"]) == (
             rest, "backup", "0.01", [])

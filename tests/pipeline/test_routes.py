@@ -54,7 +54,7 @@ def _run_inputs(directory: Path, rows: list[dict[str, Any]]) -> list[Path]:
 
 def _by_n(ledger: Path, kind: str) -> dict[int, dict[str, Any]]:
     return {int(r["body"]["intent_id"][-12:]): r["body"] for r in records(ledger)
-            if r["kind"] == kind}
+            if r["kind"] == kind and r["body"]["intent_id"].startswith("00000000-")}
 
 
 ROWS = [
@@ -69,6 +69,9 @@ ROWS = [
     routed(5, route="small", quantity="1"),
     # Wrong names.
     routed(6, route="nowhere"), intent(7, route="btc"), routed(8, route=None),
+    # A schedule: the stub venue has no market rules for one, a refusal of its own.
+    routed(9, quantity="0.10", execution={"algorithm": "twap", "duration": 10, "slices": 2}),
+    {"kind": "tick", "time": 30},
 ]
 
 
@@ -77,13 +80,14 @@ async def test_each_routed_intent_goes_to_the_first_venue_that_takes_it(tmp_path
     ledger = await replay(tmp_path / "run", _run_inputs(tmp_path, rows), extra=ROUTES)
     done = _by_n(ledger, "outcome")
     route = _by_n(ledger, "route")
-    assert Counter(int(r["body"]["intent_id"][-12:]) for r in records(ledger)
+    assert Counter(r["body"]["intent_id"] for r in records(ledger)
                    if r["kind"] == "outcome").most_common(1)[0][1] == 1
     assert {n: (o["status"], o.get("venue"), o["symbol"]) for n, o in done.items()} == {
         1: ("FAILED", "stubfail", "BTC/USDT"), 2: ("FAILED", "stubfail", "BTC/USDT"),
         3: ("FILLED", "alpaca", "BTC/USD"), 4: ("FILLED", "binance", "BTC/USDT"),
         5: ("REJECTED", None, "BTC/USDT"), 6: ("REJECTED", None, "BTC/USDT"),
-        7: ("REJECTED", "binance", "BTC/USDT"), 8: ("REJECTED", None, "BTC/USDT")}
+        7: ("REJECTED", "binance", "BTC/USDT"), 8: ("REJECTED", None, "BTC/USDT"),
+        9: ("FILLED", "alpaca", "BTC/USD")}
     assert (route[1]["venue"], route[1]["hops"]) == ("stubfail", [])
     [(passed, why)] = route[3]["hops"]
     assert passed == "stubfail" and why.startswith(reasons.RISK_VENUE_COOLDOWN)
@@ -104,6 +108,10 @@ async def test_each_routed_intent_goes_to_the_first_venue_that_takes_it(tmp_path
     for n in (1, 3, 4, 5):
         at = kinds.index(("outcome", done[n]["intent_id"]))
         assert kinds[at - 1] == ("route", done[n]["intent_id"])
+    [schedule] = [r["body"] for r in records(ledger) if r["kind"] == "schedule"]
+    assert (schedule["venue"], schedule["symbol"]) == ("alpaca", "BTC/USD")
+    assert route[9]["hops"][0][0] == "stubfail"
+    assert done[9]["status"] == "FILLED" and done[9]["children"] == 2
     # Each line kept as received: the route, no venue.
     assert "venue" not in done[3]["intent"] and done[3]["intent"]["route"] == "btc"
 
@@ -137,7 +145,13 @@ def test_bad_routes_stop_start_up_with_one_line_each(tmp_path: Path) -> None:
         "routes.x.venues: expected each venue once, found binance",
         "routes.x.venues: expected venues of [venues] (known: alpaca, binance, stubfail), "
         "found kraken"]
-    with pytest.raises(ConfigError) as caught:
-        config.load(write_config(tmp_path / "b", extra="[routes.y]\nvenues = []\n"))
-    [problem] = caught.value.problems
-    assert problem.key == "routes.y.venues"
+    for name, extra, line in (
+            ("b", "[routes.y]\nvenues = []\n", "routes.y.venues: expected 1 to 16 venues, "
+             "found 0"),
+            ("c", '[routes.y]\nvenues = ["binance"]\n[routes.y.symbols.binance]\n'
+                  '"BTC/USDT" = ""\n', "routes.y.symbols: expected symbols of 1 to 128 "
+             "characters, found binance: 'BTC/USDT' = ''")):
+        with pytest.raises(ConfigError) as caught:
+            config.load(write_config(tmp_path / name, extra=extra))
+        [problem] = caught.value.problems
+        assert f"{problem.key}: expected {problem.expected}, found {problem.found}" == line
