@@ -176,7 +176,8 @@ def _outcome(body: dict[str, Any]) -> str:
 
 
 def _plan(plan: Any) -> str:
-    """An order's plan in one token: ``TYPE,SIZE[@PRICE][,TIF][,constraint…][,skipped:WHY]``
+    """An order's plan in one token: ``TYPE,SIZE[@PRICE][,TIF][,constraint…]
+    [,max_leverage=CAP][,skipped:WHY]``
     (``limit,0.25@100,GTC,policy:default``)."""
     if not isinstance(plan, dict):
         return _json(plan)
@@ -191,6 +192,8 @@ def _plan(plan: Any) -> str:
         parts += [_text(c) for c in constraints]
     elif constraints is not None:
         parts.append(_json(constraints))
+    if plan.get("max_leverage") is not None:
+        parts.append(f"max_leverage={_text(plan['max_leverage'])}")
     if plan.get("skip_reason") is not None:
         parts.append(f"skipped:{_text(plan['skip_reason'])}")
     return ",".join(parts)

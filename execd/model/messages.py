@@ -151,9 +151,10 @@ class Plan(Struct, frozen=True, omit_defaults=True, forbid_unknown_fields=True, 
     limit's (None: a market order); ``time_in_force`` as sent (None: the venue's
     default, GTC for a limit); ``constraints`` what shaped it, in a fixed order
     (README, "The plan of every order"): ``policy:RULE``, ``limit_from_reference``,
-    ``lot_rounding``, ``price_tick``, ``post_only``, ``reduce_only``. ``skip_reason``:
-    the reason nothing was sent. The paper plane's plans use the same order type and
-    time in force as the live plane's, so the two can be compared line by line.
+    ``lot_rounding``, ``price_tick``, ``post_only``, ``reduce_only``,
+    ``leverage_cap``. ``skip_reason``: the reason nothing was sent. The paper plane's plans
+    use the same order type and time in force as the live plane's, so the two can be
+    compared line by line.
     """
 
     order_type: OrderType
@@ -163,6 +164,10 @@ class Plan(Struct, frozen=True, omit_defaults=True, forbid_unknown_fields=True, 
     price: Decimal | None = None
     constraints: tuple[str, ...] = ()
     skip_reason: str | None = None
+    # The leverage cap the order was checked under (the intent's max_leverage, or the
+    # policy rule's when lower): every venue here is spot, so the order itself borrows
+    # nothing; the cap bounds the account's gross over equity after it.
+    max_leverage: Decimal | None = None
 
 
 class ExecutionOutcome(

@@ -17,7 +17,7 @@ import msgspec
 from msgspec import Struct
 
 from execd.model import reasons
-from execd.model.messages import Execution, OrderIntent, Plane, ScheduleRecord
+from execd.model.messages import Constraints, Execution, OrderIntent, Plane, ScheduleRecord
 from execd.model.refusal import Refusal
 from execd.policy.file import Default, Policy, Rule
 from execd.policy.orders import order_type_of, time_in_force_of
@@ -59,6 +59,13 @@ def judge(policy: Policy, intent: OrderIntent, plane: Plane) -> Applied | Refusa
                                     or default.time_in_force is not None):
             intent = msgspec.structs.replace(intent, execution=execution_of(default))
             defaulted = True
+    cap = rule.max_leverage
+    if cap is not None:
+        constraints = intent.constraints or Constraints()
+        own = constraints.max_leverage
+        if own is None or cap < own:
+            intent = msgspec.structs.replace(intent, constraints=msgspec.structs.replace(
+                constraints, max_leverage=cap))
     order_type = order_type_of(intent)
     allowed = rule.order_types
     if allowed is not None and order_type not in allowed:

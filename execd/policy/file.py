@@ -75,6 +75,9 @@ class Rule(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
     algorithms: dict[Urgency, Default] = {}
     pacing: Pacing | None = None
     slippage: Slippage | None = None
+    # The lowest leverage cap its intents are checked under (the Risk Sentinel's
+    # account leverage, gross over equity): an intent's own max_leverage, if lower, stays.
+    max_leverage: Decimal | None = None
 
 
 class PolicyFile(Struct, frozen=True, forbid_unknown_fields=True):
@@ -145,6 +148,8 @@ def canonical(file: PolicyFile) -> dict[str, Any]:
         pacing = _normal(msgspec.to_builtins(rule.pacing)) if rule.pacing is not None else {}
         if pacing:
             body["pacing"] = pacing
+        if rule.max_leverage is not None:
+            body["max_leverage"] = str(rule.max_leverage.normalize())
         if rule.slippage is not None:
             body["slippage"] = {"stretch": 2, **msgspec.to_builtins(rule.slippage)} if (
                 rule.slippage.response == "slow") else msgspec.to_builtins(rule.slippage)
@@ -230,6 +235,7 @@ def _check_meaning(file: PolicyFile, name: str, problems: list[ConfigProblem]) -
                      for u, d in sorted(rule.algorithms.items())]
         if pacing is not None:
             positives.append(("pacing.max_child_notional", pacing.max_child_notional))
+        positives.append(("max_leverage", rule.max_leverage))
         for key, value in positives:
             if value is not None and not (value.is_finite() and _LEAST <= value < _BEYOND):
                 problems.append(ConfigProblem(name, f"{where}.{key}",

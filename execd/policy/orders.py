@@ -68,7 +68,15 @@ def constraints_of(intent: OrderIntent, rule: str | None, *, from_reference: boo
         named.append("post_only")
     if reduce_only:
         named.append("reduce_only")
+    if leverage_of(intent) is not None:
+        named.append("leverage_cap")
     return tuple(named)
+
+
+def leverage_of(intent: OrderIntent) -> Decimal | None:
+    """The leverage cap ``intent`` is checked under (``constraints.max_leverage``)."""
+    constraints = intent.constraints
+    return constraints.max_leverage if constraints is not None else None
 
 
 def paper_plan(intent: OrderIntent, rule: str | None) -> Plan:
@@ -86,10 +94,12 @@ def paper_plan(intent: OrderIntent, rule: str | None) -> Plan:
     constraints = intent.constraints
     reduce_only = constraints is not None and constraints.reduce_only
     named: tuple[str, ...] = ()
-    if rule is not None or from_reference or post_only or reduce_only:
+    leverage = None if constraints is None else constraints.max_leverage
+    if rule is not None or from_reference or post_only or reduce_only or leverage is not None:
         named = constraints_of(intent, rule, from_reference=from_reference,
                                post_only=post_only, reduce_only=reduce_only)
-    return Plan(order_type, intent.quantity, intent.action, tif, price, named)
+    return Plan(order_type, intent.quantity, intent.action, tif, price, named,
+                max_leverage=leverage)
 
 
 def skipped_plan(intent: OrderIntent, rule: str | None, reason: str,
@@ -99,4 +109,4 @@ def skipped_plan(intent: OrderIntent, rule: str | None, reason: str,
     rounded = size is not None and size != intent.quantity
     return Plan(order_type_of(intent), intent.quantity if size is None else size,
                 intent.action, None, None, constraints_of(intent, rule, rounded=rounded),
-                reason)
+                reason, leverage_of(intent))

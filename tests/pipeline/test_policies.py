@@ -184,3 +184,32 @@ async def test_replays_under_one_policy_are_byte_identical_and_the_policy_is_in_
     # A policy file of the same bytes elsewhere is the same policy: the same digest.
     assert digests[0] == next(r["body"] for r in records(second)
                               if r["kind"] == "start")["config_sha256"]
+
+
+async def test_a_rules_leverage_cap_lowers_the_intents_and_is_in_the_plan(
+        tmp_path: Path) -> None:
+    text = POLICY + '\n[rules.levered]\nmatch = { venue = "binance", symbol = "SOL/*" }\n' \
+        'max_leverage = "2"\n'
+    limit = {"symbol": "SOL/USDT", "order_type": "limit", "limit_price": "100"}
+    rows = [{"kind": "tick", "time": 10},
+            intent(1, quantity="1500", **limit),  # 150,000 on 100,000 equity: 1.5
+            intent(2, quantity="1000", **limit),  # 2.5 in all: above the rule's 2
+            # Its own cap is lower than the rule's: its own stays, and refuses it.
+            intent(3, quantity="10", constraints={"max_leverage": "1.2"}, **limit),
+            # Its own cap is higher: the rule's applies.
+            intent(4, quantity="10", constraints={"max_leverage": "5"}, **limit)]
+    risk = 'signatures = "none"\n[risk.limits]\nequity = "100000"\n'
+    ledger = await replay(tmp_path / "run", _run_inputs(tmp_path, rows), risk=risk,
+                          **_policy(tmp_path, text))
+    got = _by_id(ledger)
+    assert {n: (o["status"], o.get("reason")) for n, o in got.items()} == {
+        1: ("FILLED", None), 2: ("REJECTED", reasons.RISK_LEVERAGE_EXCEEDED),
+        3: ("REJECTED", reasons.RISK_LEVERAGE_EXCEEDED), 4: ("FILLED", None)}
+    assert got[2]["detail"].endswith("max_leverage=2")
+    assert got[3]["detail"].endswith("max_leverage=1.2")
+    for n in (1, 4):
+        plan = got[n]["plan"]
+        assert plan["max_leverage"] == "2"
+        assert plan["constraints"] == ["policy:levered", "leverage_cap"]
+    # The line as received keeps the intent's own cap.
+    assert got[4]["intent"]["constraints"] == {"max_leverage": "5"}

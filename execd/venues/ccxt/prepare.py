@@ -17,7 +17,7 @@ from msgspec import Struct
 from execd.model import reasons
 from execd.model.messages import Accepted, OrderIntent, OrderType, Plan
 from execd.model.reasons import Status
-from execd.policy.orders import constraints_of, order_type_of, plan_terms
+from execd.policy.orders import constraints_of, leverage_of, order_type_of, plan_terms
 
 _BPS = Decimal(10_000)
 _ONE = Decimal(1)
@@ -61,7 +61,7 @@ class OrderPlan(Struct, frozen=True):
     def plan(self, intent: OrderIntent) -> Plan:
         """The ledger's plan of this order (the outcome and order record carry it)."""
         return Plan(self.type, self.amount, intent.action, plan_terms(intent, self.type)[0],
-                    self.price, self.constraints)
+                    self.price, self.constraints, max_leverage=leverage_of(intent))
 
 
 # What replaces an order that is not sent: status, reason code, detail.

@@ -78,6 +78,8 @@ MISTAKES = {
         "rules.a.slippage.stretch: expected",
     "[rules.a.slippage]\nmax_parent_bps = 5\n":
         "rules.a.slippage.response: expected",
+    "[rules.a]\nmax_leverage = \"0\"\n":
+        "rules.a.max_leverage: expected a decimal within 1e-18 .. 1e15, found 0",
     "rules = 3\n": "rules: expected a table, found int 3",
     "[rules]\n": "rules: expected at least one rule, found none",
     "[rules.a\n": "(syntax): expected valid TOML",
