@@ -377,6 +377,9 @@ class ScheduleRecord(Struct, frozen=True, forbid_unknown_fields=True, omit_defau
     # measured against: the lakehouse's price when the parent was read, else its own.
     slippage: Slippage | None = None
     arrival: Decimal | None = None
+    # The rule's leverage cap where it lowered the parent's own: its children are
+    # checked under it, after a restart too (the line as received has the parent's).
+    max_leverage: Decimal | None = None
 
 
 class SlippageRecord(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):

@@ -20,7 +20,7 @@ from execd.model import reasons
 from execd.model.messages import Constraints, Execution, OrderIntent, Plane, ScheduleRecord
 from execd.model.refusal import Refusal
 from execd.policy.file import Default, Policy, Rule
-from execd.policy.orders import order_type_of, time_in_force_of
+from execd.policy.orders import leverage_of, order_type_of, time_in_force_of
 from execd.policy.rules import Match
 from execd.schedule.core import slices_of
 from execd.schedule.intake import TIMES_IN_FORCE
@@ -155,9 +155,11 @@ def govern(policy: Policy, name: str, written: OrderIntent, intent: OrderIntent,
         return Refusal(reasons.POLICY_NO_ARRIVAL_PRICE,
                        f"rule {name}: a slippage tolerance, and no arrival price to measure it "
                        "against (no lakehouse price, limit or reference price)")
+    capped = leverage_of(intent)
     return msgspec.structs.replace(
         schedule, rule=name, execution=None if written.execution is not None else
-        intent.execution, slippage=tolerance, arrival=None if tolerance is None else price)
+        intent.execution, slippage=tolerance, arrival=None if tolerance is None else price,
+        max_leverage=None if capped == leverage_of(written) else capped)
 
 
 def _exceeded(name: str, why: str) -> Refusal:

@@ -11,7 +11,7 @@ parameters; a minimum duration is not above the maximum; and no two rules tie
 from __future__ import annotations
 
 import hashlib
-from decimal import Decimal
+from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 
@@ -149,7 +149,7 @@ def canonical(file: PolicyFile) -> dict[str, Any]:
         if pacing:
             body["pacing"] = pacing
         if rule.max_leverage is not None:
-            body["max_leverage"] = str(rule.max_leverage.normalize())
+            body["max_leverage"] = _exact(rule.max_leverage)
         if rule.slippage is not None:
             body["slippage"] = {"stretch": 2, **msgspec.to_builtins(rule.slippage)} if (
                 rule.slippage.response == "slow") else msgspec.to_builtins(rule.slippage)
@@ -159,8 +159,17 @@ def canonical(file: PolicyFile) -> dict[str, Any]:
 
 def _normal(table: dict[str, Any]) -> dict[str, Any]:
     """``table`` with its decimals (strings of digits) normalized."""
-    return {k: (str(Decimal(v).normalize()) if isinstance(v, str) and k in _DECIMALS else v)
+    return {k: (_exact(Decimal(v)) if isinstance(v, str) and k in _DECIMALS else v)
             for k, v in table.items()}
+
+
+def _exact(value: Decimal) -> str:
+    """``value`` without trailing zeros, and never rounded ("2.0" is "2"; a 40-digit cap
+    is not)."""
+    return str(value.normalize(_WHOLE))
+
+
+_WHOLE: Final = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
 
 
 _DECIMALS: Final = frozenset(("visible", "participation", "max_participation",

@@ -36,10 +36,14 @@ _parent_intent = msgspec.json.Decoder(OrderIntent).decode
 
 def parent_intent(record: ScheduleRecord) -> OrderIntent:
     """The parent's intent as its line (kept in the record) says, with the execution the
-    policy gave it when it named none (``record.execution``)."""
+    policy gave it when it named none (``record.execution``) and the rule's leverage cap
+    where it lowered its own (``record.max_leverage``)."""
     intent = _parent_intent(record.intent)
     if record.execution is not None:
         intent = msgspec.structs.replace(intent, execution=record.execution)
+    if record.max_leverage is not None:
+        intent = msgspec.structs.replace(intent, constraints=msgspec.structs.replace(
+            intent.constraints or Constraints(), max_leverage=record.max_leverage))
     return intent
 
 

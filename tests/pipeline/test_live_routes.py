@@ -152,3 +152,19 @@ async def test_orders_a_full_backlog_refuses_go_to_the_next_venue(tmp_path: Path
     for n in full:
         rest = str(handoff_id(uuid.UUID(routed(n)["intent_id"])))
         assert (done[rest]["status"], done[rest]["venue"]) == ("FILLED", "backup")
+
+
+async def test_a_venue_with_no_backlog_but_free_workers_takes_the_order(
+        tmp_path: Path) -> None:
+    primary, backup = fake_exchange(), fake_exchange()
+    await primary.start()
+    await backup.start()
+    try:
+        ledger = await run_live(tmp_path, primary, [routed(1)], in_flight=4, backlog=0,
+                                extra=_extra(tmp_path, backup.url))
+    finally:
+        await backup.stop()
+        await primary.stop()
+    [route] = _of(ledger, "route")
+    assert (route["venue"], route["hops"]) == ("binance", [])
+    assert len(primary.orders) == 1 and backup.orders == []

@@ -10,9 +10,13 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from execd.config import schema as config
 from execd.config.digest import outcome_settings_sha256
 from execd.model import reasons
+from execd.model.messages import ScheduleRecord
+from execd.schedule.children import parent_intent
 from tests.helpers import intent, ledger_bytes, lines, outcomes, records, replay, write_config
 
 POLICY = """
@@ -197,14 +201,20 @@ async def test_a_rules_leverage_cap_lowers_the_intents_and_is_in_the_plan(
             # Its own cap is lower than the rule's: its own stays, and refuses it.
             intent(3, quantity="10", constraints={"max_leverage": "1.2"}, **limit),
             # Its own cap is higher: the rule's applies.
-            intent(4, quantity="10", constraints={"max_leverage": "5"}, **limit)]
+            intent(4, quantity="10", constraints={"max_leverage": "5"}, **limit),
+            # A schedule: its children are checked under the rule's cap, after a restart
+            # too (the record keeps it; the line as received has none).
+            intent(5, quantity="40", execution={"algorithm": "twap", "duration": 20,
+                                                "slices": 2}, **limit),
+            {"kind": "tick", "time": 40}]
     risk = 'signatures = "none"\n[risk.limits]\nequity = "100000"\n'
     ledger = await replay(tmp_path / "run", _run_inputs(tmp_path, rows), risk=risk,
                           **_policy(tmp_path, text))
     got = _by_id(ledger)
     assert {n: (o["status"], o.get("reason")) for n, o in got.items()} == {
         1: ("FILLED", None), 2: ("REJECTED", reasons.RISK_LEVERAGE_EXCEEDED),
-        3: ("REJECTED", reasons.RISK_LEVERAGE_EXCEEDED), 4: ("FILLED", None)}
+        3: ("REJECTED", reasons.RISK_LEVERAGE_EXCEEDED), 4: ("FILLED", None),
+        5: ("FILLED", None)}
     assert got[2]["detail"].endswith("max_leverage=2")
     assert got[3]["detail"].endswith("max_leverage=1.2")
     for n in (1, 4):
@@ -213,3 +223,9 @@ async def test_a_rules_leverage_cap_lowers_the_intents_and_is_in_the_plan(
         assert plan["constraints"] == ["policy:levered", "leverage_cap"]
     # The line as received keeps the intent's own cap.
     assert got[4]["intent"]["constraints"] == {"max_leverage": "5"}
+    [record] = [r["body"] for r in records(ledger) if r["kind"] == "schedule"]
+    assert record["max_leverage"] == "2"
+    rebuilt = parent_intent(msgspec.json.decode(msgspec.json.encode(record), type=ScheduleRecord))
+    assert rebuilt.constraints is not None and rebuilt.constraints.max_leverage == 2
+    children = [o for o in outcomes(ledger) if o.get("parent")]
+    assert len(children) == 2 and all(c["plan"]["max_leverage"] == "2" for c in children)

@@ -160,7 +160,9 @@ class CcxtVenue:
         if not self.ready.is_set():
             return f"not ready: {self.state}"
         waiting = self._work_send.statistics().current_buffer_used
-        if waiting >= self.table.backlog:
+        # Full as intake finds it: no worker free to take one and no room to wait (with
+        # backlog = 0, a free worker takes it at once).
+        if waiting >= self.table.backlog and self.in_flight >= self.table.max_in_flight:
             return (f"backlog full: {waiting} waiting (backlog={self.table.backlog}), "
                     f"{self.in_flight} in flight")
         rules = self.rules.get(symbol)

@@ -175,3 +175,8 @@ def test_rules_said_another_way_have_the_same_digest(tmp_path: Path) -> None:
                           'stretch = 2\n')  # the default, said
     assert slow != digest('[rules.a.slippage]\nmax_order_bps = 5\nresponse = "pause"\n')
     assert slow != digest('[rules.a.slippage]\nmax_order_bps = 6\nresponse = "slow"\n')
+    # Caps that differ only past 28 digits are different caps, and different digests.
+    assert digest('[rules.a]\nmax_leverage = "2"\n') == digest(
+        '[rules.a]\nmax_leverage = "2.000"\n')
+    assert digest('[rules.a]\nmax_leverage = "2"\n') != digest(
+        '[rules.a]\nmax_leverage = "1.9999999999999999999999999999999"\n')
