@@ -18,7 +18,7 @@ import msgspec
 
 from execd.model import ids
 from execd.model.errors import EXIT_CONFIG, EXIT_OK, ConfigError
-from execd.model.messages import OrderIntent, ScheduleRecord, encode
+from execd.model.messages import OrderIntent, ScheduleRecord, encode, normal
 from execd.model.refusal import Refusal
 from execd.policy import file as policy_file
 from execd.policy.apply import Applied, govern, judge
@@ -53,6 +53,8 @@ def explain(policy: policy_file.Policy, intent: OrderIntent, plane: Any,
     """What ``explain`` prints for ``intent`` on ``plane`` at clock time ``now``: the
     daemon's own decision (:mod:`execd.policy.apply`), with no lakehouse price."""
     lines = [f"policy {policy.path} (sha256 {policy.sha256[:12]}…)"]
+    intent_id = intent.intent_id or ids.derived_intent_id(encode(intent))
+    intent = normal(intent)  # as the sentinel judges it: upper-case action, exits critical
     applied = judge(policy, intent, plane)
     name = applied.rule if isinstance(applied, Applied) else policy.applies(Match(
         plane, intent.venue, intent.symbol, intent.urgency, intent.action, intent.source_run))
@@ -79,7 +81,11 @@ def explain(policy: policy_file.Policy, intent: OrderIntent, plane: Any,
     execution = planned.execution
     shown = msgspec.json.encode(execution).decode() if execution is not None else "immediate"
     lines.append(f"execution: {shown}")
-    intent_id = intent.intent_id or ids.derived_intent_id(encode(intent))
+    if planned.quantity is None:
+        lines.append("plan: the quantity is sized when the daemon reads the line, from the "
+                     "position or an allocation (README, Sizing); give a quantity to see "
+                     "the plan")
+        return lines
     got = schedule_of(planned, intent_id, intent.side or "buy", "paper", now, encode(intent),
                       None)
     if isinstance(got, Refusal):

@@ -172,7 +172,21 @@ def _outcome(body: dict[str, Any]) -> str:
         parts.append(f"children={_text(body['children'])}")
     if body.get("plan") is not None:
         parts.append(f"plan={_plan(body['plan'])}")
+    if body.get("sizing") is not None:
+        parts.append(f"sized={_sizing(body['sizing'])}")
     return " ".join(parts)
+
+
+def _sizing(sizing: Any) -> str:
+    """How a quantity was resolved, in one token: ``BASIS:FRAC*BASE=QUANTITY``, and
+    for an allocation ``[NAME@PRICE]`` (``allocation:0.5*0.2=0.1[book:B1@50000]``)."""
+    if not isinstance(sizing, dict):
+        return _json(sizing)
+    token = (f"{_text(sizing.get('basis', '?'))}:{_text(sizing.get('frac', '?'))}*"
+             f"{_text(sizing.get('base', '?'))}={_text(sizing.get('quantity', '?'))}")
+    if sizing.get("allocation") is not None:
+        token += f"[{_text(sizing['allocation'])}@{_text(sizing.get('price', '?'))}]"
+    return token
 
 
 def _plan(plan: Any) -> str:
@@ -213,7 +227,8 @@ def _schedule(body: dict[str, Any]) -> str:
             + (f" rule={_text(get('rule'))}" if get("rule") is not None else "")
             + (f" default={_json(get('execution'))}" if get("execution") is not None else "")
             + (f" slippage={_json(get('slippage'))} arrival={_text(get('arrival'))}"
-               if get("slippage") is not None else ""))
+               if get("slippage") is not None else "")
+            + (f" sized={_sizing(get('sizing'))}" if get("sizing") is not None else ""))
 
 
 def _tick(body: dict[str, Any]) -> str:

@@ -159,6 +159,7 @@ KEYS: Final[tuple[Key, ...]] = (
     live("routes.*", "if_set"),
     live("routes.*.venues", "if_set"),
     live("routes.*.symbols", "if_set"),
+    live("allocations", "if_set"),
     fixed("metrics", _METRICS),
     fixed("metrics.listen", _METRICS),
     fixed("metrics.max_clients", _METRICS),

@@ -354,6 +354,9 @@ class Config(Struct, frozen=True, forbid_unknown_fields=True):
     metrics: MetricsConfig | None = None
     policies: PoliciesConfig | None = None
     routes: dict[Annotated[str, Meta(min_length=1, max_length=128)], RouteConfig] = {}
+    # Allocations an intent may be sized from (README, "Sizing"): name -> notional in
+    # the quote currency ("book:B1" is what a book_id B1 finds).
+    allocations: dict[Annotated[str, Meta(min_length=1, max_length=128)], Decimal] = {}
 
     @property
     def lakehouse(self) -> Lakehouse:

@@ -75,11 +75,12 @@ class WireIntent(OrderIntent, frozen=True, forbid_unknown_fields=True, omit_defa
     an OrderIntent does; only the decimal fields' decoding differs.
     """
 
-    quantity: JsonDecimal
+    quantity: JsonDecimal | None = None
     limit_price: JsonDecimal | None = None
     reference_price: JsonDecimal | None = None
     constraints: WireConstraints | None = None
     execution: WireExecution | None = None
+    size_frac: JsonDecimal | None = None
 
 
 class _NumberGiven(ExecdError):
@@ -106,6 +107,7 @@ class _DecimalTexts(Struct):
     reference_price: Raw = _ABSENT
     constraints: _ConstraintTexts | None = None
     execution: _ExecutionTexts | None = None
+    size_frac: Raw = _ABSENT
 
 
 _JSON_KINDS = {bool: "bool", type(None): "null", list: "array", dict: "object"}
@@ -168,7 +170,7 @@ class InputDecoder:
         record = self._exact(line)
         texts = self._texts(line)
         fields = [("quantity", texts.quantity), ("limit_price", texts.limit_price),
-                  ("reference_price", texts.reference_price)]
+                  ("reference_price", texts.reference_price), ("size_frac", texts.size_frac)]
         if texts.constraints is not None:
             fields.append(("constraints.max_leverage", texts.constraints.max_leverage))
         if texts.execution is not None:

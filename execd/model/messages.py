@@ -25,12 +25,19 @@ from execd.model.reasons import Status
 SCHEMA_VERSION = 1
 
 Side = Literal["buy", "sell"]
-Action = Literal["ADD", "TRIM", "EXIT", "RECLAIM", "EMERGENCY_EXIT", "HOLD"]
+# Seed 001 writes actions in lower case: both spellings are read, and the sentinel
+# goes on with the upper-case one (an id is derived from the line as written, so
+# "add" and "ADD" lines are different intents).
+Action = Literal["ADD", "TRIM", "EXIT", "RECLAIM", "EMERGENCY_EXIT", "HOLD",
+                 "add", "trim", "exit", "reclaim", "emergency_exit", "hold"]
+SizeOf = Literal["position", "allocation"]
 OrderType = Literal["market", "limit"]
 Urgency = Literal["low", "medium", "high", "critical"]
 Plane = Literal["paper", "live"]
 
 Name = Annotated[str, Meta(min_length=1, max_length=128)]
+# Audit text a producer keeps with an intent (seed 001 writes "" for an unknown state).
+Note = Annotated[str, Meta(max_length=128)]
 
 # --------------------------------------------------------------------------- input
 
@@ -83,7 +90,10 @@ class OrderIntent(
 ):
     """A venue-agnostic request to trade, as written by research (README, Input).
 
-    ``quantity`` is absolute, in the symbol's base unit. ``side`` may be left out
+    ``quantity`` is absolute, in the symbol's base unit; or ``size_frac`` says it as a
+    fraction of the position or of an allocation (README, "Sizing"), and an EXIT
+    without either exits the whole position: the sentinel resolves it, and every intent
+    past the sentinel has a quantity (:attr:`absolute`). ``side`` may be left out
     when ``action`` implies it. ``route`` names a route of the config instead of a
     ``venue`` (README, "Routes"): the sentinel gives the intent the venue it goes to.
     Without ``intent_id`` the id is derived from the intent's content, so resending the
@@ -92,7 +102,7 @@ class OrderIntent(
 
     venue: Name = ""  # "" only when left out (a route instead): a line cannot say ""
     symbol: Name
-    quantity: Decimal
+    quantity: Decimal | None = None
     source_run: Name
     intent_id: uuid.UUID | None = None
     side: Side | None = None
@@ -109,6 +119,43 @@ class OrderIntent(
     signature: Annotated[str, Meta(pattern="^[0-9a-f]{64}$")] | None = None
     execution: Execution | None = None
     route: Name | None = None
+    # Sizing from a fraction (README, "Sizing").
+    size_frac: Decimal | None = None
+    size_of: SizeOf | None = None
+    allocation: Name | None = None
+    # Seed 001's audit fields: kept in the ledger with the line, never acted on.
+    state: Note | None = None
+    prev_state: Note | None = None
+    a_final: float | None = None
+    e_final: float | None = None
+    position_id: Note | None = None
+    token_contract: Note | None = None
+    token_chain: Note | None = None
+    book_id: Note | None = None
+    timeframe: Note | None = None
+    risk_reason: Note | None = None
+
+    @property
+    def absolute(self) -> Decimal:
+        """The absolute quantity: every intent the sentinel passes has one."""
+        quantity = self.quantity
+        if quantity is None:
+            raise AssertionError(f"intent {self.intent_id} was not sized")
+        return quantity
+
+
+def normal(intent: OrderIntent) -> OrderIntent:
+    """``intent`` with its action in upper case (seed 001 writes lower case), and an
+    EMERGENCY_EXIT at critical urgency and priority 100, ahead of everything (seed 001):
+    what every check, rule and record after the sentinel's first sees. The sentinel
+    applies it to lines as read; so does whatever decodes a line again from the ledger."""
+    action = intent.action
+    if action is not None and not action.isupper():
+        intent = msgspec.structs.replace(intent, action=action.upper())
+    if intent.action == "EMERGENCY_EXIT" and (intent.urgency != "critical"
+                                              or intent.priority != 100):
+        intent = msgspec.structs.replace(intent, urgency="critical", priority=100)
+    return intent
 
 
 # The ledger's range for logical time: a signed 64-bit integer, as every reader of a
@@ -142,6 +189,21 @@ class Fee(Struct, frozen=True, forbid_unknown_fields=True, array_like=True):
 
     cost: Decimal
     currency: str
+
+
+class Sizing(Struct, frozen=True, omit_defaults=True, forbid_unknown_fields=True, gc=False):
+    """How an intent's quantity was resolved (README, "Sizing"): ``quantity`` =
+    ``frac`` x ``base``, where ``basis`` says what ``base`` is: ``position`` (the
+    position as it stands once every pending order fills), ``allocation`` (the
+    allocation ``allocation``, in the quote currency, over ``price``), or ``exit`` (the
+    whole position, ``frac`` 1). ``quantity`` is rounded down to 18 decimal places."""
+
+    basis: Literal["position", "allocation", "exit"]
+    frac: Decimal
+    base: Decimal
+    quantity: Decimal
+    allocation: str | None = None
+    price: Decimal | None = None
 
 
 class Plan(Struct, frozen=True, omit_defaults=True, forbid_unknown_fields=True, gc=False):
@@ -223,6 +285,11 @@ class ExecutionOutcome(
     # What the order became (README, "The plan of every order"); None on a refusal
     # before any venue rule was asked, on a quarantine, and on a parent's summary.
     plan: Plan | None = None
+    # How the quantity was resolved from a fraction (README, "Sizing").
+    sizing: Sizing | None = None
+    # ``fees`` in the symbol's quote currency: a fee in the base currency at the
+    # average price; None when a fee is in a third currency (BNB) or none is known.
+    fees_quote: Decimal | None = None
 
 
 class OrderRecord(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
@@ -257,6 +324,7 @@ class OrderRecord(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults
     parent: uuid.UUID | None = None
     # The order's plan, which its outcome repeats, by whichever run writes that.
     plan: Plan | None = None
+    sizing: Sizing | None = None
 
 
 # What the venue answered to one send of an order. "not_recorded": the run that may
@@ -377,6 +445,8 @@ class ScheduleRecord(Struct, frozen=True, forbid_unknown_fields=True, omit_defau
     # measured against: the lakehouse's price when the parent was read, else its own.
     slippage: Slippage | None = None
     arrival: Decimal | None = None
+    # How the parent's quantity was resolved from a fraction (README, "Sizing").
+    sizing: Sizing | None = None
     # The rule's leverage cap where it lowered the parent's own: its children are
     # checked under it, after a restart too (the line as received has the parent's).
     max_leverage: Decimal | None = None
@@ -494,6 +564,9 @@ class ContextRecord(Struct, frozen=True, forbid_unknown_fields=True, omit_defaul
     # The market's volume per interval for POV (market/volume.json), likewise.
     volumes: int = 0
     volumes_sha256: str | None = None
+    # Allocations to size intents from (portfolio/allocations.json), likewise.
+    allocations: int = 0
+    allocations_sha256: str | None = None
 
 
 class InputFileRecord(Struct, frozen=True, forbid_unknown_fields=True):
@@ -603,6 +676,8 @@ class IntentIn(Struct, gc=False):
     source: Source | None  # None: execd's own (an order handed on along its route)
     intent: OrderIntent
     raw: bytes
+    # Set by the sentinel's sizing, which gives ``intent`` its quantity.
+    sizing: Sizing | None = None
 
 
 class Accepted(Struct, gc=False):
@@ -623,6 +698,7 @@ class Accepted(Struct, gc=False):
     parent: uuid.UUID | None = None
     # The execution policy's rule that applied (its name), for the order's plan.
     rule: str | None = None
+    sizing: Sizing | None = None
 
 
 class ContextIn(Struct, gc=False):

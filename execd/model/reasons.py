@@ -64,6 +64,14 @@ INTENT_SIDE_MISSING: Final = "INTENT_SIDE_MISSING"
 INTENT_SIDE_CONFLICT: Final = "INTENT_SIDE_CONFLICT"
 INTENT_HOLD: Final = "INTENT_HOLD"
 INTENT_NUMBER_OUT_OF_RANGE: Final = "INTENT_NUMBER_OUT_OF_RANGE"
+# Sizing (README, "Sizing"): an intent that gives a fraction instead of a quantity.
+SIZE_MISSING: Final = "SIZE_MISSING"
+SIZE_CONFLICT: Final = "SIZE_CONFLICT"
+SIZE_FRAC_OUT_OF_RANGE: Final = "SIZE_FRAC_OUT_OF_RANGE"
+SIZE_ALLOCATION_UNKNOWN: Final = "SIZE_ALLOCATION_UNKNOWN"
+SIZE_PRICE_UNKNOWN: Final = "SIZE_PRICE_UNKNOWN"
+SIZE_POSITION_UNKNOWN: Final = "SIZE_POSITION_UNKNOWN"
+SIZE_ZERO: Final = "SIZE_ZERO"
 
 # Execution algorithms (README, "Execution algorithms"): an intent's `execution` object.
 EXECUTION_ALGORITHM_UNKNOWN: Final = "EXECUTION_ALGORITHM_UNKNOWN"
@@ -164,6 +172,19 @@ REASONS: Final[dict[str, str]] = {
     INTENT_SIDE_CONFLICT: "The side contradicts the action (for example ADD with sell).",
     INTENT_HOLD: "A HOLD intent: recorded, nothing to execute.",
     INTENT_NUMBER_OUT_OF_RANGE: "A quantity, price or max_leverage outside 1e-18 .. 1e15.",
+    SIZE_MISSING: "REJECTED: neither a quantity nor a size_frac (only EXIT and "
+    "EMERGENCY_EXIT may leave both out: they exit the whole position).",
+    SIZE_CONFLICT: "REJECTED: a quantity and a size_frac (or size_of, allocation) both "
+    "given, or an allocation with size_of = position.",
+    SIZE_FRAC_OUT_OF_RANGE: "REJECTED: size_frac is not above 0 and at most 1.",
+    SIZE_ALLOCATION_UNKNOWN: "REJECTED: a size_frac of an allocation that [allocations] "
+    "does not define (by its name, or book:BOOK_ID).",
+    SIZE_PRICE_UNKNOWN: "REJECTED: a size_frac of an allocation with no price to turn "
+    "its notional into a quantity (no lakehouse price, reference_price or limit_price).",
+    SIZE_POSITION_UNKNOWN: "REJECTED: a size_frac of the position (or an EXIT without a "
+    "quantity) for an intent that names a route: whose position is unknown.",
+    SIZE_ZERO: "SKIPPED: the fraction resolved to nothing: no position to trim, exit or "
+    "add to, or less than 1e-18.",
     EXECUTION_ALGORITHM_UNKNOWN: "REJECTED: execution.algorithm is not one execd knows "
     "(immediate, twap, vwap, iceberg, pov).",
     EXECUTION_ALGORITHM_UNSUPPORTED: "REJECTED: the algorithm cannot run here: a live venue "

@@ -121,7 +121,7 @@ def pacing(policy: Policy, name: str, intent: OrderIntent, schedule: ScheduleRec
         # max_participation.
         return None
     if schedule is None:
-        largest = intent.quantity
+        largest = intent.absolute
     else:
         slices = slices_of(schedule.slices)
         lots = max((n for due, n in slices if due > now), default=0)

@@ -98,7 +98,7 @@ def paper_plan(intent: OrderIntent, rule: str | None) -> Plan:
     if rule is not None or from_reference or post_only or reduce_only or leverage is not None:
         named = constraints_of(intent, rule, from_reference=from_reference,
                                post_only=post_only, reduce_only=reduce_only)
-    return Plan(order_type, intent.quantity, intent.action, tif, price, named,
+    return Plan(order_type, intent.absolute, intent.action, tif, price, named,
                 max_leverage=leverage)
 
 
@@ -107,6 +107,6 @@ def skipped_plan(intent: OrderIntent, rule: str | None, reason: str,
     """The plan of an order that was not sent because of ``reason``: what it would have
     been (``size``: after rounding, when the venue's lot was applied)."""
     rounded = size is not None and size != intent.quantity
-    return Plan(order_type_of(intent), intent.quantity if size is None else size,
+    return Plan(order_type_of(intent), intent.absolute if size is None else size,
                 intent.action, None, None, constraints_of(intent, rule, rounded=rounded),
                 reason, leverage_of(intent))

@@ -10,6 +10,10 @@ Research and operators keep these files in the lakehouse, beside the inbox:
   (:mod:`execd.reader.profiles`);
 * ``market/volume.json`` — the market's volume per ended interval, for POV schedules
   (:mod:`execd.reader.volumes`);
+* ``portfolio/allocations.json`` — ``{"book:B1": "10000", ...}``: allocations in the
+  quote currency that intents may be sized from (README, "Sizing"), before the
+  config's ``[allocations]``; an unreadable file gives none (an intent sized from one
+  is refused, never sized from the config's instead);
 * ``control/overrides.jsonl`` — manual overrides for regime parity, one
   ``{"intent_id": ..., "operator": ..., "reason": ...}`` a line;
 * the plan ledger (``[governance] ledger_dir``), when governance is enforced.
@@ -89,7 +93,9 @@ class LakehouseContext:
     def __init__(self, runs: frozenset[str], regime: str | None, prices: dict[str, Decimal],
                  overrides: dict[uuid.UUID, Override], plans: dict[str, str],
                  record: ContextRecord, profiles: volume.Profiles = volume.NONE,
-                 volumes: traded.Volumes = traded.NONE) -> None:
+                 volumes: traded.Volumes = traded.NONE,
+                 allocations: dict[str, Decimal] | None = None, unreadable: bool = False
+                 ) -> None:
         self.runs = runs
         self.regime = regime
         self.prices = prices
@@ -98,6 +104,9 @@ class LakehouseContext:
         self.record = record
         self.profiles = profiles
         self.volumes = volumes
+        self.allocations = allocations or {}
+        # The allocations file could not be read: it hides the config's, fail closed.
+        self.allocations_unreadable = unreadable
 
 
 EMPTY = LakehouseContext(frozenset(), None, {}, {}, {},
@@ -181,6 +190,11 @@ class ContextLoader:
             lambda: _read_volumes(lh.volumes, limit), traded.Volumes({}, every=True))
         if bad:
             problems.append(bad)
+        allocations, allocations_sha, bad = self._cached(
+            "allocations.json", lambda: _stat_key(lh.allocations),
+            lambda: _read_amounts(lh.allocations, limit), None)
+        if bad:
+            problems.append(bad)
         plans: dict[str, str] = {}
         plans_sha: str | None = None
         plans_dir = self.plans_dir
@@ -193,11 +207,13 @@ class ContextLoader:
         record = ContextRecord(len(runs), runs_sha, regime, len(prices), prices_sha,
                                len(overrides), overrides_sha, len(plans), plans_sha,
                                tuple(problems), len(profiles.profiles), profiles_sha,
-                               len(volumes.bars), volumes_sha)
+                               len(volumes.bars), volumes_sha, len(allocations or ()),
+                               allocations_sha)
         if record == self.current.record:
             return self.current
         self.current = LakehouseContext(runs, regime, prices, overrides, plans, record,
-                                        profiles, volumes)
+                                        profiles, volumes, allocations,
+                                        unreadable=allocations is None and bad is not None)
         return self.current
 
 
@@ -268,6 +284,26 @@ def _read_prices(path: Path, max_bytes: int) -> Part[dict[str, Decimal]]:
         bad = sorted(set(prices) - set(good))
         problem = f"{path.name}: no usable price for {', '.join(bad[:5])}"
     return good, _sha(data), problem
+
+
+def _read_amounts(path: Path, max_bytes: int) -> Part[dict[str, Decimal] | None]:
+    """Allocations: positive decimals by name. None (with the problem) when the file
+    cannot be read or holds one that is not: sizing from it is refused until it is fixed."""
+    data, problem = _read(path, max_bytes)
+    if data is None:
+        return ({} if problem is None else None), None, problem
+    try:
+        amounts = _prices(data)
+    except msgspec.DecodeError as exc:
+        return None, _sha(data), f"{path.name}: {exc}"
+    except RecursionError:
+        return None, _sha(data), f"{path.name}: {_TOO_DEEP}"
+    bad = sorted(name for name, amount in amounts.items()
+                 if not (amount.is_finite() and amount > 0 and amount.adjusted() <= 15))
+    if bad:
+        return None, _sha(data), (f"{path.name}: not a positive decimal of at most 1e15: "
+                                  f"{', '.join(bad[:5])}")
+    return amounts, _sha(data), None
 
 
 def _read_profiles(path: Path, max_bytes: int) -> Part[volume.Profiles]:

@@ -77,6 +77,11 @@ class Lakehouse(Struct, frozen=True):
         return self.root / "market" / "volume_profile.json"
 
     @property
+    def allocations(self) -> Path:
+        """Allocations intents may be sized from (``{"book:B1": "10000"}``; README, "Sizing")."""
+        return self.root / "portfolio" / "allocations.json"
+
+    @property
     def volumes(self) -> Path:
         """The market's volume per interval for POV schedules (reader/volumes.py)."""
         return self.root / "market" / "volume.json"

@@ -27,6 +27,7 @@ from execd.model.messages import (
     OrderIntent,
     Plane,
     ScheduleRecord,
+    normal,
 )
 from execd.model.reasons import Status
 from execd.schedule.core import Done
@@ -38,7 +39,10 @@ def parent_intent(record: ScheduleRecord) -> OrderIntent:
     """The parent's intent as its line (kept in the record) says, with the execution the
     policy gave it when it named none (``record.execution``) and the rule's leverage cap
     where it lowered its own (``record.max_leverage``)."""
-    intent = _parent_intent(record.intent)
+    # Its quantity is the record's: a line that gave a fraction was sized (README, "Sizing").
+    intent = normal(_parent_intent(record.intent))
+    if intent.quantity != record.quantity:
+        intent = msgspec.structs.replace(intent, quantity=record.quantity)
     if record.execution is not None:
         intent = msgspec.structs.replace(intent, execution=record.execution)
     if record.max_leverage is not None:
@@ -110,4 +114,4 @@ def parent_outcome(done: Done, plane: Plane, time: int) -> ExecutionOutcome:
         logical_time=time, plane=plane, venue=record.venue, symbol=record.symbol,
         side=record.side, requested_quantity=record.quantity, average_price=average,
         reason=reason, detail=detail, source=record.source, intent=record.intent,
-        children=done.children)
+        children=done.children, sizing=record.sizing)

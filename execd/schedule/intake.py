@@ -130,10 +130,10 @@ def schedule_of(intent: OrderIntent, intent_id: uuid.UUID, side: Side, plane: Pl
                         f"{', '.join(extra)}: not a parameter of {algorithm}")
     if algorithm == "immediate":
         return None
-    digits = len(intent.quantity.as_tuple().digits)
+    digits = len(intent.absolute.as_tuple().digits)
     if digits > MAX_DIGITS:
         return _invalid(reasons.EXECUTION_PARAMETER_INVALID,
-                        f"quantity={intent.quantity} has {digits} significant digits: a "
+                        f"quantity={intent.absolute} has {digits} significant digits: a "
                         f"schedule splits at most {MAX_DIGITS}")
     profile = FLAT
     if algorithm == "vwap":
@@ -142,9 +142,9 @@ def schedule_of(intent: OrderIntent, intent_id: uuid.UUID, side: Side, plane: Pl
                             f"symbol={intent.symbol!r}: the lakehouse's volume profile for it "
                             "cannot be used (the context record's problems say why)")
         profile = profiles.profiles.get(intent.symbol, FLAT)
-    floor = floor if floor is not None else Floor(lot_of(intent.quantity))
-    made = (_pov(execution, intent.quantity, now, floor) if algorithm == "pov"
-            else _plan(execution, intent.quantity, now, profile, floor))
+    floor = floor if floor is not None else Floor(lot_of(intent.absolute))
+    made = (_pov(execution, intent.absolute, now, floor) if algorithm == "pov"
+            else _plan(execution, intent.absolute, now, profile, floor))
     if isinstance(made, Refusal):
         return made
     if algorithm == "pov" and volumes.of(intent.symbol) is None:
@@ -154,10 +154,10 @@ def schedule_of(intent: OrderIntent, intent_id: uuid.UUID, side: Side, plane: Pl
     plan_, terms = made if isinstance(made, tuple) else (made, None)
     if plan_.planned < floor.smallest() * floor.lot:
         return Refusal(reasons.BELOW_FLOOR,
-                       f"quantity={intent.quantity} plans {plan_.planned} in lots of "
+                       f"quantity={intent.absolute} plans {plan_.planned} in lots of "
                        f"{floor.lot}: below the smallest order the venue takes", "SKIPPED")
     return ScheduleRecord(intent_id, intent.venue, intent.symbol, side, algorithm,
-                          intent.quantity, plan_.lot, slices_json(plan_.slices),
+                          intent.absolute, plan_.lot, slices_json(plan_.slices),
                           Raw(raw), plan_.unplanned, algorithm != "iceberg", source, terms,
                           intent.priority)
 

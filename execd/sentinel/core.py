@@ -50,7 +50,8 @@ from execd.reader.context import EMPTY as NO_CONTEXT
 from execd.reader.context import LakehouseContext, Override
 from execd.schedule.core import SchedulerCore, progress
 from execd.sentinel import routes as routing
-from execd.sentinel import safety
+from execd.sentinel import safety, sizing
+from execd.sentinel.book import Position
 from execd.sentinel.checks import own_price
 from execd.sentinel.risk import Risk
 from execd.sentinel.schedules import Market, Schedules
@@ -62,6 +63,8 @@ _seq_of = operator.attrgetter("seq")
 _ACTION_SIDE: dict[str, Side] = {
     "ADD": "buy", "RECLAIM": "buy", "TRIM": "sell", "EXIT": "sell", "EMERGENCY_EXIT": "sell",
 }
+# Actions (and none) that need nothing of sizing: upper case, not an emergency exit.
+_PLAIN: frozenset[str | None] = frozenset((None, "ADD", "RECLAIM", "TRIM", "EXIT", "HOLD"))
 
 
 class Seen(Protocol):
@@ -179,7 +182,7 @@ def refused(item: IntentIn, seq: int, intent_id: uuid.UUID, plane: Plane | None,
         detail=refusal.detail, source=item.source,
         # The line as received, as a venue's outcome carries it: audit sees research's
         # reason codes and context for refusals too.
-        intent=Raw(item.raw))
+        intent=Raw(item.raw), sizing=item.sizing)
     return Entry(seq, "outcome", item.time, outcome)
 
 
@@ -270,6 +273,14 @@ class SentinelCore:
         if not self.seen.add(intent_id):
             return self.refuse(item, intent_id, Refusal(
                 reasons.INTENT_DUPLICATE, f"intent_id={intent_id} already has an outcome"))
+        if (intent.quantity is None or intent.action not in _PLAIN
+                or intent.size_frac is not None or intent.size_of is not None
+                or intent.allocation is not None):
+            sized = size_item(self, item, intent_id)
+            if type(sized) is Entry:
+                return sized
+            item = sized  # type: ignore[assignment]
+            intent = item.intent
         if intent.route is not None or not intent.venue:
             return route_intent(self, item, intent_id)
         return self.judge(item, intent_id)
@@ -283,7 +294,7 @@ class SentinelCore:
                 reasons.INTENT_UNKNOWN_VENUE,
                 f"venue={intent.venue!r} is not in the config "
                 f"(known: {', '.join(sorted(self.planes))})"))
-        quantity = intent.quantity
+        quantity = intent.absolute
         try:
             usual = _LEAST <= quantity < _BEYOND
         except InvalidOperation:  # a NaN: refused like any number outside the range
@@ -332,6 +343,8 @@ class SentinelCore:
             if isinstance(planned, Refusal):
                 return self.refuse(item, intent_id, planned)
             schedule = planned
+            if item.sizing is not None and planned is not None:
+                schedule = msgspec.structs.replace(planned, sizing=item.sizing)
         if rule is not None and policy is not None:
             governed = govern(policy, rule, item.intent, intent, schedule, item.time,
                               self.risk.price_of(intent) if self.risk else own_price(intent))
@@ -356,7 +369,7 @@ class SentinelCore:
             self.schedules.open(schedule, intent, seq)
             return Entry(seq, "schedule", item.time, schedule)
         return Accepted(item.seq + self.shift, item.time, item.source, intent, item.raw,
-                        intent_id, side, plane, None, rule)
+                        intent_id, side, plane, None, rule, item.sizing)
 
     def refuse(self, item: IntentIn, intent_id: uuid.UUID, refusal: Refusal) -> Entry:
         """The outcome of a refused intent, in the intent's place in the ledger."""
@@ -466,20 +479,7 @@ class SentinelCore:
     def settle(self, settled: Settled) -> bool:
         """A live order's outcome is durable: release what was held pending for it. True
         when it was a schedule's child: :meth:`step` has its parent to move on."""
-        if self.risk is not None:
-            self.risk.observe(settled.venue, settled.symbol, settled.side, settled.status,
-                              settled.reason, settled.filled, settled.price, settled.time,
-                              settled.reserved)
-        if settled.intent_id is None or settled.executed is None:
-            return False
-        routed = self.routed.pop(settled.intent_id, None)
-        if routed is not None and settled.reason in routing.HANDED_ON and (
-                settled.executed < settled.reserved):
-            self.handoffs.append(routing.Handoff(settled.intent_id, routed[0], routed[1],
-                                                settled.reserved - settled.executed,
-                                                routed[2]))
-            return True
-        return self.schedules.settle_live(settled.intent_id, settled.executed, settled.price)
+        return settle(self, settled)
 
     def step(self, now: int, most: int | None = None) -> list[RouterItem]:
         """What schedules have to record outside the input (``Schedules.step``) by ``now``
@@ -492,6 +492,24 @@ class SentinelCore:
         if self.risk is None:
             raise RuntimeError("this sentinel runs without risk state")
         return self.risk
+
+
+def settle(core: SentinelCore, settled: Settled) -> bool:
+    """``SentinelCore.settle``: the pending released, a routed order the venue could
+    not take handed on, a child's parent moved on."""
+    if core.risk is not None:
+        core.risk.observe(settled.venue, settled.symbol, settled.side, settled.status,
+                          settled.reason, settled.filled, settled.price, settled.time,
+                          settled.reserved)
+    if settled.intent_id is None or settled.executed is None:
+        return False
+    routed = core.routed.pop(settled.intent_id, None)
+    if routed is not None and settled.reason in routing.HANDED_ON and (
+            settled.executed < settled.reserved):
+        core.handoffs.append(routing.Handoff(settled.intent_id, routed[0], routed[1],
+                                            settled.reserved - settled.executed, routed[2]))
+        return True
+    return core.schedules.settle_live(settled.intent_id, settled.executed, settled.price)
 
 
 def safety_sell(core: SentinelCore, venue: str, symbol: str | None, reason: str,
@@ -550,6 +568,32 @@ def route_intent(core: SentinelCore, item: IntentIn, intent_id: uuid.UUID, start
     if type(got) is Accepted and got.intent.venue in core.schedules.markets:
         core.routed[intent_id] = (name, got.intent.venue, item)
     return got
+
+
+def size_item(core: SentinelCore, item: IntentIn, intent_id: uuid.UUID) -> IntentIn | Entry:
+    """``item`` with its quantity resolved and its action in upper case (README,
+    "Sizing"), or the outcome of why it could not be sized."""
+    intent = item.intent
+    if intent.route is None and intent.venue not in core.planes:
+        return item  # the venue check refuses it, before its quantity is looked at
+    position: Position | None = None
+    if intent.route is None:
+        book = core.risk.book.venues.get(intent.venue) if core.risk else None
+        found = book.positions.get(intent.symbol) if book is not None else None
+        position = found if found is not None else Position(intent.symbol)
+    risk = core.risk
+    allocations: Mapping[str, Decimal] | None = {}
+    if risk is not None:
+        context = risk.context
+        allocations = None if context.allocations_unreadable else (
+            {**risk.config.allocations, **context.allocations} if context.allocations
+            else risk.config.allocations)
+    got = sizing.size(intent, position, allocations,
+                      risk.price_of(intent) if risk else own_price(intent))
+    if type(got) is Refusal:
+        return core.refuse(item, intent_id, got)
+    sized: sizing.Sized = got  # type: ignore[assignment]
+    return IntentIn(item.seq, item.time, item.source, sized.intent, item.raw, sized.sizing)
 
 
 def hand_on(core: SentinelCore) -> list[RouterItem]:

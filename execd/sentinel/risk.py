@@ -176,7 +176,7 @@ class Risk:
             if hold is not None:
                 slot.book.accept(slot.position, side, hold, self.price_of(intent), "async")
                 return None
-            _commit(slot, side, intent.quantity, self.price_of(intent), now, None)
+            _commit(slot, side, intent.absolute, self.price_of(intent), now, None)
             return None
         c = candidate(intent, intent_id, side, raw, now, rules, context, slot)
         for check in table:
@@ -186,7 +186,7 @@ class Risk:
         if hold is not None:
             slot.book.accept(slot.position, side, hold, c.price, "async")
         else:
-            _commit(slot, side, intent.quantity, c.price, now, c.exposure)
+            _commit(slot, side, intent.absolute, c.price, now, c.exposure)
         # Only in a crisis regime can an override have carried it (checks.needs_override).
         return override_of(c) if self._parity else None
 
@@ -203,7 +203,7 @@ class Risk:
         assert intent.intent_id is not None
         slot = self._slots[intent.venue].get(intent.symbol) or self.slot(intent.venue,
                                                                           intent.symbol)
-        quantity = intent.quantity
+        quantity = intent.absolute
         position = slot.position
         # Off the hold, without a recount: the checks value the position from its own
         # fields (Position.grown) and the venue's gross less what the position counted,
@@ -235,7 +235,7 @@ class Risk:
 
     def commit(self, intent: OrderIntent, side: Side, now: int) -> None:
         """Count an intent accepted without checks (a Safety Sell exit)."""
-        _commit(self.slot(intent.venue, intent.symbol), side, intent.quantity,
+        _commit(self.slot(intent.venue, intent.symbol), side, intent.absolute,
                      self.price_of(intent), now, None)
 
     def price_of(self, intent: OrderIntent) -> Decimal | None:

@@ -39,6 +39,7 @@ from execd.model.messages import (
     OrderIntent,
     RouteRecord,
     RouterItem,
+    normal,
 )
 from execd.model.refusal import Refusal
 
@@ -90,7 +91,8 @@ def route(item: IntentIn, intent_id: uuid.UUID, table: RouteConfig, name: str,
             hops.append((venue, why))
             continue
         candidate = msgspec.structs.replace(intent, venue=venue, symbol=symbol)
-        got = judge(IntentIn(item.seq, item.time, item.source, candidate, item.raw), intent_id)
+        got = judge(IntentIn(item.seq, item.time, item.source, candidate, item.raw,
+                             item.sizing), intent_id)
         if type(got) is Entry and type(got.body) is ExecutionOutcome and (
                 got.body.reason in HOPS):
             hops.append((venue, f"{got.body.reason}: {got.body.detail}"))
@@ -131,7 +133,11 @@ class Handed(msgspec.Struct, frozen=True):
     time: int
 
 
-_line = msgspec.json.Decoder(OrderIntent).decode
+_decode = msgspec.json.Decoder(OrderIntent).decode
+
+
+def _line(line: bytes) -> OrderIntent:
+    return normal(_decode(line))
 
 
 class Routed:

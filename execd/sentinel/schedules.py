@@ -143,7 +143,7 @@ class Schedules:
             refused = time_in_force_refusal(intent, rules)
             if refused is not None:  # every child would be refused so: refuse the parent
                 return Refusal(refused[1], refused[2])
-            floor = Floor(rules.amount_step or lot_of(intent.quantity), rules.min_amount,
+            floor = Floor(rules.amount_step or lot_of(intent.absolute), rules.min_amount,
                           rules.min_cost, own_price(intent))
         return schedule_of(intent, intent_id, side, plane, now, raw, source, profiles, floor,
                            volumes)

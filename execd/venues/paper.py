@@ -29,7 +29,7 @@ class PaperAdapter:
     def execute(self, item: Accepted) -> Entry:
         """The full fill of ``item``."""
         intent = item.intent
-        quantity = intent.quantity
+        quantity = intent.absolute
         price = intent.limit_price
         # Positional: this runs once per intent, and keywords cost a third more.
         outcome = ExecutionOutcome(
@@ -37,6 +37,7 @@ class PaperAdapter:
             "paper", self.venue, intent.symbol, item.side, quantity,
             price if price is not None else intent.reference_price,
             None, None, item.source, Raw(item.raw), plan=paper_plan(intent, item.rule),
+            sizing=item.sizing,
         )
         if item.parent is not None:
             # A schedule's child (README, "Execution algorithms") names its parent.

@@ -39,7 +39,7 @@ class StubAdapter:
             execution_id=self._execution_id(item.intent_id),
             intent_id=item.intent_id,
             status="FILLED" if filled else "FAILED",
-            filled_quantity=intent.quantity if filled else _ZERO,
+            filled_quantity=intent.absolute if filled else _ZERO,
             logical_time=item.time,
             plane="live",
             venue=self.venue,
@@ -52,5 +52,6 @@ class StubAdapter:
             intent=Raw(item.raw),
             # No market rules: its plan is the paper plane's, which it mirrors.
             plan=paper_plan(intent, item.rule),
+            sizing=item.sizing,
         )
         return Entry(item.seq, "outcome", item.time, outcome)

@@ -53,6 +53,8 @@ async def test_a_resting_limit_filled_later_has_the_fees_of_its_fills(
     # 0.000004 + 0.000006 BTC: a buy pays in the base asset.
     assert outcome["fees"] == [["0.00001", "BTC"]]
     assert "fees_complete" not in outcome
+    # In the quote currency: the base fee at the order's average price.
+    assert D(outcome["fees_quote"]) == D("0.00001") * D(outcome["average_price"]) > 0
     # One trades request for the order, after the polls that saw it fill.
     extra = requests_besides_start(fake)
     assert (extra[ORDER], extra[MY_TRADES]) == (1, 1)
@@ -147,6 +149,9 @@ async def test_a_buy_fee_in_the_base_asset_reduces_the_position_the_sentinel_boo
     [exit_] = [r["body"] for r in ledger if r["kind"] == "outcome"
                and r["body"]["side"] == "sell"]
     assert (exit_["status"], exit_["filled_quantity"]) == ("FILLED", "0.00999")
+    # A sell pays in the quote asset: the fee in quote is the fee itself.
+    [[cost, currency]] = exit_["fees"]
+    assert currency == "USDT" and D(exit_["fees_quote"]) == D(cost)
     assert fake.balance("BTC").free == 0
     risk = Risk(config.load(tmp_path / "execd.toml").config)
     recover(tmp_path / "ledger", repair=False, risk=risk)

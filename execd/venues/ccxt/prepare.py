@@ -174,7 +174,7 @@ def prepare(item: Accepted, rules: MarketRules | None, default_slippage_bps: int
                 f"reduce_only: venue {intent.venue} does not support reduce-only orders "
                 f"for {intent.symbol}")
 
-    amount = round_down(intent.quantity, rules.amount_step)
+    amount = round_down(intent.absolute, rules.amount_step)
     if amount <= 0 or (rules.min_amount is not None and amount < rules.min_amount):
         return ("SKIPPED", reasons.BELOW_FLOOR,
                 f"amount={amount} (quantity={intent.quantity} rounded down to "

@@ -14,7 +14,7 @@ order query carries none; its create reply carries those of the fills made at on
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import Context, Decimal
 from typing import Any, NamedTuple
 
 from execd.model import reasons
@@ -195,6 +195,30 @@ def not_executed(record: OrderRecord, *, execution_id: str, time: int, reason: s
                     wall_time=wall_time)
 
 
+# Wide enough that a base fee at the average price is exact.
+_WIDE = Context(prec=80)
+
+
+def fees_in_quote(symbol: str, fees: tuple[Fee, ...], average: Decimal | None
+                  ) -> Decimal | None:
+    """``fees`` in ``symbol``'s quote currency (``BTC/USDT``, ``BTC/USDT:USDT``: USDT):
+    a quote fee as it is, a base fee at ``average``; None when there are none, or one
+    is in a third currency (its price is not the order's to know)."""
+    if not fees:
+        return None
+    base, _, rest = symbol.partition("/")
+    quote = rest.partition(":")[0]
+    total = _ZERO
+    for fee in fees:
+        if fee.currency == quote and quote:
+            total = _WIDE.add(total, fee.cost)
+        elif fee.currency == base and average is not None:
+            total = _WIDE.add(total, _WIDE.multiply(fee.cost, average))
+        else:
+            return None
+    return total
+
+
 def _outcome(record: OrderRecord, execution_id: str, time: int, status: Status,
              filled: Decimal, reason: str | None, detail: str | None, *,
              average: Decimal | None = None, venue_order_id: str | None = None,
@@ -209,5 +233,6 @@ def _outcome(record: OrderRecord, execution_id: str, time: int, status: Status,
         client_order_id=record.client_order_id, venue_order_id=venue_order_id, fees=fees,
         slippage_bps=slippage, sent_quantity=record.amount, wall_time=wall_time,
         parent=record.parent,
-        fees_complete=fees_complete, plan=record.plan,
+        fees_complete=fees_complete, plan=record.plan, sizing=record.sizing,
+        fees_quote=fees_in_quote(record.symbol, fees, average),
     )

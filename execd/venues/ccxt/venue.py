@@ -251,7 +251,7 @@ class CcxtVenue:
         plan = prepare(item, rules, self.table.slippage_bps)
         if not isinstance(plan, OrderPlan):
             # What it would have sent: the quantity on the venue's lot.
-            size = (round_down(intent.quantity, rules.amount_step)
+            size = (round_down(intent.absolute, rules.amount_step)
                     if plan[0] == "SKIPPED" and rules is not None else None)
             return self._instead(item, *plan, size=size)
         record = OrderRecord(
@@ -259,11 +259,11 @@ class CcxtVenue:
             client_order_id=ids.client_order_id(item.intent_id, self.venue,
                                                 self.table.client_order_prefix,
                                                 self.table.client_order_id_length),
-            type=plan.type, amount=plan.amount, requested_quantity=intent.quantity,
+            type=plan.type, amount=plan.amount, requested_quantity=intent.absolute,
             intent=Raw(item.raw), price=plan.price, reference_price=intent.reference_price,
             post_only=plan.post_only, reduce_only=plan.reduce_only, source=item.source,
             wall_time=self.wall.now(), time_in_force=plan.time_in_force, parent=item.parent,
-            plan=plan.plan(intent))
+            plan=plan.plan(intent), sizing=item.sizing)
         order = self.order(record, item.time)
         first = order.start(self.mono(), self.wall.now())
         assert isinstance(first, act.Queue)
@@ -290,7 +290,7 @@ class CcxtVenue:
             venue=self.venue, symbol=intent.symbol, side=item.side,
             requested_quantity=intent.quantity, reason=reason, detail=detail,
             source=item.source, intent=Raw(item.raw), wall_time=self.wall.now(),
-            parent=item.parent,
+            parent=item.parent, sizing=item.sizing,
             plan=skipped_plan(intent, item.rule, reason, size) if status == "SKIPPED" else None)
         entry = Entry(item.seq, "outcome", item.time, outcome)
         self._settle_when_durable(entry, outcome)

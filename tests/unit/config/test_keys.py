@@ -115,7 +115,7 @@ def test_what_a_reload_applies() -> None:
             "poll_interval_ms", "resend_window_ms", "send_attempts", "slippage_bps",
             "timeout_ms"]
     assert reloadable == sorted([
-        "log.level", "log.outcomes", "policies", "policies.file",
+        "allocations", "log.level", "log.outcomes", "policies", "policies.file",
         "routes.*", "routes.*.symbols", "routes.*.venues",
         "risk.require_registered_run", "risk.signatures",
         *(f"risk.limits.{k}" for k in limits), *(f"venues.*.limits.{k}" for k in limits),

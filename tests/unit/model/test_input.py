@@ -18,7 +18,7 @@ from tests.helpers import intent
 
 plain = msgspec.json.Decoder(InputRecord).decode  # how msgspec reads them, leniently
 GRAMMAR = r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?"
-FIELDS = ["quantity", "limit_price", "reference_price", "constraints.max_leverage"]
+FIELDS = ["quantity", "limit_price", "reference_price", "constraints.max_leverage", "size_frac"]
 
 
 def line(field: str, value: Any, **fields: Any) -> bytes:
@@ -126,3 +126,42 @@ def test_what_is_remembered_never_changes_a_reading(monkeypatch: pytest.MonkeyPa
     with pytest.raises(msgspec.ValidationError):
         decoder.decode(line("quantity", "1_0"))
     assert decoder.decode(line("quantity", "10")).quantity == Decimal(10)  # type: ignore[union-attr]
+
+
+# Ids derived from lines that give a quantity, as the release before sizing derived them:
+# the new optional fields leave the encoding of such a line, and so its id, unchanged.
+GOLDEN = [
+    (b'{"kind":"intent","source_run":"r","venue":"binance","symbol":"BTC/USDT","side":"buy",'
+     b'"quantity":"0.25"}', "17b12044-6f56-5d7f-825f-77fe9c794aaf"),
+    (b'{"kind":"intent","source_run":"r","venue":"binance","symbol":"BTC/USDT","action":"ADD",'
+     b'"quantity":1.5,"order_type":"limit","limit_price":"64250.50","urgency":"low",'
+     b'"priority":7,"constraints":{"max_leverage":"2"},"execution":{"algorithm":"twap",'
+     b'"duration":60,"slices":3},"reason_codes":["a"],"context":{"k":1}}',
+     "ac115534-ef3f-5736-9804-634e2bb698ad"),
+    (b'{"kind":"intent","source_run":"r","route":"btc","symbol":"BTC/USDT","side":"sell",'
+     b'"quantity":"3"}', "ebb4b0b1-402c-5f4f-9942-28724faf1217"),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), GOLDEN)
+def test_ids_of_lines_with_a_quantity_are_as_before(text: bytes, expected: str) -> None:
+    from execd.model import ids
+
+    assert str(ids.derived_intent_id(encode(InputDecoder().decode(text)))) == expected
+
+
+def test_seed_001_lines_are_read_with_their_audit_fields() -> None:
+    body = {"kind": "intent", "source_run": "pm-1", "venue": "binance", "symbol": "BTC/USDT",
+            "action": "emergency_exit", "size_frac": 1.0, "urgency": "critical",
+            "priority": 100, "reason_codes": ["s0"], "state": "S0", "prev_state": "",
+            "a_final": 0.25, "e_final": 0.9, "position_id": "p-1", "token_contract": "0xab",
+            "token_chain": "binance", "book_id": "B1", "timeframe": "1h",
+            "risk_reason": None}
+    decoded = InputDecoder().decode(json.dumps(body).encode())
+    assert decoded.action == "emergency_exit" and decoded.quantity is None  # type: ignore[union-attr]
+    assert decoded.size_frac == Decimal("1.0")  # type: ignore[union-attr]
+    assert (decoded.state, decoded.prev_state, decoded.a_final) == ("S0", "", 0.25)  # type: ignore[union-attr]
+    for bad in ({"action": "Add"}, {"state": "x" * 129}, {"size_of": "book"},
+                {"a_final": "0.2"}, {"allocation": ""}):
+        with pytest.raises(msgspec.ValidationError):
+            InputDecoder().decode(json.dumps({**body, **bad}).encode())

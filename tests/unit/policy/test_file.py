@@ -126,6 +126,13 @@ def test_explain_names_the_rule_and_the_execution_and_plan_an_intent_gets(
     assert ("decision: refused, POLICY_PACING_EXCEEDED: rule live-btc: the window left, "
             "[0, 10), lasts 10: shorter than min_duration=60") in capsys.readouterr().out
     assert main(["policy", "explain", str(SHIPPED), "{nope"]) == 2
+    # Seed 001's spelling: a lower-case action; an exit of the whole position, which
+    # the daemon sizes when it reads the line.
+    exit_ = ('{"kind":"intent","venue":"binance","symbol":"BTC/USDT","source_run":"run-1",'
+             '"action":"exit","urgency":"low"}')
+    assert main(["policy", "explain", str(SHIPPED), exit_]) == 0
+    out = capsys.readouterr().out
+    assert "rule: paper" in out and "the quantity is sized when the daemon reads" in out
 
 
 def test_the_digest_is_of_the_rules_whatever_their_order_or_comments(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from msgspec import Raw
 from execd.model.messages import ExecutionOutcome, Fee, OrderRecord, encode
 from execd.venues.ccxt.results import (
     KnownFees,
+    fees_in_quote,
     fees_of_trades,
     fees_so_far,
     held_change,
@@ -87,3 +88,22 @@ def test_complete_fees_leave_the_outcome_bytes_as_before() -> None:
             b'"fees":[["0.0005","BTC"]]}')
     old = msgspec.json.decode(line, type=ExecutionOutcome)
     assert old.fees_complete and old.fees == (Fee(D("0.0005"), "BTC"),)
+
+
+def test_fees_in_the_quote_currency() -> None:
+    price = D("64000.5")
+    assert fees_in_quote("BTC/USDT", (Fee(D("0.1"), "USDT"),), price) == D("0.1")
+    # A base fee at the average price, exactly (no rounding at 28 digits).
+    base_fee = D("0.000012345678901234567890123456789")
+    assert fees_in_quote("BTC/USDT", (Fee(base_fee, "BTC"), Fee(D("0.2"), "USDT")),
+                         price) == D("0.9901296225184629622518462962243945")
+    assert fees_in_quote("BTC/USDT:USDT", (Fee(D("1"), "USDT"),), None) == D("1")
+    # A third currency (BNB) has no price here; none known is not zero.
+    assert fees_in_quote("BTC/USDT", (Fee(D("0.1"), "USDT"), Fee(D("0.01"), "BNB")),
+                         price) is None
+    assert fees_in_quote("BTC/USDT", (), price) is None
+    assert fees_in_quote("BTC/USDT", (Fee(D("0.1"), "BTC"),), None) is None
+    order = {"id": "1", "status": "closed", "filled": 0.5, "average": 100.0,
+             "fees": [{"cost": 0.0005, "currency": "BTC"}]}
+    outcome = outcome_of_order(RECORD, order, execution_id="e", time=1)
+    assert outcome.fees_quote == D("0.0005") * D("100.0")
