@@ -142,6 +142,10 @@ def _venues(reply: dict[str, Any]) -> list[str]:
         text = str(state.get("state", "-"))
         if state.get("stream"):
             text += f"; stream {state['stream']}"
+        if state.get("venue_status") not in (None, "ok"):
+            text += f"; venue status {state['venue_status']}"
+        if state.get("inactive"):
+            text += f"; {state['inactive']} market(s) not active"
         if state.get("in_flight") or state.get("backlog") or state.get("unresolved"):
             text += (f"; {state.get('in_flight', 0)} in flight, {state.get('backlog', 0)} "
                      f"waiting, {state.get('unresolved', 0)} unresolved")

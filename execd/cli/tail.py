@@ -301,6 +301,14 @@ def _by_kind(kind: str, body: dict[str, Any]) -> str:
     if kind == "resume":
         return (f"intent={_text(get('intent_id'))} by={_text(get('actor'))} "
                 f"reason={_quoted(get('reason'))}")
+    if kind == "venue_status":
+        moved = "".join(
+            f" {name}=" + (",".join(_text(s) for s in value) if isinstance(value, list)
+                           else _json(value))
+            for name in ("halted", "resumed") if (value := get(name)))
+        return (f"{_text(get('venue'))} status={_text(get('status'))} "
+                f"markets={_text(get('markets'))} inactive={_text(get('inactive', 0))}"
+                + moved)
     return _json(body)
 
 

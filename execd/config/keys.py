@@ -211,6 +211,8 @@ KEYS: Final[tuple[Key, ...]] = (
     live("venues.*.ccxt.slippage_bps", "in"),
     live("venues.*.ccxt.fee_reads", "in"),
     live("venues.*.ccxt.fee_read_pause_ms", "in"),
+    # What it finds is recorded (venue_status), not when it looks.
+    live("venues.*.ccxt.markets_refresh_ms"),
     fixed("venues.*.ccxt.client_order_prefix", _VENUE, "in"),
     fixed("venues.*.ccxt.client_order_id_length", _VENUE, "in"),
     # Free-form options for ccxt, where an exchange's keys may sit.

@@ -282,6 +282,9 @@ class CcxtConfig(Struct, frozen=True, forbid_unknown_fields=True):
     # venue's trade list can lag the order. Short of that, the fees are incomplete.
     fee_reads: Annotated[int, Meta(ge=0, le=10)] = 3
     fee_read_pause_ms: Annotated[int, Meta(ge=0, le=60_000), MS] = 500
+    # How often market rules and the venue's status are read again (README, "Can it
+    # trade now"); 0: only at start-up.
+    markets_refresh_ms: Annotated[int, Meta(ge=0, le=86_400_000), MS] = 300_000
     client_order_prefix: Annotated[str, Meta(pattern="^[A-Za-z0-9]{0,8}$")] = "x"
     client_order_id_length: Annotated[int, Meta(ge=24, le=64)] = 32
     options: dict[str, Any] = {}

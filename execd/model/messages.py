@@ -520,6 +520,23 @@ class TradingStateRecord(Struct, frozen=True, forbid_unknown_fields=True):
     actor: str
 
 
+class VenueStatusRecord(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """What a live venue's periodic reads found, when it changed (README, "Can it trade
+    now"): its status (``fetch_status``: ``ok`` when the exchange offers none), how many
+    markets it lists and how many of them are not active, and the symbols whose market
+    stopped (``halted``) or started (``resumed``) being active since the last read.
+    Written when it arrives (LATE), at the latest logical time the venue had seen;
+    decides nothing a replay redoes."""
+
+    venue: str
+    status: str
+    markets: int
+    inactive: int = 0
+    halted: tuple[str, ...] = ()
+    resumed: tuple[str, ...] = ()
+    wall_time: int | None = None
+
+
 class SafetySellRecord(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
     """An operator ordered a Safety Sell; its exit intents follow this record."""
 
@@ -638,7 +655,7 @@ class StopRecord(Struct, frozen=True, forbid_unknown_fields=True):
 RecordKind = Literal["start", "stop", "outcome", "tick", "input_file", "context",
                      "trading_state", "safety_sell", "override", "order", "order_attempt",
                      "order_cancel", "config", "checkpoint", "schedule", "slippage",
-                     "resume", "route"]
+                     "resume", "route", "venue_status"]
 
 # ----------------------------------------------------------------- actor messages
 

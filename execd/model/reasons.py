@@ -33,6 +33,9 @@ VENUE_SYMBOL_UNKNOWN: Final = "VENUE_SYMBOL_UNKNOWN"
 VENUE_LIMIT_EXCEEDED: Final = "VENUE_LIMIT_EXCEEDED"
 VENUE_CONSTRAINT_UNSUPPORTED: Final = "VENUE_CONSTRAINT_UNSUPPORTED"
 VENUE_BACKLOG_FULL: Final = "VENUE_BACKLOG_FULL"
+# Live venues: the venue cannot trade the symbol now (README, "Can it trade now").
+VENUE_MARKET_INACTIVE: Final = "VENUE_MARKET_INACTIVE"
+VENUE_MAINTENANCE: Final = "VENUE_MAINTENANCE"
 
 # Input that could not be read.
 INPUT_MALFORMED_JSON: Final = "INPUT_MALFORMED_JSON"
@@ -127,7 +130,7 @@ REASONS: Final[dict[str, str]] = {
     "resend_window_ms > 0), or the daemon was stopping before it was sent.",
     BELOW_FLOOR: "SKIPPED: after rounding down to the lot size, the amount or its notional "
     "is below the venue's minimum (the detail has the numbers).",
-    VENUE_SYMBOL_UNKNOWN: "The venue's market list has no active market for the symbol.",
+    VENUE_SYMBOL_UNKNOWN: "The venue's market list does not list the symbol.",
     VENUE_LIMIT_EXCEEDED: "The rounded amount, price or notional is above the venue's maximum "
     "or the price is outside its allowed range.",
     VENUE_CONSTRAINT_UNSUPPORTED: "The intent asks for reduce-only or post-only and the venue "
@@ -135,6 +138,10 @@ REASONS: Final[dict[str, str]] = {
     VENUE_BACKLOG_FULL: "The venue already has max_in_flight orders in flight and backlog "
     "more waiting; the intent is refused rather than delayed (a stalled venue never stalls "
     "the others).",
+    VENUE_MARKET_INACTIVE: "SKIPPED: the venue lists the symbol but its market is not "
+    "active (halted, delisting: the market rules as last read); nothing was sent.",
+    VENUE_MAINTENANCE: "SKIPPED: the venue's status (fetch_status, read every "
+    "markets_refresh_ms) is not ok: maintenance, shutdown or an error; nothing was sent.",
     INPUT_MALFORMED_JSON: "The line is not valid JSON.",
     INPUT_INVALID_UTF8: "The line is not valid UTF-8.",
     INPUT_SCHEMA_VIOLATION: "Valid JSON, but not an intent or tick: unknown field, "

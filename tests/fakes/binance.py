@@ -306,6 +306,8 @@ class FakeBinance:
         self.on_order: Callable[[str, FakeOrder | None], None] | None = None
         # Added to the server clock (ms), to simulate a client clock that drifted.
         self.time_offset_ms = 0
+        # GET /sapi/v1/system/status: 0 normal, 1 system maintenance (Binance's codes).
+        self.system_status = 0
         self.url = ""
         self.port = 0
         self._faults: list[_Fault] = []
@@ -337,6 +339,7 @@ class FakeBinance:
             ("GET", "/api/v3/openOrders"): self._signed(self._open_orders),
             ("GET", "/api/v3/account"): self._signed(self._account),
             ("GET", "/api/v3/myTrades"): self._signed(self._my_trades),
+            ("GET", "/sapi/v1/system/status"): self._system_status,
         }
 
     # ------------------------------------------------------------------ lifecycle
@@ -653,6 +656,14 @@ class FakeBinance:
 
     async def _time(self, request: web.Request, params: dict[str, str]) -> web.StreamResponse:
         return web.json_response({"serverTime": self.server_time()})
+
+    async def _system_status(self, request: web.Request, params: dict[str, str]
+                             ) -> web.StreamResponse:
+        """GET /sapi/v1/system/status (wallet endpoints, no signature): whether the
+        platform is in maintenance."""
+        normal = self.system_status == 0
+        return web.json_response({"status": self.system_status,
+                                  "msg": "normal" if normal else "system_maintenance"})
 
     async def _exchange_info(
         self, request: web.Request, params: dict[str, str],

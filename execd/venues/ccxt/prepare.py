@@ -143,10 +143,12 @@ def prepare(item: Accepted, rules: MarketRules | None, default_slippage_bps: int
             ) -> OrderPlan | NotSent:
     """The order for ``item`` on a venue with ``rules``, or what replaces it."""
     intent = item.intent
-    if rules is None or not rules.active:
-        state = "not active" if rules is not None else "not listed"
+    if rules is None:
         return ("REJECTED", reasons.VENUE_SYMBOL_UNKNOWN,
-                f"symbol={intent.symbol} is {state} on venue {intent.venue}")
+                f"symbol={intent.symbol} is not listed on venue {intent.venue}")
+    if not rules.active:
+        return ("SKIPPED", reasons.VENUE_MARKET_INACTIVE,
+                f"symbol={intent.symbol}: the market is not active on venue {intent.venue}")
     constraints = intent.constraints
     reduce_only = constraints is not None and constraints.reduce_only
     side = item.side

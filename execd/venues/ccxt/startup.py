@@ -27,6 +27,7 @@ from execd.venues.ccxt.backlog import RECONCILED
 from execd.venues.ccxt.calls import message_of
 from execd.venues.ccxt.order import Order
 from execd.venues.ccxt.prepare import MarketRules, rules_from_market
+from execd.venues.ccxt.tradability import Tradability, inactive
 
 if TYPE_CHECKING:
     from execd.venues.ccxt.venue import CcxtVenue
@@ -77,7 +78,9 @@ class StartUp:
                 await venue.driver.pause(wait)
                 wait = min(wait * 2, MAX_BACKOFF / 1e9)
                 continue
-            venue.rules = {symbol: self._rules(market) for symbol, market in markets.items()}
+            venue.rules = {symbol: self.rules(market) for symbol, market in markets.items()}
+            # What the periodic reads compare with (markets_refresh.py): the start's.
+            venue.tradability = Tradability(inactive=inactive(venue.rules))
             held = {asset: str(amount) for asset, amount in (balance.get("total") or {}).items()
                     if amount}
             venue.log.info("venue.connected", markets=len(venue.rules), balances=held,
@@ -86,7 +89,8 @@ class StartUp:
             return True
         return False
 
-    def _rules(self, market: dict[str, Any]) -> MarketRules:
+    def rules(self, market: dict[str, Any]) -> MarketRules:
+        """One market's rules, as ccxt describes it (at start-up and at each refresh)."""
         exchange = self.venue.exchange
         features = exchange.features or {}
         kind = features.get(market.get("type") or "spot") or {}

@@ -61,6 +61,7 @@ from execd.policy.orders import skipped_plan
 from execd.service import logs
 from execd.service.liveness import Pulse, beating
 from execd.venues.ccxt import actions as act
+from execd.venues.ccxt import markets_refresh
 from execd.venues.ccxt.backlog import Waiting
 from execd.venues.ccxt.calls import CallHook, Calls, classify, message_of
 from execd.venues.ccxt.credentials import Credentials
@@ -70,6 +71,7 @@ from execd.venues.ccxt.order_stream import OrderStream
 from execd.venues.ccxt.prepare import MarketRules, OrderPlan, prepare, round_down
 from execd.venues.ccxt.results import held_change
 from execd.venues.ccxt.startup import StartUp
+from execd.venues.ccxt.tradability import Tradability
 
 # classify and message_of lived here before the calls had their own module.
 __all__ = ["CallHook", "CcxtVenue", "classify", "message_of"]
@@ -104,6 +106,10 @@ class CcxtVenue:
         self.ready = anyio.Event()
         self.state = "starting"
         self.rules: dict[str, MarketRules] = {}
+        # What the periodic reads found (markets_refresh.py); the latest logical time
+        # this venue saw, for the records those reads write.
+        self.tradability = Tradability()
+        self.time = 0
         self.in_flight = 0
         # The orders in a worker's hands, by intent id: a schedule's end cancels its child;
         # and the children whose cancel came before a worker had them (cancel()).
@@ -138,7 +144,9 @@ class CcxtVenue:
         """What ``execd ctl status`` shows for this venue."""
         return {"state": self.state, "in_flight": self.in_flight,
                 "backlog": self._work_send.statistics().current_buffer_used,
-                "unresolved": len(self.startup.unresolved), "stream": self.stream.state}
+                "unresolved": len(self.startup.unresolved), "stream": self.stream.state,
+                "venue_status": self.tradability.status,
+                "inactive": len(self.tradability.inactive)}
 
     def cancel(self, intent_id: uuid.UUID) -> bool:
         """Cancel the order of ``intent_id`` if it is being sent or followed (a
@@ -168,7 +176,8 @@ class CcxtVenue:
         rules = self.rules.get(symbol)
         if rules is None or not rules.active:
             return f"symbol {symbol} is not listed (or not active)"
-        return None
+        why = self.tradability.why_not(symbol)
+        return None if why is None else f"{why[0]}: {why[1]}"
 
     def order(self, record: OrderRecord, time: int) -> Order:
         """A new order's lifecycle (``time``: its intent's logical time)."""
@@ -190,6 +199,7 @@ class CcxtVenue:
                 outer.start_soon(self._bound_drain)
                 # Ends with the venue: cancelled with ``outer`` once the workers are done.
                 outer.start_soon(self.stream.run, self.ready)
+                outer.start_soon(markets_refresh.run, self, send.clone())
                 async with anyio.create_task_group() as tg:
                     for _ in range(self.table.max_in_flight):
                         tg.start_soon(self._worker, self._work_receive.clone(), send.clone())
@@ -247,6 +257,10 @@ class CcxtVenue:
         if not self.ready.is_set():
             return self._instead(item, "REJECTED", reasons.EXECUTION_NOT_AVAILABLE,
                                  f"venue {self.venue} is not ready: {self.state}")
+        self.time = max(self.time, item.time)
+        why = self.tradability.why_not(intent.symbol)
+        if why is not None:  # the venue cannot trade it now: nothing is sent
+            return self._instead(item, "SKIPPED", *why)
         rules = self.rules.get(intent.symbol)
         plan = prepare(item, rules, self.table.slippage_bps)
         if not isinstance(plan, OrderPlan):

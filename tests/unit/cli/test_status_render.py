@@ -36,7 +36,8 @@ def reply(**changes: Any) -> dict[str, Any]:
         "venues": {"binance": {"state": "ready", "plane": "paper", "adapter": "paper"},
                    "kraken": {"state": "reconciling: 2 orders", "plane": "live",
                               "adapter": "ccxt", "in_flight": 0, "backlog": 0,
-                              "unresolved": 2, "stream": "listening"}},
+                              "unresolved": 2, "stream": "listening",
+                              "venue_status": "maintenance", "inactive": 1}},
         "version": "0.1.0", "started_ns": NOW - 3_723_000_000_000, "uptime_seconds": 3723.4,
         "config": {"path": "/etc/execd/execd.toml", "file_sha256": "ab" * 32,
                    "outcome_settings_sha256": "cd" * 32},
@@ -76,8 +77,8 @@ def test_venues_and_positions_are_aligned_tables() -> None:
     at = lines.index("venues       2")
     assert lines[at + 1:at + 3] == [
         "  binance  paper  paper  ready",
-        "  kraken   live   ccxt   reconciling: 2 orders; stream listening; 0 in flight, "
-        "0 waiting, 2 unresolved",
+        "  kraken   live   ccxt   reconciling: 2 orders; stream listening; venue status "
+        "maintenance; 1 market(s) not active; 0 in flight, 0 waiting, 2 unresolved",
     ]
     at = lines.index("positions    2 open")
     assert lines[at + 1:] == [

@@ -93,6 +93,11 @@ def shown(capsysbinary: pytest.CaptureFixture[bytes], directory: Path, *args: st
      'schedule twap - null - - slices=[] lot=null intent=- rule=desk '
      'default={"algorithm":"twap","duration":9,"slices":2}'),
     ("schedule", {"slices": [[1]]}, "schedule null - null - - slices=[[1]] lot=null intent=-"),
+    ("venue_status", {"venue": "binance", "status": "maintenance", "markets": 3,
+                      "inactive": 2, "halted": ["BTC/USDT", "ETH/USDT"]},
+     "venue_status binance status=maintenance markets=3 inactive=2 halted=BTC/USDT,ETH/USDT"),
+    ("venue_status", {"venue": "b", "status": "ok", "markets": 1, "resumed": 7},
+     "venue_status b status=ok markets=1 inactive=0 resumed=7"),
 ])
 def test_a_body_of_a_shape_no_writer_writes_prints_as_its_json_and_tail_goes_on(
         tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes], kind: str, body: Any,
@@ -114,6 +119,7 @@ BODIES: dict[str, type[msgspec.Struct]] = {
     "order_attempt": messages.SendAttemptRecord, "order_cancel": messages.CancelRecord,
     "config": messages.ConfigRecord, "checkpoint": messages.CheckpointRecord,
     "schedule": messages.ScheduleRecord, "slippage": messages.SlippageRecord,
+    "venue_status": messages.VenueStatusRecord,
     "resume": messages.ResumeRecord, "route": messages.RouteRecord}
 TEXT = st.text(max_size=6)
 JSON = st.recursive(

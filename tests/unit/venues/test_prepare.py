@@ -109,12 +109,13 @@ def test_over_the_venue_maximums_is_refused() -> None:
     assert isinstance(bad_price, tuple) and "max_price=1000000" in bad_price[2]
 
 
-def test_unknown_or_inactive_symbol_is_refused() -> None:
-    assert prepare(accepted(), None, 0)[1] == reasons.VENUE_SYMBOL_UNKNOWN  # type: ignore[index]
+def test_an_unknown_symbol_is_refused_and_an_inactive_one_skipped() -> None:
+    assert prepare(accepted(), None, 0) == (
+        "REJECTED", reasons.VENUE_SYMBOL_UNKNOWN, "symbol=BTC/USDT is not listed on venue binance")
     halted = MarketRules(symbol="BTC/USDT", active=False, amount_step=None, price_tick=None)
-    refusal = prepare(accepted(), halted, 0)
-    assert refusal == ("REJECTED", reasons.VENUE_SYMBOL_UNKNOWN,
-                       "symbol=BTC/USDT is not active on venue binance")
+    assert prepare(accepted(), halted, 0) == (
+        "SKIPPED", reasons.VENUE_MARKET_INACTIVE,
+        "symbol=BTC/USDT: the market is not active on venue binance")
 
 
 def test_reduce_only_and_post_only_where_unsupported_are_refused() -> None:
