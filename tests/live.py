@@ -77,7 +77,7 @@ plane = "paper"
 
 # ccxt keys a test may set; otherwise the product's defaults apply.
 _OPTIONAL = ("send_attempts", "resend_window_ms", "drain_timeout_ms", "fee_reads",
-             "fee_read_pause_ms", "markets_refresh_ms")
+             "fee_read_pause_ms", "markets_refresh_ms", "holdings_ms")
 
 
 @dataclass(frozen=True)

@@ -412,4 +412,14 @@ def snapshot(daemon: Daemon) -> Snapshot:
         queue_capacity=graph.capacities() if graph is not None else {},
         inbox_files=backlog.files, inbox_oldest_age=backlog.ages(WallClock().now(), 0)[0],
         last_outcome_time=last[0] / 1e9 if last is not None else None,
-        start_time=started[0] / 1e9 if started is not None else None)
+        start_time=started[0] / 1e9 if started is not None else None,
+        drift=_drift(daemon))
+
+
+def _drift(daemon: Daemon) -> dict[tuple[str, str], float]:
+    """Every (venue, asset) compared so far: how far outside the ledger it is (0: inside)."""
+    if daemon.risk is None:
+        return {}
+    state = daemon.risk.drift
+    drifting = dict(state.drifting)  # copies: the event loop may change them meanwhile
+    return {key: float(drifting.get(key, 0)) for key in [*state.baselines, *drifting]}

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from execd.ledger.writer import Commit
 from execd.model.clock import WallClock
-from execd.model.messages import Entry, ExecutionOutcome
+from execd.model.messages import DriftRecord, Entry, ExecutionOutcome
 from execd.model.once_durable import Answer, Call, MoveFile, OnceDurable, Wake
 from execd.reader.inbox import InboxSource, StatKey
 from execd.service.control import ControlRequest
@@ -119,6 +119,8 @@ class Durability:
                 if metrics is not None:
                     metrics.outcome(body.status, body.reason, body.venue or "",
                                     body.plane or "")
+            elif type(body) is DriftRecord and metrics is not None and body.state == "drift":
+                metrics.drifted()
         if last is not None:
             # One wall-clock read per commit with outcomes, after its fsync: shown to
             # people (ctl status, a gauge), never recorded.

@@ -26,7 +26,15 @@ from execd.config.schema import Config
 from execd.ledger.recovery import RecoveredState
 from execd.ledger.writer import LedgerWriter
 from execd.model.clock import Clock, WallClock
-from execd.model.messages import Accepted, Entry, IntentIn, ReaderItem, RouterItem, Settled
+from execd.model.messages import (
+    Accepted,
+    Entry,
+    HoldingsIn,
+    IntentIn,
+    ReaderItem,
+    RouterItem,
+    Settled,
+)
 from execd.policy.file import Policy
 from execd.reader.context import ContextLoader
 from execd.reader.core import ReaderCore
@@ -148,7 +156,7 @@ class Graph:
         # The reader, once running: `execd replay`'s progress display reads its counts.
         self.reader: LakehouseReader | None = None
         self.streams: dict[str, MemoryObjectSendStream[Any]] = {}
-        self._settlements: MemoryObjectSendStream[Settled] | None = None
+        self._settlements: MemoryObjectSendStream[Settled | HoldingsIn] | None = None
         # Set once the live venues are ready (or the daemon stopped before): schedules
         # release nothing to a venue before then.
         self._ready = anyio.Event()
@@ -202,11 +210,14 @@ class Graph:
         reader = self.reader = self._reader()
         # The context as of the start, which the sentinel records before its catch-up
         # when schedules are open (a restart's children are re-checked under it, a POV
-        # sized by its volume), or when a routed order may be handed on (judged under
-        # it); else the reader records it before the first file.
+        # sized by its volume), or when a routed order may be handed on, or a target's
+        # legs a stop cut off are sent (judged under it); else the reader records it
+        # before the first file.
         first = None
+        targets = self.risk.targets if self.risk is not None else None
         if reader.context is not None and (len(state.schedules) or state.schedules.unrecorded
-                                           or state.routes.open or state.routes.handed):
+                                           or state.routes.open or state.routes.handed
+                                           or (targets and (targets.awaiting or targets.ending))):
             first = await anyio.to_thread.run_sync(reader.context.load)
             reader.started_with(first)
         live = self.live = self._live_venues()
@@ -230,8 +241,9 @@ class Graph:
         # Settlements of live orders, to the sentinel. Each is one outcome, and the
         # writer's hook sends at most one commit's worth between two fsyncs, while
         # the sentinel takes them as they come: a commit's size bounds the buffer.
-        settle_send, settle_receive = anyio.create_memory_object_stream[Settled](
-            config.batches.commit_records + sum(v.table.max_in_flight + v.table.backlog
+        # Holdings: at most one read in flight per venue.
+        settle_send, settle_receive = anyio.create_memory_object_stream[Settled | HoldingsIn](
+            config.batches.commit_records + sum(v.table.max_in_flight + v.table.backlog + 1
                                                 for v in live) + len(state.unresolved))
         self._settlements = settle_send
         self.streams = {"sentinel": to_sentinel, "router": to_router, "ledger": to_ledger}
@@ -335,13 +347,18 @@ class Graph:
                 on_call=self.metrics.venue_call if self.metrics is not None else None))
         return venues
 
-    def _settle(self, settled: Settled) -> None:
-        """Hand a durable live outcome's settlement to the sentinel (never waits)."""
+    def _settle(self, settled: Settled | HoldingsIn) -> None:
+        """Hand a durable live outcome's settlement (or a venue's holdings) to the
+        sentinel (never waits)."""
         assert self._settlements is not None
         try:
             self._settlements.send_nowait(settled)
         except (anyio.WouldBlock, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
             # Never expected (see the buffer's size). The sentinel then keeps the order
             # pending, which overstates exposure: it refuses more, never less.
-            self.log.error("risk.settlement_dropped", venue=settled.venue,
-                           symbol=settled.symbol, error=type(exc).__name__)
+            if type(settled) is HoldingsIn:  # compared at the next quiet read instead
+                self.log.warning("risk.holdings_dropped", venue=settled.record.venue,
+                                 error=type(exc).__name__)
+                return
+            self.log.error("risk.settlement_dropped", venue=settled.venue,  # type: ignore[union-attr]
+                           symbol=settled.symbol, error=type(exc).__name__)  # type: ignore[union-attr]

@@ -73,7 +73,9 @@ def _render(reply: dict[str, Any], only_schedules: bool = False) -> str:
         return f"schedule of {reply['intent']} resumed{at}: {reply['released']} child(ren) released"
     if command == "safety-sell":
         orders = reply.get("orders") or []
-        lines = [f"safety sell on {reply['venue']}: {len(orders)} exit order(s){at}"]
+        basis = (f" (what the venue holds, holdings record {reply['holdings']})"
+                 if reply.get("holdings") is not None else "")
+        lines = [f"safety sell on {reply['venue']}: {len(orders)} exit order(s){at}{basis}"]
         lines += [f"  {o['side']} {o['quantity']} {o['symbol']} intent={o['intent_id']}"
                   for o in orders]
         return "\n".join(lines)
@@ -99,7 +101,8 @@ def cmd_ctl(args: argparse.Namespace, load: LoadConfig) -> int:
         "status" if only else args.ctl_command, reason=getattr(args, "reason", None),
         actor=getattr(args, "actor", None),
         time=getattr(args, "time", None), venue=getattr(args, "venue", None),
-        symbol=getattr(args, "symbol", None), intent=getattr(args, "intent", None))
+        symbol=getattr(args, "symbol", None), intent=getattr(args, "intent", None),
+        basis=None if getattr(args, "basis", "ledger") == "ledger" else args.basis)
     target = _target(args, load, request)
     if isinstance(target, int):
         return target
@@ -303,6 +306,12 @@ def register(sub: Any, with_config: Callable[[argparse.ArgumentParser], None],
                            "config's [venues] (required)")
     sell.add_argument("--symbol", help="only this symbol, as the venue names it (default: "
                       "every open position on the venue)")
+    sell.add_argument("--basis", choices=("ledger", "venue"), default="ledger",
+                      help="what is exited: `ledger` (default), the positions execd's own "
+                           "fills add up to; `venue`, the free amount of each symbol's base "
+                           "asset that the venue's last holdings record says the account "
+                           "holds (a live ccxt venue; its symbols that execd has traded, "
+                           "or --symbol)")
     sell.add_argument("--reason", required=True,
                       help="why, in words (required; recorded in the ledger)")
 

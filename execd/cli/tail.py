@@ -301,6 +301,31 @@ def _by_kind(kind: str, body: dict[str, Any]) -> str:
     if kind == "resume":
         return (f"intent={_text(get('intent_id'))} by={_text(get('actor'))} "
                 f"reason={_quoted(get('reason'))}")
+    if kind == "target":
+        legs = get("legs")
+        shown = (" ".join(f"{_text(leg[0])}:{_text(leg[2])}->{_text(leg[1])}"
+                          f"({_text(leg[5])} {_text(leg[3])})"
+                          for leg in legs[:12] if isinstance(leg, list) and len(leg) == 6)
+                 + (f" (+{len(legs) - 12} more)" if len(legs) > 12 else "")
+                 if isinstance(legs, list) else _json(legs))
+        return (f"{_text(get('portfolio_id'))} as_of={_text(get('as_of'))} "
+                f"{_text(get('venue'))} target={_text(get('target_id'))}"
+                + (" partial" if get("partial") else "")
+                + ("" if get("supersedes") is None else f" supersedes={_text(get('supersedes'))}")
+                + (f" {shown}" if shown else ""))
+    if kind == "holdings":
+        total = get("total")
+        shown = (" ".join(f"{_text(a)}={_text(q)}" for a, q in list(total.items())[:8])
+                 + (f" (+{len(total) - 8} more)" if len(total) > 8 else "")
+                 if isinstance(total, dict) else _json(total))
+        return (f"{_text(get('venue'))} {_text(get('why'))} "
+                f"{'quiet' if get('quiet') else 'busy'} {shown or '(nothing)'}")
+    if kind == "drift":
+        return (f"{_text(get('state'))} {_text(get('venue'))} {_text(get('asset'))} "
+                f"venue={_text(get('venue_quantity'))} ledger={_text(get('ledger_low'))}.."
+                f"{_text(get('ledger_high'))} baseline={_text(get('baseline'))} "
+                f"tolerance={_text(get('tolerance'))} action={_text(get('action', 'alert'))}"
+                + ("" if get("holdings") is None else f" holdings={_text(get('holdings'))}"))
     if kind == "venue_status":
         moved = "".join(
             f" {name}=" + (",".join(_text(s) for s in value) if isinstance(value, list)

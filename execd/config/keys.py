@@ -186,6 +186,11 @@ KEYS: Final[tuple[Key, ...]] = (
     live("venues.*.symbols.*.max_order_notional", "in"),
     live("venues.*.symbols.*.max_asset_exposure", "in"),
     live("venues.*.symbols.*.price_band_bps", "in"),
+    # Left out at their defaults: a config without them digests as before.
+    live("venues.*.drift.tolerance", "if_set"),
+    live("venues.*.drift.action", "if_set"),
+    live("venues.*.drift.baseline", "if_set"),
+    live("venues.*.drift.ignore", "if_set"),
     # The ccxt table is digested whole when present: which exchange, and how it is
     # called, decide outcomes.
     fixed("venues.*.ccxt", _VENUE, "if_set", secret=True),
@@ -213,6 +218,7 @@ KEYS: Final[tuple[Key, ...]] = (
     live("venues.*.ccxt.fee_read_pause_ms", "in"),
     # What it finds is recorded (venue_status), not when it looks.
     live("venues.*.ccxt.markets_refresh_ms"),
+    live("venues.*.ccxt.holdings_ms"),
     fixed("venues.*.ccxt.client_order_prefix", _VENUE, "in"),
     fixed("venues.*.ccxt.client_order_id_length", _VENUE, "in"),
     # Free-form options for ccxt, where an exchange's keys may sit.

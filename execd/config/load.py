@@ -172,6 +172,10 @@ def _check_meaning(config: Config, file: str, problems: list[ConfigProblem]) -> 
                                           'confirm_live only with plane = "live"',
                                           f"plane = {venue.plane!r}"))
         _check_ccxt(config, name, venue, file, problems)
+        tolerance = venue.drift.tolerance
+        if tolerance is not None and not (tolerance.is_finite() and tolerance >= 0):
+            problems.append(ConfigProblem(file, f"{where}.drift.tolerance",
+                                          "a decimal number of at least 0", str(tolerance)))
         _check_limits(venue.limits, f"{where}.limits", file, problems)
         for symbol, limits in sorted(venue.symbols.items()):
             _check_limits(limits, keys.dotted(("venues", name, "symbols", symbol)), file,

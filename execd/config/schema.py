@@ -285,9 +285,27 @@ class CcxtConfig(Struct, frozen=True, forbid_unknown_fields=True):
     # How often market rules and the venue's status are read again (README, "Can it
     # trade now"); 0: only at start-up.
     markets_refresh_ms: Annotated[int, Meta(ge=0, le=86_400_000), MS] = 300_000
+    # How often the account's holdings are read (README, "What the venue holds"); 0:
+    # only at start-up.
+    holdings_ms: Annotated[int, Meta(ge=0, le=86_400_000), MS] = 60_000
     client_order_prefix: Annotated[str, Meta(pattern="^[A-Za-z0-9]{0,8}$")] = "x"
     client_order_id_length: Annotated[int, Meta(ge=24, le=64)] = 32
     options: dict[str, Any] = {}
+
+
+class DriftConfig(Struct, frozen=True, forbid_unknown_fields=True):
+    """How a live venue's holdings are compared with the ledger (README, "What the
+    venue holds"): ``tolerance`` in the base asset (default: the symbol's lot, the
+    largest of the symbols that share the asset); ``action`` on drift (``alert``:
+    record, metric and alert rule; ``reduce``: also move trading to REDUCING);
+    ``baseline``: ``first`` (what the account held besides execd's fills, fixed by the
+    first comparison with nothing in flight) or ``zero`` (every unit is execd's)."""
+
+    tolerance: Decimal | None = None
+    action: Literal["alert", "reduce"] = "alert"
+    baseline: Literal["first", "zero"] = "first"
+    # Assets never compared (one that pays fees, as BNB may): a list of asset names.
+    ignore: tuple[Annotated[str, Meta(min_length=1, max_length=64)], ...] = ()
 
 
 class VenueConfig(Struct, frozen=True, forbid_unknown_fields=True):
@@ -310,6 +328,7 @@ class VenueConfig(Struct, frozen=True, forbid_unknown_fields=True):
     stub_reason: Literal["EXECUTION_NOT_AVAILABLE", "EXECUTION_REJECTED"] = EXECUTION_REJECTED
     limits: VenueLimits = VenueLimits()
     symbols: dict[Annotated[str, Meta(min_length=1, max_length=128)], SymbolLimits] = {}
+    drift: DriftConfig = DriftConfig()
 
     @property
     def adapter_kind(self) -> str:

@@ -36,8 +36,10 @@ from execd.ledger.index.files import DoneTable, FileTables, NameTable
 from execd.ledger.record import Record
 from execd.model import reasons
 from execd.model.messages import (
+    DriftRecord,
     ExecutionOutcome,
     Fee,
+    HoldingsRecord,
     InputFileRecord,
     OrderRecord,
     ResumeRecord,
@@ -48,6 +50,7 @@ from execd.model.messages import (
     SlippageRecord,
     Source,
     StartRecord,
+    TargetRecord,
     TickRecord,
     TradingStateRecord,
 )
@@ -119,6 +122,9 @@ _VIEWS: dict[str, Callable[[Raw], Struct]] = {
     "slippage": msgspec.json.Decoder(SlippageRecord).decode,
     "resume": msgspec.json.Decoder(ResumeRecord).decode,
     "route": msgspec.json.Decoder(RouteRecord).decode,
+    "holdings": msgspec.json.Decoder(HoldingsRecord).decode,
+    "drift": msgspec.json.Decoder(DriftRecord).decode,
+    "target": msgspec.json.Decoder(TargetRecord).decode,
     "safety_sell": lambda body: _NO_VIEW,
 }
 #: The record kinds the fold reads (every other kind leaves it as it is).
@@ -135,6 +141,13 @@ class _IdView(Struct):
 _id_view = msgspec.json.Decoder(_IdView).decode
 
 
+class _TargetIdView(Struct):
+    target_id: uuid.UUID
+
+
+_target_id = msgspec.json.Decoder(_TargetIdView).decode
+
+
 def id_of(record: Record) -> uuid.UUID | None:
     """The intent id ``record`` adds to the fold's ``seen`` (None: it adds none): an
     ``order``'s or a ``schedule``'s, or an ``outcome``'s unless it is QUARANTINED, as
@@ -145,6 +158,8 @@ def id_of(record: Record) -> uuid.UUID | None:
         return view.intent_id if view.status != "QUARANTINED" else None
     if kind in ("order", "schedule"):
         return _id_view(record.body).intent_id
+    if kind == "target":
+        return _target_id(record.body).target_id
     return None
 
 
@@ -215,6 +230,9 @@ class Fold:
             view = cast(OutcomeBody, body)
             if view.status != "QUARANTINED":
                 self.seen.add(view.intent_id)
+                if self.risk is not None and (self.risk.targets.awaiting
+                                              or self.risk.targets.ending):
+                    self.risk.targets.taken(view.intent_id, view.children is not None)
                 if self.routes.open or self.routes.awaiting:
                     self.routes.outcome(
                         view.intent_id, view.reason, Decimal(view.requested_quantity or 0),
@@ -248,6 +266,8 @@ class Fold:
             if order.wall_time is None and self.clock == "wall":
                 order = msgspec.structs.replace(order, wall_time=time)
             self.seen.add(order.intent_id)
+            if self.risk is not None and self.risk.targets.awaiting:
+                self.risk.targets.taken(order.intent_id, False)
             self.unresolved[order.intent_id] = (order, time)
             if self.routes.awaiting:
                 self.routes.taken(order.intent_id)
@@ -262,11 +282,20 @@ class Fold:
         elif kind == "schedule":
             record = cast(ScheduleRecord, body)
             self.seen.add(record.intent_id)
+            if self.risk is not None and self.risk.targets.awaiting:
+                self.risk.targets.taken(record.intent_id, False)
             self.schedules.open(record, seq)
             source = record.source
         elif kind == "input_file":
             self._input_file(cast(InputFileBody, body), seq)
             return
+        elif kind == "target":
+            # A target portfolio (README, "Targets"): read once, as its id says.
+            read = cast(TargetRecord, body)
+            self.seen.add(read.target_id)
+            if self.risk is not None:
+                self.risk.targets.record(read)
+            source = read.source
         else:
             self._other(kind, seq, body)
             return
@@ -318,6 +347,12 @@ class Fold:
         elif kind == "safety_sell":
             if self.risk is not None:
                 self.risk.safety_sells += 1
+        elif kind == "holdings":
+            if self.risk is not None:  # a Safety Sell of what the venue holds reads it
+                self.risk.drift.holdings(cast(HoldingsRecord, body), seq)
+        elif kind == "drift":
+            if self.risk is not None:  # baselines and drift in force, as the sentinel found
+                self.risk.drift.record(cast(DriftRecord, body))
         elif kind == "trading_state":
             change = cast(TradingStateRecord, body)
             self.schedules.unstated = None

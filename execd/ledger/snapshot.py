@@ -67,9 +67,11 @@ from execd.model.messages import (
 )
 from execd.schedule.core import Done, OpenState, SchedulerCore, compact
 from execd.sentinel.book import Position, VenueBook
+from execd.sentinel.drift import DriftState
 from execd.sentinel.limits import merged
 from execd.sentinel.risk import Risk
 from execd.sentinel.routes import Handed
+from execd.sentinel.targets import Targets
 
 VERSION: Literal[5] = 5
 
@@ -105,6 +107,10 @@ class RiskState(Struct, frozen=True):
     state_note: str
     safety_sells: int
     venues: list[tuple[str, VenueState]]
+    # Drift baselines, drift in force and each venue's last holdings (DriftState.encode).
+    drift: bytes | None = None
+    # Every portfolio's last target (Targets.encode).
+    targets: bytes | None = None
 
 
 class ScheduleState(Struct, frozen=True, array_like=True):
@@ -225,8 +231,11 @@ def _venue(book: VenueBook, risk: Risk, name: str) -> VenueState:
 def _risk(risk: Risk | None) -> RiskState | None:
     if risk is None:
         return None
+    drift = risk.drift
     return RiskState(risk.state, risk.state_note, risk.safety_sells,
-                     [(name, _venue(book, risk, name)) for name, book in risk.book.venues.items()])
+                     [(name, _venue(book, risk, name)) for name, book in risk.book.venues.items()],
+                     drift.encode() if drift.baselines or drift.drifting or drift.held else None,
+                     risk.targets.encode() if risk.targets.portfolios else None)
 
 
 def take(fold: Fold, end: ChainEnd, key: str) -> Snapshot:
@@ -343,3 +352,7 @@ def restore(snapshot: Snapshot, fold: Fold) -> None:
             risk.set_state(state.state, state.state_note)
         for name, venue in state.venues:
             _restore_venue(risk, name, venue)
+        if state.drift is not None:
+            risk.drift = DriftState.decode(state.drift)
+        if state.targets is not None:
+            risk.targets = Targets.decode(state.targets)

@@ -19,6 +19,7 @@ EVENT_NS = uuid.UUID("6f1d2a52-2b1e-5a57-9d0e-0c3f6f7a1b05")
 CLIENT_ORDER_NS = uuid.UUID("6f1d2a52-2b1e-5a57-9d0e-0c3f6f7a1b06")
 SAFETY_NS = uuid.UUID("6f1d2a52-2b1e-5a57-9d0e-0c3f6f7a1b07")
 CHILD_NS = uuid.UUID("6f1d2a52-2b1e-5a57-9d0e-0c3f6f7a1b08")
+TARGET_NS = uuid.UUID("6f1d2a52-2b1e-5a57-9d0e-0c3f6f7a1b09")
 
 
 # RFC 4122 variant bits (10xx) applied to the hex digit at the start of octet 8.

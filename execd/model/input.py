@@ -29,7 +29,17 @@ import msgspec
 from msgspec import Raw, Struct
 
 from execd.model.errors import ExecdError
-from execd.model.messages import ClockTick, Constraints, Execution, InputRecord, OrderIntent
+from execd.model.messages import (
+    ClockTick,
+    Constraints,
+    DriftOrder,
+    DriftTarget,
+    Execution,
+    InputRecord,
+    OrderIntent,
+    Target,
+    TargetLeg,
+)
 
 # How many distinct decimal strings are remembered; past it the memory starts over.
 # It bounds memory only: what a line decodes to never depends on it.
@@ -83,6 +93,37 @@ class WireIntent(OrderIntent, frozen=True, forbid_unknown_fields=True, omit_defa
     size_frac: JsonDecimal | None = None
 
 
+class WireLeg(TargetLeg, frozen=True, forbid_unknown_fields=True, omit_defaults=True, gc=False):
+    """:class:`~execd.model.messages.TargetLeg` as read from a line (strict decimals)."""
+
+    quantity: JsonDecimal | None = None
+    weight: JsonDecimal | None = None
+    price: JsonDecimal | None = None
+
+
+class WireDriftOrder(DriftOrder, frozen=True, forbid_unknown_fields=True, gc=False):
+    """:class:`~execd.model.messages.DriftOrder` as read from a line (strict decimals)."""
+
+    target_quantity: JsonDecimal
+
+
+class WireTarget(Target, frozen=True, forbid_unknown_fields=True, omit_defaults=True,
+                 tag="target", tag_field="kind", gc=False, kw_only=True):
+    """:class:`~execd.model.messages.Target` as read from a line (strict decimals)."""
+
+    targets: tuple[WireLeg, ...]
+    capital: JsonDecimal | None = None
+    execution: WireExecution | None = None
+
+
+class WireDriftTarget(DriftTarget, frozen=True, forbid_unknown_fields=True,
+                      omit_defaults=True, tag="drift_target", tag_field="kind", gc=False,
+                      kw_only=True):
+    """:class:`~execd.model.messages.DriftTarget` as read from a line (strict decimals)."""
+
+    orders: tuple[WireDriftOrder, ...]
+
+
 class _NumberGiven(ExecdError):
     """A decimal field holds a JSON number: the line is decoded on the exact path."""
 
@@ -110,6 +151,21 @@ class _DecimalTexts(Struct):
     size_frac: Raw = _ABSENT
 
 
+class _LegTexts(Struct):
+    quantity: Raw = _ABSENT
+    weight: Raw = _ABSENT
+    price: Raw = _ABSENT
+    target_quantity: Raw = _ABSENT
+
+
+class _TargetTexts(Struct):
+    """The decimal fields of a target line as written."""
+
+    capital: Raw = _ABSENT
+    targets: list[_LegTexts] = []
+    orders: list[_LegTexts] = []
+
+
 _JSON_KINDS = {bool: "bool", type(None): "null", list: "array", dict: "object"}
 
 
@@ -123,13 +179,14 @@ class InputDecoder:
 
     def __init__(self) -> None:
         self._known: dict[str, Decimal] = {}
-        self._fast: Callable[[bytes], OrderIntent | ClockTick] = msgspec.json.Decoder(
-            WireIntent | ClockTick, dec_hook=self._decimal).decode
-        self._exact: Callable[[bytes], OrderIntent | ClockTick] = msgspec.json.Decoder(
+        self._fast: Callable[[bytes], InputRecord] = msgspec.json.Decoder(
+            WireIntent | ClockTick | WireTarget | WireDriftTarget, dec_hook=self._decimal).decode
+        self._exact: Callable[[bytes], InputRecord] = msgspec.json.Decoder(
             InputRecord).decode
         self._texts = msgspec.json.Decoder(_DecimalTexts).decode
+        self._target_texts = msgspec.json.Decoder(_TargetTexts).decode
 
-    def decode(self, line: bytes) -> OrderIntent | ClockTick:
+    def decode(self, line: bytes) -> InputRecord:
         """The record on ``line``: ValidationError, DecodeError and others as msgspec raises."""
         try:
             return self._fast(line)
@@ -165,9 +222,11 @@ class InputDecoder:
         known[value] = decimal
         return decimal
 
-    def _numbers(self, line: bytes) -> OrderIntent | ClockTick:
+    def _numbers(self, line: bytes) -> InputRecord:
         """A line with a decimal as a JSON number: decoded exactly, strings checked."""
         record = self._exact(line)
+        if type(record) in (Target, DriftTarget):
+            return self._target_numbers(line, record)
         texts = self._texts(line)
         fields = [("quantity", texts.quantity), ("limit_price", texts.limit_price),
                   ("reference_price", texts.reference_price), ("size_frac", texts.size_frac)]
@@ -176,10 +235,25 @@ class InputDecoder:
         if texts.execution is not None:
             fields.append(("execution.visible", texts.execution.visible))
             fields.append(("execution.participation", texts.execution.participation))
-        for path, raw in fields:
-            written = bytes(raw)
-            if written[:1] == b'"':
-                text = msgspec.json.decode(written, type=str)
-                if _JSON_NUMBER.fullmatch(text) is None:
-                    raise msgspec.ValidationError(f"{_refusal(text)} - at `$.{path}`")
+        _strict(fields)
         return record
+
+    def _target_numbers(self, line: bytes, record: InputRecord) -> InputRecord:
+        texts = self._target_texts(line)
+        fields = [("capital", texts.capital)]
+        for name, legs in (("targets", texts.targets), ("orders", texts.orders)):
+            for i, leg in enumerate(legs):
+                fields += [(f"{name}[{i}].{key}", getattr(leg, key)) for key in
+                           ("quantity", "weight", "price", "target_quantity")]
+        _strict(fields)
+        return record
+
+
+def _strict(fields: list[tuple[str, Raw]]) -> None:
+    """Each decimal written as a string must be in JSON number syntax."""
+    for path, raw in fields:
+        written = bytes(raw)
+        if written[:1] == b'"':
+            text = msgspec.json.decode(written, type=str)
+            if _JSON_NUMBER.fullmatch(text) is None:
+                raise msgspec.ValidationError(f"{_refusal(text)} - at `$.{path}`")

@@ -171,7 +171,58 @@ class ClockTick(Struct, frozen=True, forbid_unknown_fields=True, tag="tick", tag
     time: Annotated[int, Meta(ge=0, le=MAX_TIME)]
 
 
-InputRecord = OrderIntent | ClockTick
+class TargetLeg(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True, gc=False):
+    """One symbol of a target portfolio: exactly one of ``quantity`` (in the base
+    unit) and ``weight`` (of the target's ``capital``, at ``price`` or the lakehouse's)."""
+
+    symbol: Name
+    quantity: Decimal | None = None
+    weight: Decimal | None = None
+    price: Decimal | None = None
+
+
+class DriftOrder(Struct, frozen=True, forbid_unknown_fields=True, gc=False):
+    """One symbol of a drift monitor's target orders: the quantity to reach."""
+
+    symbol: Name
+    target_quantity: Decimal
+
+
+class Target(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True,
+             tag="target", tag_field="kind", gc=False, kw_only=True):
+    """A target portfolio (README, "Targets"): what portfolio ``portfolio_id`` should
+    hold at ``venue`` as of ``as_of`` (clock units, rising per portfolio). execd sends
+    the difference from what it holds and has in flight, symbol by symbol."""
+
+    portfolio_id: Name
+    source_run: Name
+    as_of: Annotated[int, Meta(ge=0, le=2**63 - 1)]
+    venue: Name
+    targets: tuple[TargetLeg, ...]
+    capital: Decimal | None = None
+    leverage_allowed: bool = False
+    urgency: Urgency = "medium"
+    priority: Annotated[int, Meta(ge=0, le=100)] = 50
+    plan_id: Name | None = None
+    execution: Execution | None = None
+    route: Name | None = None
+
+
+class DriftTarget(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True,
+                  tag="drift_target", tag_field="kind", gc=False, kw_only=True):
+    """A drift monitor's target orders: per symbol, the quantity to reach. Symbols it
+    leaves out keep the targets they had (a partial target)."""
+
+    portfolio_id: Name
+    source_run: Name
+    as_of: Annotated[int, Meta(ge=0, le=2**63 - 1)]
+    venue: Name
+    orders: tuple[DriftOrder, ...]
+    urgency: Urgency = "medium"
+    priority: Annotated[int, Meta(ge=0, le=100)] = 50
+
+
+InputRecord = OrderIntent | ClockTick | Target | DriftTarget
 
 # ------------------------------------------------------------------- ledger bodies
 
@@ -500,6 +551,44 @@ class ResumeRecord(Struct, frozen=True, forbid_unknown_fields=True):
     actor: str
 
 
+class LegRecord(Struct, frozen=True, array_like=True, gc=False):
+    """One symbol of a ``target`` record: the quantity to reach, the position (with what
+    is in flight) it was compared with, the order's quantity (signed: a sell is
+    negative; 0: none) and id, and ``sent`` or ``reached``."""
+
+    symbol: str
+    target: Decimal
+    position: Decimal
+    quantity: Decimal
+    leg: uuid.UUID | None
+    what: Literal["sent", "reached"]
+
+
+class TargetRecord(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """A target portfolio was read (README, "Targets"): its id (a UUIDv5 of its
+    canonical digest, ``sha256``), whose it is, and its ``legs``. ``supersedes``: the
+    target it replaced, and ``ended`` the parents of that one's open schedules it ended.
+    Its legs' orders follow it: the record holds all a later run needs to send a leg
+    a stop cut off (how: ``urgency``, ``priority``, ``plan_id``, ``execution``)."""
+
+    target_id: uuid.UUID
+    sha256: str
+    portfolio_id: str
+    source_run: str
+    as_of: int
+    venue: str
+    legs: list[LegRecord]
+    partial: bool = False
+    capital: Decimal | None = None
+    supersedes: uuid.UUID | None = None
+    ended: list[uuid.UUID] = []
+    urgency: Urgency = "medium"
+    priority: int = 50
+    plan_id: str | None = None
+    execution: Execution | None = None
+    source: Source | None = None
+
+
 class TickRecord(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True, gc=False):
     """The logical clock moved to ``time``: by a tick line (``source``) or an operator."""
 
@@ -537,6 +626,43 @@ class VenueStatusRecord(Struct, frozen=True, forbid_unknown_fields=True, omit_de
     wall_time: int | None = None
 
 
+class HoldingsRecord(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """What a live venue says the account holds (README, "What the venue holds"): each
+    asset's ``total`` and ``free`` amount from ``fetch_balance`` (assets it holds none of
+    left out), read at start-up (``why = "start"``) and every ``holdings_ms`` when it
+    changed (``"poll"``). Written when it arrives (LATE). ``quiet``: no order was in
+    flight at the venue while it was read, so the Risk Sentinel compared it with the
+    ledger's positions (the ``drift`` records after it say what it found)."""
+
+    venue: str
+    why: Literal["start", "poll"]
+    total: dict[str, Decimal]
+    free: dict[str, Decimal]
+    quiet: bool = False
+    wall_time: int | None = None
+
+
+class DriftRecord(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """The Risk Sentinel compared one base asset the venue holds with what the ledger
+    says execd holds there (README, "What the venue holds"). ``state``: ``baseline``
+    (the first comparison with nothing in flight fixed ``baseline``, what the account
+    held besides execd's fills), ``drift`` (``venue_quantity`` is outside ``baseline`` +
+    [``ledger_low``, ``ledger_high``] by more than ``tolerance``), ``cleared`` (back
+    inside). ``action``: what drift does by config (``alert``; ``reduce`` moves trading
+    to REDUCING). ``holdings``: the seq of the ``holdings`` record compared."""
+
+    venue: str
+    asset: str
+    state: Literal["baseline", "drift", "cleared"]
+    venue_quantity: Decimal
+    ledger_low: Decimal
+    ledger_high: Decimal
+    baseline: Decimal
+    tolerance: Decimal
+    action: Literal["alert", "reduce"] = "alert"
+    holdings: int | None = None
+
+
 class SafetySellRecord(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
     """An operator ordered a Safety Sell; its exit intents follow this record."""
 
@@ -545,6 +671,10 @@ class SafetySellRecord(Struct, frozen=True, forbid_unknown_fields=True, omit_def
     actor: str
     orders: int
     symbol: str | None = None
+    # "venue": the exits sell what the venue holds (the free amounts of the holdings
+    # record at seq ``holdings``), not the ledger's positions (left out: "ledger").
+    basis: Literal["venue"] | None = None
+    holdings: int | None = None
 
 
 class OverrideRecord(Struct, frozen=True, forbid_unknown_fields=True):
@@ -655,7 +785,7 @@ class StopRecord(Struct, frozen=True, forbid_unknown_fields=True):
 RecordKind = Literal["start", "stop", "outcome", "tick", "input_file", "context",
                      "trading_state", "safety_sell", "override", "order", "order_attempt",
                      "order_cancel", "config", "checkpoint", "schedule", "slippage",
-                     "resume", "route", "venue_status"]
+                     "resume", "route", "venue_status", "holdings", "drift", "target"]
 
 # ----------------------------------------------------------------- actor messages
 
@@ -745,9 +875,30 @@ class Settled(Struct, gc=False):
     executed: Decimal | None = None
 
 
+class HoldingsIn(Struct, gc=False):
+    """A live venue's ``holdings`` record is durable (at ``seq``): the sentinel keeps it
+    (a Safety Sell of what the venue holds) and, when it was read while no order was in
+    flight there and none started since (``compare``), compares it with the ledger."""
+
+    record: HoldingsRecord
+    seq: int
+    compare: bool = False
+
+
 # A batch is a plain list: batching is what keeps the per-message stream cost off
 # the per-intent budget.
-ReaderItem = IntentIn | Entry | ContextIn
+class TargetIn(Struct, gc=False):
+    """A target portfolio (or a drift monitor's target orders) that decoded cleanly,
+    on its way from the reader to the sentinel."""
+
+    seq: int
+    time: int
+    source: Source
+    target: Target | DriftTarget
+    raw: bytes
+
+
+ReaderItem = IntentIn | Entry | ContextIn | TargetIn
 RouterItem = Accepted | Entry
 
 _encoder = msgspec.json.Encoder(decimal_format="string")

@@ -67,6 +67,16 @@ INTENT_SIDE_MISSING: Final = "INTENT_SIDE_MISSING"
 INTENT_SIDE_CONFLICT: Final = "INTENT_SIDE_CONFLICT"
 INTENT_HOLD: Final = "INTENT_HOLD"
 INTENT_NUMBER_OUT_OF_RANGE: Final = "INTENT_NUMBER_OUT_OF_RANGE"
+# Targets (README, "Targets"): a target portfolio that cannot be worked.
+TARGET_INVALID: Final = "TARGET_INVALID"
+TARGET_UNKNOWN_SYMBOL: Final = "TARGET_UNKNOWN_SYMBOL"
+TARGET_CAPITAL_INVALID: Final = "TARGET_CAPITAL_INVALID"
+TARGET_PRICE_UNKNOWN: Final = "TARGET_PRICE_UNKNOWN"
+TARGET_WEIGHTS_EXCEEDED: Final = "TARGET_WEIGHTS_EXCEEDED"
+TARGET_STALE: Final = "TARGET_STALE"
+TARGET_REPEATED: Final = "TARGET_REPEATED"
+TARGET_SYMBOL_CLAIMED: Final = "TARGET_SYMBOL_CLAIMED"
+SCHEDULE_SUPERSEDED: Final = "SCHEDULE_SUPERSEDED"
 # Sizing (README, "Sizing"): an intent that gives a fraction instead of a quantity.
 SIZE_MISSING: Final = "SIZE_MISSING"
 SIZE_CONFLICT: Final = "SIZE_CONFLICT"
@@ -179,6 +189,25 @@ REASONS: Final[dict[str, str]] = {
     INTENT_SIDE_CONFLICT: "The side contradicts the action (for example ADD with sell).",
     INTENT_HOLD: "A HOLD intent: recorded, nothing to execute.",
     INTENT_NUMBER_OUT_OF_RANGE: "A quantity, price or max_leverage outside 1e-18 .. 1e15.",
+    TARGET_INVALID: "REJECTED: a target that cannot be worked as written: a symbol twice, "
+    "a symbol with both or neither of quantity and weight, a negative quantity or weight "
+    "(every venue here is spot), an unknown venue, or a route (targets name a venue).",
+    TARGET_UNKNOWN_SYMBOL: "REJECTED: a target names a symbol its live venue does not list.",
+    TARGET_CAPITAL_INVALID: "REJECTED: a target's capital is not a positive decimal, or it "
+    "gives weights without a capital.",
+    TARGET_PRICE_UNKNOWN: "REJECTED: a weight with no price to turn it into a quantity (no "
+    "price in the target, none in market/prices.json).",
+    TARGET_WEIGHTS_EXCEEDED: "REJECTED: a target's weights add up (in absolute value) to "
+    "more than 1 without leverage_allowed.",
+    TARGET_STALE: "REJECTED: a target whose as_of is not later than the portfolio's last "
+    "target's.",
+    TARGET_REPEATED: "SKIPPED: the same target (the same canonical content) again: "
+    "nothing is sent.",
+    TARGET_SYMBOL_CLAIMED: "REJECTED: a target names a symbol at a venue that another "
+    "portfolio's targets own (the position there is one, and one portfolio's).",
+    SCHEDULE_SUPERSEDED: "A parent order made for a target whose portfolio got a newer "
+    "target: its schedule ended, its remaining children were not sent (a live child out "
+    "is cancelled), and the newer target's orders were computed from what filled.",
     SIZE_MISSING: "REJECTED: neither a quantity nor a size_frac (only EXIT and "
     "EMERGENCY_EXIT may leave both out: they exit the whole position).",
     SIZE_CONFLICT: "REJECTED: a quantity and a size_frac (or size_of, allocation) both "

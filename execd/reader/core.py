@@ -18,21 +18,26 @@ import msgspec
 from execd.model import json_depth, reasons
 from execd.model.clock import Clock
 from execd.model.errors import ClockRegression
-from execd.model.input import InputDecoder
+from execd.model.input import InputDecoder, WireDriftTarget, WireTarget
 from execd.model.messages import (
     MAX_TIME,
     ClockTick,
     ContextIn,
+    DriftTarget,
     Entry,
     InputFileRecord,
     IntentIn,
+    OrderIntent,
     ReaderItem,
     Source,
+    Target,
+    TargetIn,
     TickRecord,
     quarantine,
 )
 from execd.reader.context import LakehouseContext
 
+_TARGETS = frozenset((Target, DriftTarget, WireTarget, WireDriftTarget))
 _EXCERPT = 80
 _BLANK = b" \t\r"  # JSON's whitespace, less the line feed that ends a line
 
@@ -123,15 +128,20 @@ class ReaderCore:
             record = self._decode(text)
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
             return self._unreadable(text, src, exc)
-        if type(record) is ClockTick:
-            return self._tick(record, src)
+        kind = type(record)
+        if kind is ClockTick:
+            return self._tick(record, src)  # type: ignore[arg-type]
+        if kind in _TARGETS:
+            # A target portfolio (README, "Targets"): the sentinel makes its orders.
+            return TargetIn(self._take_seq(), self.clock.now(), src, record, text)  # type: ignore[arg-type]
+        intent: OrderIntent = record  # type: ignore[assignment]
         # Only context is free JSON, so only an intent with one can nest deep and
         # still decode; it is judged by the same rule as a failed line.
-        if record.context is not None and json_depth.exceeds(text):
+        if intent.context is not None and json_depth.exceeds(text):
             return self._too_deep(src)
         seq = self.next_seq  # _take_seq(), inline: once per intent
         self.next_seq = seq + 1
-        return IntentIn(seq, self.clock.now(), src, record, text)
+        return IntentIn(seq, self.clock.now(), src, intent, text)
 
     def _unreadable(self, text: bytes, src: Source, exc: Exception) -> Entry:
         """The quarantine of a line that did not decode, with the reason that explains it.

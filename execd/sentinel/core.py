@@ -39,6 +39,7 @@ from execd.model.messages import (
     ScheduleRecord,
     Settled,
     Side,
+    TargetIn,
     TradingState,
     TradingStateRecord,
     encode,
@@ -49,8 +50,8 @@ from execd.policy.file import Policy
 from execd.reader.context import EMPTY as NO_CONTEXT
 from execd.reader.context import LakehouseContext, Override
 from execd.schedule.core import SchedulerCore, progress
+from execd.sentinel import drift, safety, sizing, targets
 from execd.sentinel import routes as routing
-from execd.sentinel import safety, sizing
 from execd.sentinel.book import Position
 from execd.sentinel.checks import own_price
 from execd.sentinel.risk import Risk
@@ -256,6 +257,8 @@ class SentinelCore:
         if context is not None:
             self._use(context)
             out.append(self._insert("context", self.time, context.record))
+        if self.risk is not None and (self.risk.targets.awaiting or self.risk.targets.ending):
+            out += targets.catch_up(self)  # what a stop cut off after a target record
         if self.handoffs:  # orders handed on before the stop, their rest not yet routed
             out += hand_on(self)
         out += self.schedules.catch_up(self.time, self._number)
@@ -430,11 +433,13 @@ class SentinelCore:
             inserted.clear()
             out.sort(key=_seq_of)
 
-    def _other(self, item: Entry | ContextIn) -> RouterItem:
+    def _other(self, item: Entry | ContextIn | TargetIn) -> RouterItem:
         if type(item) is Entry:
             if self.shift:
                 item.seq += self.shift
             return item
+        if type(item) is TargetIn:
+            return targets.target(self, item)
         return self._context(item)  # type: ignore[arg-type]
 
     def _context(self, item: ContextIn) -> Entry:
@@ -486,6 +491,8 @@ class SentinelCore:
         (the wall clock's; under the logical clock, the sentinel's own time)."""
         self.time = max(self.time, now)
         out = hand_on(self) if self.handoffs else []
+        if self.risk is not None and self.risk.arrived:
+            out += compare_holdings(self)
         return out + self.schedules.step(self.time, self._number, most)
 
     def require_risk(self) -> Risk:
@@ -512,9 +519,38 @@ def settle(core: SentinelCore, settled: Settled) -> bool:
     return core.schedules.settle_live(settled.intent_id, settled.executed, settled.price)
 
 
+def compare_holdings(core: SentinelCore) -> list[RouterItem]:
+    """The ``drift`` records of the venues' holdings that arrived (README, "What the
+    venue holds"), and REDUCING where a venue's config says drift reduces."""
+    risk = core.require_risk()
+    out: list[RouterItem] = []
+    while risk.arrived:
+        held = risk.arrived.pop(0)
+        name = held.record.venue
+        table = risk.config.venues.get(name)
+        book = risk.book.venues.get(name)
+        if table is None or book is None:
+            continue
+        market = core.schedules.markets.get(name)
+        rules = market.rules if market is not None else {}
+        lots = {symbol: rule.amount_step for symbol, rule in rules.items()
+                if symbol in book.positions}
+        for record in drift.compare(risk.drift, name, held.record, held.seq, book,
+                                    table.drift, lots):
+            out.append(core._insert("drift", core.time, record))
+            if record.state == "drift" and record.action == "reduce" and (
+                    risk.state == "ACTIVE"):
+                out += core.set_state("REDUCING", f"{record.asset} at {name}: the venue holds "
+                                      f"{record.venue_quantity}, the ledger "
+                                      f"{record.baseline + record.ledger_low}.."
+                                      f"{record.baseline + record.ledger_high}", "drift")
+    return out
+
+
 def safety_sell(core: SentinelCore, venue: str, symbol: str | None, reason: str,
-                actor: str) -> list[RouterItem]:
-    """Exit intents for every open position of ``venue`` (or one ``symbol``).
+                actor: str, basis: str = "ledger") -> list[RouterItem]:
+    """Exit intents for every open position of ``venue`` (or one ``symbol``); with
+    ``basis = "venue"``, for what the venue's last holdings record says it holds.
 
     They bypass plans, provenance, trading state and limits (Safety Sell bypasses
     lifecycle checks: README, The Risk Sentinel) but not the ledger: the request is recorded,
@@ -525,15 +561,27 @@ def safety_sell(core: SentinelCore, venue: str, symbol: str | None, reason: str,
     if plane is None:
         raise ValueError(f"venue={venue!r} is not in the config "
                          f"(known: {', '.join(sorted(core.planes))})")
-    exits = safety.exit_intents(risk.book, venue, symbol, reason, actor,
-                                risk.safety_sells)
+    held = risk.drift.held.get(venue) if basis == "venue" else None
+    if basis == "venue":
+        if held is None:
+            raise ValueError(f"venue={venue!r} has no holdings record: only a live ccxt "
+                             "venue reads what it holds (at start-up, then every holdings_ms)")
+        book = risk.book.venues.get(venue)
+        found = drift.venue_exits(held.record, book.positions if book else (), symbol)
+        if isinstance(found, str):
+            raise ValueError(found)
+        exits = safety.exits_of(found, venue, reason, actor, risk.safety_sells)
+    else:
+        exits = safety.exit_intents(risk.book, venue, symbol, reason, actor,
+                                    risk.safety_sells)
     for intent, _ in exits:
         assert intent.intent_id is not None
         if not core.seen.add(intent.intent_id):
             raise ValueError(f"exit intent id {intent.intent_id} already has an outcome")
     risk.safety_sells += 1
     out: list[RouterItem] = [core._insert("safety_sell", core.time, SafetySellRecord(
-        venue, reason, actor, len(exits), symbol))]
+        venue, reason, actor, len(exits), symbol, "venue" if held else None,
+        held.seq if held else None))]
     for intent, side in exits:
         assert intent.intent_id is not None
         risk.commit(intent, side, core.time)
@@ -651,14 +699,18 @@ def control(core: SentinelCore, request: ControlRequest) -> list[RouterItem]:
         return out
     if req.command == "safety-sell":
         try:
-            out = safety_sell(core, req.venue or "", req.symbol, req.reason or "", req.actor or "")
+            out = safety_sell(core, req.venue or "", req.symbol, req.reason or "",
+                              req.actor or "", req.basis or "ledger")
         except ValueError as exc:
             request.error = str(exc)
             return []
+        record = out[0].body if out and type(out[0]) is Entry else None
         request.result = {"venue": req.venue, "orders": [
             {"symbol": item.intent.symbol, "side": item.side,
              "quantity": str(item.intent.quantity), "intent_id": str(item.intent_id)}
             for item in out if type(item) is Accepted]}
+        if type(record) is SafetySellRecord and record.holdings is not None:
+            request.result["holdings"] = record.holdings
         return out
     if req.command == "reload":
         return core.reconfigure(request.payload, req.actor or "")

@@ -19,7 +19,7 @@ from decimal import Decimal
 
 from execd.config.schema import Config, SymbolLimits
 from execd.model import reasons
-from execd.model.messages import OrderIntent, Side, TradingState
+from execd.model.messages import HoldingsIn, OrderIntent, Side, TradingState
 from execd.model.refusal import Refusal
 from execd.reader.context import EMPTY, LakehouseContext, Override
 from execd.sentinel.book import Book
@@ -35,8 +35,10 @@ from execd.sentinel.checks import (
     regime_parity,
     signature,
 )
+from execd.sentinel.drift import DriftState
 from execd.sentinel.limits import Limits, merged
 from execd.sentinel.slots import Slot, VenueRisk, settlement_of
+from execd.sentinel.targets import Targets
 
 _ZERO = Decimal(0)
 # The checks a schedule's children skip: their parent passed them (Risk.admit_child).
@@ -56,6 +58,12 @@ class Risk:
         # Safety Sells the ledger holds: numbers each one's exit intent ids.
         self.safety_sells = 0
         self.context: LakehouseContext = EMPTY
+        # What live venues hold against the ledger (README, "What the venue holds"),
+        # and the holdings the sentinel has still to compare.
+        self.drift = DriftState()
+        self.arrived: list[HoldingsIn] = []
+        # Every portfolio's last target (README, "Targets").
+        self.targets = Targets()
         self.venues: dict[str, VenueRisk] = {}
         self.rules = Rules()
         self._gates: tuple[Gate, ...] = ()

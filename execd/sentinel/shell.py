@@ -13,7 +13,7 @@ import anyio
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 from anyio.streams.memory import MemoryObjectReceiveStream
 
-from execd.model.messages import ReaderItem, RouterItem, Settled
+from execd.model.messages import HoldingsIn, ReaderItem, RouterItem, Settled
 from execd.reader.context import LakehouseContext
 from execd.schedule.core import NEVER
 from execd.sentinel.core import SentinelCore, control
@@ -112,7 +112,7 @@ async def _commands(core: SentinelCore, commands: MemoryObjectReceiveStream[Cont
 
 
 async def run_settlements(core: SentinelCore,
-                          settlements: ObjectReceiveStream[Settled],
+                          settlements: ObjectReceiveStream[Settled | HoldingsIn],
                           pulse: Pulse | None = None, nudge: Nudge | None = None) -> None:
     """The sentinel's second inbox: settlements of live orders, folded in as they come.
 
@@ -123,5 +123,14 @@ async def run_settlements(core: SentinelCore,
     """
     async with settlements:
         async for settled in beating(settlements, pulse):
-            if core.settle(settled) and nudge is not None:
+            if type(settled) is HoldingsIn:
+                # A venue's holdings: compared (and their records written) by the
+                # schedule task's next step, which records what the sentinel finds.
+                if core.risk is not None:
+                    core.risk.drift.holdings(settled.record, settled.seq)
+                    if settled.compare:
+                        core.risk.arrived.append(settled)
+                        if nudge is not None:
+                            nudge.set()
+            elif core.settle(settled) and nudge is not None:  # type: ignore[arg-type]
                 nudge.set()

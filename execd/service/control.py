@@ -92,6 +92,8 @@ class Request(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=Tru
     venue: str | None = None
     symbol: str | None = None
     intent: str | None = None
+    # safety-sell: "venue" exits what the venue holds; "ledger" (None) execd's positions.
+    basis: Literal["ledger", "venue"] | None = None
 
     def problem(self) -> str | None:
         """What is missing for this command, or None."""

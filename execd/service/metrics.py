@@ -110,6 +110,9 @@ class Snapshot(Struct, frozen=True, kw_only=True):
     """Unix seconds when the last outcome since start became durable; None before one."""
     start_time: float | None = None
     """Unix seconds when this process started."""
+    drift: dict[tuple[str, str], float] = {}
+    """(venue, asset) -> how far what the venue holds is outside what the ledger says
+    (README, "What the venue holds"); only where it is."""
 
 
 class _Collector:
@@ -118,6 +121,7 @@ class _Collector:
     def __init__(self) -> None:
         # Written only by the event-loop thread; read (copied) by scrapes.
         self.ingested = 0
+        self.drifts = 0
         self.outcomes: dict[tuple[str, str, str, str], int] = {}
         self.read: Callable[[], Snapshot] | None = None
         self.watch: Watch | None = None
@@ -131,7 +135,7 @@ class _Collector:
         With describe() the registry knows the names: it refuses clashes, and
         ``/metrics?name[]=…`` can find this collector.
         """
-        yield from self._counters(0, {}, 0)
+        yield from self._counters(0, {}, 0, 0)
         yield from _gauges(None)
         yield from _watchdog(None)
 
@@ -149,14 +153,15 @@ class _Collector:
                     self._snapshot_errors += 1
         with self._lock:
             errors = self._snapshot_errors
-        yield from self._counters(self.ingested, outcomes, errors)
+        yield from self._counters(self.ingested, outcomes, errors, self.drifts)
         yield from gauges
         if self.watch is not None:
             yield from _watchdog(self.watch.stuck())
 
     @staticmethod
     def _counters(
-        ingested: int, outcomes: dict[tuple[str, str, str, str], int], errors: int
+        ingested: int, outcomes: dict[tuple[str, str, str, str], int], errors: int,
+        drifts: int
     ) -> Iterator[Metric]:
         build = GaugeMetricFamily("execd_build_info", "execd build; the value is 1.",
                                   labels=("version",))
@@ -172,6 +177,9 @@ class _Collector:
         yield family
         yield CounterMetricFamily("execd_snapshot_errors", "Scrapes whose state snapshot "
                                   "failed; their gauges were left out.", value=errors)
+        yield CounterMetricFamily("execd_drift_records", "drift records in state drift: a "
+                                  "live venue's holdings left what the ledger says.",
+                                  value=drifts)
 
 
 def _gauges(snap: Snapshot | None) -> list[Metric]:
@@ -205,10 +213,17 @@ def _gauges(snap: Snapshot | None) -> list[Metric]:
     last_outcome = GaugeMetricFamily("execd_last_outcome_time_seconds", "Unix time of the "
                                      "last outcome since start (absent before the first).")
     started = GaugeMetricFamily("execd_start_time_seconds", "Unix time the daemon started.")
+    drift = GaugeMetricFamily("execd_drift_quantity", "How far a live venue's holdings of "
+                              "an asset are outside what the ledger says execd holds there "
+                              "(positive: the venue holds more); 0 once back inside.",
+                              labels=("venue", "asset"))
     families: list[Metric] = [depth, capacity, state, venue_ready, reconciling, ready,
-                              draining, last_seq, reloads, inbox, oldest, last_outcome, started]
+                              draining, last_seq, reloads, inbox, oldest, last_outcome, started,
+                              drift]
     if snap is None:
         return families
+    for (venue, asset), amount in snap.drift.items():
+        drift.add_metric((str(venue), str(asset)), float(amount))
     inbox.add_metric((), float(snap.inbox_files))
     # A file dated in the future is no age, not a negative one (ExecdInboxNotConsumed).
     oldest.add_metric((), max(0.0, float(snap.inbox_oldest_age or 0.0)))
@@ -355,6 +370,10 @@ class Metrics:
     def _venue(self, venue: str) -> str:
         """``venue`` if configured (or empty), else UNKNOWN_VENUE."""
         return venue if venue == "" or venue in self._venues else UNKNOWN_VENUE
+
+    def drifted(self) -> None:
+        """A ``drift`` record (a venue's holdings left the ledger's band) is durable."""
+        self._collector.drifts += 1
 
     def committed(self, records: int, fsync_seconds: float) -> None:
         """Record one ledger group commit of ``records`` records."""

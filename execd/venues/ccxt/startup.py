@@ -44,6 +44,10 @@ class StartUp:
         self.last_sends = last_sends
         # Monotonic: every order an earlier run sent, it sent before this.
         self.started = started
+        # The balance the connect read, and whether orders were left to reconcile then:
+        # the first holdings record (holdings_poll.py).
+        self.balance: Any = None
+        self.had_unresolved = bool(unresolved)
 
     async def run(self, send: ObjectSendStream[list[Entry]],
                   work: ObjectSendStream[None]) -> None:
@@ -79,6 +83,7 @@ class StartUp:
                 wait = min(wait * 2, MAX_BACKOFF / 1e9)
                 continue
             venue.rules = {symbol: self.rules(market) for symbol, market in markets.items()}
+            self.balance = balance
             # What the periodic reads compare with (markets_refresh.py): the start's.
             venue.tradability = Tradability(inactive=inactive(venue.rules))
             held = {asset: str(amount) for asset, amount in (balance.get("total") or {}).items()

@@ -51,6 +51,7 @@ from execd.model.messages import (
     Accepted,
     Entry,
     ExecutionOutcome,
+    HoldingsIn,
     OrderRecord,
     Plane,
     SendAttemptRecord,
@@ -61,7 +62,7 @@ from execd.policy.orders import skipped_plan
 from execd.service import logs
 from execd.service.liveness import Pulse, beating
 from execd.venues.ccxt import actions as act
-from execd.venues.ccxt import markets_refresh
+from execd.venues.ccxt import holdings_poll, markets_refresh
 from execd.venues.ccxt.backlog import Waiting
 from execd.venues.ccxt.calls import CallHook, Calls, classify, message_of
 from execd.venues.ccxt.credentials import Credentials
@@ -86,7 +87,7 @@ class CcxtVenue:
     plane: Plane = "live"
 
     def __init__(self, venue: str, table: CcxtConfig, credentials: Credentials, wall: Clock,
-                 *, settle: Callable[[Settled], None], stopping: anyio.Event,
+                 *, settle: Callable[[Settled | HoldingsIn], None], stopping: anyio.Event,
                  unresolved: list[tuple[OrderRecord, int]] | None = None,
                  attempts: dict[str, SendAttemptRecord] | None = None,
                  on_call: CallHook | None = None) -> None:
@@ -110,6 +111,8 @@ class CcxtVenue:
         # this venue saw, for the records those reads write.
         self.tradability = Tradability()
         self.time = 0
+        # Orders this run started here (holdings_poll.py: a read is quiet while it holds).
+        self.orders_started = 0
         self.in_flight = 0
         # The orders in a worker's hands, by intent id: a schedule's end cancels its child;
         # and the children whose cancel came before a worker had them (cancel()).
@@ -200,6 +203,7 @@ class CcxtVenue:
                 # Ends with the venue: cancelled with ``outer`` once the workers are done.
                 outer.start_soon(self.stream.run, self.ready)
                 outer.start_soon(markets_refresh.run, self, send.clone())
+                outer.start_soon(holdings_poll.run, self, send.clone())
                 async with anyio.create_task_group() as tg:
                     for _ in range(self.table.max_in_flight):
                         tg.start_soon(self._worker, self._work_receive.clone(), send.clone())
@@ -279,6 +283,7 @@ class CcxtVenue:
             wall_time=self.wall.now(), time_in_force=plan.time_in_force, parent=item.parent,
             plan=plan.plan(intent), sizing=item.sizing)
         order = self.order(record, item.time)
+        self.orders_started += 1
         first = order.start(self.mono(), self.wall.now())
         assert isinstance(first, act.Queue)
         durable = anyio.Event()

@@ -96,6 +96,19 @@ def shown(capsysbinary: pytest.CaptureFixture[bytes], directory: Path, *args: st
     ("venue_status", {"venue": "binance", "status": "maintenance", "markets": 3,
                       "inactive": 2, "halted": ["BTC/USDT", "ETH/USDT"]},
      "venue_status binance status=maintenance markets=3 inactive=2 halted=BTC/USDT,ETH/USDT"),
+    ("holdings", {"venue": "b", "why": "poll", "quiet": True,
+                  "total": {"BTC": "1.5", "USDT": "100"}, "free": {}},
+     "holdings b poll quiet BTC=1.5 USDT=100"),
+    ("holdings", {"venue": "b", "why": "start", "total": {}}, "holdings b start busy (nothing)"),
+    ("target", {"portfolio_id": "core", "as_of": 5, "venue": "b", "target_id": "t",
+                "supersedes": "s", "legs": [["BTC/USDT", "2", "0.5", "1.5", "l", "sent"], [1]]},
+     "target core as_of=5 b target=t supersedes=s BTC/USDT:0.5->2(sent 1.5)"),
+    ("holdings", {"total": [1]}, "holdings null null busy [1]"),
+    ("drift", {"state": "drift", "venue": "b", "asset": "BTC", "venue_quantity": "2",
+               "ledger_low": "0.5", "ledger_high": "0.5", "baseline": "1",
+               "tolerance": "0.01", "action": "reduce", "holdings": 9},
+     "drift drift b BTC venue=2 ledger=0.5..0.5 baseline=1 tolerance=0.01 action=reduce "
+     "holdings=9"),
     ("venue_status", {"venue": "b", "status": "ok", "markets": 1, "resumed": 7},
      "venue_status b status=ok markets=1 inactive=0 resumed=7"),
 ])
@@ -119,7 +132,8 @@ BODIES: dict[str, type[msgspec.Struct]] = {
     "order_attempt": messages.SendAttemptRecord, "order_cancel": messages.CancelRecord,
     "config": messages.ConfigRecord, "checkpoint": messages.CheckpointRecord,
     "schedule": messages.ScheduleRecord, "slippage": messages.SlippageRecord,
-    "venue_status": messages.VenueStatusRecord,
+    "venue_status": messages.VenueStatusRecord, "holdings": messages.HoldingsRecord,
+    "drift": messages.DriftRecord, "target": messages.TargetRecord,
     "resume": messages.ResumeRecord, "route": messages.RouteRecord}
 TEXT = st.text(max_size=6)
 JSON = st.recursive(

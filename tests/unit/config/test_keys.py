@@ -111,7 +111,8 @@ def test_what_a_reload_applies() -> None:
     reloadable = sorted(path for path, key in keys.BY_PATH.items() if key.reloadable)
     limits = ["equity", "max_asset_exposure", "max_leverage", "max_order_notional",
               "price_band_bps"]
-    ccxt = ["fee_read_pause_ms", "fee_reads", "lookup_delay_ms", "markets_refresh_ms",
+    ccxt = ["fee_read_pause_ms", "fee_reads", "holdings_ms", "lookup_delay_ms",
+            "markets_refresh_ms",
             "order_timeout_ms",
             "poll_interval_ms", "resend_window_ms", "send_attempts", "slippage_bps",
             "timeout_ms"]
@@ -121,6 +122,8 @@ def test_what_a_reload_applies() -> None:
         "risk.require_registered_run", "risk.signatures",
         *(f"risk.limits.{k}" for k in limits), *(f"venues.*.limits.{k}" for k in limits),
         "venues.*.confirm_live", *(f"venues.*.ccxt.{k}" for k in ccxt),
+        "venues.*.drift.action", "venues.*.drift.baseline", "venues.*.drift.ignore",
+        "venues.*.drift.tolerance",
         "venues.*.symbols.*", "venues.*.symbols.*.max_asset_exposure",
         "venues.*.symbols.*.max_order_notional", "venues.*.symbols.*.price_band_bps"])
 

@@ -401,7 +401,9 @@ def exported_names() -> set[str]:
     metrics.outcome("FILLED", None, "binance", "paper")
     metrics.committed(1, 0.001)
     metrics.venue_call("binance", "create_order", 0.1, "ok")
-    metrics.snapshot(lambda: snapshot(last_outcome_time=1.0, start_time=1.0))
+    metrics.drifted()
+    metrics.snapshot(lambda: snapshot(last_outcome_time=1.0, start_time=1.0,
+                                      drift={("binance", "BTC"): 0.5}))
     metrics.watch(Liveness(), 10.0)
     return names(parse(metrics.render().decode()))
 
@@ -478,3 +480,15 @@ def test_scrape_config_targets_the_default_loopback_endpoint() -> None:
     targets = re.findall(r"targets: \[\"([^\"]+)\"\]", scrape_config)
     assert targets == ["127.0.0.1:9464"]
     assert parse_listen(targets[0]) == ("127.0.0.1", 9464)
+
+
+def test_drift_is_a_gauge_per_venue_and_asset_and_a_count_of_drift_records() -> None:
+    metrics = Metrics(venues=VENUES)
+    metrics.drifted()
+    metrics.drifted()
+    metrics.snapshot(lambda: snapshot(drift={("binance", "BTC"): -0.25,
+                                             ("binance", "ETH"): 0.0}))
+    text = metrics.render().decode()
+    assert 'execd_drift_quantity{asset="BTC",venue="binance"} -0.25' in text
+    assert 'execd_drift_quantity{asset="ETH",venue="binance"} 0.0' in text
+    assert "execd_drift_records_total 2.0" in text

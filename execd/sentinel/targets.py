@@ -1,0 +1,353 @@
+"""Target portfolios (README, "Targets"): what a portfolio should hold, turned into the
+orders that get it there.
+
+A producer says what portfolio ``P`` should hold at a venue (quantities, or weights of
+a capital); execd sends, per symbol, **target - position - pending** (QuantConnect
+LEAN's rule): the position and what is in flight are the Risk Sentinel's (filled plus
+pending buys minus pending sells), so an order in flight is never sent twice and a
+newer target never overshoots. Each difference goes on as an intent of its own (a
+*leg*) through every check, the policy and the scheduler, with an id derived from
+the target's digest and the symbol: a target read again sends nothing.
+
+A newer target for the same portfolio (a later ``as_of``) supersedes the one before:
+the open schedules of its legs end (``SCHEDULE_SUPERSEDED``; a live child out is
+cancelled), then the new differences are computed from what filled and what is still
+in flight. A full target sets every symbol of the one it supersedes that it leaves
+out to 0 (LEAN); a drift monitor's target orders (``drift_target``) leave them as
+they were. The decisions are pure functions of the sentinel's state; the state
+(:class:`Targets`) is the fold's too, rebuilt from ``target`` records.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Iterator
+from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING
+
+import msgspec
+from msgspec import Struct
+
+from execd.model import ids, reasons
+from execd.model.messages import (
+    Action,
+    DriftTarget,
+    Entry,
+    ExecutionOutcome,
+    IntentIn,
+    LegRecord,
+    OrderIntent,
+    RouterItem,
+    Side,
+    Target,
+    TargetIn,
+    TargetRecord,
+    encode,
+)
+from execd.model.refusal import Refusal
+from execd.sentinel.sizing import _EXACT, _plain, expected
+from execd.venues.ccxt.prepare import round_down
+
+if TYPE_CHECKING:
+    from execd.sentinel.core import SentinelCore
+
+_ZERO, _ONE = Decimal(0), Decimal(1)
+# At most this many symbols in one target.
+MAX_SYMBOLS = 1000
+_LEAST, _BEYOND = Decimal("1e-18"), Decimal("1e15")
+
+
+class Portfolio(Struct):
+    """A portfolio's last target: its id, as_of, venue, each symbol's target, and the
+    leg ids sent for it (symbol -> id)."""
+
+    target_id: uuid.UUID
+    as_of: int
+    venue: str
+    targets: dict[str, Decimal]
+    legs: dict[str, uuid.UUID]
+
+
+class _Encoded(Struct):
+    portfolios: list[tuple[str, Portfolio]]
+    awaiting: list[tuple[TargetRecord, LegRecord]] = []
+    ending: list[tuple[uuid.UUID, str]] = []
+
+
+class Targets:
+    """Every portfolio's last target and who owns each (venue, symbol); and what a stop
+    may have cut off after a ``target`` record: legs with no order, outcome or schedule
+    record yet (``awaiting``), and superseded schedules with no outcome yet
+    (``ending``), which the next start carries out (:func:`catch_up`). Bounded by the
+    portfolios, the symbols their targets name and what is in flight."""
+
+    def __init__(self) -> None:
+        self.portfolios: dict[str, Portfolio] = {}
+        self.owners: dict[tuple[str, str], str] = {}
+        self.awaiting: dict[uuid.UUID, tuple[TargetRecord, LegRecord]] = {}
+        self.ending: dict[uuid.UUID, str] = {}
+
+    def record(self, record: TargetRecord) -> None:
+        """Apply one ``target`` record (the sentinel's own, or the fold's)."""
+        before = self.portfolios.get(record.portfolio_id)
+        targets = dict(before.targets) if before is not None and record.partial else {}
+        legs = dict(before.legs) if before is not None and record.partial else {}
+        for leg in record.legs:
+            targets[leg.symbol] = leg.target
+            if leg.leg is not None:
+                legs[leg.symbol] = leg.leg
+                self.awaiting[leg.leg] = (record, leg)
+            else:
+                legs.pop(leg.symbol, None)
+            self.owners[(record.venue, leg.symbol)] = record.portfolio_id
+        for parent in record.ended:
+            self.ending[parent] = f"superseded by target {record.target_id} of portfolio " \
+                                  f"{record.portfolio_id}"
+        self.portfolios[record.portfolio_id] = Portfolio(
+            record.target_id, record.as_of, record.venue, targets, legs)
+
+    def taken(self, intent_id: uuid.UUID, summary: bool) -> None:
+        """``intent_id`` has an order, schedule or outcome record (``summary``: a
+        parent's outcome): a leg awaiting it, or a superseded schedule, is done."""
+        self.awaiting.pop(intent_id, None)
+        if summary:
+            self.ending.pop(intent_id, None)
+
+    def encode(self) -> bytes:
+        """The state as JSON, for a snapshot."""
+        return msgspec.json.encode(_Encoded(
+            sorted(self.portfolios.items()), list(self.awaiting.values()),
+            list(self.ending.items())))
+
+    @classmethod
+    def decode(cls, data: bytes) -> Targets:
+        """A state :meth:`encode` made."""
+        raw = msgspec.json.decode(data, type=_Encoded)
+        state = cls()
+        for name, portfolio in raw.portfolios:
+            state.portfolios[name] = portfolio
+            for symbol in portfolio.targets:
+                state.owners[(portfolio.venue, symbol)] = name
+        state.awaiting = {leg.leg: (record, leg) for record, leg in raw.awaiting
+                          if leg.leg is not None}
+        state.ending = dict(raw.ending)
+        return state
+
+
+def digest(target: object) -> tuple[str, uuid.UUID]:
+    """A target's canonical digest and id: reformatting a file is no new target."""
+    sha = hashlib.sha256(encode(target)).hexdigest()
+    return sha, uuid.UUID(ids.uuid5(ids.TARGET_NS, sha.encode()))
+
+
+def leg_id(sha: str, venue: str, symbol: str) -> uuid.UUID:
+    """The id of the one order a target may send for ``symbol``."""
+    return uuid.UUID(ids.uuid5(ids.TARGET_NS, f"{sha}|{venue}|{symbol}".encode()))
+
+
+def _decimal_ok(value: Decimal, *, zero: bool) -> bool:
+    try:
+        return value.is_finite() and ((value == 0 and zero) or _LEAST <= value < _BEYOND)
+    except InvalidOperation:
+        return False
+
+
+def wanted(core: SentinelCore, item: TargetIn) -> dict[str, Decimal] | Refusal:
+    """What each symbol the target names should be (a weight at its price); or why the
+    target cannot be worked. Checks that need no state but the venue's listing."""
+    target = item.target
+    if not isinstance(target, DriftTarget) and target.route is not None:
+        return Refusal(reasons.TARGET_INVALID, "a target names a venue, not a route")
+    if target.venue not in core.planes:
+        return Refusal(reasons.TARGET_INVALID, f"venue={target.venue!r} is not in the config "
+                       f"(known: {', '.join(sorted(core.planes))})")
+    pairs: list[tuple[str, Decimal | None, Decimal | None, Decimal | None]]
+    if isinstance(target, DriftTarget):
+        pairs = [(o.symbol, o.target_quantity, None, None) for o in target.orders]
+        capital = None
+    else:
+        pairs = [(leg.symbol, leg.quantity, leg.weight, leg.price) for leg in target.targets]
+        capital = target.capital
+    if not pairs or len(pairs) > MAX_SYMBOLS:
+        return Refusal(reasons.TARGET_INVALID, f"{len(pairs)} symbols: a target names 1 to "
+                       f"{MAX_SYMBOLS}")
+    names = [p[0] for p in pairs]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        return Refusal(reasons.TARGET_INVALID, f"symbols named twice: {', '.join(twice[:5])}")
+    both = [p[0] for p in pairs if (p[1] is None) == (p[2] is None)]
+    if both:
+        return Refusal(reasons.TARGET_INVALID,
+                       f"{both[0]}: give exactly one of quantity and weight")
+    weights = [p for p in pairs if p[2] is not None]
+    if capital is not None and not _decimal_ok(capital, zero=False):
+        return Refusal(reasons.TARGET_CAPITAL_INVALID,
+                       f"capital={capital} must be a decimal within 1e-18 .. 1e15")
+    if weights and capital is None:
+        return Refusal(reasons.TARGET_CAPITAL_INVALID, "weights need a capital")
+    total = _ZERO
+    out: dict[str, Decimal] = {}
+    market = core.schedules.markets.get(target.venue)
+    for symbol, quantity, weight, price in pairs:
+        if market is not None and symbol not in market.rules:
+            return Refusal(reasons.TARGET_UNKNOWN_SYMBOL,
+                           f"{symbol} is not listed on venue {target.venue}")
+        if quantity is not None:
+            if not _decimal_ok(quantity, zero=True):
+                return Refusal(reasons.TARGET_INVALID, f"{symbol}: quantity={quantity} must be "
+                               "0 or a decimal within 1e-18 .. 1e15 (spot: no short)")
+            out[symbol] = quantity
+            continue
+        assert weight is not None
+        assert capital is not None
+        if not _decimal_ok(weight, zero=True) or weight > _ONE:
+            return Refusal(reasons.TARGET_INVALID, f"{symbol}: weight={weight} must be within "
+                           "0 .. 1 (spot: no short)")
+        total += weight
+        if price is None and core.risk is not None:
+            price = core.risk.context.prices.get(symbol)
+        if price is None or not _decimal_ok(price, zero=False):
+            return Refusal(reasons.TARGET_PRICE_UNKNOWN, f"{symbol}: weight={weight} needs a "
+                           "price (the target's, or market/prices.json)")
+        out[symbol] = _plain(_EXACT.divide(_EXACT.multiply(weight, capital), price))
+    if total > _ONE and not (not isinstance(target, DriftTarget) and target.leverage_allowed):
+        return Refusal(reasons.TARGET_WEIGHTS_EXCEEDED,
+                       f"weights add up to {total} > 1 without leverage_allowed")
+    return out
+
+
+def _refused(item: TargetIn, seq: int, target_id: uuid.UUID, refusal: Refusal) -> Entry:
+    target = item.target
+    return Entry(seq, "outcome", item.time, ExecutionOutcome(
+        execution_id=ids.execution_id(target_id, target.venue, "none"), intent_id=target_id,
+        status=refusal.status, filled_quantity=_ZERO, logical_time=item.time,
+        venue=target.venue, reason=refusal.reason, detail=refusal.detail,
+        source=item.source, intent=msgspec.Raw(item.raw)))
+
+
+def target(core: SentinelCore, item: TargetIn) -> Entry:
+    """``item``'s ``target`` record (its legs and what it supersedes go to the core's
+    inserted records, after it), or its refusal."""
+    seq = item.seq + core.shift
+    spec = item.target
+    sha, target_id = digest(spec)
+    if not core.seen.add(target_id):
+        return _refused(item, seq, target_id, Refusal(
+            reasons.TARGET_REPEATED, f"target {target_id} was read before: nothing to send",
+            "SKIPPED"))
+    state = core.require_risk().targets
+    before = state.portfolios.get(spec.portfolio_id)
+    if before is not None and spec.as_of <= before.as_of:
+        return _refused(item, seq, target_id, Refusal(
+            reasons.TARGET_STALE, f"as_of={spec.as_of} is not after the portfolio's last "
+            f"target's ({before.as_of}, target {before.target_id})"))
+    found = wanted(core, item)
+    if isinstance(found, Refusal):
+        return _refused(item, seq, target_id, found)
+    claimed = sorted(symbol for symbol in found
+                     if state.owners.get((spec.venue, symbol), spec.portfolio_id)
+                     != spec.portfolio_id)
+    if claimed:
+        return _refused(item, seq, target_id, Refusal(
+            reasons.TARGET_SYMBOL_CLAIMED, f"{', '.join(claimed[:5])} at {spec.venue} "
+            f"belong to portfolio {state.owners[(spec.venue, claimed[0])]!r}"))
+    partial = isinstance(spec, DriftTarget)
+    if before is not None and before.venue == spec.venue and not partial:
+        for symbol in before.targets:  # LEAN: left out of a full target means 0
+            found.setdefault(symbol, _ZERO)
+    core.next_in = item.seq + 1
+    ending = sorted(leg for symbol, leg in (before.legs.items() if before else ())
+                    if symbol in found and leg in core.schedules.core)
+    if ending:
+        # First: what the ended schedules held pending is released before the new
+        # differences are computed (their records still follow the target's).
+        _end(core, set(ending), state, item.time)
+    legs = list(_legs(core, spec, sha, target_id, found))
+    record = TargetRecord(
+        target_id, sha, spec.portfolio_id, spec.source_run, spec.as_of, spec.venue, legs,
+        partial, None if isinstance(spec, DriftTarget) else spec.capital,
+        before.target_id if before is not None else None, ending, spec.urgency, spec.priority,
+        None if isinstance(spec, DriftTarget) else spec.plan_id,
+        None if isinstance(spec, DriftTarget) else spec.execution, item.source)
+    state.record(record)
+    for parent in ending:
+        if parent not in core.schedules.core:  # its outcome is recorded with this target
+            state.ending.pop(parent, None)
+    for leg in legs:
+        if leg.leg is not None:
+            _send(core, record, leg, item.seq + 1, item.time)
+    return Entry(seq, "target", item.time, record)
+
+
+def catch_up(core: SentinelCore) -> list[RouterItem]:
+    """What a stop cut off after ``target`` records (a start's, after the fold): the
+    superseded schedules ended, then the legs sent, as the uninterrupted run did."""
+    state = core.require_risk().targets
+    if state.ending:
+        _end(core, set(state.ending), state, core.time)
+    for record, leg in list(state.awaiting.values()):
+        _send(core, record, leg, core.next_in, core.time)
+    out = list(core._inserted)
+    core._inserted.clear()
+    return out
+
+
+def _end(core: SentinelCore, parents: set[uuid.UUID], state: Targets, now: int) -> None:
+    """End the open schedules of ``parents``, at ``now``: their outcomes go to the
+    core's inserted records (a live one's when its child out settles)."""
+    out: list[RouterItem] = []
+    note = next((state.ending[p] for p in sorted(parents) if p in state.ending),
+                "superseded by a newer target")
+    core.schedules.end(lambda s: s.record.intent_id not in parents,
+                       reasons.SCHEDULE_SUPERSEDED, now, core._number, out, note)
+    for entry in out:
+        if type(entry) is Entry and type(entry.body) is ExecutionOutcome:
+            state.ending.pop(entry.body.intent_id, None)
+    core._inserted.extend(out)
+
+
+def _legs(core: SentinelCore, spec: Target | DriftTarget, sha: str, target_id: uuid.UUID,
+          found: dict[str, Decimal]) -> Iterator[LegRecord]:
+    """Per symbol: the target, the position with what is in flight, and the order."""
+    risk = core.require_risk()
+    book = risk.book.venue(spec.venue)
+    market = core.schedules.markets.get(spec.venue)
+    for symbol, goal in sorted(found.items()):
+        held = book.positions.get(symbol)
+        now = expected(held) if held is not None else _ZERO
+        diff = goal - now
+        rules = market.rules.get(symbol) if market is not None else None
+        if rules is not None and rules.amount_step is not None:
+            # Toward zero, on the venue's lot: never more than the difference.
+            diff = round_down(abs(diff), rules.amount_step) * (1 if diff > 0 else -1)
+        if not diff:
+            yield LegRecord(symbol, goal, now, _ZERO, None, "reached")
+        else:
+            yield LegRecord(symbol, goal, now, _plain(diff), leg_id(sha, spec.venue, symbol),
+                            "sent")
+
+
+def leg_intent(record: TargetRecord, leg: LegRecord) -> OrderIntent:
+    """The order of one leg, as its ``target`` record says (live, and at a restart)."""
+    assert leg.leg is not None
+    side: Side = "buy" if leg.quantity > 0 else "sell"
+    action: Action = "ADD" if leg.quantity > 0 else ("EXIT" if leg.target == 0 else "TRIM")
+    return OrderIntent(
+        venue=record.venue, symbol=leg.symbol, quantity=abs(leg.quantity),
+        source_run=record.source_run, intent_id=leg.leg, side=side, action=action,
+        urgency=record.urgency, priority=record.priority, plan_id=record.plan_id,
+        execution=record.execution, reason_codes=("TARGET",),
+        context={"target_id": str(record.target_id), "portfolio_id": record.portfolio_id,
+                 "target": str(leg.target), "position": str(leg.position)})
+
+
+def _send(core: SentinelCore, record: TargetRecord, leg: LegRecord, seq: int,
+          now: int) -> None:
+    """One leg through every check, numbered after what came before it."""
+    assert leg.leg is not None
+    core.require_risk().targets.awaiting.pop(leg.leg, None)
+    intent = leg_intent(record, leg)
+    got = core.handle(IntentIn(seq, now, None, intent, encode(intent)))
+    core.shift += 1
+    core._inserted.append(got)
