@@ -305,7 +305,7 @@ def _by_kind(kind: str, body: dict[str, Any]) -> str:
         legs = get("legs")
         shown = (" ".join(f"{_text(leg[0])}:{_text(leg[2])}->{_text(leg[1])}"
                           f"({_text(leg[5])} {_text(leg[3])})"
-                          for leg in legs[:12] if isinstance(leg, list) and len(leg) == 6)
+                          for leg in legs[:12] if isinstance(leg, list) and len(leg) >= 6)
                  + (f" (+{len(legs) - 12} more)" if len(legs) > 12 else "")
                  if isinstance(legs, list) else _json(legs))
         return (f"{_text(get('portfolio_id'))} as_of={_text(get('as_of'))} "

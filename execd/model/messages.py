@@ -554,7 +554,8 @@ class ResumeRecord(Struct, frozen=True, forbid_unknown_fields=True):
 class LegRecord(Struct, frozen=True, array_like=True, gc=False):
     """One symbol of a ``target`` record: the quantity to reach, the position (with what
     is in flight) it was compared with, the order's quantity (signed: a sell is
-    negative; 0: none) and id, and ``sent`` or ``reached``."""
+    negative; 0: none) and id, ``sent`` or ``reached``, and the price the order is
+    judged at (its reference price: the target's, else the lakehouse's; None: none)."""
 
     symbol: str
     target: Decimal
@@ -562,6 +563,7 @@ class LegRecord(Struct, frozen=True, array_like=True, gc=False):
     quantity: Decimal
     leg: uuid.UUID | None
     what: Literal["sent", "reached"]
+    price: Decimal | None = None
 
 
 class TargetRecord(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):

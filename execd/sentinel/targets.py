@@ -153,9 +153,11 @@ def _decimal_ok(value: Decimal, *, zero: bool) -> bool:
         return False
 
 
-def wanted(core: SentinelCore, item: TargetIn) -> dict[str, Decimal] | Refusal:
-    """What each symbol the target names should be (a weight at its price); or why the
-    target cannot be worked. Checks that need no state but the venue's listing."""
+def wanted(core: SentinelCore, item: TargetIn
+           ) -> tuple[dict[str, Decimal], dict[str, Decimal]] | Refusal:
+    """What each symbol the target names should be (a weight at its price), and the
+    price known for each; or why the target cannot be worked. Checks that need no state
+    but the venue's listing."""
     target = item.target
     if not isinstance(target, DriftTarget) and target.route is not None:
         return Refusal(reasons.TARGET_INVALID, "a target names a venue, not a route")
@@ -188,6 +190,8 @@ def wanted(core: SentinelCore, item: TargetIn) -> dict[str, Decimal] | Refusal:
         return Refusal(reasons.TARGET_CAPITAL_INVALID, "weights need a capital")
     total = _ZERO
     out: dict[str, Decimal] = {}
+    prices: dict[str, Decimal] = {}
+    known = core.risk.context.prices if core.risk is not None else {}
     market = core.schedules.markets.get(target.venue)
     for symbol, quantity, weight, price in pairs:
         if market is not None and symbol not in market.rules:
@@ -198,6 +202,9 @@ def wanted(core: SentinelCore, item: TargetIn) -> dict[str, Decimal] | Refusal:
                 return Refusal(reasons.TARGET_INVALID, f"{symbol}: quantity={quantity} must be "
                                "0 or a decimal within 1e-18 .. 1e15 (spot: no short)")
             out[symbol] = quantity
+            price = price if price is not None else known.get(symbol)
+            if price is not None and _decimal_ok(price, zero=False):
+                prices[symbol] = price
             continue
         assert weight is not None
         assert capital is not None
@@ -205,16 +212,16 @@ def wanted(core: SentinelCore, item: TargetIn) -> dict[str, Decimal] | Refusal:
             return Refusal(reasons.TARGET_INVALID, f"{symbol}: weight={weight} must be within "
                            "0 .. 1 (spot: no short)")
         total += weight
-        if price is None and core.risk is not None:
-            price = core.risk.context.prices.get(symbol)
+        price = price if price is not None else known.get(symbol)
         if price is None or not _decimal_ok(price, zero=False):
             return Refusal(reasons.TARGET_PRICE_UNKNOWN, f"{symbol}: weight={weight} needs a "
                            "price (the target's, or market/prices.json)")
         out[symbol] = _plain(_EXACT.divide(_EXACT.multiply(weight, capital), price))
+        prices[symbol] = price
     if total > _ONE and not (not isinstance(target, DriftTarget) and target.leverage_allowed):
         return Refusal(reasons.TARGET_WEIGHTS_EXCEEDED,
                        f"weights add up to {total} > 1 without leverage_allowed")
-    return out
+    return out, prices
 
 
 def _refused(item: TargetIn, seq: int, target_id: uuid.UUID, refusal: Refusal) -> Entry:
@@ -242,9 +249,10 @@ def target(core: SentinelCore, item: TargetIn) -> Entry:
         return _refused(item, seq, target_id, Refusal(
             reasons.TARGET_STALE, f"as_of={spec.as_of} is not after the portfolio's last "
             f"target's ({before.as_of}, target {before.target_id})"))
-    found = wanted(core, item)
-    if isinstance(found, Refusal):
-        return _refused(item, seq, target_id, found)
+    got = wanted(core, item)
+    if isinstance(got, Refusal):
+        return _refused(item, seq, target_id, got)
+    found, prices = got
     claimed = sorted(symbol for symbol in found
                      if state.owners.get((spec.venue, symbol), spec.portfolio_id)
                      != spec.portfolio_id)
@@ -263,7 +271,7 @@ def target(core: SentinelCore, item: TargetIn) -> Entry:
         # First: what the ended schedules held pending is released before the new
         # differences are computed (their records still follow the target's).
         _end(core, set(ending), state, item.time)
-    legs = list(_legs(core, spec, sha, target_id, found))
+    legs = list(_legs(core, spec, sha, found, prices))
     record = TargetRecord(
         target_id, sha, spec.portfolio_id, spec.source_run, spec.as_of, spec.venue, legs,
         partial, None if isinstance(spec, DriftTarget) else spec.capital,
@@ -307,8 +315,8 @@ def _end(core: SentinelCore, parents: set[uuid.UUID], state: Targets, now: int) 
     core._inserted.extend(out)
 
 
-def _legs(core: SentinelCore, spec: Target | DriftTarget, sha: str, target_id: uuid.UUID,
-          found: dict[str, Decimal]) -> Iterator[LegRecord]:
+def _legs(core: SentinelCore, spec: Target | DriftTarget, sha: str,
+          found: dict[str, Decimal], prices: dict[str, Decimal]) -> Iterator[LegRecord]:
     """Per symbol: the target, the position with what is in flight, and the order."""
     risk = core.require_risk()
     book = risk.book.venue(spec.venue)
@@ -325,7 +333,7 @@ def _legs(core: SentinelCore, spec: Target | DriftTarget, sha: str, target_id: u
             yield LegRecord(symbol, goal, now, _ZERO, None, "reached")
         else:
             yield LegRecord(symbol, goal, now, _plain(diff), leg_id(sha, spec.venue, symbol),
-                            "sent")
+                            "sent", prices.get(symbol))
 
 
 def leg_intent(record: TargetRecord, leg: LegRecord) -> OrderIntent:
@@ -336,6 +344,7 @@ def leg_intent(record: TargetRecord, leg: LegRecord) -> OrderIntent:
     return OrderIntent(
         venue=record.venue, symbol=leg.symbol, quantity=abs(leg.quantity),
         source_run=record.source_run, intent_id=leg.leg, side=side, action=action,
+        reference_price=leg.price,
         urgency=record.urgency, priority=record.priority, plan_id=record.plan_id,
         execution=record.execution, reason_codes=("TARGET",),
         context={"target_id": str(record.target_id), "portfolio_id": record.portfolio_id,

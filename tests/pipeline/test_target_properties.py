@@ -86,7 +86,7 @@ def test_positions_end_at_the_last_targets_and_no_leg_overshoots(
     for r in ledger:
         body = r["body"]
         if r["kind"] == "target":
-            for _symbol, target, position, quantity, leg, what in body["legs"]:
+            for _symbol, target, position, quantity, leg, what, *_ in body["legs"]:
                 if leg is not None:
                     legs[leg] = (D(position), D(target), D(quantity))
                     assert what == "sent"
