@@ -26,6 +26,7 @@ import anyio
 from anyio.abc import SocketListener
 
 from execd import __version__
+from execd.app.audit_files import kept, stopped
 from execd.app.checkpointer import shadow_fold
 from execd.app.commands import Commands
 from execd.app.durable import Durability, move_when_durable
@@ -179,8 +180,10 @@ class Daemon:
                     if self.loop_pulse is not None and config.metrics is not None:
                         tg.start_soon(heartbeat, self.loop_pulse,
                                       config.metrics.stuck_after_ms / 4000)
+                    audit = kept(tg, self)  # the lakehouse's derived files, for execd run
                     await self._run(server, listener, received)
                     tg.cancel_scope.cancel()
+                await stopped(audit, self.log)
             finally:
                 if server is not None:
                     server.remove()
@@ -194,8 +197,8 @@ class Daemon:
         """``execd run`` holds the lakehouse's lock, as it holds the ledger's.
 
         Two daemons with their own ledgers on one lakehouse would each take the other's
-        files in work/ for leftovers and execute the same intents twice. Replay reads
-        only the files it is given (and the context beside them), so it takes no lock.
+        files in work/ for leftovers and execute the same intents twice. Replay reads only
+        the files it is given (and the context beside them): it takes no lock.
         """
         if self.mode != "run":
             return contextlib.nullcontext()

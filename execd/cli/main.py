@@ -22,7 +22,17 @@ def parser() -> argparse.ArgumentParser:
     """The command-line grammar: each command's module adds its own part."""
     # Imported here, not at the top: main() holds the stop signals of ``execd run``
     # before this half second of imports (execd.cli.early).
-    from execd.cli import completion, config_cmd, ctl, ledger, plan, policy_cmd, serve, submit
+    from execd.cli import (
+        completion,
+        config_cmd,
+        ctl,
+        lakehouse,
+        ledger,
+        plan,
+        policy_cmd,
+        serve,
+        submit,
+    )
     from execd.cli.configfile import load, plan_ledger_dir, with_config
 
     top = argparse.ArgumentParser(prog="execd", description="Execution daemon for trading systems.")
@@ -35,6 +45,7 @@ def parser() -> argparse.ArgumentParser:
     submit.register(sub)
     config_cmd.register(sub)
     policy_cmd.register(sub)
+    lakehouse.register(sub)
     completion.register(sub)
     return top
 

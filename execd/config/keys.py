@@ -160,6 +160,8 @@ KEYS: Final[tuple[Key, ...]] = (
     live("routes.*.venues", "if_set"),
     live("routes.*.symbols", "if_set"),
     live("allocations", "if_set"),
+    fixed("audit.files", "the audit files are kept (or not) from start-up"),
+    fixed("audit.interval_ms", "the audit files' interval is fixed at start-up"),
     fixed("metrics", _METRICS),
     fixed("metrics.listen", _METRICS),
     fixed("metrics.max_clients", _METRICS),

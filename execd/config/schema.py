@@ -211,6 +211,14 @@ class ControlConfig(Struct, frozen=True, forbid_unknown_fields=True):
     accept_retry_ms: Annotated[int, Meta(ge=1, le=60_000), MS] = 100
 
 
+class AuditConfig(Struct, frozen=True, forbid_unknown_fields=True):
+    """The lakehouse's derived files (README, "The audit files"): kept by ``execd run``
+    when ``files`` is true, brought up to the durable ledger every ``interval_ms``."""
+
+    files: bool = True
+    interval_ms: Annotated[int, Meta(ge=10, le=3_600_000), MS] = 1_000
+
+
 class MetricsConfig(Struct, frozen=True, forbid_unknown_fields=True):
     """The Prometheus endpoint: ``listen`` is ``HOST:PORT`` on a loopback address.
 
@@ -374,6 +382,7 @@ class Config(Struct, frozen=True, forbid_unknown_fields=True):
     risk: RiskConfig = RiskConfig()
     control: ControlConfig = ControlConfig()
     metrics: MetricsConfig | None = None
+    audit: AuditConfig = AuditConfig()
     policies: PoliciesConfig | None = None
     routes: dict[Annotated[str, Meta(min_length=1, max_length=128)], RouteConfig] = {}
     # Allocations an intent may be sized from (README, "Sizing"): name -> notional in

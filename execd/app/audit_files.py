@@ -1,0 +1,163 @@
+"""The shell that keeps the lakehouse's derived files (README, "The audit files"):
+``execution_logs.jsonl``, ``audit/audit.jsonl`` and ``portfolio_actual_state.json``.
+
+It reads the ledger's records up to the durable head, never past it, and feeds them
+to :class:`~execd.audit.derive.Derivation`, in a worker thread and every
+``audit.interval_ms``, so trading never waits on it. At start it derives everything
+from the first record (each JSONL file is rebuilt beside its name and renamed over
+it), then appends what becomes durable; the state file is replaced atomically each
+round. ``execd lakehouse rebuild`` runs the same derivation on the whole ledger.
+A failure to write is logged and tried again next round; it never stops trading.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+import anyio
+import msgspec
+from anyio.abc import TaskGroup
+
+from execd.audit.derive import Derivation
+
+if TYPE_CHECKING:
+    from execd.app.daemon import Daemon
+from execd.ledger.record import record_decoder
+from execd.ledger.segments import list_segments, read_lines, replace_durably
+
+_body = msgspec.json.Decoder().decode
+
+
+class AuditFiles:
+    """The three files under ``lakehouse``, derived from the ledger at ``ledger``."""
+
+    def __init__(self, lakehouse: Path, ledger: Path) -> None:
+        self.ledger = ledger
+        self.log_path = lakehouse / "execution_logs.jsonl"
+        self.audit_path = lakehouse / "audit" / "audit.jsonl"
+        self.state_path = lakehouse / "portfolio_actual_state.json"
+        self.derivation = Derivation()
+        self._segment: Path | None = None
+        self._offset = 0
+        self._files: tuple[BinaryIO, BinaryIO] | None = None
+        # The JSONL files rebuilt beside their names, not yet renamed over them.
+        self._pending: list[Path] = []
+
+    def step(self, head: int) -> int:
+        """Feed every record through seq ``head`` not fed yet, write what it adds;
+        how many records. Blocking: run it in a worker thread."""
+        if self._files is None:
+            self._files = self._fresh()
+        log, audit = self._files
+        fed = 0
+        for seq, kind, time, body, hash_ in self._records(head):
+            lines, audits = self.derivation.feed(seq, kind, time, body, hash_)
+            if lines:
+                log.write(b"".join(lines))
+            if audits:
+                audit.write(b"".join(audits))
+            fed += 1
+        if fed or not self.state_path.exists():
+            for handle in (log, audit):
+                handle.flush()
+                os.fsync(handle.fileno())
+            self._publish()
+            replace_durably(self.state_path, self.derivation.state())
+        return fed
+
+    def close(self) -> None:
+        """Close the JSONL files (after a last :meth:`step`)."""
+        if self._files is not None:
+            for handle in self._files:
+                handle.close()
+            self._files = None
+
+    # ------------------------------------------------------------------ internals
+
+    def _fresh(self) -> tuple[BinaryIO, BinaryIO]:
+        """New JSONL files beside their names (renamed over them once written)."""
+        self.audit_path.parent.mkdir(parents=True, exist_ok=True)
+        self._pending = [self.log_path, self.audit_path]
+        return (open(_temp(self.log_path), "wb"), open(_temp(self.audit_path), "wb"))
+
+    def _publish(self) -> None:
+        """The first time: the rebuilt JSONL files replace what was there."""
+        for path in self._pending:
+            os.replace(_temp(path), path)
+        self._pending = []
+
+    def _records(self, head: int) -> Any:
+        if self.derivation.seq >= head:
+            return
+        segments = list_segments(self.ledger)
+        if self._segment is not None and self._segment in segments:
+            segments = segments[segments.index(self._segment):]
+        else:
+            self._offset = 0
+        for path in segments:
+            if path != self._segment:
+                self._segment, self._offset = path, 0
+            for line in read_lines(path, self._offset):
+                if not line.complete or line.too_long:
+                    return
+                record = record_decoder.decode(line.data)
+                if record.seq > head:
+                    return
+                self._offset = line.end
+                if record.seq <= self.derivation.seq:
+                    continue
+                yield record.seq, record.kind, record.time, _body(record.body), record.hash
+
+
+def _temp(path: Path) -> Path:
+    return path.with_name(f".{path.name}.rebuild")
+
+
+def rebuild(lakehouse: Path, ledger: Path) -> int:
+    """Derive the three files from the whole ledger (``execd lakehouse rebuild``)."""
+    files = AuditFiles(lakehouse, ledger)
+    try:
+        return files.step(2**63 - 1)
+    finally:
+        files.close()
+
+
+def kept(tg: TaskGroup, daemon: Daemon) -> AuditFiles | None:
+    """The files ``execd run`` keeps (``[audit] files``), their task started in ``tg``;
+    None when they are not kept (``execd replay``, or turned off)."""
+    config = daemon.config.audit
+    if daemon.mode != "run" or not config.files:
+        return None
+    files = AuditFiles(daemon.config.lakehouse.root, daemon.ledger_dir)
+    tg.start_soon(follow, files, lambda: daemon.durability.seq, config.interval_ms / 1000,
+                  daemon.log)
+    return files
+
+
+async def stopped(files: AuditFiles | None, log: Any) -> None:
+    """The last round, through the stop record (the ledger is closed, all of it
+    durable), then the files closed."""
+    if files is not None:
+        with anyio.CancelScope(shield=True):
+            await finish(files, lambda: 2**63 - 1, log)
+            files.close()
+
+
+async def follow(files: AuditFiles, head: Callable[[], int], interval: float,
+                 log: Any) -> None:
+    """Every ``interval`` seconds, the records made durable since (until cancelled)."""
+    while True:
+        await anyio.sleep(interval)
+        await finish(files, head, log)
+
+
+async def finish(files: AuditFiles, head: Callable[[], int], log: Any) -> None:
+    """One round, through the durable head now; a failure is logged, never raised."""
+    try:
+        await anyio.to_thread.run_sync(files.step, head())
+    except (OSError, ValueError, msgspec.DecodeError) as exc:
+        log.error("audit_files.failed", error=f"{type(exc).__name__}: {exc}",
+                  note="tried again next round; `execd lakehouse rebuild` rebuilds them")

@@ -1,0 +1,1 @@
+"""The lakehouse's files derived from the ledger (README, "The audit files")."""
