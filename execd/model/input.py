@@ -164,6 +164,7 @@ class _TargetTexts(Struct):
     capital: Raw = _ABSENT
     targets: list[_LegTexts] = []
     orders: list[_LegTexts] = []
+    execution: _ExecutionTexts | None = None
 
 
 _JSON_KINDS = {bool: "bool", type(None): "null", list: "array", dict: "object"}
@@ -241,6 +242,9 @@ class InputDecoder:
     def _target_numbers(self, line: bytes, record: InputRecord) -> InputRecord:
         texts = self._target_texts(line)
         fields = [("capital", texts.capital)]
+        if texts.execution is not None:
+            fields += [("execution.visible", texts.execution.visible),
+                       ("execution.participation", texts.execution.participation)]
         for name, legs in (("targets", texts.targets), ("orders", texts.orders)):
             for i, leg in enumerate(legs):
                 fields += [(f"{name}[{i}].{key}", getattr(leg, key)) for key in

@@ -71,7 +71,9 @@ class Portfolio(Struct):
 
 class _Encoded(Struct):
     portfolios: list[tuple[str, Portfolio]]
-    awaiting: list[tuple[TargetRecord, LegRecord]] = []
+    owners: list[tuple[str, str, str]] = []
+    # Each target record with legs awaiting once, and those legs' ids.
+    awaiting: list[tuple[TargetRecord, list[uuid.UUID]]] = []
     ending: list[tuple[uuid.UUID, str]] = []
 
 
@@ -104,6 +106,9 @@ class Targets:
         for parent in record.ended:
             self.ending[parent] = f"superseded by target {record.target_id} of portfolio " \
                                   f"{record.portfolio_id}"
+        # A symbol at 0 with no leg out is dropped: the state is bounded by what is held
+        # or wanted, not by every symbol ever named.
+        targets = {s: t for s, t in targets.items() if t or s in legs}
         self.portfolios[record.portfolio_id] = Portfolio(
             record.target_id, record.as_of, record.venue, targets, legs)
 
@@ -116,21 +121,24 @@ class Targets:
 
     def encode(self) -> bytes:
         """The state as JSON, for a snapshot."""
+        records: dict[uuid.UUID, tuple[TargetRecord, list[uuid.UUID]]] = {}
+        for leg_id_, (record, _) in self.awaiting.items():
+            records.setdefault(record.target_id, (record, []))[1].append(leg_id_)
         return msgspec.json.encode(_Encoded(
-            sorted(self.portfolios.items()), list(self.awaiting.values()),
-            list(self.ending.items())))
+            sorted(self.portfolios.items()),
+            [(v, s, p) for (v, s), p in sorted(self.owners.items())],
+            list(records.values()), list(self.ending.items())))
 
     @classmethod
     def decode(cls, data: bytes) -> Targets:
         """A state :meth:`encode` made."""
         raw = msgspec.json.decode(data, type=_Encoded)
         state = cls()
-        for name, portfolio in raw.portfolios:
-            state.portfolios[name] = portfolio
-            for symbol in portfolio.targets:
-                state.owners[(portfolio.venue, symbol)] = name
-        state.awaiting = {leg.leg: (record, leg) for record, leg in raw.awaiting
-                          if leg.leg is not None}
+        state.portfolios = dict(raw.portfolios)
+        state.owners = {(venue, symbol): name for venue, symbol, name in raw.owners}
+        for record, waiting in raw.awaiting:
+            legs = {leg.leg: leg for leg in record.legs if leg.leg is not None}
+            state.awaiting.update((i, (record, legs[i])) for i in waiting if i in legs)
         state.ending = dict(raw.ending)
         return state
 
@@ -260,10 +268,15 @@ def target(core: SentinelCore, item: TargetIn) -> Entry:
         return _refused(item, seq, target_id, Refusal(
             reasons.TARGET_SYMBOL_CLAIMED, f"{', '.join(claimed[:5])} at {spec.venue} "
             f"belong to portfolio {state.owners[(spec.venue, claimed[0])]!r}"))
+    if before is not None and before.venue != spec.venue:
+        return _refused(item, seq, target_id, Refusal(
+            reasons.TARGET_INVALID, f"portfolio {spec.portfolio_id!r} is held at venue "
+            f"{before.venue} (its targets name one venue)"))
     partial = isinstance(spec, DriftTarget)
-    if before is not None and before.venue == spec.venue and not partial:
-        for symbol in before.targets:  # LEAN: left out of a full target means 0
-            found.setdefault(symbol, _ZERO)
+    if before is not None and not partial:
+        for symbol, was in before.targets.items():  # LEAN: left out of a full target: 0
+            if was:  # one already at 0 stays there without a leg (and out of the record)
+                found.setdefault(symbol, _ZERO)
     core.next_in = item.seq + 1
     ending = sorted(leg for symbol, leg in (before.legs.items() if before else ())
                     if symbol in found and leg in core.schedules.core)
@@ -324,15 +337,22 @@ def _legs(core: SentinelCore, spec: Target | DriftTarget, sha: str,
     for symbol, goal in sorted(found.items()):
         held = book.positions.get(symbol)
         now = expected(held) if held is not None else _ZERO
-        diff = goal - now
+        diff = _EXACT.subtract(goal, now)
+        if diff < 0 and held is not None:
+            # Spot: a leg never sells more than is held now, whatever buys are in flight
+            # (they may not fill); what they add, a later target trims.
+            diff = max(diff, -max(held.filled - held.pending_sell, _ZERO))
+        elif diff < 0:
+            diff = _ZERO
         rules = market.rules.get(symbol) if market is not None else None
         if rules is not None and rules.amount_step is not None:
             # Toward zero, on the venue's lot: never more than the difference.
             diff = round_down(abs(diff), rules.amount_step) * (1 if diff > 0 else -1)
+        diff = _plain(diff)  # cut toward zero to 1e-18: never past the target
         if not diff:
             yield LegRecord(symbol, goal, now, _ZERO, None, "reached")
         else:
-            yield LegRecord(symbol, goal, now, _plain(diff), leg_id(sha, spec.venue, symbol),
+            yield LegRecord(symbol, goal, now, diff, leg_id(sha, spec.venue, symbol),
                             "sent", prices.get(symbol))
 
 

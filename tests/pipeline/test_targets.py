@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from execd.model import reasons
-from execd.sentinel.targets import digest
+from execd.sentinel.targets import digest, leg_id
 from tests.helpers import intent, ledger_bytes, lines, records, replay
 
 D = Decimal
@@ -187,3 +187,57 @@ async def test_targets_replay_byte_identical_across_batch_sizes_and_checkpoints(
     plain = [r for r in records(checkpointed) if r["kind"] != "checkpoint"]
     assert [(r["kind"], r["body"]) for r in plain] == [
         (r["kind"], r["body"]) for r in records(tmp_path / "r0" / "ledger")]
+
+
+@pytest.mark.asyncio
+async def test_what_the_review_found_stays_fixed(tmp_path: Path) -> None:
+    twap = {"algorithm": "twap", "duration": 40, "slices": 4}
+    rows = [
+        tick(0),
+        # 29 significant digits: the difference is exact, and cut toward zero.
+        target(1, [{"symbol": "BTC/USDT", "quantity": "1.99999999999999999999999999999"}]),
+        # A portfolio is held at one venue.
+        target(2, [{"symbol": "ETH/USDT", "quantity": "1"}], venue="alpaca"),
+        # Strict decimals in a target's execution, also when another decimal is a number.
+        '{"kind":"target","portfolio_id":"q","source_run":"run-1","as_of":1,"venue":"binance",'
+        '"targets":[{"symbol":"SOL/USDT","quantity":1}],'
+        '"execution":{"algorithm":"iceberg","visible":"0_5"}}',
+        # An ordinary TWAP buy of 4 on ADA, half filled, holds 2 pending: a target of 1
+        # sells no more than is held.
+        intent(7, symbol="ADA/USDT", quantity="4", execution=twap), tick(10),
+        target(3, [{"symbol": "ADA/USDT", "quantity": "1"}]),
+        # Symbols set to 0 drop out of the next full target.
+        target(4, [{"symbol": "XRP/USDT", "quantity": "1"}]),
+        target(5, [{"symbol": "DOT/USDT", "quantity": "1"}]),
+        tick(100),
+    ]
+    ledger = await _run(tmp_path, rows)
+    targets = _kind(ledger, "target")
+    [leg] = targets[0]["legs"]
+    assert D(leg[3]) == D("1.999999999999999999") <= D(leg[1])
+    outcomes = {o["source"][1]: o for o in _kind(ledger, "outcome") if o.get("source")}
+    assert (outcomes[3]["reason"], "one venue") == (reasons.TARGET_INVALID, "one venue")
+    assert "venue binance" in outcomes[3]["detail"]
+    assert outcomes[4]["reason"] == reasons.INPUT_SCHEMA_VIOLATION
+    ada = next(t for t in targets if any(g[0] == "ADA/USDT" for g in t["legs"]))
+    [sell] = [g for g in ada["legs"] if g[0] == "ADA/USDT"]
+    assert D(sell[2]) == D(4) and D(sell[3]) == D(-2)  # 2 held of 4 expected: sells 2
+    last = targets[-1]
+    assert sorted(g[0] for g in last["legs"]) == ["DOT/USDT", "XRP/USDT"]
+
+
+def test_the_targets_state_keeps_owners_and_each_record_once() -> None:
+    from execd.model.messages import LegRecord, TargetRecord
+    from execd.sentinel.targets import Targets
+
+    state = Targets()
+    legs = [LegRecord(f"S{i}", D(1), D(0), D(1), leg_id("x", "v", f"S{i}"), "sent")
+            for i in range(50)]
+    record = TargetRecord(digest_of({"kind": "tick", "time": 1})[1], "x", "p", "r", 1, "v",
+                          legs)
+    state.record(record)
+    state.owners[("w", "OLD")] = "p"  # a symbol owned before the portfolio's last target
+    data = state.encode()
+    assert data.count(b'"sha256":"x"') == 1  # the record once, not once per leg
+    again = Targets.decode(data)
+    assert again.owners == state.owners and again.awaiting == state.awaiting

@@ -31,14 +31,17 @@ async def run(venue: CcxtVenue, send: ObjectSendStream[list[Entry]]) -> None:
         last: tuple[dict[str, Decimal], dict[str, Decimal]] | None = None
         balance, started = venue.startup.balance, 0
         quiet = not venue.startup.had_unresolved
+        compared = False  # the last record written was read quiet
         why: Literal["start", "poll"] = "start"
         while not venue.stopping.is_set():
             if balance is not None:
                 found = (amounts(balance, "total"), amounts(balance, "free"))
-                if found != last:
-                    last = found
-                    await send.send([_entry(venue, why, found, quiet and (
-                        venue.orders_started == started), started)])
+                quiet = quiet and venue.orders_started == started
+                # Unchanged holdings are written again once a quiet read can compare
+                # what a busy one saw (a fill it overlapped), so none goes uncompared.
+                if found != last or (quiet and not compared):
+                    last, compared = found, quiet
+                    await send.send([_entry(venue, why, found, quiet, started)])
             why = "poll"
             every = venue.table.holdings_ms
             await venue.driver.pause(every / 1000 if every else 1.0)
