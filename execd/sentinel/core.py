@@ -636,8 +636,11 @@ def size_item(core: SentinelCore, item: IntentIn, intent_id: uuid.UUID) -> Inten
         allocations = None if context.allocations_unreadable else (
             {**risk.config.allocations, **context.allocations} if context.allocations
             else risk.config.allocations)
-    got = sizing.size(intent, position, allocations,
-                      risk.price_of(intent) if risk else own_price(intent))
+    try:
+        got = sizing.size(intent, position, allocations,
+                          risk.price_of(intent) if risk else own_price(intent))
+    except ArithmeticError as exc:  # a number no sizing can hold: the line's refusal
+        got = Refusal(reasons.INTENT_NUMBER_OUT_OF_RANGE, f"cannot size it: {exc!r}")
     if type(got) is Refusal:
         return core.refuse(item, intent_id, got)
     sized: sizing.Sized = got  # type: ignore[assignment]

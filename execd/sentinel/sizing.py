@@ -53,6 +53,16 @@ def expected(position: Position) -> Decimal:
     return position.filled + position.pending_buy - position.pending_sell
 
 
+def held_now(position: Position) -> Decimal:
+    """What a sell may take now: filled, less the sells in flight (buys in flight may
+    not fill, so they are not there to sell)."""
+    return max(position.filled - position.pending_sell, _ZERO)
+
+
+_SELLS = frozenset(("TRIM", "EXIT", "EMERGENCY_EXIT"))
+_LEAST, _BEYOND = Decimal("1e-18"), Decimal("1e15")
+
+
 class Sized(msgspec.Struct, frozen=True, gc=False):
     """An intent with its quantity, and how it was found (None: the line gave it)."""
 
@@ -106,16 +116,25 @@ def size(intent: OrderIntent, position: Position | None,
     if held <= _ZERO:
         return Refusal(reasons.SIZE_ZERO, f"size_frac={frac} of position={held}: "
                        "nothing to size from", "SKIPPED")
-    return _sized(intent, Sizing("position", frac, held, _plain(_EXACT.multiply(frac, held))))
+    quantity = _plain(_EXACT.multiply(frac, held))
+    if _sells(intent):  # never more than is held now
+        quantity = min(quantity, held_now(position))
+    return _sized(intent, Sizing("position", frac, held, quantity))
+
+
+def _sells(intent: OrderIntent) -> bool:
+    return intent.action in _SELLS or (intent.action is None and intent.side == "sell")
 
 
 def _exit(intent: OrderIntent, position: Position | None) -> Sized | Refusal:
     if position is None:
         return Refusal(reasons.SIZE_POSITION_UNKNOWN, f"action={intent.action} without a "
                        "quantity needs a venue (an intent that names a route has no position)")
-    held = expected(position)
+    # What is held now: a buy in flight (a schedule's hold) may never fill.
+    held = held_now(position)
     if held <= _ZERO:
-        return Refusal(reasons.SIZE_ZERO, f"action={intent.action} of position={held}: "
+        return Refusal(reasons.SIZE_ZERO, f"action={intent.action} of position="
+                       f"{position.filled} (less {position.pending_sell} being sold): "
                        "nothing to exit", "SKIPPED")
     return _sized(intent, Sizing("exit", _ONE, held, held))
 
@@ -137,14 +156,22 @@ def _of_allocation(intent: OrderIntent, frac: Decimal, position: Position | None
         return Refusal(reasons.SIZE_ALLOCATION_UNKNOWN,
                        f"allocation {name!r} is not in portfolio/allocations.json or "
                        f"[allocations] (known: {known})")
-    if price is None or not (price.is_finite() and price > _ZERO):
+    try:
+        usual = price is not None and _LEAST <= price < _BEYOND
+    except InvalidOperation:
+        usual = False
+    if price is None or not usual:
         return Refusal(reasons.SIZE_PRICE_UNKNOWN, f"size_frac of allocation {name!r} needs "
-                       "a price: the lakehouse's prices, reference_price or limit_price")
+                       "a price within 1e-18 .. 1e15: the lakehouse's prices, "
+                       f"reference_price or limit_price (found {price})")
     base = _EXACT.divide(amount, price)
     quantity = _plain(_EXACT.multiply(frac, base))
-    if intent.action in ("TRIM", "EXIT") and position is not None:
+    if _sells(intent):
+        if position is None:
+            return Refusal(reasons.SIZE_POSITION_UNKNOWN, "a sell sized from an allocation "
+                           "needs a venue: it never sells more than is held there")
         # A reduction never sells more than is held (nor goes short on spot).
-        quantity = min(quantity, max(expected(position), _ZERO))
+        quantity = min(quantity, held_now(position))
     if quantity <= _ZERO:
         return Refusal(reasons.SIZE_ZERO, f"size_frac={frac} of allocation {name!r} "
                        f"({amount} at {price}) is below 1e-18, or nothing is held",

@@ -64,7 +64,7 @@ ROWS: list[dict[str, Any]] = [
 
 def _by_n(ledger: Path) -> dict[int, dict[str, Any]]:
     return {int(r["body"]["intent_id"][-12:]): r["body"] for r in records(ledger)
-            if r["kind"] == "outcome"}
+            if r["kind"] == "outcome" and r["body"]["intent_id"].startswith("00000000-")}
 
 
 def _inputs(tmp_path: Path, rows: list[dict[str, Any]]) -> Path:
@@ -183,3 +183,26 @@ async def test_the_lakehouse_allocations_come_before_the_configs(tmp_path: Path)
         assert "allocations.json cannot be read" in got[n]["detail"]
     [context] = [r["body"] for r in records(ledger) if r["kind"] == "context"]
     assert any("allocations.json" in p for p in context["problems"])
+
+
+@pytest.mark.asyncio
+async def test_what_the_sizing_review_found_stays_fixed(tmp_path: Path) -> None:
+    twap = {"algorithm": "twap", "duration": 60, "slices": 3}
+    rows = [
+        # A price no quotient can hold (1e-400): refused, and the next line fills.
+        sized(1, action="ADD", size_frac="1", allocation="momentum", reference_price="1e-400"),
+        intent(2, quantity="0.1", reference_price="100"),
+        # An EMERGENCY_EXIT from an allocation never sells more than is held (0.1).
+        sized(3, action="emergency_exit", size_frac="1", allocation="momentum",
+              reference_price="1"),
+        {"kind": "tick", "time": 10},
+        # An EXIT while a TWAP buy holds 0.6 pending sells only what filled (0.3).
+        intent(4, quantity="0.9", reference_price="100", execution=twap),
+        sized(5, action="EXIT", reference_price="100"),
+    ]
+    got = _by_n(await _run(tmp_path, rows))
+    assert (got[1]["status"], got[1]["reason"]) == ("REJECTED", reasons.SIZE_PRICE_UNKNOWN)
+    assert got[2]["status"] == "FILLED"
+    assert (got[3]["side"], Decimal(got[3]["filled_quantity"])) == ("sell", Decimal("0.1"))
+    assert (got[5]["side"], Decimal(got[5]["filled_quantity"])) == ("sell", Decimal("0.3"))
+    assert got[5]["sizing"]["basis"] == "exit"
