@@ -38,6 +38,7 @@ from execd.model.messages import (
 from execd.reader.context import LakehouseContext
 
 _TARGETS = frozenset((Target, DriftTarget, WireTarget, WireDriftTarget))
+_TARGET_KINDS = frozenset(("target", "drift_target"))
 _EXCERPT = 80
 _BLANK = b" \t\r"  # JSON's whitespace, less the line feed that ends a line
 
@@ -45,6 +46,15 @@ _BLANK = b" \t\r"  # JSON's whitespace, less the line feed that ends a line
 def _excerpt(line: bytes) -> str:
     text = line[:_EXCERPT].decode("utf-8", errors="backslashreplace")
     return text + ("…" if len(line) > _EXCERPT else "")
+
+
+class _Kind(msgspec.Struct):
+    """A target file's ``kind``, read before the file is (every other field skipped)."""
+
+    kind: object = None
+
+
+_kind_of = msgspec.json.Decoder(_Kind).decode
 
 
 class ReaderCore:
@@ -61,6 +71,7 @@ class ReaderCore:
         self._carry_start = 0
         self._skipping = 0
         self._records = 0
+        self._whole = False  # the open file is one record (a target file), not lines
         # What this run has read, for a progress display (:attr:`consumed`): counted
         # once per file, so the per-line path pays nothing for it.
         self._files_done = 0
@@ -86,12 +97,15 @@ class ReaderCore:
         self._files_done += 1
         self._began = None
 
-    def start_file(self, name: str, offset: int = 0, line: int = 0, resumed: bool = False) -> None:
+    def start_file(self, name: str, offset: int = 0, line: int = 0, resumed: bool = False,
+                   whole: bool = False) -> None:
         """Begin ``name`` at byte ``offset``, whose preceding lines number ``line``.
 
         ``resumed``: the file already has records from before a restart (so reaching
-        its end without a new record does not make it an empty file).
+        its end without a new record does not make it an empty file). ``whole``: the
+        file is one JSON object over any number of lines (a target file), read at its end.
         """
+        self._whole = whole
         self._file = name
         self._line = line
         self._carry = b""
@@ -109,9 +123,10 @@ class ReaderCore:
         self._line += 1
         self._records += 1
         src = Source(self._file, self._line, end)
+        what = "the target file" if self._whole else "line"
         return quarantine(
             self._take_seq(), self.clock.now(), src, reasons.INPUT_LINE_TOO_LONG,
-            f"line is {length} bytes; input.max_line_bytes is {self.max_line_bytes}",
+            f"{what} is {length} bytes; input.max_line_bytes is {self.max_line_bytes}",
         )
 
     def _one(self, line: bytes, end: int) -> ReaderItem | None:
@@ -142,6 +157,28 @@ class ReaderCore:
         seq = self.next_seq  # _take_seq(), inline: once per intent
         self.next_seq = seq + 1
         return IntentIn(seq, self.clock.now(), src, intent, text)
+
+    def _target_file(self, data: bytes, end: int) -> ReaderItem | None:
+        """A whole target file: one target (``kind`` defaults to ``target``), or a drift
+        target; anything else in it is refused, never executed."""
+        text = data.strip(_BLANK)
+        kind: object = None
+        try:
+            kind = _kind_of(text).kind
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+            pass  # _one says what is wrong with it
+        else:
+            if kind is None:
+                rest = text[1:].lstrip(_BLANK)
+                text = b'{"kind":"target"' + (b"" if rest[:1] == b"}" else b",") + text[1:]
+            elif kind not in _TARGET_KINDS:
+                self._line += 1
+                self._records += 1
+                return quarantine(
+                    self._take_seq(), self.clock.now(), Source(self._file, self._line, end),
+                    reasons.INPUT_SCHEMA_VIOLATION,
+                    f"a target file holds one target (kind target or drift_target), not {kind!r}")
+        return self._one(text, end)
 
     def _unreadable(self, text: bytes, src: Source, exc: Exception) -> Entry:
         """The quarantine of a line that did not decode, with the reason that explains it.
@@ -203,6 +240,10 @@ class ReaderCore:
 
     def feed(self, data: bytes) -> list[ReaderItem]:
         """Consume the next bytes of the current file; return items for complete lines."""
+        if self._whole:
+            # JSON strings hold no line feed, so a space for each changes no value and
+            # keeps every offset: the file is one line, read when it ends.
+            data = data.replace(b"\n", b" ")
         buffer = self._carry + data if self._carry else data
         pos = self._carry_start
         parts = buffer.split(b"\n")
@@ -248,7 +289,7 @@ class ReaderCore:
         if self._skipping:
             items.append(self._too_long(self._skipping, end))
         elif self._carry:
-            item = self._one(self._carry, end)
+            item = (self._target_file if self._whole else self._one)(self._carry, end)
             if item is not None:
                 items.append(item)
         self._carry = b""

@@ -5,6 +5,7 @@ The inbox protocol, for ``execd run``::
     inbox/NAME.jsonl ──stable──claim (rename)──▶ work/NAME.jsonl ──input_file durable──▶ archive/
     inbox/NAME.jsonl, NAME already seen ──▶ work/NAME.jsonl.repeat-N ──▶ rejected/
     inbox/NAME.jsonl not a file, or a bad name ──▶ work/NAME.jsonl.refused-N ──▶ rejected/
+    targets/NAME.json ──stable──claim──▶ work/NAME.json.target-N ──input_file durable──▶ archive/
 
 A file is claimed, by renaming it into ``work/``, before its first line is read, and
 only once it is stable: its inode, size and times unchanged for ``settle_ms``, so a
@@ -57,11 +58,14 @@ from execd.reader.lakehouse import claim_base as claim_base
 from execd.reader.lakehouse import describe_refused as describe_refused
 from execd.reader.lakehouse import digest_fd as digest_fd
 from execd.reader.lakehouse import open_regular as open_regular
-from execd.reader.lakehouse import repeat_job
+from execd.reader.lakehouse import repeat_job, target_claim
 from execd.reader.lakehouse import stat_key as stat_key
 from execd.reader.lakehouse import why_unreadable as why_unreadable
 from execd.reader.leftovers import Leftovers
 from execd.service.liveness import Pulse
+
+# How the listing names a file of targets/ (a prefix no inbox name can have: no "/").
+TARGETS: Final = "targets/"
 
 
 class Backlog(NamedTuple):
@@ -150,18 +154,20 @@ class InboxSource:
         # can block) is work, only the sleep between scans is waiting.
         self.pulse = pulse or Pulse("inbox")
         self.inbox = lakehouse.inbox
+        self.targets = lakehouse.targets
         self.work = lakehouse.work
         self.done = done
         self.poll_seconds = poll_seconds
         self.settle_seconds = settle_seconds
         self.stopping = stopping
         self.log = log
-        for directory in (self.inbox, self.work):
+        for directory in (self.inbox, self.targets, self.work):
             directory.mkdir(parents=True, exist_ok=True)
         # Every name ever claimed: consumed, being read, or waiting in work/ (a file
         # rejected after some of it was read was consumed too). Refusals so far per base
         # name, so claim names never collide.
         self.seen, self.repeats = seen_and_repeats(done, refusing, rejected)
+        self._versions: dict[str, int] = {}  # target file name -> its last claim number
         # name -> (its stat key, when that key was first seen): settling files.
         self._settling: dict[str, tuple[StatKey | None, float]] = {}
         # Names warned about (not input names, or unclaimable), once each while they stay
@@ -169,6 +175,7 @@ class InboxSource:
         # of temporary names costs nothing once they are gone (see _scan).
         self._ignored: set[str] = set()
         self._scan_failures = 0
+        self._targets_failures = 0
         self.backlog = NO_BACKLOG
         self.disposals = Disposals(lakehouse, log=log, finished_files=finished_files,
                                    wait_durable=wait_durable)
@@ -182,27 +189,48 @@ class InboxSource:
     # -------------------------------------------------------------------- claims
 
     def _scan(self) -> list[tuple[str, StatKey | None, int, int]]:
-        """Candidate names with their stat keys (None: not a regular file), modes, mtimes.
+        """Candidate names with their stat keys (None: not a regular file), modes, mtimes:
+        the inbox's in name order, then the target files' (named ``targets/NAME``).
+
+        Blocking: two directory listings and an lstat per name (worker thread).
+        """
+        listed: set[str] = set()
+        found = self._list(self.inbox, "", ".jsonl", listed)
+        try:
+            found += self._list(self.targets, TARGETS, ".json", listed)
+        except OSError as exc:
+            # targets/ gone or unreadable for now: the inbox is still read.
+            if self._targets_failures % 100 == 0:
+                self.log.warning("input.targets_scan_failed", targets=str(self.targets),
+                                 error=exc.strerror or str(exc))
+            self._targets_failures += 1
+            listed |= {name for name in self._ignored if name.startswith(TARGETS)}
+        else:
+            self._targets_failures = 0
+        self._ignored &= listed
+        return found
+
+    def _list(self, directory: Path, prefix: str, suffix: str, listed: set[str]
+              ) -> list[tuple[str, StatKey | None, int, int]]:
+        """One directory's candidates, sorted, each name after ``prefix``.
 
         Names warned about once (``input.ignored``, ``input.unclaimable``) are forgotten
         when a complete listing no longer has them, so the set is never larger than the
-        inbox; a name that comes back later is warned about again.
-
-        Blocking: a directory listing and an lstat per name (worker thread).
+        directories; a name that comes back later is warned about again.
         """
         found = []
-        listed: set[str] = set()
-        with os.scandir(self.inbox) as entries:
+        with os.scandir(directory) as entries:
             for entry in entries:
                 name = entry.name
                 if name.startswith("."):
                     continue  # a producer's temporary name: the protocol's own
+                name = prefix + name
                 listed.add(name)
-                if not name.endswith(".jsonl"):
+                if not name.endswith(suffix):
                     if name not in self._ignored:
                         self._ignored.add(name)
                         self.log.warning("input.ignored", file=claim_base(name)[0],
-                                         note="inbox names must end in .jsonl")
+                                         note=f"names in {directory.name}/ must end in {suffix}")
                     continue
                 try:
                     st = entry.stat(follow_symlinks=False)
@@ -210,7 +238,6 @@ class InboxSource:
                     continue
                 key = stat_key(st) if stat.S_ISREG(st.st_mode) else None
                 found.append((name, key, st.st_mode, st.st_mtime_ns))
-        self._ignored &= listed
         return sorted(found)
 
     def _waiting(self, found: list[tuple[str, StatKey | None, int, int]], claimed: str,
@@ -237,29 +264,38 @@ class InboxSource:
         self._settling = settling
         return ready, wait
 
-    def _claim(self, name: str, regular: bool, mode: int) -> FileJob:
-        """Rename ``name`` from the inbox into work/, durably, before reading it."""
+    def _claim(self, listed: str, regular: bool, mode: int) -> FileJob:
+        """Rename ``listed`` from the inbox (or targets/) into work/, durably, before
+        reading it.
+
+        A target file is claimed under a number of its own (``NAME.json.target-N``): its
+        producer writes the next version under the same name, and every version is read.
+        """
+        target = listed.startswith(TARGETS)
+        name = listed.removeprefix(TARGETS)
+        source = (self.targets if target else self.inbox) / name
         base, problem = claim_base(name)
         reason = ""
         if problem is not None:
             reason = reasons.INPUT_FILE_NAME_INVALID
         elif not regular:
             reason, problem = reasons.INPUT_FILE_UNREADABLE, f"not a regular file ({kind_of(mode)})"
-        elif name in self.seen:
+        elif name in self.seen and not target:
             reason = reasons.INPUT_FILE_REPEATED
         if not reason:
-            self.seen.add(name)
-            os.replace(self.inbox / name, self.work / name)
+            claim = target_claim(name, self.seen, self._versions) if target else name
+            self.seen.add(claim)
+            os.replace(source, self.work / claim)
             fsync_dir(self.work)
-            self._settling.pop(name, None)
-            return FileJob(str(self.work / name), name)
+            self._settling.pop(listed, None)
+            return FileJob(str(self.work / claim), claim)
         number = self.repeats.get(base, 0) + 1
         self.repeats[base] = number
         kind = "repeat" if reason == reasons.INPUT_FILE_REPEATED else "refused"
         claim = f"{base}.{kind}-{number}"
-        os.replace(self.inbox / name, self.work / claim)
+        os.replace(source, self.work / claim)
         fsync_dir(self.work)
-        self._settling.pop(name, None)
+        self._settling.pop(listed, None)
         if kind == "repeat":
             return repeat_job(self.work / claim, claim, name, self.done.get(name),
                               recorded=False)

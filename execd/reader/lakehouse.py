@@ -22,8 +22,12 @@ from execd.model import reasons
 from execd.model.errors import NotRegular
 from execd.model.files import kind_of
 
-# A claim name: a file refused whole, under the name it was recorded with.
-CLAIM = re.compile(r"^(?P<name>.+\.jsonl)\.(?P<kind>repeat|refused)-(?P<n>\d+)$")
+# A claim name: a file refused whole, under the name it was recorded with (a target
+# file's name ends in .json, an inbox file's in .jsonl).
+CLAIM = re.compile(r"^(?P<name>.+\.jsonl?)\.(?P<kind>repeat|refused)-(?P<n>\d+)$")
+# A target file claimed to be read: ``targets/NAME.json`` is rewritten under the same
+# name by its producer, so each version is claimed under a number of its own.
+TARGET_CLAIM = re.compile(r"^(?P<name>.+\.json)\.target-(?P<n>\d+)$")
 # Input file names longer than this are refused (under a hashed claim name), so that
 # every claim name, NAME plus ".repeat-N", still fits the filesystem's 255 bytes.
 MAX_NAME_BYTES = 240
@@ -55,6 +59,11 @@ class Lakehouse(Struct, frozen=True):
     def rejected(self) -> Path:
         """Where a file refused whole goes once its input_file record is durable."""
         return self.root / "rejected"
+
+    @property
+    def targets(self) -> Path:
+        """Where producers rename target portfolio files into (README, "Target files")."""
+        return self.root / "targets"
 
     @property
     def runs(self) -> Path:
@@ -200,6 +209,39 @@ def claim_base(name: str) -> tuple[str, str | None]:
                               f"at most {MAX_NAME_BYTES} bytes ({name[:60]!r}…)")
         name = f"{hashlib.sha256(raw).hexdigest()[:16]}.jsonl"
     return name, problem
+
+
+def whole_file(name: str) -> bool:
+    """Whether the file ``name`` is one record (a target file), not lines: a claimed
+    version, or a ``.json`` file given to ``execd replay``."""
+    return name.endswith(".json") or TARGET_CLAIM.match(name) is not None
+
+
+def target_claim(base: str, seen: set[str], numbers: dict[str, int]) -> str:
+    """A claim name for the next version of target file ``base``: ``BASE.target-N``
+    with an N no claim of it had (``seen``: every name ever claimed).
+
+    ``numbers`` holds this run's last N per base. A run's first claim of ``base`` finds
+    the first free N by doubling, then halving (claims are numbered 1, 2, ... so the
+    ones taken form a prefix; a gap a lost claim left is skipped, never reused while its
+    name is known): a few lookups, however many versions were claimed before.
+    """
+    def name(n: int) -> str:
+        return f"{base}.target-{n}"
+
+    taken = numbers.get(base, 0)
+    step = 1
+    while name(taken + step) in seen:
+        taken, step = taken + step, step * 2
+    free = taken + step  # taken is in seen (or 0), free is not
+    while free - taken > 1:
+        middle = (taken + free) // 2
+        if name(middle) in seen:
+            taken = middle
+        else:
+            free = middle
+    numbers[base] = free
+    return name(free)
 
 
 def move_into(source: Path, target_dir: Path) -> None:

@@ -35,6 +35,7 @@ from execd.reader.inbox import (
     stat_key,
     why_unreadable,
 )
+from execd.reader.lakehouse import whole_file
 from execd.service import logs
 from execd.service.control import ControlRequest, answer, refuse_waiting
 from execd.service.liveness import Pulse
@@ -277,7 +278,7 @@ class LakehouseReader:
         core = self.core
         if self.context is not None:
             await self._load_context(send)
-        core.start_file(job.name, job.offset, job.line, job.resumed)
+        core.start_file(job.name, job.offset, job.line, job.resumed, whole_file(job.name))
         self._reading = True
         size = job.offset
         problem: tuple[str, str] | None = None

@@ -7,10 +7,14 @@ from pathlib import Path
 
 import anyio
 import structlog
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from execd.model import reasons
 from execd.model.messages import Entry, InputFileRecord
 from execd.reader.inbox import MAX_NAME_BYTES, InboxSource, Lakehouse, claim_base, stat_key
+from execd.reader.lakehouse import target_claim, whole_file
+from tests.helpers import drop
 
 LOG = structlog.get_logger()
 
@@ -235,3 +239,72 @@ def test_a_truncated_file_is_said_truncated_and_one_cut_while_down_is_refused(
     [job] = inbox(tmp_path, progress={"g.jsonl": (3, 300)})._pending
     assert job.refuse_reason == reasons.INPUT_FILE_CHANGED
     assert job.refuse.startswith("truncated while the daemon was down: 300 bytes")
+
+
+# ---------------------------------------------------------------- targets/
+
+@settings(max_examples=200)
+@given(st.integers(0, 300), st.sets(st.integers(1, 400), max_size=20),
+       st.integers(0, 300))
+def test_a_target_claim_number_is_never_one_taken(prefix: int, extra: set[int],
+                                                   known: int) -> None:
+    """Whatever versions were claimed before (a prefix, and numbers past gaps), and
+    whatever this run remembers, the next claim name is a new one."""
+    seen = {f"t.json.target-{n}" for n in range(1, prefix + 1)} | {
+        f"t.json.target-{n}" for n in extra}
+    numbers = {"t.json": min(known, prefix)}
+    claim = target_claim("t.json", seen, numbers)
+    assert claim not in seen and whole_file(claim)
+    assert numbers["t.json"] == int(claim.rsplit("-", 1)[1])
+    if not extra:
+        assert claim == f"t.json.target-{prefix + 1}"  # no gaps: the next number
+
+
+async def test_target_files_are_claimed_a_version_at_a_time(tmp_path: Path) -> None:
+    """The producer rewrites one name: each version is claimed under a new number, and
+    only .json names are taken (a temporary dot-name, another suffix, never)."""
+    targets = tmp_path / "targets"
+    source = inbox(tmp_path, done={"p.json.target-1": (3, "0" * 64),
+                                   "p.json.target-2": (3, "0" * 64)})
+    assert targets.is_dir()
+    drop(targets, "p.json", b"{}\n")
+    (targets / ".p.json.tmp").write_bytes(b"{}")
+    (targets / "notes.txt").write_bytes(b"{}")
+    (tmp_path / "inbox" / "p.json").write_bytes(b"{}")  # .json in the inbox: not read
+    with anyio.fail_after(5):
+        job = await source.next_file()
+    assert job is not None and job.name == "p.json.target-3" and not job.refuse
+    assert (tmp_path / "work" / "p.json.target-3").read_bytes() == b"{}\n"
+    drop(targets, "p.json", b"{ }\n")
+    with anyio.fail_after(5):
+        job = await source.next_file()
+    assert job is not None and job.name == "p.json.target-4"
+    # Not a regular file: refused whole under a claim name, never read.
+    (targets / "d.json").mkdir()
+    with anyio.fail_after(5):
+        job = await source.next_file()
+    assert job is not None and job.name == "d.json.refused-1"
+    assert job.refuse_reason == reasons.INPUT_FILE_UNREADABLE and not whole_file(job.name)
+    assert source.backlog.files == 0
+    # A restart resumes a claimed version left in work/ as any claimed file, whole.
+    again = inbox(tmp_path, done={"p.json.target-1": (3, "0" * 64),
+                                  "p.json.target-2": (3, "0" * 64)})
+    assert [(j.name, j.refuse) for j in again._pending] == [
+        ("d.json.refused-1", "not a regular file (a directory)"),
+        ("p.json.target-3", ""), ("p.json.target-4", "")]
+    drop(targets, "p.json", b"{}")
+    with anyio.fail_after(5):
+        for _ in range(3):
+            await again.next_file()
+        job = await again.next_file()
+    assert job is not None and job.name == "p.json.target-5"
+
+
+async def test_an_unreadable_targets_directory_never_stops_the_inbox(tmp_path: Path) -> None:
+    source = inbox(tmp_path)
+    (tmp_path / "targets").rmdir()
+    (tmp_path / "targets").write_bytes(b"not a directory")
+    drop(tmp_path / "inbox", "a.jsonl", b"{}\n")
+    with anyio.fail_after(5):
+        job = await source.next_file()
+    assert job is not None and job.name == "a.jsonl"

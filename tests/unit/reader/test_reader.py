@@ -238,3 +238,82 @@ def test_an_operator_tick_out_of_range_moves_nothing() -> None:
         core.operator_tick(2**63, "ops")
     assert core.clock.now() == 0 and core.next_seq == 0
     assert core.operator_tick(2**63 - 1, "ops").time == 2**63 - 1
+
+
+# ---------------------------------------------------------------- target files
+
+TARGET_FILE = json.dumps({
+    "portfolio_id": "core", "source_run": "run-1", "as_of": 7, "venue": "paper",
+    "targets": [{"symbol": "BTC/USDT", "quantity": "0.5"},
+                {"symbol": "ETH/USDT", "weight": "0.25", "price": "2000"}],
+    "capital": "10000"}, indent=2).encode() + b"\n"
+
+
+def read_target_file(data: bytes, cuts: list[int] | None = None,
+                     max_line: int = 1 << 20) -> list[Any]:
+    core = ReaderCore(LogicalClock(), 0, max_line)
+    core.start_file("t.json.target-1", whole=True)
+    items: list[Any] = []
+    position = 0
+    for cut in sorted(cuts or []):
+        items += core.feed(data[position:cut])
+        position = cut
+    items += core.feed(data[position:])
+    items += core.finish_file(len(data), "digest")
+    return items
+
+
+@settings(max_examples=100)
+@given(st.lists(st.integers(0, len(TARGET_FILE)), max_size=8))
+def test_a_target_file_is_one_record_over_its_lines_whatever_the_chunking(
+        cuts: list[int]) -> None:
+    """A pretty-printed target without ``kind`` is one target, at the file's end offset."""
+    items = read_target_file(TARGET_FILE, cuts)
+    assert [type(i).__name__ for i in items] == ["TargetIn", "Entry"]
+    target = items[0]
+    assert type(target.target).__name__ == "WireTarget"
+    assert target.target.portfolio_id == "core" and len(target.target.targets) == 2
+    assert (target.source.file, target.source.line, target.source.end) == (
+        "t.json.target-1", 1, len(TARGET_FILE))
+    assert items[1].kind == "input_file" and items[1].body.lines == 1
+    assert signature(items[1:]) == signature(read_target_file(TARGET_FILE)[1:])
+
+
+def test_a_target_file_may_hold_a_drift_target_and_nothing_else() -> None:
+    drift = json.dumps({"kind": "drift_target", "portfolio_id": "core", "source_run": "d",
+                        "as_of": 9, "venue": "paper",
+                        "orders": [{"symbol": "BTC/USDT", "target_quantity": "1"}]},
+                       indent=1).encode()
+    [item, _] = read_target_file(drift)
+    assert type(item.target).__name__ == "WireDriftTarget"
+    # An intent or a tick in a target file is refused, never executed or applied.
+    for other, kind in ((intent(1), "'intent'"), ({"kind": "tick", "time": 5}, "'tick'"),
+                        ({"kind": 5}, "5")):
+        [refused, record] = read_target_file(json.dumps(other).encode())
+        body = outcome(refused)
+        assert body.reason == reasons.INPUT_SCHEMA_VIOLATION
+        assert body.detail == ("a target file holds one target (kind target or drift_target),"
+                               f" not {kind}")
+        assert record.body.lines == 1
+
+
+def test_each_kind_of_bad_target_file_has_its_reason() -> None:
+    cases = {
+        b"{}": reasons.INPUT_SCHEMA_VIOLATION,  # kind target, required fields missing
+        b"{ \n }\n": reasons.INPUT_SCHEMA_VIOLATION,
+        b'{"portfolio_id": "core",\n  oops': reasons.INPUT_MALFORMED_JSON,
+        b"[1, 2]": reasons.INPUT_SCHEMA_VIOLATION,
+        b"\xff\xfe": reasons.INPUT_INVALID_UTF8,
+        TARGET_FILE.replace(b'"capital"', b'"capitol"'): reasons.INPUT_SCHEMA_VIOLATION,
+        b"[" * (MAX_JSON_DEPTH + 1): reasons.INPUT_TOO_DEEP,
+    }
+    for data, reason in cases.items():
+        [refused, record] = read_target_file(data)
+        assert outcome(refused).reason == reason, (data, outcome(refused))
+        assert record.kind == "input_file"
+    [empty, _] = read_target_file(b"\n  \n")
+    assert outcome(empty).reason == reasons.INPUT_EMPTY_FILE
+    [long, _] = read_target_file(TARGET_FILE, [100, 200], max_line=256)
+    assert outcome(long).reason == reasons.INPUT_LINE_TOO_LONG
+    assert outcome(long).detail == (f"the target file is {len(TARGET_FILE)} bytes; "
+                                    "input.max_line_bytes is 256")
