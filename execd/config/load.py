@@ -183,9 +183,11 @@ def _check_meaning(config: Config, file: str, problems: list[ConfigProblem]) -> 
     _check_limits(config.risk.limits, "risk.limits", file, problems)
     _check_routes(config, file, problems)
     for name, amount in sorted(config.allocations.items()):
-        if not (amount.is_finite() and amount > 0):
+        # As the lakehouse's allocations.json (reader/context.py): exponent at most 15.
+        if not (amount.is_finite() and amount > 0 and amount.adjusted() <= 15):
             problems.append(ConfigProblem(file, keys.dotted(("allocations", name)),
-                                          "a positive decimal number", str(amount)))
+                                          "a positive decimal number of at most 1e15",
+                                          str(amount)))
     ledger = config.ledger
     if ledger.checkpoint_interval is not None and not ledger.checkpoint_records:
         # The seq rule is what bounds the commits waiting for the shadow fold.

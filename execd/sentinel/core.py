@@ -43,6 +43,7 @@ from execd.model.messages import (
     TradingState,
     TradingStateRecord,
     encode,
+    normal,
 )
 from execd.model.refusal import Refusal
 from execd.policy.apply import govern, judge
@@ -165,7 +166,7 @@ def _prices(intent: OrderIntent) -> Refusal:
         value = getattr(intent, name)
         if value is not None and not _positive(value):
             return Refusal(reasons.INTENT_PRICE_NOT_POSITIVE, f"{name}={value} must be > 0")
-        if value is not None:
+        if value is not None and not _LEAST <= value < _BEYOND:
             return _out_of_range(name, value)
     raise AssertionError("prices refused without a reason")
 
@@ -618,6 +619,22 @@ def route_intent(core: SentinelCore, item: IntentIn, intent_id: uuid.UUID, start
     return got
 
 
+def _unsizable(intent: OrderIntent) -> Refusal | None:
+    """Why ``intent`` is refused whatever its quantity: a side its action contradicts,
+    a price out of range (judged again, the same way, once it is sized)."""
+    if intent.side is not None and intent.action is not None:
+        side = _side(intent)
+        if type(side) is Refusal:
+            return side
+    limit, reference = intent.limit_price, intent.reference_price
+    try:
+        usual = ((limit is None or _LEAST <= limit < _BEYOND)
+                 and (reference is None or _LEAST <= reference < _BEYOND))
+    except InvalidOperation:
+        usual = False
+    return None if usual else _prices(intent)
+
+
 def size_item(core: SentinelCore, item: IntentIn, intent_id: uuid.UUID) -> IntentIn | Entry:
     """``item`` with its quantity resolved and its action in upper case (README,
     "Sizing"), or the outcome of why it could not be sized."""
@@ -629,6 +646,10 @@ def size_item(core: SentinelCore, item: IntentIn, intent_id: uuid.UUID) -> Inten
         book = core.risk.book.venues.get(intent.venue) if core.risk else None
         found = book.positions.get(intent.symbol) if book is not None else None
         position = found if found is not None else Position(intent.symbol)
+    # What the line gets wrong whatever its size is refused as such, not as a size.
+    early = _unsizable(normal(intent))
+    if early is not None:
+        return core.refuse(item, intent_id, early)
     risk = core.risk
     allocations: Mapping[str, Decimal] | None = {}
     if risk is not None:

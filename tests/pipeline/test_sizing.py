@@ -189,7 +189,8 @@ async def test_the_lakehouse_allocations_come_before_the_configs(tmp_path: Path)
 async def test_what_the_sizing_review_found_stays_fixed(tmp_path: Path) -> None:
     twap = {"algorithm": "twap", "duration": 60, "slices": 3}
     rows = [
-        # A price no quotient can hold (1e-400): refused, and the next line fills.
+        # A price no quotient can hold (1e-400): refused as the line's own number is
+        # (before it is sized from), and the next line fills.
         sized(1, action="ADD", size_frac="1", allocation="momentum", reference_price="1e-400"),
         intent(2, quantity="0.1", reference_price="100"),
         # An EMERGENCY_EXIT from an allocation never sells more than is held (0.1).
@@ -201,8 +202,32 @@ async def test_what_the_sizing_review_found_stays_fixed(tmp_path: Path) -> None:
         sized(5, action="EXIT", reference_price="100"),
     ]
     got = _by_n(await _run(tmp_path, rows))
-    assert (got[1]["status"], got[1]["reason"]) == ("REJECTED", reasons.SIZE_PRICE_UNKNOWN)
+    assert (got[1]["status"], got[1]["reason"]) == (
+        "REJECTED", reasons.INTENT_NUMBER_OUT_OF_RANGE)
     assert got[2]["status"] == "FILLED"
     assert (got[3]["side"], Decimal(got[3]["filled_quantity"])) == ("sell", Decimal("0.1"))
     assert (got[5]["side"], Decimal(got[5]["filled_quantity"])) == ("sell", Decimal("0.3"))
     assert got[5]["sizing"]["basis"] == "exit"
+
+
+@pytest.mark.asyncio
+async def test_what_is_wrong_whatever_the_size_is_said_before_the_size(tmp_path: Path) -> None:
+    """A side the action contradicts, or a price out of range, is refused as such, not
+    as SIZE_ZERO (nothing held) or a size from a price no check would accept."""
+    rows = [
+        sized(1, action="EXIT", side="buy"),                       # nothing held either
+        sized(2, action="TRIM", size_frac="0.5", reference_price="1e30"),
+        sized(3, action="ADD", size_frac="0.5", allocation="momentum",
+              order_type="limit", limit_price="100", reference_price="1e30"),
+        intent(4, quantity="0.1", order_type="limit", limit_price="100",
+               reference_price="1e30"),
+        sized(5, action="add", size_frac="0.5", allocation="momentum", side="buy",
+              reference_price="100"),                              # agrees: sized
+    ]
+    got = _by_n(await _run(tmp_path, rows))
+    assert (got[1]["reason"], got[1]["detail"]) == (
+        reasons.INTENT_SIDE_CONFLICT, "side=buy but action=EXIT implies sell")
+    for n in (2, 3, 4):
+        assert got[n]["reason"] == reasons.INTENT_NUMBER_OUT_OF_RANGE, got[n]
+        assert got[n]["detail"].startswith("reference_price=1E+30 is outside"), got[n]
+    assert (got[5]["status"], Decimal(got[5]["filled_quantity"])) == ("FILLED", Decimal(5))

@@ -58,6 +58,10 @@ def test_good_config_loads(tmp_path: Path) -> None:
     ("[daemon]\nlakehouse='a'\nledger_dir='b'\n[venues]\n", "venues: expected at least one"),
     (GOOD + "[risk.limits]\nmax_order_notional = '-5'\n",
      "risk.limits.max_order_notional: expected a positive decimal number, found -5"),
+    (GOOD + "[allocations]\nmomentum = '1e200'\n",
+     "allocations.momentum: expected a positive decimal number of at most 1e15, found 1E+200"),
+    (GOOD + "[allocations]\n'book:B1' = '0'\n",
+     "allocations.book:B1: expected a positive decimal number of at most 1e15, found 0"),
     (GOOD + "[risk.limits]\nmax_asset_exposure = 'lots'\n",
      "risk.limits.max_asset_exposure: expected a decimal number (string or number) or nothing, "
      "found 'lots'"),
