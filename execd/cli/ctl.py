@@ -207,9 +207,20 @@ def cmd_sign(args: argparse.Namespace) -> int:
 
 
 def _sign_file(key: bytes, handle: BinaryIO, name: str) -> str | None:
-    """Write ``handle``'s lines, intents signed, to stdout; the first problem, or None."""
+    """Write ``handle``'s lines, intents and targets signed, to stdout (a target file,
+    ``.json``, as one object); the first problem, or None."""
     from execd.sentinel.signatures import signed_line
 
+    if name.endswith(".json"):
+        whole = handle.read().strip()
+        if not (whole.startswith(b"{") and whole.endswith(b"}")):
+            return f"{name}: not a JSON object"
+        try:
+            sys.stdout.buffer.write(signed_line(key, whole, whole=True) + b"\n")
+        except ValueError as exc:
+            return f"{name}: {exc}"
+        sys.stdout.flush()
+        return None
     for number, line in enumerate(handle, 1):
         text = line.strip()
         if not text:
@@ -315,11 +326,11 @@ def register(sub: Any, with_config: Callable[[argparse.ArgumentParser], None],
     sell.add_argument("--reason", required=True,
                       help="why, in words (required; recorded in the ledger)")
 
-    signer = sub.add_parser("sign", help="add HMAC-SHA256 signatures to intent lines")
+    signer = sub.add_parser("sign", help="add HMAC-SHA256 signatures to intent and target lines")
     signer.add_argument("--key-file", required=True,
                         help="the HMAC key, a file of at least 16 bytes: the one the "
                              "daemon's risk.key_file names (required)")
     signer.add_argument("inputs", nargs="+",
-                        help="JSON Lines files of intents and ticks; the signed lines go to "
-                             "stdout")
+                        help="JSON Lines files of intents, targets and ticks, or target "
+                             "files (NAME.json, one object); the signed lines go to stdout")
     signer.set_defaults(func=cmd_sign)

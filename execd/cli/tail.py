@@ -310,7 +310,7 @@ def _by_kind(kind: str, body: dict[str, Any]) -> str:
                  if isinstance(legs, list) else _json(legs))
         return (f"{_text(get('portfolio_id'))} as_of={_text(get('as_of'))} "
                 f"{_text(get('venue'))} target={_text(get('target_id'))}"
-                + (" partial" if get("partial") else "")
+                + (" partial" if get("partial") else "") + (" signed" if get("signed") else "")
                 + ("" if get("supersedes") is None else f" supersedes={_text(get('supersedes'))}")
                 + (f" {shown}" if shown else ""))
     if kind == "holdings":

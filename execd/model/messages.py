@@ -206,6 +206,8 @@ class Target(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True
     plan_id: Name | None = None
     execution: Execution | None = None
     route: Name | None = None
+    # HMAC-SHA256 of the target's canonical form, as an intent's (README, "Signatures").
+    signature: Annotated[str, Meta(pattern="^[0-9a-f]{64}$")] | None = None
 
 
 class DriftTarget(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True,
@@ -220,6 +222,7 @@ class DriftTarget(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults
     orders: tuple[DriftOrder, ...]
     urgency: Urgency = "medium"
     priority: Annotated[int, Meta(ge=0, le=100)] = 50
+    signature: Annotated[str, Meta(pattern="^[0-9a-f]{64}$")] | None = None
 
 
 InputRecord = OrderIntent | ClockTick | Target | DriftTarget
@@ -571,7 +574,8 @@ class TargetRecord(Struct, frozen=True, forbid_unknown_fields=True, omit_default
     canonical digest, ``sha256``), whose it is, and its ``legs``. ``supersedes``: the
     target it replaced, and ``ended`` the parents of that one's open schedules it ended.
     Its legs' orders follow it: the record holds all a later run needs to send a leg
-    a stop cut off (how: ``urgency``, ``priority``, ``plan_id``, ``execution``)."""
+    a stop cut off (how: ``urgency``, ``priority``, ``plan_id``, ``execution``,
+    ``signed``)."""
 
     target_id: uuid.UUID
     sha256: str
@@ -589,6 +593,9 @@ class TargetRecord(Struct, frozen=True, forbid_unknown_fields=True, omit_default
     plan_id: str | None = None
     execution: Execution | None = None
     source: Source | None = None
+    # Its signature was verified (README, "Signatures"): its legs are signed by execd
+    # with the same key, so a venue that requires signatures takes them.
+    signed: bool = False
 
 
 class TickRecord(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True, gc=False):

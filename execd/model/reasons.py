@@ -273,10 +273,10 @@ REASONS: Final[dict[str, str]] = {
     GOVERNANCE_PLAN_NOT_COMMITTED: "The intent's plan exists but is not COMMITTED.",
     PROVENANCE_RUN_UNREGISTERED: "The intent's source_run is not in the lakehouse's audit "
     "registry (audit/runs.jsonl).",
-    PROVENANCE_SIGNATURE_MISSING: "The venue's plane requires a signed intent "
-    "(risk.signatures) and the intent has no signature.",
-    PROVENANCE_SIGNATURE_INVALID: "The signature does not match the intent under the "
-    "configured key (altered, or signed with another key).",
+    PROVENANCE_SIGNATURE_MISSING: "The venue's plane requires a signed intent or target "
+    "(risk.signatures) and it has no signature.",
+    PROVENANCE_SIGNATURE_INVALID: "The signature does not match the intent or target under "
+    "the configured key (altered, or signed with another key).",
     RISK_VENUE_COOLDOWN: "The venue failed failure_limit orders within failure_window and "
     "is cooling down.",
     RISK_REDUCE_ONLY_VIOLATION: "constraints.reduce_only is set and the order could grow "

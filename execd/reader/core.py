@@ -161,7 +161,7 @@ class ReaderCore:
     def _target_file(self, data: bytes, end: int) -> ReaderItem | None:
         """A whole target file: one target (``kind`` defaults to ``target``), or a drift
         target; anything else in it is refused, never executed."""
-        text = data.strip(_BLANK)
+        text = original = data.strip(_BLANK)
         kind: object = None
         try:
             kind = _kind_of(text).kind
@@ -178,7 +178,11 @@ class ReaderCore:
                     self._take_seq(), self.clock.now(), Source(self._file, self._line, end),
                     reasons.INPUT_SCHEMA_VIOLATION,
                     f"a target file holds one target (kind target or drift_target), not {kind!r}")
-        return self._one(text, end)
+        item = self._one(text, end)
+        if type(item) is TargetIn:
+            # The object as its producer wrote (and signed) it, without the kind added.
+            item = msgspec.structs.replace(item, raw=original)
+        return item
 
     def _unreadable(self, text: bytes, src: Source, exc: Exception) -> Entry:
         """The quarantine of a line that did not decode, with the reason that explains it.

@@ -46,8 +46,13 @@ def sign(key: bytes, line: bytes) -> str:
     return hmac.new(key, canonical(line), hashlib.sha256).hexdigest()
 
 
-def signed_line(key: bytes, line: bytes) -> bytes:
-    """``line`` with its signature added, if it is an intent; otherwise ``line`` as it is.
+_SIGNED_KINDS = frozenset(("intent", "target", "drift_target"))
+
+
+def signed_line(key: bytes, line: bytes, *, whole: bool = False) -> bytes:
+    """``line`` with its signature added, if it is an intent or a target; otherwise
+    ``line`` as it is. ``whole``: ``line`` is a target file's object (over any number
+    of lines, ``kind`` optional).
 
     The signature goes in as text before the closing brace: the line is never
     re-encoded, so every number and string keeps the exact spelling the producer
@@ -59,10 +64,11 @@ def signed_line(key: bytes, line: bytes) -> bytes:
         obj: Any = json.loads(text)
     except RecursionError:
         raise ValueError("JSON nested too deeply to sign") from None
-    if not isinstance(obj, dict) or obj.get("kind") != "intent":
+    if not isinstance(obj, dict) or obj.get("kind", "target" if whole else None) not in (
+            _SIGNED_KINDS):
         return line
     if "signature" in obj:
-        raise ValueError("the intent is signed already")
+        raise ValueError(f"the {obj.get('kind', 'target')} is signed already")
     signature = sign(key, text)
     body = text[:-1].rstrip()
     return body + b',"signature":"' + signature.encode() + b'"}'

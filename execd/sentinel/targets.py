@@ -46,11 +46,13 @@ from execd.model.messages import (
     encode,
 )
 from execd.model.refusal import Refusal
+from execd.sentinel.signatures import sign, verify
 from execd.sentinel.sizing import _EXACT, _plain, expected
 from execd.venues.ccxt.prepare import round_down
 
 if TYPE_CHECKING:
     from execd.sentinel.core import SentinelCore
+    from execd.sentinel.risk import Risk
 
 _ZERO, _ONE = Decimal(0), Decimal(1)
 # At most this many symbols in one target.
@@ -143,8 +145,10 @@ class Targets:
         return state
 
 
-def digest(target: object) -> tuple[str, uuid.UUID]:
-    """A target's canonical digest and id: reformatting a file is no new target."""
+def digest(target: Target | DriftTarget) -> tuple[str, uuid.UUID]:
+    """A target's canonical digest and id: reformatting a file is no new target. Its
+    signature is part of it: a target refused unsigned (its id has its one outcome)
+    may come again signed."""
     sha = hashlib.sha256(encode(target)).hexdigest()
     return sha, uuid.UUID(ids.uuid5(ids.TARGET_NS, sha.encode()))
 
@@ -251,7 +255,11 @@ def target(core: SentinelCore, item: TargetIn) -> Entry:
         return _refused(item, seq, target_id, Refusal(
             reasons.TARGET_REPEATED, f"target {target_id} was read before: nothing to send",
             "SKIPPED"))
-    state = core.require_risk().targets
+    risk = core.require_risk()
+    signed = _signature(risk, item)
+    if isinstance(signed, Refusal):
+        return _refused(item, seq, target_id, signed)
+    state = risk.targets
     before = state.portfolios.get(spec.portfolio_id)
     if before is not None and spec.as_of <= before.as_of:
         return _refused(item, seq, target_id, Refusal(
@@ -290,7 +298,7 @@ def target(core: SentinelCore, item: TargetIn) -> Entry:
         partial, None if isinstance(spec, DriftTarget) else spec.capital,
         before.target_id if before is not None else None, ending, spec.urgency, spec.priority,
         None if isinstance(spec, DriftTarget) else spec.plan_id,
-        None if isinstance(spec, DriftTarget) else spec.execution, item.source)
+        None if isinstance(spec, DriftTarget) else spec.execution, item.source, signed)
     state.record(record)
     for parent in ending:
         if parent not in core.schedules.core:  # its outcome is recorded with this target
@@ -299,6 +307,31 @@ def target(core: SentinelCore, item: TargetIn) -> Entry:
         if leg.leg is not None:
             _send(core, record, leg, item.seq + 1, item.time)
     return Entry(seq, "target", item.time, record)
+
+
+def _signature(risk: Risk, item: TargetIn) -> bool | Refusal:
+    """Whether the target is signed and its signature valid; or why it is refused: a
+    venue that requires signatures requires them of targets as of intents (README,
+    "Signatures"), and a signature there is checked whenever a key is."""
+    spec, key = item.target, risk.rules.key
+    venue = risk.venues.get(spec.venue)
+    if spec.signature is None:
+        if venue is None or not venue.signed:
+            return False
+        return Refusal(reasons.PROVENANCE_SIGNATURE_MISSING,
+                       f"venue={spec.venue} is on the {venue.plane} plane and "
+                       f"risk.signatures={risk.rules.signatures!r}")
+    if key is None:
+        return False  # nothing to prove it with, and not required
+    try:
+        valid = verify(key, item.raw, spec.signature)
+    except ValueError:
+        valid = False
+    if not valid:
+        return Refusal(reasons.PROVENANCE_SIGNATURE_INVALID,
+                       "HMAC-SHA256 of the canonical target does not match signature="
+                       f"{spec.signature[:12]}…")
+    return True
 
 
 def catch_up(core: SentinelCore) -> list[RouterItem]:
@@ -377,6 +410,13 @@ def _send(core: SentinelCore, record: TargetRecord, leg: LegRecord, seq: int,
     assert leg.leg is not None
     core.require_risk().targets.awaiting.pop(leg.leg, None)
     intent = leg_intent(record, leg)
-    got = core.handle(IntentIn(seq, now, None, intent, encode(intent)))
+    raw = encode(intent)
+    key = core.require_risk().rules.key
+    if record.signed and key is not None:
+        # Derived from a target whose signature was verified: execd signs the leg with
+        # the same key, so the one signature check holds it as it holds an intent.
+        intent = msgspec.structs.replace(intent, signature=sign(key, raw))
+        raw = encode(intent)
+    got = core.handle(IntentIn(seq, now, None, intent, raw))
     core.shift += 1
     core._inserted.append(got)

@@ -9,6 +9,7 @@ batch sizes and with checkpoints on or off.
 from __future__ import annotations
 
 import json
+import uuid
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -233,11 +234,48 @@ def test_the_targets_state_keeps_owners_and_each_record_once() -> None:
     state = Targets()
     legs = [LegRecord(f"S{i}", D(1), D(0), D(1), leg_id("x", "v", f"S{i}"), "sent")
             for i in range(50)]
-    record = TargetRecord(digest_of({"kind": "tick", "time": 1})[1], "x", "p", "r", 1, "v",
-                          legs)
+    record = TargetRecord(uuid.UUID(int=1), "x", "p", "r", 1, "v", legs)
     state.record(record)
     state.owners[("w", "OLD")] = "p"  # a symbol owned before the portfolio's last target
     data = state.encode()
     assert data.count(b'"sha256":"x"') == 1  # the record once, not once per leg
     again = Targets.decode(data)
     assert again.owners == state.owners and again.awaiting == state.awaiting
+
+
+@pytest.mark.asyncio
+async def test_where_signatures_are_required_a_target_is_signed_and_so_are_its_legs(
+        tmp_path: Path) -> None:
+    """Unsigned or forged targets are refused whole; a signed one's legs, signed by
+    execd with the same key, pass the one signature check (none refused for lacking it)."""
+    from execd.sentinel.signatures import sign, signed_line
+
+    key = b"k" * 32
+    (tmp_path / "key").write_bytes(key)
+    signed = json.loads(signed_line(key, json.dumps(target(
+        1, [{"symbol": "BTC/USDT", "quantity": "2"}, {"symbol": "ETH/USDT", "quantity": "3"}],
+        execution={"algorithm": "twap", "duration": 20, "slices": 2})).encode()))
+    forged = {**signed, "as_of": 2}  # its signature was made for as_of 1
+    unsigned = target(3, [{"symbol": "BTC/USDT", "quantity": "1"}])
+    later = json.loads(signed_line(key, json.dumps(
+        target(4, [{"symbol": "BTC/USDT", "quantity": "1"}])).encode()))
+    rows = [signed, tick(10), tick(20), forged, unsigned, later, tick(30)]
+    ledger = await _run(tmp_path, rows,
+                        risk=f'signatures = "all"\nkey_file = "{tmp_path / "key"}"')
+    found = _kind(ledger, "target")
+    assert [(t["as_of"], t.get("signed")) for t in found] == [(1, True), (4, True)]
+    out = [r["body"] for r in records(ledger) if r["kind"] == "outcome"]
+    refused = {o["intent_id"]: o["reason"] for o in out if o["status"] == "REJECTED"}
+    assert refused == {str(digest_of(forged)[1]): reasons.PROVENANCE_SIGNATURE_INVALID,
+                       str(digest_of(unsigned)[1]): reasons.PROVENANCE_SIGNATURE_MISSING}
+    assert _positions(ledger) == {"BTC/USDT": D(1), "ETH/USDT": D(0)}  # 4 leaves ETH out
+    # Every leg is signed, and its signature is the key's over the leg's own form.
+    ids = {leg[4] for t in found for leg in t["legs"] if leg[5] == "sent"}
+    legs = [o["intent"] for o in out if o["intent_id"] in ids]
+    assert len(legs) == 4  # BTC and ETH (in children, which are not signed), then both back
+    for leg in legs:
+        assert leg["signature"] == sign(key, json.dumps(
+            {k: v for k, v in leg.items() if k != "signature"}).encode())
+    # Signed, it is another target than unsigned: refused unsigned, it may come again.
+    assert digest_of(signed) != digest_of({k: v for k, v in signed.items()
+                                           if k != "signature"})

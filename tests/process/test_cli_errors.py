@@ -86,3 +86,17 @@ def test_ctl_refuses_a_timeout_that_is_not_a_positive_number(tmp_path: Path) -> 
                 in result.stderr)
     nobody = execd("ctl", "status", "--timeout=0.5", "--socket", sock)
     assert nobody.returncode == 1 and "no daemon is listening" in nobody.stderr
+
+
+def test_signing_a_target_file_that_is_not_one_object_says_so(tmp_path: Path) -> None:
+    key = tmp_path / "key"
+    key.write_bytes(b"0123456789abcdef0123456789abcdef")
+    for name, body, expected in (
+            ("lines.json", b'{"a": 1}\n{"b": 2}\n', "lines.json: Extra data: line 2"),
+            ("list.json", b"[1, 2]\n", "list.json: not a JSON object"),
+            ("twice.json", b'{"portfolio_id": "p", "signature": "' + b"0" * 64 + b'"}',
+             "twice.json: the target is signed already")):
+        (tmp_path / name).write_bytes(body)
+        result = execd("sign", "--key-file", str(key), str(tmp_path / name))
+        assert result.returncode == 1, result.stderr
+        assert result.stderr.startswith(f"{tmp_path / expected}"), result.stderr

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,8 @@ from typing import Any
 import pytest
 
 from tests.helpers import (
+    EXECD,
+    ROOT,
     drop,
     outcomes,
     records,
@@ -96,3 +99,28 @@ def test_every_version_of_a_target_file_is_read_once_and_the_last_one_held(
     ids = [o["intent_id"] for o in outcomes(ledger)]
     assert all(ids.count(leg) == 1 for leg in sent)
     verify(ledger)
+
+
+def test_a_target_file_signed_by_execd_sign_is_taken_where_signatures_are_required(
+        tmp_path: Path) -> None:
+    key = tmp_path / "key"
+    key.write_bytes(b"0123456789abcdef0123456789abcdef")
+    source = tmp_path / NAME
+    source.write_bytes(version(1, "2", "0.5"))
+    signed = subprocess.run([*EXECD, "sign", "--key-file", str(key), str(source)],
+                            capture_output=True, cwd=ROOT, timeout=60)
+    assert signed.returncode == 0, signed.stderr
+    assert signed.stdout.startswith(source.read_bytes().strip()[:-1].rstrip())  # as written
+    _, process = started(tmp_path, risk=f'signatures = "all"\nkey_file = "{key}"')
+    lakehouse, ledger = tmp_path / "lakehouse", tmp_path / "ledger"
+    try:
+        drop(lakehouse / "targets", NAME, version(1, "2", "0.5"))   # unsigned: refused
+        wait_for(lambda: len(archived(lakehouse)) == 1)
+        drop(lakehouse / "targets", NAME, signed.stdout)
+        wait_for(lambda: held(ledger) == {"BTC/USDT": 2, "ETH/USDT": 2})
+    finally:
+        assert stop(process) == 0
+    [refused] = [o for o in outcomes(ledger) if o["status"] == "REJECTED"]
+    assert (refused["reason"], refused["source"][0]) == (
+        "PROVENANCE_SIGNATURE_MISSING", f"{NAME}.target-1")
+    assert [t.get("signed") for t in of_kind(ledger, "target")] == [True]

@@ -103,6 +103,8 @@ def shown(capsysbinary: pytest.CaptureFixture[bytes], directory: Path, *args: st
     ("target", {"portfolio_id": "core", "as_of": 5, "venue": "b", "target_id": "t",
                 "supersedes": "s", "legs": [["BTC/USDT", "2", "0.5", "1.5", "l", "sent"], [1]]},
      "target core as_of=5 b target=t supersedes=s BTC/USDT:0.5->2(sent 1.5)"),
+    ("target", {"portfolio_id": "core", "as_of": 6, "venue": "b", "target_id": "u",
+                "signed": True, "legs": []}, "target core as_of=6 b target=u signed"),
     ("holdings", {"total": [1]}, "holdings null null busy [1]"),
     ("drift", {"state": "drift", "venue": "b", "asset": "BTC", "venue_quantity": "2",
                "ledger_low": "0.5", "ledger_high": "0.5", "baseline": "1",

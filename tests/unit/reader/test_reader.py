@@ -317,3 +317,16 @@ def test_each_kind_of_bad_target_file_has_its_reason() -> None:
     assert outcome(long).reason == reasons.INPUT_LINE_TOO_LONG
     assert outcome(long).detail == (f"the target file is {len(TARGET_FILE)} bytes; "
                                     "input.max_line_bytes is 256")
+
+
+def test_a_target_file_keeps_its_object_as_written_so_its_signature_holds() -> None:
+    """The kind the reader adds is not part of what the producer signed."""
+    from execd.sentinel.signatures import signed_line, verify
+
+    key = b"s" * 32
+    data = signed_line(key, TARGET_FILE.strip(), whole=True)
+    assert b"\n" in data and b'"kind"' not in data  # indented, no kind: as written
+    [item, _] = read_target_file(data)
+    assert item.raw == data.replace(b"\n", b" ")
+    assert item.target.signature is not None
+    assert verify(key, item.raw, item.target.signature)
