@@ -171,7 +171,7 @@ class ReaderCore:
             if kind is None:
                 rest = text[1:].lstrip(_BLANK)
                 text = b'{"kind":"target"' + (b"" if rest[:1] == b"}" else b",") + text[1:]
-            elif kind not in _TARGET_KINDS:
+            elif not isinstance(kind, str) or kind not in _TARGET_KINDS:
                 self._line += 1
                 self._records += 1
                 return quarantine(

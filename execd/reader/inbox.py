@@ -161,8 +161,15 @@ class InboxSource:
         self.settle_seconds = settle_seconds
         self.stopping = stopping
         self.log = log
-        for directory in (self.inbox, self.targets, self.work):
+        for directory in (self.inbox, self.work):
             directory.mkdir(parents=True, exist_ok=True)
+        try:
+            self.targets.mkdir(exist_ok=True)
+        except OSError as exc:
+            # A file, a dangling link, a FIFO where targets/ should be: the inbox is
+            # still read, and each scan says why targets/ is not (input.targets_scan_failed).
+            log.warning("input.targets_unusable", targets=str(self.targets),
+                        error=exc.strerror or str(exc))
         # Every name ever claimed: consumed, being read, or waiting in work/ (a file
         # rejected after some of it was read was consumed too). Refusals so far per base
         # name, so claim names never collide.

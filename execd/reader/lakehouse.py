@@ -23,11 +23,12 @@ from execd.model.errors import NotRegular
 from execd.model.files import kind_of
 
 # A claim name: a file refused whole, under the name it was recorded with (a target
-# file's name ends in .json, an inbox file's in .jsonl).
-CLAIM = re.compile(r"^(?P<name>.+\.jsonl?)\.(?P<kind>repeat|refused)-(?P<n>\d+)$")
+# file's name ends in .json, an inbox file's in .jsonl). Names may hold any character,
+# a line feed too: DOTALL, and \Z (not $, which also matches before a final line feed).
+CLAIM = re.compile(r"(?P<name>.+\.jsonl?)\.(?P<kind>repeat|refused)-(?P<n>[0-9]+)\Z", re.DOTALL)
 # A target file claimed to be read: ``targets/NAME.json`` is rewritten under the same
 # name by its producer, so each version is claimed under a number of its own.
-TARGET_CLAIM = re.compile(r"^(?P<name>.+\.json)\.target-(?P<n>\d+)$")
+TARGET_CLAIM = re.compile(r"(?P<name>.+\.json)\.target-(?P<n>[0-9]+)\Z", re.DOTALL)
 # Input file names longer than this are refused (under a hashed claim name), so that
 # every claim name, NAME plus ".repeat-N", still fits the filesystem's 255 bytes.
 MAX_NAME_BYTES = 240

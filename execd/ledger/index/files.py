@@ -70,7 +70,7 @@ DONE, REJECTED, CHANGED, DIGEST = 1, 2, 4, 8
 _HEX = re.compile(r"^[0-9a-f]{64}$")
 # The claim names the inbox makes (reader/lakehouse.py CLAIM, which imports nothing of
 # the ledger's; kept equal by tests/unit/ledger/index/test_files.py).
-CLAIM = re.compile(r"^(?P<name>.+\.jsonl?)\.(?P<kind>repeat|refused)-(?P<n>\d+)$")
+CLAIM = re.compile(r"(?P<name>.+\.jsonl?)\.(?P<kind>repeat|refused)-(?P<n>[0-9]+)\Z", re.DOTALL)
 _MAX_REPEATS = (1 << 56) - 1
 
 

@@ -301,6 +301,8 @@ async def test_target_files_are_claimed_a_version_at_a_time(tmp_path: Path) -> N
 
 
 async def test_an_unreadable_targets_directory_never_stops_the_inbox(tmp_path: Path) -> None:
+    """Gone or replaced while running, or not a directory at start-up (a file, a
+    dangling link, a FIFO): the inbox is read on."""
     source = inbox(tmp_path)
     (tmp_path / "targets").rmdir()
     (tmp_path / "targets").write_bytes(b"not a directory")
@@ -308,3 +310,39 @@ async def test_an_unreadable_targets_directory_never_stops_the_inbox(tmp_path: P
     with anyio.fail_after(5):
         job = await source.next_file()
     assert job is not None and job.name == "a.jsonl"
+    for n, make in enumerate((lambda p: p.write_bytes(b"x"),
+                              lambda p: p.symlink_to(tmp_path / "nowhere"),
+                              lambda p: os.mkfifo(p))):
+        root = tmp_path / f"r{n}"
+        root.mkdir()
+        make(root / "targets")
+        source = inbox(root)
+        drop(root / "inbox", "b.jsonl", b"{}\n")
+        with anyio.fail_after(5):
+            job = await source.next_file()
+        assert job is not None and job.name == "b.jsonl"
+
+
+async def test_names_with_line_feeds_are_claimed_and_resumed_as_what_they_are(
+        tmp_path: Path) -> None:
+    """A line feed in a name changes nothing: a target version is read whole, a refusal
+    found in work/ at a restart is still a refusal (never read), and numbered on."""
+    source = inbox(tmp_path)
+    drop(tmp_path / "targets", "evil\n.json", b"{}")
+    with anyio.fail_after(5):
+        job = await source.next_file()
+    assert job is not None and job.name == "evil\n.json.target-1" and whole_file(job.name)
+    bad = b"\xff\n0.json".decode("utf-8", "surrogateescape")
+    drop(tmp_path / "targets", bad, b"{}")
+    with anyio.fail_after(5):
+        job = await source.next_file()
+    assert job is not None and job.name == "\\xff\n0.json.refused-1" and job.refuse
+    again = inbox(tmp_path)  # a stop before either was recorded
+    assert [(j.name, bool(j.refuse)) for j in again._pending] == [
+        ("\\xff\n0.json.refused-1", True), ("evil\n.json.target-1", False)]
+    drop(tmp_path / "targets", bad, b"{}")
+    with anyio.fail_after(5):
+        for _ in range(2):
+            await again.next_file()
+        job = await again.next_file()
+    assert job is not None and job.name == "\\xff\n0.json.refused-2"

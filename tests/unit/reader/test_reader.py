@@ -288,7 +288,7 @@ def test_a_target_file_may_hold_a_drift_target_and_nothing_else() -> None:
     assert type(item.target).__name__ == "WireDriftTarget"
     # An intent or a tick in a target file is refused, never executed or applied.
     for other, kind in ((intent(1), "'intent'"), ({"kind": "tick", "time": 5}, "'tick'"),
-                        ({"kind": 5}, "5")):
+                        ({"kind": 5}, "5"), ({"kind": []}, "[]"), ({"kind": {}}, "{}")):
         [refused, record] = read_target_file(json.dumps(other).encode())
         body = outcome(refused)
         assert body.reason == reasons.INPUT_SCHEMA_VIOLATION

@@ -20,7 +20,8 @@ SHA = "ab" * 32
 
 
 def test_the_claim_pattern_is_the_inboxs() -> None:
-    assert files.CLAIM.pattern == lakehouse.CLAIM.pattern
+    assert (files.CLAIM.pattern, files.CLAIM.flags) == (lakehouse.CLAIM.pattern,
+                                                         lakehouse.CLAIM.flags)
 
 
 def test_a_value_round_trips() -> None:
