@@ -102,7 +102,8 @@ def cmd_ctl(args: argparse.Namespace, load: LoadConfig) -> int:
         actor=getattr(args, "actor", None),
         time=getattr(args, "time", None), venue=getattr(args, "venue", None),
         symbol=getattr(args, "symbol", None), intent=getattr(args, "intent", None),
-        basis=None if getattr(args, "basis", "ledger") == "ledger" else args.basis)
+        basis=None if getattr(args, "basis", "ledger") == "ledger" else args.basis,
+        max_age=getattr(args, "max_age", None))
     target = _target(args, load, request)
     if isinstance(target, int):
         return target
@@ -323,6 +324,10 @@ def register(sub: Any, with_config: Callable[[argparse.ArgumentParser], None],
                            "asset that the venue's last holdings record says the account "
                            "holds (a live ccxt venue; its symbols that execd has traded, "
                            "or --symbol)")
+    sell.add_argument("--max-age", type=seconds, metavar="SECONDS",
+                      help="with --basis venue: the oldest holdings read to sell from "
+                           "(default: three ccxt.holdings_ms; 300 s if holdings are read at "
+                           "start-up only); an older one refuses the sell")
     sell.add_argument("--reason", required=True,
                       help="why, in words (required; recorded in the ledger)")
 

@@ -549,7 +549,8 @@ def compare_holdings(core: SentinelCore) -> list[RouterItem]:
 
 
 def safety_sell(core: SentinelCore, venue: str, symbol: str | None, reason: str,
-                actor: str, basis: str = "ledger") -> list[RouterItem]:
+                actor: str, basis: str = "ledger", wall: int | None = None,
+                max_age: float | None = None) -> list[RouterItem]:
     """Exit intents for every open position of ``venue`` (or one ``symbol``); with
     ``basis = "venue"``, for what the venue's last holdings record says it holds.
 
@@ -567,6 +568,9 @@ def safety_sell(core: SentinelCore, venue: str, symbol: str | None, reason: str,
         if held is None:
             raise ValueError(f"venue={venue!r} has no holdings record: only a live ccxt "
                              "venue reads what it holds (at start-up, then every holdings_ms)")
+        stale = drift.stale(held, venue, wall, max_age, risk.config.venues[venue].ccxt)
+        if stale is not None:
+            raise ValueError(stale)
         book = risk.book.venues.get(venue)
         found = drift.venue_exits(held.record, book.positions if book else (), symbol)
         if isinstance(found, str):
@@ -724,7 +728,8 @@ def control(core: SentinelCore, request: ControlRequest) -> list[RouterItem]:
     if req.command == "safety-sell":
         try:
             out = safety_sell(core, req.venue or "", req.symbol, req.reason or "",
-                              req.actor or "", req.basis or "ledger")
+                              req.actor or "", req.basis or "ledger", request.wall,
+                              req.max_age)
         except ValueError as exc:
             request.error = str(exc)
             return []

@@ -29,7 +29,7 @@ from decimal import Decimal
 import msgspec
 from msgspec import Struct
 
-from execd.config.schema import DriftConfig
+from execd.config.schema import CcxtConfig, DriftConfig
 from execd.model.messages import DriftRecord, HoldingsRecord
 from execd.sentinel.book import VenueBook
 
@@ -41,6 +41,36 @@ class Held(Struct, frozen=True):
 
     record: HoldingsRecord
     seq: int
+
+
+# How old a holdings read may be for a Safety Sell of it, by default: three reads'
+# worth, or five minutes where holdings are read at start-up only (holdings_ms = 0).
+_READS, _START_ONLY_NS = 3, 300 * 10**9
+
+
+def stale(held: Held, venue: str, wall: int | None, max_age: float | None,
+          ccxt: CcxtConfig | None) -> str | None:
+    """Why ``held`` is too old to sell from at wall time ``wall`` (ns), or None.
+
+    ``max_age`` (seconds) is the operator's; by default three ``holdings_ms``. A record
+    without a wall time (or a request without one) cannot be judged, and is not refused.
+    """
+    read = held.record.wall_time
+    if wall is None or read is None:
+        return None
+    every = ccxt.holdings_ms if ccxt is not None else 0
+    if max_age is not None:
+        limit, why = int(max_age * 1e9), f"--max-age {max_age:g} s"
+    elif every:
+        limit, why = _READS * every * 10**6, f"{_READS} x ccxt.holdings_ms ({every} ms)"
+    else:
+        limit, why = _START_ONLY_NS, "300 s (ccxt.holdings_ms = 0: read at start-up only)"
+    age = wall - read
+    if age <= limit:
+        return None
+    return (f"venue={venue!r}: its last holdings record (seq {held.seq}) is {age / 1e9:.1f} s "
+            f"old, more than {why}: what the account holds now may differ. Wait for the "
+            "next read, or give --max-age")
 
 
 class DriftState:

@@ -43,15 +43,16 @@ import socket
 import stat
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import anyio
 import msgspec
 from anyio.abc import ObjectSendStream, SocketAttribute, SocketListener, SocketStream
 from anyio.streams.memory import MemoryObjectReceiveStream
-from msgspec import Struct
+from msgspec import Meta, Struct
 
 from execd.config.schema import ControlConfig
+from execd.model.clock import WallClock
 from execd.model.errors import ControlInUse, RequestTooLong, Unconfirmed
 from execd.model.messages import Entry
 from execd.service import logs
@@ -94,6 +95,9 @@ class Request(Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=Tru
     intent: str | None = None
     # safety-sell: "venue" exits what the venue holds; "ledger" (None) execd's positions.
     basis: Literal["ledger", "venue"] | None = None
+    # safety-sell --basis venue: how old (seconds) the holdings read may be (None: the
+    # default, README "What the venue holds").
+    max_age: Annotated[float, Meta(gt=0, le=31_536_000)] | None = None
 
     def problem(self) -> str | None:
         """What is missing for this command, or None."""
@@ -128,6 +132,10 @@ class ControlRequest:
 
     def __init__(self, request: Request) -> None:
         self.request = request
+        # When it arrived (ns, the wall clock): what a Safety Sell from the venue's
+        # holdings judges their age by. Commands never reach the paper path's decisions
+        # through it (a replay takes none).
+        self.wall = WallClock().now()
         self.done = anyio.Event()
         self.entries: list[Entry] = []
         self.result: dict[str, Any] = {}

@@ -60,6 +60,11 @@ async def test_a_balance_changed_behind_execds_back_is_drift_and_reduces(
         status = await daemon._command(Request("status"))
         seen["state"] = status["state"]
         seen["gauge"] = dict(daemon.risk.drift.drifting) if daemon.risk else {}
+        # A read older than the operator allows is not sold from: nothing is recorded.
+        stale = await daemon._command(Request(
+            "safety-sell", venue="binance", reason="flatten the account", actor="ops",
+            basis="venue", max_age=1e-9))
+        seen["stale"] = stale
         answers.append(await daemon._command(Request(
             "safety-sell", venue="binance", reason="flatten the account", actor="ops",
             basis="venue")))
@@ -84,6 +89,9 @@ async def test_a_balance_changed_behind_execds_back_is_drift_and_reduces(
     seqs = {r["seq"]: r for r in ledger}
     assert seqs[drift["holdings"]]["kind"] == "holdings"
     # The Safety Sell sold what the venue held (free), not the ledger's 0.00999.
+    assert not seen["stale"]["ok"], seen["stale"]
+    assert "its last holdings record (seq " in seen["stale"]["error"]
+    assert "old, more than --max-age 1e-09 s" in seen["stale"]["error"]
     [answer] = answers
     assert answer["ok"], answer
     [sell] = [r["body"] for r in ledger if r["kind"] == "safety_sell"]

@@ -94,3 +94,29 @@ def test_a_safety_sell_of_the_venue_sells_the_free_base_amounts() -> None:
     assert venue_exits(held, ["BTC/USDT"], "ETH/USDT") == [("ETH/USDT", D(1))]
     shared = venue_exits(held, ["BTC/USDT", "BTC/EUR"], None)
     assert isinstance(shared, str) and "--symbol" in shared
+
+
+def test_a_safety_sell_never_sells_from_a_holdings_read_older_than_allowed() -> None:
+    import msgspec
+
+    from execd.config.schema import CcxtConfig
+    from execd.sentinel.drift import Held, stale
+
+    ccxt = msgspec.convert({"exchange": "binance", "holdings_ms": 60_000}, CcxtConfig)
+    read = Held(HoldingsRecord("v", "poll", {}, {}, wall_time=10**12), 7)
+    second = 10**9
+    assert stale(read, "v", 10**12 + 180 * second, None, ccxt) is None   # 3 reads' worth
+    found = stale(read, "v", 10**12 + 181 * second, None, ccxt)
+    assert found is not None and found.startswith(
+        "venue='v': its last holdings record (seq 7) is 181.0 s old, more than "
+        "3 x ccxt.holdings_ms (60000 ms)")
+    assert stale(read, "v", 10**12 + 181 * second, 200, ccxt) is None    # the operator's
+    assert "more than --max-age 5 s" in (stale(read, "v", 10**12 + 6 * second, 5, ccxt) or "")
+    start_only = msgspec.structs.replace(ccxt, holdings_ms=0)
+    assert stale(read, "v", 10**12 + 300 * second, None, start_only) is None
+    assert "300 s (ccxt.holdings_ms = 0" in (
+        stale(read, "v", 10**12 + 301 * second, None, start_only) or "")
+    # Without a wall time on either side there is nothing to judge by.
+    unknown = Held(HoldingsRecord("v", "poll", {}, {}), 7)
+    assert stale(unknown, "v", 10**15, None, ccxt) is None
+    assert stale(read, "v", None, None, ccxt) is None
