@@ -3,10 +3,14 @@
 
 It reads the ledger's records up to the durable head, never past it, and feeds them
 to :class:`~execd.audit.derive.Derivation`, in a worker thread and every
-``audit.interval_ms``, so trading never waits on it. At start it derives everything
-from the first record (each JSONL file is rebuilt beside its name and renamed over
-it), then appends what becomes durable; the state file is replaced atomically each
-round. ``execd lakehouse rebuild`` runs the same derivation on the whole ledger.
+``audit.interval_ms``, so trading never waits on it. Each round that adds anything
+ends with the JSONL files fsynced, the state file replaced atomically, and then the
+*resume point* (``audit/.derived.json``): the derivation's state, the ledger record it
+is as of (segment, offset, seq and hash) and the two files' sizes then. A start
+resumes there when the ledger still holds that record with that hash and the files
+are at least that long (what a round cut short appended after them is cut off);
+otherwise it derives everything from the first record (each JSONL file rebuilt
+beside its name and renamed over it). ``execd lakehouse rebuild`` always does.
 A failure to write is logged and tried again next round; it never stops trading.
 """
 
@@ -29,19 +33,25 @@ from execd.ledger.record import record_decoder
 from execd.ledger.segments import list_segments, read_lines, replace_durably
 
 _body = msgspec.json.Decoder().decode
+_encode = msgspec.json.Encoder(decimal_format="string").encode
 
 
 class AuditFiles:
     """The three files under ``lakehouse``, derived from the ledger at ``ledger``."""
 
-    def __init__(self, lakehouse: Path, ledger: Path) -> None:
+    def __init__(self, lakehouse: Path, ledger: Path, *, resume: bool = True) -> None:
         self.ledger = ledger
         self.log_path = lakehouse / "execution_logs.jsonl"
         self.audit_path = lakehouse / "audit" / "audit.jsonl"
         self.state_path = lakehouse / "portfolio_actual_state.json"
+        self.resume_path = lakehouse / "audit" / ".derived.json"
+        self.resume = resume
+        self.resumed: int | None = None  # the seq a start resumed after (None: from 1)
         self.derivation = Derivation()
         self._segment: Path | None = None
         self._offset = 0
+        # The segment and line start of the last record fed: the resume point.
+        self._at: tuple[Path, int] | None = None
         self._files: tuple[BinaryIO, BinaryIO] | None = None
         # The JSONL files rebuilt beside their names, not yet renamed over them.
         self._pending: list[Path] = []
@@ -50,7 +60,7 @@ class AuditFiles:
         """Feed every record through seq ``head`` not fed yet, write what it adds;
         how many records. Blocking: run it in a worker thread."""
         if self._files is None:
-            self._files = self._fresh()
+            self._files = (self.resume and self._resumed()) or self._fresh()
         log, audit = self._files
         fed = 0
         for seq, kind, time, body, hash_ in self._records(head):
@@ -66,6 +76,11 @@ class AuditFiles:
                 os.fsync(handle.fileno())
             self._publish()
             replace_durably(self.state_path, self.derivation.state())
+            if self._at is not None:
+                replace_durably(self.resume_path, _encode({
+                    "derivation": self.derivation.snapshot(), "segment": self._at[0].name,
+                    "offset": self._at[1], "log_size": log.tell(),
+                    "audit_size": audit.tell()}))
         return fed
 
     def close(self) -> None:
@@ -80,8 +95,44 @@ class AuditFiles:
     def _fresh(self) -> tuple[BinaryIO, BinaryIO]:
         """New JSONL files beside their names (renamed over them once written)."""
         self.audit_path.parent.mkdir(parents=True, exist_ok=True)
+        # A resume point of the files being replaced must not outlive them.
+        self.resume_path.unlink(missing_ok=True)
         self._pending = [self.log_path, self.audit_path]
         return (open(_temp(self.log_path), "wb"), open(_temp(self.audit_path), "wb"))
+
+    def _resumed(self) -> tuple[BinaryIO, BinaryIO] | None:
+        """The files opened where the last round left them, and the derivation and the
+        ledger position restored; None when that cannot be trusted (derive anew)."""
+        try:
+            saved = _body(self.resume_path.read_bytes())
+            segment = self.ledger / str(saved["segment"])
+            derivation = Derivation.restore(saved["derivation"])
+            offset, sizes = int(saved["offset"]), (int(saved["log_size"]),
+                                                   int(saved["audit_size"]))
+            line = next(iter(read_lines(segment, offset)), None)
+            if line is None or not line.complete or line.too_long:
+                return None
+            record = record_decoder.decode(line.data)
+            if (record.seq, record.hash) != (derivation.seq, derivation.hash):
+                return None  # another ledger, or rewritten: nothing said here holds
+            if any(os.stat(p).st_size < n for p, n in zip(
+                    (self.log_path, self.audit_path), sizes, strict=True)):
+                return None  # cut short or replaced behind execd's back
+            handles = []
+            for path, size in zip((self.log_path, self.audit_path), sizes, strict=True):
+                handle = open(path, "r+b")  # noqa: SIM115 - kept open, closed by close()
+                handles.append(handle)
+                handle.truncate(size)  # what a round cut short appended, then no record
+                handle.seek(size)
+        except (OSError, KeyError, TypeError, ValueError, ArithmeticError,
+                msgspec.DecodeError):
+            for handle in locals().get("handles", ()):
+                handle.close()
+            return None
+        self.derivation, self._segment, self._offset = derivation, segment, line.end
+        self._at = (segment, offset)
+        self.resumed = derivation.seq
+        return handles[0], handles[1]
 
     def _publish(self) -> None:
         """The first time: the rebuilt JSONL files replace what was there."""
@@ -106,9 +157,10 @@ class AuditFiles:
                 record = record_decoder.decode(line.data)
                 if record.seq > head:
                     return
-                self._offset = line.end
+                start, self._offset = self._offset, line.end
                 if record.seq <= self.derivation.seq:
                     continue
+                self._at = (path, start)
                 yield record.seq, record.kind, record.time, _body(record.body), record.hash
 
 
@@ -118,7 +170,7 @@ def _temp(path: Path) -> Path:
 
 def rebuild(lakehouse: Path, ledger: Path) -> int:
     """Derive the three files from the whole ledger (``execd lakehouse rebuild``)."""
-    files = AuditFiles(lakehouse, ledger)
+    files = AuditFiles(lakehouse, ledger, resume=False)
     try:
         return files.step(2**63 - 1)
     finally:

@@ -88,3 +88,55 @@ async def test_a_restart_rewrites_the_files_equal_to_a_rebuild(tmp_path: Path) -
     assert json.loads(live["portfolio_actual_state.json"])["as_of_seq"] == ledger[-1]["seq"]
 
 
+
+
+async def test_a_start_resumes_the_files_where_any_round_left_them(tmp_path: Path) -> None:
+    """Resumed after any record (and after a round cut short between its appends and its
+    resume point), the files equal those derived from the whole ledger; a resume point
+    the ledger or the files no longer bear out is not used."""
+    import shutil
+
+    from execd.app.audit_files import AuditFiles, rebuild
+    from tests.helpers import intent, lines, replay
+
+    rows = [intent(n, quantity="0.5", side="buy" if n % 3 else "sell",
+                   reference_price=str(100 + n)) for n in range(1, 9)]
+    rows.insert(4, {"kind": "target", "portfolio_id": "core", "source_run": "run-1",
+                    "as_of": 1, "venue": "binance",
+                    "targets": [{"symbol": "ETH/USDT", "quantity": "3", "price": "2000"}]})
+    (tmp_path / "in.jsonl").write_bytes(lines(*rows))
+    ledger = await replay(tmp_path / "run", [tmp_path / "in.jsonl"])
+    rebuild(tmp_path / "whole", ledger)
+    expected = _files(tmp_path / "whole")
+    last = max(_hashes(ledger))
+
+    def derive(root: Path, ledger: Path, head: int = 2**63 - 1) -> int | None:
+        files = AuditFiles(root, ledger)
+        files.step(head)
+        files.close()
+        return files.resumed
+
+    for head in range(1, last + 1):
+        root = tmp_path / f"at{head}"
+        assert derive(root, ledger, head) is None
+        with open(root / "execution_logs.jsonl", "ab") as log:
+            log.write(b'{"a round cut short": 1}\n')  # appended, then no resume point
+        assert derive(root, ledger) == head
+        assert _files(root) == expected, head
+    # What the resume point says no longer holds: the start derives from the first record.
+    (tmp_path / "other.jsonl").write_bytes(lines(*rows[1:]))
+    other = await replay(tmp_path / "other_run", [tmp_path / "other.jsonl"])
+    root = tmp_path / "spoilt"
+    for spoil in ("ledger", "files", "point"):
+        shutil.rmtree(root, ignore_errors=True)
+        derive(root, ledger, last - 2)
+        used = ledger
+        if spoil == "ledger":
+            used = other  # another ledger where this one's was
+        elif spoil == "files":
+            (root / "audit" / "audit.jsonl").write_bytes(b"")
+        else:
+            (root / "audit" / ".derived.json").write_bytes(b"{not json")
+        assert derive(root, used) is None, spoil
+        rebuild(tmp_path / f"whole_{spoil}", used)
+        assert _files(root) == _files(tmp_path / f"whole_{spoil}"), spoil
