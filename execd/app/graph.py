@@ -217,7 +217,7 @@ class Graph:
         targets = self.risk.targets if self.risk is not None else None
         if reader.context is not None and (len(state.schedules) or state.schedules.unrecorded
                                            or state.routes.open or state.routes.handed
-                                           or (targets and (targets.awaiting or targets.ending))):
+                                           or (targets and targets.pending)):
             first = await anyio.to_thread.run_sync(reader.context.load)
             reader.started_with(first)
         live = self.live = self._live_venues()

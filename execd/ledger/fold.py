@@ -230,8 +230,7 @@ class Fold:
             view = cast(OutcomeBody, body)
             if view.status != "QUARANTINED":
                 self.seen.add(view.intent_id)
-                if self.risk is not None and (self.risk.targets.awaiting
-                                              or self.risk.targets.ending):
+                if self.risk is not None and self.risk.targets.pending:
                     self.risk.targets.taken(view.intent_id, view.children is not None)
                 if self.routes.open or self.routes.awaiting:
                     self.routes.outcome(
@@ -266,7 +265,7 @@ class Fold:
             if order.wall_time is None and self.clock == "wall":
                 order = msgspec.structs.replace(order, wall_time=time)
             self.seen.add(order.intent_id)
-            if self.risk is not None and self.risk.targets.awaiting:
+            if self.risk is not None and self.risk.targets.open:
                 self.risk.targets.taken(order.intent_id, False)
             self.unresolved[order.intent_id] = (order, time)
             if self.routes.awaiting:
@@ -282,7 +281,7 @@ class Fold:
         elif kind == "schedule":
             record = cast(ScheduleRecord, body)
             self.seen.add(record.intent_id)
-            if self.risk is not None and self.risk.targets.awaiting:
+            if self.risk is not None and self.risk.targets.open:
                 self.risk.targets.taken(record.intent_id, False)
             self.schedules.open(record, seq)
             source = record.source

@@ -558,14 +558,16 @@ class LegRecord(Struct, frozen=True, array_like=True, gc=False):
     """One symbol of a ``target`` record: the quantity to reach, the position (with what
     is in flight) it was compared with, the order's quantity (signed: a sell is
     negative; 0: none) and id, ``sent`` or ``reached``, and the price the order is
-    judged at (its reference price: the target's, else the lakehouse's; None: none)."""
+    judged at (its reference price: the target's, else the lakehouse's; None: none).
+    ``deferred``: a superseded schedule of the symbol still had a live child out, so the
+    order (id ``leg``) is computed once that child settles, and its own record says it."""
 
     symbol: str
     target: Decimal
     position: Decimal
     quantity: Decimal
     leg: uuid.UUID | None
-    what: Literal["sent", "reached"]
+    what: Literal["sent", "reached", "deferred"]
     price: Decimal | None = None
 
 

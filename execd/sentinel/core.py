@@ -258,7 +258,7 @@ class SentinelCore:
         if context is not None:
             self._use(context)
             out.append(self._insert("context", self.time, context.record))
-        if self.risk is not None and (self.risk.targets.awaiting or self.risk.targets.ending):
+        if self.risk is not None and self.risk.targets.pending:
             out += targets.catch_up(self)  # what a stop cut off after a target record
         if self.handoffs:  # orders handed on before the stop, their rest not yet routed
             out += hand_on(self)
@@ -490,16 +490,25 @@ class SentinelCore:
     def step(self, now: int, most: int | None = None) -> list[RouterItem]:
         """What schedules have to record outside the input (``Schedules.step``) by ``now``
         (the wall clock's; under the logical clock, the sentinel's own time)."""
-        self.time = max(self.time, now)
-        out = hand_on(self) if self.handoffs else []
-        if self.risk is not None and self.risk.arrived:
-            out += compare_holdings(self)
-        return out + self.schedules.step(self.time, self._number, most)
+        return step(self, now, most)
 
     def require_risk(self) -> Risk:
         if self.risk is None:
             raise RuntimeError("this sentinel runs without risk state")
         return self.risk
+
+
+def step(core: SentinelCore, now: int, most: int | None) -> list[RouterItem]:
+    """``SentinelCore.step``: handoffs, holdings compared, schedules moved on, then the
+    target legs a superseded live child's settling let go."""
+    core.time = max(core.time, now)
+    out = hand_on(core) if core.handoffs else []
+    if core.risk is not None and core.risk.arrived:
+        out += compare_holdings(core)
+    out += core.schedules.step(core.time, core._number, most)
+    if core.risk is not None and core.risk.targets.deferred:
+        out += targets.release(core)
+    return out
 
 
 def settle(core: SentinelCore, settled: Settled) -> bool:

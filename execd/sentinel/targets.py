@@ -12,9 +12,11 @@ the target's digest and the symbol: a target read again sends nothing.
 A newer target for the same portfolio (a later ``as_of``) supersedes the one before:
 the open schedules of its legs end (``SCHEDULE_SUPERSEDED``; a live child out is
 cancelled), then the new differences are computed from what filled and what is still
-in flight. A full target sets every symbol of the one it supersedes that it leaves
-out to 0 (LEAN); a drift monitor's target orders (``drift_target``) leave them as
-they were. The decisions are pure functions of the sentinel's state; the state
+in flight; a symbol whose ended schedule still has a live child out is *deferred*
+until that child settles (:func:`release`), since what it fills is not known before.
+A full target sets every symbol of the one it supersedes that it leaves out to 0
+(LEAN); a drift monitor's target orders (``drift_target``) leave them as they were.
+The decisions are pure functions of the sentinel's state; the state
 (:class:`Targets`) is the fold's too, rebuilt from ``target`` records.
 """
 
@@ -77,6 +79,8 @@ class _Encoded(Struct):
     # Each target record with legs awaiting once, and those legs' ids.
     awaiting: list[tuple[TargetRecord, list[uuid.UUID]]] = []
     ending: list[tuple[uuid.UUID, str]] = []
+    # Each target record with deferred legs once: (leg id, the superseded parent).
+    deferred: list[tuple[TargetRecord, list[tuple[uuid.UUID, uuid.UUID]]]] = []
 
 
 class Targets:
@@ -91,6 +95,19 @@ class Targets:
         self.owners: dict[tuple[str, str], str] = {}
         self.awaiting: dict[uuid.UUID, tuple[TargetRecord, LegRecord]] = {}
         self.ending: dict[uuid.UUID, str] = {}
+        # Legs computed once a superseded schedule's live child settles: leg id ->
+        # (its target record, the leg, that schedule's parent).
+        self.deferred: dict[uuid.UUID, tuple[TargetRecord, LegRecord, uuid.UUID]] = {}
+
+    @property
+    def open(self) -> bool:
+        """Whether a record may still take a leg off (awaiting or deferred)."""
+        return bool(self.awaiting or self.deferred)
+
+    @property
+    def pending(self) -> bool:
+        """Whether a start has anything of targets to carry out (:func:`catch_up`)."""
+        return bool(self.awaiting or self.ending or self.deferred)
 
     def record(self, record: TargetRecord) -> None:
         """Apply one ``target`` record (the sentinel's own, or the fold's)."""
@@ -99,7 +116,12 @@ class Targets:
         legs = dict(before.legs) if before is not None and record.partial else {}
         for leg in record.legs:
             targets[leg.symbol] = leg.target
-            if leg.leg is not None:
+            if leg.leg is not None and leg.what == "deferred":
+                parent = before.legs.get(leg.symbol) if before is not None else None
+                if parent is not None:
+                    self.deferred[leg.leg] = (record, leg, parent)
+                legs[leg.symbol] = leg.leg
+            elif leg.leg is not None:
                 legs[leg.symbol] = leg.leg
                 self.awaiting[leg.leg] = (record, leg)
             else:
@@ -118,6 +140,7 @@ class Targets:
         """``intent_id`` has an order, schedule or outcome record (``summary``: a
         parent's outcome): a leg awaiting it, or a superseded schedule, is done."""
         self.awaiting.pop(intent_id, None)
+        self.deferred.pop(intent_id, None)
         if summary:
             self.ending.pop(intent_id, None)
 
@@ -126,10 +149,13 @@ class Targets:
         records: dict[uuid.UUID, tuple[TargetRecord, list[uuid.UUID]]] = {}
         for leg_id_, (record, _) in self.awaiting.items():
             records.setdefault(record.target_id, (record, []))[1].append(leg_id_)
+        later: dict[uuid.UUID, tuple[TargetRecord, list[tuple[uuid.UUID, uuid.UUID]]]] = {}
+        for leg_id_, (record, _, parent) in self.deferred.items():
+            later.setdefault(record.target_id, (record, []))[1].append((leg_id_, parent))
         return msgspec.json.encode(_Encoded(
             sorted(self.portfolios.items()),
             [(v, s, p) for (v, s), p in sorted(self.owners.items())],
-            list(records.values()), list(self.ending.items())))
+            list(records.values()), list(self.ending.items()), list(later.values())))
 
     @classmethod
     def decode(cls, data: bytes) -> Targets:
@@ -142,6 +168,10 @@ class Targets:
             legs = {leg.leg: leg for leg in record.legs if leg.leg is not None}
             state.awaiting.update((i, (record, legs[i])) for i in waiting if i in legs)
         state.ending = dict(raw.ending)
+        for record, held in raw.deferred:
+            legs = {leg.leg: leg for leg in record.legs if leg.leg is not None}
+            state.deferred.update((i, (record, legs[i], parent)) for i, parent in held
+                                  if i in legs)
         return state
 
 
@@ -292,7 +322,11 @@ def target(core: SentinelCore, item: TargetIn) -> Entry:
         # First: what the ended schedules held pending is released before the new
         # differences are computed (their records still follow the target's).
         _end(core, set(ending), state, item.time)
-    legs = list(_legs(core, spec, sha, found, prices))
+    # A superseded schedule with a live child out ends when that child settles: what
+    # it fills is not known yet, so the symbol's order waits for it.
+    later = {symbol for symbol, parent in (before.legs.items() if before else ())
+             if parent in ending and parent in core.schedules.core}
+    legs = list(_legs(core, spec, sha, found, prices, later))
     record = TargetRecord(
         target_id, sha, spec.portfolio_id, spec.source_run, spec.as_of, spec.venue, legs,
         partial, None if isinstance(spec, DriftTarget) else spec.capital,
@@ -304,7 +338,7 @@ def target(core: SentinelCore, item: TargetIn) -> Entry:
         if parent not in core.schedules.core:  # its outcome is recorded with this target
             state.ending.pop(parent, None)
     for leg in legs:
-        if leg.leg is not None:
+        if leg.leg is not None and leg.what == "sent":
             _send(core, record, leg, item.seq + 1, item.time)
     return Entry(seq, "target", item.time, record)
 
@@ -344,7 +378,7 @@ def catch_up(core: SentinelCore) -> list[RouterItem]:
         _send(core, record, leg, core.next_in, core.time)
     out = list(core._inserted)
     core._inserted.clear()
-    return out
+    return out + (release(core) if state.deferred else [])
 
 
 def _end(core: SentinelCore, parents: set[uuid.UUID], state: Targets, now: int) -> None:
@@ -362,31 +396,70 @@ def _end(core: SentinelCore, parents: set[uuid.UUID], state: Targets, now: int) 
 
 
 def _legs(core: SentinelCore, spec: Target | DriftTarget, sha: str,
-          found: dict[str, Decimal], prices: dict[str, Decimal]) -> Iterator[LegRecord]:
-    """Per symbol: the target, the position with what is in flight, and the order."""
-    risk = core.require_risk()
-    book = risk.book.venue(spec.venue)
-    market = core.schedules.markets.get(spec.venue)
+          found: dict[str, Decimal], prices: dict[str, Decimal], later: set[str]
+          ) -> Iterator[LegRecord]:
+    """Per symbol: the target, the position with what is in flight, and the order (of
+    a symbol in ``later``: deferred, its quantity computed when it is sent)."""
     for symbol, goal in sorted(found.items()):
-        held = book.positions.get(symbol)
-        now = expected(held) if held is not None else _ZERO
-        diff = _EXACT.subtract(goal, now)
-        if diff < 0 and held is not None:
-            # Spot: a leg never sells more than is held now, whatever buys are in flight
-            # (they may not fill); what they add, a later target trims.
-            diff = max(diff, -max(held.filled - held.pending_sell, _ZERO))
-        elif diff < 0:
-            diff = _ZERO
-        rules = market.rules.get(symbol) if market is not None else None
-        if rules is not None and rules.amount_step is not None:
-            # Toward zero, on the venue's lot: never more than the difference.
-            diff = round_down(abs(diff), rules.amount_step) * (1 if diff > 0 else -1)
-        diff = _plain(diff)  # cut toward zero to 1e-18: never past the target
-        if not diff:
+        now, diff = _difference(core, spec.venue, symbol, goal)
+        if symbol in later:
+            yield LegRecord(symbol, goal, now, _ZERO, leg_id(sha, spec.venue, symbol),
+                            "deferred", prices.get(symbol))
+        elif not diff:
             yield LegRecord(symbol, goal, now, _ZERO, None, "reached")
         else:
             yield LegRecord(symbol, goal, now, diff, leg_id(sha, spec.venue, symbol),
                             "sent", prices.get(symbol))
+
+
+def _difference(core: SentinelCore, venue: str, symbol: str, goal: Decimal
+                ) -> tuple[Decimal, Decimal]:
+    """The position with what is in flight, and the order that brings it to ``goal``."""
+    held = core.require_risk().book.venue(venue).positions.get(symbol)
+    now = expected(held) if held is not None else _ZERO
+    diff = _EXACT.subtract(goal, now)
+    if diff < 0 and held is not None:
+        # Spot: a leg never sells more than is held now, whatever buys are in flight
+        # (they may not fill); what they add, a later target trims.
+        diff = max(diff, -max(held.filled - held.pending_sell, _ZERO))
+    elif diff < 0:
+        diff = _ZERO
+    market = core.schedules.markets.get(venue)
+    rules = market.rules.get(symbol) if market is not None else None
+    if rules is not None and rules.amount_step is not None:
+        # Toward zero, on the venue's lot: never more than the difference.
+        diff = round_down(abs(diff), rules.amount_step) * (1 if diff > 0 else -1)
+    return now, _plain(diff)  # cut toward zero to 1e-18: never past the target
+
+
+def release(core: SentinelCore) -> list[RouterItem]:
+    """The deferred legs whose superseded schedules have ended (their live child
+    settled, the parent's outcome recorded): each computed now and sent, or, when
+    nothing is left to do, ``SKIPPED`` ``TARGET_REACHED``."""
+    state = core.require_risk().targets
+    for leg_id_, (record, leg, parent) in sorted(state.deferred.items()):
+        if parent in core.schedules.core:
+            continue
+        state.ending.pop(parent, None)  # its outcome is recorded (the step before this)
+        del state.deferred[leg_id_]
+        now, diff = _difference(core, record.venue, leg.symbol, leg.target)
+        due = msgspec.structs.replace(leg, position=now, quantity=diff, what="sent")
+        if diff:
+            _send(core, record, due, core.next_in, core.time)
+            continue
+        way = _ONE if leg.target >= now else -_ONE  # the side it would have taken
+        intent = leg_intent(record, msgspec.structs.replace(due, quantity=way))
+        item = IntentIn(core.next_in, core.time, None,
+                        msgspec.structs.replace(intent, quantity=_ZERO), encode(intent))
+        if core.seen.add(leg_id_):
+            core._inserted.append(core.refuse(item, leg_id_, Refusal(
+                reasons.TARGET_REACHED, f"{leg.symbol} holds {now} with what is in flight: "
+                f"target {leg.target} of target {record.target_id} is reached now that "
+                "the schedule it superseded has settled", "SKIPPED")))
+            core.shift += 1
+    out = list(core._inserted)
+    core._inserted.clear()
+    return out
 
 
 def leg_intent(record: TargetRecord, leg: LegRecord) -> OrderIntent:

@@ -135,6 +135,50 @@ async def test_a_target_superseded_mid_schedule_ends_it_and_sends_the_difference
     _one_order_per_leg(ledger, fake)
 
 
+async def test_a_superseded_child_resting_at_the_venue_defers_the_newer_order_until_it_settles(
+        tmp_path: Path) -> None:
+    """The first target's child rests (a limit below the market) and part fills; a newer
+    target ends the schedule and cancels the child. Its order for the symbol waits for
+    the cancel's outcome and is computed from what the child filled: the account ends at
+    the newer target (counted as pending, the child's unfilled rest would have left it
+    short), never past it, and never an order twice."""
+    fake = fake_exchange()
+    await fake.start()
+    twap = {"algorithm": "twap", "duration": 100, "slices": 3}
+    first = target(1, "0.03", execution=twap, urgency="medium")
+    first["targets"][0]["price"] = "40000"   # a limit near 40,000: rests at 50,000
+
+    async def supersede(daemon: Daemon) -> None:
+        with anyio.fail_after(10):
+            while not fake.open_orders():
+                await anyio.sleep(0.02)
+        fake.fill_resting("BTC/USDT", D("0.004"))      # 0.004 of the child's 0.01
+        drop(tmp_path / "lakehouse" / "inbox", "b.jsonl", lines(target(2, "0.02")))
+        with anyio.fail_after(10):  # the newer target's order, once it is sent
+            while len([o for o in _kind(tmp_path, "outcome") if o.get("side")]) < 2:
+                await anyio.sleep(0.02)
+        drop(tmp_path / "lakehouse" / "inbox", "z.jsonl", lines(live_intent(99, action="HOLD")))
+
+    try:
+        ledger = await run_live(tmp_path, fake, [{"kind": "tick", "time": 0}, first],
+                                during=supersede, until=f"00000000-0000-4000-8000-{99:012d}")
+    finally:
+        await fake.stop()
+    older, newer = (r["body"] for r in ledger if r["kind"] == "target")
+    [leg] = newer["legs"]
+    assert leg[5] == "deferred" and leg[4] is not None
+    assert newer["ended"] == [older["legs"][0][4]]
+    outcomes = [r["body"] for r in ledger if r["kind"] == "outcome"]
+    child = next(o for o in outcomes if o.get("parent"))
+    assert (child["status"], D(child["filled_quantity"])) == ("PARTIALLY_FILLED", D("0.004"))
+    [sent] = [o for o in outcomes if o["intent_id"] == leg[4]]
+    seqs = {r["body"].get("intent_id"): r["seq"] for r in ledger if r["kind"] == "outcome"}
+    assert seqs[leg[4]] > seqs[child["intent_id"]]  # after the child settled, not before
+    assert sent["status"] == "FILLED"
+    assert D("0.02") - 2 * LOT <= _held(ledger) <= D("0.02")
+    _one_order_per_leg(ledger, fake)
+
+
 async def test_a_symbol_the_venue_does_not_list_refuses_the_target(
         tmp_path: Path) -> None:
     fake = fake_exchange()

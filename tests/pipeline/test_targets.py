@@ -241,6 +241,19 @@ def test_the_targets_state_keeps_owners_and_each_record_once() -> None:
     assert data.count(b'"sha256":"x"') == 1  # the record once, not once per leg
     again = Targets.decode(data)
     assert again.owners == state.owners and again.awaiting == state.awaiting
+    # A deferred leg (its symbol's superseded schedule still had a child out) is kept
+    # with the parent it waits for, and comes back from a snapshot the same.
+    later = TargetRecord(uuid.UUID(int=2), "y", "p", "r", 2, "v", [
+        LegRecord("S1", D(2), D(1), D(0), leg_id("y", "v", "S1"), "deferred")])
+    state.record(later)
+    assert state.deferred == {leg_id("y", "v", "S1"): (later, later.legs[0],
+                                                       leg_id("x", "v", "S1"))}
+    assert "S1" not in {leg.symbol for _, leg in state.awaiting.values()
+                        if _ is later} and state.pending
+    again = Targets.decode(state.encode())
+    assert again.deferred == state.deferred
+    again.taken(leg_id("y", "v", "S1"), False)  # its order: no longer deferred
+    assert not again.deferred
 
 
 @pytest.mark.asyncio
