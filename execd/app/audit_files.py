@@ -17,9 +17,10 @@ A failure to write is logged and tried again next round; it never stops trading.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
 import anyio
 import msgspec
@@ -31,9 +32,14 @@ if TYPE_CHECKING:
     from execd.app.daemon import Daemon
 from execd.ledger.record import record_decoder
 from execd.ledger.segments import list_segments, read_lines, replace_durably
+from execd.model.errors import FileRefused
+from execd.model.files import read_regular
 
 _body = msgspec.json.Decoder().decode
 _encode = msgspec.json.Encoder(decimal_format="string").encode
+# A resume point or state file larger than this is not one execd wrote; a derived line
+# is far shorter than _LINE.
+_MOST, _LINE = 256 << 20, 1 << 16
 
 
 class AuditFiles:
@@ -47,6 +53,10 @@ class AuditFiles:
         self.resume_path = lakehouse / "audit" / ".derived.json"
         self.resume = resume
         self.resumed: int | None = None  # the seq a start resumed after (None: from 1)
+        # The first record a derivation from the start read: above 1 when `execd ledger
+        # archive` moved the earlier ones out (the files then lack their fills).
+        self.first: int | None = None
+        self.warned = False
         self.derivation = Derivation()
         self._segment: Path | None = None
         self._offset = 0
@@ -98,13 +108,20 @@ class AuditFiles:
         # A resume point of the files being replaced must not outlive them.
         self.resume_path.unlink(missing_ok=True)
         self._pending = [self.log_path, self.audit_path]
-        return (open(_temp(self.log_path), "wb"), open(_temp(self.audit_path), "wb"))
+        return (_create(_temp(self.log_path)), _create(_temp(self.audit_path)))
 
     def _resumed(self) -> tuple[BinaryIO, BinaryIO] | None:
         """The files opened where the last round left them, and the derivation and the
-        ledger position restored; None when that cannot be trusted (derive anew)."""
+        ledger position restored; None when that cannot be trusted (derive anew).
+
+        Trusted only when everything it says holds: the ledger's record at the saved
+        place has the saved seq and hash; the state file is what the saved derivation
+        gives; and each JSONL file ends a line at the saved size, on a line of a record
+        at or before the saved seq, with only later records' lines after it.
+        """
+        handles: list[BinaryIO] = []
         try:
-            saved = _body(self.resume_path.read_bytes())
+            saved = _body(read_regular(self.resume_path, _MOST, "resume point"))
             segment = self.ledger / str(saved["segment"])
             derivation = Derivation.restore(saved["derivation"])
             offset, sizes = int(saved["offset"]), (int(saved["log_size"]),
@@ -115,18 +132,13 @@ class AuditFiles:
             record = record_decoder.decode(line.data)
             if (record.seq, record.hash) != (derivation.seq, derivation.hash):
                 return None  # another ledger, or rewritten: nothing said here holds
-            if any(os.stat(p).st_size < n for p, n in zip(
-                    (self.log_path, self.audit_path), sizes, strict=True)):
-                return None  # cut short or replaced behind execd's back
-            handles = []
+            if read_regular(self.state_path, _MOST, "state file") != derivation.state():
+                return None  # the state, or the saved derivation, is not the other's
             for path, size in zip((self.log_path, self.audit_path), sizes, strict=True):
-                handle = open(path, "r+b")  # noqa: SIM115 - kept open, closed by close()
-                handles.append(handle)
-                handle.truncate(size)  # what a round cut short appended, then no record
-                handle.seek(size)
-        except (OSError, KeyError, TypeError, ValueError, ArithmeticError,
-                msgspec.DecodeError):
-            for handle in locals().get("handles", ()):
+                handles.append(_appending(path, size, derivation.seq))
+        except (OSError, FileRefused, KeyError, IndexError, TypeError, ValueError,
+                AttributeError, ArithmeticError, RecursionError, msgspec.DecodeError):
+            for handle in handles:
                 handle.close()
             return None
         self.derivation, self._segment, self._offset = derivation, segment, line.end
@@ -160,6 +172,8 @@ class AuditFiles:
                 start, self._offset = self._offset, line.end
                 if record.seq <= self.derivation.seq:
                     continue
+                if self.derivation.seq == 0 and self.first is None:
+                    self.first = record.seq
                 self._at = (path, start)
                 yield record.seq, record.kind, record.time, _body(record.body), record.hash
 
@@ -168,11 +182,77 @@ def _temp(path: Path) -> Path:
     return path.with_name(f".{path.name}.rebuild")
 
 
-def rebuild(lakehouse: Path, ledger: Path) -> int:
+def _create(path: Path) -> BinaryIO:
+    """``path`` made anew for writing: whatever was there (a stale temp, a FIFO, a
+    link) is removed first, never opened."""
+    if path.is_symlink() or path.exists():
+        path.unlink()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 0o644)
+    return os.fdopen(fd, "wb")
+
+
+def _appending(path: Path, size: int, seq: int) -> BinaryIO:
+    """``path`` (a regular file) opened to append at ``size``, what follows it cut off,
+    once its lines bear out a resume after record ``seq``; ValueError when they do not."""
+    fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    handle = os.fdopen(fd, "r+b")
+    try:
+        problem = _doubt(handle, size, seq)
+        if problem is None:
+            handle.truncate(size)  # what a round cut short appended, then no resume point
+            handle.seek(size)
+    except BaseException:
+        handle.close()
+        raise
+    if problem is not None:
+        handle.close()
+        raise ValueError(f"{path.name}: {problem}")
+    return handle
+
+
+def _doubt(handle: BinaryIO, size: int, seq: int) -> str | None:
+    """Why the open file ``handle`` cannot be resumed at ``size`` after ``seq``, or None."""
+    st = os.fstat(handle.fileno())
+    if not stat.S_ISREG(st.st_mode) or not 0 <= size <= st.st_size:
+        return f"not a regular file of at least {size} bytes"
+    os.set_blocking(handle.fileno(), True)
+    if size:
+        handle.seek(max(0, size - _LINE))
+        before = handle.read(size - handle.tell())
+        last = _seq(before[:-1].rsplit(b"\n", 1)[-1])
+        if not before.endswith(b"\n") or last is None or last > seq:
+            return f"byte {size} does not end a line of seq {seq} or before"
+    handle.seek(size)
+    after = handle.readline(_LINE)
+    following = _seq(after) if after.endswith(b"\n") else None
+    if following is not None and following <= seq:
+        return f"the line after byte {size} is of seq {following}, not after {seq}"
+    return None
+
+
+def _seq(line: bytes) -> int | None:
+    """The ``seq`` of a derived file's line (None: it is not one)."""
+    try:
+        value = _body(line)
+    except msgspec.DecodeError:
+        return None
+    found = value.get("seq") if isinstance(value, dict) else None
+    return found if isinstance(found, int) else None
+
+
+class Rebuilt(NamedTuple):
+    """What ``execd lakehouse rebuild`` derived: how many records, from which seq."""
+
+    records: int
+    first: int | None
+
+
+def rebuild(lakehouse: Path, ledger: Path) -> Rebuilt:
     """Derive the three files from the whole ledger (``execd lakehouse rebuild``)."""
     files = AuditFiles(lakehouse, ledger, resume=False)
     try:
-        return files.step(2**63 - 1)
+        return Rebuilt(files.step(2**63 - 1), files.first)
     finally:
         files.close()
 
@@ -210,6 +290,11 @@ async def finish(files: AuditFiles, head: Callable[[], int], log: Any) -> None:
     """One round, through the durable head now; a failure is logged, never raised."""
     try:
         await anyio.to_thread.run_sync(files.step, head())
-    except (OSError, ValueError, msgspec.DecodeError) as exc:
+        if files.first is not None and files.first > 1 and not files.warned:
+            files.warned = True
+            log.warning("audit_files.partial", first_seq=files.first,
+                        note="the ledger's earlier records were archived: the files were "
+                             "derived without their fills")
+    except Exception as exc:  # noqa: BLE001 - the derived files never stop trading
         log.error("audit_files.failed", error=f"{type(exc).__name__}: {exc}",
                   note="tried again next round; `execd lakehouse rebuild` rebuilds them")

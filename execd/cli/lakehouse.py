@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -39,12 +40,15 @@ def cmd_lakehouse_rebuild(args: argparse.Namespace) -> int:
     ledger = ledger_dir(args) or Path(loaded.config.daemon.ledger_dir)
     lakehouse = loaded.config.lakehouse.root
     if args.into:
-        records = rebuild(Path(args.into), ledger)
+        done = rebuild(Path(args.into), ledger)
         where = args.into
     else:
         with exclusive(lakehouse, LakehouseInUse, "the lakehouse"):
-            records = rebuild(lakehouse, ledger)
+            done = rebuild(lakehouse, ledger)
         where = str(lakehouse)
-    print(f"ok: {records} records of {ledger} -> {where}: execution_logs.jsonl, "
+    print(f"ok: {done.records} records of {ledger} -> {where}: execution_logs.jsonl, "
           "audit/audit.jsonl, portfolio_actual_state.json")
+    if done.first is not None and done.first > 1:
+        print(f"note: the ledger begins at seq {done.first} (the records before were "
+              "archived): their fills are not in these files", file=sys.stderr)
     return EXIT_OK

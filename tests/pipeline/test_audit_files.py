@@ -8,8 +8,12 @@ restart rewrites them equal.
 from __future__ import annotations
 
 import json
+import os
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
+
+import anyio
 
 from execd.cli.main import main
 from execd.ledger.record import record_decoder
@@ -127,16 +131,60 @@ async def test_a_start_resumes_the_files_where_any_round_left_them(tmp_path: Pat
     (tmp_path / "other.jsonl").write_bytes(lines(*rows[1:]))
     other = await replay(tmp_path / "other_run", [tmp_path / "other.jsonl"])
     root = tmp_path / "spoilt"
-    for spoil in ("ledger", "files", "point"):
+    point = root / "audit" / ".derived.json"
+
+    def edit(change: Any) -> None:
+        saved = json.loads(point.read_bytes())
+        change(saved)
+        point.write_text(json.dumps(saved))
+
+    def sizes_to(log: int, audit: int) -> Any:
+        return lambda saved: saved.update(log_size=log, audit_size=audit)
+
+    def spoilt(name: str) -> Any:
+        if name == "files":
+            (root / "audit" / "audit.jsonl").write_bytes(b"")
+        elif name == "point":
+            point.write_bytes(b"{not json")
+        elif name == "held":  # the seq and hash left alone, the position edited
+            edit(lambda saved: saved["derivation"]["held"][0].__setitem__(2, "1000000"))
+        elif name == "targets":
+            edit(lambda saved: saved["derivation"].update(targets={"x": {}}))
+        elif name == "smaller":  # a line's end, but lines of earlier fills after it
+            edit(sizes_to(0, 0))
+        elif name == "mid-line":
+            edit(sizes_to(10, 10))
+        elif name == "fifo-point":
+            point.unlink()
+            os.mkfifo(point)
+        elif name == "fifo-log":
+            (root / "execution_logs.jsonl").unlink()
+            os.mkfifo(root / "execution_logs.jsonl")
+        return other if name == "ledger" else ledger  # another ledger where this one's was
+
+    for spoil in ("ledger", "files", "point", "held", "targets", "smaller", "mid-line",
+                  "fifo-point", "fifo-log"):
         shutil.rmtree(root, ignore_errors=True)
         derive(root, ledger, last - 2)
-        used = ledger
-        if spoil == "ledger":
-            used = other  # another ledger where this one's was
-        elif spoil == "files":
-            (root / "audit" / "audit.jsonl").write_bytes(b"")
-        else:
-            (root / "audit" / ".derived.json").write_bytes(b"{not json")
-        assert derive(root, used) is None, spoil
+        used = spoilt(spoil)
+        with anyio.fail_after(10):
+            resumed = await anyio.to_thread.run_sync(derive, root, used)
+        assert resumed is None, spoil
         rebuild(tmp_path / f"whole_{spoil}", used)
         assert _files(root) == _files(tmp_path / f"whole_{spoil}"), spoil
+
+
+async def test_a_ledger_whose_first_records_were_archived_says_the_files_lack_them(
+        tmp_path: Path) -> None:
+    from execd.app.audit_files import rebuild
+    from tests.helpers import intent, lines, replay
+
+    (tmp_path / "in.jsonl").write_bytes(lines(*(intent(n) for n in range(1, 40))))
+    ledger = await replay(tmp_path / "run", [tmp_path / "in.jsonl"], segment_bytes=4096)
+    segments = list_segments(ledger)
+    assert len(segments) > 2
+    assert rebuild(tmp_path / "all", ledger).first == 1
+    segments[0].unlink()  # as `execd ledger archive` moves it out
+    done = rebuild(tmp_path / "rest", ledger)
+    assert done.first is not None and done.first > 1
+    assert done.records == len(_hashes(ledger))
