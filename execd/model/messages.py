@@ -894,6 +894,9 @@ class HoldingsIn(Struct, gc=False):
     record: HoldingsRecord
     seq: int
     compare: bool = False
+    # A later read found the same holdings (no record written): when (ns, wall clock).
+    # What a Safety Sell of them judges their age by.
+    read: int | None = None
 
 
 # A batch is a plain list: batching is what keeps the per-message stream cost off

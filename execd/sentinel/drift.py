@@ -41,6 +41,7 @@ class Held(Struct, frozen=True):
 
     record: HoldingsRecord
     seq: int
+    read: int | None = None  # a later read found the same (ns, wall clock)
 
 
 # How old a holdings read may be for a Safety Sell of it, by default: three reads'
@@ -55,7 +56,7 @@ def stale(held: Held, venue: str, wall: int | None, max_age: float | None,
     ``max_age`` (seconds) is the operator's; by default three ``holdings_ms``. A record
     without a wall time (or a request without one) cannot be judged, and is not refused.
     """
-    read = held.record.wall_time
+    read = held.read if held.read is not None else held.record.wall_time
     if wall is None or read is None:
         return None
     every = ccxt.holdings_ms if ccxt is not None else 0
@@ -68,9 +69,9 @@ def stale(held: Held, venue: str, wall: int | None, max_age: float | None,
     age = wall - read
     if age <= limit:
         return None
-    return (f"venue={venue!r}: its last holdings record (seq {held.seq}) is {age / 1e9:.1f} s "
-            f"old, more than {why}: what the account holds now may differ. Wait for the "
-            "next read, or give --max-age")
+    return (f"venue={venue!r}: its last holdings read (record seq {held.seq}) is "
+            f"{age / 1e9:.1f} s old, more than {why}: what the account holds now may "
+            "differ. Wait for the next read, or give --max-age")
 
 
 class DriftState:
@@ -92,9 +93,9 @@ class DriftState:
         else:
             self.drifting.pop(key, None)
 
-    def holdings(self, record: HoldingsRecord, seq: int) -> None:
-        """A ``holdings`` record, at ``seq``."""
-        self.held[record.venue] = Held(record, seq)
+    def holdings(self, record: HoldingsRecord, seq: int, read: int | None = None) -> None:
+        """A ``holdings`` record, at ``seq`` (``read``: a later read found the same)."""
+        self.held[record.venue] = Held(record, seq, read)
 
     def encode(self) -> bytes:
         """The state as JSON, for a snapshot."""

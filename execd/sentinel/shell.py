@@ -127,7 +127,7 @@ async def run_settlements(core: SentinelCore,
                 # A venue's holdings: compared (and their records written) by the
                 # schedule task's next step, which records what the sentinel finds.
                 if core.risk is not None:
-                    core.risk.drift.holdings(settled.record, settled.seq)
+                    core.risk.drift.holdings(settled.record, settled.seq, settled.read)
                     if settled.compare:
                         core.risk.arrived.append(settled)
                         if nudge is not None:

@@ -90,7 +90,7 @@ async def test_a_balance_changed_behind_execds_back_is_drift_and_reduces(
     assert seqs[drift["holdings"]]["kind"] == "holdings"
     # The Safety Sell sold what the venue held (free), not the ledger's 0.00999.
     assert not seen["stale"]["ok"], seen["stale"]
-    assert "its last holdings record (seq " in seen["stale"]["error"]
+    assert "its last holdings read (record seq " in seen["stale"]["error"]
     assert "old, more than --max-age 1e-09 s" in seen["stale"]["error"]
     [answer] = answers
     assert answer["ok"], answer
@@ -130,3 +130,31 @@ async def test_a_read_while_an_order_rests_is_not_compared(
     holdings = [r["body"] for r in ledger if r["kind"] == "holdings"]
     assert holdings[0]["why"] == "start" and holdings[0]["quiet"] is True
     assert any(h["why"] == "poll" and not h.get("quiet") for h in holdings)
+
+
+async def test_a_steady_account_read_on_is_fresh_for_a_safety_sell(tmp_path: Path) -> None:
+    """Holdings are recorded when they change; reads that find them the same keep
+    them fresh, so a Safety Sell of a steady account is not refused as stale."""
+    fake = fake_exchange(balances={"BTC": D("1"), "USDT": D("1000000")})
+    await fake.start()
+    answers: list[dict[str, Any]] = []
+
+    async def wait_then_sell(daemon: Daemon) -> None:
+        await _until(lambda: bool(_kind(tmp_path, "outcome")))
+        await anyio.sleep(0.6)  # twelve reads of 50 ms: more than three, all the same
+        answers.append(await daemon._command(Request(
+            "safety-sell", venue="binance", reason="flatten", actor="ops", basis="venue")))
+
+    try:
+        ledger = await run_live(tmp_path, fake, [live_intent(1)], during=wait_then_sell,
+                                expect=2, holdings_ms=50)
+    finally:
+        await fake.stop()
+    [answer] = answers
+    assert answer["ok"], answer
+    sell = next(r for r in ledger if r["kind"] == "safety_sell")
+    before = [r for r in ledger if r["kind"] == "holdings" and r["seq"] < sell["seq"]]
+    # Sold from the record written after the fill, 0.6 s (four times three reads) old:
+    # the reads since found the same and wrote none.
+    assert sell["body"]["holdings"] == before[-1]["seq"]
+    assert before[-1]["body"]["why"] == "poll"

@@ -33,6 +33,7 @@ async def run(venue: CcxtVenue, send: ObjectSendStream[list[Entry]]) -> None:
         quiet = not venue.startup.had_unresolved
         compared = False  # the last record written was read quiet
         why: Literal["start", "poll"] = "start"
+        durable: list[tuple[HoldingsRecord, int]] = []  # the last record, once durable
         while not venue.stopping.is_set():
             if balance is not None:
                 found = (amounts(balance, "total"), amounts(balance, "free"))
@@ -41,7 +42,11 @@ async def run(venue: CcxtVenue, send: ObjectSendStream[list[Entry]]) -> None:
                 # what a busy one saw (a fill it overlapped), so none goes uncompared.
                 if found != last or (quiet and not compared):
                     last, compared = found, quiet
-                    await send.send([_entry(venue, why, found, quiet, started)])
+                    await send.send([_entry(venue, why, found, quiet, started, durable)])
+                elif durable:
+                    # The same holdings read again: no record, but the one held is fresh.
+                    record, seq = durable[0]
+                    venue.settle(HoldingsIn(record, seq, read=venue.wall.now()))
             why = "poll"
             every = venue.table.holdings_ms
             await venue.driver.pause(every / 1000 if every else 1.0)
@@ -64,11 +69,12 @@ async def _read(venue: CcxtVenue) -> Any:
 
 def _entry(venue: CcxtVenue, why: Literal["start", "poll"],
            found: tuple[dict[str, Decimal], dict[str, Decimal]], quiet: bool,
-           started: int) -> Entry:
+           started: int, durable: list[tuple[HoldingsRecord, int]]) -> Entry:
     record = HoldingsRecord(venue.venue, why, found[0], found[1], quiet, venue.wall.now())
     entry = Entry(LATE, "holdings", venue.time, record)
 
     def then(seq: int) -> None:
+        durable[:] = [(record, seq)]
         # Compared only if still quiet: no order was started since the read.
         venue.settle(HoldingsIn(record, seq, quiet and venue.orders_started == started))
 

@@ -108,7 +108,7 @@ def test_a_safety_sell_never_sells_from_a_holdings_read_older_than_allowed() -> 
     assert stale(read, "v", 10**12 + 180 * second, None, ccxt) is None   # 3 reads' worth
     found = stale(read, "v", 10**12 + 181 * second, None, ccxt)
     assert found is not None and found.startswith(
-        "venue='v': its last holdings record (seq 7) is 181.0 s old, more than "
+        "venue='v': its last holdings read (record seq 7) is 181.0 s old, more than "
         "3 x ccxt.holdings_ms (60000 ms)")
     assert stale(read, "v", 10**12 + 181 * second, 200, ccxt) is None    # the operator's
     assert "more than --max-age 5 s" in (stale(read, "v", 10**12 + 6 * second, 5, ccxt) or "")
@@ -120,3 +120,21 @@ def test_a_safety_sell_never_sells_from_a_holdings_read_older_than_allowed() -> 
     unknown = Held(HoldingsRecord("v", "poll", {}, {}), 7)
     assert stale(unknown, "v", 10**15, None, ccxt) is None
     assert stale(read, "v", None, None, ccxt) is None
+
+
+def test_a_later_read_of_the_same_holdings_keeps_them_fresh() -> None:
+    """Holdings are recorded only when they change: a steady account read every
+    holdings_ms is as fresh as its last read, not as its last record."""
+    import msgspec
+
+    from execd.config.schema import CcxtConfig
+    from execd.sentinel.drift import stale
+
+    ccxt = msgspec.convert({"exchange": "binance", "holdings_ms": 60_000}, CcxtConfig)
+    state = DriftState()
+    record = HoldingsRecord("v", "poll", {}, {}, wall_time=10**12)
+    state.holdings(record, 7)
+    later = 10**12 + 600 * 10**9
+    assert stale(state.held["v"], "v", later, None, ccxt) is not None
+    state.holdings(record, 7, read=later - 10**9)
+    assert stale(state.held["v"], "v", later, None, ccxt) is None
