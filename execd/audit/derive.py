@@ -58,7 +58,7 @@ class _Held:
 
 class Derivation:
     """The derived files' state, fed ledger records in order. Bounded by the symbols
-    held, the portfolios' targets and the live orders in flight."""
+    held, the portfolios' targets, the live orders in flight and the legs open."""
 
     def __init__(self) -> None:
         self.seq = 0
@@ -69,6 +69,9 @@ class Derivation:
         # the placed send's wall time).
         self.orders: dict[str, list[int | None]] = {}
         self.targets: dict[str, dict[str, Any]] = {}
+        # A target's legs without their own outcome yet: leg id -> target id. Only
+        # these are a target's fills (an input intent may say anything in its context).
+        self.legs: dict[str, str] = {}
 
     def feed(self, seq: int, kind: str, time: int, body: Any, hash_: str
              ) -> tuple[list[bytes], list[bytes]]:
@@ -96,6 +99,9 @@ class Derivation:
         for leg in body.get("legs") or ():
             if isinstance(leg, list) and len(leg) >= 2:
                 symbols[str(leg[0])] = str(leg[1])
+            if isinstance(leg, list) and len(leg) >= 6 and leg[4] is not None and (
+                    leg[5] in ("sent", "deferred")):
+                self.legs[str(leg[4])] = str(body.get("target_id"))
         self.targets[portfolio] = {"target_id": body.get("target_id"),
                                    "as_of": body.get("as_of"), "venue": body.get("venue"),
                                    "symbols": symbols}
@@ -104,6 +110,9 @@ class Derivation:
                  ) -> tuple[list[bytes], list[bytes]]:
         intent_id = str(body.get("intent_id"))
         times = self.orders.pop(intent_id, None)
+        # A leg's own outcome (an order's, or its schedule's summary after its
+        # children's) ends it; a child's fill is its parent leg's.
+        target_id = self.legs.pop(intent_id, None) or self.legs.get(str(body.get("parent")))
         if body.get("status") not in _FILLS or body.get("children") is not None:
             return [], []
         filled = Decimal(str(body.get("filled_quantity", "0")))
@@ -132,11 +141,9 @@ class Derivation:
                and isinstance(sent, int) else None}
         raw = body.get("intent")
         intent: dict[str, Any] = raw if isinstance(raw, dict) else {}
-        inner = intent.get("context")
-        context: dict[str, Any] = inner if isinstance(inner, dict) else {}
         audit = {"source_run": intent.get("source_run"), "seq": seq, "hash": hash_,
                  "intent_id": intent_id, "parent": body.get("parent"),
-                 "target_id": context.get("target_id"), "venue": venue, "symbol": symbol,
+                 "target_id": target_id, "venue": venue, "symbol": symbol,
                  "side": side, "filled": str(filled)}
         return [_encode(log) + b"\n"], [_encode(audit) + b"\n"]
 
@@ -147,7 +154,7 @@ class Derivation:
                 "held": [[venue, symbol, str(h.position),
                           None if h.average is None else str(h.average), h.last]
                          for (venue, symbol), h in sorted(self.held.items())],
-                "orders": self.orders, "targets": self.targets}
+                "orders": self.orders, "targets": self.targets, "legs": self.legs}
 
     @classmethod
     def restore(cls, saved: dict[str, Any]) -> Derivation:
@@ -163,6 +170,7 @@ class Derivation:
             held.last = dict(last) if last is not None else None
         done.orders = {str(k): list(v) for k, v in dict(saved["orders"]).items()}
         done.targets = {str(k): dict(v) for k, v in dict(saved["targets"]).items()}
+        done.legs = {str(k): str(v) for k, v in dict(saved.get("legs", {})).items()}
         return done
 
     def state(self) -> bytes:

@@ -60,7 +60,9 @@ def held_now(position: Position) -> Decimal:
 
 
 _SELLS = frozenset(("TRIM", "EXIT", "EMERGENCY_EXIT"))
-_LEAST, _BEYOND = Decimal("1e-18"), Decimal("1e15")
+# Within 1e-18 .. 1e15 by adjusted exponent, as every number the sentinel takes
+# (sentinel/core.py): below 1e16.
+_LEAST, _BEYOND = Decimal("1e-18"), Decimal("1e16")
 
 
 class Sized(msgspec.Struct, frozen=True, gc=False):

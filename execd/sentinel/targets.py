@@ -59,7 +59,9 @@ if TYPE_CHECKING:
 _ZERO, _ONE = Decimal(0), Decimal(1)
 # At most this many symbols in one target.
 MAX_SYMBOLS = 1000
-_LEAST, _BEYOND = Decimal("1e-18"), Decimal("1e15")
+# Within 1e-18 .. 1e15 by adjusted exponent, as every number the sentinel takes
+# (sentinel/core.py): below 1e16.
+_LEAST, _BEYOND = Decimal("1e-18"), Decimal("1e16")
 
 
 class Portfolio(Struct):

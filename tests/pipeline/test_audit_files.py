@@ -188,3 +188,27 @@ async def test_a_ledger_whose_first_records_were_archived_says_the_files_lack_th
     done = rebuild(tmp_path / "rest", ledger)
     assert done.first is not None and done.first > 1
     assert done.records == len(_hashes(ledger))
+
+
+async def test_only_a_targets_own_legs_are_its_fills_in_the_audit_file(tmp_path: Path) -> None:
+    from execd.app.audit_files import rebuild
+    from tests.helpers import intent, lines, replay
+
+    twap = {"algorithm": "twap", "duration": 20, "slices": 2}
+    rows = [{"kind": "target", "portfolio_id": "core", "source_run": "run-1", "as_of": 1,
+             "venue": "binance", "execution": twap,
+             "targets": [{"symbol": "ETH/USDT", "quantity": "3", "price": "2000"}]},
+            intent(1, context={"target_id": "00000000-0000-4000-8000-00000000dead"}),
+            {"kind": "tick", "time": 10}, {"kind": "tick", "time": 20}]
+    (tmp_path / "in.jsonl").write_bytes(lines(*rows))
+    ledger = await replay(tmp_path / "run", [tmp_path / "in.jsonl"])
+    rebuild(tmp_path / "out", ledger)
+    audits = [json.loads(x) for x in (tmp_path / "out" / "audit" / "audit.jsonl")
+              .read_bytes().splitlines()]
+    [target] = [json.loads(x)["body"] for x in list_segments(ledger)[0].read_bytes()
+                .splitlines() if json.loads(x)["kind"] == "target"]
+    by_symbol: dict[str, set[Any]] = {}
+    for line in audits:
+        by_symbol.setdefault(line["symbol"], set()).add(line["target_id"])
+    assert by_symbol == {"ETH/USDT": {target["target_id"]}, "BTC/USDT": {None}}
+    assert sum(1 for line in audits if line["symbol"] == "ETH/USDT") == 2  # both children

@@ -231,3 +231,15 @@ async def test_what_is_wrong_whatever_the_size_is_said_before_the_size(tmp_path:
         assert got[n]["reason"] == reasons.INTENT_NUMBER_OUT_OF_RANGE, got[n]
         assert got[n]["detail"].startswith("reference_price=1E+30 is outside"), got[n]
     assert (got[5]["status"], Decimal(got[5]["filled_quantity"])) == ("FILLED", Decimal(5))
+
+
+@pytest.mark.asyncio
+async def test_a_price_the_checks_take_is_one_sizing_takes(tmp_path: Path) -> None:
+    """1e15 and 9.99e15 are within 1e-18 .. 1e15 by exponent, for sizing as for every
+    check: sized from the allocation, not SIZE_PRICE_UNKNOWN."""
+    rows = [sized(n, action="ADD", size_frac="1", allocation="momentum",
+                  reference_price=price) for n, price in ((1, "1e15"), (2, "9.99e15"))]
+    got = _by_n(await _run(tmp_path, rows))
+    for n in (1, 2):
+        assert got[n].get("reason") != reasons.SIZE_PRICE_UNKNOWN, got[n]
+        assert got[n]["sizing"]["basis"] == "allocation", got[n]
