@@ -76,6 +76,7 @@ TARGET_WEIGHTS_EXCEEDED: Final = "TARGET_WEIGHTS_EXCEEDED"
 TARGET_STALE: Final = "TARGET_STALE"
 TARGET_REPEATED: Final = "TARGET_REPEATED"
 TARGET_REACHED: Final = "TARGET_REACHED"
+TARGET_SUPERSEDED: Final = "TARGET_SUPERSEDED"
 TARGET_SYMBOL_CLAIMED: Final = "TARGET_SYMBOL_CLAIMED"
 SCHEDULE_SUPERSEDED: Final = "SCHEDULE_SUPERSEDED"
 # Sizing (README, "Sizing"): an intent that gives a fraction instead of a quantity.
@@ -206,6 +207,8 @@ REASONS: Final[dict[str, str]] = {
     "nothing is sent.",
     TARGET_REACHED: "SKIPPED: a target's deferred order (its symbol's superseded schedule "
     "still had a live child out) has nothing left to do once that child settled.",
+    TARGET_SUPERSEDED: "SKIPPED: a target's deferred order, never sent, replaced by a "
+    "newer target's order for the symbol (deferred too while the same child is out).",
     TARGET_SYMBOL_CLAIMED: "REJECTED: a target names a symbol at a venue that another "
     "portfolio's targets own (the position there is one, and one portfolio's).",
     SCHEDULE_SUPERSEDED: "A parent order made for a target whose portfolio got a newer "

@@ -81,7 +81,13 @@ class _Encoded(Struct):
     # Each target record with legs awaiting once, and those legs' ids.
     awaiting: list[tuple[TargetRecord, list[uuid.UUID]]] = []
     ending: list[tuple[uuid.UUID, str]] = []
-    # Each target record with deferred legs once: (leg id, the superseded parent).
+
+
+class _EncodedLater(_Encoded):
+    """With deferred legs: each target record with some once, (leg id, the superseded
+    parent). A state without any is encoded as :class:`_Encoded`, so its checkpoints'
+    bytes are what they were before deferred legs existed."""
+
     deferred: list[tuple[TargetRecord, list[tuple[uuid.UUID, uuid.UUID]]]] = []
 
 
@@ -120,6 +126,8 @@ class Targets:
             targets[leg.symbol] = leg.target
             if leg.leg is not None and leg.what == "deferred":
                 parent = before.legs.get(leg.symbol) if before is not None else None
+                if parent in self.deferred:  # replacing a deferred one: the same child
+                    parent = self.deferred[parent][2]
                 if parent is not None:
                     self.deferred[leg.leg] = (record, leg, parent)
                 legs[leg.symbol] = leg.leg
@@ -154,15 +162,16 @@ class Targets:
         later: dict[uuid.UUID, tuple[TargetRecord, list[tuple[uuid.UUID, uuid.UUID]]]] = {}
         for leg_id_, (record, _, parent) in self.deferred.items():
             later.setdefault(record.target_id, (record, []))[1].append((leg_id_, parent))
-        return msgspec.json.encode(_Encoded(
-            sorted(self.portfolios.items()),
-            [(v, s, p) for (v, s), p in sorted(self.owners.items())],
-            list(records.values()), list(self.ending.items()), list(later.values())))
+        parts = (sorted(self.portfolios.items()),
+                 [(v, s, p) for (v, s), p in sorted(self.owners.items())],
+                 list(records.values()), list(self.ending.items()))
+        return msgspec.json.encode(_EncodedLater(*parts, list(later.values())) if later
+                                   else _Encoded(*parts))
 
     @classmethod
     def decode(cls, data: bytes) -> Targets:
         """A state :meth:`encode` made."""
-        raw = msgspec.json.decode(data, type=_Encoded)
+        raw = msgspec.json.decode(data, type=_EncodedLater)
         state = cls()
         state.portfolios = dict(raw.portfolios)
         state.owners = {(venue, symbol): name for venue, symbol, name in raw.owners}
@@ -326,8 +335,14 @@ def target(core: SentinelCore, item: TargetIn) -> Entry:
         _end(core, set(ending), state, item.time)
     # A superseded schedule with a live child out ends when that child settles: what
     # it fills is not known yet, so the symbol's order waits for it.
-    later = {symbol for symbol, parent in (before.legs.items() if before else ())
-             if parent in ending and parent in core.schedules.core}
+    # A deferred order of the target before, for a symbol this one names, is replaced
+    # by this one's (deferred too while that child is still out).
+    replaced = {symbol: prev for symbol, prev in (before.legs.items() if before else ())
+                if symbol in found and prev in state.deferred}
+    waits = {symbol: state.deferred[prev][2] if symbol in replaced else prev
+             for symbol, prev in (before.legs.items() if before else ())
+             if symbol in found and (prev in ending or symbol in replaced)}
+    later = {symbol for symbol, parent in waits.items() if parent in core.schedules.core}
     legs = list(_legs(core, spec, sha, found, prices, later))
     record = TargetRecord(
         target_id, sha, spec.portfolio_id, spec.source_run, spec.as_of, spec.venue, legs,
@@ -339,10 +354,28 @@ def target(core: SentinelCore, item: TargetIn) -> Entry:
     for parent in ending:
         if parent not in core.schedules.core:  # its outcome is recorded with this target
             state.ending.pop(parent, None)
+    for prev in sorted(replaced.values()):
+        _replaced(core, state, prev, record, item.seq + 1)
     for leg in legs:
         if leg.leg is not None and leg.what == "sent":
             _send(core, record, leg, item.seq + 1, item.time)
     return Entry(seq, "target", item.time, record)
+
+
+def _replaced(core: SentinelCore, state: Targets, prev: uuid.UUID, by: TargetRecord,
+              seq: int) -> None:
+    """The outcome of a deferred order, never sent, that the newer target ``by``
+    replaces: SKIPPED ``TARGET_SUPERSEDED`` (its one outcome)."""
+    record, leg, _ = state.deferred.pop(prev)
+    way = _ONE if leg.target >= leg.position else -_ONE
+    intent = leg_intent(record, msgspec.structs.replace(leg, quantity=way))
+    item = IntentIn(seq, core.time, None, msgspec.structs.replace(intent, quantity=_ZERO),
+                    encode(intent))
+    if core.seen.add(prev):
+        core._inserted.append(core.refuse(item, prev, Refusal(
+            reasons.TARGET_SUPERSEDED, f"{leg.symbol}: deferred, never sent; target "
+            f"{by.target_id} of portfolio {by.portfolio_id} came first", "SKIPPED")))
+        core.shift += 1
 
 
 def _signature(risk: Risk, item: TargetIn) -> bool | Refusal:

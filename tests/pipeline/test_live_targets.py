@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import pytest
 
 from execd.app.daemon import Daemon
 from execd.model import reasons
@@ -176,6 +177,59 @@ async def test_a_superseded_child_resting_at_the_venue_defers_the_newer_order_un
     assert seqs[leg[4]] > seqs[child["intent_id"]]  # after the child settled, not before
     assert sent["status"] == "FILLED"
     assert D("0.02") - 2 * LOT <= _held(ledger) <= D("0.02")
+    _one_order_per_leg(ledger, fake)
+
+
+@pytest.mark.parametrize("third", ["0.005", "0", "left out"])
+async def test_a_newer_target_while_a_leg_is_deferred_replaces_it(tmp_path: Path,
+                                                                  third: str) -> None:
+    """Target 2 is deferred behind a child the venue will not cancel; target 3 comes
+    before the child settles (lower, 0, or a full target that leaves the symbol out:
+    0). Target 2's order is never sent (TARGET_SUPERSEDED), target 3's waits for the
+    same child and is computed from its fill: the account ends at target 3, not past."""
+    fake = fake_exchange()
+    await fake.start()
+    first = target(1, "0.03", execution={"algorithm": "twap", "duration": 100, "slices": 3},
+                   urgency="medium")
+    first["targets"][0]["price"] = "40000"
+    newest = target(3, "0") if third == "left out" else target(3, third)
+    if third == "left out":
+        newest["targets"] = [{"symbol": "ETH/USDT", "quantity": "0"}]
+
+    async def chain(daemon: Daemon) -> None:
+        with anyio.fail_after(10):
+            while not fake.open_orders():
+                await anyio.sleep(0.02)
+        fake.inject("503_json", method="DELETE", path="/api/v3/order", times=1000)
+        for n, row in ((2, target(2, "0.02")), (3, newest)):
+            drop(tmp_path / "lakehouse" / "inbox", f"t{n}.jsonl", lines(row))
+            with anyio.fail_after(10):
+                while len(_kind(tmp_path, "target")) < n:
+                    await anyio.sleep(0.02)
+        fake.fill_resting("BTC/USDT")  # the child fills in full after all
+        leg = next(g for g in _kind(tmp_path, "target")[2]["legs"] if g[0] == "BTC/USDT")
+        with anyio.fail_after(10):
+            while not any(o["intent_id"] == leg[4] for o in _kind(tmp_path, "outcome")):
+                await anyio.sleep(0.02)
+        drop(tmp_path / "lakehouse" / "inbox", "z.jsonl", lines(live_intent(99, action="HOLD")))
+
+    try:
+        ledger = await run_live(tmp_path, fake, [{"kind": "tick", "time": 0}, first],
+                                during=chain, until=f"00000000-0000-4000-8000-{99:012d}")
+    finally:
+        await fake.stop()
+    _, second, last = (r["body"] for r in ledger if r["kind"] == "target")
+    [deferred] = second["legs"]
+    btc = next(g for g in last["legs"] if g[0] == "BTC/USDT")
+    assert deferred[5] == btc[5] == "deferred"
+    outcomes = {r["body"]["intent_id"]: r["body"] for r in ledger if r["kind"] == "outcome"}
+    assert (outcomes[deferred[4]]["status"], outcomes[deferred[4]]["reason"]) == (
+        "SKIPPED", reasons.TARGET_SUPERSEDED)
+    assert not any(r["kind"] == "order" and r["body"]["intent_id"] == deferred[4]
+                   for r in ledger)
+    assert outcomes[btc[4]]["side"] == "sell"
+    wanted = D(0) if third == "left out" else D(third)
+    assert wanted - 2 * LOT <= _held(ledger) <= wanted + LOT
     _one_order_per_leg(ledger, fake)
 
 

@@ -239,6 +239,7 @@ def test_the_targets_state_keeps_owners_and_each_record_once() -> None:
     state.owners[("w", "OLD")] = "p"  # a symbol owned before the portfolio's last target
     data = state.encode()
     assert data.count(b'"sha256":"x"') == 1  # the record once, not once per leg
+    assert b"deferred" not in data  # checkpoints without deferred legs: bytes as before
     again = Targets.decode(data)
     assert again.owners == state.owners and again.awaiting == state.awaiting
     # A deferred leg (its symbol's superseded schedule still had a child out) is kept
