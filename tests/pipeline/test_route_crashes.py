@@ -43,7 +43,10 @@ async def _run(directory: Path, primary: Any, port: int, backup_url: str, every:
     extra = _extra(directory, backup_url) + (
         f"\n[ledger]\ncheckpoint_records = {every}\n" if every else "")
     await primary.start(port=port)
-    loaded = config.load(write_live_config(directory, primary.url, extra=extra))
+    # A window of seconds, not the tests' usual 300 ms: each order's recvWindow is half of
+    # it, and a restart on a loaded machine must not find its send refused as late.
+    loaded = config.load(write_live_config(directory, primary.url, extra=extra,
+                                           acceptance_window_ms=1500))
     daemon = Daemon(loaded)
     ledger = directory / "ledger"
 

@@ -55,7 +55,10 @@ def _settled(ledger: Path) -> bool:
 
 async def _run(directory: Path, fake: Any, every: int, base: bool = False) -> None:
     extra = f"\n[ledger]\ncheckpoint_records = {every}\n" if every else ""
-    loaded = config.load(write_live_config(directory, fake.url, extra=extra))
+    # Sends' recvWindow is half the acceptance window: seconds, so that a restart on a
+    # loaded machine does not find its send refused as late.
+    loaded = config.load(write_live_config(directory, fake.url, extra=extra,
+                                           acceptance_window_ms=1500))
     daemon = Daemon(loaded)
     ledger = directory / "ledger"
     inbox = directory / "lakehouse" / "inbox"

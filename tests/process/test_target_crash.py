@@ -108,7 +108,12 @@ def test_sigkill_while_targets_are_worked_never_overshoots_nor_sends_twice(
                          lines({"kind": "tick", "time": run * 1000 + 900}))
                     late = 0
                 time.sleep(0.05)
-            code = process.wait(timeout=60)
+            try:
+                code = process.wait(timeout=60)
+            finally:
+                if process.poll() is None:  # never leave a daemon behind a failed run
+                    process.kill()
+                    process.wait()
             fake.on_order = None
             kills.append(f"{kind}:{value:g}->{code}")
         at_venue = list(fake.orders)
