@@ -454,6 +454,9 @@ def test_metrics_are_scraped_over_http_from_the_running_daemon(tmp_path: Path) -
          lines(*(priced(n, "5") for n in range(30)), priced(99, "50"), "not json",
                intent(100, venue="stubfail", quantity="1", reference_price="100")))
     wait_for(lambda: count_outcomes(ledger) == 33)
+    # The counters move once a record is durable, a moment after it is in the file.
+    wait_for(lambda: sum(v for (name, _), v in scrape(url).items()
+                         if name == "execd_outcomes_total") == 33)
     samples = scrape(url)
     assert samples[("execd_intents_ingested_total", frozenset())] == 32  # the bad line is not
     by_status = Counter(o["status"] for o in outcomes(ledger))
