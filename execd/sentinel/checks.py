@@ -101,6 +101,7 @@ class Candidate(Struct, frozen=True, gc=False):
     side: Side
     raw: bytes
     now: int
+    quantity: Decimal  # the intent's, sized: read once here, not per check
     rules: Rules
     context: LakehouseContext
     venue: VenueRisk
@@ -150,13 +151,14 @@ def candidate(intent: OrderIntent, intent_id: uuid.UUID, side: Side, raw: bytes,
     constraints = intent.constraints
     leverage = constraints.max_leverage if constraints is not None else None
     position = slot.position
+    quantity = intent.absolute
     grown = exposure = None
     if price is not None and (slot.limits.any_notional or leverage is not None):
-        grown = position.grown(side, intent.absolute, slot.at_once)
+        grown = position.grown(side, quantity, slot.at_once)
         if grown is not None:
             exposure = grown * price
-    return Candidate(intent, intent_id, side, raw, now, rules, context, slot.venue, slot.book,
-                     position, slot.limits, market, price, leverage, grown, exposure)
+    return Candidate(intent, intent_id, side, raw, now, quantity, rules, context, slot.venue,
+                     slot.book, position, slot.limits, market, price, leverage, grown, exposure)
 
 
 # ------------------------------------------------------------------ gates
@@ -243,7 +245,7 @@ def _not_only_shrinking(c: Candidate) -> str:
 
 def trading_reducing(c: Candidate) -> Refusal | None:
     """REDUCING accepts only what shrinks a position, whatever else fills."""
-    if c.rules.state == "REDUCING" and not c.position.reduces(c.side, c.intent.absolute):
+    if c.rules.state == "REDUCING" and not c.position.reduces(c.side, c.quantity):
         return Refusal(reasons.TRADING_REDUCING,
                        f"trading state is REDUCING: {_not_only_shrinking(c)}")
     return None
@@ -253,7 +255,7 @@ def reduce_only(c: Candidate) -> Refusal | None:
     """``constraints.reduce_only``: the order must fit inside what remains of the position."""
     constraints = c.intent.constraints
     if (constraints is not None and constraints.reduce_only
-            and not c.position.reduces(c.side, c.intent.absolute)):
+            and not c.position.reduces(c.side, c.quantity)):
         return Refusal(reasons.RISK_REDUCE_ONLY_VIOLATION, f"reduce_only: {_not_only_shrinking(c)}")
     return None
 
@@ -284,7 +286,7 @@ def needs_override(c: Candidate) -> bool:
     """In a crisis regime, an aggressive buy that adds to a long needs an operator's word."""
     return (c.context.regime in c.rules.crisis and c.side == "buy"
             and c.intent.urgency in _AGGRESSIVE
-            and not c.position.reduces(c.side, c.intent.absolute))
+            and not c.position.reduces(c.side, c.quantity))
 
 
 def regime_parity(c: Candidate) -> Refusal | None:
@@ -317,7 +319,7 @@ def order_notional(c: Candidate) -> Refusal | None:
     price = c.price
     if cap is None or price is None:
         return None
-    quantity = c.intent.absolute
+    quantity = c.quantity
     if quantity * price > cap:
         return Refusal(reasons.RISK_NOTIONAL_EXCEEDED,
                        f"notional={quantity * price} (quantity={quantity} x price={price}) > "

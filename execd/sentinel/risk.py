@@ -194,7 +194,7 @@ class Risk:
         if hold is not None:
             slot.book.accept(slot.position, side, hold, c.price, "async")
         else:
-            _commit(slot, side, intent.absolute, c.price, now, c.exposure)
+            _commit(slot, side, c.quantity, c.price, now, c.exposure)
         # Only in a crisis regime can an override have carried it (checks.needs_override).
         return override_of(c) if self._parity else None
 
