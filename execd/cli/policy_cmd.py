@@ -18,6 +18,7 @@ import msgspec
 
 from execd.model import ids
 from execd.model.errors import EXIT_CONFIG, EXIT_OK, ConfigError
+from execd.model.input import InputDecoder
 from execd.model.messages import OrderIntent, ScheduleRecord, encode, normal
 from execd.model.refusal import Refusal
 from execd.policy import file as policy_file
@@ -27,6 +28,7 @@ from execd.policy.rules import Match
 from execd.schedule.core import slices_of
 from execd.schedule.intake import schedule_of
 from execd.sentinel.checks import own_price
+from execd.sentinel.core import numbers_refused
 
 
 def _load(path: str) -> policy_file.Policy | None:
@@ -55,6 +57,10 @@ def explain(policy: policy_file.Policy, intent: OrderIntent, plane: Any,
     lines = [f"policy {policy.path} (sha256 {policy.sha256[:12]}…)"]
     intent_id = intent.intent_id or ids.derived_intent_id(encode(intent))
     intent = normal(intent)  # as the sentinel judges it: upper-case action, exits critical
+    refused = numbers_refused(intent)
+    if refused is not None:  # the daemon refuses it before any rule is asked
+        lines.append(f"decision: refused, {refused.reason}: {refused.detail}")
+        return lines
     applied = judge(policy, intent, plane)
     name = applied.rule if isinstance(applied, Applied) else policy.applies(Match(
         plane, intent.venue, intent.symbol, intent.urgency, intent.action, intent.source_run))
@@ -113,10 +119,15 @@ def cmd_policy_explain(args: argparse.Namespace) -> int:
     if policy is None:
         return EXIT_CONFIG
     try:
-        intent = msgspec.json.decode(args.line, type=OrderIntent)
-    except msgspec.DecodeError as exc:
+        # As the reader decodes it: decimals in JSON number syntax ("NaN" is refused).
+        intent = InputDecoder().decode(args.line.encode())
+    except (msgspec.DecodeError, UnicodeError, RecursionError) as exc:
         print(f"execd policy explain: LINE: expected an intent line, found {exc}",
               file=sys.stderr)
+        return EXIT_CONFIG
+    if not isinstance(intent, OrderIntent):
+        print(f"execd policy explain: LINE: expected an intent line, found a "
+              f"{type(intent).__name__}", file=sys.stderr)
         return EXIT_CONFIG
     print("\n".join(explain(policy, intent, args.plane, args.time)))
     return EXIT_OK

@@ -648,6 +648,20 @@ def _unsizable(intent: OrderIntent) -> Refusal | None:
     return None if usual else _prices(intent)
 
 
+def numbers_refused(intent: OrderIntent) -> Refusal | None:
+    """Why the sentinel refuses ``intent`` for its numbers or its side, before any rule
+    or plan (what ``execd policy explain`` asks first), or None."""
+    quantity = intent.quantity
+    if quantity is not None:
+        try:
+            usual = _LEAST <= quantity < _BEYOND
+        except InvalidOperation:  # a NaN
+            usual = False
+        if not usual:
+            return _quantity(quantity)
+    return _unsizable(intent)
+
+
 def size_item(core: SentinelCore, item: IntentIn, intent_id: uuid.UUID) -> IntentIn | Entry:
     """``item`` with its quantity resolved and its action in upper case (README,
     "Sizing"), or the outcome of why it could not be sized."""

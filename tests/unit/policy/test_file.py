@@ -133,6 +133,24 @@ def test_explain_names_the_rule_and_the_execution_and_plan_an_intent_gets(
     assert main(["policy", "explain", str(SHIPPED), exit_]) == 0
     out = capsys.readouterr().out
     assert "rule: paper" in out and "the quantity is sized when the daemon reads" in out
+    # What the daemon refuses before any rule, explain refuses as it does: a number not
+    # in JSON number syntax is no intent line (exit 2, never a traceback), one out of
+    # range or a side its action contradicts is the sentinel's refusal.
+    twap = line.replace('"urgency":"low"', '"execution":{"algorithm":"twap","duration":60,'
+                        '"slices":3}')
+    for bad in ('"NaN"', '"1_0"'):
+        assert main(["policy", "explain", str(SHIPPED),
+                     twap.replace('"0.30"', bad)]) == 2
+        assert "a decimal in JSON number syntax" in capsys.readouterr().err
+    for bad, reason in (('"1e400"', "INTENT_NUMBER_OUT_OF_RANGE"),
+                        ('"0"', "INTENT_QUANTITY_NOT_POSITIVE")):
+        assert main(["policy", "explain", str(SHIPPED), twap.replace('"0.30"', bad)]) == 0
+        assert f"decision: refused, {reason}: " in capsys.readouterr().out
+    assert main(["policy", "explain", str(SHIPPED),
+                 line.replace('"side":"buy"', '"side":"buy","action":"TRIM"')]) == 0
+    assert "decision: refused, INTENT_SIDE_CONFLICT: " in capsys.readouterr().out
+    assert main(["policy", "explain", str(SHIPPED), '{"kind":"tick","time":1}']) == 2
+    assert "found a ClockTick" in capsys.readouterr().err
 
 
 def test_the_digest_is_of_the_rules_whatever_their_order_or_comments(tmp_path: Path) -> None:
