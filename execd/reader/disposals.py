@@ -60,10 +60,15 @@ class Disposals:
         self.slots = anyio.Semaphore(finished_files)
         self._slot_count = finished_files
         self._reading_done = False
+        # What start-up found changed is recorded before the reader's first record, so
+        # the ledger's order does not depend on which task runs first.
+        self.changed_at_start = 0
+        self.start_recorded = anyio.Event()
 
     def found_changed(self, record: InputFileRecord, time: int, problem: str) -> None:
         """Start-up found a finished file changed: record that, then move it (no slot)."""
         self._finished.append(Finished(record, time, None, problem, slot=False))
+        self.changed_at_start += 1
 
     def move_logged(self, path: Path, target: Path, event: str) -> bool:
         """Move a file out of work/; a failure is logged and leaves it there (never fatal).
@@ -157,6 +162,7 @@ class Disposals:
                             "input.done")
                     if finished.slot:
                         self.slots.release()
+                self.start_recorded.set()  # the first drain took what start-up found
                 if self._reading_done and self.slots.value == self._slot_count:
                     return
                 self._finished_ready = anyio.Event()

@@ -311,6 +311,10 @@ class InboxSource:
 
     async def next_file(self) -> FileJob | None:
         """Wait for the next stable file; None once stopping."""
+        if self.disposals.changed_at_start and not self.disposals.start_recorded.is_set():
+            # Start-up found finished files changed: their outcomes go first.
+            with anyio.move_on_after(60):
+                await self.disposals.start_recorded.wait()
         if self._pending:
             return self._pending.pop(0)
         while not self.stopping.is_set():
