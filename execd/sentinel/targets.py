@@ -367,14 +367,22 @@ def _replaced(core: SentinelCore, state: Targets, prev: uuid.UUID, by: TargetRec
     """The outcome of a deferred order, never sent, that the newer target ``by``
     replaces: SKIPPED ``TARGET_SUPERSEDED`` (its one outcome)."""
     record, leg, _ = state.deferred.pop(prev)
+    _skip(core, record, leg, seq, Refusal(
+        reasons.TARGET_SUPERSEDED, f"{leg.symbol}: deferred, never sent; target "
+        f"{by.target_id} of portfolio {by.portfolio_id} came first", "SKIPPED"))
+
+
+def _skip(core: SentinelCore, record: TargetRecord, leg: LegRecord, seq: int,
+          refusal: Refusal) -> None:
+    """A deferred leg's one outcome without an order (``refusal``): an intent of
+    quantity 0 on the side it would have taken, in the core's inserted records."""
+    assert leg.leg is not None
     way = _ONE if leg.target >= leg.position else -_ONE
     intent = leg_intent(record, msgspec.structs.replace(leg, quantity=way))
     item = IntentIn(seq, core.time, None, msgspec.structs.replace(intent, quantity=_ZERO),
                     encode(intent))
-    if core.seen.add(prev):
-        core._inserted.append(core.refuse(item, prev, Refusal(
-            reasons.TARGET_SUPERSEDED, f"{leg.symbol}: deferred, never sent; target "
-            f"{by.target_id} of portfolio {by.portfolio_id} came first", "SKIPPED")))
+    if core.seen.add(leg.leg):
+        core._inserted.append(core.refuse(item, leg.leg, refusal))
         core.shift += 1
 
 
@@ -482,16 +490,10 @@ def release(core: SentinelCore) -> list[RouterItem]:
         if diff:
             _send(core, record, due, core.next_in, core.time)
             continue
-        way = _ONE if leg.target >= now else -_ONE  # the side it would have taken
-        intent = leg_intent(record, msgspec.structs.replace(due, quantity=way))
-        item = IntentIn(core.next_in, core.time, None,
-                        msgspec.structs.replace(intent, quantity=_ZERO), encode(intent))
-        if core.seen.add(leg_id_):
-            core._inserted.append(core.refuse(item, leg_id_, Refusal(
-                reasons.TARGET_REACHED, f"{leg.symbol} holds {now} with what is in flight: "
-                f"target {leg.target} of target {record.target_id} is reached now that "
-                "the schedule it superseded has settled", "SKIPPED")))
-            core.shift += 1
+        _skip(core, record, due, core.next_in, Refusal(
+            reasons.TARGET_REACHED, f"{leg.symbol} holds {now} with what is in flight: "
+            f"target {leg.target} of target {record.target_id} is reached now that "
+            "the schedule it superseded has settled", "SKIPPED"))
     out = list(core._inserted)
     core._inserted.clear()
     return out

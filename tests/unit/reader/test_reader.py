@@ -21,9 +21,9 @@ from tests.helpers import intent, lines
 
 
 def read(data: bytes, cuts: list[int] | None = None, max_line: int = 1 << 20,
-         clock: Any = None) -> list[Any]:
+         clock: Any = None, name: str = "f.jsonl", whole: bool = False) -> list[Any]:
     core = ReaderCore(clock or LogicalClock(), 0, max_line)
-    core.start_file("f.jsonl")
+    core.start_file(name, whole=whole)
     items: list[Any] = []
     position = 0
     for cut in sorted(cuts or []):
@@ -251,16 +251,7 @@ TARGET_FILE = json.dumps({
 
 def read_target_file(data: bytes, cuts: list[int] | None = None,
                      max_line: int = 1 << 20) -> list[Any]:
-    core = ReaderCore(LogicalClock(), 0, max_line)
-    core.start_file("t.json.target-1", whole=True)
-    items: list[Any] = []
-    position = 0
-    for cut in sorted(cuts or []):
-        items += core.feed(data[position:cut])
-        position = cut
-    items += core.feed(data[position:])
-    items += core.finish_file(len(data), "digest")
-    return items
+    return read(data, cuts, max_line, name="t.json.target-1", whole=True)
 
 
 @settings(max_examples=100)
