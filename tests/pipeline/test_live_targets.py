@@ -31,6 +31,15 @@ def target(as_of: int, quantity: str, **fields: Any) -> dict[str, Any]:
             "targets": [{"symbol": "BTC/USDT", "quantity": quantity}], **fields}
 
 
+def resting_target() -> dict[str, Any]:
+    """0.03 BTC over a 3-slice TWAP, judged at 40,000: each child a limit near 40,000,
+    which rests at the fake's 50,000 until filled by hand."""
+    first = target(1, "0.03", execution={"algorithm": "twap", "duration": 100, "slices": 3},
+                   urgency="medium")
+    first["targets"][0]["price"] = "40000"
+    return first
+
+
 def _kind(directory: Path, kind: str) -> list[dict[str, Any]]:
     ledger = directory / "ledger"
     return [r["body"] for r in records(ledger) if r["kind"] == kind] if ledger.exists() else []
@@ -145,9 +154,7 @@ async def test_a_superseded_child_resting_at_the_venue_defers_the_newer_order_un
     short), never past it, and never an order twice."""
     fake = fake_exchange()
     await fake.start()
-    twap = {"algorithm": "twap", "duration": 100, "slices": 3}
-    first = target(1, "0.03", execution=twap, urgency="medium")
-    first["targets"][0]["price"] = "40000"   # a limit near 40,000: rests at 50,000
+    first = resting_target()
 
     async def supersede(daemon: Daemon) -> None:
         with anyio.fail_after(10):
@@ -189,9 +196,7 @@ async def test_a_newer_target_while_a_leg_is_deferred_replaces_it(tmp_path: Path
     same child and is computed from its fill: the account ends at target 3, not past."""
     fake = fake_exchange()
     await fake.start()
-    first = target(1, "0.03", execution={"algorithm": "twap", "duration": 100, "slices": 3},
-                   urgency="medium")
-    first["targets"][0]["price"] = "40000"
+    first = resting_target()
     newest = target(3, "0") if third == "left out" else target(3, third)
     if third == "left out":
         newest["targets"] = [{"symbol": "ETH/USDT", "quantity": "0"}]

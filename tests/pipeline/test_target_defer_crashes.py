@@ -28,16 +28,9 @@ from execd.app.daemon import Daemon
 from execd.config import schema as config
 from tests.helpers import lines, records
 from tests.live import fake_exchange, write_live_config
-from tests.pipeline.test_live_targets import LOT, _held, target
+from tests.pipeline.test_live_targets import LOT, _held, resting_target, target
 
 D = Decimal
-TWAP = {"algorithm": "twap", "duration": 100, "slices": 3}
-
-
-def _first() -> dict[str, Any]:
-    first = target(1, "0.03", execution=TWAP, urgency="medium")
-    first["targets"][0]["price"] = "40000"  # a limit near 40,000 rests at 50,000
-    return first
 
 
 def _deferred_leg(ledger: Path) -> str | None:
@@ -66,7 +59,7 @@ async def _run(directory: Path, fake: Any, every: int, base: bool = False) -> No
     async def driver() -> None:
         if base:
             inbox.mkdir(parents=True, exist_ok=True)
-            (inbox / "a.jsonl").write_bytes(lines({"kind": "tick", "time": 0}, _first()))
+            (inbox / "a.jsonl").write_bytes(lines({"kind": "tick", "time": 0}, resting_target()))
             while not fake.open_orders():
                 await anyio.sleep(0.02)
             fake.fill_resting("BTC/USDT", D("0.004"))  # 0.004 of the child's 0.01
@@ -105,7 +98,7 @@ async def test_every_crash_point_of_a_deferred_leg_sends_it_once(tmp_path: Path,
             files = {b["body"]["file"] for b in bodies[:k] if b["kind"] == "input_file"}
             work = directory / "lakehouse" / "work"
             work.mkdir(parents=True)
-            for name, rows in (("a.jsonl", [{"kind": "tick", "time": 0}, _first()]),
+            for name, rows in (("a.jsonl", [{"kind": "tick", "time": 0}, resting_target()]),
                                ("b.jsonl", [target(2, "0.02")])):
                 if name not in files:  # claimed, not yet recorded: still in work/
                     (work / name).write_bytes(lines(*rows))
